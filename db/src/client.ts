@@ -1,0 +1,177 @@
+import { mkdirSync } from 'node:fs';
+import { PGlite } from '@electric-sql/pglite';
+import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import pg from 'pg';
+import * as schema from './schema/index.ts';
+
+export type Schema = typeof schema;
+/** The drizzle database both drivers give; repositories are written against this. */
+export type Database = PgDatabase<PgQueryResultHKT, Schema>;
+export type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
+
+export interface DatabaseOptions {
+  /** A postgres:// URL: use a pg Pool. Without it, PGlite. */
+  url?: string;
+  /** PGlite data directory; in memory when absent. Ignored with `url`. */
+  dataDir?: string;
+  /** pg pool size. @default 10 */
+  poolSize?: number;
+  /** Shown in pg_stat_activity. */
+  applicationName?: string;
+  /** Pool acquire timeout in ms. @default 5000 */
+  connectionTimeoutMs?: number;
+  /** Per-statement timeout in ms (pg only). @default 15000 */
+  statementTimeoutMs?: number;
+}
+
+export type NotificationListener = (payload: string) => void;
+
+export interface DatabaseHandle {
+  readonly db: Database;
+  readonly kind: 'pg' | 'pglite';
+  /** The pg pool (production mode), for tools such as the benchmark. */
+  readonly pool?: pg.Pool;
+  readonly pglite?: PGlite;
+  /** Resolves when the database answers `select 1`. */
+  ping(): Promise<void>;
+  /**
+   * Subscribes to a NOTIFY channel. `onReconnect` is called after a lost LISTEN connection
+   * came back: notifications may have been missed in between.
+   */
+  listen(channel: string, listener: NotificationListener, onReconnect?: () => void): Promise<() => Promise<void>>;
+  close(): Promise<void>;
+}
+
+const channelPattern = /^[a-z_][a-z0-9_]{0,62}$/;
+
+export async function createDatabase(options: DatabaseOptions = {}): Promise<DatabaseHandle> {
+  return options.url ? createPgDatabase(options.url, options) : createPgliteDatabase(options.dataDir);
+}
+
+async function createPgliteDatabase(dataDir: string | undefined): Promise<DatabaseHandle> {
+  if (dataDir) mkdirSync(dataDir, { recursive: true });
+  const client = new PGlite(dataDir);
+  await client.waitReady;
+  const db = drizzlePglite(client, { schema }) as unknown as Database;
+  return {
+    db,
+    kind: 'pglite',
+    pglite: client,
+    async ping() {
+      await client.query('select 1');
+    },
+    async listen(channel, listener) {
+      if (!channelPattern.test(channel)) throw new Error(`invalid channel ${channel}`);
+      const unsubscribe = await client.listen(channel, listener);
+      return async () => unsubscribe();
+    },
+    async close() {
+      if (!client.closed) await client.close();
+    },
+  };
+}
+
+async function createPgDatabase(url: string, options: DatabaseOptions): Promise<DatabaseHandle> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? 10,
+    application_name: options.applicationName ?? 'ghostpay',
+    connectionTimeoutMillis: options.connectionTimeoutMs ?? 5_000,
+    statement_timeout: options.statementTimeoutMs ?? 15_000,
+    idleTimeoutMillis: 30_000,
+  });
+  // A pool error (e.g. the server restarted) must not crash the process; the next query reconnects.
+  pool.on('error', () => {});
+  const db = drizzlePg(pool, { schema }) as unknown as Database;
+  const listeners = new Set<() => Promise<void>>();
+  return {
+    db,
+    kind: 'pg',
+    pool,
+    async ping() {
+      await pool.query('select 1');
+    },
+    async listen(channel, listener, onReconnect) {
+      if (!channelPattern.test(channel)) throw new Error(`invalid channel ${channel}`);
+      const listenerHandle = createReconnectingListener(url, channel, listener, onReconnect);
+      await listenerHandle.ready;
+      listeners.add(listenerHandle.stop);
+      return async () => {
+        listeners.delete(listenerHandle.stop);
+        await listenerHandle.stop();
+      };
+    },
+    async close() {
+      await Promise.all([...listeners].map((stop) => stop()));
+      await pool.end();
+    },
+  };
+}
+
+/** A dedicated LISTEN connection that reconnects with capped exponential backoff. */
+function createReconnectingListener(url: string, channel: string, listener: NotificationListener, onReconnect?: () => void) {
+  let stopped = false;
+  let client: pg.Client | undefined;
+  let attempt = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let resolveReady!: () => void;
+  let rejectReady!: (error: Error) => void;
+  const ready = new Promise<void>((resolve, reject) => {
+    resolveReady = resolve;
+    rejectReady = reject;
+  });
+  let connectedOnce = false;
+
+  const connect = async () => {
+    if (stopped) return;
+    const next = new pg.Client({ connectionString: url, application_name: `ghostpay-listen-${channel}` });
+    next.on('notification', (message) => {
+      if (message.channel === channel) listener(message.payload ?? '');
+    });
+    next.on('error', () => scheduleReconnect(next));
+    next.on('end', () => scheduleReconnect(next));
+    try {
+      await next.connect();
+      await next.query(`listen ${channel}`);
+      client = next;
+      attempt = 0;
+      if (connectedOnce) onReconnect?.();
+      connectedOnce = true;
+      resolveReady();
+    } catch (error) {
+      next.removeAllListeners('end');
+      await next.end().catch(() => {});
+      if (!connectedOnce && attempt === 0) {
+        rejectReady(error as Error);
+        stopped = true;
+        return;
+      }
+      scheduleReconnect(undefined);
+    }
+  };
+  const scheduleReconnect = (from: pg.Client | undefined) => {
+    if (stopped || (from && from !== client) || timer) return;
+    client = undefined;
+    const delay = Math.min(5_000, 100 * 2 ** attempt++) * (0.5 + Math.random() / 2);
+    timer = setTimeout(() => {
+      timer = undefined;
+      void connect();
+    }, delay);
+  };
+  void connect();
+  return {
+    ready,
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      const current = client;
+      client = undefined;
+      if (current) {
+        current.removeAllListeners('end');
+        await current.end().catch(() => {});
+      }
+    },
+  };
+}

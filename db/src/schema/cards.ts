@@ -1,0 +1,92 @@
+import { sql } from 'drizzle-orm';
+import { bigint, char, check, index, integer, pgSchema, primaryKey, smallint, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+import { users } from './auth.ts';
+
+export const cardsSchema = pgSchema('cards');
+
+export const cardStatuses = ['ACTIVE', 'USED', 'EXPIRED', 'CANCELED'] as const;
+export type CardStatus = (typeof cardStatuses)[number];
+
+export const cards = cardsSchema.table(
+  'cards',
+  {
+    id: text('id').primaryKey(),
+    ownerId: text('owner_id')
+      .notNull()
+      .references(() => users.id),
+    issuerId: text('issuer_id')
+      .notNull()
+      .references(() => users.id),
+    /** AES-256-GCM: base64(iv | ciphertext | tag). Never a readable PAN. */
+    panCiphertext: text('pan_ciphertext').notNull(),
+    /** Which data key encrypted the PAN, so keys can rotate. */
+    panKeyId: text('pan_key_id').notNull(),
+    /** HMAC of the PAN under a secret key: uniqueness without storing the PAN. */
+    panFingerprint: text('pan_fingerprint').notNull(),
+    bin: char('bin', { length: 6 }).notNull(),
+    last4: char('last4', { length: 4 }).notNull(),
+    brand: text('brand').notNull(),
+    expMonth: smallint('exp_month').notNull(),
+    expYear: smallint('exp_year').notNull(),
+    expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+    /** Spend limit of the card's single charge, in the currency's minor units. */
+    amount: bigint('amount', { mode: 'number' }).notNull(),
+    currency: char('currency', { length: 3 }).notNull(),
+    status: text('status', { enum: cardStatuses }).notNull().default('ACTIVE'),
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    usedAt: timestamp('used_at', { withTimezone: true, mode: 'date' }),
+    canceledAt: timestamp('canceled_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [
+    uniqueIndex('cards_pan_fingerprint_key').on(t.panFingerprint),
+    index('cards_owner_id_created_idx').on(t.ownerId, t.createdAt, t.id),
+    index('cards_issuer_id_created_idx').on(t.issuerId, t.createdAt, t.id),
+    index('cards_created_id_idx').on(t.createdAt, t.id),
+    check('cards_amount_positive', sql`${t.amount} > 0`),
+    check('cards_status_check', sql`${t.status} in ('ACTIVE', 'USED', 'EXPIRED', 'CANCELED')`),
+    check('cards_currency_format', sql`${t.currency} ~ '^[A-Z]{3}$'`),
+    check('cards_exp_month_range', sql`${t.expMonth} between 1 and 12`),
+  ],
+);
+
+/** Card issuance idempotency, scoped to the issuer. */
+export const cardIdempotencyKeys = cardsSchema.table(
+  'idempotency_keys',
+  {
+    issuerId: text('issuer_id').notNull(),
+    key: text('key').notNull(),
+    fingerprint: text('fingerprint').notNull(),
+    cardId: text('card_id')
+      .notNull()
+      .references(() => cards.id),
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.issuerId, t.key] }), index('card_idempotency_created_idx').on(t.createdAt)],
+);
+
+/** Every PAN reveal: who, when, through which request. */
+export const revealAudit = cardsSchema.table(
+  'reveal_audit',
+  {
+    id: text('id').primaryKey(),
+    cardId: text('card_id')
+      .notNull()
+      .references(() => cards.id),
+    actorId: text('actor_id').notNull(),
+    actorRole: text('actor_role').notNull(),
+    requestId: text('request_id'),
+    revealedAt: timestamp('revealed_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [index('reveal_audit_card_idx').on(t.cardId, t.revealedAt)],
+);
+
+/** Counts of reveal attempts per actor per window; see the cards README. */
+export const revealCounters = cardsSchema.table(
+  'reveal_counters',
+  {
+    actorId: text('actor_id').notNull(),
+    windowStart: timestamp('window_start', { withTimezone: true, mode: 'date' }).notNull(),
+    count: integer('count').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.actorId, t.windowStart] })],
+);

@@ -1,0 +1,99 @@
+import { sql } from 'drizzle-orm';
+import { bigint, bigserial, char, check, index, jsonb, pgSchema, primaryKey, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+import { users } from './auth.ts';
+import { cards } from './cards.ts';
+
+export const chargesSchema = pgSchema('charges');
+
+export const chargeStatuses = ['AUTHORIZED', 'SETTLED', 'DECLINED', 'REFUNDED', 'PARTIALLY_REFUNDED'] as const;
+export type ChargeStatus = (typeof chargeStatuses)[number];
+
+export const declineCodes = ['CARD_ALREADY_USED', 'CARD_EXPIRED', 'CARD_CANCELED', 'AMOUNT_EXCEEDS_LIMIT', 'CURRENCY_MISMATCH'] as const;
+export type DeclineCode = (typeof declineCodes)[number];
+
+export const charges = chargesSchema.table(
+  'charges',
+  {
+    id: text('id').primaryKey(),
+    cardId: text('card_id')
+      .notNull()
+      .references(() => cards.id),
+    merchantId: text('merchant_id')
+      .notNull()
+      .references(() => users.id),
+    amount: bigint('amount', { mode: 'number' }).notNull(),
+    currency: char('currency', { length: 3 }).notNull(),
+    status: text('status', { enum: chargeStatuses }).notNull(),
+    declineCode: text('decline_code', { enum: declineCodes }),
+    refundedAmount: bigint('refunded_amount', { mode: 'number' }).notNull().default(0),
+    description: text('description'),
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    authorizedAt: timestamp('authorized_at', { withTimezone: true, mode: 'date' }),
+    settledAt: timestamp('settled_at', { withTimezone: true, mode: 'date' }),
+    updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [
+    // Single use, enforced by the database too: one non-declined charge per card.
+    uniqueIndex('charges_one_success_per_card').on(t.cardId).where(sql`${t.status} <> 'DECLINED'`),
+    index('charges_card_idx').on(t.cardId),
+    index('charges_merchant_created_idx').on(t.merchantId, t.createdAt, t.id),
+    index('charges_created_id_idx').on(t.createdAt, t.id),
+    index('charges_settlement_idx').on(t.authorizedAt).where(sql`${t.status} = 'AUTHORIZED'`),
+    check('charges_amount_positive', sql`${t.amount} > 0`),
+    check('charges_refund_bounds', sql`${t.refundedAmount} >= 0 and ${t.refundedAmount} <= ${t.amount}`),
+    check('charges_status_check', sql`${t.status} in ('AUTHORIZED', 'SETTLED', 'DECLINED', 'REFUNDED', 'PARTIALLY_REFUNDED')`),
+    check('charges_decline_code_check', sql`(${t.status} = 'DECLINED') = (${t.declineCode} is not null)`),
+    check('charges_currency_format', sql`${t.currency} ~ '^[A-Z]{3}$'`),
+  ],
+);
+
+export const refunds = chargesSchema.table(
+  'refunds',
+  {
+    id: text('id').primaryKey(),
+    chargeId: text('charge_id')
+      .notNull()
+      .references(() => charges.id),
+    amount: bigint('amount', { mode: 'number' }).notNull(),
+    createdBy: text('created_by').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [index('refunds_charge_idx').on(t.chargeId), check('refunds_amount_positive', sql`${t.amount} > 0`)],
+);
+
+/** One row per charge status change, written in the same transaction as the change. */
+export const chargeEvents = chargesSchema.table(
+  'charge_events',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    chargeId: text('charge_id')
+      .notNull()
+      .references(() => charges.id),
+    status: text('status', { enum: chargeStatuses }).notNull(),
+    data: jsonb('data'),
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [index('charge_events_charge_idx').on(t.chargeId, t.id)],
+);
+
+/**
+ * Idempotency keys for charge mutations, scoped to the caller and operation. A row is
+ * claimed (`in_progress`) in its own short transaction, then completed with the result
+ * in the same transaction as the state change it guards.
+ */
+export const chargeIdempotencyKeys = chargesSchema.table(
+  'idempotency_keys',
+  {
+    principalId: text('principal_id').notNull(),
+    key: text('key').notNull(),
+    operation: text('operation', { enum: ['create_charge', 'refund_charge'] }).notNull(),
+    fingerprint: text('fingerprint').notNull(),
+    state: text('state', { enum: ['in_progress', 'completed'] }).notNull(),
+    chargeId: text('charge_id'),
+    response: jsonb('response'),
+    lockedUntil: timestamp('locked_until', { withTimezone: true, mode: 'date' }),
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    completedAt: timestamp('completed_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [primaryKey({ columns: [t.principalId, t.operation, t.key] }), index('charge_idempotency_created_idx').on(t.createdAt)],
+);

@@ -1,0 +1,3 @@
+export * from './auth.ts';
+export * from './cards.ts';
+export * from './charges.ts';

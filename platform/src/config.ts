@@ -1,0 +1,65 @@
+import { z } from 'zod';
+
+export { z };
+
+/** The result of checking env against a schema: either typed config or one line per problem. */
+export type ConfigResult<T> = { ok: true; config: T } | { ok: false; problems: string[] };
+
+/** Validates `env` against `schema`, collecting every problem as `NAME: message`. */
+export function parseConfig<S extends z.ZodType>(
+  schema: S,
+  env: Record<string, string | undefined> = process.env,
+): ConfigResult<z.infer<S>> {
+  const result = schema.safeParse(env);
+  if (result.success) return { ok: true, config: result.data };
+  const problems = result.error.issues.map((issue) => {
+    const name = issue.path.join('.') || '(env)';
+    const value = env[String(issue.path[0])];
+    const got = value === undefined ? 'is not set' : `got ${JSON.stringify(redactIfSecret(name, value))}`;
+    return `${name}: ${issue.message} (${got})`;
+  });
+  return { ok: false, problems };
+}
+
+function redactIfSecret(name: string, value: string): string {
+  return /SECRET|KEY|TOKEN|PASSWORD|URL/i.test(name) ? '[redacted]' : value;
+}
+
+/**
+ * Parses config or stops the process: prints one readable line per problem to stderr
+ * and exits with status 1, without a stack trace.
+ */
+export function loadConfig<S extends z.ZodType>(
+  service: string,
+  schema: S,
+  env: Record<string, string | undefined> = process.env,
+): z.infer<S> {
+  const result = parseConfig(schema, env);
+  if (result.ok) return result.config;
+  process.stderr.write(`${service}: invalid configuration\n`);
+  for (const line of result.problems) process.stderr.write(`  ${line}\n`);
+  process.exit(1);
+}
+
+/** Reusable field schemas for env vars. */
+export const env = {
+  port: (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback),
+  host: (fallback = '127.0.0.1') => z.string().min(1).default(fallback),
+  url: () => z.url(),
+  optionalUrl: () => z.url().optional(),
+  positiveInt: (fallback: number) => z.coerce.number().int().positive().default(fallback),
+  boolean: (fallback: boolean) =>
+    z
+      .enum(['true', 'false', '1', '0', 'yes', 'no'])
+      .default(fallback ? 'true' : 'false')
+      .transform((v) => v === 'true' || v === '1' || v === 'yes'),
+  logLevel: () => z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+};
+
+/** Env shared by every service. */
+export const baseConfigSchema = z.object({
+  NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
+  LOG_LEVEL: env.logLevel(),
+  HOST: env.host(),
+  SHUTDOWN_TIMEOUT_MS: env.positiveInt(10_000),
+});

@@ -1,0 +1,140 @@
+import { GraphQLError, type GraphQLErrorOptions } from 'graphql';
+
+/**
+ * The closed list of error codes every service may put in `extensions.code`.
+ * The REST bridge maps each one to exactly one HTTP status (see `httpStatusFor`).
+ */
+export const ErrorCode = {
+  BAD_USER_INPUT: 'BAD_USER_INPUT',
+  GRAPHQL_PARSE_FAILED: 'GRAPHQL_PARSE_FAILED',
+  GRAPHQL_VALIDATION_FAILED: 'GRAPHQL_VALIDATION_FAILED',
+  UNAUTHENTICATED: 'UNAUTHENTICATED',
+  FORBIDDEN: 'FORBIDDEN',
+  NOT_FOUND: 'NOT_FOUND',
+  CARD_DECLINED: 'CARD_DECLINED',
+  IDEMPOTENCY_KEY_IN_USE: 'IDEMPOTENCY_KEY_IN_USE',
+  IDEMPOTENCY_KEY_REUSED: 'IDEMPOTENCY_KEY_REUSED',
+  RATE_LIMITED: 'RATE_LIMITED',
+  OPERATION_LIMIT_EXCEEDED: 'OPERATION_LIMIT_EXCEEDED',
+  PERSISTED_QUERY_NOT_FOUND: 'PERSISTED_QUERY_NOT_FOUND',
+  PERSISTED_QUERY_NOT_SUPPORTED: 'PERSISTED_QUERY_NOT_SUPPORTED',
+  PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  SUBGRAPH_UNAVAILABLE: 'SUBGRAPH_UNAVAILABLE',
+  SERVICE_UNAVAILABLE: 'SERVICE_UNAVAILABLE',
+  INTERNAL_SERVER_ERROR: 'INTERNAL_SERVER_ERROR',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+const statusByCode: Record<ErrorCode, number> = {
+  BAD_USER_INPUT: 400,
+  GRAPHQL_PARSE_FAILED: 400,
+  GRAPHQL_VALIDATION_FAILED: 400,
+  UNAUTHENTICATED: 401,
+  CARD_DECLINED: 402,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  IDEMPOTENCY_KEY_IN_USE: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  IDEMPOTENCY_KEY_REUSED: 422,
+  OPERATION_LIMIT_EXCEEDED: 400,
+  PERSISTED_QUERY_NOT_FOUND: 400,
+  PERSISTED_QUERY_NOT_SUPPORTED: 400,
+  RATE_LIMITED: 429,
+  INTERNAL_SERVER_ERROR: 500,
+  SUBGRAPH_UNAVAILABLE: 503,
+  SERVICE_UNAVAILABLE: 503,
+};
+
+/** The one table from error code to HTTP status, used by the router and the REST bridge. */
+export function httpStatusFor(code: string | undefined): number {
+  return (code && statusByCode[code as ErrorCode]) || 500;
+}
+
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && code in statusByCode;
+}
+
+/** Base class: stamps `extensions.code` from the closed list. */
+export class GhostPayError extends GraphQLError {
+  constructor(code: ErrorCode, message: string, options: GraphQLErrorOptions = {}) {
+    super(message, { ...options, extensions: { ...options.extensions, code } });
+  }
+}
+
+export interface FieldProblem {
+  /** Dotted path of the offending input field, e.g. `input.amount`. */
+  field: string;
+  message: string;
+}
+
+export class BadUserInputError extends GhostPayError {
+  readonly problems: FieldProblem[];
+  constructor(problems: FieldProblem[] | string) {
+    const list = typeof problems === 'string' ? [{ field: '', message: problems }] : problems;
+    const message = list.map((p) => (p.field ? `${p.field}: ${p.message}` : p.message)).join('; ');
+    super(ErrorCode.BAD_USER_INPUT, message, { extensions: { fields: list } });
+    this.problems = list;
+  }
+}
+
+export class UnauthenticatedError extends GhostPayError {
+  constructor(message = 'Authentication required') {
+    super(ErrorCode.UNAUTHENTICATED, message);
+  }
+}
+
+export class ForbiddenError extends GhostPayError {
+  constructor(message = 'Not allowed') {
+    super(ErrorCode.FORBIDDEN, message);
+  }
+}
+
+export class NotFoundError extends GhostPayError {
+  constructor(what: string, id?: string) {
+    super(ErrorCode.NOT_FOUND, id ? `${what} ${id} not found` : `${what} not found`);
+  }
+}
+
+export class IdempotencyKeyReusedError extends GhostPayError {
+  constructor() {
+    super(ErrorCode.IDEMPOTENCY_KEY_REUSED, 'This idempotency key was already used with different parameters');
+  }
+}
+
+export class IdempotencyKeyInUseError extends GhostPayError {
+  constructor() {
+    super(ErrorCode.IDEMPOTENCY_KEY_IN_USE, 'A request with this idempotency key is still in progress; retry later');
+  }
+}
+
+export class RateLimitedError extends GhostPayError {
+  constructor(retryAfterSeconds: number, message = 'Rate limit exceeded') {
+    super(ErrorCode.RATE_LIMITED, message, { extensions: { retryAfter: retryAfterSeconds } });
+  }
+}
+
+export class ServiceUnavailableError extends GhostPayError {
+  constructor(message = 'Service temporarily unavailable') {
+    super(ErrorCode.SERVICE_UNAVAILABLE, message);
+  }
+}
+
+/**
+ * Apollo `formatError` hook shared by every service: known codes pass through;
+ * anything else becomes INTERNAL_SERVER_ERROR with a generic message, no stack trace.
+ */
+export function formatGraphQLError(
+  formatted: { message: string; extensions?: Record<string, unknown>; path?: ReadonlyArray<string | number>; locations?: unknown },
+  _original?: unknown,
+) {
+  const code = formatted.extensions?.code;
+  const { stacktrace: _s, exception: _e, ...extensions } = formatted.extensions ?? {};
+  if (isErrorCode(code)) {
+    return { ...formatted, extensions };
+  }
+  return {
+    message: 'Internal server error',
+    ...(formatted.path ? { path: formatted.path } : {}),
+    extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR },
+  };
+}

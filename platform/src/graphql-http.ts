@@ -1,0 +1,69 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type ApolloServer, type BaseContext, HeaderMap } from '@apollo/server';
+import { BodyTooLargeError, readBody, sendJson } from './http-server.ts';
+
+export interface GraphQLHandlerOptions<TContext extends BaseContext> {
+  /** Builds the per-request context (principal, loaders, request id). Errors it throws become GraphQL errors. */
+  context: (req: IncomingMessage) => Promise<TContext>;
+  /** Largest accepted request body. @default 1 MiB */
+  maxBodyBytes?: number;
+  /** Path the handler answers on. @default '/graphql' */
+  path?: string;
+}
+
+/**
+ * Serves an Apollo Server over plain `node:http` through `executeHTTPGraphQLRequest`,
+ * the official integration API; no framework in between.
+ */
+export function createGraphQLHandler<TContext extends BaseContext>(
+  server: ApolloServer<TContext>,
+  { context, maxBodyBytes = 1024 * 1024, path = '/graphql' }: GraphQLHandlerOptions<TContext>,
+) {
+  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname !== path) {
+      sendJson(res, 404, { error: { code: 'NOT_FOUND', message: 'Not found' } });
+      return;
+    }
+    let raw: Buffer;
+    try {
+      raw = await readBody(req, maxBodyBytes);
+    } catch (error) {
+      if (error instanceof BodyTooLargeError) {
+        sendJson(res, 413, { errors: [{ message: error.message, extensions: { code: 'PAYLOAD_TOO_LARGE' } }] });
+        return;
+      }
+      throw error;
+    }
+    const headers = new HeaderMap();
+    for (const [key, value] of Object.entries(req.headers)) {
+      if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(', ') : value);
+    }
+    let body: unknown;
+    const contentType = headers.get('content-type') ?? '';
+    if (raw.length > 0 && contentType.includes('json')) {
+      try {
+        body = JSON.parse(raw.toString('utf8'));
+      } catch {
+        sendJson(res, 400, { errors: [{ message: 'Request body is not valid JSON', extensions: { code: 'BAD_REQUEST' } }] });
+        return;
+      }
+    } else if (raw.length > 0) {
+      body = raw.toString('utf8');
+    }
+    const response = await server.executeHTTPGraphQLRequest({
+      httpGraphQLRequest: { method: req.method ?? 'GET', headers, search: url.search, body },
+      context: () => context(req),
+    });
+    const outHeaders: Record<string, string> = {};
+    for (const [key, value] of response.headers) outHeaders[key] = value;
+    res.statusCode = response.status ?? 200;
+    for (const [key, value] of Object.entries(outHeaders)) res.setHeader(key, value);
+    if (response.body.kind === 'complete') {
+      res.end(response.body.string);
+      return;
+    }
+    for await (const chunk of response.body.asyncIterator) res.write(chunk);
+    res.end();
+  };
+}

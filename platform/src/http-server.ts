@@ -1,0 +1,238 @@
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { createHttpDurationHistogram } from './metrics.ts';
+
+export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
+
+export interface ReadinessCheck {
+  name: string;
+  /** Resolves when the dependency is reachable; throws otherwise. */
+  check: () => Promise<unknown>;
+}
+
+export interface ServiceServerOptions {
+  service: string;
+  logger: Logger;
+  /** Handles every request that is not /healthz, /readyz or /metrics. */
+  handler: RequestHandler;
+  registry: Registry;
+  readiness?: ReadinessCheck[];
+  /** How long in-flight requests may take to finish after SIGTERM. @default 10000 */
+  shutdownTimeoutMs?: number;
+  /** Called after the server stopped accepting and in-flight requests ended: close pools here. */
+  onClose?: () => Promise<void>;
+  /** Maps a request to a bounded route label for the duration histogram. @default first path segment */
+  routeLabel?: (req: IncomingMessage) => string;
+  /** TLS (and mTLS with `requestCert`) options; plain HTTP when absent. */
+  tls?: HttpsServerOptions;
+  /** Per-check timeout for /readyz. @default 2000 */
+  readinessTimeoutMs?: number;
+  /** Called for WebSocket upgrades (subscriptions). */
+  onUpgrade?: (req: IncomingMessage, socket: Socket, head: Buffer) => void;
+}
+
+export interface ServiceServer {
+  readonly server: Server;
+  listen(port: number, host?: string): Promise<AddressInfo>;
+  /** The base URL once listening, e.g. http://127.0.0.1:4001 */
+  readonly url: string;
+  /** Graceful stop: refuse new connections, finish in-flight requests within the bound, run onClose. */
+  close(): Promise<void>;
+  readonly draining: boolean;
+}
+
+function defaultRouteLabel(req: IncomingMessage): string {
+  const path = (req.url ?? '/').split('?')[0] ?? '/';
+  const first = path.split('/')[1] ?? '';
+  return /^[a-z][a-z0-9._-]{0,30}$/i.test(first) ? `/${first}` : '/';
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The HTTP bootstrap every service uses: health, readiness, metrics, request timing and
+ * graceful shutdown. Build it, then `listen`; tests listen on port 0.
+ */
+export function createServiceServer(options: ServiceServerOptions): ServiceServer {
+  const {
+    logger,
+    handler,
+    registry,
+    readiness = [],
+    shutdownTimeoutMs = 10_000,
+    readinessTimeoutMs = 2_000,
+    routeLabel = defaultRouteLabel,
+  } = options;
+  const duration = createHttpDurationHistogram(registry);
+  let draining = false;
+  let closing: Promise<void> | undefined;
+  let inFlight = 0;
+  let idleResolve: (() => void) | undefined;
+
+  const onRequest = async (req: IncomingMessage, res: ServerResponse) => {
+    inFlight++;
+    const started = process.hrtime.bigint();
+    res.once('close', () => {
+      inFlight--;
+      if (req.url !== '/metrics') {
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        duration.observe({ method: req.method ?? 'GET', route: routeLabel(req), status_code: String(res.statusCode) }, seconds);
+      }
+      if (inFlight === 0) idleResolve?.();
+    });
+    if (draining) res.setHeader('connection', 'close');
+    const path = (req.url ?? '/').split('?')[0];
+    try {
+      if (path === '/healthz' && req.method === 'GET') {
+        sendJson(res, 200, { status: 'ok' });
+      } else if (path === '/readyz' && req.method === 'GET') {
+        if (draining) {
+          sendJson(res, 503, { status: 'draining' });
+          return;
+        }
+        const results = await Promise.all(
+          readiness.map(async ({ name, check }) => {
+            try {
+              await withTimeout(check(), readinessTimeoutMs, name);
+              return { name, ok: true };
+            } catch (error) {
+              logger.warn({ check: name, err: (error as Error).message }, 'readiness check failed');
+              return { name, ok: false };
+            }
+          }),
+        );
+        const ok = results.every((r) => r.ok);
+        sendJson(res, ok ? 200 : 503, {
+          status: ok ? 'ready' : 'unavailable',
+          checks: Object.fromEntries(results.map((r) => [r.name, r.ok ? 'up' : 'down'])),
+        });
+      } else if (path === '/metrics' && req.method === 'GET') {
+        const body = await registry.metrics();
+        res.writeHead(200, { 'content-type': registry.contentType });
+        res.end(body);
+      } else {
+        await handler(req, res);
+      }
+    } catch (error) {
+      logger.error({ err: error }, 'unhandled error in request handler');
+      if (!res.headersSent) sendJson(res, 500, { error: { code: 'INTERNAL_SERVER_ERROR', message: 'Internal server error' } });
+      else res.destroy();
+    }
+  };
+
+  const server = options.tls ? createHttpsServer(options.tls, onRequest) : createHttpServer(onRequest);
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  if (options.onUpgrade) server.on('upgrade', options.onUpgrade);
+  let url = '';
+
+  const close = () => {
+    closing ??= (async () => {
+      draining = true;
+      logger.info({ inFlight }, 'shutting down: no new connections, draining in-flight requests');
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const idle = inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (idleResolve = resolve));
+      const timedOut = await Promise.race([
+        idle.then(() => false),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(true), shutdownTimeoutMs).unref()),
+      ]);
+      if (timedOut) logger.warn({ inFlight }, 'shutdown bound reached; closing remaining connections');
+      server.closeAllConnections();
+      await stopped;
+      await options.onClose?.();
+      logger.info('shut down');
+    })();
+    return closing;
+  };
+
+  return {
+    server,
+    get url() {
+      return url;
+    },
+    get draining() {
+      return draining;
+    },
+    listen(port, host = '127.0.0.1') {
+      return new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          const address = server.address() as AddressInfo;
+          const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+          url = `${options.tls ? 'https' : 'http'}://${shownHost}:${address.port}`;
+          logger.info({ url }, 'listening');
+          resolve(address);
+        });
+      });
+    },
+    close,
+  };
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+/**
+ * Stops the given servers on SIGTERM/SIGINT and exits 0 once they are closed
+ * (1 if closing failed). Returns a function that removes the handlers.
+ */
+export function exitOnSignals(logger: Logger, close: () => Promise<void>): () => void {
+  const onSignal = (signal: NodeJS.Signals) => {
+    logger.info({ signal }, 'signal received');
+    close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  return () => {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+  };
+}
+
+/** Reads a request body up to `maxBytes`; rejects with `BodyTooLargeError` past it. */
+export class BodyTooLargeError extends Error {
+  readonly limit: number;
+  constructor(limit: number) {
+    super(`Request body exceeds ${limit} bytes`);
+    this.limit = limit;
+  }
+}
+
+export async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > maxBytes) throw new BodyTooLargeError(maxBytes);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) throw new BodyTooLargeError(maxBytes);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}

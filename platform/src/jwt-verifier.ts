@@ -1,0 +1,98 @@
+import { createLocalJWKSet, createRemoteJWKSet, type JSONWebKeySet, type JWTPayload, errors as joseErrors, jwtVerify } from 'jose';
+import { UnauthenticatedError } from './errors.ts';
+import { isRole, type Principal } from './scopes.ts';
+
+/** Asymmetric algorithms a token may be signed with; never `none`, never HMAC. */
+export const allowedAlgorithms = ['RS256', 'ES256', 'EdDSA'] as const;
+export type SigningAlgorithm = (typeof allowedAlgorithms)[number];
+
+export interface JwtVerifierOptions {
+  /** Where the JWKS is served (the auth service's `/.well-known/jwks.json`). */
+  jwksUrl?: string | URL;
+  /** A fixed key set instead of a URL (tests, tools). */
+  jwks?: JSONWebKeySet;
+  issuer: string;
+  audience: string;
+  /** @default ['RS256', 'ES256', 'EdDSA'] */
+  algorithms?: readonly SigningAlgorithm[];
+  /** Allowed clock skew in seconds for exp/nbf/iat. @default 30 */
+  clockToleranceSeconds?: number;
+  /** Shortest time between two JWKS refetches triggered by an unknown `kid`. @default 30000 */
+  jwksCooldownMs?: number;
+  /** How long a fetched JWKS is trusted before a background refetch. @default 600000 */
+  jwksCacheMaxAgeMs?: number;
+}
+
+export interface JwtVerifier {
+  /** Verifies a compact JWT and returns its principal; throws UnauthenticatedError with a reason. */
+  verify(token: string): Promise<Principal>;
+  /** Verifies the value of an `Authorization` header; undefined when there is none. */
+  verifyAuthorization(header: string | undefined): Promise<Principal | undefined>;
+}
+
+/**
+ * The single JWT verifier the router and every subgraph use. `jku`, `x5u` and embedded
+ * `jwk` headers are never followed: keys come only from the configured JWKS.
+ */
+export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
+  const algorithms = [...(options.algorithms ?? allowedAlgorithms)];
+  const keys = options.jwks
+    ? createLocalJWKSet(options.jwks)
+    : options.jwksUrl
+      ? createRemoteJWKSet(new URL(options.jwksUrl), {
+          cooldownDuration: options.jwksCooldownMs ?? 30_000,
+          cacheMaxAge: options.jwksCacheMaxAgeMs ?? 600_000,
+          timeoutDuration: 5_000,
+        })
+      : undefined;
+  if (!keys) throw new Error('createJwtVerifier needs jwksUrl or jwks');
+
+  const verify = async (token: string): Promise<Principal> => {
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, keys, {
+        issuer: options.issuer,
+        audience: options.audience,
+        algorithms,
+        clockTolerance: options.clockToleranceSeconds ?? 30,
+        requiredClaims: ['exp', 'iat', 'sub', 'jti'],
+      }));
+    } catch (error) {
+      throw new UnauthenticatedError(describeJoseError(error));
+    }
+    const role = payload.role;
+    const scope = payload.scope;
+    const apiKeyId = payload.key_id;
+    if (!isRole(role) || typeof scope !== 'string' || typeof apiKeyId !== 'string' || typeof payload.sub !== 'string') {
+      throw new UnauthenticatedError('Token is missing required claims');
+    }
+    return {
+      userId: payload.sub,
+      role,
+      scopes: scope.split(' ').filter(Boolean),
+      apiKeyId,
+      tokenId: String(payload.jti),
+      expiresAt: Number(payload.exp),
+    };
+  };
+
+  return {
+    verify,
+    async verifyAuthorization(header) {
+      if (!header) return undefined;
+      const match = /^Bearer\s+([A-Za-z0-9\-_]+\.[A-Za-z0-9\-_]*\.[A-Za-z0-9\-_]*)\s*$/i.exec(header);
+      if (!match?.[1]) throw new UnauthenticatedError('Authorization header must be "Bearer <token>"');
+      return verify(match[1]);
+    },
+  };
+}
+
+function describeJoseError(error: unknown): string {
+  if (error instanceof joseErrors.JWTExpired) return 'Token has expired';
+  if (error instanceof joseErrors.JWTClaimValidationFailed) return `Token claim "${error.claim}" is invalid`;
+  if (error instanceof joseErrors.JWKSNoMatchingKey) return 'Token signing key is unknown';
+  if (error instanceof joseErrors.JOSEAlgNotAllowed) return 'Token algorithm is not allowed';
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return 'Token signature is invalid';
+  if (error instanceof joseErrors.JWKSTimeout) return 'Token keys could not be fetched';
+  return 'Token is invalid';
+}

@@ -1,0 +1,97 @@
+import { type FSWatcher, readdirSync, readFileSync, statSync, watch } from 'node:fs';
+import { join } from 'node:path';
+
+export interface SecretsProviderOptions {
+  /**
+   * A directory with one file per secret, named after it (`pan-encryption-keys`,
+   * `signing-kek`, ...): how Vault Agent, the Secrets Store CSI driver and Kubernetes
+   * secret volumes deliver them. Watched and re-read on change.
+   */
+  dir?: string;
+  /** Development fallback: `GHOSTPAY_SECRET_<NAME>` (name upper-cased, `-` → `_`). */
+  env?: Record<string, string | undefined>;
+  /** Poll interval as a backstop to fs.watch (missed events on some volume types). @default 5000 */
+  pollIntervalMs?: number;
+}
+
+export interface SecretsProvider {
+  /** The current value, or undefined. */
+  get(name: string): string | undefined;
+  /** The current value; throws a readable error naming the file and env var when missing. */
+  require(name: string): string;
+  /** Calls `listener` with the new value whenever the secret changes. Returns an unsubscribe. */
+  onChange(name: string, listener: (value: string | undefined) => void): () => void;
+  close(): void;
+}
+
+export function envNameForSecret(name: string): string {
+  return `GHOSTPAY_SECRET_${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+}
+
+export function createSecretsProvider(options: SecretsProviderOptions = {}): SecretsProvider {
+  const { dir, env = process.env, pollIntervalMs = 5_000 } = options;
+  let values = new Map<string, string>();
+  const listeners = new Map<string, Set<(value: string | undefined) => void>>();
+
+  const readAll = () => {
+    const next = new Map<string, string>();
+    if (dir) {
+      for (const entry of readdirSync(dir)) {
+        // Kubernetes projects secrets through `..data` symlinks; skip the dot entries.
+        if (entry.startsWith('.')) continue;
+        const path = join(dir, entry);
+        try {
+          if (statSync(path).isFile()) next.set(entry, readFileSync(path, 'utf8').trim());
+        } catch {
+          // A file removed between readdir and read: treat as absent.
+        }
+      }
+    }
+    const previous = values;
+    values = next;
+    for (const [name, set] of listeners) {
+      const before = previous.get(name);
+      const after = next.get(name);
+      if (before !== after) for (const listener of set) listener(after ?? fromEnv(name));
+    }
+  };
+  const fromEnv = (name: string) => env[envNameForSecret(name)];
+
+  let watcher: FSWatcher | undefined;
+  let poller: NodeJS.Timeout | undefined;
+  if (dir) {
+    readAll();
+    try {
+      watcher = watch(dir, { persistent: false }, () => readAll());
+    } catch {
+      // fs.watch unsupported here; the poller still picks changes up.
+    }
+    poller = setInterval(readAll, pollIntervalMs);
+    poller.unref();
+  }
+
+  const get = (name: string) => values.get(name) ?? fromEnv(name);
+  return {
+    get,
+    require(name) {
+      const value = get(name);
+      if (value === undefined || value === '') {
+        const where = dir
+          ? `file ${join(dir, name)} or env ${envNameForSecret(name)}`
+          : `env ${envNameForSecret(name)} (or set SECRETS_DIR)`;
+        throw new Error(`secret "${name}" is not available: provide ${where}`);
+      }
+      return value;
+    },
+    onChange(name, listener) {
+      const set = listeners.get(name) ?? new Set();
+      listeners.set(name, set);
+      set.add(listener);
+      return () => set.delete(listener);
+    },
+    close() {
+      watcher?.close();
+      if (poller) clearInterval(poller);
+    },
+  };
+}

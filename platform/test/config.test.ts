@@ -1,0 +1,48 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { baseConfigSchema, env, parseConfig, z } from '../src/index.ts';
+
+const run = promisify(execFile);
+const fixture = fileURLToPath(new URL('./fixtures/config-check.ts', import.meta.url));
+
+describe('config from env', () => {
+  it('types and defaults a valid environment', () => {
+    const schema = baseConfigSchema.extend({ PORT: env.port(4001), VERBOSE: env.boolean(false) });
+    const result = parseConfig(schema, { PORT: '4100', VERBOSE: 'yes' });
+    expect(result).toEqual({
+      ok: true,
+      config: { NODE_ENV: 'development', LOG_LEVEL: 'info', HOST: '127.0.0.1', SHUTDOWN_TIMEOUT_MS: 10_000, PORT: 4100, VERBOSE: true },
+    });
+  });
+
+  it('reports every problem, one line each, without echoing secrets', () => {
+    const schema = z.object({ PORT: env.port(1), DATABASE_URL: env.optionalUrl(), API_SECRET: z.string().min(8) });
+    const result = parseConfig(schema, { PORT: 'eighty', DATABASE_URL: 'not a url', API_SECRET: 'short' });
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.problems).toHaveLength(3);
+    expect(result.problems[0]).toMatch(/^PORT: .*got "eighty"/);
+    expect(result.problems[1]).toMatch(/^DATABASE_URL: .*\[redacted\]/);
+    expect(result.problems.join('\n')).not.toContain('short');
+  });
+
+  it('stops the process with one readable line per problem and no stack trace', async () => {
+    const error = await run(process.execPath, [fixture], {
+      env: { PATH: process.env.PATH, PORT: '99999', CARD_MAX_AMOUNT: '-5' },
+    }).catch((e: { code: number; stderr: string }) => e);
+    expect(error).toMatchObject({ code: 1 });
+    const lines = (error as { stderr: string }).stderr.trim().split('\n');
+    expect(lines[0]).toBe('fixture: invalid configuration');
+    expect(lines.slice(1).map((l) => l.trim().split(':')[0])).toEqual(['PORT', 'CARD_MAX_AMOUNT', 'PEPPER']);
+    expect((error as { stderr: string }).stderr).not.toMatch(/\bat .*\.ts:\d+/);
+  });
+
+  it('starts when the environment is valid', async () => {
+    const { stdout } = await run(process.execPath, [fixture], {
+      env: { PATH: process.env.PATH, PEPPER: 'a-long-enough-pepper' },
+    });
+    expect(JSON.parse(stdout)).toMatchObject({ PORT: 4001, CARD_MAX_AMOUNT: 1_000_000 });
+  });
+});

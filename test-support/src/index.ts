@@ -1,0 +1,4 @@
+export * from './free-port.ts';
+export * from './fresh-database.ts';
+export * from './postgres-cluster.ts';
+export * from './redis-server.ts';
