@@ -1,4 +1,4 @@
-import { GraphQLError, type GraphQLErrorOptions } from 'graphql';
+import { GraphQLError, type GraphQLErrorOptions, type GraphQLFormattedError } from 'graphql';
 
 /**
  * The closed list of error codes every service may put in `extensions.code`.
@@ -123,10 +123,7 @@ export class ServiceUnavailableError extends GhostPayError {
  * Apollo `formatError` hook shared by every service: known codes pass through;
  * anything else becomes INTERNAL_SERVER_ERROR with a generic message, no stack trace.
  */
-export function formatGraphQLError(
-  formatted: { message: string; extensions?: Record<string, unknown>; path?: ReadonlyArray<string | number>; locations?: unknown },
-  _original?: unknown,
-) {
+export function formatGraphQLError(formatted: GraphQLFormattedError, _original?: unknown): GraphQLFormattedError {
   const code = formatted.extensions?.code;
   const { stacktrace: _s, exception: _e, ...extensions } = formatted.extensions ?? {};
   if (isErrorCode(code)) {

@@ -8,3 +8,4 @@ export * from './metrics.ts';
 export * from './request-id.ts';
 export * from './scopes.ts';
 export * from './secrets.ts';
+export * from './subgraph-service.ts';
