@@ -10,6 +10,7 @@ const packages = [
   'router',
   'openapi-bridge',
   'stack',
+  'deploy-checks',
 ];
 
 /**
