@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createDatabase, type DatabaseHandle, migrate } from '@ghostpay/db';
 import pg from 'pg';
 import { inject } from 'vitest';
+import './provided-context.ts';
 
 export interface TestDatabase extends DatabaseHandle {
   /** URL of this database; empty for PGlite. */

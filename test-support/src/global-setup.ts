@@ -1,18 +1,8 @@
 import { createDatabase, migrate } from '@ghostpay/db';
 import type { TestProject } from 'vitest/node';
+import './provided-context.ts';
 import { findPostgresBin, type PostgresCluster, startPostgresCluster } from './postgres-cluster.ts';
 import { findRedisServer, type RedisServer, startRedisServer } from './redis-server.ts';
-
-declare module 'vitest' {
-  export interface ProvidedContext {
-    /** Superuser URL of the run's throwaway cluster; empty when PGlite stands in. */
-    postgresAdminUrl: string;
-    /** A migrated database that fresh test databases are cloned from. */
-    postgresTemplate: string;
-    /** URL of the run's throwaway redis-server; empty when none is available. */
-    redisUrl: string;
-  }
-}
 
 interface Services {
   postgres?: PostgresCluster;
