@@ -1,0 +1,106 @@
+import { type ChargeStatus, cards, charges, type Database } from '@ghostpay/db';
+import { BadUserInputError, type Principal } from '@ghostpay/platform';
+import { and, desc, eq, inArray, or, type SQL, sql } from 'drizzle-orm';
+import type { ChargeRow } from './charge-record.ts';
+
+/**
+ * Who sees a charge: admins all; otherwise the merchant who made it, and the owner and the
+ * issuer of its card. Callers who may not see a charge get NOT_FOUND, as if it did not exist.
+ */
+function visibleTo(principal: Principal): SQL | undefined {
+  if (principal.role === 'admin') return undefined;
+  return or(eq(charges.merchantId, principal.userId), eq(cards.ownerId, principal.userId), eq(cards.issuerId, principal.userId));
+}
+
+export async function findVisibleCharges(db: Database, principal: Principal, ids: readonly string[]): Promise<ChargeRow[]> {
+  if (ids.length === 0) return [];
+  const rows = await db
+    .select({ charge: charges })
+    .from(charges)
+    .innerJoin(cards, eq(cards.id, charges.cardId))
+    .where(and(inArray(charges.id, [...ids]), visibleTo(principal)));
+  return rows.map((row) => row.charge);
+}
+
+export async function findVisibleChargesByCard(db: Database, principal: Principal, cardIds: readonly string[]): Promise<ChargeRow[]> {
+  if (cardIds.length === 0) return [];
+  const rows = await db
+    .select({ charge: charges })
+    .from(charges)
+    .innerJoin(cards, eq(cards.id, charges.cardId))
+    .where(and(inArray(charges.cardId, [...cardIds]), visibleTo(principal)))
+    .orderBy(desc(charges.createdAt), desc(charges.id));
+  return rows.map((row) => row.charge);
+}
+
+export interface ChargesFilter {
+  status?: ChargeStatus | null;
+  cardId?: string | null;
+}
+
+export interface ChargePage {
+  nodes: ChargeRow[];
+  pageInfo: { hasNextPage: boolean; endCursor: string | null };
+}
+
+export const defaultPageSize = 20;
+export const maxPageSize = 100;
+
+/** Cursor: the last row's (created_at at microsecond precision, id), base64url JSON. Opaque to clients. */
+function encodeCursor(createdAt: string, id: string): string {
+  return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { createdAt: string; id: string } {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (
+      Array.isArray(value) &&
+      value.length === 2 &&
+      typeof value[0] === 'string' &&
+      /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/.test(value[0]) &&
+      typeof value[1] === 'string'
+    ) {
+      return { createdAt: value[0], id: value[1] };
+    }
+  } catch {
+    // fall through to the input error
+  }
+  throw new BadUserInputError([{ field: 'after', message: 'is not a valid cursor' }]);
+}
+
+/** A page of the charges the caller may see, newest first (keyset pagination on created_at, id). */
+export async function listCharges(
+  db: Database,
+  principal: Principal,
+  filter: ChargesFilter | null | undefined,
+  first: number | null | undefined,
+  after: string | null | undefined,
+): Promise<ChargePage> {
+  const limit = first ?? defaultPageSize;
+  if (!Number.isInteger(limit) || limit < 1 || limit > maxPageSize) {
+    throw new BadUserInputError([{ field: 'first', message: `must be between 1 and ${maxPageSize}` }]);
+  }
+  const cursor = after ? decodeCursor(after) : undefined;
+  const createdAtText = sql<string>`to_char(${charges.createdAt} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+  const rows = await db
+    .select({ charge: charges, createdAtText })
+    .from(charges)
+    .innerJoin(cards, eq(cards.id, charges.cardId))
+    .where(
+      and(
+        visibleTo(principal),
+        filter?.status ? eq(charges.status, filter.status) : undefined,
+        filter?.cardId ? eq(charges.cardId, filter.cardId) : undefined,
+        cursor ? sql`(${charges.createdAt}, ${charges.id}) < (${cursor.createdAt}::timestamptz, ${cursor.id})` : undefined,
+      ),
+    )
+    .orderBy(desc(charges.createdAt), desc(charges.id))
+    .limit(limit + 1);
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  return {
+    nodes: page.map((row) => row.charge),
+    pageInfo: { hasNextPage: rows.length > limit, endCursor: last ? encodeCursor(last.createdAtText, last.charge.id) : null },
+  };
+}

@@ -1,0 +1,103 @@
+import { readFileSync } from 'node:fs';
+import type { DatabaseHandle } from '@ghostpay/db';
+import { createMetricsRegistry, createSubgraphService, type JwtVerifier, type SubgraphService } from '@ghostpay/platform';
+import { parse } from 'graphql';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { createChargeEventBus } from './charge-event-bus.ts';
+import { createChargesMetrics } from './charges-metrics.ts';
+import type { ChargesConfig } from './config.ts';
+import { pruneIdempotencyKeys } from './idempotency.ts';
+import { createPeriodicJob, type PeriodicJob } from './periodic-job.ts';
+import { type ChargesContext, createLoaders, createResolvers } from './resolvers.ts';
+import { settleAllDue } from './settle-charges.ts';
+import { createSubscriptionServer } from './subscription-server.ts';
+
+export const chargesTypeDefs = parse(readFileSync(new URL('./schema.graphql', import.meta.url), 'utf8'));
+
+export interface ChargesServiceDeps {
+  database: DatabaseHandle;
+  logger: Logger;
+  verifier: JwtVerifier;
+  /** Parsed with `chargesConfigSchema` (defaults apply to anything unset). */
+  config: ChargesConfig;
+  /** @default a new registry labelled service="charges" */
+  registry?: Registry;
+}
+
+export interface ChargesService extends SubgraphService<ChargesContext> {
+  readonly registry: Registry;
+  /** The settlement worker; started by `start()` when SETTLEMENT_ENABLED, stopped by `close()`. */
+  readonly settlement: PeriodicJob;
+  /** Deletes idempotency keys older than IDEMPOTENCY_RETENTION_HOURS; same lifecycle. */
+  readonly idempotencyPruner: PeriodicJob;
+}
+
+/** Builds the charges subgraph (HTTP + graphql-ws on /graphql) and its workers, without listening. */
+export function createChargesService(deps: ChargesServiceDeps): ChargesService {
+  const { database, config } = deps;
+  const logger = deps.logger.child({ service: 'charges' });
+  const registry = deps.registry ?? createMetricsRegistry('charges');
+  const metrics = createChargesMetrics(registry);
+  const bus = createChargeEventBus(database, logger);
+  const resolvers = createResolvers({ db: database.db, idempotencyWaitMs: config.IDEMPOTENCY_WAIT_MS, metrics, bus });
+
+  const settlement = createPeriodicJob({
+    name: 'settlement',
+    intervalMs: config.SETTLEMENT_INTERVAL_MS,
+    logger,
+    run: async () => {
+      const settled = await settleAllDue(database.db, { delayMs: config.SETTLEMENT_DELAY_MS, batchSize: config.SETTLEMENT_BATCH_SIZE });
+      if (settled > 0) logger.info({ settled }, 'settled charges');
+      return settled;
+    },
+  });
+  const idempotencyPruner = createPeriodicJob({
+    name: 'idempotency-prune',
+    intervalMs: config.IDEMPOTENCY_PRUNE_INTERVAL_MS,
+    logger,
+    run: () => pruneIdempotencyKeys(database.db, config.IDEMPOTENCY_RETENTION_HOURS),
+  });
+
+  let subscriptions: ReturnType<typeof createSubscriptionServer> | undefined;
+  const service = createSubgraphService<ChargesContext>({
+    name: 'charges',
+    typeDefs: chargesTypeDefs,
+    resolvers,
+    verifier: deps.verifier,
+    logger,
+    registry,
+    shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    extendContext: (base) => ({ ...base, ...createLoaders(database.db, base) }),
+    readiness: [{ name: 'database', check: () => database.ping() }],
+    onUpgrade: (req, socket, head) => subscriptions?.onUpgrade(req, socket, head) ?? socket.destroy(),
+    onClose: () => bus.close(),
+  });
+  subscriptions = createSubscriptionServer({ schema: service.schema, db: database.db, verifier: deps.verifier, logger });
+
+  const startHttp = service.start.bind(service);
+  const closeHttp = service.close.bind(service);
+  let closing: Promise<void> | undefined;
+  return Object.assign(service, {
+    registry,
+    settlement,
+    idempotencyPruner,
+    async start(port: number, host?: string) {
+      const url = await startHttp(port, host);
+      if (config.SETTLEMENT_ENABLED) {
+        settlement.start();
+        idempotencyPruner.start();
+      }
+      return url;
+    },
+    close() {
+      closing ??= (async () => {
+        await Promise.all([settlement.stop(), idempotencyPruner.stop()]);
+        // Upgraded sockets are not HTTP requests: close them first or the server never drains.
+        await subscriptions?.close();
+        await closeHttp();
+      })();
+      return closing;
+    },
+  });
+}

@@ -1,0 +1,7 @@
+export { type AuthorizeChargeResult, authorizeCharge } from './authorize-charge.ts';
+export { type ChargeEventNotice, chargeEventsChannel } from './charge-events.ts';
+export { type ChargesService, type ChargesServiceDeps, chargesTypeDefs, createChargesService } from './charges-service.ts';
+export { type ChargesConfig, chargesConfigSchema } from './config.ts';
+export { checkLedger, type LedgerViolation } from './ledger-check.ts';
+export { refundCharge } from './refund-charge.ts';
+export { settleAllDue, settleDueCharges } from './settle-charges.ts';

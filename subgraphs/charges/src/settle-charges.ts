@@ -1,0 +1,69 @@
+import { charges, type Database } from '@ghostpay/db';
+import { and, asc, inArray, isNull, lte, sql } from 'drizzle-orm';
+import { recordChargeEvent } from './charge-events.ts';
+
+export interface SettleChargesOptions {
+  /** A charge settles once it has been authorized this long. */
+  delayMs: number;
+  /** Charges per transaction. */
+  batchSize: number;
+}
+
+/**
+ * Settles one batch of due charges in one transaction and returns how many. Rows are
+ * claimed with `FOR UPDATE SKIP LOCKED`, so any number of workers (replicas) can run at
+ * once: each due charge is settled by exactly one of them, and a worker never waits on
+ * another's batch. Each settlement writes its event + NOTIFY in the same transaction.
+ *
+ * An AUTHORIZED charge becomes SETTLED. A charge partially refunded before settlement keeps
+ * its PARTIALLY_REFUNDED status but gets `settledAt` (its remainder is captured); a fully
+ * refunded authorization was a void and never settles.
+ */
+export async function settleDueCharges(db: Database, options: SettleChargesOptions): Promise<number> {
+  return db.transaction(async (tx) => {
+    const due = await tx
+      .select({ id: charges.id })
+      .from(charges)
+      .where(
+        and(
+          inArray(charges.status, ['AUTHORIZED', 'PARTIALLY_REFUNDED']),
+          isNull(charges.settledAt),
+          lte(charges.authorizedAt, sql`now() - make_interval(secs => ${options.delayMs / 1000})`),
+        ),
+      )
+      .orderBy(asc(charges.authorizedAt))
+      .limit(options.batchSize)
+      .for('update', { skipLocked: true });
+    if (due.length === 0) return 0;
+    const settled = await tx
+      .update(charges)
+      .set({
+        status: sql`case when ${charges.status} = 'AUTHORIZED' then 'SETTLED' else ${charges.status} end`,
+        settledAt: sql`now()`,
+        updatedAt: sql`now()`,
+      })
+      .where(
+        and(
+          inArray(
+            charges.id,
+            due.map((row) => row.id),
+          ),
+          isNull(charges.settledAt),
+        ),
+      )
+      .returning();
+    for (const charge of settled) await recordChargeEvent(tx, charge);
+    return settled.length;
+  });
+}
+
+/** Settles batches until none is full, at most `maxBatches` per call so one run stays bounded. */
+export async function settleAllDue(db: Database, options: SettleChargesOptions & { maxBatches?: number }): Promise<number> {
+  let total = 0;
+  for (let batch = 0; batch < (options.maxBatches ?? 20); batch++) {
+    const settled = await settleDueCharges(db, options);
+    total += settled;
+    if (settled < options.batchSize) break;
+  }
+  return total;
+}
