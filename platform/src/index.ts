@@ -9,3 +9,4 @@ export * from './request-id.ts';
 export * from './scopes.ts';
 export * from './secrets.ts';
 export * from './subgraph-service.ts';
+export * from './telemetry.ts';
