@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { ForbiddenError, formatGraphQLError, UnauthenticatedError } from './errors.ts';
 import { createGraphQLHandler } from './graphql-http.ts';
-import { createServiceServer, type ReadinessCheck, type ServiceServer } from './http-server.ts';
+import { createServiceServer, type ReadinessCheck, type ServiceServer, type ServiceServerOptions } from './http-server.ts';
 import type { JwtVerifier } from './jwt-verifier.ts';
 import { requestIdOf } from './request-id.ts';
 import { hasScope, type Principal } from './scopes.ts';
@@ -40,10 +40,14 @@ export interface SubgraphServiceOptions<TContext extends SubgraphContext> {
   maxBodyBytes?: number;
   /** Introspection is on for subgraphs (the router needs `_service`), off for clients at the router. @default true */
   introspection?: boolean;
+  /** Handles WebSocket upgrades (e.g. graphql-ws subscriptions on `/graphql`); passed to createServiceServer. */
+  onUpgrade?: ServiceServerOptions['onUpgrade'];
 }
 
 export interface SubgraphService<TContext extends SubgraphContext> extends ServiceServer {
   readonly apollo: ApolloServer<TContext>;
+  /** The executable subgraph schema (after `transformSchema`), e.g. for a graphql-ws server. */
+  readonly schema: GraphQLSchema;
   /** Starts Apollo Server, then listens. */
   start(port: number, host?: string): Promise<string>;
 }
@@ -83,6 +87,7 @@ export function createSubgraphService<TContext extends SubgraphContext>(
     handler,
     readiness: options.readiness,
     shutdownTimeoutMs: options.shutdownTimeoutMs,
+    onUpgrade: options.onUpgrade,
     onClose: async () => {
       await apollo.stop();
       await options.onClose?.();
@@ -90,6 +95,7 @@ export function createSubgraphService<TContext extends SubgraphContext>(
   });
   return Object.assign(server, {
     apollo,
+    schema,
     async start(port: number, host?: string) {
       await apollo.start();
       await server.listen(port, host);
