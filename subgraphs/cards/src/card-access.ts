@@ -1,0 +1,26 @@
+import { cards } from '@ghostpay/db';
+import type { Principal } from '@ghostpay/platform';
+import { eq, type SQL, sql } from 'drizzle-orm';
+import type { CardRow } from './card-view.ts';
+
+/**
+ * Who may see a card: its owner, the merchant that issued it, any admin. Everyone else is
+ * told NOT_FOUND, exactly as for an id that does not exist.
+ */
+export function canSeeCard(principal: Principal, card: Pick<CardRow, 'ownerId' | 'issuerId'>): boolean {
+  if (principal.role === 'admin') return true;
+  if (principal.role === 'merchant') return card.issuerId === principal.userId;
+  return card.ownerId === principal.userId;
+}
+
+/** Who may read the PAN and CVC: the owner and admins only (not the issuing merchant). */
+export function canRevealCard(principal: Principal, card: Pick<CardRow, 'ownerId'>): boolean {
+  return principal.role === 'admin' || card.ownerId === principal.userId;
+}
+
+/** `canSeeCard` as a SQL condition for list queries. */
+export function visibleCardsCondition(principal: Principal): SQL {
+  if (principal.role === 'admin') return sql`true`;
+  if (principal.role === 'merchant') return eq(cards.issuerId, principal.userId);
+  return eq(cards.ownerId, principal.userId);
+}

@@ -1,0 +1,196 @@
+import { createHash } from 'node:crypto';
+import { cardIdempotencyKeys, cards, type Database, newId, users } from '@ghostpay/db';
+import { BadUserInputError, type FieldProblem, IdempotencyKeyReusedError, type Principal } from '@ghostpay/platform';
+import { and, eq } from 'drizzle-orm';
+import type { Logger } from 'pino';
+import type { CardRow } from './card-view.ts';
+import type { CardsConfig } from './config.ts';
+import { currencyExponent } from './iso-4217.ts';
+import { brandOf, generatePan } from './pan.ts';
+import { encryptPan, type PanSecrets, panFingerprint } from './pan-crypto.ts';
+
+export interface IssueCardInput {
+  userId: string;
+  amount: number;
+  currency: string;
+  expiresInSeconds?: number | null;
+}
+
+export type IssueCardLimits = Pick<
+  CardsConfig,
+  'CARD_MAX_AMOUNT' | 'CARD_MIN_EXPIRES_IN_SECONDS' | 'CARD_MAX_EXPIRES_IN_SECONDS' | 'CARD_DEFAULT_EXPIRES_IN_SECONDS' | 'CARD_BIN'
+>;
+
+export interface IssueCardDeps {
+  db: Database;
+  panSecrets: PanSecrets;
+  limits: IssueCardLimits;
+  logger: Logger;
+}
+
+/** Longest accepted idempotency key (Stripe's limit). */
+export const maxIdempotencyKeyLength = 255;
+/** How many fresh PANs to try when one collides with an existing card's fingerprint. */
+const panAttempts = 8;
+
+/** Thrown inside the transaction to roll the new card back when another request owns the key. */
+class IdempotencyKeyTaken extends Error {}
+
+/**
+ * Checks every field and reports all problems at once, each naming its field. The owner
+ * lookup runs only when the id is otherwise well-formed.
+ */
+export async function validateIssueCard(
+  db: Database,
+  limits: IssueCardLimits,
+  input: IssueCardInput,
+  idempotencyKey: string | null | undefined,
+): Promise<void> {
+  const problems: FieldProblem[] = [];
+  if (!Number.isSafeInteger(input.amount) || input.amount <= 0) {
+    problems.push({ field: 'input.amount', message: 'must be a positive integer in minor units' });
+  } else if (input.amount > limits.CARD_MAX_AMOUNT) {
+    problems.push({ field: 'input.amount', message: `must not exceed ${limits.CARD_MAX_AMOUNT} minor units` });
+  }
+  if (currencyExponent(input.currency) === undefined) {
+    problems.push({
+      field: 'input.currency',
+      message: /^[a-z]{3}$/.test(input.currency)
+        ? 'must be an upper-case ISO 4217 code'
+        : 'must be an active ISO 4217 currency code (e.g. USD)',
+    });
+  }
+  if (input.expiresInSeconds !== undefined && input.expiresInSeconds !== null) {
+    const s = input.expiresInSeconds;
+    if (!Number.isSafeInteger(s) || s < limits.CARD_MIN_EXPIRES_IN_SECONDS || s > limits.CARD_MAX_EXPIRES_IN_SECONDS) {
+      problems.push({
+        field: 'input.expiresInSeconds',
+        message: `must be between ${limits.CARD_MIN_EXPIRES_IN_SECONDS} and ${limits.CARD_MAX_EXPIRES_IN_SECONDS} seconds`,
+      });
+    }
+  }
+  if (idempotencyKey !== undefined && idempotencyKey !== null) {
+    if (idempotencyKey.length === 0 || idempotencyKey.length > maxIdempotencyKeyLength) {
+      problems.push({ field: 'idempotencyKey', message: `must be 1 to ${maxIdempotencyKeyLength} characters` });
+    }
+  }
+  if (input.userId.length === 0 || input.userId.length > 100) {
+    problems.push({ field: 'input.userId', message: 'no such user' });
+  } else {
+    const [owner] = await db.select({ id: users.id }).from(users).where(eq(users.id, input.userId)).limit(1);
+    if (!owner) problems.push({ field: 'input.userId', message: 'no such user' });
+  }
+  if (problems.length > 0) throw new BadUserInputError(problems);
+}
+
+/** What makes two issuance requests "the same": the caller's input, canonically ordered. */
+export function issueRequestFingerprint(input: IssueCardInput): string {
+  const canonical = JSON.stringify([input.userId, input.amount, input.currency, input.expiresInSeconds ?? null]);
+  return createHash('sha256').update(canonical).digest('hex');
+}
+
+/**
+ * Issues a card for `principal` (a merchant or admin; the resolver checks the role).
+ *
+ * Idempotency (Stripe semantics, scoped to the issuer): one transaction inserts the card and
+ * then `insert ... on conflict do nothing` the key. When the key already exists — possibly
+ * committed a moment ago by a concurrent duplicate, whose uncommitted row made our insert
+ * wait — the transaction rolls back (no orphan card) and the stored key is re-read: same
+ * fingerprint → that card, different → IDEMPOTENCY_KEY_REUSED. Concurrent duplicates thus
+ * never create two rows.
+ */
+export async function issueCard(
+  deps: IssueCardDeps,
+  principal: Principal,
+  input: IssueCardInput,
+  idempotencyKey?: string | null,
+): Promise<CardRow> {
+  const { db, limits } = deps;
+  await validateIssueCard(db, limits, input, idempotencyKey);
+  const fingerprint = issueRequestFingerprint(input);
+
+  if (idempotencyKey) {
+    const replay = await replayIdempotent(db, principal.userId, idempotencyKey, fingerprint);
+    if (replay) return replay;
+  }
+
+  const lifetime = input.expiresInSeconds ?? limits.CARD_DEFAULT_EXPIRES_IN_SECONDS;
+  try {
+    return await db.transaction(async (tx) => {
+      const card = await insertCardWithUniquePan(deps, tx as unknown as Database, principal, input, lifetime);
+      if (idempotencyKey) {
+        const claimed = await tx
+          .insert(cardIdempotencyKeys)
+          .values({ issuerId: principal.userId, key: idempotencyKey, fingerprint, cardId: card.id })
+          .onConflictDoNothing()
+          .returning({ cardId: cardIdempotencyKeys.cardId });
+        if (claimed.length === 0) throw new IdempotencyKeyTaken();
+      }
+      return card;
+    });
+  } catch (error) {
+    if (!(error instanceof IdempotencyKeyTaken) || !idempotencyKey) throw error;
+    const replay = await replayIdempotent(db, principal.userId, idempotencyKey, fingerprint);
+    // The key row cannot vanish (keys are never deleted while their card exists).
+    if (!replay) throw new Error('idempotency key row disappeared after a conflict');
+    return replay;
+  }
+}
+
+async function replayIdempotent(db: Database, issuerId: string, key: string, fingerprint: string): Promise<CardRow | undefined> {
+  const [row] = await db
+    .select({ fingerprint: cardIdempotencyKeys.fingerprint, card: cards })
+    .from(cardIdempotencyKeys)
+    .innerJoin(cards, eq(cards.id, cardIdempotencyKeys.cardId))
+    .where(and(eq(cardIdempotencyKeys.issuerId, issuerId), eq(cardIdempotencyKeys.key, key)))
+    .limit(1);
+  if (!row) return undefined;
+  if (row.fingerprint !== fingerprint) throw new IdempotencyKeyReusedError();
+  return row.card;
+}
+
+/**
+ * Draws PANs until one's fingerprint is new. `on conflict (pan_fingerprint) do nothing`
+ * keeps the transaction usable after a collision (a unique violation would abort it).
+ */
+async function insertCardWithUniquePan(
+  deps: IssueCardDeps,
+  tx: Database,
+  principal: Principal,
+  input: IssueCardInput,
+  lifetimeSeconds: number,
+): Promise<CardRow> {
+  const { panSecrets, limits } = deps;
+  const keyring = panSecrets.keyring();
+  const fingerprintKey = panSecrets.fingerprintKey();
+  const expiresAt = new Date(Date.now() + lifetimeSeconds * 1000);
+  for (let attempt = 1; attempt <= panAttempts; attempt++) {
+    const id = newId('card');
+    const pan = generatePan(limits.CARD_BIN);
+    const encrypted = encryptPan(keyring, id, pan);
+    const [row] = await tx
+      .insert(cards)
+      .values({
+        id,
+        ownerId: input.userId,
+        issuerId: principal.userId,
+        panCiphertext: encrypted.ciphertext,
+        panKeyId: encrypted.keyId,
+        panFingerprint: panFingerprint(fingerprintKey, pan),
+        bin: pan.slice(0, 6),
+        last4: pan.slice(-4),
+        brand: brandOf(limits.CARD_BIN),
+        expMonth: expiresAt.getUTCMonth() + 1,
+        expYear: expiresAt.getUTCFullYear(),
+        expiresAt,
+        amount: input.amount,
+        currency: input.currency,
+      })
+      .onConflictDoNothing({ target: cards.panFingerprint })
+      .returning();
+    if (row) return row;
+    // Never log the PAN; the attempt count is enough to notice a crowded BIN.
+    deps.logger.warn({ attempt }, 'generated PAN collided with an existing card; drawing another');
+  }
+  throw new Error(`could not draw a unique PAN in ${panAttempts} attempts; the BIN range may be exhausted`);
+}

@@ -1,0 +1,136 @@
+import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { createLogger, createSecretsProvider, type Role, type SecretsProvider } from '@ghostpay/platform';
+import { createSeed, createTestTokenIssuer, freshDatabase, type SeededUser, type TestDatabase } from '@ghostpay/test-support';
+import { type CardsConfig, cardsConfigSchema, createCardsService } from '../src/index.ts';
+
+export interface GraphQLResult<T = Record<string, unknown>> {
+  status: number;
+  data?: T | null;
+  errors?: {
+    message: string;
+    path?: string[];
+    extensions?: { code?: string; fields?: { field: string; message: string }[] } & Record<string, unknown>;
+  }[];
+}
+
+/** Random card secrets in the documented formats; a fresh set per harness, never hard-coded. */
+export function randomCardSecrets(keyIds: string[] = ['k1']) {
+  return {
+    'pan-encryption-keys': keyIds.map((id) => `${id}:${randomBytes(32).toString('base64')}`).join(','),
+    'pan-fingerprint-key': randomBytes(32).toString('base64'),
+    'cvc-key': randomBytes(32).toString('base64'),
+  };
+}
+
+export function secretsFrom(values: Record<string, string>): SecretsProvider {
+  return createSecretsProvider({
+    env: Object.fromEntries(
+      Object.entries(values).map(([name, value]) => [`GHOSTPAY_SECRET_${name.toUpperCase().replace(/-/g, '_')}`, value]),
+    ),
+  });
+}
+
+/**
+ * One cards subgraph over real HTTP on port 0, on a fresh PostgreSQL database, with real
+ * RS256 tokens and every log line captured (to prove no PAN is ever logged).
+ */
+export async function startCardsHarness(env: Record<string, string> = {}) {
+  const database: TestDatabase = await freshDatabase({ poolSize: 20 });
+  const logLines: string[] = [];
+  const destination = new Writable({
+    write(chunk, _encoding, callback) {
+      logLines.push(...String(chunk).split('\n').filter(Boolean));
+      callback();
+    },
+  });
+  const logger = createLogger({ service: 'cards', level: 'debug', destination });
+  const secretValues = randomCardSecrets();
+  const secrets = secretsFrom(secretValues);
+  const config: CardsConfig = cardsConfigSchema.parse({ NODE_ENV: 'test', LOG_LEVEL: 'debug', ...env });
+  const tokens = await createTestTokenIssuer();
+  const service = createCardsService({ database, secrets, logger, config, verifier: tokens.verifier });
+  const url = await service.start(0, '127.0.0.1');
+  const seed = createSeed(database.db);
+
+  async function request<T = Record<string, unknown>>(
+    token: string | undefined,
+    query: string,
+    variables: Record<string, unknown> = {},
+  ): Promise<GraphQLResult<T>> {
+    const response = await fetch(`${url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify({ query, variables }),
+    });
+    return { status: response.status, ...((await response.json()) as Omit<GraphQLResult<T>, 'status'>) };
+  }
+
+  /** A seeded user of `role` with a token for it. */
+  async function actor(role: Role): Promise<SeededUser & { token: string }> {
+    const user = await seed.user(role);
+    return { ...user, token: await tokens.mint({ userId: user.id, role }) };
+  }
+
+  return {
+    database,
+    url,
+    config,
+    secretValues,
+    tokens,
+    seed,
+    logLines,
+    request,
+    actor,
+    async close() {
+      await service.close();
+      secrets.close();
+      await database.close();
+    },
+  };
+}
+
+export type CardsHarness = Awaited<ReturnType<typeof startCardsHarness>>;
+
+export const cardFields = `id status amount currency currencyExponent bin last4 brand expMonth expYear expiresAt createdAt usedAt canceledAt owner { id } issuedBy { id }`;
+
+export const issueCardMutation = `mutation Issue($input: IssueCardInput!, $key: String) { issueCard(input: $input, idempotencyKey: $key) { ${cardFields} } }`;
+
+export interface IssuedCard {
+  id: string;
+  status: string;
+  amount: number;
+  currency: string;
+  currencyExponent: number;
+  bin: string;
+  last4: string;
+  brand: string;
+  expMonth: number;
+  expYear: number;
+  expiresAt: string;
+  owner: { id: string };
+  issuedBy: { id: string };
+}
+
+/** Issues a card over HTTP and fails loudly when that does not work. */
+export async function issue(h: CardsHarness, token: string, input: Record<string, unknown>, key?: string): Promise<IssuedCard> {
+  const result = await h.request<{ issueCard: IssuedCard }>(token, issueCardMutation, { input, key });
+  if (!result.data?.issueCard) throw new Error(`issueCard failed: ${JSON.stringify(result.errors)}`);
+  return result.data.issueCard;
+}
+
+/** Every 13–19 digit run in `text` that passes Luhn: what a leaked PAN looks like. */
+export function luhnValidDigitRuns(text: string, isLuhnValid: (s: string) => boolean): string[] {
+  const found: string[] = [];
+  for (const match of text.matchAll(/\d{13,}/g)) {
+    const run = match[0];
+    // Any window of 13–19 digits inside a longer run could be a PAN too.
+    for (let len = 13; len <= Math.min(19, run.length); len++) {
+      for (let i = 0; i + len <= run.length; i++) {
+        const candidate = run.slice(i, i + len);
+        if (isLuhnValid(candidate)) found.push(candidate);
+      }
+    }
+  }
+  return found;
+}
