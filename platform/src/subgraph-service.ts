@@ -8,7 +8,13 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { ForbiddenError, formatGraphQLError, UnauthenticatedError } from './errors.ts';
 import { createGraphQLHandler } from './graphql-http.ts';
-import { createServiceServer, type ReadinessCheck, type ServiceServer, type ServiceServerOptions } from './http-server.ts';
+import {
+  createServiceServer,
+  type ReadinessCheck,
+  type RequestHandler,
+  type ServiceServer,
+  type ServiceServerOptions,
+} from './http-server.ts';
 import type { JwtVerifier } from './jwt-verifier.ts';
 import { requestIdOf } from './request-id.ts';
 import { hasScope, type Principal } from './scopes.ts';
@@ -40,6 +46,11 @@ export interface SubgraphServiceOptions<TContext extends SubgraphContext> {
   maxBodyBytes?: number;
   /** Introspection is on for subgraphs (the router needs `_service`), off for clients at the router. @default true */
   introspection?: boolean;
+  /**
+   * Extra HTTP routes served beside `/graphql`, keyed by exact path (e.g. the auth
+   * service's `/.well-known/jwks.json`). The handler checks the method itself. @default {}
+   */
+  routes?: Record<string, RequestHandler>;
   /** Handles WebSocket upgrades (e.g. graphql-ws subscriptions on `/graphql`); passed to createServiceServer. */
   onUpgrade?: ServiceServerOptions['onUpgrade'];
 }
@@ -80,11 +91,16 @@ export function createSubgraphService<TContext extends SubgraphContext>(
       return options.extendContext ? options.extendContext(base, req) : (base as TContext);
     },
   });
+  const routes = options.routes ?? {};
   const server = createServiceServer({
     service: options.name,
     logger: options.logger,
     registry: options.registry,
-    handler,
+    handler: (req, res) => {
+      const path = (req.url ?? '/').split('?')[0] ?? '/';
+      const route = Object.hasOwn(routes, path) ? routes[path] : undefined;
+      return route ? route(req, res) : handler(req, res);
+    },
     readiness: options.readiness,
     shutdownTimeoutMs: options.shutdownTimeoutMs,
     onUpgrade: options.onUpgrade,

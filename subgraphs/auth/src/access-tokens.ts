@@ -1,0 +1,46 @@
+import { randomUUID } from 'node:crypto';
+import { type Role, scopesByRole } from '@ghostpay/platform';
+import { SignJWT } from 'jose';
+import type { SigningKeyRing } from './signing-key-ring.ts';
+
+export interface AccessTokenOptions {
+  keyRing: SigningKeyRing;
+  issuer: string;
+  audience: string;
+  ttlSeconds: number;
+}
+
+export interface AccessToken {
+  accessToken: string;
+  tokenType: 'Bearer';
+  /** Seconds until the token expires. */
+  expiresIn: number;
+  scope: string;
+}
+
+/**
+ * Mints access tokens with the ring's current key. Claims match what platform's
+ * `createJwtVerifier` requires: iss, aud, sub, role, scope (space separated), key_id, jti,
+ * iat, exp, and `kid` in the header.
+ */
+export function createAccessTokenIssuer(options: AccessTokenOptions) {
+  return {
+    async issue(subject: { userId: string; role: Role; apiKeyId: string }): Promise<AccessToken> {
+      const { kid, alg, privateKey } = await options.keyRing.signingKey();
+      const scope = scopesByRole[subject.role].join(' ');
+      const issuedAt = Math.floor(Date.now() / 1000);
+      const accessToken = await new SignJWT({ role: subject.role, scope, key_id: subject.apiKeyId })
+        .setProtectedHeader({ alg, kid, typ: 'JWT' })
+        .setIssuer(options.issuer)
+        .setAudience(options.audience)
+        .setSubject(subject.userId)
+        .setJti(randomUUID())
+        .setIssuedAt(issuedAt)
+        .setExpirationTime(issuedAt + options.ttlSeconds)
+        .sign(privateKey);
+      return { accessToken, tokenType: 'Bearer', expiresIn: options.ttlSeconds, scope };
+    },
+  };
+}
+
+export type AccessTokenIssuer = ReturnType<typeof createAccessTokenIssuer>;

@@ -1,0 +1,141 @@
+import { readFileSync } from 'node:fs';
+import type { DatabaseHandle } from '@ghostpay/db';
+import {
+  createMetricsRegistry,
+  createSubgraphService,
+  type JwtVerifier,
+  type Logger,
+  type Registry,
+  type SecretsProvider,
+  type SubgraphService,
+} from '@ghostpay/platform';
+import { parse } from 'graphql';
+import { Counter } from 'prom-client';
+import { createAccessTokenIssuer } from './access-tokens.ts';
+import { clientAddressOf } from './client-address.ts';
+import type { AuthConfig } from './config.ts';
+import { createFailedExchangeLimiter } from './failed-exchange-limiter.ts';
+import { createJwksRoute, jwksPath } from './jwks-route.ts';
+import { createKeyEncryption } from './key-encryption.ts';
+import { createKeyRingVerifier } from './key-ring-verifier.ts';
+import { createLoaders } from './loaders.ts';
+import { type AuthContext, createResolvers } from './resolvers.ts';
+import { createSigningKeyRing, type SigningKeyRing } from './signing-key-ring.ts';
+import { createTokenExchange } from './token-exchange.ts';
+
+export const authTypeDefs = parse(readFileSync(new URL('./schema.graphql', import.meta.url), 'utf8'));
+
+export interface AuthServiceDeps {
+  database: DatabaseHandle;
+  /** Must provide `signing-kek` (see README). */
+  secrets: SecretsProvider;
+  logger: Logger;
+  config: AuthConfig;
+  /**
+   * Verifies callers' bearer tokens. @default a verifier over this service's own key ring,
+   * read from the database (the same keys the JWKS publishes).
+   */
+  verifier?: JwtVerifier;
+  /** @default a fresh registry labelled `service="auth"` */
+  registry?: Registry;
+}
+
+export interface AuthService extends SubgraphService<AuthContext> {
+  readonly keyRing: SigningKeyRing;
+}
+
+/**
+ * Builds the auth subgraph without listening: token exchange, users and API keys, the
+ * signing key ring and its JWKS route. `start()` makes sure the ring has a current and a
+ * next key before listening, and starts scheduled rotation when configured.
+ */
+export function createAuthService(deps: AuthServiceDeps): AuthService {
+  const { database, secrets, config } = deps;
+  const logger = deps.logger.child({ component: 'auth' });
+  const registry = deps.registry ?? createMetricsRegistry('auth');
+  const encryption = createKeyEncryption(secrets);
+  const keyRing = createSigningKeyRing({
+    database,
+    encryption,
+    algorithm: config.JWT_ALGORITHM,
+    maxTokenTtlSeconds: config.ACCESS_TOKEN_TTL_SECONDS,
+    clockSkewSeconds: config.JWT_CLOCK_SKEW_SECONDS,
+    logger,
+  });
+  const tokens = createAccessTokenIssuer({
+    keyRing,
+    issuer: config.JWT_ISSUER,
+    audience: config.JWT_AUDIENCE,
+    ttlSeconds: config.ACCESS_TOKEN_TTL_SECONDS,
+  });
+  const windowMs = config.FAILED_EXCHANGE_WINDOW_SECONDS * 1000;
+  const exchange = createTokenExchange({
+    db: database.db,
+    tokens,
+    byPrefix: createFailedExchangeLimiter({ limit: config.FAILED_EXCHANGE_LIMIT_PER_KEY, windowMs }),
+    byAddress: createFailedExchangeLimiter({ limit: config.FAILED_EXCHANGE_LIMIT_PER_ADDRESS, windowMs }),
+    logger,
+    exchanges: new Counter({
+      name: 'auth_token_exchanges_total',
+      help: 'API key → access token exchanges by outcome (issued, rejected, rate_limited)',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+  });
+  const verifier =
+    deps.verifier ??
+    createKeyRingVerifier(keyRing, {
+      issuer: config.JWT_ISSUER,
+      audience: config.JWT_AUDIENCE,
+      clockToleranceSeconds: config.JWT_CLOCK_SKEW_SECONDS,
+    });
+
+  let rotationTimer: NodeJS.Timeout | undefined;
+  const service = createSubgraphService<AuthContext>({
+    name: 'auth',
+    typeDefs: authTypeDefs,
+    resolvers: createResolvers({ db: database.db, exchange, keyRing }),
+    verifier,
+    logger,
+    registry,
+    shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    routes: { [jwksPath]: createJwksRoute(keyRing, config.JWKS_MAX_AGE_SECONDS) },
+    readiness: [
+      { name: 'database', check: () => database.ping() },
+      { name: 'signing-kek', check: async () => encryption.check() },
+    ],
+    extendContext: (base, req) => ({
+      ...base,
+      loaders: createLoaders(database.db),
+      clientAddress: clientAddressOf(req, config.TRUSTED_PROXY_HOPS),
+    }),
+    onClose: async () => {
+      if (rotationTimer) clearInterval(rotationTimer);
+    },
+  });
+
+  const startRotationSchedule = () => {
+    const interval = config.SIGNING_KEY_ROTATION_INTERVAL_SECONDS;
+    if (interval === 0) return;
+    // Check often enough to rotate close to the interval; each replica checks, the first one under the lock rotates.
+    const checkEveryMs = Math.min(interval * 250, 60_000);
+    rotationTimer = setInterval(() => {
+      keyRing
+        .rotate({ onlyIfOlderThanSeconds: interval })
+        .catch((error: unknown) => logger.error({ err: error }, 'scheduled rotation failed'));
+    }, checkEveryMs);
+    rotationTimer.unref();
+  };
+
+  const start = service.start.bind(service);
+  return Object.assign(service, {
+    keyRing,
+    async start(port: number, host?: string) {
+      encryption.check();
+      await keyRing.ensure();
+      const url = await start(port, host);
+      startRotationSchedule();
+      return url;
+    },
+  });
+}

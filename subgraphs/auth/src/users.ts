@@ -1,0 +1,159 @@
+import { apiKeys, type Database, type DatabaseHandle, newId, type Transaction, users } from '@ghostpay/db';
+import { BadUserInputError, type Role } from '@ghostpay/platform';
+import { and, asc, eq, inArray, isNull, sql } from 'drizzle-orm';
+import { generateApiKey } from './api-key-format.ts';
+
+export type UserRow = typeof users.$inferSelect;
+/** An API key row without its hash: what resolvers and callers may see. */
+export type ApiKeyRow = Omit<typeof apiKeys.$inferSelect, 'secretHash'>;
+
+export const apiKeyColumns = {
+  id: apiKeys.id,
+  userId: apiKeys.userId,
+  prefix: apiKeys.prefix,
+  rateLimitPerMinute: apiKeys.rateLimitPerMinute,
+  createdAt: apiKeys.createdAt,
+  lastUsedAt: apiKeys.lastUsedAt,
+  revokedAt: apiKeys.revokedAt,
+};
+
+export interface NewUser {
+  name: string;
+  email: string;
+  role: Role;
+  /** Rate limit of the first API key; null = the router's default. */
+  rateLimitPerMinute?: number | null;
+}
+
+/** A freshly created key: the row plus the full key, which exists only in this value. */
+export interface IssuedApiKey {
+  apiKey: ApiKeyRow;
+  secret: string;
+}
+
+function isUniqueViolation(error: unknown, constraint: string): boolean {
+  for (let cause: unknown = error; cause && typeof cause === 'object'; cause = (cause as { cause?: unknown }).cause) {
+    const pgError = cause as { code?: string; constraint?: string };
+    if (pgError.code === '23505' && pgError.constraint === constraint) return true;
+  }
+  return false;
+}
+
+async function insertApiKey(tx: Transaction | Database, userId: string, rateLimitPerMinute: number | null): Promise<IssuedApiKey> {
+  const generated = generateApiKey();
+  const [apiKey] = await tx
+    .insert(apiKeys)
+    .values({ id: newId('key'), userId, prefix: generated.prefix, secretHash: generated.hash, rateLimitPerMinute })
+    .returning(apiKeyColumns);
+  return { apiKey: apiKey!, secret: generated.key };
+}
+
+/** Creates a user and its first API key in one transaction. A taken email is BAD_USER_INPUT. */
+export async function createUserWithApiKey(db: Database, input: NewUser, field = 'input.email'): Promise<{ user: UserRow } & IssuedApiKey> {
+  try {
+    return await db.transaction(async (tx) => {
+      const [user] = await tx
+        .insert(users)
+        .values({ id: newId('usr'), name: input.name, email: input.email, role: input.role })
+        .returning();
+      const issued = await insertApiKey(tx, user!.id, input.rateLimitPerMinute ?? null);
+      return { user: user!, ...issued };
+    });
+  } catch (error) {
+    if (isUniqueViolation(error, 'users_email_lower_key')) throw new BadUserInputError([{ field, message: 'is already in use' }]);
+    throw error;
+  }
+}
+
+/**
+ * Creates a user with an API key, for the dev stack's first start and for tests. Returns the
+ * full key once (`apiKey`, `gp_<prefix>_<secret>`): only its hash is stored.
+ */
+export async function seedUser(database: DatabaseHandle, input: NewUser): Promise<{ user: UserRow; apiKey: string; apiKeyId: string }> {
+  const { user, apiKey, secret } = await createUserWithApiKey(database.db, input, 'email');
+  return { user, apiKey: secret, apiKeyId: apiKey.id };
+}
+
+export function createApiKeyFor(db: Database, userId: string, rateLimitPerMinute: number | null): Promise<IssuedApiKey> {
+  return insertApiKey(db, userId, rateLimitPerMinute);
+}
+
+export function findUsersByIds(db: Database, ids: readonly string[]): Promise<UserRow[]> {
+  return db
+    .select()
+    .from(users)
+    .where(inArray(users.id, [...ids]));
+}
+
+export function findApiKeysByIds(db: Database, ids: readonly string[]): Promise<ApiKeyRow[]> {
+  return db
+    .select(apiKeyColumns)
+    .from(apiKeys)
+    .where(inArray(apiKeys.id, [...ids]));
+}
+
+export function findApiKeysByUserIds(db: Database, userIds: readonly string[]): Promise<ApiKeyRow[]> {
+  return db
+    .select(apiKeyColumns)
+    .from(apiKeys)
+    .where(inArray(apiKeys.userId, [...userIds]))
+    .orderBy(asc(apiKeys.createdAt), asc(apiKeys.id));
+}
+
+/**
+ * One page of users in (created_at, id) order. `afterId` is the last id of the previous page;
+ * comparing against that row's own stored timestamp keeps microsecond precision exact.
+ * Fetches one extra row to know whether another page exists.
+ */
+export async function listUsers(
+  db: Database,
+  first: number,
+  afterId: string | undefined,
+): Promise<{ rows: UserRow[]; hasNextPage: boolean }> {
+  const after = afterId
+    ? sql`(${users.createdAt}, ${users.id}) > (select u.created_at, u.id from auth.users u where u.id = ${afterId})`
+    : undefined;
+  const rows = await db
+    .select()
+    .from(users)
+    .where(after)
+    .orderBy(asc(users.createdAt), asc(users.id))
+    .limit(first + 1);
+  return { rows: rows.slice(0, first), hasNextPage: rows.length > first };
+}
+
+/** Revokes a key; revoking twice keeps the first revocation time. */
+export async function revokeApiKey(db: Database, id: string): Promise<ApiKeyRow | undefined> {
+  const [row] = await db
+    .update(apiKeys)
+    .set({ revokedAt: sql`coalesce(${apiKeys.revokedAt}, now())` })
+    .where(eq(apiKeys.id, id))
+    .returning(apiKeyColumns);
+  return row;
+}
+
+/** The key row and its owner's role, looked up by the visible prefix. */
+export async function findKeyForExchange(db: Database, prefix: string) {
+  const [row] = await db
+    .select({
+      id: apiKeys.id,
+      userId: apiKeys.userId,
+      secretHash: apiKeys.secretHash,
+      revokedAt: apiKeys.revokedAt,
+      role: users.role,
+    })
+    .from(apiKeys)
+    .innerJoin(users, eq(users.id, apiKeys.userId))
+    .where(eq(apiKeys.prefix, prefix));
+  return row;
+}
+
+/** Stamps `last_used_at`; false when the key was revoked in the meantime. */
+export async function markApiKeyUsed(db: Database, id: string): Promise<boolean> {
+  const rows = await db
+    .update(apiKeys)
+    .set({ lastUsedAt: sql`now()` })
+    .where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt)))
+    .returning({ id: apiKeys.id });
+  return rows.length === 1;
+}
