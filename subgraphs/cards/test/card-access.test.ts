@@ -1,0 +1,233 @@
+import { cards } from '@ghostpay/db';
+import { eq, sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CardsHarness, cardFields, type IssuedCard, issue, startCardsHarness } from './cards-harness.ts';
+
+type Actor = Awaited<ReturnType<CardsHarness['actor']>>;
+let h: CardsHarness;
+let admin: Actor;
+let merchantA: Actor;
+let merchantB: Actor;
+let alice: Actor;
+let bob: Actor;
+let aliceFromA: IssuedCard;
+let aliceFromB: IssuedCard;
+let bobFromA: IssuedCard;
+
+const cardQuery = `query Card($id: ID!) { card(id: $id) { ${cardFields} } }`;
+const cardsQuery = `query Cards($filter: CardFilter, $first: Int, $after: String) {
+  cards(filter: $filter, first: $first, after: $after) { edges { cursor node { id status } } pageInfo { hasNextPage endCursor } }
+}`;
+const entitiesQuery = `query Entities($representations: [_Any!]!) {
+  _entities(representations: $representations) { ... on Card { id status last4 } ... on User { id cards(first: 50) { edges { node { id } } } } }
+}`;
+const cancelMutation = `mutation Cancel($id: ID!) { cancelCard(id: $id) { id status canceledAt } }`;
+
+beforeAll(async () => {
+  h = await startCardsHarness();
+  [admin, merchantA, merchantB, alice, bob] = await Promise.all([
+    h.actor('admin'),
+    h.actor('merchant'),
+    h.actor('merchant'),
+    h.actor('user'),
+    h.actor('user'),
+  ]);
+  aliceFromA = await issue(h, merchantA.token, { userId: alice.id, amount: 1000, currency: 'USD' });
+  aliceFromB = await issue(h, merchantB.token, { userId: alice.id, amount: 2000, currency: 'USD' });
+  bobFromA = await issue(h, merchantA.token, { userId: bob.id, amount: 3000, currency: 'USD' });
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+async function visibleIds(token: string, filter?: Record<string, unknown>) {
+  const result = await h.request<{ cards: { edges: { node: { id: string } }[] } }>(token, cardsQuery, { filter, first: 100 });
+  expect(result.errors).toBeUndefined();
+  return result.data!.cards.edges.map((e) => e.node.id).sort();
+}
+const sorted = (...cardsToSort: IssuedCard[]) => cardsToSort.map((c) => c.id).sort();
+
+describe('ownership', () => {
+  it('lets a user see their own cards and nobody else’s', async () => {
+    expect(await visibleIds(alice.token)).toEqual(sorted(aliceFromA, aliceFromB));
+    const own = await h.request(alice.token, cardQuery, { id: aliceFromA.id });
+    expect(own.data?.card).toMatchObject({ id: aliceFromA.id, owner: { id: alice.id } });
+  });
+
+  it('answers NOT_FOUND for another user’s card, exactly as for a card that does not exist', async () => {
+    const other = await h.request(alice.token, cardQuery, { id: bobFromA.id });
+    const missing = await h.request(alice.token, cardQuery, { id: 'card_0000000000000000000000' });
+    expect(other.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+    expect(missing.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+    expect(other.errors?.[0]?.message.replace(bobFromA.id, 'X')).toBe(
+      missing.errors?.[0]?.message.replace('card_0000000000000000000000', 'X'),
+    );
+  });
+
+  it('lets a merchant see only the cards it issued', async () => {
+    expect(await visibleIds(merchantA.token)).toEqual(sorted(aliceFromA, bobFromA));
+    expect(await visibleIds(merchantB.token)).toEqual(sorted(aliceFromB));
+    const foreign = await h.request(merchantB.token, cardQuery, { id: aliceFromA.id });
+    expect(foreign.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+  });
+
+  it('narrows a merchant’s userId filter to the cards it issued to that user', async () => {
+    expect(await visibleIds(merchantA.token, { userId: alice.id })).toEqual(sorted(aliceFromA));
+  });
+
+  it('returns nothing when a user filters on another user', async () => {
+    expect(await visibleIds(alice.token, { userId: bob.id })).toEqual([]);
+  });
+
+  it('lets an admin see every card', async () => {
+    expect(await visibleIds(admin.token)).toEqual(sorted(aliceFromA, aliceFromB, bobFromA));
+    const any = await h.request(admin.token, cardQuery, { id: bobFromA.id });
+    expect(any.data?.card).toMatchObject({ id: bobFromA.id });
+  });
+
+  it('applies the same rules to User.cards contributed to the auth subgraph’s User', async () => {
+    const userCards = async (token: string, userId: string) => {
+      const result = await h.request<{ _entities: { cards: { edges: { node: { id: string } }[] } }[] }>(token, entitiesQuery, {
+        representations: [{ __typename: 'User', id: userId }],
+      });
+      expect(result.errors).toBeUndefined();
+      return result.data!._entities[0]!.cards.edges.map((e) => e.node.id).sort();
+    };
+    expect(await userCards(alice.token, alice.id)).toEqual(sorted(aliceFromA, aliceFromB));
+    expect(await userCards(bob.token, alice.id)).toEqual([]);
+    expect(await userCards(merchantB.token, alice.id)).toEqual(sorted(aliceFromB));
+    expect(await userCards(admin.token, alice.id)).toEqual(sorted(aliceFromA, aliceFromB));
+  });
+
+  it('resolves a Card entity the caller may not see to null', async () => {
+    const result = await h.request<{ _entities: ({ id: string } | null)[] }>(bob.token, entitiesQuery, {
+      representations: [
+        { __typename: 'Card', id: aliceFromA.id },
+        { __typename: 'Card', id: bobFromA.id },
+      ],
+    });
+    expect(result.data?._entities).toEqual([null, expect.objectContaining({ id: bobFromA.id })]);
+  });
+});
+
+describe('pagination', () => {
+  it('walks every card of a merchant newest first with opaque cursors', async () => {
+    const merchant = await h.actor('merchant');
+    const issued: string[] = [];
+    for (let i = 0; i < 7; i++) issued.push((await issue(h, merchant.token, { userId: alice.id, amount: 100 + i, currency: 'USD' })).id);
+    const seen: string[] = [];
+    let after: string | null = null;
+    for (let page = 0; page < 10; page++) {
+      const result: Awaited<
+        ReturnType<
+          typeof h.request<{ cards: { edges: { node: { id: string } }[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } } }>
+        >
+      > = await h.request(merchant.token, cardsQuery, { first: 3, after });
+      const connection = result.data!.cards;
+      seen.push(...connection.edges.map((e) => e.node.id));
+      if (!connection.pageInfo.hasNextPage) break;
+      after = connection.pageInfo.endCursor;
+    }
+    expect(seen).toEqual(issued.reverse());
+  });
+
+  it('rejects a malformed cursor and an oversized page with the field named', async () => {
+    const bad = await h.request(admin.token, cardsQuery, { after: 'not-a-cursor' });
+    expect(bad.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', fields: [{ field: 'after' }] });
+    const big = await h.request(admin.token, cardsQuery, { first: 101 });
+    expect(big.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', fields: [{ field: 'first' }] });
+  });
+});
+
+describe('expiry', () => {
+  it('reads a card past expiresAt as EXPIRED, and filters it as EXPIRED, not ACTIVE', async () => {
+    const card = await issue(h, merchantA.token, { userId: bob.id, amount: 500, currency: 'USD', expiresInSeconds: 60 });
+    expect(card.status).toBe('ACTIVE');
+    // Move the expiry into the past, as time passing would.
+    await h.database.db.update(cards).set({ expiresAt: sql`now() - interval '1 second'` }).where(eq(cards.id, card.id));
+    const read = await h.request<{ card: { status: string } }>(bob.token, cardQuery, { id: card.id });
+    expect(read.data?.card.status).toBe('EXPIRED');
+    expect(await visibleIds(bob.token, { status: 'EXPIRED' })).toContain(card.id);
+    expect(await visibleIds(bob.token, { status: 'ACTIVE' })).not.toContain(card.id);
+    const [row] = await h.database.db.select({ status: cards.status }).from(cards).where(eq(cards.id, card.id));
+    expect(row?.status).toBe('ACTIVE');
+  });
+
+  it('refuses to cancel or reveal an expired card', async () => {
+    const card = await issue(h, merchantA.token, { userId: bob.id, amount: 500, currency: 'USD', expiresInSeconds: 60 });
+    await h.database.db.update(cards).set({ expiresAt: sql`now() - interval '1 second'` }).where(eq(cards.id, card.id));
+    const cancel = await h.request(bob.token, cancelMutation, { id: card.id });
+    expect(cancel.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', fields: [{ field: 'id' }] });
+    const reveal = await h.request(bob.token, `mutation($id: ID!) { revealCard(id: $id) { last4: pan } }`, { id: card.id });
+    expect(reveal.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+  });
+});
+
+describe('cancelCard', () => {
+  it('lets the owner, the issuer and an admin cancel, and answers a repeat with the same card', async () => {
+    for (const actor of [alice, merchantA, admin]) {
+      const card = await issue(h, merchantA.token, { userId: alice.id, amount: 900, currency: 'USD' });
+      const result = await h.request<{ cancelCard: { status: string; canceledAt: string } }>(actor.token, cancelMutation, { id: card.id });
+      expect(result.data?.cancelCard.status).toBe('CANCELED');
+      const again = await h.request<{ cancelCard: { status: string; canceledAt: string } }>(actor.token, cancelMutation, { id: card.id });
+      expect(again.data?.cancelCard).toEqual(result.data?.cancelCard);
+    }
+  });
+
+  it('answers NOT_FOUND to another user and another merchant, leaving the card ACTIVE', async () => {
+    const card = await issue(h, merchantA.token, { userId: alice.id, amount: 900, currency: 'USD' });
+    for (const actor of [bob, merchantB]) {
+      const result = await h.request(actor.token, cancelMutation, { id: card.id });
+      expect(result.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+    }
+    const [row] = await h.database.db.select({ status: cards.status }).from(cards).where(eq(cards.id, card.id));
+    expect(row?.status).toBe('ACTIVE');
+  });
+
+  it('refuses to cancel a USED card', async () => {
+    const card = await issue(h, merchantA.token, { userId: alice.id, amount: 900, currency: 'USD' });
+    await h.database.db.update(cards).set({ status: 'USED', usedAt: new Date() }).where(eq(cards.id, card.id));
+    const result = await h.request(alice.token, cancelMutation, { id: card.id });
+    expect(result.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', fields: [{ field: 'id' }] });
+  });
+});
+
+describe('entity resolution', () => {
+  it('resolves 50 cards for the router with one SQL query', async () => {
+    const merchant = await h.actor('merchant');
+    const ids: string[] = [];
+    for (let i = 0; i < 50; i++) ids.push((await issue(h, merchant.token, { userId: alice.id, amount: 10 + i, currency: 'USD' })).id);
+    const pool = h.database.pool!;
+    const statements: string[] = [];
+    const originalQuery = pool.query;
+    const originalConnect = pool.connect;
+    // Count every statement sent through the pool, and every client checked out by other
+    // code (a transaction); pool.query checks one out itself, synchronously, which is not extra.
+    let insidePoolQuery = false;
+    pool.query = ((...args: unknown[]) => {
+      const first = args[0] as string | { text: string };
+      statements.push(typeof first === 'string' ? first : first.text);
+      insidePoolQuery = true;
+      try {
+        return (originalQuery as (...a: unknown[]) => unknown).apply(pool, args);
+      } finally {
+        insidePoolQuery = false;
+      }
+    }) as typeof pool.query;
+    pool.connect = ((...args: unknown[]) => {
+      if (!insidePoolQuery) statements.push('connect (transaction or checkout)');
+      return (originalConnect as (...a: unknown[]) => unknown).apply(pool, args);
+    }) as typeof pool.connect;
+    let result: Awaited<ReturnType<typeof h.request<{ _entities: { id: string; status: string }[] }>>>;
+    try {
+      result = await h.request(merchant.token, entitiesQuery, { representations: ids.map((id) => ({ __typename: 'Card', id })) });
+    } finally {
+      pool.query = originalQuery;
+      pool.connect = originalConnect;
+    }
+    expect(result.errors).toBeUndefined();
+    expect(result.data?._entities.map((c) => c.id)).toEqual(ids);
+    expect(statements).toHaveLength(1);
+    expect(statements[0]).toMatch(/from "cards"\."cards" where "cards"\."cards"\."id" in/i);
+  });
+});
