@@ -1,0 +1,83 @@
+import { createLogger } from '@ghostpay/platform';
+import { createSeed, createTestTokenIssuer, freshDatabase, type TestDatabase, type TestTokenIssuer } from '@ghostpay/test-support';
+import { expect } from 'vitest';
+import { type ChargesService, chargesConfigSchema, checkLedger, createChargesService } from '../src/index.ts';
+
+export const chargeFields =
+  'id status declineCode amount currency refundedAmount description createdAt authorizedAt settledAt card { id } merchant { id }';
+
+export interface GraphQLResult<T = Record<string, unknown>> {
+  data?: T | null;
+  errors?: Array<{ message: string; extensions?: { code?: string } }>;
+}
+
+export interface Harness {
+  database: TestDatabase;
+  service: ChargesService;
+  url: string;
+  tokens: TestTokenIssuer;
+  seed: ReturnType<typeof createSeed>;
+  gql<T = Record<string, unknown>>(query: string, variables: Record<string, unknown>, bearer: string): Promise<GraphQLResult<T>>;
+  /** Asserts the ledger check finds nothing. */
+  expectLedgerClean(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A charges service on port 0 over a fresh PostgreSQL database, with real RS256 tokens. */
+export async function startHarness(env: Record<string, string> = {}): Promise<Harness> {
+  const database = await freshDatabase({ poolSize: 20 });
+  const tokens = await createTestTokenIssuer();
+  const config = chargesConfigSchema.parse({ LOG_LEVEL: 'silent', SETTLEMENT_ENABLED: 'false', ...env });
+  const service = createChargesService({
+    database,
+    logger: createLogger({ service: 'charges', level: 'silent' }),
+    verifier: tokens.verifier,
+    config,
+  });
+  const url = await service.start(0);
+  return {
+    database,
+    service,
+    url,
+    tokens,
+    seed: createSeed(database.db),
+    async gql(query, variables, bearer) {
+      const response = await fetch(`${url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: bearer },
+        body: JSON.stringify({ query, variables }),
+      });
+      return (await response.json()) as GraphQLResult<never>;
+    },
+    async expectLedgerClean() {
+      expect(await checkLedger(database)).toEqual([]);
+    },
+    async close() {
+      await service.close();
+      await database.close();
+    },
+  };
+}
+
+export const createChargeMutation = `mutation ($input: CreateChargeInput!, $key: String!) {
+  createCharge(input: $input, idempotencyKey: $key) { ${chargeFields} }
+}`;
+
+export const refundChargeMutation = `mutation ($id: ID!, $amount: Int, $key: String!) {
+  refundCharge(id: $id, amount: $amount, idempotencyKey: $key) { ${chargeFields} }
+}`;
+
+export interface ChargeJson {
+  id: string;
+  status: string;
+  declineCode: string | null;
+  amount: number;
+  currency: string;
+  refundedAmount: number;
+  description: string | null;
+  createdAt: string;
+  authorizedAt: string | null;
+  settledAt: string | null;
+  card: { id: string };
+  merchant: { id: string };
+}
