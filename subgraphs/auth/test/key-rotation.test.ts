@@ -1,0 +1,175 @@
+import { signingKeys } from '@ghostpay/db';
+import { createJwtVerifier, type JwtVerifier } from '@ghostpay/platform';
+import { eq, sql } from 'drizzle-orm';
+import { decodeProtectedHeader, type JSONWebKeySet } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type AuthHarness, randomKek, startAuth } from './auth-harness.ts';
+
+const issuer = 'ghostpay-auth';
+const audience = 'ghostpay-api';
+const rotate = 'mutation { rotateSigningKey { kid state verifyUntil } }';
+const kidOf = (token: string) => decodeProtectedHeader(token).kid;
+
+async function fetchJwks(url: string): Promise<JSONWebKeySet> {
+  return (await (await fetch(url)).json()) as JSONWebKeySet;
+}
+
+async function ringStates(auth: AuthHarness) {
+  const keys = await auth.service.keyRing.keys();
+  return {
+    current: keys.filter((key) => key.state === 'current').map((key) => key.kid),
+    next: keys.filter((key) => key.state === 'next').map((key) => key.kid),
+    retired: keys.filter((key) => key.state === 'retired').map((key) => key.kid),
+    removed: keys.filter((key) => key.state === 'removed').map((key) => key.kid),
+  };
+}
+
+describe('signing key rotation', () => {
+  const kek = `k1:${randomKek()}`;
+  let auth: AuthHarness;
+  let admin: { userId: string; apiKey: string };
+  beforeAll(async () => {
+    auth = await startAuth({ kek });
+    admin = await auth.seed('admin');
+  });
+  afterAll(() => auth?.close());
+
+  it('creates a current and a next key on first start, both published, private halves encrypted', async () => {
+    const ring = await ringStates(auth);
+    expect(ring.current).toHaveLength(1);
+    expect(ring.next).toHaveLength(1);
+    const jwks = await fetchJwks(auth.jwksUrl);
+    expect(jwks.keys.map((key) => key.kid).sort()).toEqual([...ring.current, ...ring.next].sort());
+    for (const key of jwks.keys) {
+      expect(key).toMatchObject({ kty: 'RSA', alg: 'RS256', use: 'sig' });
+      expect(key).not.toHaveProperty('d');
+    }
+    const rows = await auth.database.db.select().from(signingKeys);
+    for (const row of rows) {
+      expect(row.kekId).toBe('k1');
+      expect(row.privateKeyCiphertext).toMatch(/^v1\./);
+      expect(Buffer.from(row.privateKeyCiphertext.split('.')[3]!, 'base64').toString('latin1')).not.toContain('PRIVATE KEY');
+    }
+  });
+
+  it('serves the JWKS with a short public cache and an ETag that changes on rotation', async () => {
+    const first = await fetch(auth.jwksUrl);
+    expect(first.headers.get('cache-control')).toBe('public, max-age=60');
+    const etag = first.headers.get('etag')!;
+    expect(etag).toMatch(/^".+"$/);
+    const revalidated = await fetch(auth.jwksUrl, { headers: { 'if-none-match': etag } });
+    expect(revalidated.status).toBe(304);
+    await auth.service.keyRing.rotate();
+    const after = await fetch(auth.jwksUrl, { headers: { 'if-none-match': etag } });
+    expect(after.status).toBe(200);
+    expect(after.headers.get('etag')).not.toBe(etag);
+  });
+
+  it('keeps verifying a token minted before a rotation until its key is removed, while new tokens carry the new kid', async () => {
+    const before = await auth.token(admin.apiKey);
+    const oldKid = kidOf(before);
+    const snapshot = await fetchJwks(auth.jwksUrl);
+    const {
+      next: [nextKid],
+    } = await ringStates(auth);
+
+    const adminToken = before;
+    const rotated = await auth.gql<{ rotateSigningKey: { kid: string; state: string; verifyUntil: string | null }[] }>(
+      rotate,
+      {},
+      { token: adminToken },
+    );
+    expect(rotated.errors).toBeUndefined();
+    const retired = rotated.data!.rotateSigningKey.find((key) => key.kid === oldKid);
+    expect(retired?.state).toBe('RETIRED');
+    // Published for one token lifetime plus clock skew after retirement.
+    const [row] = await auth.database.db
+      .select({
+        seconds: sql<number>`extract(epoch from ${signingKeys.verifyUntil} - ${signingKeys.retiredAt})::float8`,
+        ciphertext: signingKeys.privateKeyCiphertext,
+      })
+      .from(signingKeys)
+      .where(eq(signingKeys.kid, oldKid!));
+    expect(row).toEqual({ seconds: 900 + 30, ciphertext: '' });
+
+    const after = await auth.token(admin.apiKey);
+    expect(kidOf(after)).toBe(nextKid);
+    // A verifier holding the JWKS from before the rotation already knows the new key.
+    const cached = createJwtVerifier({ jwks: snapshot, issuer, audience });
+    await expect(cached.verify(after)).resolves.toMatchObject({ userId: admin.userId });
+    const fresh = createJwtVerifier({ jwksUrl: auth.jwksUrl, issuer, audience });
+    await expect(fresh.verify(before)).resolves.toMatchObject({ userId: admin.userId });
+    await expect(fresh.verify(after)).resolves.toMatchObject({ userId: admin.userId });
+
+    // Time passes beyond verify_until: the key leaves the JWKS and the next rotation marks it removed.
+    await auth.database.db.update(signingKeys).set({ verifyUntil: sql`now() - interval '1 second'` }).where(eq(signingKeys.kid, oldKid!));
+    expect((await fetchJwks(auth.jwksUrl)).keys.map((key) => key.kid)).not.toContain(oldKid);
+    await auth.service.keyRing.rotate();
+    expect((await ringStates(auth)).removed).toContain(oldKid);
+    const later = createJwtVerifier({ jwksUrl: auth.jwksUrl, issuer, audience });
+    await expect(later.verify(before)).rejects.toMatchObject({
+      extensions: { code: 'UNAUTHENTICATED' },
+      message: 'Token signing key is unknown',
+    });
+  });
+
+  it('never fails a token request or a verification while a rotation happens', async () => {
+    const verifier: JwtVerifier = createJwtVerifier({ jwksUrl: auth.jwksUrl, issuer, audience, jwksCooldownMs: 600_000 });
+    await verifier.verify(await auth.token(admin.apiKey)); // caches the JWKS once; no refetch later
+    const minting = Array.from({ length: 12 }, () => auth.token(admin.apiKey));
+    const rotation = auth.service.keyRing.rotate();
+    const tokens = await Promise.all(minting);
+    await rotation;
+    tokens.push(await auth.token(admin.apiKey));
+    const principals = await Promise.all(tokens.map((token) => verifier.verify(token)));
+    expect(principals).toHaveLength(13);
+  });
+
+  it('applies concurrent rotations from two replicas one after the other', async () => {
+    const replica = await auth.replica();
+    const before = await ringStates(auth);
+    await Promise.all([auth.service.keyRing.rotate(), replica.keyRing.rotate(), auth.service.keyRing.rotate(), replica.keyRing.rotate()]);
+    const after = await ringStates(auth);
+    expect(after.current).toHaveLength(1);
+    expect(after.next).toHaveLength(1);
+    expect(after.retired.length + after.removed.length).toBe(before.retired.length + before.removed.length + 4);
+    // Every key signed exactly once as current: the old current and next are now retired.
+    expect(after.retired).toEqual(expect.arrayContaining([...before.current, ...before.next]));
+  });
+
+  it('skips a scheduled rotation while the current key is younger than the interval', async () => {
+    const before = await ringStates(auth);
+    const result = await auth.service.keyRing.rotate({ onlyIfOlderThanSeconds: 3600 });
+    expect(result.rotated).toBe(false);
+    expect(await ringStates(auth)).toEqual(before);
+  });
+
+  it('keeps signing after the KEK rotates, encrypting new keys under the new KEK', async () => {
+    const replica = await auth.replica({ KEK: `k2:${randomKek()},${kek}` });
+    await replica.keyRing.rotate();
+    const keys = await auth.database.db.select().from(signingKeys).where(eq(signingKeys.state, 'next'));
+    expect(keys[0]!.kekId).toBe('k2');
+    // The current key was encrypted under k1, which the keyring still holds.
+    const token = await replica.keyRing.signingKey();
+    expect(token.kid).toEqual(expect.any(String));
+    await expect(auth.replica({ KEK: `k3:${randomKek()}` }).then((lost) => lost.keyRing.signingKey())).rejects.toThrow(/KEK "k1"/);
+  });
+});
+
+describe('scheduled rotation', () => {
+  it('rotates on its own when SIGNING_KEY_ROTATION_INTERVAL_SECONDS elapses', async () => {
+    const auth = await startAuth({ env: { SIGNING_KEY_ROTATION_INTERVAL_SECONDS: '1' } });
+    try {
+      const [initial] = (await ringStates(auth)).current;
+      const deadline = Date.now() + 5_000;
+      let current = initial;
+      while (current === initial && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        [current] = (await ringStates(auth)).current;
+      }
+      expect(current).not.toBe(initial);
+    } finally {
+      await auth.close();
+    }
+  });
+});
