@@ -5,6 +5,7 @@ export * from './http-server.ts';
 export * from './jwt-verifier.ts';
 export * from './logger.ts';
 export * from './metrics.ts';
+export * from './request-event.ts';
 export * from './request-id.ts';
 export * from './scopes.ts';
 export * from './secrets.ts';

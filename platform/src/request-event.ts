@@ -1,0 +1,134 @@
+/**
+ * The request event the router emits for every GraphQL request and the analytics service
+ * stores. It lives in platform because both sides need it and the router must not import a
+ * subgraph's source.
+ *
+ * What an event never carries: variable values, tokens, API keys, card data. The router only
+ * fills the fields below, and `redactRequestEvent` is a second line of defence applied by the
+ * emitter before sending and again by the analytics service at ingest.
+ */
+export interface RequestEvent {
+  /** When the request arrived, ISO-8601 UTC (`2026-01-31T12:00:00.000Z`). */
+  timestamp: string;
+  requestId: string;
+  /** W3C trace id (32 hex) when tracing is on. */
+  traceId: string | null;
+  /** The operation name the client sent; null for anonymous operations. */
+  operationName: string | null;
+  operationType: 'query' | 'mutation' | 'subscription' | null;
+  /** The API key id (`key_…`, never the key itself) the token was minted from. */
+  apiKeyId: string | null;
+  userId: string | null;
+  role: string | null;
+  httpStatus: number;
+  /** `extensions.code` of every error in the response, from the closed list. */
+  errorCodes: string[];
+  latencyMs: number;
+  subgraphTimings: SubgraphTiming[];
+  /**
+   * Unique per event, assigned by the emitter before the first delivery attempt and kept across
+   * retries, so the analytics service can ignore a batch it already stored.
+   */
+  eventId?: string;
+}
+
+export interface SubgraphTiming {
+  subgraph: string;
+  ms: number;
+}
+
+/** A Luhn check over a string of digits. */
+export function luhnValid(digits: string): boolean {
+  let sum = 0;
+  let double = false;
+  for (let i = digits.length - 1; i >= 0; i--) {
+    let d = digits.charCodeAt(i) - 48;
+    if (double) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+    double = !double;
+  }
+  return sum % 10 === 0;
+}
+
+// A run of at least 13 digits where single spaces or dashes may separate them (how PANs are
+// pasted: "4111 1111 1111 1111", "4111-1111-1111-1111").
+const digitRun = /\d(?:[ -]?\d){12,}/g;
+// Three base64url segments, the first starting with eyJ (`{"` base64-encoded). Generous: two
+// segments are enough, so a JWT cut in half still counts.
+const jwtLike = /eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+/;
+// Auth issues `gp_<12 base62>_<43 base62>`; any `gp_` followed by 8+ key characters counts,
+// so a truncated key or only its visible prefix never slips through either.
+const apiKeyLike = /gp_[A-Za-z0-9_-]{8,}/i;
+const bearerLike = /bearer\s+\S{8,}/i;
+
+function containsPan(value: string): boolean {
+  for (const match of value.matchAll(digitRun)) {
+    const digits = match[0].replace(/[ -]/g, '');
+    // Any 13–19 digit window of the run that passes Luhn: a PAN glued to other digits still counts.
+    for (let length = 13; length <= 19; length++) {
+      for (let start = 0; start + length <= digits.length; start++) {
+        if (luhnValid(digits.slice(start, start + length))) return true;
+      }
+    }
+  }
+  return false;
+}
+
+/** True when `value` contains something that looks like a PAN, a JWT, an API key or a bearer credential. */
+export function looksSecret(value: string): boolean {
+  return jwtLike.test(value) || apiKeyLike.test(value) || bearerLike.test(value) || containsPan(value);
+}
+
+function clean(value: unknown, maxLength = 200): string | null {
+  if (typeof value !== 'string' || value.length === 0) return null;
+  const bounded = value.length > maxLength ? value.slice(0, maxLength) : value;
+  return looksSecret(bounded) ? null : bounded;
+}
+
+function finiteNumber(value: unknown, fallback: number): number {
+  return typeof value === 'number' && Number.isFinite(value) ? value : fallback;
+}
+
+const operationTypes = new Set(['query', 'mutation', 'subscription']);
+
+/**
+ * Returns a copy holding only the known fields, each string that looks secret dropped (set to
+ * null, or left out of a list). Unknown fields are never copied, so a caller that adds
+ * `variables` by mistake cannot leak them. Strings are bounded in length.
+ */
+export function redactRequestEvent(event: RequestEvent): RequestEvent {
+  const input = event as unknown as Record<string, unknown>;
+  const timestamp = clean(input.timestamp, 40);
+  const operationType = clean(input.operationType, 20);
+  const result: RequestEvent = {
+    timestamp: timestamp ?? new Date(0).toISOString(),
+    requestId: clean(input.requestId, 100) ?? '[redacted]',
+    traceId: clean(input.traceId, 100),
+    operationName: clean(input.operationName),
+    operationType: operationType && operationTypes.has(operationType) ? (operationType as RequestEvent['operationType']) : null,
+    apiKeyId: clean(input.apiKeyId, 100),
+    userId: clean(input.userId, 100),
+    role: clean(input.role, 40),
+    httpStatus: finiteNumber(input.httpStatus, 0),
+    errorCodes: Array.isArray(input.errorCodes)
+      ? input.errorCodes
+          .slice(0, 50)
+          .map((code) => clean(code, 60))
+          .filter((code): code is string => code !== null)
+      : [],
+    latencyMs: finiteNumber(input.latencyMs, 0),
+    subgraphTimings: Array.isArray(input.subgraphTimings)
+      ? input.subgraphTimings.slice(0, 50).flatMap((timing: unknown) => {
+          const t = (timing ?? {}) as Record<string, unknown>;
+          const subgraph = clean(t.subgraph, 60);
+          return subgraph ? [{ subgraph, ms: finiteNumber(t.ms, 0) }] : [];
+        })
+      : [],
+  };
+  const eventId = clean(input.eventId, 100);
+  if (eventId) result.eventId = eventId;
+  return result;
+}

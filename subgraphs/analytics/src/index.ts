@@ -1,0 +1,88 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  createMetricsRegistry,
+  createSubgraphService,
+  type JwtVerifier,
+  type Logger,
+  type Registry,
+  type SecretsProvider,
+  type SubgraphService,
+} from '@ghostpay/platform';
+import { parse } from 'graphql';
+import { createAnalyticsStore } from './analytics-store.ts';
+import type { AnalyticsConfig } from './config.ts';
+import { createIngestHandler, ingestPath } from './ingest-handler.ts';
+import { type AnalyticsContext, resolvers } from './resolvers.ts';
+import type { DocumentStore } from './store/document-store.ts';
+import { openEmbeddedStore } from './store/embedded-store.ts';
+import { connectMongoStore } from './store/mongo-store.ts';
+
+export type { RequestEvent } from '@ghostpay/platform';
+export * from './analytics-store.ts';
+export * from './config.ts';
+export { ingestPath, ingestTokenSecret } from './ingest-handler.ts';
+export * from './latency-histogram.ts';
+export type * from './store/document-store.ts';
+export { type EmbeddedStore, type EmbeddedStoreOptions, openEmbeddedStore } from './store/embedded-store.ts';
+export { connectMongoStore, type MongoStoreOptions } from './store/mongo-store.ts';
+
+export const analyticsTypeDefs = parse(readFileSync(join(import.meta.dirname, 'schema.graphql'), 'utf8'));
+
+export interface AnalyticsServiceDeps {
+  /** MongoDB or the embedded store: see `openAnalyticsStore`. Closed with the service. */
+  store: DocumentStore;
+  secrets: SecretsProvider;
+  logger: Logger;
+  verifier: JwtVerifier;
+  config: Pick<AnalyticsConfig, 'ANALYTICS_LOG_RETENTION_DAYS' | 'ANALYTICS_INGEST_MAX_EVENTS' | 'ANALYTICS_INGEST_MAX_BYTES'>;
+  /** @default a new registry labelled service="analytics" */
+  registry?: Registry;
+}
+
+export interface AnalyticsService extends SubgraphService<AnalyticsContext> {
+  readonly store: ReturnType<typeof createAnalyticsStore>;
+}
+
+/** MongoDB when `MONGODB_URL` is set, else the embedded store under `<GHOSTPAY_DATA_DIR>/analytics`. */
+export async function openAnalyticsStore(
+  config: Pick<AnalyticsConfig, 'MONGODB_URL' | 'MONGODB_DATABASE' | 'GHOSTPAY_DATA_DIR'>,
+): Promise<DocumentStore> {
+  if (config.MONGODB_URL) return connectMongoStore({ url: config.MONGODB_URL, database: config.MONGODB_DATABASE });
+  return openEmbeddedStore({ dir: join(config.GHOSTPAY_DATA_DIR, 'analytics') });
+}
+
+/**
+ * Builds the analytics subgraph (GraphQL on `/graphql`, ingest on `POST /internal/events`)
+ * without listening. Call `await service.store.ensureIndexes()` (main does) before serving.
+ */
+export function createAnalyticsService(deps: AnalyticsServiceDeps): AnalyticsService {
+  const { logger, config } = deps;
+  const registry = deps.registry ?? createMetricsRegistry('analytics');
+  const store = createAnalyticsStore({
+    db: deps.store.db,
+    logRetentionDays: config.ANALYTICS_LOG_RETENTION_DAYS,
+    onWarning: (message) => logger.warn(message),
+  });
+  const service = createSubgraphService<AnalyticsContext>({
+    name: 'analytics',
+    typeDefs: analyticsTypeDefs,
+    resolvers,
+    verifier: deps.verifier,
+    logger,
+    registry,
+    extendContext: (base) => ({ ...base, store }),
+    readiness: [{ name: deps.store.kind, check: () => deps.store.ping() }],
+    routes: {
+      [ingestPath]: createIngestHandler({
+        store,
+        secrets: deps.secrets,
+        logger: logger.child({ component: 'ingest' }),
+        maxEvents: config.ANALYTICS_INGEST_MAX_EVENTS,
+        maxBytes: config.ANALYTICS_INGEST_MAX_BYTES,
+      }),
+    },
+    onClose: () => deps.store.close(),
+  });
+  return Object.assign(service, { store });
+}

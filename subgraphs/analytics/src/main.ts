@@ -1,0 +1,18 @@
+import { createJwtVerifier, createLogger, createSecretsProvider, exitOnSignals, loadConfig } from '@ghostpay/platform';
+import { analyticsConfigSchema, createAnalyticsService, openAnalyticsStore } from './index.ts';
+
+const config = loadConfig('analytics', analyticsConfigSchema);
+const logger = createLogger({ service: 'analytics', level: config.LOG_LEVEL });
+const secrets = createSecretsProvider({ dir: config.SECRETS_DIR });
+const verifier = createJwtVerifier({ jwksUrl: config.JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE });
+const store = await openAnalyticsStore(config);
+logger.info({ store: store.kind }, 'analytics store open');
+
+const service = createAnalyticsService({ store, secrets, logger, verifier, config });
+await service.store.ensureIndexes();
+if (!secrets.get('analytics-ingest-token')) logger.warn('secret analytics-ingest-token is not set: ingest answers 503 until it is');
+await service.start(config.ANALYTICS_PORT, config.HOST);
+exitOnSignals(logger, async () => {
+  await service.close();
+  secrets.close();
+});

@@ -1,0 +1,446 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type {
+  DocumentStore,
+  StoreBulkOperation,
+  StoreBulkResult,
+  StoreCollection,
+  StoreCursor,
+  StoreDocument,
+  StoreFilter,
+  StoreIndexOptions,
+  StoreSort,
+  StoreUpdate,
+} from './document-store.ts';
+
+export interface EmbeddedStoreOptions {
+  /** Directory for the collection files (created when missing), e.g. `.data/analytics`. */
+  dir: string;
+  /** How often TTL indexes are applied, like MongoDB's TTL monitor. @default 60000 */
+  ttlSweepIntervalMs?: number;
+  /** A log is rewritten as a snapshot once it holds this many lines more than live documents. @default 10000 */
+  compactAfterLines?: number;
+  /** The clock, for tests. @default Date.now */
+  now?: () => number;
+}
+
+/**
+ * Documents are persisted as JSON lines; Dates survive the round trip as `{"$date": iso}` (the
+ * MongoDB extended-JSON form).
+ */
+function encode(value: unknown): string {
+  return JSON.stringify(value, function (this: Record<string, unknown>, key, v) {
+    const raw = this[key];
+    return raw instanceof Date ? { $date: raw.toISOString() } : v;
+  });
+}
+
+function decode(text: string): unknown {
+  return JSON.parse(text, (_key, v) =>
+    v && typeof v === 'object' && typeof v.$date === 'string' && Object.keys(v).length === 1 ? new Date(v.$date) : v,
+  );
+}
+
+function idKey(id: unknown): string {
+  return typeof id === 'string' ? `s:${id}` : `j:${encode(id)}`;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date);
+}
+
+function getPath(doc: StoreDocument, path: string): unknown {
+  let current: unknown = doc;
+  for (const part of path.split('.')) {
+    if (!isPlainObject(current)) return undefined;
+    current = current[part];
+  }
+  return current;
+}
+
+function setPath(doc: StoreDocument, path: string, value: unknown): void {
+  const parts = path.split('.');
+  let current: Record<string, unknown> = doc;
+  for (const part of parts.slice(0, -1)) {
+    const next = current[part];
+    if (!isPlainObject(next)) current[part] = {};
+    current = current[part] as Record<string, unknown>;
+  }
+  current[parts.at(-1)!] = value;
+}
+
+/** BSON comparison order for the types the analytics code stores: null < numbers < strings < objects < arrays < booleans < dates. */
+function typeRank(value: unknown): number {
+  if (value === undefined || value === null) return 0;
+  if (typeof value === 'number') return 1;
+  if (typeof value === 'string') return 2;
+  if (Array.isArray(value)) return 4;
+  if (typeof value === 'boolean') return 5;
+  if (value instanceof Date) return 6;
+  return 3;
+}
+
+function compareValues(a: unknown, b: unknown): number {
+  const ra = typeRank(a);
+  const rb = typeRank(b);
+  if (ra !== rb) return ra - rb;
+  if (a instanceof Date && b instanceof Date) return a.getTime() - b.getTime();
+  if (typeof a === 'number' && typeof b === 'number') return a - b;
+  if (typeof a === 'string' && typeof b === 'string') return a < b ? -1 : a > b ? 1 : 0;
+  if (typeof a === 'boolean' && typeof b === 'boolean') return Number(a) - Number(b);
+  const ea = encode(a);
+  const eb = encode(b);
+  return ea < eb ? -1 : ea > eb ? 1 : 0;
+}
+
+function equalValues(a: unknown, b: unknown): boolean {
+  if ((a === undefined || a === null) && (b === undefined || b === null)) return true;
+  return typeRank(a) === typeRank(b) && compareValues(a, b) === 0;
+}
+
+/** MongoDB applies a condition on an array field to the array itself and to each element. */
+function anyValue(value: unknown, predicate: (v: unknown) => boolean): boolean {
+  return predicate(value) || (Array.isArray(value) && value.some(predicate));
+}
+
+/** Range operators only compare values of the same type, as MongoDB does. */
+function comparable(a: unknown, b: unknown): boolean {
+  return typeRank(a) === typeRank(b) && typeRank(a) !== 0;
+}
+
+function matchesCondition(value: unknown, condition: unknown): boolean {
+  if (!isPlainObject(condition) || !Object.keys(condition).some((k) => k.startsWith('$'))) {
+    return anyValue(value, (v) => equalValues(v, condition));
+  }
+  for (const [op, operand] of Object.entries(condition)) {
+    switch (op) {
+      case '$eq':
+        if (!anyValue(value, (v) => equalValues(v, operand))) return false;
+        break;
+      case '$ne':
+        if (anyValue(value, (v) => equalValues(v, operand))) return false;
+        break;
+      case '$gt':
+        if (!anyValue(value, (v) => comparable(v, operand) && compareValues(v, operand) > 0)) return false;
+        break;
+      case '$gte':
+        if (!anyValue(value, (v) => comparable(v, operand) && compareValues(v, operand) >= 0)) return false;
+        break;
+      case '$lt':
+        if (!anyValue(value, (v) => comparable(v, operand) && compareValues(v, operand) < 0)) return false;
+        break;
+      case '$lte':
+        if (!anyValue(value, (v) => comparable(v, operand) && compareValues(v, operand) <= 0)) return false;
+        break;
+      case '$in':
+        if (!(operand as unknown[]).some((o) => anyValue(value, (v) => equalValues(v, o)))) return false;
+        break;
+      case '$nin':
+        if ((operand as unknown[]).some((o) => anyValue(value, (v) => equalValues(v, o)))) return false;
+        break;
+      case '$exists':
+        if ((value !== undefined) !== Boolean(operand)) return false;
+        break;
+      default:
+        // Loud on purpose: an operator outside the subset must not silently match everything.
+        throw new Error(`embedded store: unsupported query operator ${op}`);
+    }
+  }
+  return true;
+}
+
+export function matchesFilter(doc: StoreDocument, filter: StoreFilter): boolean {
+  for (const [key, condition] of Object.entries(filter)) {
+    if (key === '$or') {
+      if (!(condition as StoreFilter[]).some((f) => matchesFilter(doc, f))) return false;
+    } else if (key === '$and') {
+      if (!(condition as StoreFilter[]).every((f) => matchesFilter(doc, f))) return false;
+    } else if (key.startsWith('$')) {
+      throw new Error(`embedded store: unsupported query operator ${key}`);
+    } else if (!matchesCondition(getPath(doc, key), condition)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+function applyUpdate(doc: StoreDocument, update: StoreUpdate, inserting: boolean): void {
+  for (const op of Object.keys(update)) {
+    if (!['$set', '$setOnInsert', '$inc', '$max'].includes(op)) throw new Error(`embedded store: unsupported update operator ${op}`);
+  }
+  if (inserting) for (const [path, value] of Object.entries(update.$setOnInsert ?? {})) setPath(doc, path, structuredClone(value));
+  for (const [path, value] of Object.entries(update.$set ?? {})) setPath(doc, path, structuredClone(value));
+  for (const [path, by] of Object.entries(update.$inc ?? {})) {
+    const current = getPath(doc, path);
+    if (current !== undefined && typeof current !== 'number') throw new Error(`embedded store: cannot $inc non-number at ${path}`);
+    setPath(doc, path, (current ?? 0) + by);
+  }
+  for (const [path, value] of Object.entries(update.$max ?? {})) {
+    const current = getPath(doc, path);
+    if (current === undefined || compareValues(value, current) > 0) setPath(doc, path, structuredClone(value));
+  }
+}
+
+function sortDocuments(docs: StoreDocument[], spec: StoreSort): StoreDocument[] {
+  const keys = Object.entries(spec);
+  return docs.sort((a, b) => {
+    for (const [path, direction] of keys) {
+      const c = compareValues(getPath(a, path), getPath(b, path));
+      if (c !== 0) return c * direction;
+    }
+    return 0;
+  });
+}
+
+class DuplicateKeyError extends Error {
+  readonly code = 11000;
+}
+
+interface TtlIndex {
+  field: string;
+  expireAfterSeconds: number;
+}
+
+class EmbeddedCollection implements StoreCollection {
+  private readonly docs = new Map<string, StoreDocument>();
+  private readonly ttl: TtlIndex[] = [];
+  private readonly file: string;
+  private linesInLog = 0;
+  private writes: Promise<void> = Promise.resolve();
+  private readonly options: Required<Pick<EmbeddedStoreOptions, 'compactAfterLines' | 'now'>>;
+
+  constructor(file: string, options: Required<Pick<EmbeddedStoreOptions, 'compactAfterLines' | 'now'>>) {
+    this.file = file;
+    this.options = options;
+    this.load();
+  }
+
+  private load(): void {
+    let text: string;
+    try {
+      text = readFileSync(this.file, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw error;
+    }
+    for (const line of text.split('\n')) {
+      if (!line) continue;
+      let record: { p?: StoreDocument; d?: unknown };
+      try {
+        record = decode(line) as typeof record;
+      } catch {
+        // A torn last line from a crash mid-append: everything before it is intact.
+        continue;
+      }
+      this.linesInLog++;
+      if (record.p) this.docs.set(idKey(record.p._id), record.p);
+      else if ('d' in record) this.docs.delete(idKey(record.d));
+    }
+  }
+
+  /** Appends in call order; the returned promise settles when this batch of lines is written. */
+  private persist(lines: string[]): Promise<void> {
+    if (lines.length === 0) return this.writes;
+    const text = `${lines.join('\n')}\n`;
+    const write = this.writes.then(async () => {
+      await appendFile(this.file, text);
+      this.linesInLog += lines.length;
+      if (this.linesInLog - this.docs.size > this.options.compactAfterLines) this.compact();
+    });
+    // Later writes still run when one fails; the failure is reported to its own caller.
+    this.writes = write.catch(() => undefined);
+    return write;
+  }
+
+  /** Rewrites the log as one line per live document; rename makes the switch atomic. */
+  private compact(): void {
+    const tmp = `${this.file}.tmp`;
+    const lines = [...this.docs.values()].map((doc) => encode({ p: doc }));
+    writeFileSync(tmp, lines.length ? `${lines.join('\n')}\n` : '');
+    renameSync(tmp, this.file);
+    this.linesInLog = lines.length;
+  }
+
+  async bulkWrite(operations: StoreBulkOperation[], _options: { ordered: false }): Promise<StoreBulkResult> {
+    const result: StoreBulkResult = { insertedCount: 0, matchedCount: 0, modifiedCount: 0, upsertedCount: 0, upsertedIds: {} };
+    const changed = new Map<string, StoreDocument>();
+    const errors: Error[] = [];
+    operations.forEach((operation, index) => {
+      try {
+        if ('insertOne' in operation) {
+          const doc = structuredClone(operation.insertOne.document);
+          doc._id ??= randomBytes(12).toString('hex');
+          const key = idKey(doc._id);
+          if (this.docs.has(key)) throw new DuplicateKeyError(`E11000 duplicate key: _id ${String(doc._id)}`);
+          this.docs.set(key, doc);
+          changed.set(key, doc);
+          result.insertedCount++;
+          return;
+        }
+        const { filter, update, upsert } = operation.updateOne;
+        const existing = this.findMatching(filter, 1)[0];
+        if (existing) {
+          result.matchedCount++;
+          const before = encode(existing);
+          applyUpdate(existing, update, false);
+          if (encode(existing) !== before) {
+            result.modifiedCount++;
+            changed.set(idKey(existing._id), existing);
+          }
+          return;
+        }
+        if (!upsert) return;
+        // MongoDB seeds an upserted document with the filter's equality fields.
+        const doc: StoreDocument = {};
+        for (const [key, value] of Object.entries(filter)) {
+          if (!key.startsWith('$') && !(isPlainObject(value) && Object.keys(value).some((k) => k.startsWith('$')))) {
+            setPath(doc, key, structuredClone(value));
+          }
+        }
+        applyUpdate(doc, update, true);
+        doc._id ??= randomBytes(12).toString('hex');
+        const key = idKey(doc._id);
+        this.docs.set(key, doc);
+        changed.set(key, doc);
+        result.upsertedCount++;
+        result.upsertedIds[index] = doc._id;
+      } catch (error) {
+        // Unordered: one failing operation does not stop the others.
+        errors.push(error as Error);
+      }
+    });
+    await this.persist([...changed.values()].map((doc) => encode({ p: doc })));
+    if (errors.length > 0) {
+      throw Object.assign(new Error(`embedded store: ${errors.length} bulk write operation(s) failed: ${errors[0]?.message}`), {
+        result,
+        writeErrors: errors,
+      });
+    }
+    return result;
+  }
+
+  private findMatching(filter: StoreFilter, limit = Number.POSITIVE_INFINITY): StoreDocument[] {
+    const out: StoreDocument[] = [];
+    const now = this.options.now();
+    for (const doc of this.docs.values()) {
+      if (this.expired(doc, now)) continue;
+      if (matchesFilter(doc, filter)) {
+        out.push(doc);
+        if (out.length >= limit) break;
+      }
+    }
+    return out;
+  }
+
+  private expired(doc: StoreDocument, now: number): boolean {
+    for (const { field, expireAfterSeconds } of this.ttl) {
+      const value = getPath(doc, field);
+      if (value instanceof Date && value.getTime() + expireAfterSeconds * 1000 <= now) return true;
+    }
+    return false;
+  }
+
+  find(filter: StoreFilter): StoreCursor {
+    let sortSpec: StoreSort | undefined;
+    let limitCount = 0;
+    const cursor: StoreCursor = {
+      sort: (spec) => {
+        sortSpec = spec;
+        return cursor;
+      },
+      limit: (count) => {
+        limitCount = count;
+        return cursor;
+      },
+      toArray: async () => {
+        let docs = this.findMatching(filter);
+        if (sortSpec) docs = sortDocuments(docs, sortSpec);
+        // MongoDB treats limit(0) as no limit.
+        if (limitCount > 0) docs = docs.slice(0, limitCount);
+        return docs.map((doc) => structuredClone(doc));
+      },
+    };
+    return cursor;
+  }
+
+  async createIndex(keys: StoreSort, options: StoreIndexOptions = {}): Promise<string> {
+    const name =
+      options.name ??
+      Object.entries(keys)
+        .map(([k, d]) => `${k}_${d}`)
+        .join('_');
+    // Only TTL has behaviour here; other indexes are accepted and queries scan (see README).
+    if (options.expireAfterSeconds !== undefined) {
+      const field = Object.keys(keys)[0]!;
+      const existing = this.ttl.find((t) => t.field === field);
+      if (existing) existing.expireAfterSeconds = options.expireAfterSeconds;
+      else this.ttl.push({ field, expireAfterSeconds: options.expireAfterSeconds });
+    }
+    return name;
+  }
+
+  /** Deletes expired documents, as MongoDB's TTL monitor does. */
+  async sweep(): Promise<number> {
+    if (this.ttl.length === 0) return 0;
+    const now = this.options.now();
+    const removed: unknown[] = [];
+    for (const [key, doc] of this.docs) {
+      if (this.expired(doc, now)) {
+        this.docs.delete(key);
+        removed.push(doc._id);
+      }
+    }
+    await this.persist(removed.map((id) => encode({ d: id })));
+    return removed.length;
+  }
+
+  async settle(): Promise<void> {
+    await this.writes;
+  }
+}
+
+export interface EmbeddedStore extends DocumentStore {
+  /** Applies TTL indexes now (the timer does it every `ttlSweepIntervalMs`). Returns documents removed. */
+  sweepExpired(): Promise<number>;
+}
+
+/**
+ * The analytics store used when `MONGODB_URL` is unset: the `StoreDb` subset over in-memory
+ * maps, persisted as one append-only JSON-lines file per collection under `dir` and compacted
+ * into a snapshot as the log grows. One process owns the directory. Limits: see README.
+ */
+export function openEmbeddedStore(options: EmbeddedStoreOptions): EmbeddedStore {
+  const { dir, ttlSweepIntervalMs = 60_000, compactAfterLines = 10_000, now = Date.now } = options;
+  mkdirSync(dir, { recursive: true });
+  const collections = new Map<string, EmbeddedCollection>();
+  const collection = (name: string) => {
+    if (!/^[a-z][a-z0-9_-]{0,63}$/i.test(name)) throw new Error(`embedded store: invalid collection name ${name}`);
+    let c = collections.get(name);
+    if (!c) {
+      c = new EmbeddedCollection(join(dir, `${name}.jsonl`), { compactAfterLines, now });
+      collections.set(name, c);
+    }
+    return c;
+  };
+  const sweepExpired = async () => {
+    let removed = 0;
+    for (const c of collections.values()) removed += await c.sweep();
+    return removed;
+  };
+  const timer = setInterval(() => {
+    sweepExpired().catch(() => undefined);
+  }, ttlSweepIntervalMs);
+  timer.unref();
+  return {
+    kind: 'embedded',
+    db: { collection },
+    sweepExpired,
+    async ping() {},
+    async close() {
+      clearInterval(timer);
+      for (const c of collections.values()) await c.settle();
+    },
+  };
+}

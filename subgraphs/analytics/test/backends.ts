@@ -1,0 +1,51 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MongoClient } from 'mongodb';
+import type { DocumentStore } from '../src/index.ts';
+import { connectMongoStore, openEmbeddedStore } from '../src/index.ts';
+
+export interface Backend {
+  name: 'embedded' | 'mongodb';
+  /** A fresh, empty store; `cleanup` closes it and removes its data. */
+  open(): Promise<{ store: DocumentStore; cleanup(): Promise<void> }>;
+}
+
+const embedded: Backend = {
+  name: 'embedded',
+  async open() {
+    const dir = mkdtempSync(join(tmpdir(), 'ghostpay-analytics-'));
+    const store = openEmbeddedStore({ dir });
+    return {
+      store,
+      async cleanup() {
+        await store.close();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  },
+};
+
+const mongodb = (url: string): Backend => ({
+  name: 'mongodb',
+  async open() {
+    const database = `ghostpay_analytics_test_${randomBytes(6).toString('hex')}`;
+    const store = await connectMongoStore({ url, database });
+    return {
+      store,
+      async cleanup() {
+        await store.close();
+        const client = await MongoClient.connect(url);
+        try {
+          await client.db(database).dropDatabase();
+        } finally {
+          await client.close();
+        }
+      },
+    };
+  },
+});
+
+/** The embedded store always; MongoDB too when `MONGODB_URL` is set. The same suite runs on each. */
+export const backends: Backend[] = process.env.MONGODB_URL ? [embedded, mongodb(process.env.MONGODB_URL)] : [embedded];
