@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
-import { createLogger, createSecretsProvider, type Role, type SecretsProvider } from '@ghostpay/platform';
+import { createLogger, createSecretsProvider, envNameForSecret, type Role, type SecretsProvider } from '@ghostpay/platform';
 import { createSeed, createTestTokenIssuer, freshDatabase, type SeededUser, type TestDatabase } from '@ghostpay/test-support';
 import { type CardsConfig, cardsConfigSchema, createCardsService } from '../src/index.ts';
 
@@ -23,12 +23,17 @@ export function randomCardSecrets(keyIds: string[] = ['k1']) {
   };
 }
 
-export function secretsFrom(values: Record<string, string>): SecretsProvider {
-  return createSecretsProvider({
-    env: Object.fromEntries(
-      Object.entries(values).map(([name, value]) => [`GHOSTPAY_SECRET_${name.toUpperCase().replace(/-/g, '_')}`, value]),
-    ),
-  });
+/**
+ * A secrets provider over an env object, plus `set` to change a secret while services run (the
+ * provider reads the object on every `get`, as it re-reads a watched file after a rotation).
+ */
+export function secretsFrom(values: Record<string, string>): { provider: SecretsProvider; set(name: string, value: string): void } {
+  const env: Record<string, string> = {};
+  const set = (name: string, value: string) => {
+    env[envNameForSecret(name)] = value;
+  };
+  for (const [name, value] of Object.entries(values)) set(name, value);
+  return { provider: createSecretsProvider({ env }), set };
 }
 
 /**
@@ -46,7 +51,7 @@ export async function startCardsHarness(env: Record<string, string> = {}) {
   });
   const logger = createLogger({ service: 'cards', level: 'debug', destination });
   const secretValues = randomCardSecrets();
-  const secrets = secretsFrom(secretValues);
+  const { provider: secrets, set: setSecret } = secretsFrom(secretValues);
   const config: CardsConfig = cardsConfigSchema.parse({ NODE_ENV: 'test', LOG_LEVEL: 'debug', ...env });
   const tokens = await createTestTokenIssuer();
   const service = createCardsService({ database, secrets, logger, config, verifier: tokens.verifier });
@@ -77,6 +82,9 @@ export async function startCardsHarness(env: Record<string, string> = {}) {
     url,
     config,
     secretValues,
+    secrets,
+    setSecret,
+    logger,
     tokens,
     seed,
     logLines,

@@ -1,0 +1,156 @@
+import { revealAudit, revealCounters } from '@ghostpay/db';
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCardsService, deriveCvc, isLuhnValid } from '../src/index.ts';
+import { type CardsHarness, type IssuedCard, issue, luhnValidDigitRuns, startCardsHarness } from './cards-harness.ts';
+
+type Actor = Awaited<ReturnType<CardsHarness['actor']>>;
+let h: CardsHarness;
+let admin: Actor;
+let merchant: Actor;
+let owner: Actor;
+let stranger: Actor;
+let card: IssuedCard;
+const revealedPans = new Set<string>();
+
+const revealMutation = `mutation Reveal($id: ID!) { revealCard(id: $id) { pan cvc expMonth expYear } }`;
+type RevealResult = { revealCard: { pan: string; cvc: string; expMonth: number; expYear: number } };
+const maxReveals = 5; // @rateLimit(max: 5, window: "1h") on Mutation.revealCard
+
+async function reveal(h: CardsHarness, token: string, id: string, url?: string) {
+  const result = url
+    ? await fetch(`${url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: JSON.stringify({ query: revealMutation, variables: { id } }),
+      }).then(async (r) => (await r.json()) as Awaited<ReturnType<typeof h.request<RevealResult>>>)
+    : await h.request<RevealResult>(token, revealMutation, { id });
+  if (result.data?.revealCard) revealedPans.add(result.data.revealCard.pan);
+  return result;
+}
+
+beforeAll(async () => {
+  h = await startCardsHarness();
+  [admin, merchant, owner, stranger] = await Promise.all([h.actor('admin'), h.actor('merchant'), h.actor('user'), h.actor('user')]);
+  card = await issue(h, merchant.token, { userId: owner.id, amount: 1234, currency: 'USD' });
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+const auditRows = (cardId: string) => h.database.db.select().from(revealAudit).where(eq(revealAudit.cardId, cardId));
+
+describe('revealCard', () => {
+  it('gives the owner a Luhn-valid PAN matching the card, its derived CVC and expiry, and audits it', async () => {
+    const result = await reveal(h, owner.token, card.id);
+    expect(result.errors).toBeUndefined();
+    const secret = result.data!.revealCard;
+    expect(secret.pan).toMatch(/^\d{16}$/);
+    expect(isLuhnValid(secret.pan)).toBe(true);
+    expect(secret.pan.startsWith(card.bin)).toBe(true);
+    expect(secret.pan.endsWith(card.last4)).toBe(true);
+    expect(secret).toMatchObject({ expMonth: card.expMonth, expYear: card.expYear });
+    expect(secret.cvc).toMatch(/^\d{3}$/);
+    expect(secret.cvc).toBe(deriveCvc(h.secretValues['cvc-key'], secret.pan, card.expMonth, card.expYear));
+    const audit = await auditRows(card.id);
+    expect(audit).toHaveLength(1);
+    expect(audit[0]).toMatchObject({ actorId: owner.id, actorRole: 'user' });
+    expect(audit[0]!.requestId).toBeTruthy();
+  });
+
+  it('gives the same PAN and CVC to an admin, and audits the admin', async () => {
+    const first = (await auditRows(card.id)).length;
+    const result = await reveal(h, admin.token, card.id);
+    expect(result.data?.revealCard.pan).toBe([...revealedPans][0]);
+    const audit = await auditRows(card.id);
+    expect(audit).toHaveLength(first + 1);
+    expect(audit.some((row) => row.actorId === admin.id && row.actorRole === 'admin')).toBe(true);
+  });
+
+  it('refuses the issuing merchant with FORBIDDEN, even with a cards:reveal scope, without an audit row', async () => {
+    const before = (await auditRows(card.id)).length;
+    const plain = await reveal(h, merchant.token, card.id);
+    expect(plain.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    const widened = await h.tokens.mint({ userId: merchant.id, role: 'merchant', scopes: ['cards:read', 'cards:reveal'] });
+    const scoped = await reveal(h, widened, card.id);
+    expect(scoped.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    expect(scoped.data).toBeNull();
+    expect(await auditRows(card.id)).toHaveLength(before);
+  });
+
+  it('answers NOT_FOUND to another user, without an audit row', async () => {
+    const before = (await auditRows(card.id)).length;
+    const result = await reveal(h, stranger.token, card.id);
+    expect(result.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+    expect(JSON.stringify(result)).not.toMatch(/\d{16}/);
+    expect(await auditRows(card.id)).toHaveLength(before);
+  });
+
+  it(`limits each caller to ${maxReveals} reveals per window with RATE_LIMITED and a retry hint`, async () => {
+    const user = await h.actor('user');
+    const own = await issue(h, merchant.token, { userId: user.id, amount: 10, currency: 'USD' });
+    const codes: (string | undefined)[] = [];
+    for (let i = 0; i < maxReveals + 2; i++) codes.push((await reveal(h, user.token, own.id)).errors?.[0]?.extensions?.code);
+    expect(codes).toEqual([...Array(maxReveals).fill(undefined), 'RATE_LIMITED', 'RATE_LIMITED']);
+    const limited = await reveal(h, user.token, own.id);
+    expect(limited.errors?.[0]?.extensions?.retryAfter).toBeGreaterThan(0);
+    expect(limited.errors?.[0]?.extensions?.retryAfter).toBeLessThanOrEqual(3600);
+    expect(await auditRows(own.id)).toHaveLength(maxReveals);
+    // Another caller has their own budget.
+    expect((await reveal(h, admin.token, own.id)).errors).toBeUndefined();
+  });
+
+  it(`lets exactly ${maxReveals} of 30 concurrent reveals through`, async () => {
+    const user = await h.actor('user');
+    const own = await issue(h, merchant.token, { userId: user.id, amount: 10, currency: 'USD' });
+    const results = await Promise.all(Array.from({ length: 30 }, () => reveal(h, user.token, own.id)));
+    const passed = results.filter((r) => r.data?.revealCard);
+    const limited = results.filter((r) => r.errors?.[0]?.extensions?.code === 'RATE_LIMITED');
+    expect(passed).toHaveLength(maxReveals);
+    expect(limited).toHaveLength(30 - maxReveals);
+    expect(await auditRows(own.id)).toHaveLength(maxReveals);
+    const [counter] = await h.database.db
+      .select()
+      .from(revealCounters)
+      .where(eq(revealCounters.actorId, `${user.id}|revealCard`));
+    expect(counter?.count).toBe(30);
+  });
+
+  it(`stays exact across two replicas sharing the database: ${maxReveals} of 40 pass`, async () => {
+    const replica = createCardsService({
+      database: h.database,
+      secrets: h.secrets,
+      logger: h.logger,
+      config: h.config,
+      verifier: h.tokens.verifier,
+    });
+    const replicaUrl = await replica.start(0, '127.0.0.1');
+    try {
+      const user = await h.actor('user');
+      const own = await issue(h, merchant.token, { userId: user.id, amount: 10, currency: 'USD' });
+      const results = await Promise.all(
+        Array.from({ length: 40 }, (_, i) => reveal(h, user.token, own.id, i % 2 === 0 ? h.url : replicaUrl)),
+      );
+      expect(results.filter((r) => r.data?.revealCard)).toHaveLength(maxReveals);
+      expect(results.filter((r) => r.errors?.[0]?.extensions?.code === 'RATE_LIMITED')).toHaveLength(40 - maxReveals);
+      expect(await auditRows(own.id)).toHaveLength(maxReveals);
+    } finally {
+      await replica.close();
+    }
+  });
+
+  it('refuses an anonymous reveal with UNAUTHENTICATED before counting it', async () => {
+    const result = await h.request(undefined, revealMutation, { id: card.id });
+    expect(result.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+  });
+
+  it('wrote no PAN to any log line during the suite', () => {
+    expect(revealedPans.size).toBeGreaterThan(3);
+    expect(h.logLines.length).toBeGreaterThan(10);
+    expect(h.logLines.some((line) => line.includes('card revealed'))).toBe(true);
+    for (const line of h.logLines) {
+      for (const pan of revealedPans) expect(line).not.toContain(pan);
+      expect(luhnValidDigitRuns(line, isLuhnValid)).toEqual([]);
+    }
+  });
+});
