@@ -1,6 +1,6 @@
-import { users } from '@ghostpay/db';
+import { apiKeys, users } from '@ghostpay/db';
 import { scopesByRole } from '@ghostpay/platform';
-import { sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type AuthHarness, startAuth } from './auth-harness.ts';
 
