@@ -1,0 +1,299 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerOptions as HttpsServerOptions } from 'node:https';
+import {
+  BodyTooLargeError,
+  createMetricsRegistry,
+  createServiceServer,
+  ErrorCode,
+  type Logger,
+  type Registry,
+  readBody,
+  requestIdOf,
+  type ServiceServer,
+} from '@ghostpay/platform';
+import type { BridgeConfig } from './config.ts';
+import { loadDocsFiles } from './docs-page.ts';
+import { errorEnvelope, mapGraphQLErrors } from './error-mapping.ts';
+import { apiContentSecurityPolicy, applyCors, docsContentSecurityPolicy, setSecurityHeaders } from './http-security.ts';
+import { type ApiRoute, loadSpec, manifestPath, matchRoute, type OpenApiDocument, routesOf } from './openapi-spec.ts';
+import { operationMappings } from './operation-mappings.ts';
+import { loadManifest, type ManifestOperation } from './persisted-query-manifest.ts';
+import { createRequestValidator } from './request-validation.ts';
+import { createRouterClient, type RouterClient, RouterUnreachableError } from './router-client.ts';
+
+export interface BridgeDeps {
+  config: Pick<
+    BridgeConfig,
+    'ROUTER_URL' | 'BRIDGE_CORS_ORIGINS' | 'BRIDGE_MAX_BODY_BYTES' | 'ROUTER_TIMEOUT_MS' | 'ROUTER_CONNECTIONS' | 'SHUTDOWN_TIMEOUT_MS'
+  >;
+  logger: Logger;
+  /** @default a fresh registry labelled service=openapi-bridge */
+  registry?: Registry;
+  /** TLS options; when set the bridge serves HTTPS and sends HSTS. */
+  tls?: HttpsServerOptions;
+  /** @default openapi-bridge/openapi.yaml */
+  spec?: OpenApiDocument;
+  /** @default openapi-bridge/persisted-queries.json */
+  manifestFile?: string;
+  /** @default an undici keep-alive pool to `config.ROUTER_URL` */
+  routerClient?: RouterClient;
+}
+
+export interface Bridge {
+  readonly server: ServiceServer;
+  /** Listens (port 0 in tests) and resolves with the base URL. */
+  start(port: number, host?: string): Promise<string>;
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/** Headers of the router's answer that REST clients need (rate limiting). */
+const passedThroughHeaders = ['retry-after', 'ratelimit', 'ratelimit-policy'];
+/** Headers the bridge forwards to the router; everything else the client sent stays here. */
+const forwardedHeaders = ['authorization', 'traceparent', 'tracestate'];
+
+/**
+ * The REST bridge: validates each request against `openapi.yaml`, runs the operation's
+ * persisted GraphQL document on the router by hash only, and answers the contract's shapes.
+ * Builds without listening; `start` listens.
+ */
+export function createBridge(deps: BridgeDeps): Bridge {
+  const { config, logger } = deps;
+  const spec = deps.spec ?? loadSpec();
+  const routes = routesOf(spec);
+  const manifest = loadManifest(deps.manifestFile ?? manifestPath);
+  const persisted = new Map<ApiRoute, { operation: ManifestOperation; mapping: (typeof operationMappings)[string] }>();
+  for (const route of routes) {
+    if (!route.graphqlOperation) continue;
+    const operation = manifest.get(route.graphqlOperation);
+    const mapping = operationMappings[route.graphqlOperation];
+    // Fail at start, not on the first request: the router would refuse an unknown hash anyway.
+    if (!operation) throw new Error(`${route.graphqlOperation} is not in the persisted query manifest; run npm run build:manifest`);
+    if (!mapping) throw new Error(`${route.graphqlOperation} has no REST mapping in operation-mappings.ts`);
+    persisted.set(route, { operation, mapping });
+  }
+  const validateRequest = createRequestValidator(spec, routes);
+  const docsFiles = loadDocsFiles();
+  const specJson = JSON.stringify(spec);
+  const tls = Boolean(deps.tls);
+  const routerClient =
+    deps.routerClient ??
+    createRouterClient({ url: config.ROUTER_URL, timeoutMs: config.ROUTER_TIMEOUT_MS, connections: config.ROUTER_CONNECTIONS });
+
+  const sendError = (
+    res: ServerResponse,
+    status: number,
+    code: string,
+    message: string,
+    requestId: string,
+    extra: { fields?: { field: string; message: string }[]; headers?: Record<string, string> } = {},
+  ) => {
+    const text = JSON.stringify(errorEnvelope(code, message, requestId, extra.fields));
+    res.writeHead(status, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(text),
+      ...extra.headers,
+    });
+    res.end(text);
+  };
+
+  const sendBody = (res: ServerResponse, status: number, body: unknown) => {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  };
+
+  const readJsonBody = async (
+    req: IncomingMessage,
+  ): Promise<{ ok: true; body: unknown } | { ok: false; status: number; code: string; message: string; field?: string }> => {
+    let raw: Buffer;
+    try {
+      raw = await readBody(req, config.BRIDGE_MAX_BODY_BYTES);
+    } catch (error) {
+      if (error instanceof BodyTooLargeError) {
+        return { ok: false, status: 413, code: ErrorCode.PAYLOAD_TOO_LARGE, message: `Request body exceeds ${error.limit} bytes` };
+      }
+      throw error;
+    }
+    if (raw.length === 0) return { ok: true, body: undefined };
+    const contentType = String(req.headers['content-type'] ?? '');
+    if (!/^application\/json\s*(;|$)/i.test(contentType)) {
+      return { ok: false, status: 400, code: ErrorCode.BAD_USER_INPUT, message: 'Content-Type must be application/json', field: 'body' };
+    }
+    try {
+      return { ok: true, body: JSON.parse(raw.toString('utf8')) };
+    } catch {
+      return { ok: false, status: 400, code: ErrorCode.BAD_USER_INPUT, message: 'The request body is not valid JSON', field: 'body' };
+    }
+  };
+
+  const handleApiRoute = async (
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: ApiRoute,
+    params: Record<string, string>,
+    url: URL,
+    requestId: string,
+  ) => {
+    const target = persisted.get(route);
+    if (!target) throw new Error(`route ${route.operationId} has no persisted operation`);
+    res.setHeader('cache-control', 'no-store');
+
+    const authorization = req.headers.authorization;
+    if (route.requiresAuth && !(typeof authorization === 'string' && /^Bearer\s+\S+$/i.test(authorization))) {
+      // Refused here rather than by the router: a request the contract already rejects costs no router call.
+      sendError(res, 401, ErrorCode.UNAUTHENTICATED, 'A bearer token is required (Authorization: Bearer <access_token>)', requestId, {
+        headers: { 'www-authenticate': 'Bearer' },
+      });
+      return;
+    }
+
+    const parsed = req.method === 'POST' ? await readJsonBody(req) : ({ ok: true, body: undefined } as const);
+    if (!parsed.ok) {
+      sendError(res, parsed.status, parsed.code, parsed.message, requestId, {
+        ...(parsed.field ? { fields: [{ field: parsed.field, message: parsed.message }] } : {}),
+      });
+      return;
+    }
+    const checked = validateRequest(route, { params, query: url.searchParams, headers: req.headers, body: parsed.body });
+    if (!checked.ok) {
+      const summary = checked.problems.map((p) => `${p.field}: ${p.message}`).join('; ');
+      sendError(res, 400, ErrorCode.BAD_USER_INPUT, summary, requestId, { fields: checked.problems });
+      return;
+    }
+
+    const { operation, mapping } = target;
+    const headers: Record<string, string> = { 'x-request-id': requestId };
+    for (const name of forwardedHeaders) {
+      const value = req.headers[name];
+      if (typeof value === 'string') headers[name] = value;
+    }
+    let result: Awaited<ReturnType<RouterClient['execute']>>;
+    try {
+      result = await routerClient.execute({
+        operationName: operation.name,
+        sha256Hash: operation.id,
+        variables: mapping.variables(checked.request),
+        headers,
+      });
+    } catch (error) {
+      if (!(error instanceof RouterUnreachableError)) throw error;
+      logger.error({ requestId, operation: operation.name, err: error.message }, 'router unreachable');
+      sendError(res, 503, ErrorCode.SERVICE_UNAVAILABLE, 'The API is temporarily unavailable; retry with backoff', requestId);
+      return;
+    }
+    for (const name of passedThroughHeaders) {
+      const value = result.headers[name];
+      if (value !== undefined) res.setHeader(name, value);
+    }
+
+    const value = result.body?.data?.[mapping.rootField];
+    const errors = result.body?.errors ?? [];
+    if (value && typeof value === 'object') {
+      if (errors.length > 0) {
+        logger.warn({ requestId, operation: operation.name, codes: errors.map((e) => e.extensions?.code) }, 'partial GraphQL result');
+      }
+      const mapped = mapping.result(value as Record<string, unknown>, checked.request);
+      if (mapped.declined) {
+        sendBody(res, mapped.status ?? 402, {
+          ...mapped.body,
+          ...errorEnvelope(ErrorCode.CARD_DECLINED, `The charge was declined (${mapped.declined})`, requestId),
+        });
+        return;
+      }
+      sendBody(res, mapped.status ?? route.successStatus, mapped.body);
+      return;
+    }
+    if (errors.length === 0) {
+      logger.error({ requestId, operation: operation.name, status: result.status }, 'router answered without data or errors');
+      const unavailable = result.status === 502 || result.status === 503 || result.status === 504;
+      sendError(
+        res,
+        unavailable ? 503 : 500,
+        unavailable ? ErrorCode.SERVICE_UNAVAILABLE : ErrorCode.INTERNAL_SERVER_ERROR,
+        unavailable ? 'The API is temporarily unavailable; retry with backoff' : 'Internal server error',
+        requestId,
+      );
+      return;
+    }
+    const mapped = mapGraphQLErrors(errors, requestId, route.paramNames);
+    if (mapped.deploymentFault) {
+      logger.error({ requestId, operation: operation.name, fault: mapped.deploymentFault }, 'router refused a bridge operation');
+    }
+    if (mapped.status === 429 && !res.hasHeader('retry-after') && mapped.retryAfter !== undefined) {
+      res.setHeader('retry-after', String(mapped.retryAfter));
+    }
+    if (mapped.status === 401) res.setHeader('www-authenticate', 'Bearer');
+    sendBody(res, mapped.status, mapped.envelope);
+  };
+
+  const handler = async (req: IncomingMessage, res: ServerResponse) => {
+    const requestId = requestIdOf(req);
+    res.setHeader('x-request-id', requestId);
+    const url = new URL(req.url ?? '/', 'http://bridge.invalid');
+    const path = url.pathname;
+    const isDocs = path === '/docs' || path.startsWith('/docs/');
+    setSecurityHeaders(res, { tls, csp: isDocs ? docsContentSecurityPolicy : apiContentSecurityPolicy });
+
+    const methods = [...new Set(routes.filter((r) => r.pattern.test(path)).map((r) => r.method))];
+    if (methods.length > 0 && applyCors(req, res, { allowedOrigins: config.BRIDGE_CORS_ORIGINS }, methods)) return;
+
+    const match = matchRoute(routes, req.method ?? 'GET', path);
+    if (match.kind === 'not-found') {
+      sendError(res, 404, ErrorCode.NOT_FOUND, `No route ${req.method} ${path}`, requestId);
+      return;
+    }
+    if (match.kind === 'method-not-allowed') {
+      sendError(res, 405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${path}`, requestId, {
+        headers: { allow: match.allowed.join(', ') },
+      });
+      return;
+    }
+    const { route, params } = match;
+    if (route.graphqlOperation) {
+      await handleApiRoute(req, res, route, params, url, requestId);
+      return;
+    }
+    if (path === '/openapi.json') {
+      res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(specJson) });
+      res.end(specJson);
+      return;
+    }
+    const file = docsFiles.get(path);
+    if (!file) {
+      sendError(res, 404, ErrorCode.NOT_FOUND, `No route ${req.method} ${path}`, requestId);
+      return;
+    }
+    res.writeHead(200, { 'content-type': file.contentType, 'content-length': file.body.length, 'cache-control': 'public, max-age=3600' });
+    res.end(file.body);
+  };
+
+  const server = createServiceServer({
+    service: 'openapi-bridge',
+    logger,
+    handler,
+    registry: deps.registry ?? createMetricsRegistry('openapi-bridge'),
+    readiness: [{ name: 'router', check: () => routerClient.ping() }],
+    shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    onClose: () => routerClient.close(),
+    // Route templates, never raw paths: ids must not become metric labels.
+    routeLabel: (req) => {
+      const path = new URL(req.url ?? '/', 'http://bridge.invalid').pathname;
+      const match = matchRoute(routes, req.method ?? 'GET', path);
+      return match.kind === 'found' ? match.route.pathTemplate : 'unmatched';
+    },
+    ...(deps.tls ? { tls: deps.tls } : {}),
+  });
+
+  return {
+    server,
+    async start(port, host) {
+      await server.listen(port, host);
+      return server.url;
+    },
+    get url() {
+      return server.url;
+    },
+    close: () => server.close(),
+  };
+}

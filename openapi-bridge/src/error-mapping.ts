@@ -1,0 +1,86 @@
+import { ErrorCode, type FieldProblem, httpStatusFor } from '@ghostpay/platform';
+import { restFieldName } from './operation-mappings.ts';
+import type { GraphQLResponseError } from './router-client.ts';
+
+/** The one error envelope of the REST contract. */
+export interface ErrorEnvelope {
+  error: { code: string; message: string; request_id: string; fields?: FieldProblem[] };
+}
+
+export function errorEnvelope(code: string, message: string, requestId: string, fields?: FieldProblem[]): ErrorEnvelope {
+  return { error: { code, message, request_id: requestId, ...(fields && fields.length > 0 ? { fields } : {}) } };
+}
+
+/**
+ * Codes that, coming back for one of the bridge's own persisted documents, mean the bridge
+ * and the router disagree (a stale manifest, a schema change, a limit set below what the
+ * contract needs): the client's request was valid, so they are the server's fault.
+ */
+const deploymentFaults = new Set<string>([
+  ErrorCode.GRAPHQL_PARSE_FAILED,
+  ErrorCode.GRAPHQL_VALIDATION_FAILED,
+  ErrorCode.PERSISTED_QUERY_NOT_FOUND,
+  ErrorCode.PERSISTED_QUERY_NOT_SUPPORTED,
+  ErrorCode.OPERATION_LIMIT_EXCEEDED,
+]);
+
+/** Most decisive first: when several fields fail, the status reflects the gravest cause. */
+const precedence: string[] = [
+  ErrorCode.UNAUTHENTICATED,
+  ErrorCode.RATE_LIMITED,
+  ErrorCode.FORBIDDEN,
+  ErrorCode.BAD_USER_INPUT,
+  ErrorCode.IDEMPOTENCY_KEY_REUSED,
+  ErrorCode.IDEMPOTENCY_KEY_IN_USE,
+  ErrorCode.NOT_FOUND,
+  ErrorCode.CARD_DECLINED,
+  ErrorCode.PAYLOAD_TOO_LARGE,
+  ErrorCode.SUBGRAPH_UNAVAILABLE,
+  ErrorCode.SERVICE_UNAVAILABLE,
+];
+
+export interface MappedError {
+  status: number;
+  envelope: ErrorEnvelope;
+  /** Set when the failure is the deployment's, to log loudly. */
+  deploymentFault?: string;
+  /** Seconds from `extensions.retryAfter`, for a `Retry-After` the router did not send. */
+  retryAfter?: number;
+}
+
+/**
+ * Maps GraphQL errors to one HTTP status and envelope with platform's `httpStatusFor`
+ * table. The router's messages are already client-safe (`formatGraphQLError`); unknown
+ * codes become INTERNAL_SERVER_ERROR with a generic message.
+ */
+export function mapGraphQLErrors(errors: GraphQLResponseError[], requestId: string, pathParams: string[]): MappedError {
+  const codes = errors.map((e) => e.extensions?.code ?? ErrorCode.INTERNAL_SERVER_ERROR);
+  const fault = codes.find((code) => deploymentFaults.has(code));
+  if (fault) {
+    return {
+      status: 500,
+      envelope: errorEnvelope(ErrorCode.INTERNAL_SERVER_ERROR, 'Internal server error', requestId),
+      deploymentFault: `${fault}: ${errors.find((e) => e.extensions?.code === fault)?.message ?? ''}`,
+    };
+  }
+  const chosenCode = precedence.find((code) => codes.includes(code)) ?? codes[0] ?? ErrorCode.INTERNAL_SERVER_ERROR;
+  const chosen = errors.find((e) => (e.extensions?.code ?? ErrorCode.INTERNAL_SERVER_ERROR) === chosenCode);
+  const status = httpStatusFor(chosenCode);
+  if (status >= 500 && chosenCode !== ErrorCode.SUBGRAPH_UNAVAILABLE && chosenCode !== ErrorCode.SERVICE_UNAVAILABLE) {
+    return { status: 500, envelope: errorEnvelope(ErrorCode.INTERNAL_SERVER_ERROR, 'Internal server error', requestId) };
+  }
+  let fields: FieldProblem[] | undefined;
+  if (chosenCode === ErrorCode.BAD_USER_INPUT) {
+    fields = errors
+      .filter((e) => e.extensions?.code === ErrorCode.BAD_USER_INPUT)
+      .flatMap((e) => (Array.isArray(e.extensions?.fields) ? (e.extensions.fields as FieldProblem[]) : []))
+      .filter((p) => typeof p?.field === 'string' && typeof p.message === 'string')
+      .map((p) => ({ field: restFieldName(p.field, pathParams), message: p.message }));
+  }
+  const retryAfter = Number(chosen?.extensions?.retryAfter);
+  return {
+    status,
+    envelope: errorEnvelope(chosenCode, chosen?.message ?? 'Request failed', requestId, fields),
+    ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfter: Math.ceil(retryAfter) } : {}),
+  };
+}

@@ -1,0 +1,159 @@
+import type { FieldProblem } from '@ghostpay/platform';
+import type { ErrorObject, ValidateFunction } from 'ajv';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormatsImport from 'ajv-formats';
+import type { ApiRoute, OpenApiDocument } from './openapi-spec.ts';
+
+type FormatsPlugin = (ajv: Ajv2020) => Ajv2020;
+// ajv-formats is CommonJS: under Node's ESM loader the default import is the plugin itself.
+const addFormats = ((addFormatsImport as unknown as { default?: FormatsPlugin }).default ??
+  (addFormatsImport as unknown as FormatsPlugin)) as FormatsPlugin;
+
+/** The key the whole OpenAPI document is registered under, so its `$ref`s resolve. */
+const specKey = 'openapi.json';
+
+/** What a request carries, before validation. */
+export interface RawRequestInput {
+  params: Record<string, string>;
+  query: URLSearchParams;
+  headers: Record<string, string | string[] | undefined>;
+  /** The parsed JSON body, or undefined when there was none. */
+  body: unknown;
+}
+
+/** A request the contract accepts: parameters coerced to their schema types. */
+export interface ValidatedRequest {
+  params: Record<string, unknown>;
+  query: Record<string, unknown>;
+  /** Header parameters by their name in the contract (e.g. `Idempotency-Key`). */
+  headers: Record<string, string>;
+  body: unknown;
+}
+
+export type RequestCheck = { ok: true; request: ValidatedRequest } | { ok: false; problems: FieldProblem[] };
+
+/** Rewrites the document's local `$ref`s so they resolve against the registered document. */
+function anchorRefs(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(anchorRefs);
+  if (!value || typeof value !== 'object') return value;
+  return Object.fromEntries(
+    Object.entries(value).map(([key, inner]) => [
+      key,
+      key === '$ref' && typeof inner === 'string' && inner.startsWith('#') ? `${specKey}${inner}` : anchorRefs(inner),
+    ]),
+  );
+}
+
+/** An Ajv (JSON Schema 2020-12, as OpenAPI 3.1 uses) that knows the whole document. */
+export function createSpecAjv(spec: OpenApiDocument, options: { coerceTypes?: boolean } = {}): Ajv2020 {
+  const ajv = new Ajv2020({ allErrors: true, strict: false, coerceTypes: options.coerceTypes ?? false, useDefaults: true });
+  addFormats(ajv);
+  // The document is not itself a schema; only its schema objects are reached, through $refs.
+  ajv.addSchema(spec as object, specKey, undefined, false);
+  return ajv;
+}
+
+/** Compiles a schema object taken from the document (its `$ref`s stay valid). */
+export function compileSpecSchema(ajv: Ajv2020, schema: unknown): ValidateFunction {
+  return ajv.compile(anchorRefs(schema) as object);
+}
+
+function pathOf(base: string, error: ErrorObject): string {
+  const segments = error.instancePath.split('/').filter(Boolean);
+  if (error.keyword === 'required') segments.push(String(error.params.missingProperty));
+  if (error.keyword === 'additionalProperties') segments.push(String(error.params.additionalProperty));
+  const inner = segments.map((s) => s.replaceAll('~1', '/').replaceAll('~0', '~')).join('.');
+  return [base, inner].filter(Boolean).join('.');
+}
+
+function messageOf(error: ErrorObject): string {
+  if (error.keyword === 'required') return 'is required';
+  if (error.keyword === 'additionalProperties') return 'is not a known field';
+  if (error.keyword === 'enum') return `must be one of ${(error.params.allowedValues as unknown[]).join(', ')}`;
+  return error.message ?? 'is invalid';
+}
+
+/** One problem per field (the first reason), in the order Ajv found them. */
+export function problemsOf(errors: ErrorObject[] | null | undefined, base = ''): FieldProblem[] {
+  const byField = new Map<string, string>();
+  for (const error of errors ?? []) {
+    // oneOf/anyOf report their branches' errors too; the branch errors name the field better.
+    if (error.keyword === 'oneOf' || error.keyword === 'anyOf') continue;
+    const field = pathOf(base, error);
+    if (!byField.has(field)) byField.set(field, messageOf(error));
+  }
+  return [...byField].map(([field, message]) => ({ field, message }));
+}
+
+interface CompiledRoute {
+  path: ValidateFunction;
+  query: ValidateFunction;
+  headers: ValidateFunction;
+  headerNames: string[];
+  body?: ValidateFunction;
+}
+
+function objectSchema(parameters: ApiRoute['parameters'], closed: boolean) {
+  return {
+    type: 'object',
+    properties: Object.fromEntries(parameters.map((p) => [p.name, p.schema ?? {}])),
+    required: parameters.filter((p) => p.required || p.in === 'path').map((p) => p.name),
+    additionalProperties: !closed,
+  };
+}
+
+/**
+ * Validates requests against the contract before anything reaches the router: path and
+ * query parameters (coerced to their types; unknown query parameters are refused), header
+ * parameters, and the JSON body. Every bad field is reported, not just the first.
+ */
+export function createRequestValidator(spec: OpenApiDocument, routes: ApiRoute[]) {
+  const coercing = createSpecAjv(spec, { coerceTypes: true });
+  const strict = createSpecAjv(spec);
+  const compiled = new Map<ApiRoute, CompiledRoute>();
+  for (const route of routes) {
+    const inPlace = (where: string) => route.parameters.filter((p) => p.in === where);
+    compiled.set(route, {
+      path: compileSpecSchema(coercing, objectSchema(inPlace('path'), false)),
+      query: compileSpecSchema(coercing, objectSchema(inPlace('query'), true)),
+      headers: compileSpecSchema(strict, objectSchema(inPlace('header'), false)),
+      headerNames: inPlace('header').map((p) => p.name),
+      body: route.bodySchema ? compileSpecSchema(strict, route.bodySchema) : undefined,
+    });
+  }
+
+  return function validateRequest(route: ApiRoute, input: RawRequestInput): RequestCheck {
+    const validators = compiled.get(route);
+    if (!validators) throw new Error(`route ${route.operationId} was not compiled`);
+    const problems: FieldProblem[] = [];
+
+    const params: Record<string, unknown> = { ...input.params };
+    if (!validators.path(params)) problems.push(...problemsOf(validators.path.errors));
+
+    const query: Record<string, unknown> = {};
+    for (const name of new Set(input.query.keys())) {
+      const values = input.query.getAll(name);
+      if (values.length > 1) problems.push({ field: name, message: 'must be given once' });
+      query[name] = values[0];
+    }
+    if (!validators.query(query)) problems.push(...problemsOf(validators.query.errors));
+
+    const headers: Record<string, string> = {};
+    for (const name of validators.headerNames) {
+      const value = input.headers[name.toLowerCase()];
+      if (typeof value === 'string') headers[name] = value;
+      else if (Array.isArray(value)) problems.push({ field: name, message: 'must be given once' });
+    }
+    if (!validators.headers(headers)) problems.push(...problemsOf(validators.headers.errors));
+
+    let body = input.body;
+    if (validators.body) {
+      if (body === undefined && route.bodyRequired) problems.push({ field: 'body', message: 'a JSON body is required' });
+      else if (body === undefined) body = {};
+      else if (!validators.body(body)) problems.push(...problemsOf(validators.body.errors));
+    }
+
+    if (problems.length > 0) return { ok: false, problems };
+    return { ok: true, request: { params, query, headers, body } };
+  };
+}
