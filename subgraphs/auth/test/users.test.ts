@@ -52,11 +52,9 @@ describe('users and API keys', () => {
     });
     expect(minted.data?.createToken.scope).toBe(scopesByRole.merchant.join(' '));
     // Only the hash is stored.
-    const stored = await auth.database.db.execute<{ secret_hash: string }>(
-      sql`select secret_hash from auth.api_keys where prefix = ${apiKey.prefix}`,
-    );
-    expect(stored.rows[0]!.secret_hash).toMatch(/^[0-9a-f]{64}$/);
-    expect(JSON.stringify(stored.rows)).not.toContain(secret.split('_')[2]);
+    const stored = await auth.database.db.select().from(apiKeys).where(eq(apiKeys.prefix, apiKey.prefix));
+    expect(stored[0]!.secretHash).toMatch(/^[0-9a-f]{64}$/);
+    expect(JSON.stringify(stored)).not.toContain(secret.split('_')[2]);
   });
 
   it('refuses a taken email (any case) and invalid input with BAD_USER_INPUT, writing nothing', async () => {
