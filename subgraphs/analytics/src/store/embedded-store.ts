@@ -151,6 +151,23 @@ function matchesCondition(value: unknown, condition: unknown): boolean {
   return true;
 }
 
+const queryOperators = new Set(['$eq', '$ne', '$gt', '$gte', '$lt', '$lte', '$in', '$nin', '$exists']);
+
+/** Rejects operators outside the subset up front, so a bad query fails even on an empty collection. */
+function validateFilter(filter: StoreFilter): void {
+  for (const [key, condition] of Object.entries(filter)) {
+    if (key === '$or' || key === '$and') {
+      for (const f of condition as StoreFilter[]) validateFilter(f);
+    } else if (key.startsWith('$')) {
+      throw new Error(`embedded store: unsupported query operator ${key}`);
+    } else if (isPlainObject(condition)) {
+      for (const op of Object.keys(condition)) {
+        if (op.startsWith('$') && !queryOperators.has(op)) throw new Error(`embedded store: unsupported query operator ${op}`);
+      }
+    }
+  }
+}
+
 export function matchesFilter(doc: StoreDocument, filter: StoreFilter): boolean {
   for (const [key, condition] of Object.entries(filter)) {
     if (key === '$or') {
@@ -280,6 +297,7 @@ class EmbeddedCollection implements StoreCollection {
           return;
         }
         const { filter, update, upsert } = operation.updateOne;
+        validateFilter(filter);
         const existing = this.findMatching(filter, 1)[0];
         if (existing) {
           result.matchedCount++;
@@ -355,6 +373,7 @@ class EmbeddedCollection implements StoreCollection {
         return cursor;
       },
       toArray: async () => {
+        validateFilter(filter);
         let docs = this.findMatching(filter);
         if (sortSpec) docs = sortDocuments(docs, sortSpec);
         // MongoDB treats limit(0) as no limit.

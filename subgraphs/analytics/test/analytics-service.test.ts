@@ -1,0 +1,120 @@
+import { randomBytes } from 'node:crypto';
+import { createLogger, createSecretsProvider, type RequestEvent } from '@ghostpay/platform';
+import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type AnalyticsService, createAnalyticsService } from '../src/index.ts';
+import { backends } from './backends.ts';
+import { randomEvents } from './events.ts';
+
+const hour = 3_600_000;
+const start = Math.floor((Date.now() - 3 * hour) / hour) * hour;
+const config = { ANALYTICS_LOG_RETENTION_DAYS: 30, ANALYTICS_INGEST_MAX_EVENTS: 1000, ANALYTICS_INGEST_MAX_BYTES: 4 * 1024 * 1024 };
+
+describe.each(backends)('analytics service on $name', (backend) => {
+  const token = randomBytes(32).toString('base64url');
+  let service: AnalyticsService;
+  let issuer: TestTokenIssuer;
+  let cleanup: () => Promise<void>;
+
+  beforeAll(async () => {
+    issuer = await createTestTokenIssuer();
+    const opened = await backend.open();
+    cleanup = opened.cleanup;
+    service = createAnalyticsService({
+      store: opened.store,
+      secrets: createSecretsProvider({ env: { GHOSTPAY_SECRET_ANALYTICS_INGEST_TOKEN: token } }),
+      logger: createLogger({ service: 'analytics', level: 'silent' }),
+      verifier: issuer.verifier,
+      config,
+    });
+    await service.store.ensureIndexes();
+    await service.start(0);
+  });
+  afterAll(async () => {
+    await service?.close();
+    await cleanup?.();
+  });
+
+  const ingest = (events: unknown[], authorization = `Bearer ${token}`) =>
+    fetch(`${service.url}/internal/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization },
+      body: JSON.stringify({ events }),
+    });
+
+  const graphql = async (query: string, variables: Record<string, unknown>, role: 'admin' | 'merchant' = 'admin') => {
+    const response = await fetch(`${service.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: await issuer.bearer({ userId: 'usr_admin', role }) },
+      body: JSON.stringify({ query, variables }),
+    });
+    return (await response.json()) as { data?: Record<string, unknown>; errors?: { message: string; extensions: { code: string } }[] };
+  };
+
+  it('refuses ingest without the shared token or with a wrong one', async () => {
+    const events = randomEvents(3, start, hour, 7);
+    expect((await ingest(events, '')).status).toBe(401);
+    expect((await ingest(events, `Bearer ${token}x`)).status).toBe(401);
+    expect((await ingest(events, `Bearer ${randomBytes(32).toString('base64url')}`)).status).toBe(401);
+    const log = await graphql('query { requestLog(first: 10) { edges { node { id } } } }', {});
+    expect(log.data?.requestLog).toEqual({ edges: [] });
+  });
+
+  it('stores valid events, skips invalid ones and answers admin queries over GraphQL', async () => {
+    const events = randomEvents(120, start, hour, 11).map((e) => ({ ...e, apiKeyId: 'key_graphql' }));
+    const response = await ingest([...events, { not: 'an event' }]);
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ stored: 120, duplicates: 0, rejected: 1 });
+
+    const usage = await graphql(
+      'query ($from: DateTime!, $to: DateTime!) { usage(apiKeyId: "key_graphql", from: $from, to: $to, granularity: HOUR) { start requests errors } }',
+      { from: new Date(start).toISOString(), to: new Date(start + hour).toISOString() },
+    );
+    expect(usage.errors).toBeUndefined();
+    expect(usage.data?.usage).toEqual([
+      {
+        start: new Date(start).toISOString(),
+        requests: 120,
+        errors: events.filter((e) => e.errorCodes.length > 0 || e.httpStatus >= 400).length,
+      },
+    ]);
+
+    const entity = await graphql(
+      'query ($from: DateTime!, $to: DateTime!) { _entities(representations: [{ __typename: "ApiKey", id: "key_graphql" }]) { ... on ApiKey { id usage(from: $from, to: $to, granularity: DAY) { requests } } } }',
+      { from: new Date(start).toISOString(), to: new Date(start + hour).toISOString() },
+    );
+    expect(entity.data?._entities).toEqual([{ id: 'key_graphql', usage: [{ requests: 120 }] }]);
+  });
+
+  it('redacts secrets again at ingest', async () => {
+    const planted: RequestEvent = {
+      ...randomEvents(1, start, hour, 13)[0]!,
+      apiKeyId: 'key_planted',
+      operationName: 'Pay 4111 1111 1111 1111',
+      userId: `gp_${randomBytes(9).toString('hex')}_${randomBytes(20).toString('hex')}`,
+      traceId: 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c3IifQ.c2ln',
+    };
+    expect((await ingest([planted])).status).toBe(200);
+    const log = await graphql(
+      'query { requestLog(first: 5, filter: { apiKeyId: "key_planted" }) { edges { node { id operationName userId traceId } } } }',
+      {},
+    );
+    const nodes = (log.data?.requestLog as { edges: { node: Record<string, unknown> }[] }).edges.map((e) => e.node);
+    expect(nodes).toHaveLength(1);
+    expect(nodes[0]).toEqual({ id: planted.eventId, operationName: null, userId: null, traceId: null });
+  });
+
+  it('lets only holders of analytics:read query analytics', async () => {
+    const result = await graphql('query { errorRate(from: "2026-01-01T00:00:00Z", to: "2026-01-02T00:00:00Z") { rate } }', {}, 'merchant');
+    expect(result.errors?.[0]?.extensions.code).toBe('FORBIDDEN');
+  });
+
+  it('rejects a reversed range, an oversized page and a foreign cursor as bad user input', async () => {
+    const reversed = await graphql('query { errorRate(from: "2026-01-02T00:00:00Z", to: "2026-01-01T00:00:00Z") { rate } }', {});
+    expect(reversed.errors?.[0]?.extensions.code).toBe('BAD_USER_INPUT');
+    const page = await graphql('query { requestLog(first: 100000) { edges { cursor } } }', {});
+    expect(page.errors?.[0]?.extensions.code).toBe('BAD_USER_INPUT');
+    const cursor = await graphql('query { requestLog(first: 5, after: "bm90LWEtY3Vyc29y") { edges { cursor } } }', {});
+    expect(cursor.errors?.[0]?.extensions.code).toBe('BAD_USER_INPUT');
+  });
+});

@@ -1,0 +1,144 @@
+import { looksSecret, luhnValid, type RequestEvent, redactRequestEvent } from '@ghostpay/platform';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+
+const base62 = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
+const base64url = `${base62}-_`;
+const charsOf = (alphabet: string, min: number, max: number) =>
+  fc.array(fc.constantFrom(...alphabet.split('')), { minLength: min, maxLength: max }).map((a) => a.join(''));
+
+/** A Luhn-valid PAN of 13–19 digits, printed plain, in groups of four with spaces, or with dashes. */
+const pan = fc
+  .tuple(
+    fc.integer({ min: 13, max: 19 }),
+    fc.array(fc.integer({ min: 0, max: 9 }), { minLength: 18, maxLength: 18 }),
+    fc.constantFrom('', ' ', '-'),
+  )
+  .map(([length, digits, separator]) => {
+    const body = digits.slice(0, length - 1).join('');
+    const check = [...Array(10).keys()].find((d) => luhnValid(`${body}${d}`))!;
+    const plain = `${body}${check}`;
+    return { plain, printed: separator ? plain.replace(/(\d{4})(?=\d)/g, `$1${separator}`) : plain };
+  });
+
+const jwt = fc
+  .tuple(charsOf(base64url, 10, 60), charsOf(base64url, 10, 200), charsOf(base64url, 20, 90))
+  .map(([header, payload, signature]) => `eyJ${header}.eyJ${payload}.${signature}`);
+
+const apiKey = fc.tuple(charsOf(base62, 12, 12), charsOf(base62, 43, 43)).map(([prefix, secret]) => `gp_${prefix}_${secret}`);
+
+const secret = fc.oneof(
+  pan.map((p) => ({ kind: 'pan' as const, printed: p.printed, needle: p.plain })),
+  jwt.map((t) => ({ kind: 'jwt' as const, printed: t, needle: t })),
+  apiKey.map((k) => ({ kind: 'key' as const, printed: k, needle: k })),
+);
+
+const text = fc.string({ maxLength: 30 });
+const event: fc.Arbitrary<RequestEvent> = fc.record({
+  timestamp: fc.date({ min: new Date('2020-01-01'), max: new Date('2030-01-01'), noInvalidDate: true }).map((d) => d.toISOString()),
+  requestId: text,
+  traceId: fc.option(text),
+  operationName: fc.option(text),
+  operationType: fc.constantFrom('query', 'mutation', 'subscription', null),
+  apiKeyId: fc.option(text),
+  userId: fc.option(text),
+  role: fc.option(text),
+  httpStatus: fc.integer({ min: 100, max: 599 }),
+  errorCodes: fc.array(text, { maxLength: 3 }),
+  latencyMs: fc.double({ min: 0, max: 60_000, noNaN: true }),
+  subgraphTimings: fc.array(fc.record({ subgraph: text, ms: fc.double({ min: 0, max: 1000, noNaN: true }) }), { maxLength: 3 }),
+});
+
+const stringFields = ['requestId', 'traceId', 'operationName', 'apiKeyId', 'userId', 'role', 'errorCodes', 'subgraphTimings'] as const;
+
+/** Puts `value` into one string of the event, between random text. */
+function plant(target: RequestEvent, field: (typeof stringFields)[number], value: string): RequestEvent {
+  const e = structuredClone(target);
+  if (field === 'errorCodes') e.errorCodes = [...e.errorCodes, value];
+  else if (field === 'subgraphTimings') e.subgraphTimings = [...e.subgraphTimings, { subgraph: value, ms: 1 }];
+  else e[field] = value;
+  return e;
+}
+
+function strings(value: unknown): string[] {
+  if (typeof value === 'string') return [value];
+  if (Array.isArray(value)) return value.flatMap(strings);
+  if (value && typeof value === 'object') return Object.values(value).flatMap(strings);
+  return [];
+}
+
+describe('request event redaction', () => {
+  it('lets no planted PAN, JWT or API key survive, wherever it is hidden', () => {
+    fc.assert(
+      fc.property(
+        event,
+        fc.array(fc.tuple(fc.constantFrom(...stringFields), secret, fc.string({ maxLength: 20 }), fc.string({ maxLength: 20 })), {
+          minLength: 1,
+          maxLength: 4,
+        }),
+        (base, plants) => {
+          let e = base;
+          for (const [field, s, before, after] of plants) e = plant(e, field, `${before}${s.printed}${after}`);
+          // Fields the router must never send are dropped whole, secret or not.
+          const withExtras = { ...e, variables: { pan: plants[0]![1].printed }, authorization: `Bearer ${plants[0]![1].printed}` };
+          const redacted = redactRequestEvent(withExtras as RequestEvent);
+          const out = strings(redacted);
+          for (const [, s] of plants) {
+            for (const value of out) {
+              const haystack = s.kind === 'pan' ? value.replace(/[ -]/g, '') : value;
+              expect(haystack.includes(s.needle)).toBe(false);
+            }
+          }
+          expect(Object.keys(redacted)).not.toContain('variables');
+          expect(Object.keys(redacted)).not.toContain('authorization');
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('keeps ordinary values unchanged', () => {
+    const word = fc.stringMatching(/^[A-Za-z][A-Za-z0-9]{0,3}[A-Za-z_]{0,30}$/);
+    fc.assert(
+      fc.property(
+        event,
+        word,
+        word,
+        fc.array(fc.constantFrom('NOT_FOUND', 'RATE_LIMITED', 'FORBIDDEN'), { maxLength: 3 }),
+        (base, name, user, codes) => {
+          const e = {
+            ...base,
+            requestId: 'req_abc123',
+            operationName: name,
+            userId: user,
+            errorCodes: codes,
+            subgraphTimings: [{ subgraph: 'cards', ms: 3 }],
+          };
+          const redacted = redactRequestEvent(e);
+          expect(redacted.operationName).toBe(name);
+          expect(redacted.userId).toBe(user);
+          expect(redacted.errorCodes).toEqual(codes);
+          expect(redacted.requestId).toBe('req_abc123');
+          expect(redacted.subgraphTimings).toEqual([{ subgraph: 'cards', ms: 3 }]);
+          expect(redacted.timestamp).toBe(base.timestamp);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('recognises the shapes it is meant to catch and not ids or timestamps', () => {
+    expect(looksSecret('4111111111111111')).toBe(true);
+    expect(looksSecret('card 4111-1111-1111-1111 declined')).toBe(true);
+    // 13 digits failing Luhn, and 12 digits: not a PAN. (Longer digit runs usually hold some
+    // Luhn-valid 13–19 digit window and are dropped: deliberately generous.)
+    expect(looksSecret('1234567890123')).toBe(false);
+    expect(looksSecret('411111111111')).toBe(false);
+    expect(looksSecret('eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.sig')).toBe(true);
+    expect(looksSecret('gp_abcdefghijkl_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG')).toBe(true);
+    expect(looksSecret('Bearer abc.def.ghi.jkl')).toBe(true);
+    expect(looksSecret('key_01HZX3J8Q2')).toBe(false);
+    expect(looksSecret('2026-11-21T23:23:04.000Z')).toBe(false);
+    expect(looksSecret('CreateCard')).toBe(false);
+  });
+});
