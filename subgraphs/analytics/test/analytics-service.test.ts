@@ -99,7 +99,7 @@ describe.each(backends)('analytics service on $name', (backend) => {
       'query { requestLog(first: 5, filter: { apiKeyId: "key_planted" }) { edges { node { id operationName userId traceId } } } }',
       {},
     );
-    const nodes = (log.data?.requestLog as { edges: { node: Record<string, unknown> }[] }).edges.map((e) => e.node);
+    const nodes = (log.data!.requestLog as { edges: { node: Record<string, unknown> }[] }).edges.map((e) => e.node);
     expect(nodes).toHaveLength(1);
     expect(nodes[0]).toEqual({ id: planted.eventId, operationName: null, userId: null, traceId: null });
   });
