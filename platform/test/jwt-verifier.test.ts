@@ -1,0 +1,178 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { type CryptoKey, exportJWK, exportSPKI, generateKeyPair, type JWK, SignJWT } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createJwtVerifier, type JwtVerifier, scopesByRole, UnauthenticatedError } from '../src/index.ts';
+
+const issuer = 'ghostpay-auth';
+const audience = 'ghostpay-api';
+const now = () => Math.floor(Date.now() / 1000);
+const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+
+interface TestKey {
+  kid: string;
+  alg: 'RS256' | 'ES256' | 'EdDSA';
+  privateKey: CryptoKey;
+  publicKey: CryptoKey;
+  jwk: JWK;
+}
+
+async function makeKey(alg: TestKey['alg']): Promise<TestKey> {
+  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true, ...(alg === 'EdDSA' ? { crv: 'Ed25519' } : {}) });
+  const kid = randomUUID();
+  return { kid, alg, privateKey, publicKey, jwk: { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' } };
+}
+
+const claims = (overrides: Record<string, unknown> = {}) => ({
+  iss: issuer,
+  aud: audience,
+  sub: 'usr_test',
+  role: 'merchant',
+  scope: scopesByRole.merchant.join(' '),
+  key_id: 'key_test',
+  jti: randomUUID(),
+  iat: now(),
+  exp: now() + 900,
+  ...overrides,
+});
+
+function sign(key: TestKey, payload: Record<string, unknown> = claims(), header: Record<string, unknown> = {}) {
+  return new SignJWT(payload).setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT', ...header }).sign(key.privateKey);
+}
+
+/** Rejects with UNAUTHENTICATED, the only answer a bad token may get. */
+async function expectUnauthenticated(verifier: JwtVerifier, token: string, message?: string | RegExp) {
+  const error = await verifier.verify(token).then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  expect(error).toBeInstanceOf(UnauthenticatedError);
+  expect((error as UnauthenticatedError).extensions.code).toBe('UNAUTHENTICATED');
+  if (message) expect((error as Error).message).toMatch(message);
+}
+
+describe('JWT verifier against a served JWKS', () => {
+  const published: JWK[] = [];
+  let fetches = 0;
+  let server: Server;
+  let jwksUrl: string;
+  let rsa: TestKey;
+  let verifier: JwtVerifier;
+
+  beforeAll(async () => {
+    rsa = await makeKey('RS256');
+    published.push(rsa.jwk, (await makeKey('ES256')).jwk);
+    server = createServer((_req, res) => {
+      fetches++;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ keys: published }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    jwksUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/jwks.json`;
+    verifier = createJwtVerifier({ jwksUrl, issuer, audience });
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('accepts a well-formed token and returns its principal', async () => {
+    const principal = await verifier.verify(await sign(rsa, claims({ sub: 'usr_a', key_id: 'key_a' })));
+    expect(principal).toMatchObject({ userId: 'usr_a', role: 'merchant', apiKeyId: 'key_a', scopes: scopesByRole.merchant });
+  });
+
+  it('accepts ES256 and EdDSA keys from the set', async () => {
+    for (const alg of ['ES256', 'EdDSA'] as const) {
+      const key = await makeKey(alg);
+      const local = createJwtVerifier({ jwks: { keys: [key.jwk] }, issuer, audience });
+      expect((await local.verify(await sign(key))).userId).toBe('usr_test');
+    }
+  });
+
+  it('rejects an unsigned token (alg: none)', async () => {
+    const token = `${b64({ alg: 'none', typ: 'JWT', kid: rsa.kid })}.${b64(claims())}.`;
+    await expectUnauthenticated(verifier, token);
+    await expect(verifier.verifyAuthorization(`Bearer ${token}`)).rejects.toBeInstanceOf(UnauthenticatedError);
+  });
+
+  it('rejects an HS256 token whose HMAC key is the public key', async () => {
+    const spki = await exportSPKI(rsa.publicKey);
+    for (const secret of [spki, JSON.stringify(rsa.jwk)]) {
+      const token = await new SignJWT(claims())
+        .setProtectedHeader({ alg: 'HS256', kid: rsa.kid, typ: 'JWT' })
+        .sign(new TextEncoder().encode(secret));
+      await expectUnauthenticated(verifier, token, 'Token algorithm is not allowed');
+    }
+  });
+
+  it('rejects an expired token, beyond the clock skew', async () => {
+    await expectUnauthenticated(verifier, await sign(rsa, claims({ iat: now() - 1000, exp: now() - 60 })), 'Token has expired');
+  });
+
+  it('rejects a token that is not valid yet, beyond the clock skew', async () => {
+    await expectUnauthenticated(verifier, await sign(rsa, claims({ nbf: now() + 120 })), /"nbf"/);
+  });
+
+  it('tolerates a few seconds of clock skew', async () => {
+    await expect(verifier.verify(await sign(rsa, claims({ nbf: now() + 5 })))).resolves.toBeDefined();
+    await expect(verifier.verify(await sign(rsa, claims({ iat: now() - 900, exp: now() - 10 })))).resolves.toBeDefined();
+  });
+
+  it('rejects a wrong issuer and a wrong audience', async () => {
+    await expectUnauthenticated(verifier, await sign(rsa, claims({ iss: 'someone-else' })), /"iss"/);
+    await expectUnauthenticated(verifier, await sign(rsa, claims({ aud: 'another-api' })), /"aud"/);
+  });
+
+  it('rejects a token signed by a key the JWKS does not hold (unknown kid)', async () => {
+    const stranger = await makeKey('RS256');
+    await expectUnauthenticated(verifier, await sign(stranger), 'Token signing key is unknown');
+    // Reusing a published kid does not help: the signature does not match that key.
+    await expectUnauthenticated(verifier, await sign({ ...stranger, kid: rsa.kid }), 'Token signature is invalid');
+  });
+
+  it('ignores a key embedded in the token header', async () => {
+    const attacker = await makeKey('RS256');
+    const token = await sign(attacker, claims(), { kid: rsa.kid, jwk: attacker.jwk, jku: 'http://127.0.0.1:1/jwks.json' });
+    await expectUnauthenticated(verifier, token);
+  });
+
+  it('rejects a tampered payload', async () => {
+    const [header, , signature] = (await sign(rsa, claims({ role: 'user', scope: scopesByRole.user.join(' ') }))).split('.');
+    const forged = `${header}.${b64(claims({ role: 'admin', scope: scopesByRole.admin.join(' ') }))}.${signature}`;
+    await expectUnauthenticated(verifier, forged, 'Token signature is invalid');
+  });
+
+  it('rejects a signed token without the GhostPay claims', async () => {
+    const { key_id: _k, ...withoutKeyId } = claims();
+    await expectUnauthenticated(verifier, await sign(rsa, withoutKeyId), 'Token is missing required claims');
+    await expectUnauthenticated(verifier, await sign(rsa, claims({ role: 'superuser' })), 'Token is missing required claims');
+    const { jti: _j, ...withoutJti } = claims();
+    await expectUnauthenticated(verifier, await sign(rsa, withoutJti), /"jti"/);
+  });
+
+  it('refetches the JWKS for an unknown kid, at most once per cooldown', async () => {
+    const cooled = createJwtVerifier({ jwksUrl, issuer, audience, jwksCooldownMs: 60_000 });
+    await cooled.verify(await sign(rsa));
+    const added = await makeKey('RS256');
+    published.push(added.jwk);
+    // The first verify of this verifier fetched just now: within the cooldown an unknown kid is refused without a fetch.
+    const before = fetches;
+    await expectUnauthenticated(cooled, await sign(added), 'Token signing key is unknown');
+    await expectUnauthenticated(cooled, await sign(added), 'Token signing key is unknown');
+    expect(fetches - before).toBe(0);
+
+    const eager = createJwtVerifier({ jwksUrl, issuer, audience, jwksCooldownMs: 0 });
+    published.splice(published.indexOf(added.jwk), 1);
+    await eager.verify(await sign(rsa));
+    published.push(added.jwk);
+    const fetchesBeforeRotation = fetches;
+    expect((await eager.verify(await sign(added))).userId).toBe('usr_test');
+    expect(fetches - fetchesBeforeRotation).toBe(1);
+  });
+
+  it('accepts only "Bearer <jwt>" in the Authorization header', async () => {
+    expect(await verifier.verifyAuthorization(undefined)).toBeUndefined();
+    const token = await sign(rsa);
+    expect((await verifier.verifyAuthorization(`Bearer ${token}`))?.userId).toBe('usr_test');
+    await expect(verifier.verifyAuthorization(`Basic ${token}`)).rejects.toBeInstanceOf(UnauthenticatedError);
+    await expect(verifier.verifyAuthorization('Bearer not-a-jwt')).rejects.toBeInstanceOf(UnauthenticatedError);
+  });
+});
