@@ -1,0 +1,62 @@
+import { resolve } from 'node:path';
+import { baseConfigSchema, env, z } from '@ghostpay/platform';
+
+const repoRoot = resolve(import.meta.dirname, '../..');
+
+/** `auth=http://127.0.0.1:4001/graphql,cards=…` → { auth: '…', cards: '…' } */
+const subgraphUrlMap = z
+  .string()
+  .default('')
+  .transform((value, ctx) => {
+    const map: Record<string, string> = {};
+    for (const entry of value
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)) {
+      const [name, url] = entry.split(/=(.*)/s);
+      if (!name || !url || !URL.canParse(url)) {
+        ctx.addIssue({ code: 'custom', message: `expected name=url pairs, got "${entry}"` });
+        continue;
+      }
+      map[name] = url;
+    }
+    return map;
+  });
+
+/** Every router setting, from env (see router/README.md for the table). */
+export const routerConfigSchema = baseConfigSchema.extend({
+  ROUTER_PORT: env.port(4000),
+  ROUTER_SUPERGRAPH_PATH: z.string().default(resolve(repoRoot, 'supergraph.graphql')),
+  ROUTER_SUBGRAPH_URLS: subgraphUrlMap,
+  JWT_ISSUER: z.string().default('ghostpay-auth'),
+  JWT_AUDIENCE: z.string().default('ghostpay-api'),
+  JWKS_URL: z.url().default('http://127.0.0.1:4001/.well-known/jwks.json'),
+  REDIS_URL: env.optionalUrl(),
+  DATABASE_URL: env.optionalUrl(),
+  ROUTER_RATE_LIMIT_PER_MINUTE: env.positiveInt(100),
+  ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE: env.positiveInt(100),
+  ROUTER_TRUST_PROXY: env.boolean(false),
+  ROUTER_MAX_DEPTH: env.positiveInt(10),
+  ROUTER_MAX_ALIASES: z.coerce.number().int().min(0).default(15),
+  ROUTER_MAX_ROOT_FIELDS: env.positiveInt(10),
+  ROUTER_MAX_TOKENS: env.positiveInt(2000),
+  ROUTER_MAX_COST: env.positiveInt(5000),
+  ROUTER_MAX_BATCH_SIZE: z.coerce.number().int().min(0).default(0),
+  ROUTER_MAX_BODY_BYTES: env.positiveInt(256 * 1024),
+  ROUTER_PERSISTED_QUERIES: z.enum(['apq', 'safelist']).default('apq'),
+  ROUTER_PQ_MANIFESTS: z
+    .string()
+    .default('')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    ),
+  ROUTER_SUBGRAPH_TIMEOUT_MS: env.positiveInt(5000),
+  ROUTER_BREAKER_FAILURES: env.positiveInt(5),
+  ROUTER_BREAKER_OPEN_MS: env.positiveInt(5000),
+  ROUTER_PLAYGROUND: env.boolean(true),
+});
+
+export type RouterConfig = z.infer<typeof routerConfigSchema>;

@@ -1,0 +1,169 @@
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+
+/** The outcome of one attempt to take `cost` requests from an identity's window. */
+export interface RateLimitDecision {
+  allowed: boolean;
+  /** Requests allowed per window for this identity. */
+  limit: number;
+  /** Requests still available in the current window after this decision. */
+  remaining: number;
+  /** Seconds until the window has room again for one request (0 when there is room now). */
+  resetSeconds: number;
+  /** When refused: seconds after which the same request would be admitted. */
+  retryAfterSeconds: number;
+  windowSeconds: number;
+}
+
+export interface RateLimiter {
+  consume(identity: string, limit: number, cost?: number): Promise<RateLimitDecision>;
+  close(): Promise<void>;
+}
+
+/**
+ * Sliding-window log: a request is admitted when fewer than `limit` requests were admitted
+ * in the last `windowMs`. Exact (no boundary bursts, unlike fixed windows) at the price of one
+ * timestamp per admitted request, which is small for per-minute API limits.
+ */
+export function createMemoryRateLimiter(options: { windowMs?: number; now?: () => number } = {}): RateLimiter {
+  const windowMs = options.windowMs ?? 60_000;
+  const now = options.now ?? (() => performance.timeOrigin + performance.now());
+  const logs = new Map<string, number[]>();
+  const sweep = setInterval(() => {
+    const horizon = now() - windowMs;
+    for (const [identity, log] of logs) if ((log.at(-1) ?? 0) <= horizon) logs.delete(identity);
+  }, windowMs);
+  sweep.unref();
+  return {
+    async consume(identity, limit, cost = 1) {
+      const t = now();
+      const log = logs.get(identity) ?? [];
+      let expired = 0;
+      while (expired < log.length && (log[expired] as number) <= t - windowMs) expired++;
+      if (expired > 0) log.splice(0, expired);
+      const allowed = log.length + cost <= limit;
+      if (allowed) for (let i = 0; i < cost; i++) log.push(t);
+      if (log.length > 0) logs.set(identity, log);
+      const resetMs = log.length >= limit && log[0] !== undefined ? log[0] + windowMs - t : 0;
+      const needIndex = log.length + cost - limit - 1;
+      const retryMs = allowed ? 0 : cost > limit ? windowMs : (log[needIndex] ?? t) + windowMs - t;
+      return {
+        allowed,
+        limit,
+        remaining: Math.max(0, limit - log.length),
+        resetSeconds: Math.ceil(resetMs / 1000),
+        retryAfterSeconds: Math.max(1, Math.ceil(retryMs / 1000)) * (allowed ? 0 : 1),
+        windowSeconds: Math.ceil(windowMs / 1000),
+      };
+    },
+    async close() {
+      clearInterval(sweep);
+      logs.clear();
+    },
+  };
+}
+
+/**
+ * The same sliding-window log in one Lua script, so check-and-record is atomic across every
+ * router replica, timed by the Redis server's clock (`TIME`) rather than the replicas'.
+ * Returns {allowed, count, resetMicros, retryMicros}.
+ */
+const slidingWindowScript = `
+local key = KEYS[1]
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local nonce = ARGV[4]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+local count = redis.call('ZCARD', key)
+local allowed = 0
+if count + cost <= limit then
+  for i = 1, cost do redis.call('ZADD', key, now, nonce .. ':' .. i) end
+  count = count + cost
+  allowed = 1
+  redis.call('PEXPIRE', key, math.ceil(window / 1000))
+end
+local reset = 0
+if count >= limit then
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if oldest[2] then reset = tonumber(oldest[2]) + window - now end
+end
+local retry = 0
+if allowed == 0 then
+  if cost > limit then
+    retry = window
+  else
+    local needed = redis.call('ZRANGE', key, count + cost - limit - 1, count + cost - limit - 1, 'WITHSCORES')
+    if needed[2] then retry = tonumber(needed[2]) + window - now end
+  end
+end
+return {allowed, count, reset, retry}
+`;
+
+export interface RedisRateLimiterOptions {
+  redis: Redis;
+  logger: Logger;
+  /** @default 60000 */
+  windowMs?: number;
+  /** Prefix of the Redis keys. @default 'ghostpay:rl:' */
+  keyPrefix?: string;
+  /** Called each time Redis cannot answer and the local limiter decides instead. */
+  onFallback?: () => void;
+}
+
+/**
+ * Redis-backed limiter that fails open to a local in-memory limit when Redis is unreachable:
+ * a payment API keeps taking payments when its rate-limit store is down, but each replica
+ * still refuses more than the limit per identity by itself (so N replicas admit at most N×).
+ */
+export function createRedisRateLimiter(options: RedisRateLimiterOptions): RateLimiter {
+  const windowMs = options.windowMs ?? 60_000;
+  const prefix = options.keyPrefix ?? 'ghostpay:rl:';
+  const fallback = createMemoryRateLimiter({ windowMs });
+  const { redis } = options;
+  let lastWarning = 0;
+  return {
+    async consume(identity, limit, cost = 1) {
+      try {
+        const reply = (await redis.eval(slidingWindowScript, 1, `${prefix}${identity}`, limit, windowMs * 1000, cost, randomUUID())) as [
+          number,
+          number,
+          number,
+          number,
+        ];
+        const [allowed, count, resetMicros, retryMicros] = reply.map(Number) as [number, number, number, number];
+        return {
+          allowed: allowed === 1,
+          limit,
+          remaining: Math.max(0, limit - count),
+          resetSeconds: Math.ceil(resetMicros / 1e6),
+          retryAfterSeconds: allowed === 1 ? 0 : Math.max(1, Math.ceil(retryMicros / 1e6)),
+          windowSeconds: Math.ceil(windowMs / 1000),
+        };
+      } catch (error) {
+        options.onFallback?.();
+        if (Date.now() - lastWarning > 10_000) {
+          lastWarning = Date.now();
+          options.logger.warn({ err: (error as Error).message }, 'rate limit store unavailable: using the local in-memory limit');
+        }
+        return fallback.consume(identity, limit, cost);
+      }
+    },
+    async close() {
+      await fallback.close();
+    },
+  };
+}
+
+/** IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers) plus Retry-After when refused. */
+export function rateLimitHeaders(decision: RateLimitDecision, policy = 'default'): Record<string, string> {
+  const headers: Record<string, string> = {
+    'ratelimit-policy': `"${policy}";q=${decision.limit};w=${decision.windowSeconds}`,
+    ratelimit: `"${policy}";r=${decision.remaining};t=${decision.resetSeconds}`,
+  };
+  if (!decision.allowed) headers['retry-after'] = String(decision.retryAfterSeconds);
+  return headers;
+}

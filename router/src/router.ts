@@ -1,0 +1,482 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ApolloGateway } from '@apollo/gateway';
+import { ApolloServer, type ApolloServerPlugin, type GraphQLRequestContext, HeaderMap } from '@apollo/server';
+import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import {
+  BodyTooLargeError,
+  createMetricsRegistry,
+  createServiceServer,
+  ErrorCode,
+  formatGraphQLError,
+  GhostPayError,
+  httpStatusFor,
+  type JwtVerifier,
+  type Principal,
+  type ReadinessCheck,
+  readBody,
+  requestIdOf,
+  type ServiceServer,
+  sendJson,
+} from '@ghostpay/platform';
+import { buildASTSchema, type GraphQLError, type GraphQLFormattedError, type GraphQLSchema, parse, print } from 'graphql';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { RateLimitOverrides } from './api-key-rate-limits.ts';
+import {
+  type AuthRequirements,
+  fillRemovedWithNull,
+  filterOperation,
+  markSecurityFeaturesEnforced,
+  readAuthRequirements,
+} from './auth-directives.ts';
+import type { RouterConfig } from './config.ts';
+import { defaultOperationLimits, enforceOperationLimits, measureOperation, type OperationLimits } from './operation-limits.ts';
+import { applySafelist, loadPersistedQueryManifests, type PersistedOperation, sha256Hex } from './persisted-queries.ts';
+import { playgroundClientHeader, servePlayground } from './playground.ts';
+import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter, rateLimitHeaders } from './rate-limiter.ts';
+import { emitRequestEvent, type RequestEventHandler, traceIdOf } from './request-events.ts';
+import { createRouterMetrics } from './router-metrics.ts';
+import { createRetryBudget, type SubgraphCallContext, SubgraphDataSource } from './subgraph-data-source.ts';
+import { watchSupergraphFile } from './supergraph-loader.ts';
+
+/** Per-request context: the verified caller and what subgraph calls forward and record. */
+export interface RouterContext extends SubgraphCallContext {
+  principal?: Principal;
+  requestId: string;
+  logger: Logger;
+  operationName?: string;
+}
+
+export interface RouterDeps {
+  config: RouterConfig;
+  logger: Logger;
+  /** The platform JWT verifier (JWKS of the auth service). */
+  verifier: JwtVerifier;
+  /** @default a fresh registry labelled service="router" */
+  registry?: Registry;
+  /** Shared rate-limit counters across replicas; absent → in-memory limits (one replica). */
+  redis?: Redis;
+  /** Per-API-key limits (e.g. `createApiKeyRateLimits(database)`); absent → everyone gets the default. */
+  rateLimitOverrides?: RateLimitOverrides;
+  /** Called after each GraphQL response with identifiers and timings (the analytics emitter). Never awaited. */
+  onRequestEvent?: RequestEventHandler;
+  /** Serve this SDL instead of watching `config.ROUTER_SUPERGRAPH_PATH` (tests). */
+  supergraphSdl?: string;
+  readiness?: ReadinessCheck[];
+  onClose?: () => Promise<void>;
+}
+
+export interface Router extends ServiceServer {
+  readonly apollo: ApolloServer<RouterContext>;
+  readonly gateway: ApolloGateway;
+  readonly dataSources: ReadonlyMap<string, SubgraphDataSource>;
+  /** Loads the supergraph, starts Apollo Server, then listens. */
+  start(port: number, host?: string): Promise<string>;
+}
+
+const forwardedHeaderNames = ['traceparent', 'tracestate'] as const;
+
+function errorBody(code: ErrorCode, message: string, extensions: Record<string, unknown> = {}) {
+  return { errors: [{ message, extensions: { code, ...extensions } }] };
+}
+
+function withHttpStatus(error: GhostPayError): GhostPayError {
+  const code = error.extensions.code as string;
+  error.extensions.http = { status: httpStatusFor(code) };
+  return error;
+}
+
+/**
+ * The federation router: @apollo/gateway inside Apollo Server 5 behind the platform HTTP
+ * bootstrap. Per request, in order: body size, JWT, rate limit, batch cap, safelist, then
+ * Apollo (parse with a token cap, validation, operation limits and the introspection gate),
+ * the auth-directive filter, planning and subgraph fetches.
+ */
+export function createRouter(deps: RouterDeps): Router {
+  const { config, logger, verifier } = deps;
+  const registry = deps.registry ?? createMetricsRegistry('router');
+  const metrics = createRouterMetrics(registry);
+  const limits: OperationLimits = {
+    ...defaultOperationLimits,
+    maxDepth: config.ROUTER_MAX_DEPTH,
+    maxAliases: config.ROUTER_MAX_ALIASES,
+    maxRootFields: config.ROUTER_MAX_ROOT_FIELDS,
+    maxTokens: config.ROUTER_MAX_TOKENS,
+    maxCost: config.ROUTER_MAX_COST,
+  };
+  const limiter: RateLimiter = deps.redis
+    ? createRedisRateLimiter({ redis: deps.redis, logger, onFallback: () => metrics.redisFallback.inc() })
+    : createMemoryRateLimiter();
+  const safelist: Map<string, PersistedOperation> | undefined =
+    config.ROUTER_PERSISTED_QUERIES === 'safelist' ? loadPersistedQueryManifests(config.ROUTER_PQ_MANIFESTS) : undefined;
+
+  const retryBudget = createRetryBudget();
+  const dataSources = new Map<string, SubgraphDataSource>();
+  const gateway = new ApolloGateway({
+    supergraphSdl: deps.supergraphSdl
+      ? async () => ({ supergraphSdl: markSecurityFeaturesEnforced(deps.supergraphSdl as string) })
+      : watchSupergraphFile(config.ROUTER_SUPERGRAPH_PATH, logger, { transform: markSecurityFeaturesEnforced }),
+    serviceHealthCheck: false,
+    logger: logger.child({ component: 'gateway' }),
+    buildService: ({ name, url }) => {
+      dataSources
+        .get(name)
+        ?.close()
+        .catch(() => {});
+      const source = new SubgraphDataSource({
+        name,
+        url: config.ROUTER_SUBGRAPH_URLS[name] ?? url ?? '',
+        timeoutMs: config.ROUTER_SUBGRAPH_TIMEOUT_MS,
+        breaker: { failureThreshold: config.ROUTER_BREAKER_FAILURES, openMs: config.ROUTER_BREAKER_OPEN_MS },
+        retryBudget,
+        metrics,
+      });
+      dataSources.set(name, source);
+      return source;
+    },
+  });
+
+  // The auth filter reads the directives from the supergraph itself, re-read on every reload.
+  let authState: { schema: GraphQLSchema; requirements: AuthRequirements } | undefined;
+  gateway.onSchemaLoadOrUpdate(({ coreSupergraphSdl }) => {
+    const schema = buildASTSchema(parse(coreSupergraphSdl), { assumeValidSDL: true });
+    authState = { schema, requirements: readAuthRequirements(schema) };
+  });
+
+  const wrappedGateway = {
+    onSchemaLoadOrUpdate: gateway.onSchemaLoadOrUpdate.bind(gateway),
+    stop: () => gateway.stop(),
+    async load(options: Parameters<ApolloGateway['load']>[0]) {
+      const loaded = await gateway.load(options);
+      const executor: typeof loaded.executor = async (requestContext) => {
+        const context = requestContext.context as unknown as RouterContext;
+        if (!authState) throw new Error('supergraph not loaded');
+        const filtered = filterOperation(
+          authState.schema,
+          authState.requirements,
+          requestContext.document,
+          requestContext.operationName ?? requestContext.request.operationName,
+          context.principal,
+        );
+        if (!filtered.changed) return loaded.executor(requestContext);
+        if (!filtered.document) {
+          // Nothing authorized is left: refuse without planning or calling any subgraph.
+          const first = filtered.errors[0]?.extensions.code as string | undefined;
+          if (requestContext.response?.http) requestContext.response.http.status = httpStatusFor(first);
+          return { data: null, errors: filtered.errors };
+        }
+        const source = print(filtered.document);
+        const result = await loaded.executor({
+          ...requestContext,
+          document: filtered.document,
+          source,
+          // The plan cache is keyed by this hash: a filtered document must never share a plan with the original.
+          queryHash: sha256Hex(source),
+          request: { ...requestContext.request, query: source },
+        });
+        fillRemovedWithNull(result.data as Record<string, unknown> | null | undefined, filtered.removedPaths);
+        return { ...result, errors: [...filtered.errors, ...(result.errors ?? [])] };
+      };
+      return { ...loaded, executor };
+    },
+  };
+
+  const routerPlugin: ApolloServerPlugin<RouterContext> = {
+    async requestDidStart() {
+      const started = performance.now();
+      return {
+        async didResolveOperation(rc: GraphQLRequestContext<RouterContext>) {
+          const context = rc.contextValue;
+          context.operationName = rc.operationName ?? undefined;
+          context.operationType = rc.operation?.operation;
+          if (!rc.operation || !rc.document) return;
+          const variables = (rc.request.variables ?? {}) as Record<string, unknown>;
+          const shape = measureOperation(rc.document, rc.operation, variables);
+          if (shape.introspection && context.principal?.role !== 'admin') {
+            throw withHttpStatus(new GhostPayError(ErrorCode.FORBIDDEN, 'Introspection is available to admin tokens only'));
+          }
+          try {
+            enforceOperationLimits(shape, limits);
+          } catch (error) {
+            throw error instanceof GhostPayError ? withHttpStatus(error) : error;
+          }
+          if (context.operationType === 'subscription') {
+            throw withHttpStatus(
+              new GhostPayError(ErrorCode.BAD_USER_INPUT, 'Subscriptions are served over WebSocket on /graphql, not over HTTP POST'),
+            );
+          }
+        },
+        async willSendResponse(rc) {
+          const context = rc.contextValue;
+          const body = rc.response.body;
+          if (body.kind !== 'single') return;
+          const errors = body.singleResult.errors;
+          if (errors && context.principal?.role !== 'admin') {
+            // "Did you mean" suggestions leak schema names: only admins get them.
+            body.singleResult.errors = errors.map((e) =>
+              e.message.includes(' Did you mean ') ? { ...e, message: e.message.replace(/ Did you mean .*\?$/s, '') } : e,
+            );
+          }
+          for (const error of body.singleResult.errors ?? [])
+            metrics.errors.inc({ code: String(error.extensions?.code ?? 'INTERNAL_SERVER_ERROR') });
+          metrics.requestDuration.observe(
+            { operation_name: rc.operationName ?? '(anonymous)', operation_type: rc.operation?.operation ?? 'unknown' },
+            (performance.now() - started) / 1000,
+          );
+        },
+      };
+    },
+  };
+
+  const apollo = new ApolloServer<RouterContext>({
+    gateway: wrappedGateway,
+    csrfPrevention: true,
+    introspection: true, // gated per caller in didResolveOperation
+    allowBatchedHttpRequests: config.ROUTER_MAX_BATCH_SIZE > 0,
+    parseOptions: { maxTokens: config.ROUTER_MAX_TOKENS },
+    includeStacktraceInErrorResponses: false,
+    formatError: (formatted: GraphQLFormattedError, error: unknown) => {
+      if (/Document contains more than \d+ tokens/.test(formatted.message)) {
+        return {
+          message: formatted.message,
+          extensions: { code: ErrorCode.OPERATION_LIMIT_EXCEEDED, limit: 'tokens', max: limits.maxTokens },
+        };
+      }
+      // A path set on our own errors survives even when a second copy of graphql wrapped them (vitest loads the ESM build).
+      const path = formatted.path ?? (error as { path?: readonly (string | number)[] } | undefined)?.path;
+      return formatGraphQLError(path ? { ...formatted, path } : formatted, error);
+    },
+    plugins: [ApolloServerPluginLandingPageDisabled(), routerPlugin],
+  });
+
+  const clientAddress = (req: IncomingMessage) => {
+    if (config.ROUTER_TRUST_PROXY) {
+      const forwarded = req.headers['x-forwarded-for'];
+      const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(',')[0]?.trim();
+      if (first) return first;
+    }
+    return req.socket.remoteAddress ?? 'unknown';
+  };
+
+  const handleGraphQL = async (req: IncomingMessage, res: ServerResponse, url: URL) => {
+    const receivedAt = new Date();
+    const started = performance.now();
+    const requestId = requestIdOf(req);
+    res.setHeader('x-request-id', requestId);
+    const traceparent = typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined;
+    let principal: Principal | undefined;
+    let status = 200;
+    const context: RouterContext = {
+      requestId,
+      logger: logger.child({ requestId }),
+      forwardHeaders: { 'x-request-id': requestId },
+      subgraphTimings: [],
+    };
+    const errorCodes: string[] = [];
+    const finish = (httpStatus: number) => {
+      emitRequestEvent(
+        deps.onRequestEvent,
+        {
+          requestId,
+          traceId: traceIdOf(traceparent),
+          operationName: context.operationName,
+          operationType: context.operationType,
+          apiKeyId: principal?.apiKeyId,
+          userId: principal?.userId,
+          role: principal?.role,
+          httpStatus,
+          errorCodes,
+          latencyMs: performance.now() - started,
+          subgraphTimings: context.subgraphTimings,
+          receivedAt: receivedAt.toISOString(),
+        },
+        (error) => {
+          metrics.requestEventErrors.inc();
+          logger.warn({ err: (error as Error)?.message }, 'request event handler failed');
+        },
+      );
+    };
+    const refuse = (httpStatus: number, code: ErrorCode, message: string, headers: Record<string, string> = {}, extensions = {}) => {
+      errorCodes.push(code);
+      metrics.errors.inc({ code });
+      sendJson(res, httpStatus, errorBody(code, message, extensions), headers);
+      finish(httpStatus);
+    };
+
+    if (req.method !== 'POST' && req.method !== 'GET') {
+      refuse(405, ErrorCode.BAD_USER_INPUT, 'Use POST (or GET for persisted queries)', { allow: 'GET, POST' });
+      return;
+    }
+    let raw: Buffer;
+    try {
+      raw = await readBody(req, config.ROUTER_MAX_BODY_BYTES);
+    } catch (error) {
+      if (error instanceof BodyTooLargeError) {
+        res.setHeader('connection', 'close');
+        refuse(413, ErrorCode.PAYLOAD_TOO_LARGE, error.message);
+        return;
+      }
+      throw error;
+    }
+
+    try {
+      principal = await verifier.verifyAuthorization(req.headers.authorization);
+    } catch (error) {
+      const message = error instanceof GhostPayError ? error.message : 'Token is invalid';
+      refuse(401, ErrorCode.UNAUTHENTICATED, message, { 'www-authenticate': 'Bearer error="invalid_token"' });
+      return;
+    }
+    context.principal = principal;
+    if (principal && req.headers.authorization) context.forwardHeaders.authorization = req.headers.authorization;
+    for (const name of forwardedHeaderNames) {
+      const value = req.headers[name];
+      if (typeof value === 'string' && value.length <= 512) context.forwardHeaders[name] = value;
+    }
+
+    let body: unknown;
+    const contentType = req.headers['content-type'] ?? '';
+    if (req.method === 'POST' && raw.length > 0 && contentType.includes('json')) {
+      try {
+        body = JSON.parse(raw.toString('utf8'));
+      } catch {
+        refuse(400, ErrorCode.GRAPHQL_PARSE_FAILED, 'Request body is not valid JSON');
+        return;
+      }
+    } else if (raw.length > 0) {
+      body = raw.toString('utf8');
+    }
+    const batchSize = Array.isArray(body) ? body.length : 1;
+    if (Array.isArray(body) && (config.ROUTER_MAX_BATCH_SIZE === 0 || body.length > config.ROUTER_MAX_BATCH_SIZE || body.length === 0)) {
+      refuse(
+        400,
+        ErrorCode.OPERATION_LIMIT_EXCEEDED,
+        config.ROUTER_MAX_BATCH_SIZE === 0
+          ? 'Batched requests are disabled'
+          : `A batch may hold at most ${config.ROUTER_MAX_BATCH_SIZE} operations`,
+        {},
+        { limit: 'batch', max: config.ROUTER_MAX_BATCH_SIZE },
+      );
+      return;
+    }
+
+    const identity = principal ? `key:${principal.apiKeyId}` : `ip:${clientAddress(req)}`;
+    let limit = principal ? config.ROUTER_RATE_LIMIT_PER_MINUTE : config.ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE;
+    if (principal && deps.rateLimitOverrides) limit = (await deps.rateLimitOverrides(principal.apiKeyId).catch(() => undefined)) ?? limit;
+    const decision = await limiter.consume(identity, limit, batchSize);
+    const limitHeaders = rateLimitHeaders(decision);
+    for (const [name, value] of Object.entries(limitHeaders)) res.setHeader(name, value);
+    if (!decision.allowed) {
+      metrics.rateLimited.inc({ scope: principal ? 'api_key' : 'client_address' });
+      refuse(
+        429,
+        ErrorCode.RATE_LIMITED,
+        `Rate limit of ${decision.limit} requests per minute exceeded`,
+        {},
+        { retryAfter: decision.retryAfterSeconds },
+      );
+      return;
+    }
+
+    if (req.headers[playgroundClientHeader] === 'playground' && principal?.role !== 'admin') {
+      refuse(403, ErrorCode.FORBIDDEN, 'The playground is available to admin tokens only');
+      return;
+    }
+
+    let search = url.search;
+    if (safelist && principal?.role !== 'admin') {
+      if (req.method === 'GET') {
+        const params = url.searchParams;
+        const request: Record<string, unknown> = { query: params.get('query') ?? undefined };
+        try {
+          if (params.get('extensions')) request.extensions = JSON.parse(params.get('extensions') as string);
+        } catch {}
+        const outcome = applySafelist(request, safelist);
+        if (!outcome.ok) {
+          refuse(400, ErrorCode.PERSISTED_QUERY_NOT_FOUND, outcome.message);
+          return;
+        }
+        params.set('query', String(outcome.body.query));
+        search = `?${params.toString()}`;
+      } else {
+        const requests = (Array.isArray(body) ? body : [body]) as Record<string, unknown>[];
+        const rewritten: Record<string, unknown>[] = [];
+        for (const request of requests) {
+          const outcome = applySafelist(request && typeof request === 'object' ? request : {}, safelist);
+          if (!outcome.ok) {
+            refuse(400, ErrorCode.PERSISTED_QUERY_NOT_FOUND, outcome.message);
+            return;
+          }
+          rewritten.push(outcome.body);
+        }
+        body = Array.isArray(body) ? rewritten : rewritten[0];
+      }
+    }
+
+    const headers = new HeaderMap();
+    for (const [key, value] of Object.entries(req.headers)) {
+      if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(', ') : value);
+    }
+    const response = await apollo.executeHTTPGraphQLRequest({
+      httpGraphQLRequest: { method: req.method ?? 'GET', headers, search, body },
+      context: async () => context,
+    });
+    status = response.status ?? 200;
+    for (const [key, value] of response.headers) res.setHeader(key, value);
+    res.statusCode = status;
+    let text = '';
+    if (response.body.kind === 'complete') text = response.body.string;
+    else for await (const chunk of response.body.asyncIterator) text += chunk;
+    res.end(text);
+    try {
+      const parsed = JSON.parse(text) as { errors?: GraphQLError[] } | { errors?: GraphQLError[] }[];
+      for (const item of Array.isArray(parsed) ? parsed : [parsed]) {
+        for (const error of item.errors ?? []) errorCodes.push(String(error.extensions?.code ?? 'INTERNAL_SERVER_ERROR'));
+      }
+    } catch {}
+    finish(status);
+  };
+
+  const server = createServiceServer({
+    service: 'router',
+    logger,
+    registry,
+    readiness: [
+      {
+        name: 'supergraph',
+        check: async () => {
+          if (!authState) throw new Error('supergraph not loaded');
+        },
+      },
+      ...(deps.readiness ?? []),
+    ],
+    shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    routeLabel: (req) => {
+      const path = (req.url ?? '/').split('?')[0] ?? '/';
+      return path === '/graphql' ? '/graphql' : path.startsWith('/playground') ? '/playground' : '/';
+    },
+    handler: async (req, res) => {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      if (url.pathname === '/graphql') return handleGraphQL(req, res, url);
+      if (config.ROUTER_PLAYGROUND && url.pathname.startsWith('/playground')) return servePlayground(req, res, url.pathname);
+      sendJson(res, 404, errorBody(ErrorCode.NOT_FOUND, 'Not found'));
+    },
+    onClose: async () => {
+      await apollo.stop();
+      await Promise.all([...dataSources.values()].map((s) => s.close().catch(() => {})));
+      await limiter.close();
+      await deps.onClose?.();
+    },
+  });
+
+  return Object.assign(server, {
+    apollo,
+    gateway,
+    dataSources,
+    async start(port: number, host?: string) {
+      await apollo.start();
+      await server.listen(port, host);
+      return server.url;
+    },
+  });
+}

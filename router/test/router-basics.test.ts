@@ -1,0 +1,93 @@
+import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { codes, post, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
+
+describe('router over stand-in subgraphs', () => {
+  let issuer: TestTokenIssuer;
+  let subgraphs: StubSubgraphs;
+  let router: Awaited<ReturnType<typeof startRouter>>;
+
+  beforeAll(async () => {
+    issuer = await createTestTokenIssuer();
+    subgraphs = await startStubSubgraphs(issuer.verifier);
+    router = await startRouter({ verifier: issuer.verifier, urls: subgraphs.urls });
+  });
+  afterAll(async () => {
+    await router?.close();
+    await subgraphs?.close();
+  });
+
+  it('resolves a query across subgraphs for an authorized caller', async () => {
+    const auth = await issuer.bearer({ userId: 'usr_1', role: 'merchant' });
+    const response = await post(
+      router.graphqlUrl,
+      { query: '{ me { id name } card(id: "card_1") { id last4 owner { id name } } }' },
+      { authorization: auth },
+    );
+    expect(response.body.errors).toBeUndefined();
+    expect(response.body.data).toEqual({
+      me: { id: 'usr_1', name: 'Me' },
+      card: { id: 'card_1', last4: '4242', owner: { id: 'usr_owner', name: 'User usr_owner' } },
+    });
+  });
+
+  it('forwards only Authorization, traceparent, tracestate and the request id to subgraphs', async () => {
+    const auth = await issuer.bearer({ userId: 'usr_2', role: 'user' });
+    const before = subgraphs.headers.auth?.length ?? 0;
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    await post(
+      router.graphqlUrl,
+      { query: '{ me { id } }' },
+      { authorization: auth, traceparent, cookie: 'session=secret', 'x-custom': 'nope', 'x-request-id': 'req-123' },
+    );
+    const seen = subgraphs.headers.auth?.[before];
+    expect(seen?.authorization).toBe(auth);
+    expect(seen?.traceparent).toBe(traceparent);
+    expect(seen?.['x-request-id']).toBe('req-123');
+    expect(seen?.cookie).toBeUndefined();
+    expect(seen?.['x-custom']).toBeUndefined();
+  });
+
+  it('refuses an invalid token with 401 before anything else', async () => {
+    const response = await post(router.graphqlUrl, { query: '{ me { id } }' }, { authorization: 'Bearer a.b.c' });
+    expect(response.status).toBe(401);
+    expect(codes(response)).toEqual(['UNAUTHENTICATED']);
+  });
+
+  it('removes fields the caller may not select and still resolves the rest', async () => {
+    const auth = await issuer.bearer({ userId: 'usr_3', role: 'user' });
+    // users needs the admin scope; card needs cards:read which a user has.
+    const response = await post(
+      router.graphqlUrl,
+      { query: '{ users { edges { node { id } } } card(id: "card_9") { id } }' },
+      { authorization: auth },
+    );
+    expect(response.body.data).toEqual({ card: { id: 'card_9' } });
+    expect(response.body.errors).toMatchObject([{ path: ['users'], extensions: { code: 'FORBIDDEN' } }]);
+  });
+
+  it('answers a token-free createToken and refuses token-free protected fields', async () => {
+    const ok = await post(router.graphqlUrl, { query: 'mutation { createToken(apiKey: "gp_x_y") { tokenType } }' });
+    expect(ok.body.data).toEqual({ createToken: { tokenType: 'Bearer' } });
+    const hitsBefore = subgraphs.hits.auth;
+    const refused = await post(router.graphqlUrl, { query: '{ me { id } }' });
+    expect(refused.status).toBe(401);
+    expect(refused.body.data).toBeNull();
+    expect(refused.body.errors).toMatchObject([{ path: ['me'], extensions: { code: 'UNAUTHENTICATED' } }]);
+    expect(subgraphs.hits.auth).toBe(hitsBefore);
+  });
+
+  it('keeps authorized siblings when a field is removed', async () => {
+    // Without a token: user (nullable, @authenticated) is answered null; createToken still runs.
+    const response = await post(router.graphqlUrl, { query: 'query { user(id: "usr_5") { id } }' });
+    expect(response.body.data).toBeNull();
+    const withTypename = await post(router.graphqlUrl, { query: '{ __typename user(id: "usr_5") { id } }' });
+    expect(withTypename.body.data).toEqual({ __typename: 'Query', user: null });
+    expect(codes(withTypename)).toEqual(['UNAUTHENTICATED']);
+    const auth = `Bearer ${await issuer.mint({ userId: 'usr_6', role: 'user', scopes: ['charges:read'] })}`;
+    // A token without cards:read: the nullable user resolves, the card (non-null) is left out with FORBIDDEN.
+    const mixed = await post(router.graphqlUrl, { query: '{ user(id: "usr_5") { id } card(id: "c") { id } }' }, { authorization: auth });
+    expect(mixed.body.data).toEqual({ user: { id: 'usr_5' } });
+    expect(mixed.body.errors).toMatchObject([{ path: ['card'], extensions: { code: 'FORBIDDEN' } }]);
+  });
+});

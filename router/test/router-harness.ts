@@ -1,0 +1,203 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { createLogger, createMetricsRegistry, createSubgraphService, type JwtVerifier, type SubgraphContext } from '@ghostpay/platform';
+import { parse } from 'graphql';
+import { composeFromConfig } from '../src/compose-supergraph.ts';
+import { type RouterConfig, routerConfigSchema } from '../src/config.ts';
+import { createRouter, type RouterDeps } from '../src/router.ts';
+
+export const repoRoot = resolve(import.meta.dirname, '../..');
+export const silentLogger = createLogger({ service: 'router-test', level: 'silent' });
+
+/** The supergraph composed from the schema files supergraph.yaml lists (what `npm run compose` writes). */
+export function composeRepoSupergraph(): string {
+  const outcome = composeFromConfig(resolve(repoRoot, 'supergraph.yaml'));
+  if (!outcome.ok) throw new Error(`composition failed:\n${outcome.errors.join('\n')}`);
+  return outcome.supergraphSdl;
+}
+
+const now = () => new Date().toISOString();
+
+/**
+ * Small stand-in subgraphs serving the real schema files with canned resolvers and a hit
+ * counter, for router behaviour that must not depend on the subgraphs' own logic (limits,
+ * refusals before any fetch, breaker). They verify the forwarded JWT like real subgraphs.
+ */
+const stubResolvers: Record<string, Record<string, unknown>> = {
+  auth: {
+    Query: {
+      me: (_: unknown, __: unknown, ctx: SubgraphContext) => ({
+        id: ctx.principal?.userId,
+        name: 'Me',
+        email: 'me@example.test',
+        role: 'USER',
+        createdAt: now(),
+      }),
+      user: (_: unknown, args: { id: string }) => ({
+        id: args.id,
+        name: `User ${args.id}`,
+        email: 'u@example.test',
+        role: 'USER',
+        createdAt: now(),
+      }),
+    },
+    Mutation: {
+      createToken: () => ({ accessToken: 'x.y.z', tokenType: 'Bearer', expiresIn: 900, scope: 'cards:read' }),
+    },
+    User: {
+      __resolveReference: (ref: { id: string }) => ({
+        id: ref.id,
+        name: `User ${ref.id}`,
+        email: 'u@example.test',
+        role: 'USER',
+        createdAt: now(),
+      }),
+    },
+  },
+  cards: {
+    Query: {
+      card: (_: unknown, args: { id: string }) => ({
+        id: args.id,
+        status: 'ACTIVE',
+        amount: 1000,
+        currency: 'USD',
+        currencyExponent: 2,
+        bin: '400000',
+        last4: '4242',
+        brand: 'VISA',
+        expMonth: 12,
+        expYear: 2030,
+        expiresAt: now(),
+        owner: { id: 'usr_owner' },
+        issuedBy: { id: 'usr_issuer' },
+        createdAt: now(),
+      }),
+    },
+  },
+  charges: {
+    Query: {
+      charge: (_: unknown, args: { id: string }) => ({
+        id: args.id,
+        status: 'AUTHORIZED',
+        amount: 500,
+        currency: 'USD',
+        refundedAmount: 0,
+        card: { id: 'card_1' },
+        merchant: { id: 'usr_m' },
+        createdAt: now(),
+      }),
+    },
+  },
+};
+
+export interface StubSubgraphs {
+  urls: Record<string, string>;
+  hits: Record<string, number>;
+  /** Every header set each subgraph received, in order. */
+  headers: Record<string, Record<string, string | string[] | undefined>[]>;
+  stop(name: string): Promise<void>;
+  restart(name: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startStubSubgraphs(verifier: JwtVerifier, names = ['auth', 'cards', 'charges']): Promise<StubSubgraphs> {
+  const hits: Record<string, number> = {};
+  const headers: StubSubgraphs['headers'] = {};
+  const urls: Record<string, string> = {};
+  const ports: Record<string, number> = {};
+  const running = new Map<string, ReturnType<typeof createSubgraphService>>();
+  const start = async (name: string, port: number) => {
+    const service = createSubgraphService({
+      name,
+      typeDefs: parse(readFileSync(resolve(repoRoot, `subgraphs/${name}/src/schema.graphql`), 'utf8')),
+      resolvers: (stubResolvers[name] ?? {}) as never,
+      verifier,
+      logger: silentLogger,
+      registry: createMetricsRegistry(name),
+      shutdownTimeoutMs: 100,
+      extendContext: (base, req) => {
+        hits[name] = (hits[name] ?? 0) + 1;
+        const seen = headers[name] ?? [];
+        seen.push({ ...req.headers });
+        headers[name] = seen;
+        return base;
+      },
+    });
+    const url = await service.start(port);
+    running.set(name, service);
+    ports[name] = Number(new URL(url).port);
+    urls[name] = `${url}/graphql`;
+  };
+  for (const name of names) {
+    hits[name] = 0;
+    await start(name, 0);
+  }
+  return {
+    urls,
+    hits,
+    headers,
+    async stop(name) {
+      await running.get(name)?.close();
+      running.delete(name);
+    },
+    async restart(name) {
+      await start(name, ports[name] as number);
+    },
+    async close() {
+      await Promise.all([...running.values()].map((s) => s.close()));
+    },
+  };
+}
+
+export function routerConfig(env: Record<string, string | undefined> = {}): RouterConfig {
+  return routerConfigSchema.parse({ LOG_LEVEL: 'silent', SHUTDOWN_TIMEOUT_MS: '200', ...env });
+}
+
+export function subgraphUrlsEnv(urls: Record<string, string>): string {
+  return Object.entries(urls)
+    .map(([name, url]) => `${name}=${url}`)
+    .join(',');
+}
+
+export async function startRouter(
+  options: Omit<RouterDeps, 'config' | 'logger'> & { env?: Record<string, string>; urls: Record<string, string> },
+) {
+  const { env, urls, ...deps } = options;
+  const router = createRouter({
+    config: routerConfig({ ROUTER_SUBGRAPH_URLS: subgraphUrlsEnv(urls), ...env }),
+    logger: silentLogger,
+    supergraphSdl: deps.supergraphSdl ?? composeRepoSupergraph(),
+    ...deps,
+  });
+  const url = await router.start(0);
+  return Object.assign(router, { graphqlUrl: `${url}/graphql` });
+}
+
+export interface GraphQLResponse {
+  status: number;
+  headers: Headers;
+  body: {
+    data?: Record<string, unknown> | null;
+    errors?: { message: string; path?: (string | number)[]; extensions?: Record<string, unknown> }[];
+  };
+}
+
+export async function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<GraphQLResponse> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let parsed: GraphQLResponse['body'];
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = { errors: [{ message: text }] };
+  }
+  return { status: response.status, headers: response.headers, body: parsed };
+}
+
+export function codes(response: GraphQLResponse): string[] {
+  return (response.body.errors ?? []).map((e) => String(e.extensions?.code));
+}
