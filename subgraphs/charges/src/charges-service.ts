@@ -31,6 +31,8 @@ export interface ChargesService extends SubgraphService<ChargesContext> {
   readonly settlement: PeriodicJob;
   /** Deletes idempotency keys older than IDEMPOTENCY_RETENTION_HOURS; same lifecycle. */
   readonly idempotencyPruner: PeriodicJob;
+  /** Live chargeUpdated subscriptions in this process. */
+  readonly activeSubscriptions: number;
 }
 
 /** Builds the charges subgraph (HTTP + graphql-ws on /graphql) and its workers, without listening. */
@@ -70,7 +72,10 @@ export function createChargesService(deps: ChargesServiceDeps): ChargesService {
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     extendContext: (base) => ({ ...base, ...createLoaders(database.db, base) }),
     readiness: [{ name: 'database', check: () => database.ping() }],
-    onUpgrade: (req, socket, head) => subscriptions?.onUpgrade(req, socket, head) ?? socket.destroy(),
+    onUpgrade: (req, socket, head) => {
+      if (subscriptions) subscriptions.onUpgrade(req, socket, head);
+      else socket.destroy();
+    },
     onClose: () => bus.close(),
   });
   subscriptions = createSubscriptionServer({ schema: service.schema, db: database.db, verifier: deps.verifier, logger });
@@ -78,7 +83,9 @@ export function createChargesService(deps: ChargesServiceDeps): ChargesService {
   const startHttp = service.start.bind(service);
   const closeHttp = service.close.bind(service);
   let closing: Promise<void> | undefined;
-  return Object.assign(service, {
+  // Object.assign would copy a getter's current value, so the live count is defined apart.
+  Object.defineProperty(service, 'activeSubscriptions', { get: () => bus.subscriberCount, enumerable: true });
+  return Object.assign(service as typeof service & { readonly activeSubscriptions: number }, {
     registry,
     settlement,
     idempotencyPruner,

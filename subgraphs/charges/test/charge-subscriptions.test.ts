@@ -1,0 +1,226 @@
+import { createChargesService } from '@ghostpay/charges';
+import { createDatabase, migrate } from '@ghostpay/db';
+import { createLogger } from '@ghostpay/platform';
+import { createSeed, createTestTokenIssuer, type SeededUser } from '@ghostpay/test-support';
+import { type Client, createClient } from 'graphql-ws';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { chargesConfigSchema, settleAllDue } from '../src/index.ts';
+import { type ChargeJson, createChargeMutation, type Harness, refundChargeMutation, startHarness } from './charges-harness.ts';
+
+interface Received {
+  events: Array<{ id: string; status: string; refundedAmount: number; settledAt: string | null }>;
+  errors: unknown[];
+  completed: boolean;
+}
+
+/** Subscribes over graphql-ws and collects what arrives. */
+function subscribe(client: Client, id: string): { received: Received; stop: () => void } {
+  const received: Received = { events: [], errors: [], completed: false };
+  const stop = client.subscribe<{ chargeUpdated: Received['events'][number] }>(
+    { query: 'subscription ($id: ID!) { chargeUpdated(id: $id) { id status refundedAmount settledAt } }', variables: { id } },
+    {
+      next: (value) => {
+        if (value.errors) received.errors.push(...value.errors);
+        if (value.data) received.events.push(value.data.chargeUpdated);
+      },
+      error: (error) => received.errors.push(error),
+      complete: () => {
+        received.completed = true;
+      },
+    },
+  );
+  return { received, stop };
+}
+
+async function until(condition: () => boolean, what: string, timeoutMs = 5_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+function wsClient(url: string, authorization: string | undefined, viaHeader = false): Client {
+  return createClient({
+    url: `${url.replace(/^http/, 'ws')}/graphql`,
+    webSocketImpl: viaHeader
+      ? class extends WebSocket {
+          constructor(address: string, protocols?: string | string[]) {
+            super(address, protocols, { headers: { authorization: authorization ?? '' } });
+          }
+        }
+      : WebSocket,
+    connectionParams: viaHeader ? undefined : { authorization },
+    retryAttempts: 0,
+    lazy: true,
+  });
+}
+
+describe('chargeUpdated over graphql-ws (PostgreSQL LISTEN/NOTIFY)', () => {
+  let h: Harness;
+  let merchant: SeededUser;
+  let holder: SeededUser;
+  let bearer: string;
+  const clients: Client[] = [];
+
+  beforeAll(async () => {
+    h = await startHarness();
+    merchant = await h.seed.user('merchant');
+    holder = await h.seed.user('user');
+    bearer = await h.tokens.bearer({ userId: merchant.id, role: 'merchant' });
+  });
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((client) => client.dispose()));
+    await h.expectLedgerClean();
+  });
+  afterAll(async () => h?.close());
+
+  async function authorized(key: string): Promise<ChargeJson> {
+    const card = await h.seed.card({ ownerId: holder.id, issuerId: merchant.id, amount: 1_000 });
+    const result = await h.gql<{ createCharge: ChargeJson }>(
+      createChargeMutation,
+      { input: { cardId: card.id, amount: 1_000, currency: 'USD' }, key },
+      bearer,
+    );
+    if (!result.data) throw new Error(JSON.stringify(result.errors));
+    return result.data.createCharge;
+  }
+
+  it('delivers an event for each status change: AUTHORIZED → SETTLED → REFUNDED', async () => {
+    const charge = await authorized('sub-1');
+    const client = wsClient(h.url, bearer);
+    clients.push(client);
+    const { received } = subscribe(client, charge.id);
+    await until(() => received.events.length >= 1, 'the current status');
+    expect(received.events[0]).toMatchObject({ id: charge.id, status: 'AUTHORIZED' });
+
+    await settleAllDue(h.database.db, { delayMs: 0, batchSize: 100 });
+    await until(() => received.events.length >= 2, 'SETTLED');
+    expect(received.events[1]).toMatchObject({ status: 'SETTLED' });
+    expect(received.events[1]?.settledAt).toBeTruthy();
+
+    const refunded = await h.gql(refundChargeMutation, { id: charge.id, amount: null, key: 'sub-refund' }, bearer);
+    expect(refunded.errors).toBeUndefined();
+    await until(() => received.events.length >= 3, 'REFUNDED');
+    expect(received.events.map((e) => e.status)).toEqual(['AUTHORIZED', 'SETTLED', 'REFUNDED']);
+    expect(received.events[2]?.refundedAmount).toBe(1_000);
+    expect(received.errors).toEqual([]);
+  });
+
+  it('authenticates from the upgrade request Authorization header too, and lets the card holder watch', async () => {
+    const charge = await authorized('sub-2');
+    const client = wsClient(h.url, await h.tokens.bearer({ userId: holder.id, role: 'user' }), true);
+    clients.push(client);
+    const { received } = subscribe(client, charge.id);
+    await until(() => received.events.length >= 1, 'the current status');
+    await h.gql(refundChargeMutation, { id: charge.id, amount: 100, key: 'sub-2-refund' }, bearer);
+    await until(() => received.events.length >= 2, 'PARTIALLY_REFUNDED');
+    expect(received.events.map((e) => e.status)).toEqual(['AUTHORIZED', 'PARTIALLY_REFUNDED']);
+  });
+
+  it('answers NOT_FOUND to a subscriber who may not see the charge', async () => {
+    const charge = await authorized('sub-3');
+    const other = await h.seed.user('merchant');
+    const client = wsClient(h.url, await h.tokens.bearer({ userId: other.id, role: 'merchant' }));
+    clients.push(client);
+    const { received } = subscribe(client, charge.id);
+    await until(() => received.errors.length > 0, 'the error');
+    expect(JSON.stringify(received.errors)).toContain('NOT_FOUND');
+    expect(received.events).toEqual([]);
+  });
+
+  it('closes a connection without a valid token (4403)', async () => {
+    const client = wsClient(h.url, 'Bearer not.a.token');
+    clients.push(client);
+    const { received } = subscribe(client, 'ch_x');
+    await until(() => received.errors.length > 0, 'the close');
+    expect((received.errors[0] as { code?: number }).code).toBe(4403);
+  });
+
+  it('stops a subscription on client unsubscribe and releases its bus listener', async () => {
+    const charge = await authorized('sub-4');
+    const client = wsClient(h.url, bearer);
+    clients.push(client);
+    const { received, stop } = subscribe(client, charge.id);
+    await until(() => received.events.length >= 1, 'the current status');
+    expect(h.service.activeSubscriptions).toBe(1);
+    stop();
+    await until(() => h.service.activeSubscriptions === 0, 'the listener to be released');
+    await settleAllDue(h.database.db, { delayMs: 0, batchSize: 100 });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(received.events).toHaveLength(1);
+  });
+
+  it('closes open subscriptions when the service shuts down', async () => {
+    const separate = await startHarness();
+    try {
+      const m = await separate.seed.user('merchant');
+      const u = await separate.seed.user('user');
+      const mb = await separate.tokens.bearer({ userId: m.id, role: 'merchant' });
+      const card = await separate.seed.card({ ownerId: u.id, issuerId: m.id });
+      const created = await separate.gql<{ createCharge: ChargeJson }>(
+        createChargeMutation,
+        { input: { cardId: card.id, amount: 100, currency: 'USD' }, key: 'x' },
+        mb,
+      );
+      const client = wsClient(separate.url, mb);
+      const { received } = subscribe(client, created.data?.createCharge.id ?? '');
+      await until(() => received.events.length >= 1, 'the current status');
+      const started = Date.now();
+      await separate.service.close();
+      expect(Date.now() - started).toBeLessThan(3_000);
+      await until(() => received.errors.length > 0 || received.completed, 'the socket to close');
+      await client.dispose();
+    } finally {
+      await separate.database.close();
+    }
+  });
+});
+
+describe('chargeUpdated on the embedded default (PGlite LISTEN)', () => {
+  it('delivers AUTHORIZED then SETTLED from PGlite notifications', async () => {
+    const database = await createDatabase();
+    await migrate(database);
+    const tokens = await createTestTokenIssuer();
+    const config = chargesConfigSchema.parse({ LOG_LEVEL: 'silent', SETTLEMENT_DELAY_MS: '2000', SETTLEMENT_INTERVAL_MS: '100' });
+    const service = createChargesService({
+      database,
+      logger: createLogger({ service: 'charges', level: 'silent' }),
+      verifier: tokens.verifier,
+      config,
+    });
+    const url = await service.start(0);
+    const client = wsClient(url, undefined);
+    try {
+      const seed = createSeed(database.db);
+      const merchant = await seed.user('merchant');
+      const holder = await seed.user('user');
+      const card = await seed.card({ ownerId: holder.id, issuerId: merchant.id });
+      const bearer = await tokens.bearer({ userId: merchant.id, role: 'merchant' });
+      const response = await fetch(`${url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: bearer },
+        body: JSON.stringify({
+          query: createChargeMutation,
+          variables: { input: { cardId: card.id, amount: 100, currency: 'USD' }, key: 'pglite' },
+        }),
+      });
+      const created = ((await response.json()) as { data: { createCharge: ChargeJson } }).data.createCharge;
+      const authed = wsClient(url, bearer);
+      try {
+        const { received } = subscribe(authed, created.id);
+        // The service's own worker settles it after 2 s; the subscription is open well before.
+        await until(() => received.events.some((e) => e.status === 'SETTLED'), 'SETTLED from the embedded worker', 10_000);
+        expect(received.events.map((e) => e.status)).toEqual(['AUTHORIZED', 'SETTLED']);
+      } finally {
+        await authed.dispose();
+      }
+    } finally {
+      await client.dispose();
+      await service.close();
+      await database.close();
+    }
+    // PGlite (WASM) start-up and migration alone take seconds on a busy 2-core machine.
+  }, 90_000);
+});
