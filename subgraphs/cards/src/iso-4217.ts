@@ -1,9 +1,11 @@
 /**
  * Active ISO 4217 currencies (List One, as maintained by SIX for ISO) with their minor-unit
  * exponent: the number of decimal places between the major unit and the minor unit the API
- * counts in. Most currencies have 2; the exceptions are listed explicitly below.
+ * counts in. Most currencies have 2; the exceptions (0 and 3) are listed explicitly below.
  *
  * Deliberately absent:
+ * - funds codes (BOV, CHE, CHW, CLF, COU, MXV, USN, UYI, UYW): units of account, not
+ *   currencies a card is funded or charged in (ICU does not list them either);
  * - funds and metals without a minor unit ("N.A." in List One: XAU, XAG, XPT, XPD, XDR, XSU,
  *   XUA, XBA–XBD, XTS, XXX): a card cannot be funded in them;
  * - withdrawn codes (HRK 2023, SLL, CUC, ANG → XCG 2025, ZWL → ZWG 2024, BGN → EUR 2026).
@@ -25,7 +27,6 @@ const exponentExceptions: Record<string, number> = {
   PYG: 0,
   RWF: 0,
   UGX: 0,
-  UYI: 0,
   VND: 0,
   VUV: 0,
   XAF: 0,
@@ -39,18 +40,15 @@ const exponentExceptions: Record<string, number> = {
   LYD: 3,
   OMR: 3,
   TND: 3,
-  // exponent 4
-  CLF: 4,
-  UYW: 4,
 };
 
 const twoDecimalCodes = `
-AED AFN ALL AMD AOA ARS AUD AWG AZN BAM BBD BDT BMD BND BOB BOV BRL BSD BTN BWP BYN BZD
-CAD CDF CHE CHF CHW CNY COP COU CRC CUP CVE CZK DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP
+AED AFN ALL AMD AOA ARS AUD AWG AZN BAM BBD BDT BMD BND BOB BRL BSD BTN BWP BYN BZD
+CAD CDF CHF CNY COP CRC CUP CVE CZK DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP
 GEL GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR JMD KES KGS KHR KPW KYD KZT LAK
-LBP LKR LRD LSL MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO
+LBP LKR LRD LSL MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO
 NOK NPR NZD PAB PEN PGK PHP PKR PLN QAR RON RSD RUB SAR SBD SCR SDG SEK SGD SHP SLE SOS
-SRD SSP STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD TZS UAH USD USN UYU UZS VED VES WST
+SRD SSP STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD TZS UAH USD UYU UZS VED VES WST
 XCD XCG YER ZAR ZMW ZWG
 `
   .trim()
