@@ -102,7 +102,8 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
     routes: { [jwksPath]: createJwksRoute(keyRing, config.JWKS_MAX_AGE_SECONDS) },
     readiness: [
       { name: 'database', check: () => database.ping() },
-      { name: 'signing-kek', check: async () => encryption.check() },
+      // The current private key decrypts with the KEK the secrets provider holds now.
+      { name: 'signing-key', check: () => keyRing.signingKey() },
     ],
     extendContext: (base, req) => ({
       ...base,
