@@ -180,9 +180,9 @@ export function createAnalyticsEmitter(options: AnalyticsEmitterOptions): Analyt
   const sendOne = async (): Promise<boolean> => {
     const batch = takeBatch();
     if (batch.length === 0) return true;
-    const current = token();
     let outcome: 'sent' | 'retry' | 'reject' = 'retry';
     try {
+      const current = token();
       if (!current) throw new Error('analytics-ingest-token is not available');
       const response = await fetchImpl(url, {
         method: 'POST',

@@ -3,7 +3,7 @@ import type { DocumentStore, StoreDb } from './document-store.ts';
 
 export interface MongoStoreOptions {
   url: string;
-  /** Database name. @default the one in the URL path, else `ghostpay_analytics` */
+  /** Database name. @default `ghostpay_analytics` */
   database?: string;
   /** Driver connect/selection timeout. @default 5000 */
   serverSelectionTimeoutMs?: number;
@@ -16,7 +16,7 @@ export async function connectMongoStore(options: MongoStoreOptions): Promise<Doc
     appName: 'ghostpay-analytics',
   });
   await client.connect();
-  const mongoDb = client.db(options.database ?? (new URL(options.url).pathname.slice(1) || 'ghostpay_analytics'));
+  const mongoDb = client.db(options.database ?? 'ghostpay_analytics');
   // The driver's Db is used as it is, no wrapper: the same bulkWrite/find/createIndex calls reach
   // the driver. The cast is only for the type checker: the driver types filters and updates per
   // schema (`UpdateFilter<TSchema>` rejects `$inc: Record<string, number>` on an untyped
