@@ -32,6 +32,7 @@ export const routerConfigSchema = baseConfigSchema.extend({
   JWT_AUDIENCE: z.string().default('ghostpay-api'),
   JWKS_URL: z.url().default('http://127.0.0.1:4001/.well-known/jwks.json'),
   REDIS_URL: env.optionalUrl(),
+  ROUTER_REDIS_TIMEOUT_MS: env.positiveInt(1000),
   DATABASE_URL: env.optionalUrl(),
   ROUTER_RATE_LIMIT_PER_MINUTE: env.positiveInt(100),
   ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE: env.positiveInt(100),

@@ -1,3 +1,4 @@
+export * from './analytics-emitter.ts';
 export * from './api-key-rate-limits.ts';
 export * from './auth-directives.ts';
 export * from './circuit-breaker.ts';

@@ -1,0 +1,53 @@
+/**
+ * The router's composition root: config → verifier → (Redis, database for per-key limits) →
+ * createRouter → listen → stop on signals.
+ */
+import { createDatabase } from '@ghostpay/db';
+import { createJwtVerifier, createLogger, exitOnSignals, loadConfig } from '@ghostpay/platform';
+import { Redis } from 'ioredis';
+import { createApiKeyRateLimits } from './api-key-rate-limits.ts';
+import { routerConfigSchema } from './config.ts';
+import { createRouter } from './router.ts';
+
+// @apollo/gateway would otherwise export usage telemetry to Apollo; this router never phones home.
+process.env.APOLLO_TELEMETRY_DISABLED ??= 'true';
+
+const config = loadConfig('router', routerConfigSchema);
+const logger = createLogger({ service: 'router', level: config.LOG_LEVEL });
+const verifier = createJwtVerifier({ jwksUrl: config.JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE });
+
+// Commands fail fast while Redis is unreachable, so the limiter falls back locally instead of queueing requests.
+// Redis is deliberately not a readiness check: the router keeps serving (fail open) without it.
+const redis = config.REDIS_URL
+  ? new Redis(config.REDIS_URL, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: config.ROUTER_REDIS_TIMEOUT_MS,
+      retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
+    })
+  : undefined;
+redis?.on('error', (error) => logger.debug({ err: error.message }, 'redis error'));
+if (redis) {
+  // Start with shared counters when Redis is there; when it is not, start anyway on local limits.
+  const ready = await Promise.race([
+    new Promise<boolean>((done) => redis.once('ready', () => done(true))),
+    new Promise<boolean>((done) => setTimeout(() => done(false), 5_000).unref()),
+  ]);
+  if (!ready) logger.warn('redis not reachable at start: rate limits are local until it is');
+}
+// Per-key limits come from auth.api_keys when the router can reach the database.
+const database = config.DATABASE_URL ? await createDatabase({ url: config.DATABASE_URL, poolSize: 2 }) : undefined;
+
+const router = createRouter({
+  config,
+  logger,
+  verifier,
+  redis,
+  rateLimitOverrides: database ? createApiKeyRateLimits(database) : undefined,
+  onClose: async () => {
+    redis?.disconnect();
+    await database?.close();
+  },
+});
+await router.start(config.ROUTER_PORT, config.HOST);
+exitOnSignals(logger, () => router.close());

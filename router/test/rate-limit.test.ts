@@ -1,0 +1,213 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
+import { apiKeys, newId } from '@ghostpay/db';
+import {
+  createSeed,
+  createTestTokenIssuer,
+  freshDatabase,
+  redisUrl,
+  type TestDatabase,
+  type TestTokenIssuer,
+  testAudience,
+  testIssuer,
+} from '@ghostpay/test-support';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApiKeyRateLimits } from '../src/api-key-rate-limits.ts';
+import { codes, post, repoRoot, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
+
+const typename = { query: '{ __typename }' };
+
+describe('per-API-key rate limiting (in memory)', () => {
+  let issuer: TestTokenIssuer;
+  let subgraphs: StubSubgraphs;
+  let router: Awaited<ReturnType<typeof startRouter>>;
+  let database: TestDatabase;
+
+  beforeAll(async () => {
+    issuer = await createTestTokenIssuer();
+    database = await freshDatabase({ poolSize: 2 });
+    subgraphs = await startStubSubgraphs(issuer.verifier);
+    router = await startRouter({ verifier: issuer.verifier, urls: subgraphs.urls, rateLimitOverrides: createApiKeyRateLimits(database) });
+  });
+  afterAll(async () => {
+    await router?.close();
+    await subgraphs?.close();
+    await database?.close();
+  });
+
+  it('refuses the 101st request inside a minute with 429, Retry-After, RateLimit fields and RATE_LIMITED', async () => {
+    const auth = await issuer.bearer({ userId: 'usr_rl', role: 'merchant', apiKeyId: 'key_hundred' });
+    for (let i = 1; i <= 100; i++) {
+      const response = await post(router.graphqlUrl, typename, { authorization: auth });
+      expect(response.status, `request ${i}`).toBe(200);
+      // t is 0 while there is room; once the window is full it counts down to the oldest request leaving it.
+      expect(response.headers.get('ratelimit')).toMatch(i < 100 ? `"default";r=${100 - i};t=0` : /^"default";r=0;t=(5[5-9]|60)$/);
+    }
+    const refused = await post(router.graphqlUrl, typename, { authorization: auth });
+    expect(refused.status).toBe(429);
+    expect(codes(refused)).toEqual(['RATE_LIMITED']);
+    const retryAfter = Number(refused.headers.get('retry-after'));
+    expect(retryAfter).toBeGreaterThanOrEqual(55);
+    expect(retryAfter).toBeLessThanOrEqual(60);
+    expect(refused.headers.get('ratelimit-policy')).toBe('"default";q=100;w=60');
+    expect(refused.headers.get('ratelimit')).toMatch(/^"default";r=0;t=(5[5-9]|60)$/);
+    // Another key is not affected.
+    const other = await post(router.graphqlUrl, typename, {
+      authorization: await issuer.bearer({ userId: 'usr_rl', role: 'merchant', apiKeyId: 'key_other' }),
+    });
+    expect(other.status).toBe(200);
+  });
+
+  it("applies the key's own rateLimitPerMinute from auth.api_keys", async () => {
+    const user = await createSeed(database.db).user('merchant');
+    const keyId = newId('key');
+    await database.db
+      .insert(apiKeys)
+      .values({ id: keyId, userId: user.id, prefix: keyId.slice(-10), secretHash: 'x', rateLimitPerMinute: 3 });
+    const auth = await issuer.bearer({ userId: user.id, role: 'merchant', apiKeyId: keyId });
+    const statuses = [];
+    for (let i = 0; i < 4; i++) statuses.push((await post(router.graphqlUrl, typename, { authorization: auth })).status);
+    expect(statuses).toEqual([200, 200, 200, 429]);
+  });
+
+  it('limits requests without a token per client address', async () => {
+    const anonymous = await startRouter({
+      verifier: issuer.verifier,
+      urls: subgraphs.urls,
+      env: { ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE: '2' },
+    });
+    try {
+      const statuses = [];
+      for (let i = 0; i < 3; i++) statuses.push((await post(anonymous.graphqlUrl, typename)).status);
+      expect(statuses).toEqual([200, 200, 429]);
+    } finally {
+      await anonymous.close();
+    }
+  });
+});
+
+describe.skipIf(!redisUrl())('rate limiting shared through Redis', () => {
+  let issuer: TestTokenIssuer;
+  let jwks: Server;
+  let jwksUrl: string;
+
+  beforeAll(async () => {
+    issuer = await createTestTokenIssuer();
+    jwks = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(issuer.jwks));
+    });
+    await new Promise<void>((done) => jwks.listen(0, '127.0.0.1', done));
+    jwksUrl = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/.well-known/jwks.json`;
+  });
+  afterAll(async () => {
+    await new Promise((done) => jwks?.close(done));
+  });
+
+  /** Starts `node router/src/main.ts` and resolves with its URL once it logs that it listens. */
+  function startRouterProcess(env: Record<string, string>): Promise<{ url: string; child: ChildProcess }> {
+    const child = spawn(resolve(repoRoot, 'node_modules/.bin/node'), [resolve(repoRoot, 'router/src/main.ts')], {
+      env: {
+        PATH: process.env.PATH,
+        ROUTER_PORT: '0',
+        LOG_LEVEL: 'info',
+        JWT_ISSUER: testIssuer,
+        JWT_AUDIENCE: testAudience,
+        JWKS_URL: jwksUrl,
+        ROUTER_SUBGRAPH_URLS: 'auth=http://127.0.0.1:9/graphql,cards=http://127.0.0.1:9/graphql,charges=http://127.0.0.1:9/graphql',
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    return new Promise((resolveStart, reject) => {
+      let output = '';
+      const timer = setTimeout(() => reject(new Error(`router process did not start:\n${output}`)), 20_000);
+      child.stdout?.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+        const match =
+          /"url":"(http:\/\/127\.0\.0\.1:\d+)"[^\n]*"msg":"listening"|"msg":"listening"[^\n]*"url":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(
+            output,
+          );
+        if (match) {
+          clearTimeout(timer);
+          resolveStart({ url: (match[1] ?? match[2]) as string, child });
+        }
+      });
+      child.stderr?.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`router process exited with ${code}:\n${output}`));
+      });
+    });
+  }
+
+  async function stop(child: ChildProcess) {
+    if (child.exitCode !== null) return;
+    await new Promise<void>((done) => {
+      child.once('exit', () => done());
+      child.kill('SIGTERM');
+      setTimeout(() => child.kill('SIGKILL'), 5_000).unref();
+    });
+  }
+
+  it('admits exactly 100 of 300 concurrent requests for one key across two router processes', async () => {
+    const redis = new Redis(redisUrl());
+    await redis.flushall();
+    redis.disconnect();
+    const [a, b] = await Promise.all([startRouterProcess({ REDIS_URL: redisUrl() }), startRouterProcess({ REDIS_URL: redisUrl() })]);
+    try {
+      const auth = await issuer.bearer({ userId: 'usr_shared', role: 'merchant', apiKeyId: 'key_shared' });
+      const responses = await Promise.all(
+        Array.from({ length: 300 }, (_, i) => post(`${(i % 2 === 0 ? a : b).url}/graphql`, typename, { authorization: auth })),
+      );
+      const statuses = responses.map((r) => r.status);
+      for (const { url } of [a, b]) {
+        const metrics = await (await fetch(`${url}/metrics`)).text();
+        expect(metrics, 'no decision may have fallen back to the local limiter').toMatch(
+          /rate_limit_redis_fallback_total\{service="router"\} 0/,
+        );
+      }
+      expect(statuses.filter((s) => s === 200)).toHaveLength(100);
+      expect(statuses.filter((s) => s === 429)).toHaveLength(200);
+      // Both replicas admitted some: the count is shared, not per process.
+      const admittedBy = (url: string) => responses.filter((r, i) => r.status === 200 && (i % 2 === 0 ? a : b).url === url).length;
+      expect(admittedBy(a.url) + admittedBy(b.url)).toBe(100);
+    } finally {
+      await Promise.all([stop(a.child), stop(b.child)]);
+    }
+  }, 60_000);
+
+  it('fails open to a local limit with a metric when Redis is down', async () => {
+    const deadRedis = new Redis('redis://127.0.0.1:9', {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      lazyConnect: true,
+      retryStrategy: () => null,
+    });
+    deadRedis.on('error', () => {});
+    const subgraphs = await startStubSubgraphs(issuer.verifier, ['auth']);
+    const router = await startRouter({
+      verifier: issuer.verifier,
+      urls: subgraphs.urls,
+      redis: deadRedis,
+      env: { ROUTER_RATE_LIMIT_PER_MINUTE: '3' },
+    });
+    try {
+      const auth = await issuer.bearer({ userId: 'usr_down', role: 'merchant', apiKeyId: 'key_down' });
+      const statuses = [];
+      for (let i = 0; i < 4; i++) statuses.push((await post(router.graphqlUrl, typename, { authorization: auth })).status);
+      expect(statuses).toEqual([200, 200, 200, 429]);
+      const metrics = await (await fetch(`${router.url}/metrics`)).text();
+      expect(metrics).toMatch(/rate_limit_redis_fallback_total\{service="router"\} 4/);
+    } finally {
+      await router.close();
+      await subgraphs.close();
+      deadRedis.disconnect();
+    }
+  });
+});
