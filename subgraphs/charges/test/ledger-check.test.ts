@@ -1,0 +1,98 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { chargeEvents, chargeIdempotencyKeys, charges, newId } from '@ghostpay/db';
+import { createSeed, freshDatabase, type TestDatabase } from '@ghostpay/test-support';
+import { eq, sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { authorizeCharge, checkLedger } from '../src/index.ts';
+
+const run = promisify(execFile);
+const cli = fileURLToPath(new URL('../src/ledger-check-cli.ts', import.meta.url));
+
+describe('checkLedger', () => {
+  let database: TestDatabase;
+  let seed: ReturnType<typeof createSeed>;
+  let merchantId: string;
+  let holderId: string;
+
+  beforeAll(async () => {
+    database = await freshDatabase();
+    seed = createSeed(database.db);
+    merchantId = (await seed.user('merchant')).id;
+    holderId = (await seed.user('user')).id;
+  });
+  afterAll(async () => database?.close());
+
+  const principal = () => ({ userId: merchantId, role: 'merchant' as const, scopes: [], apiKeyId: 'k', tokenId: 't', expiresAt: 0 });
+  const deps = () => ({ db: database.db, idempotencyWaitMs: 1_000 });
+
+  it('passes on a ledger written by the service, and the CLI exits 0', async () => {
+    const card = await seed.card({ ownerId: holderId, issuerId: merchantId });
+    await authorizeCharge(deps(), principal(), { cardId: card.id, amount: 100, currency: 'USD' }, 'ledger-ok-1');
+    await authorizeCharge(deps(), principal(), { cardId: card.id, amount: 100, currency: 'USD' }, 'ledger-ok-2');
+    expect(await checkLedger(database)).toEqual([]);
+    const { stdout } = await run(process.execPath, [cli], { env: { ...process.env, DATABASE_URL: database.url }, timeout: 30_000 });
+    expect(stdout).toContain('ok');
+  });
+
+  it('detects planted violations of every rule, and the CLI exits 1 naming them', async () => {
+    const db = database.db;
+    // A charge inserted behind the service's back: no event, and its card is still ACTIVE.
+    const activeCard = await seed.card({ ownerId: holderId, issuerId: merchantId });
+    const orphan = newId('ch');
+    await db.insert(charges).values({ id: orphan, cardId: activeCard.id, merchantId, amount: 100, currency: 'USD', status: 'AUTHORIZED' });
+
+    // A refunded total with no refund rows behind it, and a status that disagrees.
+    const card2 = await seed.card({ ownerId: holderId, issuerId: merchantId });
+    const { charge } = await authorizeCharge(deps(), principal(), { cardId: card2.id, amount: 100, currency: 'USD' }, 'ledger-bad-1');
+    await db.update(charges).set({ refundedAmount: 40 }).where(eq(charges.id, charge.id));
+
+    // A refund above the amount (the check constraint has to go first).
+    await db.execute(sql`alter table charges.charges drop constraint charges_refund_bounds`);
+    const card3 = await seed.card({ ownerId: holderId, issuerId: merchantId });
+    const { charge: overRefunded } = await authorizeCharge(
+      deps(),
+      principal(),
+      { cardId: card3.id, amount: 100, currency: 'USD' },
+      'ledger-bad-2',
+    );
+    await db.update(charges).set({ refundedAmount: 150, status: 'REFUNDED' }).where(eq(charges.id, overRefunded.id));
+
+    // A second success on a used card (the partial unique index has to go first), and its event.
+    await db.execute(sql`drop index charges.charges_one_success_per_card`);
+    const second = newId('ch');
+    await db.insert(charges).values({ id: second, cardId: card2.id, merchantId, amount: 50, currency: 'USD', status: 'AUTHORIZED' });
+    await db.insert(chargeEvents).values({ chargeId: second, status: 'SETTLED' });
+
+    // One charge claimed by two idempotency keys.
+    await db.insert(chargeIdempotencyKeys).values({
+      principalId: merchantId,
+      operation: 'create_charge',
+      key: 'ledger-bad-dup',
+      fingerprint: 'x',
+      state: 'completed',
+      chargeId: charge.id,
+    });
+
+    const violations = await checkLedger(database);
+    const byRule = Object.fromEntries(violations.map((v) => [v.rule, [...v.ids].sort()]));
+    expect(byRule).toEqual({
+      one_success_per_card: [card2.id],
+      refund_within_amount: [overRefunded.id],
+      refunded_amount_matches_refunds: [charge.id, overRefunded.id].sort(),
+      status_matches_refunds: [charge.id, overRefunded.id].sort(),
+      charged_card_is_used: [orphan],
+      idempotency_key_unique: [charge.id],
+      charge_has_event: [orphan],
+      status_matches_last_event: [overRefunded.id, second].sort(),
+    });
+
+    const failed = await run(process.execPath, [cli], { env: { ...process.env, DATABASE_URL: database.url }, timeout: 30_000 }).then(
+      () => undefined,
+      (error: { code: number; stdout: string }) => error,
+    );
+    expect(failed?.code).toBe(1);
+    expect(failed?.stdout).toContain('one_success_per_card');
+  });
+});
