@@ -1,6 +1,7 @@
 export { canRevealCard, canSeeCard } from './card-access.ts';
 export { effectiveStatus } from './card-view.ts';
 export { type CardsConfig, cardsConfigSchema } from './config.ts';
+export { expireCards } from './expire-cards.ts';
 export { currencyExponent, currencyExponents } from './iso-4217.ts';
 export { brandOf, generatePan, isLuhnValid } from './pan.ts';
 export { decryptPan, deriveCvc, encryptPan, type PanKeyring, panFingerprint, panSecretNames, parsePanKeyring } from './pan-crypto.ts';

@@ -5,19 +5,25 @@ import { cardsConfigSchema } from './config.ts';
 import { createPanSecrets } from './pan-crypto.ts';
 import { createCardsService } from './service.ts';
 
-// Composition root: config → database → secrets → service → listen.
+// Composition root: config → secrets → database → service → listen.
 const config = loadConfig('cards', cardsConfigSchema);
 const logger = createLogger({ service: 'cards', level: config.LOG_LEVEL });
+const secrets = createSecretsProvider({ dir: config.SECRETS_DIR });
+// Fail at start, not at the first issuance, when a card secret is missing or malformed:
+// one readable line, no stack trace, no key material.
+try {
+  const panSecrets = createPanSecrets(secrets);
+  panSecrets.keyring();
+  panSecrets.fingerprintKey();
+  panSecrets.cvcKey();
+} catch (error) {
+  process.stderr.write(`cards: ${(error as Error).message}\n`);
+  process.exit(1);
+}
 const database = await createDatabase(
   config.DATABASE_URL ? { url: config.DATABASE_URL, applicationName: 'ghostpay-cards' } : { dataDir: join(config.GHOSTPAY_DATA_DIR, 'pg') },
 );
 await migrate(database);
-const secrets = createSecretsProvider({ dir: config.SECRETS_DIR });
-// Fail at start, not at the first issuance, when a card secret is missing or malformed.
-const panSecrets = createPanSecrets(secrets);
-panSecrets.keyring();
-panSecrets.fingerprintKey();
-panSecrets.cvcKey();
 const verifier = createJwtVerifier({ jwksUrl: config.JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE });
 const service = createCardsService({ database, secrets, logger, config, verifier });
 const url = await service.start(config.CARDS_PORT, config.HOST);

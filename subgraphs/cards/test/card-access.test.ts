@@ -1,6 +1,7 @@
 import { cards } from '@ghostpay/db';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expireCards } from '../src/index.ts';
 import { type CardsHarness, cardFields, type IssuedCard, issue, startCardsHarness } from './cards-harness.ts';
 
 type Actor = Awaited<ReturnType<CardsHarness['actor']>>;
@@ -160,6 +161,19 @@ describe('expiry', () => {
     expect(cancel.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', fields: [{ field: 'id' }] });
     const reveal = await h.request(bob.token, `mutation($id: ID!) { revealCard(id: $id) { last4: pan } }`, { id: card.id });
     expect(reveal.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+  });
+});
+
+describe('expiry sweeper', () => {
+  it('rewrites only ACTIVE cards past their expiry to EXPIRED', async () => {
+    const past = await issue(h, merchantA.token, { userId: bob.id, amount: 500, currency: 'USD', expiresInSeconds: 60 });
+    const live = await issue(h, merchantA.token, { userId: bob.id, amount: 500, currency: 'USD', expiresInSeconds: 60 });
+    await h.database.db.update(cards).set({ expiresAt: sql`now() - interval '1 second'` }).where(eq(cards.id, past.id));
+    expect(await expireCards(h.database.db)).toBeGreaterThanOrEqual(1);
+    const statusOf = async (id: string) => (await h.database.db.select({ s: cards.status }).from(cards).where(eq(cards.id, id)))[0]?.s;
+    expect(await statusOf(past.id)).toBe('EXPIRED');
+    expect(await statusOf(live.id)).toBe('ACTIVE');
+    expect(await expireCards(h.database.db)).toBe(0);
   });
 });
 
