@@ -25,7 +25,7 @@ export async function knownSeriesNames(): Promise<Set<string>> {
   }
   // Read the defaults from a real platform registry rather than a hand-written list.
   for (const metric of await createMetricsRegistry('deploy-checks').getMetricsAsJSON()) {
-    if (metric.type === 'histogram') addHistogram(metric.name);
+    if (String(metric.type) === 'histogram') addHistogram(metric.name);
     else names.add(metric.name);
   }
   return names;

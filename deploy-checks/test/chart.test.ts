@@ -5,7 +5,9 @@ import { parse } from 'yaml';
 import { readRepoFile, repoPath } from '../src/repo.ts';
 
 const chart = 'charts/ghostpay';
-const values = parse(readRepoFile(`${chart}/values.yaml`)) as Record<string, any>;
+// biome-ignore lint/suspicious/noExplicitAny: free-form YAML that the tests mutate by path; the schema is what types it.
+type Values = Record<string, any>;
+const values = parse(readRepoFile(`${chart}/values.yaml`)) as Values;
 const schema = JSON.parse(readRepoFile(`${chart}/values.schema.json`));
 // strict: unknown keywords in the schema are errors; strictTypes off because if/then branches name no type.
 const ajv = new Ajv({ allErrors: true, strict: true, strictTypes: false });
@@ -30,7 +32,7 @@ function deployedServices(): string[] {
   return [...new Set([...Object.keys(supergraph.subgraphs), ...fixed])];
 }
 
-function withChange(change: (v: Record<string, any>) => void): Record<string, any> {
+function withChange(change: (v: Values) => void): Values {
   const copy = structuredClone(values);
   change(copy);
   return copy;
@@ -49,7 +51,7 @@ describe('values.schema.json', () => {
     expect(validate(canary), JSON.stringify(validate.errors)).toBe(true);
   });
 
-  it.each<[string, (v: Record<string, any>) => void]>([
+  it.each<[string, (v: Values) => void]>([
     ['a single replica', (v) => (v.services.cards.replicas = 1)],
     ['an HPA that can scale below two replicas', (v) => (v.defaults.autoscaling.minReplicas = 1)],
     ['an unknown colour', (v) => (v.activeColor = 'purple')],
