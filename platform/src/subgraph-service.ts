@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { ApolloServer, type ApolloServerPlugin, type BaseContext } from '@apollo/server';
-import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginInlineTraceDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { buildSubgraphSchema, type GraphQLResolverMap } from '@apollo/subgraph';
 
 import type { DocumentNode, GraphQLSchema } from 'graphql';
@@ -79,7 +79,7 @@ export function createSubgraphService<TContext extends SubgraphContext>(
     includeStacktraceInErrorResponses: false,
     formatError: formatGraphQLError,
     csrfPrevention: true,
-    plugins: [ApolloServerPluginLandingPageDisabled(), ...(options.plugins ?? [])],
+    plugins: [ApolloServerPluginLandingPageDisabled(), ApolloServerPluginInlineTraceDisabled(), ...(options.plugins ?? [])],
   });
   const handler = createGraphQLHandler(apollo, {
     maxBodyBytes: options.maxBodyBytes,

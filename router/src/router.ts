@@ -108,8 +108,11 @@ export function createRouter(deps: RouterDeps): Router {
   const limiter: RateLimiter = deps.redis
     ? createRedisRateLimiter({ redis: deps.redis, logger, onFallback: () => metrics.redisFallback.inc() })
     : createMemoryRateLimiter();
-  const safelist: Map<string, PersistedOperation> | undefined =
-    config.ROUTER_PERSISTED_QUERIES === 'safelist' ? loadPersistedQueryManifests(config.ROUTER_PQ_MANIFESTS) : undefined;
+  // Manifest operations (the REST bridge's, client manifests) are trusted in both modes: with
+  // APQ they are pre-registered, so a hash-only request for one never needs a first round trip;
+  // with the safelist they are the only operations accepted.
+  const manifest = loadPersistedQueryManifests(config.ROUTER_PQ_MANIFESTS);
+  const safelist: Map<string, PersistedOperation> | undefined = config.ROUTER_PERSISTED_QUERIES === 'safelist' ? manifest : undefined;
 
   const retryBudget = createRetryBudget();
   const dataSources = new Map<string, SubgraphDataSource>();
@@ -237,11 +240,16 @@ export function createRouter(deps: RouterDeps): Router {
     parseOptions: { maxTokens: config.ROUTER_MAX_TOKENS },
     includeStacktraceInErrorResponses: false,
     formatError: (formatted: GraphQLFormattedError, error: unknown) => {
-      if (/Document contains more than \d+ tokens/.test(formatted.message)) {
+      // graphql-js spells it "more that N tokens"; accept both spellings.
+      if (/Document contains more tha[nt] \d+ tokens/.test(formatted.message)) {
         return {
           message: formatted.message,
           extensions: { code: ErrorCode.OPERATION_LIMIT_EXCEEDED, limit: 'tokens', max: limits.maxTokens },
         };
+      }
+      // Apollo Server's own request errors (CSRF, bad JSON shape, GET mutation) keep their message under our closed list's code.
+      if (formatted.extensions?.code === 'BAD_REQUEST') {
+        return { message: formatted.message, extensions: { code: ErrorCode.BAD_USER_INPUT } };
       }
       // A path set on our own errors survives even when a second copy of graphql wrapped them (vitest loads the ESM build).
       const path = formatted.path ?? (error as { path?: readonly (string | number)[] } | undefined)?.path;
@@ -411,6 +419,11 @@ export function createRouter(deps: RouterDeps): Router {
         }
         body = Array.isArray(body) ? rewritten : rewritten[0];
       }
+    } else if (manifest.size > 0 && req.method === 'POST' && body && typeof body === 'object' && !Array.isArray(body)) {
+      const request = body as Record<string, unknown>;
+      const hash = (request.extensions as { persistedQuery?: { sha256Hash?: unknown } } | undefined)?.persistedQuery?.sha256Hash;
+      const known = typeof hash === 'string' && request.query === undefined ? manifest.get(hash) : undefined;
+      if (known) body = { ...request, query: known.body };
     }
 
     const headers = new HeaderMap();

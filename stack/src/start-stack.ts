@@ -1,0 +1,238 @@
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { analyticsConfigSchema, createAnalyticsService, openAnalyticsStore } from '@ghostpay/analytics';
+import { authConfigSchema, createAuthService, seedUser } from '@ghostpay/auth';
+import { cardsConfigSchema, createCardsService } from '@ghostpay/cards';
+import { chargesConfigSchema, createChargesService } from '@ghostpay/charges';
+import { createDatabase, type DatabaseHandle, migrate } from '@ghostpay/db';
+import { bridgeConfigSchema, createBridge, manifestPath } from '@ghostpay/openapi-bridge';
+import {
+  createJwtVerifier,
+  createLogger,
+  createSecretsProvider,
+  type Logger,
+  loadConfig,
+  type RequestEvent,
+  type SecretsProvider,
+  type z,
+} from '@ghostpay/platform';
+import {
+  createAnalyticsEmitter,
+  createApiKeyRateLimits,
+  createRouter,
+  type RouterRequestEvent,
+  routerConfigSchema,
+} from '@ghostpay/router';
+import { type DevCredentials, readDevCredentials, writeDevCredentials } from './dev-credentials.ts';
+import { ensureDevSecrets } from './dev-secrets.ts';
+
+type Env = Record<string, string | undefined>;
+
+export interface StackOptions {
+  /** Environment the services read (ports, limits, ...). @default process.env */
+  env?: Env;
+  /** Where PGlite, the analytics store, dev secrets and credentials live. @default GHOSTPAY_DATA_DIR or `.data` */
+  dataDir?: string;
+  /** Listen on port 0 everywhere (tests). @default false */
+  randomPorts?: boolean;
+  logger?: Logger;
+}
+
+export interface StackUrls {
+  router: string;
+  graphql: string;
+  playground: string;
+  bridge: string;
+  restDocs: string;
+  auth: string;
+  cards: string;
+  charges: string;
+  analytics: string;
+}
+
+export interface Stack {
+  readonly urls: StackUrls;
+  readonly credentials: DevCredentials;
+  /** True when this start seeded the users (first start on this data directory). */
+  readonly firstStart: boolean;
+  readonly dataDir: string;
+  readonly database: DatabaseHandle;
+  /** Stops everything in reverse order of start; data stays on disk. */
+  close(): Promise<void>;
+}
+
+const roles = ['admin', 'merchant', 'user'] as const;
+
+/**
+ * Starts the whole supergraph in this process on the embedded default: the four subgraphs,
+ * the router and the REST bridge, each on its own port and talking real HTTP, over one
+ * PGlite database and the embedded analytics store under the data directory.
+ */
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const baseEnv = options.env ?? process.env;
+  const dataDir = resolve(options.dataDir ?? baseEnv.GHOSTPAY_DATA_DIR ?? '.data');
+  mkdirSync(dataDir, { recursive: true });
+  const logger = options.logger ?? createLogger({ service: 'stack', level: baseEnv.LOG_LEVEL ?? 'info' });
+  const secretsDir = baseEnv.SECRETS_DIR ?? join(dataDir, 'secrets');
+  if (!baseEnv.SECRETS_DIR) {
+    const created = ensureDevSecrets(secretsDir);
+    if (created.length) logger.info({ secrets: created, dir: secretsDir }, 'created development secrets');
+  }
+  const env: Env = { ...baseEnv, GHOSTPAY_DATA_DIR: dataDir, SECRETS_DIR: secretsDir };
+  const port = (name: string, fallback: number) => (options.randomPorts ? 0 : Number(env[name] ?? fallback));
+  const host = env.HOST ?? '127.0.0.1';
+
+  const closers: Array<() => Promise<unknown>> = [];
+  const close = async () => {
+    for (const closeOne of closers.reverse()) {
+      await closeOne().catch((error: unknown) => logger.error({ err: error }, 'error while stopping'));
+    }
+    closers.length = 0;
+  };
+
+  try {
+    const secrets: SecretsProvider = createSecretsProvider({ dir: secretsDir, env });
+    closers.push(async () => secrets.close());
+
+    const database = await createDatabase({ url: env.DATABASE_URL, dataDir: join(dataDir, 'pglite'), applicationName: 'ghostpay-stack' });
+    closers.push(() => database.close());
+    await migrate(database);
+
+    const config = <S extends z.ZodType>(service: string, schema: S) => loadConfig(service, schema, env);
+    const serviceLogger = (service: string) => logger.child({ service });
+
+    const auth = createAuthService({ database, secrets, logger: serviceLogger('auth'), config: config('auth', authConfigSchema) });
+    await auth.start(port('AUTH_PORT', 4001), host);
+    closers.push(() => auth.close());
+
+    const authConfig = config('auth', authConfigSchema);
+    const verifier = createJwtVerifier({
+      jwksUrl: `${auth.url}/.well-known/jwks.json`,
+      issuer: authConfig.JWT_ISSUER,
+      audience: authConfig.JWT_AUDIENCE,
+    });
+
+    const cards = createCardsService({
+      database,
+      secrets,
+      verifier,
+      logger: serviceLogger('cards'),
+      config: config('cards', cardsConfigSchema),
+    });
+    await cards.start(port('CARDS_PORT', 4002), host);
+    closers.push(() => cards.close());
+
+    const charges = createChargesService({
+      database,
+      verifier,
+      logger: serviceLogger('charges'),
+      config: config('charges', chargesConfigSchema),
+    });
+    await charges.start(port('CHARGES_PORT', 4003), host);
+    closers.push(() => charges.close());
+
+    const analyticsConfig = config('analytics', analyticsConfigSchema);
+    const analyticsStore = await openAnalyticsStore(analyticsConfig);
+    const analytics = createAnalyticsService({
+      store: analyticsStore,
+      secrets,
+      verifier,
+      logger: serviceLogger('analytics'),
+      config: analyticsConfig,
+    });
+    await analytics.store.ensureIndexes();
+    await analytics.start(port('ANALYTICS_PORT', 4004), host);
+    closers.push(() => analytics.close());
+
+    const emitter = createAnalyticsEmitter({
+      url: `${analytics.url}/internal/events`,
+      token: () => secrets.get('analytics-ingest-token'),
+      logger: serviceLogger('analytics-emitter'),
+    });
+    const routerConfig = config('router', routerConfigSchema);
+    const router = createRouter({
+      config: {
+        ...routerConfig,
+        // The bridge calls the router by hash only: its manifest is always trusted.
+        ROUTER_PQ_MANIFESTS: [...new Set([manifestPath, ...routerConfig.ROUTER_PQ_MANIFESTS])],
+        ROUTER_SUBGRAPH_URLS: {
+          auth: `${auth.url}/graphql`,
+          cards: `${cards.url}/graphql`,
+          charges: `${charges.url}/graphql`,
+          analytics: `${analytics.url}/graphql`,
+          ...routerConfig.ROUTER_SUBGRAPH_URLS,
+        },
+      },
+      logger: serviceLogger('router'),
+      verifier,
+      rateLimitOverrides: createApiKeyRateLimits(database),
+      onRequestEvent: (event) => emitter.emit(toRequestEvent(event)),
+      onClose: () => emitter.close(),
+    });
+    await router.start(port('ROUTER_PORT', 4000), host);
+    closers.push(() => router.close());
+
+    const bridgeConfig = config('openapi-bridge', bridgeConfigSchema);
+    const bridge = createBridge({
+      config: { ...bridgeConfig, ROUTER_URL: `${router.url}/graphql` },
+      logger: serviceLogger('openapi-bridge'),
+    });
+    const bridgeUrl = await bridge.start(port('BRIDGE_PORT', 8080), host);
+    closers.push(() => bridge.close());
+
+    const credentialsPath = join(dataDir, 'dev-credentials.json');
+    let credentials = readDevCredentials(credentialsPath);
+    const firstStart = !credentials;
+    if (!credentials) {
+      const seeded: Partial<DevCredentials> = {};
+      for (const role of roles) {
+        const { user, apiKey } = await seedUser(database, { name: `Dev ${role}`, email: `${role}@ghostpay.dev`, role });
+        seeded[role] = { userId: user.id, apiKey };
+      }
+      credentials = seeded as DevCredentials;
+      writeDevCredentials(credentialsPath, credentials);
+    }
+
+    return {
+      urls: {
+        router: router.url,
+        graphql: `${router.url}/graphql`,
+        playground: `${router.url}/playground`,
+        bridge: bridgeUrl,
+        restDocs: `${bridgeUrl}/docs`,
+        auth: auth.url,
+        cards: cards.url,
+        charges: charges.url,
+        analytics: analytics.url,
+      },
+      credentials,
+      firstStart,
+      dataDir,
+      database,
+      close,
+    };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+const operationTypes = new Set(['query', 'mutation', 'subscription']);
+
+/** The router's event in the analytics ingest shape. */
+function toRequestEvent(event: RouterRequestEvent): RequestEvent {
+  return {
+    timestamp: event.receivedAt,
+    requestId: event.requestId,
+    traceId: event.traceId ?? null,
+    operationName: event.operationName ?? null,
+    operationType: operationTypes.has(event.operationType ?? '') ? (event.operationType as RequestEvent['operationType']) : null,
+    apiKeyId: event.apiKeyId ?? null,
+    userId: event.userId ?? null,
+    role: event.role ?? null,
+    httpStatus: event.httpStatus,
+    errorCodes: event.errorCodes,
+    latencyMs: event.latencyMs,
+    subgraphTimings: event.subgraphTimings.map(({ subgraph, ms }) => ({ subgraph, ms })),
+  };
+}
