@@ -10,7 +10,7 @@ import {
 
 /** Limits applied to every operation before it is planned; each is configurable. */
 export interface OperationLimits {
-  /** Deepest field nesting (a root field is depth 1). @default 10 */
+  /** Deepest field nesting (a root field is depth 1, its subfields depth 2). @default 10 */
   maxDepth: number;
   /** Aliased fields in the operation. @default 15 */
   maxAliases: number;
@@ -54,9 +54,9 @@ function numericArgument(value: ValueNode | undefined, variables: Record<string,
 
 /**
  * Measures an operation without a schema: depth, aliases, root fields, introspection and a
- * cost where every field costs 1 times the page sizes of the lists above it. A field with a
- * selection set and a `first`/`last`/`limit` argument multiplies its children by that size;
- * a field with a selection set whose name is plural (ends in "s") is assumed to be a list of 10.
+ * cost where every field costs 1 times the sizes of the lists above it. A field with a
+ * `first`/`last`/`limit` argument is a page of that size: its `edges`/`nodes` child is the list.
+ * Any other field with a selection set whose name is plural (ends in "s") counts as a list of 10.
  * Simple on purpose: it bounds the fan-out a client can ask for before anything is fetched.
  */
 export function measureOperation(
@@ -70,7 +70,14 @@ export function measureOperation(
   let aliases = 0;
   let introspection = false;
   const countedAliasesIn = new Set<string>();
-  const walk = (set: SelectionSetNode, depth: number, multiplier: number, seen: Set<string>, countAliases: boolean) => {
+  const walk = (
+    set: SelectionSetNode,
+    depth: number,
+    multiplier: number,
+    seen: Set<string>,
+    countAliases: boolean,
+    page?: number,
+  ): { depth: number; cost: number } => {
     let maxDepth = depth;
     let cost = 0;
     for (const selection of set.selections) {
@@ -78,16 +85,20 @@ export function measureOperation(
         if (selection.name.value === '__schema' || selection.name.value === '__type') introspection = true;
         if (selection.alias && countAliases) aliases++;
         cost += multiplier;
+        maxDepth = Math.max(maxDepth, depth + 1);
         if (selection.selectionSet) {
           const pageArg = selection.arguments?.find((a) => ['first', 'last', 'limit'].includes(a.name.value));
-          const page = numericArgument(pageArg?.value, variables);
-          const size = page ?? (/s$/.test(selection.name.value) ? assumedListSize : 1);
-          const inner = walk(selection.selectionSet, depth + 1, multiplier * Math.max(1, size), seen, countAliases);
+          const name = selection.name.value;
+          const pageSize = pageArg ? (numericArgument(pageArg.value, variables) ?? assumedListSize) : undefined;
+          let size = 1;
+          if (page !== undefined && (name === 'edges' || name === 'nodes')) size = page;
+          else if (pageSize === undefined && /s$/.test(name)) size = assumedListSize;
+          const inner = walk(selection.selectionSet, depth + 1, multiplier * Math.max(1, size), seen, countAliases, pageSize);
           maxDepth = Math.max(maxDepth, inner.depth);
           cost += inner.cost;
         }
       } else if (selection.kind === Kind.INLINE_FRAGMENT) {
-        const inner = walk(selection.selectionSet, depth, multiplier, seen, countAliases);
+        const inner = walk(selection.selectionSet, depth, multiplier, seen, countAliases, page);
         maxDepth = Math.max(maxDepth, inner.depth);
         cost += inner.cost;
       } else {
@@ -95,7 +106,14 @@ export function measureOperation(
         const fragment = fragments.get(name);
         if (!fragment || seen.has(name)) continue;
         // Aliases are counted once per fragment definition (they are text the client sent once).
-        const inner = walk(fragment.selectionSet, depth, multiplier, new Set([...seen, name]), countAliases && !countedAliasesIn.has(name));
+        const inner = walk(
+          fragment.selectionSet,
+          depth,
+          multiplier,
+          new Set([...seen, name]),
+          countAliases && !countedAliasesIn.has(name),
+          page,
+        );
         countedAliasesIn.add(name);
         maxDepth = Math.max(maxDepth, inner.depth);
         cost += inner.cost;

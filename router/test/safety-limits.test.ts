@@ -1,0 +1,208 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256Hex } from '../src/persisted-queries.ts';
+import { codes, post, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
+
+const totalHits = (subgraphs: StubSubgraphs) => Object.values(subgraphs.hits).reduce((a, b) => a + b, 0);
+
+describe('safety limits, refused before any subgraph is called', () => {
+  let issuer: TestTokenIssuer;
+  let subgraphs: StubSubgraphs;
+  let router: Awaited<ReturnType<typeof startRouter>>;
+  let merchant: string;
+  let admin: string;
+
+  beforeAll(async () => {
+    issuer = await createTestTokenIssuer();
+    subgraphs = await startStubSubgraphs(issuer.verifier);
+    router = await startRouter({ verifier: issuer.verifier, urls: subgraphs.urls, env: { ROUTER_RATE_LIMIT_PER_MINUTE: '1000' } });
+    merchant = await issuer.bearer({ userId: 'usr_m', role: 'merchant', apiKeyId: 'key_limits' });
+    admin = await issuer.bearer({ userId: 'usr_a', role: 'admin', apiKeyId: 'key_admin' });
+  });
+  afterAll(async () => {
+    await router?.close();
+    await subgraphs?.close();
+  });
+
+  const aliases = (n: number) => Array.from({ length: n }, (_, i) => `a${i}: id`).join(' ');
+  const refusals: [string, () => unknown, number, string, RegExp][] = [
+    [
+      'an operation deeper than 10',
+      () => ({ query: '{ card(id: "1") { owner { cards { edges { node { owner { cards { edges { node { owner { id } } } } } } } } } } }' }),
+      400,
+      'OPERATION_LIMIT_EXCEEDED',
+      /depth 11 exceeds the limit of 10/,
+    ],
+    ['more than 15 aliases', () => ({ query: `{ card(id: "1") { ${aliases(16)} } }` }), 400, 'OPERATION_LIMIT_EXCEEDED', /aliases 16/],
+    [
+      'more than 10 root fields',
+      () => ({ query: `{ ${Array.from({ length: 11 }, (_, i) => `c${i}: card(id: "${i}") { id }`).join(' ')} }` }),
+      400,
+      'OPERATION_LIMIT_EXCEEDED',
+      /root fields 11/,
+    ],
+    ['more than 2000 tokens', () => ({ query: `{ card(id: "1") { ${'id '.repeat(2100)} } }` }), 400, 'OPERATION_LIMIT_EXCEEDED', /tokens/],
+    [
+      'a cost above 5000',
+      () => ({ query: '{ cards(first: 100) { edges { node { owner { cards(first: 100) { edges { node { id } } } } } } } }' }),
+      400,
+      'OPERATION_LIMIT_EXCEEDED',
+      /cost \d+ exceeds the limit of 5000/,
+    ],
+    [
+      'a batched request (batching is off)',
+      () => [{ query: '{ card(id: "1") { id } }' }, { query: '{ card(id: "2") { id } }' }],
+      400,
+      'OPERATION_LIMIT_EXCEEDED',
+      /Batched requests are disabled/,
+    ],
+    [
+      'a body over the size limit',
+      () => ({ query: '{ card(id: "1") { id } }', variables: { pad: 'x'.repeat(300 * 1024) } }),
+      413,
+      'PAYLOAD_TOO_LARGE',
+      /exceeds/,
+    ],
+    [
+      'introspection from a non-admin token',
+      () => ({ query: '{ __schema { queryType { name } } }' }),
+      403,
+      'FORBIDDEN',
+      /admin tokens only/,
+    ],
+  ];
+
+  for (const [what, body, status, code, message] of refusals) {
+    it(`refuses ${what} without calling a subgraph`, async () => {
+      const before = totalHits(subgraphs);
+      const response = await post(router.graphqlUrl, body(), { authorization: merchant });
+      expect(response.status).toBe(status);
+      expect(codes(response)).toEqual([code]);
+      expect(response.body.errors?.[0]?.message).toMatch(message);
+      expect(totalHits(subgraphs)).toBe(before);
+    });
+  }
+
+  it('lets admins introspect', async () => {
+    const response = await post(router.graphqlUrl, { query: '{ __schema { queryType { name } } }' }, { authorization: admin });
+    expect(response.body).toEqual({ data: { __schema: { queryType: { name: 'Query' } } } });
+  });
+
+  it('gives "did you mean" suggestions to admins only', async () => {
+    const query = { query: '{ crd(id: "1") { id } }' };
+    const forMerchant = await post(router.graphqlUrl, query, { authorization: merchant });
+    expect(forMerchant.body.errors?.[0]?.message).toBe('Cannot query field "crd" on type "Query".');
+    const forAdmin = await post(router.graphqlUrl, query, { authorization: admin });
+    expect(forAdmin.body.errors?.[0]?.message).toMatch(/Did you mean "card"/);
+  });
+
+  it('prevents CSRF: a simple GET without a preflight header is refused', async () => {
+    const before = totalHits(subgraphs);
+    const response = await fetch(`${router.graphqlUrl}?query=${encodeURIComponent('{ card(id: "1") { id } }')}`, {
+      headers: { authorization: merchant },
+    });
+    expect(response.status).toBe(400);
+    expect(await response.text()).toMatch(/CSRF/);
+    expect(totalHits(subgraphs)).toBe(before);
+  });
+
+  it('supports automatic persisted queries (hash first, then hash with query, then hash alone)', async () => {
+    const query = '{ card(id: "apq") { id } }';
+    const extensions = { persistedQuery: { version: 1, sha256Hash: sha256Hex(query) } };
+    const miss = await post(router.graphqlUrl, { extensions }, { authorization: merchant });
+    expect(codes(miss)).toEqual(['PERSISTED_QUERY_NOT_FOUND']);
+    const register = await post(router.graphqlUrl, { query, extensions }, { authorization: merchant });
+    expect(register.body.data).toEqual({ card: { id: 'apq' } });
+    const hit = await post(router.graphqlUrl, { extensions }, { authorization: merchant });
+    expect(hit.body.data).toEqual({ card: { id: 'apq' } });
+  });
+});
+
+describe('safelist mode', () => {
+  let issuer: TestTokenIssuer;
+  let subgraphs: StubSubgraphs;
+  let router: Awaited<ReturnType<typeof startRouter>>;
+  let merchant: string;
+  const trusted = 'query CardById($id: ID!) { card(id: $id) { id last4 } }';
+
+  beforeAll(async () => {
+    issuer = await createTestTokenIssuer();
+    subgraphs = await startStubSubgraphs(issuer.verifier);
+    const dir = mkdtempSync(join(tmpdir(), 'pq-'));
+    const manifest = join(dir, 'persisted-queries.json');
+    writeFileSync(
+      manifest,
+      JSON.stringify({
+        format: 'apollo-persisted-query-manifest',
+        version: 1,
+        operations: [{ id: sha256Hex(trusted), name: 'CardById', type: 'query', body: trusted }],
+      }),
+    );
+    router = await startRouter({
+      verifier: issuer.verifier,
+      urls: subgraphs.urls,
+      env: { ROUTER_PERSISTED_QUERIES: 'safelist', ROUTER_PQ_MANIFESTS: manifest },
+    });
+    merchant = await issuer.bearer({ userId: 'usr_m', role: 'merchant', apiKeyId: 'key_safelist' });
+  });
+  afterAll(async () => {
+    await router?.close();
+    await subgraphs?.close();
+  });
+
+  it('runs a manifest operation named by its id', async () => {
+    const response = await post(
+      router.graphqlUrl,
+      {
+        operationName: 'CardById',
+        variables: { id: 'card_7' },
+        extensions: { persistedQuery: { version: 1, sha256Hash: sha256Hex(trusted) } },
+      },
+      { authorization: merchant },
+    );
+    expect(response.body).toEqual({ data: { card: { id: 'card_7', last4: '4242' } } });
+  });
+
+  it('runs a manifest operation named by id over GET', async () => {
+    const params = new URLSearchParams({
+      operationName: 'CardById',
+      variables: JSON.stringify({ id: 'card_8' }),
+      extensions: JSON.stringify({ persistedQuery: { version: 1, sha256Hash: sha256Hex(trusted) } }),
+    });
+    const response = await fetch(`${router.graphqlUrl}?${params}`, {
+      headers: { authorization: merchant, 'apollo-require-preflight': 'true' },
+    });
+    expect(await response.json()).toEqual({ data: { card: { id: 'card_8', last4: '4242' } } });
+  });
+
+  it('refuses unknown ids and free-form operations before calling any subgraph', async () => {
+    const before = totalHits(subgraphs);
+    const unknown = await post(
+      router.graphqlUrl,
+      { extensions: { persistedQuery: { version: 1, sha256Hash: sha256Hex('{ me { id } }') } } },
+      { authorization: merchant },
+    );
+    expect(unknown.status).toBe(400);
+    expect(codes(unknown)).toEqual(['PERSISTED_QUERY_NOT_FOUND']);
+    const freeform = await post(router.graphqlUrl, { query: '{ card(id: "1") { id } }' }, { authorization: merchant });
+    expect(freeform.status).toBe(400);
+    expect(codes(freeform)).toEqual(['PERSISTED_QUERY_NOT_FOUND']);
+    expect(totalHits(subgraphs)).toBe(before);
+  });
+
+  it("runs the manifest's text for a known id, never the text the client sent with it", async () => {
+    const swapped = await post(
+      router.graphqlUrl,
+      {
+        query: '{ me { email } }',
+        variables: { id: 'card_9' },
+        extensions: { persistedQuery: { version: 1, sha256Hash: sha256Hex(trusted) } },
+      },
+      { authorization: merchant },
+    );
+    expect(swapped.body).toEqual({ data: { card: { id: 'card_9', last4: '4242' } } });
+  });
+});
