@@ -1,5 +1,5 @@
 import { cards, charges, type Database, type DeclineCode, newId } from '@ghostpay/db';
-import { NotFoundError, type Principal } from '@ghostpay/platform';
+import { ForbiddenError, NotFoundError, type Principal } from '@ghostpay/platform';
 import { and, eq, gt, gte, sql } from 'drizzle-orm';
 import { recordChargeEvent } from './charge-events.ts';
 import { type CreateChargeInput, requestFingerprint, validateCreateCharge } from './charge-input.ts';
@@ -41,6 +41,8 @@ export async function authorizeCharge(
   input: CreateChargeInput,
   idempotencyKey: string,
 ): Promise<AuthorizeChargeResult> {
+  // The scope check happens in the resolver; the role decides which cards are chargeable.
+  if (principal.role !== 'admin' && principal.role !== 'merchant') throw new ForbiddenError('Only merchants and admins create charges');
   validateCreateCharge(input, idempotencyKey);
   const description = input.description ?? null;
   const scope: IdempotencyScope = {
