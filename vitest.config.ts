@@ -25,6 +25,11 @@ export default defineConfig({
     pool: 'forks',
     projects: packages.map((dir) => ({
       extends: true,
+      // graphql 16 has no "exports" map: Node loads its CommonJS build, Vite its ESM build, so
+      // in tests the router's code and graphql-ws/graphql-sse (loaded by Node) would hold two
+      // graphql realms and `instanceof GraphQLError` fails between them. Resolve the CommonJS
+      // build for the router, as Node does in production.
+      ...(dir === 'router' ? { resolve: { alias: [{ find: /^graphql$/, replacement: 'graphql/index.js' }] } } : {}),
       test: {
         name: `@ghostpay/${dir.split('/').pop() === 'openapi-bridge' ? 'openapi-bridge' : dir.split('/').pop()}`,
         root: `./${dir}`,

@@ -1,0 +1,170 @@
+import { ErrorCode, GhostPayError } from '@ghostpay/platform';
+import type { DocumentNode, ExecutionResult, FormattedExecutionResult, GraphQLError, GraphQLFormattedError } from 'graphql';
+import type { Logger } from 'pino';
+import { createEventStream, type EventStream } from './event-stream.ts';
+import type { SubscriptionPlan } from './subscription-plan.ts';
+import type { UpstreamAttachment, UpstreamPool } from './upstream-pool.ts';
+
+/** A GraphQL result as the transports send it. */
+export type SubscriptionPayload = FormattedExecutionResult & { extensions?: Record<string, unknown> };
+
+/**
+ * Runs an operation through the router's gateway (auth directives, limits, query plan) as
+ * the caller whose `Authorization` header value is given. Supplied by the router.
+ */
+export type ExecuteQuery = (request: {
+  query: string;
+  document: DocumentNode;
+  variables: Record<string, unknown>;
+  operationName?: string;
+  authorization: string;
+}) => Promise<ExecutionResult | FormattedExecutionResult>;
+
+/** Codes on the root field that mean "this caller may not watch this": refuse or end. */
+const refusalCodes = new Set<string>([ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN, ErrorCode.UNAUTHENTICATED, ErrorCode.BAD_USER_INPUT]);
+
+export interface OpenedSubscription {
+  stream: EventStream<SubscriptionPayload>;
+}
+
+export interface OpenSubscriptionOptions {
+  plan: SubscriptionPlan;
+  authorization: string;
+  pool: UpstreamPool;
+  executeQuery: ExecuteQuery;
+  logger: Logger;
+  /** Called once when the stream ends, however it ends. */
+  onEnd: () => void;
+}
+
+/**
+ * One client's subscription. The client's query runs once before anything is opened
+ * upstream: a caller who may not read the charge is refused here and costs no upstream
+ * subscription. Then it joins the shared upstream subscription, and every upstream event
+ * re-runs the query with the client's own token. Re-runs are serialised and coalesced (a
+ * burst of events costs one query while one is running), and a payload equal to the last
+ * one sent is not sent again — except the one after an upstream outage, which carries
+ * `extensions.missedEvents: true`.
+ */
+export async function openClientSubscription(options: OpenSubscriptionOptions): Promise<OpenedSubscription | readonly GraphQLError[]> {
+  const { plan, pool, executeQuery, logger } = options;
+  const before = pool.peek(plan.upstreamKey);
+  const seqBefore = before?.seq;
+
+  const run = async () =>
+    toFormatted(
+      await executeQuery({
+        query: plan.queryText,
+        document: plan.query,
+        variables: plan.variables,
+        operationName: plan.operationName,
+        authorization: options.authorization,
+      }),
+    );
+
+  let first: SubscriptionPayload;
+  try {
+    first = await run();
+  } catch (error) {
+    logger.error({ err: error }, 'subscription authorization query failed');
+    return [new GhostPayError(ErrorCode.SERVICE_UNAVAILABLE, 'Could not start the subscription; retry later')];
+  }
+  const refusal = refusalOf(first, plan.responseKey, true);
+  if (refusal) return [refusal];
+
+  let attachment: UpstreamAttachment | undefined;
+  let lastSent = '';
+  let running = false;
+  let pending = false;
+  let pendingMissed = false;
+  const stream = createEventStream<SubscriptionPayload>(() => {
+    attachment?.detach();
+    options.onEnd();
+  });
+
+  const send = (payload: SubscriptionPayload, missedEvents: boolean) => {
+    const text = JSON.stringify(payload);
+    if (text === lastSent && !missedEvents) return;
+    lastSent = text;
+    stream.push(missedEvents ? { ...payload, extensions: { ...payload.extensions, missedEvents: true } } : payload);
+  };
+
+  const refresh = async (missedEvents: boolean) => {
+    pendingMissed ||= missedEvents;
+    if (running) {
+      pending = true;
+      return;
+    }
+    running = true;
+    try {
+      do {
+        pending = false;
+        const missed = pendingMissed;
+        pendingMissed = false;
+        if (stream.ended) return;
+        let payload: SubscriptionPayload;
+        try {
+          payload = await run();
+        } catch (error) {
+          logger.warn({ err: error }, 'subscription event query failed');
+          payload = { errors: [{ message: 'Could not resolve this event', extensions: { code: ErrorCode.SERVICE_UNAVAILABLE } }] };
+        }
+        if (stream.ended) return;
+        const ended = refusalOf(payload, plan.responseKey, false);
+        if (ended) {
+          stream.end({ errors: [ended.toJSON()] });
+          return;
+        }
+        send(payload, missed);
+      } while (pending);
+    } finally {
+      running = false;
+    }
+  };
+
+  send(first, false);
+  attachment = options.pool.attach(
+    { subgraph: plan.route.subgraph, key: plan.upstreamKey, query: plan.upstreamQuery, variables: plan.upstreamVariables },
+    {
+      event: (missed) => void refresh(missed),
+      error: (errors) => {
+        logger.warn({ errors: errors.map((e) => e.extensions?.code ?? e.message) }, 'upstream refused the subscription');
+        stream.end({
+          errors: [{ message: 'The live event source ended this subscription', extensions: { code: ErrorCode.SERVICE_UNAVAILABLE } }],
+        });
+      },
+      complete: () => stream.end(),
+    },
+  );
+  // Anything that happened upstream between our first query and joining would otherwise be
+  // lost: if the shared subscription saw events meanwhile (or is another one), re-read now.
+  // A subscription that is not live yet sends its first event when it is, which re-reads too.
+  const now = attachment.subscription;
+  if (now.live && (now !== before || now.seq !== seqBefore)) void refresh(false);
+  return { stream };
+}
+
+function toFormatted(result: ExecutionResult | FormattedExecutionResult): SubscriptionPayload {
+  const errors = result.errors?.map((e) => ('toJSON' in e && typeof e.toJSON === 'function' ? e.toJSON() : (e as GraphQLFormattedError)));
+  return {
+    ...(result.data !== undefined ? { data: result.data as Record<string, unknown> | null } : {}),
+    ...(errors && errors.length > 0 ? { errors } : {}),
+    ...(result.extensions ? { extensions: result.extensions as Record<string, unknown> } : {}),
+  };
+}
+
+/**
+ * A refusal: the root field is null and an error says the caller may not see it (or, for the
+ * first query, any error left the root field null: nothing to subscribe to).
+ */
+function refusalOf(payload: SubscriptionPayload, responseKey: string, strict: boolean): GhostPayError | undefined {
+  const value = payload.data?.[responseKey];
+  if (value != null) return undefined;
+  const errors = payload.errors ?? [];
+  const refusing = errors.find((e) => refusalCodes.has(String(e.extensions?.code)));
+  const chosen = refusing ?? (strict ? errors[0] : undefined);
+  if (!chosen && !strict) return undefined;
+  const code = String(chosen?.extensions?.code ?? ErrorCode.INTERNAL_SERVER_ERROR);
+  const known = (Object.values(ErrorCode) as string[]).includes(code) ? (code as ErrorCode) : ErrorCode.INTERNAL_SERVER_ERROR;
+  return new GhostPayError(known, chosen?.message ?? 'Subscription refused');
+}

@@ -1,0 +1,12 @@
+export { apiSchemaFromSupergraph } from './api-schema.ts';
+export type { ExecuteQuery, SubscriptionPayload } from './client-subscription.ts';
+export { createGatewayQueryExecutor, type GatewayQueryExecutorOptions } from './gateway-query-executor.ts';
+export {
+  createSubscriptionGateway,
+  SubscriptionCloseCode,
+  type SubscriptionGateway,
+  type SubscriptionGatewayOptions,
+  type SubscriptionLimits,
+} from './subscription-gateway.ts';
+export { defaultSubscriptionRoutes, planSubscription, type SubscriptionPlan, type SubscriptionRoute } from './subscription-plan.ts';
+export { createUpstreamPool, type UpstreamPool, type UpstreamPoolOptions } from './upstream-pool.ts';

@@ -1,0 +1,365 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { ErrorCode, GhostPayError, type JwtVerifier, type Principal } from '@ghostpay/platform';
+import type { ExecutionArgs, ExecutionResult, GraphQLError, GraphQLSchema } from 'graphql';
+import { createHandler as createSseHandler } from 'graphql-sse/lib/use/http';
+import { useServer as useGraphQLWsServer } from 'graphql-ws/use/ws';
+import type { Logger } from 'pino';
+import { Gauge, type Registry } from 'prom-client';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { type ExecuteQuery, openClientSubscription, type SubscriptionPayload } from './client-subscription.ts';
+import type { EventStream } from './event-stream.ts';
+import { defaultSubscriptionRoutes, isPlan, planSubscription, type SubscriptionRoute } from './subscription-plan.ts';
+import { createUpstreamPool, type UpstreamPool, type UpstreamPoolOptions } from './upstream-pool.ts';
+
+/** WebSocket close codes this gateway uses (besides graphql-ws's own 44xx codes). */
+export const SubscriptionCloseCode = {
+  /** `connection_init` had no valid token, or the token expired while connected. Reconnect with a fresh token. */
+  Unauthorized: 4401,
+  /** No subscription was active for `idleTimeoutMs`. */
+  IdleTimeout: 4408,
+  /** The router is shutting down; reconnect (to another replica). */
+  GoingAway: 1001,
+} as const;
+
+export interface SubscriptionLimits {
+  /** Active subscriptions on one WebSocket. @default 20 */
+  maxPerConnection?: number;
+  /** Active subscriptions per API key (the token's `key_id`) on this router process, both transports. @default 200 */
+  maxPerApiKey?: number;
+  /** A WebSocket with no active subscription is closed (4408) after this long. @default 60000 */
+  idleTimeoutMs?: number;
+  /** WebSocket ping interval; a peer that has not answered the previous ping is terminated. @default 15000 */
+  keepAliveMs?: number;
+  /** Time allowed between the upgrade and `connection_init`. @default 5000 */
+  connectionInitTimeoutMs?: number;
+  /** Largest accepted WebSocket message. @default 65536 */
+  maxPayloadBytes?: number;
+}
+
+export interface SubscriptionGatewayOptions {
+  verifier: JwtVerifier;
+  /** The supergraph's API schema (what clients may ask), or a getter for hot reloads. */
+  schema: GraphQLSchema | (() => GraphQLSchema);
+  /** graphql-ws URL per subgraph that serves subscriptions, e.g. `{ charges: 'ws://127.0.0.1:4003/graphql' }`. */
+  upstreams: Readonly<Record<string, string>>;
+  /** The router's credential for upstream sockets; see the README for why clients' tokens are not used. */
+  upstreamAuthorization: UpstreamPoolOptions['authorization'];
+  /** Runs the per-event query through the gateway with the client's Authorization. */
+  executeQuery: ExecuteQuery;
+  logger: Logger;
+  registry?: Registry;
+  /** @default defaultSubscriptionRoutes (chargeUpdated → charges, Query.charge) */
+  routes?: readonly SubscriptionRoute[];
+  limits?: SubscriptionLimits;
+  /** Pool tuning (sockets, backoff). */
+  upstream?: Omit<UpstreamPoolOptions, 'urls' | 'authorization' | 'logger'>;
+  /** WebSocket path. @default '/graphql' */
+  path?: string;
+}
+
+export interface SubscriptionGateway {
+  /** For the HTTP server's `upgrade` event: accepts graphql-transport-ws on `path`, destroys anything else. */
+  handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void;
+  /** Serves a GraphQL-over-SSE request (distinct connections mode; POST JSON or GET). */
+  handleSse(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  /** Active client subscriptions and upstream use, for tests and metrics. */
+  stats(): { clientSubscriptions: number; webSockets: number; upstream: ReturnType<UpstreamPool['stats']> };
+  /** Ends every client subscription (WebSockets close 1001), then the upstream sockets. */
+  close(): Promise<void>;
+}
+
+interface Caller {
+  principal: Principal;
+  authorization: string;
+}
+
+interface ConnectionState {
+  caller?: Caller;
+  active: number;
+  alive: boolean;
+  idleTimer?: NodeJS.Timeout;
+  expiryTimer?: NodeJS.Timeout;
+}
+
+type Reservation = { release(): void };
+
+/**
+ * Federated subscriptions for a router whose gateway has none: graphql-ws and graphql-sse
+ * in front, a shared upstream pool behind, and every event resolved through the gateway as
+ * the client. The module is self-contained: the router passes its verifier, API schema and
+ * an `executeQuery` and routes upgrades and SSE requests here.
+ */
+export function createSubscriptionGateway(options: SubscriptionGatewayOptions): SubscriptionGateway {
+  const logger = options.logger.child({ component: 'subscriptions' });
+  const routes = options.routes ?? defaultSubscriptionRoutes;
+  const limits = {
+    maxPerConnection: options.limits?.maxPerConnection ?? 20,
+    maxPerApiKey: options.limits?.maxPerApiKey ?? 200,
+    idleTimeoutMs: options.limits?.idleTimeoutMs ?? 60_000,
+    keepAliveMs: options.limits?.keepAliveMs ?? 15_000,
+    connectionInitTimeoutMs: options.limits?.connectionInitTimeoutMs ?? 5_000,
+    maxPayloadBytes: options.limits?.maxPayloadBytes ?? 64 * 1024,
+  };
+  const path = options.path ?? '/graphql';
+  const schemaOf = () => (typeof options.schema === 'function' ? options.schema() : options.schema);
+  const pool = createUpstreamPool({ ...options.upstream, urls: options.upstreams, authorization: options.upstreamAuthorization, logger });
+  const perApiKey = new Map<string, number>();
+  const streams = new Set<EventStream<SubscriptionPayload>>();
+  let closing = false;
+
+  const activeGauge = options.registry
+    ? new Gauge({
+        name: 'graphql_subscriptions_active',
+        help: 'Client subscriptions open on this router',
+        labelNames: ['transport'],
+        registers: [options.registry],
+      })
+    : undefined;
+  const upstreamGauge = options.registry
+    ? new Gauge({
+        name: 'subscription_upstream_sockets',
+        help: 'Upstream subscription sockets carrying at least one subscription',
+        registers: [options.registry],
+        collect() {
+          this.set(pool.stats().sockets);
+        },
+      })
+    : undefined;
+  void upstreamGauge;
+
+  const reserveApiKey = (apiKeyId: string): Reservation | GhostPayError => {
+    const count = perApiKey.get(apiKeyId) ?? 0;
+    if (count >= limits.maxPerApiKey) {
+      return new GhostPayError(ErrorCode.RATE_LIMITED, `Too many subscriptions for this API key (at most ${limits.maxPerApiKey})`);
+    }
+    perApiKey.set(apiKeyId, count + 1);
+    let released = false;
+    return {
+      release() {
+        if (released) return;
+        released = true;
+        const left = (perApiKey.get(apiKeyId) ?? 1) - 1;
+        if (left <= 0) perApiKey.delete(apiKeyId);
+        else perApiKey.set(apiKeyId, left);
+      },
+    };
+  };
+
+  /** Shared by both transports: limits, plan, first query, upstream. */
+  const open = async (
+    caller: Caller,
+    request: { query?: unknown; variables?: unknown; operationName?: unknown },
+    transport: 'ws' | 'sse',
+    onEnd: () => void,
+  ): Promise<EventStream<SubscriptionPayload> | readonly GraphQLError[]> => {
+    if (closing) return [new GhostPayError(ErrorCode.SERVICE_UNAVAILABLE, 'The router is shutting down')];
+    const plan = planSubscription(schemaOf(), routes, request);
+    if (!isPlan(plan)) return plan;
+    const reservation = reserveApiKey(caller.principal.apiKeyId);
+    if (reservation instanceof GhostPayError) return [reservation];
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      reservation.release();
+      activeGauge?.dec({ transport });
+      onEnd();
+    };
+    let stream: EventStream<SubscriptionPayload> | undefined;
+    const opened = await openClientSubscription({
+      plan,
+      authorization: caller.authorization,
+      pool,
+      executeQuery: options.executeQuery,
+      logger,
+      onEnd: () => {
+        if (stream) streams.delete(stream);
+        end();
+      },
+    }).catch((error: unknown) => {
+      logger.error({ err: error }, 'opening a subscription failed');
+      return [new GhostPayError(ErrorCode.SERVICE_UNAVAILABLE, 'Could not start the subscription; retry later')] as const;
+    });
+    if (!('stream' in opened)) {
+      reservation.release();
+      return opened;
+    }
+    stream = opened.stream;
+    activeGauge?.inc({ transport });
+    streams.add(stream);
+    // Closing began while the first query ran: end at once.
+    if (closing) stream.end();
+    return stream;
+  };
+
+  const authenticate = async (header: unknown): Promise<Caller | GhostPayError> => {
+    if (typeof header !== 'string' || header === '') return new GhostPayError(ErrorCode.UNAUTHENTICATED, 'Authentication required');
+    try {
+      const principal = await options.verifier.verifyAuthorization(header);
+      if (!principal) return new GhostPayError(ErrorCode.UNAUTHENTICATED, 'Authentication required');
+      return { principal, authorization: header };
+    } catch (error) {
+      return error instanceof GhostPayError ? error : new GhostPayError(ErrorCode.UNAUTHENTICATED, 'Token is invalid');
+    }
+  };
+
+  /** ms until the token expires, clamped to what setTimeout accepts. */
+  const untilExpiry = (principal: Principal) => Math.min(2_147_483_647, Math.max(0, principal.expiresAt * 1000 - Date.now()));
+
+  // ---- WebSocket (graphql-transport-ws) ----
+  const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxPayloadBytes });
+  const states = new WeakMap<WebSocket, ConnectionState>();
+
+  const armIdle = (ws: WebSocket, state: ConnectionState) => {
+    clearTimeout(state.idleTimer);
+    if (state.active > 0 || limits.idleTimeoutMs <= 0) return;
+    state.idleTimer = setTimeout(() => ws.close(SubscriptionCloseCode.IdleTimeout, 'Idle timeout'), limits.idleTimeoutMs);
+    state.idleTimer.unref();
+  };
+
+  wss.on('connection', (ws: WebSocket) => {
+    const state: ConnectionState = { active: 0, alive: true };
+    states.set(ws, state);
+    ws.on('pong', () => {
+      state.alive = true;
+    });
+    ws.once('close', () => {
+      clearTimeout(state.idleTimer);
+      clearTimeout(state.expiryTimer);
+    });
+    armIdle(ws, state);
+  });
+
+  const heartbeat = setInterval(() => {
+    for (const ws of wss.clients) {
+      const state = states.get(ws);
+      if (!state) continue;
+      if (!state.alive) {
+        ws.terminate();
+        continue;
+      }
+      state.alive = false;
+      ws.ping();
+    }
+  }, limits.keepAliveMs);
+  heartbeat.unref();
+
+  interface WsContextValue {
+    stream: EventStream<SubscriptionPayload>;
+  }
+
+  // biome-ignore lint/correctness/useHookAtTopLevel: graphql-ws's useServer is not a React hook.
+  const wsServer = useGraphQLWsServer<Record<string, unknown> | undefined>(
+    {
+      connectionInitWaitTimeout: limits.connectionInitTimeoutMs,
+      async onConnect(ctx) {
+        const ws = ctx.extra.socket;
+        const state = states.get(ws);
+        const fromPayload = ctx.connectionParams?.authorization;
+        const caller = await authenticate(typeof fromPayload === 'string' ? fromPayload : ctx.extra.request.headers.authorization);
+        if (!state || caller instanceof GhostPayError) {
+          // 4401 with the reason rather than graphql-ws's bare 4403: the client knows to get a token.
+          ws.close(SubscriptionCloseCode.Unauthorized, caller instanceof GhostPayError ? caller.message.slice(0, 120) : 'Unauthorized');
+          return false;
+        }
+        state.caller = caller;
+        state.expiryTimer = setTimeout(() => ws.close(SubscriptionCloseCode.Unauthorized, 'Token expired'), untilExpiry(caller.principal));
+        state.expiryTimer.unref();
+        return true;
+      },
+      async onSubscribe(ctx, _id, payload) {
+        const ws = ctx.extra.socket;
+        const state = states.get(ws);
+        if (!state?.caller) return [new GhostPayError(ErrorCode.UNAUTHENTICATED, 'Authentication required')];
+        if (state.active >= limits.maxPerConnection) {
+          return [
+            new GhostPayError(ErrorCode.RATE_LIMITED, `Too many subscriptions on this connection (at most ${limits.maxPerConnection})`),
+          ];
+        }
+        // Count it before the first query runs, so concurrent subscribes cannot overshoot.
+        state.active++;
+        clearTimeout(state.idleTimer);
+        let counted = true;
+        const release = () => {
+          if (!counted) return;
+          counted = false;
+          state.active--;
+          armIdle(ws, state);
+        };
+        const result = await open(state.caller, payload, 'ws', release);
+        if (Array.isArray(result)) {
+          release();
+          return result as readonly GraphQLError[];
+        }
+        const stream = result as EventStream<SubscriptionPayload>;
+        const plan = planSubscription(schemaOf(), routes, payload);
+        const args: ExecutionArgs = {
+          schema: schemaOf(),
+          document: isPlan(plan) ? plan.document : ({ kind: 'Document', definitions: [] } as never),
+          variableValues: payload.variables ?? undefined,
+          operationName: payload.operationName ?? undefined,
+          contextValue: { stream } satisfies WsContextValue,
+        };
+        return args;
+      },
+      // Our stream yields already formatted results; graphql-ws only forwards them.
+      subscribe: (args) => (args.contextValue as WsContextValue).stream as unknown as AsyncGenerator<ExecutionResult>,
+      onError: (_ctx, _id, _payload, errors) =>
+        errors.map((e) => ({ message: e.message, extensions: { code: e.extensions?.code ?? ErrorCode.INTERNAL_SERVER_ERROR } })),
+    },
+    wss,
+  );
+
+  // ---- Server-Sent Events (graphql-sse, distinct connections mode) ----
+  const sse = createSseHandler({
+    // null: no reservations, one operation per event stream (the "distinct connections" mode).
+    authenticate: () => null,
+    async onSubscribe(req, params) {
+      const caller = await authenticate(req.headers.get('authorization'));
+      if (caller instanceof GhostPayError) {
+        return [
+          JSON.stringify({ errors: [caller.toJSON()] }),
+          { status: 401, statusText: 'Unauthorized', headers: { 'content-type': 'application/json; charset=utf-8' } },
+        ];
+      }
+      let expiry: NodeJS.Timeout | undefined;
+      const result = await open(caller, params, 'sse', () => clearTimeout(expiry));
+      if (Array.isArray(result)) return { errors: (result as readonly GraphQLError[]).map((e) => e.toJSON()) } as never;
+      const stream = result as EventStream<SubscriptionPayload>;
+      expiry = setTimeout(
+        () => stream.end({ errors: [{ message: 'Token expired', extensions: { code: ErrorCode.UNAUTHENTICATED } }] }),
+        untilExpiry(caller.principal),
+      );
+      expiry.unref();
+      return stream as never;
+    },
+  });
+
+  return {
+    handleUpgrade(req, socket, head) {
+      const pathname = (req.url ?? '/').split('?')[0];
+      if (pathname !== path || closing) {
+        socket.destroy();
+        return;
+      }
+      wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+    },
+    async handleSse(req, res) {
+      await sse(req, res);
+    },
+    stats() {
+      return { clientSubscriptions: streams.size, webSockets: wss.clients.size, upstream: pool.stats() };
+    },
+    async close() {
+      closing = true;
+      clearInterval(heartbeat);
+      for (const stream of [...streams]) stream.end();
+      for (const ws of wss.clients) ws.close(SubscriptionCloseCode.GoingAway, 'Router shutting down');
+      await wsServer.dispose();
+      for (const ws of wss.clients) ws.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      await pool.close();
+    },
+  };
+}

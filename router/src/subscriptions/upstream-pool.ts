@@ -1,0 +1,267 @@
+import type { GraphQLFormattedError } from 'graphql';
+import { type Client, createClient } from 'graphql-ws';
+import type { Logger } from 'pino';
+import WebSocket from 'ws';
+
+/** Receives the events of one shared upstream subscription. */
+export interface UpstreamListener {
+  /** Something changed upstream. `missedEvents`: the upstream was down since the last event. */
+  event(missedEvents: boolean): void;
+  /** The upstream refused or failed the subscription with GraphQL errors: it is over. */
+  error(errors: readonly GraphQLFormattedError[]): void;
+  /** The upstream completed the subscription. */
+  complete(): void;
+}
+
+export interface UpstreamTarget {
+  subgraph: string;
+  key: string;
+  query: string;
+  variables: Record<string, unknown>;
+}
+
+export interface UpstreamSubscription {
+  readonly key: string;
+  /** Number of upstream events seen; compared before and after a client's first query. */
+  readonly seq: number;
+  /** True once the upstream sent its first event (the subscription is established). */
+  readonly live: boolean;
+}
+
+export interface UpstreamAttachment {
+  readonly subscription: UpstreamSubscription;
+  detach(): void;
+}
+
+export interface UpstreamPoolOptions {
+  /** graphql-ws URL per subgraph name, e.g. `{ charges: 'ws://charges:4003/graphql' }`. */
+  urls: Readonly<Record<string, string>>;
+  /**
+   * The router's own credential for upstream sockets (`Bearer …`), read at every (re)connect
+   * so a rotated or refreshed token is picked up. Clients' tokens never go upstream.
+   */
+  authorization: () => string | Promise<string>;
+  logger: Logger;
+  /** Upstream subscriptions one socket carries before the pool opens another. @default 500 */
+  maxSubscriptionsPerSocket?: number;
+  /** First reconnect delay; doubles per failed attempt, with jitter. @default 250 */
+  retryInitialDelayMs?: number;
+  /** @default 10000 */
+  retryMaxDelayMs?: number;
+  /** graphql-ws ping interval on upstream sockets (a dead peer is noticed within this). @default 10000 */
+  keepAliveMs?: number;
+  /** An idle upstream socket stays open this long for the next subscriber. @default 5000 */
+  lazyCloseTimeoutMs?: number;
+}
+
+export interface UpstreamPool {
+  /** Joins the shared upstream subscription for `target.key`, opening it when it is the first. */
+  attach(target: UpstreamTarget, listener: UpstreamListener): UpstreamAttachment;
+  /** The current upstream subscription for a key, if any. */
+  peek(key: string): UpstreamSubscription | undefined;
+  stats(): { sockets: number; connectedSockets: number; subscriptions: number };
+  close(): Promise<void>;
+}
+
+interface Socket {
+  id: number;
+  subgraph: string;
+  client: Client;
+  subscriptions: number;
+  connected: boolean;
+  failures: number;
+}
+
+interface SharedSubscription extends UpstreamSubscription {
+  key: string;
+  seq: number;
+  live: boolean;
+  missed: boolean;
+  closed: boolean;
+  target: UpstreamTarget;
+  socket: Socket;
+  listeners: Set<UpstreamListener>;
+  dispose?: () => void;
+  retryTimer?: NodeJS.Timeout;
+}
+
+/**
+ * Upstream graphql-ws sockets shared by every client of this router process.
+ *
+ * One upstream subscription per distinct (field, arguments) — e.g. per charge id — however
+ * many clients watch it, multiplexed over few sockets per subgraph (a new socket only every
+ * `maxSubscriptionsPerSocket` subscriptions). Reconnection is ours, not graphql-ws's: a
+ * dropped socket (killed replica, 4403 after a credential rotation, network) makes each of
+ * its subscriptions resubscribe after an exponential backoff with jitter, and marks it
+ * `missed` so the next event tells clients that events may have been missed.
+ */
+export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
+  const maxPerSocket = options.maxSubscriptionsPerSocket ?? 500;
+  const initialDelay = options.retryInitialDelayMs ?? 250;
+  const maxDelay = options.retryMaxDelayMs ?? 10_000;
+  const sockets = new Map<string, Socket[]>();
+  const subscriptions = new Map<string, SharedSubscription>();
+  let nextSocketId = 1;
+  let closed = false;
+
+  const openSocket = (subgraph: string): Socket => {
+    const url = options.urls[subgraph];
+    if (!url) throw new Error(`No upstream URL for subgraph ${subgraph}`);
+    const id = nextSocketId++;
+    const log = options.logger.child({ subgraph, upstreamSocket: id });
+    const socket: Socket = {
+      id,
+      subgraph,
+      subscriptions: 0,
+      connected: false,
+      failures: 0,
+      client: createClient({
+        url,
+        webSocketImpl: WebSocket,
+        lazy: true,
+        lazyCloseTimeout: options.lazyCloseTimeoutMs ?? 5_000,
+        keepAlive: options.keepAliveMs ?? 10_000,
+        retryAttempts: 0,
+        connectionParams: async () => ({ authorization: await options.authorization() }),
+        on: {
+          connected: () => {
+            socket.connected = true;
+            socket.failures = 0;
+            log.debug('upstream socket connected');
+          },
+          closed: (event) => {
+            const wasConnected = socket.connected;
+            socket.connected = false;
+            if (socket.subscriptions > 0) {
+              socket.failures++;
+              log.warn({ code: (event as { code?: number }).code, wasConnected }, 'upstream socket closed with active subscriptions');
+            }
+          },
+        },
+      }),
+    };
+    return socket;
+  };
+
+  const socketFor = (subgraph: string): Socket => {
+    const list = sockets.get(subgraph) ?? [];
+    sockets.set(subgraph, list);
+    const roomy = list.filter((s) => s.subscriptions < maxPerSocket).sort((a, b) => b.subscriptions - a.subscriptions)[0];
+    if (roomy) return roomy;
+    const socket = openSocket(subgraph);
+    list.push(socket);
+    return socket;
+  };
+
+  const retryDelay = (socket: Socket) => {
+    const base = Math.min(maxDelay, initialDelay * 2 ** Math.max(0, socket.failures - 1));
+    return Math.round(base / 2 + Math.random() * (base / 2));
+  };
+
+  const remove = (sub: SharedSubscription) => {
+    if (sub.closed) return;
+    sub.closed = true;
+    clearTimeout(sub.retryTimer);
+    subscriptions.delete(sub.key);
+    sub.socket.subscriptions--;
+    sub.dispose?.();
+    if (sub.socket.subscriptions === 0) {
+      const list = sockets.get(sub.socket.subgraph) ?? [];
+      // Keep one idle client per subgraph (its socket closes lazily); drop extra ones.
+      if (list.length > 1) {
+        sockets.set(
+          sub.socket.subgraph,
+          list.filter((s) => s !== sub.socket),
+        );
+        void sub.socket.client.dispose();
+      }
+    }
+  };
+
+  const run = (sub: SharedSubscription) => {
+    if (sub.closed || closed) return;
+    sub.dispose = sub.socket.client.subscribe(
+      { query: sub.target.query, variables: sub.target.variables },
+      {
+        next: () => {
+          if (sub.closed) return;
+          const missed = sub.missed;
+          sub.missed = false;
+          sub.live = true;
+          sub.seq++;
+          for (const listener of [...sub.listeners]) listener.event(missed);
+        },
+        error: (error: unknown) => {
+          if (sub.closed) return;
+          if (Array.isArray(error)) {
+            const listeners = [...sub.listeners];
+            remove(sub);
+            for (const listener of listeners) listener.error(error as GraphQLFormattedError[]);
+            return;
+          }
+          // Transport failure: the socket went away. Resubscribe on a fresh connection.
+          sub.live = false;
+          sub.missed = true;
+          sub.dispose = undefined;
+          if (sub.socket.failures === 0) sub.socket.failures = 1;
+          sub.retryTimer = setTimeout(() => run(sub), retryDelay(sub.socket));
+        },
+        complete: () => {
+          if (sub.closed) return;
+          const listeners = [...sub.listeners];
+          remove(sub);
+          for (const listener of listeners) listener.complete();
+        },
+      },
+    );
+  };
+
+  return {
+    attach(target, listener) {
+      if (closed) throw new Error('upstream pool is closed');
+      let sub = subscriptions.get(target.key);
+      if (!sub) {
+        const socket = socketFor(target.subgraph);
+        socket.subscriptions++;
+        sub = {
+          key: target.key,
+          seq: 0,
+          live: false,
+          missed: false,
+          closed: false,
+          target,
+          socket,
+          listeners: new Set(),
+        };
+        subscriptions.set(target.key, sub);
+        run(sub);
+      }
+      const shared = sub;
+      shared.listeners.add(listener);
+      return {
+        subscription: shared,
+        detach() {
+          shared.listeners.delete(listener);
+          if (shared.listeners.size === 0) remove(shared);
+        },
+      };
+    },
+    peek(key) {
+      return subscriptions.get(key);
+    },
+    stats() {
+      const all = [...sockets.values()].flat();
+      return {
+        sockets: all.filter((s) => s.subscriptions > 0).length,
+        connectedSockets: all.filter((s) => s.connected).length,
+        subscriptions: subscriptions.size,
+      };
+    },
+    async close() {
+      closed = true;
+      for (const sub of [...subscriptions.values()]) remove(sub);
+      await Promise.all([...sockets.values()].flat().map((s) => s.client.dispose()));
+      sockets.clear();
+    },
+  };
+}

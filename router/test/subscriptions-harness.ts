@@ -1,0 +1,269 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { authConfigSchema, createAuthService } from '@ghostpay/auth';
+import { cardsConfigSchema, createCardsService } from '@ghostpay/cards';
+import { chargesConfigSchema, createChargesService } from '@ghostpay/charges';
+import type { DatabaseHandle } from '@ghostpay/db';
+import {
+  createLogger,
+  createMetricsRegistry,
+  createSecretsProvider,
+  envNameForSecret,
+  type Principal,
+  type Role,
+} from '@ghostpay/platform';
+import type { TestTokenIssuer } from '@ghostpay/test-support';
+import { type Client, createClient } from 'graphql-ws';
+import WebSocket from 'ws';
+import type { RouterContext } from '../src/router.ts';
+import {
+  apiSchemaFromSupergraph,
+  createGatewayQueryExecutor,
+  createSubscriptionGateway,
+  type SubscriptionGateway,
+  type SubscriptionGatewayOptions,
+} from '../src/subscriptions/index.ts';
+import { composeRepoSupergraph, post, silentLogger, startRouter } from './router-harness.ts';
+
+export const silent = (service: string) => createLogger({ service, level: 'silent' });
+
+/** The real auth, cards and charges subgraphs on port 0 over one database. */
+export async function startRealSubgraphs(database: DatabaseHandle, issuer: TestTokenIssuer, chargesEnv: Record<string, string> = {}) {
+  const kek = `k1:${randomBytes(32).toString('base64')}`;
+  const authSecrets = createSecretsProvider({ env: { [envNameForSecret('signing-kek')]: kek } });
+  const auth = createAuthService({
+    database,
+    secrets: authSecrets,
+    logger: silent('auth'),
+    config: authConfigSchema.parse({ NODE_ENV: 'test', LOG_LEVEL: 'silent' }),
+    verifier: issuer.verifier,
+  });
+  const cardSecrets = createSecretsProvider({
+    env: {
+      [envNameForSecret('pan-encryption-keys')]: `k1:${randomBytes(32).toString('base64')}`,
+      [envNameForSecret('pan-fingerprint-key')]: randomBytes(32).toString('base64'),
+      [envNameForSecret('cvc-key')]: randomBytes(32).toString('base64'),
+    },
+  });
+  const cards = createCardsService({
+    database,
+    secrets: cardSecrets,
+    logger: silent('cards'),
+    config: cardsConfigSchema.parse({ NODE_ENV: 'test', LOG_LEVEL: 'silent' }),
+    verifier: issuer.verifier,
+  });
+  const charges = createChargesService({
+    database,
+    logger: silent('charges'),
+    verifier: issuer.verifier,
+    config: chargesConfigSchema.parse({ LOG_LEVEL: 'silent', SETTLEMENT_ENABLED: 'false', SHUTDOWN_TIMEOUT_MS: '200', ...chargesEnv }),
+  });
+  const urls = {
+    auth: `${await auth.start(0)}/graphql`,
+    cards: `${await cards.start(0)}/graphql`,
+    charges: `${await charges.start(0)}/graphql`,
+  };
+  return {
+    auth,
+    cards,
+    charges,
+    urls,
+    async close() {
+      await Promise.all([auth.close(), cards.close(), charges.close()]);
+      authSecrets.close();
+      cardSecrets.close();
+    },
+  };
+}
+
+/** Counts WebSocket upgrades a server accepts, and how many of those sockets are still open. */
+export function countUpgrades(server: Server) {
+  const counter = { total: 0, open: 0 };
+  server.on('upgrade', (_req, socket) => {
+    counter.total++;
+    counter.open++;
+    socket.once('close', () => counter.open--);
+  });
+  return counter;
+}
+
+/** The router's upstream credential in tests: an admin token that may only read charges. */
+export function upstreamAuthorization(issuer: TestTokenIssuer) {
+  return () => issuer.mint({ userId: 'usr_router', role: 'admin', scopes: ['charges:read'] }).then((t) => `Bearer ${t}`);
+}
+
+/**
+ * A real router (createRouter) with the subscription gateway attached the way the router's
+ * composition root attaches it: upgrades on its server, per-event queries through its Apollo
+ * Server with the router's own context shape.
+ */
+export async function startSubscriptionRouter(options: {
+  issuer: TestTokenIssuer;
+  urls: Record<string, string>;
+  upstreams: Record<string, string>;
+  limits?: SubscriptionGatewayOptions['limits'];
+  upstream?: SubscriptionGatewayOptions['upstream'];
+}) {
+  const supergraphSdl = composeRepoSupergraph();
+  const router = await startRouter({ verifier: options.issuer.verifier, urls: options.urls, supergraphSdl });
+  const apiSchema = apiSchemaFromSupergraph(supergraphSdl);
+  const gateway: SubscriptionGateway = createSubscriptionGateway({
+    verifier: options.issuer.verifier,
+    schema: apiSchema,
+    upstreams: options.upstreams,
+    upstreamAuthorization: upstreamAuthorization(options.issuer),
+    executeQuery: createGatewayQueryExecutor({
+      apollo: router.apollo,
+      verifier: options.issuer.verifier,
+      contextFor: (principal: Principal, authorization: string): RouterContext => {
+        const requestId = randomUUID();
+        return {
+          principal,
+          requestId,
+          logger: silentLogger,
+          forwardHeaders: { 'x-request-id': requestId, authorization },
+          subgraphTimings: [],
+        };
+      },
+    }),
+    logger: silentLogger,
+    registry: createMetricsRegistry('router-subscriptions-test'),
+    limits: options.limits,
+    upstream: options.upstream,
+  });
+  router.server.on('upgrade', gateway.handleUpgrade);
+  const url = router.url;
+  return {
+    router,
+    gateway,
+    url,
+    wsUrl: `${url.replace(/^http/, 'ws')}/graphql`,
+    graphqlUrl: `${url}/graphql`,
+    async close() {
+      await gateway.close();
+      await router.close();
+    },
+  };
+}
+
+export const chargeSelection = 'id status amount refundedAmount card { id status last4 owner { id name } }';
+export const chargeUpdatedSubscription = `subscription Watch($id: ID!) { chargeUpdated(id: $id) { ${chargeSelection} } }`;
+
+export interface ChargeEvent {
+  id: string;
+  status: string;
+  amount: number;
+  refundedAmount: number;
+  card: { id: string; status: string; last4: string; owner: { id: string; name: string } };
+}
+
+export interface Collected {
+  events: ChargeEvent[];
+  payloads: { data?: unknown; errors?: unknown[]; extensions?: Record<string, unknown> }[];
+  errors: unknown[];
+  completed: boolean;
+  stop(): void;
+}
+
+export function wsClient(
+  wsUrl: string,
+  authorization: string,
+  options: { lazy?: boolean } = {},
+): Client & { closeEvents: { code: number; reason: string }[] } {
+  const closeEvents: { code: number; reason: string }[] = [];
+  const client = createClient({
+    url: wsUrl,
+    webSocketImpl: WebSocket,
+    connectionParams: { authorization },
+    retryAttempts: 0,
+    lazy: options.lazy ?? true,
+    on: {
+      closed: (event) => {
+        const e = event as { code: number; reason: string };
+        closeEvents.push({ code: e.code, reason: String(e.reason) });
+      },
+    },
+  });
+  return Object.assign(client, { closeEvents });
+}
+
+/** Subscribes to chargeUpdated and collects everything that arrives. */
+export function watchCharge(client: Client, chargeId: string, query = chargeUpdatedSubscription): Collected {
+  const collected: Collected = { events: [], payloads: [], errors: [], completed: false, stop: () => {} };
+  collected.stop = client.subscribe<{ chargeUpdated: ChargeEvent }>(
+    { query, variables: { id: chargeId } },
+    {
+      next: (value) => {
+        collected.payloads.push(value as Collected['payloads'][number]);
+        if (value.data?.chargeUpdated) collected.events.push(value.data.chargeUpdated);
+      },
+      // Close events are large objects: keep what a client would look at.
+      error: (error) =>
+        collected.errors.push(
+          Array.isArray(error)
+            ? error
+            : { close: (error as { code?: number }).code, reason: String((error as { reason?: string }).reason) },
+        ),
+      complete: () => {
+        collected.completed = true;
+      },
+    },
+  );
+  return collected;
+}
+
+export async function until(condition: () => boolean, what: string, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+export const statuses = (collected: Collected) => collected.events.map((e) => e.status);
+
+/** Creates a charge through the router as the merchant; returns its id. */
+export async function createCharge(graphqlUrl: string, merchantBearer: string, cardId: string, amount = 1_500) {
+  const response = await post(
+    graphqlUrl,
+    {
+      query: 'mutation ($input: CreateChargeInput!, $key: String!) { createCharge(input: $input, idempotencyKey: $key) { id status } }',
+      variables: { input: { cardId, amount, currency: 'USD' }, key: randomUUID() },
+    },
+    { authorization: merchantBearer },
+  );
+  const charge = (response.body.data as { createCharge?: { id: string; status: string } } | null)?.createCharge;
+  if (!charge) throw new Error(`createCharge failed: ${JSON.stringify(response.body.errors)}`);
+  return charge;
+}
+
+export async function refundCharge(graphqlUrl: string, merchantBearer: string, chargeId: string) {
+  const response = await post(
+    graphqlUrl,
+    {
+      query: 'mutation ($id: ID!, $key: String!) { refundCharge(id: $id, idempotencyKey: $key) { id status } }',
+      variables: { id: chargeId, key: randomUUID() },
+    },
+    { authorization: merchantBearer },
+  );
+  const charge = (response.body.data as { refundCharge?: { id: string; status: string } } | null)?.refundCharge;
+  if (!charge) throw new Error(`refundCharge failed: ${JSON.stringify(response.body.errors)}`);
+  return charge;
+}
+
+/** Serves a JWKS over HTTP for child processes (their verifier fetches it like the auth service's). */
+export async function serveJwks(issuer: TestTokenIssuer) {
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(issuer.jwks));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/.well-known/jwks.json`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+export type { Role };
