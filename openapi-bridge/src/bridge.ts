@@ -12,7 +12,7 @@ import {
   type ServiceServer,
 } from '@ghostpay/platform';
 import type { BridgeConfig } from './config.ts';
-import { loadDocsFiles } from './docs-page.ts';
+import { docsPaths, loadDocsFiles } from './docs-page.ts';
 import { errorEnvelope, mapGraphQLErrors } from './error-mapping.ts';
 import { apiContentSecurityPolicy, applyCors, docsContentSecurityPolicy, setSecurityHeaders } from './http-security.ts';
 import { type ApiRoute, loadSpec, manifestPath, matchRoute, type OpenApiDocument, routesOf } from './openapi-spec.ts';
@@ -46,6 +46,12 @@ export interface Bridge {
   readonly url: string;
   close(): Promise<void>;
 }
+
+/**
+ * Paths the bridge answers without a GraphQL operation: its own (the contract, the docs
+ * page) and those of platform's server bootstrap. Each must be documented in openapi.yaml.
+ */
+export const staticPaths = ['/openapi.json', ...docsPaths, '/healthz', '/readyz', '/metrics'];
 
 /** Headers of the router's answer that REST clients need (rate limiting). */
 const passedThroughHeaders = ['retry-after', 'ratelimit', 'ratelimit-policy'];
@@ -235,7 +241,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
     const isDocs = path === '/docs' || path.startsWith('/docs/');
     setSecurityHeaders(res, { tls, csp: isDocs ? docsContentSecurityPolicy : apiContentSecurityPolicy });
 
-    const methods = [...new Set(routes.filter((r) => r.pattern.test(path)).map((r) => r.method))];
+    const methods = [...new Set(routes.filter((r) => r.pattern.test(path)).map((r) => r.method))].sort();
     if (methods.length > 0 && applyCors(req, res, { allowedOrigins: config.BRIDGE_CORS_ORIGINS }, methods)) return;
 
     const match = matchRoute(routes, req.method ?? 'GET', path);

@@ -26,6 +26,7 @@ const page = `<!doctype html>
     <meta charset="utf-8">
     <meta name="viewport" content="width=device-width, initial-scale=1">
     <title>GhostPay-Lite REST API</title>
+    <link rel="icon" href="data:,">
     <link rel="stylesheet" href="/docs/swagger-ui.css">
   </head>
   <body>
@@ -47,6 +48,9 @@ const assetTypes: Record<string, string> = {
   'swagger-ui-bundle.js': 'text/javascript; charset=utf-8',
   'swagger-ui-standalone-preset.js': 'text/javascript; charset=utf-8',
 };
+
+/** Every path the docs page is served from: the page, its start-up script and Swagger UI's files. */
+export const docsPaths = ['/docs', '/docs/docs-init.js', ...Object.keys(assetTypes).map((name) => `/docs/${name}`)];
 
 /** The docs page and its assets, read once (a few MB) so requests never touch the disk. */
 export function loadDocsFiles(): Map<string, StaticFile> {

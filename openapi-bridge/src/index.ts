@@ -1,4 +1,4 @@
-export { type Bridge, type BridgeDeps, createBridge } from './bridge.ts';
+export { type Bridge, type BridgeDeps, createBridge, staticPaths } from './bridge.ts';
 export { type BridgeConfig, bridgeConfigSchema } from './config.ts';
 export { type ErrorEnvelope, errorEnvelope, mapGraphQLErrors } from './error-mapping.ts';
 export {
@@ -23,4 +23,5 @@ export {
   sha256Hex,
 } from './persisted-query-manifest.ts';
 export { compileSpecSchema, createSpecAjv } from './request-validation.ts';
+export { routeCoverageProblems } from './route-coverage.ts';
 export { createRouterClient, type RouterClient } from './router-client.ts';

@@ -1,0 +1,248 @@
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ErrorCode } from '@ghostpay/platform';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { type Bridge, bridgeConfigSchema, createBridge, loadSpec, manifestPath, mapGraphQLErrors, routesOf } from '../src/index.ts';
+import { loadManifest } from '../src/persisted-query-manifest.ts';
+import { createContractChecker } from './contract-checker.ts';
+import { silentLogger } from './stack-harness.ts';
+
+interface Captured {
+  headers: IncomingMessage['headers'];
+  body: Record<string, unknown>;
+}
+
+/**
+ * A recording HTTP server in the router's place, answering what each test scripts. It lets
+ * these tests pin what the bridge sends (hash only, forwarded headers) and how it maps the
+ * answers the real stack cannot be made to give on demand (409, a stale manifest, a proxy's 502).
+ */
+describe('the bridge in front of a scripted router', () => {
+  let fakeRouter: Server;
+  let bridge: Bridge;
+  let api: ReturnType<typeof createContractChecker>;
+  const captured: Captured[] = [];
+  let answer: { status: number; headers?: Record<string, string>; body: string } = { status: 200, body: '{}' };
+  const manifest = loadManifest(manifestPath);
+  const token = 'header.payload.signature';
+
+  beforeAll(async () => {
+    fakeRouter = createServer(async (req, res) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of req) chunks.push(chunk as Buffer);
+      captured.push({ headers: req.headers, body: JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') });
+      res.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers });
+      res.end(answer.body);
+    });
+    await new Promise<void>((resolve) => fakeRouter.listen(0, '127.0.0.1', resolve));
+    const port = (fakeRouter.address() as AddressInfo).port;
+    bridge = createBridge({
+      config: bridgeConfigSchema.parse({
+        LOG_LEVEL: 'silent',
+        SHUTDOWN_TIMEOUT_MS: '200',
+        ROUTER_URL: `http://127.0.0.1:${port}/graphql`,
+        BRIDGE_CORS_ORIGINS: 'https://shop.example.com',
+      }),
+      logger: silentLogger,
+    });
+    api = createContractChecker(await bridge.start(0));
+  });
+
+  afterAll(async () => {
+    await bridge?.close();
+    await new Promise((resolve) => fakeRouter?.close(resolve));
+  });
+
+  beforeEach(() => {
+    captured.length = 0;
+  });
+
+  const errorAnswer = (code: string, extensions: Record<string, unknown> = {}, status = 200) => {
+    answer = {
+      status,
+      body: JSON.stringify({ data: null, errors: [{ message: `failed: ${code}`, extensions: { code, ...extensions } }] }),
+    };
+  };
+
+  it('sends only the operation’s hash, never its text, with mapped variables', async () => {
+    answer = {
+      status: 200,
+      body: JSON.stringify({ data: { charge: null }, errors: [{ message: 'Charge not found', extensions: { code: 'NOT_FOUND' } }] }),
+    };
+    await api.call('GET', '/charges/ch_123', {
+      token,
+      headers: { cookie: 'session=1', 'x-internal': 'yes', traceparent: '00-abc-def-01' },
+    });
+    expect(captured).toHaveLength(1);
+    const sent = captured[0] as Captured;
+    expect(sent.body).toEqual({
+      operationName: 'GetCharge',
+      variables: { id: 'ch_123' },
+      extensions: { persistedQuery: { version: 1, sha256Hash: manifest.get('GetCharge')?.id } },
+    });
+    expect(sent.headers.authorization).toBe(`Bearer ${token}`);
+    expect(sent.headers.traceparent).toBe('00-abc-def-01');
+    expect(sent.headers['x-request-id']).toBeTruthy();
+    expect(sent.headers.cookie).toBeUndefined();
+    expect(sent.headers['x-internal']).toBeUndefined();
+  });
+
+  it('maps REST bodies, queries and headers to the GraphQL variables', async () => {
+    errorAnswer('NOT_FOUND');
+    await api.call('POST', '/charges', {
+      token,
+      body: { card_id: 'card_1', amount: 250, currency: 'JPY' },
+      headers: { 'Idempotency-Key': 'key-1' },
+    });
+    await api.call('GET', '/charges?status=partially_refunded&card_id=card_1&limit=5&cursor=abc', { token });
+    await api.call('POST', '/cards', { token, body: { user_id: 'usr_1', amount: 10, currency: 'USD', expires_in_seconds: 60 } });
+    expect(captured.map((c) => c.body.variables)).toEqual([
+      { input: { cardId: 'card_1', amount: 250, currency: 'JPY' }, idempotencyKey: 'key-1' },
+      { filter: { status: 'PARTIALLY_REFUNDED', cardId: 'card_1' }, first: 5, after: 'abc' },
+      { input: { userId: 'usr_1', amount: 10, currency: 'USD', expiresInSeconds: 60 } },
+    ]);
+  });
+
+  it('sends nothing to the router for a request the contract refuses', async () => {
+    const response = await api.call('POST', '/charges', { token, body: { card_id: 'card_1', amount: 1.5, currency: 'USD' } });
+    expect(response.status).toBe(400);
+    expect(response.body.error.fields.map((f: { field: string }) => f.field).sort()).toEqual(['Idempotency-Key', 'amount']);
+    expect(captured).toHaveLength(0);
+  });
+
+  it('answers 409 for IDEMPOTENCY_KEY_IN_USE', async () => {
+    errorAnswer('IDEMPOTENCY_KEY_IN_USE');
+    const response = await api.call('POST', '/charges', {
+      token,
+      body: { card_id: 'card_1', amount: 1, currency: 'USD' },
+      headers: { 'Idempotency-Key': 'k' },
+    });
+    expect(response.status).toBe(409);
+    expect(response.body.error.code).toBe('IDEMPOTENCY_KEY_IN_USE');
+  });
+
+  it('maps service field errors to REST field names', async () => {
+    errorAnswer('BAD_USER_INPUT', {
+      fields: [
+        { field: 'input.cardId', message: 'unknown card' },
+        { field: 'input.amount', message: 'too large' },
+      ],
+    });
+    const response = await api.call('POST', '/charges', {
+      token,
+      body: { card_id: 'card_1', amount: 1, currency: 'USD' },
+      headers: { 'Idempotency-Key': 'k' },
+    });
+    expect(response.status).toBe(400);
+    expect(response.body.error.fields).toEqual([
+      { field: 'card_id', message: 'unknown card' },
+      { field: 'amount', message: 'too large' },
+    ]);
+  });
+
+  it('sets Retry-After from the error when the router sent no header', async () => {
+    errorAnswer('RATE_LIMITED', { retryAfter: 12.2 });
+    const response = await api.call('POST', '/cards/card_1/reveal', { token });
+    expect(response.status).toBe(429);
+    expect(response.headers.get('retry-after')).toBe('13');
+  });
+
+  it('answers 500, not 400, when the router does not know the bridge’s hash (a deployment fault)', async () => {
+    errorAnswer('PERSISTED_QUERY_NOT_FOUND', {}, 400);
+    const response = await api.call('GET', '/cards/card_1', { token });
+    expect(response.status).toBe(500);
+    expect(response.body.error).toMatchObject({ code: 'INTERNAL_SERVER_ERROR', message: 'Internal server error' });
+  });
+
+  it('answers 503 when a proxy in front of the router answers 502 without JSON', async () => {
+    answer = { status: 502, body: '<html>bad gateway</html>' };
+    const response = await api.call('GET', '/cards/card_1', { token });
+    expect(response.status).toBe(503);
+  });
+
+  it('sets the security headers on every answer', async () => {
+    errorAnswer('NOT_FOUND');
+    const response = await api.call('GET', '/cards/card_1', { token });
+    expect(response.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(response.headers.get('x-frame-options')).toBe('DENY');
+    expect(response.headers.get('referrer-policy')).toBe('no-referrer');
+    expect(response.headers.get('content-security-policy')).toBe("default-src 'none'; frame-ancestors 'none'");
+    expect(response.headers.get('strict-transport-security')).toBeNull();
+  });
+
+  it('allows CORS only for configured origins', async () => {
+    const preflight = (origin: string) =>
+      fetch(`${bridge.url}/charges`, {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'idempotency-key' },
+      });
+    const allowed = await preflight('https://shop.example.com');
+    expect(allowed.status).toBe(204);
+    expect(allowed.headers.get('access-control-allow-origin')).toBe('https://shop.example.com');
+    expect(allowed.headers.get('access-control-allow-methods')).toBe('GET, POST');
+    expect(allowed.headers.get('access-control-allow-headers')).toContain('idempotency-key');
+    const refused = await preflight('https://evil.example.net');
+    expect(refused.headers.get('access-control-allow-origin')).toBeNull();
+    expect(captured).toHaveLength(0);
+  });
+});
+
+describe('the error code to status table', () => {
+  const expected: Record<string, number> = {
+    BAD_USER_INPUT: 400,
+    UNAUTHENTICATED: 401,
+    CARD_DECLINED: 402,
+    FORBIDDEN: 403,
+    NOT_FOUND: 404,
+    IDEMPOTENCY_KEY_IN_USE: 409,
+    PAYLOAD_TOO_LARGE: 413,
+    IDEMPOTENCY_KEY_REUSED: 422,
+    RATE_LIMITED: 429,
+    INTERNAL_SERVER_ERROR: 500,
+    SUBGRAPH_UNAVAILABLE: 503,
+    SERVICE_UNAVAILABLE: 503,
+    // The bridge's own documents refused by the router: the deployment's fault, never the client's.
+    GRAPHQL_PARSE_FAILED: 500,
+    GRAPHQL_VALIDATION_FAILED: 500,
+    PERSISTED_QUERY_NOT_FOUND: 500,
+    PERSISTED_QUERY_NOT_SUPPORTED: 500,
+    OPERATION_LIMIT_EXCEEDED: 500,
+  };
+
+  it('covers every code of the closed list', () => {
+    expect(Object.keys(expected).sort()).toEqual(Object.keys(ErrorCode).sort());
+  });
+
+  it.each(Object.entries(expected))('maps %s to %i', (code, status) => {
+    expect(mapGraphQLErrors([{ message: 'x', extensions: { code } }], 'req', []).status).toBe(status);
+  });
+
+  it('hides unknown codes behind a generic 500', () => {
+    const mapped = mapGraphQLErrors([{ message: 'secret detail', extensions: { code: 'SOMETHING_ELSE' } }], 'req', []);
+    expect(mapped.status).toBe(500);
+    expect(mapped.envelope.error.message).toBe('Internal server error');
+  });
+
+  it('reports the gravest cause when several fields fail', () => {
+    const mapped = mapGraphQLErrors(
+      [
+        { message: 'gone', extensions: { code: 'NOT_FOUND' } },
+        { message: 'who are you', extensions: { code: 'UNAUTHENTICATED' } },
+      ],
+      'req',
+      [],
+    );
+    expect(mapped.status).toBe(401);
+  });
+
+  it('is documented on every API operation for the statuses any operation can meet', () => {
+    const missing = routesOf(loadSpec())
+      .filter((route) => route.graphqlOperation)
+      .flatMap((route) =>
+        ['400', '401', '429', '500', '503', ...(route.requiresAuth ? ['403', '404'] : [])]
+          .filter((status) => !(status in route.responses))
+          .map((status) => `${route.operationId} ${status}`),
+      );
+    expect(missing).toEqual([]);
+  });
+});
