@@ -1,0 +1,32 @@
+// Targets come from env (`k6 run -e BASE_URL=... script.js` or exported variables) and a
+// missing one stops the run before any traffic: load scripts must never guess a target.
+
+/** The value of a required env variable; throws (aborting the test in init) when unset. */
+export function requireEnv(name) {
+  const value = __ENV[name];
+  if (value === undefined || value === '') {
+    throw new Error(`${name} is not set: see k6/README.md for the variables each script needs`);
+  }
+  return value;
+}
+
+/** An optional env variable with a default. */
+export function optionalEnv(name, fallback) {
+  const value = __ENV[name];
+  return value === undefined || value === '' ? fallback : value;
+}
+
+/** A positive integer env variable with a default; throws on anything else. */
+export function intEnv(name, fallback) {
+  const raw = optionalEnv(name, String(fallback));
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, got "${raw}"`);
+  return value;
+}
+
+/** A URL env variable without a trailing slash. */
+export function urlEnv(name) {
+  const value = requireEnv(name).replace(/\/+$/, '');
+  if (!/^https?:\/\//.test(value)) throw new Error(`${name} must be an http(s) URL, got "${value}"`);
+  return value;
+}
