@@ -249,6 +249,14 @@ export function createAnalyticsEmitter(options: AnalyticsEmitterOptions): Analyt
     if (!closed && Date.now() >= retryAt) void drain(false);
   };
 
+  const flush = async (): Promise<void> => {
+    if (sending) await sending;
+    while (buffer.size > 0) {
+      if (!(await drain(true))) return;
+    }
+  };
+
+  // No method uses `this`: `emitter.emit` and `emitter.close` can be passed around detached.
   return {
     emit(event) {
       try {
@@ -266,17 +274,12 @@ export function createAnalyticsEmitter(options: AnalyticsEmitterOptions): Analyt
         // emit must never throw into the request path.
       }
     },
-    async flush() {
-      if (sending) await sending;
-      while (buffer.size > 0) {
-        if (!(await drain(true))) return;
-      }
-    },
+    flush,
     async close() {
       if (closed) return;
       closed = true;
       clearInterval(timer);
-      await Promise.race([this.flush(), new Promise((resolve) => setTimeout(resolve, requestTimeoutMs).unref())]);
+      await Promise.race([flush(), new Promise((resolve) => setTimeout(resolve, requestTimeoutMs).unref())]);
       if (buffer.size > 0) {
         logger?.warn({ events: buffer.size }, 'analytics emitter closed with undelivered events');
         countDropped(buffer.size);

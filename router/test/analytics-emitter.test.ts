@@ -91,7 +91,8 @@ describe('analytics emitter', () => {
     cleanups.push(recorder.close);
     const emitter = emitterFor(recorder.url, { batchSize: 10, flushIntervalMs: 200 });
     for (let i = 0; i < 25; i++) emitter.emit(event(i));
-    await until(() => recorder.received().length === 25, 'all events');
+    // Acknowledged, not only received: the emitter counts a batch once the response is in.
+    await until(() => emitter.metrics.sent === 25, 'all events');
     expect(recorder.batches.map((b) => b.events.length)).toEqual([10, 10, 5]);
     expect(recorder.batches.every((b) => b.authorization === `Bearer ${token}`)).toBe(true);
     expect(recorder.received().map((e) => e.requestId)).toEqual(Array.from({ length: 25 }, (_, i) => `req_${i}`));
@@ -164,7 +165,9 @@ describe('analytics emitter', () => {
     const emitter = emitterFor(`http://127.0.0.1:${port}/internal/events`, { batchSize: 10, maxBufferSize: 50, registry });
     for (let i = 0; i < 120; i++) emitter.emit(event(i));
     await until(() => emitter.metrics.failedAttempts >= 3, 'failed attempts');
-    expect(emitter.metrics).toMatchObject({ sent: 0, dropped: 70, buffered: 50 });
+    expect(emitter.metrics).toMatchObject({ sent: 0, dropped: 70 });
+    // 50 kept: all buffered, or 10 of them in a retry attempt at this instant.
+    expect([40, 50]).toContain(emitter.metrics.buffered);
     const metrics = await registry.metrics();
     expect(metrics).toContain('analytics_events_dropped_total 70');
     expect(metrics).toContain('analytics_events_sent_total 0');
@@ -252,7 +255,8 @@ describe('analytics emitter against the analytics service', () => {
     await stop();
     for (let i = 30; i < 70; i++) emitter.emit(event(i));
     await until(() => emitter.metrics.failedAttempts >= 2, 'failures while analytics is down');
-    expect(emitter.metrics).toMatchObject({ sent: 30, dropped: 0, buffered: 40 });
+    expect(emitter.metrics).toMatchObject({ sent: 30, dropped: 0 });
+    expect([20, 40]).toContain(emitter.metrics.buffered);
 
     await start();
     await until(() => emitter.metrics.sent === 70, 'delivery after restart', 20_000);

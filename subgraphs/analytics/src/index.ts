@@ -54,7 +54,7 @@ export async function openAnalyticsStore(
 
 /**
  * Builds the analytics subgraph (GraphQL on `/graphql`, ingest on `POST /internal/events`)
- * without listening. Call `await service.store.ensureIndexes()` (main does) before serving.
+ * without listening; `start` creates the store's indexes before it listens.
  */
 export function createAnalyticsService(deps: AnalyticsServiceDeps): AnalyticsService {
   const { logger, config } = deps;
@@ -84,5 +84,13 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): AnalyticsSer
     },
     onClose: () => deps.store.close(),
   });
-  return Object.assign(service, { store });
+  const startSubgraph = service.start;
+  return Object.assign(service, {
+    store,
+    /** Creates the indexes (idempotent), then starts GraphQL and listens. */
+    async start(port: number, host?: string) {
+      await store.ensureIndexes();
+      return startSubgraph(port, host);
+    },
+  });
 }

@@ -9,7 +9,6 @@ const store = await openAnalyticsStore(config);
 logger.info({ store: store.kind }, 'analytics store open');
 
 const service = createAnalyticsService({ store, secrets, logger, verifier, config });
-await service.store.ensureIndexes();
 if (!secrets.get('analytics-ingest-token')) logger.warn('secret analytics-ingest-token is not set: ingest answers 503 until it is');
 await service.start(config.ANALYTICS_PORT, config.HOST);
 exitOnSignals(logger, async () => {

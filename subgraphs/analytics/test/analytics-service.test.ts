@@ -27,7 +27,6 @@ describe.each(backends)('analytics service on $name', (backend) => {
       verifier: issuer.verifier,
       config,
     });
-    await service.store.ensureIndexes();
     await service.start(0);
   });
   afterAll(async () => {
