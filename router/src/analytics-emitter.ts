@@ -200,7 +200,7 @@ export function createAnalyticsEmitter(options: AnalyticsEmitterOptions): Analyt
       counts.failedAttempts++;
       consecutiveFailures++;
       const delay = Math.min(retryMaxMs, retryBaseMs * 2 ** Math.min(consecutiveFailures - 1, 20));
-      // Full jitter keeps router replicas from retrying in lockstep after an analytics restart.
+      // Equal jitter (half fixed, half random) keeps router replicas from retrying in lockstep after an analytics restart.
       retryAt = Date.now() + delay / 2 + Math.random() * (delay / 2);
       countDropped(buffer.unshiftAll(batch.map((ready) => ({ ready }))));
       logger?.warn(
