@@ -1,0 +1,106 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { codes, post, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
+
+const query = { query: '{ user(id: "usr_1") { id name } card(id: "card_1") { id last4 } }' };
+
+/** The value of one series, whatever order prom-client prints its labels in. */
+async function metricValue(routerUrl: string, name: string, labels: Record<string, string>): Promise<number | undefined> {
+  const text = await (await fetch(`${routerUrl}/metrics`)).text();
+  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && wanted.every((w) => l.includes(w)));
+  return line ? Number(line.split(' ').at(-1)) : undefined;
+}
+
+describe('a subgraph going down and coming back', () => {
+  let issuer: TestTokenIssuer;
+  let subgraphs: StubSubgraphs;
+  let router: Awaited<ReturnType<typeof startRouter>>;
+  let auth: string;
+
+  beforeAll(async () => {
+    issuer = await createTestTokenIssuer();
+    subgraphs = await startStubSubgraphs(issuer.verifier);
+    router = await startRouter({
+      verifier: issuer.verifier,
+      urls: subgraphs.urls,
+      env: { ROUTER_BREAKER_FAILURES: '2', ROUTER_BREAKER_OPEN_MS: '500', ROUTER_RATE_LIMIT_PER_MINUTE: '1000' },
+    });
+    auth = await issuer.bearer({ userId: 'usr_1', role: 'merchant', apiKeyId: 'key_resilience' });
+  });
+  afterAll(async () => {
+    await router?.close();
+    await subgraphs?.close();
+  });
+
+  it("answers the other subgraphs' fields and nulls the stopped one's with SUBGRAPH_UNAVAILABLE, fast, then recovers", async () => {
+    const healthy = await post(router.graphqlUrl, query, { authorization: auth });
+    expect(healthy.body).toEqual({ data: { user: { id: 'usr_1', name: 'User usr_1' }, card: { id: 'card_1', last4: '4242' } } });
+
+    await subgraphs.stop('auth');
+    for (let i = 0; i < 3; i++) {
+      const started = performance.now();
+      const partial = await post(router.graphqlUrl, query, { authorization: auth });
+      expect(performance.now() - started).toBeLessThan(1_000);
+      expect(partial.status).toBe(200);
+      expect(partial.body.data).toEqual({ user: null, card: { id: 'card_1', last4: '4242' } });
+      expect(codes(partial)).toEqual(['SUBGRAPH_UNAVAILABLE']);
+      expect(partial.body.errors?.[0]?.extensions?.serviceName).toBe('auth');
+    }
+    // Two consecutive failures opened the breaker: the third call never touched the network.
+    expect(await metricValue(router.url, 'circuit_breaker_state', { subgraph: 'auth' })).toBe(2);
+    expect(
+      await metricValue(router.url, 'subgraph_fetch_duration_seconds_count', { subgraph: 'auth', outcome: 'rejected' }),
+    ).toBeGreaterThanOrEqual(1);
+
+    await subgraphs.restart('auth');
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    // Half-open: one trial call goes through, succeeds, and closes the breaker.
+    const recovered = await post(router.graphqlUrl, query, { authorization: auth });
+    expect(recovered.body).toEqual({ data: { user: { id: 'usr_1', name: 'User usr_1' }, card: { id: 'card_1', last4: '4242' } } });
+    expect(await metricValue(router.url, 'circuit_breaker_state', { subgraph: 'auth' })).toBe(0);
+  });
+});
+
+describe('a subgraph that does not answer', () => {
+  let issuer: TestTokenIssuer;
+  let subgraphs: StubSubgraphs;
+  let hanging: Server;
+  let calls = 0;
+  let router: Awaited<ReturnType<typeof startRouter>>;
+
+  beforeAll(async () => {
+    issuer = await createTestTokenIssuer();
+    subgraphs = await startStubSubgraphs(issuer.verifier, ['cards', 'charges']);
+    hanging = createServer(() => {
+      calls++; // accept and never answer
+    });
+    await new Promise<void>((done) => hanging.listen(0, '127.0.0.1', done));
+    const url = `http://127.0.0.1:${(hanging.address() as AddressInfo).port}/graphql`;
+    router = await startRouter({
+      verifier: issuer.verifier,
+      urls: { ...subgraphs.urls, auth: url },
+      env: { ROUTER_SUBGRAPH_TIMEOUT_MS: '300' },
+    });
+  });
+  afterAll(async () => {
+    await router?.close();
+    hanging?.closeAllConnections();
+    await new Promise((done) => hanging?.close(done));
+    await subgraphs?.close();
+  });
+
+  it('times the call out and still returns the rest; a timed-out query is not retried', async () => {
+    const started = performance.now();
+    const response = await post(router.graphqlUrl, query, { authorization: await issuer.bearer({ userId: 'usr_1', role: 'merchant' }) });
+    const elapsed = performance.now() - started;
+    expect(elapsed).toBeGreaterThanOrEqual(290);
+    expect(elapsed).toBeLessThan(1_500);
+    expect(response.body.data).toEqual({ user: null, card: { id: 'card_1', last4: '4242' } });
+    expect(response.body.errors?.[0]).toMatchObject({ extensions: { code: 'SUBGRAPH_UNAVAILABLE' } });
+    expect(response.body.errors?.[0]?.message).toMatch(/timed out after 300 ms/);
+    expect(calls).toBe(1);
+  });
+});
