@@ -1,0 +1,101 @@
+import { existsSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { readRepoFile, repoPath } from '../src/repo.ts';
+
+interface Step {
+  name?: string;
+  id?: string;
+  if?: string;
+  run?: string;
+  uses?: string;
+  with?: Record<string, unknown>;
+}
+interface Workflow {
+  on: unknown;
+  jobs: Record<string, { steps: Step[]; needs?: string | string[]; strategy?: { matrix: Record<string, unknown> } }>;
+}
+
+const serviceFolders = ['router', 'subgraphs/auth', 'subgraphs/cards', 'subgraphs/charges', 'subgraphs/analytics', 'openapi-bridge'];
+const workflow = (name: string) => parse(readRepoFile(`.github/workflows/${name}`)) as Workflow;
+const runs = (wf: Workflow) => Object.values(wf.jobs).flatMap((job) => job.steps.map((s) => s.run ?? ''));
+
+describe('Dockerfiles', () => {
+  it.each(serviceFolders)('%s builds a multi-stage, non-root Node 24 slim image that runs src/main.ts', (folder) => {
+    const path = `${folder}/Dockerfile`;
+    expect(existsSync(repoPath(path)), path).toBe(true);
+    const text = readRepoFile(path);
+    const packageName = (JSON.parse(readRepoFile(`${folder}/package.json`)) as { name: string }).name;
+    expect(text).toMatch(/^ARG NODE_IMAGE=node:24-slim$/m);
+    expect(text.match(/^FROM \$\{NODE_IMAGE\} AS \w+$/gm)).toHaveLength(2);
+    expect(text).toContain(`npm ci --omit=dev --workspace ${packageName}`);
+    expect(text).toMatch(/^USER node$/m);
+    expect(text).toContain('CMD ["node", "src/main.ts"]');
+    expect(text).toContain(`COPY ${folder}/ ${folder}/`);
+    // Runs from the service folder, after USER: nothing is written at run time.
+    expect(text.indexOf('USER node')).toBeGreaterThan(text.lastIndexOf('COPY '));
+  });
+
+  it('keeps node_modules, tests and VCS data out of the build context', () => {
+    const ignore = readRepoFile('.dockerignore').split('\n');
+    for (const entry of ['**/node_modules', '**/test', '.git', '**/.data']) expect(ignore).toContain(entry);
+  });
+});
+
+describe('CI workflow', () => {
+  const ci = workflow('ci.yml');
+  const commands = runs(ci).join('\n');
+
+  it('runs the README test command', () => {
+    expect(readRepoFile('README.md')).toContain('npm test');
+    expect(commands).toMatch(/^npm test$/m);
+    expect(commands).toContain('npm ci');
+  });
+
+  it('lints the chart and validates the rendered manifests with kubeconform', () => {
+    expect(commands).toContain('helm lint --strict charts/ghostpay');
+    expect(commands).toMatch(/helm template [^\n]*charts\/ghostpay[\s\S]*?\|\s*kubeconform -strict/);
+  });
+
+  it('builds every service image', () => {
+    expect(ci.jobs.images?.strategy?.matrix.service).toEqual(serviceFolders);
+  });
+});
+
+describe('deploy workflow', () => {
+  const deploy = workflow('deploy.yml');
+  const steps = deploy.jobs.deploy!.steps;
+  const step = (id: string) => steps.find((s) => s.id === id);
+
+  it('builds and pushes an image per service before deploying', () => {
+    const folders = (deploy.jobs.images!.strategy!.matrix.include as { folder: string }[]).map((i) => i.folder);
+    expect(folders).toEqual(serviceFolders);
+    expect(deploy.jobs.images!.steps.find((s) => s.uses?.startsWith('docker/build-push-action'))?.with?.push).toBe(true);
+    expect(deploy.jobs.deploy!.needs).toBe('images');
+  });
+
+  it('upgrades only the idle colour, then smoke-tests it with k6 before any traffic moves', () => {
+    const install = steps.findIndex((s) => s.run?.includes('colors.$IDLE.imageTag=$TAG'));
+    const smoke = steps.findIndex((s) => s.id === 'smoke');
+    const canary = steps.findIndex((s) => s.id === 'canary');
+    expect(install).toBeGreaterThan(-1);
+    expect(steps[install]!.run).toContain('activeColor="$ACTIVE"');
+    expect(step('smoke')?.run).toContain('k6/smoke.js');
+    expect(smoke).toBeGreaterThan(install);
+    expect(canary).toBeGreaterThan(smoke);
+  });
+
+  it('steps the canary weight up and switches activeColor', () => {
+    expect(step('canary')?.run).toContain('canary.weight="$weight"');
+    expect(step('switch')?.run).toContain('activeColor="$IDLE"');
+  });
+
+  it('rolls back automatically when the canary or the switched colour fails its checks', () => {
+    const rollbacks = steps.filter((s) => s.if?.startsWith('failure()'));
+    expect(rollbacks.find((s) => s.if?.includes('steps.canary.outcome'))?.run).toContain('canary.weight=0');
+    expect(rollbacks.find((s) => s.if?.includes('steps.switch.outcome'))?.run).toContain('activeColor="$ACTIVE"');
+    const checks = steps.find((s) => s.run?.includes('check_color()'))?.run ?? '';
+    expect(checks).toContain('readyReplicas');
+    expect(checks).toContain('http_request_duration_seconds_count');
+  });
+});
