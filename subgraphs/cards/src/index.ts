@@ -3,6 +3,7 @@ export { effectiveStatus } from './card-view.ts';
 export { type CardsConfig, cardsConfigSchema } from './config.ts';
 export { expireCards } from './expire-cards.ts';
 export { currencyExponent, currencyExponents } from './iso-4217.ts';
+export { issueCard } from './issue-card.ts';
 export { brandOf, generatePan, isLuhnValid } from './pan.ts';
 export { decryptPan, deriveCvc, encryptPan, type PanKeyring, panFingerprint, panSecretNames, parsePanKeyring } from './pan-crypto.ts';
 export { type ReencryptOptions, type ReencryptResult, reencryptCards } from './reencrypt-cards.ts';

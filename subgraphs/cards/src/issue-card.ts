@@ -26,6 +26,8 @@ export interface IssueCardDeps {
   panSecrets: PanSecrets;
   limits: IssueCardLimits;
   logger: Logger;
+  /** Draws a candidate PAN. @default a random Luhn-valid PAN under `limits.CARD_BIN` (tests force collisions with it) */
+  drawPan?: () => string;
 }
 
 /** Longest accepted idempotency key (Stripe's limit). */
@@ -166,7 +168,7 @@ async function insertCardWithUniquePan(
   const expiresAt = new Date(Date.now() + lifetimeSeconds * 1000);
   for (let attempt = 1; attempt <= panAttempts; attempt++) {
     const id = newId('card');
-    const pan = generatePan(limits.CARD_BIN);
+    const pan = deps.drawPan ? deps.drawPan() : generatePan(limits.CARD_BIN);
     const encrypted = encryptPan(keyring, id, pan);
     const [row] = await tx
       .insert(cards)

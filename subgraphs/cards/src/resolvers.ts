@@ -82,7 +82,7 @@ export function createCardsResolvers(deps: CardsResolverDeps): GraphQLResolverMa
     },
     User: {
       async cards(user: { id: string }, args: PageArgs, context: CardsContext) {
-        const principal = requirePrincipal(context);
+        const principal = requireScope(context, 'cards:read');
         return listCards(db, principal, { filter: { userId: user.id }, first: args.first, after: args.after });
       },
     },

@@ -245,3 +245,12 @@ describe('entity resolution', () => {
     expect(statements[0]).toMatch(/from "cards"\."cards" where "cards"\."cards"\."id" in/i);
   });
 });
+
+describe('logs', () => {
+  it('wrote no PAN to any log line during the suite', async () => {
+    const { lines, pans, findings } = await h.panLeaksInLogs();
+    expect(lines).toBeGreaterThan(10);
+    expect(pans).toBeGreaterThan(50);
+    expect(findings).toEqual([]);
+  });
+});

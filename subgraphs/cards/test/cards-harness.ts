@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
+import { cards } from '@ghostpay/db';
 import { createLogger, createSecretsProvider, envNameForSecret, type Role, type SecretsProvider } from '@ghostpay/platform';
 import { createSeed, createTestTokenIssuer, freshDatabase, type SeededUser, type TestDatabase } from '@ghostpay/test-support';
-import { type CardsConfig, cardsConfigSchema, createCardsService } from '../src/index.ts';
+import { type CardsConfig, cardsConfigSchema, createCardsService, decryptPan, isLuhnValid, parsePanKeyring } from '../src/index.ts';
 
 export interface GraphQLResult<T = Record<string, unknown>> {
   status: number;
@@ -90,6 +91,23 @@ export async function startCardsHarness(env: Record<string, string> = {}) {
     logLines,
     request,
     actor,
+    /**
+     * Every PAN in the database (decrypted with the current keyring) and every Luhn-valid
+     * 13–19 digit run found in the captured log lines: a clean suite returns no findings.
+     */
+    async panLeaksInLogs(): Promise<{ lines: number; pans: number; findings: string[] }> {
+      const keyring = parsePanKeyring(secrets.require('pan-encryption-keys'));
+      const rows = await database.db.select().from(cards);
+      const pans = new Set(
+        rows.filter((row) => keyring.keys.has(row.panKeyId)).map((row) => decryptPan(keyring, row.id, row.panKeyId, row.panCiphertext)),
+      );
+      const findings: string[] = [];
+      logLines.forEach((line, index) => {
+        if (luhnValidDigitRuns(line, isLuhnValid).length > 0) findings.push(`line ${index}: Luhn-valid digit run`);
+        for (const match of line.matchAll(/\d{16}/g)) if (pans.has(match[0])) findings.push(`line ${index}: a PAN`);
+      });
+      return { lines: logLines.length, pans: pans.size, findings };
+    },
     async close() {
       await service.close();
       secrets.close();

@@ -164,3 +164,12 @@ describe('idempotent issuance', () => {
     expect(rows.map((row) => row.id)).toEqual([...ids]);
   });
 });
+
+describe('logs', () => {
+  it('wrote no PAN to any log line during the suite', async () => {
+    const { lines, pans, findings } = await h.panLeaksInLogs();
+    expect(lines).toBeGreaterThan(10);
+    expect(pans).toBeGreaterThan(5);
+    expect(findings).toEqual([]);
+  });
+});

@@ -2,7 +2,17 @@ import { randomBytes } from 'node:crypto';
 import { cards } from '@ghostpay/db';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decryptPan, encryptPan, generatePan, isLuhnValid, panFingerprint, parsePanKeyring, reencryptCards } from '../src/index.ts';
+import {
+  decryptPan,
+  encryptPan,
+  generatePan,
+  isLuhnValid,
+  issueCard,
+  panFingerprint,
+  parsePanKeyring,
+  reencryptCards,
+} from '../src/index.ts';
+import { createPanSecrets } from '../src/pan-crypto.ts';
 import { type CardsHarness, issue, luhnValidDigitRuns, startCardsHarness } from './cards-harness.ts';
 
 type Actor = Awaited<ReturnType<CardsHarness['actor']>>;
@@ -123,6 +133,31 @@ describe('2,000 issued cards', () => {
   });
 });
 
+describe('PAN uniqueness', () => {
+  it('draws another PAN when the first collides with an existing card’s fingerprint', async () => {
+    const keyring = keyringNow();
+    const existing = await h.database.db.select().from(cards).where(eq(cards.issuerId, merchant.id)).limit(1);
+    const takenPan = decryptPan(keyring, existing[0]!.id, existing[0]!.panKeyId, existing[0]!.panCiphertext);
+    const freshPan = generatePan('400000');
+    const draws = [takenPan, takenPan, freshPan];
+    const card = await issueCard(
+      {
+        db: h.database.db,
+        panSecrets: createPanSecrets(h.secrets),
+        limits: h.config,
+        logger: h.logger,
+        drawPan: () => draws.shift()!,
+      },
+      { userId: merchant.id, role: 'merchant', scopes: [], apiKeyId: 'key_test', tokenId: 't', expiresAt: 0 },
+      { userId: owner.id, amount: 100, currency: 'USD' },
+    );
+    expect(draws).toEqual([]);
+    expect(decryptPan(keyring, card.id, card.panKeyId, card.panCiphertext)).toBe(freshPan);
+    expect(h.logLines.filter((line) => line.includes('collided')).length).toBeGreaterThanOrEqual(2);
+    knownPans.add(freshPan);
+  });
+});
+
 describe('key rotation', () => {
   it('decrypts old rows by key id after a rotation, and reencryptCards moves them to the active key', async () => {
     const oldKeyring = h.secretValues['pan-encryption-keys'];
@@ -162,7 +197,10 @@ describe('key rotation', () => {
 });
 
 describe('logs', () => {
-  it('wrote no PAN to any log line during the suite', () => {
+  it('wrote no PAN to any log line during the suite', async () => {
+    const { pans, findings } = await h.panLeaksInLogs();
+    expect(pans).toBeGreaterThan(2_000);
+    expect(findings).toEqual([]);
     expect(knownPans.size).toBeGreaterThan(2_000);
     expect(h.logLines.filter((line) => line.includes('card issued')).length).toBeGreaterThanOrEqual(2_000);
     for (const line of h.logLines) {

@@ -144,7 +144,8 @@ describe('revealCard', () => {
     expect(result.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
   });
 
-  it('wrote no PAN to any log line during the suite', () => {
+  it('wrote no PAN to any log line during the suite', async () => {
+    expect((await h.panLeaksInLogs()).findings).toEqual([]);
     expect(revealedPans.size).toBeGreaterThan(3);
     expect(h.logLines.length).toBeGreaterThan(10);
     expect(h.logLines.some((line) => line.includes('card revealed'))).toBe(true);
