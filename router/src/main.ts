@@ -3,17 +3,20 @@
  * createRouter → listen → stop on signals.
  */
 import { createDatabase } from '@ghostpay/db';
-import { createJwtVerifier, createLogger, exitOnSignals, loadConfig } from '@ghostpay/platform';
+import { createJwtVerifier, createLogger, createSecretsProvider, exitOnSignals, loadConfig } from '@ghostpay/platform';
 import { Redis } from 'ioredis';
 import { createApiKeyRateLimits } from './api-key-rate-limits.ts';
 import { routerConfigSchema } from './config.ts';
 import { createRouter } from './router.ts';
+import { routerSubscriptionsConfigSchema, routerSubscriptionsSettings } from './subscriptions/index.ts';
 
 // @apollo/gateway would otherwise export usage telemetry to Apollo; this router never phones home.
 process.env.APOLLO_TELEMETRY_DISABLED ??= 'true';
 
 const config = loadConfig('router', routerConfigSchema);
 const logger = createLogger({ service: 'router', level: config.LOG_LEVEL });
+const subscriptionsConfig = loadConfig('router', routerSubscriptionsConfigSchema);
+const secrets = createSecretsProvider({ dir: subscriptionsConfig.SECRETS_DIR });
 const verifier = createJwtVerifier({ jwksUrl: config.JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE });
 
 // Commands fail fast while Redis is unreachable, so the limiter falls back locally instead of queueing requests.
@@ -44,7 +47,9 @@ const router = createRouter({
   verifier,
   redis,
   rateLimitOverrides: database ? createApiKeyRateLimits(database) : undefined,
+  subscriptions: routerSubscriptionsSettings(subscriptionsConfig, config.ROUTER_SUBGRAPH_URLS, secrets),
   onClose: async () => {
+    secrets.close();
     redis?.disconnect();
     await database?.close();
   },

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApolloGateway } from '@apollo/gateway';
 import { ApolloServer, type ApolloServerPlugin, type GraphQLRequestContext, HeaderMap } from '@apollo/server';
@@ -38,6 +39,7 @@ import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter, rate
 import { emitRequestEvent, type RequestEventHandler, traceIdOf } from './request-events.ts';
 import { createRouterMetrics } from './router-metrics.ts';
 import { createRetryBudget, type SubgraphCallContext, SubgraphDataSource } from './subgraph-data-source.ts';
+import { createRouterSubscriptions, type RouterSubscriptionsSettings, type SubscriptionGateway } from './subscriptions/index.ts';
 import { watchSupergraphFile } from './supergraph-loader.ts';
 
 /** Per-request context: the verified caller and what subgraph calls forward and record. */
@@ -65,12 +67,15 @@ export interface RouterDeps {
   supergraphSdl?: string;
   readiness?: ReadinessCheck[];
   onClose?: () => Promise<void>;
+  /** Subscriptions on WebSocket `/graphql` and SSE `/graphql/stream` (src/subscriptions/README.md); absent → none. */
+  subscriptions?: RouterSubscriptionsSettings;
 }
 
 export interface Router extends ServiceServer {
   readonly apollo: ApolloServer<RouterContext>;
   readonly gateway: ApolloGateway;
   readonly dataSources: ReadonlyMap<string, SubgraphDataSource>;
+  readonly subscriptions?: SubscriptionGateway;
   /** Loads the supergraph, starts Apollo Server, then listens. */
   start(port: number, host?: string): Promise<string>;
 }
@@ -257,6 +262,27 @@ export function createRouter(deps: RouterDeps): Router {
     },
     plugins: [ApolloServerPluginLandingPageDisabled(), routerPlugin],
   });
+
+  const subscriptions = deps.subscriptions
+    ? createRouterSubscriptions<RouterContext>({
+        ...deps.subscriptions,
+        gateway,
+        apollo,
+        verifier,
+        logger,
+        registry,
+        contextFor: (principal, authorization) => {
+          const requestId = randomUUID();
+          return {
+            principal,
+            requestId,
+            logger: logger.child({ requestId }),
+            forwardHeaders: { 'x-request-id': requestId, authorization },
+            subgraphTimings: [],
+          };
+        },
+      })
+    : undefined;
 
   const clientAddress = (req: IncomingMessage) => {
     if (config.ROUTER_TRUST_PROXY) {
@@ -464,12 +490,14 @@ export function createRouter(deps: RouterDeps): Router {
       ...(deps.readiness ?? []),
     ],
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    onUpgrade: (req, socket, head) => (subscriptions ? subscriptions.handleUpgrade(req, socket, head) : socket.destroy()),
     routeLabel: (req) => {
       const path = (req.url ?? '/').split('?')[0] ?? '/';
       return path === '/graphql' ? '/graphql' : path.startsWith('/playground') ? '/playground' : '/';
     },
     handler: async (req, res) => {
       const url = new URL(req.url ?? '/', 'http://localhost');
+      if (url.pathname === '/graphql/stream' && subscriptions) return subscriptions.handleSse(req, res);
       if (url.pathname === '/graphql') return handleGraphQL(req, res, url);
       if (config.ROUTER_PLAYGROUND && url.pathname.startsWith('/playground')) return servePlayground(req, res, url.pathname);
       sendJson(res, 404, errorBody(ErrorCode.NOT_FOUND, 'Not found'));
@@ -482,10 +510,17 @@ export function createRouter(deps: RouterDeps): Router {
     },
   });
 
+  const closeServer = server.close;
   return Object.assign(server, {
     apollo,
     gateway,
     dataSources,
+    subscriptions,
+    // Open subscriptions (WebSockets, SSE streams) never end on their own: end them before draining.
+    async close() {
+      await subscriptions?.close();
+      return closeServer();
+    },
     async start(port: number, host?: string) {
       await apollo.start();
       await server.listen(port, host);
