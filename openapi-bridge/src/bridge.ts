@@ -257,7 +257,14 @@ export function createBridge(deps: BridgeDeps): Bridge {
     }
     const { route, params } = match;
     if (route.graphqlOperation) {
-      await handleApiRoute(req, res, route, params, url, requestId);
+      try {
+        await handleApiRoute(req, res, route, params, url, requestId);
+      } catch (error) {
+        // Still the contract's envelope (with the request id to find this line), never a stack trace.
+        logger.error({ requestId, operation: route.graphqlOperation, err: error }, 'bridge request failed');
+        if (!res.headersSent) sendError(res, 500, ErrorCode.INTERNAL_SERVER_ERROR, 'Internal server error', requestId);
+        else res.destroy();
+      }
       return;
     }
     if (path === '/openapi.json') {
