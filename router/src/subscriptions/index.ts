@@ -1,6 +1,8 @@
 export { apiSchemaFromSupergraph } from './api-schema.ts';
 export type { ExecuteQuery, SubscriptionPayload } from './client-subscription.ts';
 export { createGatewayQueryExecutor, type GatewayQueryExecutorOptions } from './gateway-query-executor.ts';
+export { createRouterSubscriptions, type RouterSubscriptionsOptions } from './router-subscriptions.ts';
+export { type ApiKeyTokenSourceOptions, createApiKeyTokenSource } from './service-token.ts';
 export {
   createSubscriptionGateway,
   SubscriptionCloseCode,
@@ -9,4 +11,11 @@ export {
   type SubscriptionLimits,
 } from './subscription-gateway.ts';
 export { defaultSubscriptionRoutes, planSubscription, type SubscriptionPlan, type SubscriptionRoute } from './subscription-plan.ts';
+export {
+  type RouterSubscriptionsConfig,
+  type RouterSubscriptionsSettings,
+  routerSubscriptionsConfigSchema,
+  routerSubscriptionsSettings,
+  subscriptionsApiKeySecret,
+} from './subscriptions-config.ts';
 export { createUpstreamPool, type UpstreamPool, type UpstreamPoolOptions } from './upstream-pool.ts';

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { ErrorCode, GhostPayError, type JwtVerifier, type Principal } from '@ghostpay/platform';
-import type { ExecutionArgs, ExecutionResult, GraphQLError, GraphQLSchema } from 'graphql';
+import type { DocumentNode, ExecutionArgs, ExecutionResult, GraphQLError, GraphQLSchema } from 'graphql';
 import { createHandler as createSseHandler } from 'graphql-sse/lib/use/http';
 import { useServer as useGraphQLWsServer } from 'graphql-ws/use/ws';
 import type { Logger } from 'pino';
@@ -152,9 +152,17 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     request: { query?: unknown; variables?: unknown; operationName?: unknown },
     transport: 'ws' | 'sse',
     onEnd: () => void,
-  ): Promise<EventStream<SubscriptionPayload> | readonly GraphQLError[]> => {
+  ): Promise<{ stream: EventStream<SubscriptionPayload>; document: DocumentNode } | readonly GraphQLError[]> => {
     if (closing) return [new GhostPayError(ErrorCode.SERVICE_UNAVAILABLE, 'The router is shutting down')];
-    const plan = planSubscription(schemaOf(), routes, request);
+    let schema: GraphQLSchema;
+    try {
+      schema = schemaOf();
+    } catch (error) {
+      return [
+        error instanceof GhostPayError ? error : new GhostPayError(ErrorCode.SERVICE_UNAVAILABLE, 'The supergraph is not loaded yet'),
+      ];
+    }
+    const plan = planSubscription(schema, routes, request);
     if (!isPlan(plan)) return plan;
     const reservation = reserveApiKey(caller.principal.apiKeyId);
     if (reservation instanceof GhostPayError) return [reservation];
@@ -190,7 +198,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     streams.add(stream);
     // Closing began while the first query ran: end at once.
     if (closing) stream.end();
-    return stream;
+    return { stream, document: plan.document };
   };
 
   const authenticate = async (header: unknown): Promise<Caller | GhostPayError> => {
@@ -292,11 +300,11 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
           release();
           return result as readonly GraphQLError[];
         }
-        const stream = result as EventStream<SubscriptionPayload>;
-        const plan = planSubscription(schemaOf(), routes, payload);
+        const { stream, document } = result as { stream: EventStream<SubscriptionPayload>; document: DocumentNode };
         const args: ExecutionArgs = {
+          // Not executed by graphql-js: `subscribe` below returns our stream. graphql-ws only reads the document's operation.
           schema: schemaOf(),
-          document: isPlan(plan) ? plan.document : ({ kind: 'Document', definitions: [] } as never),
+          document,
           variableValues: payload.variables ?? undefined,
           operationName: payload.operationName ?? undefined,
           contextValue: { stream } satisfies WsContextValue,
@@ -326,7 +334,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
       let expiry: NodeJS.Timeout | undefined;
       const result = await open(caller, params, 'sse', () => clearTimeout(expiry));
       if (Array.isArray(result)) return { errors: (result as readonly GraphQLError[]).map((e) => e.toJSON()) } as never;
-      const stream = result as EventStream<SubscriptionPayload>;
+      const { stream } = result as { stream: EventStream<SubscriptionPayload> };
       expiry = setTimeout(
         () => stream.end({ errors: [{ message: 'Token expired', extensions: { code: ErrorCode.UNAUTHENTICATED } }] }),
         untilExpiry(caller.principal),

@@ -1,0 +1,49 @@
+import type { ApolloServer, BaseContext } from '@apollo/server';
+import { ErrorCode, GhostPayError, type JwtVerifier, type Principal } from '@ghostpay/platform';
+import type { GraphQLSchema } from 'graphql';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { apiSchemaFromSupergraph } from './api-schema.ts';
+import { createGatewayQueryExecutor } from './gateway-query-executor.ts';
+import { createSubscriptionGateway, type SubscriptionGateway } from './subscription-gateway.ts';
+import type { RouterSubscriptionsSettings } from './subscriptions-config.ts';
+
+export interface RouterSubscriptionsOptions<TContext extends BaseContext> extends RouterSubscriptionsSettings {
+  /** The router's gateway: its supergraph (on load and every reload) gives the API schema. */
+  gateway: { onSchemaLoadOrUpdate(callback: (schemaContext: { coreSupergraphSdl: string }) => void): unknown };
+  apollo: ApolloServer<TContext>;
+  verifier: JwtVerifier;
+  /** The router's per-request context for a caller, forwarding `authorization` to subgraphs. */
+  contextFor(principal: Principal, authorization: string): TContext;
+  logger: Logger;
+  registry?: Registry;
+}
+
+/** Everything `createRouter` needs in one call: the subscription gateway over its own gateway. */
+export function createRouterSubscriptions<TContext extends BaseContext>(
+  options: RouterSubscriptionsOptions<TContext>,
+): SubscriptionGateway {
+  let schema: GraphQLSchema | undefined;
+  options.gateway.onSchemaLoadOrUpdate(({ coreSupergraphSdl }) => {
+    try {
+      schema = apiSchemaFromSupergraph(coreSupergraphSdl);
+    } catch (error) {
+      // Keep serving the previous schema: the gateway itself rejects a bad supergraph too.
+      options.logger.error({ err: error }, 'subscriptions: could not read the API schema of the new supergraph');
+    }
+  });
+  return createSubscriptionGateway({
+    verifier: options.verifier,
+    schema: () => {
+      if (!schema) throw new GhostPayError(ErrorCode.SERVICE_UNAVAILABLE, 'The supergraph is not loaded yet');
+      return schema;
+    },
+    upstreams: options.upstreams,
+    upstreamAuthorization: options.upstreamAuthorization,
+    executeQuery: createGatewayQueryExecutor({ apollo: options.apollo, verifier: options.verifier, contextFor: options.contextFor }),
+    logger: options.logger,
+    registry: options.registry,
+    limits: options.limits,
+    upstream: options.upstream,
+  });
+}

@@ -1,0 +1,71 @@
+import { env, type SecretsProvider, z } from '@ghostpay/platform';
+import { createApiKeyTokenSource } from './service-token.ts';
+import type { SubscriptionGatewayOptions } from './subscription-gateway.ts';
+
+/** The secret holding the API key the router exchanges for its upstream subscription token. */
+export const subscriptionsApiKeySecret = 'router-subscriptions-api-key';
+
+/** `charges=ws://127.0.0.1:4003/graphql,…` → { charges: '…' } */
+const wsUrlMap = z
+  .string()
+  .default('')
+  .transform((value, ctx) => {
+    const map: Record<string, string> = {};
+    for (const entry of value
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)) {
+      const [name, url] = entry.split(/=(.*)/s);
+      if (!name || !url || !/^wss?:\/\//.test(url) || !URL.canParse(url)) {
+        ctx.addIssue({ code: 'custom', message: `expected name=ws(s)://… pairs, got "${entry}"` });
+        continue;
+      }
+      map[name] = url;
+    }
+    return map;
+  });
+
+/** Subscription settings of the router, from env (table in router/src/subscriptions/README.md). */
+export const routerSubscriptionsConfigSchema = z.object({
+  /** Directory of secret files (watched); `router-subscriptions-api-key` is read from it. */
+  SECRETS_DIR: z.string().min(1).optional(),
+  ROUTER_SUBSCRIPTIONS: env.boolean(true),
+  ROUTER_SUBSCRIPTION_UPSTREAMS: wsUrlMap,
+  ROUTER_SUBSCRIPTION_MAX_PER_CONNECTION: env.positiveInt(20),
+  ROUTER_SUBSCRIPTION_MAX_PER_API_KEY: env.positiveInt(200),
+  ROUTER_SUBSCRIPTION_IDLE_TIMEOUT_MS: env.positiveInt(60_000),
+  ROUTER_SUBSCRIPTION_KEEPALIVE_MS: env.positiveInt(15_000),
+  ROUTER_SUBSCRIPTION_UPSTREAM_SOCKET_CAPACITY: env.positiveInt(500),
+});
+export type RouterSubscriptionsConfig = z.infer<typeof routerSubscriptionsConfigSchema>;
+
+/** What `createRouter` needs to serve subscriptions (its `subscriptions` dependency). */
+export type RouterSubscriptionsSettings = Pick<SubscriptionGatewayOptions, 'upstreams' | 'upstreamAuthorization' | 'limits' | 'upstream'>;
+
+/**
+ * Settings for `createRouter` from env and secrets; undefined (subscriptions off) when
+ * `ROUTER_SUBSCRIPTIONS=false`. Upstream URLs default to each subgraph's HTTP URL with a ws
+ * scheme (`ROUTER_SUBGRAPH_URLS.charges`, else charges' default port).
+ */
+export function routerSubscriptionsSettings(
+  config: RouterSubscriptionsConfig,
+  subgraphUrls: Readonly<Record<string, string>>,
+  secrets: SecretsProvider,
+): RouterSubscriptionsSettings | undefined {
+  if (!config.ROUTER_SUBSCRIPTIONS) return undefined;
+  const chargesHttp = subgraphUrls.charges ?? 'http://127.0.0.1:4003/graphql';
+  return {
+    upstreams: { charges: chargesHttp.replace(/^http/, 'ws'), ...config.ROUTER_SUBSCRIPTION_UPSTREAMS },
+    upstreamAuthorization: createApiKeyTokenSource({
+      authUrl: subgraphUrls.auth ?? 'http://127.0.0.1:4001/graphql',
+      apiKey: () => secrets.get(subscriptionsApiKeySecret),
+    }),
+    limits: {
+      maxPerConnection: config.ROUTER_SUBSCRIPTION_MAX_PER_CONNECTION,
+      maxPerApiKey: config.ROUTER_SUBSCRIPTION_MAX_PER_API_KEY,
+      idleTimeoutMs: config.ROUTER_SUBSCRIPTION_IDLE_TIMEOUT_MS,
+      keepAliveMs: config.ROUTER_SUBSCRIPTION_KEEPALIVE_MS,
+    },
+    upstream: { maxSubscriptionsPerSocket: config.ROUTER_SUBSCRIPTION_UPSTREAM_SOCKET_CAPACITY },
+  };
+}
