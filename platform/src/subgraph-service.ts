@@ -79,6 +79,10 @@ export function createSubgraphService<TContext extends SubgraphContext>(
     includeStacktraceInErrorResponses: false,
     formatError: formatGraphQLError,
     csrfPrevention: true,
+    // Shutdown belongs to the composition root (exitOnSignals → server.close drains requests and
+    // workers). Apollo's own SIGTERM handler would stop Apollo and re-raise the signal, killing
+    // the process (exit 143) before the graceful close ran; it is off only under NODE_ENV=test.
+    stopOnTerminationSignals: false,
     plugins: [ApolloServerPluginLandingPageDisabled(), ApolloServerPluginInlineTraceDisabled(), ...(options.plugins ?? [])],
   });
   const handler = createGraphQLHandler(apollo, {

@@ -38,7 +38,7 @@ export interface ChargesService extends SubgraphService<ChargesContext> {
 /** Builds the charges subgraph (HTTP + graphql-ws on /graphql) and its workers, without listening. */
 export function createChargesService(deps: ChargesServiceDeps): ChargesService {
   const { database, config } = deps;
-  const logger = deps.logger.child({ service: 'charges' });
+  const { logger } = deps;
   const registry = deps.registry ?? createMetricsRegistry('charges');
   const metrics = createChargesMetrics(registry);
   const bus = createChargeEventBus(database, logger);

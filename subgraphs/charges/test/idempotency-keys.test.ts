@@ -18,6 +18,7 @@ describe('idempotency keys', () => {
     holderId = (await seed.user('user')).id;
   });
   afterAll(async () => database?.close());
+  afterEach(async () => expect(await checkLedger(database)).toEqual([]));
 
   const principal = () => ({ userId: merchantId, role: 'merchant' as const, scopes: [], apiKeyId: 'k', tokenId: 't', expiresAt: 0 });
 
