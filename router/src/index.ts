@@ -10,3 +10,4 @@ export * from './rate-limiter.ts';
 export * from './request-events.ts';
 export * from './router.ts';
 export * from './subgraph-data-source.ts';
+export * from './subscriptions/index.ts';

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { sendJson } from '@ghostpay/platform';
 
 const require = createRequire(import.meta.url);
@@ -9,12 +10,17 @@ const require = createRequire(import.meta.url);
 export const playgroundClientHeader = 'x-ghostpay-client';
 
 /** Assets served from the installed npm packages (no CDN): React 18 UMD builds and GraphiQL 3's UMD bundle. */
-const assetFiles: Record<string, { module: string; type: string }> = {
-  'react.js': { module: 'react/umd/react.production.min.js', type: 'text/javascript' },
-  'react-dom.js': { module: 'react-dom/umd/react-dom.production.min.js', type: 'text/javascript' },
-  'graphiql.js': { module: 'graphiql/graphiql.min.js', type: 'text/javascript' },
-  'graphiql.css': { module: 'graphiql/graphiql.min.css', type: 'text/css' },
+const assetFiles: Record<string, { pkg: string; file: string; type: string }> = {
+  'react.js': { pkg: 'react', file: 'umd/react.production.min.js', type: 'text/javascript' },
+  'react-dom.js': { pkg: 'react-dom', file: 'umd/react-dom.production.min.js', type: 'text/javascript' },
+  'graphiql.js': { pkg: 'graphiql', file: 'graphiql.min.js', type: 'text/javascript' },
+  'graphiql.css': { pkg: 'graphiql', file: 'graphiql.min.css', type: 'text/css' },
 };
+
+/** A file inside an installed package, found through its package.json (the UMD files are not in `exports`). */
+function packageFile(pkg: string, file: string): string {
+  return join(dirname(require.resolve(`${pkg}/package.json`)), file);
+}
 
 const page = `<!doctype html>
 <html lang="en">
@@ -77,7 +83,8 @@ const script = `(() => {
     form.hidden = true;
     const root = document.getElementById('graphiql');
     root.hidden = false;
-    ReactDOM.createRoot(root).render(React.createElement(GraphiQL, { fetcher, defaultEditorToolsVisibility: true }));
+    const query = new URLSearchParams(location.search).get('query') ?? undefined;
+    ReactDOM.createRoot(root).render(React.createElement(GraphiQL, { fetcher, query, defaultEditorToolsVisibility: true }));
   });
 })();
 `;
@@ -119,7 +126,7 @@ export function servePlayground(req: IncomingMessage, res: ServerResponse, pathn
   }
   let body = cache.get(name);
   if (!body) {
-    body = readFileSync(require.resolve(asset.module));
+    body = readFileSync(packageFile(asset.pkg, asset.file));
     cache.set(name, body);
   }
   res.writeHead(200, {
