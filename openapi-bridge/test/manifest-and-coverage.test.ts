@@ -2,6 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { composeFromConfig } from '@ghostpay/router';
+import { buildSchema, parse, validate } from 'graphql';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   bridgeRootForTests,
@@ -119,5 +121,16 @@ describe('route coverage', () => {
         staticPaths.filter((p) => p !== '/docs/docs-init.js'),
       ),
     ).toEqual(['GET /docs/{asset}: /docs/docs-init.js is documented but the bridge does not serve it']);
+  });
+});
+
+describe('the operation documents', () => {
+  it('are valid against the supergraph composed from the subgraphs’ schema files', () => {
+    const composed = composeFromConfig(resolve(bridgeRootForTests, '../supergraph.yaml'));
+    if (!composed.ok) throw new Error(`composition failed:\n${composed.errors.join('\n')}`);
+    const schema = buildSchema(composed.supergraphSdl, { assumeValidSDL: true });
+    const manifest = JSON.parse(committed) as { operations: { name: string; body: string }[] };
+    const problems = manifest.operations.flatMap((op) => validate(schema, parse(op.body)).map((e) => `${op.name}: ${e.message}`));
+    expect(problems).toEqual([]);
   });
 });
