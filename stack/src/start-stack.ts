@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { analyticsConfigSchema, createAnalyticsService, openAnalyticsStore } from '@ghostpay/analytics';
 import { authConfigSchema, createAuthService, seedUser } from '@ghostpay/auth';
@@ -22,6 +22,9 @@ import {
   createRouter,
   type RouterRequestEvent,
   routerConfigSchema,
+  routerSubscriptionsConfigSchema,
+  routerSubscriptionsSettings,
+  subscriptionsApiKeySecret,
 } from '@ghostpay/router';
 import { type DevCredentials, readDevCredentials, writeDevCredentials } from './dev-credentials.ts';
 import { ensureDevSecrets } from './dev-secrets.ts';
@@ -105,6 +108,30 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await auth.start(port('AUTH_PORT', 4001), host);
     closers.push(() => auth.close());
 
+    const credentialsPath = join(dataDir, 'dev-credentials.json');
+    let credentials = readDevCredentials(credentialsPath);
+    const firstStart = !credentials;
+    if (!credentials) {
+      const seeded: Partial<DevCredentials> = {};
+      for (const role of roles) {
+        const { user, apiKey } = await seedUser(database, { name: `Dev ${role}`, email: `${role}@ghostpay.dev`, role });
+        seeded[role] = { userId: user.id, apiKey };
+      }
+      credentials = seeded as DevCredentials;
+      writeDevCredentials(credentialsPath, credentials);
+    }
+    // The router subscribes upstream as its own service account (an admin API key in the
+    // `router-subscriptions-api-key` secret); in development the stack creates it once.
+    const routerKeyFile = join(secretsDir, subscriptionsApiKeySecret);
+    if (!baseEnv.SECRETS_DIR && !existsSync(routerKeyFile)) {
+      const { apiKey } = await seedUser(database, {
+        name: 'Router service',
+        email: `router-${Date.now()}@ghostpay.internal`,
+        role: 'admin',
+      });
+      writeFileSync(routerKeyFile, `${apiKey}\n`, { mode: 0o600 });
+    }
+
     const authConfig = config('auth', authConfigSchema);
     const verifier = createJwtVerifier({
       jwksUrl: `${auth.url}/.well-known/jwks.json`,
@@ -150,18 +177,20 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       logger: serviceLogger('analytics-emitter'),
     });
     const routerConfig = config('router', routerConfigSchema);
+    const subgraphUrls = {
+      auth: `${auth.url}/graphql`,
+      cards: `${cards.url}/graphql`,
+      charges: `${charges.url}/graphql`,
+      analytics: `${analytics.url}/graphql`,
+      ...routerConfig.ROUTER_SUBGRAPH_URLS,
+    };
     const router = createRouter({
+      subscriptions: routerSubscriptionsSettings(config('router', routerSubscriptionsConfigSchema), subgraphUrls, secrets),
       config: {
         ...routerConfig,
         // The bridge calls the router by hash only: its manifest is always trusted.
         ROUTER_PQ_MANIFESTS: [...new Set([manifestPath, ...routerConfig.ROUTER_PQ_MANIFESTS])],
-        ROUTER_SUBGRAPH_URLS: {
-          auth: `${auth.url}/graphql`,
-          cards: `${cards.url}/graphql`,
-          charges: `${charges.url}/graphql`,
-          analytics: `${analytics.url}/graphql`,
-          ...routerConfig.ROUTER_SUBGRAPH_URLS,
-        },
+        ROUTER_SUBGRAPH_URLS: subgraphUrls,
       },
       logger: serviceLogger('router'),
       verifier,
@@ -179,19 +208,6 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     });
     const bridgeUrl = await bridge.start(port('BRIDGE_PORT', 8080), host);
     closers.push(() => bridge.close());
-
-    const credentialsPath = join(dataDir, 'dev-credentials.json');
-    let credentials = readDevCredentials(credentialsPath);
-    const firstStart = !credentials;
-    if (!credentials) {
-      const seeded: Partial<DevCredentials> = {};
-      for (const role of roles) {
-        const { user, apiKey } = await seedUser(database, { name: `Dev ${role}`, email: `${role}@ghostpay.dev`, role });
-        seeded[role] = { userId: user.id, apiKey };
-      }
-      credentials = seeded as DevCredentials;
-      writeDevCredentials(credentialsPath, credentials);
-    }
 
     return {
       urls: {
