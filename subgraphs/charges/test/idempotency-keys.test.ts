@@ -1,9 +1,9 @@
 import { chargeIdempotencyKeys, charges } from '@ghostpay/db';
 import { createSeed, freshDatabase, type TestDatabase } from '@ghostpay/test-support';
 import { eq } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { pruneIdempotencyKeys } from '../src/idempotency.ts';
-import { authorizeCharge } from '../src/index.ts';
+import { authorizeCharge, checkLedger } from '../src/index.ts';
 
 describe('idempotency keys', () => {
   let database: TestDatabase;
