@@ -5,26 +5,12 @@ import { authConfigSchema, createAuthService } from '@ghostpay/auth';
 import { cardsConfigSchema, createCardsService } from '@ghostpay/cards';
 import { chargesConfigSchema, createChargesService } from '@ghostpay/charges';
 import type { DatabaseHandle } from '@ghostpay/db';
-import {
-  createLogger,
-  createMetricsRegistry,
-  createSecretsProvider,
-  envNameForSecret,
-  type Principal,
-  type Role,
-} from '@ghostpay/platform';
+import { createLogger, createSecretsProvider, envNameForSecret, type Role } from '@ghostpay/platform';
 import type { TestTokenIssuer } from '@ghostpay/test-support';
 import { type Client, createClient } from 'graphql-ws';
 import WebSocket from 'ws';
-import type { RouterContext } from '../src/router.ts';
-import {
-  apiSchemaFromSupergraph,
-  createGatewayQueryExecutor,
-  createSubscriptionGateway,
-  type SubscriptionGateway,
-  type SubscriptionGatewayOptions,
-} from '../src/subscriptions/index.ts';
-import { composeRepoSupergraph, post, silentLogger, startRouter } from './router-harness.ts';
+import type { RouterSubscriptionsSettings, SubscriptionGateway } from '../src/subscriptions/index.ts';
+import { composeRepoSupergraph, post, startRouter } from './router-harness.ts';
 
 export const silent = (service: string) => createLogger({ service, level: 'silent' });
 
@@ -93,57 +79,35 @@ export function upstreamAuthorization(issuer: TestTokenIssuer) {
   return () => issuer.mint({ userId: 'usr_router', role: 'admin', scopes: ['charges:read'] }).then((t) => `Bearer ${t}`);
 }
 
-/**
- * A real router (createRouter) with the subscription gateway attached the way the router's
- * composition root attaches it: upgrades on its server, per-event queries through its Apollo
- * Server with the router's own context shape.
- */
+/** A real router (createRouter) serving subscriptions, as main.ts builds it. */
 export async function startSubscriptionRouter(options: {
   issuer: TestTokenIssuer;
   urls: Record<string, string>;
   upstreams: Record<string, string>;
-  limits?: SubscriptionGatewayOptions['limits'];
-  upstream?: SubscriptionGatewayOptions['upstream'];
+  limits?: RouterSubscriptionsSettings['limits'];
+  upstream?: RouterSubscriptionsSettings['upstream'];
 }) {
-  const supergraphSdl = composeRepoSupergraph();
-  const router = await startRouter({ verifier: options.issuer.verifier, urls: options.urls, supergraphSdl });
-  const apiSchema = apiSchemaFromSupergraph(supergraphSdl);
-  const gateway: SubscriptionGateway = createSubscriptionGateway({
+  const router = await startRouter({
     verifier: options.issuer.verifier,
-    schema: apiSchema,
-    upstreams: options.upstreams,
-    upstreamAuthorization: upstreamAuthorization(options.issuer),
-    executeQuery: createGatewayQueryExecutor({
-      apollo: router.apollo,
-      verifier: options.issuer.verifier,
-      contextFor: (principal: Principal, authorization: string): RouterContext => {
-        const requestId = randomUUID();
-        return {
-          principal,
-          requestId,
-          logger: silentLogger,
-          forwardHeaders: { 'x-request-id': requestId, authorization },
-          subgraphTimings: [],
-        };
-      },
-    }),
-    logger: silentLogger,
-    registry: createMetricsRegistry('router-subscriptions-test'),
-    limits: options.limits,
-    upstream: options.upstream,
+    urls: options.urls,
+    supergraphSdl: composeRepoSupergraph(),
+    subscriptions: {
+      upstreams: options.upstreams,
+      upstreamAuthorization: upstreamAuthorization(options.issuer),
+      limits: options.limits,
+      upstream: options.upstream,
+    },
   });
-  router.server.on('upgrade', gateway.handleUpgrade);
+  const gateway = router.subscriptions as SubscriptionGateway;
   const url = router.url;
   return {
     router,
     gateway,
     url,
     wsUrl: `${url.replace(/^http/, 'ws')}/graphql`,
+    sseUrl: `${url}/graphql/stream`,
     graphqlUrl: `${url}/graphql`,
-    async close() {
-      await gateway.close();
-      await router.close();
-    },
+    close: () => router.close(),
   };
 }
 
