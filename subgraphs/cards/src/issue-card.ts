@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { cardIdempotencyKeys, cards, type Database, newId, users } from '@ghostpay/db';
-import { BadUserInputError, type FieldProblem, IdempotencyKeyReusedError, type Principal } from '@ghostpay/platform';
+import { BadUserInputError, type FieldProblem, IdempotencyKeyReusedError, type Logger, type Principal } from '@ghostpay/platform';
 import { and, eq } from 'drizzle-orm';
-import type { Logger } from 'pino';
+
 import type { CardRow } from './card-view.ts';
 import type { CardsConfig } from './config.ts';
 import { currencyExponent } from './iso-4217.ts';

@@ -1,8 +1,8 @@
 import type { GraphQLResolverMap } from '@apollo/subgraph';
 import type { Database } from '@ghostpay/db';
-import { ForbiddenError, NotFoundError, requirePrincipal, requireScope, type SubgraphContext } from '@ghostpay/platform';
+import { ForbiddenError, type Logger, NotFoundError, requirePrincipal, requireScope, type SubgraphContext } from '@ghostpay/platform';
 import type DataLoader from 'dataloader';
-import type { Logger } from 'pino';
+
 import { cancelCard } from './cancel-card.ts';
 import { canSeeCard } from './card-access.ts';
 import { type CardRow, type CardView, toCardView } from './card-view.ts';

@@ -6,13 +6,14 @@ import {
   type JwtVerifier,
   type Logger,
   RateLimitedError,
+  type Registry,
   type SecretsProvider,
   type SubgraphService,
   UnauthenticatedError,
 } from '@ghostpay/platform';
 import { type DocumentNode, type GraphQLSchema, Kind, parse } from 'graphql';
 import { createRateLimitDirective } from 'graphql-rate-limit';
-import type { Registry } from 'prom-client';
+
 import { createCardLoader } from './card-loader.ts';
 import type { CardsConfig } from './config.ts';
 import { createPanSecrets } from './pan-crypto.ts';
