@@ -11,6 +11,7 @@ import {
   sendJson,
   startTelemetry,
   type Telemetry,
+  traceLogFields,
   tracesExporterFromEnv,
 } from '../src/index.ts';
 
@@ -146,7 +147,15 @@ describe('tracing a request through a platform service', () => {
     }
   });
 
+  it('stamps trace and span ids on log lines written inside a span', () => {
+    trace.getTracer('telemetry-test').startActiveSpan('log inside', (span) => {
+      expect(traceLogFields()).toEqual({ trace_id: span.spanContext().traceId, span_id: span.spanContext().spanId });
+      span.end();
+    });
+  });
+
   it('has no trace id outside a request', () => {
+    expect(traceLogFields()).toEqual({});
     expect(currentTraceId()).toBeUndefined();
   });
 });

@@ -140,7 +140,7 @@ spec:
             - name: OTEL_TRACES_SAMPLER_ARG
               value: {{ $root.Values.otel.samplerArg | quote }}
             - name: OTEL_SERVICE_NAME
-              value: {{ $name }}
+              value: {{ $svc.serviceLabel | default $name }}
             - name: OTEL_RESOURCE_ATTRIBUTES
               value: "deployment.environment.name={{ $root.Release.Namespace }},ghostpay.color={{ $color }}"
             {{- end }}
