@@ -170,6 +170,11 @@ export function createBridge(deps: BridgeDeps): Bridge {
 
     const { operation, mapping } = target;
     const headers: Record<string, string> = { 'x-request-id': requestId };
+    // The router limits anonymous calls (POST /auth/token) per client address; behind the bridge
+    // every caller would share the bridge's. The bridge states the peer it saw and drops whatever
+    // X-Forwarded-For the caller sent (a client must not choose its own rate-limit identity).
+    // The router reads it only with ROUTER_TRUST_PROXY=true.
+    if (req.socket.remoteAddress) headers['x-forwarded-for'] = req.socket.remoteAddress;
     for (const name of forwardedHeaders) {
       const value = req.headers[name];
       if (typeof value === 'string') headers[name] = value;

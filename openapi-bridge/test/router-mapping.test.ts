@@ -71,7 +71,7 @@ describe('the bridge in front of a scripted router', () => {
     };
     await api.call('GET', '/charges/ch_123', {
       token,
-      headers: { cookie: 'session=1', 'x-internal': 'yes', traceparent: '00-abc-def-01' },
+      headers: { cookie: 'session=1', 'x-internal': 'yes', traceparent: '00-abc-def-01', 'x-forwarded-for': '6.6.6.6' },
     });
     expect(captured).toHaveLength(1);
     const sent = captured[0] as Captured;
@@ -85,6 +85,7 @@ describe('the bridge in front of a scripted router', () => {
     expect(sent.headers['x-request-id']).toBeTruthy();
     expect(sent.headers.cookie).toBeUndefined();
     expect(sent.headers['x-internal']).toBeUndefined();
+    expect(sent.headers['x-forwarded-for']).toBe('127.0.0.1');
   });
 
   it('maps REST bodies, queries and headers to the GraphQL variables', async () => {
