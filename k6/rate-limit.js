@@ -46,7 +46,7 @@ export default function ({ token }) {
       check(res, {
         '429 has Retry-After': (r) => Number(r.headers['Retry-After']) > 0,
         '429 has RateLimit headers': (r) =>
-          Boolean(r.headers['Ratelimit'] || r.headers['Ratelimit-Limit'] || r.headers['Ratelimit-Policy']),
+          Boolean(r.headers.Ratelimit || r.headers['Ratelimit-Limit'] || r.headers['Ratelimit-Policy']),
       });
     } else {
       if (i > limit) servedOverLimit.add(1);
