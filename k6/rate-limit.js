@@ -45,8 +45,7 @@ export default function ({ token }) {
       if (i <= limit) limitedUnderLimit.add(1);
       check(res, {
         '429 has Retry-After': (r) => Number(r.headers['Retry-After']) > 0,
-        '429 has RateLimit headers': (r) =>
-          Boolean(r.headers.Ratelimit || r.headers['Ratelimit-Limit'] || r.headers['Ratelimit-Policy']),
+        '429 has RateLimit headers': (r) => Boolean(r.headers.Ratelimit || r.headers['Ratelimit-Limit'] || r.headers['Ratelimit-Policy']),
       });
     } else {
       if (i > limit) servedOverLimit.add(1);
