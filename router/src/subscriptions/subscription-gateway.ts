@@ -333,7 +333,8 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
       }
       let expiry: NodeJS.Timeout | undefined;
       const result = await open(caller, params, 'sse', () => clearTimeout(expiry));
-      if (Array.isArray(result)) return { errors: (result as readonly GraphQLError[]).map((e) => e.toJSON()) } as never;
+      // `data: null` makes graphql-sse treat it as a result: one `next` with the errors, then `complete`.
+      if (Array.isArray(result)) return { data: null, errors: (result as readonly GraphQLError[]).map((e) => e.toJSON()) } as never;
       const { stream } = result as { stream: EventStream<SubscriptionPayload> };
       expiry = setTimeout(
         () => stream.end({ errors: [{ message: 'Token expired', extensions: { code: ErrorCode.UNAUTHENTICATED } }] }),

@@ -1,0 +1,244 @@
+import { settleAllDue } from '@ghostpay/charges';
+import { createSeed, createTestTokenIssuer, freshDatabase, type TestDatabase, type TestTokenIssuer } from '@ghostpay/test-support';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import {
+  chargeUpdatedSubscription,
+  createCharge,
+  startRealSubgraphs,
+  startSubscriptionRouter,
+  statuses,
+  until,
+  watchCharge,
+  wsClient,
+} from './subscriptions-harness.ts';
+
+/** Reads a GraphQL-over-SSE response, collecting `next` payloads until `complete` or the end. */
+function readEventStream(response: Response) {
+  const received = { next: [] as { data?: { chargeUpdated?: { status: string } }; errors?: unknown[] }[], completed: false, ended: false };
+  const done = (async () => {
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for (;;) {
+      const { value, done: finished } = await reader.read().catch(() => ({ value: undefined, done: true }));
+      if (finished) break;
+      buffer += decoder.decode(value, { stream: true });
+      let boundary = buffer.indexOf('\n\n');
+      while (boundary >= 0) {
+        const block = buffer.slice(0, boundary);
+        buffer = buffer.slice(boundary + 2);
+        const event = /^event: (.*)$/m.exec(block)?.[1];
+        const data = /^data: (.*)$/m.exec(block)?.[1];
+        if (event === 'next' && data) received.next.push(JSON.parse(data));
+        if (event === 'complete') received.completed = true;
+        boundary = buffer.indexOf('\n\n');
+      }
+    }
+    received.ended = true;
+  })();
+  return { received, done };
+}
+
+describe('subscription limits, expiry, keep-alive and Server-Sent Events', () => {
+  let database: TestDatabase;
+  let issuer: TestTokenIssuer;
+  let subgraphs: Awaited<ReturnType<typeof startRealSubgraphs>>;
+  let seed: ReturnType<typeof createSeed>;
+  const routers: Awaited<ReturnType<typeof startSubscriptionRouter>>[] = [];
+
+  const router = async (limits: Parameters<typeof startSubscriptionRouter>[0]['limits'] = {}) => {
+    const started = await startSubscriptionRouter({
+      issuer,
+      urls: subgraphs.urls,
+      upstreams: { charges: subgraphs.urls.charges.replace(/^http/, 'ws') },
+      limits,
+    });
+    routers.push(started);
+    return started;
+  };
+
+  /** A charge on a fresh card and its owner's user id. */
+  const ownedCharge = async (graphqlUrl: string) => {
+    const merchant = await seed.user('merchant');
+    const owner = await seed.user('user');
+    const card = await seed.card({ ownerId: owner.id, issuerId: merchant.id, amount: 5_000 });
+    const charge = await createCharge(graphqlUrl, await issuer.bearer({ userId: merchant.id, role: 'merchant' }), card.id);
+    return { chargeId: charge.id, ownerId: owner.id };
+  };
+
+  beforeAll(async () => {
+    database = await freshDatabase({ poolSize: 20 });
+    issuer = await createTestTokenIssuer();
+    subgraphs = await startRealSubgraphs(database, issuer);
+    seed = createSeed(database.db);
+  });
+  afterAll(async () => {
+    for (const r of routers) await r.close();
+    await subgraphs?.close();
+    await database?.close();
+  });
+
+  it('refuses a subscription over the per-connection limit with RATE_LIMITED and keeps the others', async () => {
+    const r = await router({ maxPerConnection: 2 });
+    const { chargeId, ownerId } = await ownedCharge(r.graphqlUrl);
+    const client = wsClient(r.wsUrl, await issuer.bearer({ userId: ownerId, role: 'user' }));
+    try {
+      const first = watchCharge(client, chargeId);
+      const second = watchCharge(client, chargeId);
+      await until(() => first.events.length === 1 && second.events.length === 1, 'two subscriptions');
+      const third = watchCharge(client, chargeId);
+      await until(() => third.errors.length > 0, 'the refusal');
+      expect(third.errors).toMatchObject([[{ extensions: { code: 'RATE_LIMITED' } }]]);
+      expect(first.completed || second.completed).toBe(false);
+    } finally {
+      await client.dispose();
+    }
+  });
+
+  it('refuses a subscription over the per-API-key limit across connections', async () => {
+    const r = await router({ maxPerApiKey: 2 });
+    const { chargeId, ownerId } = await ownedCharge(r.graphqlUrl);
+    const bearer = await issuer.bearer({ userId: ownerId, role: 'user', apiKeyId: 'key_shared' });
+    const clients = [wsClient(r.wsUrl, bearer), wsClient(r.wsUrl, bearer), wsClient(r.wsUrl, bearer)];
+    try {
+      const a = watchCharge(clients[0]!, chargeId);
+      const b = watchCharge(clients[1]!, chargeId);
+      await until(() => a.events.length === 1 && b.events.length === 1, 'two subscriptions');
+      const c = watchCharge(clients[2]!, chargeId);
+      await until(() => c.errors.length > 0, 'the refusal');
+      expect(c.errors).toMatchObject([[{ extensions: { code: 'RATE_LIMITED' } }]]);
+      // A slot frees up when one ends.
+      a.stop();
+      await until(() => r.gateway.stats().clientSubscriptions === 1, 'the first to end');
+      const d = watchCharge(clients[2]!, chargeId);
+      await until(() => d.events.length === 1 || d.errors.length > 0, 'the next subscription');
+      expect(d.errors).toEqual([]);
+    } finally {
+      await Promise.all(clients.map((c) => c.dispose()));
+    }
+  });
+
+  it('ends the connection with 4401 "Token expired" when the token expires', async () => {
+    const r = await router();
+    const { chargeId, ownerId } = await ownedCharge(r.graphqlUrl);
+    const token = await issuer.mint({ userId: ownerId, role: 'user', expiresInSeconds: 2 });
+    const client = wsClient(r.wsUrl, `Bearer ${token}`);
+    try {
+      const watch = watchCharge(client, chargeId);
+      await until(() => watch.events.length === 1, 'the first event');
+      await until(() => client.closeEvents.length > 0, 'the close', 5_000);
+      expect(client.closeEvents[0]).toEqual({ code: 4401, reason: 'Token expired' });
+      await until(() => r.gateway.stats().clientSubscriptions === 0, 'the subscription to be released');
+    } finally {
+      await client.dispose();
+    }
+  });
+
+  it('closes a connection without subscriptions after the idle timeout with 4408', async () => {
+    const r = await router({ idleTimeoutMs: 300 });
+    const { ownerId } = await ownedCharge(r.graphqlUrl);
+    const socket = new WebSocket(r.wsUrl, 'graphql-transport-ws');
+    const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+      socket.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+    );
+    socket.once('open', async () =>
+      socket.send(
+        JSON.stringify({ type: 'connection_init', payload: { authorization: await issuer.bearer({ userId: ownerId, role: 'user' }) } }),
+      ),
+    );
+    expect(await closed).toEqual({ code: 4408, reason: 'Idle timeout' });
+  });
+
+  it('terminates a peer that stops answering pings', async () => {
+    const r = await router({ keepAliveMs: 200 });
+    const { ownerId } = await ownedCharge(r.graphqlUrl);
+    const started = Date.now();
+    // autoPong off: this peer never answers the router's pings, like a vanished client.
+    const socket = new WebSocket(r.wsUrl, 'graphql-transport-ws', { autoPong: false });
+    const closed = new Promise<number>((resolve) => socket.once('close', (code) => resolve(code)));
+    socket.once('open', async () =>
+      socket.send(
+        JSON.stringify({ type: 'connection_init', payload: { authorization: await issuer.bearer({ userId: ownerId, role: 'user' }) } }),
+      ),
+    );
+    expect(await closed).toBe(1006);
+    expect(Date.now() - started).toBeLessThan(2_000);
+  });
+
+  it('serves the same subscription over Server-Sent Events, and refuses one without a token with 401', async () => {
+    const r = await router();
+    const { chargeId, ownerId } = await ownedCharge(r.graphqlUrl);
+    const anonymous = await fetch(r.sseUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ query: chargeUpdatedSubscription, variables: { id: chargeId } }),
+    });
+    expect(anonymous.status).toBe(401);
+    expect(await anonymous.json()).toMatchObject({ errors: [{ extensions: { code: 'UNAUTHENTICATED' } }] });
+
+    const controller = new AbortController();
+    const response = await fetch(r.sseUrl, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'text/event-stream',
+        authorization: await issuer.bearer({ userId: ownerId, role: 'user' }),
+      },
+      body: JSON.stringify({ query: chargeUpdatedSubscription, variables: { id: chargeId } }),
+      signal: controller.signal,
+    });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toContain('text/event-stream');
+    const stream = readEventStream(response);
+    try {
+      await until(() => stream.received.next.length === 1, 'the first SSE event');
+      await settleAllDue(database.db, { delayMs: 0, batchSize: 100 });
+      await until(() => stream.received.next.length === 2, 'the SETTLED SSE event');
+      expect(stream.received.next.map((p) => p.data?.chargeUpdated?.status)).toEqual(['AUTHORIZED', 'SETTLED']);
+      expect(r.gateway.stats().clientSubscriptions).toBe(1);
+    } finally {
+      controller.abort();
+    }
+    // The client going away ends the subscription and its upstream.
+    await until(
+      () => r.gateway.stats().clientSubscriptions === 0 && r.gateway.stats().upstream.subscriptions === 0,
+      'cleanup after disconnect',
+    );
+  });
+
+  it("refuses someone else's charge over SSE too", async () => {
+    const r = await router();
+    const { chargeId } = await ownedCharge(r.graphqlUrl);
+    const stranger = await seed.user('user');
+    const response = await fetch(r.sseUrl, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'text/event-stream',
+        authorization: await issuer.bearer({ userId: stranger.id, role: 'user' }),
+      },
+      body: JSON.stringify({ query: chargeUpdatedSubscription, variables: { id: chargeId } }),
+    });
+    const stream = readEventStream(response);
+    await stream.done;
+    expect(stream.received.next).toMatchObject([{ errors: [{ extensions: { code: 'NOT_FOUND' } }] }]);
+    expect(stream.received.completed).toBe(true);
+  });
+
+  it('refuses queries and unknown fields on the subscription endpoints', async () => {
+    const r = await router();
+    const { chargeId, ownerId } = await ownedCharge(r.graphqlUrl);
+    const client = wsClient(r.wsUrl, await issuer.bearer({ userId: ownerId, role: 'user' }));
+    try {
+      const query = watchCharge(client, chargeId, 'query ($id: ID!) { charge(id: $id) { id } }');
+      const unknown = watchCharge(client, chargeId, 'subscription ($id: ID!) { chargeUpdated(id: $id) { nope } }');
+      await until(() => query.errors.length > 0 && unknown.errors.length > 0, 'both refusals');
+      expect(query.errors).toMatchObject([[{ extensions: { code: 'BAD_USER_INPUT' } }]]);
+      expect(unknown.errors).toMatchObject([[{ extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } }]]);
+      expect(statuses(query)).toEqual([]);
+    } finally {
+      await client.dispose();
+    }
+  });
+});
