@@ -47,7 +47,11 @@ export interface RouterContext extends SubgraphCallContext {
   principal?: Principal;
   requestId: string;
   logger: Logger;
-  operationName?: string;
+  /**
+   * Filled during execution for the request event. An object shared by reference, because
+   * Apollo Server executes each operation with a shallow copy of the context.
+   */
+  report: { operationName?: string; operationType?: string };
 }
 
 export interface RouterDeps {
@@ -196,8 +200,9 @@ export function createRouter(deps: RouterDeps): Router {
       return {
         async didResolveOperation(rc: GraphQLRequestContext<RouterContext>) {
           const context = rc.contextValue;
-          context.operationName = rc.operationName ?? undefined;
           context.operationType = rc.operation?.operation;
+          context.report.operationName = rc.operationName ?? undefined;
+          context.report.operationType = context.operationType;
           if (!rc.operation || !rc.document) return;
           const variables = (rc.request.variables ?? {}) as Record<string, unknown>;
           const shape = measureOperation(rc.document, rc.operation, variables);
@@ -279,6 +284,7 @@ export function createRouter(deps: RouterDeps): Router {
             logger: logger.child({ requestId }),
             forwardHeaders: { 'x-request-id': requestId, authorization },
             subgraphTimings: [],
+            report: {},
           };
         },
       })
@@ -306,6 +312,7 @@ export function createRouter(deps: RouterDeps): Router {
       logger: logger.child({ requestId }),
       forwardHeaders: { 'x-request-id': requestId },
       subgraphTimings: [],
+      report: {},
     };
     const errorCodes: string[] = [];
     const finish = (httpStatus: number) => {
@@ -314,8 +321,8 @@ export function createRouter(deps: RouterDeps): Router {
         {
           requestId,
           traceId: traceIdOf(traceparent),
-          operationName: context.operationName,
-          operationType: context.operationType,
+          operationName: context.report.operationName,
+          operationType: context.report.operationType,
           apiKeyId: principal?.apiKeyId,
           userId: principal?.userId,
           role: principal?.role,

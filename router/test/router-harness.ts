@@ -100,7 +100,7 @@ export interface StubSubgraphs {
   close(): Promise<void>;
 }
 
-export async function startStubSubgraphs(verifier: JwtVerifier, names = ['auth', 'cards', 'charges']): Promise<StubSubgraphs> {
+export async function startStubSubgraphs(verifier: JwtVerifier, names = ['auth', 'cards', 'charges', 'analytics']): Promise<StubSubgraphs> {
   const hits: Record<string, number> = {};
   const headers: StubSubgraphs['headers'] = {};
   const urls: Record<string, string> = {};
