@@ -126,7 +126,9 @@ export class ServiceUnavailableError extends GhostPayError {
 export function formatGraphQLError(formatted: GraphQLFormattedError, _original?: unknown): GraphQLFormattedError {
   const code = formatted.extensions?.code;
   const { stacktrace: _s, exception: _e, ...extensions } = formatted.extensions ?? {};
-  if (isErrorCode(code)) {
+  // Apollo stamps INTERNAL_SERVER_ERROR on any unexpected error before this hook runs, so
+  // that code never passes its message through: it may name hosts, tables or values.
+  if (isErrorCode(code) && code !== ErrorCode.INTERNAL_SERVER_ERROR) {
     return { ...formatted, extensions };
   }
   return {

@@ -6,7 +6,7 @@ import { buildSubgraphSchema, type GraphQLResolverMap } from '@apollo/subgraph';
 import type { DocumentNode, GraphQLSchema } from 'graphql';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { ForbiddenError, formatGraphQLError, UnauthenticatedError } from './errors.ts';
+import { ForbiddenError, formatGraphQLError, isErrorCode, UnauthenticatedError } from './errors.ts';
 import { createGraphQLHandler } from './graphql-http.ts';
 import {
   createServiceServer,
@@ -83,7 +83,12 @@ export function createSubgraphService<TContext extends SubgraphContext>(
     // workers). Apollo's own SIGTERM handler would stop Apollo and re-raise the signal, killing
     // the process (exit 143) before the graceful close ran; it is off only under NODE_ENV=test.
     stopOnTerminationSignals: false,
-    plugins: [ApolloServerPluginLandingPageDisabled(), ApolloServerPluginInlineTraceDisabled(), ...(options.plugins ?? [])],
+    plugins: [
+      ApolloServerPluginLandingPageDisabled(),
+      ApolloServerPluginInlineTraceDisabled(),
+      logUnexpectedErrors(options.logger),
+      ...(options.plugins ?? []),
+    ],
   });
   const handler = createGraphQLHandler(apollo, {
     maxBodyBytes: options.maxBodyBytes,
@@ -135,4 +140,29 @@ export function requireScope(context: { principal?: Principal }, scope: string):
   const principal = requirePrincipal(context);
   if (!hasScope(principal, scope)) throw new ForbiddenError(`Requires scope ${scope}`);
   return principal;
+}
+
+/**
+ * Clients see an unexpected error only as INTERNAL_SERVER_ERROR (formatGraphQLError); the
+ * operator needs the cause. Logs every error whose code is not from the closed list, with
+ * the request id, the path and the error (pino serialises the stack; never the variables).
+ */
+function logUnexpectedErrors<TContext extends BaseContext>(logger: Logger): ApolloServerPlugin<TContext> {
+  return {
+    async requestDidStart() {
+      return {
+        async didEncounterErrors({ errors, contextValue, operationName }) {
+          for (const error of errors) {
+            const code = error.extensions?.code;
+            if (isErrorCode(code) && code !== 'INTERNAL_SERVER_ERROR') continue;
+            const requestId = (contextValue as Partial<SubgraphContext> | undefined)?.requestId;
+            logger.error(
+              { err: error.originalError ?? error, requestId, operationName, path: error.path },
+              'unexpected error while executing an operation',
+            );
+          }
+        },
+      };
+    },
+  };
 }

@@ -1,0 +1,58 @@
+import { Writable } from 'node:stream';
+import { createTestTokenIssuer } from '@ghostpay/test-support';
+import { parse } from 'graphql';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createLogger, createMetricsRegistry, createSubgraphService, NotFoundError, type SubgraphService } from '../src/index.ts';
+
+let service: SubgraphService<never> | undefined;
+afterEach(async () => {
+  await service?.close();
+  service = undefined;
+});
+
+describe('subgraph service', () => {
+  it('answers an unexpected error as INTERNAL_SERVER_ERROR without details, logs its cause, and passes known codes through', async () => {
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    });
+    const issuer = await createTestTokenIssuer();
+    service = createSubgraphService({
+      name: 'demo',
+      typeDefs: parse(`
+        extend schema @link(url: "https://specs.apollo.dev/federation/v2.9", import: ["@key"])
+        type Query { broken: String missing: String }
+      `),
+      resolvers: {
+        Query: {
+          broken: () => {
+            throw new Error('connection to 10.0.0.7 refused while reading secret table');
+          },
+          missing: () => {
+            throw new NotFoundError('Thing', 'th_1');
+          },
+        },
+      },
+      verifier: issuer.verifier,
+      logger: createLogger({ service: 'demo', destination }),
+      registry: createMetricsRegistry('demo'),
+    }) as SubgraphService<never>;
+    const url = await service.start(0);
+    const response = await fetch(`${url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': 'req-42' },
+      body: JSON.stringify({ query: '{ broken missing }' }),
+    });
+    const body = (await response.json()) as { errors: Array<{ message: string; path: string[]; extensions: Record<string, unknown> }> };
+    const byPath = Object.fromEntries(body.errors.map((e) => [e.path[0], e]));
+    expect(byPath.broken).toEqual({ message: 'Internal server error', path: ['broken'], extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+    expect(byPath.missing).toMatchObject({ message: 'Thing th_1 not found', extensions: { code: 'NOT_FOUND' } });
+    expect(JSON.stringify(body)).not.toContain('10.0.0.7');
+    const logged = lines.map((line) => JSON.parse(line)).filter((line) => line.msg === 'unexpected error while executing an operation');
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toMatchObject({ requestId: 'req-42', path: ['broken'], err: { message: expect.stringContaining('10.0.0.7') } });
+  });
+});
