@@ -1,11 +1,15 @@
 /**
- * The bridge's composition root: config from env, the bridge, listen, stop on signals.
- * `node src/main.ts` (or `npm start -w @ghostpay/openapi-bridge`).
+ * The bridge's composition root: telemetry, config from env, the bridge, listen, stop on
+ * signals. `node src/main.ts` (or `npm start -w @ghostpay/openapi-bridge`).
  */
-import { readFileSync } from 'node:fs';
-import { createLogger, exitOnSignals, loadConfig } from '@ghostpay/platform';
-import { createBridge } from './bridge.ts';
-import { bridgeConfigSchema } from './config.ts';
+import { startTelemetry } from '@ghostpay/platform/telemetry';
+
+// Tracing first, so the modules it instruments (http) load after it: the rest is imported below.
+const telemetry = startTelemetry({ serviceName: 'openapi-bridge' });
+const { readFileSync } = await import('node:fs');
+const { createLogger, exitOnSignals, loadConfig } = await import('@ghostpay/platform');
+const { createBridge } = await import('./bridge.ts');
+const { bridgeConfigSchema } = await import('./config.ts');
 
 const config = loadConfig('openapi-bridge', bridgeConfigSchema);
 const logger = createLogger({ service: 'openapi-bridge', level: config.LOG_LEVEL });
@@ -19,4 +23,7 @@ const tls =
     : undefined;
 const bridge = createBridge({ config, logger, ...(tls ? { tls } : {}) });
 await bridge.start(config.BRIDGE_PORT, config.HOST);
-exitOnSignals(logger, () => bridge.close());
+exitOnSignals(logger, async () => {
+  await bridge.close();
+  await telemetry.shutdown();
+});

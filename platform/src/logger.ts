@@ -1,4 +1,5 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
+import { traceLogFields } from './telemetry.ts';
 
 export type { Logger };
 
@@ -50,6 +51,9 @@ export function createLogger({ service, level = 'info', destination }: LoggerOpt
       base: { service },
       redact: { paths: redactPaths, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
+      // `trace_id` / `span_id` of the active span (nothing outside a trace or with tracing off),
+      // so a log line leads to its trace and back.
+      mixin: traceLogFields,
     },
     destination,
   );

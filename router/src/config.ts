@@ -58,6 +58,8 @@ export const routerConfigSchema = baseConfigSchema.extend({
   ROUTER_BREAKER_FAILURES: env.positiveInt(5),
   ROUTER_BREAKER_OPEN_MS: env.positiveInt(5000),
   ROUTER_PLAYGROUND: env.boolean(true),
+  /** The analytics ingest endpoint (`http://analytics:4004/internal/events`); unset → no request events are sent. */
+  ROUTER_ANALYTICS_URL: env.optionalUrl(),
 });
 
 export type RouterConfig = z.infer<typeof routerConfigSchema>;

@@ -1,14 +1,22 @@
 /**
- * The router's composition root: config → verifier → (Redis, database for per-key limits) →
- * createRouter → listen → stop on signals.
+ * The router's composition root: telemetry → config → verifier → (Redis, database for per-key
+ * limits, analytics emitter) → createRouter → listen → stop on signals.
  */
-import { createDatabase } from '@ghostpay/db';
-import { createJwtVerifier, createLogger, createSecretsProvider, exitOnSignals, loadConfig } from '@ghostpay/platform';
-import { Redis } from 'ioredis';
-import { createApiKeyRateLimits } from './api-key-rate-limits.ts';
-import { routerConfigSchema } from './config.ts';
-import { createRouter } from './router.ts';
-import { routerSubscriptionsConfigSchema, routerSubscriptionsSettings } from './subscriptions/index.ts';
+import { startTelemetry } from '@ghostpay/platform/telemetry';
+
+// Tracing first, so the modules it instruments (http, pg) load after it: the rest is imported below.
+const telemetry = startTelemetry({ serviceName: 'router' });
+const { createDatabase } = await import('@ghostpay/db');
+const { createJwtVerifier, createLogger, createMetricsRegistry, createSecretsProvider, exitOnSignals, loadConfig } = await import(
+  '@ghostpay/platform'
+);
+const { Redis } = await import('ioredis');
+const { createAnalyticsEmitter } = await import('./analytics-emitter.ts');
+const { createApiKeyRateLimits } = await import('./api-key-rate-limits.ts');
+const { routerConfigSchema } = await import('./config.ts');
+const { toAnalyticsRequestEvent } = await import('./request-events.ts');
+const { createRouter } = await import('./router.ts');
+const { routerSubscriptionsConfigSchema, routerSubscriptionsSettings } = await import('./subscriptions/index.ts');
 
 // @apollo/gateway would otherwise export usage telemetry to Apollo; this router never phones home.
 process.env.APOLLO_TELEMETRY_DISABLED ??= 'true';
@@ -18,6 +26,7 @@ const logger = createLogger({ service: 'router', level: config.LOG_LEVEL });
 const subscriptionsConfig = loadConfig('router', routerSubscriptionsConfigSchema);
 const secrets = createSecretsProvider({ dir: subscriptionsConfig.SECRETS_DIR });
 const verifier = createJwtVerifier({ jwksUrl: config.JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE });
+const registry = createMetricsRegistry('router');
 
 // Commands fail fast while Redis is unreachable, so the limiter falls back locally instead of queueing requests.
 // Redis is deliberately not a readiness check: the router keeps serving (fail open) without it.
@@ -40,19 +49,34 @@ if (redis) {
 }
 // Per-key limits come from auth.api_keys when the router can reach the database.
 const database = config.DATABASE_URL ? await createDatabase({ url: config.DATABASE_URL, poolSize: 2 }) : undefined;
+// Request events go to analytics' ingest with the shared token (secret `analytics-ingest-token`).
+const emitter = config.ROUTER_ANALYTICS_URL
+  ? createAnalyticsEmitter({
+      url: config.ROUTER_ANALYTICS_URL,
+      token: () => secrets.get('analytics-ingest-token'),
+      registry,
+      logger: logger.child({ component: 'analytics-emitter' }),
+    })
+  : undefined;
 
 const router = createRouter({
   config,
   logger,
   verifier,
+  registry,
   redis,
   rateLimitOverrides: database ? createApiKeyRateLimits(database) : undefined,
   subscriptions: routerSubscriptionsSettings(subscriptionsConfig, config.ROUTER_SUBGRAPH_URLS, secrets),
+  onRequestEvent: emitter ? (event) => emitter.emit(toAnalyticsRequestEvent(event)) : undefined,
   onClose: async () => {
+    await emitter?.close();
     secrets.close();
     redis?.disconnect();
     await database?.close();
   },
 });
 await router.start(config.ROUTER_PORT, config.HOST);
-exitOnSignals(logger, () => router.close());
+exitOnSignals(logger, async () => {
+  await router.close();
+  await telemetry.shutdown();
+});

@@ -1,3 +1,5 @@
+import type { RequestEvent } from '@ghostpay/platform';
+
 /**
  * What the router reports about each GraphQL request to the analytics emitter. Never
  * variables, tokens, or response data: only identifiers and measurements.
@@ -40,4 +42,24 @@ export function emitRequestEvent(handler: RequestEventHandler | undefined, event
 export function traceIdOf(traceparent: string | undefined): string | undefined {
   const match = traceparent ? /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(traceparent.trim()) : null;
   return match?.[1];
+}
+
+const operationTypes = new Set(['query', 'mutation', 'subscription']);
+
+/** The router's event in the analytics ingest shape (what the analytics emitter sends). */
+export function toAnalyticsRequestEvent(event: RouterRequestEvent): RequestEvent {
+  return {
+    timestamp: event.receivedAt,
+    requestId: event.requestId,
+    traceId: event.traceId ?? null,
+    operationName: event.operationName ?? null,
+    operationType: operationTypes.has(event.operationType ?? '') ? (event.operationType as RequestEvent['operationType']) : null,
+    apiKeyId: event.apiKeyId ?? null,
+    userId: event.userId ?? null,
+    role: event.role ?? null,
+    httpStatus: event.httpStatus,
+    errorCodes: event.errorCodes,
+    latencyMs: event.latencyMs,
+    subgraphTimings: event.subgraphTimings.map(({ subgraph, ms }) => ({ subgraph, ms })),
+  };
 }

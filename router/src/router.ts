@@ -7,6 +7,7 @@ import {
   BodyTooLargeError,
   createMetricsRegistry,
   createServiceServer,
+  currentTraceId,
   ErrorCode,
   formatGraphQLError,
   GhostPayError,
@@ -320,7 +321,8 @@ export function createRouter(deps: RouterDeps): Router {
         deps.onRequestEvent,
         {
           requestId,
-          traceId: traceIdOf(traceparent),
+          // The active trace when tracing is on (the server span continues the caller's traceparent), else the caller's.
+          traceId: currentTraceId() ?? traceIdOf(traceparent),
           operationName: context.report.operationName,
           operationType: context.report.operationType,
           apiKeyId: principal?.apiKeyId,

@@ -1,8 +1,16 @@
-import { createLogger, exitOnSignals } from '@ghostpay/platform';
-import { formatBanner } from './banner.ts';
-import { startStack } from './start-stack.ts';
+import { startTelemetry } from '@ghostpay/platform/telemetry';
+
+// Tracing first, so the modules it instruments (http, pg) load after it: the rest is imported
+// below. One process, one SDK: every service of the stack reports as `ghostpay-stack`.
+const telemetry = startTelemetry({ serviceName: 'ghostpay-stack' });
+const { createLogger, exitOnSignals } = await import('@ghostpay/platform');
+const { formatBanner } = await import('./banner.ts');
+const { startStack } = await import('./start-stack.ts');
 
 const logger = createLogger({ service: 'stack', level: process.env.LOG_LEVEL ?? 'warn' });
 const stack = await startStack({ logger });
 process.stdout.write(`${formatBanner(stack)}\n`);
-exitOnSignals(logger, () => stack.close());
+exitOnSignals(logger, async () => {
+  await stack.close();
+  await telemetry.shutdown();
+});

@@ -9,10 +9,10 @@ import { bridgeConfigSchema, createBridge, manifestPath } from '@ghostpay/openap
 import {
   createJwtVerifier,
   createLogger,
+  createMetricsRegistry,
   createSecretsProvider,
   type Logger,
   loadConfig,
-  type RequestEvent,
   type SecretsProvider,
   type z,
 } from '@ghostpay/platform';
@@ -20,11 +20,11 @@ import {
   createAnalyticsEmitter,
   createApiKeyRateLimits,
   createRouter,
-  type RouterRequestEvent,
   routerConfigSchema,
   routerSubscriptionsConfigSchema,
   routerSubscriptionsSettings,
   subscriptionsApiKeySecret,
+  toAnalyticsRequestEvent,
 } from '@ghostpay/router';
 import { type DevCredentials, readDevCredentials, writeDevCredentials } from './dev-credentials.ts';
 import { ensureDevSecrets } from './dev-secrets.ts';
@@ -171,9 +171,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await analytics.start(port('ANALYTICS_PORT', 4004), host);
     closers.push(() => analytics.close());
 
+    // The emitter's counters (analytics_events_sent/dropped_total) are served on the router's /metrics.
+    const routerRegistry = createMetricsRegistry('router');
     const emitter = createAnalyticsEmitter({
       url: `${analytics.url}/internal/events`,
       token: () => secrets.get('analytics-ingest-token'),
+      registry: routerRegistry,
       logger: serviceLogger('analytics-emitter'),
     });
     const routerConfig = config('router', routerConfigSchema);
@@ -193,9 +196,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         ROUTER_SUBGRAPH_URLS: subgraphUrls,
       },
       logger: serviceLogger('router'),
+      registry: routerRegistry,
       verifier,
       rateLimitOverrides: createApiKeyRateLimits(database),
-      onRequestEvent: (event) => emitter.emit(toRequestEvent(event)),
+      onRequestEvent: (event) => emitter.emit(toAnalyticsRequestEvent(event)),
       onClose: () => emitter.close(),
     });
     await router.start(port('ROUTER_PORT', 4000), host);
@@ -231,24 +235,4 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await close();
     throw error;
   }
-}
-
-const operationTypes = new Set(['query', 'mutation', 'subscription']);
-
-/** The router's event in the analytics ingest shape. */
-function toRequestEvent(event: RouterRequestEvent): RequestEvent {
-  return {
-    timestamp: event.receivedAt,
-    requestId: event.requestId,
-    traceId: event.traceId ?? null,
-    operationName: event.operationName ?? null,
-    operationType: operationTypes.has(event.operationType ?? '') ? (event.operationType as RequestEvent['operationType']) : null,
-    apiKeyId: event.apiKeyId ?? null,
-    userId: event.userId ?? null,
-    role: event.role ?? null,
-    httpStatus: event.httpStatus,
-    errorCodes: event.errorCodes,
-    latencyMs: event.latencyMs,
-    subgraphTimings: event.subgraphTimings.map(({ subgraph, ms }) => ({ subgraph, ms })),
-  };
 }

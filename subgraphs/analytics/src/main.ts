@@ -1,5 +1,9 @@
-import { createJwtVerifier, createLogger, createSecretsProvider, exitOnSignals, loadConfig } from '@ghostpay/platform';
-import { analyticsConfigSchema, createAnalyticsService, openAnalyticsStore } from './index.ts';
+import { startTelemetry } from '@ghostpay/platform/telemetry';
+
+// Tracing first, so the modules it instruments (http) load after it: the rest is imported below.
+const telemetry = startTelemetry({ serviceName: 'analytics' });
+const { createJwtVerifier, createLogger, createSecretsProvider, exitOnSignals, loadConfig } = await import('@ghostpay/platform');
+const { analyticsConfigSchema, createAnalyticsService, openAnalyticsStore } = await import('./index.ts');
 
 const config = loadConfig('analytics', analyticsConfigSchema);
 const logger = createLogger({ service: 'analytics', level: config.LOG_LEVEL });
@@ -14,4 +18,5 @@ await service.start(config.ANALYTICS_PORT, config.HOST);
 exitOnSignals(logger, async () => {
   await service.close();
   secrets.close();
+  await telemetry.shutdown();
 });

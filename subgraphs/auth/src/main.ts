@@ -1,7 +1,11 @@
-import { createDatabase, migrate } from '@ghostpay/db';
-import { createLogger, createSecretsProvider, exitOnSignals, loadConfig } from '@ghostpay/platform';
-import { authConfigSchema } from './config.ts';
-import { createAuthService } from './create-auth-service.ts';
+import { startTelemetry } from '@ghostpay/platform/telemetry';
+
+// Tracing first, so the modules it instruments (http, pg) load after it: the rest is imported below.
+const telemetry = startTelemetry({ serviceName: 'auth' });
+const { createDatabase, migrate } = await import('@ghostpay/db');
+const { createLogger, createSecretsProvider, exitOnSignals, loadConfig } = await import('@ghostpay/platform');
+const { authConfigSchema } = await import('./config.ts');
+const { createAuthService } = await import('./create-auth-service.ts');
 
 const config = loadConfig('auth', authConfigSchema);
 const logger = createLogger({ service: 'auth', level: config.LOG_LEVEL });
@@ -15,4 +19,5 @@ exitOnSignals(logger, async () => {
   await service.close();
   await database.close();
   secrets.close();
+  await telemetry.shutdown();
 });

@@ -1,9 +1,13 @@
-import { join } from 'node:path';
-import { createDatabase, migrate } from '@ghostpay/db';
-import { createJwtVerifier, createLogger, createSecretsProvider, exitOnSignals, loadConfig } from '@ghostpay/platform';
-import { cardsConfigSchema } from './config.ts';
-import { createPanSecrets } from './pan-crypto.ts';
-import { createCardsService } from './service.ts';
+import { startTelemetry } from '@ghostpay/platform/telemetry';
+
+// Tracing first, so the modules it instruments (http, pg) load after it: the rest is imported below.
+const telemetry = startTelemetry({ serviceName: 'cards' });
+const { join } = await import('node:path');
+const { createDatabase, migrate } = await import('@ghostpay/db');
+const { createJwtVerifier, createLogger, createSecretsProvider, exitOnSignals, loadConfig } = await import('@ghostpay/platform');
+const { cardsConfigSchema } = await import('./config.ts');
+const { createPanSecrets } = await import('./pan-crypto.ts');
+const { createCardsService } = await import('./service.ts');
 
 // Composition root: config → secrets → database → service → listen.
 const config = loadConfig('cards', cardsConfigSchema);
@@ -32,4 +36,5 @@ exitOnSignals(logger, async () => {
   await service.close();
   secrets.close();
   await database.close();
+  await telemetry.shutdown();
 });

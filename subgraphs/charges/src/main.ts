@@ -1,9 +1,13 @@
-/** Composition root: config → database → migrate → service → listen → stop on signals. */
-import { join } from 'node:path';
-import { createDatabase, migrate } from '@ghostpay/db';
-import { createJwtVerifier, createLogger, exitOnSignals, loadConfig } from '@ghostpay/platform';
-import { createChargesService } from './charges-service.ts';
-import { chargesConfigSchema } from './config.ts';
+/** Composition root: telemetry → config → database → migrate → service → listen → stop on signals. */
+import { startTelemetry } from '@ghostpay/platform/telemetry';
+
+// Tracing first, so the modules it instruments (http, pg) load after it: the rest is imported below.
+const telemetry = startTelemetry({ serviceName: 'charges' });
+const { join } = await import('node:path');
+const { createDatabase, migrate } = await import('@ghostpay/db');
+const { createJwtVerifier, createLogger, exitOnSignals, loadConfig } = await import('@ghostpay/platform');
+const { createChargesService } = await import('./charges-service.ts');
+const { chargesConfigSchema } = await import('./config.ts');
 
 const config = loadConfig('charges', chargesConfigSchema);
 const logger = createLogger({ service: 'charges', level: config.LOG_LEVEL });
@@ -19,4 +23,5 @@ await service.start(config.CHARGES_PORT, config.HOST);
 exitOnSignals(logger, async () => {
   await service.close();
   await database.close();
+  await telemetry.shutdown();
 });
