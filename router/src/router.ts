@@ -372,9 +372,14 @@ export function createRouter(deps: RouterDeps): Router {
     }
     context.principal = principal;
     if (principal && req.headers.authorization) context.forwardHeaders.authorization = req.headers.authorization;
-    for (const name of forwardedHeaderNames) {
-      const value = req.headers[name];
-      if (typeof value === 'string' && value.length <= 512) context.forwardHeaders[name] = value;
+    // Without tracing the caller's trace context passes through unchanged. With tracing on, the
+    // undici instrumentation injects the router's own span as the subgraphs' parent: forwarding
+    // the caller's header as well would send two traceparents, which the subgraph rejects.
+    if (!currentTraceId()) {
+      for (const name of forwardedHeaderNames) {
+        const value = req.headers[name];
+        if (typeof value === 'string' && value.length <= 512) context.forwardHeaders[name] = value;
+      }
     }
 
     let body: unknown;
