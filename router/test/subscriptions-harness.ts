@@ -142,6 +142,8 @@ export function wsClient(
     connectionParams: { authorization },
     retryAttempts: 0,
     lazy: options.lazy ?? true,
+    // Close events are recorded below; graphql-ws would print them to stderr.
+    onNonLazyError: () => {},
     on: {
       closed: (event) => {
         const e = event as { code: number; reason: string };

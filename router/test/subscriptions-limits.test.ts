@@ -226,6 +226,24 @@ describe('subscription limits, expiry, keep-alive and Server-Sent Events', () =>
     expect(stream.received.completed).toBe(true);
   });
 
+  it('completes every subscription and closes with 1001 when the router shuts down', async () => {
+    const r = await router();
+    const { chargeId, ownerId } = await ownedCharge(r.graphqlUrl);
+    // Not lazy: the client keeps its socket after the last complete, so the router's close code shows.
+    const client = wsClient(r.wsUrl, await issuer.bearer({ userId: ownerId, role: 'user' }), { lazy: false });
+    try {
+      const watch = watchCharge(client, chargeId);
+      await until(() => watch.events.length === 1, 'the first event');
+      await r.close();
+      await until(() => client.closeEvents.length > 0, 'the close');
+      expect(watch.completed).toBe(true);
+      expect(client.closeEvents[0]).toEqual({ code: 1001, reason: 'Router shutting down' });
+      expect(r.gateway.stats().upstream.subscriptions).toBe(0);
+    } finally {
+      await client.dispose();
+    }
+  });
+
   it('refuses queries and unknown fields on the subscription endpoints', async () => {
     const r = await router();
     const { chargeId, ownerId } = await ownedCharge(r.graphqlUrl);

@@ -107,6 +107,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
   const perApiKey = new Map<string, number>();
   const streams = new Set<EventStream<SubscriptionPayload>>();
   let closing = false;
+  let closed: Promise<void> | undefined;
 
   const activeGauge = options.registry
     ? new Gauge({
@@ -345,6 +346,21 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     },
   });
 
+  const shutDown = async () => {
+    closing = true;
+    clearInterval(heartbeat);
+    for (const stream of [...streams]) stream.end();
+    // Let the transports send each `complete` before the sockets close (bounded).
+    const deadline = Date.now() + 1_000;
+    while (streams.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setImmediate(resolve));
+    for (const ws of wss.clients) ws.close(SubscriptionCloseCode.GoingAway, 'Router shutting down');
+    await wsServer.dispose();
+    for (const ws of wss.clients) ws.terminate();
+    await new Promise<void>((resolve) => wss.close(() => resolve()));
+    await pool.close();
+  };
+
   return {
     handleUpgrade(req, socket, head) {
       const pathname = (req.url ?? '/').split('?')[0];
@@ -360,15 +376,9 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     stats() {
       return { clientSubscriptions: streams.size, webSockets: wss.clients.size, upstream: pool.stats() };
     },
-    async close() {
-      closing = true;
-      clearInterval(heartbeat);
-      for (const stream of [...streams]) stream.end();
-      for (const ws of wss.clients) ws.close(SubscriptionCloseCode.GoingAway, 'Router shutting down');
-      await wsServer.dispose();
-      for (const ws of wss.clients) ws.terminate();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
-      await pool.close();
+    close() {
+      closed ??= shutDown();
+      return closed;
     },
   };
 }
