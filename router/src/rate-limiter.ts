@@ -53,7 +53,7 @@ export function createMemoryRateLimiter(options: { windowMs?: number; now?: () =
         limit,
         remaining: Math.max(0, limit - log.length),
         resetSeconds: Math.ceil(resetMs / 1000),
-        retryAfterSeconds: Math.max(1, Math.ceil(retryMs / 1000)) * (allowed ? 0 : 1),
+        retryAfterSeconds: allowed ? 0 : Math.max(1, Math.ceil(retryMs / 1000)),
         windowSeconds: Math.ceil(windowMs / 1000),
       };
     },
