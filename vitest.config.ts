@@ -14,6 +14,12 @@ const packages = [
 ];
 
 /**
+ * The reliability suite (reliability/) runs many OS processes for minutes: it joins the run
+ * only when asked for by name (`npm run test:reliability`), never the default `npm test`.
+ */
+const reliabilityRequested = process.argv.some((arg) => arg.includes('@ghostpay/reliability'));
+
+/**
  * One vitest run over every workspace: each package is a project named after it, and all
  * of them share one throwaway PostgreSQL cluster and redis-server (test-support/global-setup).
  */
@@ -23,18 +29,36 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
-    projects: packages.map((dir) => ({
-      extends: true,
-      // graphql 16 has no "exports" map: Node loads its CommonJS build, Vite its ESM build, so
-      // in tests the router's code and graphql-ws/graphql-sse (loaded by Node) would hold two
-      // graphql realms and `instanceof GraphQLError` fails between them. Resolve the CommonJS
-      // build for the router, as Node does in production.
-      ...(dir === 'router' ? { resolve: { alias: [{ find: /^graphql$/, replacement: 'graphql/index.js' }] } } : {}),
-      test: {
-        name: `@ghostpay/${dir.split('/').pop() === 'openapi-bridge' ? 'openapi-bridge' : dir.split('/').pop()}`,
-        root: `./${dir}`,
-        include: ['test/**/*.test.ts'],
-      },
-    })),
+    projects: [
+      ...packages.map((dir) => ({
+        extends: true,
+        // graphql 16 has no "exports" map: Node loads its CommonJS build, Vite its ESM build, so
+        // in tests the router's code and graphql-ws/graphql-sse (loaded by Node) would hold two
+        // graphql realms and `instanceof GraphQLError` fails between them. Resolve the CommonJS
+        // build for the router, as Node does in production.
+        ...(dir === 'router' ? { resolve: { alias: [{ find: /^graphql$/, replacement: 'graphql/index.js' }] } } : {}),
+        test: {
+          name: `@ghostpay/${dir.split('/').pop() === 'openapi-bridge' ? 'openapi-bridge' : dir.split('/').pop()}`,
+          root: `./${dir}`,
+          include: ['test/**/*.test.ts'],
+        },
+      })),
+      ...(reliabilityRequested
+        ? [
+            {
+              extends: true,
+              test: {
+                name: '@ghostpay/reliability',
+                root: './reliability',
+                include: ['test/**/*.test.ts'],
+                // Each file runs its own multi-process cluster: one at a time on a 2-core machine.
+                fileParallelism: false,
+                testTimeout: 180_000,
+                hookTimeout: 180_000,
+              },
+            },
+          ]
+        : []),
+    ],
   },
 });

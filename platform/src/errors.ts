@@ -89,9 +89,19 @@ export class ForbiddenError extends GhostPayError {
   }
 }
 
+/**
+ * Ids are echoed in NOT_FOUND messages for the caller's convenience, except when the "id" the
+ * client sent looks like a card number (12+ digits, spaces and dashes ignored): a PAN pasted
+ * where an id goes must not travel on in error bodies, client logs and analytics.
+ */
+function echoableId(id: string | undefined): string | undefined {
+  return id && !/\d{12,}/.test(id.replace(/[\s-]/g, '')) ? id : undefined;
+}
+
 export class NotFoundError extends GhostPayError {
   constructor(what: string, id?: string) {
-    super(ErrorCode.NOT_FOUND, id ? `${what} ${id} not found` : `${what} not found`);
+    const shown = echoableId(id);
+    super(ErrorCode.NOT_FOUND, shown ? `${what} ${shown} not found` : `${what} not found`);
   }
 }
 
