@@ -366,6 +366,20 @@ export function createRouter(deps: RouterDeps): Router {
     try {
       principal = await verifier.verifyAuthorization(req.headers.authorization);
     } catch (error) {
+      // Bad tokens count against the address's anonymous limit: verifying signatures is not free.
+      const decision = await limiter.consume(`ip:${clientAddress(req)}`, config.ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE);
+      for (const [name, value] of Object.entries(rateLimitHeaders(decision))) res.setHeader(name, value);
+      if (!decision.allowed) {
+        metrics.rateLimited.inc({ scope: 'client_address' });
+        refuse(
+          429,
+          ErrorCode.RATE_LIMITED,
+          `Rate limit of ${decision.limit} requests per minute exceeded`,
+          {},
+          { retryAfter: decision.retryAfterSeconds },
+        );
+        return;
+      }
       const message = error instanceof GhostPayError ? error.message : 'Token is invalid';
       refuse(401, ErrorCode.UNAUTHENTICATED, message, { 'www-authenticate': 'Bearer error="invalid_token"' });
       return;

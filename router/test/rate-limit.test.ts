@@ -83,6 +83,9 @@ describe('per-API-key rate limiting (in memory)', () => {
       const statuses = [];
       for (let i = 0; i < 3; i++) statuses.push((await post(anonymous.graphqlUrl, typename)).status);
       expect(statuses).toEqual([200, 200, 429]);
+      // Invalid tokens draw from the same per-address budget.
+      const bad = await post(anonymous.graphqlUrl, typename, { authorization: 'Bearer a.b.c' });
+      expect(bad.status).toBe(429);
     } finally {
       await anonymous.close();
     }
