@@ -48,7 +48,11 @@ export interface UpstreamPoolOptions {
   retryInitialDelayMs?: number;
   /** @default 10000 */
   retryMaxDelayMs?: number;
-  /** graphql-ws ping interval on upstream sockets (a dead peer is noticed within this). @default 10000 */
+  /**
+   * graphql-ws ping interval on upstream sockets; a socket whose pong has not arrived one
+   * interval after the ping is closed and reconnected (a half-open TCP connection would
+   * otherwise deliver nothing, silently). @default 10000
+   */
   keepAliveMs?: number;
   /** An idle upstream socket stays open this long for the next subscriber. @default 5000 */
   lazyCloseTimeoutMs?: number;
@@ -68,6 +72,8 @@ interface Socket {
   subgraph: string;
   client: Client;
   subscriptions: number;
+  /** The subscriptions this socket carries, to mark them when it drops. */
+  members: Set<SharedSubscription>;
   connected: boolean;
   failures: number;
 }
@@ -109,10 +115,14 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
     if (!url) throw new Error(`No upstream URL for subgraph ${subgraph}`);
     const id = nextSocketId++;
     const log = options.logger.child({ subgraph, upstreamSocket: id });
+    const keepAliveMs = options.keepAliveMs ?? 10_000;
+    let pongTimer: NodeJS.Timeout | undefined;
+    let activeSocket: WebSocket | undefined;
     const socket: Socket = {
       id,
       subgraph,
       subscriptions: 0,
+      members: new Set(),
       connected: false,
       failures: 0,
       client: createClient({
@@ -120,18 +130,39 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
         webSocketImpl: WebSocket,
         lazy: true,
         lazyCloseTimeout: options.lazyCloseTimeoutMs ?? 5_000,
-        keepAlive: options.keepAliveMs ?? 10_000,
+        keepAlive: keepAliveMs,
         retryAttempts: 0,
         connectionParams: async () => ({ authorization: await options.authorization() }),
         on: {
-          connected: () => {
+          connected: (ws) => {
+            activeSocket = ws as WebSocket;
             socket.connected = true;
             socket.failures = 0;
             log.debug('upstream socket connected');
           },
+          ping: (received) => {
+            if (received) return;
+            clearTimeout(pongTimer);
+            pongTimer = setTimeout(() => {
+              log.warn('upstream pong timeout: closing the socket to reconnect');
+              if (activeSocket?.readyState === WebSocket.OPEN) activeSocket.close(4408, 'Pong timeout');
+            }, keepAliveMs);
+            pongTimer.unref();
+          },
+          pong: (received) => {
+            if (received) clearTimeout(pongTimer);
+          },
           closed: (event) => {
+            clearTimeout(pongTimer);
+            activeSocket = undefined;
             const wasConnected = socket.connected;
             socket.connected = false;
+            // Whatever graphql-ws does next (our resubscribe, or its own retry after a 1000),
+            // events may have been lost while the socket was gone.
+            for (const sub of socket.members) {
+              if (sub.live) sub.missed = true;
+              sub.live = false;
+            }
             if (socket.subscriptions > 0) {
               socket.failures++;
               log.warn({ code: (event as { code?: number }).code, wasConnected }, 'upstream socket closed with active subscriptions');
@@ -164,6 +195,7 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
     clearTimeout(sub.retryTimer);
     subscriptions.delete(sub.key);
     sub.socket.subscriptions--;
+    sub.socket.members.delete(sub);
     sub.dispose?.();
     if (sub.socket.subscriptions === 0) {
       const list = sockets.get(sub.socket.subgraph) ?? [];
@@ -200,8 +232,8 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
             return;
           }
           // Transport failure: the socket went away. Resubscribe on a fresh connection.
+          if (sub.live) sub.missed = true;
           sub.live = false;
-          sub.missed = true;
           sub.dispose = undefined;
           if (sub.socket.failures === 0) sub.socket.failures = 1;
           sub.retryTimer = setTimeout(() => run(sub), retryDelay(sub.socket));
@@ -234,6 +266,7 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
           listeners: new Set(),
         };
         subscriptions.set(target.key, sub);
+        socket.members.add(sub);
         run(sub);
       }
       const shared = sub;

@@ -1,0 +1,164 @@
+import type { AddressInfo } from 'node:net';
+import { createLogger } from '@ghostpay/platform';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { createUpstreamPool, type UpstreamPool } from '../src/subscriptions/index.ts';
+import { until } from './subscriptions-harness.ts';
+
+interface Seen {
+  connections: number;
+  authorizations: unknown[];
+  subscribes: { connection: number; id: string; variables: unknown }[];
+  completes: number;
+}
+
+/**
+ * A bare graphql-transport-ws peer: acks connection_init, records subscribes and answers
+ * each with one `next` (as charges sends the current state first). `answerPings: false`
+ * makes it a peer that has silently gone away.
+ */
+async function startUpstream(options: { answerPings: boolean }) {
+  const seen: Seen = { connections: 0, authorizations: [], subscribes: [], completes: 0 };
+  const sockets = new Map<string, WebSocket>();
+  const server = new WebSocketServer({ port: 0, host: '127.0.0.1', handleProtocols: () => 'graphql-transport-ws' });
+  server.on('connection', (socket) => {
+    const connection = ++seen.connections;
+    socket.on('message', (raw) => {
+      const message = JSON.parse(String(raw)) as { type: string; id?: string; payload?: { authorization?: unknown; variables?: unknown } };
+      if (message.type === 'connection_init') {
+        seen.authorizations.push(message.payload?.authorization);
+        socket.send(JSON.stringify({ type: 'connection_ack' }));
+      } else if (message.type === 'ping' && options.answerPings) {
+        socket.send(JSON.stringify({ type: 'pong' }));
+      } else if (message.type === 'subscribe' && message.id) {
+        seen.subscribes.push({ connection, id: message.id, variables: message.payload?.variables });
+        sockets.set(`${connection}:${message.id}`, socket);
+        socket.send(
+          JSON.stringify({ id: message.id, type: 'next', payload: { data: { chargeUpdated: { id: 'x', status: 'AUTHORIZED' } } } }),
+        );
+      } else if (message.type === 'complete') {
+        seen.completes++;
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `ws://127.0.0.1:${port}/graphql`,
+    seen,
+    async close() {
+      for (const client of server.clients) client.terminate();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+const logger = createLogger({ service: 'router-test', level: 'silent' });
+const target = (id: string) => ({
+  subgraph: 'charges',
+  key: `charges:chargeUpdated:${id}`,
+  query: 'subscription ($id: ID!) { chargeUpdated(id: $id) { id status } }',
+  variables: { id },
+});
+const listener = () => {
+  const events: boolean[] = [];
+  return { events, event: (missed: boolean) => events.push(missed), error: () => {}, complete: () => {} };
+};
+
+describe('upstream pool', () => {
+  let pool: UpstreamPool | undefined;
+  let upstream: Awaited<ReturnType<typeof startUpstream>> | undefined;
+  afterEach(async () => {
+    await pool?.close();
+    await upstream?.close();
+  });
+
+  it('opens one upstream subscription per key, at most `maxSubscriptionsPerSocket` per socket, with the router credential', async () => {
+    upstream = await startUpstream({ answerPings: true });
+    let exchanges = 0;
+    pool = createUpstreamPool({
+      urls: { charges: upstream.url },
+      authorization: () => `Bearer router-${++exchanges}`,
+      logger,
+      maxSubscriptionsPerSocket: 2,
+    });
+    const a1 = listener();
+    const a2 = listener();
+    const b = listener();
+    const c = listener();
+    pool.attach(target('ch_a'), a1);
+    const second = pool.attach(target('ch_a'), a2);
+    pool.attach(target('ch_b'), b);
+    pool.attach(target('ch_c'), c);
+    await until(() => upstream?.seen.subscribes.length === 3, 'three upstream subscribes');
+    expect(upstream.seen.connections).toBe(2);
+    expect(upstream.seen.subscribes.map((s) => s.variables)).toEqual([{ id: 'ch_a' }, { id: 'ch_b' }, { id: 'ch_c' }]);
+    expect(upstream.seen.authorizations).toEqual(['Bearer router-1', 'Bearer router-2']);
+    await until(() => a1.events.length === 1 && c.events.length === 1, 'events');
+    expect(a2.events).toEqual([false]);
+    expect(pool.stats()).toMatchObject({ sockets: 2, subscriptions: 3 });
+
+    // The upstream subscription outlives one of its two listeners, not both.
+    second.detach();
+    expect(pool.stats().subscriptions).toBe(3);
+  });
+
+  it('closes a socket whose pongs stopped, resubscribes, and flags the next event as possibly missed', async () => {
+    upstream = await startUpstream({ answerPings: false });
+    pool = createUpstreamPool({
+      urls: { charges: upstream.url },
+      authorization: () => 'Bearer router',
+      logger,
+      keepAliveMs: 100,
+      retryInitialDelayMs: 20,
+    });
+    const watcher = listener();
+    pool.attach(target('ch_a'), watcher);
+    await until(() => watcher.events.length === 1, 'the first event');
+    await until(() => (upstream?.seen.connections ?? 0) >= 2 && watcher.events.length >= 2, 'a reconnect and a new event', 5_000);
+    expect(watcher.events.slice(0, 2)).toEqual([false, true]);
+    expect(upstream.seen.subscribes.filter((s) => s.connection === 2)).toHaveLength(1);
+  });
+
+  it('keeps retrying with backoff while the upstream is down and resumes when it is back', async () => {
+    upstream = await startUpstream({ answerPings: true });
+    const url = upstream.url;
+    await upstream.close();
+    pool = createUpstreamPool({
+      urls: { charges: url },
+      authorization: () => 'Bearer router',
+      logger,
+      retryInitialDelayMs: 20,
+      retryMaxDelayMs: 200,
+    });
+    const watcher = listener();
+    pool.attach(target('ch_a'), watcher);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(watcher.events).toEqual([]);
+    // Back on the same port.
+    const port = Number(new URL(url).port);
+    const again = new WebSocketServer({ port, host: '127.0.0.1', handleProtocols: () => 'graphql-transport-ws' });
+    let subscribed = 0;
+    again.on('connection', (socket) => {
+      socket.on('message', (raw) => {
+        const message = JSON.parse(String(raw)) as { type: string; id?: string };
+        if (message.type === 'connection_init') socket.send(JSON.stringify({ type: 'connection_ack' }));
+        if (message.type === 'subscribe') {
+          subscribed++;
+          socket.send(
+            JSON.stringify({ id: message.id, type: 'next', payload: { data: { chargeUpdated: { id: 'x', status: 'SETTLED' } } } }),
+          );
+        }
+      });
+    });
+    try {
+      await until(() => watcher.events.length === 1, 'the event after the upstream came back', 5_000);
+      expect(subscribed).toBe(1);
+    } finally {
+      await pool.close();
+      pool = undefined;
+      for (const client of again.clients) client.terminate();
+      await new Promise<void>((resolve) => again.close(() => resolve()));
+    }
+  });
+});
