@@ -244,6 +244,33 @@ describe('subscription limits, expiry, keep-alive and Server-Sent Events', () =>
     }
   });
 
+  it('releases subscriptions whose clients leave while they are still starting', async () => {
+    const r = await router();
+    const { chargeId, ownerId } = await ownedCharge(r.graphqlUrl);
+    const bearer = await issuer.bearer({ userId: ownerId, role: 'user' });
+    const clients = Array.from({ length: 5 }, () => wsClient(r.wsUrl, bearer));
+    for (const client of clients) watchCharge(client, chargeId);
+    const aborts = Array.from({ length: 5 }, () => new AbortController());
+    const requests = aborts.map((controller) =>
+      fetch(r.sseUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: bearer },
+        body: JSON.stringify({ query: chargeUpdatedSubscription, variables: { id: chargeId } }),
+        signal: controller.signal,
+      }).catch(() => undefined),
+    );
+    // Leave once the router has the subscribes in hand, before their first query answers.
+    await until(() => r.gateway.stats().webSockets === 5, 'the sockets');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    for (const controller of aborts) controller.abort();
+    await Promise.all(clients.map((c) => c.dispose()));
+    await Promise.all(requests);
+    await until(() => {
+      const stats = r.gateway.stats();
+      return stats.clientSubscriptions === 0 && stats.apiKeyReservations === 0 && stats.upstream.subscriptions === 0;
+    }, 'every subscription, API-key reservation and upstream to be released');
+  });
+
   it('refuses queries and unknown fields on the subscription endpoints', async () => {
     const r = await router();
     const { chargeId, ownerId } = await ownedCharge(r.graphqlUrl);

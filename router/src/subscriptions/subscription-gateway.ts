@@ -64,7 +64,13 @@ export interface SubscriptionGateway {
   /** Serves a GraphQL-over-SSE request (distinct connections mode; POST JSON or GET). */
   handleSse(req: IncomingMessage, res: ServerResponse): Promise<void>;
   /** Active client subscriptions and upstream use, for tests and metrics. */
-  stats(): { clientSubscriptions: number; webSockets: number; upstream: ReturnType<UpstreamPool['stats']> };
+  stats(): {
+    clientSubscriptions: number;
+    /** Subscriptions counted against API keys (open or starting). */
+    apiKeyReservations: number;
+    webSockets: number;
+    upstream: ReturnType<UpstreamPool['stats']>;
+  };
   /** Ends every client subscription (WebSockets close 1001), then the upstream sockets. */
   close(): Promise<void>;
 }
@@ -374,7 +380,9 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
       await sse(req, res);
     },
     stats() {
-      return { clientSubscriptions: streams.size, webSockets: wss.clients.size, upstream: pool.stats() };
+      let apiKeyReservations = 0;
+      for (const count of perApiKey.values()) apiKeyReservations += count;
+      return { clientSubscriptions: streams.size, apiKeyReservations, webSockets: wss.clients.size, upstream: pool.stats() };
     },
     close() {
       closed ??= shutDown();
