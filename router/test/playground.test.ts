@@ -56,16 +56,15 @@ describe.skipIf(!existsSync(chromiumPath) && process.env.CI !== 'true')('admin p
 
     await page.fill('#token', await issuer.mint({ userId: 'usr_merchant', role: 'merchant' }));
     await page.click('#open');
-    await page.waitForFunction("document.getElementById('error')?.textContent?.startsWith('Refused')", undefined, { timeout: 10_000 });
+    await page.locator('#error', { hasText: 'Refused' }).waitFor({ timeout: 10_000 });
     expect(await page.textContent('#error')).toMatch(/admin tokens only/);
 
     await page.fill('#token', await issuer.mint({ userId: 'usr_admin', role: 'admin' }));
     await page.click('#open');
     await page.waitForSelector('.graphiql-container', { timeout: 20_000 });
     await page.click('.graphiql-execute-button');
-    await page.waitForFunction("document.querySelector('.graphiql-response')?.textContent?.includes('usr_admin')", undefined, {
-      timeout: 20_000,
-    });
+    // Locators run in Playwright's own world: the page's strict CSP (no eval) stays on.
+    await page.locator('.graphiql-response', { hasText: 'usr_admin' }).waitFor({ timeout: 20_000 });
     const result = await page.textContent('.graphiql-response');
     expect(result).toContain('"queryType"');
     expect(result).toContain('"Query"');
