@@ -55,6 +55,26 @@ export const routerConfigSchema = baseConfigSchema.extend({
         .filter(Boolean),
     ),
   ROUTER_SUBGRAPH_TIMEOUT_MS: env.positiveInt(5000),
+  /** Per-subgraph overrides of ROUTER_SUBGRAPH_TIMEOUT_MS: `charges=8000,analytics=1000`. */
+  ROUTER_SUBGRAPH_TIMEOUTS_MS: z
+    .string()
+    .default('')
+    .transform((value, ctx) => {
+      const map: Record<string, number> = {};
+      for (const entry of value
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)) {
+        const [name, ms] = entry.split('=');
+        const n = Number(ms);
+        if (!name || !Number.isInteger(n) || n <= 0) {
+          ctx.addIssue({ code: 'custom', message: `expected name=milliseconds pairs, got "${entry}"` });
+          continue;
+        }
+        map[name] = n;
+      }
+      return map;
+    }),
   ROUTER_BREAKER_FAILURES: env.positiveInt(5),
   ROUTER_BREAKER_OPEN_MS: env.positiveInt(5000),
   ROUTER_PLAYGROUND: env.boolean(true),

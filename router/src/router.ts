@@ -140,7 +140,7 @@ export function createRouter(deps: RouterDeps): Router {
       const source = new SubgraphDataSource({
         name,
         url: config.ROUTER_SUBGRAPH_URLS[name] ?? url ?? '',
-        timeoutMs: config.ROUTER_SUBGRAPH_TIMEOUT_MS,
+        timeoutMs: config.ROUTER_SUBGRAPH_TIMEOUTS_MS[name] ?? config.ROUTER_SUBGRAPH_TIMEOUT_MS,
         breaker: { failureThreshold: config.ROUTER_BREAKER_FAILURES, openMs: config.ROUTER_BREAKER_OPEN_MS },
         retryBudget,
         metrics,

@@ -82,7 +82,7 @@ describe('a subgraph that does not answer', () => {
     router = await startRouter({
       verifier: issuer.verifier,
       urls: { ...subgraphs.urls, auth: url },
-      env: { ROUTER_SUBGRAPH_TIMEOUT_MS: '300' },
+      env: { ROUTER_SUBGRAPH_TIMEOUT_MS: '5000', ROUTER_SUBGRAPH_TIMEOUTS_MS: 'auth=300' },
     });
   });
   afterAll(async () => {
