@@ -72,7 +72,7 @@ describe('users and API keys', () => {
       { token: tokens.admin },
     );
     expect(codeOf(invalid)).toBe('BAD_USER_INPUT');
-    const fields = (invalid.errors?.[0]?.extensions?.fields as { field: string }[]).map((problem) => problem.field).sort();
+    const fields = ((invalid.errors?.[0]?.extensions?.fields ?? []) as { field: string }[]).map((problem) => problem.field).sort();
     expect(fields).toEqual(['input.email', 'input.name', 'input.rateLimitPerMinute']);
     expect(await countUsers(auth)).toBe(before);
   });
