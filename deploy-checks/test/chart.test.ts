@@ -238,6 +238,15 @@ describe('chart env and ports match the services', () => {
     expect(written.filter((n) => !templateEnv.includes(n) && !n.startsWith('OTEL_'))).toEqual([]);
   });
 
+  it('points the router at its colour’s analytics ingest and trusts the bridge manifest the router image ships', () => {
+    const env = values.services.router.env as Record<string, string>;
+    expect(env.ROUTER_ANALYTICS_URL).toMatch(/-analytics-\{\{ \.color \}\}:4004\/internal\/events$/);
+    const manifest = env.ROUTER_PQ_MANIFESTS;
+    expect(manifest).toBe('/app/openapi-bridge/persisted-queries.json');
+    expect(readRepoFile('router/Dockerfile')).toContain('COPY openapi-bridge/persisted-queries.json openapi-bridge/persisted-queries.json');
+    expect(JSON.parse(readRepoFile('openapi-bridge/persisted-queries.json'))).toBeTruthy();
+  });
+
   it.each(Object.entries(contract))('listens on the contract port for %s', (name, { portEnv, port }) => {
     expect(values.services[name]).toMatchObject({ portEnv, port });
   });
