@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
@@ -159,12 +160,9 @@ describe.skipIf(!redisUrl())('rate limiting shared through Redis', () => {
   }
 
   it('admits exactly 100 of 300 concurrent requests for one key across two router processes', async () => {
-    const redis = new Redis(redisUrl());
-    await redis.flushall();
-    redis.disconnect();
     const [a, b] = await Promise.all([startRouterProcess({ REDIS_URL: redisUrl() }), startRouterProcess({ REDIS_URL: redisUrl() })]);
     try {
-      const auth = await issuer.bearer({ userId: 'usr_shared', role: 'merchant', apiKeyId: 'key_shared' });
+      const auth = await issuer.bearer({ userId: 'usr_shared', role: 'merchant', apiKeyId: `key_shared_${randomUUID()}` });
       const responses = await Promise.all(
         Array.from({ length: 300 }, (_, i) => post(`${(i % 2 === 0 ? a : b).url}/graphql`, typename, { authorization: auth })),
       );
