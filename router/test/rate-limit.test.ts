@@ -55,6 +55,9 @@ describe('per-API-key rate limiting (in memory)', () => {
     expect(retryAfter).toBeLessThanOrEqual(60);
     expect(refused.headers.get('ratelimit-policy')).toBe('"default";q=100;w=60');
     expect(refused.headers.get('ratelimit')).toMatch(/^"default";r=0;t=(5[5-9]|60)$/);
+    const metrics = await (await fetch(`${router.url}/metrics`)).text();
+    expect(metrics).toMatch(/rate_limited_requests_total\{[^}]*scope="api_key"[^}]*\} 1/);
+    expect(metrics).toMatch(/graphql_errors_total\{[^}]*code="RATE_LIMITED"[^}]*\} 1/);
     // Another key is not affected.
     const other = await post(router.graphqlUrl, typename, {
       authorization: await issuer.bearer({ userId: 'usr_rl', role: 'merchant', apiKeyId: 'key_other' }),
