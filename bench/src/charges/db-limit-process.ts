@@ -1,0 +1,73 @@
+/**
+ * The database limit: the charges subgraph's own `authorizeCharge` (idempotency claim, the
+ * conditional card update, the charge insert, its event and NOTIFY, in one transaction) called
+ * straight through a pg pool of the same size as the stack's, at the same concurrency as the
+ * HTTP runs, one fresh card per charge. No HTTP, no GraphQL, no JWT: what the database allows.
+ */
+import { randomUUID } from 'node:crypto';
+import { authorizeCharge } from '@ghostpay/charges';
+import { createDatabase } from '@ghostpay/db';
+import { type Principal, scopesByRole } from '@ghostpay/platform';
+import { serveChild } from '../child-process.ts';
+import { summarize } from '../load.ts';
+
+export interface DbLimitOptions {
+  cardIds: string[];
+  merchantId: string;
+  apiKeyId: string;
+  amount: number;
+  currency: string;
+  connections: number;
+  durationMs: number;
+}
+
+const database = await createDatabase({ url: process.env.DATABASE_URL, applicationName: 'ghostpay-bench-db-limit' });
+const child = serveChild({
+  onStop: () => database.close(),
+  onRun: async (raw) => {
+    const options = raw as DbLimitOptions;
+    const principal: Principal = {
+      userId: options.merchantId,
+      role: 'merchant',
+      scopes: scopesByRole.merchant,
+      apiKeyId: options.apiKeyId,
+      tokenId: randomUUID(),
+      expiresAt: Math.floor(Date.now() / 1000) + 3600,
+    };
+    const latencies: number[] = [];
+    const errorSamples: string[] = [];
+    let ok = 0;
+    let errors = 0;
+    let next = 0;
+    const started = performance.now();
+    const deadline = started + options.durationMs;
+    const worker = async () => {
+      while (performance.now() < deadline) {
+        const cardId = options.cardIds[next++];
+        if (!cardId) throw new Error('ran out of pre-issued cards: issue more');
+        const t0 = performance.now();
+        try {
+          const { charge } = await authorizeCharge(
+            { db: database.db, idempotencyWaitMs: 5_000 },
+            principal,
+            { cardId, amount: options.amount, currency: options.currency },
+            randomUUID(),
+          );
+          if (charge.status === 'AUTHORIZED') {
+            ok++;
+            latencies.push(performance.now() - t0);
+          } else {
+            errors++;
+            if (errorSamples.length < 3) errorSamples.push(`${charge.status} ${charge.declineCode}`);
+          }
+        } catch (error) {
+          errors++;
+          if (errorSamples.length < 3) errorSamples.push((error as Error).message);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: options.connections }, worker));
+    return { ...summarize(latencies, ok, errors, (performance.now() - started) / 1000, errorSamples), used: next };
+  },
+});
+child.ready({});

@@ -1,0 +1,146 @@
+import { type ChildProcess, fork } from 'node:child_process';
+import { resolve } from 'node:path';
+
+/** Messages a benchmark child process sends to the parent. */
+export type ChildMessage =
+  | { type: 'ready'; urls: Record<string, string>; info?: Record<string, unknown> }
+  | { type: 'stats'; cpuMicros: number; maxRssKb: number }
+  | { type: 'result'; result: unknown }
+  | { type: 'error'; message: string };
+
+/** Messages the parent sends to a child. */
+export type ParentMessage = { type: 'mark' } | { type: 'stats' } | { type: 'stop' } | { type: 'run'; options: unknown };
+
+export interface BenchChild {
+  readonly name: string;
+  readonly urls: Record<string, string>;
+  readonly info: Record<string, unknown>;
+  /** Starts the CPU window (process.cpuUsage baseline in the child). */
+  mark(): Promise<void>;
+  /** CPU microseconds since `mark()` and peak RSS (KiB) of the child. */
+  stats(): Promise<{ cpuMicros: number; maxRssKb: number }>;
+  /** Asks the child to do its one job (e.g. the database-limit loop) and returns its result. */
+  run<T>(options: unknown): Promise<T>;
+  stop(): Promise<void>;
+}
+
+const profileDir = resolve(import.meta.dirname, '../profiles');
+
+/**
+ * Forks `script` (a .ts module run by Node 24 directly) and waits for its `ready` message.
+ * With BENCH_CPU_PROF=1 every child writes a V8 CPU profile to bench/profiles/ on exit.
+ */
+export async function startChild(name: string, script: string, env: Record<string, string>, timeoutMs = 60_000): Promise<BenchChild> {
+  const execArgv =
+    process.env.BENCH_CPU_PROF === '1' ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
+  const child: ChildProcess = fork(script, [], {
+    env: { ...process.env, ...env },
+    execArgv,
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const waiters: Array<(message: ChildMessage) => boolean> = [];
+  let exited = false;
+  child.on('message', (message: ChildMessage) => {
+    const index = waiters.findIndex((w) => w(message));
+    if (index >= 0) waiters.splice(index, 1);
+  });
+  const exitPromise = new Promise<void>((done) =>
+    child.once('exit', () => {
+      exited = true;
+      done();
+    }),
+  );
+  const next = <T extends ChildMessage['type']>(type: T, ms: number): Promise<Extract<ChildMessage, { type: T }>> =>
+    new Promise((resolvePromise, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${name}: no "${type}" message within ${ms} ms`)), ms);
+      exitPromise.then(() => reject(new Error(`${name} exited`)));
+      waiters.push((message) => {
+        if (message.type === 'error') {
+          clearTimeout(timer);
+          reject(new Error(`${name}: ${message.message}`));
+          return true;
+        }
+        if (message.type !== type) return false;
+        clearTimeout(timer);
+        resolvePromise(message as Extract<ChildMessage, { type: T }>);
+        return true;
+      });
+    });
+  const send = (message: ParentMessage) => child.send(message);
+  let ready: Extract<ChildMessage, { type: 'ready' }>;
+  try {
+    ready = await next('ready', timeoutMs);
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw error;
+  }
+  return {
+    name,
+    urls: ready.urls,
+    info: ready.info ?? {},
+    async mark() {
+      const reply = next('stats', 10_000);
+      send({ type: 'mark' });
+      await reply;
+    },
+    async stats() {
+      const reply = next('stats', 10_000);
+      send({ type: 'stats' });
+      const { cpuMicros, maxRssKb } = await reply;
+      return { cpuMicros, maxRssKb };
+    },
+    async run<T>(options: unknown) {
+      const reply = next('result', 600_000);
+      send({ type: 'run', options });
+      return (await reply).result as T;
+    },
+    async stop() {
+      if (exited) return;
+      send({ type: 'stop' });
+      const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await exitPromise;
+      clearTimeout(killer);
+    },
+  };
+}
+
+/**
+ * The child side: answers mark/stats, runs `onRun` for `run`, and calls `onStop` then exits on
+ * `stop` (a normal exit, so --cpu-prof profiles are written).
+ */
+export function serveChild(handlers: { onStop: () => Promise<void>; onRun?: (options: unknown) => Promise<unknown> }) {
+  let baseline = process.cpuUsage();
+  const reply = (message: ChildMessage) => process.send?.(message);
+  const stats = () => {
+    const used = process.cpuUsage(baseline);
+    reply({ type: 'stats', cpuMicros: used.user + used.system, maxRssKb: process.resourceUsage().maxRSS });
+  };
+  process.on('message', async (message: ParentMessage) => {
+    if (message.type === 'mark') {
+      baseline = process.cpuUsage();
+      stats();
+    } else if (message.type === 'stats') {
+      stats();
+    } else if (message.type === 'run') {
+      try {
+        reply({ type: 'result', result: await handlers.onRun?.(message.options) });
+      } catch (error) {
+        reply({ type: 'error', message: (error as Error).stack ?? String(error) });
+      }
+    } else if (message.type === 'stop') {
+      await handlers.onStop().catch(() => {});
+      process.exit(0);
+    }
+  });
+  // The parent going away (Ctrl-C, crash) must never leave a server behind.
+  process.on('disconnect', () => process.exit(0));
+  return {
+    ready(urls: Record<string, string>, info?: Record<string, unknown>) {
+      reply({ type: 'ready', urls, info });
+    },
+    fail(error: unknown) {
+      reply({ type: 'error', message: (error as Error).stack ?? String(error) });
+      process.exit(1);
+    },
+  };
+}

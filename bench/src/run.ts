@@ -1,0 +1,350 @@
+/**
+ * `npm run bench`: every figure in one bounded run on loopback, on a throwaway PostgreSQL
+ * cluster and redis-server. Prints one markdown table and writes it, with the machine's
+ * details, into bench/RESULTS.md (between markers; the hand-written change log stays).
+ *
+ * Env: BENCH_SECONDS (measured seconds per run, default 10), BENCH_CONNECTIONS (concurrency of
+ * the charge runs, default 16), BENCH_FED_CONNECTIONS (federation, default 32), BENCH_ONLY
+ * (comma list of db,graphql,rest,federation), BENCH_GATEWAYS (comma list of
+ * apollo,hive,ghostpay,ghostpay-gateway-executor), BENCH_CPU_PROF=1 (V8 profiles in bench/profiles/).
+ */
+
+import { execFileSync } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createDatabase, migrate } from '@ghostpay/db';
+import { createTestTokenIssuer, startPostgresCluster, startRedisServer, testAudience, testIssuer } from '@ghostpay/test-support';
+import pg from 'pg';
+import type { DbLimitOptions } from './charges/db-limit-process.ts';
+import { issueBenchCards, seedBenchAccounts } from './charges/seed-bench-data.ts';
+import { type BenchChild, startChild } from './child-process.ts';
+import { expectedTestQueryData, hashData } from './federation/expected-result.ts';
+import { composeBenchSupergraph } from './federation/supergraph.ts';
+import { testQuery } from './federation/test-query.ts';
+import { type LoadResult, runLoad } from './load.ts';
+import { machineDetails } from './machine.ts';
+import { type Row, renderTable, writeResults } from './report.ts';
+
+const hardLimitMs = 8 * 60_000;
+const seconds = Number(process.env.BENCH_SECONDS ?? 10);
+const measureMs = seconds * 1000;
+const warmupMs = Math.round(Math.min(3000, measureMs / 3));
+const connections = Number(process.env.BENCH_CONNECTIONS ?? 16);
+const fedConnections = Number(process.env.BENCH_FED_CONNECTIONS ?? 32);
+const only = new Set((process.env.BENCH_ONLY ?? 'db,graphql,rest,federation').split(',').map((s) => s.trim()));
+const gatewayKinds = (process.env.BENCH_GATEWAYS ?? 'apollo,hive,ghostpay-gateway-executor,ghostpay').split(',').map((s) => s.trim());
+const amount = 1_000;
+const currency = 'USD';
+const src = import.meta.dirname;
+const mib = (kb: number) => kb / 1024;
+
+const startedAt = Date.now();
+const children: BenchChild[] = [];
+const cleanups: Array<() => Promise<unknown>> = [];
+// The whole run is bounded: past the limit everything is torn down and the run fails.
+const watchdog = setTimeout(async () => {
+  console.error(`bench: exceeded ${hardLimitMs / 60_000} minutes, stopping`);
+  await teardown();
+  process.exit(2);
+}, hardLimitMs);
+
+async function teardown() {
+  for (const child of children.splice(0)) await child.stop().catch(() => {});
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
+}
+
+async function spawn(name: string, script: string, env: Record<string, string>) {
+  const child = await startChild(name, resolve(src, script), env);
+  children.push(child);
+  return child;
+}
+async function stopChild(child: BenchChild) {
+  children.splice(children.indexOf(child), 1);
+  await child.stop();
+}
+
+const log = (message: string) => console.error(`[bench ${((Date.now() - startedAt) / 1000).toFixed(0).padStart(3)}s] ${message}`);
+const ratioTo = (value: number, base: number | undefined, label: string) => (base ? `${(value / base).toFixed(2)}× ${label}` : '–');
+const rowOf = (scenario: string, result: LoadResult, extra: Partial<Row> = {}): Row => ({
+  scenario,
+  rps: result.rps,
+  p50: result.p50,
+  p95: result.p95,
+  p99: result.p99,
+  errors: result.errors,
+  ...extra,
+});
+const warnErrors = (label: string, result: LoadResult) => {
+  if (result.errors) log(`${label}: ${result.errors} errors, e.g. ${result.errorSamples.join(' | ')}`);
+};
+
+async function main() {
+  const machine = machineDetails();
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  const dataDir = mkdtempSync(join(tmpdir(), 'ghostpay-bench-'));
+  cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+
+  let dbLimit: number | undefined;
+  if (only.has('db') || only.has('graphql') || only.has('rest')) {
+    log('starting PostgreSQL and redis-server');
+    const cluster = await startPostgresCluster();
+    cleanups.push(() => cluster.destroy());
+    const redis = await startRedisServer();
+    cleanups.push(() => redis.stop());
+    const admin = new pg.Client({ connectionString: cluster.url });
+    await admin.connect();
+    await admin.query('create database ghostpay_bench');
+    await admin.end();
+    const url = cluster.urlFor('ghostpay_bench');
+    const database = await createDatabase({ url, poolSize: 4, applicationName: 'ghostpay-bench-seed' });
+    cleanups.push(() => database.close());
+    await migrate(database);
+    const accounts = await seedBenchAccounts(database);
+    // Enough fresh cards for the fastest conceivable run on this machine; each charge uses one.
+    const cardsPerRun = Math.ceil(((measureMs + warmupMs) / 1000) * 6000);
+
+    if (only.has('db')) {
+      const cardIds = await issueBenchCards(database, accounts, cardsPerRun, amount, currency);
+      log(`database limit: authorizeCharge through a pg pool, ${connections} concurrent`);
+      const child = await spawn('db-limit', 'charges/db-limit-process.ts', { DATABASE_URL: url });
+      const base: Omit<DbLimitOptions, 'cardIds' | 'durationMs'> = {
+        merchantId: accounts.merchantId,
+        apiKeyId: accounts.merchantApiKeyId,
+        amount,
+        currency,
+        connections,
+      };
+      const warm = await child.run<LoadResult & { used: number }>({ ...base, cardIds: cardIds, durationMs: warmupMs });
+      const result = await child.run<LoadResult & { used: number }>({ ...base, cardIds: cardIds.slice(warm.used), durationMs: measureMs });
+      const { maxRssKb } = await child.stats();
+      await stopChild(child);
+      warnErrors('database limit', result);
+      dbLimit = result.rps;
+      rows.push(
+        rowOf(`DB limit: authorizeCharge via pg pool (${connections} concurrent)`, result, {
+          ratio: '1.00× DB limit',
+          peakRssMiB: mib(maxRssKb),
+        }),
+      );
+    }
+
+    if (only.has('graphql') || only.has('rest')) {
+      log('starting the GhostPay stack (router with JWT, Redis rate limits, metrics, analytics; bridge)');
+      const stack = await spawn('stack', 'charges/stack-process.ts', {
+        DATABASE_URL: url,
+        REDIS_URL: redis.url,
+        BENCH_DATA_DIR: dataDir,
+        ...(process.env.ROUTER_EXECUTOR ? { ROUTER_EXECUTOR: process.env.ROUTER_EXECUTOR } : {}),
+      });
+      const router = stack.urls.router as string;
+      const bridge = stack.urls.bridge as string;
+      const tokenResponse = await fetch(`${router}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          query: 'mutation($k: String!) { createToken(apiKey: $k) { accessToken } }',
+          variables: { k: accounts.merchantApiKey },
+        }),
+      });
+      const token = ((await tokenResponse.json()) as { data?: { createToken?: { accessToken?: string } } }).data?.createToken?.accessToken;
+      if (!token) throw new Error('could not exchange the bench API key for a token');
+      const authorization = `Bearer ${token}`;
+
+      const chargeRuns = async (
+        label: string,
+        origin: string,
+        makeRequest: (cardId: string) => Parameters<typeof runLoad>[0]['request'] extends (i: number) => infer R ? R : never,
+        ok: (status: number, body: string) => boolean,
+      ) => {
+        const cardIds = await issueBenchCards(database, accounts, cardsPerRun * 2, amount, currency);
+        let nextCard = 0;
+        const request = () => {
+          const cardId = cardIds[nextCard++];
+          if (!cardId) throw new Error('ran out of pre-issued cards');
+          return makeRequest(cardId);
+        };
+        await runLoad({ origin, connections, durationMs: warmupMs, request, check: ok });
+        const max = await runLoad({ origin, connections, durationMs: measureMs, request, check: ok });
+        warnErrors(`${label} max`, max);
+        const rate = Math.max(1, Math.floor(max.rps * 0.7));
+        const paced = await runLoad({ origin, connections, durationMs: measureMs, ratePerSec: rate, request, check: ok });
+        warnErrors(`${label} at 70%`, paced);
+        return { max, paced, rate, usedCards: cardIds.slice(0, nextCard) };
+      };
+
+      let graphqlMax: number | undefined;
+      if (only.has('graphql')) {
+        log('GraphQL createCharge through the router');
+        const mutation =
+          'mutation Charge($input: CreateChargeInput!, $key: String!) { createCharge(input: $input, idempotencyKey: $key) { id status amount currency } }';
+        const { max, paced, rate, usedCards } = await chargeRuns(
+          'GraphQL createCharge',
+          router,
+          (cardId) => ({
+            method: 'POST',
+            path: '/graphql',
+            headers: { 'content-type': 'application/json', authorization },
+            body: JSON.stringify({
+              query: mutation,
+              operationName: 'Charge',
+              variables: { input: { cardId, amount, currency }, key: randomUUID() },
+            }),
+          }),
+          (status, body) => status === 200 && body.includes('"status":"AUTHORIZED"') && !body.includes('"errors"'),
+        );
+        graphqlMax = max.rps;
+        rows.push(rowOf('GraphQL createCharge via router (max)', max, { ratio: ratioTo(max.rps, dbLimit, 'DB limit') }));
+        rows.push(
+          rowOf(`GraphQL createCharge at 70% of max (${rate}/s offered)`, paced, { ratio: ratioTo(paced.rps, dbLimit, 'DB limit') }),
+        );
+
+        log('GraphQL card(id) reads through the router');
+        const read = 'query Card($id: ID!) { card(id: $id) { id status amount currency last4 expiresAt } }';
+        let i = 0;
+        const readRequest = () => ({
+          method: 'POST' as const,
+          path: '/graphql',
+          headers: { 'content-type': 'application/json', authorization },
+          body: JSON.stringify({ query: read, operationName: 'Card', variables: { id: usedCards[i++ % usedCards.length] } }),
+        });
+        const readOk = (status: number, body: string) => status === 200 && body.includes('"card":{"id"') && !body.includes('"errors"');
+        await runLoad({ origin: router, connections, durationMs: warmupMs, request: readRequest, check: readOk });
+        const reads = await runLoad({ origin: router, connections, durationMs: measureMs, request: readRequest, check: readOk });
+        warnErrors('card reads', reads);
+        rows.push(rowOf('GraphQL card(id) reads via router', reads, { ratio: ratioTo(reads.rps, dbLimit, 'DB limit') }));
+      }
+
+      if (only.has('rest')) {
+        log('REST POST /charges through the bridge');
+        const { max, paced, rate } = await chargeRuns(
+          'REST POST /charges',
+          bridge,
+          (cardId) => ({
+            method: 'POST',
+            path: '/charges',
+            headers: { 'content-type': 'application/json', authorization, 'idempotency-key': randomUUID() },
+            body: JSON.stringify({ card_id: cardId, amount, currency }),
+          }),
+          (status, body) => status === 201 && body.includes('"authorized"'),
+        );
+        const vsGraphql = graphqlMax ? ` (${((max.rps / graphqlMax) * 100).toFixed(0)}% of GraphQL)` : '';
+        rows.push(rowOf(`REST POST /charges via bridge (max)${vsGraphql}`, max, { ratio: ratioTo(max.rps, dbLimit, 'DB limit') }));
+        rows.push(rowOf(`REST POST /charges at 70% of max (${rate}/s offered)`, paced, { ratio: ratioTo(paced.rps, dbLimit, 'DB limit') }));
+      }
+      const { maxRssKb } = await stack.stats();
+      await stopChild(stack);
+      notes.push(
+        `The stack process (4 subgraphs + router + bridge, one process like npm start, on pg + Redis) peaked at ${mib(maxRssKb).toFixed(0)} MiB RSS.`,
+      );
+      for (const row of rows) if (!row.peakRssMiB && !row.scenario.startsWith('DB')) row.peakRssMiB = mib(maxRssKb);
+    }
+  }
+
+  if (only.has('federation')) {
+    const hiveDir = resolve(src, '../hive-gateway');
+    if (gatewayKinds.includes('hive') && !existsSync(join(hiveDir, 'node_modules'))) {
+      log('installing @graphql-hive/gateway into bench/hive-gateway (first run)');
+      execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: hiveDir, stdio: 'inherit' });
+    }
+    log('federation: starting the four benchmark subgraphs');
+    const subgraphs = await spawn('fed-subgraphs', 'federation/subgraph-process.ts', {});
+    const supergraphPath = join(dataDir, 'bench-supergraph.graphql');
+    writeFileSync(supergraphPath, composeBenchSupergraph(subgraphs.urls.base as string));
+    const expectedHash = hashData(expectedTestQueryData());
+    const issuer = await createTestTokenIssuer();
+    // Each request carries its own token, so no gateway can answer many requests from one execution.
+    const tokens = await Promise.all(Array.from({ length: 256 }, (_, n) => issuer.bearer({ userId: `usr_bench${n}`, role: 'admin' })));
+    const body = JSON.stringify({ query: testQuery, operationName: 'TestQuery' });
+    let apolloRps: number | undefined;
+    let hiveRps: number | undefined;
+    const fedRows: Row[] = [];
+    for (const kind of gatewayKinds) {
+      const labels: Record<string, string> = {
+        apollo: 'Federation: vanilla @apollo/gateway in @apollo/server',
+        'apollo-compiled': 'Federation: @apollo/server + gateway, compiled executor only',
+        hive: 'Federation: @graphql-hive/gateway (dedup off)',
+        'ghostpay-gateway-executor': "Federation: GhostPay router, gateway's own executor",
+        ghostpay: 'Federation: GhostPay router, compiled executor',
+      };
+      log(`federation: ${kind}`);
+      let child: BenchChild;
+      try {
+        child = await spawn(`gateway-${kind}`, 'federation/gateway-process.ts', {
+          BENCH_GATEWAY: kind.startsWith('ghostpay') ? 'ghostpay' : kind,
+          BENCH_SUPERGRAPH_PATH: supergraphPath,
+          BENCH_JWKS: JSON.stringify(issuer.jwks),
+          BENCH_JWT_ISSUER: testIssuer,
+          BENCH_JWT_AUDIENCE: testAudience,
+          ROUTER_EXECUTOR: kind === 'ghostpay-gateway-executor' ? 'gateway' : 'compiled',
+        });
+      } catch (error) {
+        log(`${kind} did not start: ${(error as Error).message.split('\n')[0]}`);
+        fedRows.push({ scenario: labels[kind] ?? kind, note: `did not start: ${(error as Error).message.split('\n')[0]}` });
+        continue;
+      }
+      const url = new URL(child.urls.graphql as string);
+      const seenBodies = new Map<string, boolean>();
+      const check = (status: number, text: string) => {
+        if (status !== 200) return false;
+        // Every response is hashed; a body seen before is judged by its hash, a new one by its data.
+        const bodyHash = createHash('sha256').update(text).digest('hex');
+        let verdict = seenBodies.get(bodyHash);
+        if (verdict === undefined) {
+          const parsed = JSON.parse(text) as { data?: unknown; errors?: unknown };
+          verdict = !parsed.errors && hashData(parsed.data) === expectedHash;
+          if (seenBodies.size < 100) seenBodies.set(bodyHash, verdict);
+        }
+        return verdict;
+      };
+      const request = (i: number) => ({
+        method: 'POST' as const,
+        path: url.pathname,
+        headers: { 'content-type': 'application/json', authorization: tokens[i % tokens.length] as string },
+        body,
+      });
+      await runLoad({ origin: url.origin, connections: fedConnections, durationMs: warmupMs, request, check });
+      await child.mark();
+      const result = await runLoad({ origin: url.origin, connections: fedConnections, durationMs: measureMs, request, check });
+      const { cpuMicros, maxRssKb } = await child.stats();
+      await stopChild(child);
+      warnErrors(kind, result);
+      if (kind === 'apollo') apolloRps = result.rps;
+      if (kind === 'hive') hiveRps = result.rps;
+      fedRows.push(
+        rowOf(labels[kind] ?? kind, result, {
+          cpuMsPerOp: cpuMicros / 1000 / Math.max(1, result.ok + result.errors),
+          peakRssMiB: mib(maxRssKb),
+          note: kind.startsWith('ghostpay') && hiveRps ? `${(result.rps / hiveRps).toFixed(2)}× hive` : undefined,
+        }),
+      );
+    }
+    for (const row of fedRows) row.ratio = row.rps !== undefined ? ratioTo(row.rps, apolloRps, 'apollo') : '–';
+    rows.push(...fedRows);
+    const { maxRssKb } = await subgraphs.stats();
+    await stopChild(subgraphs);
+    notes.push(
+      `Federation: The Guild's graphql-gateways-benchmark schema, data and TestQuery (re-created in bench/src/federation/), ${fedConnections} concurrent, every response hashed against the expected data computed without federation (errors = any mismatch). Subgraph server peak RSS ${mib(maxRssKb).toFixed(0)} MiB.`,
+    );
+  }
+
+  notes.push(
+    `Charge runs: ${connections} concurrent, ${seconds} s measured after ${(warmupMs / 1000).toFixed(1)} s warm-up, a fresh pre-issued card per charge; the 70% rows are open-loop at 70% of the max row's rate, latency counted from each request's scheduled time.`,
+  );
+  const table = renderTable(rows);
+  console.log(table);
+  writeResults(resolve(src, '../RESULTS.md'), machine, table, notes);
+  log('wrote bench/RESULTS.md');
+}
+
+try {
+  await main();
+} catch (error) {
+  console.error(error);
+  process.exitCode = 1;
+} finally {
+  await teardown();
+  clearTimeout(watchdog);
+}
