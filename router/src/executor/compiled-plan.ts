@@ -1,0 +1,306 @@
+import { GraphQLError, type GraphQLSchema } from 'graphql';
+import type { PlanNode, PlanSelection, QueryPlanLike } from './plan-types.ts';
+import { createSubtypeTester } from './response-shape.ts';
+
+/**
+ * A query plan compiled once for execution: each fetch carries its request body prefix
+ * (query and operation name already serialized), the list of variables it forwards and a
+ * representation builder for entity fetches. Executing it merges subgraph answers in place
+ * into one result tree, exactly as @apollo/gateway's `executeQueryPlan` does before shaping.
+ */
+
+/** What a subgraph answered (a GraphQL response body). */
+export interface SubgraphResponse {
+  data?: Record<string, unknown> | null;
+  errors?: ReadonlyArray<{ message?: string; path?: readonly (string | number)[]; extensions?: Record<string, unknown> }>;
+  extensions?: Record<string, unknown>;
+}
+
+/** Sends one serialized request body to a subgraph; throws when the subgraph does not answer. */
+export type SubgraphSender = (serviceName: string, body: string, query: string) => Promise<SubgraphResponse>;
+
+type RepresentationBuilder = (entity: Record<string, unknown>) => Record<string, unknown> | null;
+
+type CompiledNode =
+  | { kind: 'fetch'; serviceName: string; query: string; prefix: string; variableUsages: string[]; requires?: RepresentationBuilder }
+  | { kind: 'sequence'; nodes: CompiledNode[] }
+  | { kind: 'parallel'; nodes: CompiledNode[] }
+  | { kind: 'flatten'; path: (string | number)[]; node: CompiledNode }
+  | { kind: 'condition'; variable: string; ifClause?: CompiledNode; elseClause?: CompiledNode };
+
+export interface CompiledPlan {
+  readonly root?: CompiledNode;
+}
+
+/** Why a plan is left to the gateway's own executor (features this executor does not implement). */
+export class UnsupportedPlanError extends Error {}
+
+const hasOwn = Object.prototype.hasOwnProperty;
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** The gateway's `executeSelectionSet` over a `requires` selection, compiled into a closure. */
+function compileRepresentation(
+  selections: PlanSelection[],
+  subtype: (condition: string, typeName: string) => boolean,
+): RepresentationBuilder {
+  const build = (source: unknown, set: PlanSelection[]): Record<string, unknown> | null => {
+    if (source === null) return null;
+    const object = source as Record<string, unknown>;
+    const result: Record<string, unknown> = {};
+    for (const selection of set) {
+      if (selection.kind === 'Field') {
+        const responseName = selection.alias ?? selection.name;
+        if (!hasOwn.call(object, responseName) || object[responseName] === undefined) return null;
+        const value = object[responseName];
+        const sub = selection.selections;
+        if (Array.isArray(value)) result[responseName] = value.map((v) => (sub ? build(v, sub) : v));
+        else result[responseName] = sub ? build(value, sub) : value;
+      } else {
+        if (!selection.typeCondition || !object) continue;
+        const typename = object.__typename;
+        if (typeof typename === 'string' && typename && subtype(selection.typeCondition, typename)) {
+          mergeInto(result, build(object, selection.selections));
+        }
+      }
+    }
+    return result;
+  };
+  return (entity) => build(entity, selections);
+}
+
+export function compilePlan(plan: QueryPlanLike, supergraphSchema: GraphQLSchema): CompiledPlan {
+  const subtype = createSubtypeTester(supergraphSchema);
+  const compile = (node: PlanNode): CompiledNode => {
+    switch (node.kind) {
+      case 'Fetch': {
+        if (node.inputRewrites?.length || node.outputRewrites?.length || node.contextRewrites?.length) {
+          throw new UnsupportedPlanError('fetch with data rewrites (interface objects, contexts)');
+        }
+        const head = `{"query":${JSON.stringify(node.operation)}${node.operationName ? `,"operationName":${JSON.stringify(node.operationName)}` : ''},"variables":`;
+        return {
+          kind: 'fetch',
+          serviceName: node.serviceName,
+          query: node.operation,
+          prefix: head,
+          variableUsages: node.variableUsages ?? [],
+          requires: node.requires ? compileRepresentation(node.requires, subtype) : undefined,
+        };
+      }
+      case 'Sequence':
+        return { kind: 'sequence', nodes: node.nodes.map(compile) };
+      case 'Parallel':
+        return { kind: 'parallel', nodes: node.nodes.map(compile) };
+      case 'Flatten':
+        return { kind: 'flatten', path: node.path, node: compile(node.node) };
+      case 'Condition':
+        return {
+          kind: 'condition',
+          variable: node.condition,
+          ifClause: node.ifClause ? compile(node.ifClause) : undefined,
+          elseClause: node.elseClause ? compile(node.elseClause) : undefined,
+        };
+      default:
+        throw new UnsupportedPlanError(`${node.kind} nodes`);
+    }
+  };
+  return { root: plan.node ? compile(plan.node) : undefined };
+}
+
+/** deepMerge of @apollo/gateway: objects recursively, same-length arrays element-wise, anything else replaced. */
+export function mergeInto(target: Record<string, unknown>, source: Record<string, unknown> | null | undefined): void {
+  if (source === undefined || source === null) return;
+  for (const key in source) {
+    const value = source[key];
+    if (value === undefined) continue;
+    const existing = target[key];
+    if (existing && isPlainObject(value)) {
+      mergeInto(existing as Record<string, unknown>, value);
+    } else if (Array.isArray(value) && Array.isArray(existing) && value.length === existing.length) {
+      for (let i = 0; i < value.length; i++) {
+        const s = value[i];
+        const t = existing[i];
+        if (isPlainObject(t) && isPlainObject(s)) mergeInto(t, s);
+        else existing[i] = s;
+      }
+    } else {
+      target[key] = value;
+    }
+  }
+}
+
+function flattenAt(value: unknown, path: readonly (string | number)[], index: number): unknown {
+  if (index === path.length) return value;
+  if (value === undefined || value === null) return value;
+  const current = path[index];
+  if (current === '@') {
+    const out: unknown[] = [];
+    for (const element of value as unknown[]) {
+      const inner = flattenAt(element, path, index + 1);
+      if (Array.isArray(inner)) for (const x of inner) out.push(x);
+      else out.push(inner);
+    }
+    return out;
+  }
+  const object = value as Record<string, unknown>;
+  return flattenAt(hasOwn.call(object, current as string) ? object[current as string] : undefined, path, index + 1);
+}
+
+/** Every concrete path to the entities at `path` (the gateway's generateHydratedPaths), for mapping `_entities` errors. */
+function hydratedPaths(parent: (string | number)[], path: readonly (string | number)[], data: unknown, out: (string | number)[][]) {
+  if (data === null || data === undefined) return;
+  const head = path[0];
+  if (head === undefined) {
+    out.push(parent.slice());
+  } else if (head === '@') {
+    (data as unknown[]).forEach((value, i) => {
+      parent.push(i);
+      hydratedPaths(parent, path.slice(1), value, out);
+      parent.pop();
+    });
+  } else if (Array.isArray(data)) {
+    data.forEach((value, i) => {
+      parent.push(i);
+      hydratedPaths(parent, path, value, out);
+      parent.pop();
+    });
+  } else if (hasOwn.call(data, head)) {
+    parent.push(head);
+    hydratedPaths(parent, path.slice(1), (data as Record<string, unknown>)[head as string], out);
+    parent.pop();
+  }
+}
+
+interface Cursor {
+  path: (string | number)[];
+  data: unknown;
+}
+
+export interface PlanRun {
+  variables: Record<string, unknown> | undefined;
+  /** Operation variable defaults, for Condition nodes. */
+  defaults: Record<string, unknown>;
+  send: SubgraphSender;
+  errors: GraphQLError[];
+  result: Record<string, unknown>;
+}
+
+/** Runs the compiled plan; subgraph data lands in `run.result`, subgraph errors in `run.errors`. */
+export async function executeCompiledPlan(plan: CompiledPlan, run: PlanRun): Promise<void> {
+  if (plan.root) await executeNode(run, plan.root, { path: [], data: run.result });
+}
+
+async function executeNode(run: PlanRun, node: CompiledNode, cursor: Cursor): Promise<void> {
+  switch (node.kind) {
+    case 'sequence':
+      for (const child of node.nodes) await executeNode(run, child, cursor);
+      return;
+    case 'parallel':
+      await Promise.all(node.nodes.map((child) => executeNode(run, child, cursor)));
+      return;
+    case 'flatten': {
+      const data = flattenAt(cursor.data, node.path, 0);
+      if (data === undefined || data === null) return;
+      await executeNode(run, node.node, { path: cursor.path.concat(node.path), data });
+      return;
+    }
+    case 'condition': {
+      const provided = run.variables?.[node.variable];
+      const value = provided !== undefined ? provided : run.defaults[node.variable];
+      const branch = value ? node.ifClause : node.elseClause;
+      if (branch) await executeNode(run, branch, cursor);
+      return;
+    }
+    case 'fetch':
+      try {
+        await executeFetch(run, node, cursor);
+      } catch (error) {
+        run.errors.push(
+          error instanceof GraphQLError ? error : new GraphQLError((error as Error).message, { originalError: error as Error }),
+        );
+      }
+  }
+}
+
+async function executeFetch(run: PlanRun, fetch: Extract<CompiledNode, { kind: 'fetch' }>, cursor: Cursor): Promise<void> {
+  const entities: Record<string, unknown>[] = [];
+  if (Array.isArray(cursor.data)) {
+    for (const e of cursor.data) if (e !== null && e !== undefined) entities.push(e as Record<string, unknown>);
+  } else {
+    entities.push(cursor.data as Record<string, unknown>);
+  }
+  if (entities.length === 0) return;
+  let variables: Record<string, unknown> | undefined;
+  for (const name of fetch.variableUsages) {
+    const value = run.variables && hasOwn.call(run.variables, name) ? run.variables[name] : undefined;
+    if (value === undefined) continue;
+    variables ??= {};
+    variables[name] = value;
+  }
+
+  if (!fetch.requires) {
+    const response = await run.send(fetch.serviceName, `${fetch.prefix}${JSON.stringify(variables ?? {})}}`, fetch.query);
+    collectErrors(run, fetch, cursor, response);
+    const data = response.data;
+    for (const entity of entities) mergeInto(entity, data);
+    return;
+  }
+
+  const representations: Record<string, unknown>[] = [];
+  const owners: number[] = [];
+  for (let i = 0; i < entities.length; i++) {
+    const representation = fetch.requires(entities[i] as Record<string, unknown>);
+    if (representation?.__typename) {
+      representations.push(representation);
+      owners.push(i);
+    }
+  }
+  if (representations.length === 0) return;
+  if (variables && 'representations' in variables) throw new Error('Variables cannot contain key "representations"');
+  const body = `${fetch.prefix}${JSON.stringify({ ...variables, representations })}}`;
+  const response = await run.send(fetch.serviceName, body, fetch.query);
+  collectErrors(run, fetch, cursor, response);
+  const data = response.data;
+  if (!data) return;
+  const received = data._entities;
+  if (!Array.isArray(received)) throw new Error('Expected "data._entities" in response to be an array');
+  if (received.length !== representations.length)
+    throw new Error(`Expected "data._entities" to contain ${representations.length} elements`);
+  for (let i = 0; i < received.length; i++) {
+    const entity = entities[owners[i] as number] as Record<string, unknown>;
+    const answer = received[i] as Record<string, unknown> | null;
+    if (answer && !answer.__typename) answer.__typename = entity.__typename;
+    mergeInto(entity, answer);
+  }
+}
+
+/** Subgraph errors with paths in the client's response (`_entities` indexes mapped back to entity paths). */
+function collectErrors(run: PlanRun, fetch: Extract<CompiledNode, { kind: 'fetch' }>, cursor: Cursor, response: SubgraphResponse) {
+  if (!response.errors) return;
+  let hydrated: (string | number)[][] | undefined;
+  for (const error of response.errors) {
+    const errorPath = error.path;
+    let path: (string | number)[] | undefined;
+    if (fetch.requires && typeof errorPath?.[1] === 'number') {
+      if (!hydrated) {
+        hydrated = [];
+        hydratedPaths([], cursor.path, run.result, hydrated);
+      }
+      path = [...(hydrated[errorPath[1]] ?? []), ...errorPath.slice(2)];
+    } else {
+      path = errorPath ? [...cursor.path, ...errorPath] : undefined;
+    }
+    const extensions = error.extensions?.code
+      ? { ...error.extensions, serviceName: fetch.serviceName }
+      : { ...error.extensions, serviceName: fetch.serviceName, code: 'DOWNSTREAM_SERVICE_ERROR' };
+    run.errors.push(
+      new GraphQLError(error.message || `Error while fetching subquery from service "${fetch.serviceName}"`, {
+        path,
+        extensions,
+        originalError: Object.assign(new Error(error.message), error),
+      }),
+    );
+  }
+}

@@ -1,0 +1,94 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startExecutorSubgraphs, startGatewayPair } from './executor-fixtures.ts';
+
+let subgraphs: Awaited<ReturnType<typeof startExecutorSubgraphs>>;
+let pair: Awaited<ReturnType<typeof startGatewayPair>>;
+
+beforeAll(async () => {
+  subgraphs = await startExecutorSubgraphs();
+  pair = await startGatewayPair(subgraphs.supergraphSdl);
+});
+
+afterAll(async () => {
+  await pair?.stop();
+  await subgraphs?.close();
+});
+
+const fetchesDuring = async <T>(work: () => Promise<T>) => {
+  const before = subgraphs.fetches.length;
+  const result = await work();
+  return { result, fetches: subgraphs.fetches.slice(before) };
+};
+
+describe('the compiled executor', () => {
+  it('leaves out a fragment excluded by @include and never calls the subgraph that would fill it', async () => {
+    const query = 'query Q($r: Boolean!) { items { id ... on Book @include(if: $r) { reviews { stars } } } }';
+    const { result, fetches } = await fetchesDuring(() => pair.compiled(query, { r: false }));
+    expect(result.errors).toBeUndefined();
+    expect(result.data).toEqual({ items: [{ id: 'b1' }, { id: 'b2' }, { id: 'b3' }, { id: 'b4' }, { id: 'm1' }] });
+    expect(fetches.map((f) => f.subgraph)).toEqual(['catalog']);
+  });
+
+  it('includes it, fetched from the other subgraph, when the variable says so', async () => {
+    const query = 'query Q($r: Boolean!) { items { id ... on Book @include(if: $r) { reviews { stars } } } }';
+    const { result, fetches } = await fetchesDuring(() => pair.compiled(query, { r: true }));
+    expect((result.data as { items: { reviews?: unknown }[] }).items[0]).toEqual({ id: 'b1', reviews: [{ stars: 5 }, { stars: 4 }] });
+    expect(fetches.map((f) => f.subgraph)).toEqual(['catalog', 'reviews']);
+  });
+
+  it('applies @skip with a defaulted variable', async () => {
+    const result = await pair.compiled('query Q($s: Boolean = true) { book(id: "b1") { id title @skip(if: $s) } }');
+    expect(result.data).toEqual({ book: { id: 'b1' } });
+  });
+
+  it('picks fields by the runtime type on an interface and a union', async () => {
+    const result = await pair.compiled('{ items { __typename ... on Book { pages } ... on Movie { minutes } } }');
+    const items = (result.data as { items: Record<string, unknown>[] }).items;
+    expect(items[0]).toEqual({ __typename: 'Book', pages: 412 });
+    expect(items[4]).toEqual({ __typename: 'Movie', minutes: 117 });
+  });
+
+  it('maps an error raised inside _entities to the client path of the entity', async () => {
+    const result = await pair.compiled('{ search { ... on Book { title rating } } }');
+    const ratingError = result.errors?.find((e) => e.extensions?.code === 'RATING_UNAVAILABLE');
+    expect(ratingError).toMatchObject({
+      message: 'rating service timed out',
+      path: ['search', 1, 'rating'],
+      extensions: { serviceName: 'reviews' },
+    });
+    expect((result.data as { search: Record<string, unknown>[] }).search[1]).toEqual({ title: 'Emma', rating: null });
+  });
+
+  it('bubbles a null in a non-null field up to the nearest nullable parent and says where', async () => {
+    const result = await pair.compiled('{ book(id: "b3") { title reviews { id author { name } } } }');
+    expect(result.data).toEqual({ book: { title: 'Ulysses', reviews: null } });
+    const paths = [...(result.errors ?? []), ...((result.extensions?.valueCompletion as { path: unknown[] }[]) ?? [])].map((e) => e.path);
+    expect(paths).toContainEqual(['book', 'reviews', 0, 'author', 'name']);
+  });
+
+  it('reports a throwing entity resolver under the fetch path with the subgraph named, and nulls what it could not resolve', async () => {
+    const result = await pair.compiled('{ book(id: "b4") { title reviews { stars author { name } } } }');
+    // The subgraph reports the failure at ["_entities"] (no index): like the gateway, it is placed under the fetch's path.
+    expect(result.errors?.[0]).toMatchObject({
+      message: 'author a4 is locked',
+      path: ['book', 'reviews', '@', 'author', '_entities'],
+      extensions: { serviceName: 'people' },
+    });
+    expect(result.data).toEqual({ book: { title: 'Walden', reviews: null } });
+  });
+
+  it('hands introspection to the gateway executor and still answers it', async () => {
+    const before = pair.executor.counts().fallback;
+    const result = await pair.compiled('{ __schema { queryType { name } } }');
+    expect(result.data).toEqual({ __schema: { queryType: { name: 'Query' } } });
+    expect(pair.executor.counts().fallback).toBe(before + 1);
+  });
+
+  it('compiles an operation once and reuses it', async () => {
+    const query = '{ book(id: "b1") { id summary } }';
+    await pair.compiled(query);
+    const { compiled } = pair.executor.counts();
+    await pair.compiled(query);
+    expect(pair.executor.counts().compiled).toBe(compiled);
+  });
+});
