@@ -84,6 +84,13 @@ async function createPgDatabase(url: string, options: DatabaseOptions): Promise<
   });
   // A pool error (e.g. the server restarted) must not crash the process; the next query reconnects.
   pool.on('error', () => {});
+  // pg-pool listens for errors only on idle clients. A checked-out client (inside a transaction,
+  // between two statements) whose backend is terminated or whose server crashes emits 'error'
+  // with no listener, which kills the process. The failure still reaches the caller through the
+  // next query on that client, and the pool discards the broken client on release.
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+  });
   const db = drizzlePg(pool, { schema }) as unknown as Database;
   const listeners = new Set<() => Promise<void>>();
   return {

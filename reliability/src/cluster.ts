@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -9,12 +9,13 @@ import type { DatabaseHandle } from '@ghostpay/db';
 import type { Role } from '@ghostpay/platform';
 import { freePort } from '@ghostpay/test-support';
 import type { JWK } from 'jose';
+import { type LoadBalancer, startLoadBalancer } from './load-balancer.ts';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
 /** Node 24 from the workspace (the system node may be older). */
 export const nodeBin = join(repoRoot, 'node_modules/.bin/node');
 
-export type ServiceName = 'auth' | 'cards' | 'charges' | 'analytics' | 'router' | 'bridge';
+export type ServiceName = 'auth' | 'cards' | 'charges' | 'analytics' | 'router' | 'bridge' | 'charges2' | 'router2';
 
 const entryPoints: Record<ServiceName, string> = {
   auth: 'subgraphs/auth/src/main.ts',
@@ -24,6 +25,8 @@ const entryPoints: Record<ServiceName, string> = {
   // The router's own main.ts does not ship request events; this launcher adds the emitter.
   router: 'reliability/src/router-with-analytics.ts',
   bridge: 'openapi-bridge/src/main.ts',
+  charges2: 'subgraphs/charges/src/main.ts',
+  router2: 'reliability/src/router-with-analytics.ts',
 };
 
 const portEnv: Record<ServiceName, string> = {
@@ -33,6 +36,8 @@ const portEnv: Record<ServiceName, string> = {
   analytics: 'ANALYTICS_PORT',
   router: 'ROUTER_PORT',
   bridge: 'BRIDGE_PORT',
+  charges2: 'CHARGES_PORT',
+  router2: 'ROUTER_PORT',
 };
 
 /** One service running as its own OS process, restartable on the same port. */
@@ -165,8 +170,13 @@ export interface ClusterOptions {
   env?: Record<string, string>;
   /** The public half of the suite's own signing key, published beside auth's keys. */
   testJwk: JWK;
-  /** Which services to start. @default all */
+  /** Which services to start. @default all but the replicas */
   services?: ServiceName[];
+  /**
+   * Two charges processes and two routers, each pair behind a round-robin load balancer
+   * (routers → charges LB; clients and the bridge → router LB). @default false
+   */
+  replicas?: boolean;
 }
 
 export interface Cluster {
@@ -174,6 +184,8 @@ export interface Cluster {
   readonly graphqlUrl: string;
   readonly bridgeUrl: string;
   readonly jwksUrl: string;
+  /** Present with `replicas`: the balancers in front of the two routers and the two charges processes. */
+  readonly balancers?: { router: LoadBalancer; charges: LoadBalancer };
   readonly secretsDir: string;
   /** GHOSTPAY_DATA_DIR of the services (the embedded analytics store lives here). */
   readonly dataDir: string;
@@ -191,16 +203,22 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const secretsDir = join(base, 'secrets');
   const dataDir = join(base, 'data');
   for (const dir of [secretsDir, dataDir]) rmSync(dir, { recursive: true, force: true });
-  await import('node:fs').then((fs) => {
-    fs.mkdirSync(secretsDir, { mode: 0o700 });
-    fs.mkdirSync(dataDir);
-  });
+  mkdirSync(secretsDir, { mode: 0o700 });
+  mkdirSync(dataDir);
   writeSecrets(secretsDir);
-  const names: ServiceName[] = ['auth', 'cards', 'charges', 'analytics', 'router', 'bridge'];
+  const names: ServiceName[] = ['auth', 'cards', 'charges', 'analytics', 'router', 'bridge', 'charges2', 'router2'];
   const ports = Object.fromEntries(await Promise.all(names.map(async (n) => [n, await freePort()] as const))) as Record<
     ServiceName,
     number
   >;
+  const local = (n: ServiceName) => `http://127.0.0.1:${ports[n]}`;
+  const balancers = options.replicas
+    ? {
+        router: await startLoadBalancer(() => [local('router'), local('router2')]),
+        charges: await startLoadBalancer(() => [local('charges'), local('charges2')]),
+      }
+    : undefined;
+  const routerUrl = balancers ? balancers.router.url : local('router');
   const jwks = await startJwksMerger(() => `http://127.0.0.1:${ports.auth}/.well-known/jwks.json`, options.testJwk);
   const env: Record<string, string> = {
     NODE_ENV: 'production',
@@ -212,10 +230,10 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     JWKS_URL: jwks.url,
     APOLLO_TELEMETRY_DISABLED: 'true',
     ROUTER_SUBGRAPH_URLS: (['auth', 'cards', 'charges', 'analytics'] as const)
-      .map((n) => `${n}=http://127.0.0.1:${ports[n]}/graphql`)
+      .map((n) => `${n}=${n === 'charges' && balancers ? balancers.charges.url : local(n)}/graphql`)
       .join(','),
     ROUTER_PQ_MANIFESTS: join(repoRoot, 'openapi-bridge/persisted-queries.json'),
-    ROUTER_URL: `http://127.0.0.1:${ports.router}/graphql`,
+    ROUTER_URL: `${routerUrl}/graphql`,
     ANALYTICS_INGEST_URL: `http://127.0.0.1:${ports.analytics}/internal/events`,
     // Load scenarios send far more than the product default of 100/minute per key.
     ROUTER_RATE_LIMIT_PER_MINUTE: '1000000',
@@ -226,14 +244,17 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     ...(options.redisUrl ? { REDIS_URL: options.redisUrl } : {}),
     ...options.env,
   };
-  for (const name of names) env[portEnv[name]] = String(ports[name]);
   const services = Object.fromEntries(
-    names.map((name) => [name, startServiceProcess({ name, entry: entryPoints[name], port: ports[name], env })]),
+    names.map((name) => [
+      name,
+      startServiceProcess({ name, entry: entryPoints[name], port: ports[name], env: { ...env, [portEnv[name]]: String(ports[name]) } }),
+    ]),
   ) as Record<ServiceName, ServiceProcess>;
-  const wanted = new Set(options.services ?? names);
+  const wanted = new Set(options.services ?? names.filter((n) => options.replicas || (n !== 'charges2' && n !== 'router2')));
   const cluster: Cluster = {
     services,
-    graphqlUrl: `${services.router.url}/graphql`,
+    graphqlUrl: `${routerUrl}/graphql`,
+    ...(balancers ? { balancers } : {}),
     bridgeUrl: services.bridge.url,
     jwksUrl: jwks.url,
     secretsDir,
@@ -241,6 +262,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     allLogs: () => names.flatMap((n) => services[n].logs),
     async close() {
       await Promise.all(names.map((n) => services[n].stop('SIGTERM', 10_000)));
+      await Promise.all([balancers?.router.close(), balancers?.charges.close()]);
       await new Promise((done) => jwks.server.close(done));
       jwks.server.closeAllConnections();
       rmSync(base, { recursive: true, force: true });
@@ -249,8 +271,10 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   try {
     // Auth first: the others fetch its JWKS (through the merger) when the first token arrives.
     if (wanted.has('auth')) await services.auth.start();
-    await Promise.all((['cards', 'charges', 'analytics'] as const).filter((n) => wanted.has(n)).map((n) => services[n].start()));
-    if (wanted.has('router')) await services.router.start();
+    await Promise.all(
+      (['cards', 'charges', 'charges2', 'analytics'] as const).filter((n) => wanted.has(n)).map((n) => services[n].start()),
+    );
+    await Promise.all((['router', 'router2'] as const).filter((n) => wanted.has(n)).map((n) => services[n].start()));
     if (wanted.has('bridge')) await services.bridge.start();
   } catch (error) {
     await cluster.close();

@@ -165,3 +165,118 @@ export async function waitForSettlement(url: string, timeoutMs = 20_000): Promis
     await client.end();
   }
 }
+
+export interface ChargeLoadResult {
+  /** Every createCharge request sent, retries included. */
+  attempts: number;
+  /** Requests that did not come back with a charge (errors, 5xx, transport failures). */
+  failedAttempts: number;
+  /** Card id → the charge id the API acknowledged for that card's idempotency key. */
+  acknowledged: Map<string, string>;
+  /** Cards whose key was answered with two different charges, or with a decline (a second charge). */
+  mismatches: string[];
+  /** Cards never acknowledged before the deadline. */
+  unconverged: string[];
+  /** Failure codes seen, for the report. */
+  failureCodes: Map<string, number>;
+}
+
+/**
+ * Charges every card once, each under its own idempotency key, from `concurrency` loops; a
+ * failed request is retried with the same key (as a client must) until `retryForMs` after the
+ * first attempt. Never throws: the caller asserts on the result.
+ */
+export async function chargeEveryCard(
+  graphqlUrl: string,
+  merchant: Party,
+  cardIds: string[],
+  options: { concurrency: number; retryForMs: number; keyPrefix: string; pauseMs?: number; overallDeadlineMs?: number },
+): Promise<ChargeLoadResult> {
+  const overallDeadline = Date.now() + (options.overallDeadlineMs ?? 90_000);
+  const result: ChargeLoadResult = {
+    attempts: 0,
+    failedAttempts: 0,
+    acknowledged: new Map(),
+    mismatches: [],
+    unconverged: [],
+    failureCodes: new Map(),
+  };
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: options.concurrency }, async () => {
+      while (next < cardIds.length) {
+        const cardId = cardIds[next++] as string;
+        if (Date.now() > overallDeadline) {
+          result.unconverged.push(cardId);
+          continue;
+        }
+        const key = `${options.keyPrefix}-${cardId}`;
+        const deadline = Math.min(overallDeadline, Date.now() + options.retryForMs);
+        for (;;) {
+          const outcome = await charge(graphqlUrl, merchant, cardId, key);
+          result.attempts++;
+          if (outcome.ok && outcome.id) {
+            const previous = result.acknowledged.get(cardId);
+            if ((previous && previous !== outcome.id) || outcome.status !== 'AUTHORIZED')
+              result.mismatches.push(`${cardId}: ${previous ?? '-'} then ${outcome.id} ${outcome.status}`);
+            result.acknowledged.set(cardId, outcome.id);
+            break;
+          }
+          result.failedAttempts++;
+          const code = outcome.transportError ? 'TRANSPORT' : (outcome.codes[0] ?? `HTTP_${outcome.httpStatus}`);
+          result.failureCodes.set(code, (result.failureCodes.get(code) ?? 0) + 1);
+          if (Date.now() > deadline) {
+            result.unconverged.push(cardId);
+            break;
+          }
+          await sleep(150);
+        }
+        if (options.pauseMs) await sleep(options.pauseMs);
+      }
+    }),
+  );
+  return result;
+}
+
+/**
+ * What must hold after any fault: every acknowledged charge exists and is the only successful
+ * charge of its card, no card is USED without its charge (no half-written authorization),
+ * and each idempotency key maps to one charge. Returns human-readable problems (empty = good).
+ */
+export async function convergenceProblems(url: string, cardIds: string[], acknowledged: Map<string, string>): Promise<string[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const problems: string[] = [];
+    const { rows } = await client.query<{ card_id: string; status: string; successes: number; ids: string[] }>(
+      `select c.id as card_id, c.status,
+              count(ch.id) filter (where ch.status <> 'DECLINED')::int as successes,
+              coalesce(array_agg(ch.id) filter (where ch.status <> 'DECLINED'), '{}') as ids
+         from cards.cards c left join charges.charges ch on ch.card_id = c.id
+        where c.id = any($1) group by c.id, c.status`,
+      [cardIds],
+    );
+    for (const row of rows) {
+      const acked = acknowledged.get(row.card_id);
+      if (row.successes > 1) problems.push(`${row.card_id}: ${row.successes} successful charges`);
+      if (row.status === 'USED' && row.successes === 0) problems.push(`${row.card_id}: USED without a charge (half-written)`);
+      if (row.successes === 1 && row.status !== 'USED') problems.push(`${row.card_id}: charged but ${row.status}`);
+      if (acked && !row.ids.includes(acked)) problems.push(`${row.card_id}: acknowledged charge ${acked} lost`);
+    }
+    return problems;
+  } finally {
+    await client.end();
+  }
+}
+
+/** Reads one sample of a Prometheus metric from a /metrics page (sum over matching series). */
+export async function metricValue(baseUrl: string, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    sum += Number(line.split(' ').pop());
+  }
+  return sum;
+}
