@@ -121,6 +121,9 @@ export function createRouter(deps: RouterDeps): Router {
   // Manifest operations (the REST bridge's, client manifests) are trusted in both modes: with
   // APQ they are pre-registered, so a hash-only request for one never needs a first round trip;
   // with the safelist they are the only operations accepted.
+  if (config.ROUTER_PERSISTED_QUERIES === 'safelist' && config.ROUTER_PQ_MANIFESTS.length === 0) {
+    throw new Error('ROUTER_PERSISTED_QUERIES=safelist needs at least one manifest in ROUTER_PQ_MANIFESTS');
+  }
   const manifest = loadPersistedQueryManifests(config.ROUTER_PQ_MANIFESTS);
   const safelist: Map<string, PersistedOperation> | undefined = config.ROUTER_PERSISTED_QUERIES === 'safelist' ? manifest : undefined;
 

@@ -110,7 +110,10 @@ describe.skipIf(!redisUrl())('rate limiting shared through Redis', () => {
     await new Promise<void>((done) => jwks.listen(0, '127.0.0.1', done));
     jwksUrl = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/.well-known/jwks.json`;
   });
+  const children: ChildProcess[] = [];
   afterAll(async () => {
+    // Also those whose start timed out: no router process outlives the test file.
+    await Promise.all(children.map((child) => stop(child)));
     await new Promise((done) => jwks?.close(done));
   });
 
@@ -129,9 +132,11 @@ describe.skipIf(!redisUrl())('rate limiting shared through Redis', () => {
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    children.push(child);
     return new Promise((resolveStart, reject) => {
       let output = '';
-      const timer = setTimeout(() => reject(new Error(`router process did not start:\n${output}`)), 20_000);
+      // Generous: on a loaded 2-core machine, importing the gateway and telemetry takes a while.
+      const timer = setTimeout(() => reject(new Error(`router process did not start:\n${output}`)), 60_000);
       child.stdout?.on('data', (chunk: Buffer) => {
         output += chunk.toString();
         const match =
@@ -184,7 +189,7 @@ describe.skipIf(!redisUrl())('rate limiting shared through Redis', () => {
     } finally {
       await Promise.all([stop(a.child), stop(b.child)]);
     }
-  }, 60_000);
+  }, 150_000);
 
   it('fails open to a local limit with a metric when Redis is down', async () => {
     const deadRedis = new Redis('redis://127.0.0.1:9', {
