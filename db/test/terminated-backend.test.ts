@@ -22,7 +22,7 @@ it('survives the backend of an open transaction being terminated, and the pool r
   process.on('uncaughtException', onUncaught);
   try {
     const transaction = database.db.transaction(async (tx) => {
-      const [{ pid }] = (await tx.execute(sql`select pg_backend_pid() as pid`)).rows as [{ pid: number }];
+      const [{ pid }] = ((await tx.execute(sql`select pg_backend_pid() as pid`)) as { rows: [{ pid: number }] }).rows;
       // Terminated while idle in transaction: no query is running to receive the error.
       await admin.query('select pg_terminate_backend($1)', [pid]);
       await new Promise((done) => setTimeout(done, 200));
@@ -30,7 +30,7 @@ it('survives the backend of an open transaction being terminated, and the pool r
     });
     await expect(transaction).rejects.toThrow();
     expect(uncaught).toEqual([]);
-    const { rows } = await database.db.execute(sql`select 1 as ok`);
+    const { rows } = (await database.db.execute(sql`select 1 as ok`)) as { rows: unknown[] };
     expect(rows).toEqual([{ ok: 1 }]);
   } finally {
     process.off('uncaughtException', onUncaught);
