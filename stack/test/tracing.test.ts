@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger, startTelemetry, type Telemetry, type TelemetryOptions } from '@ghostpay/platform';
@@ -21,11 +22,38 @@ const recorder: SpanProcessor = {
   shutdown: async () => {},
 };
 
+/** POSTs JSON over a bare socket (no http/undici client, so nothing injects a traceparent); resolves with the raw response. */
+function rawPost(url: string, headers: Record<string, string>, body: unknown): Promise<string> {
+  const { hostname, port, pathname } = new URL(url);
+  const payload = JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname);
+    let data = '';
+    socket.setTimeout(10_000, () => socket.destroy(new Error('raw request timed out')));
+    socket.on('data', (chunk) => {
+      data += chunk.toString('utf8');
+    });
+    socket.on('end', () => resolve(data));
+    socket.on('error', reject);
+    const lines = [
+      `POST ${pathname} HTTP/1.1`,
+      `host: ${hostname}:${port}`,
+      'connection: close',
+      'content-type: application/json',
+      `content-length: ${Buffer.byteLength(payload)}`,
+      ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+    ];
+    socket.write(`${lines.join('\r\n')}\r\n\r\n${payload}`);
+  });
+}
+
 const dataDir = mkdtempSync(join(tmpdir(), 'ghostpay-tracing-'));
 const logLines: Array<Record<string, unknown>> = [];
 let telemetry: Telemetry;
 let database: TestDatabase;
 let stack: Stack;
+/** The trace of the createCharge in the first test. */
+let chargeTraceId = '';
 
 // PGlite runs in-process and makes no pg driver calls: the database span needs the real PostgreSQL.
 describe.skipIf(!inject('postgresAdminUrl'))('one trace per request, router → subgraph → PostgreSQL', () => {
@@ -84,7 +112,7 @@ describe.skipIf(!inject('postgresAdminUrl'))('one trace per request, router → 
     // The test's own span is the trace root; the fetch below carries it to the router as traceparent.
     const { traceId, createCharge } = await trace.getTracer('tracing-test').startActiveSpan('test: createCharge', async (span) => {
       const data = await graphql(
-        'mutation ($input: CreateChargeInput!, $key: String!) { createCharge(input: $input, idempotencyKey: $key) { id status } }',
+        'mutation TracedCharge($input: CreateChargeInput!, $key: String!) { createCharge(input: $input, idempotencyKey: $key) { id status } }',
         { input: { cardId: issueCard?.id, amount: 1200, currency: 'USD' }, key: 'tracing-1' },
         token,
       );
@@ -92,6 +120,7 @@ describe.skipIf(!inject('postgresAdminUrl'))('one trace per request, router → 
       return { traceId: span.spanContext().traceId, createCharge: data.createCharge };
     });
     expect(createCharge).toMatchObject({ status: 'AUTHORIZED' });
+    chargeTraceId = traceId;
 
     // Server spans end when the response is written; give the last ones a moment.
     const deadline = Date.now() + 5_000;
@@ -133,5 +162,44 @@ describe.skipIf(!inject('postgresAdminUrl'))('one trace per request, router → 
     const createChargeLine = logLines.find((line) => line.msg === 'createCharge');
     expect(createChargeLine?.trace_id).toMatch(/^[0-9a-f]{32}$/);
     expect(finished.some((s) => s.spanContext().traceId === createChargeLine?.trace_id && s.kind === SpanKind.SERVER)).toBe(true);
+  });
+
+  it('hands the router’s trace id to analytics in the request event, also when the caller sent no traceparent', async () => {
+    const { createToken } = await graphql('mutation ($key: String!) { createToken(apiKey: $key) { accessToken } }', {
+      key: stack.credentials.admin.apiKey,
+    });
+    const adminToken = createToken?.accessToken as string;
+    // Over a bare socket, so no client instrumentation adds a traceparent: the router starts the trace.
+    const raw = await rawPost(
+      stack.urls.graphql,
+      { authorization: `Bearer ${adminToken}` },
+      { query: 'query UntracedCaller { me { id } }' },
+    );
+    expect(raw).toMatch(/^HTTP\/1\.1 200/);
+    const routerPort = portOf(stack.urls.router);
+    const rootSpan = finished.find(
+      (s) => s.kind === SpanKind.SERVER && listenPort(s) === routerPort && !s.parentSpanContext && path(s) === '/graphql',
+    );
+    expect(rootSpan, 'a router server span that starts its own trace').toBeDefined();
+
+    const traceIdsOf = async (operationName: string) => {
+      const { requestLog } = await graphql(
+        'query ($name: String!) { requestLog(filter: { operationName: $name }) { edges { node { traceId } } } }',
+        { name: operationName },
+        adminToken,
+      );
+      return ((requestLog?.edges ?? []) as Array<{ node: { traceId: unknown } }>).map((edge) => edge.node.traceId);
+    };
+    // The emitter ships events in batches about once a second.
+    const deadline = Date.now() + 10_000;
+    while (
+      Date.now() < deadline &&
+      ((await traceIdsOf('UntracedCaller')).length === 0 || (await traceIdsOf('TracedCharge')).length === 0)
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(await traceIdsOf('UntracedCaller')).toEqual([rootSpan?.spanContext().traceId]);
+    expect(chargeTraceId).toMatch(/^[0-9a-f]{32}$/);
+    expect(await traceIdsOf('TracedCharge')).toEqual([chargeTraceId]);
   });
 });
