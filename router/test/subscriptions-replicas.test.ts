@@ -132,7 +132,8 @@ describe('subscriptions across two router processes and two charges processes', 
         SHUTDOWN_TIMEOUT_MS: '500',
         // Only the second replica settles, so settlement commits come from a process the first router is not connected to.
         SETTLEMENT_ENABLED: i === 1 ? 'true' : 'false',
-        SETTLEMENT_DELAY_MS: '2500',
+        // Long enough that, even on a loaded machine, the kill test has killed charges #1 before this settles.
+        SETTLEMENT_DELAY_MS: '8000',
         SETTLEMENT_INTERVAL_MS: '200',
       });
     }
@@ -205,19 +206,19 @@ describe('subscriptions across two router processes and two charges processes', 
   };
 
   it('delivers every status change, whichever charges process commits it, to subscribers on both routers', {
-    timeout: 60_000,
+    timeout: 90_000,
   }, async () => {
     const { chargeId, owner, merchant, card } = await chargeThrough(0);
     const clients = [0, 0, 1, 1].map((i) => wsClient(routerWs(i), owner.bearer));
     try {
       const watches = clients.map((c) => watchCharge(c, chargeId));
-      await until(() => watches.every((w) => w.events.length >= 1 || w.errors.length > 0), 'first events');
+      await until(() => watches.every((w) => w.events.length >= 1 || w.errors.length > 0), 'first events', 20_000);
       expect(watches.flatMap((w) => w.errors)).toEqual([]);
       // SETTLED is committed by charges process 2 (its worker): router 1 hears it through charges process 1.
-      await until(() => watches.every((w) => statuses(w).includes('SETTLED')), 'SETTLED on both routers', 20_000);
+      await until(() => watches.every((w) => statuses(w).includes('SETTLED')), 'SETTLED on both routers', 30_000);
       // The refund goes through router 1 to charges process 1: router 2 hears it through charges process 2.
       await refundThrough(0, merchant.bearer, chargeId);
-      await until(() => watches.every((w) => statuses(w).includes('REFUNDED')), 'REFUNDED on both routers');
+      await until(() => watches.every((w) => statuses(w).includes('REFUNDED')), 'REFUNDED on both routers', 20_000);
       for (const w of watches) {
         expect(statuses(w)).toEqual(['AUTHORIZED', 'SETTLED', 'REFUNDED']);
         expect(w.events.every((e) => e.card.id === card.id && e.card.owner.id === owner.userId && e.card.last4 === card.last4)).toBe(true);
@@ -228,7 +229,7 @@ describe('subscriptions across two router processes and two charges processes', 
   });
 
   it('survives a killed charges process: the router reconnects, says events may have been missed, and events resume', {
-    timeout: 90_000,
+    timeout: 120_000,
   }, async () => {
     const { chargeId, owner, merchant } = await chargeThrough(1);
     const client = wsClient(routerWs(0), owner.bearer);
@@ -236,12 +237,12 @@ describe('subscriptions across two router processes and two charges processes', 
     try {
       const watch: Collected = watchCharge(client, chargeId);
       const witness: Collected = watchCharge(other, chargeId);
-      await until(() => watch.events.length === 1 && witness.events.length === 1, 'first events');
+      await until(() => watch.events.length === 1 && witness.events.length === 1, 'first events', 20_000);
 
       // Router 1's upstream (charges process 1) dies without a goodbye.
       await stop(charges[0]?.child as ChildProcess, 'SIGKILL');
       // Meanwhile charges process 2 settles the charge: router 1 cannot hear it.
-      await until(() => statuses(witness).includes('SETTLED'), 'SETTLED on router 2', 20_000);
+      await until(() => statuses(witness).includes('SETTLED'), 'SETTLED on router 2', 30_000);
       expect(statuses(watch)).toEqual(['AUTHORIZED']);
 
       await startCharges(0);
@@ -251,9 +252,9 @@ describe('subscriptions across two router processes and two charges processes', 
 
       // Events flow again on the new upstream connection.
       await refundThrough(1, merchant.bearer, chargeId, 500);
-      await until(() => statuses(watch).includes('PARTIALLY_REFUNDED'), 'PARTIALLY_REFUNDED after the reconnect');
+      await until(() => statuses(watch).includes('PARTIALLY_REFUNDED'), 'PARTIALLY_REFUNDED after the reconnect', 20_000);
       await refundThrough(1, merchant.bearer, chargeId);
-      await until(() => statuses(watch).includes('REFUNDED'), 'REFUNDED after the reconnect');
+      await until(() => statuses(watch).includes('REFUNDED'), 'REFUNDED after the reconnect', 20_000);
       expect(statuses(watch)).toEqual(['AUTHORIZED', 'SETTLED', 'PARTIALLY_REFUNDED', 'REFUNDED']);
       expect(watch.payloads.filter((p) => p.extensions?.missedEvents)).toHaveLength(1);
       expect(watch.errors).toEqual([]);
