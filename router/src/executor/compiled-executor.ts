@@ -129,15 +129,14 @@ export function createCompiledExecutor(options: CompiledExecutorOptions): Compil
 
   const senderFor = (context: unknown, requestContext: unknown): SubgraphSender => {
     const serviceMap = gateway.serviceMap ?? {};
-    return (serviceName, body, query) => {
-      const source = serviceMap[serviceName]?.dataSource as Partial<SerializedDataSource & ProcessingDataSource> | undefined;
-      if (!source) throw new Error(`Couldn't find service with name "${serviceName}"`);
-      if (source.processSerialized) return source.processSerialized(body, context);
+    return (request) => {
+      const source = serviceMap[request.serviceName]?.dataSource as Partial<SerializedDataSource & ProcessingDataSource> | undefined;
+      if (!source) throw new Error(`Couldn't find service with name "${request.serviceName}"`);
+      if (source.processSerialized) return source.processSerialized(`${request.prefix}${JSON.stringify(request.variables)}}`, context);
       // Any other data source gets the request as an object, as the gateway would pass it.
-      const request = JSON.parse(body) as Record<string, unknown>;
       return (source as ProcessingDataSource).process({
         kind: 'incoming operation',
-        request: { ...request, query },
+        request: { query: request.query, variables: request.variables, operationName: request.operationName },
         context,
         incomingRequestContext: requestContext,
       });

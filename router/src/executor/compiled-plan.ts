@@ -16,13 +16,31 @@ export interface SubgraphResponse {
   extensions?: Record<string, unknown>;
 }
 
-/** Sends one serialized request body to a subgraph; throws when the subgraph does not answer. */
-export type SubgraphSender = (serviceName: string, body: string, query: string) => Promise<SubgraphResponse>;
+/** One subgraph request: `prefix + JSON.stringify(variables) + "}"` is its serialized body. */
+export interface SubgraphRequest {
+  serviceName: string;
+  /** `{"query":…,"operationName":…,"variables":` — serialized once per plan. */
+  prefix: string;
+  query: string;
+  operationName: string | undefined;
+  variables: Record<string, unknown>;
+}
+
+/** Sends one request to a subgraph; throws when the subgraph does not answer. */
+export type SubgraphSender = (request: SubgraphRequest) => Promise<SubgraphResponse>;
 
 type RepresentationBuilder = (entity: Record<string, unknown>) => Record<string, unknown> | null;
 
 type CompiledNode =
-  | { kind: 'fetch'; serviceName: string; query: string; prefix: string; variableUsages: string[]; requires?: RepresentationBuilder }
+  | {
+      kind: 'fetch';
+      serviceName: string;
+      query: string;
+      operationName: string | undefined;
+      prefix: string;
+      variableUsages: string[];
+      requires?: RepresentationBuilder;
+    }
   | { kind: 'sequence'; nodes: CompiledNode[] }
   | { kind: 'parallel'; nodes: CompiledNode[] }
   | { kind: 'flatten'; path: (string | number)[]; node: CompiledNode }
@@ -84,6 +102,7 @@ export function compilePlan(plan: QueryPlanLike, supergraphSchema: GraphQLSchema
           kind: 'fetch',
           serviceName: node.serviceName,
           query: node.operation,
+          operationName: node.operationName,
           prefix: head,
           variableUsages: node.variableUsages ?? [],
           requires: node.requires ? compileRepresentation(node.requires, subtype) : undefined,
@@ -241,7 +260,13 @@ async function executeFetch(run: PlanRun, fetch: Extract<CompiledNode, { kind: '
   }
 
   if (!fetch.requires) {
-    const response = await run.send(fetch.serviceName, `${fetch.prefix}${JSON.stringify(variables ?? {})}}`, fetch.query);
+    const response = await run.send({
+      serviceName: fetch.serviceName,
+      prefix: fetch.prefix,
+      query: fetch.query,
+      operationName: fetch.operationName,
+      variables: variables ?? {},
+    });
     collectErrors(run, fetch, cursor, response);
     const data = response.data;
     for (const entity of entities) mergeInto(entity, data);
@@ -259,8 +284,13 @@ async function executeFetch(run: PlanRun, fetch: Extract<CompiledNode, { kind: '
   }
   if (representations.length === 0) return;
   if (variables && 'representations' in variables) throw new Error('Variables cannot contain key "representations"');
-  const body = `${fetch.prefix}${JSON.stringify({ ...variables, representations })}}`;
-  const response = await run.send(fetch.serviceName, body, fetch.query);
+  const response = await run.send({
+    serviceName: fetch.serviceName,
+    prefix: fetch.prefix,
+    query: fetch.query,
+    operationName: fetch.operationName,
+    variables: { ...variables, representations },
+  });
   collectErrors(run, fetch, cursor, response);
   const data = response.data;
   if (!data) return;

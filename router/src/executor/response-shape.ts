@@ -207,6 +207,8 @@ interface ShapeRun {
   errors: GraphQLError[];
   path: (string | number)[];
   subtype: (condition: string, typeName: string) => boolean;
+  invalid: boolean;
+  errored: boolean;
 }
 
 function flagValue(flag: Flag, variables: Record<string, unknown>): boolean {
@@ -259,10 +261,9 @@ function applySelections(
         continue;
       }
       run.path.push(responseName);
-      const result = updateOutputValue(run, outputValue, selection.type, inputValue, parentType);
-      output[responseName] = result.updated;
+      output[responseName] = updateOutputValue(run, outputValue, selection.type, inputValue, parentType);
       run.path.pop();
-      if (result.isInvalid) return NULL_BUBBLE_UP;
+      if (run.invalid) return NULL_BUBBLE_UP;
     } else {
       const typename = input.__typename as string | undefined;
       const condition = selection.typeCondition;
@@ -274,18 +275,20 @@ function applySelections(
   return OK;
 }
 
-interface Updated {
-  updated: unknown;
-  isInvalid?: boolean;
-  hasErrors?: boolean;
-}
-
-function updateOutputValue(run: ShapeRun, outputValue: unknown, type: TypeShape, inputValue: unknown, parentType: string): Updated {
-  if (outputValue === null || (outputValue !== undefined && type.kind === 'leaf')) return { updated: outputValue };
+/**
+ * The gateway's `updateOutputValue`, returning the value and leaving its two flags in the run
+ * (no result object per value: shaping a large response allocates only the response itself).
+ * `invalid`: a non-null field came out null (the parent must bubble). `errored`: an error was
+ * already reported for this value.
+ */
+function updateOutputValue(run: ShapeRun, outputValue: unknown, type: TypeShape, inputValue: unknown, parentType: string): unknown {
+  run.invalid = false;
+  run.errored = false;
+  if (outputValue === null || (outputValue !== undefined && type.kind === 'leaf')) return outputValue;
   if (type.kind === 'nonNull') {
     const inner = updateOutputValue(run, outputValue, type.of, inputValue, parentType);
-    if (inner.updated === null) {
-      if (!inner.hasErrors) {
+    if (inner === null) {
+      if (!run.errored) {
         run.errors.push(
           new GraphQLError(`Cannot return null for non-nullable ${pathDescription(run.path, typeLabel(type.of), parentType)}.`, {
             path: [...run.path],
@@ -293,26 +296,32 @@ function updateOutputValue(run: ShapeRun, outputValue: unknown, type: TypeShape,
           }),
         );
       }
-      return { updated: null, isInvalid: true, hasErrors: true };
+      run.invalid = true;
+      run.errored = true;
+      return null;
     }
-    return { updated: inner.updated };
+    run.invalid = false;
+    run.errored = false;
+    return inner;
   }
-  if (inputValue === null) return { updated: null };
+  if (inputValue === null) return null;
   if (type.kind === 'list') {
     if (!Array.isArray(inputValue)) throw new Error(`Invalid non-list value returned by subgraph for list type ${typeLabel(type)}`);
-    const outputList = (outputValue as unknown[] | undefined) ?? new Array(inputValue.length).fill(undefined);
+    const outputList = outputValue as unknown[] | undefined;
+    const length = outputList ? outputList.length : inputValue.length;
     let shouldNullify = false;
     let hasErrors = false;
-    const updated = new Array(outputList.length);
-    for (let i = 0; i < outputList.length; i++) {
+    const updated = new Array(length);
+    for (let i = 0; i < length; i++) {
       run.path.push(i);
-      const element = updateOutputValue(run, outputList[i], type.of, inputValue[i], parentType);
+      updated[i] = updateOutputValue(run, outputList?.[i], type.of, inputValue[i], parentType);
       run.path.pop();
-      if (element.isInvalid) shouldNullify = true;
-      if (element.hasErrors) hasErrors = true;
-      updated[i] = element.updated;
+      if (run.invalid) shouldNullify = true;
+      if (run.errored) hasErrors = true;
     }
-    return { updated: shouldNullify ? null : updated, hasErrors };
+    run.invalid = false;
+    run.errored = hasErrors;
+    return shouldNullify ? null : updated;
   }
   if (type.kind === 'composite') {
     if (typeof inputValue !== 'object') throw new Error(`Invalid non-object value returned by subgraph for composite type ${type.name}`);
@@ -328,13 +337,17 @@ function updateOutputValue(run: ShapeRun, outputValue: unknown, type: TypeShape,
             extensions: { code: 'INVALID_GRAPHQL' },
           }),
         );
-        return { updated: null, hasErrors: true };
+        run.invalid = false;
+        run.errored = true;
+        return null;
       }
       objectType = named.name;
     }
     const output = (outputValue as Record<string, unknown> | undefined) ?? {};
     const bubbled = applySelections(run, input, type.selections, output, objectType) === NULL_BUBBLE_UP;
-    return { updated: bubbled ? null : output, hasErrors: bubbled };
+    run.invalid = false;
+    run.errored = bubbled;
+    return bubbled ? null : output;
   }
   const valid = type.isValid(inputValue);
   if (!valid) {
@@ -345,7 +358,9 @@ function updateOutputValue(run: ShapeRun, outputValue: unknown, type: TypeShape,
       }),
     );
   }
-  return { updated: valid ? inputValue : null, hasErrors: !valid };
+  run.invalid = false;
+  run.errored = !valid;
+  return valid ? inputValue : null;
 }
 
 /** `isSubtype(condition, type)` as the gateway decides it, memoized per schema. */
@@ -384,6 +399,8 @@ export function shapeResponse(
     errors: [],
     path: [],
     subtype,
+    invalid: false,
+    errored: false,
   };
   const data: Record<string, unknown> = {};
   const result = applySelections(run, input, shape.selections, data, shape.rootTypeName);

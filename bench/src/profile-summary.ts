@@ -1,0 +1,50 @@
+/**
+ * Summarizes a V8 .cpuprofile (from BENCH_CPU_PROF=1): self time by package and the top
+ * functions. `node bench/src/profile-summary.ts bench/profiles/gateway-ghostpay.cpuprofile [top]`
+ */
+import { readFileSync } from 'node:fs';
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+interface Profile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+const [path, topArg] = process.argv.slice(2);
+if (!path) throw new Error('usage: profile-summary.ts <file.cpuprofile> [top]');
+const profile = JSON.parse(readFileSync(path, 'utf8')) as Profile;
+const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+const self = new Map<number, number>();
+profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+const total = [...self.values()].reduce((a, b) => a + b, 0);
+
+const packageOf = (url: string) => {
+  if (!url) return '(native/gc/idle)';
+  const m = url.match(/node_modules\/((?:@[^/]+\/)?[^/]+)/);
+  if (m) return m[1] as string;
+  if (url.startsWith('node:')) return 'node:internal';
+  const w = url.match(/\/work\/main\/([^/]+(?:\/[^/]+)?)\//);
+  return w ? `ghostpay:${w[1]}` : url;
+};
+const packages = new Map<string, number>();
+const functions = new Map<string, number>();
+for (const [id, time] of self) {
+  const node = byId.get(id);
+  if (!node) continue;
+  const { functionName, url, lineNumber } = node.callFrame;
+  const pkg = node.callFrame.functionName === '(garbage collector)' ? '(gc)' : functionName === '(idle)' ? '(idle)' : packageOf(url);
+  packages.set(pkg, (packages.get(pkg) ?? 0) + time);
+  const key = `${functionName || '(anonymous)'} ${url.replace(/^.*node_modules\//, '').replace('file:///work/main/', '')}:${lineNumber + 1}`;
+  functions.set(key, (functions.get(key) ?? 0) + time);
+}
+const pct = (t: number) => `${((t / total) * 100).toFixed(1).padStart(5)}%`;
+console.log(`total sampled: ${(total / 1000).toFixed(0)} ms`);
+console.log('\nself time by package:');
+for (const [pkg, t] of [...packages].sort((a, b) => b[1] - a[1]).slice(0, 20)) console.log(`${pct(t)}  ${pkg}`);
+console.log('\ntop functions (self):');
+for (const [fn, t] of [...functions].sort((a, b) => b[1] - a[1]).slice(0, Number(topArg ?? 25))) console.log(`${pct(t)}  ${fn}`);
