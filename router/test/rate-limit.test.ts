@@ -159,11 +159,12 @@ describe.skipIf(!redisUrl())('rate limiting shared through Redis', () => {
   }
 
   async function stop(child: ChildProcess) {
-    if (child.exitCode !== null) return;
+    // A process ended by a signal has signalCode set and exitCode null.
+    if (child.exitCode !== null || child.signalCode !== null) return;
     await new Promise<void>((done) => {
       child.once('exit', () => done());
       child.kill('SIGTERM');
-      setTimeout(() => child.kill('SIGKILL'), 5_000).unref();
+      setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
     });
   }
 
