@@ -57,11 +57,11 @@ describe('ownership', () => {
 
   it('answers NOT_FOUND for another user’s card, exactly as for a card that does not exist', async () => {
     const other = await h.request(alice.token, cardQuery, { id: bobFromA.id });
-    const missing = await h.request(alice.token, cardQuery, { id: 'card_0000000000000000000000' });
+    const missing = await h.request(alice.token, cardQuery, { id: 'card_NoSuchCardHereAtAll1' });
     expect(other.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
     expect(missing.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
     expect(other.errors?.[0]?.message.replace(bobFromA.id, 'X')).toBe(
-      missing.errors?.[0]?.message.replace('card_0000000000000000000000', 'X'),
+      missing.errors?.[0]?.message.replace('card_NoSuchCardHereAtAll1', 'X'),
     );
   });
 
