@@ -1,5 +1,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
-import { resolve } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { join, resolve } from 'node:path';
 
 /** Messages a benchmark child process sends to the parent. */
 export type ChildMessage =
@@ -28,14 +30,19 @@ const profileDir = resolve(import.meta.dirname, '../profiles');
 
 /**
  * Forks `script` (a .ts module run by Node 24 directly) and waits for its `ready` message.
- * With BENCH_CPU_PROF=1 every child writes a V8 CPU profile to bench/profiles/ on exit.
+ * With BENCH_CPU_PROF=1 each child profiles its measured window (mark → stats) and writes
+ * `bench/profiles/<name>.cpuprofile`: steady state only, no start-up or warm-up.
  */
-export async function startChild(name: string, script: string, env: Record<string, string>, timeoutMs = 60_000): Promise<BenchChild> {
-  const execArgv =
-    process.env.BENCH_CPU_PROF === '1' ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
+export async function startChild(
+  name: string,
+  script: string,
+  env: Record<string, string>,
+  options: { timeoutMs?: number; execArgv?: string[] } = {},
+): Promise<BenchChild> {
+  const timeoutMs = options.timeoutMs ?? 60_000;
   const child: ChildProcess = fork(script, [], {
-    env: { ...process.env, ...env },
-    execArgv,
+    env: { ...process.env, ...env, BENCH_CHILD_NAME: name, BENCH_PROFILE_DIR: profileDir },
+    execArgv: options.execArgv ?? [],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const waiters: Array<(message: ChildMessage) => boolean> = [];
@@ -115,12 +122,30 @@ export function serveChild(handlers: { onStop: () => Promise<void>; onRun?: (opt
     const used = process.cpuUsage(baseline);
     reply({ type: 'stats', cpuMicros: used.user + used.system, maxRssKb: process.resourceUsage().maxRSS });
   };
+  let profiler: Session | undefined;
+  let profiles = 0;
   process.on('message', async (message: ParentMessage) => {
     if (message.type === 'mark') {
+      if (process.env.BENCH_CPU_PROF === '1' && !profiler) {
+        profiler = new Session();
+        profiler.connect();
+        await profiler.post('Profiler.enable');
+        await profiler.post('Profiler.start');
+      }
       baseline = process.cpuUsage();
       stats();
     } else if (message.type === 'stats') {
       stats();
+      if (profiler) {
+        const { profile } = await profiler.post('Profiler.stop');
+        mkdirSync(process.env.BENCH_PROFILE_DIR as string, { recursive: true });
+        writeFileSync(
+          join(process.env.BENCH_PROFILE_DIR as string, `${process.env.BENCH_CHILD_NAME}${profiles++ ? `-${profiles}` : ''}.cpuprofile`),
+          JSON.stringify(profile),
+        );
+        profiler.disconnect();
+        profiler = undefined;
+      }
     } else if (message.type === 'run') {
       try {
         reply({ type: 'result', result: await handlers.onRun?.(message.options) });

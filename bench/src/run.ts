@@ -55,8 +55,11 @@ async function teardown() {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
 }
 
+// Node flags for every server process (gateways, stack), the same for all: BENCH_NODE_FLAGS overrides.
+const nodeFlags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+
 async function spawn(name: string, script: string, env: Record<string, string>) {
-  const child = await startChild(name, resolve(src, script), env);
+  const child = await startChild(name, resolve(src, script), env, { execArgv: nodeFlags });
   children.push(child);
   return child;
 }
@@ -167,12 +170,16 @@ async function main() {
           return makeRequest(cardId);
         };
         await runLoad({ origin, connections, durationMs: warmupMs, request, check: ok });
+        await stack.mark();
         const max = await runLoad({ origin, connections, durationMs: measureMs, request, check: ok });
+        const { cpuMicros } = await stack.stats();
+        // CPU of the whole stack process (router, subgraphs, bridge, analytics) per successful charge.
+        const cpuMsPerOp = cpuMicros / 1000 / Math.max(1, max.ok + max.errors);
         warnErrors(`${label} max`, max);
         const rate = Math.max(1, Math.floor(max.rps * 0.7));
         const paced = await runLoad({ origin, connections, durationMs: measureMs, ratePerSec: rate, request, check: ok });
         warnErrors(`${label} at 70%`, paced);
-        return { max, paced, rate, usedCards: cardIds.slice(0, nextCard) };
+        return { max, paced, rate, cpuMsPerOp, usedCards: cardIds.slice(0, nextCard) };
       };
 
       let graphqlMax: number | undefined;
@@ -180,7 +187,7 @@ async function main() {
         log('GraphQL createCharge through the router');
         const mutation =
           'mutation Charge($input: CreateChargeInput!, $key: String!) { createCharge(input: $input, idempotencyKey: $key) { id status amount currency } }';
-        const { max, paced, rate, usedCards } = await chargeRuns(
+        const { max, paced, rate, cpuMsPerOp, usedCards } = await chargeRuns(
           'GraphQL createCharge',
           router,
           (cardId) => ({
@@ -196,7 +203,7 @@ async function main() {
           (status, body) => status === 200 && body.includes('"status":"AUTHORIZED"') && !body.includes('"errors"'),
         );
         graphqlMax = max.rps;
-        rows.push(rowOf('GraphQL createCharge via router (max)', max, { ratio: ratioTo(max.rps, dbLimit, 'DB limit') }));
+        rows.push(rowOf('GraphQL createCharge via router (max)', max, { ratio: ratioTo(max.rps, dbLimit, 'DB limit'), cpuMsPerOp }));
         rows.push(
           rowOf(`GraphQL createCharge at 70% of max (${rate}/s offered)`, paced, { ratio: ratioTo(paced.rps, dbLimit, 'DB limit') }),
         );
@@ -219,7 +226,7 @@ async function main() {
 
       if (only.has('rest')) {
         log('REST POST /charges through the bridge');
-        const { max, paced, rate } = await chargeRuns(
+        const { max, paced, rate, cpuMsPerOp } = await chargeRuns(
           'REST POST /charges',
           bridge,
           (cardId) => ({
@@ -231,7 +238,9 @@ async function main() {
           (status, body) => status === 201 && body.includes('"authorized"'),
         );
         const vsGraphql = graphqlMax ? ` (${((max.rps / graphqlMax) * 100).toFixed(0)}% of GraphQL)` : '';
-        rows.push(rowOf(`REST POST /charges via bridge (max)${vsGraphql}`, max, { ratio: ratioTo(max.rps, dbLimit, 'DB limit') }));
+        rows.push(
+          rowOf(`REST POST /charges via bridge (max)${vsGraphql}`, max, { ratio: ratioTo(max.rps, dbLimit, 'DB limit'), cpuMsPerOp }),
+        );
         rows.push(rowOf(`REST POST /charges at 70% of max (${rate}/s offered)`, paced, { ratio: ratioTo(paced.rps, dbLimit, 'DB limit') }));
       }
       const { maxRssKb } = await stack.stats();
@@ -307,8 +316,10 @@ async function main() {
       });
       await runLoad({ origin: url.origin, connections: fedConnections, durationMs: warmupMs, request, check });
       await child.mark();
+      await subgraphs.mark();
       const result = await runLoad({ origin: url.origin, connections: fedConnections, durationMs: measureMs, request, check });
       const { cpuMicros, maxRssKb } = await child.stats();
+      const subgraphCpu = (await subgraphs.stats()).cpuMicros / 1000 / Math.max(1, result.ok + result.errors);
       await stopChild(child);
       warnErrors(kind, result);
       if (kind === 'apollo') apolloRps = result.rps;
@@ -317,7 +328,12 @@ async function main() {
         rowOf(labels[kind] ?? kind, result, {
           cpuMsPerOp: cpuMicros / 1000 / Math.max(1, result.ok + result.errors),
           peakRssMiB: mib(maxRssKb),
-          note: kind.startsWith('ghostpay') && hiveRps ? `${(result.rps / hiveRps).toFixed(2)}× hive` : undefined,
+          note: [
+            kind.startsWith('ghostpay') && hiveRps ? `${(result.rps / hiveRps).toFixed(2)}× hive` : '',
+            `subgraphs ${subgraphCpu.toFixed(2)} CPU ms/op`,
+          ]
+            .filter(Boolean)
+            .join('; '),
         }),
       );
     }
