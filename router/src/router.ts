@@ -294,11 +294,14 @@ export function createRouter(deps: RouterDeps): Router {
       })
     : undefined;
 
+  // With one trusted proxy in front (the bridge, an ingress), the client is the address that
+  // proxy appended: the rightmost X-Forwarded-For entry. Entries left of it are whatever the
+  // client sent and must not choose its rate-limit bucket.
   const clientAddress = (req: IncomingMessage) => {
     if (config.ROUTER_TRUST_PROXY) {
       const forwarded = req.headers['x-forwarded-for'];
-      const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(',')[0]?.trim();
-      if (first) return first;
+      const last = (Array.isArray(forwarded) ? forwarded.join(',') : forwarded)?.split(',').pop()?.trim();
+      if (last) return last;
     }
     return req.socket.remoteAddress ?? 'unknown';
   };
@@ -314,7 +317,8 @@ export function createRouter(deps: RouterDeps): Router {
     const context: RouterContext = {
       requestId,
       logger: logger.child({ requestId }),
-      forwardHeaders: { 'x-request-id': requestId },
+      // Subgraphs see the client's address (auth limits failed token exchanges per address).
+      forwardHeaders: { 'x-request-id': requestId, 'x-forwarded-for': clientAddress(req) },
       subgraphTimings: [],
       report: {},
     };

@@ -6,7 +6,7 @@ import type { RouterMetrics } from './router-metrics.ts';
 
 /** The part of the router's request context a subgraph call reads and writes. */
 export interface SubgraphCallContext {
-  /** Only these headers reach subgraphs: Authorization, traceparent, tracestate, x-request-id. */
+  /** Only these headers reach subgraphs: Authorization, traceparent, tracestate, x-request-id, and the router's own x-forwarded-for. */
   forwardHeaders: Record<string, string>;
   /** The client operation's type; only queries are ever retried. */
   operationType?: string;

@@ -31,16 +31,25 @@ describe('router over stand-in subgraphs', () => {
     });
   });
 
-  it('forwards only Authorization, traceparent, tracestate and the request id to subgraphs', async () => {
+  it('forwards only Authorization, traceparent, tracestate, the request id and its own x-forwarded-for to subgraphs', async () => {
     const auth = await issuer.bearer({ userId: 'usr_2', role: 'user' });
     const before = subgraphs.headers.auth?.length ?? 0;
     const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
     await post(
       router.graphqlUrl,
       { query: '{ me { id } }' },
-      { authorization: auth, traceparent, cookie: 'session=secret', 'x-custom': 'nope', 'x-request-id': 'req-123' },
+      {
+        authorization: auth,
+        traceparent,
+        cookie: 'session=secret',
+        'x-custom': 'nope',
+        'x-request-id': 'req-123',
+        'x-forwarded-for': '203.0.113.9',
+      },
     );
     const seen = subgraphs.headers.auth?.[before];
+    // Not a trusted proxy: the client's own x-forwarded-for is replaced by its socket address.
+    expect(seen?.['x-forwarded-for']).toBe('127.0.0.1');
     expect(seen?.authorization).toBe(auth);
     expect(seen?.traceparent).toBe(traceparent);
     expect(seen?.['x-request-id']).toBe('req-123');

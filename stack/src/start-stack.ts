@@ -81,7 +81,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const created = ensureDevSecrets(secretsDir);
     if (created.length) logger.info({ secrets: created, dir: secretsDir }, 'created development secrets');
   }
-  const env: Env = { ...baseEnv, GHOSTPAY_DATA_DIR: dataDir, SECRETS_DIR: secretsDir };
+  // Auth sits behind the router, which passes the client's address in x-forwarded-for: one
+  // trusted hop, so failed token exchanges are limited per client rather than for everyone.
+  const env: Env = { TRUSTED_PROXY_HOPS: '1', ...baseEnv, GHOSTPAY_DATA_DIR: dataDir, SECRETS_DIR: secretsDir };
   const port = (name: string, fallback: number) => (options.randomPorts ? 0 : Number(env[name] ?? fallback));
   const host = env.HOST ?? '127.0.0.1';
 
