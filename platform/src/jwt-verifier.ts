@@ -1,5 +1,5 @@
 import { createLocalJWKSet, createRemoteJWKSet, type JSONWebKeySet, type JWTPayload, errors as joseErrors, jwtVerify } from 'jose';
-import { UnauthenticatedError } from './errors.ts';
+import { ServiceUnavailableError, UnauthenticatedError } from './errors.ts';
 import { isRole, type Principal } from './scopes.ts';
 
 /** Asymmetric algorithms a token may be signed with; never `none`, never HMAC. */
@@ -58,6 +58,9 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
         requiredClaims: ['exp', 'iat', 'sub', 'jti'],
       }));
     } catch (error) {
+      // The token may be fine; the keys to judge it could not be had. Blaming the caller's
+      // credentials (401) would send clients to re-authenticate against an outage.
+      if (isKeySourceFailure(error)) throw new ServiceUnavailableError('Token signing keys are temporarily unavailable');
       throw new UnauthenticatedError(describeJoseError(error));
     }
     const role = payload.role;
@@ -87,12 +90,18 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
   };
 }
 
+/** The JWKS could not be fetched or read: a timeout, a refused connection, a non-200 answer, a broken body. */
+function isKeySourceFailure(error: unknown): boolean {
+  if (error instanceof joseErrors.JWKSTimeout || error instanceof joseErrors.JWKSInvalid) return true;
+  if (error instanceof joseErrors.JOSEError && error.code === 'ERR_JOSE_GENERIC' && /JSON Web Key Set/.test(error.message)) return true;
+  return error instanceof TypeError && /fetch/i.test(error.message);
+}
+
 function describeJoseError(error: unknown): string {
   if (error instanceof joseErrors.JWTExpired) return 'Token has expired';
   if (error instanceof joseErrors.JWTClaimValidationFailed) return `Token claim "${error.claim}" is invalid`;
   if (error instanceof joseErrors.JWKSNoMatchingKey) return 'Token signing key is unknown';
   if (error instanceof joseErrors.JOSEAlgNotAllowed) return 'Token algorithm is not allowed';
   if (error instanceof joseErrors.JWSSignatureVerificationFailed) return 'Token signature is invalid';
-  if (error instanceof joseErrors.JWKSTimeout) return 'Token keys could not be fetched';
   return 'Token is invalid';
 }

@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type CryptoKey, exportJWK, exportSPKI, generateKeyPair, type JWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createJwtVerifier, type JwtVerifier, scopesByRole, UnauthenticatedError } from '../src/index.ts';
+import { createJwtVerifier, type JwtVerifier, ServiceUnavailableError, scopesByRole, UnauthenticatedError } from '../src/index.ts';
 
 const issuer = 'ghostpay-auth';
 const audience = 'ghostpay-api';
@@ -174,5 +174,39 @@ describe('JWT verifier against a served JWKS', () => {
     expect((await verifier.verifyAuthorization(`Bearer ${token}`))?.userId).toBe('usr_test');
     await expect(verifier.verifyAuthorization(`Basic ${token}`)).rejects.toBeInstanceOf(UnauthenticatedError);
     await expect(verifier.verifyAuthorization('Bearer not-a-jwt')).rejects.toBeInstanceOf(UnauthenticatedError);
+  });
+});
+
+describe('JWT verifier when the key source is down', () => {
+  it('answers SERVICE_UNAVAILABLE, not UNAUTHENTICATED, when the JWKS cannot be fetched or read', async () => {
+    const key = await makeKey('RS256');
+    const token = await sign(key);
+    let answer: 'refuse' | 'error' | 'garbage' = 'error';
+    const server = createServer((req, res) => {
+      if (answer === 'error') {
+        res.writeHead(500).end();
+      } else if (answer === 'garbage') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"not":"a key set"}');
+      } else {
+        req.socket.destroy();
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const jwksUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/jwks.json`;
+    try {
+      for (const mode of ['error', 'garbage', 'refuse'] as const) {
+        answer = mode;
+        // A fresh verifier per mode: each has its own JWKS cache and cooldown.
+        const verifier = createJwtVerifier({ jwksUrl, issuer, audience });
+        const error = await verifier.verify(token).then(
+          () => undefined,
+          (caught: unknown) => caught,
+        );
+        expect(error, mode).toBeInstanceOf(ServiceUnavailableError);
+        expect((error as ServiceUnavailableError).extensions.code, mode).toBe('SERVICE_UNAVAILABLE');
+      }
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });

@@ -387,6 +387,11 @@ export function createRouter(deps: RouterDeps): Router {
         );
         return;
       }
+      if (error instanceof GhostPayError && error.extensions.code === ErrorCode.SERVICE_UNAVAILABLE) {
+        // The signing keys could not be fetched: an outage to retry, not a bad credential.
+        refuse(503, ErrorCode.SERVICE_UNAVAILABLE, error.message, { 'retry-after': '5' });
+        return;
+      }
       const message = error instanceof GhostPayError ? error.message : 'Token is invalid';
       refuse(401, ErrorCode.UNAUTHENTICATED, message, { 'www-authenticate': 'Bearer error="invalid_token"' });
       return;

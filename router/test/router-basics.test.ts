@@ -1,4 +1,5 @@
-import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
+import { createJwtVerifier } from '@ghostpay/platform';
+import { createTestTokenIssuer, type TestTokenIssuer, testAudience, testIssuer } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { codes, post, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
 
@@ -98,5 +99,28 @@ describe('router over stand-in subgraphs', () => {
     const mixed = await post(router.graphqlUrl, { query: '{ user(id: "usr_5") { id } card(id: "c") { id } }' }, { authorization: auth });
     expect(mixed.body.data).toEqual({ user: { id: 'usr_5' } });
     expect(mixed.body.errors).toMatchObject([{ path: ['card'], extensions: { code: 'FORBIDDEN' } }]);
+  });
+});
+
+describe('router when the auth service’s keys cannot be fetched', () => {
+  it('answers 503 SERVICE_UNAVAILABLE with Retry-After, not 401, for a token it cannot check', async () => {
+    const issuer = await createTestTokenIssuer();
+    const subgraphs = await startStubSubgraphs(issuer.verifier);
+    // Port 9 (discard) on loopback: nothing listens, so every JWKS fetch is refused.
+    const verifier = createJwtVerifier({ jwksUrl: 'http://127.0.0.1:9/.well-known/jwks.json', issuer: testIssuer, audience: testAudience });
+    const router = await startRouter({ verifier, urls: subgraphs.urls });
+    try {
+      const response = await post(
+        router.graphqlUrl,
+        { query: '{ me { id } }' },
+        { authorization: await issuer.bearer({ userId: 'usr_9', role: 'user' }) },
+      );
+      expect(response.status).toBe(503);
+      expect(codes(response)).toEqual(['SERVICE_UNAVAILABLE']);
+      expect(response.headers.get('retry-after')).toBe('5');
+    } finally {
+      await router.close();
+      await subgraphs.close();
+    }
   });
 });
