@@ -50,7 +50,12 @@ const seenBodies: string[] = [];
 beforeAll(async () => {
   database = await freshDatabase({ poolSize: 2 });
   key = await createTestSigningKey();
-  cluster = await startCluster({ databaseUrl: database.url, testJwk: key.publicJwk, env: { BRIDGE_CORS_ORIGINS: allowedOrigin } });
+  cluster = await startCluster({
+    databaseUrl: database.url,
+    testJwk: key.publicJwk,
+    // Debug logging: the PAN scan should cover everything a service can print.
+    env: { BRIDGE_CORS_ORIGINS: allowedOrigin, LOG_LEVEL: 'debug' },
+  });
   [admin, merchantA, merchantB, userA, userB] = await Promise.all([
     createParty(database, cluster.graphqlUrl, 'admin', 'admin'),
     createParty(database, cluster.graphqlUrl, 'merchant', 'merchant-a'),
