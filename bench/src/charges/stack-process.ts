@@ -3,10 +3,10 @@
  * real PostgreSQL (DATABASE_URL) and with the router's rate limits in Redis (REDIS_URL):
  * the four subgraphs, the router (JWT verification, per-key rate limits read from
  * auth.api_keys, metrics, the analytics emitter) and the REST bridge, each on its own
- * loopback port. BENCH_DATA_DIR holds the generated secrets and the embedded analytics store.
+ * loopback port. BENCH_DATA_DIR holds the embedded analytics store, BENCH_SECRETS_DIR the generated secrets.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { analyticsConfigSchema, createAnalyticsService, openAnalyticsStore } from '@ghostpay/analytics';
 import { authConfigSchema, createAuthService } from '@ghostpay/auth';
@@ -28,7 +28,8 @@ const child = serveChild({
 
 try {
   const dataDir = process.env.BENCH_DATA_DIR as string;
-  const secretsDir = join(dataDir, 'secrets');
+  // Shared by every stack of one run: the signing keys in the database are encrypted under signing-kek.
+  const secretsDir = process.env.BENCH_SECRETS_DIR ?? join(dataDir, 'secrets');
   mkdirSync(secretsDir, { recursive: true, mode: 0o700 });
   // Fresh random secrets per run, in the formats the services' READMEs define.
   const secretValues: Record<string, string> = {
@@ -38,7 +39,9 @@ try {
     'pan-fingerprint-key': randomBytes(32).toString('base64'),
     'analytics-ingest-token': randomBytes(32).toString('base64url'),
   };
-  for (const [name, value] of Object.entries(secretValues)) writeFileSync(join(secretsDir, name), `${value}\n`, { mode: 0o600 });
+  for (const [name, value] of Object.entries(secretValues)) {
+    if (!existsSync(join(secretsDir, name))) writeFileSync(join(secretsDir, name), `${value}\n`, { mode: 0o600 });
+  }
 
   const env: Record<string, string | undefined> = {
     ...process.env,
