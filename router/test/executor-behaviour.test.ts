@@ -84,6 +84,30 @@ describe('the compiled executor', () => {
     expect(pair.executor.counts().fallback).toBe(before + 1);
   });
 
+  it('sends identical representations once and repeats the answer and its error for each entity', async () => {
+    const { result, fetches } = await fetchesDuring(() => pair.compiled('{ featured { id rating } }'));
+    const sent = fetches.filter((f) => f.subgraph === 'reviews').map((f) => JSON.parse(f.body).variables.representations);
+    expect(sent).toEqual([
+      [
+        { __typename: 'Book', id: 'b2' },
+        { __typename: 'Book', id: 'b1' },
+        { __typename: 'Book', id: 'b3' },
+      ],
+    ]);
+    expect(result.data).toEqual({
+      featured: [
+        { id: 'b2', rating: null },
+        { id: 'b1', rating: 9 },
+        { id: 'b2', rating: null },
+        { id: 'b3', rating: 4 },
+      ],
+    });
+    expect(result.errors?.map((e) => e.path)).toEqual([
+      ['featured', 0, 'rating'],
+      ['featured', 2, 'rating'],
+    ]);
+  });
+
   it('compiles an operation once and reuses it', async () => {
     const query = '{ book(id: "b1") { id summary } }';
     await pair.compiled(query);

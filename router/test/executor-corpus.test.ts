@@ -54,6 +54,14 @@ const corpus: { name: string; query: string; variables?: Record<string, unknown>
     query: 'fragment R on SearchResult { ... on Book { id reviews { author { handle } } } } { search(term: "u") { ...R } }',
   },
   {
+    name: 'the same entity twice in one fetch, with a failing field',
+    query: '{ featured { id title rating summary reviews { author { name } } } }',
+  },
+  {
+    name: 'one failing author referenced from two lists',
+    query: '{ items { id ... on Book { reviews { author { name } } } ... on Movie { reviews { author { name } } } } }',
+  },
+  {
     name: 'a variable forwarded to a subgraph',
     query: 'query Q($id: ID!) { book(id: $id) { id title rating summary } }',
     variables: { id: 'b1' },

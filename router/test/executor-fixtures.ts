@@ -38,7 +38,10 @@ const reviews: Record<string, { id: string; stars: number | null; body: string; 
   // a4's entity resolver throws: an `_entities` error mapped back to the client's path.
   b4: [{ id: 'r4', stars: 2, body: 'Quiet', authorId: 'a4' }],
   // stars null on a non-null field, in the subgraph that owns it.
-  m1: [{ id: 'r5', stars: null, body: 'Scary', authorId: 'a1' }],
+  m1: [
+    { id: 'r5', stars: null, body: 'Scary', authorId: 'a1' },
+    { id: 'r7', stars: 4, body: 'Again', authorId: 'a4' },
+  ],
 };
 const authors: Record<string, { id: string; name: string | null; handle: string }> = {
   a1: { id: 'a1', name: 'Ann', handle: '@ann' },
@@ -54,6 +57,7 @@ type Query {
   items: [Item!]!
   search(term: String = "e"): [SearchResult]
   book(id: ID!): Book
+  featured: [Book]
 }
 interface Item { id: ID! title: String! }
 type Book implements Item @key(fields: "id") { id: ID! title: String! pages: Int }
@@ -67,6 +71,8 @@ union SearchResult = Book | Movie`,
             x.title.toLowerCase().includes(term.toLowerCase()),
           ),
         book: (_: unknown, { id }: { id: string }) => books.find((b) => b.id === id) ?? null,
+        // The same book twice: identical representations in one entity fetch.
+        featured: () => ['b2', 'b1', 'b2', 'b3'].map((id) => books.find((b) => b.id === id)),
       },
       SearchResult: { __resolveType: (x: { __typename: string }) => x.__typename },
       Item: { __resolveType: (x: { __typename: string }) => x.__typename },

@@ -132,7 +132,8 @@ export function createCompiledExecutor(options: CompiledExecutorOptions): Compil
     return (request) => {
       const source = serviceMap[request.serviceName]?.dataSource as Partial<SerializedDataSource & ProcessingDataSource> | undefined;
       if (!source) throw new Error(`Couldn't find service with name "${request.serviceName}"`);
-      if (source.processSerialized) return source.processSerialized(`${request.prefix}${JSON.stringify(request.variables)}}`, context);
+      if (source.processSerialized)
+        return source.processSerialized(`${request.prefix}${request.variablesJson ?? JSON.stringify(request.variables)}}`, context);
       // Any other data source gets the request as an object, as the gateway would pass it.
       return (source as ProcessingDataSource).process({
         kind: 'incoming operation',

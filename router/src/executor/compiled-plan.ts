@@ -24,6 +24,8 @@ export interface SubgraphRequest {
   query: string;
   operationName: string | undefined;
   variables: Record<string, unknown>;
+  /** `variables` already serialized, when the executor had it as JSON anyway (representations). */
+  variablesJson?: string;
 }
 
 /** Sends one request to a subgraph; throws when the subgraph does not answer. */
@@ -273,64 +275,98 @@ async function executeFetch(run: PlanRun, fetch: Extract<CompiledNode, { kind: '
     return;
   }
 
-  const representations: Record<string, unknown>[] = [];
+  // Identical representations are sent once (like Apollo Router and Hive Gateway do): deep
+  // plans repeat the same entity many times (TestQuery sends one product 96 times). Each answer
+  // is merged into every entity that asked for it, and errors are repeated for each of them, so
+  // the client sees what the gateway's one-per-entity requests would have given.
+  const unique: Record<string, unknown>[] = [];
+  const uniqueJson: string[] = [];
+  const seen = new Map<string, number>();
+  /** Per representation the gateway would send: its entity, and its slot among the unique ones. */
   const owners: number[] = [];
+  const slots: number[] = [];
   for (let i = 0; i < entities.length; i++) {
     const representation = fetch.requires(entities[i] as Record<string, unknown>);
-    if (representation?.__typename) {
-      representations.push(representation);
-      owners.push(i);
+    if (!representation?.__typename) continue;
+    const json = JSON.stringify(representation);
+    let slot = seen.get(json);
+    if (slot === undefined) {
+      slot = unique.length;
+      seen.set(json, slot);
+      unique.push(representation);
+      uniqueJson.push(json);
     }
+    owners.push(i);
+    slots.push(slot);
   }
-  if (representations.length === 0) return;
+  if (unique.length === 0) return;
   if (variables && 'representations' in variables) throw new Error('Variables cannot contain key "representations"');
+  const others = variables ? JSON.stringify(variables).slice(1, -1) : '';
   const response = await run.send({
     serviceName: fetch.serviceName,
     prefix: fetch.prefix,
     query: fetch.query,
     operationName: fetch.operationName,
-    variables: { ...variables, representations },
+    variables: { ...variables, representations: unique },
+    variablesJson: `{${others}${others ? ',' : ''}"representations":[${uniqueJson.join(',')}]}`,
   });
-  collectErrors(run, fetch, cursor, response);
+  collectErrors(run, fetch, cursor, response, slots);
   const data = response.data;
   if (!data) return;
   const received = data._entities;
   if (!Array.isArray(received)) throw new Error('Expected "data._entities" in response to be an array');
-  if (received.length !== representations.length)
-    throw new Error(`Expected "data._entities" to contain ${representations.length} elements`);
-  for (let i = 0; i < received.length; i++) {
-    const entity = entities[owners[i] as number] as Record<string, unknown>;
-    const answer = received[i] as Record<string, unknown> | null;
+  if (received.length !== unique.length) throw new Error(`Expected "data._entities" to contain ${unique.length} elements`);
+  for (let j = 0; j < owners.length; j++) {
+    const entity = entities[owners[j] as number] as Record<string, unknown>;
+    const answer = received[slots[j] as number] as Record<string, unknown> | null;
     if (answer && !answer.__typename) answer.__typename = entity.__typename;
     mergeInto(entity, answer);
   }
 }
 
-/** Subgraph errors with paths in the client's response (`_entities` indexes mapped back to entity paths). */
-function collectErrors(run: PlanRun, fetch: Extract<CompiledNode, { kind: 'fetch' }>, cursor: Cursor, response: SubgraphResponse) {
+/**
+ * Subgraph errors with paths in the client's response: `_entities` indexes are mapped back to
+ * entity paths (one error per entity that shared the failing representation, in entity order).
+ */
+function collectErrors(
+  run: PlanRun,
+  fetch: Extract<CompiledNode, { kind: 'fetch' }>,
+  cursor: Cursor,
+  response: SubgraphResponse,
+  slots?: number[],
+) {
   if (!response.errors) return;
   let hydrated: (string | number)[][] | undefined;
+  const mapped: { order: number; error: GraphQLError }[] = [];
+  let lastOrder = -1;
+  const make = (error: NonNullable<SubgraphResponse['errors']>[number], path: (string | number)[] | undefined) => {
+    const extensions = error.extensions?.code
+      ? { ...error.extensions, serviceName: fetch.serviceName }
+      : { ...error.extensions, serviceName: fetch.serviceName, code: 'DOWNSTREAM_SERVICE_ERROR' };
+    return new GraphQLError(error.message || `Error while fetching subquery from service "${fetch.serviceName}"`, {
+      path,
+      extensions,
+      originalError: Object.assign(new Error(error.message), error),
+    });
+  };
   for (const error of response.errors) {
     const errorPath = error.path;
-    let path: (string | number)[] | undefined;
     if (fetch.requires && typeof errorPath?.[1] === 'number') {
       if (!hydrated) {
         hydrated = [];
         hydratedPaths([], cursor.path, run.result, hydrated);
       }
-      path = [...(hydrated[errorPath[1]] ?? []), ...errorPath.slice(2)];
+      const slot = errorPath[1];
+      const rest = errorPath.slice(2);
+      for (let j = 0; j < (slots?.length ?? 0); j++) {
+        if (slots?.[j] !== slot) continue;
+        mapped.push({ order: j, error: make(error, [...(hydrated[j] ?? []), ...rest]) });
+        lastOrder = j;
+      }
     } else {
-      path = errorPath ? [...cursor.path, ...errorPath] : undefined;
+      mapped.push({ order: lastOrder, error: make(error, errorPath ? [...cursor.path, ...errorPath] : undefined) });
     }
-    const extensions = error.extensions?.code
-      ? { ...error.extensions, serviceName: fetch.serviceName }
-      : { ...error.extensions, serviceName: fetch.serviceName, code: 'DOWNSTREAM_SERVICE_ERROR' };
-    run.errors.push(
-      new GraphQLError(error.message || `Error while fetching subquery from service "${fetch.serviceName}"`, {
-        path,
-        extensions,
-        originalError: Object.assign(new Error(error.message), error),
-      }),
-    );
   }
+  mapped.sort((x, y) => x.order - y.order);
+  for (const { error } of mapped) run.errors.push(error);
 }
