@@ -6,7 +6,7 @@ import { buildSubgraphSchema, type GraphQLResolverMap } from '@apollo/subgraph';
 import type { DocumentNode, GraphQLSchema } from 'graphql';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { ForbiddenError, formatGraphQLError, isErrorCode, UnauthenticatedError } from './errors.ts';
+import { ForbiddenError, formatGraphQLError, GhostPayError, httpStatusFor, isErrorCode, UnauthenticatedError } from './errors.ts';
 import { createGraphQLHandler } from './graphql-http.ts';
 import {
   createServiceServer,
@@ -95,7 +95,14 @@ export function createSubgraphService<TContext extends SubgraphContext>(
     context: async (req) => {
       const requestId = requestIdOf(req);
       const logger = options.logger.child({ requestId });
-      const principal = await options.verifier.verifyAuthorization(req.headers.authorization);
+      const principal = await options.verifier.verifyAuthorization(req.headers.authorization).catch((error: unknown) => {
+        // Apollo answers an error thrown while building the context with HTTP 500 unless it
+        // carries a status. A refused token is the caller's 401, not a failing subgraph: with
+        // 500 the router would report SUBGRAPH_UNAVAILABLE and count it towards opening the
+        // breaker (a router/subgraph key mismatch would take the subgraph out for everyone).
+        if (error instanceof GhostPayError) error.extensions.http = { status: httpStatusFor(String(error.extensions.code)) };
+        throw error;
+      });
       const base: SubgraphContext = { principal, requestId, logger };
       return options.extendContext ? options.extendContext(base, req) : (base as TContext);
     },

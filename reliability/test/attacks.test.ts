@@ -24,6 +24,7 @@ import {
   databaseFingerprint,
   issueCard,
   ledgerViolations,
+  metricValue,
   type TestSigningKey,
   waitForSettlement,
 } from '../src/suite-fixture.ts';
@@ -230,6 +231,22 @@ describe('the JWT matrix against the router and the bridge', () => {
       invariantViolations: violations.length,
       durationMs: Math.round(performance.now() - tally.started),
     });
+  });
+});
+
+describe('a token the router accepts but a subgraph refuses', () => {
+  // The auth subgraph trusts only its own key ring, not the JWKS the others use: a token signed
+  // by the suite's key is what a router/subgraph key mismatch (say, mid-rotation) looks like.
+  it('is UNAUTHENTICATED for the caller and never counts as the subgraph failing (the breaker stays closed)', async () => {
+    const token = await key.sign(merchantA);
+    for (let i = 0; i < 8; i++) {
+      const result = await gql('{ me { id } }', undefined, token);
+      expect(result.status, result.text).toBeLessThan(500);
+      expect(errorCodes(result), result.text).toEqual(['UNAUTHENTICATED']);
+    }
+    expect(await metricValue(cluster.services.router.url, 'circuit_breaker_state', { subgraph: 'auth' })).toBe(0);
+    const me = await gql('{ me { id } }', undefined, merchantA.token);
+    expect(dataOf<{ me: { id: string } }>(me)?.me.id, me.text).toBe(merchantA.userId);
   });
 });
 
