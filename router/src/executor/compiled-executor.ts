@@ -137,7 +137,11 @@ export function createCompiledExecutor(options: CompiledExecutorOptions): Compil
       // Any other data source gets the request as an object, as the gateway would pass it.
       return (source as ProcessingDataSource).process({
         kind: 'incoming operation',
-        request: { query: request.query, variables: request.variables, operationName: request.operationName },
+        request: {
+          query: request.query,
+          variables: request.variables ?? (JSON.parse(request.variablesJson ?? '{}') as Record<string, unknown>),
+          operationName: request.operationName,
+        },
         context,
         incomingRequestContext: requestContext,
       });

@@ -23,8 +23,9 @@ export interface SubgraphRequest {
   prefix: string;
   query: string;
   operationName: string | undefined;
-  variables: Record<string, unknown>;
-  /** `variables` already serialized, when the executor had it as JSON anyway (representations). */
+  /** The variables as an object, or undefined when only `variablesJson` was built. */
+  variables: Record<string, unknown> | undefined;
+  /** The variables already serialized, when the executor had them as JSON anyway (representations). */
   variablesJson?: string;
 }
 
@@ -32,6 +33,8 @@ export interface SubgraphRequest {
 export type SubgraphSender = (request: SubgraphRequest) => Promise<SubgraphResponse>;
 
 type RepresentationBuilder = (entity: Record<string, unknown>) => Record<string, unknown> | null;
+/** A representation already as JSON text (undefined: use the object builder), for the common flat `requires`. */
+type RepresentationSerializer = (entity: Record<string, unknown>) => string | null | undefined;
 
 type CompiledNode =
   | {
@@ -42,6 +45,7 @@ type CompiledNode =
       prefix: string;
       variableUsages: string[];
       requires?: RepresentationBuilder;
+      serializeRequires?: RepresentationSerializer;
     }
   | { kind: 'sequence'; nodes: CompiledNode[] }
   | { kind: 'parallel'; nodes: CompiledNode[] }
@@ -91,6 +95,50 @@ function compileRepresentation(
   return (entity) => build(entity, selections);
 }
 
+/**
+ * For `requires` made of inline fragments of leaf fields (`... on Product { __typename upc }`,
+ * nearly every entity fetch): writes the representation's JSON directly, with the same keys,
+ * order and values as JSON.stringify of the object builder's result. Anything else (nested
+ * selections, an entity matching two fragments) answers undefined: use the object builder.
+ */
+function compileRepresentationJson(
+  selections: PlanSelection[],
+  subtype: (condition: string, typeName: string) => boolean,
+): RepresentationSerializer | undefined {
+  const fragments: { condition: string; hasTypename: boolean; fields: { name: string; prefix: string }[] }[] = [];
+  for (const selection of selections) {
+    if (selection.kind !== 'InlineFragment' || !selection.typeCondition) return undefined;
+    const fields: { name: string; prefix: string }[] = [];
+    for (const field of selection.selections) {
+      if (field.kind !== 'Field' || field.selections) return undefined;
+      const name = field.alias ?? field.name;
+      fields.push({ name, prefix: `${JSON.stringify(name)}:` });
+    }
+    fragments.push({ condition: selection.typeCondition, hasTypename: fields.some((f) => f.name === '__typename'), fields });
+  }
+  return (entity) => {
+    const typename = entity.__typename;
+    if (typeof typename !== 'string' || !typename) return null;
+    let match: (typeof fragments)[number] | undefined;
+    for (const fragment of fragments) {
+      if (!subtype(fragment.condition, typename)) continue;
+      if (match) return undefined;
+      match = fragment;
+    }
+    // Like the gateway, a representation without __typename is not sent.
+    if (!match || !match.hasTypename) return null;
+    let json = '{';
+    for (let i = 0; i < match.fields.length; i++) {
+      const field = match.fields[i] as { name: string; prefix: string };
+      if (!hasOwn.call(entity, field.name)) return null;
+      const value = entity[field.name];
+      if (value === undefined) return null;
+      json += `${i ? ',' : ''}${field.prefix}${JSON.stringify(value)}`;
+    }
+    return `${json}}`;
+  };
+}
+
 export function compilePlan(plan: QueryPlanLike, supergraphSchema: GraphQLSchema): CompiledPlan {
   const subtype = createSubtypeTester(supergraphSchema);
   const compile = (node: PlanNode): CompiledNode => {
@@ -108,6 +156,7 @@ export function compilePlan(plan: QueryPlanLike, supergraphSchema: GraphQLSchema
           prefix: head,
           variableUsages: node.variableUsages ?? [],
           requires: node.requires ? compileRepresentation(node.requires, subtype) : undefined,
+          serializeRequires: node.requires ? compileRepresentationJson(node.requires, subtype) : undefined,
         };
       }
       case 'Sequence':
@@ -279,27 +328,29 @@ async function executeFetch(run: PlanRun, fetch: Extract<CompiledNode, { kind: '
   // plans repeat the same entity many times (TestQuery sends one product 96 times). Each answer
   // is merged into every entity that asked for it, and errors are repeated for each of them, so
   // the client sees what the gateway's one-per-entity requests would have given.
-  const unique: Record<string, unknown>[] = [];
   const uniqueJson: string[] = [];
   const seen = new Map<string, number>();
   /** Per representation the gateway would send: its entity, and its slot among the unique ones. */
   const owners: number[] = [];
   const slots: number[] = [];
   for (let i = 0; i < entities.length; i++) {
-    const representation = fetch.requires(entities[i] as Record<string, unknown>);
-    if (!representation?.__typename) continue;
-    const json = JSON.stringify(representation);
+    const entity = entities[i] as Record<string, unknown>;
+    let json = fetch.serializeRequires?.(entity);
+    if (json === undefined) {
+      const representation = fetch.requires(entity);
+      json = representation?.__typename ? JSON.stringify(representation) : null;
+    }
+    if (json === null) continue;
     let slot = seen.get(json);
     if (slot === undefined) {
-      slot = unique.length;
+      slot = uniqueJson.length;
       seen.set(json, slot);
-      unique.push(representation);
       uniqueJson.push(json);
     }
     owners.push(i);
     slots.push(slot);
   }
-  if (unique.length === 0) return;
+  if (uniqueJson.length === 0) return;
   if (variables && 'representations' in variables) throw new Error('Variables cannot contain key "representations"');
   const others = variables ? JSON.stringify(variables).slice(1, -1) : '';
   const response = await run.send({
@@ -307,7 +358,7 @@ async function executeFetch(run: PlanRun, fetch: Extract<CompiledNode, { kind: '
     prefix: fetch.prefix,
     query: fetch.query,
     operationName: fetch.operationName,
-    variables: { ...variables, representations: unique },
+    variables: undefined,
     variablesJson: `{${others}${others ? ',' : ''}"representations":[${uniqueJson.join(',')}]}`,
   });
   collectErrors(run, fetch, cursor, response, slots);
@@ -315,7 +366,7 @@ async function executeFetch(run: PlanRun, fetch: Extract<CompiledNode, { kind: '
   if (!data) return;
   const received = data._entities;
   if (!Array.isArray(received)) throw new Error('Expected "data._entities" in response to be an array');
-  if (received.length !== unique.length) throw new Error(`Expected "data._entities" to contain ${unique.length} elements`);
+  if (received.length !== uniqueJson.length) throw new Error(`Expected "data._entities" to contain ${uniqueJson.length} elements`);
   for (let j = 0; j < owners.length; j++) {
     const entity = entities[owners[j] as number] as Record<string, unknown>;
     const answer = received[slots[j] as number] as Record<string, unknown> | null;
