@@ -11,3 +11,4 @@ export * from './scopes.ts';
 export * from './secrets.ts';
 export * from './subgraph-service.ts';
 export * from './telemetry.ts';
+export * from './tls.ts';

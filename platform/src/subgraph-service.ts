@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import { ApolloServer, type ApolloServerPlugin, type BaseContext } from '@apollo/server';
 import { ApolloServerPluginInlineTraceDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { buildSubgraphSchema, type GraphQLResolverMap } from '@apollo/subgraph';
@@ -18,6 +19,7 @@ import {
 import type { JwtVerifier } from './jwt-verifier.ts';
 import { requestIdOf } from './request-id.ts';
 import { hasScope, type Principal } from './scopes.ts';
+import { reloadServerTlsOnChange, type ServerTlsConfig, serverTlsOptions } from './tls.ts';
 
 /** What every subgraph resolver receives. Services extend it with loaders and repositories. */
 export interface SubgraphContext extends BaseContext {
@@ -53,6 +55,11 @@ export interface SubgraphServiceOptions<TContext extends SubgraphContext> {
   routes?: Record<string, RequestHandler>;
   /** Handles WebSocket upgrades (e.g. graphql-ws subscriptions on `/graphql`); passed to createServiceServer. */
   onUpgrade?: ServiceServerOptions['onUpgrade'];
+  /**
+   * Serve HTTPS (and demand the router's client certificate when `TLS_CLIENT_CA_FILE` is set);
+   * renewed certificate files are picked up without a restart. @default plain HTTP
+   */
+  tls?: ServerTlsConfig;
 }
 
 export interface SubgraphService<TContext extends SubgraphContext> extends ServiceServer {
@@ -108,7 +115,10 @@ export function createSubgraphService<TContext extends SubgraphContext>(
     },
   });
   const routes = options.routes ?? {};
+  const tlsOptions = options.tls ? serverTlsOptions(options.tls) : undefined;
+  let stopTlsReload: (() => void) | undefined;
   const server = createServiceServer({
+    tls: tlsOptions,
     service: options.name,
     logger: options.logger,
     registry: options.registry,
@@ -121,10 +131,16 @@ export function createSubgraphService<TContext extends SubgraphContext>(
     shutdownTimeoutMs: options.shutdownTimeoutMs,
     onUpgrade: options.onUpgrade,
     onClose: async () => {
+      stopTlsReload?.();
       await apollo.stop();
       await options.onClose?.();
     },
   });
+  if (tlsOptions && options.tls) {
+    stopTlsReload = reloadServerTlsOnChange(server.server as HttpsServer, options.tls, (error) =>
+      options.logger.error({ err: error }, 'renewed TLS certificate could not be loaded; keeping the previous one'),
+    );
+  }
   return Object.assign(server, {
     apollo,
     schema,

@@ -78,6 +78,10 @@ export const routerConfigSchema = baseConfigSchema.extend({
   ROUTER_BREAKER_FAILURES: env.positiveInt(5),
   ROUTER_BREAKER_OPEN_MS: env.positiveInt(5000),
   ROUTER_PLAYGROUND: env.boolean(true),
+  /** mTLS to subgraphs (https:// URLs): the CA their certificates chain to, and the router's client certificate. */
+  ROUTER_SUBGRAPH_TLS_CA_FILE: z.string().min(1).optional(),
+  ROUTER_SUBGRAPH_TLS_CERT_FILE: z.string().min(1).optional(),
+  ROUTER_SUBGRAPH_TLS_KEY_FILE: z.string().min(1).optional(),
   /** The analytics ingest endpoint (`http://analytics:4004/internal/events`); unset → no request events are sent. */
   ROUTER_ANALYTICS_URL: env.optionalUrl(),
 });

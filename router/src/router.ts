@@ -5,6 +5,7 @@ import { ApolloServer, type ApolloServerPlugin, type GraphQLRequestContext, Head
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import {
   BodyTooLargeError,
+  clientTlsOptions,
   createMetricsRegistry,
   createServiceServer,
   currentTraceId,
@@ -128,6 +129,11 @@ export function createRouter(deps: RouterDeps): Router {
   const safelist: Map<string, PersistedOperation> | undefined = config.ROUTER_PERSISTED_QUERIES === 'safelist' ? manifest : undefined;
 
   const retryBudget = createRetryBudget();
+  const subgraphTls = clientTlsOptions({
+    caFile: config.ROUTER_SUBGRAPH_TLS_CA_FILE,
+    certFile: config.ROUTER_SUBGRAPH_TLS_CERT_FILE,
+    keyFile: config.ROUTER_SUBGRAPH_TLS_KEY_FILE,
+  });
   const dataSources = new Map<string, SubgraphDataSource>();
   const gateway = new ApolloGateway({
     supergraphSdl: deps.supergraphSdl
@@ -147,6 +153,7 @@ export function createRouter(deps: RouterDeps): Router {
         breaker: { failureThreshold: config.ROUTER_BREAKER_FAILURES, openMs: config.ROUTER_BREAKER_OPEN_MS },
         retryBudget,
         metrics,
+        tls: subgraphTls,
       });
       dataSources.set(name, source);
       return source;
@@ -275,6 +282,7 @@ export function createRouter(deps: RouterDeps): Router {
   const subscriptions = deps.subscriptions
     ? createRouterSubscriptions<RouterContext>({
         ...deps.subscriptions,
+        upstream: { ...deps.subscriptions.upstream, tls: deps.subscriptions.upstream?.tls ?? subgraphTls },
         gateway,
         apollo,
         verifier,

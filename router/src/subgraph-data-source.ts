@@ -1,5 +1,5 @@
 import type { GraphQLDataSource, GraphQLDataSourceProcessOptions } from '@apollo/gateway';
-import { ErrorCode, GhostPayError } from '@ghostpay/platform';
+import { type ClientTlsOptions, ErrorCode, GhostPayError } from '@ghostpay/platform';
 import { Pool } from 'undici';
 import { BreakerState, type CircuitBreaker, createCircuitBreaker } from './circuit-breaker.ts';
 import type { RouterMetrics } from './router-metrics.ts';
@@ -23,6 +23,8 @@ export interface SubgraphDataSourceOptions {
   breaker?: { failureThreshold?: number; openMs?: number };
   retryBudget: RetryBudget;
   metrics?: RouterMetrics;
+  /** CA to trust and client certificate to present over https (mTLS to subgraphs). @default none */
+  tls?: ClientTlsOptions;
 }
 
 /**
@@ -88,6 +90,7 @@ export class SubgraphDataSource implements GraphQLDataSource<Record<string, unkn
       connections: options.connections ?? 32,
       keepAliveTimeout: 30_000,
       pipelining: 1,
+      ...(options.tls ? { connect: { ...options.tls } } : {}),
     });
     this.breaker = createCircuitBreaker({
       ...options.breaker,

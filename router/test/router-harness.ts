@@ -1,6 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { createLogger, createMetricsRegistry, createSubgraphService, type JwtVerifier, type SubgraphContext } from '@ghostpay/platform';
+import {
+  createLogger,
+  createMetricsRegistry,
+  createSubgraphService,
+  type JwtVerifier,
+  type ServerTlsConfig,
+  type SubgraphContext,
+} from '@ghostpay/platform';
 import { parse } from 'graphql';
 import { composeFromConfig } from '../src/compose-supergraph.ts';
 import { type RouterConfig, routerConfigSchema } from '../src/config.ts';
@@ -100,7 +107,11 @@ export interface StubSubgraphs {
   close(): Promise<void>;
 }
 
-export async function startStubSubgraphs(verifier: JwtVerifier, names = ['auth', 'cards', 'charges', 'analytics']): Promise<StubSubgraphs> {
+export async function startStubSubgraphs(
+  verifier: JwtVerifier,
+  names = ['auth', 'cards', 'charges', 'analytics'],
+  options: { tls?: ServerTlsConfig } = {},
+): Promise<StubSubgraphs> {
   const hits: Record<string, number> = {};
   const headers: StubSubgraphs['headers'] = {};
   const urls: Record<string, string> = {};
@@ -115,6 +126,7 @@ export async function startStubSubgraphs(verifier: JwtVerifier, names = ['auth',
       logger: silentLogger,
       registry: createMetricsRegistry(name),
       shutdownTimeoutMs: 100,
+      tls: options.tls,
       extendContext: (base, req) => {
         hits[name] = (hits[name] ?? 0) + 1;
         const seen = headers[name] ?? [];

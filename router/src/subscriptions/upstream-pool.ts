@@ -1,3 +1,4 @@
+import type { ClientTlsOptions } from '@ghostpay/platform';
 import type { GraphQLFormattedError } from 'graphql';
 import { type Client, createClient } from 'graphql-ws';
 import type { Logger } from 'pino';
@@ -56,6 +57,8 @@ export interface UpstreamPoolOptions {
   keepAliveMs?: number;
   /** An idle upstream socket stays open this long for the next subscriber. @default 5000 */
   lazyCloseTimeoutMs?: number;
+  /** CA to trust and client certificate to present over wss (mTLS to subgraphs). @default none */
+  tls?: ClientTlsOptions;
 }
 
 export interface UpstreamPool {
@@ -102,6 +105,15 @@ interface SharedSubscription extends UpstreamSubscription {
  * `missed` so the next event tells clients that events may have been missed.
  */
 export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
+  const tls = options.tls;
+  // graphql-ws constructs the socket itself (url, protocol): bind the TLS options to the class.
+  const SocketImpl = tls
+    ? class TlsWebSocket extends WebSocket {
+        constructor(address: string | URL, protocols?: string | string[]) {
+          super(address, protocols, { ...tls });
+        }
+      }
+    : WebSocket;
   const maxPerSocket = options.maxSubscriptionsPerSocket ?? 500;
   const initialDelay = options.retryInitialDelayMs ?? 250;
   const maxDelay = options.retryMaxDelayMs ?? 10_000;
@@ -127,7 +139,7 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
       failures: 0,
       client: createClient({
         url,
-        webSocketImpl: WebSocket,
+        webSocketImpl: SocketImpl,
         lazy: true,
         lazyCloseTimeout: options.lazyCloseTimeoutMs ?? 5_000,
         keepAlive: keepAliveMs,

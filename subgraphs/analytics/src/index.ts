@@ -7,6 +7,7 @@ import {
   type Logger,
   type Registry,
   type SecretsProvider,
+  type ServerTlsConfig,
   type SubgraphService,
 } from '@ghostpay/platform';
 import { parse } from 'graphql';
@@ -30,6 +31,8 @@ export { connectMongoStore, type MongoStoreOptions } from './store/mongo-store.t
 export const analyticsTypeDefs = parse(readFileSync(join(import.meta.dirname, 'schema.graphql'), 'utf8'));
 
 export interface AnalyticsServiceDeps {
+  /** HTTPS, and mTLS when it names a client CA (platform `serverTlsConfigSchema`). @default plain HTTP */
+  tls?: ServerTlsConfig;
   /** MongoDB or the embedded store: see `openAnalyticsStore`. Closed with the service. */
   store: DocumentStore;
   secrets: SecretsProvider;
@@ -65,6 +68,7 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): AnalyticsSer
     onWarning: (message) => logger.warn(message),
   });
   const service = createSubgraphService<AnalyticsContext>({
+    tls: deps.tls,
     name: 'analytics',
     typeDefs: analyticsTypeDefs,
     resolvers,

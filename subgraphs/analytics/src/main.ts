@@ -2,7 +2,9 @@ import { startTelemetry } from '@ghostpay/platform/telemetry';
 
 // Tracing first, so the modules it instruments (http) load after it: the rest is imported below.
 const telemetry = startTelemetry({ serviceName: 'analytics' });
-const { createJwtVerifier, createLogger, createSecretsProvider, exitOnSignals, loadConfig } = await import('@ghostpay/platform');
+const { createJwtVerifier, createLogger, createSecretsProvider, exitOnSignals, loadConfig, loadServerTlsConfig } = await import(
+  '@ghostpay/platform'
+);
 const { analyticsConfigSchema, createAnalyticsService, openAnalyticsStore } = await import('./index.ts');
 
 const config = loadConfig('analytics', analyticsConfigSchema);
@@ -12,7 +14,7 @@ const verifier = createJwtVerifier({ jwksUrl: config.JWKS_URL, issuer: config.JW
 const store = await openAnalyticsStore(config);
 logger.info({ store: store.kind }, 'analytics store open');
 
-const service = createAnalyticsService({ store, secrets, logger, verifier, config });
+const service = createAnalyticsService({ store, secrets, logger, verifier, config, tls: loadServerTlsConfig('analytics') });
 if (!secrets.get('analytics-ingest-token')) logger.warn('secret analytics-ingest-token is not set: ingest answers 503 until it is');
 await service.start(config.ANALYTICS_PORT, config.HOST);
 exitOnSignals(logger, async () => {

@@ -7,6 +7,7 @@ import {
   type Logger,
   type Registry,
   type SecretsProvider,
+  type ServerTlsConfig,
   type SubgraphService,
 } from '@ghostpay/platform';
 import { parse } from 'graphql';
@@ -26,6 +27,8 @@ import { createTokenExchange } from './token-exchange.ts';
 export const authTypeDefs = parse(readFileSync(new URL('./schema.graphql', import.meta.url), 'utf8'));
 
 export interface AuthServiceDeps {
+  /** HTTPS, and mTLS when it names a client CA (platform `serverTlsConfigSchema`). @default plain HTTP */
+  tls?: ServerTlsConfig;
   database: DatabaseHandle;
   /** Must provide `signing-kek` (see README). */
   secrets: SecretsProvider;
@@ -92,6 +95,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
 
   let rotationTimer: NodeJS.Timeout | undefined;
   const service = createSubgraphService<AuthContext>({
+    tls: deps.tls,
     name: 'auth',
     typeDefs: authTypeDefs,
     resolvers: createResolvers({ db: database.db, exchange, keyRing }),

@@ -3,7 +3,7 @@ import { startTelemetry } from '@ghostpay/platform/telemetry';
 // Tracing first, so the modules it instruments (http, pg) load after it: the rest is imported below.
 const telemetry = startTelemetry({ serviceName: 'auth' });
 const { createDatabase, migrate } = await import('@ghostpay/db');
-const { createLogger, createSecretsProvider, exitOnSignals, loadConfig } = await import('@ghostpay/platform');
+const { createLogger, createSecretsProvider, exitOnSignals, loadConfig, loadServerTlsConfig } = await import('@ghostpay/platform');
 const { authConfigSchema } = await import('./config.ts');
 const { createAuthService } = await import('./create-auth-service.ts');
 
@@ -13,7 +13,7 @@ const secrets = createSecretsProvider({ dir: config.SECRETS_DIR });
 const database = await createDatabase({ url: config.DATABASE_URL, dataDir: config.GHOSTPAY_DATA_DIR, applicationName: 'ghostpay-auth' });
 await migrate(database);
 
-const service = createAuthService({ database, secrets, logger, config });
+const service = createAuthService({ database, secrets, logger, config, tls: loadServerTlsConfig('auth') });
 await service.start(config.AUTH_PORT, config.HOST);
 exitOnSignals(logger, async () => {
   await service.close();

@@ -8,6 +8,7 @@ import {
   RateLimitedError,
   type Registry,
   type SecretsProvider,
+  type ServerTlsConfig,
   type SubgraphService,
   UnauthenticatedError,
 } from '@ghostpay/platform';
@@ -21,6 +22,8 @@ import { type CardsContext, createCardsResolvers } from './resolvers.ts';
 import { createPostgresRateLimitStore } from './reveal-rate-limit-store.ts';
 
 export interface CardsServiceDeps {
+  /** HTTPS, and mTLS when it names a client CA (platform `serverTlsConfigSchema`). @default plain HTTP */
+  tls?: ServerTlsConfig;
   database: DatabaseHandle;
   /** Provides `pan-encryption-keys`, `pan-fingerprint-key` and `cvc-key` (formats in the README). */
   secrets: SecretsProvider;
@@ -81,6 +84,7 @@ export function createCardsService(deps: CardsServiceDeps): SubgraphService<Card
   });
 
   return createSubgraphService<CardsContext>({
+    tls: deps.tls,
     name: 'cards',
     typeDefs: cardsTypeDefs,
     resolvers: createCardsResolvers({ db: database.db, panSecrets, limits: config, logger }),

@@ -1,6 +1,12 @@
 import { readFileSync } from 'node:fs';
 import type { DatabaseHandle } from '@ghostpay/db';
-import { createMetricsRegistry, createSubgraphService, type JwtVerifier, type SubgraphService } from '@ghostpay/platform';
+import {
+  createMetricsRegistry,
+  createSubgraphService,
+  type JwtVerifier,
+  type ServerTlsConfig,
+  type SubgraphService,
+} from '@ghostpay/platform';
 import { parse } from 'graphql';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -16,6 +22,8 @@ import { createSubscriptionServer } from './subscription-server.ts';
 export const chargesTypeDefs = parse(readFileSync(new URL('./schema.graphql', import.meta.url), 'utf8'));
 
 export interface ChargesServiceDeps {
+  /** HTTPS, and mTLS when it names a client CA (platform `serverTlsConfigSchema`). @default plain HTTP */
+  tls?: ServerTlsConfig;
   database: DatabaseHandle;
   logger: Logger;
   verifier: JwtVerifier;
@@ -63,6 +71,7 @@ export function createChargesService(deps: ChargesServiceDeps): ChargesService {
 
   let subscriptions: ReturnType<typeof createSubscriptionServer> | undefined;
   const service = createSubgraphService<ChargesContext>({
+    tls: deps.tls,
     name: 'charges',
     typeDefs: chargesTypeDefs,
     resolvers,

@@ -5,7 +5,7 @@ import { startTelemetry } from '@ghostpay/platform/telemetry';
 const telemetry = startTelemetry({ serviceName: 'charges' });
 const { join } = await import('node:path');
 const { createDatabase, migrate } = await import('@ghostpay/db');
-const { createJwtVerifier, createLogger, exitOnSignals, loadConfig } = await import('@ghostpay/platform');
+const { createJwtVerifier, createLogger, exitOnSignals, loadConfig, loadServerTlsConfig } = await import('@ghostpay/platform');
 const { createChargesService } = await import('./charges-service.ts');
 const { chargesConfigSchema } = await import('./config.ts');
 
@@ -18,7 +18,7 @@ const database = await createDatabase(
 );
 await migrate(database);
 const verifier = createJwtVerifier({ jwksUrl: config.JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE });
-const service = createChargesService({ database, logger, verifier, config });
+const service = createChargesService({ database, logger, verifier, config, tls: loadServerTlsConfig('charges') });
 await service.start(config.CHARGES_PORT, config.HOST);
 exitOnSignals(logger, async () => {
   await service.close();

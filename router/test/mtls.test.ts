@@ -1,0 +1,123 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
+import { Agent, fetch as undiciFetch } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { post, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'ghostpay-mtls-'));
+const file = (name: string) => join(dir, name);
+const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
+
+/** A CA, a server certificate for 127.0.0.1 and client certificates from that CA and from a stranger CA. */
+function makeCertificates() {
+  for (const ca of ['ca', 'other-ca']) {
+    openssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      `/CN=ghostpay test ${ca}`,
+      '-keyout',
+      file(`${ca}.key`),
+      '-out',
+      file(`${ca}.pem`),
+    );
+  }
+  writeFileSync(file('server.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  writeFileSync(file('client.ext'), 'extendedKeyUsage=clientAuth\n');
+  const issue = (name: string, ca: string, ext: string) => {
+    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', file(`${name}.key`), '-out', file(`${name}.csr`));
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      file(`${name}.csr`),
+      '-CA',
+      file(`${ca}.pem`),
+      '-CAkey',
+      file(`${ca}.key`),
+      '-CAcreateserial',
+      '-days',
+      '1',
+      '-extfile',
+      file(ext),
+      '-out',
+      file(`${name}.pem`),
+    );
+  };
+  issue('server', 'ca', 'server.ext');
+  issue('router', 'ca', 'client.ext');
+  issue('intruder', 'other-ca', 'client.ext');
+}
+
+describe('mTLS between the router and subgraphs', () => {
+  let issuer: TestTokenIssuer;
+  let subgraphs: StubSubgraphs;
+  let router: Awaited<ReturnType<typeof startRouter>>;
+
+  beforeAll(async () => {
+    makeCertificates();
+    issuer = await createTestTokenIssuer();
+    subgraphs = await startStubSubgraphs(issuer.verifier, undefined, {
+      tls: {
+        TLS_CERT_FILE: file('server.pem'),
+        TLS_KEY_FILE: file('server.key'),
+        TLS_CLIENT_CA_FILE: file('ca.pem'),
+        TLS_RELOAD_INTERVAL_MS: 10_000,
+      },
+    });
+    router = await startRouter({
+      verifier: issuer.verifier,
+      urls: subgraphs.urls,
+      env: {
+        ROUTER_SUBGRAPH_TLS_CA_FILE: file('ca.pem'),
+        ROUTER_SUBGRAPH_TLS_CERT_FILE: file('router.pem'),
+        ROUTER_SUBGRAPH_TLS_KEY_FILE: file('router.key'),
+      },
+    });
+  });
+  afterAll(async () => {
+    await router?.close();
+    await subgraphs?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('serves the subgraphs over https only', () => {
+    for (const url of Object.values(subgraphs.urls)) expect(url).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/graphql$/);
+  });
+
+  it('resolves a query through subgraphs that demand the router’s client certificate', async () => {
+    const response = await post(
+      router.graphqlUrl,
+      { query: '{ me { id } }' },
+      { authorization: await issuer.bearer({ userId: 'usr_tls', role: 'user' }) },
+    );
+    expect(response.body.errors).toBeUndefined();
+    expect(response.body.data).toEqual({ me: { id: 'usr_tls' } });
+  });
+
+  it('refuses a client without a certificate, and one whose certificate another CA signed', async () => {
+    const hitsBefore = subgraphs.hits.auth ?? 0;
+    const call = (connect: Record<string, Buffer>) =>
+      undiciFetch(subgraphs.urls.auth as string, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: '{ __typename }' }),
+        dispatcher: new Agent({ connect }),
+      });
+    const ca = readFileSync(file('ca.pem'));
+    await expect(call({ ca })).rejects.toThrow();
+    await expect(call({ ca, cert: readFileSync(file('intruder.pem')), key: readFileSync(file('intruder.key')) })).rejects.toThrow();
+    // The trusted client certificate is accepted on the same port: the refusals were about identity.
+    const accepted = await call({ ca, cert: readFileSync(file('router.pem')), key: readFileSync(file('router.key')) });
+    expect(accepted.status).toBe(200);
+    expect(subgraphs.hits.auth).toBe(hitsBefore + 1);
+  });
+});
