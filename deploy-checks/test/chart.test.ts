@@ -1,4 +1,5 @@
 import { existsSync, readdirSync } from 'node:fs';
+import { serverTlsConfigSchema } from '@ghostpay/platform';
 import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -205,7 +206,7 @@ function chartEnvNames(name: ServiceName): string[] {
   const names = [svc.portEnv, 'HOST', 'NODE_ENV', 'LOG_LEVEL', 'SHUTDOWN_TIMEOUT_MS'];
   for (const connection of svc.connections as string[]) names.push(connectionEnv[connection]!);
   const tlsEnv = values.tls.fileEnv?.[name];
-  if (tlsEnv) names.push(tlsEnv.cert, tlsEnv.key);
+  if (tlsEnv) names.push(...[tlsEnv.cert, tlsEnv.key, tlsEnv.ca, tlsEnv.clientCa].filter((n): n is string => Boolean(n)));
   names.push(...Object.keys(svc.env));
   return names;
 }
@@ -258,7 +259,11 @@ describe('chart env and ports match the services', () => {
       continue;
     }
     it(`sets only env names ${pkg} reads, and its port default is the chart's port`, () => {
-      const keys = new Set(Object.keys(shape));
+      // Subgraphs also read platform's server TLS env (serverTlsConfigSchema).
+      const keys = new Set([
+        ...Object.keys(shape),
+        ...(name === 'router' || name === 'bridge' ? [] : Object.keys(serverTlsConfigSchema.shape)),
+      ]);
       // SECRETS_DIR is read by the platform secrets provider for every service (README: "all");
       // OTEL_* by the OpenTelemetry SDK.
       const unknown = chartEnvNames(name).filter((env) => !keys.has(env));

@@ -126,6 +126,14 @@ spec:
               value: /etc/ghostpay/tls/tls.crt
             - name: {{ .key }}
               value: /etc/ghostpay/tls/tls.key
+            {{- if .ca }}
+            - name: {{ .ca }}
+              value: /etc/ghostpay/tls/ca.crt
+            {{- end }}
+            {{- if and .clientCa $root.Values.tls.mtls }}
+            - name: {{ .clientCa }}
+              value: /etc/ghostpay/tls/ca.crt
+            {{- end }}
             {{- end }}
             {{- end }}
             {{- range $key, $value := $svc.env }}
