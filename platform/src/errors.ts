@@ -136,6 +136,13 @@ export class ServiceUnavailableError extends GhostPayError {
 export function formatGraphQLError(formatted: GraphQLFormattedError, _original?: unknown): GraphQLFormattedError {
   const code = formatted.extensions?.code;
   const { stacktrace: _s, exception: _e, ...extensions } = formatted.extensions ?? {};
+  if (code === ErrorCode.INTERNAL_SERVER_ERROR && isUnavailableDependency(_original)) {
+    return {
+      message: 'A dependency is temporarily unavailable; retry with the same idempotency key',
+      ...(formatted.path ? { path: formatted.path } : {}),
+      extensions: { code: ErrorCode.SERVICE_UNAVAILABLE },
+    };
+  }
   // Apollo stamps INTERNAL_SERVER_ERROR on any unexpected error before this hook runs, so
   // that code never passes its message through: it may name hosts, tables or values.
   if (isErrorCode(code) && code !== ErrorCode.INTERNAL_SERVER_ERROR) {
@@ -146,4 +153,26 @@ export function formatGraphQLError(formatted: GraphQLFormattedError, _original?:
     ...(formatted.path ? { path: formatted.path } : {}),
     extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR },
   };
+}
+
+/** Connection-level failures: the database (or another dependency) is down or restarting. */
+const unavailableCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', '57P01', '57P02', '57P03', '53300']);
+
+/**
+ * True when an error (or anything in its `cause` / `originalError` chain) says a dependency is
+ * unreachable rather than that the request was wrong: node errno codes, PostgreSQL class 08
+ * (connection exception), admin shutdown / crash (57P0x), too many connections (53300), and
+ * node-postgres' own "Connection terminated" errors. A retry later can succeed.
+ */
+export function isUnavailableDependency(error: unknown): boolean {
+  const seen = new Set<unknown>();
+  let current: unknown = error;
+  while (current && typeof current === 'object' && !seen.has(current)) {
+    seen.add(current);
+    const { code, message } = current as { code?: unknown; message?: unknown };
+    if (typeof code === 'string' && (unavailableCodes.has(code) || /^08[0-9A-Z]{3}$/.test(code))) return true;
+    if (typeof message === 'string' && /^Connection terminated|timeout exceeded when trying to connect/.test(message)) return true;
+    current = (current as { originalError?: unknown }).originalError ?? (current as { cause?: unknown }).cause;
+  }
+  return false;
 }

@@ -56,3 +56,37 @@ describe('subgraph service', () => {
     expect(logged[0]).toMatchObject({ requestId: 'req-42', path: ['broken'], err: { message: expect.stringContaining('10.0.0.7') } });
   });
 });
+
+describe('subgraph service when the database is unreachable', () => {
+  it('answers SERVICE_UNAVAILABLE (retryable) instead of INTERNAL_SERVER_ERROR, without the driver message', async () => {
+    const issuer = await createTestTokenIssuer();
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    const wrapped = new Error('Failed query: update cards.cards set status = $1', { cause: refused });
+    service = createSubgraphService({
+      name: 'demo',
+      typeDefs: parse(`
+        extend schema @link(url: "https://specs.apollo.dev/federation/v2.9", import: ["@key"])
+        type Query { charge: String }
+      `),
+      resolvers: {
+        Query: {
+          charge: () => {
+            throw wrapped;
+          },
+        },
+      },
+      verifier: issuer.verifier,
+      logger: createLogger({ service: 'demo', level: 'silent' }),
+      registry: createMetricsRegistry('demo'),
+    }) as SubgraphService<never>;
+    const url = await service.start(0);
+    const response = await fetch(`${url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ charge }' }),
+    });
+    const body = (await response.json()) as { errors: Array<{ message: string; extensions: { code: string } }> };
+    expect(body.errors[0]?.extensions.code).toBe('SERVICE_UNAVAILABLE');
+    expect(JSON.stringify(body)).not.toMatch(/5432|cards\.cards|ECONNREFUSED/);
+  });
+});
