@@ -23,10 +23,10 @@ const entryPoints: Record<ServiceName, string> = {
   charges: 'subgraphs/charges/src/main.ts',
   analytics: 'subgraphs/analytics/src/main.ts',
   // The router's own main.ts does not ship request events; this launcher adds the emitter.
-  router: 'reliability/src/router-with-analytics.ts',
+  router: 'router/src/main.ts',
   bridge: 'openapi-bridge/src/main.ts',
   charges2: 'subgraphs/charges/src/main.ts',
-  router2: 'reliability/src/router-with-analytics.ts',
+  router2: 'router/src/main.ts',
 };
 
 const portEnv: Record<ServiceName, string> = {
@@ -234,7 +234,9 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       .join(','),
     ROUTER_PQ_MANIFESTS: join(repoRoot, 'openapi-bridge/persisted-queries.json'),
     ROUTER_URL: `${routerUrl}/graphql`,
-    ANALYTICS_INGEST_URL: `http://127.0.0.1:${ports.analytics}/internal/events`,
+    ROUTER_ANALYTICS_URL: `http://127.0.0.1:${ports.analytics}/internal/events`,
+    // Subscriptions are covered by the router's own suite; these routers serve HTTP only.
+    ROUTER_SUBSCRIPTIONS: 'false',
     // Load scenarios send far more than the product default of 100/minute per key.
     ROUTER_RATE_LIMIT_PER_MINUTE: '1000000',
     ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE: '1000000',
