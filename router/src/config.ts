@@ -3,25 +3,33 @@ import { baseConfigSchema, env, z } from '@ghostpay/platform';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
 
-/** `auth=http://127.0.0.1:4001/graphql,cards=…` → { auth: '…', cards: '…' } */
-const subgraphUrlMap = z
-  .string()
-  .default('')
-  .transform((value, ctx) => {
-    const map: Record<string, string> = {};
-    for (const entry of value
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean)) {
-      const [name, url] = entry.split(/=(.*)/s);
-      if (!name || !url || !URL.canParse(url)) {
-        ctx.addIssue({ code: 'custom', message: `expected name=url pairs, got "${entry}"` });
-        continue;
+/**
+ * An env value listing `name=url` pairs, comma-separated (`auth=http://127.0.0.1:4001/graphql,cards=…`)
+ * → `{ auth: '…', cards: '…' }`. `schemes` restricts the URL schemes (e.g. `['ws:', 'wss:']`).
+ */
+export function nameUrlMap(schemes?: readonly string[]) {
+  const expected = schemes ? `name=${schemes.map((s) => `${s}//…`).join('|')} pairs` : 'name=url pairs';
+  return z
+    .string()
+    .default('')
+    .transform((value, ctx) => {
+      const map: Record<string, string> = {};
+      for (const entry of value
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)) {
+        const [name, url] = entry.split(/=(.*)/s);
+        if (!name || !url || !URL.canParse(url) || (schemes && !schemes.includes(new URL(url).protocol))) {
+          ctx.addIssue({ code: 'custom', message: `expected ${expected}, got "${entry}"` });
+          continue;
+        }
+        map[name] = url;
       }
-      map[name] = url;
-    }
-    return map;
-  });
+      return map;
+    });
+}
+
+const subgraphUrlMap = nameUrlMap();
 
 /** Every router setting, from env (see router/README.md for the table). */
 export const routerConfigSchema = baseConfigSchema.extend({

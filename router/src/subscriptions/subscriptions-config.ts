@@ -1,4 +1,5 @@
 import { env, type SecretsProvider, z } from '@ghostpay/platform';
+import { nameUrlMap } from '../config.ts';
 import { createApiKeyTokenSource } from './service-token.ts';
 import type { SubscriptionGatewayOptions } from './subscription-gateway.ts';
 
@@ -6,24 +7,7 @@ import type { SubscriptionGatewayOptions } from './subscription-gateway.ts';
 export const subscriptionsApiKeySecret = 'router-subscriptions-api-key';
 
 /** `charges=ws://127.0.0.1:4003/graphql,…` → { charges: '…' } */
-const wsUrlMap = z
-  .string()
-  .default('')
-  .transform((value, ctx) => {
-    const map: Record<string, string> = {};
-    for (const entry of value
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean)) {
-      const [name, url] = entry.split(/=(.*)/s);
-      if (!name || !url || !/^wss?:\/\//.test(url) || !URL.canParse(url)) {
-        ctx.addIssue({ code: 'custom', message: `expected name=ws(s)://… pairs, got "${entry}"` });
-        continue;
-      }
-      map[name] = url;
-    }
-    return map;
-  });
+const wsUrlMap = nameUrlMap(['ws:', 'wss:']);
 
 /** Subscription settings of the router, from env (table in router/src/subscriptions/README.md). */
 export const routerSubscriptionsConfigSchema = z.object({
