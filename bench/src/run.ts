@@ -6,7 +6,7 @@
  * Env: BENCH_SECONDS (measured seconds per run, default 10), BENCH_CONNECTIONS (concurrency of
  * the charge runs, default 16), BENCH_FED_CONNECTIONS (federation, default 32), BENCH_ONLY
  * (comma list of db,graphql,rest,federation), BENCH_GATEWAYS (comma list of
- * apollo,hive,ghostpay,ghostpay-gateway-executor), BENCH_CPU_PROF=1 (V8 profiles in bench/profiles/).
+ * apollo,apollo-compiled,hive,ghostpay-gateway-executor,ghostpay), BENCH_CPU_PROF=1 (steady-state V8 profiles in bench/profiles/).
  */
 
 import { execFileSync } from 'node:child_process';
@@ -34,7 +34,9 @@ const warmupMs = Math.round(Math.min(3000, measureMs / 3));
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const fedConnections = Number(process.env.BENCH_FED_CONNECTIONS ?? 32);
 const only = new Set((process.env.BENCH_ONLY ?? 'db,graphql,rest,federation').split(',').map((s) => s.trim()));
-const gatewayKinds = (process.env.BENCH_GATEWAYS ?? 'apollo,hive,ghostpay-gateway-executor,ghostpay').split(',').map((s) => s.trim());
+const gatewayKinds = (process.env.BENCH_GATEWAYS ?? 'apollo,apollo-compiled,hive,ghostpay-gateway-executor,ghostpay')
+  .split(',')
+  .map((s) => s.trim());
 const amount = 1_000;
 const currency = 'USD';
 const src = import.meta.dirname;

@@ -86,6 +86,8 @@ export const routerConfigSchema = baseConfigSchema.extend({
   ROUTER_BREAKER_FAILURES: env.positiveInt(5),
   ROUTER_BREAKER_OPEN_MS: env.positiveInt(5000),
   ROUTER_PLAYGROUND: env.boolean(true),
+  /** Plan executor: `compiled` (router/src/executor, plans compiled once) or `gateway` (@apollo/gateway's own). */
+  ROUTER_EXECUTOR: z.enum(['compiled', 'gateway']).default('compiled'),
   /** mTLS to subgraphs (https:// URLs): the CA their certificates chain to, and the router's client certificate. */
   ROUTER_SUBGRAPH_TLS_CA_FILE: z.string().min(1).optional(),
   ROUTER_SUBGRAPH_TLS_CERT_FILE: z.string().min(1).optional(),

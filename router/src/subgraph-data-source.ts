@@ -100,9 +100,13 @@ export class SubgraphDataSource implements GraphQLDataSource<Record<string, unkn
   }
 
   async process(options: GraphQLDataSourceProcessOptions<Record<string, unknown>>) {
-    const context = (options.context ?? {}) as Partial<SubgraphCallContext>;
     const { http: _http, ...request } = options.request;
-    const body = JSON.stringify(request);
+    return this.processSerialized(JSON.stringify(request), options.context);
+  }
+
+  /** `process` with the request body already serialized (the compiled executor's pre-serialized request prefixes). */
+  async processSerialized(body: string, contextValue: unknown) {
+    const context = (contextValue ?? {}) as Partial<SubgraphCallContext>;
     const headers: Record<string, string> = { ...context.forwardHeaders, 'content-type': 'application/json', accept: 'application/json' };
     const isQuery = context.operationType === 'query';
     const started = performance.now();

@@ -11,8 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createJwtVerifier, createLogger, loadConfig } from '@ghostpay/platform';
-import * as routerPackage from '@ghostpay/router';
-import { createRouter, routerConfigSchema } from '@ghostpay/router';
+import { createRouter, gatewayWithCompiledExecutor, routerConfigSchema } from '@ghostpay/router';
 import { serveChild } from '../child-process.ts';
 
 process.env.APOLLO_TELEMETRY_DISABLED = 'true';
@@ -52,10 +51,7 @@ try {
     const { startStandaloneServer } = await import('@apollo/server/standalone');
     const gateway = new ApolloGateway({ supergraphSdl });
     // apollo-compiled: the same server and data sources, only the plan executor swapped (isolates the executor's effect).
-    const withCompiled = (routerPackage as unknown as { gatewayWithCompiledExecutor?: (g: typeof gateway) => typeof gateway })
-      .gatewayWithCompiledExecutor;
-    if (kind === 'apollo-compiled' && !withCompiled) throw new Error('this router has no compiled executor');
-    const server = new ApolloServer({ gateway: kind === 'apollo-compiled' && withCompiled ? withCompiled(gateway) : gateway });
+    const server = new ApolloServer({ gateway: kind === 'apollo-compiled' ? gatewayWithCompiledExecutor(gateway) : gateway });
     const { url } = await startStandaloneServer(server, { listen: { port: 0, host: '127.0.0.1' } });
     close = () => server.stop();
     child.ready({ graphql: url.endsWith('/') ? `${url}graphql` : `${url}/graphql` });

@@ -126,7 +126,7 @@ function compileRepresentationJson(
       match = fragment;
     }
     // Like the gateway, a representation without __typename is not sent.
-    if (!match || !match.hasTypename) return null;
+    if (!match?.hasTypename) return null;
     let json = '{';
     for (let i = 0; i < match.fields.length; i++) {
       const field = match.fields[i] as { name: string; prefix: string };
