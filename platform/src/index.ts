@@ -1,4 +1,5 @@
 export * from './config.ts';
+export * from './date-time-scalar.ts';
 export * from './errors.ts';
 export * from './graphql-http.ts';
 export * from './http-server.ts';

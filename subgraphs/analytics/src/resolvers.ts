@@ -1,7 +1,6 @@
 import type { GraphQLResolverMap } from '@apollo/subgraph';
-import { BadUserInputError, requireScope, type SubgraphContext } from '@ghostpay/platform';
+import { BadUserInputError, DateTimeScalar, requireScope, type SubgraphContext } from '@ghostpay/platform';
 import { type AnalyticsStore, decodeCursor, type Granularity, type RequestLogFilter } from './analytics-store.ts';
-import { DateTimeScalar } from './date-time-scalar.ts';
 
 export interface AnalyticsContext extends SubgraphContext {
   store: AnalyticsStore;

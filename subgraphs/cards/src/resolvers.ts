@@ -1,12 +1,19 @@
 import type { GraphQLResolverMap } from '@apollo/subgraph';
 import type { Database } from '@ghostpay/db';
-import { ForbiddenError, type Logger, NotFoundError, requirePrincipal, requireScope, type SubgraphContext } from '@ghostpay/platform';
+import {
+  DateTimeScalar,
+  ForbiddenError,
+  type Logger,
+  NotFoundError,
+  requirePrincipal,
+  requireScope,
+  type SubgraphContext,
+} from '@ghostpay/platform';
 import type DataLoader from 'dataloader';
 
 import { cancelCard } from './cancel-card.ts';
 import { canSeeCard } from './card-access.ts';
 import { type CardRow, type CardView, toCardView } from './card-view.ts';
-import { DateTimeScalar } from './date-time-scalar.ts';
 import { type IssueCardInput, type IssueCardLimits, issueCard } from './issue-card.ts';
 import { type CardFilter, listCards } from './list-cards.ts';
 import type { PanSecrets } from './pan-crypto.ts';

@@ -11,7 +11,10 @@ function parse(value: unknown): Date {
   throw new GraphQLError('DateTime must be an ISO-8601 date-time with a time zone, e.g. 2026-01-31T12:00:00Z');
 }
 
-/** ISO-8601 date-time in and out; values are `Date` inside resolvers. */
+/**
+ * The `DateTime` scalar every subgraph uses: ISO-8601 with a time zone in, `toISOString()` (UTC,
+ * milliseconds) out; values are `Date` inside resolvers.
+ */
 export const DateTimeScalar = new GraphQLScalarType<Date, string>({
   name: 'DateTime',
   serialize(value) {
