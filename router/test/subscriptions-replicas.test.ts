@@ -246,16 +246,22 @@ describe('subscriptions across two router processes and two charges processes', 
       expect(statuses(watch)).toEqual(['AUTHORIZED']);
 
       await startCharges(0);
-      await until(() => statuses(watch).includes('SETTLED'), 'SETTLED after the reconnect', 30_000);
-      const settled = watch.payloads.find((p) => (p.data as { chargeUpdated?: { status: string } })?.chargeUpdated?.status === 'SETTLED');
-      expect(settled?.extensions).toEqual({ missedEvents: true });
+      // The first payload after the reconnect says events may have been missed. (Under load the
+      // settlement can race the kill, so router 1 may also have delivered SETTLED just before
+      // it: the flag is promised on the reconnect, not on a particular status.)
+      await until(() => watch.payloads.some((p) => p.extensions?.missedEvents), 'a missedEvents payload after the reconnect', 30_000);
+      const flagged = watch.payloads.find((p) => p.extensions?.missedEvents);
+      expect(flagged?.extensions, `payloads: ${JSON.stringify(watch.payloads)}`).toEqual({ missedEvents: true });
+      expect((flagged?.data as { chargeUpdated?: { status: string } })?.chargeUpdated?.status).toBe('SETTLED');
 
       // Events flow again on the new upstream connection.
       await refundThrough(1, merchant.bearer, chargeId, 500);
       await until(() => statuses(watch).includes('PARTIALLY_REFUNDED'), 'PARTIALLY_REFUNDED after the reconnect', 20_000);
       await refundThrough(1, merchant.bearer, chargeId);
       await until(() => statuses(watch).includes('REFUNDED'), 'REFUNDED after the reconnect', 20_000);
-      expect(statuses(watch)).toEqual(['AUTHORIZED', 'SETTLED', 'PARTIALLY_REFUNDED', 'REFUNDED']);
+      // Consecutive repeats collapse: a SETTLED delivered before the kill and again, flagged, after it.
+      const changes = statuses(watch).filter((status, i, all) => status !== all[i - 1]);
+      expect(changes).toEqual(['AUTHORIZED', 'SETTLED', 'PARTIALLY_REFUNDED', 'REFUNDED']);
       expect(watch.payloads.filter((p) => p.extensions?.missedEvents)).toHaveLength(1);
       expect(watch.errors).toEqual([]);
     } finally {
