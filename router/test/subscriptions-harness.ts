@@ -179,10 +179,10 @@ export function watchCharge(client: Client, chargeId: string, query = chargeUpda
   return collected;
 }
 
-export async function until(condition: () => boolean, what: string, timeoutMs = 10_000) {
+export async function until(condition: () => boolean, what: string | (() => string), timeoutMs = 10_000) {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }

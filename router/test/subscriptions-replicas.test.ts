@@ -229,7 +229,7 @@ describe('subscriptions across two router processes and two charges processes', 
   });
 
   it('survives a killed charges process: the router reconnects, says events may have been missed, and events resume', {
-    timeout: 120_000,
+    timeout: 180_000,
   }, async () => {
     const { chargeId, owner, merchant } = await chargeThrough(1);
     const client = wsClient(routerWs(0), owner.bearer);
@@ -249,7 +249,12 @@ describe('subscriptions across two router processes and two charges processes', 
       // The first payload after the reconnect says events may have been missed. (Under load the
       // settlement can race the kill, so router 1 may also have delivered SETTLED just before
       // it: the flag is promised on the reconnect, not on a particular status.)
-      await until(() => watch.payloads.some((p) => p.extensions?.missedEvents), 'a missedEvents payload after the reconnect', 30_000);
+      await until(
+        () => watch.payloads.some((p) => p.extensions?.missedEvents),
+        () => `a missedEvents payload after the reconnect; payloads: ${JSON.stringify(watch.payloads)}`,
+        // Reconnect backoff reaches 10 s while charges is down; a loaded machine adds start-up time.
+        60_000,
+      );
       const flagged = watch.payloads.find((p) => p.extensions?.missedEvents);
       expect(flagged?.extensions, `payloads: ${JSON.stringify(watch.payloads)}`).toEqual({ missedEvents: true });
       expect((flagged?.data as { chargeUpdated?: { status: string } })?.chargeUpdated?.status).toBe('SETTLED');

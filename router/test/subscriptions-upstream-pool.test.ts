@@ -17,7 +17,7 @@ interface Seen {
  * each with one `next` (as charges sends the current state first). `answerPings: false`
  * makes it a peer that has silently gone away.
  */
-async function startUpstream(options: { answerPings: boolean }) {
+async function startUpstream(options: { answerPings: boolean; quietConnections?: number }) {
   const seen: Seen = { connections: 0, authorizations: [], subscribes: [], completes: 0 };
   const sockets = new Map<string, WebSocket>();
   const server = new WebSocketServer({ port: 0, host: '127.0.0.1', handleProtocols: () => 'graphql-transport-ws' });
@@ -33,6 +33,8 @@ async function startUpstream(options: { answerPings: boolean }) {
       } else if (message.type === 'subscribe' && message.id) {
         seen.subscribes.push({ connection, id: message.id, variables: message.payload?.variables });
         sockets.set(`${connection}:${message.id}`, socket);
+        // A quiet connection accepts the subscription but has not sent anything yet when it drops.
+        if (connection <= (options.quietConnections ?? 0)) return;
         socket.send(
           JSON.stringify({ id: message.id, type: 'next', payload: { data: { chargeUpdated: { id: 'x', status: 'AUTHORIZED' } } } }),
         );
@@ -46,6 +48,10 @@ async function startUpstream(options: { answerPings: boolean }) {
   return {
     url: `ws://127.0.0.1:${port}/graphql`,
     seen,
+    /** Drops every client connection without a close frame, as a killed process does. */
+    dropAll() {
+      for (const client of server.clients) client.terminate();
+    },
     async close() {
       for (const client of server.clients) client.terminate();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -160,5 +166,23 @@ describe('upstream pool', () => {
       for (const client of again.clients) client.terminate();
       await new Promise<void>((resolve) => again.close(() => resolve()));
     }
+  });
+  it('flags the first event after a drop as possibly missed, even when the upstream had not sent anything before it', async () => {
+    upstream = await startUpstream({ answerPings: true, quietConnections: 1 });
+    pool = createUpstreamPool({
+      urls: { charges: upstream.url },
+      authorization: () => 'Bearer router',
+      logger,
+      retryInitialDelayMs: 20,
+      retryMaxDelayMs: 100,
+    });
+    const seenBy = listener();
+    pool.attach(target('ch_quiet'), seenBy);
+    await until(() => upstream?.seen.subscribes.length === 1, 'the first subscribe');
+    // The client already holds its subscribe-time state; whatever changed until the upstream is
+    // back was not seen, so the next event must say so.
+    upstream.dropAll();
+    await until(() => seenBy.events.length === 1, 'the first event after the reconnect');
+    expect(seenBy.events).toEqual([true]);
   });
 });

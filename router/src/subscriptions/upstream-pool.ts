@@ -170,9 +170,11 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
             const wasConnected = socket.connected;
             socket.connected = false;
             // Whatever graphql-ws does next (our resubscribe, or its own retry after a 1000),
-            // events may have been lost while the socket was gone.
+            // events may have been lost while the socket was gone. That holds even for a
+            // subscription whose upstream never went live: its clients already hold the state
+            // of their subscribe-time query, and changes since then were not seen.
             for (const sub of socket.members) {
-              if (sub.live) sub.missed = true;
+              sub.missed = true;
               sub.live = false;
             }
             if (socket.subscriptions > 0) {
@@ -244,7 +246,7 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
             return;
           }
           // Transport failure: the socket went away. Resubscribe on a fresh connection.
-          if (sub.live) sub.missed = true;
+          sub.missed = true;
           sub.live = false;
           sub.dispose = undefined;
           if (sub.socket.failures === 0) sub.socket.failures = 1;
