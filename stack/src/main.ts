@@ -9,8 +9,9 @@ const { startStack } = await import('./start-stack.ts');
 
 const logger = createLogger({ service: 'stack', level: process.env.LOG_LEVEL ?? 'warn' });
 const stack = await startStack({ logger });
-process.stdout.write(`${formatBanner(stack)}\n`);
+// Handlers first: anyone who reads the banner may stop us at once, and that stop must be clean.
 exitOnSignals(logger, async () => {
   await stack.close();
   await telemetry.shutdown();
 });
+process.stdout.write(`${formatBanner(stack)}\n`);
