@@ -15,7 +15,13 @@ import { chargesConfigSchema, createChargesService } from '@ghostpay/charges';
 import { createDatabase } from '@ghostpay/db';
 import { bridgeConfigSchema, createBridge, manifestPath } from '@ghostpay/openapi-bridge';
 import { createJwtVerifier, createLogger, createSecretsProvider, loadConfig, type z } from '@ghostpay/platform';
-import { createAnalyticsEmitter, createApiKeyRateLimits, createRouter, routerConfigSchema } from '@ghostpay/router';
+import {
+  createAnalyticsEmitter,
+  createApiKeyRateLimits,
+  createRouter,
+  routerConfigSchema,
+  toAnalyticsRequestEvent,
+} from '@ghostpay/router';
 import { Redis } from 'ioredis';
 import { serveChild } from '../child-process.ts';
 
@@ -123,21 +129,7 @@ try {
     verifier,
     redis,
     rateLimitOverrides: createApiKeyRateLimits(database),
-    onRequestEvent: (event) =>
-      emitter.emit({
-        timestamp: event.receivedAt,
-        requestId: event.requestId,
-        traceId: event.traceId ?? null,
-        operationName: event.operationName ?? null,
-        operationType: (event.operationType as 'query' | 'mutation' | undefined) ?? null,
-        apiKeyId: event.apiKeyId ?? null,
-        userId: event.userId ?? null,
-        role: event.role ?? null,
-        httpStatus: event.httpStatus,
-        errorCodes: event.errorCodes,
-        latencyMs: event.latencyMs,
-        subgraphTimings: event.subgraphTimings.map(({ subgraph, ms }) => ({ subgraph, ms })),
-      }),
+    onRequestEvent: (event) => emitter.emit(toAnalyticsRequestEvent(event)),
     onClose: () => emitter.close(),
   });
   await router.start(0, host);
