@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { authConfigSchema, createAuthService } from '@ghostpay/auth';
 import { cardsConfigSchema, createCardsService } from '@ghostpay/cards';
@@ -233,3 +233,48 @@ export async function serveJwks(issuer: TestTokenIssuer) {
 }
 
 export type { Role };
+
+/**
+ * A plain HTTP proxy in front of a subgraph that can be shut: while shut it answers 503, so
+ * the router's fetches to that subgraph fail on demand (a subgraph outage, without stopping it).
+ */
+export async function startGate(target: string) {
+  const to = new URL(target);
+  let open = true;
+  const server = createServer((req, res) => {
+    if (!open) {
+      req.resume();
+      res.writeHead(503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ errors: [{ message: 'gate shut' }] }));
+      return;
+    }
+    const upstream = httpRequest(
+      { host: to.hostname, port: to.port, path: req.url, method: req.method, headers: req.headers },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    upstream.on('error', () => {
+      res.writeHead(502);
+      res.end();
+    });
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}${to.pathname}`,
+    shut() {
+      open = false;
+    },
+    open() {
+      open = true;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createCharge,
   refundCharge,
+  startGate,
   startRealSubgraphs,
   startSubscriptionRouter,
   statuses,
@@ -16,6 +17,8 @@ describe('chargeUpdated through the router (real auth, cards and charges subgrap
   let database: TestDatabase;
   let issuer: TestTokenIssuer;
   let subgraphs: Awaited<ReturnType<typeof startRealSubgraphs>>;
+  /** The router reaches cards through this gate, to fail the cards part of an event on demand. */
+  let cardsGate: Awaited<ReturnType<typeof startGate>>;
   let router: Awaited<ReturnType<typeof startSubscriptionRouter>>;
   let seed: ReturnType<typeof createSeed>;
 
@@ -23,15 +26,17 @@ describe('chargeUpdated through the router (real auth, cards and charges subgrap
     database = await freshDatabase({ poolSize: 20 });
     issuer = await createTestTokenIssuer();
     subgraphs = await startRealSubgraphs(database, issuer);
+    cardsGate = await startGate(subgraphs.urls.cards);
     router = await startSubscriptionRouter({
       issuer,
-      urls: subgraphs.urls,
+      urls: { ...subgraphs.urls, cards: cardsGate.url },
       upstreams: { charges: subgraphs.urls.charges.replace(/^http/, 'ws') },
     });
     seed = createSeed(database.db);
   });
   afterAll(async () => {
     await router?.close();
+    await cardsGate?.close();
     await subgraphs?.close();
     await database?.close();
   });
@@ -66,6 +71,41 @@ describe('chargeUpdated through the router (real auth, cards and charges subgrap
       }
       expect(watch.events.at(-1)?.refundedAmount).toBe(1_500);
       expect(watch.errors).toEqual([]);
+    } finally {
+      await client.dispose();
+    }
+  });
+
+  it('sends an event that cannot be resolved as a payload with errors, goes on, and flags the next payload as possibly missed', async () => {
+    const { owner, merchantBearer, charge } = await chargeForNewCard();
+    const client = wsClient(router.wsUrl, await issuer.bearer({ userId: owner.id, role: 'user' }));
+    try {
+      const watch = watchCharge(client, charge.id);
+      await until(() => watch.events.length >= 1 || watch.errors.length > 0, 'the first event');
+
+      // Cards is unreachable when the settlement event comes: its query cannot resolve `card`.
+      cardsGate.shut();
+      try {
+        await settleAllDue(database.db, { delayMs: 0, batchSize: 100 });
+        await until(() => watch.payloads.length >= 2 || watch.errors.length > 0, 'the settlement payload');
+      } finally {
+        cardsGate.open();
+      }
+      const failed = watch.payloads[1];
+      expect(watch.errors).toEqual([]);
+      expect(watch.completed).toBe(false);
+      expect((failed?.data as { chargeUpdated?: unknown } | null | undefined)?.chargeUpdated ?? null).toBeNull();
+      expect(failed?.errors?.length).toBeGreaterThan(0);
+      expect(failed?.errors?.every((e) => typeof (e as { extensions?: { code?: string } }).extensions?.code === 'string')).toBe(true);
+      expect(failed?.extensions?.missedEvents).toBeUndefined();
+
+      // The subscription is still live: the refund arrives, flagged, with the whole selection.
+      await refundCharge(router.graphqlUrl, merchantBearer, charge.id);
+      await until(() => statuses(watch).includes('REFUNDED') || watch.errors.length > 0, 'REFUNDED');
+      expect(watch.errors).toEqual([]);
+      expect(statuses(watch)).toEqual(['AUTHORIZED', 'REFUNDED']);
+      expect(watch.payloads.at(-1)?.extensions).toEqual({ missedEvents: true });
+      expect(watch.events.at(-1)?.card.owner.id).toBe(owner.id);
     } finally {
       await client.dispose();
     }

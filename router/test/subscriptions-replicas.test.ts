@@ -154,6 +154,7 @@ describe('subscriptions across two router processes and two charges processes', 
           JWKS_URL: jwksUrl,
           SHUTDOWN_TIMEOUT_MS: '500',
           ROUTER_PLAYGROUND: 'false',
+          LOG_LEVEL: 'debug',
           [envNameForSecret('router-subscriptions-api-key')]: service.apiKey,
         });
         processes.push(started);
@@ -171,6 +172,13 @@ describe('subscriptions across two router processes and two charges processes', 
     await database?.close();
   });
 
+  /** The router's upstream-subscription log lines, for failure messages. */
+  const routerLogTail = (i: number) =>
+    (routers[i]?.output() ?? '')
+      .split('\n')
+      .filter((line) => /upstream|subscri/i.test(line))
+      .slice(-60)
+      .join('\n');
   const routerGraphql = (i: number) => `${routers[i]?.url}/graphql`;
   const routerWs = (i: number) => `${routers[i]?.url.replace(/^http/, 'ws')}/graphql`;
 
@@ -228,58 +236,50 @@ describe('subscriptions across two router processes and two charges processes', 
     }
   });
 
-  // Known issue (issue 7, open): under heavy load a router's upstream subscription sometimes never
-  // resumes after its charges process is SIGKILLed (nothing arrives for 60 s after the restart);
-  // it passes when run alone. Skipped under CI=true until the reconnect stall is found; set
-  // GHOSTPAY_RUN_KNOWN_FLAKY=1 to run it there. It always runs outside CI.
-  const runKilledUpstream = process.env.CI !== 'true' || process.env.GHOSTPAY_RUN_KNOWN_FLAKY === '1';
-  it.runIf(runKilledUpstream)(
-    'survives a killed charges process: the router reconnects, says events may have been missed, and events resume',
-    {
-      timeout: 180_000,
-    },
-    async () => {
-      const { chargeId, owner, merchant } = await chargeThrough(1);
-      const client = wsClient(routerWs(0), owner.bearer);
-      const other = wsClient(routerWs(1), owner.bearer);
-      try {
-        const watch: Collected = watchCharge(client, chargeId);
-        const witness: Collected = watchCharge(other, chargeId);
-        await until(() => watch.events.length === 1 && witness.events.length === 1, 'first events', 20_000);
+  it('survives a killed charges process: the router reconnects, says events may have been missed, and events resume', {
+    timeout: 180_000,
+  }, async () => {
+    const { chargeId, owner, merchant } = await chargeThrough(1);
+    const client = wsClient(routerWs(0), owner.bearer);
+    const other = wsClient(routerWs(1), owner.bearer);
+    try {
+      const watch: Collected = watchCharge(client, chargeId);
+      const witness: Collected = watchCharge(other, chargeId);
+      await until(() => watch.events.length === 1 && witness.events.length === 1, 'first events', 20_000);
 
-        // Router 1's upstream (charges process 1) dies without a goodbye.
-        await stop(charges[0]?.child as ChildProcess, 'SIGKILL');
-        // Meanwhile charges process 2 settles the charge: router 1 cannot hear it.
-        await until(() => statuses(witness).includes('SETTLED'), 'SETTLED on router 2', 30_000);
-        expect(statuses(watch)).toEqual(['AUTHORIZED']);
+      // Router 1's upstream (charges process 1) dies without a goodbye.
+      await stop(charges[0]?.child as ChildProcess, 'SIGKILL');
+      // Meanwhile charges process 2 settles the charge: router 1 cannot hear it.
+      await until(() => statuses(witness).includes('SETTLED'), 'SETTLED on router 2', 30_000);
+      expect(statuses(watch)).toEqual(['AUTHORIZED']);
 
-        await startCharges(0);
-        // The first payload after the reconnect says events may have been missed. (Under load the
-        // settlement can race the kill, so router 1 may also have delivered SETTLED just before
-        // it: the flag is promised on the reconnect, not on a particular status.)
-        await until(
-          () => watch.payloads.some((p) => p.extensions?.missedEvents),
-          () => `a missedEvents payload after the reconnect; payloads: ${JSON.stringify(watch.payloads)}`,
-          // Reconnect backoff reaches 10 s while charges is down; a loaded machine adds start-up time.
-          60_000,
-        );
-        const flagged = watch.payloads.find((p) => p.extensions?.missedEvents);
-        expect(flagged?.extensions, `payloads: ${JSON.stringify(watch.payloads)}`).toEqual({ missedEvents: true });
-        expect((flagged?.data as { chargeUpdated?: { status: string } })?.chargeUpdated?.status).toBe('SETTLED');
+      await startCharges(0);
+      // The first payload after the reconnect says events may have been missed. (Under load the
+      // settlement can race the kill, so router 1 may also have delivered SETTLED just before
+      // it: the flag is promised on the reconnect, not on a particular status.)
+      await until(
+        () => watch.payloads.some((p) => p.extensions?.missedEvents),
+        () =>
+          `a missedEvents payload after the reconnect; payloads: ${JSON.stringify(watch.payloads)}; errors: ${JSON.stringify(watch.errors)}; completed: ${watch.completed}; client closes: ${JSON.stringify(client.closeEvents)}\nrouter 1 log:\n${routerLogTail(0)}\ncharges 1 log:\n${charges[0]?.output().split('\n').slice(-40).join('\n')}`,
+        // Reconnect backoff reaches 10 s while charges is down; a loaded machine adds start-up time.
+        60_000,
+      );
+      const flagged = watch.payloads.find((p) => p.extensions?.missedEvents);
+      expect(flagged?.extensions, `payloads: ${JSON.stringify(watch.payloads)}`).toEqual({ missedEvents: true });
+      expect((flagged?.data as { chargeUpdated?: { status: string } })?.chargeUpdated?.status).toBe('SETTLED');
 
-        // Events flow again on the new upstream connection.
-        await refundThrough(1, merchant.bearer, chargeId, 500);
-        await until(() => statuses(watch).includes('PARTIALLY_REFUNDED'), 'PARTIALLY_REFUNDED after the reconnect', 20_000);
-        await refundThrough(1, merchant.bearer, chargeId);
-        await until(() => statuses(watch).includes('REFUNDED'), 'REFUNDED after the reconnect', 20_000);
-        // Consecutive repeats collapse: a SETTLED delivered before the kill and again, flagged, after it.
-        const changes = statuses(watch).filter((status, i, all) => status !== all[i - 1]);
-        expect(changes).toEqual(['AUTHORIZED', 'SETTLED', 'PARTIALLY_REFUNDED', 'REFUNDED']);
-        expect(watch.payloads.filter((p) => p.extensions?.missedEvents)).toHaveLength(1);
-        expect(watch.errors).toEqual([]);
-      } finally {
-        await Promise.all([client.dispose(), other.dispose()]);
-      }
-    },
-  );
+      // Events flow again on the new upstream connection.
+      await refundThrough(1, merchant.bearer, chargeId, 500);
+      await until(() => statuses(watch).includes('PARTIALLY_REFUNDED'), 'PARTIALLY_REFUNDED after the reconnect', 20_000);
+      await refundThrough(1, merchant.bearer, chargeId);
+      await until(() => statuses(watch).includes('REFUNDED'), 'REFUNDED after the reconnect', 20_000);
+      // Consecutive repeats collapse: a SETTLED delivered before the kill and again, flagged, after it.
+      const changes = statuses(watch).filter((status, i, all) => status !== all[i - 1]);
+      expect(changes).toEqual(['AUTHORIZED', 'SETTLED', 'PARTIALLY_REFUNDED', 'REFUNDED']);
+      expect(watch.payloads.filter((p) => p.extensions?.missedEvents)).toHaveLength(1);
+      expect(watch.errors).toEqual([]);
+    } finally {
+      await Promise.all([client.dispose(), other.dispose()]);
+    }
+  });
 });

@@ -48,6 +48,8 @@ async function startUpstream(options: { answerPings: boolean; quietConnections?:
   return {
     url: `ws://127.0.0.1:${port}/graphql`,
     seen,
+    /** Client connections open now. */
+    openConnections: () => server.clients.size,
     /** Drops every client connection without a close frame, as a killed process does. */
     dropAll() {
       for (const client of server.clients) client.terminate();
@@ -184,5 +186,26 @@ describe('upstream pool', () => {
     upstream.dropAll();
     await until(() => seenBy.events.length === 1, 'the first event after the reconnect');
     expect(seenBy.events).toEqual([true]);
+  });
+
+  it('still closes an idle socket after a drop: a lost subscription does not keep its socket open forever', async () => {
+    upstream = await startUpstream({ answerPings: true });
+    pool = createUpstreamPool({
+      urls: { charges: upstream.url },
+      authorization: () => 'Bearer router',
+      logger,
+      retryInitialDelayMs: 20,
+      retryMaxDelayMs: 100,
+      lazyCloseTimeoutMs: 50,
+    });
+    const watcher = listener();
+    const attachment = pool.attach(target('ch_drop'), watcher);
+    await until(() => watcher.events.length === 1, 'the first event');
+    upstream.dropAll();
+    await until(() => watcher.events.length === 2, 'the event after the reconnect');
+    expect(upstream.openConnections()).toBe(1);
+    attachment.detach();
+    await until(() => upstream?.openConnections() === 0, 'the idle socket to close', 3_000);
+    expect(pool.stats()).toMatchObject({ connectedSockets: 0, subscriptions: 0 });
   });
 });

@@ -43,8 +43,9 @@ export interface OpenSubscriptionOptions {
  * subscription. Then it joins the shared upstream subscription, and every upstream event
  * re-runs the query with the client's own token. Re-runs are serialised and coalesced (a
  * burst of events costs one query while one is running), and a payload equal to the last
- * one sent is not sent again — except the one after an upstream outage, which carries
- * `extensions.missedEvents: true`.
+ * one sent is not sent again — except the one after an upstream outage or after an event
+ * that could not be resolved (sent as a payload with `errors`; the subscription goes on),
+ * which carries `extensions.missedEvents: true`.
  */
 export async function openClientSubscription(options: OpenSubscriptionOptions): Promise<OpenedSubscription | readonly GraphQLError[]> {
   const { plan, pool, executeQuery, logger } = options;
@@ -77,7 +78,9 @@ export async function openClientSubscription(options: OpenSubscriptionOptions): 
   let running = false;
   let pending = false;
   let pendingMissed = false;
+  let owedMissed = false;
   const stream = createEventStream<SubscriptionPayload>(() => {
+    logger.debug({ upstreamKey: plan.upstreamKey }, 'client subscription ended');
     attachment?.detach();
     options.onEnd();
   });
@@ -112,10 +115,19 @@ export async function openClientSubscription(options: OpenSubscriptionOptions): 
         if (stream.ended) return;
         const ended = refusalOf(payload, plan.responseKey, false);
         if (ended) {
+          logger.debug({ code: ended.extensions.code, message: ended.message }, 'subscription ended by its event query');
           stream.end({ errors: [ended.toJSON()] });
           return;
         }
-        send(payload, missed);
+        if (payload.data?.[plan.responseKey] == null) {
+          // The event could not be resolved (a subgraph down, a timeout): the client gets the
+          // errors, and the next payload that resolves says events may have been missed.
+          owedMissed = true;
+          send(payload, false);
+        } else {
+          send(payload, missed || owedMissed);
+          owedMissed = false;
+        }
       } while (pending);
     } finally {
       running = false;

@@ -239,7 +239,8 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     ws.on('pong', () => {
       state.alive = true;
     });
-    ws.once('close', () => {
+    ws.once('close', (code: number) => {
+      logger.debug({ code, active: state.active }, 'subscription client socket closed');
       clearTimeout(state.idleTimer);
       clearTimeout(state.expiryTimer);
     });
@@ -320,6 +321,9 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
       },
       // Our stream yields already formatted results; graphql-ws only forwards them.
       subscribe: (args) => (args.contextValue as WsContextValue).stream as unknown as AsyncGenerator<ExecutionResult>,
+      // …as they are: graphql-ws would call `toJSON()` on each error of a payload, which
+      // formatted errors do not have, and end the subscription with that TypeError.
+      onNext: (_ctx, _id, _payload, _args, result) => result as SubscriptionPayload,
       onError: (_ctx, _id, _payload, errors) =>
         errors.map((e) => ({ message: e.message, extensions: { code: e.extensions?.code ?? ErrorCode.INTERNAL_SERVER_ERROR } })),
     },

@@ -203,8 +203,12 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
     return Math.round(base / 2 + Math.random() * (base / 2));
   };
 
-  const remove = (sub: SharedSubscription) => {
+  const remove = (sub: SharedSubscription, reason: string) => {
     if (sub.closed) return;
+    options.logger.debug(
+      { subgraph: sub.socket.subgraph, upstreamSocket: sub.socket.id, key: sub.key, reason },
+      'upstream subscription removed',
+    );
     sub.closed = true;
     clearTimeout(sub.retryTimer);
     subscriptions.delete(sub.key);
@@ -225,7 +229,11 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
   };
 
   const run = (sub: SharedSubscription) => {
-    if (sub.closed || closed) return;
+    if (sub.closed || closed) {
+      options.logger.debug({ key: sub.key, closed: sub.closed }, 'upstream subscribe skipped');
+      return;
+    }
+    options.logger.debug({ subgraph: sub.socket.subgraph, upstreamSocket: sub.socket.id, key: sub.key }, 'upstream subscribe');
     sub.dispose = sub.socket.client.subscribe(
       { query: sub.target.query, variables: sub.target.variables },
       {
@@ -241,21 +249,36 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
           if (sub.closed) return;
           if (Array.isArray(error)) {
             const listeners = [...sub.listeners];
-            remove(sub);
+            remove(sub, 'error');
             for (const listener of listeners) listener.error(error as GraphQLFormattedError[]);
             return;
           }
           // Transport failure: the socket went away. Resubscribe on a fresh connection.
           sub.missed = true;
           sub.live = false;
+          // graphql-ws keeps this attempt's lock on the client after a transport error; release
+          // it, or the client never lazily closes its socket once every subscription has left.
+          sub.dispose?.();
           sub.dispose = undefined;
           if (sub.socket.failures === 0) sub.socket.failures = 1;
-          sub.retryTimer = setTimeout(() => run(sub), retryDelay(sub.socket));
+          const delay = retryDelay(sub.socket);
+          options.logger.info(
+            {
+              subgraph: sub.socket.subgraph,
+              upstreamSocket: sub.socket.id,
+              failures: sub.socket.failures,
+              delayMs: delay,
+              reason: describe(error),
+            },
+            'upstream subscription lost: resubscribing',
+          );
+          sub.retryTimer = setTimeout(() => run(sub), delay);
         },
         complete: () => {
           if (sub.closed) return;
+          options.logger.info({ subgraph: sub.socket.subgraph, upstreamSocket: sub.socket.id }, 'upstream subscription completed');
           const listeners = [...sub.listeners];
-          remove(sub);
+          remove(sub, 'complete');
           for (const listener of listeners) listener.complete();
         },
       },
@@ -289,7 +312,7 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
         subscription: shared,
         detach() {
           shared.listeners.delete(listener);
-          if (shared.listeners.size === 0) remove(shared);
+          if (shared.listeners.size === 0) remove(shared, 'detached');
         },
       };
     },
@@ -306,9 +329,20 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
     },
     async close() {
       closed = true;
-      for (const sub of [...subscriptions.values()]) remove(sub);
+      for (const sub of [...subscriptions.values()]) remove(sub, 'pool closed');
       await Promise.all([...sockets.values()].flat().map((s) => s.client.dispose()));
       sockets.clear();
     },
   };
+}
+
+/** A close event's code and reason, or an error's message, for logs. */
+function describe(error: unknown): string {
+  if (error && typeof error === 'object') {
+    const e = error as { code?: unknown; reason?: unknown; message?: unknown; type?: unknown };
+    if (typeof e.code === 'number') return `close ${e.code}${e.reason ? ` ${String(e.reason)}` : ''}`;
+    if (typeof e.message === 'string') return e.message;
+    if (typeof e.type === 'string') return e.type;
+  }
+  return String(error);
 }
