@@ -21,6 +21,16 @@ export interface JwtVerifierOptions {
   jwksCooldownMs?: number;
   /** How long a fetched JWKS is trusted before a background refetch. @default 600000 */
   jwksCacheMaxAgeMs?: number;
+  /**
+   * Verified tokens remembered (by their exact text), so a client sending the same token on
+   * every request costs one signature check per `verifiedCacheTtlMs` rather than one per
+   * request. Only successes are kept, never past the token's `exp`. 0 turns it off. @default 10000
+   */
+  verifiedCacheSize?: number;
+  /** How long a verified token is remembered; keep it well under `jwksCacheMaxAgeMs`. @default 30000 */
+  verifiedCacheTtlMs?: number;
+  /** @default Date.now */
+  now?: () => number;
 }
 
 export interface JwtVerifier {
@@ -69,23 +79,46 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
     if (!isRole(role) || typeof scope !== 'string' || typeof apiKeyId !== 'string' || typeof payload.sub !== 'string') {
       throw new UnauthenticatedError('Token is missing required claims');
     }
-    return {
+    // Frozen: a remembered principal is shared by every request that presents the same token.
+    return Object.freeze({
       userId: payload.sub,
       role,
-      scopes: scope.split(' ').filter(Boolean),
+      scopes: Object.freeze(scope.split(' ').filter(Boolean)) as string[],
       apiKeyId,
       tokenId: String(payload.jti),
       expiresAt: Number(payload.exp),
-    };
+    });
+  };
+
+  const cacheSize = options.verifiedCacheSize ?? 10_000;
+  const cacheTtlMs = options.verifiedCacheTtlMs ?? 30_000;
+  const now = options.now ?? Date.now;
+  // Insertion-ordered: the first entry is the oldest, evicted when the cache is full.
+  const verified = new Map<string, { principal: Principal; until: number }>();
+  const verifyCached = async (token: string): Promise<Principal> => {
+    if (cacheSize <= 0) return verify(token);
+    const hit = verified.get(token);
+    if (hit) {
+      if (now() < hit.until) return hit.principal;
+      verified.delete(token);
+    }
+    const principal = await verify(token);
+    // Never past exp: an expired token goes back to jose, which judges it with the clock tolerance.
+    const until = Math.min(now() + cacheTtlMs, principal.expiresAt * 1000);
+    if (until > now()) {
+      if (verified.size >= cacheSize) verified.delete(verified.keys().next().value as string);
+      verified.set(token, { principal, until });
+    }
+    return principal;
   };
 
   return {
-    verify,
+    verify: verifyCached,
     async verifyAuthorization(header) {
       if (!header) return undefined;
       const match = /^Bearer\s+([A-Za-z0-9\-_]+\.[A-Za-z0-9\-_]*\.[A-Za-z0-9\-_]*)\s*$/i.exec(header);
       if (!match?.[1]) throw new UnauthenticatedError('Authorization header must be "Bearer <token>"');
-      return verify(match[1]);
+      return verifyCached(match[1]);
     },
   };
 }

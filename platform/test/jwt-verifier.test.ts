@@ -168,6 +168,47 @@ describe('JWT verifier against a served JWKS', () => {
     expect(fetches - fetchesBeforeRotation).toBe(1);
   });
 
+  it('remembers a verified token for verifiedCacheTtlMs (never past its exp), then judges it again against the key set', async () => {
+    const key = await makeKey('RS256');
+    published.push(key.jwk);
+    let clock = Date.now();
+    // jwksCacheMaxAgeMs 1: without the verified-token cache, every verify would refetch the JWKS.
+    const cached = createJwtVerifier({ jwksUrl, issuer, audience, jwksCooldownMs: 0, jwksCacheMaxAgeMs: 1, now: () => clock });
+    const lasting = await sign(key, claims({ sub: 'usr_lasting' }));
+    const shortLived = await sign(key, claims({ sub: 'usr_short', exp: now() + 5 }));
+    expect((await cached.verify(lasting)).userId).toBe('usr_lasting');
+    expect((await cached.verifyAuthorization(`Bearer ${shortLived}`))?.userId).toBe('usr_short');
+
+    // The key is withdrawn. Within the TTL both tokens are answered from memory, without a fetch.
+    published.splice(published.indexOf(key.jwk), 1);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const before = fetches;
+    expect((await cached.verify(lasting)).userId).toBe('usr_lasting');
+    expect((await cached.verify(shortLived)).userId).toBe('usr_short');
+    expect(fetches).toBe(before);
+
+    // Past the short-lived token's exp (but within the TTL) it is judged again: the key is gone.
+    clock += 6_000;
+    await expectUnauthenticated(cached, shortLived, 'Token signing key is unknown');
+    expect((await cached.verify(lasting)).userId).toBe('usr_lasting');
+    // Past the TTL the lasting one is judged again too.
+    clock += 30_000;
+    await expectUnauthenticated(cached, lasting, 'Token signing key is unknown');
+  });
+
+  it('does not remember a token it refused', async () => {
+    const key = await makeKey('RS256');
+    const token = await sign(key);
+    const eager = createJwtVerifier({ jwksUrl, issuer, audience, jwksCooldownMs: 0 });
+    await expectUnauthenticated(eager, token, 'Token signing key is unknown');
+    published.push(key.jwk);
+    try {
+      expect((await eager.verify(token)).userId).toBe('usr_test');
+    } finally {
+      published.splice(published.indexOf(key.jwk), 1);
+    }
+  });
+
   it('accepts only "Bearer <jwt>" in the Authorization header', async () => {
     expect(await verifier.verifyAuthorization(undefined)).toBeUndefined();
     const token = await sign(rsa);
