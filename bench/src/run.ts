@@ -6,7 +6,8 @@
  * Env: BENCH_SECONDS (measured seconds per run, default 10), BENCH_CONNECTIONS (concurrency of
  * the charge runs, default 16), BENCH_FED_CONNECTIONS (federation, default 32), BENCH_ONLY
  * (comma list of db,graphql,rest,federation), BENCH_GATEWAYS (comma list of
- * apollo,apollo-compiled,hive,ghostpay-gateway-executor,ghostpay), BENCH_CPU_PROF=1 (steady-state V8 profiles in bench/profiles/).
+ * apollo,apollo-compiled,hive,ghostpay-gateway-executor,ghostpay), BENCH_CPU_PROF=1 (steady-state V8 profiles in bench/profiles/),
+ * BENCH_STACK (processes — one per service, the default — or single, like npm start).
  */
 
 import { execFileSync } from 'node:child_process';
@@ -37,6 +38,9 @@ const only = new Set((process.env.BENCH_ONLY ?? 'db,graphql,rest,federation').sp
 const gatewayKinds = (process.env.BENCH_GATEWAYS ?? 'apollo,apollo-compiled,hive,ghostpay-gateway-executor,ghostpay')
   .split(',')
   .map((s) => s.trim());
+type Topology = 'processes' | 'single';
+/** BENCH_STACK=single runs every charge scenario on the one-process stack (like npm start) instead of a process per service. */
+const stackTopology: Topology = process.env.BENCH_STACK === 'single' ? 'single' : 'processes';
 const amount = 1_000;
 const currency = 'USD';
 const src = import.meta.dirname;
@@ -140,18 +144,40 @@ async function main() {
       // Each measured charge run gets a fresh stack process (and data directory): the embedded
       // analytics store upserts each event with a scan of every stored log (O(n) per event), which
       // slows its host process as a run goes on and would penalize whatever runs last.
-      const startBenchStack = async (n: number) => {
-        log(`starting GhostPay stack #${n} (router with JWT, Redis rate limits, metrics, analytics; bridge)`);
+      /**
+       * The stack under test. `processes` (the default, the deployment shape): each service in
+       * its own process — auth, cards, charges, analytics, router, bridge. `single`: all of them
+       * in one process, like `npm start`.
+       */
+      const startBenchStack = async (n: number, topology: Topology = stackTopology) => {
+        log(
+          `starting GhostPay stack #${n}, ${topology === 'single' ? 'one process' : 'one process per service'} (router with JWT, Redis rate limits, metrics, analytics; bridge)`,
+        );
         const stackDir = join(dataDir, `stack-${n}`);
         mkdirSync(stackDir, { recursive: true });
-        const child = await spawn(`stack-${n}`, 'charges/stack-process.ts', {
-          DATABASE_URL: url,
-          REDIS_URL: redis.url,
-          BENCH_DATA_DIR: stackDir,
-          BENCH_SECRETS_DIR: join(dataDir, 'secrets'),
-          ...(process.env.ROUTER_EXECUTOR ? { ROUTER_EXECUTOR: process.env.ROUTER_EXECUTOR } : {}),
-        });
-        const routerUrl = child.urls.router as string;
+        const stackChildren: BenchChild[] = [];
+        const urls: Record<string, string> = {};
+        const host = async (services: string[]) => {
+          const child = await spawn(`stack-${n}${topology === 'single' ? '' : `-${services.join('-')}`}`, 'charges/stack-process.ts', {
+            DATABASE_URL: url,
+            REDIS_URL: redis.url,
+            BENCH_DATA_DIR: stackDir,
+            BENCH_SECRETS_DIR: join(dataDir, 'secrets'),
+            BENCH_STACK_SERVICES: services.join(','),
+            BENCH_STACK_URLS: JSON.stringify(urls),
+            ...(process.env.ROUTER_EXECUTOR ? { ROUTER_EXECUTOR: process.env.ROUTER_EXECUTOR } : {}),
+          });
+          stackChildren.push(child);
+          Object.assign(urls, child.urls);
+        };
+        if (topology === 'single') {
+          await host(['auth', 'cards', 'charges', 'analytics', 'router', 'bridge']);
+        } else {
+          // In dependency order: the subgraphs verify tokens against auth's JWKS; the router needs every subgraph.
+          await host(['auth']);
+          for (const service of ['cards', 'charges', 'analytics', 'router', 'bridge']) await host([service]);
+        }
+        const routerUrl = urls.router as string;
         const tokenResponse = await fetch(`${routerUrl}/graphql`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
@@ -163,19 +189,43 @@ async function main() {
         const token = ((await tokenResponse.json()) as { data?: { createToken?: { accessToken?: string } } }).data?.createToken
           ?.accessToken;
         if (!token) throw new Error('could not exchange the bench API key for a token');
-        return { child, router: routerUrl, bridge: child.urls.bridge as string, authorization: `Bearer ${token}` };
+        return {
+          topology,
+          children: stackChildren,
+          router: routerUrl,
+          bridge: urls.bridge as string,
+          authorization: `Bearer ${token}`,
+          async mark() {
+            await Promise.all(stackChildren.map((child) => child.mark()));
+          },
+          /** CPU of every stack process since `mark`, and the largest peak RSS of one of them. */
+          async stats() {
+            const all = await Promise.all(stackChildren.map((child) => child.stats()));
+            return {
+              cpuMicros: all.reduce((sum, one) => sum + one.cpuMicros, 0),
+              maxRssKb: Math.max(...all.map((one) => one.maxRssKb)),
+              totalRssKb: all.reduce((sum, one) => sum + one.maxRssKb, 0),
+            };
+          },
+        };
       };
-      const stopBenchStack = async (current: Awaited<ReturnType<typeof startBenchStack>>) => {
-        const { maxRssKb } = await current.child.stats();
-        await stopChild(current.child);
-        return mib(maxRssKb);
+      type Stack = Awaited<ReturnType<typeof startBenchStack>>;
+      const stopBenchStack = async (current: Stack) => {
+        const { maxRssKb, totalRssKb } = await current.stats();
+        // Dependents first: the router flushes its analytics batch before analytics stops.
+        for (const child of [...current.children].reverse()) await stopChild(child);
+        return { max: mib(maxRssKb), total: mib(totalRssKb) };
       };
       let stackNumber = 1;
       let current = await startBenchStack(stackNumber);
-      let stackRss = 0;
-      const restartStack = async () => {
-        stackRss = Math.max(stackRss, await stopBenchStack(current));
-        current = await startBenchStack(++stackNumber);
+      const stackRss = { max: 0, total: 0 };
+      const noteRss = (rss: { max: number; total: number }) => {
+        stackRss.max = Math.max(stackRss.max, rss.max);
+        stackRss.total = Math.max(stackRss.total, rss.total);
+      };
+      const restartStack = async (topology: Topology = stackTopology) => {
+        noteRss(await stopBenchStack(current));
+        current = await startBenchStack(++stackNumber, topology);
       };
 
       const chargeRuns = async (
@@ -192,10 +242,10 @@ async function main() {
           return makeRequest(cardId);
         };
         await runLoad({ origin: originOf(), connections, durationMs: warmupMs, request, check: ok });
-        await current.child.mark();
+        await current.mark();
         const max = await runLoad({ origin: originOf(), connections, durationMs: measureMs, request, check: ok });
-        const { cpuMicros } = await current.child.stats();
-        // CPU of the whole stack process (router, subgraphs, bridge, analytics) per successful charge.
+        const { cpuMicros } = await current.stats();
+        // CPU of the whole stack (router, subgraphs, bridge, analytics; every process) per charge.
         const cpuMsPerOp = cpuMicros / 1000 / Math.max(1, max.ok + max.errors);
         warnErrors(`${label} max`, max);
         const rate = Math.max(1, Math.floor(max.rps * 0.7));
@@ -247,10 +297,47 @@ async function main() {
         const reads = await runLoad({ origin: current.router, connections, durationMs: measureMs, request: readRequest, check: readOk });
         warnErrors('card reads', reads);
         rows.push(rowOf('GraphQL card(id) reads via router', reads, { ratio: ratioTo(reads.rps, dbLimit, 'DB limit') }));
+
+        if (stackTopology === 'processes') {
+          // The same charges with every service in one process, as `npm start` runs them: one core's worth of JavaScript.
+          await restartStack('single');
+          log('GraphQL createCharge through the router, all services in one process');
+          const cardIds = await issueBenchCards(database, accounts, cardsPerRun, amount, currency);
+          let nextCard = 0;
+          const request = () => {
+            const cardId = cardIds[nextCard++];
+            if (!cardId) throw new Error('ran out of pre-issued cards');
+            return {
+              method: 'POST' as const,
+              path: '/graphql',
+              headers: { 'content-type': 'application/json', authorization: current.authorization },
+              body: JSON.stringify({
+                query: mutation,
+                operationName: 'Charge',
+                variables: { input: { cardId, amount, currency }, key: randomUUID() },
+              }),
+            };
+          };
+          const ok = (status: number, body: string) =>
+            status === 200 && body.includes('"status":"AUTHORIZED"') && !body.includes('"errors"');
+          await runLoad({ origin: current.router, connections, durationMs: warmupMs, request, check: ok });
+          await current.mark();
+          const single = await runLoad({ origin: current.router, connections, durationMs: measureMs, request, check: ok });
+          const { cpuMicros, maxRssKb } = await current.stats();
+          warnErrors('GraphQL createCharge, one process', single);
+          rows.push(
+            rowOf('GraphQL createCharge via router, all services in one process like npm start (max)', single, {
+              ratio: ratioTo(single.rps, dbLimit, 'DB limit'),
+              cpuMsPerOp: cpuMicros / 1000 / Math.max(1, single.ok + single.errors),
+              peakRssMiB: mib(maxRssKb),
+            }),
+          );
+          if (only.has('rest')) await restartStack();
+        }
       }
 
       if (only.has('rest')) {
-        if (only.has('graphql')) await restartStack();
+        if (only.has('graphql') && stackTopology !== 'processes') await restartStack();
         log('REST POST /charges through the bridge');
         const { max, paced, rate, cpuMsPerOp } = await chargeRuns(
           'REST POST /charges',
@@ -269,10 +356,12 @@ async function main() {
         );
         rows.push(rowOf(`REST POST /charges at 70% of max (${rate}/s offered)`, paced, { ratio: ratioTo(paced.rps, dbLimit, 'DB limit') }));
       }
-      const rss = Math.max(stackRss, await stopBenchStack(current));
-      for (const row of rows) if (!row.peakRssMiB && !row.scenario.startsWith('DB')) row.peakRssMiB = rss;
+      noteRss(await stopBenchStack(current));
+      for (const row of rows) if (!row.peakRssMiB && !row.scenario.startsWith('DB')) row.peakRssMiB = stackRss.max;
       notes.push(
-        'Charge rows: peak RSS and CPU ms/op are those of the stack process (4 subgraphs + router + bridge + embedded analytics, one process like npm start, on PostgreSQL + Redis); each measured charge run (max, 70%) starts on a fresh stack process, because the embedded analytics store upsert scans every stored log (O(n) per event), which slows its host process as a run goes on.',
+        stackTopology === 'processes'
+          ? `Charge rows: the stack runs one process per service (auth, cards, charges, analytics with its embedded store, router, bridge — the deployment shape) on PostgreSQL + Redis; CPU ms/op is the sum over those processes, peak RSS the largest one (all six together: ${stackRss.total.toFixed(0)} MiB). The "one process" row runs the same services in a single process, like npm start. Each measured charge run (max, 70%) starts on a fresh stack.`
+          : 'Charge rows: peak RSS and CPU ms/op are those of the stack process (4 subgraphs + router + bridge + embedded analytics, one process like npm start, on PostgreSQL + Redis); each measured charge run (max, 70%) starts on a fresh stack process.',
       );
     }
   }

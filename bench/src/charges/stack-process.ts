@@ -1,9 +1,14 @@
 /**
- * The GhostPay supergraph for the charge benchmarks, in one process like `npm start`, but on
- * real PostgreSQL (DATABASE_URL) and with the router's rate limits in Redis (REDIS_URL):
- * the four subgraphs, the router (JWT verification, per-key rate limits read from
- * auth.api_keys, metrics, the analytics emitter) and the REST bridge, each on its own
- * loopback port. BENCH_DATA_DIR holds the embedded analytics store, BENCH_SECRETS_DIR the generated secrets.
+ * The GhostPay supergraph for the charge benchmarks on real PostgreSQL (DATABASE_URL) with the
+ * router's rate limits in Redis (REDIS_URL): the four subgraphs, the router (JWT verification,
+ * per-key rate limits read from auth.api_keys, metrics, the analytics emitter) and the REST
+ * bridge, each on its own loopback port. BENCH_DATA_DIR holds the embedded analytics store,
+ * BENCH_SECRETS_DIR the generated secrets.
+ *
+ * BENCH_STACK_SERVICES (comma list of auth,cards,charges,analytics,router,bridge; default all)
+ * picks the services this process hosts: all of them is the `npm start` shape (one process);
+ * one each is the deployment shape (a process per service). BENCH_STACK_URLS (JSON, service →
+ * base URL) says where the services hosted elsewhere listen.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -60,89 +65,125 @@ try {
   const serviceLogger = (service: string) => logger.child({ service });
   const host = '127.0.0.1';
 
+  const all = ['auth', 'cards', 'charges', 'analytics', 'router', 'bridge'];
+  const hosted = new Set((process.env.BENCH_STACK_SERVICES ?? all.join(',')).split(',').map((name) => name.trim()));
+  const elsewhere = JSON.parse(process.env.BENCH_STACK_URLS ?? '{}') as Record<string, string>;
+  const urls: Record<string, string> = {};
+  const urlOf = (service: string) => {
+    const url = urls[service] ?? elsewhere[service];
+    if (!url) throw new Error(`no URL for ${service}: host it here or pass it in BENCH_STACK_URLS`);
+    return url;
+  };
+
   const secrets = createSecretsProvider({ dir: secretsDir, env });
   closers.push(async () => secrets.close());
-  const database = await createDatabase({ url: env.DATABASE_URL, applicationName: 'ghostpay-bench-stack' });
-  closers.push(() => database.close());
+  const needsDatabase = ['auth', 'cards', 'charges', 'router'].some((service) => hosted.has(service));
+  const database = needsDatabase
+    ? await createDatabase({ url: env.DATABASE_URL, applicationName: `ghostpay-bench-${[...hosted].join('-')}` })
+    : undefined;
+  if (database) closers.push(() => database.close());
+  const db = () => {
+    if (!database) throw new Error('no database in this process');
+    return database;
+  };
 
   const authConfig = config('auth', authConfigSchema);
-  const auth = createAuthService({ database, secrets, logger: serviceLogger('auth'), config: authConfig });
-  await auth.start(0, host);
-  closers.push(() => auth.close());
+  if (hosted.has('auth')) {
+    const auth = createAuthService({ database: db(), secrets, logger: serviceLogger('auth'), config: authConfig });
+    await auth.start(0, host);
+    closers.push(() => auth.close());
+    urls.auth = auth.url;
+  }
   const verifier = createJwtVerifier({
-    jwksUrl: `${auth.url}/.well-known/jwks.json`,
+    jwksUrl: `${urlOf('auth')}/.well-known/jwks.json`,
     issuer: authConfig.JWT_ISSUER,
     audience: authConfig.JWT_AUDIENCE,
   });
 
-  const cards = createCardsService({
-    database,
-    secrets,
-    verifier,
-    logger: serviceLogger('cards'),
-    config: config('cards', cardsConfigSchema),
-  });
-  await cards.start(0, host);
-  closers.push(() => cards.close());
-  const charges = createChargesService({
-    database,
-    verifier,
-    logger: serviceLogger('charges'),
-    config: config('charges', chargesConfigSchema),
-  });
-  await charges.start(0, host);
-  closers.push(() => charges.close());
+  if (hosted.has('cards')) {
+    const cards = createCardsService({
+      database: db(),
+      secrets,
+      verifier,
+      logger: serviceLogger('cards'),
+      config: config('cards', cardsConfigSchema),
+    });
+    await cards.start(0, host);
+    closers.push(() => cards.close());
+    urls.cards = cards.url;
+  }
+  if (hosted.has('charges')) {
+    const charges = createChargesService({
+      database: db(),
+      verifier,
+      logger: serviceLogger('charges'),
+      // Settlement is a background batch job (100 charges per second by default), not part of the
+      // authorize path the DB limit measures; it would load PostgreSQL during the charge runs only.
+      // BENCH_SETTLEMENT=true keeps it on (see RESULTS.md for its measured effect).
+      config: { ...config('charges', chargesConfigSchema), SETTLEMENT_ENABLED: process.env.BENCH_SETTLEMENT === 'true' },
+    });
+    await charges.start(0, host);
+    closers.push(() => charges.close());
+    urls.charges = charges.url;
+  }
+  if (hosted.has('analytics')) {
+    const analyticsConfig = config('analytics', analyticsConfigSchema);
+    const analyticsStore = await openAnalyticsStore(analyticsConfig);
+    const analytics = createAnalyticsService({
+      store: analyticsStore,
+      secrets,
+      verifier,
+      logger: serviceLogger('analytics'),
+      config: analyticsConfig,
+    });
+    await analytics.store.ensureIndexes();
+    await analytics.start(0, host);
+    closers.push(() => analytics.close());
+    urls.analytics = analytics.url;
+  }
 
-  const analyticsConfig = config('analytics', analyticsConfigSchema);
-  const analyticsStore = await openAnalyticsStore(analyticsConfig);
-  const analytics = createAnalyticsService({
-    store: analyticsStore,
-    secrets,
-    verifier,
-    logger: serviceLogger('analytics'),
-    config: analyticsConfig,
-  });
-  await analytics.store.ensureIndexes();
-  await analytics.start(0, host);
-  closers.push(() => analytics.close());
-
-  const emitter = createAnalyticsEmitter({
-    url: `${analytics.url}/internal/events`,
-    token: () => secrets.get('analytics-ingest-token'),
-    logger: serviceLogger('analytics-emitter'),
-  });
-  const redis = new Redis(env.REDIS_URL as string, { enableOfflineQueue: true, maxRetriesPerRequest: 1, commandTimeout: 1000 });
-  closers.push(async () => redis.disconnect());
-  const routerConfig = config('router', routerConfigSchema);
-  const router = createRouter({
-    config: {
-      ...routerConfig,
-      ROUTER_PQ_MANIFESTS: [manifestPath],
-      ROUTER_SUBGRAPH_URLS: {
-        auth: `${auth.url}/graphql`,
-        cards: `${cards.url}/graphql`,
-        charges: `${charges.url}/graphql`,
-        analytics: `${analytics.url}/graphql`,
+  if (hosted.has('router')) {
+    const emitter = createAnalyticsEmitter({
+      url: `${urlOf('analytics')}/internal/events`,
+      token: () => secrets.get('analytics-ingest-token'),
+      logger: serviceLogger('analytics-emitter'),
+    });
+    const redis = new Redis(env.REDIS_URL as string, { enableOfflineQueue: true, maxRetriesPerRequest: 1, commandTimeout: 1000 });
+    closers.push(async () => redis.disconnect());
+    const routerConfig = config('router', routerConfigSchema);
+    const router = createRouter({
+      config: {
+        ...routerConfig,
+        ROUTER_PQ_MANIFESTS: [manifestPath],
+        ROUTER_SUBGRAPH_URLS: {
+          auth: `${urlOf('auth')}/graphql`,
+          cards: `${urlOf('cards')}/graphql`,
+          charges: `${urlOf('charges')}/graphql`,
+          analytics: `${urlOf('analytics')}/graphql`,
+        },
       },
-    },
-    logger: serviceLogger('router'),
-    verifier,
-    redis,
-    rateLimitOverrides: createApiKeyRateLimits(database),
-    onRequestEvent: (event) => emitter.emit(toAnalyticsRequestEvent(event)),
-    onClose: () => emitter.close(),
-  });
-  await router.start(0, host);
-  closers.push(() => router.close());
+      logger: serviceLogger('router'),
+      verifier,
+      redis,
+      rateLimitOverrides: createApiKeyRateLimits(db()),
+      onRequestEvent: (event) => emitter.emit(toAnalyticsRequestEvent(event)),
+      onClose: () => emitter.close(),
+    });
+    await router.start(0, host);
+    closers.push(() => router.close());
+    urls.router = router.url;
+  }
 
-  const bridge = createBridge({
-    config: { ...config('openapi-bridge', bridgeConfigSchema), ROUTER_URL: `${router.url}/graphql` },
-    logger: serviceLogger('openapi-bridge'),
-  });
-  const bridgeUrl = await bridge.start(0, host);
-  closers.push(() => bridge.close());
+  if (hosted.has('bridge')) {
+    const bridge = createBridge({
+      config: { ...config('openapi-bridge', bridgeConfigSchema), ROUTER_URL: `${urlOf('router')}/graphql` },
+      logger: serviceLogger('openapi-bridge'),
+    });
+    urls.bridge = await bridge.start(0, host);
+    closers.push(() => bridge.close());
+  }
 
-  child.ready({ router: router.url, bridge: bridgeUrl, auth: auth.url, analytics: analytics.url });
+  child.ready(urls);
 } catch (error) {
   child.fail(error);
 }
