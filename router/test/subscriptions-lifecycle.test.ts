@@ -84,27 +84,33 @@ describe('chargeUpdated through the router (real auth, cards and charges subgrap
       await until(() => watch.events.length >= 1 || watch.errors.length > 0, 'the first event');
 
       // Cards is unreachable when the settlement event comes: its query cannot resolve `card`.
+      // (The upstream's own first event may also land while the gate is shut: either fails the same way.)
+      const failedPayload = () => watch.payloads.findIndex((p) => (p.errors?.length ?? 0) > 0);
       cardsGate.shut();
       try {
         await settleAllDue(database.db, { delayMs: 0, batchSize: 100 });
-        await until(() => watch.payloads.length >= 2 || watch.errors.length > 0, 'the settlement payload');
+        await until(() => failedPayload() >= 0 || watch.errors.length > 0, 'a payload that could not be resolved');
       } finally {
         cardsGate.open();
       }
-      const failed = watch.payloads[1];
+      const failed = watch.payloads[failedPayload()];
       expect(watch.errors).toEqual([]);
       expect(watch.completed).toBe(false);
       expect((failed?.data as { chargeUpdated?: unknown } | null | undefined)?.chargeUpdated ?? null).toBeNull();
-      expect(failed?.errors?.length).toBeGreaterThan(0);
       expect(failed?.errors?.every((e) => typeof (e as { extensions?: { code?: string } }).extensions?.code === 'string')).toBe(true);
       expect(failed?.extensions?.missedEvents).toBeUndefined();
 
-      // The subscription is still live: the refund arrives, flagged, with the whole selection.
+      // The subscription is still live: the refund arrives with the whole selection, and the
+      // first payload that resolved after the failed one says events may have been missed.
       await refundCharge(router.graphqlUrl, merchantBearer, charge.id);
       await until(() => statuses(watch).includes('REFUNDED') || watch.errors.length > 0, 'REFUNDED');
       expect(watch.errors).toEqual([]);
-      expect(statuses(watch)).toEqual(['AUTHORIZED', 'REFUNDED']);
-      expect(watch.payloads.at(-1)?.extensions).toEqual({ missedEvents: true });
+      const resolvedAfter = watch.payloads
+        .slice(failedPayload() + 1)
+        .find((p) => (p.data as { chargeUpdated?: unknown } | null | undefined)?.chargeUpdated);
+      expect(resolvedAfter?.extensions).toEqual({ missedEvents: true });
+      expect(statuses(watch)[0]).toBe('AUTHORIZED');
+      expect(statuses(watch).at(-1)).toBe('REFUNDED');
       expect(watch.events.at(-1)?.card.owner.id).toBe(owner.id);
     } finally {
       await client.dispose();
