@@ -73,6 +73,8 @@ export interface UpstreamPool {
 interface Socket {
   id: number;
   subgraph: string;
+  /** The pool's logger with this socket's subgraph and id. */
+  log: Logger;
   client: Client;
   subscriptions: number;
   /** The subscriptions this socket carries, to mark them when it drops. */
@@ -133,6 +135,7 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
     const socket: Socket = {
       id,
       subgraph,
+      log,
       subscriptions: 0,
       members: new Set(),
       connected: false,
@@ -205,10 +208,7 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
 
   const remove = (sub: SharedSubscription, reason: string) => {
     if (sub.closed) return;
-    options.logger.debug(
-      { subgraph: sub.socket.subgraph, upstreamSocket: sub.socket.id, key: sub.key, reason },
-      'upstream subscription removed',
-    );
+    sub.socket.log.debug({ key: sub.key, reason }, 'upstream subscription removed');
     sub.closed = true;
     clearTimeout(sub.retryTimer);
     subscriptions.delete(sub.key);
@@ -229,11 +229,8 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
   };
 
   const run = (sub: SharedSubscription) => {
-    if (sub.closed || closed) {
-      options.logger.debug({ key: sub.key, closed: sub.closed }, 'upstream subscribe skipped');
-      return;
-    }
-    options.logger.debug({ subgraph: sub.socket.subgraph, upstreamSocket: sub.socket.id, key: sub.key }, 'upstream subscribe');
+    if (sub.closed || closed) return;
+    sub.socket.log.debug({ key: sub.key }, 'upstream subscribe');
     sub.dispose = sub.socket.client.subscribe(
       { query: sub.target.query, variables: sub.target.variables },
       {
@@ -262,21 +259,15 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
           sub.dispose = undefined;
           if (sub.socket.failures === 0) sub.socket.failures = 1;
           const delay = retryDelay(sub.socket);
-          options.logger.info(
-            {
-              subgraph: sub.socket.subgraph,
-              upstreamSocket: sub.socket.id,
-              failures: sub.socket.failures,
-              delayMs: delay,
-              reason: describe(error),
-            },
+          sub.socket.log.info(
+            { key: sub.key, failures: sub.socket.failures, delayMs: delay, reason: describe(error) },
             'upstream subscription lost: resubscribing',
           );
           sub.retryTimer = setTimeout(() => run(sub), delay);
         },
         complete: () => {
           if (sub.closed) return;
-          options.logger.info({ subgraph: sub.socket.subgraph, upstreamSocket: sub.socket.id }, 'upstream subscription completed');
+          sub.socket.log.info({ key: sub.key }, 'upstream subscription completed');
           const listeners = [...sub.listeners];
           remove(sub, 'complete');
           for (const listener of listeners) listener.complete();
