@@ -141,9 +141,8 @@ async function main() {
     }
 
     if (only.has('graphql') || only.has('rest')) {
-      // Each measured charge run gets a fresh stack process (and data directory): the embedded
-      // analytics store upserts each event with a scan of every stored log (O(n) per event), which
-      // slows its host process as a run goes on and would penalize whatever runs last.
+      // Each measured charge run gets a fresh stack (and data directory), so no run inherits the
+      // analytics data, heaps or connection state of the one before it.
       /**
        * The stack under test. `processes` (the default, the deployment shape): each service in
        * its own process — auth, cards, charges, analytics, router, bridge. `single`: all of them
@@ -190,7 +189,6 @@ async function main() {
           ?.accessToken;
         if (!token) throw new Error('could not exchange the bench API key for a token');
         return {
-          topology,
           children: stackChildren,
           router: routerUrl,
           bridge: urls.bridge as string,
@@ -228,33 +226,39 @@ async function main() {
         current = await startBenchStack(++stackNumber, topology);
       };
 
-      const chargeRuns = async (
-        label: string,
-        originOf: () => string,
-        makeRequest: (cardId: string) => Parameters<typeof runLoad>[0]['request'] extends (i: number) => infer R ? R : never,
-        ok: (status: number, body: string) => boolean,
-      ) => {
-        const cardIds = await issueBenchCards(database, accounts, cardsPerRun * 2, amount, currency);
-        let nextCard = 0;
+      type ChargeRequest = Parameters<typeof runLoad>[0]['request'] extends (i: number) => infer R ? R : never;
+      type Check = (status: number, body: string) => boolean;
+      /** Each call builds the next request on a fresh pre-issued card (a single-use card takes one charge). */
+      const onFreshCards = (cardIds: string[], makeRequest: (cardId: string) => ChargeRequest) => {
+        let used = 0;
         const request = () => {
-          const cardId = cardIds[nextCard++];
+          const cardId = cardIds[used++];
           if (!cardId) throw new Error('ran out of pre-issued cards');
           return makeRequest(cardId);
         };
-        await runLoad({ origin: originOf(), connections, durationMs: warmupMs, request, check: ok });
+        return { request, used: () => cardIds.slice(0, used) };
+      };
+      /** Warm-up, then the closed-loop maximum with the stack's CPU (every process) per charge over that window. */
+      const measureMax = async (label: string, origin: string, request: () => ChargeRequest, ok: Check) => {
+        await runLoad({ origin, connections, durationMs: warmupMs, request, check: ok });
         await current.mark();
-        const max = await runLoad({ origin: originOf(), connections, durationMs: measureMs, request, check: ok });
-        const { cpuMicros } = await current.stats();
-        // CPU of the whole stack (router, subgraphs, bridge, analytics; every process) per charge.
-        const cpuMsPerOp = cpuMicros / 1000 / Math.max(1, max.ok + max.errors);
+        const max = await runLoad({ origin, connections, durationMs: measureMs, request, check: ok });
+        const { cpuMicros, maxRssKb } = await current.stats();
         warnErrors(`${label} max`, max);
+        return { max, cpuMsPerOp: cpuMicros / 1000 / Math.max(1, max.ok + max.errors), maxRssKb };
+      };
+
+      const chargeRuns = async (label: string, originOf: () => string, makeRequest: (cardId: string) => ChargeRequest, ok: Check) => {
+        const cards = onFreshCards(await issueBenchCards(database, accounts, cardsPerRun * 2, amount, currency), makeRequest);
+        const { request } = cards;
+        const { max, cpuMsPerOp } = await measureMax(label, originOf(), request, ok);
         const rate = Math.max(1, Math.floor(max.rps * 0.7));
         // A fresh stack for the paced run too: see startBenchStack.
         await restartStack();
         await runLoad({ origin: originOf(), connections, durationMs: warmupMs, ratePerSec: rate, request, check: ok });
         const paced = await runLoad({ origin: originOf(), connections, durationMs: measureMs, ratePerSec: rate, request, check: ok });
         warnErrors(`${label} at 70%`, paced);
-        return { max, paced, rate, cpuMsPerOp, usedCards: cardIds.slice(0, nextCard) };
+        return { max, paced, rate, cpuMsPerOp, usedCards: cards.used() };
       };
 
       let graphqlMax: number | undefined;
@@ -262,20 +266,22 @@ async function main() {
         log('GraphQL createCharge through the router');
         const mutation =
           'mutation Charge($input: CreateChargeInput!, $key: String!) { createCharge(input: $input, idempotencyKey: $key) { id status amount currency } }';
+        const chargeRequest = (cardId: string): ChargeRequest => ({
+          method: 'POST',
+          path: '/graphql',
+          headers: { 'content-type': 'application/json', authorization: current.authorization },
+          body: JSON.stringify({
+            query: mutation,
+            operationName: 'Charge',
+            variables: { input: { cardId, amount, currency }, key: randomUUID() },
+          }),
+        });
+        const charged: Check = (status, body) => status === 200 && body.includes('"status":"AUTHORIZED"') && !body.includes('"errors"');
         const { max, paced, rate, cpuMsPerOp, usedCards } = await chargeRuns(
           'GraphQL createCharge',
           () => current.router,
-          (cardId) => ({
-            method: 'POST',
-            path: '/graphql',
-            headers: { 'content-type': 'application/json', authorization: current.authorization },
-            body: JSON.stringify({
-              query: mutation,
-              operationName: 'Charge',
-              variables: { input: { cardId, amount, currency }, key: randomUUID() },
-            }),
-          }),
-          (status, body) => status === 200 && body.includes('"status":"AUTHORIZED"') && !body.includes('"errors"'),
+          chargeRequest,
+          charged,
         );
         graphqlMax = max.rps;
         rows.push(rowOf('GraphQL createCharge via router (max)', max, { ratio: ratioTo(max.rps, dbLimit, 'DB limit'), cpuMsPerOp }));
@@ -302,34 +308,13 @@ async function main() {
           // The same charges with every service in one process, as `npm start` runs them: one core's worth of JavaScript.
           await restartStack('single');
           log('GraphQL createCharge through the router, all services in one process');
-          const cardIds = await issueBenchCards(database, accounts, cardsPerRun, amount, currency);
-          let nextCard = 0;
-          const request = () => {
-            const cardId = cardIds[nextCard++];
-            if (!cardId) throw new Error('ran out of pre-issued cards');
-            return {
-              method: 'POST' as const,
-              path: '/graphql',
-              headers: { 'content-type': 'application/json', authorization: current.authorization },
-              body: JSON.stringify({
-                query: mutation,
-                operationName: 'Charge',
-                variables: { input: { cardId, amount, currency }, key: randomUUID() },
-              }),
-            };
-          };
-          const ok = (status: number, body: string) =>
-            status === 200 && body.includes('"status":"AUTHORIZED"') && !body.includes('"errors"');
-          await runLoad({ origin: current.router, connections, durationMs: warmupMs, request, check: ok });
-          await current.mark();
-          const single = await runLoad({ origin: current.router, connections, durationMs: measureMs, request, check: ok });
-          const { cpuMicros, maxRssKb } = await current.stats();
-          warnErrors('GraphQL createCharge, one process', single);
+          const { request } = onFreshCards(await issueBenchCards(database, accounts, cardsPerRun, amount, currency), chargeRequest);
+          const one = await measureMax('GraphQL createCharge (one process)', current.router, request, charged);
           rows.push(
-            rowOf('GraphQL createCharge via router, all services in one process like npm start (max)', single, {
-              ratio: ratioTo(single.rps, dbLimit, 'DB limit'),
-              cpuMsPerOp: cpuMicros / 1000 / Math.max(1, single.ok + single.errors),
-              peakRssMiB: mib(maxRssKb),
+            rowOf('GraphQL createCharge via router, all services in one process like npm start (max)', one.max, {
+              ratio: ratioTo(one.max.rps, dbLimit, 'DB limit'),
+              cpuMsPerOp: one.cpuMsPerOp,
+              peakRssMiB: mib(one.maxRssKb),
             }),
           );
           if (only.has('rest')) await restartStack();
