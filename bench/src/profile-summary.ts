@@ -1,6 +1,8 @@
 /**
  * Summarizes a V8 .cpuprofile (from BENCH_CPU_PROF=1): self time by package and the top
- * functions. `node bench/src/profile-summary.ts bench/profiles/gateway-ghostpay.cpuprofile [top]`
+ * functions, then the inclusive (self + callees) time of the project's own functions, which
+ * says which of our code paths the time is spent under.
+ * `node bench/src/profile-summary.ts bench/profiles/gateway-ghostpay.cpuprofile [top]`
  */
 import { readFileSync } from 'node:fs';
 
@@ -31,15 +33,19 @@ const packageOf = (url: string) => {
   const w = url.match(/\/work\/main\/([^/]+(?:\/[^/]+)?)\//);
   return w ? `ghostpay:${w[1]}` : url;
 };
+const keyOf = (node: ProfileNode) => {
+  const { functionName, url, lineNumber } = node.callFrame;
+  return `${functionName || '(anonymous)'} ${url.replace(/^.*node_modules\//, '').replace('file:///work/main/', '')}:${lineNumber + 1}`;
+};
 const packages = new Map<string, number>();
 const functions = new Map<string, number>();
 for (const [id, time] of self) {
   const node = byId.get(id);
   if (!node) continue;
-  const { functionName, url, lineNumber } = node.callFrame;
+  const { functionName, url } = node.callFrame;
   const pkg = node.callFrame.functionName === '(garbage collector)' ? '(gc)' : functionName === '(idle)' ? '(idle)' : packageOf(url);
   packages.set(pkg, (packages.get(pkg) ?? 0) + time);
-  const key = `${functionName || '(anonymous)'} ${url.replace(/^.*node_modules\//, '').replace('file:///work/main/', '')}:${lineNumber + 1}`;
+  const key = keyOf(node);
   functions.set(key, (functions.get(key) ?? 0) + time);
 }
 const pct = (t: number) => `${((t / total) * 100).toFixed(1).padStart(5)}%`;
@@ -48,3 +54,21 @@ console.log('\nself time by package:');
 for (const [pkg, t] of [...packages].sort((a, b) => b[1] - a[1]).slice(0, 20)) console.log(`${pct(t)}  ${pkg}`);
 console.log('\ntop functions (self):');
 for (const [fn, t] of [...functions].sort((a, b) => b[1] - a[1]).slice(0, Number(topArg ?? 25))) console.log(`${pct(t)}  ${fn}`);
+
+// Inclusive time: each sample counts once for every distinct project function on its stack.
+const parentOf = new Map<number, number>();
+for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);
+const inclusive = new Map<string, number>();
+for (const [id, time] of self) {
+  const seen = new Set<string>();
+  for (let at: number | undefined = id; at !== undefined; at = parentOf.get(at)) {
+    const node = byId.get(at);
+    if (!node?.callFrame.url.includes('/work/main/') || node.callFrame.url.includes('node_modules')) continue;
+    const key = keyOf(node);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    inclusive.set(key, (inclusive.get(key) ?? 0) + time);
+  }
+}
+console.log('\nproject functions (inclusive):');
+for (const [fn, t] of [...inclusive].sort((a, b) => b[1] - a[1]).slice(0, Number(topArg ?? 25))) console.log(`${pct(t)}  ${fn}`);

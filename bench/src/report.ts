@@ -11,6 +11,8 @@ export interface Row {
   p99?: number;
   errors?: number;
   cpuMsPerOp?: number;
+  /** PostgreSQL's CPU (every backend) per operation, in the same window. */
+  pgCpuMsPerOp?: number;
   peakRssMiB?: number;
   note?: string;
 }
@@ -18,11 +20,11 @@ export interface Row {
 const fmt = (value: number | undefined, digits = 1) => (value === undefined || Number.isNaN(value) ? '–' : value.toFixed(digits));
 
 export function renderTable(rows: Row[]): string {
-  const header = '| scenario | req/s | ratio | p50 ms | p95 ms | p99 ms | errors | CPU ms/op | peak RSS MiB | note |';
-  const rule = '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |';
+  const header = '| scenario | req/s | ratio | p50 ms | p95 ms | p99 ms | errors | CPU ms/op | PG CPU ms/op | peak RSS MiB | note |';
+  const rule = '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |';
   const lines = rows.map(
     (r) =>
-      `| ${r.scenario} | ${fmt(r.rps, 0)} | ${r.ratio ?? '–'} | ${fmt(r.p50)} | ${fmt(r.p95)} | ${fmt(r.p99)} | ${r.errors ?? '–'} | ${fmt(r.cpuMsPerOp, 2)} | ${fmt(r.peakRssMiB, 0)} | ${r.note ?? ''} |`,
+      `| ${r.scenario} | ${fmt(r.rps, 0)} | ${r.ratio ?? '–'} | ${fmt(r.p50)} | ${fmt(r.p95)} | ${fmt(r.p99)} | ${r.errors ?? '–'} | ${fmt(r.cpuMsPerOp, 2)} | ${fmt(r.pgCpuMsPerOp, 2)} | ${fmt(r.peakRssMiB, 0)} | ${r.note ?? ''} |`,
   );
   return [header, rule, ...lines].join('\n');
 }

@@ -12,7 +12,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createDatabase, migrate } from '@ghostpay/db';
@@ -27,6 +27,7 @@ import { testQuery } from './federation/test-query.ts';
 import { type LoadResult, runLoad } from './load.ts';
 import { machineDetails } from './machine.ts';
 import { type Row, renderTable, writeResults } from './report.ts';
+import { serverCpu } from './server-cpu.ts';
 
 const hardLimitMs = 8 * 60_000;
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
@@ -108,6 +109,10 @@ async function main() {
     await admin.query('create database ghostpay_bench');
     await admin.end();
     const url = cluster.urlFor('ghostpay_bench');
+    // PostgreSQL's postmaster (whose children are the backends) and redis-server, measured from /proc.
+    const pgCpu = serverCpu(Number(readFileSync(join(cluster.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]));
+    const redisCpu = serverCpu(redis.pid ?? 0);
+    const pgMsPerOp = (ops: number) => pgCpu.cpuMicros() / 1000 / Math.max(1, ops);
     const database = await createDatabase({ url, poolSize: 4, applicationName: 'ghostpay-bench-seed' });
     cleanups.push(() => database.close());
     await migrate(database);
@@ -127,14 +132,22 @@ async function main() {
         connections,
       };
       const warm = await child.run<LoadResult & { used: number }>({ ...base, cardIds: cardIds, durationMs: warmupMs });
+      await child.mark();
+      pgCpu.mark();
       const result = await child.run<LoadResult & { used: number }>({ ...base, cardIds: cardIds.slice(warm.used), durationMs: measureMs });
-      const { maxRssKb } = await child.stats();
+      const pgCpuMsPerOp = pgMsPerOp(result.ok + result.errors);
+      const { maxRssKb, cpuMicros } = await child.stats();
       await stopChild(child);
       warnErrors('database limit', result);
       dbLimit = result.rps;
+      notes.push(
+        'DB limit row: CPU ms/op is the driver process (the client side of `authorizeCharge`: drizzle, pg); PG CPU ms/op, here and on the charge rows, is every PostgreSQL backend over the same measured window (from /proc).',
+      );
       rows.push(
         rowOf(`DB limit: authorizeCharge via pg pool (${connections} concurrent)`, result, {
           ratio: '1.00× DB limit',
+          cpuMsPerOp: cpuMicros / 1000 / Math.max(1, result.ok + result.errors),
+          pgCpuMsPerOp,
           peakRssMiB: mib(maxRssKb),
         }),
       );
@@ -196,11 +209,12 @@ async function main() {
           async mark() {
             await Promise.all(stackChildren.map((child) => child.mark()));
           },
-          /** CPU of every stack process since `mark`, and the largest peak RSS of one of them. */
+          /** CPU of every stack process since `mark` (in total and by process), and the largest peak RSS of one of them. */
           async stats() {
             const all = await Promise.all(stackChildren.map((child) => child.stats()));
             return {
               cpuMicros: all.reduce((sum, one) => sum + one.cpuMicros, 0),
+              cpuMicrosByProcess: stackChildren.map((child, i) => ({ name: child.name, cpuMicros: all[i]?.cpuMicros ?? 0 })),
               maxRssKb: Math.max(...all.map((one) => one.maxRssKb)),
               totalRssKb: all.reduce((sum, one) => sum + one.maxRssKb, 0),
             };
@@ -238,27 +252,44 @@ async function main() {
         };
         return { request, used: () => cardIds.slice(0, used) };
       };
-      /** Warm-up, then the closed-loop maximum with the stack's CPU (every process) per charge over that window. */
+      /**
+       * Warm-up, then the closed-loop maximum with the stack's CPU (every process, and
+       * PostgreSQL's) per charge over that window; the split by process goes to the log and notes.
+       */
       const measureMax = async (label: string, origin: string, request: () => ChargeRequest, ok: Check) => {
         await runLoad({ origin, connections, durationMs: warmupMs, request, check: ok });
         await current.mark();
+        pgCpu.mark();
+        redisCpu.mark();
         const max = await runLoad({ origin, connections, durationMs: measureMs, request, check: ok });
-        const { cpuMicros, maxRssKb } = await current.stats();
+        const ops = Math.max(1, max.ok + max.errors);
+        const pgCpuMsPerOp = pgMsPerOp(ops);
+        const redisCpuMsPerOp = redisCpu.cpuMicros() / 1000 / ops;
+        const { cpuMicros, cpuMicrosByProcess, maxRssKb } = await current.stats();
         warnErrors(`${label} max`, max);
-        return { max, cpuMsPerOp: cpuMicros / 1000 / Math.max(1, max.ok + max.errors), maxRssKb };
+        const split = [
+          ...cpuMicrosByProcess.map(
+            ({ name, cpuMicros }) => `${name.replace(/^stack-\d+-?/, '') || 'stack'} ${(cpuMicros / 1000 / ops).toFixed(2)}`,
+          ),
+          `postgres ${pgCpuMsPerOp.toFixed(2)}`,
+          `redis-server ${redisCpuMsPerOp.toFixed(2)}`,
+        ].join(', ');
+        log(`${label}: CPU ms per charge by process: ${split}`);
+        notes.push(`${label} (max), CPU ms per charge by process: ${split}.`);
+        return { max, cpuMsPerOp: cpuMicros / 1000 / ops, pgCpuMsPerOp, maxRssKb };
       };
 
       const chargeRuns = async (label: string, originOf: () => string, makeRequest: (cardId: string) => ChargeRequest, ok: Check) => {
         const cards = onFreshCards(await issueBenchCards(database, accounts, cardsPerRun * 2, amount, currency), makeRequest);
         const { request } = cards;
-        const { max, cpuMsPerOp } = await measureMax(label, originOf(), request, ok);
+        const { max, cpuMsPerOp, pgCpuMsPerOp } = await measureMax(label, originOf(), request, ok);
         const rate = Math.max(1, Math.floor(max.rps * 0.7));
         // A fresh stack for the paced run too: see startBenchStack.
         await restartStack();
         await runLoad({ origin: originOf(), connections, durationMs: warmupMs, ratePerSec: rate, request, check: ok });
         const paced = await runLoad({ origin: originOf(), connections, durationMs: measureMs, ratePerSec: rate, request, check: ok });
         warnErrors(`${label} at 70%`, paced);
-        return { max, paced, rate, cpuMsPerOp, usedCards: cards.used() };
+        return { max, paced, rate, cpuMsPerOp, pgCpuMsPerOp, usedCards: cards.used() };
       };
 
       let graphqlMax: number | undefined;
@@ -277,14 +308,16 @@ async function main() {
           }),
         });
         const charged: Check = (status, body) => status === 200 && body.includes('"status":"AUTHORIZED"') && !body.includes('"errors"');
-        const { max, paced, rate, cpuMsPerOp, usedCards } = await chargeRuns(
+        const { max, paced, rate, cpuMsPerOp, pgCpuMsPerOp, usedCards } = await chargeRuns(
           'GraphQL createCharge',
           () => current.router,
           chargeRequest,
           charged,
         );
         graphqlMax = max.rps;
-        rows.push(rowOf('GraphQL createCharge via router (max)', max, { ratio: ratioTo(max.rps, dbLimit, 'DB limit'), cpuMsPerOp }));
+        rows.push(
+          rowOf('GraphQL createCharge via router (max)', max, { ratio: ratioTo(max.rps, dbLimit, 'DB limit'), cpuMsPerOp, pgCpuMsPerOp }),
+        );
         rows.push(
           rowOf(`GraphQL createCharge at 70% of max (${rate}/s offered)`, paced, { ratio: ratioTo(paced.rps, dbLimit, 'DB limit') }),
         );
@@ -314,6 +347,7 @@ async function main() {
             rowOf('GraphQL createCharge via router, all services in one process like npm start (max)', one.max, {
               ratio: ratioTo(one.max.rps, dbLimit, 'DB limit'),
               cpuMsPerOp: one.cpuMsPerOp,
+              pgCpuMsPerOp: one.pgCpuMsPerOp,
               peakRssMiB: mib(one.maxRssKb),
             }),
           );
@@ -324,7 +358,7 @@ async function main() {
       if (only.has('rest')) {
         if (only.has('graphql') && stackTopology !== 'processes') await restartStack();
         log('REST POST /charges through the bridge');
-        const { max, paced, rate, cpuMsPerOp } = await chargeRuns(
+        const { max, paced, rate, cpuMsPerOp, pgCpuMsPerOp } = await chargeRuns(
           'REST POST /charges',
           () => current.bridge,
           (cardId) => ({
@@ -337,7 +371,11 @@ async function main() {
         );
         const vsGraphql = graphqlMax ? ` (${((max.rps / graphqlMax) * 100).toFixed(0)}% of GraphQL)` : '';
         rows.push(
-          rowOf(`REST POST /charges via bridge (max)${vsGraphql}`, max, { ratio: ratioTo(max.rps, dbLimit, 'DB limit'), cpuMsPerOp }),
+          rowOf(`REST POST /charges via bridge (max)${vsGraphql}`, max, {
+            ratio: ratioTo(max.rps, dbLimit, 'DB limit'),
+            cpuMsPerOp,
+            pgCpuMsPerOp,
+          }),
         );
         rows.push(rowOf(`REST POST /charges at 70% of max (${rate}/s offered)`, paced, { ratio: ratioTo(paced.rps, dbLimit, 'DB limit') }));
       }

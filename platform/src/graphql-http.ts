@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type ApolloServer, type BaseContext, HeaderMap } from '@apollo/server';
+import { ErrorCode } from './errors.ts';
 import { BodyTooLargeError, readBody, sendJson } from './http-server.ts';
 
 export interface GraphQLHandlerOptions<TContext extends BaseContext> {
@@ -45,7 +46,9 @@ export function createGraphQLHandler<TContext extends BaseContext>(
       try {
         body = JSON.parse(raw.toString('utf8'));
       } catch {
-        sendJson(res, 400, { errors: [{ message: 'Request body is not valid JSON', extensions: { code: 'BAD_REQUEST' } }] });
+        sendJson(res, 400, {
+          errors: [{ message: 'Request body is not valid JSON', extensions: { code: ErrorCode.GRAPHQL_PARSE_FAILED } }],
+        });
         return;
       }
     } else if (raw.length > 0) {

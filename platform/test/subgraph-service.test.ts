@@ -57,6 +57,44 @@ describe('subgraph service', () => {
   });
 });
 
+describe('subgraph service request errors', () => {
+  it('answers malformed requests with 400 and a code from the closed list', async () => {
+    const issuer = await createTestTokenIssuer();
+    service = createSubgraphService({
+      name: 'demo',
+      typeDefs: parse(`
+        extend schema @link(url: "https://specs.apollo.dev/federation/v2.9", import: ["@key"])
+        type Query { hello: String }
+      `),
+      resolvers: { Query: { hello: () => 'hi' } },
+      verifier: issuer.verifier,
+      logger: createLogger({ service: 'demo', level: 'silent' }),
+      registry: createMetricsRegistry('demo'),
+    }) as SubgraphService<never>;
+    const url = await service.start(0);
+    const post = async (body: string) => {
+      const response = await fetch(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      return {
+        status: response.status,
+        body: (await response.json()) as { errors?: Array<{ message: string; extensions?: { code?: string } }> },
+      };
+    };
+    const cases: Array<[string, string]> = [
+      ['{"query": ', 'GRAPHQL_PARSE_FAILED'],
+      ['{}', 'BAD_USER_INPUT'],
+      ['{"query": "{ hello"}', 'GRAPHQL_PARSE_FAILED'],
+      ['{"query": "{ nope }"}', 'GRAPHQL_VALIDATION_FAILED'],
+    ];
+    for (const [body, code] of cases) {
+      const answer = await post(body);
+      expect(answer.status, body).toBe(400);
+      expect(answer.body.errors?.[0]?.extensions?.code, body).toBe(code);
+      expect(answer.body.errors?.[0]?.message, body).not.toBe('Internal server error');
+    }
+    expect((await post('{"query": "{ hello }"}')).body).toEqual({ data: { hello: 'hi' } });
+  });
+});
+
 describe('subgraph service when the database is unreachable', () => {
   it('answers SERVICE_UNAVAILABLE (retryable) instead of INTERNAL_SERVER_ERROR, without the driver message', async () => {
     const issuer = await createTestTokenIssuer();

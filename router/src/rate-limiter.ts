@@ -103,6 +103,9 @@ end
 return {allowed, count, reset, retry}
 `;
 
+const slidingWindowCommand = 'ghostpaySlidingWindow';
+type SlidingWindowCall = (key: string, limit: number, windowMicros: number, cost: number, nonce: string) => Promise<unknown>;
+
 export interface RedisRateLimiterOptions {
   redis: Redis;
   logger: Logger;
@@ -124,11 +127,16 @@ export function createRedisRateLimiter(options: RedisRateLimiterOptions): RateLi
   const prefix = options.keyPrefix ?? 'ghostpay:rl:';
   const fallback = createMemoryRateLimiter({ windowMs });
   const { redis } = options;
+  // ioredis sends a defined command as EVALSHA (the script's hash, not its text) and falls
+  // back to EVAL once if the server does not have the script cached (NOSCRIPT, e.g. after
+  // a Redis restart).
+  if (!(slidingWindowCommand in redis)) redis.defineCommand(slidingWindowCommand, { numberOfKeys: 1, lua: slidingWindowScript });
+  const slidingWindow = (redis as unknown as Record<typeof slidingWindowCommand, SlidingWindowCall>)[slidingWindowCommand].bind(redis);
   let lastWarning = 0;
   return {
     async consume(identity, limit, cost = 1) {
       try {
-        const reply = (await redis.eval(slidingWindowScript, 1, `${prefix}${identity}`, limit, windowMs * 1000, cost, randomUUID())) as [
+        const reply = (await slidingWindow(`${prefix}${identity}`, limit, windowMs * 1000, cost, randomUUID())) as [
           number,
           number,
           number,

@@ -278,10 +278,6 @@ export function createRouter(deps: RouterDeps): Router {
           extensions: { code: ErrorCode.OPERATION_LIMIT_EXCEEDED, limit: 'tokens', max: limits.maxTokens },
         };
       }
-      // Apollo Server's own request errors (CSRF, bad JSON shape, GET mutation) keep their message under our closed list's code.
-      if (formatted.extensions?.code === 'BAD_REQUEST') {
-        return { message: formatted.message, extensions: { code: ErrorCode.BAD_USER_INPUT } };
-      }
       // A path set on our own errors survives even when a second copy of graphql wrapped them (vitest loads the ESM build).
       const path = formatted.path ?? (error as { path?: readonly (string | number)[] } | undefined)?.path;
       return formatGraphQLError(path ? { ...formatted, path } : formatted, error);

@@ -4,6 +4,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { apiKeys, newId } from '@ghostpay/db';
+import { createLogger } from '@ghostpay/platform';
 import {
   createSeed,
   createTestTokenIssuer,
@@ -17,6 +18,7 @@ import {
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKeyRateLimits } from '../src/api-key-rate-limits.ts';
+import { createRedisRateLimiter } from '../src/rate-limiter.ts';
 import { codes, post, repoRoot, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
 
 const typename = { query: '{ __typename }' };
@@ -191,6 +193,35 @@ describe.skipIf(!redisUrl())('rate limiting shared through Redis', () => {
       await Promise.all([stop(a.child), stop(b.child)]);
     }
   }, 150_000);
+
+  it('sends the script by hash and keeps one count when Redis forgets its scripts (NOSCRIPT → EVAL once)', async () => {
+    const redis = new Redis(redisUrl() as string);
+    let fallbacks = 0;
+    const limiter = createRedisRateLimiter({
+      redis,
+      logger: createLogger({ service: 'test', level: 'silent' }),
+      onFallback: () => fallbacks++,
+    });
+    const identity = `script-${randomUUID()}`;
+    try {
+      await redis.script('FLUSH');
+      const remaining = [];
+      for (let i = 0; i < 2; i++) remaining.push((await limiter.consume(identity, 4)).remaining);
+      await redis.script('FLUSH'); // as after a Redis restart
+      for (let i = 0; i < 3; i++) remaining.push((await limiter.consume(identity, 4)).remaining);
+      expect(remaining).toEqual([3, 2, 1, 0, 0]);
+      expect((await limiter.consume(identity, 4)).allowed).toBe(false);
+      expect(fallbacks).toBe(0);
+      const calls = (command: string, stats: string) => Number(stats.match(new RegExp(`cmdstat_${command}:calls=(\\d+)`))?.[1] ?? 0);
+      const before = await redis.info('commandstats');
+      await limiter.consume(identity, 4);
+      const after = await redis.info('commandstats');
+      expect(calls('evalsha', after)).toBeGreaterThan(calls('evalsha', before));
+    } finally {
+      await limiter.close();
+      redis.disconnect();
+    }
+  });
 
   it('fails open to a local limit with a metric when Redis is down', async () => {
     const deadRedis = new Redis('redis://127.0.0.1:9', {

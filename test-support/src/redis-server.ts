@@ -13,6 +13,8 @@ export function findRedisServer(): string | undefined {
 export interface RedisServer {
   readonly url: string;
   readonly port: number;
+  /** The server's process id while it runs. */
+  readonly pid: number | undefined;
   stop(): Promise<void>;
   start(): Promise<void>;
 }
@@ -52,6 +54,9 @@ export async function startRedisServer(options: { bin?: string } = {}): Promise<
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
+    get pid() {
+      return child?.exitCode === null ? child.pid : undefined;
+    },
     start,
     async stop() {
       const current = child;

@@ -1,11 +1,20 @@
-import { cards, charges, type Database, type DeclineCode, newId } from '@ghostpay/db';
+import {
+  cards,
+  chargeEvents,
+  chargeIdempotencyKeys,
+  charges,
+  type Database,
+  type DeclineCode,
+  newId,
+  type Transaction,
+} from '@ghostpay/db';
 import { ForbiddenError, NotFoundError, type Principal } from '@ghostpay/platform';
-import { and, eq, gt, gte, sql } from 'drizzle-orm';
-import { recordChargeEvent } from './charge-events.ts';
+import { eq, sql } from 'drizzle-orm';
+import { notifyEvent } from './charge-events.ts';
 import { type CreateChargeInput, requestFingerprint, validateCreateCharge } from './charge-input.ts';
-import type { ChargeRow } from './charge-record.ts';
+import { type ChargeRow, toSnapshot } from './charge-record.ts';
 import type { ChargesMetrics } from './charges-metrics.ts';
-import { claimIdempotencyKey, completeIdempotencyKey, type IdempotencyScope } from './idempotency.ts';
+import { claimIdempotencyKey, type IdempotencyScope, lockTimeoutAfterClaim } from './idempotency.ts';
 
 export interface AuthorizeChargeDeps {
   db: Database;
@@ -34,6 +43,10 @@ function mayCharge(principal: Principal, issuerId: string): boolean {
  * the card's), the charge insert, its event and NOTIFY all commit together or not at all.
  * Under any concurrency exactly one charge per card succeeds: the card row's update is
  * the arbiter, and the partial unique index on charges backs it up.
+ *
+ * Four round trips on the authorized path: BEGIN, the claim (which also bounds lock waits),
+ * one statement for everything else ({@link writeCharge}), COMMIT. A decline adds the card
+ * read and a second write statement.
  */
 export async function authorizeCharge(
   deps: AuthorizeChargeDeps,
@@ -53,27 +66,35 @@ export async function authorizeCharge(
   };
   const isAdmin = principal.role === 'admin';
 
-  const result = await deps.db.transaction(async (tx) => {
-    const claim = await claimIdempotencyKey(tx, scope, deps.idempotencyWaitMs);
-    if (claim.kind === 'replay') return { charge: claim.charge, replayed: true };
+  const result = await deps.db
+    .transaction(async (tx): Promise<AuthorizeChargeResult> => {
+      const claim = await claimIdempotencyKey(tx, scope, deps.idempotencyWaitMs);
+      if (claim.kind === 'replay') return { charge: claim.charge, replayed: true };
 
-    const used = await tx
-      .update(cards)
-      .set({ status: 'USED', usedAt: sql`now()` })
-      .where(
-        and(
-          eq(cards.id, input.cardId),
-          eq(cards.status, 'ACTIVE'),
-          gt(cards.expiresAt, sql`now()`),
-          eq(cards.currency, input.currency),
-          gte(cards.amount, input.amount),
-          isAdmin ? undefined : eq(cards.issuerId, principal.userId),
-        ),
-      )
-      .returning({ id: cards.id });
+      // Every column of the new charge is known here: `now()` is the claim's, fixed for the
+      // transaction. So the event and the replay snapshot can be written by the same statement.
+      const now = claim.now;
+      const charge: ChargeRow = {
+        id: newId('ch'),
+        cardId: input.cardId,
+        merchantId: principal.userId,
+        amount: input.amount,
+        currency: input.currency,
+        status: 'AUTHORIZED',
+        declineCode: null,
+        refundedAmount: 0,
+        description,
+        createdAt: now,
+        authorizedAt: now,
+        settledAt: null,
+        updatedAt: now,
+      };
+      // The hot path: one statement takes the card (ACTIVE → USED when every condition holds)
+      // and, only if it did, writes the charge, its event, the NOTIFY and the replay.
+      if (await writeCharge(tx, charge, scope, { issuerId: isAdmin ? null : principal.userId })) {
+        return { charge, replayed: false };
+      }
 
-    let declineCode: DeclineCode | null = null;
-    if (used.length === 0) {
       // Not authorized: find out why. The card's status can only move away from ACTIVE, so a
       // plain read after the failed update (which waited for any concurrent writer) is decisive.
       const [card] = await tx
@@ -88,31 +109,67 @@ export async function authorizeCharge(
         .where(eq(cards.id, input.cardId));
       // Throwing rolls back the idempotency claim too: nothing is recorded.
       if (!card || !mayCharge(principal, card.issuerId)) throw new NotFoundError('Card', input.cardId);
-      declineCode = declineCodeFor(card, input);
-    }
-
-    const [charge] = await tx
-      .insert(charges)
-      .values({
-        id: newId('ch'),
-        cardId: input.cardId,
-        merchantId: principal.userId,
-        amount: input.amount,
-        currency: input.currency,
-        status: declineCode ? 'DECLINED' : 'AUTHORIZED',
-        declineCode,
-        description,
-        authorizedAt: declineCode ? null : sql`now()`,
-      })
-      .returning();
-    if (!charge) throw new Error('charge insert returned nothing');
-    await recordChargeEvent(tx, charge);
-    await completeIdempotencyKey(tx, scope, charge);
-    return { charge, replayed: false };
-  });
+      const declined: ChargeRow = { ...charge, status: 'DECLINED', declineCode: declineCodeFor(card, input), authorizedAt: null };
+      if (!(await writeCharge(tx, declined, scope, null))) throw new Error('declined charge insert wrote nothing');
+      return { charge: declined, replayed: false };
+    })
+    .catch((error: unknown) => {
+      throw lockTimeoutAfterClaim(error);
+    });
 
   if (!result.replayed) deps.metrics?.chargesTotal.inc({ status: result.charge.status, decline_code: result.charge.declineCode ?? '' });
   return result;
+}
+
+/**
+ * Writes a new charge and everything that commits with it in ONE statement (one round trip):
+ * with `takeCard`, first the conditional card update (ACTIVE → USED when unexpired, same
+ * currency, amount within the card's, issued by `issuerId` unless null), and the rest only
+ * if it took the card; then the charge row, its event, the NOTIFY and the idempotency key's
+ * completion with the replay snapshot. Returns whether the charge was written.
+ *
+ * `charge` must be the row exactly as it will be stored: its timestamps are the
+ * transaction's `now()`, which the statement writes and the snapshot repeats.
+ */
+async function writeCharge(
+  tx: Transaction,
+  charge: ChargeRow,
+  scope: IdempotencyScope,
+  takeCard: { issuerId: string | null } | null,
+): Promise<boolean> {
+  const snapshot = JSON.stringify(toSnapshot(charge));
+  const source = takeCard
+    ? sql`taken as (
+        update ${cards} set status = 'USED', used_at = now()
+        where id = ${charge.cardId} and status = 'ACTIVE' and expires_at > now()
+          and currency = ${charge.currency} and amount >= ${charge.amount}
+          ${takeCard.issuerId === null ? sql`` : sql`and issuer_id = ${takeCard.issuerId}`}
+        returning id
+      ),`
+    : sql`taken as (select ${charge.cardId}::text as id),`;
+  const result = (await tx.execute(sql`
+    with ${source}
+    charge as (
+      insert into ${charges} (id, card_id, merchant_id, amount, currency, status, decline_code, description, created_at, authorized_at, updated_at)
+      select ${charge.id}, taken.id, ${charge.merchantId}, ${charge.amount}::bigint, ${charge.currency}, ${charge.status}, ${charge.declineCode}::text,
+        ${charge.description}::text, now(), ${charge.authorizedAt ? sql`now()` : sql`null`}, now()
+      from taken
+      returning id, status
+    ),
+    event as (
+      insert into ${chargeEvents} (charge_id, status, data)
+      select id, status, ${snapshot}::jsonb from charge
+      returning id, charge_id, status
+    ),
+    completed as (
+      update ${chargeIdempotencyKeys}
+      set state = 'completed', charge_id = charge.id, response = ${snapshot}::jsonb, completed_at = now(), locked_until = null
+      from charge
+      where principal_id = ${scope.principalId} and operation = ${scope.operation} and key = ${scope.key}
+    )
+    select event.id, ${notifyEvent} from event
+  `)) as unknown as { rows: unknown[] };
+  return result.rows.length === 1;
 }
 
 /** The decline code for a card the conditional update refused, most fundamental reason first. */

@@ -13,18 +13,40 @@ export interface ChargeEventNotice {
 }
 
 /**
- * Records a status change: an event row holding the charge as of the change, and a NOTIFY.
- * Call inside the transaction that made the change: Postgres delivers the NOTIFY only
- * when (and if) that transaction commits.
+ * The NOTIFY of one freshly inserted event, as a select-list item over a relation named
+ * `event` that has the event row's `id`, `charge_id` and `status` (the RETURNING of an
+ * insert into charge_events). Its payload is a {@link ChargeEventNotice}.
  */
+export const notifyEvent = sql`pg_notify(${chargeEventsChannel}, json_build_object('chargeId', event.charge_id, 'status', event.status, 'eventId', event.id)::text)`;
+
+/**
+ * Records status changes: per charge an event row holding the charge as of the change, and
+ * a NOTIFY, all in ONE statement whatever the number of charges. Call inside the
+ * transaction that made the changes: Postgres delivers the NOTIFYs only when (and if) that
+ * transaction commits. Returns the event ids in the order of `rows` (one change per charge).
+ */
+export async function recordChargeEvents(tx: Transaction, rows: readonly ChargeRow[]): Promise<number[]> {
+  if (rows.length === 0) return [];
+  const events = rows.map((row) => ({ charge_id: row.id, status: row.status, data: toSnapshot(row) }));
+  const result = (await tx.execute(sql`
+    with event as (
+      insert into ${chargeEvents} (charge_id, status, data)
+      select charge_id, status, data
+      from jsonb_to_recordset(${JSON.stringify(events)}::jsonb) as input(charge_id text, status text, data jsonb)
+      returning id, charge_id, status
+    )
+    select event.id, event.charge_id, ${notifyEvent} from event
+  `)) as unknown as { rows: Array<{ id: number | string; charge_id: string }> };
+  const idByCharge = new Map(result.rows.map((row) => [row.charge_id, Number(row.id)]));
+  return rows.map((row) => {
+    const id = idByCharge.get(row.id);
+    if (id === undefined) throw new Error(`charge event insert returned nothing for ${row.id}`);
+    return id;
+  });
+}
+
+/** Records one status change; see {@link recordChargeEvents}. */
 export async function recordChargeEvent(tx: Transaction, charge: ChargeRow): Promise<number> {
-  const [event] = await tx
-    .insert(chargeEvents)
-    .values({ chargeId: charge.id, status: charge.status, data: toSnapshot(charge) })
-    .returning({ id: chargeEvents.id });
-  if (!event) throw new Error('charge event insert returned nothing');
-  const eventId = Number(event.id);
-  const notice: ChargeEventNotice = { chargeId: charge.id, status: charge.status, eventId };
-  await tx.execute(sql`select pg_notify(${chargeEventsChannel}, ${JSON.stringify(notice)})`);
-  return eventId;
+  const [eventId] = await recordChargeEvents(tx, [charge]);
+  return eventId as number;
 }

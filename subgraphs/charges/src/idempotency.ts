@@ -1,5 +1,5 @@
 import { chargeIdempotencyKeys, type Transaction } from '@ghostpay/db';
-import { IdempotencyKeyInUseError, IdempotencyKeyReusedError } from '@ghostpay/platform';
+import { IdempotencyKeyInUseError, IdempotencyKeyReusedError, ServiceUnavailableError } from '@ghostpay/platform';
 import { and, eq, lt, sql } from 'drizzle-orm';
 import { type ChargeRow, type ChargeSnapshot, fromSnapshot, toSnapshot } from './charge-record.ts';
 import { LOCK_NOT_AVAILABLE, pgErrorCode } from './pg-error.ts';
@@ -15,7 +15,9 @@ export interface IdempotencyScope {
   fingerprint: string;
 }
 
-export type IdempotencyClaim = { kind: 'claimed' } | { kind: 'replay'; charge: ChargeRow };
+export type IdempotencyClaim =
+  /** `now` is the transaction's `now()`: every timestamp the transaction writes. */
+  { kind: 'claimed'; now: Date } | { kind: 'replay'; charge: ChargeRow };
 
 /**
  * Claims an idempotency key inside the transaction that performs the operation.
@@ -25,24 +27,32 @@ export type IdempotencyClaim = { kind: 'claimed' } | { kind: 'replay'; charge: C
  * duplicate sees the completed row and replays it; if it rolled back (NOT_FOUND, an error),
  * the duplicate's insert goes through and it runs the operation itself. Either way there is
  * never a second charge. A duplicate waits at most `waitMs`, then gets IDEMPOTENCY_KEY_IN_USE.
+ *
+ * One round trip: the statement sets the transaction's `lock_timeout` to `waitMs` itself
+ * (the SELECT feeding the insert runs before the insert can wait on a conflicting key). The
+ * bound stays for the rest of the transaction, so no lock the operation takes afterwards
+ * (a card or charge row another writer holds) can make it wait longer either; see
+ * {@link lockTimeoutAfterClaim}.
  */
 export async function claimIdempotencyKey(tx: Transaction, scope: IdempotencyScope, waitMs: number): Promise<IdempotencyClaim> {
-  // SET cannot take parameters; waitMs is a validated integer from config.
-  await tx.execute(sql.raw(`set local lock_timeout = '${Math.max(1, Math.floor(waitMs))}ms'`));
-  let inserted: unknown[];
+  const waitBound = `${Math.max(1, Math.floor(waitMs))}ms`;
+  let inserted: { rows: Array<{ created_at: string | Date }> };
   try {
-    inserted = await tx
-      .insert(chargeIdempotencyKeys)
-      .values({ ...scope, state: 'in_progress', lockedUntil: sql`now() + make_interval(secs => ${waitMs / 1000})` })
-      .onConflictDoNothing()
-      .returning({ key: chargeIdempotencyKeys.key });
+    inserted = (await tx.execute(sql`
+      insert into ${chargeIdempotencyKeys} (principal_id, operation, key, fingerprint, state, locked_until)
+      select ${scope.principalId}, ${scope.operation}, ${scope.key}, ${scope.fingerprint}, 'in_progress', now() + make_interval(secs => ${waitMs / 1000})
+      from (select set_config('lock_timeout', ${waitBound}, true)) as wait_bound
+      on conflict do nothing
+      returning created_at
+    `)) as unknown as typeof inserted;
   } catch (error) {
     if (pgErrorCode(error) === LOCK_NOT_AVAILABLE) throw new IdempotencyKeyInUseError();
     throw error;
   }
-  // The wait bound is for the key only; the card and charge row locks that follow are short.
-  await tx.execute(sql.raw(`set local lock_timeout = 0`));
-  if (inserted.length === 1) return { kind: 'claimed' };
+  const [claimed] = inserted.rows;
+  // created_at defaults to now(), which is fixed for the whole transaction. Drivers give the
+  // timestamptz as text (drizzle's raw mode) or a Date; drizzle maps its columns the same way.
+  if (claimed) return { kind: 'claimed', now: new Date(claimed.created_at) };
 
   const [existing] = await tx
     .select()
@@ -58,6 +68,18 @@ export async function claimIdempotencyKey(tx: Transaction, scope: IdempotencySco
   if (existing.fingerprint !== scope.fingerprint) throw new IdempotencyKeyReusedError();
   if (existing.state !== 'completed' || !existing.response) throw new IdempotencyKeyInUseError();
   return { kind: 'replay', charge: fromSnapshot(existing.response as ChargeSnapshot) };
+}
+
+/**
+ * A lock wait that outlasted the claim's bound later in the transaction: another writer held
+ * the card or charge row that long. Nothing was written (the transaction rolled back) and a
+ * retry with the same key is safe, so it is SERVICE_UNAVAILABLE; any other error passes.
+ */
+export function lockTimeoutAfterClaim(error: unknown): unknown {
+  if (pgErrorCode(error) === LOCK_NOT_AVAILABLE) {
+    return new ServiceUnavailableError('The record is busy with another request; retry with the same idempotency key');
+  }
+  return error;
 }
 
 /** Stores the result to replay, in the same transaction as the state change it guards. */

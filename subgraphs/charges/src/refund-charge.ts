@@ -4,7 +4,7 @@ import { and, eq, inArray, sql } from 'drizzle-orm';
 import { recordChargeEvent } from './charge-events.ts';
 import { requestFingerprint, validateRefund } from './charge-input.ts';
 import type { ChargeRow } from './charge-record.ts';
-import { claimIdempotencyKey, completeIdempotencyKey, type IdempotencyScope } from './idempotency.ts';
+import { claimIdempotencyKey, completeIdempotencyKey, type IdempotencyScope, lockTimeoutAfterClaim } from './idempotency.ts';
 
 export interface RefundChargeDeps {
   db: Database;
@@ -33,43 +33,47 @@ export async function refundCharge(
     key: idempotencyKey,
     fingerprint: requestFingerprint('refund_charge', { chargeId, amount: amount ?? null }),
   };
-  return deps.db.transaction(async (tx) => {
-    const claim = await claimIdempotencyKey(tx, scope, deps.idempotencyWaitMs);
-    if (claim.kind === 'replay') return { charge: claim.charge, replayed: true };
+  return deps.db
+    .transaction(async (tx) => {
+      const claim = await claimIdempotencyKey(tx, scope, deps.idempotencyWaitMs);
+      if (claim.kind === 'replay') return { charge: claim.charge, replayed: true };
 
-    const [current] = await tx.select().from(charges).where(eq(charges.id, chargeId)).for('update');
-    if (!current || (principal.role !== 'admin' && current.merchantId !== principal.userId)) {
-      throw new NotFoundError('Charge', chargeId);
-    }
-    if (current.status === 'DECLINED') throw new BadUserInputError([{ field: 'id', message: 'a declined charge cannot be refunded' }]);
-    const remaining = Number(current.amount) - Number(current.refundedAmount);
-    const refundAmount = amount ?? remaining;
-    if (remaining === 0) throw new BadUserInputError([{ field: 'id', message: 'the charge is already fully refunded' }]);
-    if (refundAmount > remaining) {
-      throw new BadUserInputError([{ field: 'amount', message: `exceeds the refundable remainder of ${remaining}` }]);
-    }
+      const [current] = await tx.select().from(charges).where(eq(charges.id, chargeId)).for('update');
+      if (!current || (principal.role !== 'admin' && current.merchantId !== principal.userId)) {
+        throw new NotFoundError('Charge', chargeId);
+      }
+      if (current.status === 'DECLINED') throw new BadUserInputError([{ field: 'id', message: 'a declined charge cannot be refunded' }]);
+      const remaining = Number(current.amount) - Number(current.refundedAmount);
+      const refundAmount = amount ?? remaining;
+      if (remaining === 0) throw new BadUserInputError([{ field: 'id', message: 'the charge is already fully refunded' }]);
+      if (refundAmount > remaining) {
+        throw new BadUserInputError([{ field: 'amount', message: `exceeds the refundable remainder of ${remaining}` }]);
+      }
 
-    const [updated] = await tx
-      .update(charges)
-      .set({
-        refundedAmount: sql`${charges.refundedAmount} + ${refundAmount}`,
-        status: sql`case when ${charges.refundedAmount} + ${refundAmount} = ${charges.amount} then 'REFUNDED' else 'PARTIALLY_REFUNDED' end`,
-        updatedAt: sql`now()`,
-      })
-      .where(
-        and(
-          eq(charges.id, chargeId),
-          sql`${charges.refundedAmount} + ${refundAmount} <= ${charges.amount}`,
-          inArray(charges.status, [...refundableStatuses]),
-        ),
-      )
-      .returning();
-    // Unreachable while the row lock above is held; kept so the bound never rests on one mechanism.
-    if (!updated) throw new BadUserInputError([{ field: 'amount', message: 'exceeds the refundable remainder' }]);
+      const [updated] = await tx
+        .update(charges)
+        .set({
+          refundedAmount: sql`${charges.refundedAmount} + ${refundAmount}`,
+          status: sql`case when ${charges.refundedAmount} + ${refundAmount} = ${charges.amount} then 'REFUNDED' else 'PARTIALLY_REFUNDED' end`,
+          updatedAt: sql`now()`,
+        })
+        .where(
+          and(
+            eq(charges.id, chargeId),
+            sql`${charges.refundedAmount} + ${refundAmount} <= ${charges.amount}`,
+            inArray(charges.status, [...refundableStatuses]),
+          ),
+        )
+        .returning();
+      // Unreachable while the row lock above is held; kept so the bound never rests on one mechanism.
+      if (!updated) throw new BadUserInputError([{ field: 'amount', message: 'exceeds the refundable remainder' }]);
 
-    await tx.insert(refunds).values({ id: newId('re'), chargeId, amount: refundAmount, createdBy: principal.userId });
-    await recordChargeEvent(tx, updated);
-    await completeIdempotencyKey(tx, scope, updated);
-    return { charge: updated, replayed: false };
-  });
+      await tx.insert(refunds).values({ id: newId('re'), chargeId, amount: refundAmount, createdBy: principal.userId });
+      await recordChargeEvent(tx, updated);
+      await completeIdempotencyKey(tx, scope, updated);
+      return { charge: updated, replayed: false };
+    })
+    .catch((error: unknown) => {
+      throw lockTimeoutAfterClaim(error);
+    });
 }

@@ -1,6 +1,6 @@
 import { charges, type Database } from '@ghostpay/db';
 import { and, asc, inArray, isNull, lte, sql } from 'drizzle-orm';
-import { recordChargeEvent } from './charge-events.ts';
+import { recordChargeEvents } from './charge-events.ts';
 
 export interface SettleChargesOptions {
   /** A charge settles once it has been authorized this long. */
@@ -13,7 +13,8 @@ export interface SettleChargesOptions {
  * Settles one batch of due charges in one transaction and returns how many. Rows are
  * claimed with `FOR UPDATE SKIP LOCKED`, so any number of workers (replicas) can run at
  * once: each due charge is settled by exactly one of them, and a worker never waits on
- * another's batch. Each settlement writes its event + NOTIFY in the same transaction.
+ * another's batch. Each settlement writes its event + NOTIFY in the same transaction (one
+ * statement for the batch's events).
  *
  * An AUTHORIZED charge becomes SETTLED. A charge partially refunded before settlement keeps
  * its PARTIALLY_REFUNDED status but gets `settledAt` (its remainder is captured); a fully
@@ -52,7 +53,7 @@ export async function settleDueCharges(db: Database, options: SettleChargesOptio
         ),
       )
       .returning();
-    for (const charge of settled) await recordChargeEvent(tx, charge);
+    await recordChargeEvents(tx, settled);
     return settled.length;
   });
 }
