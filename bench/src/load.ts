@@ -31,6 +31,8 @@ export interface LoadResult {
   p99: number;
   seconds: number;
   errorSamples: string[];
+  /** p95 of the requests scheduled (open loop) or started (closed loop) in each second of the window: shows whether a tail is a few stalls or all along. */
+  p95BySecond: number[];
 }
 
 export function percentile(sorted: Float64Array | number[], p: number): number {
@@ -39,9 +41,23 @@ export function percentile(sorted: Float64Array | number[], p: number): number {
   return sorted[index] as number;
 }
 
-export function summarize(latencies: number[], ok: number, errors: number, seconds: number, errorSamples: string[]): LoadResult {
+export function summarize(
+  latencies: number[],
+  ok: number,
+  errors: number,
+  seconds: number,
+  errorSamples: string[],
+  startedAtMs: number[] = [],
+): LoadResult {
   const sorted = Float64Array.from(latencies).sort();
+  const bySecond: number[][] = [];
+  for (const [i, at] of startedAtMs.entries()) {
+    const second = Math.floor(at / 1000);
+    bySecond[second] ??= [];
+    bySecond[second].push(latencies[i] as number);
+  }
   return {
+    p95BySecond: Array.from(bySecond, (bucket) => percentile(Float64Array.from(bucket ?? []).sort(), 95)),
     ok,
     errors,
     rps: ok / seconds,
@@ -54,13 +70,40 @@ export function summarize(latencies: number[], ok: number, errors: number, secon
 }
 
 /**
+ * Keep-alive pools by origin and concurrency, shared by the runs against the same server: a
+ * measured window follows its warm-up on the warm-up's connections, as a real client's
+ * would, instead of opening new ones in its first second.
+ */
+const pools = new Map<string, Pool>();
+function poolFor(origin: string, connections: number): Pool {
+  const key = `${origin} ${connections}`;
+  let pool = pools.get(key);
+  if (!pool) {
+    pool = new Pool(origin, { connections, pipelining: 1, keepAliveTimeout: 60_000 });
+    pools.set(key, pool);
+  }
+  return pool;
+}
+
+/** Closes the pools of every origin (`origin` given: that one's only, e.g. a stack about to stop). */
+export async function closeLoadPools(origin?: string): Promise<void> {
+  for (const [key, pool] of pools) {
+    if (origin && !key.startsWith(`${origin} `)) continue;
+    pools.delete(key);
+    await pool.close();
+  }
+}
+
+/**
  * A small HTTP load generator over an undici keep-alive pool. Not autocannon: autocannon
  * reports no p95 and cannot give each request its own body and headers without a per-request
  * callback that costs as much. Latencies of every request are kept, so percentiles are exact.
  */
 export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
-  const pool = new Pool(spec.origin, { connections: spec.connections, pipelining: 1, keepAliveTimeout: 30_000 });
+  const pool = poolFor(spec.origin, spec.connections);
   const latencies: number[] = [];
+  /** When each successful request was scheduled, ms into the window (same order as `latencies`). */
+  const startedAtMs: number[] = [];
   const errorSamples: string[] = [];
   let ok = 0;
   let errors = 0;
@@ -76,6 +119,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
       if (spec.check(response.statusCode, body, i)) {
         ok++;
         latencies.push(performance.now() - scheduledAt);
+        startedAtMs.push(scheduledAt - started);
       } else {
         errors++;
         if (errorSamples.length < 3) errorSamples.push(`${response.statusCode} ${body.slice(0, 300)}`);
@@ -107,6 +151,5 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     await Promise.all(Array.from({ length: spec.connections }, worker));
   }
   const seconds = (performance.now() - started) / 1000;
-  await pool.close();
-  return summarize(latencies, ok, errors, seconds, errorSamples);
+  return summarize(latencies, ok, errors, seconds, errorSamples, startedAtMs);
 }

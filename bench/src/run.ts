@@ -24,7 +24,7 @@ import { type BenchChild, startChild } from './child-process.ts';
 import { expectedTestQueryData, hashData } from './federation/expected-result.ts';
 import { composeBenchSupergraph } from './federation/supergraph.ts';
 import { testQuery } from './federation/test-query.ts';
-import { type LoadResult, runLoad } from './load.ts';
+import { closeLoadPools, type LoadResult, runLoad } from './load.ts';
 import { machineDetails } from './machine.ts';
 import { type Row, renderTable, writeResults } from './report.ts';
 import { serverCpu } from './server-cpu.ts';
@@ -58,6 +58,7 @@ const watchdog = setTimeout(async () => {
 }, hardLimitMs);
 
 async function teardown() {
+  await closeLoadPools().catch(() => {});
   for (const child of children.splice(0)) await child.stop().catch(() => {});
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
 }
@@ -113,6 +114,21 @@ async function main() {
     const pgCpu = serverCpu(Number(readFileSync(join(cluster.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]));
     const redisCpu = serverCpu(redis.pid ?? 0);
     const pgMsPerOp = (ops: number) => pgCpu.cpuMicros() / 1000 / Math.max(1, ops);
+    /**
+     * Before each measured run: vacuum and analyze what earlier runs left (dead card versions,
+     * fresh charges and cards), then checkpoint, so no run pays PostgreSQL's catch-up for the
+     * runs before it (autovacuum workers are postmaster children: their CPU is in the window).
+     */
+    const settleDatabase = async () => {
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        await client.query('vacuum (analyze)');
+        await client.query('checkpoint');
+      } finally {
+        await client.end();
+      }
+    };
     const database = await createDatabase({ url, poolSize: 4, applicationName: 'ghostpay-bench-seed' });
     cleanups.push(() => database.close());
     await migrate(database);
@@ -122,6 +138,7 @@ async function main() {
 
     if (only.has('db')) {
       const cardIds = await issueBenchCards(database, accounts, cardsPerRun, amount, currency);
+      await settleDatabase();
       log(`database limit: authorizeCharge through a pg pool, ${connections} concurrent`);
       const child = await spawn('db-limit', 'charges/db-limit-process.ts', { DATABASE_URL: url });
       const base: Omit<DbLimitOptions, 'cardIds' | 'durationMs'> = {
@@ -224,6 +241,8 @@ async function main() {
       type Stack = Awaited<ReturnType<typeof startBenchStack>>;
       const stopBenchStack = async (current: Stack) => {
         const { maxRssKb, totalRssKb } = await current.stats();
+        await closeLoadPools(current.router);
+        await closeLoadPools(current.bridge);
         // Dependents first: the router flushes its analytics batch before analytics stops.
         for (const child of [...current.children].reverse()) await stopChild(child);
         return { max: mib(maxRssKb), total: mib(totalRssKb) };
@@ -257,6 +276,7 @@ async function main() {
        * PostgreSQL's) per charge over that window; the split by process goes to the log and notes.
        */
       const measureMax = async (label: string, origin: string, request: () => ChargeRequest, ok: Check) => {
+        await settleDatabase();
         await runLoad({ origin, connections, durationMs: warmupMs, request, check: ok });
         await current.mark();
         pgCpu.mark();
@@ -286,9 +306,13 @@ async function main() {
         const rate = Math.max(1, Math.floor(max.rps * 0.7));
         // A fresh stack for the paced run too: see startBenchStack.
         await restartStack();
+        await settleDatabase();
         await runLoad({ origin: originOf(), connections, durationMs: warmupMs, ratePerSec: rate, request, check: ok });
         const paced = await runLoad({ origin: originOf(), connections, durationMs: measureMs, ratePerSec: rate, request, check: ok });
         warnErrors(`${label} at 70%`, paced);
+        const bySecond = paced.p95BySecond.map((ms) => ms.toFixed(0)).join(' ');
+        log(`${label} at 70%: p95 by second (ms): ${bySecond}`);
+        notes.push(`${label} at 70% of max, p95 of each second's requests (ms): ${bySecond}.`);
         return { max, paced, rate, cpuMsPerOp, pgCpuMsPerOp, usedCards: cards.used() };
       };
 
