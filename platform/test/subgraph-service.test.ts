@@ -10,6 +10,27 @@ afterEach(async () => {
   service = undefined;
 });
 
+/** A one-type demo subgraph on port 0 (`service`, closed after each test); resolves with its URL. */
+async function startDemo(
+  queryFields: string,
+  resolvers: Record<string, () => unknown>,
+  logger = createLogger({ service: 'demo', level: 'silent' }),
+) {
+  const issuer = await createTestTokenIssuer();
+  service = createSubgraphService({
+    name: 'demo',
+    typeDefs: parse(`
+      extend schema @link(url: "https://specs.apollo.dev/federation/v2.9", import: ["@key"])
+      type Query { ${queryFields} }
+    `),
+    resolvers: { Query: resolvers },
+    verifier: issuer.verifier,
+    logger,
+    registry: createMetricsRegistry('demo'),
+  }) as SubgraphService<never>;
+  return service.start(0);
+}
+
 describe('subgraph service', () => {
   it('answers an unexpected error as INTERNAL_SERVER_ERROR without details, logs its cause, and passes known codes through', async () => {
     const lines: string[] = [];
@@ -19,28 +40,18 @@ describe('subgraph service', () => {
         done();
       },
     });
-    const issuer = await createTestTokenIssuer();
-    service = createSubgraphService({
-      name: 'demo',
-      typeDefs: parse(`
-        extend schema @link(url: "https://specs.apollo.dev/federation/v2.9", import: ["@key"])
-        type Query { broken: String missing: String }
-      `),
-      resolvers: {
-        Query: {
-          broken: () => {
-            throw new Error('connection to 10.0.0.7 refused while reading secret table');
-          },
-          missing: () => {
-            throw new NotFoundError('Thing', 'th_1');
-          },
+    const url = await startDemo(
+      'broken: String missing: String',
+      {
+        broken: () => {
+          throw new Error('connection to 10.0.0.7 refused while reading secret table');
+        },
+        missing: () => {
+          throw new NotFoundError('Thing', 'th_1');
         },
       },
-      verifier: issuer.verifier,
-      logger: createLogger({ service: 'demo', destination }),
-      registry: createMetricsRegistry('demo'),
-    }) as SubgraphService<never>;
-    const url = await service.start(0);
+      createLogger({ service: 'demo', destination }),
+    );
     const response = await fetch(`${url}/graphql`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-request-id': 'req-42' },
@@ -59,19 +70,7 @@ describe('subgraph service', () => {
 
 describe('subgraph service request errors', () => {
   it('answers malformed requests with 400 and a code from the closed list', async () => {
-    const issuer = await createTestTokenIssuer();
-    service = createSubgraphService({
-      name: 'demo',
-      typeDefs: parse(`
-        extend schema @link(url: "https://specs.apollo.dev/federation/v2.9", import: ["@key"])
-        type Query { hello: String }
-      `),
-      resolvers: { Query: { hello: () => 'hi' } },
-      verifier: issuer.verifier,
-      logger: createLogger({ service: 'demo', level: 'silent' }),
-      registry: createMetricsRegistry('demo'),
-    }) as SubgraphService<never>;
-    const url = await service.start(0);
+    const url = await startDemo('hello: String', { hello: () => 'hi' });
     const post = async (body: string) => {
       const response = await fetch(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
       return {
@@ -97,27 +96,13 @@ describe('subgraph service request errors', () => {
 
 describe('subgraph service when the database is unreachable', () => {
   it('answers SERVICE_UNAVAILABLE (retryable) instead of INTERNAL_SERVER_ERROR, without the driver message', async () => {
-    const issuer = await createTestTokenIssuer();
     const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
     const wrapped = new Error('Failed query: update cards.cards set status = $1', { cause: refused });
-    service = createSubgraphService({
-      name: 'demo',
-      typeDefs: parse(`
-        extend schema @link(url: "https://specs.apollo.dev/federation/v2.9", import: ["@key"])
-        type Query { charge: String }
-      `),
-      resolvers: {
-        Query: {
-          charge: () => {
-            throw wrapped;
-          },
-        },
+    const url = await startDemo('charge: String', {
+      charge: () => {
+        throw wrapped;
       },
-      verifier: issuer.verifier,
-      logger: createLogger({ service: 'demo', level: 'silent' }),
-      registry: createMetricsRegistry('demo'),
-    }) as SubgraphService<never>;
-    const url = await service.start(0);
+    });
     const response = await fetch(`${url}/graphql`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

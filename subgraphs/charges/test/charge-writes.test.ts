@@ -1,48 +1,40 @@
 import { cards, chargeEvents, chargeIdempotencyKeys, charges } from '@ghostpay/db';
-import { createSeed, freshDatabase, type TestDatabase } from '@ghostpay/test-support';
 import { asc, eq } from 'drizzle-orm';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { toSnapshot } from '../src/charge-record.ts';
 import { authorizeCharge, type ChargeEventNotice, chargeEventsChannel, checkLedger, settleDueCharges } from '../src/index.ts';
+import { merchantDatabase } from './charges-harness.ts';
 
 // authorizeCharge writes a new charge, its event, the NOTIFY and the idempotency replay in
 // one statement from a row it builds itself (timestamps = the claim's now()). These tests
 // hold it to what it stored.
 describe('charge writes', () => {
-  let database: TestDatabase;
-  let seed: ReturnType<typeof createSeed>;
-  let merchantId: string;
-  let holderId: string;
+  const fx = merchantDatabase();
+  afterEach(async () => expect(await checkLedger(fx.database)).toEqual([]));
 
-  beforeAll(async () => {
-    database = await freshDatabase();
-    seed = createSeed(database.db);
-    merchantId = (await seed.user('merchant')).id;
-    holderId = (await seed.user('user')).id;
-  });
-  afterAll(async () => database?.close());
-  afterEach(async () => expect(await checkLedger(database)).toEqual([]));
-
-  const principal = () => ({ userId: merchantId, role: 'merchant' as const, scopes: [], apiKeyId: 'k', tokenId: 't', expiresAt: 0 });
   const authorize = (cardId: string, key: string, waitMs = 5_000) =>
     authorizeCharge(
-      { db: database.db, idempotencyWaitMs: waitMs },
-      principal(),
+      { db: fx.database.db, idempotencyWaitMs: waitMs },
+      fx.principal(),
       { cardId, amount: 700, currency: 'USD', description: 'tea' },
       key,
     );
 
   async function stored(chargeId: string) {
-    const [row] = await database.db.select().from(charges).where(eq(charges.id, chargeId));
-    const events = await database.db.select().from(chargeEvents).where(eq(chargeEvents.chargeId, chargeId)).orderBy(asc(chargeEvents.id));
-    const keys = await database.db.select().from(chargeIdempotencyKeys).where(eq(chargeIdempotencyKeys.chargeId, chargeId));
+    const [row] = await fx.database.db.select().from(charges).where(eq(charges.id, chargeId));
+    const events = await fx.database.db
+      .select()
+      .from(chargeEvents)
+      .where(eq(chargeEvents.chargeId, chargeId))
+      .orderBy(asc(chargeEvents.id));
+    const keys = await fx.database.db.select().from(chargeIdempotencyKeys).where(eq(chargeIdempotencyKeys.chargeId, chargeId));
     return { row, events, keys };
   }
 
   it('returns exactly the row it stored, and the event and the replay hold that row (authorized, then declined)', async () => {
-    const card = await seed.card({ ownerId: holderId, issuerId: merchantId, amount: 1_000, currency: 'USD' });
+    const card = await fx.seed.card({ ownerId: fx.holderId, issuerId: fx.merchantId, amount: 1_000, currency: 'USD' });
     const notices: ChargeEventNotice[] = [];
-    const unlisten = await database.listen(chargeEventsChannel, (payload) => notices.push(JSON.parse(payload) as ChargeEventNotice));
+    const unlisten = await fx.database.listen(chargeEventsChannel, (payload) => notices.push(JSON.parse(payload) as ChargeEventNotice));
     try {
       for (const [key, status] of [
         ['w-1', 'AUTHORIZED'],
@@ -64,7 +56,7 @@ describe('charge writes', () => {
           .poll(() => notices.find((notice) => notice.chargeId === charge.id))
           .toEqual({ chargeId: charge.id, status, eventId: events[0]?.id });
       }
-      const [cardRow] = await database.db.select().from(cards).where(eq(cards.id, card.id));
+      const [cardRow] = await fx.database.db.select().from(cards).where(eq(cards.id, card.id));
       expect(cardRow?.status).toBe('USED');
     } finally {
       await unlisten();
@@ -74,14 +66,14 @@ describe('charge writes', () => {
   it('settles a batch with one event and one NOTIFY per charge', async () => {
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
-      const card = await seed.card({ ownerId: holderId, issuerId: merchantId, amount: 1_000, currency: 'USD' });
+      const card = await fx.seed.card({ ownerId: fx.holderId, issuerId: fx.merchantId, amount: 1_000, currency: 'USD' });
       ids.push((await authorize(card.id, `batch-${i}`)).charge.id);
     }
     const notices: ChargeEventNotice[] = [];
-    const unlisten = await database.listen(chargeEventsChannel, (payload) => notices.push(JSON.parse(payload) as ChargeEventNotice));
+    const unlisten = await fx.database.listen(chargeEventsChannel, (payload) => notices.push(JSON.parse(payload) as ChargeEventNotice));
     try {
       // Settles every due charge, these five among them (other tests' charges may be due too).
-      while ((await settleDueCharges(database.db, { delayMs: 0, batchSize: 100 })) > 0);
+      while ((await settleDueCharges(fx.database.db, { delayMs: 0, batchSize: 100 })) > 0);
       for (const id of ids) {
         const { row, events } = await stored(id);
         expect(row?.status).toBe('SETTLED');
@@ -98,8 +90,8 @@ describe('charge writes', () => {
   });
 
   it('fails with SERVICE_UNAVAILABLE when another writer holds the card past the wait bound, writes nothing, and the same key works after', async () => {
-    const card = await seed.card({ ownerId: holderId, issuerId: merchantId, amount: 1_000, currency: 'USD' });
-    const pool = database.pool;
+    const card = await fx.seed.card({ ownerId: fx.holderId, issuerId: fx.merchantId, amount: 1_000, currency: 'USD' });
+    const pool = fx.database.pool;
     if (!pool) throw new Error('needs PostgreSQL');
     const holder = await pool.connect();
     try {
@@ -108,8 +100,8 @@ describe('charge writes', () => {
       const started = Date.now();
       await expect(authorize(card.id, 'held', 300)).rejects.toMatchObject({ extensions: { code: 'SERVICE_UNAVAILABLE' } });
       expect(Date.now() - started).toBeLessThan(3_000);
-      expect(await database.db.select().from(charges).where(eq(charges.cardId, card.id))).toEqual([]);
-      expect(await database.db.select().from(chargeIdempotencyKeys).where(eq(chargeIdempotencyKeys.key, 'held'))).toEqual([]);
+      expect(await fx.database.db.select().from(charges).where(eq(charges.cardId, card.id))).toEqual([]);
+      expect(await fx.database.db.select().from(chargeIdempotencyKeys).where(eq(chargeIdempotencyKeys.key, 'held'))).toEqual([]);
       await holder.query('rollback');
     } finally {
       holder.release();

@@ -1,6 +1,6 @@
 import { createLogger } from '@ghostpay/platform';
 import { createSeed, createTestTokenIssuer, freshDatabase, type TestDatabase, type TestTokenIssuer } from '@ghostpay/test-support';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { type ChargesService, chargesConfigSchema, checkLedger, createChargesService } from '../src/index.ts';
 
 export const chargeFields =
@@ -21,6 +21,38 @@ export interface Harness {
   /** Asserts the ledger check finds nothing. */
   expectLedgerClean(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** What {@link merchantDatabase} provides; read it inside tests and hooks, after its `beforeAll`. */
+export interface MerchantDatabase {
+  database: TestDatabase;
+  seed: ReturnType<typeof createSeed>;
+  merchantId: string;
+  holderId: string;
+  /** The merchant as the caller of `authorizeCharge`/`refundCharge`. */
+  principal(): { userId: string; role: 'merchant'; scopes: string[]; apiKeyId: string; tokenId: string; expiresAt: number };
+}
+
+/**
+ * For tests that call the charge functions directly: a fresh PostgreSQL database with one
+ * merchant and one card holder, created in a `beforeAll` and closed in an `afterAll` of the
+ * calling suite.
+ */
+export function merchantDatabase(): MerchantDatabase {
+  // database and seed are set by the beforeAll below, before any test reads them.
+  const fixture = {
+    merchantId: '',
+    holderId: '',
+    principal: () => ({ userId: fixture.merchantId, role: 'merchant' as const, scopes: [], apiKeyId: 'k', tokenId: 't', expiresAt: 0 }),
+  } as Partial<MerchantDatabase> as MerchantDatabase;
+  beforeAll(async () => {
+    fixture.database = await freshDatabase();
+    fixture.seed = createSeed(fixture.database.db);
+    fixture.merchantId = (await fixture.seed.user('merchant')).id;
+    fixture.holderId = (await fixture.seed.user('user')).id;
+  });
+  afterAll(async () => fixture.database?.close());
+  return fixture;
 }
 
 /** A charges service on port 0 over a fresh PostgreSQL database, with real RS256 tokens. */

@@ -2,58 +2,48 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { chargeEvents, chargeIdempotencyKeys, charges, newId } from '@ghostpay/db';
-import { createSeed, freshDatabase, type TestDatabase } from '@ghostpay/test-support';
 import { eq, sql } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { authorizeCharge, checkLedger } from '../src/index.ts';
+import { merchantDatabase } from './charges-harness.ts';
 
 const run = promisify(execFile);
 const cli = fileURLToPath(new URL('../src/ledger-check-cli.ts', import.meta.url));
 
 describe('checkLedger', () => {
-  let database: TestDatabase;
-  let seed: ReturnType<typeof createSeed>;
-  let merchantId: string;
-  let holderId: string;
+  const fx = merchantDatabase();
 
-  beforeAll(async () => {
-    database = await freshDatabase();
-    seed = createSeed(database.db);
-    merchantId = (await seed.user('merchant')).id;
-    holderId = (await seed.user('user')).id;
-  });
-  afterAll(async () => database?.close());
-
-  const principal = () => ({ userId: merchantId, role: 'merchant' as const, scopes: [], apiKeyId: 'k', tokenId: 't', expiresAt: 0 });
-  const deps = () => ({ db: database.db, idempotencyWaitMs: 1_000 });
+  const deps = () => ({ db: fx.database.db, idempotencyWaitMs: 1_000 });
 
   it('passes on a ledger written by the service, and the CLI exits 0', async () => {
-    const card = await seed.card({ ownerId: holderId, issuerId: merchantId });
-    await authorizeCharge(deps(), principal(), { cardId: card.id, amount: 100, currency: 'USD' }, 'ledger-ok-1');
-    await authorizeCharge(deps(), principal(), { cardId: card.id, amount: 100, currency: 'USD' }, 'ledger-ok-2');
-    expect(await checkLedger(database)).toEqual([]);
-    const { stdout } = await run(process.execPath, [cli], { env: { ...process.env, DATABASE_URL: database.url }, timeout: 30_000 });
+    const card = await fx.seed.card({ ownerId: fx.holderId, issuerId: fx.merchantId });
+    await authorizeCharge(deps(), fx.principal(), { cardId: card.id, amount: 100, currency: 'USD' }, 'ledger-ok-1');
+    await authorizeCharge(deps(), fx.principal(), { cardId: card.id, amount: 100, currency: 'USD' }, 'ledger-ok-2');
+    expect(await checkLedger(fx.database)).toEqual([]);
+    const { stdout } = await run(process.execPath, [cli], { env: { ...process.env, DATABASE_URL: fx.database.url }, timeout: 30_000 });
     expect(stdout).toContain('ok');
   });
 
   it('detects planted violations of every rule, and the CLI exits 1 naming them', async () => {
-    const db = database.db;
+    const db = fx.database.db;
     // A charge inserted behind the service's back: no event, and its card is still ACTIVE.
-    const activeCard = await seed.card({ ownerId: holderId, issuerId: merchantId });
+    const activeCard = await fx.seed.card({ ownerId: fx.holderId, issuerId: fx.merchantId });
     const orphan = newId('ch');
-    await db.insert(charges).values({ id: orphan, cardId: activeCard.id, merchantId, amount: 100, currency: 'USD', status: 'AUTHORIZED' });
+    await db
+      .insert(charges)
+      .values({ id: orphan, cardId: activeCard.id, merchantId: fx.merchantId, amount: 100, currency: 'USD', status: 'AUTHORIZED' });
 
     // A refunded total with no refund rows behind it, and a status that disagrees.
-    const card2 = await seed.card({ ownerId: holderId, issuerId: merchantId });
-    const { charge } = await authorizeCharge(deps(), principal(), { cardId: card2.id, amount: 100, currency: 'USD' }, 'ledger-bad-1');
+    const card2 = await fx.seed.card({ ownerId: fx.holderId, issuerId: fx.merchantId });
+    const { charge } = await authorizeCharge(deps(), fx.principal(), { cardId: card2.id, amount: 100, currency: 'USD' }, 'ledger-bad-1');
     await db.update(charges).set({ refundedAmount: 40 }).where(eq(charges.id, charge.id));
 
     // A refund above the amount (the check constraint has to go first).
     await db.execute(sql`alter table charges.charges drop constraint charges_refund_bounds`);
-    const card3 = await seed.card({ ownerId: holderId, issuerId: merchantId });
+    const card3 = await fx.seed.card({ ownerId: fx.holderId, issuerId: fx.merchantId });
     const { charge: overRefunded } = await authorizeCharge(
       deps(),
-      principal(),
+      fx.principal(),
       { cardId: card3.id, amount: 100, currency: 'USD' },
       'ledger-bad-2',
     );
@@ -62,12 +52,14 @@ describe('checkLedger', () => {
     // A second success on a used card (the partial unique index has to go first), and its event.
     await db.execute(sql`drop index charges.charges_one_success_per_card`);
     const second = newId('ch');
-    await db.insert(charges).values({ id: second, cardId: card2.id, merchantId, amount: 50, currency: 'USD', status: 'AUTHORIZED' });
+    await db
+      .insert(charges)
+      .values({ id: second, cardId: card2.id, merchantId: fx.merchantId, amount: 50, currency: 'USD', status: 'AUTHORIZED' });
     await db.insert(chargeEvents).values({ chargeId: second, status: 'SETTLED' });
 
     // One charge claimed by two idempotency keys.
     await db.insert(chargeIdempotencyKeys).values({
-      principalId: merchantId,
+      principalId: fx.merchantId,
       operation: 'create_charge',
       key: 'ledger-bad-dup',
       fingerprint: 'x',
@@ -75,7 +67,7 @@ describe('checkLedger', () => {
       chargeId: charge.id,
     });
 
-    const violations = await checkLedger(database);
+    const violations = await checkLedger(fx.database);
     const byRule = Object.fromEntries(violations.map((v) => [v.rule, [...v.ids].sort()]));
     expect(byRule).toEqual({
       one_success_per_card: [card2.id],
@@ -88,7 +80,7 @@ describe('checkLedger', () => {
       status_matches_last_event: [overRefunded.id, second].sort(),
     });
 
-    const failed = await run(process.execPath, [cli], { env: { ...process.env, DATABASE_URL: database.url }, timeout: 30_000 }).then(
+    const failed = await run(process.execPath, [cli], { env: { ...process.env, DATABASE_URL: fx.database.url }, timeout: 30_000 }).then(
       () => undefined,
       (error: { code: number; stdout: string }) => error,
     );
