@@ -2,11 +2,12 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { join, resolve } from 'node:path';
+import { ioSyscalls } from './server-cpu.ts';
 
 /** Messages a benchmark child process sends to the parent. */
 export type ChildMessage =
   | { type: 'ready'; urls: Record<string, string>; info?: Record<string, unknown> }
-  | { type: 'stats'; cpuMicros: number; maxRssKb: number }
+  | { type: 'stats'; cpuMicros: number; maxRssKb: number; syscalls: number }
   | { type: 'result'; result: unknown }
   | { type: 'error'; message: string };
 
@@ -19,8 +20,8 @@ export interface BenchChild {
   readonly info: Record<string, unknown>;
   /** Starts the CPU window (process.cpuUsage baseline in the child). */
   mark(): Promise<void>;
-  /** CPU microseconds since `mark()` and peak RSS (KiB) of the child. */
-  stats(): Promise<{ cpuMicros: number; maxRssKb: number }>;
+  /** CPU microseconds and read/write-family syscalls since `mark()`, and peak RSS (KiB) of the child. */
+  stats(): Promise<{ cpuMicros: number; maxRssKb: number; syscalls: number }>;
   /** Asks the child to do its one job (e.g. the database-limit loop) and returns its result. */
   run<T>(options: unknown): Promise<T>;
   stop(): Promise<void>;
@@ -93,8 +94,8 @@ export async function startChild(
     async stats() {
       const reply = next('stats', 10_000);
       send({ type: 'stats' });
-      const { cpuMicros, maxRssKb } = await reply;
-      return { cpuMicros, maxRssKb };
+      const { cpuMicros, maxRssKb, syscalls } = await reply;
+      return { cpuMicros, maxRssKb, syscalls };
     },
     async run<T>(options: unknown) {
       const reply = next('result', 600_000);
@@ -117,10 +118,16 @@ export async function startChild(
  */
 export function serveChild(handlers: { onStop: () => Promise<void>; onRun?: (options: unknown) => Promise<unknown> }) {
   let baseline = process.cpuUsage();
+  let syscallBaseline = ioSyscalls(process.pid);
   const reply = (message: ChildMessage) => process.send?.(message);
   const stats = () => {
     const used = process.cpuUsage(baseline);
-    reply({ type: 'stats', cpuMicros: used.user + used.system, maxRssKb: process.resourceUsage().maxRSS });
+    reply({
+      type: 'stats',
+      cpuMicros: used.user + used.system,
+      maxRssKb: process.resourceUsage().maxRSS,
+      syscalls: ioSyscalls(process.pid) - syscallBaseline,
+    });
   };
   let profiler: Session | undefined;
   let profiles = 0;
@@ -133,6 +140,7 @@ export function serveChild(handlers: { onStop: () => Promise<void>; onRun?: (opt
         await profiler.post('Profiler.start');
       }
       baseline = process.cpuUsage();
+      syscallBaseline = ioSyscalls(process.pid);
       stats();
     } else if (message.type === 'stats') {
       stats();

@@ -87,6 +87,12 @@ const rowOf = (scenario: string, result: LoadResult, extra: Partial<Row> = {}): 
   errors: result.errors,
   ...extra,
 });
+/**
+ * One process's share of an operation: CPU ms / read+write syscalls. PostgreSQL's backends
+ * talk to clients with recv/send, which /proc/<pid>/io does not count: its CPU only.
+ */
+const perCharge = (name: string, cpuMs: number, syscalls?: number) =>
+  `${name} ${cpuMs.toFixed(2)}${syscalls === undefined ? '' : ` / ${syscalls.toFixed(1)}`}`;
 const warnErrors = (label: string, result: LoadResult) => {
   if (result.errors) log(`${label}: ${result.errors} errors, e.g. ${result.errorSamples.join(' | ')}`);
 };
@@ -153,7 +159,11 @@ async function main() {
       pgCpu.mark();
       const result = await child.run<LoadResult & { used: number }>({ ...base, cardIds: cardIds.slice(warm.used), durationMs: measureMs });
       const pgCpuMsPerOp = pgMsPerOp(result.ok + result.errors);
-      const { maxRssKb, cpuMicros } = await child.stats();
+      const { maxRssKb, cpuMicros, syscalls } = await child.stats();
+      const dbOps = Math.max(1, result.ok + result.errors);
+      const dbSplit = [perCharge('driver', cpuMicros / 1000 / dbOps, syscalls / dbOps), perCharge('postgres', pgCpuMsPerOp)];
+      log(`database limit: per charge by process (CPU ms / read+write syscalls): ${dbSplit.join(', ')}`);
+      notes.push(`DB limit, per charge by process (CPU ms / read+write syscalls): ${dbSplit.join(', ')}.`);
       await stopChild(child);
       warnErrors('database limit', result);
       dbLimit = result.rps;
@@ -231,7 +241,11 @@ async function main() {
             const all = await Promise.all(stackChildren.map((child) => child.stats()));
             return {
               cpuMicros: all.reduce((sum, one) => sum + one.cpuMicros, 0),
-              cpuMicrosByProcess: stackChildren.map((child, i) => ({ name: child.name, cpuMicros: all[i]?.cpuMicros ?? 0 })),
+              byProcess: stackChildren.map((child, i) => ({
+                name: child.name,
+                cpuMicros: all[i]?.cpuMicros ?? 0,
+                syscalls: all[i]?.syscalls ?? 0,
+              })),
               maxRssKb: Math.max(...all.map((one) => one.maxRssKb)),
               totalRssKb: all.reduce((sum, one) => sum + one.maxRssKb, 0),
             };
@@ -285,17 +299,17 @@ async function main() {
         const ops = Math.max(1, max.ok + max.errors);
         const pgCpuMsPerOp = pgMsPerOp(ops);
         const redisCpuMsPerOp = redisCpu.cpuMicros() / 1000 / ops;
-        const { cpuMicros, cpuMicrosByProcess, maxRssKb } = await current.stats();
+        const { cpuMicros, byProcess, maxRssKb } = await current.stats();
         warnErrors(`${label} max`, max);
         const split = [
-          ...cpuMicrosByProcess.map(
-            ({ name, cpuMicros }) => `${name.replace(/^stack-\d+-?/, '') || 'stack'} ${(cpuMicros / 1000 / ops).toFixed(2)}`,
+          ...byProcess.map(({ name, cpuMicros, syscalls }) =>
+            perCharge(name.replace(/^stack-\d+-?/, '') || 'stack', cpuMicros / 1000 / ops, syscalls / ops),
           ),
-          `postgres ${pgCpuMsPerOp.toFixed(2)}`,
-          `redis-server ${redisCpuMsPerOp.toFixed(2)}`,
+          perCharge('postgres', pgCpuMsPerOp),
+          perCharge('redis-server', redisCpuMsPerOp, redisCpu.syscalls() / ops),
         ].join(', ');
-        log(`${label}: CPU ms per charge by process: ${split}`);
-        notes.push(`${label} (max), CPU ms per charge by process: ${split}.`);
+        log(`${label}: per charge by process (CPU ms / read+write syscalls): ${split}`);
+        notes.push(`${label} (max), per charge by process (CPU ms / read+write syscalls): ${split}.`);
         return { max, cpuMsPerOp: cpuMicros / 1000 / ops, pgCpuMsPerOp, maxRssKb };
       };
 

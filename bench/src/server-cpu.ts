@@ -16,11 +16,37 @@ function statOf(pid: number): string[] | undefined {
 const field = (fields: string[], n: number) => Number(fields[n - 3]);
 
 /**
+ * Read- and write-family system calls a process has made (`syscr` + `syscw` of
+ * /proc/<pid>/io: read, write, writev… — socket I/O through them included; recv/send,
+ * sendmsg and epoll not, so PostgreSQL's client traffic is not in it); 0 when unreadable. Every socket message is one, so per operation it counts the messages a process
+ * exchanges on the way.
+ */
+export function ioSyscalls(pid: number): number {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const count = (name: string) => Number(io.match(new RegExp(`^${name}: (\\d+)`, 'm'))?.[1] ?? 0);
+    return count('syscr') + count('syscw');
+  } catch {
+    return 0;
+  }
+}
+
+/**
  * CPU time of a server process tree read from /proc: the process (all its threads), every
  * process it forked (PostgreSQL's backends), and those it has reaped. Backends of pooled
  * connections live for the whole measurement, so a window's figure is complete.
  */
-export function serverCpu(pid: number): { mark(): void; cpuMicros(): number } {
+export function serverCpu(pid: number): { mark(): void; cpuMicros(): number; syscalls(): number } {
+  /** The processes of the tree now: the server and its children. */
+  const tree = () => {
+    const pids = [pid];
+    for (const entry of readdirSync('/proc')) {
+      const child = Number(entry);
+      if (child > 0 && child !== pid && field(statOf(child) ?? [], 4) === pid) pids.push(child);
+    }
+    return pids;
+  };
+  const totalSyscalls = () => tree().reduce((sum, one) => sum + ioSyscalls(one), 0);
   const total = () => {
     const root = statOf(pid);
     if (!root) return 0;
@@ -35,12 +61,18 @@ export function serverCpu(pid: number): { mark(): void; cpuMicros(): number } {
     return ticks;
   };
   let marked = total();
+  let markedSyscalls = totalSyscalls();
   return {
     mark() {
       marked = total();
+      markedSyscalls = totalSyscalls();
     },
     cpuMicros() {
       return ((total() - marked) * 1_000_000) / ticksPerSecond;
+    },
+    /** Read/write-family syscalls of the tree since `mark` (backends that exited meanwhile are not counted). */
+    syscalls() {
+      return totalSyscalls() - markedSyscalls;
     },
   };
 }
