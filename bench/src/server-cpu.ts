@@ -18,8 +18,8 @@ const field = (fields: string[], n: number) => Number(fields[n - 3]);
 /**
  * Read- and write-family system calls a process has made (`syscr` + `syscw` of
  * /proc/<pid>/io: read, write, writev… — socket I/O through them included; recv/send,
- * sendmsg and epoll not, so PostgreSQL's client traffic is not in it); 0 when unreadable. Every socket message is one, so per operation it counts the messages a process
- * exchanges on the way.
+ * sendmsg and epoll not, so PostgreSQL's client traffic is not in it); 0 when unreadable.
+ * Every socket message is one, so per operation it counts the messages a process exchanges.
  */
 export function ioSyscalls(pid: number): number {
   try {
@@ -37,29 +37,29 @@ export function ioSyscalls(pid: number): number {
  * connections live for the whole measurement, so a window's figure is complete.
  */
 export function serverCpu(pid: number): { mark(): void; cpuMicros(): number; syscalls(): number } {
-  /** The processes of the tree now: the server and its children. */
+  /** The processes of the tree now, with their stat fields: the server, then the processes it forked. */
   const tree = () => {
-    const pids = [pid];
-    for (const entry of readdirSync('/proc')) {
-      const child = Number(entry);
-      if (child > 0 && child !== pid && field(statOf(child) ?? [], 4) === pid) pids.push(child);
-    }
-    return pids;
-  };
-  const totalSyscalls = () => tree().reduce((sum, one) => sum + ioSyscalls(one), 0);
-  const total = () => {
-    const root = statOf(pid);
-    if (!root) return 0;
-    // utime + stime + the reaped children's cutime + cstime.
-    let ticks = field(root, 14) + field(root, 15) + field(root, 16) + field(root, 17);
+    const processes = [{ pid, stat: statOf(pid) }];
     for (const entry of readdirSync('/proc')) {
       const child = Number(entry);
       if (!(child > 0) || child === pid) continue;
       const stat = statOf(child);
-      if (stat && field(stat, 4) === pid) ticks += field(stat, 14) + field(stat, 15);
+      if (stat && field(stat, 4) === pid) processes.push({ pid: child, stat });
+    }
+    return processes;
+  };
+  /** utime + stime of the tree, in ticks. */
+  const total = () => {
+    let ticks = 0;
+    for (const one of tree()) {
+      if (!one.stat) continue;
+      ticks += field(one.stat, 14) + field(one.stat, 15);
+      // The server also carries the cutime + cstime of the children it has reaped.
+      if (one.pid === pid) ticks += field(one.stat, 16) + field(one.stat, 17);
     }
     return ticks;
   };
+  const totalSyscalls = () => tree().reduce((sum, one) => sum + ioSyscalls(one.pid), 0);
   let marked = total();
   let markedSyscalls = totalSyscalls();
   return {

@@ -169,7 +169,6 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       logger: serviceLogger('analytics'),
       config: analyticsConfig,
     });
-    await analytics.store.ensureIndexes();
     await analytics.start(port('ANALYTICS_PORT', 4004), host);
     closers.push(() => analytics.close());
 

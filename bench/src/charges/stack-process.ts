@@ -136,7 +136,6 @@ try {
       logger: serviceLogger('analytics'),
       config: analyticsConfig,
     });
-    await analytics.store.ensureIndexes();
     await analytics.start(0, host);
     closers.push(() => analytics.close());
     urls.analytics = analytics.url;

@@ -1,20 +1,11 @@
-import {
-  cards,
-  chargeEvents,
-  chargeIdempotencyKeys,
-  charges,
-  type Database,
-  type DeclineCode,
-  newId,
-  type Transaction,
-} from '@ghostpay/db';
+import { cards, chargeEvents, charges, type Database, type DeclineCode, newId, type Transaction } from '@ghostpay/db';
 import { ForbiddenError, NotFoundError, type Principal } from '@ghostpay/platform';
 import { eq, sql } from 'drizzle-orm';
 import { notifyEvent } from './charge-events.ts';
 import { type CreateChargeInput, requestFingerprint, validateCreateCharge } from './charge-input.ts';
 import { type ChargeRow, toSnapshot } from './charge-record.ts';
 import type { ChargesMetrics } from './charges-metrics.ts';
-import { claimIdempotencyKey, type IdempotencyScope, lockTimeoutAfterClaim } from './idempotency.ts';
+import { claimIdempotencyKey, completeIdempotencyKeySql, type IdempotencyScope, lockTimeoutAfterClaim } from './idempotency.ts';
 
 export interface AuthorizeChargeDeps {
   db: Database;
@@ -161,12 +152,7 @@ async function writeCharge(
       select id, status, ${snapshot}::jsonb from charge
       returning id, charge_id, status
     ),
-    completed as (
-      update ${chargeIdempotencyKeys}
-      set state = 'completed', charge_id = charge.id, response = ${snapshot}::jsonb, completed_at = now(), locked_until = null
-      from charge
-      where principal_id = ${scope.principalId} and operation = ${scope.operation} and key = ${scope.key}
-    )
+    completed as (${completeIdempotencyKeySql(scope, sql`(select id from charge)`, snapshot, sql`exists (select 1 from charge)`)})
     select event.id, ${notifyEvent} from event
   `)) as unknown as { rows: unknown[] };
   return result.rows.length === 1;

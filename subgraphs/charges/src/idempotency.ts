@@ -1,6 +1,6 @@
 import { chargeIdempotencyKeys, type Transaction } from '@ghostpay/db';
 import { IdempotencyKeyInUseError, IdempotencyKeyReusedError, ServiceUnavailableError } from '@ghostpay/platform';
-import { and, eq, lt, sql } from 'drizzle-orm';
+import { and, eq, lt, type SQL, sql } from 'drizzle-orm';
 import { type ChargeRow, type ChargeSnapshot, fromSnapshot, toSnapshot } from './charge-record.ts';
 import { LOCK_NOT_AVAILABLE, pgErrorCode } from './pg-error.ts';
 
@@ -82,18 +82,21 @@ export function lockTimeoutAfterClaim(error: unknown): unknown {
   return error;
 }
 
+/**
+ * The UPDATE that completes a claimed key with the charge's id and the result to replay
+ * (`snapshot`: the charge's JSON). Inside a larger statement `chargeId` may be an expression
+ * over one of its CTEs and `onlyIf` a condition on them (see `writeCharge`).
+ */
+export function completeIdempotencyKeySql(scope: IdempotencyScope, chargeId: string | SQL, snapshot: string, onlyIf: SQL = sql`true`): SQL {
+  return sql`
+    update ${chargeIdempotencyKeys}
+    set state = 'completed', charge_id = ${chargeId}, response = ${snapshot}::jsonb, completed_at = now(), locked_until = null
+    where principal_id = ${scope.principalId} and operation = ${scope.operation} and key = ${scope.key} and ${onlyIf}`;
+}
+
 /** Stores the result to replay, in the same transaction as the state change it guards. */
 export async function completeIdempotencyKey(tx: Transaction, scope: IdempotencyScope, charge: ChargeRow): Promise<void> {
-  await tx
-    .update(chargeIdempotencyKeys)
-    .set({ state: 'completed', chargeId: charge.id, response: toSnapshot(charge), completedAt: sql`now()`, lockedUntil: null })
-    .where(
-      and(
-        eq(chargeIdempotencyKeys.principalId, scope.principalId),
-        eq(chargeIdempotencyKeys.operation, scope.operation),
-        eq(chargeIdempotencyKeys.key, scope.key),
-      ),
-    );
+  await tx.execute(completeIdempotencyKeySql(scope, charge.id, JSON.stringify(toSnapshot(charge))));
 }
 
 /** Deletes keys older than the retention; returns how many. */
