@@ -33,8 +33,6 @@ export interface SubgraphRequest {
 export type SubgraphSender = (request: SubgraphRequest) => Promise<SubgraphResponse>;
 
 type RepresentationBuilder = (entity: Record<string, unknown>) => Record<string, unknown> | null;
-/** A representation already as JSON text (undefined: use the object builder), for the common flat `requires`. */
-type RepresentationSerializer = (entity: Record<string, unknown>) => string | null | undefined;
 
 type CompiledNode =
   | {
@@ -45,7 +43,7 @@ type CompiledNode =
       prefix: string;
       variableUsages: string[];
       requires?: RepresentationBuilder;
-      serializeRequires?: RepresentationSerializer;
+      flatRequires?: FlatRequires;
     }
   | { kind: 'sequence'; nodes: CompiledNode[] }
   | { kind: 'parallel'; nodes: CompiledNode[] }
@@ -95,17 +93,37 @@ function compileRepresentation(
   return (entity) => build(entity, selections);
 }
 
+/** One inline fragment of a flat `requires`: the representation of an entity of a matching type. */
+interface FlatFragment {
+  hasTypename: boolean;
+  /** The fields in selection order, with their `"name":` JSON prefix. */
+  fields: { name: string; prefix: string }[];
+  /** The fields other than __typename: with the typename, they tell representations apart. */
+  valueFields: string[];
+}
+
 /**
  * For `requires` made of inline fragments of leaf fields (`... on Product { __typename upc }`,
- * nearly every entity fetch): writes the representation's JSON directly, with the same keys,
- * order and values as JSON.stringify of the object builder's result. Anything else (nested
- * selections, an entity matching two fragments) answers undefined: use the object builder.
+ * nearly every entity fetch): representations are told apart by their values and written as
+ * JSON directly, with the same keys, order and values as JSON.stringify of the object
+ * builder's result.
  */
-function compileRepresentationJson(
+interface FlatRequires {
+  /**
+   * The fragment an entity of this type uses: null when it sends no representation (no
+   * fragment matches, or the match selects no __typename), undefined when two fragments match
+   * (the object builder merges them).
+   */
+  fragmentFor(typename: string): FlatFragment | null | undefined;
+  /** The representation's JSON, or null when a field is missing (such an entity is not sent). */
+  serialize(entity: Record<string, unknown>, fragment: FlatFragment): string | null;
+}
+
+function compileFlatRequires(
   selections: PlanSelection[],
   subtype: (condition: string, typeName: string) => boolean,
-): RepresentationSerializer | undefined {
-  const fragments: { condition: string; hasTypename: boolean; fields: { name: string; prefix: string }[] }[] = [];
+): FlatRequires | undefined {
+  const fragments: (FlatFragment & { condition: string })[] = [];
   for (const selection of selections) {
     if (selection.kind !== 'InlineFragment' || !selection.typeCondition) return undefined;
     const fields: { name: string; prefix: string }[] = [];
@@ -114,29 +132,92 @@ function compileRepresentationJson(
       const name = field.alias ?? field.name;
       fields.push({ name, prefix: `${JSON.stringify(name)}:` });
     }
-    fragments.push({ condition: selection.typeCondition, hasTypename: fields.some((f) => f.name === '__typename'), fields });
+    fragments.push({
+      condition: selection.typeCondition,
+      hasTypename: fields.some((f) => f.name === '__typename'),
+      fields,
+      valueFields: fields.map((f) => f.name).filter((name) => name !== '__typename'),
+    });
   }
-  return (entity) => {
-    const typename = entity.__typename;
-    if (typeof typename !== 'string' || !typename) return null;
-    let match: (typeof fragments)[number] | undefined;
-    for (const fragment of fragments) {
-      if (!subtype(fragment.condition, typename)) continue;
-      if (match) return undefined;
-      match = fragment;
-    }
-    // Like the gateway, a representation without __typename is not sent.
-    if (!match?.hasTypename) return null;
-    let json = '{';
-    for (let i = 0; i < match.fields.length; i++) {
-      const field = match.fields[i] as { name: string; prefix: string };
-      if (!hasOwn.call(entity, field.name)) return null;
-      const value = entity[field.name];
-      if (value === undefined) return null;
-      json += `${i ? ',' : ''}${field.prefix}${JSON.stringify(value)}`;
-    }
-    return `${json}}`;
+  const byType = new Map<string, FlatFragment | null | undefined>();
+  return {
+    fragmentFor(typename) {
+      if (byType.has(typename)) return byType.get(typename);
+      let match: FlatFragment | null | undefined = null;
+      for (const fragment of fragments) {
+        if (!subtype(fragment.condition, typename)) continue;
+        if (match) {
+          match = undefined;
+          break;
+        }
+        match = fragment;
+      }
+      // Like the gateway, a representation without __typename is not sent.
+      if (match && !match.hasTypename) match = null;
+      byType.set(typename, match);
+      return match;
+    },
+    serialize(entity, fragment) {
+      let json = '{';
+      for (let i = 0; i < fragment.fields.length; i++) {
+        const field = fragment.fields[i] as { name: string; prefix: string };
+        if (!hasOwn.call(entity, field.name)) return null;
+        const value = entity[field.name];
+        if (value === undefined) return null;
+        json += `${i ? ',' : ''}${field.prefix}${JSON.stringify(value)}`;
+      }
+      return `${json}}`;
+    },
   };
+}
+
+/**
+ * The distinct representations of one entity fetch, in first-seen order. Flat representations
+ * whose values are all scalars are found by their values (a map per field, under the
+ * typename), so an entity repeated a hundred times costs map lookups, not a JSON string each;
+ * the rest by their JSON text. Two representations share a slot exactly when their JSON is
+ * equal: map keys compare like JSON does for the values JSON.parse produces (1 and "1" differ).
+ */
+class RepresentationIndex {
+  readonly json: string[] = [];
+  private readonly byValues = new Map<unknown, unknown>();
+  private readonly byJson = new Map<string, number>();
+
+  /** The slot of a flat representation: -1 when the entity sends none, undefined when a value is an object (use `slotOfJson`). */
+  slotOfFlat(entity: Record<string, unknown>, typename: string, fragment: FlatFragment, flat: FlatRequires): number | undefined {
+    let level = this.byValues;
+    let key: unknown = typename;
+    for (const name of fragment.valueFields) {
+      if (!hasOwn.call(entity, name)) return -1;
+      const value = entity[name];
+      if (value === undefined) return -1;
+      if (value !== null && typeof value === 'object') return undefined;
+      let next = level.get(key) as Map<unknown, unknown> | undefined;
+      if (next === undefined) {
+        next = new Map();
+        level.set(key, next);
+      }
+      level = next;
+      key = value;
+    }
+    const slot = level.get(key) as number | undefined;
+    if (slot !== undefined) return slot;
+    const json = flat.serialize(entity, fragment);
+    if (json === null) return -1;
+    level.set(key, this.json.length);
+    this.json.push(json);
+    return this.json.length - 1;
+  }
+
+  slotOfJson(json: string): number {
+    let slot = this.byJson.get(json);
+    if (slot === undefined) {
+      slot = this.json.length;
+      this.byJson.set(json, slot);
+      this.json.push(json);
+    }
+    return slot;
+  }
 }
 
 export function compilePlan(plan: QueryPlanLike, supergraphSchema: GraphQLSchema): CompiledPlan {
@@ -156,7 +237,7 @@ export function compilePlan(plan: QueryPlanLike, supergraphSchema: GraphQLSchema
           prefix: head,
           variableUsages: node.variableUsages ?? [],
           requires: node.requires ? compileRepresentation(node.requires, subtype) : undefined,
-          serializeRequires: node.requires ? compileRepresentationJson(node.requires, subtype) : undefined,
+          flatRequires: node.requires ? compileFlatRequires(node.requires, subtype) : undefined,
         };
       }
       case 'Sequence':
@@ -328,28 +409,37 @@ async function executeFetch(run: PlanRun, fetch: Extract<CompiledNode, { kind: '
   // plans repeat the same entity many times (TestQuery sends one product 96 times). Each answer
   // is merged into every entity that asked for it, and errors are repeated for each of them, so
   // the client sees what the gateway's one-per-entity requests would have given.
-  const uniqueJson: string[] = [];
-  const seen = new Map<string, number>();
+  const index = new RepresentationIndex();
   /** Per representation the gateway would send: its entity, and its slot among the unique ones. */
   const owners: number[] = [];
   const slots: number[] = [];
+  const flat = fetch.flatRequires;
   for (let i = 0; i < entities.length; i++) {
     const entity = entities[i] as Record<string, unknown>;
-    let json = fetch.serializeRequires?.(entity);
-    if (json === undefined) {
-      const representation = fetch.requires(entity);
-      json = representation?.__typename ? JSON.stringify(representation) : null;
+    let slot: number | undefined;
+    if (flat) {
+      const typename = entity.__typename;
+      // An entity without a typename matches no fragment: no representation.
+      if (typeof typename !== 'string' || !typename) continue;
+      const fragment = flat.fragmentFor(typename);
+      if (fragment === null) continue;
+      if (fragment) {
+        slot = index.slotOfFlat(entity, typename, fragment, flat);
+        if (slot === undefined) {
+          const json = flat.serialize(entity, fragment);
+          slot = json === null ? -1 : index.slotOfJson(json);
+        }
+      }
     }
-    if (json === null) continue;
-    let slot = seen.get(json);
     if (slot === undefined) {
-      slot = uniqueJson.length;
-      seen.set(json, slot);
-      uniqueJson.push(json);
+      const representation = fetch.requires(entity);
+      slot = representation?.__typename ? index.slotOfJson(JSON.stringify(representation)) : -1;
     }
+    if (slot === -1) continue;
     owners.push(i);
     slots.push(slot);
   }
+  const uniqueJson = index.json;
   if (uniqueJson.length === 0) return;
   if (variables && 'representations' in variables) throw new Error('Variables cannot contain key "representations"');
   const others = variables ? JSON.stringify(variables).slice(1, -1) : '';
