@@ -16,6 +16,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createDatabase, migrate } from '@ghostpay/db';
+import { routerNodeOptions } from '@ghostpay/router';
 import { createTestTokenIssuer, startPostgresCluster, startRedisServer, testAudience, testIssuer } from '@ghostpay/test-support';
 import pg from 'pg';
 import type { DbLimitOptions } from './charges/db-limit-process.ts';
@@ -63,8 +64,9 @@ async function teardown() {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
 }
 
-// Node flags for every server process (gateways, stack), the same for all: BENCH_NODE_FLAGS overrides.
-const nodeFlags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+// Node flags for every server process (gateways, stack), the same for all: the router's
+// production options (its image's NODE_OPTIONS) unless BENCH_NODE_FLAGS says otherwise.
+const nodeFlags = (process.env.BENCH_NODE_FLAGS ?? routerNodeOptions).split(' ').filter(Boolean);
 
 async function spawn(name: string, script: string, env: Record<string, string>) {
   const child = await startChild(name, resolve(src, script), env, { execArgv: nodeFlags });

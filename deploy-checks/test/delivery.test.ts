@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { routerNodeOptions } from '@ghostpay/router';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { readRepoFile, repoPath } from '../src/repo.ts';
@@ -34,6 +35,22 @@ describe('Dockerfiles', () => {
     expect(text).toContain(`COPY ${folder}/ ${folder}/`);
     // Runs from the service folder, after USER: nothing is written at run time.
     expect(text.indexOf('USER node')).toBeGreaterThan(text.lastIndexOf('COPY '));
+  });
+
+  it("runs the router with its Node options, in the image and in its start script, and the chart's memory limit allows for them", () => {
+    expect(readRepoFile('router/Dockerfile')).toContain(`NODE_OPTIONS="${routerNodeOptions}"`);
+    const scripts = (JSON.parse(readRepoFile('router/package.json')) as { scripts: Record<string, string> }).scripts;
+    expect(scripts.start).toBe(`node ${routerNodeOptions} src/main.ts`);
+    // The young generation is two semi-spaces of this size, on top of what the router held before.
+    const semiSpaceMiB = Number(/--max-semi-space-size=(\d+)/.exec(routerNodeOptions)?.[1]);
+    const values = parse(readRepoFile('charts/ghostpay/values.yaml')) as {
+      defaults: { resources: { limits: { memory: string } } };
+      services: { router: { resources?: { limits: { memory: string } } } };
+    };
+    const mib = (quantity: string) => Number(quantity.replace(/Mi$/, ''));
+    expect(mib(values.services.router.resources?.limits.memory ?? '0')).toBeGreaterThanOrEqual(
+      mib(values.defaults.resources.limits.memory) + 2 * semiSpaceMiB,
+    );
   });
 
   it('keeps node_modules, tests and VCS data out of the build context', () => {

@@ -5,6 +5,7 @@ export * from './circuit-breaker.ts';
 export * from './compose-supergraph.ts';
 export * from './config.ts';
 export * from './executor/index.ts';
+export * from './node-options.ts';
 export * from './operation-limits.ts';
 export * from './persisted-queries.ts';
 export * from './rate-limiter.ts';
