@@ -117,6 +117,32 @@ describe('request events for the analytics emitter', () => {
     }
   });
 
+  it('reports the error codes of the response the client got, from the pipeline or, before it, from the body', async () => {
+    const router = await startRouter({ verifier: issuer.verifier, urls: subgraphs.urls, onRequestEvent: (event) => events.push(event) });
+    try {
+      const token = await issuer.mint({ userId: 'usr_ev', role: 'user', apiKeyId: 'key_ev' });
+      const cases: { body: unknown; codes: string[] }[] = [
+        { body: { query: 'mutation { createToken(apiKey: "gp_a_b") { tokenType } }' }, codes: [] },
+        { body: { query: '{ card(id: "c") { id } nope }' }, codes: ['GRAPHQL_VALIDATION_FAILED'] },
+        { body: { query: '{ card(id: "c") { id } users { edges { node { id } } } }' }, codes: ['FORBIDDEN'] },
+        { body: { query: '{ card(' }, codes: ['GRAPHQL_PARSE_FAILED'] },
+        // No query: Apollo Server's pipeline refuses it (its plugins run).
+        { body: { variables: {} }, codes: ['BAD_USER_INPUT'] },
+        // Refused by Apollo Server before its plugins run: the codes come from the body.
+        { body: { query: '{ card(id: "c") { id } }', variables: 'x' }, codes: ['BAD_USER_INPUT'] },
+        { body: { query: 5 }, codes: ['BAD_USER_INPUT'] },
+      ];
+      for (const [i, { body, codes: expected }] of cases.entries()) {
+        const response = await post(router.graphqlUrl, body, { authorization: `Bearer ${token}`, 'x-request-id': `req-codes-${i}` });
+        expect(codes(response)).toEqual(expected);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        expect(events.find((e) => e.requestId === `req-codes-${i}`)?.errorCodes).toEqual(expected);
+      }
+    } finally {
+      await router.close();
+    }
+  });
+
   it('neither fails nor delays a request when the handler throws, rejects or is slow', async () => {
     let calls = 0;
     const router = await startRouter({
