@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { buildSchema } from 'graphql';
 import { describe, expect, it } from 'vitest';
-import { compilePlan, executeCompiledPlan, type SubgraphRequest } from '../src/executor/index.ts';
+import { compilePlan, executeCompiledPlan, flattenAt, type SubgraphRequest } from '../src/executor/index.ts';
 import type { PlanSelection, QueryPlanLike } from '../src/executor/plan-types.ts';
 
 /**
@@ -120,5 +120,44 @@ describe('representations of an entity fetch', () => {
       { __typename: 'Product', id: '1', sku: 'x' },
       { __typename: 'Product', id: '2', sku: 'x' },
     ]);
+  });
+});
+
+/** @apollo/gateway's flattenResultsAtPath (executeQueryPlan.js), which is not exported. */
+function gatewayFlatten(value: unknown, path: readonly (string | number)[]): unknown {
+  if (path.length === 0) return value;
+  if (value === undefined || value === null) return value;
+  const [current, ...rest] = path;
+  if (current === '@') return (value as unknown[]).flatMap((element) => gatewayFlatten(element, rest));
+  return gatewayFlatten(Object.hasOwn(value, current as string) ? (value as Record<string, unknown>)[current as string] : undefined, rest);
+}
+
+describe('the entities at a flatten path', () => {
+  it("are the gateway's flattenResultsAtPath, lists at every @ flattened into one, nulls and missing fields kept", () => {
+    // Data shaped like the path (a: list of {b: list of {c: …}}), with nulls and holes anywhere.
+    const leaf = fc.oneof(fc.constant(null), fc.record({ id: fc.nat(9) }), fc.array(fc.record({ id: fc.nat(9) }), { maxLength: 3 }));
+    const c = fc.option(fc.record({ c: leaf }, { requiredKeys: [] }));
+    const b = fc.option(fc.record({ b: fc.option(fc.array(c, { maxLength: 4 })) }, { requiredKeys: [] }));
+    const data = fc.record({ a: fc.option(fc.array(b, { maxLength: 4 })) }, { requiredKeys: [] });
+    const paths: (string | number)[][] = [
+      ['a'],
+      ['a', '@'],
+      ['a', '@', 'b'],
+      ['a', '@', 'b', '@'],
+      ['a', '@', 'b', '@', 'c'],
+      ['a', '@', 'b', '@', 'c', '@'],
+    ];
+    fc.assert(
+      fc.property(data, fc.constantFrom(...paths), (value, path) => {
+        let expected: unknown;
+        try {
+          expected = gatewayFlatten(value, path);
+        } catch {
+          return; // a non-list under @: both throw, nothing to compare
+        }
+        expect(flattenAt(value, path)).toEqual(expected);
+      }),
+      { numRuns: 500 },
+    );
   });
 });

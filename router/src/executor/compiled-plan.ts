@@ -282,21 +282,42 @@ export function mergeInto(target: Record<string, unknown>, source: Record<string
   }
 }
 
-function flattenAt(value: unknown, path: readonly (string | number)[], index: number): unknown {
-  if (index === path.length) return value;
-  if (value === undefined || value === null) return value;
-  const current = path[index];
-  if (current === '@') {
-    const out: unknown[] = [];
-    for (const element of value as unknown[]) {
-      const inner = flattenAt(element, path, index + 1);
-      if (Array.isArray(inner)) for (const x of inner) out.push(x);
-      else out.push(inner);
-    }
-    return out;
+/**
+ * The gateway's flattenResultsAtPath: the value at `path`, where each `@` maps over a list and
+ * the lists it yields are flattened into one. Built as one array (no array per list level).
+ */
+export function flattenAt(data: unknown, path: readonly (string | number)[]): unknown {
+  let value = data;
+  let index = 0;
+  for (; index < path.length && path[index] !== '@'; index++) {
+    if (value === undefined || value === null) return value;
+    value = hasOwn.call(value, path[index] as string) ? (value as Record<string, unknown>)[path[index] as string] : undefined;
   }
-  const object = value as Record<string, unknown>;
-  return flattenAt(hasOwn.call(object, current as string) ? object[current as string] : undefined, path, index + 1);
+  if (index === path.length || value === undefined || value === null) return value;
+  const out: unknown[] = [];
+  for (const element of value as unknown[]) pushFlattened(element, path, index + 1, out);
+  return out;
+}
+
+/** Adds what the value at `path[index…]` contributes under an `@`: the elements of a list, anything else as one. */
+function pushFlattened(data: unknown, path: readonly (string | number)[], start: number, out: unknown[]): void {
+  let value = data;
+  let index = start;
+  for (; index < path.length && path[index] !== '@'; index++) {
+    if (value === undefined || value === null) {
+      out.push(value);
+      return;
+    }
+    value = hasOwn.call(value, path[index] as string) ? (value as Record<string, unknown>)[path[index] as string] : undefined;
+  }
+  if (index === path.length) {
+    if (Array.isArray(value)) for (const element of value) out.push(element);
+    else out.push(value);
+  } else if (value === undefined || value === null) {
+    out.push(value);
+  } else {
+    for (const element of value as unknown[]) pushFlattened(element, path, index + 1, out);
+  }
 }
 
 /** Every concrete path to the entities at `path` (the gateway's generateHydratedPaths), for mapping `_entities` errors. */
@@ -352,7 +373,7 @@ async function executeNode(run: PlanRun, node: CompiledNode, cursor: Cursor): Pr
       await Promise.all(node.nodes.map((child) => executeNode(run, child, cursor)));
       return;
     case 'flatten': {
-      const data = flattenAt(cursor.data, node.path, 0);
+      const data = flattenAt(cursor.data, node.path);
       if (data === undefined || data === null) return;
       await executeNode(run, node.node, { path: cursor.path.concat(node.path), data });
       return;
