@@ -136,29 +136,34 @@ export class SubgraphDataSource implements GraphQLDataSource<Record<string, unkn
   }
 
   private async send(body: string, headers: Record<string, string>) {
+    // One timer for the whole call (answer and body), cleared when it ends: AbortSignal.timeout
+    // would leave a timer per call to fire seconds later and build a DOMException for nothing.
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), this.timeoutMs);
     let response: Awaited<ReturnType<Pool['request']>>;
-    try {
-      response = await this.pool.request({
-        path: `${this.url.pathname}${this.url.search}`,
-        method: 'POST',
-        headers,
-        body,
-        signal: AbortSignal.timeout(this.timeoutMs),
-      });
-    } catch (error) {
-      const err = error as { name?: string; code?: string; message?: string };
-      if (err.name === 'TimeoutError' || err.name === 'AbortError')
-        throw new SubgraphCallError(`timed out after ${this.timeoutMs} ms`, 'timeout', false);
-      throw new SubgraphCallError(err.code ?? err.message ?? 'network error', 'network', retryableCodes.has(err.code ?? ''));
-    }
     let text: string;
     try {
-      text = await response.body.text();
-    } catch (error) {
-      const err = error as { name?: string; message?: string };
-      if (err.name === 'TimeoutError' || err.name === 'AbortError')
-        throw new SubgraphCallError(`timed out after ${this.timeoutMs} ms`, 'timeout', false);
-      throw new SubgraphCallError(err.message ?? 'body read failed', 'network', false);
+      try {
+        response = await this.pool.request({
+          path: `${this.url.pathname}${this.url.search}`,
+          method: 'POST',
+          headers,
+          body,
+          signal: deadline.signal,
+        });
+      } catch (error) {
+        const err = error as { name?: string; code?: string; message?: string };
+        if (deadline.signal.aborted) throw new SubgraphCallError(`timed out after ${this.timeoutMs} ms`, 'timeout', false);
+        throw new SubgraphCallError(err.code ?? err.message ?? 'network error', 'network', retryableCodes.has(err.code ?? ''));
+      }
+      try {
+        text = await response.body.text();
+      } catch (error) {
+        if (deadline.signal.aborted) throw new SubgraphCallError(`timed out after ${this.timeoutMs} ms`, 'timeout', false);
+        throw new SubgraphCallError((error as Error).message ?? 'body read failed', 'network', false);
+      }
+    } finally {
+      clearTimeout(timer);
     }
     // A GraphQL response (even with a 4xx status, as Apollo Server sends for errors) is an answer.
     const contentType = String(response.headers['content-type'] ?? '');

@@ -69,13 +69,18 @@ describe('a subgraph that does not answer', () => {
   let subgraphs: StubSubgraphs;
   let hanging: Server;
   let calls = 0;
+  let mode: 'silent' | 'partial' = 'silent';
   let router: Awaited<ReturnType<typeof startRouter>>;
 
   beforeAll(async () => {
     issuer = await createTestTokenIssuer();
     subgraphs = await startStubSubgraphs(issuer.verifier, ['cards', 'charges']);
-    hanging = createServer(() => {
-      calls++; // accept and never answer
+    hanging = createServer((_req, res) => {
+      calls++; // accept and never answer, or (partial) answer the head and the start of a body, then stall
+      if (mode === 'partial') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write('{"data":{"user":');
+      }
     });
     await new Promise<void>((done) => hanging.listen(0, '127.0.0.1', done));
     const url = `http://127.0.0.1:${(hanging.address() as AddressInfo).port}/graphql`;
@@ -102,5 +107,17 @@ describe('a subgraph that does not answer', () => {
     expect(response.body.errors?.[0]).toMatchObject({ extensions: { code: 'SUBGRAPH_UNAVAILABLE' } });
     expect(response.body.errors?.[0]?.message).toMatch(/timed out after 300 ms/);
     expect(calls).toBe(1);
+  });
+
+  it('times out a call whose answer starts and then stalls: the deadline covers the body too', async () => {
+    mode = 'partial';
+    const started = performance.now();
+    const response = await post(router.graphqlUrl, query, { authorization: await issuer.bearer({ userId: 'usr_1', role: 'merchant' }) });
+    const elapsed = performance.now() - started;
+    expect(elapsed).toBeGreaterThanOrEqual(290);
+    expect(elapsed).toBeLessThan(1_500);
+    expect(response.body.data).toEqual({ user: null, card: { id: 'card_1', last4: '4242' } });
+    expect(response.body.errors?.[0]?.message).toMatch(/timed out after 300 ms/);
+    expect(calls).toBe(2);
   });
 });
