@@ -11,6 +11,7 @@ const packages = [
   'openapi-bridge',
   'stack',
   'deploy-checks',
+  'bench',
 ];
 
 /**

@@ -1,0 +1,83 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { closeLoadPools, percentile, runLoad, summarize } from '../src/load.ts';
+
+/**
+ * The load generator's figures: exact percentiles, errors counted by the caller's check, and
+ * in open loop latency counted from each request's scheduled time (a stall is not hidden).
+ */
+describe('percentile', () => {
+  it('is the nearest-rank value of a sorted list, NaN for none', () => {
+    const sorted = Float64Array.from({ length: 100 }, (_, i) => i + 1);
+    expect([50, 95, 99, 100].map((p) => percentile(sorted, p))).toEqual([50, 95, 99, 100]);
+    expect(percentile([7], 99)).toBe(7);
+    expect(percentile([], 50)).toBeNaN();
+  });
+
+  it('summarizes per second of the window by when each request started', () => {
+    const result = summarize([5, 6, 100, 7], 4, 1, 2, ['500'], [10, 20, 1500, 1900]);
+    expect(result).toMatchObject({ ok: 4, errors: 1, rps: 2, p50: 6, p99: 100, errorSamples: ['500'] });
+    expect(result.p95BySecond).toEqual([6, 100]);
+  });
+});
+
+describe('runLoad against a local server', () => {
+  let server: Server;
+  let origin: string;
+  let stallNext = 0;
+  let received = 0;
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      received++;
+      const n = Number(req.headers['x-n']);
+      const answer = () => {
+        // Every fifth request answers 500: the caller's check counts it as an error.
+        res.statusCode = n % 5 === 4 ? 500 : 200;
+        res.end(`answer ${n}`);
+      };
+      if (stallNext > 0) {
+        const ms = stallNext;
+        stallNext = 0;
+        setTimeout(answer, ms);
+      } else answer();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await closeLoadPools();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  const spec = (extra: Partial<Parameters<typeof runLoad>[0]>) => ({
+    origin,
+    connections: 2,
+    durationMs: 600,
+    request: (i: number) => ({ method: 'GET' as const, path: '/', headers: { 'x-n': String(i) } }),
+    check: (status: number, body: string, i: number) => status === 200 && body === `answer ${i}`,
+    ...extra,
+  });
+
+  it('closed loop: every answered request is an ok or an error, judged by the check', async () => {
+    received = 0;
+    const result = await runLoad(spec({}));
+    expect(result.ok + result.errors).toBe(received);
+    expect(result.errors).toBe(Math.floor(received / 5));
+    expect(result.errorSamples[0]).toMatch(/^500 answer \d+$/);
+    expect(result.rps).toBeCloseTo(result.ok / result.seconds, 6);
+  });
+
+  it('open loop: issues no more than the schedule, and a stall counts against the requests queued behind it', async () => {
+    received = 0;
+    stallNext = 300;
+    const result = await runLoad(spec({ connections: 1, ratePerSec: 50, durationMs: 1000 }));
+    // 50/s for 1 s: at most 51 scheduled (the first is due at 0).
+    expect(result.ok + result.errors).toBeLessThanOrEqual(51);
+    // The first request stalled 300 ms on the only connection; the ones scheduled behind it
+    // waited for it, and their latency counts from when they were due, not when they were sent.
+    expect(result.p99).toBeGreaterThanOrEqual(250);
+    expect(result.p95BySecond[0]).toBeGreaterThanOrEqual(200);
+  });
+});
