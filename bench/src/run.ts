@@ -26,6 +26,7 @@ import { expectedTestQueryData, hashData } from './federation/expected-result.ts
 import { composeBenchSupergraph } from './federation/supergraph.ts';
 import { testQuery } from './federation/test-query.ts';
 import { closeLoadPools, type LoadResult, runLoad } from './load.ts';
+import { measureLoopback } from './loopback.ts';
 import { machineDetails } from './machine.ts';
 import { type Row, renderTable, writeResults } from './report.ts';
 import { serverCpu } from './server-cpu.ts';
@@ -105,6 +106,13 @@ async function main() {
   const notes: string[] = [];
   const dataDir = mkdtempSync(join(tmpdir(), 'ghostpay-bench-'));
   cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+
+  log('loopback: what a socket message costs here');
+  const busy = await measureLoopback(1_000);
+  const idle = await measureLoopback(1_000, { idle: true });
+  notes.push(
+    `Loopback TCP between two Node processes, one message each way: ${busy.cpuMicrosPerRoundTrip.toFixed(0)} µs of CPU (both ends) per round trip back to back, ${idle.cpuMicrosPerRoundTrip.toFixed(0)} µs when both sides sleep before each (a 1 ms pause, whose own timer is in the figure), as the charge path's processes do between charges. Every read+write syscall in the splits below is one such message end.`,
+  );
 
   let dbLimit: number | undefined;
   if (only.has('db') || only.has('graphql') || only.has('rest')) {

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
+import { measureLoopback } from '../src/loopback.ts';
 import { ioSyscalls, serverCpu } from '../src/server-cpu.ts';
 
 /**
@@ -90,5 +91,18 @@ describe('ioSyscalls', () => {
 
   it('is 0 for a process that is gone', () => {
     expect(ioSyscalls(2 ** 22 + 12345)).toBe(0);
+  });
+});
+
+describe('measureLoopback', () => {
+  it('prices a loopback round trip in CPU of both ends, back to back and with both sides asleep', async () => {
+    const busy = await measureLoopback(300);
+    expect(busy.roundTrips).toBeGreaterThan(10);
+    expect(busy.cpuMicrosPerRoundTrip).toBeGreaterThan(0);
+    const idle = await measureLoopback(300, { idle: true });
+    // The 1 ms pause after each round trip is in the wall time of every one.
+    expect(idle.wallMicrosPerRoundTrip).toBeGreaterThanOrEqual(1_000);
+    expect(idle.roundTrips).toBeLessThanOrEqual(300);
+    expect(idle.cpuMicrosPerRoundTrip).toBeGreaterThan(0);
   });
 });
