@@ -97,7 +97,8 @@ describe('a subgraph that does not answer', () => {
     await subgraphs?.close();
   });
 
-  it('times the call out and still returns the rest; a timed-out query is not retried', async () => {
+  /** The query with auth timing out at 300 ms: its fields null, the rest answered, after the deadline and well before the 5 s default. */
+  const expectAuthTimedOut = async () => {
     const started = performance.now();
     const response = await post(router.graphqlUrl, query, { authorization: await issuer.bearer({ userId: 'usr_1', role: 'merchant' }) });
     const elapsed = performance.now() - started;
@@ -106,18 +107,16 @@ describe('a subgraph that does not answer', () => {
     expect(response.body.data).toEqual({ user: null, card: { id: 'card_1', last4: '4242' } });
     expect(response.body.errors?.[0]).toMatchObject({ extensions: { code: 'SUBGRAPH_UNAVAILABLE' } });
     expect(response.body.errors?.[0]?.message).toMatch(/timed out after 300 ms/);
+  };
+
+  it('times the call out and still returns the rest; a timed-out query is not retried', async () => {
+    await expectAuthTimedOut();
     expect(calls).toBe(1);
   });
 
   it('times out a call whose answer starts and then stalls: the deadline covers the body too', async () => {
     mode = 'partial';
-    const started = performance.now();
-    const response = await post(router.graphqlUrl, query, { authorization: await issuer.bearer({ userId: 'usr_1', role: 'merchant' }) });
-    const elapsed = performance.now() - started;
-    expect(elapsed).toBeGreaterThanOrEqual(290);
-    expect(elapsed).toBeLessThan(1_500);
-    expect(response.body.data).toEqual({ user: null, card: { id: 'card_1', last4: '4242' } });
-    expect(response.body.errors?.[0]?.message).toMatch(/timed out after 300 ms/);
+    await expectAuthTimedOut();
     expect(calls).toBe(2);
   });
 });
