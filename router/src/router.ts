@@ -334,6 +334,9 @@ export function createRouter(deps: RouterDeps): Router {
     const started = performance.now();
     const requestId = requestIdOf(req);
     res.setHeader('x-request-id', requestId);
+    // Refusals too: no answer of this API is for a shared cache (Apollo Server's own header, set
+    // below for what its pipeline answers, is no-store unless a schema hint makes data cacheable).
+    res.setHeader('cache-control', 'no-store');
     const traceparent = typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined;
     let principal: Principal | undefined;
     let status = 200;

@@ -30,6 +30,8 @@ describe('router over stand-in subgraphs', () => {
       me: { id: 'usr_1', name: 'Me' },
       card: { id: 'card_1', last4: '4242', owner: { id: 'usr_owner', name: 'User usr_owner' } },
     });
+    // Card data (a revealed PAN included) is never kept by a browser or proxy cache.
+    expect(response.headers.get('cache-control')).toBe('no-store');
   });
 
   it('forwards only Authorization, traceparent, tracestate, the request id and its own x-forwarded-for to subgraphs', async () => {
@@ -62,6 +64,7 @@ describe('router over stand-in subgraphs', () => {
     const response = await post(router.graphqlUrl, { query: '{ me { id } }' }, { authorization: 'Bearer a.b.c' });
     expect(response.status).toBe(401);
     expect(codes(response)).toEqual(['UNAUTHENTICATED']);
+    expect(response.headers.get('cache-control')).toBe('no-store');
   });
 
   it('removes fields the caller may not select and still resolves the rest', async () => {
