@@ -6,6 +6,7 @@ export * from './http-server.ts';
 export * from './jwt-verifier.ts';
 export * from './logger.ts';
 export * from './metrics.ts';
+export * from './periodic-job.ts';
 export * from './request-event.ts';
 export * from './request-id.ts';
 export * from './scopes.ts';

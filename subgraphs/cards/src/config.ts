@@ -30,6 +30,12 @@ export const cardsConfigSchema = baseConfigSchema
       .string()
       .regex(/^4\d{5}$/, 'a 6-digit Visa BIN (starts with 4)')
       .default('400000'),
+    /** Run housekeeping (expire cards, prune reveal counters and old idempotency keys) while serving. @default true */
+    CARDS_HOUSEKEEPING_ENABLED: env.boolean(true),
+    /** Pause between housekeeping passes. @default 60000 */
+    CARDS_HOUSEKEEPING_INTERVAL_MS: env.positiveInt(60_000),
+    /** Issuance idempotency keys are kept at least this long, then pruned. @default 24 */
+    IDEMPOTENCY_RETENTION_HOURS: env.positiveInt(24),
   })
   .superRefine((config, ctx) => {
     if (config.CARD_MIN_EXPIRES_IN_SECONDS > config.CARD_MAX_EXPIRES_IN_SECONDS) {

@@ -5,6 +5,7 @@ import {
   createSubgraphService,
   type JwtVerifier,
   type Logger,
+  type PeriodicJob,
   RateLimitedError,
   type Registry,
   type SecretsProvider,
@@ -17,6 +18,7 @@ import { createRateLimitDirective } from 'graphql-rate-limit';
 
 import { createCardLoader } from './card-loader.ts';
 import type { CardsConfig } from './config.ts';
+import { createCardsHousekeeping } from './housekeeping.ts';
 import { createPanSecrets } from './pan-crypto.ts';
 import { type CardsContext, createCardsResolvers } from './resolvers.ts';
 import { createPostgresRateLimitStore } from './reveal-rate-limit-store.ts';
@@ -67,7 +69,12 @@ export function revealRateLimit(typeDefs: DocumentNode): { max: number; windowMs
  * rate limit (graphql-rate-limit's directive over a PostgreSQL store) and readiness on the
  * database. The caller owns `database` and `secrets` and closes them.
  */
-export function createCardsService(deps: CardsServiceDeps): SubgraphService<CardsContext> {
+export interface CardsService extends SubgraphService<CardsContext> {
+  /** Expires cards, prunes reveal counters and old idempotency keys; started by `start()` when CARDS_HOUSEKEEPING_ENABLED, stopped by `close()`. */
+  readonly housekeeping: PeriodicJob;
+}
+
+export function createCardsService(deps: CardsServiceDeps): CardsService {
   const { database, config, logger } = deps;
   const panSecrets = createPanSecrets(deps.secrets);
   const limit = revealRateLimit(cardsTypeDefs);
@@ -83,7 +90,15 @@ export function createCardsService(deps: CardsServiceDeps): SubgraphService<Card
     createError: (message: string) => new RateLimitedError(Math.max(1, Math.ceil((store.windowEnd() - Date.now()) / 1000)), message),
   });
 
-  return createSubgraphService<CardsContext>({
+  const housekeeping = createCardsHousekeeping({
+    db: database.db,
+    logger,
+    intervalMs: config.CARDS_HOUSEKEEPING_INTERVAL_MS,
+    revealWindowMs: limit.windowMs,
+    idempotencyRetentionHours: config.IDEMPOTENCY_RETENTION_HOURS,
+  });
+
+  const service = createSubgraphService<CardsContext>({
     tls: deps.tls,
     name: 'cards',
     typeDefs: cardsTypeDefs,
@@ -99,6 +114,20 @@ export function createCardsService(deps: CardsServiceDeps): SubgraphService<Card
       // resolvers of fields carrying @rateLimit in place.
       RateLimitDirective.visitSchemaDirectives(schema, { rateLimit: RateLimitDirective });
       return schema;
+    },
+  });
+  const startHttp = service.start.bind(service);
+  const closeHttp = service.close.bind(service);
+  return Object.assign(service, {
+    housekeeping,
+    async start(port: number, host?: string) {
+      const url = await startHttp(port, host);
+      if (config.CARDS_HOUSEKEEPING_ENABLED) housekeeping.start();
+      return url;
+    },
+    async close() {
+      await housekeeping.stop();
+      await closeHttp();
     },
   });
 }

@@ -80,6 +80,7 @@ export async function startCardsHarness(env: Record<string, string> = {}) {
 
   return {
     database,
+    service,
     url,
     config,
     secretValues,

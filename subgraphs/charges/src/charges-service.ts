@@ -2,8 +2,10 @@ import { readFileSync } from 'node:fs';
 import type { DatabaseHandle } from '@ghostpay/db';
 import {
   createMetricsRegistry,
+  createPeriodicJob,
   createSubgraphService,
   type JwtVerifier,
+  type PeriodicJob,
   type ServerTlsConfig,
   type SubgraphService,
 } from '@ghostpay/platform';
@@ -14,7 +16,6 @@ import { createChargeEventBus } from './charge-event-bus.ts';
 import { createChargesMetrics } from './charges-metrics.ts';
 import type { ChargesConfig } from './config.ts';
 import { pruneIdempotencyKeys } from './idempotency.ts';
-import { createPeriodicJob, type PeriodicJob } from './periodic-job.ts';
 import { type ChargesContext, createLoaders, createResolvers } from './resolvers.ts';
 import { settleAllDue } from './settle-charges.ts';
 import { createSubscriptionServer } from './subscription-server.ts';

@@ -1,0 +1,67 @@
+import { cardIdempotencyKeys, type Database } from '@ghostpay/db';
+import { createPeriodicJob, type Logger, type PeriodicJob } from '@ghostpay/platform';
+import { lt } from 'drizzle-orm';
+import { expireCards } from './expire-cards.ts';
+import { pruneRevealCounters } from './reveal-rate-limit-store.ts';
+
+/** What one housekeeping pass changed. */
+export interface HousekeepingResult {
+  /** ACTIVE cards past `expires_at`, now EXPIRED. */
+  expired: number;
+  /** Reveal rate-limit counters of windows that have ended. */
+  revealCountersPruned: number;
+  /** Issuance idempotency keys older than the retention. */
+  idempotencyKeysPruned: number;
+}
+
+/**
+ * Deletes issuance idempotency keys created before `before`. A retry with a pruned key is a new
+ * request (like Stripe's keys, which expire after 24 hours): keep the retention longer than
+ * any client retries.
+ */
+export async function pruneCardIdempotencyKeys(db: Database, before: Date): Promise<number> {
+  const deleted = await db
+    .delete(cardIdempotencyKeys)
+    .where(lt(cardIdempotencyKeys.createdAt, before))
+    .returning({ key: cardIdempotencyKeys.key });
+  return deleted.length;
+}
+
+/**
+ * One pass of the cards service's housekeeping: sweep expired cards to EXPIRED, drop reveal
+ * counters of windows that have ended, drop idempotency keys past their retention. Each step
+ * is one statement, idempotent and safe from several replicas at once.
+ */
+export async function runCardsHousekeeping(
+  db: Database,
+  options: { revealWindowMs: number; idempotencyRetentionHours: number; now?: () => number },
+): Promise<HousekeepingResult> {
+  const now = (options.now ?? Date.now)();
+  return {
+    expired: await expireCards(db),
+    // A window that started more than one window ago has ended: nothing counts against it any more.
+    revealCountersPruned: await pruneRevealCounters(db, new Date(now - options.revealWindowMs)),
+    idempotencyKeysPruned: await pruneCardIdempotencyKeys(db, new Date(now - options.idempotencyRetentionHours * 3_600_000)),
+  };
+}
+
+/** The periodic job that runs `runCardsHousekeeping` every `intervalMs` (never overlapping); its run returns the rows changed. */
+export function createCardsHousekeeping(options: {
+  db: Database;
+  logger: Logger;
+  intervalMs: number;
+  revealWindowMs: number;
+  idempotencyRetentionHours: number;
+}): PeriodicJob {
+  return createPeriodicJob({
+    name: 'cards-housekeeping',
+    intervalMs: options.intervalMs,
+    logger: options.logger,
+    run: async () => {
+      const result = await runCardsHousekeeping(options.db, options);
+      const changed = result.expired + result.revealCountersPruned + result.idempotencyKeysPruned;
+      if (changed > 0) options.logger.info(result, 'cards housekeeping');
+      return changed;
+    },
+  });
+}
