@@ -16,6 +16,7 @@ export type ParentMessage = { type: 'mark' } | { type: 'stats' } | { type: 'stop
 
 export interface BenchChild {
   readonly name: string;
+  readonly pid: number;
   readonly urls: Record<string, string>;
   readonly info: Record<string, unknown>;
   /** Starts the CPU window (process.cpuUsage baseline in the child). */
@@ -84,6 +85,7 @@ export async function startChild(
   }
   return {
     name,
+    pid: child.pid as number,
     urls: ready.urls,
     info: ready.info ?? {},
     async mark() {

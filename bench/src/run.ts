@@ -22,6 +22,7 @@ import pg from 'pg';
 import type { DbLimitOptions } from './charges/db-limit-process.ts';
 import { issueBenchCards, seedBenchAccounts } from './charges/seed-bench-data.ts';
 import { type BenchChild, startChild } from './child-process.ts';
+import { formatCpuSeconds, startCpuSampler } from './cpu-sampler.ts';
 import { expectedTestQueryData, hashData } from './federation/expected-result.ts';
 import { composeBenchSupergraph } from './federation/supergraph.ts';
 import { testQuery } from './federation/test-query.ts';
@@ -127,7 +128,8 @@ async function main() {
     await admin.end();
     const url = cluster.urlFor('ghostpay_bench');
     // PostgreSQL's postmaster (whose children are the backends) and redis-server, measured from /proc.
-    const pgCpu = serverCpu(Number(readFileSync(join(cluster.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]));
+    const postmasterPid = Number(readFileSync(join(cluster.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const pgCpu = serverCpu(postmasterPid);
     const redisCpu = serverCpu(redis.pid ?? 0);
     const pgMsPerOp = (ops: number) => pgCpu.cpuMicros() / 1000 / Math.max(1, ops);
     /**
@@ -332,11 +334,22 @@ async function main() {
         await restartStack();
         await settleDatabase();
         await runLoad({ origin: originOf(), connections, durationMs: warmupMs, ratePerSec: rate, request, check: ok });
+        // CPU by second next to the p95 by second: which process (or the rest of the machine) a slow second was.
+        const sampler = startCpuSampler(
+          [
+            ...current.children.map((child) => ({ name: child.name.replace(/^stack-\d+-?/, '') || 'stack', pid: child.pid })),
+            { name: 'postgres', pid: postmasterPid },
+            { name: 'redis-server', pid: redis.pid ?? 0 },
+          ],
+          { self: 'load generator' },
+        );
         const paced = await runLoad({ origin: originOf(), connections, durationMs: measureMs, ratePerSec: rate, request, check: ok });
+        const cpuSeconds = formatCpuSeconds(sampler.stop());
         warnErrors(`${label} at 70%`, paced);
         const bySecond = paced.p95BySecond.map((ms) => ms.toFixed(0)).join(' ');
         log(`${label} at 70%: p95 by second (ms): ${bySecond}`);
-        notes.push(`${label} at 70% of max, p95 of each second's requests (ms): ${bySecond}.`);
+        log(`${label} at 70%: CPU ms by second: ${cpuSeconds}`);
+        notes.push(`${label} at 70% of max, p95 of each second's requests (ms): ${bySecond}; CPU ms in each second: ${cpuSeconds}.`);
         return { max, paced, rate, cpuMsPerOp, pgCpuMsPerOp, usedCards: cards.used() };
       };
 

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
+import { formatCpuSeconds, startCpuSampler } from '../src/cpu-sampler.ts';
 import { measureLoopback } from '../src/loopback.ts';
 import { ioSyscalls, serverCpu } from '../src/server-cpu.ts';
 
@@ -104,5 +105,25 @@ describe('measureLoopback', () => {
     expect(idle.wallMicrosPerRoundTrip).toBeGreaterThanOrEqual(1_000);
     expect(idle.roundTrips).toBeLessThanOrEqual(300);
     expect(idle.cpuMicrosPerRoundTrip).toBeGreaterThan(0);
+  });
+});
+
+describe('startCpuSampler', () => {
+  it("gives each second's CPU of each process, this process's own, and the whole machine's", async () => {
+    const { pid, ask } = await startServer();
+    const sampler = startCpuSampler([{ name: 'server', pid }], { self: 'me', intervalMs: 200 });
+    await ask('burn 300');
+    await new Promise((resolve) => setTimeout(resolve, 450));
+    const seconds = sampler.stop();
+    expect(seconds.length).toBeGreaterThanOrEqual(2);
+    const server = seconds.reduce((sum, s) => sum + (s.byProcess.server ?? 0), 0);
+    // The burn may straddle the last sample: at least most of it lands in the samples.
+    expect(server).toBeGreaterThanOrEqual(150);
+    for (const s of seconds) {
+      expect(s.byProcess.me).toBeGreaterThanOrEqual(0);
+      // The machine was at least as busy as the process, give or take one 10 ms tick per CPU.
+      expect(s.machineBusyMs + 20).toBeGreaterThanOrEqual(s.byProcess.server ?? 0);
+    }
+    expect(formatCpuSeconds(seconds)).toMatch(/^server [\d ]+; me [\d ]+; all of ours [\d ]+; whole machine [\d ]+; steal [\d ]+$/);
   });
 });

@@ -1,0 +1,70 @@
+import { readFileSync } from 'node:fs';
+import { serverCpu } from './server-cpu.ts';
+
+/** USER_HZ of /proc/stat, as in server-cpu.ts. */
+const tickMs = 10;
+
+/** The first line of /proc/stat in ticks: all CPUs' busy time (not idle, not iowait) and steal. */
+function machineTicks(): { busy: number; steal: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]?.trim().split(/\s+/).slice(1).map(Number) ?? [];
+  // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
+  return { busy: user + nice + system + irq + softirq + steal, steal };
+}
+
+export interface CpuSecond {
+  /** CPU ms of each named process tree in this second. */
+  byProcess: Record<string, number>;
+  /** CPU ms the whole machine was busy in this second (every process, ours or not; all cores). */
+  machineBusyMs: number;
+  /** CPU ms the hypervisor gave to other guests while this one wanted to run. */
+  stealMs: number;
+}
+
+/**
+ * Samples, every second, the CPU of the given process trees and of the whole machine: run next
+ * to an open-loop window, it says whether a slow second was one of our processes (which), the
+ * machine busy with something else, or the hypervisor (steal).
+ */
+export function startCpuSampler(processes: { name: string; pid: number }[], options: { self?: string; intervalMs?: number } = {}) {
+  const meters = processes.map(({ name, pid }) => ({ name, meter: serverCpu(pid) }));
+  // This process by process.cpuUsage: through /proc its tree would include every child it forked.
+  let selfStart = process.cpuUsage();
+  let last = machineTicks();
+  const seconds: CpuSecond[] = [];
+  const timer = setInterval(() => {
+    const byProcess: Record<string, number> = {};
+    for (const { name, meter } of meters) {
+      byProcess[name] = meter.cpuMicros() / 1000;
+      meter.mark();
+    }
+    if (options.self) {
+      const used = process.cpuUsage(selfStart);
+      byProcess[options.self] = (used.user + used.system) / 1000;
+      selfStart = process.cpuUsage();
+    }
+    const now = machineTicks();
+    seconds.push({ byProcess, machineBusyMs: (now.busy - last.busy) * tickMs, stealMs: (now.steal - last.steal) * tickMs });
+    last = now;
+  }, options.intervalMs ?? 1_000);
+  return {
+    stop(): CpuSecond[] {
+      clearInterval(timer);
+      return seconds;
+    },
+  };
+}
+
+/** One line per process (and the machine) with its CPU ms in each second, for the notes. */
+export function formatCpuSeconds(seconds: CpuSecond[]): string {
+  if (seconds.length === 0) return 'no samples';
+  const names = Object.keys(seconds[0]?.byProcess ?? {});
+  const series = (values: number[]) => values.map((v) => v.toFixed(0)).join(' ');
+  const ours = seconds.map((s) => Object.values(s.byProcess).reduce((a, b) => a + b, 0));
+  return [
+    ...names.map((name) => `${name} ${series(seconds.map((s) => s.byProcess[name] ?? 0))}`),
+    `all of ours ${series(ours)}`,
+    `whole machine ${series(seconds.map((s) => s.machineBusyMs))}`,
+    `steal ${series(seconds.map((s) => s.stealMs))}`,
+  ].join('; ');
+}
