@@ -141,7 +141,14 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
         const p = one(issued++, scheduledAt).finally(() => inFlight.delete(p));
         inFlight.add(p);
       }
-      await new Promise((r) => setTimeout(r, Math.max(1, interval / 2)));
+      if (inFlight.size >= spec.connections * 8) {
+        // At the cap on outstanding requests: wait for one to finish (the late ones still count from their schedule).
+        await Promise.race(inFlight);
+      } else {
+        // Sleep until the next request is due (one wake-up per request at most, not a poll).
+        const nextAt = started + issued * interval;
+        await new Promise((r) => setTimeout(r, Math.max(0, nextAt - performance.now())));
+      }
     }
     await Promise.all(inFlight);
   } else {
