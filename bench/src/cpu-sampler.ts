@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { serverCpu } from './server-cpu.ts';
+import { processTable, ticksToMicros, treeTicks } from './server-cpu.ts';
 
 /** USER_HZ of /proc/stat, as in server-cpu.ts. */
 const tickMs = 10;
@@ -27,17 +27,24 @@ export interface CpuSecond {
  * machine busy with something else, or the hypervisor (steal).
  */
 export function startCpuSampler(processes: { name: string; pid: number }[], options: { self?: string; intervalMs?: number } = {}) {
-  const meters = processes.map(({ name, pid }) => ({ name, meter: serverCpu(pid) }));
+  // One pass over /proc per sample for every tree: the sampler runs in the load generator's
+  // process during the measured window, so it must cost next to nothing.
+  const ticksNow = () => {
+    const table = processTable();
+    return processes.map(({ pid }) => treeTicks(table, pid));
+  };
+  let lastTicks = ticksNow();
   // This process by process.cpuUsage: through /proc its tree would include every child it forked.
   let selfStart = process.cpuUsage();
   let last = machineTicks();
   const seconds: CpuSecond[] = [];
   const timer = setInterval(() => {
+    const ticks = ticksNow();
     const byProcess: Record<string, number> = {};
-    for (const { name, meter } of meters) {
-      byProcess[name] = meter.cpuMicros() / 1000;
-      meter.mark();
-    }
+    processes.forEach(({ name }, i) => {
+      byProcess[name] = ticksToMicros((ticks[i] ?? 0) - (lastTicks[i] ?? 0)) / 1000;
+    });
+    lastTicks = ticks;
     if (options.self) {
       const used = process.cpuUsage(selfStart);
       byProcess[options.self] = (used.user + used.system) / 1000;

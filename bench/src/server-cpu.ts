@@ -31,44 +31,55 @@ export function ioSyscalls(pid: number): number {
   }
 }
 
+/** Every process now, pid → its stat fields: one pass over /proc, shared by every tree read from it. */
+export function processTable(): Map<number, string[]> {
+  const table = new Map<number, string[]>();
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!(pid > 0)) continue;
+    const stat = statOf(pid);
+    if (stat) table.set(pid, stat);
+  }
+  return table;
+}
+
+/** The pids of a tree in `table`: the server, then the processes it forked. */
+export function treePids(table: Map<number, string[]>, pid: number): number[] {
+  const pids = [pid];
+  for (const [child, stat] of table) if (child !== pid && field(stat, 4) === pid) pids.push(child);
+  return pids;
+}
+
+/** utime + stime of a tree in `table`, in ticks, with the cutime + cstime of the children the server has reaped. */
+export function treeTicks(table: Map<number, string[]>, pid: number): number {
+  let ticks = 0;
+  for (const one of treePids(table, pid)) {
+    const stat = table.get(one);
+    if (!stat) continue;
+    ticks += field(stat, 14) + field(stat, 15);
+    if (one === pid) ticks += field(stat, 16) + field(stat, 17);
+  }
+  return ticks;
+}
+
+export const ticksToMicros = (ticks: number) => (ticks * 1_000_000) / ticksPerSecond;
+
 /**
  * CPU time of a server process tree read from /proc: the process (all its threads), every
  * process it forked (PostgreSQL's backends), and those it has reaped. Backends of pooled
  * connections live for the whole measurement, so a window's figure is complete.
  */
 export function serverCpu(pid: number): { mark(): void; cpuMicros(): number; syscalls(): number } {
-  /** The processes of the tree now, with their stat fields: the server, then the processes it forked. */
-  const tree = () => {
-    const processes = [{ pid, stat: statOf(pid) }];
-    for (const entry of readdirSync('/proc')) {
-      const child = Number(entry);
-      if (!(child > 0) || child === pid) continue;
-      const stat = statOf(child);
-      if (stat && field(stat, 4) === pid) processes.push({ pid: child, stat });
-    }
-    return processes;
-  };
-  /** utime + stime of the tree, in ticks. */
-  const total = () => {
-    let ticks = 0;
-    for (const one of tree()) {
-      if (!one.stat) continue;
-      ticks += field(one.stat, 14) + field(one.stat, 15);
-      // The server also carries the cutime + cstime of the children it has reaped.
-      if (one.pid === pid) ticks += field(one.stat, 16) + field(one.stat, 17);
-    }
-    return ticks;
-  };
-  const totalSyscalls = () => tree().reduce((sum, one) => sum + ioSyscalls(one.pid), 0);
-  let marked = total();
+  const totalSyscalls = () => treePids(processTable(), pid).reduce((sum, one) => sum + ioSyscalls(one), 0);
+  let marked = treeTicks(processTable(), pid);
   let markedSyscalls = totalSyscalls();
   return {
     mark() {
-      marked = total();
+      marked = treeTicks(processTable(), pid);
       markedSyscalls = totalSyscalls();
     },
     cpuMicros() {
-      return ((total() - marked) * 1_000_000) / ticksPerSecond;
+      return ticksToMicros(treeTicks(processTable(), pid) - marked);
     },
     /** Read/write-family syscalls of the tree since `mark` (backends that exited meanwhile are not counted). */
     syscalls() {
