@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { processTable, ticksToMicros, treeTicks } from './server-cpu.ts';
 
 /** USER_HZ of /proc/stat, as in server-cpu.ts. */
@@ -10,6 +11,22 @@ function machineTicks(): { busy: number; steal: number } {
   // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
   const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
   return { busy: user + nice + system + irq + softirq + steal, steal };
+}
+
+/**
+ * The share of the machine's CPU time the hypervisor gave to other guests over a window (steal,
+ * from /proc/stat): a run with steal was measured on a machine that was not all its own.
+ */
+export function stealMeter(): { percent(): number } {
+  const start = machineTicks().steal;
+  const started = performance.now();
+  const cores = cpus().length;
+  return {
+    percent() {
+      const ms = performance.now() - started;
+      return ms > 0 ? (100 * (machineTicks().steal - start) * tickMs) / (ms * cores) : 0;
+    },
+  };
 }
 
 export interface CpuSecond {

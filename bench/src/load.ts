@@ -1,4 +1,5 @@
 import { Pool } from 'undici';
+import { stealMeter } from './cpu-sampler.ts';
 
 export interface LoadRequest {
   method: 'GET' | 'POST';
@@ -33,6 +34,8 @@ export interface LoadResult {
   errorSamples: string[];
   /** p95 of the requests scheduled (open loop) or started (closed loop) in each second of the window: shows whether a tail is a few stalls or all along. */
   p95BySecond: number[];
+  /** CPU time the hypervisor gave to other guests during the window, % of the machine's (see stealMeter). */
+  stealPct?: number;
 }
 
 export function percentile(sorted: Float64Array | number[], p: number): number {
@@ -110,6 +113,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   let issued = 0;
   const started = performance.now();
   const deadline = started + spec.durationMs;
+  const steal = stealMeter();
 
   const one = async (i: number, scheduledAt: number) => {
     const request = spec.request(i);
@@ -158,5 +162,5 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     await Promise.all(Array.from({ length: spec.connections }, worker));
   }
   const seconds = (performance.now() - started) / 1000;
-  return summarize(latencies, ok, errors, seconds, errorSamples, startedAtMs);
+  return { ...summarize(latencies, ok, errors, seconds, errorSamples, startedAtMs), stealPct: steal.percent() };
 }

@@ -22,7 +22,7 @@ import pg from 'pg';
 import type { DbLimitOptions } from './charges/db-limit-process.ts';
 import { issueBenchCards, seedBenchAccounts } from './charges/seed-bench-data.ts';
 import { type BenchChild, startChild } from './child-process.ts';
-import { formatCpuSeconds, startCpuSampler } from './cpu-sampler.ts';
+import { formatCpuSeconds, startCpuSampler, stealMeter } from './cpu-sampler.ts';
 import { expectedTestQueryData, hashData } from './federation/expected-result.ts';
 import { composeBenchSupergraph } from './federation/supergraph.ts';
 import { testQuery } from './federation/test-query.ts';
@@ -82,15 +82,20 @@ async function stopChild(child: BenchChild) {
 
 const log = (message: string) => console.error(`[bench ${((Date.now() - startedAt) / 1000).toFixed(0).padStart(3)}s] ${message}`);
 const ratioTo = (value: number, base: number | undefined, label: string) => (base ? `${(value / base).toFixed(2)}× ${label}` : '–');
-const rowOf = (scenario: string, result: LoadResult, extra: Partial<Row> = {}): Row => ({
-  scenario,
-  rps: result.rps,
-  p50: result.p50,
-  p95: result.p95,
-  p99: result.p99,
-  errors: result.errors,
-  ...extra,
-});
+const rowOf = (scenario: string, result: LoadResult, extra: Partial<Row> = {}): Row => {
+  // A window in which the hypervisor ran other guests on our cores says so in its row.
+  const steal = result.stealPct !== undefined && result.stealPct >= 1 ? `steal ${result.stealPct.toFixed(0)}%` : '';
+  return {
+    scenario,
+    rps: result.rps,
+    p50: result.p50,
+    p95: result.p95,
+    p99: result.p99,
+    errors: result.errors,
+    ...extra,
+    note: [extra.note, steal].filter(Boolean).join('; '),
+  };
+};
 /**
  * One process's share of an operation: CPU ms / read+write syscalls. PostgreSQL's backends
  * talk to clients with recv/send, which /proc/<pid>/io does not count: its CPU only.
@@ -169,7 +174,9 @@ async function main() {
       const warm = await child.run<LoadResult & { used: number }>({ ...base, cardIds: cardIds, durationMs: warmupMs });
       await child.mark();
       pgCpu.mark();
+      const steal = stealMeter();
       const result = await child.run<LoadResult & { used: number }>({ ...base, cardIds: cardIds.slice(warm.used), durationMs: measureMs });
+      result.stealPct = steal.percent();
       const pgCpuMsPerOp = pgMsPerOp(result.ok + result.errors);
       const { maxRssKb, cpuMicros, syscalls } = await child.stats();
       const dbOps = Math.max(1, result.ok + result.errors);

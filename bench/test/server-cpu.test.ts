@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
-import { formatCpuSeconds, startCpuSampler } from '../src/cpu-sampler.ts';
+import { formatCpuSeconds, startCpuSampler, stealMeter } from '../src/cpu-sampler.ts';
 import { measureLoopback } from '../src/loopback.ts';
 import { ioSyscalls, serverCpu } from '../src/server-cpu.ts';
 
@@ -125,5 +125,13 @@ describe('startCpuSampler', () => {
       expect(s.machineBusyMs + 20).toBeGreaterThanOrEqual(s.byProcess.server ?? 0);
     }
     expect(formatCpuSeconds(seconds)).toMatch(/^server [\d ]+; me [\d ]+; all of ours [\d ]+; whole machine [\d ]+; steal [\d ]+$/);
+  });
+
+  it("a window's steal is a share of the machine's CPU time: 0–100%", async () => {
+    const steal = stealMeter();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const percent = steal.percent();
+    expect(percent).toBeGreaterThanOrEqual(0);
+    expect(percent).toBeLessThanOrEqual(100);
   });
 });
