@@ -17,6 +17,7 @@ import {
   type ServiceServerOptions,
 } from './http-server.ts';
 import type { JwtVerifier } from './jwt-verifier.ts';
+import type { PeriodicJob } from './periodic-job.ts';
 import { requestIdOf } from './request-id.ts';
 import { hasScope, type Principal } from './scopes.ts';
 import { reloadServerTlsOnChange, type ServerTlsConfig, serverTlsOptions } from './tls.ts';
@@ -43,6 +44,11 @@ export interface SubgraphServiceOptions<TContext extends SubgraphContext> {
   /** Transform the built schema (e.g. apply graphql-rate-limit's directive). */
   transformSchema?: (schema: GraphQLSchema) => GraphQLSchema;
   onClose?: () => Promise<void>;
+  /**
+   * Background jobs that run while the service serves: started once it listens, stopped
+   * (waiting for a run in progress) when it closes, before the server drains. @default none
+   */
+  jobs?: PeriodicJob[];
   shutdownTimeoutMs?: number;
   /** Largest accepted request body. @default 1 MiB */
   maxBodyBytes?: number;
@@ -141,13 +147,24 @@ export function createSubgraphService<TContext extends SubgraphContext>(
       options.logger.error({ err: error }, 'renewed TLS certificate could not be loaded; keeping the previous one'),
     );
   }
+  const jobs = options.jobs ?? [];
+  const closeServer = server.close;
+  let closing: Promise<void> | undefined;
   return Object.assign(server, {
     apollo,
     schema,
     async start(port: number, host?: string) {
       await apollo.start();
       await server.listen(port, host);
+      for (const job of jobs) job.start();
       return server.url;
+    },
+    close() {
+      closing ??= (async () => {
+        await Promise.all(jobs.map((job) => job.stop()));
+        await closeServer();
+      })();
+      return closing;
     },
   });
 }

@@ -2,7 +2,14 @@ import { Writable } from 'node:stream';
 import { createTestTokenIssuer } from '@ghostpay/test-support';
 import { parse } from 'graphql';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createLogger, createMetricsRegistry, createSubgraphService, NotFoundError, type SubgraphService } from '../src/index.ts';
+import {
+  createLogger,
+  createMetricsRegistry,
+  createPeriodicJob,
+  createSubgraphService,
+  NotFoundError,
+  type SubgraphService,
+} from '../src/index.ts';
 
 let service: SubgraphService<never> | undefined;
 afterEach(async () => {
@@ -32,6 +39,43 @@ async function startDemo(
 }
 
 describe('subgraph service', () => {
+  it('runs its jobs only while it serves: started once it listens, stopped (a run in progress finished) on close', async () => {
+    const logger = createLogger({ service: 'demo', level: 'silent' });
+    let runs = 0;
+    let inProgress = false;
+    const job = createPeriodicJob({
+      name: 'demo-job',
+      intervalMs: 20,
+      logger,
+      run: async () => {
+        inProgress = true;
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        runs++;
+        inProgress = false;
+        return 1;
+      },
+    });
+    const demo = createSubgraphService({
+      name: 'demo',
+      typeDefs: parse('type Query { ok: Boolean }'),
+      resolvers: { Query: { ok: () => true } },
+      verifier: (await createTestTokenIssuer()).verifier,
+      logger,
+      registry: createMetricsRegistry('demo'),
+      jobs: [job],
+    });
+    expect(job.running).toBe(false);
+    await demo.start(0);
+    expect(job.running).toBe(true);
+    while (!inProgress) await new Promise((resolve) => setTimeout(resolve, 5));
+    await demo.close();
+    expect(job.running).toBe(false);
+    expect(inProgress).toBe(false);
+    const after = runs;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(runs).toBe(after);
+  });
+
   it('answers an unexpected error as INTERNAL_SERVER_ERROR without details, logs its cause, and passes known codes through', async () => {
     const lines: string[] = [];
     const destination = new Writable({

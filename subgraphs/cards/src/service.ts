@@ -64,16 +64,16 @@ export function revealRateLimit(typeDefs: DocumentNode): { max: number; windowMs
   throw new Error('Mutation.revealCard must carry @rateLimit(max: Int, window: String)');
 }
 
-/**
- * Builds the cards subgraph without listening: resolvers, per-request DataLoader, the reveal
- * rate limit (graphql-rate-limit's directive over a PostgreSQL store) and readiness on the
- * database. The caller owns `database` and `secrets` and closes them.
- */
 export interface CardsService extends SubgraphService<CardsContext> {
   /** Expires cards, prunes reveal counters and old idempotency keys; started by `start()` when CARDS_HOUSEKEEPING_ENABLED, stopped by `close()`. */
   readonly housekeeping: PeriodicJob;
 }
 
+/**
+ * Builds the cards subgraph without listening: resolvers, per-request DataLoader, the reveal
+ * rate limit (graphql-rate-limit's directive over a PostgreSQL store) and readiness on the
+ * database. The caller owns `database` and `secrets` and closes them.
+ */
 export function createCardsService(deps: CardsServiceDeps): CardsService {
   const { database, config, logger } = deps;
   const panSecrets = createPanSecrets(deps.secrets);
@@ -115,19 +115,7 @@ export function createCardsService(deps: CardsServiceDeps): CardsService {
       RateLimitDirective.visitSchemaDirectives(schema, { rateLimit: RateLimitDirective });
       return schema;
     },
+    jobs: config.CARDS_HOUSEKEEPING_ENABLED ? [housekeeping] : [],
   });
-  const startHttp = service.start.bind(service);
-  const closeHttp = service.close.bind(service);
-  return Object.assign(service, {
-    housekeeping,
-    async start(port: number, host?: string) {
-      const url = await startHttp(port, host);
-      if (config.CARDS_HOUSEKEEPING_ENABLED) housekeeping.start();
-      return url;
-    },
-    async close() {
-      await housekeeping.stop();
-      await closeHttp();
-    },
-  });
+  return Object.assign(service, { housekeeping });
 }

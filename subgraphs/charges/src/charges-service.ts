@@ -87,10 +87,10 @@ export function createChargesService(deps: ChargesServiceDeps): ChargesService {
       else socket.destroy();
     },
     onClose: () => bus.close(),
+    jobs: config.SETTLEMENT_ENABLED ? [settlement, idempotencyPruner] : [],
   });
   subscriptions = createSubscriptionServer({ schema: service.schema, db: database.db, verifier: deps.verifier, logger });
 
-  const startHttp = service.start.bind(service);
   const closeHttp = service.close.bind(service);
   let closing: Promise<void> | undefined;
   // Object.assign would copy a getter's current value, so the live count is defined apart.
@@ -99,18 +99,10 @@ export function createChargesService(deps: ChargesServiceDeps): ChargesService {
     registry,
     settlement,
     idempotencyPruner,
-    async start(port: number, host?: string) {
-      const url = await startHttp(port, host);
-      if (config.SETTLEMENT_ENABLED) {
-        settlement.start();
-        idempotencyPruner.start();
-      }
-      return url;
-    },
     close() {
       closing ??= (async () => {
-        await Promise.all([settlement.stop(), idempotencyPruner.stop()]);
-        // Upgraded sockets are not HTTP requests: close them first or the server never drains.
+        // Upgraded sockets are not HTTP requests: close them first or the server never drains
+        // (the platform's close then stops the jobs and drains).
         await subscriptions?.close();
         await closeHttp();
       })();
