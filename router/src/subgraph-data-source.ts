@@ -140,6 +140,7 @@ export class SubgraphDataSource implements GraphQLDataSource<Record<string, unkn
     // would leave a timer per call to fire seconds later and build a DOMException for nothing.
     const deadline = new AbortController();
     const timer = setTimeout(() => deadline.abort(), this.timeoutMs);
+    const timedOut = () => new SubgraphCallError(`timed out after ${this.timeoutMs} ms`, 'timeout', false);
     let response: Awaited<ReturnType<Pool['request']>>;
     let text: string;
     try {
@@ -152,14 +153,14 @@ export class SubgraphDataSource implements GraphQLDataSource<Record<string, unkn
           signal: deadline.signal,
         });
       } catch (error) {
-        const err = error as { name?: string; code?: string; message?: string };
-        if (deadline.signal.aborted) throw new SubgraphCallError(`timed out after ${this.timeoutMs} ms`, 'timeout', false);
+        const err = error as { code?: string; message?: string };
+        if (deadline.signal.aborted) throw timedOut();
         throw new SubgraphCallError(err.code ?? err.message ?? 'network error', 'network', retryableCodes.has(err.code ?? ''));
       }
       try {
         text = await response.body.text();
       } catch (error) {
-        if (deadline.signal.aborted) throw new SubgraphCallError(`timed out after ${this.timeoutMs} ms`, 'timeout', false);
+        if (deadline.signal.aborted) throw timedOut();
         throw new SubgraphCallError((error as Error).message ?? 'body read failed', 'network', false);
       }
     } finally {
