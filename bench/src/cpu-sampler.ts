@@ -2,9 +2,6 @@ import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { processTable, ticksToMicros, treeTicks } from './server-cpu.ts';
 
-/** USER_HZ of /proc/stat, as in server-cpu.ts. */
-const tickMs = 10;
-
 /** The first line of /proc/stat in ticks: all CPUs' busy time (not idle, not iowait) and steal. */
 function machineTicks(): { busy: number; steal: number } {
   const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]?.trim().split(/\s+/).slice(1).map(Number) ?? [];
@@ -24,7 +21,7 @@ export function stealMeter(): { percent(): number } {
   return {
     percent() {
       const ms = performance.now() - started;
-      return ms > 0 ? (100 * (machineTicks().steal - start) * tickMs) / (ms * cores) : 0;
+      return ms > 0 ? (100 * (ticksToMicros(machineTicks().steal - start) / 1000)) / (ms * cores) : 0;
     },
   };
 }
@@ -68,7 +65,11 @@ export function startCpuSampler(processes: { name: string; pid: number }[], opti
       selfStart = process.cpuUsage();
     }
     const now = machineTicks();
-    seconds.push({ byProcess, machineBusyMs: (now.busy - last.busy) * tickMs, stealMs: (now.steal - last.steal) * tickMs });
+    seconds.push({
+      byProcess,
+      machineBusyMs: ticksToMicros(now.busy - last.busy) / 1000,
+      stealMs: ticksToMicros(now.steal - last.steal) / 1000,
+    });
     last = now;
   }, options.intervalMs ?? 1_000);
   return {

@@ -102,6 +102,8 @@ const rowOf = (scenario: string, result: LoadResult, extra: Partial<Row> = {}): 
  */
 const perCharge = (name: string, cpuMs: number, syscalls?: number) =>
   `${name} ${cpuMs.toFixed(2)}${syscalls === undefined ? '' : ` / ${syscalls.toFixed(1)}`}`;
+/** A stack child's name in the splits: `stack-3-router` → `router`, the one-process `stack-3` → `stack`. */
+const stackProcessLabel = (childName: string) => childName.replace(/^stack-\d+-?/, '') || 'stack';
 const warnErrors = (label: string, result: LoadResult) => {
   if (result.errors) log(`${label}: ${result.errors} errors, e.g. ${result.errorSamples.join(' | ')}`);
 };
@@ -177,9 +179,9 @@ async function main() {
       const steal = stealMeter();
       const result = await child.run<LoadResult & { used: number }>({ ...base, cardIds: cardIds.slice(warm.used), durationMs: measureMs });
       result.stealPct = steal.percent();
-      const pgCpuMsPerOp = pgMsPerOp(result.ok + result.errors);
-      const { maxRssKb, cpuMicros, syscalls } = await child.stats();
       const dbOps = Math.max(1, result.ok + result.errors);
+      const pgCpuMsPerOp = pgMsPerOp(dbOps);
+      const { maxRssKb, cpuMicros, syscalls } = await child.stats();
       const dbSplit = [perCharge('driver', cpuMicros / 1000 / dbOps, syscalls / dbOps), perCharge('postgres', pgCpuMsPerOp)];
       log(`database limit: per charge by process (CPU ms / read+write syscalls): ${dbSplit.join(', ')}`);
       notes.push(`DB limit, per charge by process (CPU ms / read+write syscalls): ${dbSplit.join(', ')}.`);
@@ -192,7 +194,7 @@ async function main() {
       rows.push(
         rowOf(`DB limit: authorizeCharge via pg pool (${connections} concurrent)`, result, {
           ratio: '1.00× DB limit',
-          cpuMsPerOp: cpuMicros / 1000 / Math.max(1, result.ok + result.errors),
+          cpuMsPerOp: cpuMicros / 1000 / dbOps,
           pgCpuMsPerOp,
           peakRssMiB: mib(maxRssKb),
         }),
@@ -321,9 +323,7 @@ async function main() {
         const { cpuMicros, byProcess, maxRssKb } = await current.stats();
         warnErrors(`${label} max`, max);
         const split = [
-          ...byProcess.map(({ name, cpuMicros, syscalls }) =>
-            perCharge(name.replace(/^stack-\d+-?/, '') || 'stack', cpuMicros / 1000 / ops, syscalls / ops),
-          ),
+          ...byProcess.map(({ name, cpuMicros, syscalls }) => perCharge(stackProcessLabel(name), cpuMicros / 1000 / ops, syscalls / ops)),
           perCharge('postgres', pgCpuMsPerOp),
           perCharge('redis-server', redisCpuMsPerOp, redisCpu.syscalls() / ops),
         ].join(', ');
@@ -344,7 +344,7 @@ async function main() {
         // CPU by second next to the p95 by second: which process (or the rest of the machine) a slow second was.
         const sampler = startCpuSampler(
           [
-            ...current.children.map((child) => ({ name: child.name.replace(/^stack-\d+-?/, '') || 'stack', pid: child.pid })),
+            ...current.children.map((child) => ({ name: stackProcessLabel(child.name), pid: child.pid })),
             { name: 'postgres', pid: postmasterPid },
             { name: 'redis-server', pid: redis.pid ?? 0 },
           ],
@@ -524,14 +524,15 @@ async function main() {
       await subgraphs.mark();
       const result = await runLoad({ origin: url.origin, connections: fedConnections, durationMs: measureMs, request, check });
       const { cpuMicros, maxRssKb } = await child.stats();
-      const subgraphCpu = (await subgraphs.stats()).cpuMicros / 1000 / Math.max(1, result.ok + result.errors);
+      const ops = Math.max(1, result.ok + result.errors);
+      const subgraphCpu = (await subgraphs.stats()).cpuMicros / 1000 / ops;
       await stopChild(child);
       warnErrors(kind, result);
       if (kind === 'apollo') apolloRps = result.rps;
       if (kind === 'hive') hiveRps = result.rps;
       fedRows.push(
         rowOf(labels[kind] ?? kind, result, {
-          cpuMsPerOp: cpuMicros / 1000 / Math.max(1, result.ok + result.errors),
+          cpuMsPerOp: cpuMicros / 1000 / ops,
           peakRssMiB: mib(maxRssKb),
           note: [
             kind.startsWith('ghostpay') && hiveRps ? `${(result.rps / hiveRps).toFixed(2)}× hive` : '',
