@@ -133,6 +133,9 @@ export function serveChild(handlers: { onStop: () => Promise<void>; onRun?: (opt
   };
   let profiler: Session | undefined;
   let profiles = 0;
+  let heapProfiler: Session | undefined;
+  let heapProfiles = 0;
+  const heapMode = process.env.BENCH_HEAP_PROF;
   process.on('message', async (message: ParentMessage) => {
     if (message.type === 'mark') {
       if (process.env.BENCH_CPU_PROF === '1' && !profiler) {
@@ -140,6 +143,18 @@ export function serveChild(handlers: { onStop: () => Promise<void>; onRun?: (opt
         profiler.connect();
         await profiler.post('Profiler.enable');
         await profiler.post('Profiler.start');
+      }
+      if ((heapMode === 'alloc' || heapMode === 'live' || heapMode === 'survivors') && !heapProfiler) {
+        heapProfiler = new Session();
+        heapProfiler.connect();
+        // alloc: every allocation sampled in the window, collected or not; live: only what is still
+        // reachable at its end; survivors: what outlived a scavenge (promoted or still live), the
+        // objects that make scavenges slow and fill the old generation.
+        await heapProfiler.post('HeapProfiler.startSampling', {
+          samplingInterval: 16_384,
+          includeObjectsCollectedByMajorGC: heapMode !== 'live',
+          includeObjectsCollectedByMinorGC: heapMode === 'alloc',
+        });
       }
       baseline = process.cpuUsage();
       syscallBaseline = ioSyscalls(process.pid);
@@ -155,6 +170,19 @@ export function serveChild(handlers: { onStop: () => Promise<void>; onRun?: (opt
         );
         profiler.disconnect();
         profiler = undefined;
+      }
+      if (heapProfiler) {
+        const { profile } = await heapProfiler.post('HeapProfiler.stopSampling');
+        mkdirSync(process.env.BENCH_PROFILE_DIR as string, { recursive: true });
+        writeFileSync(
+          join(
+            process.env.BENCH_PROFILE_DIR as string,
+            `${process.env.BENCH_CHILD_NAME}${heapProfiles++ ? `-${heapProfiles}` : ''}.${heapMode}.heapprofile`,
+          ),
+          JSON.stringify(profile),
+        );
+        heapProfiler.disconnect();
+        heapProfiler = undefined;
       }
     } else if (message.type === 'run') {
       try {

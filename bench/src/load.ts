@@ -36,6 +36,12 @@ export interface LoadResult {
   p95BySecond: number[];
   /** CPU time the hypervisor gave to other guests during the window, % of the machine's (see stealMeter). */
   stealPct?: number;
+  /**
+   * Open loop: for each second of the window, the most the generator woke late to send a request
+   * that was due (its own event loop busy: garbage collection, the CPU sampler, the machine). That
+   * much of a request's latency is the tool's, not the system's. Empty in closed loop.
+   */
+  lateBySecond?: number[];
 }
 
 export function percentile(sorted: Float64Array | number[], p: number): number {
@@ -115,6 +121,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const deadline = started + spec.durationMs;
   const steal = stealMeter();
 
+  const lateBySecond: number[] = [];
   const one = async (i: number, scheduledAt: number) => {
     const request = spec.request(i);
     try {
@@ -152,6 +159,10 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
         // Sleep until the next request is due (one wake-up per request at most, not a poll).
         const nextAt = started + issued * interval;
         await new Promise((r) => setTimeout(r, Math.max(0, nextAt - performance.now())));
+        // How late this process woke for it: its own event loop's delay (GC, other work, the
+        // machine), as opposed to waiting at the cap above, which is the system being slow.
+        const second = Math.floor((nextAt - started) / 1000);
+        lateBySecond[second] = Math.max(lateBySecond[second] ?? 0, performance.now() - nextAt);
       }
     }
     await Promise.all(inFlight);
@@ -162,5 +173,9 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     await Promise.all(Array.from({ length: spec.connections }, worker));
   }
   const seconds = (performance.now() - started) / 1000;
-  return { ...summarize(latencies, ok, errors, seconds, errorSamples, startedAtMs), stealPct: steal.percent() };
+  return {
+    ...summarize(latencies, ok, errors, seconds, errorSamples, startedAtMs),
+    stealPct: steal.percent(),
+    lateBySecond: Array.from(lateBySecond, (ms) => ms ?? 0),
+  };
 }

@@ -354,9 +354,12 @@ async function main() {
         const cpuSeconds = formatCpuSeconds(sampler.stop());
         warnErrors(`${label} at 70%`, paced);
         const bySecond = paced.p95BySecond.map((ms) => ms.toFixed(0)).join(' ');
-        log(`${label} at 70%: p95 by second (ms): ${bySecond}`);
+        const lateBySecond = (paced.lateBySecond ?? []).map((ms) => ms.toFixed(0)).join(' ');
+        log(`${label} at 70%: p95 by second (ms): ${bySecond}; the load generator's own lateness, most per second (ms): ${lateBySecond}`);
         log(`${label} at 70%: CPU ms by second: ${cpuSeconds}`);
-        notes.push(`${label} at 70% of max, p95 of each second's requests (ms): ${bySecond}; CPU ms in each second: ${cpuSeconds}.`);
+        notes.push(
+          `${label} at 70% of max, p95 of each second's requests (ms): ${bySecond}; the load generator's own lateness sending them, most in each second (ms): ${lateBySecond}; CPU ms in each second: ${cpuSeconds}.`,
+        );
         return { max, paced, rate, cpuMsPerOp, pgCpuMsPerOp, usedCards: cards.used() };
       };
 

@@ -79,5 +79,28 @@ describe('runLoad against a local server', () => {
     // waited for it, and their latency counts from when they were due, not when they were sent.
     expect(result.p99).toBeGreaterThanOrEqual(250);
     expect(result.p95BySecond[0]).toBeGreaterThanOrEqual(200);
+    // The server stalled, not the generator: it sent every request on time.
+    expect(result.lateBySecond?.length).toBeGreaterThan(0);
+    expect(Math.max(...(result.lateBySecond ?? []))).toBeLessThan(100);
+  });
+
+  it('open loop: a stall of the generator itself shows as lateness in the second it happened', async () => {
+    // Block this process (the generator's) for 250 ms, half a second into the window.
+    const blocker = setTimeout(() => {
+      const until = performance.now() + 250;
+      while (performance.now() < until) {}
+    }, 500);
+    const result = await runLoad(spec({ connections: 1, ratePerSec: 50, durationMs: 2000 }));
+    clearTimeout(blocker);
+    const late = result.lateBySecond ?? [];
+    expect(late[0]).toBeGreaterThanOrEqual(150);
+    // Late requests count from their schedule, so the blocked stretch shows in latency as well.
+    expect(result.p95BySecond[0]).toBeGreaterThanOrEqual(150);
+    expect(late[1]).toBeLessThan(100);
+  });
+
+  it('closed loop: no lateness (nothing is scheduled)', async () => {
+    const result = await runLoad(spec({}));
+    expect(result.lateBySecond).toEqual([]);
   });
 });
