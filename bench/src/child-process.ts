@@ -132,10 +132,17 @@ export function serveChild(handlers: { onStop: () => Promise<void>; onRun?: (opt
     });
   };
   let profiler: Session | undefined;
-  let profiles = 0;
   let heapProfiler: Session | undefined;
-  let heapProfiles = 0;
   const heapMode = process.env.BENCH_HEAP_PROF;
+  /** Profiles written so far, by file extension: the first is `<name>.<ext>`, later ones `<name>-<n>.<ext>`. */
+  const written = new Map<string, number>();
+  const writeProfile = (extension: string, profile: unknown) => {
+    const n = written.get(extension) ?? 0;
+    written.set(extension, n + 1);
+    const dir = process.env.BENCH_PROFILE_DIR as string;
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, `${process.env.BENCH_CHILD_NAME}${n ? `-${n}` : ''}.${extension}`), JSON.stringify(profile));
+  };
   process.on('message', async (message: ParentMessage) => {
     if (message.type === 'mark') {
       if (process.env.BENCH_CPU_PROF === '1' && !profiler) {
@@ -163,24 +170,13 @@ export function serveChild(handlers: { onStop: () => Promise<void>; onRun?: (opt
       stats();
       if (profiler) {
         const { profile } = await profiler.post('Profiler.stop');
-        mkdirSync(process.env.BENCH_PROFILE_DIR as string, { recursive: true });
-        writeFileSync(
-          join(process.env.BENCH_PROFILE_DIR as string, `${process.env.BENCH_CHILD_NAME}${profiles++ ? `-${profiles}` : ''}.cpuprofile`),
-          JSON.stringify(profile),
-        );
+        writeProfile('cpuprofile', profile);
         profiler.disconnect();
         profiler = undefined;
       }
       if (heapProfiler) {
         const { profile } = await heapProfiler.post('HeapProfiler.stopSampling');
-        mkdirSync(process.env.BENCH_PROFILE_DIR as string, { recursive: true });
-        writeFileSync(
-          join(
-            process.env.BENCH_PROFILE_DIR as string,
-            `${process.env.BENCH_CHILD_NAME}${heapProfiles++ ? `-${heapProfiles}` : ''}.${heapMode}.heapprofile`,
-          ),
-          JSON.stringify(profile),
-        );
+        writeProfile(`${heapMode}.heapprofile`, profile);
         heapProfiler.disconnect();
         heapProfiler = undefined;
       }

@@ -80,11 +80,13 @@ export function startCpuSampler(processes: { name: string; pid: number }[], opti
   };
 }
 
+/** A per-second series for the notes: whole numbers, space-separated. */
+export const series = (values: number[]) => values.map((v) => v.toFixed(0)).join(' ');
+
 /** One line per process (and the machine) with its CPU ms in each second, for the notes. */
 export function formatCpuSeconds(seconds: CpuSecond[]): string {
   if (seconds.length === 0) return 'no samples';
   const names = Object.keys(seconds[0]?.byProcess ?? {});
-  const series = (values: number[]) => values.map((v) => v.toFixed(0)).join(' ');
   const ours = seconds.map((s) => Object.values(s.byProcess).reduce((a, b) => a + b, 0));
   return [
     ...names.map((name) => `${name} ${series(seconds.map((s) => s.byProcess[name] ?? 0))}`),

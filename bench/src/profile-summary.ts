@@ -33,7 +33,7 @@ const raw = JSON.parse(readFileSync(path, 'utf8')) as Profile | { head: HeapNode
 const heap = 'head' in raw;
 const profile: Profile = { nodes: [], samples: [], timeDeltas: [] };
 const self = new Map<number, number>();
-if ('head' in raw) {
+if (heap) {
   const visit = (node: HeapNode) => {
     profile.nodes.push({ id: node.id, callFrame: node.callFrame, children: node.children.map((child) => child.id) });
     if (node.selfSize > 0) self.set(node.id, node.selfSize);

@@ -22,7 +22,7 @@ import pg from 'pg';
 import type { DbLimitOptions } from './charges/db-limit-process.ts';
 import { issueBenchCards, seedBenchAccounts } from './charges/seed-bench-data.ts';
 import { type BenchChild, startChild } from './child-process.ts';
-import { formatCpuSeconds, startCpuSampler, stealMeter } from './cpu-sampler.ts';
+import { formatCpuSeconds, series, startCpuSampler, stealMeter } from './cpu-sampler.ts';
 import { expectedTestQueryData, hashData } from './federation/expected-result.ts';
 import { composeBenchSupergraph } from './federation/supergraph.ts';
 import { testQuery } from './federation/test-query.ts';
@@ -353,8 +353,8 @@ async function main() {
         const paced = await runLoad({ origin: originOf(), connections, durationMs: measureMs, ratePerSec: rate, request, check: ok });
         const cpuSeconds = formatCpuSeconds(sampler.stop());
         warnErrors(`${label} at 70%`, paced);
-        const bySecond = paced.p95BySecond.map((ms) => ms.toFixed(0)).join(' ');
-        const lateBySecond = (paced.lateBySecond ?? []).map((ms) => ms.toFixed(0)).join(' ');
+        const bySecond = series(paced.p95BySecond);
+        const lateBySecond = series(paced.lateBySecond ?? []);
         log(`${label} at 70%: p95 by second (ms): ${bySecond}; the load generator's own lateness, most per second (ms): ${lateBySecond}`);
         log(`${label} at 70%: CPU ms by second: ${cpuSeconds}`);
         notes.push(
