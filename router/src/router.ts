@@ -338,6 +338,9 @@ export function createRouter(deps: RouterDeps): Router {
     // below for what its pipeline answers, is no-store unless a schema hint makes data cacheable).
     res.setHeader('cache-control', 'no-store');
     const traceparent = typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined;
+    // Read once, here: this runs synchronously inside the HTTP instrumentation's server span, so
+    // the id cannot depend on the context surviving the awaits below.
+    const activeTraceId = currentTraceId();
     let principal: Principal | undefined;
     let status = 200;
     const context: RouterContext = {
@@ -355,7 +358,7 @@ export function createRouter(deps: RouterDeps): Router {
         {
           requestId,
           // The active trace when tracing is on (the server span continues the caller's traceparent), else the caller's.
-          traceId: currentTraceId() ?? traceIdOf(traceparent),
+          traceId: activeTraceId ?? traceIdOf(traceparent),
           operationName: context.report.operationName,
           operationType: context.report.operationType,
           apiKeyId: principal?.apiKeyId,
@@ -427,7 +430,7 @@ export function createRouter(deps: RouterDeps): Router {
     // Without tracing the caller's trace context passes through unchanged. With tracing on, the
     // undici instrumentation injects the router's own span as the subgraphs' parent: forwarding
     // the caller's header as well would send two traceparents, which the subgraph rejects.
-    if (!currentTraceId()) {
+    if (!activeTraceId) {
       for (const name of forwardedHeaderNames) {
         const value = req.headers[name];
         if (typeof value === 'string' && value.length <= 512) context.forwardHeaders[name] = value;
