@@ -2,6 +2,7 @@ export * from './config.ts';
 export * from './date-time-scalar.ts';
 export * from './errors.ts';
 export * from './graphql-http.ts';
+export * from './http-request.ts';
 export * from './http-server.ts';
 export * from './jwt-verifier.ts';
 export * from './logger.ts';

@@ -1,5 +1,5 @@
 import type { GraphQLDataSource, GraphQLDataSourceProcessOptions } from '@apollo/gateway';
-import { type ClientTlsOptions, ErrorCode, GhostPayError } from '@ghostpay/platform';
+import { type ClientTlsOptions, ErrorCode, GhostPayError, requestText, type TextResponse } from '@ghostpay/platform';
 import { Pool } from 'undici';
 import { BreakerState, type CircuitBreaker, createCircuitBreaker } from './circuit-breaker.ts';
 import type { RouterMetrics } from './router-metrics.ts';
@@ -141,31 +141,25 @@ export class SubgraphDataSource implements GraphQLDataSource<Record<string, unkn
     const deadline = new AbortController();
     const timer = setTimeout(() => deadline.abort(), this.timeoutMs);
     const timedOut = () => new SubgraphCallError(`timed out after ${this.timeoutMs} ms`, 'timeout', false);
-    let response: Awaited<ReturnType<Pool['request']>>;
-    let text: string;
+    let response: TextResponse;
     try {
-      try {
-        response = await this.pool.request({
-          path: `${this.url.pathname}${this.url.search}`,
-          method: 'POST',
-          headers,
-          body,
-          signal: deadline.signal,
-        });
-      } catch (error) {
-        const err = error as { code?: string; message?: string };
-        if (deadline.signal.aborted) throw timedOut();
-        throw new SubgraphCallError(err.code ?? err.message ?? 'network error', 'network', retryableCodes.has(err.code ?? ''));
-      }
-      try {
-        text = await response.body.text();
-      } catch (error) {
-        if (deadline.signal.aborted) throw timedOut();
-        throw new SubgraphCallError((error as Error).message ?? 'body read failed', 'network', false);
-      }
+      // requestText, not pool.request: see its comment (request()'s AsyncResource per call kept
+      // whole request graphs alive through scavenges).
+      response = await requestText(this.pool, {
+        path: `${this.url.pathname}${this.url.search}`,
+        method: 'POST',
+        headers,
+        body,
+        signal: deadline.signal,
+      });
+    } catch (error) {
+      const err = error as { code?: string; message?: string };
+      if (deadline.signal.aborted) throw timedOut();
+      throw new SubgraphCallError(err.code ?? err.message ?? 'network error', 'network', retryableCodes.has(err.code ?? ''));
     } finally {
       clearTimeout(timer);
     }
+    const text = response.text;
     // A GraphQL response (even with a 4xx status, as Apollo Server sends for errors) is an answer.
     const contentType = String(response.headers['content-type'] ?? '');
     if (contentType.includes('json')) {
