@@ -1,3 +1,4 @@
+import { ResponseTooLargeError, requestText, type TextResponse } from '@ghostpay/platform';
 import { Pool } from 'undici';
 
 /** A GraphQL error as the router answers it. */
@@ -74,31 +75,21 @@ export function createRouterClient(options: RouterClientOptions): RouterClient {
         variables,
         extensions: { persistedQuery: { version: 1, sha256Hash } },
       });
-      let response: Awaited<ReturnType<Pool['request']>>;
+      let response: TextResponse;
       try {
-        response = await pool.request({
+        // requestText, not pool.request: its comment says why (young-generation survivors).
+        response = await requestText(pool, {
           method: 'POST',
           path: graphqlPath,
           headers: { ...headers, 'content-type': 'application/json', accept: 'application/json' },
           body: payload,
+          maxResponseBytes,
         });
       } catch (error) {
-        throw new RouterUnreachableError(`router unreachable: ${(error as Error).message}`, { cause: error });
+        const what = error instanceof ResponseTooLargeError ? 'router response failed' : 'router unreachable';
+        throw new RouterUnreachableError(`${what}: ${(error as Error).message}`, { cause: error });
       }
-      let text: string;
-      try {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        for await (const chunk of response.body as AsyncIterable<Buffer>) {
-          size += chunk.length;
-          if (size > maxResponseBytes) throw new Error(`router response larger than ${maxResponseBytes} bytes`);
-          chunks.push(chunk);
-        }
-        text = Buffer.concat(chunks).toString('utf8');
-      } catch (error) {
-        response.body.destroy();
-        throw new RouterUnreachableError(`router response failed: ${(error as Error).message}`, { cause: error });
-      }
+      const text = response.text;
       let body: GraphQLResponseBody | undefined;
       try {
         const parsed = JSON.parse(text) as unknown;
