@@ -1,3 +1,4 @@
+import { requestText } from '@ghostpay/platform';
 import { Pool } from 'undici';
 import { stealMeter } from './cpu-sampler.ts';
 
@@ -125,8 +126,10 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const one = async (i: number, scheduledAt: number) => {
     const request = spec.request(i);
     try {
-      const response = await pool.request({ ...request, headersTimeout: 30_000, bodyTimeout: 30_000 });
-      const body = await response.body.text();
+      // requestText (dispatch), not pool.request: the latter's per-request AsyncResource kept
+      // much of the generator's garbage alive through scavenges (platform/src/http-request.ts).
+      const response = await requestText(pool, { ...request, headersTimeout: 30_000, bodyTimeout: 30_000 });
+      const body = response.text;
       if (spec.check(response.statusCode, body, i)) {
         ok++;
         latencies.push(performance.now() - scheduledAt);
