@@ -53,6 +53,17 @@ describe('Dockerfiles', () => {
     );
   });
 
+  it('applies the dependency patches in the router image with the repository’s patch-package version, failing on a stale patch', () => {
+    const root = JSON.parse(readRepoFile('package.json')) as { scripts: Record<string, string>; devDependencies: Record<string, string> };
+    expect(root.scripts.postinstall).toBe('patch-package');
+    const text = readRepoFile('router/Dockerfile');
+    expect(text).toContain('COPY patches/ patches/');
+    expect(text).toContain(`npx --yes patch-package@${root.devDependencies['patch-package']} --error-on-fail`);
+    // After the dependencies are installed, before the runtime stage copies them.
+    expect(text.indexOf('patch-package@')).toBeGreaterThan(text.indexOf('npm ci --omit=dev'));
+    expect(text.indexOf('patch-package@')).toBeLessThan(text.indexOf('AS runtime'));
+  });
+
   it('keeps node_modules, tests and VCS data out of the build context', () => {
     const ignore = readRepoFile('.dockerignore').split('\n');
     for (const entry of ['**/node_modules', '**/test', '.git', '**/.data']) expect(ignore).toContain(entry);
