@@ -94,7 +94,7 @@ export function requestText(dispatcher: TextDispatcher, options: TextRequestOpti
       resolve({ statusCode, headers, text });
     };
     signal?.addEventListener('abort', onAbort, { once: true });
-    dispatcher.dispatch(dispatchOptions, {
+    const handler: TextRequestHandler = {
       onRequestStart(requestController) {
         controller = requestController;
         if (signal?.aborted) requestController.abort(signal.reason);
@@ -119,6 +119,12 @@ export function requestText(dispatcher: TextDispatcher, options: TextRequestOpti
       onResponseError(_controller, error) {
         settle(error);
       },
-    });
+    };
+    try {
+      dispatcher.dispatch(dispatchOptions, handler);
+    } catch (error) {
+      // Invalid options throw synchronously: reject, and drop the abort listener with it.
+      settle(error as Error);
+    }
   });
 }

@@ -67,6 +67,11 @@ describe('requestText', () => {
     await expect(requestText(pool, { method: 'GET', path: '/echo', signal: aborted })).rejects.toThrow('already');
   });
 
+  it('rejects invalid options with undici’s error, and the pool keeps working', async () => {
+    await expect(requestText(pool, { method: 'GET', path: 'no-leading-slash' })).rejects.toMatchObject({ code: 'UND_ERR_INVALID_ARG' });
+    expect((await requestText(pool, { method: 'GET', path: '/chunked' })).statusCode).toBe(200);
+  });
+
   it('rejects with undici’s error code when the connection drops', async () => {
     await expect(requestText(pool, { method: 'POST', path: '/drop', body: 'x' })).rejects.toMatchObject({ code: 'UND_ERR_SOCKET' });
   });
