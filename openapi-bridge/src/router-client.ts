@@ -89,10 +89,9 @@ export function createRouterClient(options: RouterClientOptions): RouterClient {
         const what = error instanceof ResponseTooLargeError ? 'router response failed' : 'router unreachable';
         throw new RouterUnreachableError(`${what}: ${(error as Error).message}`, { cause: error });
       }
-      const text = response.text;
       let body: GraphQLResponseBody | undefined;
       try {
-        const parsed = JSON.parse(text) as unknown;
+        const parsed = JSON.parse(response.text) as unknown;
         body = parsed && typeof parsed === 'object' ? (parsed as GraphQLResponseBody) : undefined;
       } catch {
         body = undefined;

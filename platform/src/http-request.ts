@@ -40,15 +40,8 @@ export interface TextResponse {
   text: string;
 }
 
-/** undici's dispatch options, as far as `requestText` sets them. */
-interface TextRequestDispatchOptions {
-  method: string;
-  path: string;
-  headers?: Record<string, string>;
-  body?: string;
-  headersTimeout?: number;
-  bodyTimeout?: number;
-}
+/** undici's dispatch options, as far as `requestText` sets them: its own options less the two it handles itself. */
+type TextRequestDispatchOptions = Omit<TextRequestOptions, 'signal' | 'maxResponseBytes'>;
 
 interface DispatchController {
   abort(reason: Error): void;

@@ -140,7 +140,6 @@ export class SubgraphDataSource implements GraphQLDataSource<Record<string, unkn
     // would leave a timer per call to fire seconds later and build a DOMException for nothing.
     const deadline = new AbortController();
     const timer = setTimeout(() => deadline.abort(), this.timeoutMs);
-    const timedOut = () => new SubgraphCallError(`timed out after ${this.timeoutMs} ms`, 'timeout', false);
     let response: TextResponse;
     try {
       // requestText, not pool.request: see its comment (request()'s AsyncResource per call kept
@@ -154,17 +153,16 @@ export class SubgraphDataSource implements GraphQLDataSource<Record<string, unkn
       });
     } catch (error) {
       const err = error as { code?: string; message?: string };
-      if (deadline.signal.aborted) throw timedOut();
+      if (deadline.signal.aborted) throw new SubgraphCallError(`timed out after ${this.timeoutMs} ms`, 'timeout', false);
       throw new SubgraphCallError(err.code ?? err.message ?? 'network error', 'network', retryableCodes.has(err.code ?? ''));
     } finally {
       clearTimeout(timer);
     }
-    const text = response.text;
     // A GraphQL response (even with a 4xx status, as Apollo Server sends for errors) is an answer.
     const contentType = String(response.headers['content-type'] ?? '');
     if (contentType.includes('json')) {
       try {
-        const parsed = JSON.parse(text) as { data?: unknown; errors?: unknown };
+        const parsed = JSON.parse(response.text) as { data?: unknown; errors?: unknown };
         if (parsed && typeof parsed === 'object' && ('data' in parsed || 'errors' in parsed)) {
           if (response.statusCode >= 500 && !('data' in parsed && parsed.data)) {
             throw new SubgraphCallError(`status ${response.statusCode}`, 'status', false);
