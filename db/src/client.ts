@@ -4,6 +4,7 @@ import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import pg from 'pg';
+import { defaultPreparedStatementsPerConnection, preparingClient } from './prepared-statements.ts';
 import * as schema from './schema/index.ts';
 
 export type Schema = typeof schema;
@@ -24,6 +25,11 @@ export interface DatabaseOptions {
   connectionTimeoutMs?: number;
   /** Per-statement timeout in ms (pg only). @default 15000 */
   statementTimeoutMs?: number;
+  /**
+   * Distinct parameterized statements each pg connection keeps prepared (see
+   * `preparingClient`); 0 prepares none. Ignored by PGlite. @default 100
+   */
+  preparedStatements?: number;
 }
 
 export type NotificationListener = (payload: string) => void;
@@ -75,6 +81,7 @@ async function createPgliteDatabase(dataDir: string | undefined): Promise<Databa
 
 async function createPgDatabase(url: string, options: DatabaseOptions): Promise<DatabaseHandle> {
   const pool = new pg.Pool({
+    Client: preparingClient(options.preparedStatements ?? defaultPreparedStatementsPerConnection),
     connectionString: url,
     max: options.poolSize ?? 10,
     application_name: options.applicationName ?? 'ghostpay',

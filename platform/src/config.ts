@@ -48,6 +48,8 @@ export const env = {
   url: () => z.url(),
   optionalUrl: () => z.url().optional(),
   positiveInt: (fallback: number) => z.coerce.number().int().positive().default(fallback),
+  /** A whole number ≥ 0, or unset (the consumer's own default applies). */
+  optionalCount: () => z.coerce.number().int().min(0).optional(),
   boolean: (fallback: boolean) =>
     z
       .enum(['true', 'false', '1', '0', 'yes', 'no'])

@@ -42,6 +42,8 @@ export const routerConfigSchema = baseConfigSchema.extend({
   REDIS_URL: env.optionalUrl(),
   ROUTER_REDIS_TIMEOUT_MS: env.positiveInt(1000),
   DATABASE_URL: env.optionalUrl(),
+  /** Prepared statements per PostgreSQL connection (0: none); see the README. */
+  DATABASE_PREPARED_STATEMENTS: env.optionalCount(),
   ROUTER_RATE_LIMIT_PER_MINUTE: env.positiveInt(100),
   ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE: env.positiveInt(100),
   ROUTER_TRUST_PROXY: env.boolean(false),

@@ -48,7 +48,9 @@ if (redis) {
   if (!ready) logger.warn('redis not reachable at start: rate limits are local until it is');
 }
 // Per-key limits come from auth.api_keys when the router can reach the database.
-const database = config.DATABASE_URL ? await createDatabase({ url: config.DATABASE_URL, poolSize: 2 }) : undefined;
+const database = config.DATABASE_URL
+  ? await createDatabase({ url: config.DATABASE_URL, poolSize: 2, preparedStatements: config.DATABASE_PREPARED_STATEMENTS })
+  : undefined;
 // Request events go to analytics' ingest with the shared token (secret `analytics-ingest-token`).
 const emitter = config.ROUTER_ANALYTICS_URL
   ? createAnalyticsEmitter({

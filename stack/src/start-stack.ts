@@ -99,7 +99,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const secrets: SecretsProvider = createSecretsProvider({ dir: secretsDir, env });
     closers.push(async () => secrets.close());
 
-    const database = await createDatabase({ url: env.DATABASE_URL, dataDir: join(dataDir, 'pglite'), applicationName: 'ghostpay-stack' });
+    const database = await createDatabase({
+      url: env.DATABASE_URL,
+      dataDir: join(dataDir, 'pglite'),
+      applicationName: 'ghostpay-stack',
+      preparedStatements: env.DATABASE_PREPARED_STATEMENTS === undefined ? undefined : Number(env.DATABASE_PREPARED_STATEMENTS),
+    });
     closers.push(() => database.close());
     await migrate(database);
 

@@ -8,6 +8,8 @@ export const authConfigSchema = baseConfigSchema.extend({
   AUTH_PORT: env.port(4001),
   /** Unset → PGlite in GHOSTPAY_DATA_DIR. */
   DATABASE_URL: env.optionalUrl(),
+  /** Prepared statements per PostgreSQL connection (0: none); see the README. */
+  DATABASE_PREPARED_STATEMENTS: env.optionalCount(),
   GHOSTPAY_DATA_DIR: z.string().min(1).default('.data'),
   SECRETS_DIR: z.string().min(1).optional(),
   JWT_ISSUER: z.string().min(1).default('ghostpay-auth'),

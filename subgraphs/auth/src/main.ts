@@ -10,7 +10,12 @@ const { createAuthService } = await import('./create-auth-service.ts');
 const config = loadConfig('auth', authConfigSchema);
 const logger = createLogger({ service: 'auth', level: config.LOG_LEVEL });
 const secrets = createSecretsProvider({ dir: config.SECRETS_DIR });
-const database = await createDatabase({ url: config.DATABASE_URL, dataDir: config.GHOSTPAY_DATA_DIR, applicationName: 'ghostpay-auth' });
+const database = await createDatabase({
+  url: config.DATABASE_URL,
+  dataDir: config.GHOSTPAY_DATA_DIR,
+  applicationName: 'ghostpay-auth',
+  preparedStatements: config.DATABASE_PREPARED_STATEMENTS,
+});
 await migrate(database);
 
 const service = createAuthService({ database, secrets, logger, config, tls: loadServerTlsConfig('auth') });

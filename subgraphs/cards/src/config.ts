@@ -12,6 +12,8 @@ export const cardsConfigSchema = baseConfigSchema
     CARDS_PORT: env.port(4002),
     /** PostgreSQL URL; unset → PGlite under GHOSTPAY_DATA_DIR. */
     DATABASE_URL: env.optionalUrl(),
+    /** Prepared statements per PostgreSQL connection (0: none); see the README. */
+    DATABASE_PREPARED_STATEMENTS: env.optionalCount(),
     GHOSTPAY_DATA_DIR: z.string().min(1).default('.data'),
     JWT_ISSUER: z.string().min(1).default('ghostpay-auth'),
     JWT_AUDIENCE: z.string().min(1).default('ghostpay-api'),

@@ -27,7 +27,9 @@ try {
   process.exit(1);
 }
 const database = await createDatabase(
-  config.DATABASE_URL ? { url: config.DATABASE_URL, applicationName: 'ghostpay-cards' } : { dataDir: join(config.GHOSTPAY_DATA_DIR, 'pg') },
+  config.DATABASE_URL
+    ? { url: config.DATABASE_URL, applicationName: 'ghostpay-cards', preparedStatements: config.DATABASE_PREPARED_STATEMENTS }
+    : { dataDir: join(config.GHOSTPAY_DATA_DIR, 'pg') },
 );
 await migrate(database);
 const verifier = createJwtVerifier({ jwksUrl: config.JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE });

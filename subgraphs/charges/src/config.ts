@@ -8,6 +8,8 @@ export const chargesConfigSchema = baseConfigSchema.extend({
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
     .optional(),
+  /** Prepared statements per PostgreSQL connection (0: none); see the README. */
+  DATABASE_PREPARED_STATEMENTS: env.optionalCount(),
   GHOSTPAY_DATA_DIR: z.string().min(1).default('.data'),
   JWT_ISSUER: z.string().min(1).default('ghostpay-auth'),
   JWT_AUDIENCE: z.string().min(1).default('ghostpay-api'),

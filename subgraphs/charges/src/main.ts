@@ -13,7 +13,7 @@ const config = loadConfig('charges', chargesConfigSchema);
 const logger = createLogger({ service: 'charges', level: config.LOG_LEVEL });
 const database = await createDatabase(
   config.DATABASE_URL
-    ? { url: config.DATABASE_URL, applicationName: 'ghostpay-charges' }
+    ? { url: config.DATABASE_URL, applicationName: 'ghostpay-charges', preparedStatements: config.DATABASE_PREPARED_STATEMENTS }
     : { dataDir: join(config.GHOSTPAY_DATA_DIR, 'pglite') },
 );
 await migrate(database);

@@ -1,0 +1,114 @@
+import { createDatabase, type DatabaseHandle, preparingClient } from '@ghostpay/db';
+import { freshDatabase, type TestDatabase } from '@ghostpay/test-support';
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+// Runs against the throwaway PostgreSQL cluster (required in CI); PGlite has no connections.
+let database: TestDatabase;
+const handles: DatabaseHandle[] = [];
+
+beforeAll(async () => {
+  database = await freshDatabase({ poolSize: 1 });
+});
+
+afterAll(async () => {
+  for (const handle of handles) await handle.close();
+  await database?.close();
+});
+
+/** One connection (so every statement lands on the same backend) preparing up to `max`. */
+async function singleConnection(max?: number): Promise<DatabaseHandle> {
+  const handle = await createDatabase({ url: database.url, poolSize: 1, preparedStatements: max });
+  handles.push(handle);
+  return handle;
+}
+
+type Prepared = { name: string; statement: string; executions: number };
+/** The connection's prepared statements, read on that connection (a parameterless query: never prepared itself). */
+async function preparedOn(handle: DatabaseHandle): Promise<Prepared[]> {
+  const result = await handle.pool?.query<Prepared>(
+    'select name, statement, (generic_plans + custom_plans)::int as executions from pg_prepared_statements order by prepare_time',
+  );
+  return result?.rows ?? [];
+}
+
+/** What PostgreSQL said (drizzle wraps the driver's error as its cause). */
+const failureOf = (pending: Promise<unknown>) =>
+  pending.then(
+    () => 'no error',
+    (error: Error) => (error.cause instanceof Error ? error.cause.message : error.message),
+  );
+
+const rowsOf = async (handle: DatabaseHandle, query: ReturnType<typeof sql>) =>
+  ((await handle.db.execute(query)) as unknown as { rows: Array<Record<string, unknown>> }).rows;
+
+describe('prepared statements on pg connections', () => {
+  it('prepares a parameterized statement on first use and executes that one thereafter', async () => {
+    if (!database.url) return;
+    const handle = await singleConnection();
+    for (const n of [1, 2, 3]) expect(await rowsOf(handle, sql`select ${n}::int * 10 as n`)).toEqual([{ n: n * 10 }]);
+    // Drizzle's builder and its type parsers (timestamptz as text) go through the same path.
+    for (let i = 0; i < 2; i++) {
+      const [row] = await rowsOf(handle, sql`select now() > ${'2000-01-01T00:00:00Z'}::timestamptz as later`);
+      expect(row).toEqual({ later: true });
+    }
+    const prepared = await preparedOn(handle);
+    expect(prepared).toEqual([
+      { name: 'ghostpay_1', statement: 'select $1::int * 10 as n', executions: 3 },
+      { name: 'ghostpay_2', statement: 'select now() > $1::timestamptz as later', executions: 2 },
+    ]);
+  });
+
+  it('leaves parameterless statements (BEGIN, COMMIT, select 1) as simple queries', async () => {
+    if (!database.url) return;
+    const handle = await singleConnection();
+    await handle.db.transaction(async (tx) => {
+      await tx.execute(sql`select 1`);
+    });
+    await handle.ping();
+    expect(await preparedOn(handle)).toEqual([]);
+  });
+
+  it('prepares at most `max` texts per connection and runs the rest unnamed, with the same answers', async () => {
+    if (!database.url) return;
+    const handle = await singleConnection(2);
+    for (let round = 0; round < 2; round++) {
+      for (const k of [1, 2, 3, 4]) {
+        // Four different texts: the constant is part of the SQL, the parameter is not.
+        expect(await rowsOf(handle, sql`select ${sql.raw(String(k))} + ${round}::int as n`)).toEqual([{ n: k + round }]);
+      }
+    }
+    expect((await preparedOn(handle)).map((p) => [p.statement, p.executions])).toEqual([
+      ['select 1 + $1::int as n', 2],
+      ['select 2 + $1::int as n', 2],
+    ]);
+  });
+
+  it('prepares nothing with max 0', async () => {
+    if (!database.url) return;
+    const handle = await singleConnection(0);
+    for (const n of [1, 2]) expect(await rowsOf(handle, sql`select ${n}::int as n`)).toEqual([{ n }]);
+    expect(await preparedOn(handle)).toEqual([]);
+  });
+
+  it('keeps the connection usable after a statement fails to parse or fails while running', async () => {
+    if (!database.url) return;
+    const handle = await singleConnection();
+    // A Parse error: pg forgets the name, so the same text fails the same way again, not as
+    // "prepared statement does not exist", and other statements still work.
+    for (let i = 0; i < 2; i++) expect(await failureOf(rowsOf(handle, sql`select ${1}::int frm nowhere`))).toMatch(/syntax error/);
+    expect(await rowsOf(handle, sql`select ${7}::int as n`)).toEqual([{ n: 7 }]);
+
+    // An execution error inside a transaction: it rolls back; the prepared statement (not
+    // transactional) stays and serves the next call.
+    const divide = (d: number) => sql`select 10 / ${d}::int as q`;
+    expect(await failureOf(handle.db.transaction(async (tx) => tx.execute(divide(0))))).toBe('division by zero');
+    expect(await rowsOf(handle, divide(5))).toEqual([{ q: 2 }]);
+    expect((await preparedOn(handle)).map((p) => p.statement)).toEqual(['select $1::int as n', 'select 10 / $1::int as q']);
+  });
+
+  it('refuses a per-connection limit that is not a whole number ≥ 0', () => {
+    expect(() => preparingClient(-1)).toThrow(/whole number/);
+    expect(() => preparingClient(1.5)).toThrow(/whole number/);
+  });
+});
