@@ -48,8 +48,8 @@ export const env = {
   url: () => z.url(),
   optionalUrl: () => z.url().optional(),
   positiveInt: (fallback: number) => z.coerce.number().int().positive().default(fallback),
-  /** A whole number ≥ 0, or unset (the consumer's own default applies). */
-  optionalCount: () => z.coerce.number().int().min(0).optional(),
+  /** A whole number ≥ 0 written in digits, or unset (the consumer's own default applies); '' is refused, not read as 0. */
+  optionalCount: () => z.string().regex(/^\d+$/, 'must be a whole number ≥ 0').transform(Number).optional(),
   boolean: (fallback: boolean) =>
     z
       .enum(['true', 'false', '1', '0', 'yes', 'no'])

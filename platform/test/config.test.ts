@@ -17,6 +17,18 @@ describe('config from env', () => {
     });
   });
 
+  it('reads an optional count as digits only: unset stays unset, 0 is 0, anything else is refused', () => {
+    const schema = z.object({ COUNT: env.optionalCount() });
+    expect(parseConfig(schema, {})).toEqual({ ok: true, config: {} });
+    expect(parseConfig(schema, { COUNT: '0' })).toEqual({ ok: true, config: { COUNT: 0 } });
+    expect(parseConfig(schema, { COUNT: '250' })).toEqual({ ok: true, config: { COUNT: 250 } });
+    for (const bad of ['', '-1', '1.5', 'ten', ' 3']) {
+      const result = parseConfig(schema, { COUNT: bad });
+      expect(result.ok, bad).toBe(false);
+      if (!result.ok) expect(result.problems[0]).toMatch(/^COUNT: must be a whole number ≥ 0/);
+    }
+  });
+
   it('reports every problem, one line each, without echoing secrets', () => {
     const schema = z.object({ PORT: env.port(1), DATABASE_URL: env.optionalUrl(), API_SECRET: z.string().min(8) });
     const result = parseConfig(schema, { PORT: 'eighty', DATABASE_URL: 'not a url', API_SECRET: 'short' });

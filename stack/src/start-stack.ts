@@ -103,7 +103,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       url: env.DATABASE_URL,
       dataDir: join(dataDir, 'pglite'),
       applicationName: 'ghostpay-stack',
-      preparedStatements: env.DATABASE_PREPARED_STATEMENTS === undefined ? undefined : Number(env.DATABASE_PREPARED_STATEMENTS),
+      // Checked by @ghostpay/db (a whole number ≥ 0); empty means unset, as for the services.
+      preparedStatements: env.DATABASE_PREPARED_STATEMENTS ? Number(env.DATABASE_PREPARED_STATEMENTS) : undefined,
     });
     closers.push(() => database.close());
     await migrate(database);
