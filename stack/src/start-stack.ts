@@ -99,12 +99,13 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const secrets: SecretsProvider = createSecretsProvider({ dir: secretsDir, env });
     closers.push(async () => secrets.close());
 
+    // The services' schemas check it too (loadConfig below), after the database is open.
+    const { DATABASE_PREPARED_STATEMENTS } = loadConfig('stack', chargesConfigSchema.pick({ DATABASE_PREPARED_STATEMENTS: true }), env);
     const database = await createDatabase({
       url: env.DATABASE_URL,
       dataDir: join(dataDir, 'pglite'),
       applicationName: 'ghostpay-stack',
-      // Checked by @ghostpay/db (a whole number ≥ 0); empty means unset, as for the services.
-      preparedStatements: env.DATABASE_PREPARED_STATEMENTS ? Number(env.DATABASE_PREPARED_STATEMENTS) : undefined,
+      preparedStatements: DATABASE_PREPARED_STATEMENTS,
     });
     closers.push(() => database.close());
     await migrate(database);
