@@ -1,7 +1,11 @@
 import type { IncomingMessage } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import { ApolloServer, type ApolloServerPlugin, type BaseContext } from '@apollo/server';
-import { ApolloServerPluginInlineTraceDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import {
+  ApolloServerPluginCacheControlDisabled,
+  ApolloServerPluginInlineTraceDisabled,
+  ApolloServerPluginLandingPageDisabled,
+} from '@apollo/server/plugin/disabled';
 import { buildSubgraphSchema, type GraphQLResolverMap } from '@apollo/subgraph';
 
 import type { DocumentNode, GraphQLSchema } from 'graphql';
@@ -99,6 +103,9 @@ export function createSubgraphService<TContext extends SubgraphContext>(
     plugins: [
       ApolloServerPluginLandingPageDisabled(),
       ApolloServerPluginInlineTraceDisabled(),
+      // No schema here has @cacheControl and everything is per caller (no-store at the router):
+      // Apollo's default cache-control plugin only cost a hook on every resolved field.
+      ApolloServerPluginCacheControlDisabled(),
       logUnexpectedErrors(options.logger),
       ...(options.plugins ?? []),
     ],
