@@ -18,7 +18,8 @@ export const defaultPreparedStatementsPerConnection = 100;
  *   before: statements whose text varies with their input (an `IN` list's length) cannot
  *   grow a backend's memory without bound.
  * - A statement whose Parse fails is forgotten by pg and sent again next time; PostgreSQL
- *   re-plans prepared statements itself when a table they use changes.
+ *   re-plans prepared statements itself when a table they use changes, and one whose result
+ *   columns changed type is prepared again under a new name (see `isStalePlan`).
  * - `max` 0 turns it off, for a pooler between us and PostgreSQL that cannot follow named
  *   statements across server connections (PgBouncer in transaction mode before 1.21).
  */
@@ -27,21 +28,50 @@ export function preparingClient(max: number): typeof pg.Client {
   return class PreparingClient extends pg.Client {
     /** Statement text → its name on this connection. */
     readonly #names = new Map<string, string>();
+    /** Statements prepared on this connection so far, the forgotten ones included (they stay on the server). */
+    #prepared = 0;
 
     // biome-ignore lint/suspicious/noExplicitAny: pg's query() is a dozen overloads; this only adds a name and passes everything on
     override query(config: any, values?: any, callback?: any): any {
       const query: (...args: unknown[]) => unknown = super.query;
       if (max > 0 && isUnnamedParameterized(config, values)) {
-        let name = this.#names.get(config.text);
-        if (name === undefined && this.#names.size < max) {
-          name = `ghostpay_${this.#names.size + 1}`;
-          this.#names.set(config.text, name);
+        const text = config.text;
+        let name = this.#names.get(text);
+        if (name === undefined && this.#prepared < max) {
+          name = `ghostpay_${++this.#prepared}`;
+          this.#names.set(text, name);
         }
-        if (name !== undefined) return query.call(this, { ...config, name }, values, callback);
+        if (name !== undefined) {
+          const named = name;
+          const forgetIfStale = (error: unknown) => {
+            if (isStalePlan(error) && this.#names.get(text) === named) this.#names.delete(text);
+          };
+          if (typeof callback === 'function') {
+            return query.call(this, { ...config, name }, values, (error: unknown, result: unknown) => {
+              forgetIfStale(error);
+              callback(error, result);
+            });
+          }
+          const pending = query.call(this, { ...config, name }, values) as Promise<unknown>;
+          // Observes the failure; the caller still gets it from `pending`.
+          pending.then(undefined, forgetIfStale);
+          return pending;
+        }
       }
       return query.call(this, config, values, callback);
     }
   };
+}
+
+/**
+ * PostgreSQL re-plans a prepared statement when a table it reads changes, but refuses to run
+ * it once its result columns changed type (a migration from a newer replica during a rolling
+ * deploy): every later execution on that connection would fail the same way. That statement
+ * fails once; its text is prepared afresh under a new name on the next call.
+ */
+function isStalePlan(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  return code === '0A000' && typeof message === 'string' && message.includes('cached plan must not change result type');
 }
 
 /** A query config (not a string, not a submittable such as a cursor) with parameters and no name. */

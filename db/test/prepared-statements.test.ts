@@ -91,20 +91,54 @@ describe('prepared statements on pg connections', () => {
     expect(await preparedOn(handle)).toEqual([]);
   });
 
+  // A failed statement is run inside a transaction: drizzle then releases the connection to the
+  // pool and keeps it (a failed `pool.query` makes pg-pool discard its connection instead), so
+  // these see what happens on the same backend, which `backendPid` confirms.
+  const inTransaction = (handle: DatabaseHandle, query: ReturnType<typeof sql>) =>
+    failureOf(handle.db.transaction(async (tx) => tx.execute(query)));
+  const backendPid = async (handle: DatabaseHandle) => (await rowsOf(handle, sql`select pg_backend_pid() as pid`))[0]?.pid;
+
   it('keeps the connection usable after a statement fails to parse or fails while running', async () => {
     if (!database.url) return;
     const handle = await singleConnection();
+    const pid = await backendPid(handle);
     // A Parse error: pg forgets the name, so the same text fails the same way again, not as
     // "prepared statement does not exist", and other statements still work.
-    for (let i = 0; i < 2; i++) expect(await failureOf(rowsOf(handle, sql`select ${1}::int frm nowhere`))).toMatch(/syntax error/);
+    for (let i = 0; i < 2; i++) expect(await inTransaction(handle, sql`select ${1}::int frm nowhere`)).toMatch(/syntax error/);
     expect(await rowsOf(handle, sql`select ${7}::int as n`)).toEqual([{ n: 7 }]);
 
-    // An execution error inside a transaction: it rolls back; the prepared statement (not
+    // An execution error: the transaction rolls back; the prepared statement (not
     // transactional) stays and serves the next call.
     const divide = (d: number) => sql`select 10 / ${d}::int as q`;
-    expect(await failureOf(handle.db.transaction(async (tx) => tx.execute(divide(0))))).toBe('division by zero');
+    expect(await inTransaction(handle, divide(0))).toBe('division by zero');
     expect(await rowsOf(handle, divide(5))).toEqual([{ q: 2 }]);
-    expect((await preparedOn(handle)).map((p) => p.statement)).toEqual(['select $1::int as n', 'select 10 / $1::int as q']);
+    expect((await preparedOn(handle)).map((p) => [p.statement, p.executions])).toEqual([
+      ['select $1::int as n', 1],
+      ['select 10 / $1::int as q', 1],
+    ]);
+    expect(await backendPid(handle)).toBe(pid);
+  });
+
+  it('prepares a statement again when a migration changed its result columns (rolling deploys)', async () => {
+    if (!database.url) return;
+    const handle = await singleConnection();
+    const other = await singleConnection(0);
+    await other.db.execute(sql`create table rolling (id int primary key, amount int not null)`);
+    await other.db.execute(sql`insert into rolling values (1, 250)`);
+    const pid = await backendPid(handle);
+    const read = sql`select amount from rolling where id = ${1}`;
+    expect(await rowsOf(handle, read)).toEqual([{ amount: 250 }]);
+
+    // Another replica's migration, while this connection holds the prepared statement.
+    await other.db.execute(sql`alter table rolling alter column amount type bigint`);
+    // PostgreSQL refuses the old statement once; the next call prepares the text afresh.
+    expect(await inTransaction(handle, read)).toBe('cached plan must not change result type');
+    for (let i = 0; i < 2; i++) expect(await rowsOf(handle, read)).toEqual([{ amount: '250' }]);
+    expect((await preparedOn(handle)).map((p) => [p.name, p.executions])).toEqual([
+      ['ghostpay_1', 1], // the stale one, left on the server until the connection closes
+      ['ghostpay_2', 2],
+    ]);
+    expect(await backendPid(handle)).toBe(pid);
   });
 
   it('refuses a per-connection limit that is not a whole number ≥ 0', () => {
