@@ -8,7 +8,7 @@ export const defaultPreparedStatementsPerConnection = 100;
  * `max` distinct statement texts per connection, like postgres.js (`prepare: true`) and
  * PgJDBC (`prepareThreshold`) do by default. node-postgres prepares only the queries given a
  * `name`, and drizzle names none, so without this PostgreSQL parses, analyzes and plans every
- * statement on every execution: that was 35–45% of its CPU per charge (bench/RESULTS.md,
+ * statement on every execution: that was a third to a half of its CPU per charge (bench/RESULTS.md,
  * change 26).
  *
  * - Only queries that take parameters: they already use the extended protocol, which is
