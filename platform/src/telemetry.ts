@@ -1,4 +1,3 @@
-import { IncomingMessage } from 'node:http';
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 import { context, isSpanContextValid, trace } from '@opentelemetry/api';
@@ -93,11 +92,6 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
       new HttpInstrumentation({
         // Probes and scrapes every few seconds would drown the real traffic in traces.
         ignoreIncomingRequestHook: (req) => /^\/(healthz|readyz|metrics)(\?|$)/.test(req.url ?? ''),
-        // Called with the server span the instrumentation opens for an incoming request (and
-        // with the client span of an outgoing one, which is not recorded here).
-        requestHook: (span, request) => {
-          if (request instanceof IncomingMessage) serverTraceIds.set(request, span.spanContext().traceId);
-        },
       }),
       new UndiciInstrumentation(),
       new PgInstrumentation({ requireParentSpan: true }),
@@ -139,20 +133,6 @@ function patchLoadedModules() {
       // pg is not installed for this service (router, bridge): nothing to patch.
     }
   }
-}
-
-const serverTraceIds = new WeakMap<IncomingMessage, string>();
-
-/**
- * The trace id of the server span the HTTP instrumentation opened for `req` (32 hex chars), or
- * undefined when tracing is off or the path is not traced. Bound to the request itself, so it
- * does not depend on the async context being active where it is read. The router read the
- * active span's id synchronously at the top of its handler, and still, twice in many CI runs
- * (the stack's tracing test), a request event reached analytics without a trace id although
- * the request's server span existed; why the active context was missing is not known.
- */
-export function serverTraceIdOf(req: IncomingMessage): string | undefined {
-  return serverTraceIds.get(req);
 }
 
 /** The trace id of the active span (32 hex chars), or undefined outside a sampled trace. */

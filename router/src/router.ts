@@ -20,7 +20,6 @@ import {
   requestIdOf,
   type ServiceServer,
   sendJson,
-  serverTraceIdOf,
 } from '@ghostpay/platform';
 import { buildASTSchema, type GraphQLError, type GraphQLFormattedError, type GraphQLSchema, parse, print } from 'graphql';
 import type { Redis } from 'ioredis';
@@ -339,9 +338,9 @@ export function createRouter(deps: RouterDeps): Router {
     // below for what its pipeline answers, is no-store unless a schema hint makes data cacheable).
     res.setHeader('cache-control', 'no-store');
     const traceparent = typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined;
-    // This request's own server span first (bound to the request, not to the async context),
-    // else whatever span is active; read once, before any await.
-    const activeTraceId = serverTraceIdOf(req) ?? currentTraceId();
+    // Read once, here: this runs synchronously inside the HTTP instrumentation's server span, so
+    // the id cannot depend on the context surviving the awaits below.
+    const activeTraceId = currentTraceId();
     let principal: Principal | undefined;
     let status = 200;
     const context: RouterContext = {
