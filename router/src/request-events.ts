@@ -1,4 +1,4 @@
-import type { RequestEvent } from '@ghostpay/platform';
+import { looksSecret, type RequestEvent } from '@ghostpay/platform';
 
 /**
  * What the router reports about each GraphQL request to the analytics emitter. Never
@@ -42,6 +42,16 @@ export function emitRequestEvent(handler: RequestEventHandler | undefined, event
 export function traceIdOf(traceparent: string | undefined): string | undefined {
   const match = traceparent ? /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(traceparent.trim()) : null;
   return match?.[1];
+}
+
+/**
+ * The trace id a request event may carry. One the router's tracer made up is random; one the
+ * caller chose (the `traceparent` it sent, continued by the server span or read directly) is
+ * the caller's text, so it goes only if it holds nothing that looks like a PAN (analytics keeps
+ * any W3C trace id as an identifier: `redactRequestEvent`).
+ */
+export function callerSafeTraceId(traceId: string | undefined, traceparent: string | undefined): string | undefined {
+  return traceId !== undefined && traceId === traceIdOf(traceparent) && looksSecret(traceId) ? undefined : traceId;
 }
 
 const operationTypes = new Set(['query', 'mutation', 'subscription']);

@@ -39,7 +39,7 @@ import { defaultOperationLimits, enforceOperationLimits, measureOperation, type 
 import { applySafelist, loadPersistedQueryManifests, type PersistedOperation, sha256Hex } from './persisted-queries.ts';
 import { playgroundClientHeader, servePlayground } from './playground.ts';
 import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter, rateLimitHeaders } from './rate-limiter.ts';
-import { emitRequestEvent, type RequestEventHandler, traceIdOf } from './request-events.ts';
+import { callerSafeTraceId, emitRequestEvent, type RequestEventHandler, traceIdOf } from './request-events.ts';
 import { createRouterMetrics } from './router-metrics.ts';
 import { createRetryBudget, type SubgraphCallContext, SubgraphDataSource } from './subgraph-data-source.ts';
 import { createRouterSubscriptions, type RouterSubscriptionsSettings, type SubscriptionGateway } from './subscriptions/index.ts';
@@ -358,7 +358,7 @@ export function createRouter(deps: RouterDeps): Router {
         {
           requestId,
           // The active trace when tracing is on (the server span continues the caller's traceparent), else the caller's.
-          traceId: activeTraceId ?? traceIdOf(traceparent),
+          traceId: callerSafeTraceId(activeTraceId ?? traceIdOf(traceparent), traceparent),
           operationName: context.report.operationName,
           operationType: context.report.operationType,
           apiKeyId: principal?.apiKeyId,

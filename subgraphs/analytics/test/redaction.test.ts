@@ -129,6 +129,33 @@ describe('request event redaction', () => {
     );
   });
 
+  it('keeps a W3C trace id whatever digits it holds, and nothing else in that field', () => {
+    // A real trace id from CI whose digits hold a Luhn-valid 15-digit run (926055547748569):
+    // the PAN check flags it, and it was dropped before (0.65% of random trace ids are).
+    const flagged = '33c23a3968570d926055547748569a80';
+    expect(looksSecret(flagged)).toBe(true);
+    const eventWith = (traceId: unknown) =>
+      ({ timestamp: '2026-11-22T00:00:00.000Z', requestId: 'req_1', traceId }) as unknown as RequestEvent;
+    expect(redactRequestEvent(eventWith(flagged)).traceId).toBe(flagged);
+    fc.assert(
+      fc.property(charsOf('0123456789abcdef', 32, 32), (id) => {
+        expect(redactRequestEvent(eventWith(id)).traceId).toBe(/^0{32}$/.test(id) ? null : id);
+      }),
+      { numRuns: 2_000 },
+    );
+    for (const notAnId of [
+      flagged.toUpperCase(),
+      flagged.slice(1),
+      `${flagged}0`,
+      '0'.repeat(32),
+      'card 4111 1111 1111 1111',
+      'not-a-trace-id',
+      42,
+    ]) {
+      expect(redactRequestEvent(eventWith(notAnId)).traceId, String(notAnId)).toBeNull();
+    }
+  });
+
   it('recognises the shapes it is meant to catch and not ids or timestamps', () => {
     expect(looksSecret('4111111111111111')).toBe(true);
     expect(looksSecret('card 4111-1111-1111-1111 declined')).toBe(true);
