@@ -89,10 +89,22 @@ const w3cTraceId = /^(?!0{32}$)[0-9a-f]{32}$/;
  * A trace id is kept in W3C form only, and then whatever digits it holds: it is an identifier,
  * not text, and 0.65% of random ones hold a Luhn-valid 13–19 digit run (measured over 200,000),
  * which the PAN check would drop. Ids a caller chose (its `traceparent`) are checked by the
- * router before they get here (`callerSafeTraceId` in @ghostpay/router).
+ * router before they get here (`callerSafeId` in @ghostpay/router).
  */
 function traceIdOf(value: unknown): string | null {
   return typeof value === 'string' && w3cTraceId.test(value) ? value : null;
+}
+
+// What randomUUID() makes: the router's request ids and the emitter's event ids.
+const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * An id kept whatever digits it holds when it is a UUID, for the same reason as trace ids:
+ * 0.72% of random UUIDs hold a Luhn-valid run (measured over 200,000), and an event without its
+ * event id is no longer deduplicated at ingest. Anything else in an id field is checked as text.
+ */
+function idOf(value: unknown): string | null {
+  return typeof value === 'string' && uuid.test(value) ? value : clean(value, 100);
 }
 
 function clean(value: unknown, maxLength = 200): string | null {
@@ -118,7 +130,7 @@ export function redactRequestEvent(event: RequestEvent): RequestEvent {
   const operationType = clean(input.operationType, 20);
   const result: RequestEvent = {
     timestamp: timestamp ?? new Date(0).toISOString(),
-    requestId: clean(input.requestId, 100) ?? '[redacted]',
+    requestId: idOf(input.requestId) ?? '[redacted]',
     traceId: traceIdOf(input.traceId),
     operationName: clean(input.operationName),
     operationType: operationType && operationTypes.has(operationType) ? (operationType as RequestEvent['operationType']) : null,
@@ -141,7 +153,7 @@ export function redactRequestEvent(event: RequestEvent): RequestEvent {
         })
       : [],
   };
-  const eventId = clean(input.eventId, 100);
+  const eventId = idOf(input.eventId);
   if (eventId) result.eventId = eventId;
   return result;
 }

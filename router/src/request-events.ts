@@ -45,13 +45,14 @@ export function traceIdOf(traceparent: string | undefined): string | undefined {
 }
 
 /**
- * The trace id a request event may carry. One the router's tracer made up is random; one the
- * caller chose (the `traceparent` it sent, continued by the server span or read directly) is
- * the caller's text, so it goes only if it holds nothing that looks like a PAN (analytics keeps
- * any W3C trace id as an identifier: `redactRequestEvent`).
+ * An id a request event may carry (its trace id, its request id). One the router made up is
+ * random; one the caller chose (`callerChosen`: the trace id of the `traceparent` it sent, its
+ * `x-request-id`) is the caller's text, so it goes only if it holds nothing that looks like a
+ * PAN. Analytics keeps ids in the formats the router makes (W3C trace ids, UUIDs) whatever
+ * digits they hold: `redactRequestEvent`.
  */
-export function callerSafeTraceId(traceId: string | undefined, traceparent: string | undefined): string | undefined {
-  return traceId !== undefined && traceId === traceIdOf(traceparent) && looksSecret(traceId) ? undefined : traceId;
+export function callerSafeId(id: string | undefined, callerChosen: string | undefined): string | undefined {
+  return id !== undefined && id === callerChosen && looksSecret(id) ? undefined : id;
 }
 
 const operationTypes = new Set(['query', 'mutation', 'subscription']);

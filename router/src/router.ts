@@ -39,7 +39,7 @@ import { defaultOperationLimits, enforceOperationLimits, measureOperation, type 
 import { applySafelist, loadPersistedQueryManifests, type PersistedOperation, sha256Hex } from './persisted-queries.ts';
 import { playgroundClientHeader, servePlayground } from './playground.ts';
 import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter, rateLimitHeaders } from './rate-limiter.ts';
-import { callerSafeTraceId, emitRequestEvent, type RequestEventHandler, traceIdOf } from './request-events.ts';
+import { callerSafeId, emitRequestEvent, type RequestEventHandler, traceIdOf } from './request-events.ts';
 import { createRouterMetrics } from './router-metrics.ts';
 import { createRetryBudget, type SubgraphCallContext, SubgraphDataSource } from './subgraph-data-source.ts';
 import { createRouterSubscriptions, type RouterSubscriptionsSettings, type SubscriptionGateway } from './subscriptions/index.ts';
@@ -356,9 +356,9 @@ export function createRouter(deps: RouterDeps): Router {
       emitRequestEvent(
         deps.onRequestEvent,
         {
-          requestId,
+          requestId: callerSafeId(requestId, req.headers['x-request-id'] as string | undefined) ?? '[redacted]',
           // The active trace when tracing is on (the server span continues the caller's traceparent), else the caller's.
-          traceId: callerSafeTraceId(activeTraceId ?? traceIdOf(traceparent), traceparent),
+          traceId: callerSafeId(activeTraceId ?? traceIdOf(traceparent), traceIdOf(traceparent)),
           operationName: context.report.operationName,
           operationType: context.report.operationType,
           apiKeyId: principal?.apiKeyId,

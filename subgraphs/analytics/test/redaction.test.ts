@@ -156,6 +156,25 @@ describe('request event redaction', () => {
     }
   });
 
+  it('keeps request and event ids in UUID form whatever digits they hold, and checks any other id as text', () => {
+    // 0.72% of random UUIDs hold a Luhn-valid run (here 0407035 after 9707-…): an event whose
+    // event id was dropped at ingest was no longer deduplicated there.
+    const flagged = '26c41588-1653-4975-9707-0407035bfa3c';
+    expect(looksSecret(flagged)).toBe(true);
+    const ids = (requestId: string, eventId: string) =>
+      redactRequestEvent({ timestamp: '2026-11-22T00:00:00.000Z', requestId, traceId: null, eventId } as unknown as RequestEvent);
+    expect(ids(flagged, flagged)).toMatchObject({ requestId: flagged, eventId: flagged });
+    fc.assert(
+      fc.property(fc.uuid(), fc.uuid(), (requestId, eventId) => {
+        expect(ids(requestId, eventId)).toMatchObject({ requestId, eventId });
+      }),
+      { numRuns: 2_000 },
+    );
+    // Not a UUID: the text checks apply, as for every other field.
+    expect(ids('req-4111111111111111', 'evt-4111-1111-1111-1111')).toMatchObject({ requestId: '[redacted]' });
+    expect(ids('req-4111111111111111', 'evt-4111-1111-1111-1111').eventId).toBeUndefined();
+  });
+
   it('recognises the shapes it is meant to catch and not ids or timestamps', () => {
     expect(looksSecret('4111111111111111')).toBe(true);
     expect(looksSecret('card 4111-1111-1111-1111 declined')).toBe(true);
