@@ -1,44 +1,35 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { ResponseTooLargeError, requestText } from '@ghostpay/platform';
+import { type LoopbackServer, startLoopbackServer } from '@ghostpay/test-support';
 import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 // requestText is the router's subgraph transport (platform/src/http-request.ts): undici's
 // dispatch API with a plain handler, against a real HTTP server on loopback.
-let server: Server;
+let server: LoopbackServer;
 let pool: Pool;
 beforeAll(async () => {
-  server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk) => {
-      body += chunk;
-    });
-    req.on('end', () => {
-      if (req.url === '/echo') {
-        res.writeHead(201, { 'content-type': 'application/json', 'x-seen': req.headers['x-probe'] ?? '' });
-        res.end(JSON.stringify({ method: req.method, body }));
-      } else if (req.url === '/chunked') {
-        res.writeHead(200, { 'content-type': 'text/plain' });
-        res.write('héllo ');
-        setTimeout(() => res.end('wörld'), 20);
-      } else if (req.url === '/big') {
-        res.end('x'.repeat(64 * 1024));
-      } else if (req.url === '/stall') {
-        res.writeHead(200);
-        res.write('partial');
-      } else if (req.url === '/drop') {
-        req.socket.destroy();
-      }
-    });
+  server = await startLoopbackServer((req, res, body) => {
+    if (req.url === '/echo') {
+      res.writeHead(201, { 'content-type': 'application/json', 'x-seen': req.headers['x-probe'] ?? '' });
+      res.end(JSON.stringify({ method: req.method, body }));
+    } else if (req.url === '/chunked') {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('héllo ');
+      setTimeout(() => res.end('wörld'), 20);
+    } else if (req.url === '/big') {
+      res.end('x'.repeat(64 * 1024));
+    } else if (req.url === '/stall') {
+      res.writeHead(200);
+      res.write('partial');
+    } else if (req.url === '/drop') {
+      req.socket.destroy();
+    }
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  pool = new Pool(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, { connections: 4 });
+  pool = new Pool(server.url, { connections: 4 });
 });
 afterAll(async () => {
   await pool.destroy();
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
+  await server.close();
 });
 
 describe('requestText', () => {

@@ -1,9 +1,8 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { ApolloServer, HeaderMap } from '@apollo/server';
 import { requestText } from '@ghostpay/platform';
+import { type LoopbackServer, startLoopbackServer } from '@ghostpay/test-support';
 import { buildSchema } from 'graphql';
 import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -37,20 +36,15 @@ const requests = 1_000;
 const requestPayload = (i: number) => ({ payload: new Array(5_000).fill(i) });
 
 describe('finished requests die young', () => {
-  let server: Server;
+  let server: LoopbackServer;
   let pool: Pool;
   beforeAll(async () => {
-    server = createServer((req, res) => {
-      req.resume();
-      req.on('end', () => res.end(JSON.stringify({ data: { blob: 'x'.repeat(8_000) } })));
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    pool = new Pool(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, { connections: 16 });
+    server = await startLoopbackServer((_req, res) => res.end(JSON.stringify({ data: { blob: 'x'.repeat(8_000) } })));
+    pool = new Pool(server.url, { connections: 16 });
   });
   afterAll(async () => {
     await pool.destroy();
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
+    await server.close();
   });
 
   it('Apollo Server’s gateway request context (patched, patches/README.md) does not pin the request', async () => {
