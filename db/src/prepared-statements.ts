@@ -42,17 +42,17 @@ export function preparingClient(max: number): typeof pg.Client {
           this.#names.set(text, name);
         }
         if (name !== undefined) {
-          const named = name;
+          const named = { ...config, name };
           const forgetIfStale = (error: unknown) => {
-            if (isStalePlan(error) && this.#names.get(text) === named) this.#names.delete(text);
+            if (isStalePlan(error) && this.#names.get(text) === named.name) this.#names.delete(text);
           };
           if (typeof callback === 'function') {
-            return query.call(this, { ...config, name }, values, (error: unknown, result: unknown) => {
+            return query.call(this, named, values, (error: unknown, result: unknown) => {
               forgetIfStale(error);
               callback(error, result);
             });
           }
-          const pending = query.call(this, { ...config, name }, values) as Promise<unknown>;
+          const pending = query.call(this, named, values) as Promise<unknown>;
           // Observes the failure; the caller still gets it from `pending`.
           pending.then(undefined, forgetIfStale);
           return pending;

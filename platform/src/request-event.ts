@@ -91,7 +91,7 @@ const w3cTraceId = /^(?!0{32}$)[0-9a-f]{32}$/;
  * which the PAN check would drop. Ids a caller chose (its `traceparent`) are checked by the
  * router before they get here (`callerSafeId` in @ghostpay/router).
  */
-function traceIdOf(value: unknown): string | null {
+function w3cTraceIdOrNull(value: unknown): string | null {
   return typeof value === 'string' && w3cTraceId.test(value) ? value : null;
 }
 
@@ -131,7 +131,7 @@ export function redactRequestEvent(event: RequestEvent): RequestEvent {
   const result: RequestEvent = {
     timestamp: timestamp ?? new Date(0).toISOString(),
     requestId: idOf(input.requestId) ?? '[redacted]',
-    traceId: traceIdOf(input.traceId),
+    traceId: w3cTraceIdOrNull(input.traceId),
     operationName: clean(input.operationName),
     operationType: operationType && operationTypes.has(operationType) ? (operationType as RequestEvent['operationType']) : null,
     apiKeyId: clean(input.apiKeyId, 100),

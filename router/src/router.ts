@@ -337,7 +337,8 @@ export function createRouter(deps: RouterDeps): Router {
     // Refusals too: no answer of this API is for a shared cache (Apollo Server's own header, set
     // below for what its pipeline answers, is no-store unless a schema hint makes data cacheable).
     res.setHeader('cache-control', 'no-store');
-    const traceparent = typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined;
+    // The trace id of the caller's traceparent, if it sent a well-formed one.
+    const callerTraceId = traceIdOf(typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined);
     // Read once, here: this runs synchronously inside the HTTP instrumentation's server span, so
     // the id cannot depend on the context surviving the awaits below.
     const activeTraceId = currentTraceId();
@@ -358,7 +359,7 @@ export function createRouter(deps: RouterDeps): Router {
         {
           requestId: callerSafeId(requestId, req.headers['x-request-id'] as string | undefined) ?? '[redacted]',
           // The active trace when tracing is on (the server span continues the caller's traceparent), else the caller's.
-          traceId: callerSafeId(activeTraceId ?? traceIdOf(traceparent), traceIdOf(traceparent)),
+          traceId: callerSafeId(activeTraceId ?? callerTraceId, callerTraceId),
           operationName: context.report.operationName,
           operationType: context.report.operationType,
           apiKeyId: principal?.apiKeyId,
