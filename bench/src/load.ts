@@ -43,6 +43,8 @@ export interface LoadResult {
    * much of a request's latency is the tool's, not the system's. Empty in closed loop.
    */
   lateBySecond?: number[];
+  /** Every successful request's latency (ms), in completion order: what {@link combineWindows} merges. */
+  latencies: number[];
 }
 
 export function percentile(sorted: Float64Array | number[], p: number): number {
@@ -76,6 +78,31 @@ export function summarize(
     p99: percentile(sorted, 99),
     seconds,
     errorSamples,
+    latencies,
+  };
+}
+
+/**
+ * Several measured windows of the same scenario as one: requests and seconds add up, the
+ * percentiles are those of every latency together, steal is weighted by each window's length.
+ * (The bench alternates short windows of the scenarios it compares, so a slow spell of the VM
+ * lands on all of them instead of on whichever happened to run then.)
+ */
+export function combineWindows(windows: LoadResult[]): LoadResult {
+  const seconds = windows.reduce((sum, w) => sum + w.seconds, 0);
+  const combined = summarize(
+    windows.flatMap((w) => w.latencies),
+    windows.reduce((sum, w) => sum + w.ok, 0),
+    windows.reduce((sum, w) => sum + w.errors, 0),
+    seconds,
+    windows.flatMap((w) => w.errorSamples).slice(0, 3),
+  );
+  const metered = windows.filter((w) => w.stealPct !== undefined);
+  const meteredSeconds = metered.reduce((sum, w) => sum + w.seconds, 0);
+  return {
+    ...combined,
+    p95BySecond: windows.flatMap((w) => w.p95BySecond),
+    ...(meteredSeconds > 0 ? { stealPct: metered.reduce((sum, w) => sum + (w.stealPct ?? 0) * w.seconds, 0) / meteredSeconds } : {}),
   };
 }
 

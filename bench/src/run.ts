@@ -19,24 +19,26 @@ import { createDatabase, migrate } from '@ghostpay/db';
 import { routerNodeOptions } from '@ghostpay/router';
 import { createTestTokenIssuer, startPostgresCluster, startRedisServer, testAudience, testIssuer } from '@ghostpay/test-support';
 import pg from 'pg';
-import type { DbLimitOptions } from './charges/db-limit-process.ts';
+import type { DbLimitRun } from './charges/db-limit-process.ts';
 import { issueBenchCards, seedBenchAccounts } from './charges/seed-bench-data.ts';
 import { type BenchChild, startChild } from './child-process.ts';
 import { formatCpuSeconds, series, startCpuSampler, stealMeter } from './cpu-sampler.ts';
 import { expectedTestQueryData, hashData } from './federation/expected-result.ts';
 import { composeBenchSupergraph } from './federation/supergraph.ts';
 import { testQuery } from './federation/test-query.ts';
-import { closeLoadPools, type LoadResult, runLoad } from './load.ts';
+import { closeLoadPools, combineWindows, type LoadResult, runLoad } from './load.ts';
 import { measureLoopback } from './loopback.ts';
 import { machineDetails } from './machine.ts';
 import { type Row, renderTable, writeResults } from './report.ts';
-import { serverCpu } from './server-cpu.ts';
+import { ioSyscalls, serverCpu } from './server-cpu.ts';
 
 const hardLimitMs = 8 * 60_000;
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 const measureMs = seconds * 1000;
 const warmupMs = Math.round(Math.min(3000, measureMs / 3));
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 16);
+/** Alternating windows per charge maximum (the DB limit, GraphQL, REST): see measureAlternating. */
+const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 const fedConnections = Number(process.env.BENCH_FED_CONNECTIONS ?? 32);
 const only = new Set((process.env.BENCH_ONLY ?? 'db,graphql,rest,federation').split(',').map((s) => s.trim()));
 const gatewayKinds = (process.env.BENCH_GATEWAYS ?? 'apollo,apollo-compiled,hive,ghostpay-gateway-executor,ghostpay')
@@ -138,7 +140,6 @@ async function main() {
     const postmasterPid = Number(readFileSync(join(cluster.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
     const pgCpu = serverCpu(postmasterPid);
     const redisCpu = serverCpu(redis.pid ?? 0);
-    const pgMsPerOp = (ops: number) => pgCpu.cpuMicros() / 1000 / Math.max(1, ops);
     /**
      * Before each measured run: vacuum and analyze what earlier runs left (dead card versions,
      * fresh charges and cards), then checkpoint, so no run pays PostgreSQL's catch-up for the
@@ -158,47 +159,147 @@ async function main() {
     cleanups.push(() => database.close());
     await migrate(database);
     const accounts = await seedBenchAccounts(database);
+    /**
+     * The charge ratios come from alternating windows: the DB limit, GraphQL and REST maxima
+     * each run `rounds` short windows in turn (rotating which goes first), on one stack. This VM
+     * is shared and its speed drifts by tens of percent within a minute (steal), so scenarios
+     * measured one after the other compared the VM's moods as much as the code; alternated, a
+     * slow spell lands on all of them. The first window of each scenario warms up for the whole
+     * warm-up, later ones briefly (the processes stay warm in between).
+     */
+    const windowMs = Math.round(measureMs / rounds);
+    const laterWarmupMs = Math.max(500, Math.round(warmupMs / rounds));
     // Enough fresh cards for the fastest conceivable run on this machine; each charge uses one.
-    const cardsPerRun = Math.ceil(((measureMs + warmupMs) / 1000) * 6000);
+    const cardsFor = (ms: number) => Math.ceil((ms / 1000) * 6000);
+    const cardsPerRotation = cardsFor(measureMs + warmupMs + (rounds - 1) * laterWarmupMs);
+    const cardsPerRun = cardsFor(measureMs + warmupMs);
 
+    /** One process's CPU over a measured window (and its read+write syscalls when /proc/<pid>/io counts them). */
+    interface ProcessShare {
+      name: string;
+      cpuMicros: number;
+      syscalls?: number;
+    }
+    /** One measured window of a scenario. `cpuMicros` is the scenario's own processes (the driver, or the stack). */
+    interface Window {
+      result: LoadResult;
+      cpuMicros: number;
+      pgMicros: number;
+      maxRssKb: number;
+      processes: ProcessShare[];
+    }
+    interface Scenario {
+      key: 'db' | 'graphql' | 'rest' | 'one-process';
+      label: string;
+      window(warmMs: number, durationMs: number): Promise<Window>;
+    }
+    /**
+     * Runs the scenarios' windows in turn, `rounds` rounds (one window of the whole measured time
+     * when there is a single scenario); round r starts with scenario r mod n, so none is always
+     * first or last. Returns each scenario's windows in order.
+     */
+    const measureAlternating = async (scenarios: Scenario[]) => {
+      const windows = new Map<Scenario['key'], Window[]>(scenarios.map((s) => [s.key, []]));
+      const alone = scenarios.length === 1;
+      for (let round = 0; round < (alone ? 1 : rounds); round++) {
+        for (let k = 0; k < scenarios.length; k++) {
+          const scenario = scenarios[(round + k) % scenarios.length] as Scenario;
+          const done = windows.get(scenario.key) as Window[];
+          const window = await scenario.window(done.length === 0 ? warmupMs : laterWarmupMs, alone ? measureMs : windowMs);
+          done.push(window);
+          if (!alone) log(`${scenario.label}, window ${done.length} of ${rounds}: ${window.result.rps.toFixed(0)}/s`);
+        }
+      }
+      return windows;
+    };
+    /** A scenario's windows as one: combined load figures, and CPU per operation by process. */
+    const aggregate = (label: string, windows: Window[]) => {
+      const result = combineWindows(windows.map((w) => w.result));
+      const ops = Math.max(1, result.ok + result.errors);
+      const byName = new Map<string, ProcessShare>();
+      for (const share of windows.flatMap((w) => w.processes)) {
+        const sum = byName.get(share.name) ?? { name: share.name, cpuMicros: 0 };
+        sum.cpuMicros += share.cpuMicros;
+        if (share.syscalls !== undefined) sum.syscalls = (sum.syscalls ?? 0) + share.syscalls;
+        byName.set(share.name, sum);
+      }
+      const split = [...byName.values()]
+        .map((share) =>
+          perCharge(share.name, share.cpuMicros / 1000 / ops, share.syscalls === undefined ? undefined : share.syscalls / ops),
+        )
+        .join(', ');
+      log(`${label}: per charge by process (CPU ms / read+write syscalls): ${split}`);
+      notes.push(`${label} (max), per charge by process (CPU ms / read+write syscalls): ${split}.`);
+      warnErrors(`${label} max`, result);
+      return {
+        max: result,
+        cpuMsPerOp: windows.reduce((sum, w) => sum + w.cpuMicros, 0) / 1000 / ops,
+        pgCpuMsPerOp: windows.reduce((sum, w) => sum + w.pgMicros, 0) / 1000 / ops,
+        maxRssKb: Math.max(...windows.map((w) => w.maxRssKb)),
+      };
+    };
+
+    let dbScenario: Scenario | undefined;
+    let dbChild: BenchChild | undefined;
     if (only.has('db')) {
-      const cardIds = await issueBenchCards(database, accounts, cardsPerRun, amount, currency);
-      await settleDatabase();
-      log(`database limit: authorizeCharge through a pg pool, ${connections} concurrent`);
+      const cardIds = await issueBenchCards(database, accounts, cardsPerRotation, amount, currency);
       const child = await spawn('db-limit', 'charges/db-limit-process.ts', { DATABASE_URL: url });
-      const base: Omit<DbLimitOptions, 'cardIds' | 'durationMs'> = {
+      dbChild = child;
+      const setup: DbLimitRun = {
+        kind: 'setup',
+        cardIds,
         merchantId: accounts.merchantId,
         apiKeyId: accounts.merchantApiKeyId,
         amount,
         currency,
         connections,
       };
-      const warm = await child.run<LoadResult & { used: number }>({ ...base, cardIds: cardIds, durationMs: warmupMs });
-      await child.mark();
-      pgCpu.mark();
-      const steal = stealMeter();
-      const result = await child.run<LoadResult & { used: number }>({ ...base, cardIds: cardIds.slice(warm.used), durationMs: measureMs });
-      result.stealPct = steal.percent();
-      const dbOps = Math.max(1, result.ok + result.errors);
-      const pgCpuMsPerOp = pgMsPerOp(dbOps);
-      const { maxRssKb, cpuMicros, syscalls } = await child.stats();
-      const dbSplit = [perCharge('driver', cpuMicros / 1000 / dbOps, syscalls / dbOps), perCharge('postgres', pgCpuMsPerOp)];
-      log(`database limit: per charge by process (CPU ms / read+write syscalls): ${dbSplit.join(', ')}`);
-      notes.push(`DB limit, per charge by process (CPU ms / read+write syscalls): ${dbSplit.join(', ')}.`);
-      await stopChild(child);
-      warnErrors('database limit', result);
-      dbLimit = result.rps;
+      await child.run(setup);
+      dbScenario = {
+        key: 'db',
+        label: 'database limit',
+        async window(warmMs, durationMs) {
+          await settleDatabase();
+          await child.run<LoadResult>({ kind: 'window', durationMs: warmMs } satisfies DbLimitRun);
+          await child.mark();
+          pgCpu.mark();
+          const steal = stealMeter();
+          const result = await child.run<LoadResult>({ kind: 'window', durationMs } satisfies DbLimitRun);
+          result.stealPct = steal.percent();
+          const pgMicros = pgCpu.cpuMicros();
+          const { maxRssKb, cpuMicros, syscalls } = await child.stats();
+          return {
+            result,
+            cpuMicros,
+            pgMicros,
+            maxRssKb,
+            processes: [
+              { name: 'driver', cpuMicros, syscalls },
+              { name: 'postgres', cpuMicros: pgMicros },
+            ],
+          };
+        },
+      };
+    }
+    /** The DB limit's row from its windows; the driver process is not needed after them. */
+    const dbLimitRow = async (windows: Window[]) => {
+      const { max, cpuMsPerOp, pgCpuMsPerOp, maxRssKb } = aggregate('DB limit', windows);
+      dbLimit = max.rps;
+      if (dbChild) await stopChild(dbChild);
       notes.push(
-        'DB limit row: CPU ms/op is the driver process (the client side of `authorizeCharge`: drizzle, pg); PG CPU ms/op, here and on the charge rows, is every PostgreSQL backend over the same measured window (from /proc).',
+        'DB limit row: CPU ms/op is the driver process (the client side of `authorizeCharge`: drizzle, pg); PG CPU ms/op, here and on the charge rows, is every PostgreSQL backend over the same measured windows (from /proc).',
       );
-      rows.push(
-        rowOf(`DB limit: authorizeCharge via pg pool (${connections} concurrent)`, result, {
-          ratio: '1.00× DB limit',
-          cpuMsPerOp: cpuMicros / 1000 / dbOps,
-          pgCpuMsPerOp,
-          peakRssMiB: mib(maxRssKb),
-        }),
-      );
+      return rowOf(`DB limit: authorizeCharge via pg pool (${connections} concurrent)`, max, {
+        ratio: '1.00× DB limit',
+        cpuMsPerOp,
+        pgCpuMsPerOp,
+        peakRssMiB: mib(maxRssKb),
+      });
+    };
+
+    if (dbScenario && !only.has('graphql') && !only.has('rest')) {
+      log(`database limit: authorizeCharge through a pg pool, ${connections} concurrent`);
+      rows.push(await dbLimitRow((await measureAlternating([dbScenario])).get('db') as Window[]));
     }
 
     if (only.has('graphql') || only.has('rest')) {
@@ -307,41 +408,58 @@ async function main() {
         return { request, used: () => cardIds.slice(0, used) };
       };
       /**
-       * Warm-up, then the closed-loop maximum with the stack's CPU (every process, and
-       * PostgreSQL's) per charge over that window; the split by process goes to the log and notes.
+       * A closed-loop maximum through the current stack, as a scenario: each window warms up,
+       * then measures, with the CPU of every stack process, PostgreSQL, redis-server and the
+       * load generator itself (it shares the two cores: what it takes is not the stack's to use).
        */
-      const measureMax = async (label: string, origin: string, request: () => ChargeRequest, ok: Check) => {
-        await settleDatabase();
-        await runLoad({ origin, connections, durationMs: warmupMs, request, check: ok });
-        await current.mark();
-        pgCpu.mark();
-        redisCpu.mark();
-        const max = await runLoad({ origin, connections, durationMs: measureMs, request, check: ok });
-        const ops = Math.max(1, max.ok + max.errors);
-        const pgCpuMsPerOp = pgMsPerOp(ops);
-        const redisCpuMsPerOp = redisCpu.cpuMicros() / 1000 / ops;
-        const { cpuMicros, byProcess, maxRssKb } = await current.stats();
-        warnErrors(`${label} max`, max);
-        const split = [
-          ...byProcess.map(({ name, cpuMicros, syscalls }) => perCharge(stackProcessLabel(name), cpuMicros / 1000 / ops, syscalls / ops)),
-          perCharge('postgres', pgCpuMsPerOp),
-          perCharge('redis-server', redisCpuMsPerOp, redisCpu.syscalls() / ops),
-        ].join(', ');
-        log(`${label}: per charge by process (CPU ms / read+write syscalls): ${split}`);
-        notes.push(`${label} (max), per charge by process (CPU ms / read+write syscalls): ${split}.`);
-        return { max, cpuMsPerOp: cpuMicros / 1000 / ops, pgCpuMsPerOp, maxRssKb };
-      };
-
-      const chargeRuns = async (label: string, originOf: () => string, makeRequest: (cardId: string) => ChargeRequest, ok: Check) => {
-        const cards = onFreshCards(await issueBenchCards(database, accounts, cardsPerRun * 2, amount, currency), makeRequest);
-        const { request } = cards;
-        const { max, cpuMsPerOp, pgCpuMsPerOp } = await measureMax(label, originOf(), request, ok);
-        const rate = Math.max(1, Math.floor(max.rps * 0.7));
+      const httpScenario = (
+        key: Scenario['key'],
+        label: string,
+        originOf: () => string,
+        request: () => ChargeRequest,
+        ok: Check,
+      ): Scenario => ({
+        key,
+        label,
+        async window(warmMs, durationMs) {
+          await settleDatabase();
+          await runLoad({ origin: originOf(), connections, durationMs: warmMs, request, check: ok });
+          await current.mark();
+          pgCpu.mark();
+          redisCpu.mark();
+          const generatorCpu = process.cpuUsage();
+          const generatorSyscalls = ioSyscalls(process.pid);
+          const result = await runLoad({ origin: originOf(), connections, durationMs, request, check: ok });
+          const generator = process.cpuUsage(generatorCpu);
+          const generatorShare = {
+            name: 'load generator',
+            cpuMicros: generator.user + generator.system,
+            syscalls: ioSyscalls(process.pid) - generatorSyscalls,
+          };
+          const pgMicros = pgCpu.cpuMicros();
+          const redisShare = { name: 'redis-server', cpuMicros: redisCpu.cpuMicros(), syscalls: redisCpu.syscalls() };
+          const { cpuMicros, byProcess, maxRssKb } = await current.stats();
+          return {
+            result,
+            cpuMicros,
+            pgMicros,
+            maxRssKb,
+            processes: [
+              ...byProcess.map(({ name, cpuMicros, syscalls }) => ({ name: stackProcessLabel(name), cpuMicros, syscalls })),
+              { name: 'postgres', cpuMicros: pgMicros },
+              redisShare,
+              generatorShare,
+            ],
+          };
+        },
+      });
+      /** Open loop at 70% of a maximum, on a fresh stack, with every process's CPU by second next to each second's p95. */
+      const pacedRun = async (label: string, originOf: () => string, request: () => ChargeRequest, ok: Check, maxRps: number) => {
+        const rate = Math.max(1, Math.floor(maxRps * 0.7));
         // A fresh stack for the paced run too: see startBenchStack.
         await restartStack();
         await settleDatabase();
         await runLoad({ origin: originOf(), connections, durationMs: warmupMs, ratePerSec: rate, request, check: ok });
-        // CPU by second next to the p95 by second: which process (or the rest of the machine) a slow second was.
         const sampler = startCpuSampler(
           [
             ...current.children.map((child) => ({ name: stackProcessLabel(child.name), pid: child.pid })),
@@ -360,34 +478,81 @@ async function main() {
         notes.push(
           `${label} at 70% of max, p95 of each second's requests (ms): ${bySecond}; the load generator's own lateness sending them, most in each second (ms): ${lateBySecond}; CPU ms in each second: ${cpuSeconds}.`,
         );
-        return { max, paced, rate, cpuMsPerOp, pgCpuMsPerOp, usedCards: cards.used() };
+        return { paced, rate };
       };
 
+      const mutation =
+        'mutation Charge($input: CreateChargeInput!, $key: String!) { createCharge(input: $input, idempotencyKey: $key) { id status amount currency } }';
+      const chargeRequest = (cardId: string): ChargeRequest => ({
+        method: 'POST',
+        path: '/graphql',
+        headers: { 'content-type': 'application/json', authorization: current.authorization },
+        body: JSON.stringify({
+          query: mutation,
+          operationName: 'Charge',
+          variables: { input: { cardId, amount, currency }, key: randomUUID() },
+        }),
+      });
+      const charged: Check = (status, body) => status === 200 && body.includes('"status":"AUTHORIZED"') && !body.includes('"errors"');
+      const restRequest = (cardId: string): ChargeRequest => ({
+        method: 'POST',
+        path: '/charges',
+        headers: { 'content-type': 'application/json', authorization: current.authorization, 'idempotency-key': randomUUID() },
+        body: JSON.stringify({ card_id: cardId, amount, currency }),
+      });
+      const restCharged: Check = (status, body) => status === 201 && body.includes('"authorized"');
+
+      // The maxima: the DB limit, GraphQL and REST in alternating windows on this stack.
+      const graphqlCards = only.has('graphql')
+        ? onFreshCards(await issueBenchCards(database, accounts, cardsPerRotation + cardsPerRun, amount, currency), chargeRequest)
+        : undefined;
+      const restCards = only.has('rest')
+        ? onFreshCards(await issueBenchCards(database, accounts, cardsPerRotation + cardsPerRun, amount, currency), restRequest)
+        : undefined;
+      const scenarios = [
+        dbScenario,
+        graphqlCards && httpScenario('graphql', 'GraphQL createCharge', () => current.router, graphqlCards.request, charged),
+        restCards && httpScenario('rest', 'REST POST /charges', () => current.bridge, restCards.request, restCharged),
+      ].filter((scenario): scenario is Scenario => scenario !== undefined);
+      log(
+        `${scenarios.map((s) => s.label).join(', ')} through a pg pool / the router / the bridge, ${connections} concurrent${scenarios.length > 1 ? `: ${rounds} alternating windows of ${(windowMs / 1000).toFixed(1)} s each` : ''}`,
+      );
+      const measured = await measureAlternating(scenarios);
+      const windowsOf = (key: Scenario['key']) => measured.get(key) ?? [];
+      if (dbScenario) rows.push(await dbLimitRow(windowsOf('db')));
+      const graphql = graphqlCards ? aggregate('GraphQL createCharge', windowsOf('graphql')) : undefined;
+      const rest = restCards ? aggregate('REST POST /charges', windowsOf('rest')) : undefined;
+      /** "0.52, 0.48, 0.55": a scenario against another, window by window (each pair ran within seconds of each other). */
+      const byRound = (key: Scenario['key'], base: Scenario['key']) =>
+        windowsOf(key)
+          .map((w, i) => {
+            const baseRps = windowsOf(base)[i]?.result.rps;
+            return baseRps ? (w.result.rps / baseRps).toFixed(2) : '–';
+          })
+          .join(', ');
+      if (scenarios.length > 1) {
+        notes.push(
+          `The DB limit${graphql ? ', GraphQL' : ''}${rest ? ' and REST' : ''} maxima ran in ${rounds} rounds of alternating ${(windowMs / 1000).toFixed(1)} s windows on one stack (the first window of each after a ${(warmupMs / 1000).toFixed(1)} s warm-up, later ones after ${(laterWarmupMs / 1000).toFixed(1)} s), rotating which went first; their rows combine the windows.${graphql && dbScenario ? ` GraphQL vs the DB limit, round by round: ${byRound('graphql', 'db')}.` : ''}${rest && graphql ? ` REST vs GraphQL, round by round: ${byRound('rest', 'graphql')}.` : ''}`,
+        );
+      }
+
       let graphqlMax: number | undefined;
-      if (only.has('graphql')) {
-        log('GraphQL createCharge through the router');
-        const mutation =
-          'mutation Charge($input: CreateChargeInput!, $key: String!) { createCharge(input: $input, idempotencyKey: $key) { id status amount currency } }';
-        const chargeRequest = (cardId: string): ChargeRequest => ({
-          method: 'POST',
-          path: '/graphql',
-          headers: { 'content-type': 'application/json', authorization: current.authorization },
-          body: JSON.stringify({
-            query: mutation,
-            operationName: 'Charge',
-            variables: { input: { cardId, amount, currency }, key: randomUUID() },
+      if (graphql && graphqlCards) {
+        graphqlMax = graphql.max.rps;
+        rows.push(
+          rowOf('GraphQL createCharge via router (max)', graphql.max, {
+            ratio: ratioTo(graphql.max.rps, dbLimit, 'DB limit'),
+            cpuMsPerOp: graphql.cpuMsPerOp,
+            pgCpuMsPerOp: graphql.pgCpuMsPerOp,
           }),
-        });
-        const charged: Check = (status, body) => status === 200 && body.includes('"status":"AUTHORIZED"') && !body.includes('"errors"');
-        const { max, paced, rate, cpuMsPerOp, pgCpuMsPerOp, usedCards } = await chargeRuns(
+        );
+        const usedCards = graphqlCards.used();
+        const { paced, rate } = await pacedRun(
           'GraphQL createCharge',
           () => current.router,
-          chargeRequest,
+          graphqlCards.request,
           charged,
-        );
-        graphqlMax = max.rps;
-        rows.push(
-          rowOf('GraphQL createCharge via router (max)', max, { ratio: ratioTo(max.rps, dbLimit, 'DB limit'), cpuMsPerOp, pgCpuMsPerOp }),
+          graphql.max.rps,
         );
         rows.push(
           rowOf(`GraphQL createCharge at 70% of max (${rate}/s offered)`, paced, { ratio: ratioTo(paced.rps, dbLimit, 'DB limit') }),
@@ -413,49 +578,39 @@ async function main() {
           await restartStack('single');
           log('GraphQL createCharge through the router, all services in one process');
           const { request } = onFreshCards(await issueBenchCards(database, accounts, cardsPerRun, amount, currency), chargeRequest);
-          const one = await measureMax('GraphQL createCharge (one process)', current.router, request, charged);
+          const label = 'GraphQL createCharge (one process)';
+          const scenario = httpScenario('one-process', label, () => current.router, request, charged);
+          const one = aggregate(label, (await measureAlternating([scenario])).get('one-process') as Window[]);
           rows.push(
             rowOf('GraphQL createCharge via router, all services in one process like npm start (max)', one.max, {
               ratio: ratioTo(one.max.rps, dbLimit, 'DB limit'),
               cpuMsPerOp: one.cpuMsPerOp,
               pgCpuMsPerOp: one.pgCpuMsPerOp,
               peakRssMiB: mib(one.maxRssKb),
+              note: 'measured alone, after the alternating windows',
             }),
           );
-          if (only.has('rest')) await restartStack();
         }
       }
 
-      if (only.has('rest')) {
-        if (only.has('graphql') && stackTopology !== 'processes') await restartStack();
-        log('REST POST /charges through the bridge');
-        const { max, paced, rate, cpuMsPerOp, pgCpuMsPerOp } = await chargeRuns(
-          'REST POST /charges',
-          () => current.bridge,
-          (cardId) => ({
-            method: 'POST',
-            path: '/charges',
-            headers: { 'content-type': 'application/json', authorization: current.authorization, 'idempotency-key': randomUUID() },
-            body: JSON.stringify({ card_id: cardId, amount, currency }),
-          }),
-          (status, body) => status === 201 && body.includes('"authorized"'),
-        );
-        const vsGraphql = graphqlMax ? ` (${((max.rps / graphqlMax) * 100).toFixed(0)}% of GraphQL)` : '';
+      if (rest && restCards) {
+        const vsGraphql = graphqlMax ? ` (${((rest.max.rps / graphqlMax) * 100).toFixed(0)}% of GraphQL)` : '';
         rows.push(
-          rowOf(`REST POST /charges via bridge (max)${vsGraphql}`, max, {
-            ratio: ratioTo(max.rps, dbLimit, 'DB limit'),
-            cpuMsPerOp,
-            pgCpuMsPerOp,
+          rowOf(`REST POST /charges via bridge (max)${vsGraphql}`, rest.max, {
+            ratio: ratioTo(rest.max.rps, dbLimit, 'DB limit'),
+            cpuMsPerOp: rest.cpuMsPerOp,
+            pgCpuMsPerOp: rest.pgCpuMsPerOp,
           }),
         );
+        const { paced, rate } = await pacedRun('REST POST /charges', () => current.bridge, restCards.request, restCharged, rest.max.rps);
         rows.push(rowOf(`REST POST /charges at 70% of max (${rate}/s offered)`, paced, { ratio: ratioTo(paced.rps, dbLimit, 'DB limit') }));
       }
       noteRss(await stopBenchStack(current));
       for (const row of rows) if (!row.peakRssMiB && !row.scenario.startsWith('DB')) row.peakRssMiB = stackRss.max;
       notes.push(
         stackTopology === 'processes'
-          ? `Charge rows: the stack runs one process per service (auth, cards, charges, analytics with its embedded store, router, bridge — the deployment shape) on PostgreSQL + Redis; CPU ms/op is the sum over those processes, peak RSS the largest one (all six together: ${stackRss.total.toFixed(0)} MiB). The "one process" row runs the same services in a single process, like npm start. Each measured charge run (max, 70%) starts on a fresh stack.`
-          : 'Charge rows: peak RSS and CPU ms/op are those of the stack process (4 subgraphs + router + bridge + embedded analytics, one process like npm start, on PostgreSQL + Redis); each measured charge run (max, 70%) starts on a fresh stack process.',
+          ? `Charge rows: the stack runs one process per service (auth, cards, charges, analytics with its embedded store, router, bridge — the deployment shape) on PostgreSQL + Redis; CPU ms/op is the sum over those processes, peak RSS the largest one (all six together: ${stackRss.total.toFixed(0)} MiB). The "one process" row runs the same services in a single process, like npm start. The 70% runs and the one-process run each start on a fresh stack.`
+          : 'Charge rows: peak RSS and CPU ms/op are those of the stack process (4 subgraphs + router + bridge + embedded analytics, one process like npm start, on PostgreSQL + Redis); the 70% runs each start on a fresh stack process.',
       );
     }
   }

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closeLoadPools, percentile, runLoad, summarize } from '../src/load.ts';
+import { closeLoadPools, combineWindows, percentile, runLoad, summarize } from '../src/load.ts';
 
 /**
  * The load generator's figures: exact percentiles, errors counted by the caller's check, and
@@ -19,6 +19,19 @@ describe('percentile', () => {
     const result = summarize([5, 6, 100, 7], 4, 1, 2, ['500'], [10, 20, 1500, 1900]);
     expect(result).toMatchObject({ ok: 4, errors: 1, rps: 2, p50: 6, p99: 100, errorSamples: ['500'] });
     expect(result.p95BySecond).toEqual([6, 100]);
+  });
+
+  it('combines windows into one: counts and seconds add up, percentiles over every latency, steal weighted by length', () => {
+    const fast = { ...summarize([1, 2, 3, 4], 4, 0, 1, []), stealPct: 0 };
+    const slow = { ...summarize([10, 20, 30, 40, 50, 60], 6, 2, 3, ['500 a', '500 b']), stealPct: 40 };
+    const unmetered = summarize([5, 6], 2, 1, 1, ['timeout']);
+    const combined = combineWindows([fast, slow, unmetered]);
+    expect(combined).toMatchObject({ ok: 12, errors: 3, seconds: 5, rps: 12 / 5, p50: 6, p99: 60 });
+    expect(combined.latencies).toHaveLength(12);
+    expect(combined.errorSamples).toEqual(['500 a', '500 b', 'timeout']);
+    // (0 × 1 s + 40 × 3 s) / 4 s: the window without a steal reading does not dilute it.
+    expect(combined.stealPct).toBe(30);
+    expect(combineWindows([unmetered]).stealPct).toBeUndefined();
   });
 });
 

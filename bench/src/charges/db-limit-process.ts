@@ -3,6 +3,10 @@
  * conditional card update, the charge insert, its event and NOTIFY, in one transaction) called
  * straight through a pg pool of the same size as the stack's, at the same concurrency as the
  * HTTP runs, one fresh card per charge. No HTTP, no GraphQL, no JWT: what the database allows.
+ *
+ * The process stays up for several windows (the bench alternates them with the charge runs'):
+ * `setup` hands it the merchant and its pre-issued cards once, so a measured window does not
+ * pay for receiving them; each `window` takes the next fresh cards.
  */
 import { randomUUID } from 'node:crypto';
 import { authorizeCharge } from '@ghostpay/charges';
@@ -11,63 +15,79 @@ import { type Principal, scopesByRole } from '@ghostpay/platform';
 import { serveChild } from '../child-process.ts';
 import { summarize } from '../load.ts';
 
-export interface DbLimitOptions {
-  cardIds: string[];
-  merchantId: string;
-  apiKeyId: string;
-  amount: number;
-  currency: string;
-  connections: number;
-  durationMs: number;
-}
+export type DbLimitRun =
+  | {
+      kind: 'setup';
+      cardIds: string[];
+      merchantId: string;
+      apiKeyId: string;
+      amount: number;
+      currency: string;
+      connections: number;
+    }
+  | { kind: 'window'; durationMs: number };
+
+type Setup = Extract<DbLimitRun, { kind: 'setup' }>;
 
 const database = await createDatabase({ url: process.env.DATABASE_URL, applicationName: 'ghostpay-bench-db-limit' });
+let setup: (Setup & { principal: Principal }) | undefined;
+let next = 0;
+
+const runWindow = async ({ cardIds, principal, amount, currency, connections }: Setup & { principal: Principal }, durationMs: number) => {
+  const latencies: number[] = [];
+  const errorSamples: string[] = [];
+  let ok = 0;
+  let errors = 0;
+  const started = performance.now();
+  const deadline = started + durationMs;
+  const worker = async () => {
+    while (performance.now() < deadline) {
+      const cardId = cardIds[next++];
+      if (!cardId) throw new Error('ran out of pre-issued cards: issue more');
+      const t0 = performance.now();
+      try {
+        const { charge } = await authorizeCharge(
+          { db: database.db, idempotencyWaitMs: 5_000 },
+          principal,
+          { cardId, amount, currency },
+          randomUUID(),
+        );
+        if (charge.status === 'AUTHORIZED') {
+          ok++;
+          latencies.push(performance.now() - t0);
+        } else {
+          errors++;
+          if (errorSamples.length < 3) errorSamples.push(`${charge.status} ${charge.declineCode}`);
+        }
+      } catch (error) {
+        errors++;
+        if (errorSamples.length < 3) errorSamples.push((error as Error).message);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: connections }, worker));
+  return summarize(latencies, ok, errors, (performance.now() - started) / 1000, errorSamples);
+};
+
 const child = serveChild({
   onStop: () => database.close(),
   onRun: async (raw) => {
-    const options = raw as DbLimitOptions;
-    const principal: Principal = {
-      userId: options.merchantId,
-      role: 'merchant',
-      scopes: scopesByRole.merchant,
-      apiKeyId: options.apiKeyId,
-      tokenId: randomUUID(),
-      expiresAt: Math.floor(Date.now() / 1000) + 3600,
-    };
-    const latencies: number[] = [];
-    const errorSamples: string[] = [];
-    let ok = 0;
-    let errors = 0;
-    let next = 0;
-    const started = performance.now();
-    const deadline = started + options.durationMs;
-    const worker = async () => {
-      while (performance.now() < deadline) {
-        const cardId = options.cardIds[next++];
-        if (!cardId) throw new Error('ran out of pre-issued cards: issue more');
-        const t0 = performance.now();
-        try {
-          const { charge } = await authorizeCharge(
-            { db: database.db, idempotencyWaitMs: 5_000 },
-            principal,
-            { cardId, amount: options.amount, currency: options.currency },
-            randomUUID(),
-          );
-          if (charge.status === 'AUTHORIZED') {
-            ok++;
-            latencies.push(performance.now() - t0);
-          } else {
-            errors++;
-            if (errorSamples.length < 3) errorSamples.push(`${charge.status} ${charge.declineCode}`);
-          }
-        } catch (error) {
-          errors++;
-          if (errorSamples.length < 3) errorSamples.push((error as Error).message);
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: options.connections }, worker));
-    return { ...summarize(latencies, ok, errors, (performance.now() - started) / 1000, errorSamples), used: next };
+    const run = raw as DbLimitRun;
+    if (run.kind === 'setup') {
+      const principal: Principal = {
+        userId: run.merchantId,
+        role: 'merchant',
+        scopes: scopesByRole.merchant,
+        apiKeyId: run.apiKeyId,
+        tokenId: randomUUID(),
+        expiresAt: Math.floor(Date.now() / 1000) + 3600,
+      };
+      setup = { ...run, principal };
+      next = 0;
+      return {};
+    }
+    if (!setup) throw new Error('db-limit: a window before setup');
+    return runWindow(setup, run.durationMs);
   },
 });
 child.ready({});
