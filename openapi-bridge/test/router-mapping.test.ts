@@ -1,6 +1,6 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage } from 'node:http';
 import { ErrorCode } from '@ghostpay/platform';
+import { type LoopbackServer, startLoopbackServer } from '@ghostpay/test-support';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type Bridge, bridgeConfigSchema, createBridge, loadSpec, manifestPath, mapGraphQLErrors, routesOf } from '../src/index.ts';
 import { loadManifest } from '../src/persisted-query-manifest.ts';
@@ -18,7 +18,7 @@ interface Captured {
  * answers the real stack cannot be made to give on demand (409, a stale manifest, a proxy's 502).
  */
 describe('the bridge in front of a scripted router', () => {
-  let fakeRouter: Server;
+  let fakeRouter: LoopbackServer;
   let bridge: Bridge;
   let api: ReturnType<typeof createContractChecker>;
   const captured: Captured[] = [];
@@ -27,20 +27,16 @@ describe('the bridge in front of a scripted router', () => {
   const token = 'header.payload.signature';
 
   beforeAll(async () => {
-    fakeRouter = createServer(async (req, res) => {
-      const chunks: Buffer[] = [];
-      for await (const chunk of req) chunks.push(chunk as Buffer);
-      captured.push({ headers: req.headers, body: JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') });
+    fakeRouter = await startLoopbackServer((req, res, body) => {
+      captured.push({ headers: req.headers, body: JSON.parse(body || '{}') });
       res.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers });
       res.end(answer.body);
     });
-    await new Promise<void>((resolve) => fakeRouter.listen(0, '127.0.0.1', resolve));
-    const port = (fakeRouter.address() as AddressInfo).port;
     bridge = createBridge({
       config: bridgeConfigSchema.parse({
         LOG_LEVEL: 'silent',
         SHUTDOWN_TIMEOUT_MS: '200',
-        ROUTER_URL: `http://127.0.0.1:${port}/graphql`,
+        ROUTER_URL: `${fakeRouter.url}/graphql`,
         BRIDGE_CORS_ORIGINS: 'https://shop.example.com',
       }),
       logger: silentLogger,
@@ -50,7 +46,7 @@ describe('the bridge in front of a scripted router', () => {
 
   afterAll(async () => {
     await bridge?.close();
-    await new Promise((resolve) => fakeRouter?.close(resolve));
+    await fakeRouter?.close();
   });
 
   beforeEach(() => {

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Registry, type RequestEvent } from '@ghostpay/platform';
-import { createTestTokenIssuer, freePort, testAudience, testIssuer } from '@ghostpay/test-support';
+import { createTestTokenIssuer, freePort, startLoopbackServer, testAudience, testIssuer } from '@ghostpay/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type AnalyticsEmitter, createAnalyticsEmitter } from '../src/analytics-emitter.ts';
 
@@ -211,9 +211,10 @@ describe('analytics emitter against the analytics service', () => {
 
   it('delivers to the analytics service, survives it stopping, and delivers again after it restarts', async () => {
     const issuer = await createTestTokenIssuer();
-    const jwks = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(issuer.jwks)));
-    await new Promise<void>((r) => jwks.listen(0, '127.0.0.1', r));
-    cleanups.push(() => new Promise((r) => jwks.close(r)));
+    const jwks = await startLoopbackServer((_req, res) =>
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(issuer.jwks)),
+    );
+    cleanups.push(() => jwks.close());
     const dataDir = mkdtempSync(join(tmpdir(), 'ghostpay-emitter-'));
     cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
     const port = await freePort();
@@ -229,7 +230,7 @@ describe('analytics emitter against the analytics service', () => {
           ANALYTICS_PORT: String(port),
           GHOSTPAY_DATA_DIR: dataDir,
           GHOSTPAY_SECRET_ANALYTICS_INGEST_TOKEN: token,
-          JWKS_URL: `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks.json`,
+          JWKS_URL: `${jwks.url}/jwks.json`,
           JWT_ISSUER: testIssuer,
           JWT_AUDIENCE: testAudience,
           LOG_LEVEL: 'silent',

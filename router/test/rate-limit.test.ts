@@ -1,7 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { apiKeys, newId } from '@ghostpay/db';
 import { createLogger } from '@ghostpay/platform';
@@ -9,7 +7,9 @@ import {
   createSeed,
   createTestTokenIssuer,
   freshDatabase,
+  type LoopbackServer,
   redisUrl,
+  startLoopbackServer,
   type TestDatabase,
   type TestTokenIssuer,
   testAudience,
@@ -100,23 +100,22 @@ describe('per-API-key rate limiting (in memory)', () => {
 
 describe.skipIf(!redisUrl())('rate limiting shared through Redis', () => {
   let issuer: TestTokenIssuer;
-  let jwks: Server;
+  let jwks: LoopbackServer;
   let jwksUrl: string;
 
   beforeAll(async () => {
     issuer = await createTestTokenIssuer();
-    jwks = createServer((_req, res) => {
+    jwks = await startLoopbackServer((_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(issuer.jwks));
     });
-    await new Promise<void>((done) => jwks.listen(0, '127.0.0.1', done));
-    jwksUrl = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/.well-known/jwks.json`;
+    jwksUrl = `${jwks.url}/.well-known/jwks.json`;
   });
   const children: ChildProcess[] = [];
   afterAll(async () => {
     // Also those whose start timed out: no router process outlives the test file.
     await Promise.all(children.map((child) => stop(child)));
-    await new Promise((done) => jwks?.close(done));
+    await jwks?.close();
   });
 
   /** Starts `node router/src/main.ts` and resolves with its URL once it logs that it listens. */

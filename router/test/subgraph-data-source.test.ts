@@ -1,17 +1,16 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { GraphQLDataSourceProcessOptions } from '@apollo/gateway';
+import { type LoopbackServer, startLoopbackServer } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRetryBudget, SubgraphDataSource } from '../src/subgraph-data-source.ts';
 
 /** A subgraph whose every odd request has its connection reset before any answer. */
 describe('subgraph calls: retries', () => {
-  let server: Server;
+  let server: LoopbackServer;
   let url: string;
   let requests = 0;
 
   beforeAll(async () => {
-    server = createServer((req, res) => {
+    server = await startLoopbackServer((req, res) => {
       requests++;
       if (requests % 2 === 1) {
         req.socket.destroy();
@@ -20,11 +19,10 @@ describe('subgraph calls: retries', () => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ data: { ok: true } }));
     });
-    await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/graphql`;
+    url = `${server.url}/graphql`;
   });
   afterAll(async () => {
-    await new Promise((done) => server.close(done));
+    await server.close();
   });
 
   const call = (source: SubgraphDataSource, operationType: string) =>

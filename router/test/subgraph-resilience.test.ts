@@ -1,6 +1,4 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
+import { createTestTokenIssuer, type LoopbackServer, startLoopbackServer, type TestTokenIssuer } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { codes, post, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
 
@@ -67,7 +65,7 @@ describe('a subgraph going down and coming back', () => {
 describe('a subgraph that does not answer', () => {
   let issuer: TestTokenIssuer;
   let subgraphs: StubSubgraphs;
-  let hanging: Server;
+  let hanging: LoopbackServer;
   let calls = 0;
   let mode: 'silent' | 'partial' = 'silent';
   let router: Awaited<ReturnType<typeof startRouter>>;
@@ -75,15 +73,14 @@ describe('a subgraph that does not answer', () => {
   beforeAll(async () => {
     issuer = await createTestTokenIssuer();
     subgraphs = await startStubSubgraphs(issuer.verifier, ['cards', 'charges']);
-    hanging = createServer((_req, res) => {
+    hanging = await startLoopbackServer((_req, res) => {
       calls++; // accept and never answer, or (partial) answer the head and the start of a body, then stall
       if (mode === 'partial') {
         res.writeHead(200, { 'content-type': 'application/json' });
         res.write('{"data":{"user":');
       }
     });
-    await new Promise<void>((done) => hanging.listen(0, '127.0.0.1', done));
-    const url = `http://127.0.0.1:${(hanging.address() as AddressInfo).port}/graphql`;
+    const url = `${hanging.url}/graphql`;
     router = await startRouter({
       verifier: issuer.verifier,
       urls: { ...subgraphs.urls, auth: url },
@@ -92,8 +89,7 @@ describe('a subgraph that does not answer', () => {
   });
   afterAll(async () => {
     await router?.close();
-    hanging?.closeAllConnections();
-    await new Promise((done) => hanging?.close(done));
+    await hanging?.close();
     await subgraphs?.close();
   });
 
