@@ -7,7 +7,8 @@
  * the charge runs, default 16), BENCH_FED_CONNECTIONS (federation, default 32), BENCH_ONLY
  * (comma list of db,graphql,rest,federation), BENCH_GATEWAYS (comma list of
  * apollo,apollo-compiled,hive,ghostpay-gateway-executor,ghostpay), BENCH_CPU_PROF=1 (steady-state V8 profiles in bench/profiles/),
- * BENCH_STACK (processes — one per service, the default — or single, like npm start).
+ * BENCH_STACK (processes — one per service, the default — or single, like npm start), BENCH_ROUNDS (alternating
+ * windows per charge maximum, default 3). The full list is in bench/README.md.
  */
 
 import { execFileSync } from 'node:child_process';
@@ -711,7 +712,7 @@ async function main() {
   }
 
   notes.push(
-    `Charge runs: ${connections} concurrent, ${seconds} s measured after ${(warmupMs / 1000).toFixed(1)} s warm-up, a fresh pre-issued card per charge; the 70% rows are open-loop at 70% of the max row's rate, latency counted from each request's scheduled time.`,
+    `Charge runs: ${connections} concurrent, ${seconds} s measured per row (the maxima in the alternating windows above when more than one ran; every other run in one window after a ${(warmupMs / 1000).toFixed(1)} s warm-up), a fresh pre-issued card per charge; the 70% rows are open-loop at 70% of the max row's rate, latency counted from each request's scheduled time.`,
   );
   const table = renderTable(rows);
   console.log(table);
