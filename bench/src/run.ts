@@ -8,7 +8,8 @@
  * (comma list of db,graphql,rest,federation), BENCH_GATEWAYS (comma list of
  * apollo,apollo-compiled,hive,ghostpay-gateway-executor,ghostpay), BENCH_CPU_PROF=1 (steady-state V8 profiles in bench/profiles/),
  * BENCH_STACK (processes — one per service, the default — or single, like npm start), BENCH_ROUNDS (alternating
- * windows per charge maximum, default 3). The full list is in bench/README.md.
+ * windows per charge maximum, default 3), BENCH_NODE_ENV (NODE_ENV of every server process, default production).
+ * The full list is in bench/README.md.
  */
 
 import { execFileSync } from 'node:child_process';
@@ -72,9 +73,13 @@ async function teardown() {
 // Node flags for every server process (gateways, stack), the same for all: the router's
 // production options (its image's NODE_OPTIONS) unless BENCH_NODE_FLAGS says otherwise.
 const nodeFlags = (process.env.BENCH_NODE_FLAGS ?? routerNodeOptions).split(' ').filter(Boolean);
+// NODE_ENV of every server process, as the images set it: graphql-js, Apollo Server and
+// @apollo/gateway run extra checks outside production (graphql-js's cross-realm instanceOf
+// check on every type test, the gateway's supergraph validation), which no deployment pays.
+const nodeEnv = process.env.BENCH_NODE_ENV ?? 'production';
 
 async function spawn(name: string, script: string, env: Record<string, string>) {
-  const child = await startChild(name, resolve(src, script), env, { execArgv: nodeFlags });
+  const child = await startChild(name, resolve(src, script), { NODE_ENV: nodeEnv, ...env }, { execArgv: nodeFlags });
   children.push(child);
   return child;
 }
