@@ -1,9 +1,19 @@
 import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { type IncomingMessage, request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { freshDatabase } from '@ghostpay/test-support';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createLogger, createMetricsRegistry, createServiceServer, type ServiceServer, sendJson } from '../src/index.ts';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  BodyTooLargeError,
+  createLogger,
+  createMetricsRegistry,
+  createServiceServer,
+  readBody,
+  type ServiceServer,
+  sendJson,
+} from '../src/index.ts';
 
 const slowServer = fileURLToPath(new URL('./fixtures/slow-server.ts', import.meta.url));
 const silent = createLogger({ service: 'test', level: 'silent' });
@@ -71,5 +81,78 @@ describe('service server', () => {
     const [code] = await once(child, 'exit');
     expect(code).toBe(0);
     expect(output).toContain('pools-closed');
+  });
+});
+
+describe('readBody', () => {
+  /** A service whose handler reads the body (limit 1,000 bytes) and reports what readBody did. */
+  async function bodyServer() {
+    const outcomes: string[] = [];
+    service = createServiceServer({
+      service: 'demo',
+      logger: silent,
+      registry: createMetricsRegistry('demo'),
+      handler: async (req, res) => {
+        try {
+          const body = await readBody(req, 1_000);
+          outcomes.push(`read ${body.length}`);
+          sendJson(res, 200, { length: body.length, sha: createHash('sha256').update(body).digest('hex') });
+        } catch (error) {
+          outcomes.push(error instanceof BodyTooLargeError ? 'too large' : `error ${(error as Error).message}`);
+          if (error instanceof BodyTooLargeError) sendJson(res, 413, { error: 'too large' }, { connection: 'close' });
+          else res.destroy();
+        }
+      },
+    });
+    await service.listen(0);
+    return { url: new URL(service.url), outcomes };
+  }
+
+  /** POSTs `chunks` with chunked transfer encoding (no Content-Length), a pause between them. */
+  async function postChunked(url: URL, chunks: Buffer[]): Promise<{ status: number; body: string }> {
+    const req = request({ host: url.hostname, port: url.port, method: 'POST', path: '/', headers: { 'transfer-encoding': 'chunked' } });
+    const response = once(req, 'response') as Promise<[IncomingMessage]>;
+    req.on('error', () => {}); // the server may close once it has answered 413
+    for (const chunk of chunks) {
+      req.write(chunk);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    req.end();
+    const [res] = await response;
+    let body = '';
+    for await (const part of res) body += part;
+    return { status: res.statusCode ?? 0, body };
+  }
+
+  it('joins a body that arrives in several chunks, byte for byte', async () => {
+    const { url, outcomes } = await bodyServer();
+    const chunks = [randomBytes(300), randomBytes(1), randomBytes(400), randomBytes(299)];
+    const response = await postChunked(url, chunks);
+    expect(response.status).toBe(200);
+    expect(JSON.parse(response.body)).toEqual({ length: 1_000, sha: createHash('sha256').update(Buffer.concat(chunks)).digest('hex') });
+    const empty = await fetch(url, { method: 'POST' });
+    expect(await empty.json()).toMatchObject({ length: 0 });
+    expect(outcomes).toEqual(['read 1000', 'read 0']);
+  });
+
+  it('refuses a declared Content-Length over the limit before reading, and a chunked body once it passes the limit, answering 413', async () => {
+    const { url, outcomes } = await bodyServer();
+    const declared = await fetch(url, { method: 'POST', body: 'x'.repeat(1_001) });
+    expect(declared.status).toBe(413);
+    const streamed = await postChunked(url, [Buffer.alloc(600), Buffer.alloc(600), Buffer.alloc(600)]);
+    expect(streamed.status).toBe(413);
+    expect(outcomes).toEqual(['too large', 'too large']);
+  });
+
+  it('rejects, instead of waiting for ever, when the client goes away mid-body', async () => {
+    const { url, outcomes } = await bodyServer();
+    const req = request({ host: url.hostname, port: url.port, method: 'POST', path: '/', headers: { 'content-length': '800' } });
+    req.on('error', () => {});
+    req.write(Buffer.alloc(100));
+    // Let the handler start waiting for the rest of the body.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    req.destroy();
+    await vi.waitFor(() => expect(outcomes).toHaveLength(1), { timeout: 5_000 });
+    expect(outcomes[0]).toMatch(/^error /);
   });
 });
