@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { type IncomingMessage, request } from 'node:http';
+import { Agent, type IncomingMessage, request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { freshDatabase } from '@ghostpay/test-support';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -99,7 +99,7 @@ describe('readBody', () => {
           sendJson(res, 200, { length: body.length, sha: createHash('sha256').update(body).digest('hex') });
         } catch (error) {
           outcomes.push(error instanceof BodyTooLargeError ? 'too large' : `error ${(error as Error).message}`);
-          if (error instanceof BodyTooLargeError) sendJson(res, 413, { error: 'too large' }, { connection: 'close' });
+          if (error instanceof BodyTooLargeError) sendJson(res, 413, { error: 'too large' });
           else res.destroy();
         }
       },
@@ -109,8 +109,9 @@ describe('readBody', () => {
   }
 
   /** POSTs `chunks` with chunked transfer encoding (no Content-Length), a pause between them. */
-  async function postChunked(url: URL, chunks: Buffer[]): Promise<{ status: number; body: string }> {
-    const req = request({ host: url.hostname, port: url.port, method: 'POST', path: '/', headers: { 'transfer-encoding': 'chunked' } });
+  async function postChunked(url: URL, chunks: Buffer[], agent?: Agent): Promise<{ status: number; body: string; reusedSocket: boolean }> {
+    const headers = { 'transfer-encoding': 'chunked' };
+    const req = request({ host: url.hostname, port: url.port, method: 'POST', path: '/', headers, agent });
     const response = once(req, 'response') as Promise<[IncomingMessage]>;
     req.on('error', () => {}); // the server may close once it has answered 413
     for (const chunk of chunks) {
@@ -121,7 +122,7 @@ describe('readBody', () => {
     const [res] = await response;
     let body = '';
     for await (const part of res) body += part;
-    return { status: res.statusCode ?? 0, body };
+    return { status: res.statusCode ?? 0, body, reusedSocket: req.reusedSocket };
   }
 
   it('joins a body that arrives in several chunks, byte for byte', async () => {
@@ -142,6 +143,23 @@ describe('readBody', () => {
     const streamed = await postChunked(url, [Buffer.alloc(600), Buffer.alloc(600), Buffer.alloc(600)]);
     expect(streamed.status).toBe(413);
     expect(outcomes).toEqual(['too large', 'too large']);
+  });
+
+  it('keeps a keep-alive connection serving after refusing a streamed body past the limit', async () => {
+    const { url, outcomes } = await bodyServer();
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      expect((await postChunked(url, [Buffer.alloc(600), Buffer.alloc(600), Buffer.alloc(600)], agent)).status).toBe(413);
+      // The unread rest of the refused body must not stall the connection's next request.
+      const next = await Promise.race([
+        postChunked(url, [Buffer.from('{}')], agent),
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the next request on the connection hung')), 3_000)),
+      ]);
+      expect(next).toMatchObject({ status: 200, reusedSocket: true });
+      expect(outcomes).toEqual(['too large', 'read 2']);
+    } finally {
+      agent.destroy();
+    }
   });
 
   it('rejects, instead of waiting for ever, when the client goes away mid-body', async () => {
