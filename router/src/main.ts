@@ -15,6 +15,7 @@ const { createAnalyticsEmitter } = await import('./analytics-emitter.ts');
 const { createApiKeyRateLimits } = await import('./api-key-rate-limits.ts');
 const { routerConfigSchema } = await import('./config.ts');
 const { toAnalyticsRequestEvent } = await import('./request-events.ts');
+const { rateLimitRedisOptions } = await import('./rate-limiter.ts');
 const { createRouter } = await import('./router.ts');
 const { routerSubscriptionsConfigSchema, routerSubscriptionsSettings } = await import('./subscriptions/index.ts');
 
@@ -30,14 +31,7 @@ const registry = createMetricsRegistry('router');
 
 // Commands fail fast while Redis is unreachable, so the limiter falls back locally instead of queueing requests.
 // Redis is deliberately not a readiness check: the router keeps serving (fail open) without it.
-const redis = config.REDIS_URL
-  ? new Redis(config.REDIS_URL, {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: config.ROUTER_REDIS_TIMEOUT_MS,
-      retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
-    })
-  : undefined;
+const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, rateLimitRedisOptions(config.ROUTER_REDIS_TIMEOUT_MS)) : undefined;
 redis?.on('error', (error) => logger.debug({ err: error.message }, 'redis error'));
 if (redis) {
   // Start with shared counters when Redis is there; when it is not, start anyway on local limits.

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 
 /** The outcome of one attempt to take `cost` requests from an identity's window. */
@@ -102,6 +102,29 @@ if allowed == 0 then
 end
 return {allowed, count, reset, retry}
 `;
+
+/**
+ * Options for the router's Redis connection, which only the rate limiter uses (`main.ts`, and
+ * the bench's stack, so it measures the same client):
+ * - commands fail fast while Redis is unreachable (no offline queue, no retries, a timeout), so
+ *   the limiter decides locally instead of queueing requests behind a dead store;
+ * - auto-pipelining: the decisions asked for in one turn of the event loop, and those asked for
+ *   while the previous batch is on the wire, go to Redis in one write and come back in one read.
+ *   Each is still its own atomic script call, so counts stay exact; what it saves is a socket
+ *   message each way per request, the costliest thing the router does per charge (bench/RESULTS.md,
+ *   change 31: redis-server read+write calls per charge 1.6 → 0.8). The price: while Redis hangs,
+ *   a batch waits for the one on the wire to time out before it is sent, so a decision can take
+ *   twice `commandTimeoutMs` before the local limiter takes it.
+ */
+export function rateLimitRedisOptions(commandTimeoutMs: number): RedisOptions {
+  return {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: commandTimeoutMs,
+    retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
+    enableAutoPipelining: true,
+  };
+}
 
 const slidingWindowCommand = 'ghostpaySlidingWindow';
 type SlidingWindowCall = (key: string, limit: number, windowMicros: number, cost: number, nonce: string) => Promise<unknown>;

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import { resolve } from 'node:path';
 import { apiKeys, newId } from '@ghostpay/db';
 import { createLogger } from '@ghostpay/platform';
@@ -18,7 +19,7 @@ import {
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKeyRateLimits } from '../src/api-key-rate-limits.ts';
-import { createRedisRateLimiter } from '../src/rate-limiter.ts';
+import { createRedisRateLimiter, rateLimitRedisOptions } from '../src/rate-limiter.ts';
 import { codes, post, repoRoot, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
 
 const typename = { query: '{ __typename }' };
@@ -193,8 +194,88 @@ describe.skipIf(!redisUrl())('rate limiting shared through Redis', () => {
     }
   }, 150_000);
 
+  /** A client as the router's main.ts makes it (auto-pipelining, no offline queue), once connected. */
+  async function routerRedis() {
+    const redis = new Redis(redisUrl() as string, rateLimitRedisOptions(1000));
+    await once(redis, 'ready');
+    return redis;
+  }
+
+  it('sends the decisions asked for together in one write, and still admits exactly the limit', async () => {
+    const redis = await routerRedis();
+    let fallbacks = 0;
+    const limiter = createRedisRateLimiter({
+      redis,
+      logger: createLogger({ service: 'test', level: 'silent' }),
+      onFallback: () => fallbacks++,
+    });
+    const socket = redis.stream as unknown as { write: (...args: unknown[]) => boolean };
+    const write = socket.write;
+    let writes = 0;
+    socket.write = function (this: unknown, ...args: unknown[]) {
+      writes++;
+      return write.apply(this, args);
+    };
+    try {
+      const identity = `batch-${randomUUID()}`;
+      const decisions = await Promise.all(Array.from({ length: 300 }, () => limiter.consume(identity, 100)));
+      expect(fallbacks).toBe(0);
+      const admitted = decisions.filter((d) => d.allowed);
+      expect(admitted).toHaveLength(100);
+      // Each admitted request saw its own place in the window: 99 left after the first, … 0 after the last.
+      expect(admitted.map((d) => d.remaining).sort((a, b) => b - a)).toEqual(Array.from({ length: 100 }, (_, i) => 99 - i));
+      expect(decisions.filter((d) => !d.allowed).every((d) => d.remaining === 0 && d.retryAfterSeconds > 0)).toBe(true);
+      // One write for the 300 script calls (one command each) instead of 300: the first also carries the script's text.
+      expect(writes).toBe(1);
+    } finally {
+      socket.write = write;
+      await limiter.close();
+      redis.disconnect();
+    }
+  });
+
+  it('decides locally, without waiting for Redis, while Redis hangs', async () => {
+    // 200 ms command timeout; Redis answers nobody for 2 s (CLIENT PAUSE, from another connection;
+    // it pauses that connection too, so the UNPAUSE below waits for the 2 s to pass).
+    const redis = new Redis(redisUrl() as string, rateLimitRedisOptions(200));
+    await once(redis, 'ready');
+    const admin = new Redis(redisUrl() as string);
+    let fallbacks = 0;
+    const limiter = createRedisRateLimiter({
+      redis,
+      logger: createLogger({ service: 'test', level: 'silent' }),
+      onFallback: () => fallbacks++,
+    });
+    const identity = `hung-${randomUUID()}`;
+    try {
+      expect((await limiter.consume(identity, 100)).allowed).toBe(true);
+      expect(fallbacks).toBe(0);
+      await admin.call('CLIENT', 'PAUSE', '2000', 'ALL');
+      const started = performance.now();
+      const decide = async () => {
+        const decision = await limiter.consume(identity, 100);
+        return { allowed: decision.allowed, ms: performance.now() - started };
+      };
+      // A batch goes out and hangs; a second is asked for while the first is on the wire, so it
+      // waits for the first to time out and then times out itself: at most twice the timeout.
+      const first = Array.from({ length: 5 }, decide);
+      await new Promise((done) => setTimeout(done, 50));
+      const second = Array.from({ length: 5 }, decide);
+      const decisions = await Promise.all([...first, ...second]);
+      expect(fallbacks).toBe(10);
+      expect(decisions.every((d) => d.allowed)).toBe(true);
+      // All decided long before Redis answers again (2 s): the bound is loose for a loaded machine.
+      expect(Math.max(...decisions.map((d) => d.ms))).toBeLessThan(1_500);
+    } finally {
+      await admin.call('CLIENT', 'UNPAUSE');
+      admin.disconnect();
+      await limiter.close();
+      redis.disconnect();
+    }
+  });
+
   it('sends the script by hash and keeps one count when Redis forgets its scripts (NOSCRIPT → EVAL once)', async () => {
-    const redis = new Redis(redisUrl() as string);
+    const redis = await routerRedis();
     let fallbacks = 0;
     const limiter = createRedisRateLimiter({
       redis,

@@ -11,6 +11,7 @@
  * base URL) says where the services hosted elsewhere listen.
  */
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { analyticsConfigSchema, createAnalyticsService, openAnalyticsStore } from '@ghostpay/analytics';
@@ -24,6 +25,7 @@ import {
   createAnalyticsEmitter,
   createApiKeyRateLimits,
   createRouter,
+  rateLimitRedisOptions,
   routerConfigSchema,
   toAnalyticsRequestEvent,
 } from '@ghostpay/router';
@@ -147,9 +149,11 @@ try {
       token: () => secrets.get('analytics-ingest-token'),
       logger: serviceLogger('analytics-emitter'),
     });
-    const redis = new Redis(env.REDIS_URL as string, { enableOfflineQueue: true, maxRetriesPerRequest: 1, commandTimeout: 1000 });
-    closers.push(async () => redis.disconnect());
     const routerConfig = config('router', routerConfigSchema);
+    // The production client (no offline queue: wait until it is connected, as main.ts does).
+    const redis = new Redis(env.REDIS_URL as string, rateLimitRedisOptions(routerConfig.ROUTER_REDIS_TIMEOUT_MS));
+    closers.push(async () => redis.disconnect());
+    await once(redis, 'ready');
     const router = createRouter({
       config: {
         ...routerConfig,
