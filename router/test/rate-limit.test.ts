@@ -194,21 +194,28 @@ describe.skipIf(!redisUrl())('rate limiting shared through Redis', () => {
     }
   }, 150_000);
 
-  /** A client as the router's main.ts makes it (auto-pipelining, no offline queue), once connected. */
-  async function routerRedis() {
-    const redis = new Redis(redisUrl() as string, rateLimitRedisOptions(1000));
+  /**
+   * The router's limiter on a Redis client as main.ts makes it (auto-pipelining, no offline
+   * queue, the given command timeout), once connected; `fallbacks()` counts local decisions.
+   */
+  async function routerLimiter(commandTimeoutMs = 1000) {
+    const redis = new Redis(redisUrl() as string, rateLimitRedisOptions(commandTimeoutMs));
     await once(redis, 'ready');
-    return redis;
-  }
-
-  it('sends the decisions asked for together in one write, and still admits exactly the limit', async () => {
-    const redis = await routerRedis();
     let fallbacks = 0;
     const limiter = createRedisRateLimiter({
       redis,
       logger: createLogger({ service: 'test', level: 'silent' }),
       onFallback: () => fallbacks++,
     });
+    const close = async () => {
+      await limiter.close();
+      redis.disconnect();
+    };
+    return { redis, limiter, fallbacks: () => fallbacks, close };
+  }
+
+  it('sends the decisions asked for together in one write, and still admits exactly the limit', async () => {
+    const { redis, limiter, fallbacks, close } = await routerLimiter();
     const socket = redis.stream as unknown as { write: (...args: unknown[]) => boolean };
     const write = socket.write;
     let writes = 0;
@@ -219,7 +226,7 @@ describe.skipIf(!redisUrl())('rate limiting shared through Redis', () => {
     try {
       const identity = `batch-${randomUUID()}`;
       const decisions = await Promise.all(Array.from({ length: 300 }, () => limiter.consume(identity, 100)));
-      expect(fallbacks).toBe(0);
+      expect(fallbacks()).toBe(0);
       const admitted = decisions.filter((d) => d.allowed);
       expect(admitted).toHaveLength(100);
       // Each admitted request saw its own place in the window: 99 left after the first, … 0 after the last.
@@ -229,27 +236,19 @@ describe.skipIf(!redisUrl())('rate limiting shared through Redis', () => {
       expect(writes).toBe(1);
     } finally {
       socket.write = write;
-      await limiter.close();
-      redis.disconnect();
+      await close();
     }
   });
 
   it('decides locally, without waiting for Redis, while Redis hangs', async () => {
     // 200 ms command timeout; Redis answers nobody for 2 s (CLIENT PAUSE, from another connection;
     // it pauses that connection too, so the UNPAUSE below waits for the 2 s to pass).
-    const redis = new Redis(redisUrl() as string, rateLimitRedisOptions(200));
-    await once(redis, 'ready');
+    const { limiter, fallbacks, close } = await routerLimiter(200);
     const admin = new Redis(redisUrl() as string);
-    let fallbacks = 0;
-    const limiter = createRedisRateLimiter({
-      redis,
-      logger: createLogger({ service: 'test', level: 'silent' }),
-      onFallback: () => fallbacks++,
-    });
     const identity = `hung-${randomUUID()}`;
     try {
       expect((await limiter.consume(identity, 100)).allowed).toBe(true);
-      expect(fallbacks).toBe(0);
+      expect(fallbacks()).toBe(0);
       await admin.call('CLIENT', 'PAUSE', '2000', 'ALL');
       const started = performance.now();
       const decide = async () => {
@@ -262,26 +261,19 @@ describe.skipIf(!redisUrl())('rate limiting shared through Redis', () => {
       await new Promise((done) => setTimeout(done, 50));
       const second = Array.from({ length: 5 }, decide);
       const decisions = await Promise.all([...first, ...second]);
-      expect(fallbacks).toBe(10);
+      expect(fallbacks()).toBe(10);
       expect(decisions.every((d) => d.allowed)).toBe(true);
       // All decided long before Redis answers again (2 s): the bound is loose for a loaded machine.
       expect(Math.max(...decisions.map((d) => d.ms))).toBeLessThan(1_500);
     } finally {
       await admin.call('CLIENT', 'UNPAUSE');
       admin.disconnect();
-      await limiter.close();
-      redis.disconnect();
+      await close();
     }
   });
 
   it('sends the script by hash and keeps one count when Redis forgets its scripts (NOSCRIPT → EVAL once)', async () => {
-    const redis = await routerRedis();
-    let fallbacks = 0;
-    const limiter = createRedisRateLimiter({
-      redis,
-      logger: createLogger({ service: 'test', level: 'silent' }),
-      onFallback: () => fallbacks++,
-    });
+    const { redis, limiter, fallbacks, close } = await routerLimiter();
     const identity = `script-${randomUUID()}`;
     try {
       await redis.script('FLUSH');
@@ -291,25 +283,20 @@ describe.skipIf(!redisUrl())('rate limiting shared through Redis', () => {
       for (let i = 0; i < 3; i++) remaining.push((await limiter.consume(identity, 4)).remaining);
       expect(remaining).toEqual([3, 2, 1, 0, 0]);
       expect((await limiter.consume(identity, 4)).allowed).toBe(false);
-      expect(fallbacks).toBe(0);
+      expect(fallbacks()).toBe(0);
       const calls = (command: string, stats: string) => Number(stats.match(new RegExp(`cmdstat_${command}:calls=(\\d+)`))?.[1] ?? 0);
       const before = await redis.info('commandstats');
       await limiter.consume(identity, 4);
       const after = await redis.info('commandstats');
       expect(calls('evalsha', after)).toBeGreaterThan(calls('evalsha', before));
     } finally {
-      await limiter.close();
-      redis.disconnect();
+      await close();
     }
   });
 
   it('fails open to a local limit with a metric when Redis is down', async () => {
-    const deadRedis = new Redis('redis://127.0.0.1:9', {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      lazyConnect: true,
-      retryStrategy: () => null,
-    });
+    // The router's client options, pointed at a port nothing listens on, never reconnecting.
+    const deadRedis = new Redis('redis://127.0.0.1:9', { ...rateLimitRedisOptions(1000), lazyConnect: true, retryStrategy: () => null });
     deadRedis.on('error', () => {});
     const subgraphs = await startStubSubgraphs(issuer.verifier, ['auth']);
     const router = await startRouter({
