@@ -16,7 +16,7 @@ import {
 import { type DocumentNode, type GraphQLSchema, Kind, parse } from 'graphql';
 import { createRateLimitDirective } from 'graphql-rate-limit';
 
-import { createCardLoader } from './card-loader.ts';
+import { createCardLoader, createCardsByIds } from './card-loader.ts';
 import type { CardsConfig } from './config.ts';
 import { createCardsHousekeeping } from './housekeeping.ts';
 import { createPanSecrets } from './pan-crypto.ts';
@@ -98,6 +98,7 @@ export function createCardsService(deps: CardsServiceDeps): CardsService {
     idempotencyRetentionHours: config.IDEMPOTENCY_RETENTION_HOURS,
   });
 
+  const cardsByIds = createCardsByIds(database.db);
   const service = createSubgraphService<CardsContext>({
     tls: deps.tls,
     name: 'cards',
@@ -107,7 +108,7 @@ export function createCardsService(deps: CardsServiceDeps): CardsService {
     logger,
     registry: deps.registry ?? createMetricsRegistry('cards'),
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
-    extendContext: (base) => ({ ...base, cardLoader: createCardLoader(database.db) }),
+    extendContext: (base) => ({ ...base, cardLoader: createCardLoader(cardsByIds) }),
     readiness: [{ name: 'database', check: () => database.ping() }],
     transformSchema: (schema: GraphQLSchema) => {
       // graphql-rate-limit 3.x ships a graphql-tools v7 SchemaDirectiveVisitor; it wraps the

@@ -207,16 +207,13 @@ describe('cancelCard', () => {
 });
 
 describe('entity resolution', () => {
-  it('resolves 50 cards for the router with one SQL query', async () => {
-    const merchant = await h.actor('merchant');
-    const ids: string[] = [];
-    for (let i = 0; i < 50; i++) ids.push((await issue(h, merchant.token, { userId: alice.id, amount: 10 + i, currency: 'USD' })).id);
+  /** Every statement `run` sends through the pool, and every client checked out by other code (a transaction). */
+  const statementsOf = async <T>(run: () => Promise<T>): Promise<{ result: T; statements: string[] }> => {
     const pool = h.database.pool!;
     const statements: string[] = [];
     const originalQuery = pool.query;
     const originalConnect = pool.connect;
-    // Count every statement sent through the pool, and every client checked out by other
-    // code (a transaction); pool.query checks one out itself, synchronously, which is not extra.
+    // pool.query checks a client out itself, synchronously, which is not extra.
     let insidePoolQuery = false;
     pool.query = ((...args: unknown[]) => {
       const first = args[0] as string | { text: string };
@@ -232,17 +229,40 @@ describe('entity resolution', () => {
       if (!insidePoolQuery) statements.push('connect (transaction or checkout)');
       return (originalConnect as (...a: unknown[]) => unknown).apply(pool, args);
     }) as typeof pool.connect;
-    let result: Awaited<ReturnType<typeof h.request<{ _entities: { id: string; status: string }[] }>>>;
     try {
-      result = await h.request(merchant.token, entitiesQuery, { representations: ids.map((id) => ({ __typename: 'Card', id })) });
+      return { result: await run(), statements };
     } finally {
       pool.query = originalQuery;
       pool.connect = originalConnect;
     }
-    expect(result.errors).toBeUndefined();
-    expect(result.data?._entities.map((c) => c.id)).toEqual(ids);
-    expect(statements).toHaveLength(1);
-    expect(statements[0]).toMatch(/from "cards"\."cards" where "cards"\."cards"\."id" in/i);
+  };
+  const resolveCards = (token: string, ids: string[]) =>
+    h.request<{ _entities: ({ id: string; status: string } | null)[] }>(token, entitiesQuery, {
+      representations: ids.map((id) => ({ __typename: 'Card', id })),
+    });
+
+  it('resolves 50 cards for the router with one SQL query, the same statement for every batch size', async () => {
+    const merchant = await h.actor('merchant');
+    const ids: string[] = [];
+    for (let i = 0; i < 50; i++) ids.push((await issue(h, merchant.token, { userId: alice.id, amount: 10 + i, currency: 'USD' })).id);
+    const fifty = await statementsOf(() => resolveCards(merchant.token, ids));
+    expect(fifty.result.errors).toBeUndefined();
+    expect(fifty.result.data?._entities.map((c) => c?.id)).toEqual(ids);
+    expect(fifty.statements).toHaveLength(1);
+    expect(fifty.statements[0]).toMatch(/from "cards"\."cards" where "cards"\."cards"\."id" = any\(\$1::text\[\]\)$/i);
+    // One text whatever the batch size, so one prepared statement per connection (an `in`
+    // list had a text per length). An unknown id among known ones resolves to null.
+    const three = await statementsOf(() => resolveCards(merchant.token, [ids[7]!, 'card_unknown', ids[3]!]));
+    expect(three.result.data?._entities).toEqual([expect.objectContaining({ id: ids[7] }), null, expect.objectContaining({ id: ids[3] })]);
+    expect(three.statements).toEqual(fifty.statements);
+    // A batch of one, the commonest read, is a plain equality.
+    const one = await statementsOf(() => resolveCards(merchant.token, [ids[9]!]));
+    expect(one.result.data?._entities).toEqual([expect.objectContaining({ id: ids[9] })]);
+    expect(one.statements).toHaveLength(1);
+    expect(one.statements[0]).toMatch(/from "cards"\."cards" where "cards"\."cards"\."id" = \$1$/i);
+    const unknown = await statementsOf(() => resolveCards(merchant.token, ['card_unknown']));
+    expect(unknown.result.data?._entities).toEqual([null]);
+    expect(unknown.statements).toEqual(one.statements);
   });
 });
 
