@@ -111,8 +111,9 @@ return {allowed, count, reset, retry}
  * - auto-pipelining: the decisions asked for in one turn of the event loop, and those asked for
  *   while the previous batch is on the wire, go to Redis in one write and come back in one read.
  *   Each is still its own atomic script call, so counts stay exact; what it saves is a socket
- *   message each way per request, the costliest thing the router does per charge (bench/RESULTS.md,
- *   change 31: redis-server read+write calls per charge 1.6 → 0.8). The price: while Redis hangs,
+ *   message each way per request, whose write cost the router about as much CPU as writing the
+ *   answer to the client (bench/RESULTS.md, change 31: 5.0% against 6.1% of its samples;
+ *   redis-server read+write calls per charge 1.6 → 0.8). The price: while Redis hangs,
  *   a batch waits for the one on the wire to time out before it is sent, so a decision can take
  *   twice `commandTimeoutMs` before the local limiter takes it.
  */

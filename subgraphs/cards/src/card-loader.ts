@@ -8,7 +8,7 @@ export type CardsByIds = (ids: readonly string[]) => Promise<CardRow[]>;
 
 /**
  * The cards queries, built into SQL once per database rather than on every load: drizzle's
- * query builder was a fifth of the cards process's CPU in the bench's card(id) reads
+ * query builder was 22% of the cards process's profile samples in the bench's card(id) reads
  * (bench/RESULTS.md, change 33). A batch of one (a client reading one card) is `id = $1`; a
  * larger one is `id = any($1)`, one statement text for every batch size (an `in (...)` list has
  * a text per length), so two prepared statements per connection in all. `any` is not used for
