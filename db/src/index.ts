@@ -1,3 +1,4 @@
+export * from './by-ids.ts';
 export * from './client.ts';
 export * from './ids.ts';
 export * from './migrate.ts';

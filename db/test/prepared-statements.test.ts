@@ -1,4 +1,4 @@
-import { createDatabase, type DatabaseHandle, preparingClient } from '@ghostpay/db';
+import { createDatabase, type DatabaseHandle, preparedByIds, preparingClient, users } from '@ghostpay/db';
 import { freshDatabase, type TestDatabase } from '@ghostpay/test-support';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -56,6 +56,25 @@ describe('prepared statements on pg connections', () => {
     expect(prepared).toEqual([
       { name: 'ghostpay_1', statement: 'select $1::int * 10 as n', executions: 3 },
       { name: 'ghostpay_2', statement: 'select now() > $1::timestamptz as later', executions: 2 },
+    ]);
+  });
+
+  it('runs a preparedByIds lookup as two statements, whatever the batch sizes, and no query for no ids', async () => {
+    if (!database.url) return;
+    const handle = await singleConnection();
+    const ids = Array.from({ length: 60 }, (_, i) => `usr_by_ids_${i}`);
+    await handle.db.insert(users).values(ids.map((id) => ({ id, name: id, email: `${id}@example.test`, role: 'user' as const })));
+    const byIds = preparedByIds((idsCondition) => handle.db.select({ id: users.id }).from(users).where(idsCondition(users.id)).prepare(''));
+    const found = async (batch: string[]) => (await byIds(batch, {})).map((row) => row.id).sort();
+    expect(await found([])).toEqual([]);
+    expect(await found([ids[0]!])).toEqual([ids[0]]);
+    expect(await found(['usr_unknown'])).toEqual([]);
+    for (const size of [2, 3, 7, 60]) expect(await found(ids.slice(0, size))).toEqual(ids.slice(0, size).sort());
+    expect(await found([ids[5]!, 'usr_unknown'])).toEqual([ids[5]]);
+    const lookups = (await preparedOn(handle)).filter((p) => p.statement.startsWith('select'));
+    expect(lookups.map((p) => [p.statement.replace(/^.* where /, ''), p.executions])).toEqual([
+      ['"auth"."users"."id" = $1', 2],
+      ['"auth"."users"."id" = any($1::text[])', 5],
     ]);
   });
 

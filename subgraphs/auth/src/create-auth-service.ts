@@ -23,6 +23,7 @@ import { createLoaders } from './loaders.ts';
 import { type AuthContext, createResolvers } from './resolvers.ts';
 import { createSigningKeyRing, type SigningKeyRing } from './signing-key-ring.ts';
 import { createTokenExchange } from './token-exchange.ts';
+import { createUserLookups } from './users.ts';
 
 export const authTypeDefs = parse(readFileSync(new URL('./schema.graphql', import.meta.url), 'utf8'));
 
@@ -94,6 +95,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
     });
 
   let rotationTimer: NodeJS.Timeout | undefined;
+  const userLookups = createUserLookups(database.db);
   const service = createSubgraphService<AuthContext>({
     tls: deps.tls,
     name: 'auth',
@@ -111,7 +113,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
     ],
     extendContext: (base, req) => ({
       ...base,
-      loaders: createLoaders(database.db),
+      loaders: createLoaders(userLookups),
       clientAddress: clientAddressOf(req, config.TRUSTED_PROXY_HOPS),
     }),
     onClose: async () => {

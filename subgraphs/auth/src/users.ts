@@ -1,6 +1,6 @@
-import { apiKeys, type Database, type DatabaseHandle, newId, type Transaction, users } from '@ghostpay/db';
+import { apiKeys, type ByIds, type Database, type DatabaseHandle, newId, preparedByIds, type Transaction, users } from '@ghostpay/db';
 import { BadUserInputError, type Role } from '@ghostpay/platform';
-import { and, asc, eq, inArray, isNull, sql } from 'drizzle-orm';
+import { and, asc, eq, isNull, sql } from 'drizzle-orm';
 import { generateApiKey } from './api-key-format.ts';
 
 export type UserRow = typeof users.$inferSelect;
@@ -78,26 +78,27 @@ export function createApiKeyFor(db: Database, userId: string, rateLimitPerMinute
   return insertApiKey(db, userId, rateLimitPerMinute);
 }
 
-export function findUsersByIds(db: Database, ids: readonly string[]): Promise<UserRow[]> {
-  return db
-    .select()
-    .from(users)
-    .where(inArray(users.id, [...ids]));
+/** The loaders' lookups, built into SQL once per database (`preparedByIds`). */
+export interface UserLookups {
+  usersByIds: ByIds<UserRow, Record<never, never>>;
+  apiKeysByIds: ByIds<ApiKeyRow, Record<never, never>>;
+  /** Oldest first. */
+  apiKeysByUserIds: ByIds<ApiKeyRow, Record<never, never>>;
 }
 
-export function findApiKeysByIds(db: Database, ids: readonly string[]): Promise<ApiKeyRow[]> {
-  return db
-    .select(apiKeyColumns)
-    .from(apiKeys)
-    .where(inArray(apiKeys.id, [...ids]));
-}
-
-export function findApiKeysByUserIds(db: Database, userIds: readonly string[]): Promise<ApiKeyRow[]> {
-  return db
-    .select(apiKeyColumns)
-    .from(apiKeys)
-    .where(inArray(apiKeys.userId, [...userIds]))
-    .orderBy(asc(apiKeys.createdAt), asc(apiKeys.id));
+export function createUserLookups(db: Database): UserLookups {
+  return {
+    usersByIds: preparedByIds((idsCondition) => db.select().from(users).where(idsCondition(users.id)).prepare('')),
+    apiKeysByIds: preparedByIds((idsCondition) => db.select(apiKeyColumns).from(apiKeys).where(idsCondition(apiKeys.id)).prepare('')),
+    apiKeysByUserIds: preparedByIds((idsCondition) =>
+      db
+        .select(apiKeyColumns)
+        .from(apiKeys)
+        .where(idsCondition(apiKeys.userId))
+        .orderBy(asc(apiKeys.createdAt), asc(apiKeys.id))
+        .prepare(''),
+    ),
+  };
 }
 
 /**

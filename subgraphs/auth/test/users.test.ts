@@ -173,6 +173,24 @@ describe('users and API keys', () => {
       null,
     ]);
     expect(userQueries).toHaveLength(1);
+    // One statement text whatever the batch size (one prepared statement per connection), and
+    // a plain equality for one id.
+    const textOf = (call: unknown[]) => (typeof call[0] === 'string' ? call[0] : (call[0] as { text: string }).text);
+    expect(textOf(userQueries[0]!)).toMatch(/from "auth"\."users" where "auth"\."users"\."id" = any\(\$1::text\[\]\)$/i);
+    const userTexts = async (r: unknown[]) => {
+      const spyAgain = vi.spyOn(auth.database.pool!, 'query');
+      const again = await auth.gql<{ _entities: unknown[] }>(query, { r }, { token: tokens.merchant });
+      const texts = spyAgain.mock.calls.map(textOf).filter((text) => /from "auth"\."users"/.test(text));
+      spyAgain.mockRestore();
+      return { entities: again.data?._entities, texts };
+    };
+    const two = await userTexts([representations[3], representations[1]]);
+    expect(two.entities).toEqual([null, { id: ids.admin, role: 'ADMIN' }]);
+    expect(two.texts).toEqual([textOf(userQueries[0]!)]);
+    const one = await userTexts([representations[2]]);
+    expect(one.entities).toEqual([{ id: ids.merchant, role: 'MERCHANT' }]);
+    expect(one.texts).toHaveLength(1);
+    expect(one.texts[0]).toMatch(/from "auth"\."users" where "auth"\."users"\."id" = \$1$/i);
 
     const userKeys = await auth.gql<{ me: { apiKeys: { id: string }[] } }>('{ me { apiKeys { id } } }', {}, { token: tokens.user });
     const keyId = userKeys.data!.me.apiKeys[0]!.id;

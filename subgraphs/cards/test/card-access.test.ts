@@ -1,4 +1,5 @@
 import { cards } from '@ghostpay/db';
+import { poolStatementsOf } from '@ghostpay/test-support';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expireCards } from '../src/index.ts';
@@ -207,35 +208,7 @@ describe('cancelCard', () => {
 });
 
 describe('entity resolution', () => {
-  /** Every statement `run` sends through the pool, and every client checked out by other code (a transaction). */
-  const statementsOf = async <T>(run: () => Promise<T>): Promise<{ result: T; statements: string[] }> => {
-    const pool = h.database.pool!;
-    const statements: string[] = [];
-    const originalQuery = pool.query;
-    const originalConnect = pool.connect;
-    // pool.query checks a client out itself, synchronously, which is not extra.
-    let insidePoolQuery = false;
-    pool.query = ((...args: unknown[]) => {
-      const first = args[0] as string | { text: string };
-      statements.push(typeof first === 'string' ? first : first.text);
-      insidePoolQuery = true;
-      try {
-        return (originalQuery as (...a: unknown[]) => unknown).apply(pool, args);
-      } finally {
-        insidePoolQuery = false;
-      }
-    }) as typeof pool.query;
-    pool.connect = ((...args: unknown[]) => {
-      if (!insidePoolQuery) statements.push('connect (transaction or checkout)');
-      return (originalConnect as (...a: unknown[]) => unknown).apply(pool, args);
-    }) as typeof pool.connect;
-    try {
-      return { result: await run(), statements };
-    } finally {
-      pool.query = originalQuery;
-      pool.connect = originalConnect;
-    }
-  };
+  const statementsOf = <T>(run: () => Promise<T>) => poolStatementsOf(h.database.pool!, run);
   const resolveCards = (token: string, ids: string[]) =>
     h.request<{ _entities: ({ id: string; status: string } | null)[] }>(token, entitiesQuery, {
       representations: ids.map((id) => ({ __typename: 'Card', id })),

@@ -1,36 +1,57 @@
-import { type ChargeStatus, cards, charges, type Database } from '@ghostpay/db';
+import { type ChargeStatus, cards, charges, type Database, type IdsCondition, type PreparedLookup, preparedByIds } from '@ghostpay/db';
 import { BadUserInputError, type Principal } from '@ghostpay/platform';
-import { and, desc, eq, inArray, or, type SQL, sql } from 'drizzle-orm';
+import { and, desc, eq, or, type Placeholder, type SQL, sql } from 'drizzle-orm';
 import type { ChargeRow } from './charge-record.ts';
+
+/** The visibility condition for a caller who is not an admin (a user id, or a placeholder for one). */
+function visibleToUser(userId: string | Placeholder): SQL | undefined {
+  return or(eq(charges.merchantId, userId), eq(cards.ownerId, userId), eq(cards.issuerId, userId));
+}
 
 /**
  * Who sees a charge: admins all; otherwise the merchant who made it, and the owner and the
  * issuer of its card. Callers who may not see a charge get NOT_FOUND, as if it did not exist.
  */
 function visibleTo(principal: Principal): SQL | undefined {
-  if (principal.role === 'admin') return undefined;
-  return or(eq(charges.merchantId, principal.userId), eq(cards.ownerId, principal.userId), eq(cards.issuerId, principal.userId));
+  return principal.role === 'admin' ? undefined : visibleToUser(principal.userId);
 }
 
-export async function findVisibleCharges(db: Database, principal: Principal, ids: readonly string[]): Promise<ChargeRow[]> {
-  if (ids.length === 0) return [];
-  const rows = await db
-    .select({ charge: charges })
-    .from(charges)
-    .innerJoin(cards, eq(cards.id, charges.cardId))
-    .where(and(inArray(charges.id, [...ids]), visibleTo(principal)));
-  return rows.map((row) => row.charge);
+/** The loaders' lookups: the charges a caller may see, by charge id and by card id. */
+export interface ChargeLookups {
+  byIds(principal: Principal, ids: readonly string[]): Promise<ChargeRow[]>;
+  /** Newest first. */
+  byCardIds(principal: Principal, cardIds: readonly string[]): Promise<ChargeRow[]>;
 }
 
-export async function findVisibleChargesByCard(db: Database, principal: Principal, cardIds: readonly string[]): Promise<ChargeRow[]> {
-  if (cardIds.length === 0) return [];
-  const rows = await db
-    .select({ charge: charges })
-    .from(charges)
-    .innerJoin(cards, eq(cards.id, charges.cardId))
-    .where(and(inArray(charges.cardId, [...cardIds]), visibleTo(principal)))
-    .orderBy(desc(charges.createdAt), desc(charges.id));
-  return rows.map((row) => row.charge);
+/**
+ * The lookups built into SQL once per database (`preparedByIds`): for each, one query for
+ * admins and one with the visibility condition, the caller's id a parameter, so a
+ * connection prepares at most eight statement texts for them whatever the batch sizes.
+ */
+export function createChargeLookups(db: Database): ChargeLookups {
+  type Values = { userId: string };
+  const visible = (condition: SQL, admin: boolean) =>
+    db
+      .select({ charge: charges })
+      .from(charges)
+      .innerJoin(cards, eq(cards.id, charges.cardId))
+      .where(and(condition, admin ? undefined : visibleToUser(sql.placeholder('userId'))));
+  const perRole = (build: (idsCondition: IdsCondition, admin: boolean) => PreparedLookup<{ charge: ChargeRow }>) => ({
+    admin: preparedByIds<{ charge: ChargeRow }, Values>((idsCondition) => build(idsCondition, true)),
+    caller: preparedByIds<{ charge: ChargeRow }, Values>((idsCondition) => build(idsCondition, false)),
+  });
+  const byIds = perRole((idsCondition, admin) => visible(idsCondition(charges.id), admin).prepare(''));
+  const byCardIds = perRole((idsCondition, admin) =>
+    visible(idsCondition(charges.cardId), admin).orderBy(desc(charges.createdAt), desc(charges.id)).prepare(''),
+  );
+  const run = async (lookup: typeof byIds, principal: Principal, ids: readonly string[]) => {
+    const rows = await lookup[principal.role === 'admin' ? 'admin' : 'caller'](ids, { userId: principal.userId });
+    return rows.map((row) => row.charge);
+  };
+  return {
+    byIds: (principal, ids) => run(byIds, principal, ids),
+    byCardIds: (principal, cardIds) => run(byCardIds, principal, cardIds),
+  };
 }
 
 export interface ChargesFilter {

@@ -13,6 +13,7 @@ import { parse } from 'graphql';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { createChargeEventBus } from './charge-event-bus.ts';
+import { createChargeLookups } from './charge-queries.ts';
 import { createChargesMetrics } from './charges-metrics.ts';
 import type { ChargesConfig } from './config.ts';
 import { pruneIdempotencyKeys } from './idempotency.ts';
@@ -51,7 +52,8 @@ export function createChargesService(deps: ChargesServiceDeps): ChargesService {
   const registry = deps.registry ?? createMetricsRegistry('charges');
   const metrics = createChargesMetrics(registry);
   const bus = createChargeEventBus(database, logger);
-  const resolvers = createResolvers({ db: database.db, idempotencyWaitMs: config.IDEMPOTENCY_WAIT_MS, metrics, bus });
+  const lookups = createChargeLookups(database.db);
+  const resolvers = createResolvers({ db: database.db, idempotencyWaitMs: config.IDEMPOTENCY_WAIT_MS, metrics, bus, lookups });
 
   const settlement = createPeriodicJob({
     name: 'settlement',
@@ -80,7 +82,7 @@ export function createChargesService(deps: ChargesServiceDeps): ChargesService {
     logger,
     registry,
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
-    extendContext: (base) => ({ ...base, ...createLoaders(database.db, base) }),
+    extendContext: (base) => ({ ...base, ...createLoaders(lookups, base) }),
     readiness: [{ name: 'database', check: () => database.ping() }],
     onUpgrade: (req, socket, head) => {
       if (subscriptions) subscriptions.onUpgrade(req, socket, head);
@@ -89,7 +91,7 @@ export function createChargesService(deps: ChargesServiceDeps): ChargesService {
     onClose: () => bus.close(),
     jobs: config.SETTLEMENT_ENABLED ? [settlement, idempotencyPruner] : [],
   });
-  subscriptions = createSubscriptionServer({ schema: service.schema, db: database.db, verifier: deps.verifier, logger });
+  subscriptions = createSubscriptionServer({ schema: service.schema, lookups, verifier: deps.verifier, logger });
 
   const closeHttp = service.close.bind(service);
   let closing: Promise<void> | undefined;

@@ -1,11 +1,11 @@
 import type { GraphQLResolverMap } from '@apollo/subgraph';
-import type { ChargeStatus, Database } from '@ghostpay/db';
+import type { ChargeStatus } from '@ghostpay/db';
 import { NotFoundError, requireScope, type SubgraphContext } from '@ghostpay/platform';
 import DataLoader from 'dataloader';
 import { type AuthorizeChargeDeps, authorizeCharge } from './authorize-charge.ts';
 import type { ChargeEventBus } from './charge-event-bus.ts';
 import type { CreateChargeInput } from './charge-input.ts';
-import { findVisibleCharges, findVisibleChargesByCard, listCharges } from './charge-queries.ts';
+import { type ChargeLookups, listCharges } from './charge-queries.ts';
 import type { ChargeRow } from './charge-record.ts';
 import { openChargeUpdateStream } from './charge-update-stream.ts';
 import { refundCharge } from './refund-charge.ts';
@@ -18,17 +18,17 @@ export interface ChargesContext extends SubgraphContext {
 }
 
 /** Per-request loaders; each checks visibility for the request's principal. */
-export function createLoaders(db: Database, base: SubgraphContext): Pick<ChargesContext, 'chargeLoader' | 'chargesByCardLoader'> {
+export function createLoaders(lookups: ChargeLookups, base: SubgraphContext): Pick<ChargesContext, 'chargeLoader' | 'chargesByCardLoader'> {
   return {
     chargeLoader: new DataLoader(async (ids) => {
       if (!base.principal) return ids.map(() => undefined);
-      const rows = await findVisibleCharges(db, base.principal, ids);
+      const rows = await lookups.byIds(base.principal, ids);
       const byId = new Map(rows.map((row) => [row.id, row]));
       return ids.map((id) => byId.get(id));
     }),
     chargesByCardLoader: new DataLoader(async (cardIds) => {
       if (!base.principal) return cardIds.map(() => []);
-      const rows = await findVisibleChargesByCard(db, base.principal, cardIds);
+      const rows = await lookups.byCardIds(base.principal, cardIds);
       return cardIds.map((cardId) => rows.filter((row) => row.cardId === cardId));
     }),
   };
@@ -36,6 +36,7 @@ export function createLoaders(db: Database, base: SubgraphContext): Pick<Charges
 
 export interface ResolverDeps extends AuthorizeChargeDeps {
   bus: ChargeEventBus;
+  lookups: ChargeLookups;
 }
 
 const iso = (date: Date | null) => date?.toISOString() ?? null;
@@ -78,7 +79,7 @@ export function createResolvers(deps: ResolverDeps): GraphQLResolverMap<ChargesC
         // Authorized exactly like Query.charge: scope, then visibility (NOT_FOUND otherwise).
         async subscribe(_: unknown, { id }: { id: string }, ctx: ChargesContext) {
           const principal = requireScope(ctx, 'charges:read');
-          const [visible] = await findVisibleCharges(db, principal, [id]);
+          const [visible] = await deps.lookups.byIds(principal, [id]);
           if (!visible) throw new NotFoundError('Charge', id);
           return openChargeUpdateStream(db, deps.bus, id);
         },

@@ -1,11 +1,11 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Database } from '@ghostpay/db';
 import { formatGraphQLError, type JwtVerifier, type Principal, requestIdOf, type SubgraphContext } from '@ghostpay/platform';
 import type { GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
+import type { ChargeLookups } from './charge-queries.ts';
 import { type ChargesContext, createLoaders } from './resolvers.ts';
 
 export interface SubscriptionServer {
@@ -17,7 +17,7 @@ export interface SubscriptionServer {
 
 export interface SubscriptionServerOptions {
   schema: GraphQLSchema;
-  db: Database;
+  lookups: ChargeLookups;
   verifier: JwtVerifier;
   logger: Logger;
   /** Path accepting upgrades. @default '/graphql' */
@@ -59,7 +59,7 @@ export function createSubscriptionServer(options: SubscriptionServerOptions): Su
           requestId,
           logger: options.logger.child({ requestId }),
         };
-        return { ...base, ...createLoaders(options.db, base) };
+        return { ...base, ...createLoaders(options.lookups, base) };
       },
       // Same error shape as HTTP: closed list of codes, never internals.
       onError: (_ctx, _id, _payload, errors) => errors.map((error) => formatGraphQLError(error.toJSON(), error)),

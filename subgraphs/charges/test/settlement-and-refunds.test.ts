@@ -1,5 +1,5 @@
 import { chargeEvents, charges, createDatabase, refunds } from '@ghostpay/db';
-import type { SeededUser } from '@ghostpay/test-support';
+import { poolStatementsOf, type SeededUser } from '@ghostpay/test-support';
 import { and, eq, inArray } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { settleAllDue } from '../src/index.ts';
@@ -209,6 +209,55 @@ describe('queries', () => {
     expect(seen).toEqual([...ids].reverse());
     const bad = await h.gql(list, { first: 2, after: 'garbage' }, pagerBearer);
     expect(bad.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+  });
+
+  it('resolves Charge and Card.charges references in one statement per batch, one text for every batch size, visible charges only', async () => {
+    const [a, b, c] = [await authorized(), await authorized(), await authorized()];
+    const admin = await h.tokens.bearer({ userId: (await h.seed.user('admin')).id, role: 'admin' });
+    const other = await h.tokens.bearer({ userId: otherMerchant.id, role: 'merchant' });
+    const chargeEntities = `query ($reps: [_Any!]!) { _entities(representations: $reps) { ... on Charge { id } } }`;
+    const resolve = (ids: string[], as: string) =>
+      poolStatementsOf(h.database.pool!, () =>
+        h.gql<{ _entities: ({ id: string } | null)[] }>(chargeEntities, { reps: ids.map((id) => ({ __typename: 'Charge', id })) }, as),
+      );
+    const three = await resolve([a.id, 'ch_unknown', c.id], bearer);
+    expect(three.result.data?._entities).toEqual([{ id: a.id }, null, { id: c.id }]);
+    expect(three.statements).toHaveLength(1);
+    expect(three.statements[0]).toMatch(/"charges"\."charges"\."id" = any\(\$1::text\[\]\)/);
+    expect(three.statements[0]).toMatch(/"charges"\."charges"\."merchant_id" = \$2/);
+    const two = await resolve([b.id, a.id], bearer);
+    expect(two.result.data?._entities).toEqual([{ id: b.id }, { id: a.id }]);
+    expect(two.statements).toEqual(three.statements);
+    const one = await resolve([b.id], bearer);
+    expect(one.result.data?._entities).toEqual([{ id: b.id }]);
+    expect(one.statements).toHaveLength(1);
+    expect(one.statements[0]).toMatch(/"charges"\."charges"\."id" = \$1 /);
+    // The caller's id is a parameter of the same statement: another merchant sees none of them.
+    const hidden = await resolve([a.id, b.id, c.id], other);
+    expect(hidden.result.data?._entities).toEqual([null, null, null]);
+    expect(hidden.statements).toEqual(three.statements);
+    // Admins' statement has no visibility condition.
+    const asAdmin = await resolve([c.id, a.id], admin);
+    expect(asAdmin.result.data?._entities).toEqual([{ id: c.id }, { id: a.id }]);
+    expect(asAdmin.statements).toHaveLength(1);
+    expect(asAdmin.statements[0]).not.toMatch(/merchant_id" =/);
+
+    const cardEntities = `query ($reps: [_Any!]!) { _entities(representations: $reps) { ... on Card { id charges { id } } } }`;
+    const cardsOf = (ids: string[], as: string) =>
+      poolStatementsOf(h.database.pool!, () =>
+        h.gql<{ _entities: { id: string; charges: { id: string }[] }[] }>(
+          cardEntities,
+          { reps: ids.map((id) => ({ __typename: 'Card', id })) },
+          as,
+        ),
+      );
+    const byCard = await cardsOf([c.card.id, a.card.id], bearer);
+    expect(byCard.result.data?._entities.map((card) => card.charges.map((charge) => charge.id))).toEqual([[c.id], [a.id]]);
+    expect(byCard.statements).toHaveLength(1);
+    expect(byCard.statements[0]).toMatch(/"charges"\."charges"\."card_id" = any\(\$1::text\[\]\)/);
+    const byCardHidden = await cardsOf([c.card.id, a.card.id], other);
+    expect(byCardHidden.result.data?._entities.map((card) => card.charges)).toEqual([[], []]);
+    expect(byCardHidden.statements).toEqual(byCard.statements);
   });
 
   it('contributes Card.charges through _entities, visible charges only', async () => {
