@@ -8,6 +8,7 @@ import {
   type Logger,
   type Registry,
   readBody,
+  requestIdHeader,
   requestIdOf,
   type ServiceServer,
 } from '@ghostpay/platform';
@@ -169,7 +170,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
     }
 
     const { operation, mapping } = target;
-    const headers: Record<string, string> = { 'x-request-id': requestId };
+    const headers: Record<string, string> = { [requestIdHeader]: requestId };
     // The router limits anonymous calls (POST /auth/token) per client address; behind the bridge
     // every caller would share the bridge's. The bridge states the peer it saw and drops whatever
     // X-Forwarded-For the caller sent (a client must not choose its own rate-limit identity).
@@ -240,7 +241,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
 
   const handler = async (req: IncomingMessage, res: ServerResponse) => {
     const requestId = requestIdOf(req);
-    res.setHeader('x-request-id', requestId);
+    res.setHeader(requestIdHeader, requestId);
     const url = new URL(req.url ?? '/', 'http://bridge.invalid');
     const path = url.pathname;
     const isDocs = path === '/docs' || path.startsWith('/docs/');

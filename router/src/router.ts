@@ -17,6 +17,7 @@ import {
   type Principal,
   type ReadinessCheck,
   readBody,
+  requestIdHeader,
   requestIdOf,
   type ServiceServer,
   sendJson,
@@ -309,7 +310,7 @@ export function createRouter(deps: RouterDeps): Router {
             principal,
             requestId,
             logger: logger.child({ requestId }),
-            forwardHeaders: { 'x-request-id': requestId, authorization },
+            forwardHeaders: { [requestIdHeader]: requestId, authorization },
             subgraphTimings: [],
             report: {},
           };
@@ -333,7 +334,7 @@ export function createRouter(deps: RouterDeps): Router {
     const receivedAt = new Date();
     const started = performance.now();
     const requestId = requestIdOf(req);
-    res.setHeader('x-request-id', requestId);
+    res.setHeader(requestIdHeader, requestId);
     // Refusals too: no answer of this API is for a shared cache (Apollo Server's own header, set
     // below for what its pipeline answers, is no-store unless a schema hint makes data cacheable).
     res.setHeader('cache-control', 'no-store');
@@ -348,7 +349,7 @@ export function createRouter(deps: RouterDeps): Router {
       requestId,
       logger: logger.child({ requestId }),
       // Subgraphs see the client's address (auth limits failed token exchanges per address).
-      forwardHeaders: { 'x-request-id': requestId, 'x-forwarded-for': clientAddress(req) },
+      forwardHeaders: { [requestIdHeader]: requestId, 'x-forwarded-for': clientAddress(req) },
       subgraphTimings: [],
       report: {},
     };
@@ -357,7 +358,7 @@ export function createRouter(deps: RouterDeps): Router {
       emitRequestEvent(
         deps.onRequestEvent,
         {
-          requestId: callerSafeId(requestId, req.headers['x-request-id'] as string | undefined) ?? '[redacted]',
+          requestId: callerSafeId(requestId, req.headers[requestIdHeader] as string | undefined) ?? '[redacted]',
           // The active trace when tracing is on (the server span continues the caller's traceparent), else the caller's.
           traceId: callerSafeId(activeTraceId ?? callerTraceId, callerTraceId),
           operationName: context.report.operationName,
