@@ -33,7 +33,7 @@ export function createSecretsProvider(options: SecretsProviderOptions = {}): Sec
   let values = new Map<string, string>();
   const listeners = new Map<string, Set<(value: string | undefined) => void>>();
 
-  const readAll = () => {
+  const readDir = () => {
     const next = new Map<string, string>();
     if (dir) {
       for (const entry of readdirSync(dir)) {
@@ -47,6 +47,9 @@ export function createSecretsProvider(options: SecretsProviderOptions = {}): Sec
         }
       }
     }
+    return next;
+  };
+  const apply = (next: Map<string, string>) => {
     const previous = values;
     values = next;
     for (const [name, set] of listeners) {
@@ -57,16 +60,32 @@ export function createSecretsProvider(options: SecretsProviderOptions = {}): Sec
   };
   const fromEnv = (name: string) => env[envNameForSecret(name)];
 
+  // A re-read while running must not throw from a timer or a watch event: that would be an
+  // uncaught exception ending the process. A directory that cannot be read for a moment
+  // (removed, remounted) keeps the values last read; the next event or poll tries again.
+  const reread = () => {
+    let next: Map<string, string>;
+    try {
+      next = readDir();
+    } catch {
+      return; // keep the last values
+    }
+    apply(next);
+  };
   let watcher: FSWatcher | undefined;
   let poller: NodeJS.Timeout | undefined;
   if (dir) {
-    readAll();
+    // The first read throws: a directory that is not there at start is a configuration error.
+    values = readDir();
     try {
-      watcher = watch(dir, { persistent: false }, () => readAll());
+      watcher = watch(dir, { persistent: false }, reread);
+      watcher.on('error', () => {
+        // The watched directory went away; the poller still picks changes up.
+      });
     } catch {
       // fs.watch unsupported here; the poller still picks changes up.
     }
-    poller = setInterval(readAll, pollIntervalMs);
+    poller = setInterval(reread, pollIntervalMs);
     poller.unref();
   }
 

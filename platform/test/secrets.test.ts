@@ -1,0 +1,93 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createSecretsProvider, type SecretsProvider } from '../src/index.ts';
+
+const providers: SecretsProvider[] = [];
+const dirs: string[] = [];
+afterEach(() => {
+  for (const provider of providers.splice(0)) provider.close();
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+function secretsDir(files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ghostpay-secrets-'));
+  dirs.push(dir);
+  for (const [name, value] of Object.entries(files)) writeFileSync(join(dir, name), value);
+  return dir;
+}
+
+function provider(dir: string, env: Record<string, string> = {}): SecretsProvider {
+  const created = createSecretsProvider({ dir, env, pollIntervalMs: 20 });
+  providers.push(created);
+  return created;
+}
+
+/** Waits until `check` passes (the poller runs every 20 ms here). */
+async function eventually(check: () => void, ms = 2_000): Promise<void> {
+  const until = Date.now() + ms;
+  for (;;) {
+    try {
+      check();
+      return;
+    } catch (error) {
+      if (Date.now() > until) throw error;
+      await new Promise((done) => setTimeout(done, 10));
+    }
+  }
+}
+
+describe('secrets from a directory', () => {
+  it('reads one file per secret (trimmed), skips dot entries, and falls back to the env', () => {
+    const dir = secretsDir({ 'signing-kek': 'kek-value\n', '..data': 'not a secret' });
+    mkdirSync(join(dir, 'nested'));
+    const secrets = provider(dir, { GHOSTPAY_SECRET_PAN_ENCRYPTION_KEYS: 'from-env' });
+    expect(secrets.get('signing-kek')).toBe('kek-value');
+    expect(secrets.get('..data')).toBeUndefined();
+    expect(secrets.get('nested')).toBeUndefined();
+    expect(secrets.get('pan-encryption-keys')).toBe('from-env');
+    expect(() => secrets.require('missing')).toThrow(
+      /secret "missing" is not available: provide file .*missing or env GHOSTPAY_SECRET_MISSING/,
+    );
+  });
+
+  it('refuses a directory that is not there at start', () => {
+    expect(() => createSecretsProvider({ dir: join(tmpdir(), 'ghostpay-no-such-secrets-dir') })).toThrow(/ENOENT/);
+  });
+
+  it('picks up a changed file and tells the listeners', async () => {
+    const dir = secretsDir({ 'signing-kek': 'one' });
+    const secrets = provider(dir);
+    const seen: (string | undefined)[] = [];
+    secrets.onChange('signing-kek', (value) => seen.push(value));
+    writeFileSync(join(dir, 'signing-kek'), 'two');
+    await eventually(() => expect(secrets.get('signing-kek')).toBe('two'));
+    expect(seen).toEqual(['two']);
+  });
+
+  it('keeps the last values, without an uncaught exception, while the directory is gone, and reads it again when it is back', async () => {
+    const dir = secretsDir({ 'signing-kek': 'one' });
+    const secrets = provider(dir);
+    const seen: (string | undefined)[] = [];
+    secrets.onChange('signing-kek', (value) => seen.push(value));
+    const uncaught: unknown[] = [];
+    const record = (error: unknown) => uncaught.push(error);
+    process.on('uncaughtException', record);
+    try {
+      rmSync(dir, { recursive: true, force: true });
+      // Several polls and the watch event of the removal, each failing to read the directory.
+      await new Promise((done) => setTimeout(done, 200));
+      expect(uncaught).toEqual([]);
+      expect(secrets.get('signing-kek')).toBe('one');
+      expect(seen).toEqual([]);
+      mkdirSync(dir);
+      writeFileSync(join(dir, 'signing-kek'), 'three');
+      await eventually(() => expect(secrets.get('signing-kek')).toBe('three'));
+      expect(seen).toEqual(['three']);
+      expect(uncaught).toEqual([]);
+    } finally {
+      process.off('uncaughtException', record);
+    }
+  });
+});
