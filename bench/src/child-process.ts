@@ -75,7 +75,11 @@ export async function startChild(
         return true;
       });
     });
-  const send = (message: ParentMessage) => child.send(message);
+  // A child that has exited (stopped by a teardown) answers nothing: the waiter's exit check
+  // rejects. With a callback a send to it is not an 'error' event that ends the bench.
+  const send = (message: ParentMessage) => {
+    if (child.connected) child.send(message, () => {});
+  };
   let ready: Extract<ChildMessage, { type: 'ready' }>;
   try {
     ready = await next('ready', timeoutMs);
@@ -121,7 +125,9 @@ export async function startChild(
 export function serveChild(handlers: { onStop: () => Promise<void>; onRun?: (options: unknown) => Promise<unknown> }) {
   let baseline = process.cpuUsage();
   let syscallBaseline = ioSyscalls(process.pid);
-  const reply = (message: ChildMessage) => process.send?.(message);
+  // With a callback a failed send (the parent already gone) is not an 'error' event that
+  // kills the child with a stack trace: 'disconnect' below ends it instead.
+  const reply = (message: ChildMessage) => process.send?.(message, undefined, undefined, () => {});
   const stats = () => {
     const used = process.cpuUsage(baseline);
     reply({

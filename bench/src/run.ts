@@ -17,6 +17,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { createDatabase, migrate } from '@ghostpay/db';
 import { routerNodeOptions } from '@ghostpay/router';
 import { createTestTokenIssuer, startPostgresCluster, startRedisServer, testAudience, testIssuer } from '@ghostpay/test-support';
@@ -64,10 +65,30 @@ const watchdog = setTimeout(async () => {
   process.exit(2);
 }, hardLimitMs);
 
+// An interrupted run (Ctrl-C, a job runner's SIGTERM) tears down what it started too:
+// PostgreSQL, redis-server and the stack's processes would otherwise outlive it. The first
+// pass stops what is running; a cluster or child still starting registers after it, so the run
+// refuses to spawn anything more (`spawn`), ends, and its own `finally` tears down again.
+let stopping = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, async () => {
+    console.error(`bench: ${signal}, stopping`);
+    stopping = true;
+    await teardown();
+    await Promise.race([finished, delay(30_000)]);
+    await teardown();
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  });
+}
+
+/** The run's temporary directory (data, secrets, stacks), removed last by every teardown. */
+let dataDir: string | undefined;
+
 async function teardown() {
   await closeLoadPools().catch(() => {});
   for (const child of children.splice(0)) await child.stop().catch(() => {});
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 }
 
 // Node flags for every server process (gateways, stack), the same for all: the router's
@@ -79,6 +100,7 @@ const nodeFlags = (process.env.BENCH_NODE_FLAGS ?? routerNodeOptions).split(' ')
 const nodeEnv = process.env.BENCH_NODE_ENV ?? 'production';
 
 async function spawn(name: string, script: string, env: Record<string, string>) {
+  if (stopping) throw new Error('bench: stopping');
   const child = await startChild(name, resolve(src, script), { NODE_ENV: nodeEnv, ...env }, { execArgv: nodeFlags });
   children.push(child);
   return child;
@@ -120,8 +142,8 @@ async function main() {
   const machine = machineDetails();
   const rows: Row[] = [];
   const notes: string[] = [];
-  const dataDir = mkdtempSync(join(tmpdir(), 'ghostpay-bench-'));
-  cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+  const runDir = mkdtempSync(join(tmpdir(), 'ghostpay-bench-'));
+  dataDir = runDir;
 
   log('loopback: what a socket message costs here');
   const busy = await measureLoopback(1_000);
@@ -320,7 +342,7 @@ async function main() {
         log(
           `starting GhostPay stack #${n}, ${topology === 'single' ? 'one process' : 'one process per service'} (router with JWT, Redis rate limits, metrics, analytics; bridge)`,
         );
-        const stackDir = join(dataDir, `stack-${n}`);
+        const stackDir = join(runDir, `stack-${n}`);
         mkdirSync(stackDir, { recursive: true });
         const stackChildren: BenchChild[] = [];
         const urls: Record<string, string> = {};
@@ -329,7 +351,7 @@ async function main() {
             DATABASE_URL: url,
             REDIS_URL: redis.url,
             BENCH_DATA_DIR: stackDir,
-            BENCH_SECRETS_DIR: join(dataDir, 'secrets'),
+            BENCH_SECRETS_DIR: join(runDir, 'secrets'),
             BENCH_STACK_SERVICES: services.join(','),
             BENCH_STACK_URLS: JSON.stringify(urls),
             ...(process.env.ROUTER_EXECUTOR ? { ROUTER_EXECUTOR: process.env.ROUTER_EXECUTOR } : {}),
@@ -637,7 +659,7 @@ async function main() {
     }
     log('federation: starting the four benchmark subgraphs');
     const subgraphs = await spawn('fed-subgraphs', 'federation/subgraph-process.ts', {});
-    const supergraphPath = join(dataDir, 'bench-supergraph.graphql');
+    const supergraphPath = join(runDir, 'bench-supergraph.graphql');
     writeFileSync(supergraphPath, composeBenchSupergraph(subgraphs.urls.base as string));
     const expectedHash = hashData(expectedTestQueryData());
     const issuer = await createTestTokenIssuer();
@@ -733,12 +755,16 @@ async function main() {
   log('wrote bench/RESULTS.md');
 }
 
-try {
-  await main();
-} catch (error) {
-  console.error(error);
-  process.exitCode = 1;
-} finally {
-  await teardown();
-  clearTimeout(watchdog);
-}
+const finished = (async () => {
+  try {
+    await main();
+  } catch (error) {
+    // Interrupted: the failure is the teardown's doing, not news.
+    if (!stopping) console.error(error);
+    process.exitCode = 1;
+  } finally {
+    await teardown();
+    clearTimeout(watchdog);
+  }
+})();
+await finished;
