@@ -1,5 +1,6 @@
 export * from './by-ids.ts';
 export * from './client.ts';
+export * from './delete-in-batches.ts';
 export * from './ids.ts';
 export * from './migrate.ts';
 export * from './prepared-statements.ts';

@@ -1,4 +1,4 @@
-import { cardIdempotencyKeys, type Database } from '@ghostpay/db';
+import { cardIdempotencyKeys, type Database, deleteInBatches } from '@ghostpay/db';
 import { createPeriodicJob, type Logger, type PeriodicJob } from '@ghostpay/platform';
 import { lt } from 'drizzle-orm';
 import { expireCards } from './expire-cards.ts';
@@ -19,12 +19,8 @@ export interface HousekeepingResult {
  * request (like Stripe's keys, which expire after 24 hours): keep the retention longer than
  * any client retries.
  */
-export async function pruneCardIdempotencyKeys(db: Database, before: Date): Promise<number> {
-  const deleted = await db
-    .delete(cardIdempotencyKeys)
-    .where(lt(cardIdempotencyKeys.createdAt, before))
-    .returning({ key: cardIdempotencyKeys.key });
-  return deleted.length;
+export function pruneCardIdempotencyKeys(db: Database, before: Date, batchSize?: number): Promise<number> {
+  return deleteInBatches(db, cardIdempotencyKeys, lt(cardIdempotencyKeys.createdAt, before), batchSize);
 }
 
 /**

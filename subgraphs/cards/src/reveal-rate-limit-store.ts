@@ -1,4 +1,4 @@
-import { type Database, revealCounters } from '@ghostpay/db';
+import { type Database, deleteInBatches, revealCounters } from '@ghostpay/db';
 import { lt, sql } from 'drizzle-orm';
 import type { Identity, Store } from 'graphql-rate-limit';
 
@@ -50,11 +50,7 @@ export function createPostgresRateLimitStore(options: PostgresRateLimitStoreOpti
   };
 }
 
-/** Deletes counters of windows that started before `before` (for a periodic job); returns how many. */
-export async function pruneRevealCounters(db: Database, before: Date): Promise<number> {
-  const deleted = await db
-    .delete(revealCounters)
-    .where(lt(revealCounters.windowStart, before))
-    .returning({ actorId: revealCounters.actorId });
-  return deleted.length;
+/** Deletes counters of windows that started before `before` (for a periodic job), in batches; returns how many. */
+export function pruneRevealCounters(db: Database, before: Date, batchSize?: number): Promise<number> {
+  return deleteInBatches(db, revealCounters, lt(revealCounters.windowStart, before), batchSize);
 }

@@ -1,4 +1,4 @@
-import { chargeIdempotencyKeys, type Transaction } from '@ghostpay/db';
+import { chargeIdempotencyKeys, type Database, deleteInBatches, type Transaction } from '@ghostpay/db';
 import { IdempotencyKeyInUseError, IdempotencyKeyReusedError, ServiceUnavailableError } from '@ghostpay/platform';
 import { and, eq, lt, type SQL, sql } from 'drizzle-orm';
 import { type ChargeRow, type ChargeSnapshot, fromSnapshot, toSnapshot } from './charge-record.ts';
@@ -99,11 +99,12 @@ export async function completeIdempotencyKey(tx: Transaction, scope: Idempotency
   await tx.execute(completeIdempotencyKeySql(scope, charge.id, JSON.stringify(toSnapshot(charge))));
 }
 
-/** Deletes keys older than the retention; returns how many. */
-export async function pruneIdempotencyKeys(tx: Pick<Transaction, 'delete'>, retentionHours: number): Promise<number> {
-  const deleted = await tx
-    .delete(chargeIdempotencyKeys)
-    .where(lt(chargeIdempotencyKeys.createdAt, sql`now() - make_interval(hours => ${retentionHours})`))
-    .returning({ key: chargeIdempotencyKeys.key });
-  return deleted.length;
+/** Deletes keys older than the retention, in batches (`deleteInBatches`); returns how many. */
+export function pruneIdempotencyKeys(db: Database, retentionHours: number, batchSize?: number): Promise<number> {
+  return deleteInBatches(
+    db,
+    chargeIdempotencyKeys,
+    lt(chargeIdempotencyKeys.createdAt, sql`now() - make_interval(hours => ${retentionHours})`),
+    batchSize,
+  );
 }
