@@ -157,6 +157,8 @@ export function createBridge(deps: BridgeDeps): Bridge {
 
     const parsed = req.method === 'POST' ? await readJsonBody(req) : ({ ok: true, body: undefined } as const);
     if (!parsed.ok) {
+      // The rest of a body past the limit is not worth reading: the socket closes after the 413.
+      if (parsed.status === 413) res.setHeader('connection', 'close');
       sendError(res, parsed.status, parsed.code, parsed.message, requestId, {
         ...(parsed.field ? { fields: [{ field: parsed.field, message: parsed.message }] } : {}),
       });

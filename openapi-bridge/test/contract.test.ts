@@ -282,6 +282,7 @@ describe('the REST contract on the running stack', () => {
       const response = await api.call('POST', '/cards', { token: merchant.token, body: { user_id: 'x'.repeat(64 * 1024) } });
       expect(response.status).toBe(413);
       expect(response.body.error.code).toBe('PAYLOAD_TOO_LARGE');
+      expect(response.headers.get('connection')).toBe('close');
     });
 
     it('answers an unknown route with the 404 envelope', async () => {

@@ -31,6 +31,8 @@ export function createGraphQLHandler<TContext extends BaseContext>(
       raw = await readBody(req, maxBodyBytes);
     } catch (error) {
       if (error instanceof BodyTooLargeError) {
+        // The rest of the body is not worth reading: the socket closes after the 413, as the router's does.
+        res.setHeader('connection', 'close');
         sendJson(res, 413, { errors: [{ message: error.message, extensions: { code: 'PAYLOAD_TOO_LARGE' } }] });
         return;
       }

@@ -136,6 +136,17 @@ describe('subgraph service request errors', () => {
     }
     expect((await post('{"query": "{ hello }"}')).body).toEqual({ data: { hello: 'hi' } });
   });
+
+  it('answers a body over the limit with 413 PAYLOAD_TOO_LARGE and closes the connection', async () => {
+    const url = await startDemo('hello: String', { hello: () => 'hi' });
+    const body = JSON.stringify({ query: '{ hello }', variables: { pad: 'x'.repeat(1024 * 1024) } });
+    const response = await fetch(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(response.status).toBe(413);
+    expect(response.headers.get('connection')).toBe('close');
+    expect(((await response.json()) as { errors: Array<{ extensions: { code: string } }> }).errors[0]?.extensions.code).toBe(
+      'PAYLOAD_TOO_LARGE',
+    );
+  });
 });
 
 describe('subgraph service when the database is unreachable', () => {

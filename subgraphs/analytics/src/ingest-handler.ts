@@ -79,6 +79,8 @@ export function createIngestHandler(options: IngestHandlerOptions) {
       body = JSON.parse((await readBody(req, maxBytes)).toString('utf8'));
     } catch (error) {
       if (error instanceof BodyTooLargeError) {
+        // The rest of the body is not worth reading: the socket closes after the 413.
+        res.setHeader('connection', 'close');
         sendJson(res, 413, { error: { code: 'PAYLOAD_TOO_LARGE', message: error.message } });
         return;
       }

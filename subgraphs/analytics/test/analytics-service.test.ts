@@ -59,6 +59,24 @@ describe.each(backends)('analytics service on $name', (backend) => {
     expect(log.data?.requestLog).toEqual({ edges: [] });
   });
 
+  it('refuses a batch over the byte limit with 413, closing the connection, and stores none of it', async () => {
+    const events = randomEvents(3, start, hour, 13).map((e) => ({
+      ...e,
+      apiKeyId: 'key_oversized',
+      pad: 'x'.repeat(config.ANALYTICS_INGEST_MAX_BYTES),
+    }));
+    const response = await ingest(events);
+    expect(response.status).toBe(413);
+    expect(response.headers.get('connection')).toBe('close');
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe('PAYLOAD_TOO_LARGE');
+    const usage = await graphql(
+      'query ($from: DateTime!, $to: DateTime!) { usage(apiKeyId: "key_oversized", from: $from, to: $to, granularity: HOUR) { requests } }',
+      { from: new Date(start).toISOString(), to: new Date(start + hour).toISOString() },
+    );
+    expect(usage.errors).toBeUndefined();
+    expect(usage.data?.usage).toEqual([]);
+  });
+
   it('stores valid events, skips invalid ones and answers admin queries over GraphQL', async () => {
     const events = randomEvents(120, start, hour, 11).map((e) => ({ ...e, apiKeyId: 'key_graphql' }));
     const response = await ingest([...events, { not: 'an event' }]);
