@@ -9,7 +9,10 @@ export interface PreparedLookup<Row> {
 }
 
 /** Rows for a list of ids, with the query's other placeholders' values (`id` and `ids` are taken). */
-export type ByIds<Row, Values extends Record<string, unknown>> = (ids: readonly string[], values: Values) => Promise<Row[]>;
+export type ByIds<Row, Values extends Record<string, unknown> = Record<never, never>> = (
+  ids: readonly string[],
+  values: Values,
+) => Promise<Row[]>;
 
 /**
  * A lookup by a list of ids (a DataLoader's batch), built into SQL once rather than on every

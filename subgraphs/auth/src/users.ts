@@ -80,10 +80,10 @@ export function createApiKeyFor(db: Database, userId: string, rateLimitPerMinute
 
 /** The loaders' lookups, built into SQL once per database (`preparedByIds`). */
 export interface UserLookups {
-  usersByIds: ByIds<UserRow, Record<never, never>>;
-  apiKeysByIds: ByIds<ApiKeyRow, Record<never, never>>;
+  usersByIds: ByIds<UserRow>;
+  apiKeysByIds: ByIds<ApiKeyRow>;
   /** Oldest first. */
-  apiKeysByUserIds: ByIds<ApiKeyRow, Record<never, never>>;
+  apiKeysByUserIds: ByIds<ApiKeyRow>;
 }
 
 export function createUserLookups(db: Database): UserLookups {
