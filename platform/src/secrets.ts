@@ -1,5 +1,6 @@
 import { type FSWatcher, readdirSync, readFileSync, statSync, watch } from 'node:fs';
 import { join } from 'node:path';
+import type { Logger } from './logger.ts';
 
 export interface SecretsProviderOptions {
   /**
@@ -12,6 +13,11 @@ export interface SecretsProviderOptions {
   env?: Record<string, string | undefined>;
   /** Poll interval as a backstop to fs.watch (missed events on some volume types). @default 5000 */
   pollIntervalMs?: number;
+  /**
+   * Told once when the directory cannot be re-read (the last values stay in use) and once
+   * when it can be again; never told a value.
+   */
+  logger?: Pick<Logger, 'warn' | 'info'>;
 }
 
 export interface SecretsProvider {
@@ -29,7 +35,7 @@ export function envNameForSecret(name: string): string {
 }
 
 export function createSecretsProvider(options: SecretsProviderOptions = {}): SecretsProvider {
-  const { dir, env = process.env, pollIntervalMs = 5_000 } = options;
+  const { dir, env = process.env, pollIntervalMs = 5_000, logger } = options;
   let values = new Map<string, string>();
   const listeners = new Map<string, Set<(value: string | undefined) => void>>();
 
@@ -63,13 +69,18 @@ export function createSecretsProvider(options: SecretsProviderOptions = {}): Sec
   // A re-read while running must not throw from a timer or a watch event: that would be an
   // uncaught exception ending the process. A directory that cannot be read for a moment
   // (removed, remounted) keeps the values last read; the next event or poll tries again.
+  let unreadable = false;
   const reread = () => {
     let next: Map<string, string>;
     try {
       next = readDir();
-    } catch {
-      return; // keep the last values
+    } catch (error) {
+      if (!unreadable) logger?.warn({ err: error, dir }, 'secrets directory cannot be read; keeping the last values');
+      unreadable = true;
+      return;
     }
+    if (unreadable) logger?.info({ dir }, 'secrets directory readable again');
+    unreadable = false;
     apply(next);
   };
   let watcher: FSWatcher | undefined;

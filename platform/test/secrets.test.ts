@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createSecretsProvider, type SecretsProvider } from '../src/index.ts';
+import { createLogger, createSecretsProvider, type Logger, type SecretsProvider } from '../src/index.ts';
 
 const providers: SecretsProvider[] = [];
 const dirs: string[] = [];
@@ -18,8 +18,8 @@ function secretsDir(files: Record<string, string>): string {
   return dir;
 }
 
-function provider(dir: string, env: Record<string, string> = {}): SecretsProvider {
-  const created = createSecretsProvider({ dir, env, pollIntervalMs: 20 });
+function provider(dir: string, env: Record<string, string> = {}, logger?: Pick<Logger, 'warn' | 'info'>): SecretsProvider {
+  const created = createSecretsProvider({ dir, env, pollIntervalMs: 20, logger });
   providers.push(created);
   return created;
 }
@@ -68,7 +68,9 @@ describe('secrets from a directory', () => {
 
   it('keeps the last values, without an uncaught exception, while the directory is gone, and reads it again when it is back', async () => {
     const dir = secretsDir({ 'signing-kek': 'one' });
-    const secrets = provider(dir);
+    const lines: string[] = [];
+    const logger = createLogger({ service: 'secrets-test', destination: { write: (line: string) => lines.push(line) } });
+    const secrets = provider(dir, {}, logger);
     const seen: (string | undefined)[] = [];
     secrets.onChange('signing-kek', (value) => seen.push(value));
     const uncaught: unknown[] = [];
@@ -86,6 +88,13 @@ describe('secrets from a directory', () => {
       await eventually(() => expect(secrets.get('signing-kek')).toBe('three'));
       expect(seen).toEqual(['three']);
       expect(uncaught).toEqual([]);
+      // Told once that it could not read (not once per poll), once that it can again, and no value.
+      const logged = lines.map((line) => JSON.parse(line) as { level: number; msg: string; dir: string });
+      expect(logged.map(({ level, msg, dir: where }) => [level, msg, where])).toEqual([
+        [40, 'secrets directory cannot be read; keeping the last values', dir],
+        [30, 'secrets directory readable again', dir],
+      ]);
+      expect(lines.join('')).not.toMatch(/"one"|"three"/);
     } finally {
       process.off('uncaughtException', record);
     }

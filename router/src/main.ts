@@ -25,7 +25,7 @@ process.env.APOLLO_TELEMETRY_DISABLED ??= 'true';
 const config = loadConfig('router', routerConfigSchema);
 const logger = createLogger({ service: 'router', level: config.LOG_LEVEL });
 const subscriptionsConfig = loadConfig('router', routerSubscriptionsConfigSchema);
-const secrets = createSecretsProvider({ dir: subscriptionsConfig.SECRETS_DIR });
+const secrets = createSecretsProvider({ dir: subscriptionsConfig.SECRETS_DIR, logger });
 const verifier = createJwtVerifier({ jwksUrl: config.JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE });
 const registry = createMetricsRegistry('router');
 

@@ -96,7 +96,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   };
 
   try {
-    const secrets: SecretsProvider = createSecretsProvider({ dir: secretsDir, env });
+    const secrets: SecretsProvider = createSecretsProvider({ dir: secretsDir, env, logger });
     closers.push(async () => secrets.close());
 
     // The services' schemas check it too (loadConfig below), after the database is open.

@@ -9,7 +9,7 @@ const { createAuthService } = await import('./create-auth-service.ts');
 
 const config = loadConfig('auth', authConfigSchema);
 const logger = createLogger({ service: 'auth', level: config.LOG_LEVEL });
-const secrets = createSecretsProvider({ dir: config.SECRETS_DIR });
+const secrets = createSecretsProvider({ dir: config.SECRETS_DIR, logger });
 const database = await createDatabase({
   url: config.DATABASE_URL,
   dataDir: config.GHOSTPAY_DATA_DIR,

@@ -14,7 +14,7 @@ const { createCardsService } = await import('./service.ts');
 // Composition root: config → secrets → database → service → listen.
 const config = loadConfig('cards', cardsConfigSchema);
 const logger = createLogger({ service: 'cards', level: config.LOG_LEVEL });
-const secrets = createSecretsProvider({ dir: config.SECRETS_DIR });
+const secrets = createSecretsProvider({ dir: config.SECRETS_DIR, logger });
 // Fail at start, not at the first issuance, when a card secret is missing or malformed:
 // one readable line, no stack trace, no key material.
 try {
