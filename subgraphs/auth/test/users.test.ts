@@ -1,7 +1,8 @@
 import { apiKeys, users } from '@ghostpay/db';
 import { scopesByRole } from '@ghostpay/platform';
+import { poolStatementsOf } from '@ghostpay/test-support';
 import { eq, sql } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AuthHarness, startAuth } from './auth-harness.ts';
 
 const createUser = `mutation ($input: CreateUserInput!) {
@@ -156,38 +157,28 @@ describe('users and API keys', () => {
     ];
     const query = 'query ($r: [_Any!]!) { _entities(representations: $r) { ... on User { id role } ... on ApiKey { id prefix } } }';
     await auth.gql('{ me { id } }', {}, { token: tokens.merchant }); // warm the key-ring verifier
-    const spy = vi.spyOn(auth.database.pool!, 'query');
-    const result = await auth.gql<{ _entities: ({ id: string; role: string } | null)[] }>(
-      query,
-      { r: representations },
-      { token: tokens.merchant },
-    );
-    const userQueries = spy.mock.calls.filter(([text]) =>
-      /from "auth"\."users"/.test(typeof text === 'string' ? text : (text as { text: string }).text),
-    );
-    spy.mockRestore();
-    expect(result.data?._entities).toEqual([
+    /** The `_entities` answer for `r`, and the texts of the users statements it sent. */
+    const resolveUsers = async (r: unknown[]) => {
+      const { result, statements } = await poolStatementsOf(auth.database.pool!, () =>
+        auth.gql<{ _entities: ({ id: string; role: string } | null)[] }>(query, { r }, { token: tokens.merchant }),
+      );
+      return { entities: result.data?._entities, texts: statements.filter((text) => /from "auth"\."users"/.test(text)) };
+    };
+    const all = await resolveUsers(representations);
+    expect(all.entities).toEqual([
       { id: ids.user, role: 'USER' },
       { id: ids.admin, role: 'ADMIN' },
       { id: ids.merchant, role: 'MERCHANT' },
       null,
     ]);
-    expect(userQueries).toHaveLength(1);
+    expect(all.texts).toHaveLength(1);
     // One statement text whatever the batch size (one prepared statement per connection), and
     // a plain equality for one id.
-    const textOf = (call: unknown[]) => (typeof call[0] === 'string' ? call[0] : (call[0] as { text: string }).text);
-    expect(textOf(userQueries[0]!)).toMatch(/from "auth"\."users" where "auth"\."users"\."id" = any\(\$1::text\[\]\)$/i);
-    const userTexts = async (r: unknown[]) => {
-      const spyAgain = vi.spyOn(auth.database.pool!, 'query');
-      const again = await auth.gql<{ _entities: unknown[] }>(query, { r }, { token: tokens.merchant });
-      const texts = spyAgain.mock.calls.map(textOf).filter((text) => /from "auth"\."users"/.test(text));
-      spyAgain.mockRestore();
-      return { entities: again.data?._entities, texts };
-    };
-    const two = await userTexts([representations[3], representations[1]]);
+    expect(all.texts[0]).toMatch(/from "auth"\."users" where "auth"\."users"\."id" = any\(\$1::text\[\]\)$/i);
+    const two = await resolveUsers([representations[3], representations[1]]);
     expect(two.entities).toEqual([null, { id: ids.admin, role: 'ADMIN' }]);
-    expect(two.texts).toEqual([textOf(userQueries[0]!)]);
-    const one = await userTexts([representations[2]]);
+    expect(two.texts).toEqual(all.texts);
+    const one = await resolveUsers([representations[2]]);
     expect(one.entities).toEqual([{ id: ids.merchant, role: 'MERCHANT' }]);
     expect(one.texts).toHaveLength(1);
     expect(one.texts[0]).toMatch(/from "auth"\."users" where "auth"\."users"\."id" = \$1$/i);
