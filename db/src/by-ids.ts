@@ -37,3 +37,9 @@ export function preparedByIds<Row, Values extends Record<string, unknown> = Reco
     return ids.length === 1 ? one.execute({ ...values, id: ids[0] }) : many.execute({ ...values, ids: [...ids] });
   };
 }
+
+/** Each id's row, or undefined where there is none, in the order asked: a DataLoader batch's answer. */
+export function inIdOrder<Row extends { id: string }>(ids: readonly string[], rows: readonly Row[]): (Row | undefined)[] {
+  const byId = new Map(rows.map((row) => [row.id, row]));
+  return ids.map((id) => byId.get(id));
+}

@@ -1,4 +1,4 @@
-import { cards, type Database, preparedByIds } from '@ghostpay/db';
+import { cards, type Database, inIdOrder, preparedByIds } from '@ghostpay/db';
 import DataLoader from 'dataloader';
 import type { CardRow } from './card-view.ts';
 
@@ -16,11 +16,5 @@ export function createCardsByIds(db: Database): CardsByIds {
  * with 50 representations) becomes one query.
  */
 export function createCardLoader(cardsByIds: CardsByIds): DataLoader<string, CardRow | undefined> {
-  return new DataLoader<string, CardRow | undefined>(
-    async (ids) => {
-      const byId = new Map((await cardsByIds(ids)).map((row) => [row.id, row]));
-      return ids.map((id) => byId.get(id));
-    },
-    { maxBatchSize: 500 },
-  );
+  return new DataLoader<string, CardRow | undefined>(async (ids) => inIdOrder(ids, await cardsByIds(ids)), { maxBatchSize: 500 });
 }

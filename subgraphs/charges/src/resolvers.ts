@@ -1,5 +1,5 @@
 import type { GraphQLResolverMap } from '@apollo/subgraph';
-import type { ChargeStatus } from '@ghostpay/db';
+import { type ChargeStatus, inIdOrder } from '@ghostpay/db';
 import { NotFoundError, requireScope, type SubgraphContext } from '@ghostpay/platform';
 import DataLoader from 'dataloader';
 import { type AuthorizeChargeDeps, authorizeCharge } from './authorize-charge.ts';
@@ -22,9 +22,7 @@ export function createLoaders(lookups: ChargeLookups, base: SubgraphContext): Pi
   return {
     chargeLoader: new DataLoader(async (ids) => {
       if (!base.principal) return ids.map(() => undefined);
-      const rows = await lookups.byIds(base.principal, ids);
-      const byId = new Map(rows.map((row) => [row.id, row]));
-      return ids.map((id) => byId.get(id));
+      return inIdOrder(ids, await lookups.byIds(base.principal, ids));
     }),
     chargesByCardLoader: new DataLoader(async (cardIds) => {
       if (!base.principal) return cardIds.map(() => []);
