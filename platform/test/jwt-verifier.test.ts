@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type LoopbackServer, startLoopbackServer } from '@ghostpay/test-support';
 import { type CryptoKey, exportJWK, exportSPKI, generateKeyPair, type JWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createJwtVerifier, type JwtVerifier, ServiceUnavailableError, scopesByRole, UnauthenticatedError } from '../src/index.ts';
@@ -55,7 +54,7 @@ async function expectUnauthenticated(verifier: JwtVerifier, token: string, messa
 describe('JWT verifier against a served JWKS', () => {
   const published: JWK[] = [];
   let fetches = 0;
-  let server: Server;
+  let server: LoopbackServer;
   let jwksUrl: string;
   let rsa: TestKey;
   let verifier: JwtVerifier;
@@ -63,16 +62,15 @@ describe('JWT verifier against a served JWKS', () => {
   beforeAll(async () => {
     rsa = await makeKey('RS256');
     published.push(rsa.jwk, (await makeKey('ES256')).jwk);
-    server = createServer((_req, res) => {
+    server = await startLoopbackServer((_req, res) => {
       fetches++;
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ keys: published }));
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    jwksUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/jwks.json`;
+    jwksUrl = `${server.url}/.well-known/jwks.json`;
     verifier = createJwtVerifier({ jwksUrl, issuer, audience });
   });
-  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  afterAll(() => server.close());
 
   it('accepts a well-formed token and returns its principal', async () => {
     const principal = await verifier.verify(await sign(rsa, claims({ sub: 'usr_a', key_id: 'key_a' })));
@@ -223,7 +221,7 @@ describe('JWT verifier when the key source is down', () => {
     const key = await makeKey('RS256');
     const token = await sign(key);
     let answer: 'refuse' | 'error' | 'garbage' = 'error';
-    const server = createServer((req, res) => {
+    const server = await startLoopbackServer((req, res) => {
       if (answer === 'error') {
         res.writeHead(500).end();
       } else if (answer === 'garbage') {
@@ -232,8 +230,7 @@ describe('JWT verifier when the key source is down', () => {
         req.socket.destroy();
       }
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const jwksUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/jwks.json`;
+    const jwksUrl = `${server.url}/.well-known/jwks.json`;
     try {
       for (const mode of ['error', 'garbage', 'refuse'] as const) {
         answer = mode;
@@ -247,7 +244,7 @@ describe('JWT verifier when the key source is down', () => {
         expect((error as ServiceUnavailableError).extensions.code, mode).toBe('SERVICE_UNAVAILABLE');
       }
     } finally {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await server.close();
     }
   });
 });

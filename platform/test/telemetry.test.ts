@@ -1,5 +1,6 @@
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import { connect } from 'node:net';
+import { type LoopbackServer, startLoopbackServer } from '@ghostpay/test-support';
 import { SpanKind, trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from '@opentelemetry/sdk-trace';
 import pg from 'pg';
@@ -55,7 +56,7 @@ function rawGet(port: number, path: string, headers: Record<string, string>): Pr
 describe('tracing a request through a platform service', () => {
   const exporter = new InMemorySpanExporter();
   let telemetry: Telemetry;
-  let downstream: Server;
+  let downstream: LoopbackServer | undefined;
   let downstreamUrl = '';
   const received: IncomingHttpHeaders[] = [];
   let service: { listen(port: number): Promise<{ port: number }>; close(): Promise<void> };
@@ -65,14 +66,11 @@ describe('tracing a request through a platform service', () => {
     telemetry = startTelemetry({ serviceName: 'cards', env: {}, spanProcessors: [new SimpleSpanProcessor({ exporter })] });
     // Loaded after the SDK started, as main.ts does, so the instrumentations see the modules.
     const { createServiceServer } = await import('../src/http-server.ts');
-    downstream = createServer((req, res) => {
+    downstream = await startLoopbackServer((req, res) => {
       received.push(req.headers);
       res.end('ok');
     });
-    await new Promise<void>((resolve) => downstream.listen(0, '127.0.0.1', resolve));
-    const address = downstream.address();
-    if (!address || typeof address === 'string') throw new Error('downstream did not listen');
-    downstreamUrl = `http://127.0.0.1:${address.port}/downstream`;
+    downstreamUrl = `${downstream.url}/downstream`;
     service = createServiceServer({
       service: 'cards',
       logger: createLogger({ service: 'cards', level: 'silent' }),
@@ -88,7 +86,7 @@ describe('tracing a request through a platform service', () => {
 
   afterAll(async () => {
     await service?.close();
-    await new Promise<void>((resolve) => downstream?.close(() => resolve()));
+    await downstream?.close();
     await telemetry?.shutdown();
   });
 
