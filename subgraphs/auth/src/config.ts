@@ -29,6 +29,8 @@ export const authConfigSchema = baseConfigSchema.extend({
   /** Failed exchanges allowed per client address within the window. */
   FAILED_EXCHANGE_LIMIT_PER_ADDRESS: env.positiveInt(20),
   FAILED_EXCHANGE_WINDOW_SECONDS: env.positiveInt(300),
+  /** Unrevoked API keys a user may create for themselves (admins creating keys for others are not capped). */
+  MAX_API_KEYS_PER_USER: env.positiveInt(10),
   /**
    * Reverse proxies in front of this service whose `x-forwarded-for` entries are trusted
    * (1 when only the router is in front). 0 = use the socket address.

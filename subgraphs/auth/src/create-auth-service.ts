@@ -100,7 +100,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
     tls: deps.tls,
     name: 'auth',
     typeDefs: authTypeDefs,
-    resolvers: createResolvers({ db: database.db, exchange, keyRing }),
+    resolvers: createResolvers({ db: database.db, exchange, keyRing, maxApiKeysPerUser: config.MAX_API_KEYS_PER_USER }),
     verifier,
     logger,
     registry,

@@ -57,7 +57,7 @@ export function createKeyEncryption(secrets: SecretsProvider) {
     encrypt(kid: string, plaintext: string): { ciphertext: string; kekId: string } {
       const { primary } = ring();
       const iv = randomBytes(12);
-      const cipher = createCipheriv('aes-256-gcm', primary.key, iv);
+      const cipher = createCipheriv('aes-256-gcm', primary.key, iv, { authTagLength: 16 });
       cipher.setAAD(aad(kid));
       const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
       const tag = cipher.getAuthTag();
@@ -71,9 +71,12 @@ export function createKeyEncryption(secrets: SecretsProvider) {
       if (!kek) throw new Error(`signing key ${kid} is encrypted with KEK "${kekId}", which ${signingKekSecret} no longer holds`);
       const [version, iv, tag, body] = ciphertext.split('.');
       if (version !== 'v1' || !iv || !tag || !body) throw new Error(`signing key ${kid} has an unreadable ciphertext`);
-      const decipher = createDecipheriv('aes-256-gcm', kek.key, Buffer.from(iv, 'base64'));
+      const authTag = Buffer.from(tag, 'base64');
+      // GCM accepts tags down to 4 bytes unless told the length: a truncated tag must not verify.
+      if (authTag.length !== 16) throw new Error(`signing key ${kid} has an unreadable ciphertext`);
+      const decipher = createDecipheriv('aes-256-gcm', kek.key, Buffer.from(iv, 'base64'), { authTagLength: 16 });
       decipher.setAAD(aad(kid));
-      decipher.setAuthTag(Buffer.from(tag, 'base64'));
+      decipher.setAuthTag(authTag);
       return Buffer.concat([decipher.update(Buffer.from(body, 'base64')), decipher.final()]).toString('utf8');
     },
   };

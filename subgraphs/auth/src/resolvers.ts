@@ -9,6 +9,7 @@ import {
   requirePrincipal,
   requireScope,
   type SubgraphContext,
+  UnauthenticatedError,
   z,
 } from '@ghostpay/platform';
 import { GraphQLScalarType, Kind } from 'graphql';
@@ -27,6 +28,8 @@ export interface ResolverDeps {
   db: Database;
   exchange: TokenExchange;
   keyRing: SigningKeyRing;
+  /** Unrevoked keys a user may hold when the caller cannot write others' keys (no `keys:write`). */
+  maxApiKeysPerUser: number;
 }
 
 const maxPageSize = 100;
@@ -79,10 +82,21 @@ const dateTime = new GraphQLScalarType({
   },
 });
 
-export function createResolvers({ db, exchange, keyRing }: ResolverDeps): GraphQLResolverMap<AuthContext> {
+export function createResolvers({ db, exchange, keyRing, maxApiKeysPerUser }: ResolverDeps): GraphQLResolverMap<AuthContext> {
   /** A key the caller may see: their own, or any for admins. */
   const visibleKey = (principal: Principal, key: ApiKeyRow | undefined) =>
     key && (key.userId === principal.userId || isAdmin(principal)) ? key : undefined;
+
+  /**
+   * Mutations of users, keys and signing keys refuse a token minted from an API key revoked since
+   * (or gone): an access token outlives its key's revocation until it expires, and whoever holds
+   * a leaked key must not use that time to mint a fresh key or revoke the owner's others.
+   */
+  const requireLiveKey = async (principal: Principal, context: AuthContext): Promise<Principal> => {
+    const key = await context.loaders.apiKey.load(principal.apiKeyId);
+    if (!key || key.revokedAt) throw new UnauthenticatedError('The API key this token was issued for has been revoked');
+    return principal;
+  };
 
   return {
     DateTime: dateTime,
@@ -117,7 +131,7 @@ export function createResolvers({ db, exchange, keyRing }: ResolverDeps): GraphQ
         return exchange(apiKey, context.clientAddress);
       },
       async createUser(_root, { input }: { input: unknown }, context) {
-        requireScope(context, 'users:write');
+        await requireLiveKey(requireScope(context, 'users:write'), context);
         const parsed = parseInput(createUserSchema, input, 'input');
         const { user, apiKey, secret } = await createUserWithApiKey(db, parsed);
         context.logger.info({ userId: user.id, role: user.role, apiKeyId: apiKey.id }, 'user created');
@@ -126,18 +140,20 @@ export function createResolvers({ db, exchange, keyRing }: ResolverDeps): GraphQ
       async createApiKey(_root, args: { userId: string; rateLimitPerMinute?: number | null }, context) {
         const principal = requirePrincipal(context);
         if (args.userId !== principal.userId) requireScope(context, 'keys:write');
+        await requireLiveKey(principal, context);
         // A key's rate limit is a quota: callers must not raise their own.
         if (args.rateLimitPerMinute != null && !hasScope(principal, 'keys:write')) {
           throw new ForbiddenError('Only admins may set rateLimitPerMinute');
         }
         const rateLimit = parseInput(rateLimitSchema.nullish(), args.rateLimitPerMinute, 'rateLimitPerMinute') ?? null;
         if (!(await context.loaders.user.load(args.userId))) throw new NotFoundError('User', args.userId);
-        const issued = await createApiKeyFor(db, args.userId, rateLimit);
+        // Admins (keys:write) provision keys for others and are not capped; everyone else is.
+        const issued = await createApiKeyFor(db, args.userId, rateLimit, hasScope(principal, 'keys:write') ? undefined : maxApiKeysPerUser);
         context.logger.info({ userId: args.userId, apiKeyId: issued.apiKey.id, by: principal.userId }, 'API key created');
         return issued;
       },
       async revokeApiKey(_root, { id }: { id: string }, context) {
-        const principal = requirePrincipal(context);
+        const principal = await requireLiveKey(requirePrincipal(context), context);
         // Someone else's key is NOT_FOUND for a non-admin: its existence is not their business.
         if (!visibleKey(principal, await context.loaders.apiKey.load(id))) throw new NotFoundError('API key', id);
         const revoked = await revokeApiKey(db, id);
@@ -146,7 +162,7 @@ export function createResolvers({ db, exchange, keyRing }: ResolverDeps): GraphQ
         return revoked;
       },
       async rotateSigningKey(_root, _args, context) {
-        const principal = requireScope(context, 'admin');
+        const principal = await requireLiveKey(requireScope(context, 'admin'), context);
         await keyRing.rotate();
         context.logger.info({ by: principal.userId }, 'signing key rotated on demand');
         return (await keyRing.keys()).filter((key) => key.state !== 'removed');

@@ -1,6 +1,6 @@
 import { apiKeys, type ByIds, type Database, type DatabaseHandle, newId, preparedByIds, type Transaction, users } from '@ghostpay/db';
-import { BadUserInputError, type Role } from '@ghostpay/platform';
-import { and, asc, eq, isNull, sql } from 'drizzle-orm';
+import { BadUserInputError, ForbiddenError, type Role } from '@ghostpay/platform';
+import { and, asc, count, eq, isNull, sql } from 'drizzle-orm';
 import { generateApiKey } from './api-key-format.ts';
 
 export type UserRow = typeof users.$inferSelect;
@@ -74,8 +74,30 @@ export async function seedUser(database: DatabaseHandle, input: NewUser): Promis
   return { user, apiKey: secret, apiKeyId: apiKey.id };
 }
 
-export function createApiKeyFor(db: Database, userId: string, rateLimitPerMinute: number | null): Promise<IssuedApiKey> {
-  return insertApiKey(db, userId, rateLimitPerMinute);
+/**
+ * Creates an API key for a user. With `maxActiveKeys`, refuses (FORBIDDEN) when the user already
+ * has that many unrevoked keys: each key is its own rate-limit bucket, so unlimited keys would be
+ * an unlimited quota. The user's row is locked first, so concurrent creations for one user are
+ * counted one after another and never pass the cap together.
+ */
+export async function createApiKeyFor(
+  db: Database,
+  userId: string,
+  rateLimitPerMinute: number | null,
+  maxActiveKeys?: number,
+): Promise<IssuedApiKey> {
+  if (maxActiveKeys === undefined) return insertApiKey(db, userId, rateLimitPerMinute);
+  return db.transaction(async (tx) => {
+    await tx.select({ id: users.id }).from(users).where(eq(users.id, userId)).for('update');
+    const [active] = await tx
+      .select({ keys: count() })
+      .from(apiKeys)
+      .where(and(eq(apiKeys.userId, userId), isNull(apiKeys.revokedAt)));
+    if ((active?.keys ?? 0) >= maxActiveKeys) {
+      throw new ForbiddenError(`A user may hold at most ${maxActiveKeys} active API keys: revoke one first`);
+    }
+    return insertApiKey(tx, userId, rateLimitPerMinute);
+  });
 }
 
 /** The loaders' lookups, built into SQL once per database (`preparedByIds`). */
