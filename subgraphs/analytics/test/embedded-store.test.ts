@@ -1,9 +1,11 @@
-import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { RequestEvent } from '@ghostpay/platform';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createAnalyticsStore, openEmbeddedStore } from '../src/index.ts';
-import { randomEvents } from './events.ts';
+import { type AnalyticsStore, createAnalyticsStore, openEmbeddedStore } from '../src/index.ts';
+import { apiKeys, randomEvents } from './events.ts';
 
 const dirs: string[] = [];
 const freshDir = () => {
@@ -17,6 +19,49 @@ afterEach(() => {
 
 const hour = 3_600_000;
 const start = Math.floor((Date.now() - 2 * hour) / hour) * hour;
+
+const collections = ['logs', 'usage', 'performance'];
+const open = (dir: string) => {
+  const store = openEmbeddedStore({ dir });
+  return { store, analytics: createAnalyticsStore({ db: store.db, logRetentionDays: 30 }) };
+};
+
+/** What the store answers for events spread over the hour from `start`: logs, requests and requests per API key. */
+async function totals(analytics: AnalyticsStore) {
+  const [from, to] = [new Date(start), new Date(start + hour)];
+  const usage: Record<string, number> = {};
+  for (const key of apiKeys) {
+    if (key) usage[key] = (await analytics.usage(key, from, to, 'DAY')).reduce((sum, p) => sum + p.requests, 0);
+  }
+  return {
+    logs: (await analytics.requestLog({}, 500)).entries.length,
+    requests: (await analytics.errorRate(from, to)).requests,
+    usage,
+  };
+}
+
+/** The same figures counted from the raw events. */
+function expectedTotals(events: RequestEvent[]) {
+  const usage: Record<string, number> = {};
+  for (const key of apiKeys) if (key) usage[key] = events.filter((e) => e.apiKeyId === key).length;
+  return { logs: events.length, requests: events.length, usage };
+}
+
+/**
+ * Runs `body` with this process's file-size limit (RLIMIT_FSIZE) lowered to `bytes`: a write
+ * past it stops there and fails with EFBIG (Node ignores SIGXFSZ). Vitest runs each test file in
+ * its own process (`pool: 'forks'`), so nothing else is writing under the limit.
+ */
+async function withFileSizeLimit(bytes: number, body: () => Promise<void>): Promise<void> {
+  const pid = String(process.pid);
+  const soft = execFileSync('prlimit', ['--pid', pid, '--fsize', '--output=SOFT', '--noheadings', '--raw'], { encoding: 'utf8' }).trim();
+  execFileSync('prlimit', ['--pid', pid, `--fsize=${bytes}:`]);
+  try {
+    await body();
+  } finally {
+    execFileSync('prlimit', ['--pid', pid, `--fsize=${soft}:`]);
+  }
+}
 
 describe('embedded store', () => {
   it('keeps every document and Date across a restart', async () => {
@@ -60,17 +105,167 @@ describe('embedded store', () => {
     await reopened.close();
   });
 
-  it('ignores a torn last line left by a crash mid-write', async () => {
+  it('keeps every record written after recovering from a torn last line', async () => {
     const dir = freshDir();
-    const store = openEmbeddedStore({ dir });
-    const analytics = createAnalyticsStore({ db: store.db, logRetentionDays: 30 });
-    await analytics.ingest(randomEvents(20, start, hour, 9));
+    const first = randomEvents(20, start, hour, 9);
+    const later = randomEvents(15, start, hour, 19);
+    let opened = open(dir);
+    await opened.analytics.ingest(first);
+    await opened.store.close();
+    // A crash mid-append leaves the start of a line without its end, in any collection.
+    for (const name of collections) appendFileSync(join(dir, `${name}.jsonl`), '{"p":{"_id":"half');
+
+    opened = open(dir);
+    expect(await totals(opened.analytics)).toEqual(expectedTotals(first));
+    expect(await opened.analytics.ingest(later)).toEqual({ stored: 15, duplicates: 0 });
+    expect(await totals(opened.analytics)).toEqual(expectedTotals([...first, ...later]));
+    await opened.store.close();
+
+    // The first record written after the recovery must not have been glued onto the fragment.
+    opened = open(dir);
+    expect(await totals(opened.analytics)).toEqual(expectedTotals([...first, ...later]));
+    await opened.store.close();
+  });
+
+  it('keeps a complete last record that lost only its newline, across two more restarts', async () => {
+    const dir = freshDir();
+    const first = randomEvents(20, start, hour, 21);
+    const later = randomEvents(15, start, hour, 22);
+    let opened = open(dir);
+    await opened.analytics.ingest(first);
+    await opened.store.close();
+    for (const name of collections) {
+      const file = join(dir, `${name}.jsonl`);
+      truncateSync(file, statSync(file).size - 1);
+    }
+
+    opened = open(dir);
+    expect(await totals(opened.analytics)).toEqual(expectedTotals(first));
+    await opened.analytics.ingest(later);
+    await opened.store.close();
+
+    // Counters must not go backwards: the record loaded on the first restart is still there.
+    opened = open(dir);
+    expect(await totals(opened.analytics)).toEqual(expectedTotals([...first, ...later]));
+    await opened.store.close();
+  });
+
+  it('leaves memory as it was when a batch cannot be written, and counts the retried batch once', async () => {
+    const dir = freshDir();
+    const first = randomEvents(20, start, hour, 31);
+    const failing = randomEvents(15, start, hour, 32);
+    const concurrent = randomEvents(10, start, hour, 33);
+    let opened = open(dir);
+    await opened.analytics.ingest(first);
+
+    // A directory where the log file was: the append fails for real (EISDIR), even as root.
+    const file = join(dir, 'logs.jsonl');
+    renameSync(file, `${file}.saved`);
+    mkdirSync(file);
+    await expect(opened.analytics.ingest(failing)).rejects.toMatchObject({ code: 'EISDIR' });
+    expect(await totals(opened.analytics)).toEqual(expectedTotals(first));
+
+    rmdirSync(file);
+    renameSync(`${file}.saved`, file);
+    // The emitter's retry, while another batch arrives: both are counted in full, once.
+    expect(await Promise.all([opened.analytics.ingest(failing), opened.analytics.ingest(concurrent)])).toEqual([
+      { stored: 15, duplicates: 0 },
+      { stored: 10, duplicates: 0 },
+    ]);
+    const all = [...first, ...failing, ...concurrent];
+    expect(await totals(opened.analytics)).toEqual(expectedTotals(all));
+    expect(await opened.analytics.ingest(failing)).toEqual({ stored: 0, duplicates: 15 });
+    await opened.store.close();
+
+    opened = open(dir);
+    expect(await totals(opened.analytics)).toEqual(expectedTotals(all));
+    await opened.store.close();
+  });
+
+  it('drops what a failed append left half-written, so the retried batch survives a restart', async () => {
+    const dir = freshDir();
+    const first = randomEvents(20, start, hour, 41);
+    const failing = randomEvents(15, start, hour, 42);
+    let opened = open(dir);
+    await opened.analytics.ingest(first);
+
+    // A disk that fills up mid-append: the file-size limit lets the first 50 bytes of the batch
+    // in, then the write fails (EFBIG), as ENOSPC would. Real writes, and it binds root too.
+    const size = statSync(join(dir, 'logs.jsonl')).size;
+    await withFileSizeLimit(size + 50, async () => {
+      await expect(opened.analytics.ingest(failing)).rejects.toMatchObject({ code: 'EFBIG' });
+    });
+    expect(statSync(join(dir, 'logs.jsonl')).size).toBe(size + 50);
+    expect(await totals(opened.analytics)).toEqual(expectedTotals(first));
+
+    expect(await opened.analytics.ingest(failing)).toEqual({ stored: 15, duplicates: 0 });
+    await opened.store.close();
+    opened = open(dir);
+    expect(await totals(opened.analytics)).toEqual(expectedTotals([...first, ...failing]));
+    await opened.store.close();
+  });
+
+  it('changes no document when a bulk write cannot be appended, updates included', async () => {
+    const dir = freshDir();
+    let store = openEmbeddedStore({ dir });
+    const counters = store.db.collection('counters');
+    const increment = (by: number) => ({ updateOne: { filter: { _id: 'a' }, update: { $inc: { n: by } }, upsert: true } });
+    await counters.bulkWrite([increment(1)], { ordered: false });
+
+    const file = join(dir, 'counters.jsonl');
+    renameSync(file, `${file}.saved`);
+    mkdirSync(file);
+    const batch = [increment(5), { insertOne: { document: { _id: 'b', n: 1 } } }];
+    await expect(counters.bulkWrite(batch, { ordered: false })).rejects.toMatchObject({ code: 'EISDIR' });
+    expect(await counters.find({}).toArray()).toEqual([{ _id: 'a', n: 1 }]);
+
+    rmdirSync(file);
+    renameSync(`${file}.saved`, file);
+    // The retry, with another write to the same document at the same time: neither is lost.
+    const [retried] = await Promise.all([
+      counters.bulkWrite(batch, { ordered: false }),
+      counters.bulkWrite([increment(10)], { ordered: false }),
+    ]);
+    expect(retried).toMatchObject({ matchedCount: 1, modifiedCount: 1, insertedCount: 1 });
+    const expected = [
+      { _id: 'a', n: 16 },
+      { _id: 'b', n: 1 },
+    ];
+    expect(await counters.find({}).sort({ _id: 1 }).toArray()).toEqual(expected);
     await store.close();
-    appendFileSync(join(dir, 'logs.jsonl'), '{"p":{"_id":"half');
-    const reopened = openEmbeddedStore({ dir });
-    const again = createAnalyticsStore({ db: reopened.db, logRetentionDays: 30 });
-    expect((await again.requestLog({}, 100)).entries).toHaveLength(20);
-    await reopened.close();
+    store = openEmbeddedStore({ dir });
+    expect(await store.db.collection('counters').find({}).sort({ _id: 1 }).toArray()).toEqual(expected);
+    await store.close();
+  });
+
+  it('leaves a document unchanged when one of its update operators fails, as MongoDB does', async () => {
+    const store = openEmbeddedStore({ dir: freshDir() });
+    const docs = store.db.collection('docs');
+    await docs.bulkWrite([{ insertOne: { document: { _id: 'a', n: 'text' } } }], { ordered: false });
+    await expect(
+      docs.bulkWrite([{ updateOne: { filter: { _id: 'a' }, update: { $set: { x: 1 }, $inc: { n: 1 } } } }], { ordered: false }),
+    ).rejects.toThrow(/cannot \$inc non-number/);
+    expect(await docs.find({}).toArray()).toEqual([{ _id: 'a', n: 'text' }]);
+    await store.close();
+  });
+
+  it('reports a write as done when only the compaction after it fails, and compacts later', async () => {
+    const dir = freshDir();
+    let store = openEmbeddedStore({ dir, compactAfterLines: 1 });
+    const counters = store.db.collection('counters');
+    const increment = { updateOne: { filter: { _id: 'a' }, update: { $inc: { n: 1 } }, upsert: true } };
+    // The snapshot cannot be written while a directory sits where its temp file goes.
+    mkdirSync(join(dir, 'counters.jsonl.tmp'));
+    for (let i = 0; i < 4; i++) await counters.bulkWrite([increment], { ordered: false });
+    expect(await counters.find({}).toArray()).toEqual([{ _id: 'a', n: 4 }]);
+
+    rmdirSync(join(dir, 'counters.jsonl.tmp'));
+    await counters.bulkWrite([increment], { ordered: false });
+    await store.close();
+    expect(readFileSync(join(dir, 'counters.jsonl'), 'utf8').trim().split('\n')).toHaveLength(1);
+    store = openEmbeddedStore({ dir });
+    expect(await store.db.collection('counters').find({}).toArray()).toEqual([{ _id: 'a', n: 5 }]);
+    await store.close();
   });
 
   it('expires request logs past the retention through the TTL index, and keeps the aggregates', async () => {

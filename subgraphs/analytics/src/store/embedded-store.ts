@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { appendFile } from 'node:fs/promises';
+import { appendFileSync, mkdirSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
   DocumentStore,
@@ -41,6 +41,24 @@ function decode(text: string): unknown {
   return JSON.parse(text, (_key, v) =>
     v && typeof v === 'object' && typeof v.$date === 'string' && Object.keys(v).length === 1 ? new Date(v.$date) : v,
   );
+}
+
+interface LogRecord {
+  /** A document as it now is. */
+  p?: StoreDocument;
+  /** The `_id` of a deleted document. */
+  d?: unknown;
+}
+
+/** One line of a collection file, or undefined when it is not a whole record (a torn write). */
+function parseRecord(line: string): LogRecord | undefined {
+  let record: unknown;
+  try {
+    record = decode(line);
+  } catch {
+    return undefined;
+  }
+  return isPlainObject(record) && (isPlainObject(record.p) || 'd' in record) ? (record as LogRecord) : undefined;
 }
 
 function idKey(id: unknown): string {
@@ -225,6 +243,12 @@ class EmbeddedCollection implements StoreCollection {
   private readonly ttl: TtlIndex[] = [];
   private readonly file: string;
   private linesInLog = 0;
+  /** Bytes of whole lines in the file: where the next append starts. */
+  private fileBytes = 0;
+  /** A failed append may have left part of its text: cut the file back to `fileBytes` before the next one. */
+  private tailDirty = false;
+  /** After a failed compaction, the line count at which it is tried again. */
+  private compactRetryAtLines = 0;
   private writes: Promise<void> = Promise.resolve();
   private readonly options: Required<Pick<EmbeddedStoreOptions, 'compactAfterLines' | 'now'>>;
 
@@ -235,111 +259,170 @@ class EmbeddedCollection implements StoreCollection {
   }
 
   private load(): void {
-    let text: string;
+    let bytes: Buffer;
     try {
-      text = readFileSync(this.file, 'utf8');
+      bytes = readFileSync(this.file);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw error;
     }
-    for (const line of text.split('\n')) {
+    // Every append ends with a newline, so text after the last one is what a crash mid-append
+    // left. (A newline byte never occurs inside a multi-byte UTF-8 character.)
+    const end = bytes.lastIndexOf(0x0a) + 1;
+    for (const line of bytes.toString('utf8', 0, end).split('\n')) {
       if (!line) continue;
-      let record: { p?: StoreDocument; d?: unknown };
-      try {
-        record = decode(line) as typeof record;
-      } catch {
-        // A torn last line from a crash mid-append: everything before it is intact.
-        continue;
-      }
-      this.linesInLog++;
-      if (record.p) this.docs.set(idKey(record.p._id), record.p);
-      else if ('d' in record) this.docs.delete(idKey(record.d));
+      // Not a whole record: a torn line that an earlier version glued the next append onto.
+      const record = parseRecord(line);
+      if (record) this.replay(record);
+    }
+    this.fileBytes = end;
+    if (end === bytes.length) return;
+    // The file must end in a newline before anything is appended to it, or the next record is
+    // glued onto the tail and both are unreadable on the next start.
+    const tail = parseRecord(bytes.toString('utf8', end));
+    if (tail) {
+      // A whole record that lost only its newline: it is served from now on, so it must stay.
+      // Adding the newline keeps it in place (re-writing it would leave a moment without it).
+      this.replay(tail);
+      appendFileSync(this.file, '\n');
+      this.fileBytes = bytes.length + 1;
+    } else {
+      truncateSync(this.file, end);
     }
   }
 
-  /** Appends in call order; the returned promise settles when this batch of lines is written. */
-  private persist(lines: string[]): Promise<void> {
-    if (lines.length === 0) return this.writes;
-    const text = `${lines.join('\n')}\n`;
-    const write = this.writes.then(async () => {
-      await appendFile(this.file, text);
-      this.linesInLog += lines.length;
-      if (this.linesInLog - this.docs.size > this.options.compactAfterLines) this.compact();
-    });
-    // Later writes still run when one fails; the failure is reported to its own caller.
-    this.writes = write.catch(() => undefined);
-    return write;
+  private replay(record: LogRecord): void {
+    this.linesInLog++;
+    if (record.p) this.docs.set(idKey(record.p._id), record.p);
+    else this.docs.delete(idKey(record.d));
   }
 
-  /** Rewrites the log as one line per live document; rename makes the switch atomic. */
-  private compact(): void {
+  /**
+   * Runs write steps one at a time, in call order: each one computes its changes from memory as
+   * the steps before it left it. A failed step does not stop the ones after it; its error goes
+   * to its own caller.
+   */
+  private serialize<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.writes.then(step);
+    this.writes = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  /** Appends lines to the file; memory is changed by the caller only once this succeeded. */
+  private async append(lines: string[]): Promise<void> {
+    if (lines.length === 0) return;
+    if (this.tailDirty) {
+      await truncate(this.file, this.fileBytes);
+      this.tailDirty = false;
+    }
+    const text = `${lines.join('\n')}\n`;
+    try {
+      await appendFile(this.file, text);
+    } catch (error) {
+      // Disk full or an I/O error can leave part of the text: it must not prefix the next append.
+      this.tailDirty = true;
+      throw error;
+    }
+    this.fileBytes += Buffer.byteLength(text);
+    this.linesInLog += lines.length;
+  }
+
+  /**
+   * Rewrites the log as one line per live document once it is long enough; rename makes the
+   * switch atomic. Runs after a write is in the file and in memory, so a failure here is not the
+   * write's: the log stays as it was and compaction is tried again later.
+   */
+  private compactIfDue(): void {
+    if (this.linesInLog - this.docs.size <= this.options.compactAfterLines || this.linesInLog < this.compactRetryAtLines) return;
     const tmp = `${this.file}.tmp`;
     const lines = [...this.docs.values()].map((doc) => encode({ p: doc }));
-    writeFileSync(tmp, lines.length ? `${lines.join('\n')}\n` : '');
-    renameSync(tmp, this.file);
+    const text = lines.length ? `${lines.join('\n')}\n` : '';
+    try {
+      writeFileSync(tmp, text);
+      renameSync(tmp, this.file);
+    } catch {
+      this.compactRetryAtLines = this.linesInLog + this.options.compactAfterLines;
+      try {
+        // A partial snapshot on a full disk would keep the next appends from fitting.
+        rmSync(tmp, { force: true });
+      } catch {
+        // Not a file (nothing was written to it) or not removable: the next attempt overwrites it.
+      }
+      return;
+    }
     this.linesInLog = lines.length;
+    this.fileBytes = Buffer.byteLength(text);
+    this.tailDirty = false;
   }
 
   async bulkWrite(operations: StoreBulkOperation[], _options: { ordered: false }): Promise<StoreBulkResult> {
-    const result: StoreBulkResult = { insertedCount: 0, matchedCount: 0, modifiedCount: 0, upsertedCount: 0, upsertedIds: {} };
-    const changed = new Map<string, StoreDocument>();
-    const errors: Error[] = [];
-    operations.forEach((operation, index) => {
-      try {
-        if ('insertOne' in operation) {
-          const doc = structuredClone(operation.insertOne.document);
+    return this.serialize(async () => {
+      const result: StoreBulkResult = { insertedCount: 0, matchedCount: 0, modifiedCount: 0, upsertedCount: 0, upsertedIds: {} };
+      // The batch's documents as it leaves them, built on copies: memory takes them only once
+      // they are in the file, so a failed append leaves memory as it was and a retry redoes all.
+      const staged = new Map<string, StoreDocument>();
+      const errors: Error[] = [];
+      operations.forEach((operation, index) => {
+        try {
+          if ('insertOne' in operation) {
+            const doc = structuredClone(operation.insertOne.document);
+            doc._id ??= randomBytes(12).toString('hex');
+            const key = idKey(doc._id);
+            if (staged.has(key) || this.docs.has(key)) throw new DuplicateKeyError(`E11000 duplicate key: _id ${String(doc._id)}`);
+            staged.set(key, doc);
+            result.insertedCount++;
+            return;
+          }
+          const { filter, update, upsert } = operation.updateOne;
+          validateFilter(filter);
+          const existing = this.findMatching(filter, 1, staged)[0];
+          if (existing) {
+            result.matchedCount++;
+            // Updated on a copy: an operator that throws leaves the document whole, as in MongoDB.
+            const updated = structuredClone(existing);
+            applyUpdate(updated, update, false);
+            if (encode(updated) !== encode(existing)) {
+              result.modifiedCount++;
+              staged.set(idKey(existing._id), updated);
+            }
+            return;
+          }
+          if (!upsert) return;
+          // MongoDB seeds an upserted document with the filter's equality fields.
+          const doc: StoreDocument = {};
+          for (const [key, value] of Object.entries(filter)) {
+            if (!key.startsWith('$') && !(isPlainObject(value) && Object.keys(value).some((k) => k.startsWith('$')))) {
+              setPath(doc, key, structuredClone(value));
+            }
+          }
+          applyUpdate(doc, update, true);
           doc._id ??= randomBytes(12).toString('hex');
-          const key = idKey(doc._id);
-          if (this.docs.has(key)) throw new DuplicateKeyError(`E11000 duplicate key: _id ${String(doc._id)}`);
-          this.docs.set(key, doc);
-          changed.set(key, doc);
-          result.insertedCount++;
-          return;
+          staged.set(idKey(doc._id), doc);
+          result.upsertedCount++;
+          result.upsertedIds[index] = doc._id;
+        } catch (error) {
+          // Unordered: one failing operation does not stop the others.
+          errors.push(error as Error);
         }
-        const { filter, update, upsert } = operation.updateOne;
-        validateFilter(filter);
-        const existing = this.findMatching(filter, 1)[0];
-        if (existing) {
-          result.matchedCount++;
-          const before = encode(existing);
-          applyUpdate(existing, update, false);
-          if (encode(existing) !== before) {
-            result.modifiedCount++;
-            changed.set(idKey(existing._id), existing);
-          }
-          return;
-        }
-        if (!upsert) return;
-        // MongoDB seeds an upserted document with the filter's equality fields.
-        const doc: StoreDocument = {};
-        for (const [key, value] of Object.entries(filter)) {
-          if (!key.startsWith('$') && !(isPlainObject(value) && Object.keys(value).some((k) => k.startsWith('$')))) {
-            setPath(doc, key, structuredClone(value));
-          }
-        }
-        applyUpdate(doc, update, true);
-        doc._id ??= randomBytes(12).toString('hex');
-        const key = idKey(doc._id);
-        this.docs.set(key, doc);
-        changed.set(key, doc);
-        result.upsertedCount++;
-        result.upsertedIds[index] = doc._id;
-      } catch (error) {
-        // Unordered: one failing operation does not stop the others.
-        errors.push(error as Error);
-      }
-    });
-    await this.persist([...changed.values()].map((doc) => encode({ p: doc })));
-    if (errors.length > 0) {
-      throw Object.assign(new Error(`embedded store: ${errors.length} bulk write operation(s) failed: ${errors[0]?.message}`), {
-        result,
-        writeErrors: errors,
       });
-    }
-    return result;
+      await this.append([...staged.values()].map((doc) => encode({ p: doc })));
+      for (const [key, doc] of staged) this.docs.set(key, doc);
+      this.compactIfDue();
+      if (errors.length > 0) {
+        throw Object.assign(new Error(`embedded store: ${errors.length} bulk write operation(s) failed: ${errors[0]?.message}`), {
+          result,
+          writeErrors: errors,
+        });
+      }
+      return result;
+    });
   }
 
-  private findMatching(filter: StoreFilter, limit = Number.POSITIVE_INFINITY): StoreDocument[] {
+  /** Matching documents as stored, or as `staged` (a bulk write in progress) has them. */
+  private findMatching(filter: StoreFilter, limit = Number.POSITIVE_INFINITY, staged?: Map<string, StoreDocument>): StoreDocument[] {
     const out: StoreDocument[] = [];
     const now = this.options.now();
     // Every write the analytics code makes is keyed by `_id` equality: answer it from the map
@@ -347,10 +430,11 @@ class EmbeddedCollection implements StoreCollection {
     // store grew.
     const id = filter._id;
     if (id !== undefined && !isPlainObject(id) && !Array.isArray(id)) {
-      const doc = this.docs.get(idKey(id));
+      const key = idKey(id);
+      const doc = staged?.get(key) ?? this.docs.get(key);
       return doc && !this.expired(doc, now) && matchesFilter(doc, filter) ? [doc] : [];
     }
-    for (const doc of this.docs.values()) {
+    for (const doc of this.current(staged)) {
       if (this.expired(doc, now)) continue;
       if (matchesFilter(doc, filter)) {
         out.push(doc);
@@ -358,6 +442,11 @@ class EmbeddedCollection implements StoreCollection {
       }
     }
     return out;
+  }
+
+  private *current(staged?: Map<string, StoreDocument>): Iterable<StoreDocument> {
+    for (const [key, doc] of this.docs) yield staged?.get(key) ?? doc;
+    if (staged) for (const [key, doc] of staged) if (!this.docs.has(key)) yield doc;
   }
 
   private expired(doc: StoreDocument, now: number): boolean {
@@ -411,16 +500,15 @@ class EmbeddedCollection implements StoreCollection {
   /** Deletes expired documents, as MongoDB's TTL monitor does. */
   async sweep(): Promise<number> {
     if (this.ttl.length === 0) return 0;
-    const now = this.options.now();
-    const removed: unknown[] = [];
-    for (const [key, doc] of this.docs) {
-      if (this.expired(doc, now)) {
-        this.docs.delete(key);
-        removed.push(doc._id);
-      }
-    }
-    await this.persist(removed.map((id) => encode({ d: id })));
-    return removed.length;
+    return this.serialize(async () => {
+      const now = this.options.now();
+      const removed = [...this.docs].filter(([, doc]) => this.expired(doc, now));
+      // As for bulk writes: deleted from memory once the deletions are in the file.
+      await this.append(removed.map(([, doc]) => encode({ d: doc._id })));
+      for (const [key] of removed) this.docs.delete(key);
+      this.compactIfDue();
+      return removed.length;
+    });
   }
 
   async settle(): Promise<void> {
