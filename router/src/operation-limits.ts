@@ -6,6 +6,8 @@ import {
   type OperationDefinitionNode,
   type SelectionSetNode,
   type ValueNode,
+  type VariableDefinitionNode,
+  valueFromASTUntyped,
 } from 'graphql';
 
 /** Limits applied to every operation before it is planned; each is configurable. */
@@ -42,6 +44,23 @@ export interface OperationShape {
   introspection: boolean;
 }
 
+/**
+ * The variables as execution sees them: a variable the request leaves out takes its default
+ * from the operation's definition; one it sends (null included) keeps the sent value. Without
+ * this, `first: $n` with `$n: Int = 100` and no `n` would be sized as an unsized list.
+ */
+function withDefaults(
+  definitions: readonly VariableDefinitionNode[] | undefined,
+  variables: Record<string, unknown>,
+): Record<string, unknown> {
+  const effective: Record<string, unknown> = { ...variables };
+  for (const definition of definitions ?? []) {
+    const name = definition.variable.name.value;
+    if (definition.defaultValue && !Object.hasOwn(variables, name)) effective[name] = valueFromASTUntyped(definition.defaultValue);
+  }
+  return effective;
+}
+
 function numericArgument(value: ValueNode | undefined, variables: Record<string, unknown>): number | undefined {
   if (!value) return undefined;
   if (value.kind === Kind.INT) return Number(value.value);
@@ -62,8 +81,9 @@ function numericArgument(value: ValueNode | undefined, variables: Record<string,
 export function measureOperation(
   document: DocumentNode,
   operation: OperationDefinitionNode,
-  variables: Record<string, unknown> = {},
+  requestVariables: Record<string, unknown> = {},
 ): OperationShape {
+  const variables = withDefaults(operation.variableDefinitions, requestVariables);
   const fragments = new Map(
     document.definitions.filter((d): d is FragmentDefinitionNode => d.kind === Kind.FRAGMENT_DEFINITION).map((f) => [f.name.value, f]),
   );

@@ -53,6 +53,15 @@ describe('safety limits, refused before any subgraph is called', () => {
       /cost \d+ exceeds the limit of 5000/,
     ],
     [
+      "a cost above 5000 through a variable's default value",
+      () => ({
+        query: 'query ($n: Int = 100) { cards(first: $n) { edges { node { owner { cards(first: $n) { edges { node { id } } } } } } } }',
+      }),
+      400,
+      'OPERATION_LIMIT_EXCEEDED',
+      /cost 20402 exceeds the limit of 5000/,
+    ],
+    [
       'a batched request (batching is off)',
       () => [{ query: '{ card(id: "1") { id } }' }, { query: '{ card(id: "2") { id } }' }],
       400,
