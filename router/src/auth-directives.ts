@@ -5,11 +5,17 @@ import {
   type DocumentNode,
   type FieldNode,
   type FragmentDefinitionNode,
+  type FragmentSpreadNode,
   type GraphQLCompositeType,
   type GraphQLField,
+  GraphQLIncludeDirective,
   type GraphQLNamedType,
   type GraphQLSchema,
+  GraphQLSkipDirective,
+  getDirectiveValues,
   getNamedType,
+  getVariableValues,
+  type InlineFragmentNode,
   isCompositeType,
   isInterfaceType,
   isNonNullType,
@@ -148,9 +154,36 @@ export interface FilteredOperation {
 }
 
 /**
+ * Whether execution leaves a selection out by its `@skip`/`@include`, decided as graphql-js
+ * decides it (`getDirectiveValues` over the coerced variables). Only a certain skip counts:
+ * with variables that do not coerce (execution then refuses the operation) or a condition
+ * that cannot be read, the selection is treated as included, so it is checked.
+ */
+function skipOracle(schema: GraphQLSchema, operation: OperationDefinitionNode, variables: Record<string, unknown>) {
+  // Coerced on the first selection carrying a directive: most operations have none.
+  let values: Record<string, unknown> | undefined | null = null;
+  return (node: FieldNode | InlineFragmentNode | FragmentSpreadNode): boolean => {
+    if (!node.directives?.length) return false;
+    if (values === null) {
+      const coerced = getVariableValues(schema, operation.variableDefinitions ?? [], variables);
+      values = coerced.errors ? undefined : coerced.coerced;
+    }
+    if (!values) return false;
+    try {
+      if (getDirectiveValues(GraphQLSkipDirective, node, values)?.if === true) return true;
+      return getDirectiveValues(GraphQLIncludeDirective, node, values)?.if === false;
+    } catch {
+      return false;
+    }
+  };
+}
+
+/**
  * Removes from a validated operation every field the principal may not select, and fields
  * whose whole selection was removed. Fragments are rewritten once (a field's requirement
- * depends only on its parent type, never on where the fragment is spread).
+ * depends only on its parent type, never on where the fragment is spread). A selection the
+ * operation skips (`@skip`/`@include` with the request's `variables`) is not checked: it is
+ * never executed. Only a certain skip counts; anything executed is always checked.
  */
 export function filterOperation(
   schema: GraphQLSchema,
@@ -158,6 +191,7 @@ export function filterOperation(
   document: DocumentNode,
   operationName: string | null | undefined,
   principal: Principal | undefined,
+  variables: Record<string, unknown> = {},
 ): FilteredOperation {
   const operations = document.definitions.filter((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION);
   const operation = operationName ? operations.find((o) => o.name?.value === operationName) : operations[0];
@@ -170,9 +204,11 @@ export function filterOperation(
   if (!operation) return { document, errors, removedPaths, changed: false };
   const root = schema.getRootType(operation.operation);
   if (!root) return { document, errors, removedPaths, changed: false };
+  const skipped = skipOracle(schema, operation, variables);
 
   const walk = (set: SelectionSetNode, parent: GraphQLCompositeType, path: string[], seen: Set<string>) => {
     for (const selection of set.selections) {
+      if (skipped(selection)) continue;
       if (selection.kind === Kind.FIELD) {
         const name = selection.name.value;
         if (name.startsWith('__')) continue;
@@ -280,12 +316,15 @@ export function fillRemovedWithNull(data: Record<string, unknown> | null | undef
     if (typeof value !== 'object') return;
     const [head, ...rest] = path;
     if (head === undefined) return;
+    // The path is made of the client's response names: `__proto__` or `toString` must name the
+    // response's own keys, never reach Object.prototype.
     const record = value as Record<string, unknown>;
+    const own = Object.hasOwn(record, head);
     if (rest.length === 0) {
-      if (!(head in record)) record[head] = null;
+      if (!own) Object.defineProperty(record, head, { value: null, writable: true, enumerable: true, configurable: true });
       return;
     }
-    fill(record[head], rest);
+    if (own) fill(record[head], rest);
   };
   for (const path of paths) fill(data, path);
 }

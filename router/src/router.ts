@@ -197,6 +197,7 @@ export function createRouter(deps: RouterDeps): Router {
           requestContext.document,
           requestContext.operationName ?? requestContext.request.operationName,
           context.principal,
+          requestContext.request.variables,
         );
         if (!filtered.changed) return execute(requestContext);
         if (!filtered.document) {

@@ -30,8 +30,8 @@ const schema = buildASTSchema(parse(markSecurityFeaturesEnforced(outcome.supergr
 const requirements = readAuthRequirements(schema);
 const caller = (scopes: string[]): Principal => ({ userId: 'u', role: 'user', scopes, apiKeyId: 'k', tokenId: 't', expiresAt: 0 });
 
-function run(query: string, principal: Principal | undefined) {
-  const result = filterOperation(schema, requirements, parse(query), undefined, principal);
+function run(query: string, principal: Principal | undefined, variables?: Record<string, unknown>) {
+  const result = filterOperation(schema, requirements, parse(query), undefined, principal, variables);
   if (result.document) expect(validate(schema, result.document), print(result.document)).toEqual([]);
   return {
     query: result.document ? print(result.document).replace(/\s+/g, ' ').trim() : undefined,
@@ -97,5 +97,67 @@ describe('removing unauthorized fields from an operation', () => {
       ],
       other: null,
     });
+  });
+});
+
+describe('@skip and @include when checking the auth directives', () => {
+  const user = caller([]);
+  const forbidden = (...paths: string[][]) => paths.map((path) => ({ code: 'FORBIDDEN', path }));
+
+  it('does not check a field the operation skips with a literal condition', () => {
+    expect(run('{ open secret @include(if: false) { text } }', user)).toMatchObject({ errors: [], removedPaths: [] });
+    expect(run('{ open secret @skip(if: true) { text } }', user).errors).toEqual([]);
+    expect(run('{ open secret @include(if: true) @skip(if: true) { text } }', user).errors).toEqual([]);
+  });
+
+  it('leaves an operation whose only denied field is skipped as it is', () => {
+    const result = filterOperation(schema, requirements, parse('{ secret @include(if: false) { text } }'), undefined, user);
+    expect(result.changed).toBe(false);
+    expect(result.errors).toEqual([]);
+  });
+
+  it('checks a field whose condition includes it, literal or variable', () => {
+    expect(run('{ open secret @include(if: true) { text } }', user).errors).toEqual(forbidden(['secret']));
+    expect(run('{ open secret @skip(if: false) { text } }', user).errors).toEqual(forbidden(['secret']));
+    expect(run('{ open secret @include(if: true) @skip(if: false) { text } }', user).errors).toEqual(forbidden(['secret']));
+    const query = 'query ($show: Boolean!) { open secret @include(if: $show) { text } }';
+    expect(run(query, user, { show: true }).errors).toEqual(forbidden(['secret']));
+    expect(run(query, user, { show: false }).errors).toEqual([]);
+  });
+
+  it("evaluates a variable's default value, and a sent value over it", () => {
+    const query = 'query ($hide: Boolean = true) { open secret @skip(if: $hide) { text } }';
+    expect(run(query, user).errors).toEqual([]);
+    expect(run(query, user, { hide: false }).errors).toEqual(forbidden(['secret']));
+  });
+
+  it('checks every field when the variables do not coerce (execution refuses them anyway)', () => {
+    const query = 'query ($show: Boolean!) { open secret @include(if: $show) { text } }';
+    expect(run(query, user).errors).toEqual(forbidden(['secret']));
+    expect(run(query, user, { show: 'no' }).errors).toEqual(forbidden(['secret']));
+    expect(run(query, user, { show: null }).errors).toEqual(forbidden(['secret']));
+  });
+
+  it('skips fields, inline fragments and spreads inside fragments, and checks the included ones', () => {
+    const spread = 'query ($x: Boolean!) { account(id: "1") { name ...A @include(if: $x) } } fragment A on Account { balance }';
+    expect(run(spread, user, { x: false }).errors).toEqual([]);
+    expect(run(spread, user, { x: true }).errors).toEqual(forbidden(['account', 'balance']));
+    const inFragment = 'query ($hide: Boolean!) { account(id: "1") { ...A } } fragment A on Account { name balance @skip(if: $hide) }';
+    expect(run(inFragment, user, { hide: true }).errors).toEqual([]);
+    expect(run(inFragment, user, { hide: false }).errors).toEqual(forbidden(['account', 'balance']));
+    const inline = '{ account(id: "1") { name ... on Account @include(if: false) { balance } } }';
+    expect(run(inline, user).errors).toEqual([]);
+    expect(run(inline.replace('false', 'true'), user).errors).toEqual(forbidden(['account', 'balance']));
+  });
+
+  it('still checks a field that is skipped in one place and included in another', () => {
+    const result = run('{ account(id: "1") { name balance @include(if: false) again: balance } }', user);
+    expect(result.errors).toEqual(forbidden(['account', 'again']));
+    expect(result.query).toBe('{ account(id: "1") { name balance @include(if: false) } }');
+    const twice = run(
+      '{ a: account(id: "1") { name ...A @include(if: false) } b: account(id: "2") { name ...A } } fragment A on Account { balance }',
+      user,
+    );
+    expect(twice.errors).toEqual(forbidden(['b', 'balance']));
   });
 });

@@ -105,6 +105,55 @@ describe('router over stand-in subgraphs', () => {
   });
 });
 
+describe('auth directives and @skip/@include through the router', () => {
+  let issuer: TestTokenIssuer;
+  let subgraphs: StubSubgraphs;
+  let router: Awaited<ReturnType<typeof startRouter>>;
+  let user: string;
+
+  beforeAll(async () => {
+    issuer = await createTestTokenIssuer();
+    subgraphs = await startStubSubgraphs(issuer.verifier);
+    router = await startRouter({ verifier: issuer.verifier, urls: subgraphs.urls });
+    user = await issuer.bearer({ userId: 'usr_skip', role: 'user' });
+  });
+  afterAll(async () => {
+    await router?.close();
+    await subgraphs?.close();
+  });
+
+  // users needs the admin scope, which a user token lacks.
+  it('does not refuse a field the client skipped, even when it is the only root field', async () => {
+    const only = await post(
+      router.graphqlUrl,
+      { query: '{ users @include(if: false) { edges { node { id } } } }' },
+      { authorization: user },
+    );
+    expect(only.status).toBe(200);
+    expect(only.body).toEqual({ data: {} });
+    const query = 'query ($admin: Boolean!) { card(id: "card_s") { id } users @include(if: $admin) { edges { node { id } } } }';
+    const skipped = await post(router.graphqlUrl, { query, variables: { admin: false } }, { authorization: user });
+    expect(skipped.body).toEqual({ data: { card: { id: 'card_s' } } });
+  });
+
+  it('refuses the same field when the condition includes it', async () => {
+    const only = await post(
+      router.graphqlUrl,
+      { query: '{ users @include(if: true) { edges { node { id } } } }' },
+      { authorization: user },
+    );
+    expect(only.status).toBe(403);
+    expect(codes(only)).toEqual(['FORBIDDEN']);
+    const query =
+      'query ($hide: Boolean = false) { card(id: "card_s") { id } ...Admin } fragment Admin on Query { users @skip(if: $hide) { edges { node { id } } } }';
+    const included = await post(router.graphqlUrl, { query }, { authorization: user });
+    expect(included.body.data).toEqual({ card: { id: 'card_s' } });
+    expect(included.body.errors).toMatchObject([{ path: ['users'], extensions: { code: 'FORBIDDEN' } }]);
+    const skipped = await post(router.graphqlUrl, { query, variables: { hide: true } }, { authorization: user });
+    expect(skipped.body).toEqual({ data: { card: { id: 'card_s' } } });
+  });
+});
+
 describe('router when the auth service’s keys cannot be fetched', () => {
   it('answers 503 SERVICE_UNAVAILABLE with Retry-After, not 401, for a token it cannot check', async () => {
     const issuer = await createTestTokenIssuer();
