@@ -1,5 +1,19 @@
-import { createLocalJWKSet, createRemoteJWKSet, type JSONWebKeySet, type JWTPayload, errors as joseErrors, jwtVerify } from 'jose';
+import {
+  type CryptoKey,
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  type ExportedJWKSCache,
+  type FlattenedJWSInput,
+  type JSONWebKeySet,
+  type JWKSCacheInput,
+  type JWSHeaderParameters,
+  type JWTPayload,
+  errors as joseErrors,
+  jwksCache,
+  jwtVerify,
+} from 'jose';
 import { ServiceUnavailableError, UnauthenticatedError } from './errors.ts';
+import type { Logger } from './logger.ts';
 import { isRole, type Principal } from './scopes.ts';
 
 /** Asymmetric algorithms a token may be signed with; never `none`, never HMAC. */
@@ -19,8 +33,18 @@ export interface JwtVerifierOptions {
   clockToleranceSeconds?: number;
   /** Shortest time between two JWKS refetches triggered by an unknown `kid`. @default 30000 */
   jwksCooldownMs?: number;
-  /** How long a fetched JWKS is trusted before a background refetch. @default 600000 */
+  /** How long a fetched JWKS is used before the next verify refetches it. @default 600000 */
   jwksCacheMaxAgeMs?: number;
+  /**
+   * While the JWKS cannot be fetched (auth down, a partition), how long past `jwksCacheMaxAgeMs`
+   * the last key set fetched is still used; after that every token is refused with
+   * SERVICE_UNAVAILABLE, as when nothing was ever fetched. Safe because auth withdraws a key only
+   * once every token it signed has expired; a `kid` that set lacks is never accepted from it.
+   * 0 turns it off. @default 3600000 (1 hour; platform/README.md says why)
+   */
+  jwksStaleGraceMs?: number;
+  /** Told once when tokens start being checked against the stale key set, and once when a fetch works again. */
+  logger?: Pick<Logger, 'warn' | 'info' | 'error'>;
   /**
    * Verified tokens remembered (by their exact text), so a client sending the same token on
    * every request costs one signature check per `verifiedCacheTtlMs` rather than one per
@@ -49,10 +73,11 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
   const keys = options.jwks
     ? createLocalJWKSet(options.jwks)
     : options.jwksUrl
-      ? createRemoteJWKSet(new URL(options.jwksUrl), {
-          cooldownDuration: options.jwksCooldownMs ?? 30_000,
-          cacheMaxAge: options.jwksCacheMaxAgeMs ?? 600_000,
-          timeoutDuration: 5_000,
+      ? createRemoteKeys(new URL(options.jwksUrl), {
+          cooldownMs: options.jwksCooldownMs ?? 30_000,
+          cacheMaxAgeMs: options.jwksCacheMaxAgeMs ?? 600_000,
+          staleGraceMs: options.jwksStaleGraceMs ?? 3_600_000,
+          logger: options.logger,
         })
       : undefined;
   if (!keys) throw new Error('createJwtVerifier needs jwksUrl or jwks');
@@ -120,6 +145,124 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
       if (!match?.[1]) throw new UnauthenticatedError('Authorization header must be "Bearer <token>"');
       return verifyCached(match[1]);
     },
+  };
+}
+
+type KeyResolver = (header: JWSHeaderParameters, token: FlattenedJWSInput) => Promise<CryptoKey>;
+
+/**
+ * jose's remote key set, plus a fallback for when refetching it fails: the last set fetched
+ * (which jose records in its `jwksCache` slot) keeps verifying tokens for `staleGraceMs` past
+ * its max age. During such an outage a verify does not wait on the JWKS: it is refetched in
+ * the background, one attempt at a time and at most one per cooldown, and the first success
+ * ends the outage. A `kid` the stale set lacks waits for that attempt, then is refused
+ * (SERVICE_UNAVAILABLE: it may be a key auth published since).
+ */
+function createRemoteKeys(
+  url: URL,
+  options: { cooldownMs: number; cacheMaxAgeMs: number; staleGraceMs: number; logger: JwtVerifierOptions['logger'] },
+): KeyResolver {
+  const { cooldownMs, cacheMaxAgeMs, staleGraceMs, logger } = options;
+  // jose writes the JSON and time (Date.now) of every successful fetch here.
+  const lastGood: Partial<ExportedJWKSCache> = {};
+  const remote = createRemoteJWKSet(url, {
+    cooldownDuration: cooldownMs,
+    cacheMaxAge: cacheMaxAgeMs,
+    timeoutDuration: 5_000,
+    [jwksCache]: lastGood as JWKSCacheInput,
+  });
+  let staleSet: { uat: number; keys: KeyResolver } | undefined;
+  /** Set while fetching fails: the failure to answer with, and when the next attempt may start. */
+  let outage: { error: unknown; retryAt: number } | undefined;
+  /** What was logged: 'stale' once a token was verified against the stale set, 'expired' once its grace ran out. */
+  let logged: 'nothing' | 'stale' | 'expired' = 'nothing';
+  let refreshing: Promise<boolean> | undefined;
+
+  /** The last good set while within its grace, else undefined. */
+  const staleKeys = (): KeyResolver | undefined => {
+    const { uat, jwks } = lastGood;
+    if (uat === undefined || jwks === undefined) return undefined;
+    if (Date.now() >= uat + cacheMaxAgeMs + staleGraceMs) {
+      if (logged === 'stale') {
+        logged = 'expired';
+        logger?.error(
+          { jwksUrl: url.href, fetchedAt: new Date(uat).toISOString() },
+          'JWKS still unreachable and the stale key set is past its grace; refusing tokens',
+        );
+      }
+      return undefined;
+    }
+    if (staleSet?.uat !== uat) staleSet = { uat, keys: createLocalJWKSet(jwks) };
+    return staleSet.keys;
+  };
+  const failed = (error: unknown) => {
+    outage = { error, retryAt: Date.now() + cooldownMs };
+  };
+  const noteRecovery = () => {
+    if (!remote.fresh) return;
+    outage = undefined;
+    if (logged !== 'nothing') {
+      logged = 'nothing';
+      logger?.info({ jwksUrl: url.href }, 'JWKS fetched again; tokens are checked against the current key set');
+    }
+  };
+  /** Resolves true when a refetch succeeded; false at once when none may start yet. */
+  const refresh = (): Promise<boolean> => {
+    if (!refreshing && outage && Date.now() >= outage.retryAt) {
+      refreshing = remote.reload().then(
+        () => {
+          noteRecovery();
+          return true;
+        },
+        (error: unknown) => {
+          failed(error);
+          return false;
+        },
+      );
+      void refreshing.finally(() => {
+        refreshing = undefined;
+      });
+    }
+    return refreshing ?? Promise.resolve(false);
+  };
+  const fromStale = async (stale: KeyResolver, header: JWSHeaderParameters, token: FlattenedJWSInput, failure: unknown) => {
+    void refresh();
+    let key: CryptoKey;
+    try {
+      key = await stale(header, token);
+    } catch (error) {
+      if (!(error instanceof joseErrors.JWKSNoMatchingKey)) throw error;
+      // A kid the stale set lacks may be a key auth published since: only a fetch can tell.
+      if ((await refresh()) || remote.fresh) return remote(header, token);
+      throw outage?.error ?? failure;
+    }
+    if (logged === 'nothing') {
+      logged = 'stale';
+      logger?.warn(
+        { jwksUrl: url.href, fetchedAt: new Date(staleSet?.uat ?? 0).toISOString(), err: failure },
+        'JWKS cannot be fetched; verifying tokens against the last key set fetched',
+      );
+    }
+    return key;
+  };
+
+  return async (header, token) => {
+    if (outage && !remote.fresh) {
+      const stale = staleKeys();
+      if (stale) return fromStale(stale, header, token, outage.error);
+    }
+    try {
+      const key = await remote(header, token);
+      noteRecovery();
+      return key;
+    } catch (error) {
+      if (!isKeySourceFailure(error)) throw error;
+      failed(error);
+      // While the set is fresh the failed fetch was for a kid it lacks, which the stale set lacks too.
+      const stale = remote.fresh ? undefined : staleKeys();
+      if (!stale) throw error;
+      return fromStale(stale, header, token, error);
+    }
   };
 }
 

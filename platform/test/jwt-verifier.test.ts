@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type LoopbackServer, startLoopbackServer } from '@ghostpay/test-support';
 import { type CryptoKey, exportJWK, exportSPKI, generateKeyPair, type JWK, SignJWT } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createJwtVerifier, type JwtVerifier, ServiceUnavailableError, scopesByRole, UnauthenticatedError } from '../src/index.ts';
 
 const issuer = 'ghostpay-auth';
@@ -38,6 +38,14 @@ const claims = (overrides: Record<string, unknown> = {}) => ({
 
 function sign(key: TestKey, payload: Record<string, unknown> = claims(), header: Record<string, unknown> = {}) {
   return new SignJWT(payload).setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT', ...header }).sign(key.privateKey);
+}
+
+/** The error `verify` rejects with, or undefined when it resolves. */
+function refusal(verifier: JwtVerifier, token: string): Promise<unknown> {
+  return verifier.verify(token).then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
 }
 
 /** Rejects with UNAUTHENTICATED, the only answer a bad token may get. */
@@ -245,6 +253,125 @@ describe('JWT verifier when the key source is down', () => {
       }
     } finally {
       await server.close();
+    }
+  });
+});
+
+describe('JWT verifier when the JWKS goes down after it was fetched', () => {
+  // Only Date is faked: jose stamps and ages its key set with Date.now, so the test can step
+  // past the default 10-minute max age and 1-hour grace while the HTTP fetches stay real.
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+  const advance = (ms: number) => vi.setSystemTime(Date.now() + ms);
+
+  /** A JWKS server serving `keys`, answering 500 or dropping the connection while `down` says so. */
+  async function flakyJwks(keys: JWK[]) {
+    const state = { down: undefined as 'error' | 'refuse' | undefined, fetches: 0 };
+    const server = await startLoopbackServer((req, res) => {
+      state.fetches++;
+      if (state.down === 'error') res.writeHead(500).end();
+      else if (state.down === 'refuse') req.socket.destroy();
+      else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys }));
+    });
+    return Object.assign(state, { server, jwksUrl: `${server.url}/.well-known/jwks.json` });
+  }
+
+  function capturingLogger() {
+    const lines: { level: string; fields: unknown; message: string }[] = [];
+    const at = (level: string) => (fields: unknown, message: string) => {
+      lines.push({ level, fields, message });
+    };
+    return { lines, logger: { warn: at('warn'), info: at('info'), error: at('error') } as never };
+  }
+
+  for (const down of ['error', 'refuse'] as const) {
+    it(`keeps verifying with the last key set for the grace past its max age while the JWKS ${down === 'error' ? 'answers 500' : 'drops connections'}, then refuses, then recovers`, async () => {
+      vi.useFakeTimers({ toFake: ['Date'] });
+      const key = await makeKey('RS256');
+      const jwks = await flakyJwks([key.jwk]);
+      const { lines, logger } = capturingLogger();
+      const verifier = createJwtVerifier({ jwksUrl: jwks.jwksUrl, issuer, audience, logger });
+      try {
+        expect((await verifier.verify(await sign(key))).userId).toBe('usr_test');
+        expect(jwks.fetches).toBe(1);
+
+        jwks.down = down;
+        advance(601_000); // past the 600 s max age: jose must refetch, and cannot
+        expect((await verifier.verify(await sign(key))).userId).toBe('usr_test');
+        expect((await verifier.verify(await sign(key))).userId).toBe('usr_test');
+        // One failed fetch; the next waits for the cooldown rather than one per request.
+        expect(jwks.fetches).toBe(2);
+        advance(31_000);
+        expect((await verifier.verify(await sign(key))).userId).toBe('usr_test');
+        await vi.waitFor(() => expect(jwks.fetches).toBe(3));
+        expect(lines.map((line) => line.level)).toEqual(['warn']);
+
+        advance(3_600_000); // past max age + the 1-hour grace
+        const error = await refusal(verifier, await sign(key));
+        expect(error).toBeInstanceOf(ServiceUnavailableError);
+        expect((error as ServiceUnavailableError).extensions.code).toBe('SERVICE_UNAVAILABLE');
+
+        jwks.down = undefined;
+        expect((await verifier.verify(await sign(key))).userId).toBe('usr_test');
+        expect(lines.map((line) => line.level)).toEqual(['warn', 'error', 'info']);
+        // Where the keys come from, never the keys.
+        expect(JSON.stringify(lines)).not.toContain(String(key.jwk.n));
+      } finally {
+        await jwks.server.close();
+      }
+    });
+  }
+
+  it('recovers within the grace once a background refetch succeeds', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const key = await makeKey('ES256');
+    const jwks = await flakyJwks([key.jwk]);
+    const { lines, logger } = capturingLogger();
+    const verifier = createJwtVerifier({ jwksUrl: jwks.jwksUrl, issuer, audience, logger });
+    try {
+      await verifier.verify(await sign(key));
+      jwks.down = 'error';
+      advance(601_000);
+      await verifier.verify(await sign(key));
+      jwks.down = undefined;
+      advance(31_000);
+      await verifier.verify(await sign(key)); // served from the stale set; refetches in the background
+      await vi.waitFor(() => expect(lines.map((line) => line.level)).toEqual(['warn', 'info']));
+      const before = jwks.fetches;
+      await verifier.verify(await sign(key));
+      expect(jwks.fetches).toBe(before);
+    } finally {
+      await jwks.server.close();
+    }
+  });
+
+  it('does not accept a token whose kid the stale key set lacks', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const known = await makeKey('RS256');
+    const published = [known.jwk];
+    const jwks = await flakyJwks(published);
+    const verifier = createJwtVerifier({ jwksUrl: jwks.jwksUrl, issuer, audience });
+    try {
+      await verifier.verify(await sign(known));
+      // Auth publishes a new key, but this verifier cannot fetch it any more.
+      const added = await makeKey('RS256');
+      published.push(added.jwk);
+      jwks.down = 'error';
+      advance(601_000);
+      expect((await verifier.verify(await sign(known))).userId).toBe('usr_test');
+      for (const token of [await sign(added), await sign(await makeKey('RS256'))]) {
+        const error = await refusal(verifier, token);
+        expect(error).toBeInstanceOf(ServiceUnavailableError);
+      }
+      // A kid the set holds, with another key's signature, is still a bad token.
+      await expectUnauthenticated(verifier, await sign({ ...added, kid: known.kid }), 'Token signature is invalid');
+      // Back up: past the cooldown the unknown kid triggers a fetch and is accepted.
+      jwks.down = undefined;
+      advance(31_000);
+      expect((await verifier.verify(await sign(added))).userId).toBe('usr_test');
+    } finally {
+      await jwks.server.close();
     }
   });
 });
