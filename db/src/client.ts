@@ -138,9 +138,13 @@ function createReconnectingListener(url: string, channel: string, listener: Noti
   });
   let connectedOnce = false;
 
+  /** The client being connected, so that `stop` can end it. */
+  let connecting: pg.Client | undefined;
+
   const connect = async () => {
     if (stopped) return;
     const next = new pg.Client({ connectionString: url, application_name: `ghostpay-listen-${channel}` });
+    connecting = next;
     next.on('notification', (message) => {
       if (message.channel === channel) listener(message.payload ?? '');
     });
@@ -148,15 +152,21 @@ function createReconnectingListener(url: string, channel: string, listener: Noti
     next.on('end', () => scheduleReconnect(next));
     try {
       await next.connect();
+      // `stop` may have run during either await: the new connection is then nobody's to close.
+      if (stopped) throw new Error('listener stopped');
       await next.query(`listen ${channel}`);
+      if (stopped) throw new Error('listener stopped');
+      connecting = undefined;
       client = next;
       attempt = 0;
       if (connectedOnce) onReconnect?.();
       connectedOnce = true;
       resolveReady();
     } catch (error) {
+      if (connecting === next) connecting = undefined;
       next.removeAllListeners('end');
       await next.end().catch(() => {});
+      if (stopped) return;
       if (!connectedOnce && attempt === 0) {
         rejectReady(error as Error);
         stopped = true;
@@ -180,12 +190,16 @@ function createReconnectingListener(url: string, channel: string, listener: Noti
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
-      const current = client;
+      // A reconnect in flight is ended too: its connect or LISTEN fails, and it is not kept.
+      const current = [client, connecting].filter((c) => c !== undefined);
       client = undefined;
-      if (current) {
-        current.removeAllListeners('end');
-        await current.end().catch(() => {});
-      }
+      connecting = undefined;
+      await Promise.all(
+        current.map((c) => {
+          c.removeAllListeners('end');
+          return c.end().catch(() => {});
+        }),
+      );
     },
   };
 }
