@@ -1,6 +1,6 @@
 import { cards } from '@ghostpay/db';
 import type { Principal } from '@ghostpay/platform';
-import { eq, type SQL, sql } from 'drizzle-orm';
+import { type AnyColumn, eq, type SQL, sql } from 'drizzle-orm';
 import type { CardRow } from './card-view.ts';
 
 /**
@@ -18,9 +18,12 @@ export function canRevealCard(principal: Principal, card: Pick<CardRow, 'ownerId
   return principal.role === 'admin' || card.ownerId === principal.userId;
 }
 
-/** `canSeeCard` as a SQL condition for list queries. */
-export function visibleCardsCondition(principal: Principal): SQL {
+/**
+ * `canSeeCard` as a SQL condition for list queries, on `table` (the cards table, or an alias
+ * of it in a subquery).
+ */
+export function visibleCardsCondition(principal: Principal, table: { issuerId: AnyColumn; ownerId: AnyColumn } = cards): SQL {
   if (principal.role === 'admin') return sql`true`;
-  if (principal.role === 'merchant') return eq(cards.issuerId, principal.userId);
-  return eq(cards.ownerId, principal.userId);
+  if (principal.role === 'merchant') return eq(table.issuerId, principal.userId);
+  return eq(table.ownerId, principal.userId);
 }

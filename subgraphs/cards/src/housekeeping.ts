@@ -26,7 +26,8 @@ export function pruneCardIdempotencyKeys(db: Database, before: Date, batchSize?:
 /**
  * One pass of the cards service's housekeeping: sweep expired cards to EXPIRED, drop reveal
  * counters of windows that have ended, drop idempotency keys past their retention. Each step
- * is one statement, idempotent and safe from several replicas at once.
+ * works in bounded batches (one short transaction each), is idempotent and safe from several
+ * replicas at once.
  */
 export async function runCardsHousekeeping(
   db: Database,

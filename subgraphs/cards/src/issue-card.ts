@@ -133,8 +133,11 @@ export async function issueCard(
   } catch (error) {
     if (!(error instanceof IdempotencyKeyTaken) || !idempotencyKey) throw error;
     const replay = await replayIdempotent(db, principal.userId, idempotencyKey, fingerprint);
-    // The key row cannot vanish (keys are never deleted while their card exists).
-    if (!replay) throw new Error('idempotency key row disappeared after a conflict');
+    // The key row can vanish between the conflict and this read: housekeeping prunes keys
+    // older than IDEMPOTENCY_RETENTION_HOURS whether or not their card exists. Only a retry
+    // arriving just as its key passes the retention can meet that; it fails here, and the
+    // client's next retry finds no key and is a new request (as the README says).
+    if (!replay) throw new Error('idempotency key was pruned between a conflict and its re-read; retry the request');
     return replay;
   }
 }

@@ -1,6 +1,7 @@
 import { type CardStatus, cards, type Database } from '@ghostpay/db';
 import { BadUserInputError, type Principal } from '@ghostpay/platform';
 import { and, desc, eq, gt, lte, or, type SQL, sql } from 'drizzle-orm';
+import { alias } from 'drizzle-orm/pg-core';
 import { visibleCardsCondition } from './card-access.ts';
 import { type CardView, toCardView } from './card-view.ts';
 
@@ -38,7 +39,8 @@ function statusCondition(status: CardStatus): SQL {
 
 /**
  * Cards the principal may see, newest first, keyset-paginated. The cursor's position is read
- * from the row it names (a subquery), so timestamps keep their microsecond precision.
+ * from the row it names (a subquery), so timestamps keep their microsecond precision. A
+ * well-formed cursor naming no card the caller may see gives an empty page.
  */
 export async function listCards(
   db: Database,
@@ -54,7 +56,15 @@ export async function listCards(
   if (options.filter?.status) conditions.push(statusCondition(options.filter.status));
   if (options.after) {
     const afterId = decodeCursor(options.after);
-    conditions.push(sql`(${cards.createdAt}, ${cards.id}) < (select c.created_at, c.id from cards.cards c where c.id = ${afterId})`);
+    // The cursor's row is read under the same visibility rule as the page: a cursor naming a
+    // card the caller may not see finds no row, exactly like one naming no card (an empty
+    // page), so it cannot probe another merchant's card for its existence or creation time.
+    const c = alias(cards, 'cursor_card');
+    const position = db
+      .select({ createdAt: c.createdAt, id: c.id })
+      .from(c)
+      .where(and(eq(c.id, afterId), visibleCardsCondition(principal, c)));
+    conditions.push(sql`(${cards.createdAt}, ${cards.id}) < (${position})`);
   }
   const rows = await db
     .select()

@@ -1,6 +1,9 @@
 import { cards, type Database } from '@ghostpay/db';
-import { and, asc, eq, gt, ne } from 'drizzle-orm';
+import { and, asc, count, eq, gt, ne } from 'drizzle-orm';
 import { decryptPan, encryptPan, type PanKeyring } from './pan-crypto.ts';
+
+/** How many ids of undecryptable rows a run reports at most (the count is always complete). */
+export const maxFailedCardIds = 100;
 
 export interface ReencryptOptions {
   /** Rows read and rewritten per transaction. @default 500 */
@@ -14,17 +17,33 @@ export interface ReencryptResult {
   reencrypted: number;
   /** Rows under a key id missing from the keyring: left as they are (and worth an alert). */
   skipped: number;
+  /**
+   * Rows whose ciphertext does not decrypt under the key they name (a corrupt row, a row
+   * restored from another environment): left as they are, the run goes on.
+   */
+  failed: number;
+  /** The first `maxFailedCardIds` of those rows' card ids, for the operator; never card data. */
+  failedCardIds: string[];
   batches: number;
+  /**
+   * Rows not under the active key when the run ended, counted without skipping locked rows:
+   * rows a concurrent charge or cancel held, rows of a run cut short by `maxBatches`, and the
+   * skipped and failed ones. The old key may leave the keyring only when this is 0.
+   */
+  remaining: number;
 }
 
 /**
  * Key rotation, step two: after a new key is put first in `pan-encryption-keys` (new cards
  * already use it; old rows still decrypt by their `pan_key_id`), this moves every row still
- * under another key to the active one. Once it reports 0 the old key can leave the keyring.
+ * under another key to the active one.
  *
  * Each batch is one transaction that locks its rows (`for update skip locked`, so two
- * runners share the work instead of colliding) and writes each new ciphertext only if the
- * row still has the ciphertext it read. Safe to stop and rerun at any time.
+ * runners share the work instead of colliding, and a row an in-flight charge holds does not
+ * stall the run) and writes each new ciphertext only if the row still has the ciphertext it
+ * read. A skipped locked row is not lost: the run ends with an authoritative count of the rows
+ * still under another key (`remaining`), and a rerun picks them up. Safe to stop and rerun at
+ * any time.
  */
 export async function reencryptCards(
   database: { db: Database },
@@ -35,10 +54,14 @@ export async function reencryptCards(
   const maxBatches = options.maxBatches ?? Number.POSITIVE_INFINITY;
   let reencrypted = 0;
   let skipped = 0;
+  let failed = 0;
+  const failedCardIds: string[] = [];
   let batches = 0;
   let afterId = '';
   while (batches < maxBatches) {
-    const moved = await database.db.transaction(async (tx) => {
+    // Counted per batch and added only once its transaction commits: a batch rolled back by a
+    // database error moved nothing.
+    const batch = await database.db.transaction(async (tx) => {
       const rows = await tx
         .select({ id: cards.id, panKeyId: cards.panKeyId, panCiphertext: cards.panCiphertext })
         .from(cards)
@@ -46,24 +69,38 @@ export async function reencryptCards(
         .orderBy(asc(cards.id))
         .limit(batchSize)
         .for('update', { skipLocked: true });
+      const counts = { rows: rows.length, lastId: rows.at(-1)?.id, moved: 0, skipped: 0, failedIds: [] as string[] };
       for (const row of rows) {
         if (!keyring.keys.has(row.panKeyId)) {
-          skipped++;
+          counts.skipped++;
           continue;
         }
-        const pan = decryptPan(keyring, row.id, row.panKeyId, row.panCiphertext);
+        let pan: string;
+        try {
+          pan = decryptPan(keyring, row.id, row.panKeyId, row.panCiphertext);
+        } catch {
+          // One bad row must not roll the batch back and block every rerun on the same row.
+          counts.failedIds.push(row.id);
+          continue;
+        }
         const next = encryptPan(keyring, row.id, pan);
         await tx
           .update(cards)
           .set({ panCiphertext: next.ciphertext, panKeyId: next.keyId })
           .where(and(eq(cards.id, row.id), eq(cards.panCiphertext, row.panCiphertext)));
+        counts.moved++;
       }
-      return rows;
+      return counts;
     });
-    if (moved.length === 0) break;
+    if (batch.rows === 0) break;
     batches++;
-    reencrypted += moved.filter((row) => keyring.keys.has(row.panKeyId)).length;
-    afterId = moved.at(-1)!.id;
+    reencrypted += batch.moved;
+    skipped += batch.skipped;
+    failed += batch.failedIds.length;
+    failedCardIds.push(...batch.failedIds.slice(0, maxFailedCardIds - failedCardIds.length));
+    afterId = batch.lastId!;
   }
-  return { reencrypted, skipped, batches };
+  // A plain read (no locking clause) neither waits for nor skips rows other transactions hold.
+  const [left] = await database.db.select({ n: count() }).from(cards).where(ne(cards.panKeyId, keyring.activeKeyId));
+  return { reencrypted, skipped, failed, failedCardIds, batches, remaining: left?.n ?? 0 };
 }

@@ -6,6 +6,11 @@ export interface PostgresRateLimitStoreOptions {
   db: Database;
   /** The window of the `@rateLimit` directive this store serves (fixed windows aligned to the epoch). */
   windowMs: number;
+  /**
+   * The directive's `max`. The limiter only compares the earlier calls against it, so the
+   * store hands over at most `max` of them, however many attempts the window has counted.
+   */
+  max: number;
   /** Clock, for tests. @default Date.now */
   now?: () => number;
 }
@@ -42,8 +47,11 @@ export function createPostgresRateLimitStore(options: PostgresRateLimitStoreOpti
         })
         .returning({ count: revealCounters.count });
       // The limiter counts these plus the current call: `count - 1` earlier calls, stamped
-      // "now" so its sliding-window filter keeps them all.
-      return new Array<number>(Math.max(0, row!.count - 1)).fill(t);
+      // "now" so its sliding-window filter keeps them all. Refused attempts count too, so a
+      // caller can drive `count` into the millions within a window: an array that long, built
+      // and filtered per attempt, would make each refusal cost O(count). Clamped to `max`, the
+      // limiter's answer is the same (max earlier calls + this one > max: refused) in O(max).
+      return new Array<number>(Math.min(options.max, Math.max(0, row!.count - 1))).fill(t);
     },
     setForIdentity(): void {},
     windowEnd: () => windowStartOf(now()) + options.windowMs,

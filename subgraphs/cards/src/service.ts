@@ -19,6 +19,7 @@ import { createRateLimitDirective } from 'graphql-rate-limit';
 import { createCardLoader, createCardsByIds } from './card-loader.ts';
 import type { CardsConfig } from './config.ts';
 import { createCardsHousekeeping } from './housekeeping.ts';
+import { logPanKeyring } from './log-pan-keyring.ts';
 import { createPanSecrets } from './pan-crypto.ts';
 import { type CardsContext, createCardsResolvers } from './resolvers.ts';
 import { createPostgresRateLimitStore } from './reveal-rate-limit-store.ts';
@@ -71,14 +72,16 @@ export interface CardsService extends SubgraphService<CardsContext> {
 
 /**
  * Builds the cards subgraph without listening: resolvers, per-request DataLoader, the reveal
- * rate limit (graphql-rate-limit's directive over a PostgreSQL store) and readiness on the
- * database. The caller owns `database` and `secrets` and closes them.
+ * rate limit (graphql-rate-limit's directive over a PostgreSQL store), readiness on the
+ * database, and a log line with the PAN key ids whenever the keyring changes. The caller owns
+ * `database` and `secrets` and closes them.
  */
 export function createCardsService(deps: CardsServiceDeps): CardsService {
   const { database, config, logger } = deps;
   const panSecrets = createPanSecrets(deps.secrets);
+  const stopKeyringLog = logPanKeyring(deps.secrets, logger);
   const limit = revealRateLimit(cardsTypeDefs);
-  const store = createPostgresRateLimitStore({ db: database.db, windowMs: limit.windowMs });
+  const store = createPostgresRateLimitStore({ db: database.db, windowMs: limit.windowMs, max: limit.max });
 
   const RateLimitDirective = createRateLimitDirective({
     store,
@@ -117,6 +120,7 @@ export function createCardsService(deps: CardsServiceDeps): CardsService {
       return schema;
     },
     jobs: config.CARDS_HOUSEKEEPING_ENABLED ? [housekeeping] : [],
+    onClose: async () => stopKeyringLog(),
   });
   return Object.assign(service, { housekeeping });
 }

@@ -133,6 +133,40 @@ describe('pagination', () => {
     expect(seen).toEqual(issued.reverse());
   });
 
+  it('answers a cursor naming a card the caller may not see exactly as one naming no card', async () => {
+    // The other merchant's card is the newest: read without the visibility rule, its cursor
+    // would page through the caller's older cards and so reveal that it exists, and when.
+    const merchant = await h.actor('merchant');
+    const holder = await h.actor('user');
+    for (let i = 0; i < 3; i++) await issue(h, merchant.token, { userId: holder.id, amount: 100 + i, currency: 'USD' });
+    const foreignCard = await issue(h, merchantB.token, { userId: alice.id, amount: 900, currency: 'USD' });
+    const cursorOf = (id: string) => Buffer.from(`card:${id}`, 'utf8').toString('base64url');
+    const unknownId = `card_${'A'.repeat(22)}`;
+    const page = async (token: string, after: string) => {
+      const result = await h.request<{ cards: unknown }>(token, cardsQuery, { first: 10, after });
+      expect(result.errors).toBeUndefined();
+      return result.data?.cards;
+    };
+    const unknown = await page(merchant.token, cursorOf(unknownId));
+    expect(unknown).toEqual({ edges: [], pageInfo: { hasNextPage: false, endCursor: null } });
+    expect(await page(merchant.token, cursorOf(foreignCard.id))).toEqual(unknown);
+    // The same for a user, and through User.cards.
+    expect(await page(holder.token, cursorOf(unknownId))).toEqual(unknown);
+    expect(await page(holder.token, cursorOf(foreignCard.id))).toEqual(unknown);
+    const userCards = async (after: string) =>
+      (
+        await h.request<{ _entities: { cards: unknown }[] }>(
+          merchant.token,
+          `query($r: [_Any!]!, $after: String) { _entities(representations: $r) { ... on User { cards(first: 10, after: $after) { edges { node { id } } pageInfo { hasNextPage endCursor } } } } }`,
+          { r: [{ __typename: 'User', id: holder.id }], after },
+        )
+      ).data?._entities[0]?.cards;
+    expect(await userCards(cursorOf(foreignCard.id))).toEqual(await userCards(cursorOf(unknownId)));
+    // A cursor the caller was handed still pages as before.
+    const own = (await h.request<{ cards: { edges: { cursor: string }[] } }>(merchant.token, cardsQuery, { first: 1 })).data!.cards;
+    expect(((await page(merchant.token, own.edges[0]!.cursor)) as { edges: unknown[] }).edges).toHaveLength(2);
+  });
+
   it('rejects a malformed cursor and an oversized page with the field named', async () => {
     const bad = await h.request(admin.token, cardsQuery, { after: 'not-a-cursor' });
     expect(bad.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', fields: [{ field: 'after' }] });

@@ -1,7 +1,8 @@
 import { cardIdempotencyKeys, cards, revealCounters } from '@ghostpay/db';
-import { eq, sql } from 'drizzle-orm';
+import { poolStatementsOf } from '@ghostpay/test-support';
+import { eq, inArray, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCardsHousekeeping } from '../src/index.ts';
+import { expireCards, runCardsHousekeeping } from '../src/index.ts';
 import { type CardsHarness, type IssuedCard, issueCardMutation, startCardsHarness } from './cards-harness.ts';
 
 describe('cards housekeeping', () => {
@@ -70,6 +71,39 @@ describe('cards housekeeping', () => {
       revealCountersPruned: 0,
       idempotencyKeysPruned: 0,
     });
+  });
+});
+
+describe('expireCards', () => {
+  let h: CardsHarness;
+  beforeAll(async () => {
+    h = await startCardsHarness({ CARDS_HOUSEKEEPING_ENABLED: 'false' });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('sweeps a backlog in batches, one short transaction each, and counts every card', async () => {
+    const merchant = await h.actor('merchant');
+    const user = await h.actor('user');
+    const past = new Date(Date.now() - 1_000);
+    const expired = [];
+    for (let i = 0; i < 5; i++) expired.push((await h.seed.card({ ownerId: user.id, issuerId: merchant.id, expiresAt: past })).id);
+    const live = await h.seed.card({ ownerId: user.id, issuerId: merchant.id });
+    const used = await h.seed.card({ ownerId: user.id, issuerId: merchant.id, expiresAt: past, status: 'USED' });
+    const { result, statements } = await poolStatementsOf(h.database.pool!, () => expireCards(h.database.db, 2));
+    expect(result).toBe(5);
+    // Batches of 2, 2 and 1: the short one ends the sweep.
+    expect(statements.filter((s) => s === 'connect (transaction or checkout)')).toHaveLength(3);
+    const statuses = await h.database.db
+      .select({ id: cards.id, status: cards.status })
+      .from(cards)
+      .where(inArray(cards.id, [...expired, live.id, used.id]));
+    const statusOf = (id: string) => statuses.find((row) => row.id === id)?.status;
+    for (const id of expired) expect(statusOf(id)).toBe('EXPIRED');
+    expect(statusOf(live.id)).toBe('ACTIVE');
+    expect(statusOf(used.id)).toBe('USED');
+    expect(await expireCards(h.database.db, 2)).toBe(0);
   });
 });
 

@@ -183,10 +183,17 @@ describe('key rotation', () => {
     expect(underOldKey).toBeGreaterThan(2_000);
     const keyring = parsePanKeyring(rotated);
     const result = await reencryptCards(h.database, keyring, { batchSize: 97 });
-    expect(result).toMatchObject({ reencrypted: underOldKey, skipped: 0 });
+    expect(result).toMatchObject({ reencrypted: underOldKey, skipped: 0, failed: 0, remaining: 0 });
     expect(result.batches).toBe(Math.ceil(underOldKey / 97));
     expect(await keyIdOf(before.id)).toBe('k2');
-    expect(await reencryptCards(h.database, keyring)).toEqual({ reencrypted: 0, skipped: 0, batches: 0 });
+    expect(await reencryptCards(h.database, keyring)).toEqual({
+      reencrypted: 0,
+      skipped: 0,
+      failed: 0,
+      failedCardIds: [],
+      batches: 0,
+      remaining: 0,
+    });
 
     // Retire the old key: every card still reveals, with the same PAN and CVC.
     h.setSecret('pan-encryption-keys', `k2:${rotated.split(',')[0]!.slice(3)}`);

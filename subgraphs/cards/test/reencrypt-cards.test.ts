@@ -1,0 +1,217 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { cards } from '@ghostpay/db';
+import { eq, sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type PanKeyring, parsePanKeyring, reencryptCards } from '../src/index.ts';
+import { type CardsHarness, issue, startCardsHarness } from './cards-harness.ts';
+
+const runFile = promisify(execFile);
+const cli = fileURLToPath(new URL('../src/reencrypt-cards-cli.ts', import.meta.url));
+
+type Actor = Awaited<ReturnType<CardsHarness['actor']>>;
+let h: CardsHarness;
+let merchant: Actor;
+let owner: Actor;
+/** The keyring value the service reads now; `rotate` puts a new key first. */
+let keyringValue: string;
+let secretsDir: string;
+
+beforeAll(async () => {
+  h = await startCardsHarness({ CARDS_HOUSEKEEPING_ENABLED: 'false' });
+  [merchant, owner] = await Promise.all([h.actor('merchant'), h.actor('user')]);
+  keyringValue = h.secretValues['pan-encryption-keys'];
+  secretsDir = mkdtempSync(join(tmpdir(), 'cards-reencrypt-'));
+});
+afterAll(async () => {
+  await h?.close();
+  if (secretsDir) rmSync(secretsDir, { recursive: true, force: true });
+});
+
+/** Puts a new key `id` first (the service issues under it from now on) and returns the parsed keyring. */
+function rotate(id: string): PanKeyring {
+  keyringValue = `${id}:${randomBytes(32).toString('base64')},${keyringValue}`;
+  h.setSecret('pan-encryption-keys', keyringValue);
+  return parsePanKeyring(keyringValue);
+}
+
+const issueOne = () => issue(h, merchant.token, { userId: owner.id, amount: 100, currency: 'USD' });
+const keyIdOf = async (id: string) => (await h.database.db.select({ k: cards.panKeyId }).from(cards).where(eq(cards.id, id)))[0]?.k;
+const revealQuery = `mutation($id: ID!) { revealCard(id: $id) { pan } }`;
+
+/**
+ * Holds a row lock on card `id` from another connection of the pool, as an in-flight charge or
+ * cancel does (an UPDATE of the row in a transaction that has not committed yet). Returns
+ * the release.
+ */
+async function holdRowLock(id: string): Promise<() => Promise<void>> {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let locked!: () => void;
+  const lockTaken = new Promise<void>((resolve) => {
+    locked = resolve;
+  });
+  const transaction = h.database.db.transaction(async (tx) => {
+    await tx
+      .update(cards)
+      .set({ status: sql`${cards.status}` })
+      .where(eq(cards.id, id));
+    locked();
+    await released;
+  });
+  await Promise.race([lockTaken, transaction]);
+  return async () => {
+    release();
+    await transaction;
+  };
+}
+
+describe('reencryptCards', () => {
+  it('reports a row another transaction holds as remaining, and moves it on a rerun once released', async () => {
+    const a = await issueOne();
+    const b = await issueOne();
+    const keyring = rotate('k2');
+    const releaseA = await holdRowLock(a.id);
+    let first: Awaited<ReturnType<typeof reencryptCards>>;
+    try {
+      first = await reencryptCards(h.database, keyring);
+    } finally {
+      await releaseA();
+    }
+    expect(first).toMatchObject({ reencrypted: 1, skipped: 0, failed: 0, remaining: 1 });
+    expect(await keyIdOf(a.id)).toBe('k1');
+    expect(await keyIdOf(b.id)).toBe('k2');
+
+    const second = await reencryptCards(h.database, keyring);
+    expect(second).toMatchObject({ reencrypted: 1, skipped: 0, failed: 0, remaining: 0 });
+    expect(await keyIdOf(a.id)).toBe('k2');
+  });
+
+  it('counts an undecryptable row as failed with its id, moves the others, and leaves it remaining', async () => {
+    const good1 = await issueOne();
+    const corrupt = await issueOne();
+    const good2 = await issueOne();
+    const [row] = await h.database.db.select({ c: cards.panCiphertext }).from(cards).where(eq(cards.id, corrupt.id));
+    const raw = Buffer.from(row!.c, 'base64');
+    raw[raw.length - 1] = raw[raw.length - 1]! ^ 0xff; // flip the GCM tag's last byte
+    await h.database.db
+      .update(cards)
+      .set({ panCiphertext: raw.toString('base64') })
+      .where(eq(cards.id, corrupt.id));
+
+    const keyring = rotate('k3');
+    // Batches of two: the failure sits in the first and the run goes on to the next ones.
+    const result = await reencryptCards(h.database, keyring, { batchSize: 2 });
+    expect(result).toMatchObject({ skipped: 0, failed: 1, failedCardIds: [corrupt.id], remaining: 1 });
+    expect(result.reencrypted).toBe(4); // a and b of the first test, good1, good2
+    expect(await keyIdOf(corrupt.id)).toBe('k2');
+    expect(await keyIdOf(good1.id)).toBe('k3');
+    expect(await keyIdOf(good2.id)).toBe('k3');
+    const revealed = await h.request<{ revealCard: { pan: string } }>(owner.token, revealQuery, { id: good2.id });
+    expect(revealed.data?.revealCard.pan).toMatch(/^\d{16}$/);
+
+    // Rerunnable: the same row fails again, nothing else is left.
+    expect(await reencryptCards(h.database, keyring)).toMatchObject({
+      reencrypted: 0,
+      failed: 1,
+      failedCardIds: [corrupt.id],
+      remaining: 1,
+    });
+    await h.database.db.delete(cards).where(eq(cards.id, corrupt.id));
+  });
+
+  it('lists at most 100 failed card ids while counting all of them', async () => {
+    // Seeded rows carry random bytes under key id "seed": with a "seed" key in the keyring
+    // every one of them fails authentication.
+    const seeded = [];
+    for (let i = 0; i < 105; i++) seeded.push(await h.seed.card({ ownerId: owner.id, issuerId: merchant.id }));
+    const keyring = parsePanKeyring(`${keyringValue},seed:${randomBytes(32).toString('base64')}`);
+    const result = await reencryptCards(h.database, keyring, { batchSize: 50 });
+    expect(result).toMatchObject({ reencrypted: 0, failed: 105, remaining: 105 });
+    expect(result.failedCardIds).toHaveLength(100);
+    for (const id of result.failedCardIds) expect(seeded.some((card) => card.id === id)).toBe(true);
+    // Without the key, the same rows are skipped (unknown key id), still remaining.
+    expect(await reencryptCards(h.database, parsePanKeyring(keyringValue))).toMatchObject({ skipped: 105, failed: 0, remaining: 105 });
+    await h.database.db.delete(cards).where(eq(cards.panKeyId, 'seed'));
+  });
+});
+
+describe('npm run cards:reencrypt', () => {
+  async function runCli(args: string[], env: Record<string, string | undefined> = {}) {
+    try {
+      const { stdout, stderr } = await runFile(process.execPath, [cli, ...args], {
+        env: { ...process.env, DATABASE_URL: h.database.url, SECRETS_DIR: secretsDir, ...env },
+        timeout: 30_000,
+      });
+      return { code: 0, stdout, stderr };
+    } catch (error) {
+      const failed = error as { code?: number; stdout: string; stderr: string };
+      if (typeof failed.code !== 'number') throw error;
+      return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+    }
+  }
+  /** The secret file as a volume delivers it. */
+  const writeKeyring = () => writeFileSync(join(secretsDir, 'pan-encryption-keys'), `${keyringValue}\n`);
+  const keyMaterial = () => keyringValue.split(',').map((entry) => entry.slice(entry.indexOf(':') + 1));
+
+  it('moves every card to the active key, prints one JSON line and exits 0 when nothing remains', async () => {
+    const cardsBefore = [await issueOne(), await issueOne(), await issueOne()];
+    rotate('k4');
+    writeKeyring();
+    const { code, stdout } = await runCli(['--batch-size', '2']);
+    expect(stdout.trim().split('\n')).toHaveLength(1);
+    const result = JSON.parse(stdout);
+    expect(result).toMatchObject({ activeKeyId: 'k4', skipped: 0, failed: 0, failedCardIds: [], remaining: 0 });
+    expect(result.reencrypted).toBeGreaterThanOrEqual(3);
+    expect(code).toBe(0);
+    for (const card of cardsBefore) expect(await keyIdOf(card.id)).toBe('k4');
+    for (const key of keyMaterial()) expect(stdout).not.toContain(key);
+  });
+
+  it('exits 1 when a bounded run leaves cards behind, and when a row cannot be decrypted', async () => {
+    await issueOne();
+    await issueOne();
+    rotate('k5');
+    writeKeyring();
+    const bounded = await runCli(['--batch-size', '1', '--max-batches', '1']);
+    expect(JSON.parse(bounded.stdout)).toMatchObject({ reencrypted: 1, batches: 1, failed: 0 });
+    expect(JSON.parse(bounded.stdout).remaining).toBeGreaterThan(0);
+    expect(bounded.code).toBe(1);
+
+    const corrupt = await issueOne();
+    await h.database.db
+      .update(cards)
+      .set({ panCiphertext: randomBytes(40).toString('base64') })
+      .where(eq(cards.id, corrupt.id));
+    rotate('k6');
+    writeKeyring();
+    const failing = await runCli([]);
+    const result = JSON.parse(failing.stdout);
+    expect(result).toMatchObject({ failed: 1, failedCardIds: [corrupt.id], remaining: 1 });
+    expect(failing.code).toBe(1);
+    for (const key of keyMaterial()) expect(failing.stdout + failing.stderr).not.toContain(key);
+    await h.database.db.delete(cards).where(eq(cards.id, corrupt.id));
+  });
+
+  it('refuses a bad option or a missing keyring with one line on stderr and exit code 2', async () => {
+    const badOption = await runCli(['--batch-size', 'lots']);
+    expect(badOption.code).toBe(2);
+    expect(badOption.stderr).toContain('--batch-size');
+    const emptyDir = mkdtempSync(join(tmpdir(), 'cards-reencrypt-empty-'));
+    try {
+      const missing = await runCli([], { SECRETS_DIR: emptyDir, GHOSTPAY_SECRET_PAN_ENCRYPTION_KEYS: undefined });
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toContain('pan-encryption-keys');
+      expect(missing.stdout).toBe('');
+    } finally {
+      rmSync(emptyDir, { recursive: true, force: true });
+    }
+  });
+});
