@@ -30,6 +30,14 @@ export interface DatabaseOptions {
    * `preparingClient`); 0 prepares none. Ignored by PGlite. @default 100
    */
   preparedStatements?: number;
+  /**
+   * How often a LISTEN connection proves it is alive (pg only): it runs `select 1` this often,
+   * and one unanswered for as long is a lost connection, reconnected (then `onReconnect`). A
+   * connection dropped without a reset (a NAT or load balancer's idle timeout, a failover)
+   * raises no error of its own: without this, its notifications would stop unnoticed.
+   * @default 15000
+   */
+  listenHeartbeatMs?: number;
 }
 
 export type NotificationListener = (payload: string) => void;
@@ -109,7 +117,7 @@ async function createPgDatabase(url: string, options: DatabaseOptions): Promise<
     },
     async listen(channel, listener, onReconnect) {
       if (!channelPattern.test(channel)) throw new Error(`invalid channel ${channel}`);
-      const listenerHandle = createReconnectingListener(url, channel, listener, onReconnect);
+      const listenerHandle = createReconnectingListener(url, channel, listener, onReconnect, options.listenHeartbeatMs ?? 15_000);
       await listenerHandle.ready;
       listeners.add(listenerHandle.stop);
       return async () => {
@@ -124,12 +132,22 @@ async function createPgDatabase(url: string, options: DatabaseOptions): Promise<
   };
 }
 
-/** A dedicated LISTEN connection that reconnects with capped exponential backoff. */
-function createReconnectingListener(url: string, channel: string, listener: NotificationListener, onReconnect?: () => void) {
+/**
+ * A dedicated LISTEN connection that reconnects with capped exponential backoff, and treats a
+ * heartbeat left unanswered for `heartbeatMs` as a lost connection.
+ */
+function createReconnectingListener(
+  url: string,
+  channel: string,
+  listener: NotificationListener,
+  onReconnect: (() => void) | undefined,
+  heartbeatMs: number,
+) {
   let stopped = false;
   let client: pg.Client | undefined;
   let attempt = 0;
   let timer: NodeJS.Timeout | undefined;
+  let heartbeat: NodeJS.Timeout | undefined;
   let resolveReady!: () => void;
   let rejectReady!: (error: Error) => void;
   const ready = new Promise<void>((resolve, reject) => {
@@ -143,7 +161,13 @@ function createReconnectingListener(url: string, channel: string, listener: Noti
 
   const connect = async () => {
     if (stopped) return;
-    const next = new pg.Client({ connectionString: url, application_name: `ghostpay-listen-${channel}` });
+    const next = new pg.Client({
+      connectionString: url,
+      application_name: `ghostpay-listen-${channel}`,
+      // Lets the OS reap the socket of a connection the heartbeat gave up on.
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+    });
     connecting = next;
     next.on('notification', (message) => {
       if (message.channel === channel) listener(message.payload ?? '');
@@ -159,6 +183,7 @@ function createReconnectingListener(url: string, channel: string, listener: Noti
       connecting = undefined;
       client = next;
       attempt = 0;
+      startHeartbeat(next);
       if (connectedOnce) onReconnect?.();
       connectedOnce = true;
       resolveReady();
@@ -175,8 +200,37 @@ function createReconnectingListener(url: string, channel: string, listener: Noti
       scheduleReconnect(undefined);
     }
   };
+  /** Every `heartbeatMs`, `select 1`; no answer within another `heartbeatMs` (or an error) and the connection is lost. */
+  const startHeartbeat = (current: pg.Client) => {
+    clearInterval(heartbeat);
+    let waiting = false;
+    heartbeat = setInterval(() => {
+      if (current !== client || waiting) return;
+      waiting = true;
+      const deadline = setTimeout(() => lose(current), heartbeatMs);
+      current.query('select 1').then(
+        () => {
+          waiting = false;
+          clearTimeout(deadline);
+        },
+        () => {
+          clearTimeout(deadline);
+          lose(current);
+        },
+      );
+    }, heartbeatMs);
+    heartbeat.unref();
+  };
+  /** Gives up on a connection that stopped answering: reconnect now, and end it without waiting (it may never answer). */
+  const lose = (lost: pg.Client) => {
+    if (lost !== client) return;
+    scheduleReconnect(lost);
+    lost.removeAllListeners('end');
+    void lost.end().catch(() => {});
+  };
   const scheduleReconnect = (from: pg.Client | undefined) => {
     if (stopped || (from && from !== client) || timer) return;
+    clearInterval(heartbeat);
     client = undefined;
     const delay = Math.min(5_000, 100 * 2 ** attempt++) * (0.5 + Math.random() / 2);
     timer = setTimeout(() => {
@@ -190,6 +244,7 @@ function createReconnectingListener(url: string, channel: string, listener: Noti
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
+      clearInterval(heartbeat);
       // A reconnect in flight is ended too: its connect or LISTEN fails, and it is not kept.
       const current = [client, connecting].filter((c) => c !== undefined);
       client = undefined;

@@ -1,0 +1,91 @@
+import { randomBytes } from 'node:crypto';
+import { createServer, type Socket, connect as tcpConnect } from 'node:net';
+import { freshDatabase, type TestDatabase } from '@ghostpay/test-support';
+import pg from 'pg';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
+import { createDatabase } from '../src/index.ts';
+
+let database: TestDatabase;
+
+beforeAll(async () => {
+  database = await freshDatabase({ poolSize: 1 });
+});
+
+afterAll(async () => {
+  await database?.close();
+});
+
+/**
+ * A TCP proxy to PostgreSQL whose `silence()` stops forwarding on every connection open at that
+ * moment without closing either side, as a NAT or load balancer does when it forgets an idle
+ * connection: nothing arrives, and no error or reset either. Later connections pass normally.
+ */
+async function startSilencingProxy(target: URL) {
+  const pairs: { client: Socket; upstream: Socket }[] = [];
+  const server = createServer((client) => {
+    const upstream = tcpConnect(Number(target.port), target.hostname);
+    for (const socket of [client, upstream]) socket.on('error', () => {});
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+    client.pipe(upstream).pipe(client);
+    pairs.push({ client, upstream });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = new URL(target);
+  url.hostname = '127.0.0.1';
+  url.port = String((server.address() as { port: number }).port);
+  return {
+    url: url.href,
+    silence() {
+      for (const { client, upstream } of pairs.splice(0)) {
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+        client.pause();
+        upstream.pause();
+        // Kept open, never forwarded: closed only by the test's teardown.
+        silenced.push(client, upstream);
+      }
+    },
+    async close() {
+      for (const socket of [...silenced, ...pairs.flatMap((pair) => [pair.client, pair.upstream])]) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+const silenced: Socket[] = [];
+
+it('a LISTEN connection that goes silent is noticed by its heartbeat and replaced, and notifications flow again', async () => {
+  if (!database.url) return; // PGlite has no LISTEN connection to lose.
+  const proxy = await startSilencingProxy(new URL(database.url));
+  const handle = await createDatabase({ url: proxy.url, poolSize: 1, listenHeartbeatMs: 200 });
+  const admin = new pg.Client({ connectionString: database.url });
+  await admin.connect();
+  const channel = `beat_${randomBytes(4).toString('hex')}`;
+  try {
+    const received: string[] = [];
+    let reconnects = 0;
+    const unlisten = await handle.listen(
+      channel,
+      (payload) => received.push(payload),
+      () => reconnects++,
+    );
+    await admin.query(`select pg_notify($1, 'before')`, [channel]);
+    await vi.waitFor(() => expect(received).toEqual(['before']), { timeout: 2_000 });
+
+    proxy.silence();
+    await admin.query(`select pg_notify($1, 'lost')`, [channel]);
+    // No error reaches the client; only the unanswered heartbeat tells it the connection is gone.
+    await vi.waitFor(() => expect(reconnects).toBe(1), { timeout: 5_000, interval: 50 });
+    await admin.query(`select pg_notify($1, 'after')`, [channel]);
+    await vi.waitFor(() => expect(received).toEqual(['before', 'after']), { timeout: 2_000 });
+
+    // A healthy connection is not replaced by its heartbeat.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(reconnects).toBe(1);
+    await unlisten();
+  } finally {
+    await admin.end();
+    await proxy.close();
+    await handle.close();
+  }
+});
