@@ -26,7 +26,7 @@ const config = loadConfig('router', routerConfigSchema);
 const logger = createLogger({ service: 'router', level: config.LOG_LEVEL });
 const subscriptionsConfig = loadConfig('router', routerSubscriptionsConfigSchema);
 const secrets = createSecretsProvider({ dir: subscriptionsConfig.SECRETS_DIR, logger });
-const verifier = createJwtVerifier({ jwksUrl: config.JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE });
+const verifier = createJwtVerifier({ jwksUrl: config.JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, logger });
 const registry = createMetricsRegistry('router');
 
 // Commands fail fast while Redis is unreachable, so the limiter falls back locally instead of queueing requests.

@@ -146,6 +146,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       jwksUrl: `${auth.url}/.well-known/jwks.json`,
       issuer: authConfig.JWT_ISSUER,
       audience: authConfig.JWT_AUDIENCE,
+      logger: serviceLogger('jwks'),
     });
 
     const cards = createCardsService({

@@ -10,7 +10,7 @@ const { analyticsConfigSchema, createAnalyticsService, openAnalyticsStore } = aw
 const config = loadConfig('analytics', analyticsConfigSchema);
 const logger = createLogger({ service: 'analytics', level: config.LOG_LEVEL });
 const secrets = createSecretsProvider({ dir: config.SECRETS_DIR, logger });
-const verifier = createJwtVerifier({ jwksUrl: config.JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE });
+const verifier = createJwtVerifier({ jwksUrl: config.JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, logger });
 const store = await openAnalyticsStore(config);
 logger.info({ store: store.kind }, 'analytics store open');
 

@@ -32,7 +32,7 @@ const database = await createDatabase(
     : { dataDir: join(config.GHOSTPAY_DATA_DIR, 'pg') },
 );
 await migrate(database);
-const verifier = createJwtVerifier({ jwksUrl: config.JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE });
+const verifier = createJwtVerifier({ jwksUrl: config.JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, logger });
 const service = createCardsService({ database, secrets, logger, config, verifier, tls: loadServerTlsConfig('cards') });
 const url = await service.start(config.CARDS_PORT, config.HOST);
 logger.info({ url }, 'cards subgraph listening');

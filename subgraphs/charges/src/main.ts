@@ -17,7 +17,7 @@ const database = await createDatabase(
     : { dataDir: join(config.GHOSTPAY_DATA_DIR, 'pglite') },
 );
 await migrate(database);
-const verifier = createJwtVerifier({ jwksUrl: config.JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE });
+const verifier = createJwtVerifier({ jwksUrl: config.JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, logger });
 const service = createChargesService({ database, logger, verifier, config, tls: loadServerTlsConfig('charges') });
 await service.start(config.CHARGES_PORT, config.HOST);
 exitOnSignals(logger, async () => {
