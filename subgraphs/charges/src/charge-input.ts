@@ -14,6 +14,39 @@ export interface CreateChargeInput {
   description?: string | null;
 }
 
+/**
+ * Control characters (C0, DEL, C1). PostgreSQL cannot store U+0000 in text or jsonb at all
+ * (the statement fails); the others have no business in an id or a key, and in logs and
+ * terminals they can forge lines or escape sequences.
+ */
+const controlCharacter = /\p{Cc}/u;
+/** The same, except tab, line feed and carriage return, which free text such as a description may hold. */
+const controlCharacterInText = /[^\P{Cc}\t\n\r]/u;
+
+/**
+ * Why a string cannot be stored as given, or undefined. A lone UTF-16 surrogate (JSON allows
+ * `"\ud800"`) would be stored as U+FFFD: two different keys would become one.
+ */
+function unstorable(value: string, allowLineBreaks = false): string | undefined {
+  if ((allowLineBreaks ? controlCharacterInText : controlCharacter).test(value)) {
+    return allowLineBreaks ? 'must not contain control characters other than tab and line breaks' : 'must not contain control characters';
+  }
+  if (!value.isWellFormed()) return 'must be valid Unicode text (no lone surrogates)';
+  return undefined;
+}
+
+/**
+ * Whether `id` can be an id as we issue them: 1–64 characters, nothing that PostgreSQL would
+ * refuse or alter. Lookups skip the others: no row has them, and a NUL would fail the query.
+ */
+export function isPossibleId(id: string): boolean {
+  return id.length > 0 && id.length <= 64 && unstorable(id) === undefined;
+}
+
+function checkId(problems: FieldProblem[], field: string, id: string, what: string) {
+  if (!isPossibleId(id)) problems.push({ field, message: `is not ${what}` });
+}
+
 function checkAmount(problems: FieldProblem[], field: string, amount: number) {
   if (!Number.isSafeInteger(amount) || amount <= 0 || amount > maxAmount) {
     problems.push({ field, message: 'must be a positive integer amount in minor units' });
@@ -21,22 +54,26 @@ function checkAmount(problems: FieldProblem[], field: string, amount: number) {
 }
 
 function checkIdempotencyKey(problems: FieldProblem[], key: string) {
+  const invalid = unstorable(key);
   if (key.trim().length === 0) problems.push({ field: 'idempotencyKey', message: 'must not be empty' });
   else if (key.length > maxIdempotencyKeyLength) {
     problems.push({ field: 'idempotencyKey', message: `must be at most ${maxIdempotencyKeyLength} characters` });
-  }
+  } else if (invalid) problems.push({ field: 'idempotencyKey', message: invalid });
 }
 
 /** Validates a createCharge request; throws BAD_USER_INPUT listing every problem, before anything is written. */
 export function validateCreateCharge(input: CreateChargeInput, idempotencyKey: string): void {
   const problems: FieldProblem[] = [];
-  if (input.cardId.length === 0 || input.cardId.length > 64) problems.push({ field: 'input.cardId', message: 'is not a card id' });
+  checkId(problems, 'input.cardId', input.cardId, 'a card id');
   checkAmount(problems, 'input.amount', input.amount);
   if (!/^[A-Z]{3}$/.test(input.currency) || !knownCurrencies.has(input.currency)) {
     problems.push({ field: 'input.currency', message: 'must be an ISO-4217 currency code such as USD' });
   }
-  if (input.description != null && input.description.length > maxDescriptionLength) {
-    problems.push({ field: 'input.description', message: `must be at most ${maxDescriptionLength} characters` });
+  if (input.description != null) {
+    const invalid = unstorable(input.description, true);
+    if (input.description.length > maxDescriptionLength) {
+      problems.push({ field: 'input.description', message: `must be at most ${maxDescriptionLength} characters` });
+    } else if (invalid) problems.push({ field: 'input.description', message: invalid });
   }
   checkIdempotencyKey(problems, idempotencyKey);
   if (problems.length > 0) throw new BadUserInputError(problems);
@@ -44,7 +81,7 @@ export function validateCreateCharge(input: CreateChargeInput, idempotencyKey: s
 
 export function validateRefund(chargeId: string, amount: number | null | undefined, idempotencyKey: string): void {
   const problems: FieldProblem[] = [];
-  if (chargeId.length === 0 || chargeId.length > 64) problems.push({ field: 'id', message: 'is not a charge id' });
+  checkId(problems, 'id', chargeId, 'a charge id');
   if (amount != null) checkAmount(problems, 'amount', amount);
   checkIdempotencyKey(problems, idempotencyKey);
   if (problems.length > 0) throw new BadUserInputError(problems);

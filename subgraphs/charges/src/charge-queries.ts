@@ -1,6 +1,7 @@
 import { type ChargeStatus, cards, charges, type Database, type IdsCondition, type PreparedLookup, preparedByIds } from '@ghostpay/db';
 import { BadUserInputError, type Principal } from '@ghostpay/platform';
 import { and, desc, eq, or, type Placeholder, type SQL, sql } from 'drizzle-orm';
+import { isPossibleId } from './charge-input.ts';
 import type { ChargeRow } from './charge-record.ts';
 
 /** The visibility condition for a caller who is not an admin (a user id, or a placeholder for one). */
@@ -45,7 +46,9 @@ export function createChargeLookups(db: Database): ChargeLookups {
     visible(idsCondition(charges.cardId), admin).orderBy(desc(charges.createdAt), desc(charges.id)).prepare(''),
   );
   const run = async (lookup: typeof byIds, principal: Principal, ids: readonly string[]) => {
-    const rows = await lookup[principal.role === 'admin' ? 'admin' : 'caller'](ids, { userId: principal.userId });
+    // An id no row can have is not found; with a NUL it would fail the whole batch's query.
+    const possible = ids.filter(isPossibleId);
+    const rows = await lookup[principal.role === 'admin' ? 'admin' : 'caller'](possible, { userId: principal.userId });
     return rows.map((row) => row.charge);
   };
   return {
@@ -80,7 +83,8 @@ function decodeCursor(cursor: string): { createdAt: string; id: string } {
       value.length === 2 &&
       typeof value[0] === 'string' &&
       /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/.test(value[0]) &&
-      typeof value[1] === 'string'
+      typeof value[1] === 'string' &&
+      isPossibleId(value[1])
     ) {
       return { createdAt: value[0], id: value[1] };
     }
@@ -102,6 +106,8 @@ export async function listCharges(
   if (!Number.isInteger(limit) || limit < 1 || limit > maxPageSize) {
     throw new BadUserInputError([{ field: 'first', message: `must be between 1 and ${maxPageSize}` }]);
   }
+  if (filter?.cardId && !isPossibleId(filter.cardId))
+    throw new BadUserInputError([{ field: 'filter.cardId', message: 'is not a card id' }]);
   const cursor = after ? decodeCursor(after) : undefined;
   const createdAtText = sql<string>`to_char(${charges.createdAt} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
   const rows = await db

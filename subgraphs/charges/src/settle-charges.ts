@@ -1,5 +1,5 @@
-import { charges, type Database } from '@ghostpay/db';
-import { and, asc, inArray, isNull, lte, sql } from 'drizzle-orm';
+import { awaitingSettlement, charges, type Database } from '@ghostpay/db';
+import { and, asc, isNull, lte, sql } from 'drizzle-orm';
 import { recordChargeEvents } from './charge-events.ts';
 
 export interface SettleChargesOptions {
@@ -16,6 +16,12 @@ export interface SettleChargesOptions {
  * another's batch. Each settlement writes its event + NOTIFY in the same transaction (one
  * statement for the batch's events).
  *
+ * The select repeats the condition of the partial index `charges_settlement_due_idx`
+ * (`awaitingSettlement`) and orders by its column, so a pass reads only due charges, oldest
+ * first, however many charges have settled before. Both statements have one text whatever
+ * the batch size (the update takes the ids as one array), so each connection prepares them
+ * once.
+ *
  * An AUTHORIZED charge becomes SETTLED. A charge partially refunded before settlement keeps
  * its PARTIALLY_REFUNDED status but gets `settledAt` (its remainder is captured); a fully
  * refunded authorization was a void and never settles.
@@ -25,13 +31,7 @@ export async function settleDueCharges(db: Database, options: SettleChargesOptio
     const due = await tx
       .select({ id: charges.id })
       .from(charges)
-      .where(
-        and(
-          inArray(charges.status, ['AUTHORIZED', 'PARTIALLY_REFUNDED']),
-          isNull(charges.settledAt),
-          lte(charges.authorizedAt, sql`now() - make_interval(secs => ${options.delayMs / 1000})`),
-        ),
-      )
+      .where(and(awaitingSettlement(charges), lte(charges.authorizedAt, sql`now() - make_interval(secs => ${options.delayMs / 1000})`)))
       .orderBy(asc(charges.authorizedAt))
       .limit(options.batchSize)
       .for('update', { skipLocked: true });
@@ -43,15 +43,7 @@ export async function settleDueCharges(db: Database, options: SettleChargesOptio
         settledAt: sql`now()`,
         updatedAt: sql`now()`,
       })
-      .where(
-        and(
-          inArray(
-            charges.id,
-            due.map((row) => row.id),
-          ),
-          isNull(charges.settledAt),
-        ),
-      )
+      .where(and(sql`${charges.id} = any(${sql.param(due.map((row) => row.id))}::text[])`, isNull(charges.settledAt)))
       .returning();
     await recordChargeEvents(tx, settled);
     return settled.length;

@@ -1,12 +1,62 @@
 import type { IncomingMessage } from 'node:http';
+import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
-import { formatGraphQLError, type JwtVerifier, type Principal, requestIdOf, type SubgraphContext } from '@ghostpay/platform';
-import type { GraphQLSchema } from 'graphql';
+import { ErrorCode, formatGraphQLError, type JwtVerifier, type Principal, requestIdOf, type SubgraphContext } from '@ghostpay/platform';
+import type * as GraphQL from 'graphql';
+import type { DocumentNode, ExecutionArgs, GraphQLError, GraphQLSchema } from 'graphql';
+import type { SubscribePayload } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import type { ChargeLookups } from './charge-queries.ts';
 import { type ChargesContext, createLoaders } from './resolvers.ts';
+
+/**
+ * graphql's CommonJS build: the one graphql-ws and Apollo's schema builder load. Node gives
+ * an `import from 'graphql'` that same build (the package has no exports map), so in
+ * production this is the usual module; under Vite (the tests) an import would get the ESM
+ * build, whose `validate` refuses the schema and whose errors graphql-ws does not recognise.
+ */
+const graphql = createRequire(import.meta.url)('graphql') as typeof GraphQL;
+
+/** `error` again, under a code from the closed list (message and locations kept). */
+function withCode(error: GraphQLError, code: ErrorCode): GraphQLError {
+  return new graphql.GraphQLError(error.message, {
+    nodes: error.nodes,
+    source: error.source,
+    positions: error.positions,
+    extensions: { code },
+  });
+}
+
+/**
+ * What graphql-ws would do before executing an operation (parse, validate, pick the
+ * operation), plus coercing its variables, each failure under the code Apollo gives it over
+ * HTTP: GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED, BAD_USER_INPUT. Left to graphql-ws,
+ * validation and variable errors carry no code (formatted as INTERNAL_SERVER_ERROR) and a
+ * syntax error closes the whole socket (4500).
+ */
+function prepareOperation(schema: GraphQLSchema, payload: SubscribePayload): ExecutionArgs | readonly GraphQLError[] {
+  let document: DocumentNode;
+  try {
+    document = graphql.parse(payload.query);
+  } catch (error) {
+    if (error instanceof graphql.GraphQLError) return [withCode(error, ErrorCode.GRAPHQL_PARSE_FAILED)];
+    throw error;
+  }
+  const invalid = graphql.validate(schema, document);
+  if (invalid.length > 0) return invalid.map((error) => withCode(error, ErrorCode.GRAPHQL_VALIDATION_FAILED));
+  const operationName = payload.operationName ?? undefined;
+  const operation = graphql.getOperationAST(document, operationName);
+  if (!operation) {
+    const message = operationName ? `Unknown operation named "${operationName}"` : 'The document must name the operation to run';
+    return [new graphql.GraphQLError(message, { extensions: { code: ErrorCode.BAD_USER_INPUT } })];
+  }
+  const variableValues = payload.variables ?? undefined;
+  const coerced = graphql.getVariableValues(schema, operation.variableDefinitions ?? [], variableValues ?? {}, { maxErrors: 10 });
+  if (coerced.errors) return coerced.errors.map((error) => withCode(error, ErrorCode.BAD_USER_INPUT));
+  return { schema, document, operationName, variableValues };
+}
 
 export interface SubscriptionServer {
   /** Pass to the HTTP server's `upgrade` event. */
@@ -40,6 +90,8 @@ export function createSubscriptionServer(options: SubscriptionServerOptions): Su
   const disposable = useServer<Record<string, unknown> | undefined>(
     {
       schema: options.schema,
+      // graphql-ws skips its own parse and validation when this returns execution arguments.
+      onSubscribe: (_ctx, _id, payload) => prepareOperation(options.schema, payload),
       async onConnect(ctx) {
         const fromPayload = ctx.connectionParams?.authorization;
         const header = typeof fromPayload === 'string' ? fromPayload : ctx.extra.request.headers.authorization;
@@ -61,7 +113,8 @@ export function createSubscriptionServer(options: SubscriptionServerOptions): Su
         };
         return { ...base, ...createLoaders(options.lookups, base) };
       },
-      // Same error shape as HTTP: closed list of codes, never internals.
+      // Same error shape as HTTP: closed list of codes, never internals. Errors from
+      // `prepareOperation` carry their code; what else arrives here wraps an exception.
       onError: (_ctx, _id, _payload, errors) => errors.map((error) => formatGraphQLError(error.toJSON(), error)),
       onNext: (_ctx, _id, _payload, _args, result) =>
         result.errors ? { ...result, errors: result.errors.map((error) => formatGraphQLError(error.toJSON(), error)) } : undefined,

@@ -143,6 +143,37 @@ describe('createCharge', () => {
     expect(row?.status).toBe('ACTIVE');
   });
 
+  it.each([
+    ['a NUL in the card id', (id: string) => ({ cardId: `${id}\u0000` }), 'k-c1', 'input.cardId'],
+    ['a NUL in the description', () => ({ description: 'coffee\u0000' }), 'k-c2', 'input.description'],
+    ['a NUL in the idempotency key', () => ({}), 'k-c4\u0000', 'idempotencyKey'],
+    ['a line feed in the idempotency key', () => ({}), 'k-c5\n', 'idempotencyKey'],
+    ['a lone surrogate in the idempotency key', () => ({}), 'k-c6\ud800', 'idempotencyKey'],
+  ])('rejects %s with BAD_USER_INPUT naming the field and writes nothing', async (_name, input, key, field) => {
+    const c = await card();
+    const keysBefore = await h.database.db.select({ n: count() }).from(chargeIdempotencyKeys);
+    const result = await h.gql<{ createCharge: ChargeJson }>(
+      createChargeMutation,
+      { input: { cardId: c.id, amount: 1_000, currency: 'USD', ...input(c.id) }, key },
+      merchantBearer,
+    );
+    expect(result.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', fields: [{ field }] });
+    expect(result.errors?.[0]?.message).toContain(field);
+    expect(await chargeRows(c.id)).toEqual([]);
+    const [row] = await h.database.db.select().from(cards).where(eq(cards.id, c.id));
+    expect(row?.status).toBe('ACTIVE');
+    expect(await h.database.db.select({ n: count() }).from(chargeIdempotencyKeys)).toEqual(keysBefore);
+  });
+
+  it('refuses other control characters in a description but keeps tabs and line breaks', async () => {
+    const c = await card();
+    const escaped = await charge(c.id, 'k-escape', { description: 'coffee\u001b[2J' });
+    expect(escaped.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', fields: [{ field: 'input.description' }] });
+    expect(await chargeRows(c.id)).toEqual([]);
+    const result = await charge(c.id, 'k-lines', { description: 'table 4\r\n\tcoffee\nsecond line' });
+    expect(result.data?.createCharge).toMatchObject({ status: 'AUTHORIZED', description: 'table 4\r\n\tcoffee\nsecond line' });
+  });
+
   it('rejects a non-integer amount before the resolver runs', async () => {
     const c = await card();
     const result = await h.gql(

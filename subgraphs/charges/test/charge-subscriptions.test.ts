@@ -2,7 +2,7 @@ import { createChargesService } from '@ghostpay/charges';
 import { createDatabase, migrate } from '@ghostpay/db';
 import { createLogger } from '@ghostpay/platform';
 import { createSeed, createTestTokenIssuer, type SeededUser } from '@ghostpay/test-support';
-import { type Client, createClient } from 'graphql-ws';
+import { type Client, createClient, type SubscribePayload } from 'graphql-ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { chargesConfigSchema, settleAllDue } from '../src/index.ts';
@@ -31,6 +31,18 @@ function subscribe(client: Client, id: string): { received: Received; stop: () =
     },
   );
   return { received, stop };
+}
+
+/** What one operation over graphql-ws ends with: its errors, whether sent as `error` or as a `next` with errors. */
+function errorsOf(client: Client, payload: SubscribePayload): Promise<Array<{ message: string; extensions?: { code?: string } }>> {
+  return new Promise((resolve, reject) => {
+    const errors: Array<{ message: string; extensions?: { code?: string } }> = [];
+    client.subscribe(payload, {
+      next: (value) => errors.push(...((value.errors ?? []) as typeof errors)),
+      error: (error) => (Array.isArray(error) ? resolve([...errors, ...error]) : reject(error)),
+      complete: () => resolve(errors),
+    });
+  });
 }
 
 async function until(condition: () => boolean, what: string, timeoutMs = 5_000) {
@@ -128,6 +140,31 @@ describe('chargeUpdated over graphql-ws (PostgreSQL LISTEN/NOTIFY)', () => {
     await until(() => received.errors.length > 0, 'the error');
     expect(JSON.stringify(received.errors)).toContain('NOT_FOUND');
     expect(received.events).toEqual([]);
+  });
+
+  it('answers a document that does not validate, bad variables and a syntax error with their codes, and keeps the socket', async () => {
+    const charge = await authorized('sub-errors');
+    const client = wsClient(h.url, bearer);
+    clients.push(client);
+    const { received } = subscribe(client, charge.id);
+    await until(() => received.events.length >= 1, 'the current status');
+    const codes = async (payload: SubscribePayload) => (await errorsOf(client, payload)).map((error) => error.extensions?.code);
+
+    expect(await codes({ query: 'subscription { chargeUpdated(id: "x") { nope } }' })).toEqual(['GRAPHQL_VALIDATION_FAILED']);
+    const byId = 'subscription Watch($id: ID!) { chargeUpdated(id: $id) { id } }';
+    expect(await codes({ query: byId })).toEqual(['BAD_USER_INPUT']);
+    expect(await codes({ query: byId, variables: { id: { not: 'an id' } } })).toEqual(['BAD_USER_INPUT']);
+    expect(await codes({ query: byId, variables: { id: charge.id }, operationName: 'Other' })).toEqual(['BAD_USER_INPUT']);
+    const syntax = await errorsOf(client, { query: 'subscription { chargeUpdated(' });
+    expect(syntax).toMatchObject([{ extensions: { code: 'GRAPHQL_PARSE_FAILED' } }]);
+    expect(syntax[0]?.message).toMatch(/^Syntax Error/);
+    // A caller's error is still NOT_FOUND, not a validation error.
+    expect(await codes({ query: byId, variables: { id: 'ch_unknown' } })).toEqual(['NOT_FOUND']);
+
+    // The socket and its first subscription lived through all of that.
+    await settleAllDue(h.database.db, { delayMs: 0, batchSize: 100 });
+    await until(() => received.events.length >= 2, 'SETTLED on the same socket');
+    expect(received.errors).toEqual([]);
   });
 
   it('closes a connection without a valid token (4403)', async () => {

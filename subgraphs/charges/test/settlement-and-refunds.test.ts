@@ -1,8 +1,9 @@
-import { chargeEvents, charges, createDatabase, refunds } from '@ghostpay/db';
+import { chargeEvents, chargeIdempotencyKeys, charges, createDatabase, refunds } from '@ghostpay/db';
 import { poolStatementsOf, type SeededUser } from '@ghostpay/test-support';
-import { and, eq, inArray } from 'drizzle-orm';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { settleAllDue } from '../src/index.ts';
+import { and, count, eq, inArray } from 'drizzle-orm';
+import type pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { settleAllDue, settleDueCharges } from '../src/index.ts';
 import {
   type ChargeJson,
   chargeFields,
@@ -40,6 +41,25 @@ async function authorized(amount = 1_000): Promise<ChargeJson> {
   return result.data.createCharge;
 }
 
+/**
+ * Every statement `run` sends on the pool's connections, transactions included (test-support's
+ * `poolStatementsOf` sees only `pool.query`), with its parameters.
+ */
+async function connectionStatementsOf(pool: pg.Pool, run: () => Promise<unknown>): Promise<Array<{ text: string; values: unknown[] }>> {
+  const Client = pool.options.Client as typeof pg.Client;
+  const spy = vi.spyOn(Client.prototype, 'query');
+  try {
+    await run();
+    return spy.mock.calls.map((call) => {
+      const [config, values] = call as unknown as [string | pg.QueryConfig, unknown];
+      if (typeof config === 'string') return { text: config, values: Array.isArray(values) ? values : [] };
+      return { text: config.text, values: Array.isArray(values) ? values : (config.values ?? []) };
+    });
+  } finally {
+    spy.mockRestore();
+  }
+}
+
 function refund(id: string, amount: number | null, key: string, as = bearer) {
   return h.gql<{ refundCharge: ChargeJson }>(refundChargeMutation, { id, amount, key }, as);
 }
@@ -75,6 +95,54 @@ describe('settlement', () => {
       .where(and(inArray(chargeEvents.chargeId, ids), eq(chargeEvents.status, 'SETTLED')));
     expect(settledEvents).toHaveLength(60);
     expect(new Set(settledEvents.map((e) => e.chargeId)).size).toBe(60);
+  });
+
+  it('sends the same statement texts for a batch of two and a batch of one (one prepared statement each per connection)', async () => {
+    await settleAllDue(h.database.db, { delayMs: 0, batchSize: 100 });
+    await Promise.all([authorized(), authorized(), authorized()]);
+    const pool = h.database.pool as pg.Pool;
+    let settled = 0;
+    const two = await connectionStatementsOf(pool, async () => {
+      settled = await settleDueCharges(h.database.db, { delayMs: 0, batchSize: 2 });
+    });
+    expect(settled).toBe(2);
+    const one = await connectionStatementsOf(pool, async () => {
+      settled = await settleDueCharges(h.database.db, { delayMs: 0, batchSize: 2 });
+    });
+    expect(settled).toBe(1);
+    const update = two.find((statement) => /^update "charges"\."charges"/.test(statement.text));
+    expect(update?.text).toMatch(/"id" = any\(\$\d+::text\[\]\)/);
+    expect(one.map((statement) => statement.text)).toEqual(two.map((statement) => statement.text));
+  });
+
+  it("finds due charges through the partial index charges_settlement_due_idx, as run and as a prepared statement's generic plan", async () => {
+    await Promise.all([authorized(), authorized()]);
+    const pool = h.database.pool as pg.Pool;
+    const statements = await connectionStatementsOf(pool, () => settleDueCharges(h.database.db, { delayMs: 0, batchSize: 100 }));
+    const select = statements.find((statement) => /^select .* for update skip locked$/.test(statement.text));
+    if (!select) throw new Error(`no settlement select among ${JSON.stringify(statements.map((s) => s.text))}`);
+    const client = await pool.connect();
+    try {
+      // Whatever the table's size here, a plan that could avoid reading every row does.
+      await client.query('set enable_seqscan = off');
+      const indexesOf = (plan: unknown): string[] => {
+        const text = JSON.stringify(plan);
+        expect(text).not.toContain('"Seq Scan"');
+        return [...text.matchAll(/"Index Name":"([^"]+)"/g)].map((match) => match[1] ?? '');
+      };
+      const asRun = await client.query({ text: `explain (format json) ${select.text}`, values: select.values });
+      expect(indexesOf(asRun.rows[0])).toEqual(['charges_settlement_due_idx']);
+      // After five runs a prepared statement may switch to a plan for any parameter values:
+      // the index must still be provable from the query's own text.
+      await client.query('set plan_cache_mode = force_generic_plan');
+      await client.query(`prepare settlement_due as ${select.text}`);
+      const literals = select.values.map((value) => (typeof value === 'number' ? String(value) : `'${String(value)}'`)).join(', ');
+      const generic = await client.query(`explain (format json) execute settlement_due(${literals})`);
+      expect(indexesOf(generic.rows[0])).toEqual(['charges_settlement_due_idx']);
+    } finally {
+      await client.query('deallocate settlement_due; reset enable_seqscan; reset plan_cache_mode').catch(() => undefined);
+      client.release();
+    }
   });
 
   it('settles through the service worker once started, and stops cleanly', async () => {
@@ -125,6 +193,21 @@ describe('refundCharge', () => {
     expect(over.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
     const [row] = await h.database.db.select().from(charges).where(eq(charges.id, charge.id));
     expect(row).toMatchObject({ refundedAmount: 600, status: 'PARTIALLY_REFUNDED' });
+  });
+
+  it.each([
+    ['a NUL in the charge id', (id: string) => `${id}\u0000`, 'r-nul', 'id'],
+    ['a NUL in the idempotency key', (id: string) => id, 'r-nul\u0000', 'idempotencyKey'],
+    ['a C1 control in the idempotency key', (id: string) => id, 'r-\u009b', 'idempotencyKey'],
+  ])('rejects %s with BAD_USER_INPUT naming the field and writes nothing', async (_name, id, key, field) => {
+    const charge = await authorized(1_000);
+    const keysBefore = await h.database.db.select({ n: count() }).from(chargeIdempotencyKeys);
+    const result = await refund(id(charge.id), 100, key);
+    expect(result.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', fields: [{ field }] });
+    expect(await h.database.db.select().from(refunds).where(eq(refunds.chargeId, charge.id))).toEqual([]);
+    const [row] = await h.database.db.select().from(charges).where(eq(charges.id, charge.id));
+    expect(row).toMatchObject({ status: 'AUTHORIZED', refundedAmount: 0 });
+    expect(await h.database.db.select({ n: count() }).from(chargeIdempotencyKeys)).toEqual(keysBefore);
   });
 
   it('rejects refunding a declined charge with BAD_USER_INPUT', async () => {
@@ -258,6 +341,30 @@ describe('queries', () => {
     const byCardHidden = await cardsOf([c.card.id, a.card.id], other);
     expect(byCardHidden.result.data?._entities.map((card) => card.charges)).toEqual([[], []]);
     expect(byCardHidden.statements).toEqual(byCard.statements);
+  });
+
+  it('answers ids with a NUL as not found or BAD_USER_INPUT, and still resolves the rest of a batch', async () => {
+    const charge = await authorized();
+    const missing = await h.gql(chargeQuery, { id: `${charge.id}\u0000` }, bearer);
+    expect(missing.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+    const list = `query ($cardId: ID) { charges(filter: { cardId: $cardId }) { nodes { id } } }`;
+    const filtered = await h.gql(list, { cardId: `${charge.card.id}\u0000` }, bearer);
+    expect(filtered.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', fields: [{ field: 'filter.cardId' }] });
+    const entities = `query ($reps: [_Any!]!) { _entities(representations: $reps) { ... on Charge { id } ... on Card { charges { id } } } }`;
+    const batch = await h.gql<{ _entities: unknown[] }>(
+      entities,
+      {
+        reps: [
+          { __typename: 'Charge', id: charge.id },
+          { __typename: 'Charge', id: 'ch_\u0000' },
+          { __typename: 'Card', id: charge.card.id },
+          { __typename: 'Card', id: 'card_\u0000' },
+        ],
+      },
+      bearer,
+    );
+    expect(batch.errors).toBeUndefined();
+    expect(batch.data?._entities).toEqual([{ id: charge.id }, null, { charges: [{ id: charge.id }] }, { charges: [] }]);
   });
 
   it('contributes Card.charges through _entities, visible charges only', async () => {
