@@ -25,7 +25,18 @@ export interface ServiceServerOptions {
   shutdownTimeoutMs?: number;
   /** Called after the server stopped accepting and in-flight requests ended: close pools here. */
   onClose?: () => Promise<void>;
-  /** Maps a request to a bounded route label for the duration histogram. @default first path segment */
+  /**
+   * Exact paths the service serves (besides `/healthz`, `/readyz` and `/metrics`): the default
+   * `routeLabel` labels each as itself and every other path `unmatched`. @default []
+   */
+  knownRoutes?: readonly string[];
+  /**
+   * Maps a request to the `route` label of the duration histogram. It must return one of a fixed
+   * set of values, never text from the request: every distinct label is a series kept in memory
+   * and scraped for ever, and a client can ask for any path. Not consulted for `/healthz`,
+   * `/readyz` and `/metrics`, which are always labelled as themselves (dashboards exclude them).
+   * @default the path when it is one of `knownRoutes`, else `unmatched`
+   */
   routeLabel?: (req: IncomingMessage) => string;
   /** TLS (and mTLS with `requestCert`) options; plain HTTP when absent. */
   tls?: HttpsServerOptions;
@@ -45,10 +56,30 @@ export interface ServiceServer {
   readonly draining: boolean;
 }
 
-function defaultRouteLabel(req: IncomingMessage): string {
-  const path = (req.url ?? '/').split('?')[0] ?? '/';
-  const first = path.split('/')[1] ?? '';
-  return /^[a-z][a-z0-9._-]{0,30}$/i.test(first) ? `/${first}` : '/';
+/** The `route` label of every request outside the routes a service knows. */
+export const unmatchedRoute = 'unmatched';
+
+const platformRoutes: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
+
+function pathOf(req: IncomingMessage): string {
+  const url = req.url ?? '/';
+  const query = url.indexOf('?');
+  return query === -1 ? url : url.slice(0, query);
+}
+
+/**
+ * Labels the platform's own routes as themselves, then asks `routeLabel` or, without one, labels
+ * `knownRoutes` as themselves and everything else `unmatched`. Never the path a client made up:
+ * `/x1`, `/x2`, … would each add a histogram series (unbounded memory and Prometheus
+ * cardinality), and `/a4111111111111111` would put caller-chosen text into a label.
+ */
+function routeLabelling(knownRoutes: readonly string[], routeLabel: ((req: IncomingMessage) => string) | undefined) {
+  const known = new Set([...platformRoutes, ...knownRoutes]);
+  return (req: IncomingMessage): string => {
+    const path = pathOf(req);
+    if (platformRoutes.has(path) || !routeLabel) return known.has(path) ? path : unmatchedRoute;
+    return routeLabel(req);
+  };
 }
 
 async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -70,15 +101,8 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Pr
  * graceful shutdown. Build it, then `listen`; tests listen on port 0.
  */
 export function createServiceServer(options: ServiceServerOptions): ServiceServer {
-  const {
-    logger,
-    handler,
-    registry,
-    readiness = [],
-    shutdownTimeoutMs = 10_000,
-    readinessTimeoutMs = 2_000,
-    routeLabel = defaultRouteLabel,
-  } = options;
+  const { logger, handler, registry, readiness = [], shutdownTimeoutMs = 10_000, readinessTimeoutMs = 2_000 } = options;
+  const routeLabel = routeLabelling(options.knownRoutes ?? [], options.routeLabel);
   const duration = createHttpDurationHistogram(registry);
   let draining = false;
   let closing: Promise<void> | undefined;
@@ -97,7 +121,7 @@ export function createServiceServer(options: ServiceServerOptions): ServiceServe
       if (inFlight === 0) idleResolve?.();
     });
     if (draining) res.setHeader('connection', 'close');
-    const path = (req.url ?? '/').split('?')[0];
+    const path = pathOf(req);
     try {
       if (path === '/healthz' && req.method === 'GET') {
         sendJson(res, 200, { status: 'ok' });

@@ -53,9 +53,11 @@ export function luhnValid(digits: string): boolean {
   return sum % 10 === 0;
 }
 
-// A run of at least 13 digits where single spaces or dashes may separate them (how PANs are
-// pasted: "4111 1111 1111 1111", "4111-1111-1111-1111").
-const digitRun = /\d(?:[ -]?\d){12,}/g;
+// A run of at least 13 digits where a single space, dash, underscore or dot may separate them:
+// how PANs are pasted ("4111 1111 1111 1111", "4111-1111-1111-1111") and how they survive in an
+// identifier such as an operation name ("Pay_4111_1111_1111_1111", "card.4111.1111.1111.1111").
+const digitRun = /\d(?:[ _.-]?\d){12,}/g;
+const digitSeparators = /[ _.-]/g;
 // Three base64url segments, the first starting with eyJ (`{"` base64-encoded). Generous: two
 // segments are enough, so a JWT cut in half still counts.
 const jwtLike = /eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+/;
@@ -66,7 +68,7 @@ const bearerLike = /bearer\s+\S{8,}/i;
 
 function containsPan(value: string): boolean {
   for (const match of value.matchAll(digitRun)) {
-    const digits = match[0].replace(/[ -]/g, '');
+    const digits = match[0].replace(digitSeparators, '');
     // Any 13–19 digit window of the run that passes Luhn: a PAN glued to other digits still counts.
     for (let length = 13; length <= 19; length++) {
       for (let start = 0; start + length <= digits.length; start++) {

@@ -135,6 +135,8 @@ export function createSubgraphService<TContext extends SubgraphContext>(
     service: options.name,
     logger: options.logger,
     registry: options.registry,
+    // Metrics label these paths as themselves and any other path `unmatched`.
+    knownRoutes: ['/graphql', ...Object.keys(routes)],
     handler: (req, res) => {
       const path = (req.url ?? '/').split('?')[0] ?? '/';
       const route = Object.hasOwn(routes, path) ? routes[path] : undefined;

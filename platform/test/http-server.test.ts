@@ -35,8 +35,44 @@ describe('service server', () => {
     expect(await (await fetch(`${service.url}/healthz`)).json()).toEqual({ status: 'ok' });
     expect(await (await fetch(`${service.url}/anything`)).json()).toEqual({ hello: 'world' });
     const metrics = await (await fetch(`${service.url}/metrics`)).text();
-    expect(metrics).toMatch(/http_request_duration_seconds_count\{service="demo",method="GET",route="\/anything",status_code="200"\} 1/);
+    expect(metrics).toMatch(/http_request_duration_seconds_count\{service="demo",method="GET",route="unmatched",status_code="200"\} 1/);
     expect(metrics).toContain('nodejs_eventloop_lag_seconds');
+  });
+
+  /** The `route` label of every `http_request_duration_seconds` series the service exposes. */
+  async function routeLabels(url: string): Promise<string[]> {
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    const routes = [...metrics.matchAll(/^http_request_duration_seconds_count\{[^}]*route="([^"]*)"/gm)].map((m) => m[1]!);
+    return [...new Set(routes)].sort();
+  }
+
+  it('labels the platform routes and the declared ones as themselves and every other path `unmatched`, whatever a client asks for', async () => {
+    service = createServiceServer({
+      service: 'demo',
+      logger: silent,
+      registry: createMetricsRegistry('demo'),
+      knownRoutes: ['/widgets'],
+      handler: (_req, res) => sendJson(res, 404, {}),
+    });
+    await service.listen(0);
+    const paths = ['/healthz', '/readyz?full=1', '/widgets', '/widgets?page=2', '/widgets/42', '/', '/a4111111111111111', '/%2e%2e'];
+    for (let i = 0; i < 50; i++) paths.push(`/x${i}`, `/x${i}/deeper`);
+    for (const path of paths) await (await fetch(`${service.url}${path}`)).arrayBuffer();
+    expect(await routeLabels(service.url)).toEqual(['/healthz', '/readyz', '/widgets', 'unmatched']);
+  });
+
+  it('labels /healthz, /readyz and /metrics as themselves even when the service maps routes itself', async () => {
+    service = createServiceServer({
+      service: 'demo',
+      logger: silent,
+      registry: createMetricsRegistry('demo'),
+      routeLabel: (req) => (req.url === '/graphql' ? '/graphql' : '/'),
+      handler: (_req, res) => sendJson(res, 404, {}),
+    });
+    await service.listen(0);
+    for (const path of ['/healthz', '/readyz', '/metrics?x=1', '/graphql', '/elsewhere'])
+      await (await fetch(`${service.url}${path}`)).arrayBuffer();
+    expect(await routeLabels(service.url)).toEqual(['/', '/graphql', '/healthz', '/metrics', '/readyz']);
   });
 
   it('turns /readyz to 503 when the database is down, and back when it returns', async () => {

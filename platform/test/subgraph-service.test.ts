@@ -1,5 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
-import { createTestTokenIssuer } from '@ghostpay/test-support';
+import { createSeed, createTestTokenIssuer, freshDatabase } from '@ghostpay/test-support';
 import { parse } from 'graphql';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -9,6 +10,7 @@ import {
   createSubgraphService,
   NotFoundError,
   type SubgraphService,
+  sendJson,
 } from '../src/index.ts';
 
 let service: SubgraphService<never> | undefined;
@@ -109,6 +111,67 @@ describe('subgraph service', () => {
     const logged = lines.map((line) => JSON.parse(line)).filter((line) => line.msg === 'unexpected error while executing an operation');
     expect(logged).toHaveLength(1);
     expect(logged[0]).toMatchObject({ requestId: 'req-42', path: ['broken'], err: { message: expect.stringContaining('10.0.0.7') } });
+  });
+});
+
+describe('subgraph service metrics', () => {
+  it('labels /graphql and its extra routes as themselves and every other path `unmatched`', async () => {
+    const issuer = await createTestTokenIssuer();
+    service = createSubgraphService({
+      name: 'demo',
+      typeDefs: parse('type Query { hello: String }'),
+      resolvers: { Query: { hello: () => 'hi' } },
+      verifier: issuer.verifier,
+      logger: createLogger({ service: 'demo', level: 'silent' }),
+      registry: createMetricsRegistry('demo'),
+      routes: { '/.well-known/jwks.json': (_req, res) => sendJson(res, 200, { keys: [] }) },
+    }) as SubgraphService<never>;
+    const url = await service.start(0);
+    await fetch(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ hello }"}' });
+    for (const path of ['/.well-known/jwks.json', '/healthz', '/x1', '/x2', '/a4111111111111111', '/graphql/x']) {
+      await (await fetch(`${url}${path}`)).arrayBuffer();
+    }
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    const routes = new Set([...metrics.matchAll(/^http_request_duration_seconds_count\{[^}]*route="([^"]*)"/gm)].map((m) => m[1]));
+    expect([...routes].sort()).toEqual(['/.well-known/jwks.json', '/graphql', '/healthz', 'unmatched']);
+  });
+});
+
+describe('subgraph service when a query fails', () => {
+  it('logs the failed query and its constraint, never the values bound to it', async () => {
+    const database = await freshDatabase();
+    try {
+      const seed = createSeed(database.db);
+      const email = `taken-${randomBytes(4).toString('hex')}@example.test`;
+      await seed.user('merchant', { email });
+      const lines: string[] = [];
+      const destination = new Writable({
+        write(chunk, _encoding, done) {
+          lines.push(String(chunk));
+          done();
+        },
+      });
+      const url = await startDemo(
+        'signUp: String',
+        { signUp: async () => (await seed.user('merchant', { email, name: 'Jane Private' })).id },
+        createLogger({ service: 'demo', destination }),
+      );
+      const response = await fetch(`${url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: '{ signUp }' }),
+      });
+      expect(((await response.json()) as { errors: Array<{ extensions: { code: string } }> }).errors[0]?.extensions.code).toBe(
+        'INTERNAL_SERVER_ERROR',
+      );
+      const logged = lines.filter((line) => line.includes('unexpected error while executing an operation'));
+      expect(logged).toHaveLength(1);
+      expect(logged[0]).not.toContain(email);
+      expect(logged[0]).not.toContain('Jane Private');
+      expect(JSON.parse(logged[0]!).err.message).toMatch(/insert into "auth"."users".*users_email_lower_key/s);
+    } finally {
+      await database.close();
+    }
   });
 });
 

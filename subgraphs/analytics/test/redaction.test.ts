@@ -7,12 +7,15 @@ const base64url = `${base62}-_`;
 const charsOf = (alphabet: string, min: number, max: number) =>
   fc.array(fc.constantFrom(...alphabet.split('')), { minLength: min, maxLength: max }).map((a) => a.join(''));
 
-/** A Luhn-valid PAN of 13–19 digits, printed plain, in groups of four with spaces, or with dashes. */
+/**
+ * A Luhn-valid PAN of 13–19 digits, printed plain or in groups of four separated by spaces,
+ * dashes, underscores or dots (`Pay_4111_1111_1111_1111` as an operation name).
+ */
 const pan = fc
   .tuple(
     fc.integer({ min: 13, max: 19 }),
     fc.array(fc.integer({ min: 0, max: 9 }), { minLength: 18, maxLength: 18 }),
-    fc.constantFrom('', ' ', '-'),
+    fc.constantFrom('', ' ', '-', '_', '.'),
   )
   .map(([length, digits, separator]) => {
     const body = digits.slice(0, length - 1).join('');
@@ -85,7 +88,7 @@ describe('request event redaction', () => {
           const out = strings(redacted);
           for (const [, s] of plants) {
             for (const value of out) {
-              const haystack = s.kind === 'pan' ? value.replace(/[ -]/g, '') : value;
+              const haystack = s.kind === 'pan' ? value.replace(/[ _.-]/g, '') : value;
               expect(haystack.includes(s.needle)).toBe(false);
             }
           }
@@ -178,6 +181,8 @@ describe('request event redaction', () => {
   it('recognises the shapes it is meant to catch and not ids or timestamps', () => {
     expect(looksSecret('4111111111111111')).toBe(true);
     expect(looksSecret('card 4111-1111-1111-1111 declined')).toBe(true);
+    expect(looksSecret('query Pay_4111_1111_1111_1111')).toBe(true);
+    expect(looksSecret('card.4111.1111.1111.1111')).toBe(true);
     // 13 digits failing Luhn, and 12 digits: not a PAN. (Longer digit runs usually hold some
     // Luhn-valid 13–19 digit window and are dropped: deliberately generous.)
     expect(looksSecret('1234567890123')).toBe(false);
