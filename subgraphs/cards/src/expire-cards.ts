@@ -1,5 +1,5 @@
 import { cards, type Database } from '@ghostpay/db';
-import { and, asc, eq, gt, inArray, lte, sql } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 
 /** Cards one batch of `expireCards` sweeps at most (the prunes' `deleteInBatches` size). */
 export const defaultExpireBatchSize = 5_000;
@@ -11,32 +11,25 @@ export const defaultExpireBatchSize = 5_000;
  * number of cards swept. Idempotent; safe to run from several replicas.
  *
  * After a long outage the backlog can be every card issued in that time: it is swept
- * `batchSize` cards per transaction, walking the primary key (each batch starts after the last
- * id of the one before, so no batch rescans what an earlier one passed), and a short batch
- * ends the call. Rows another transaction holds (a charge or cancel in flight, another
- * replica's sweep) are skipped, not waited for: the next pass takes what is still due.
+ * `batchSize` cards per statement (its own short transaction), and a short batch ends the
+ * call. A swept card is no longer due, so each batch takes the next ones. Rows another
+ * transaction holds (a charge or cancel in flight, another replica's sweep) are skipped, not
+ * waited for: the next pass takes what is still due.
  */
 export async function expireCards(db: Database, batchSize = defaultExpireBatchSize): Promise<number> {
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batch size must be a whole number ≥ 1, got ${batchSize}`);
-  const due = and(eq(cards.status, 'ACTIVE'), lte(cards.expiresAt, sql`now()`));
   let swept = 0;
-  let afterId = '';
   for (;;) {
-    const batch = await db.transaction(async (tx) => {
-      const rows = await tx
-        .select({ id: cards.id })
-        .from(cards)
-        .where(and(due, gt(cards.id, afterId)))
-        .orderBy(asc(cards.id))
-        .limit(batchSize)
-        .for('update', { skipLocked: true });
-      if (rows.length === 0) return rows;
-      const ids = rows.map((row) => row.id);
-      await tx.update(cards).set({ status: 'EXPIRED' }).where(inArray(cards.id, ids));
-      return rows;
-    });
+    // The same text whatever the batch holds (the ids come from a subselect, not a list): a
+    // list of ids would be a new prepared statement per batch size.
+    const batch = await db
+      .update(cards)
+      .set({ status: 'EXPIRED' })
+      .where(
+        sql`${cards.id} in (select id from ${cards} where status = 'ACTIVE' and expires_at <= now() limit ${batchSize} for update skip locked)`,
+      )
+      .returning({ id: cards.id });
     swept += batch.length;
     if (batch.length < batchSize) return swept;
-    afterId = batch.at(-1)!.id;
   }
 }
