@@ -136,8 +136,12 @@ export class ServiceUnavailableError extends GhostPayError {
 export function formatGraphQLError(formatted: GraphQLFormattedError, _original?: unknown): GraphQLFormattedError {
   const code = formatted.extensions?.code;
   // Apollo Server's own request errors (no query, a GET mutation, a CSRF refusal, a bad
-  // request shape) keep their message under the closed list's code.
-  if (code === 'BAD_REQUEST') return { message: formatted.message, extensions: { code: ErrorCode.BAD_USER_INPUT } };
+  // request shape; OPERATION_RESOLUTION_FAILURE: no operation name for a document with several,
+  // or a name the document lacks) are the client's mistakes: their message under the closed
+  // list's code.
+  if (code === 'BAD_REQUEST' || code === 'OPERATION_RESOLUTION_FAILURE') {
+    return { message: formatted.message, extensions: { code: ErrorCode.BAD_USER_INPUT } };
+  }
   const { stacktrace: _s, exception: _e, ...extensions } = formatted.extensions ?? {};
   if (code === ErrorCode.INTERNAL_SERVER_ERROR && isUnavailableDependency(_original)) {
     return {

@@ -190,6 +190,9 @@ describe('subgraph service request errors', () => {
       ['{}', 'BAD_USER_INPUT'],
       ['{"query": "{ hello"}', 'GRAPHQL_PARSE_FAILED'],
       ['{"query": "{ nope }"}', 'GRAPHQL_VALIDATION_FAILED'],
+      // Apollo's OPERATION_RESOLUTION_FAILURE: the client named no operation, or one the document lacks.
+      ['{"query": "query A { hello } query B { hello }"}', 'BAD_USER_INPUT'],
+      ['{"query": "query A { hello }", "operationName": "C"}', 'BAD_USER_INPUT'],
     ];
     for (const [body, code] of cases) {
       const answer = await post(body);
