@@ -52,7 +52,7 @@ export type SafelistOutcome =
  * (`extensions.persistedQuery.sha256Hash`) or sends the exact body of one. The router then
  * runs the manifest's body, never the client's text.
  */
-export function applySafelist(request: Record<string, unknown>, safelist: Map<string, PersistedOperation>): SafelistOutcome {
+export function applySafelist(request: Record<string, unknown>, safelist: ReadonlyMap<string, PersistedOperation>): SafelistOutcome {
   const extensions = request.extensions as { persistedQuery?: { sha256Hash?: unknown } } | undefined;
   const hash = extensions?.persistedQuery?.sha256Hash;
   const id = typeof hash === 'string' ? hash : typeof request.query === 'string' ? sha256Hex(request.query) : undefined;
@@ -61,4 +61,21 @@ export function applySafelist(request: Record<string, unknown>, safelist: Map<st
     return { ok: false, code: 'PERSISTED_QUERY_NOT_FOUND', message: 'Only operations in the persisted query safelist are accepted' };
   }
   return { ok: true, body: { ...request, query: operation.body } };
+}
+
+/**
+ * The rule every transport applies to a request against the manifest operations: in safelist
+ * mode (`enforce`, for non-admins) only a manifest operation runs (`applySafelist`); otherwise
+ * a hash-only request for a manifest operation gets its body (pre-registered APQ), and any
+ * other request passes unchanged.
+ */
+export function resolvePersistedQuery(
+  request: Record<string, unknown>,
+  operations: ReadonlyMap<string, PersistedOperation>,
+  enforce: boolean,
+): SafelistOutcome {
+  if (enforce) return applySafelist(request, operations);
+  const hash = (request.extensions as { persistedQuery?: { sha256Hash?: unknown } } | undefined)?.persistedQuery?.sha256Hash;
+  const known = typeof hash === 'string' && request.query === undefined ? operations.get(hash) : undefined;
+  return { ok: true, body: known ? { ...request, query: known.body } : request };
 }

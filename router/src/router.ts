@@ -37,11 +37,18 @@ import {
 import type { RouterConfig } from './config.ts';
 import { compiledGatewayExecutor, createCompiledExecutor } from './executor/index.ts';
 import { defaultOperationLimits, enforceOperationLimits, measureOperation, type OperationLimits } from './operation-limits.ts';
-import { applySafelist, loadPersistedQueryManifests, type PersistedOperation, sha256Hex } from './persisted-queries.ts';
+import {
+  applySafelist,
+  loadPersistedQueryManifests,
+  type PersistedOperation,
+  resolvePersistedQuery,
+  sha256Hex,
+} from './persisted-queries.ts';
 import { playgroundClientHeader, servePlayground } from './playground.ts';
 import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter, rateLimitHeaders } from './rate-limiter.ts';
 import { callerSafeId, emitRequestEvent, type RequestEventHandler, traceIdOf } from './request-events.ts';
 import { createRouterMetrics } from './router-metrics.ts';
+import { withoutSchemaSuggestions } from './schema-suggestions.ts';
 import { createRetryBudget, type SubgraphCallContext, SubgraphDataSource } from './subgraph-data-source.ts';
 import { createRouterSubscriptions, type RouterSubscriptionsSettings, type SubscriptionGateway } from './subscriptions/index.ts';
 import { watchSupergraphFile } from './supergraph-loader.ts';
@@ -255,9 +262,10 @@ export function createRouter(deps: RouterDeps): Router {
           const errors = body.singleResult.errors;
           if (errors && context.principal?.role !== 'admin') {
             // "Did you mean" suggestions leak schema names: only admins get them.
-            body.singleResult.errors = errors.map((e) =>
-              e.message.includes(' Did you mean ') ? { ...e, message: e.message.replace(/ Did you mean .*\?$/s, '') } : e,
-            );
+            body.singleResult.errors = errors.map((e) => {
+              const message = withoutSchemaSuggestions(e.message);
+              return message === e.message ? e : { ...e, message };
+            });
           }
           context.report.errorCodes ??= [];
           for (const error of body.singleResult.errors ?? []) {
@@ -305,6 +313,8 @@ export function createRouter(deps: RouterDeps): Router {
         verifier,
         logger,
         registry,
+        // The same manifest and rule as POST /graphql: in safelist mode non-admins subscribe only to manifest operations.
+        persistedQueries: { operations: manifest, safelist: safelist !== undefined },
         contextFor: (principal, authorization) => {
           const requestId = randomUUID();
           return {
@@ -329,6 +339,102 @@ export function createRouter(deps: RouterDeps): Router {
       if (last) return last;
     }
     return req.socket.remoteAddress ?? 'unknown';
+  };
+
+  type Refuse = (
+    httpStatus: number,
+    code: ErrorCode,
+    message: string,
+    headers?: Record<string, string>,
+    extensions?: Record<string, unknown>,
+  ) => void;
+
+  /**
+   * Reads the body up to `ROUTER_MAX_BODY_BYTES` (a declared larger Content-Length is refused
+   * before reading). Past the limit: 413 and the connection closes, the rest never read.
+   */
+  const readLimitedBody = async (req: IncomingMessage, res: ServerResponse, refuse: Refuse): Promise<Buffer | undefined> => {
+    try {
+      return await readBody(req, config.ROUTER_MAX_BODY_BYTES);
+    } catch (error) {
+      if (error instanceof BodyTooLargeError) {
+        res.setHeader('connection', 'close');
+        refuse(413, ErrorCode.PAYLOAD_TOO_LARGE, error.message);
+        return undefined;
+      }
+      throw error;
+    }
+  };
+
+  /**
+   * Verifies the Authorization header: the principal, none for a request without one, or a
+   * refusal already sent (`false`): 401, 503 when the signing keys cannot be fetched, 429 past
+   * the address's anonymous limit, which bad tokens count against (verifying is not free).
+   */
+  const verifyCaller = async (req: IncomingMessage, res: ServerResponse, refuse: Refuse): Promise<Principal | undefined | false> => {
+    try {
+      return await verifier.verifyAuthorization(req.headers.authorization);
+    } catch (error) {
+      const decision = await limiter.consume(`ip:${clientAddress(req)}`, config.ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE);
+      for (const [name, value] of Object.entries(rateLimitHeaders(decision))) res.setHeader(name, value);
+      if (!decision.allowed) {
+        metrics.rateLimited.inc({ scope: 'client_address' });
+        refuse(
+          429,
+          ErrorCode.RATE_LIMITED,
+          `Rate limit of ${decision.limit} requests per minute exceeded`,
+          {},
+          { retryAfter: decision.retryAfterSeconds },
+        );
+        return false;
+      }
+      if (error instanceof GhostPayError && error.extensions.code === ErrorCode.SERVICE_UNAVAILABLE) {
+        // The signing keys could not be fetched: an outage to retry, not a bad credential.
+        refuse(503, ErrorCode.SERVICE_UNAVAILABLE, error.message, { 'retry-after': '5' });
+        return false;
+      }
+      const message = error instanceof GhostPayError ? error.message : 'Token is invalid';
+      refuse(401, ErrorCode.UNAUTHENTICATED, message, { 'www-authenticate': 'Bearer error="invalid_token"' });
+      return false;
+    }
+  };
+
+  /**
+   * GraphQL over SSE (`/graphql/stream`). graphql-sse's own Node reader buffers a body of any
+   * size, so the router hands it the body: the token first (every subscription needs one, as on
+   * the WebSocket), refused without reading anything; then the body, bounded like /graphql's.
+   */
+  const handleStream = async (req: IncomingMessage, res: ServerResponse, gateway: SubscriptionGateway) => {
+    res.setHeader(requestIdHeader, requestIdOf(req));
+    res.setHeader('cache-control', 'no-store');
+    const refuse: Refuse = (httpStatus, code, message, headers = {}, extensions = {}) => {
+      metrics.errors.inc({ code });
+      // Refused before its body was read: closing is cheaper than reading the rest to keep the connection.
+      if (req.method === 'POST' && !req.readableEnded) res.setHeader('connection', 'close');
+      sendJson(res, httpStatus, errorBody(code, message, extensions), headers);
+    };
+    const principal = await verifyCaller(req, res, refuse);
+    if (principal === false) return;
+    if (!principal) {
+      refuse(401, ErrorCode.UNAUTHENTICATED, 'Authentication required', { 'www-authenticate': 'Bearer' });
+      return;
+    }
+    let body: unknown;
+    if (req.method === 'POST') {
+      const raw = await readLimitedBody(req, res, refuse);
+      if (!raw) return;
+      if (raw.length > 0 && (req.headers['content-type'] ?? '').includes('json')) {
+        try {
+          body = JSON.parse(raw.toString('utf8'));
+        } catch {
+          refuse(400, ErrorCode.GRAPHQL_PARSE_FAILED, 'Request body is not valid JSON');
+          return;
+        }
+      } else if (raw.length > 0) {
+        body = raw.toString('utf8');
+      }
+    }
+    await gateway.handleSse(req, res, body);
   };
 
   const handleGraphQL = async (req: IncomingMessage, res: ServerResponse, url: URL) => {
@@ -379,7 +485,7 @@ export function createRouter(deps: RouterDeps): Router {
         },
       );
     };
-    const refuse = (httpStatus: number, code: ErrorCode, message: string, headers: Record<string, string> = {}, extensions = {}) => {
+    const refuse: Refuse = (httpStatus, code, message, headers = {}, extensions = {}) => {
       errorCodes.push(code);
       metrics.errors.inc({ code });
       sendJson(res, httpStatus, errorBody(code, message, extensions), headers);
@@ -390,44 +496,12 @@ export function createRouter(deps: RouterDeps): Router {
       refuse(405, ErrorCode.BAD_USER_INPUT, 'Use POST (or GET for persisted queries)', { allow: 'GET, POST' });
       return;
     }
-    let raw: Buffer;
-    try {
-      raw = await readBody(req, config.ROUTER_MAX_BODY_BYTES);
-    } catch (error) {
-      if (error instanceof BodyTooLargeError) {
-        res.setHeader('connection', 'close');
-        refuse(413, ErrorCode.PAYLOAD_TOO_LARGE, error.message);
-        return;
-      }
-      throw error;
-    }
+    const raw = await readLimitedBody(req, res, refuse);
+    if (!raw) return;
 
-    try {
-      principal = await verifier.verifyAuthorization(req.headers.authorization);
-    } catch (error) {
-      // Bad tokens count against the address's anonymous limit: verifying signatures is not free.
-      const decision = await limiter.consume(`ip:${clientAddress(req)}`, config.ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE);
-      for (const [name, value] of Object.entries(rateLimitHeaders(decision))) res.setHeader(name, value);
-      if (!decision.allowed) {
-        metrics.rateLimited.inc({ scope: 'client_address' });
-        refuse(
-          429,
-          ErrorCode.RATE_LIMITED,
-          `Rate limit of ${decision.limit} requests per minute exceeded`,
-          {},
-          { retryAfter: decision.retryAfterSeconds },
-        );
-        return;
-      }
-      if (error instanceof GhostPayError && error.extensions.code === ErrorCode.SERVICE_UNAVAILABLE) {
-        // The signing keys could not be fetched: an outage to retry, not a bad credential.
-        refuse(503, ErrorCode.SERVICE_UNAVAILABLE, error.message, { 'retry-after': '5' });
-        return;
-      }
-      const message = error instanceof GhostPayError ? error.message : 'Token is invalid';
-      refuse(401, ErrorCode.UNAUTHENTICATED, message, { 'www-authenticate': 'Bearer error="invalid_token"' });
-      return;
-    }
+    const verified = await verifyCaller(req, res, refuse);
+    if (verified === false) return;
+    principal = verified;
     context.principal = principal;
     if (principal && req.headers.authorization) context.forwardHeaders.authorization = req.headers.authorization;
     // Without tracing the caller's trace context passes through unchanged. With tracing on, the
@@ -518,10 +592,8 @@ export function createRouter(deps: RouterDeps): Router {
         body = Array.isArray(body) ? rewritten : rewritten[0];
       }
     } else if (manifest.size > 0 && req.method === 'POST' && body && typeof body === 'object' && !Array.isArray(body)) {
-      const request = body as Record<string, unknown>;
-      const hash = (request.extensions as { persistedQuery?: { sha256Hash?: unknown } } | undefined)?.persistedQuery?.sha256Hash;
-      const known = typeof hash === 'string' && request.query === undefined ? manifest.get(hash) : undefined;
-      if (known) body = { ...request, query: known.body };
+      const outcome = resolvePersistedQuery(body as Record<string, unknown>, manifest, false);
+      if (outcome.ok) body = outcome.body;
     }
 
     const headers = new HeaderMap();
@@ -576,7 +648,7 @@ export function createRouter(deps: RouterDeps): Router {
     },
     handler: async (req, res) => {
       const url = new URL(req.url ?? '/', 'http://localhost');
-      if (url.pathname === '/graphql/stream' && subscriptions) return subscriptions.handleSse(req, res);
+      if (url.pathname === '/graphql/stream' && subscriptions) return handleStream(req, res, subscriptions);
       if (url.pathname === '/graphql') return handleGraphQL(req, res, url);
       if (config.ROUTER_PLAYGROUND && url.pathname.startsWith('/playground')) return servePlayground(req, res, url.pathname);
       sendJson(res, 404, errorBody(ErrorCode.NOT_FOUND, 'Not found'));

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { apiSchemaFromSupergraph } from './api-schema.ts';
 import { createGatewayQueryExecutor } from './gateway-query-executor.ts';
-import { createSubscriptionGateway, type SubscriptionGateway } from './subscription-gateway.ts';
+import { createSubscriptionGateway, type SubscriptionGateway, type SubscriptionGatewayOptions } from './subscription-gateway.ts';
 import type { RouterSubscriptionsSettings } from './subscriptions-config.ts';
 
 export interface RouterSubscriptionsOptions<TContext extends BaseContext> extends RouterSubscriptionsSettings {
@@ -17,6 +17,8 @@ export interface RouterSubscriptionsOptions<TContext extends BaseContext> extend
   contextFor(principal: Principal, authorization: string): TContext;
   logger: Logger;
   registry?: Registry;
+  /** The router's manifest operations and whether safelist mode is on (see `SubscriptionGatewayOptions`). */
+  persistedQueries?: SubscriptionGatewayOptions['persistedQueries'];
 }
 
 /** Everything `createRouter` needs in one call: the subscription gateway over its own gateway. */
@@ -45,5 +47,6 @@ export function createRouterSubscriptions<TContext extends BaseContext>(
     registry: options.registry,
     limits: options.limits,
     upstream: options.upstream,
+    persistedQueries: options.persistedQueries,
   });
 }

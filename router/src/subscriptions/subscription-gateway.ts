@@ -2,14 +2,22 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { ErrorCode, GhostPayError, type JwtVerifier, type Principal } from '@ghostpay/platform';
 import type { DocumentNode, ExecutionArgs, ExecutionResult, GraphQLError, GraphQLSchema } from 'graphql';
-import { createHandler as createSseHandler } from 'graphql-sse/lib/use/http';
+import { createHandler as createSseHandler } from 'graphql-sse';
 import { useServer as useGraphQLWsServer } from 'graphql-ws/use/ws';
 import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
 import { type WebSocket, WebSocketServer } from 'ws';
+import { type PersistedOperation, resolvePersistedQuery } from '../persisted-queries.ts';
+import { withoutSchemaSuggestions } from '../schema-suggestions.ts';
 import { type ExecuteQuery, openClientSubscription, type SubscriptionPayload } from './client-subscription.ts';
 import type { EventStream } from './event-stream.ts';
-import { defaultSubscriptionRoutes, isPlan, planSubscription, type SubscriptionRoute } from './subscription-plan.ts';
+import {
+  defaultSubscriptionRoutes,
+  isPlan,
+  planSubscription,
+  type SubscriptionRequest,
+  type SubscriptionRoute,
+} from './subscription-plan.ts';
 import { createUpstreamPool, type UpstreamPool, type UpstreamPoolOptions } from './upstream-pool.ts';
 
 /** WebSocket close codes this gateway uses (besides graphql-ws's own 44xx codes). */
@@ -56,13 +64,24 @@ export interface SubscriptionGatewayOptions {
   upstream?: Omit<UpstreamPoolOptions, 'urls' | 'authorization' | 'logger'>;
   /** WebSocket path. @default '/graphql' */
   path?: string;
+  /**
+   * The router's persisted-query manifest operations, named by `extensions.persistedQuery.sha256Hash`
+   * as on POST /graphql. With `safelist`, a non-admin may subscribe only to one of them (by
+   * hash or exact body; the manifest's text runs), else `PERSISTED_QUERY_NOT_FOUND`.
+   * @default none, free-form subscriptions
+   */
+  persistedQueries?: { operations: ReadonlyMap<string, PersistedOperation>; safelist: boolean };
 }
 
 export interface SubscriptionGateway {
   /** For the HTTP server's `upgrade` event: accepts graphql-transport-ws on `path`, destroys anything else. */
   handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void;
-  /** Serves a GraphQL-over-SSE request (distinct connections mode; POST JSON or GET). */
-  handleSse(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  /**
+   * Serves a GraphQL-over-SSE request (distinct connections mode; POST JSON or GET). `body` is
+   * the POST body the caller already read, within its size limit, and parsed: this never reads
+   * the request stream (graphql-sse's own Node reader buffers a body of any size).
+   */
+  handleSse(req: IncomingMessage, res: ServerResponse, body: unknown): Promise<void>;
   /** Active client subscriptions and upstream use, for tests and metrics. */
   stats(): {
     clientSubscriptions: number;
@@ -153,10 +172,29 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     };
   };
 
+  /** Safelist (or a hash naming a manifest operation), then validation: errors as the caller may see them. */
+  const planFor = (caller: Caller, request: SubscriptionRequest & { extensions?: unknown }, schema: GraphQLSchema) => {
+    const admin = caller.principal.role === 'admin';
+    let resolved: SubscriptionRequest = request;
+    if (options.persistedQueries) {
+      // graphql-ws requires a query string: an empty one with a hash names a manifest operation.
+      const named: Record<string, unknown> = { ...request, query: request.query === '' ? undefined : request.query };
+      const outcome = resolvePersistedQuery(named, options.persistedQueries.operations, options.persistedQueries.safelist && !admin);
+      if (!outcome.ok) return [new GhostPayError(ErrorCode.PERSISTED_QUERY_NOT_FOUND, outcome.message)];
+      resolved = outcome.body;
+    }
+    const plan = planSubscription(schema, routes, resolved);
+    if (isPlan(plan) || admin) return plan;
+    return plan.map((error) => {
+      const message = withoutSchemaSuggestions(error.message);
+      return message === error.message ? error : new GhostPayError(error.extensions.code as ErrorCode, message);
+    });
+  };
+
   /** Shared by both transports: limits, plan, first query, upstream. */
   const open = async (
     caller: Caller,
-    request: { query?: unknown; variables?: unknown; operationName?: unknown },
+    request: SubscriptionRequest & { extensions?: unknown },
     transport: 'ws' | 'sse',
     onEnd: () => void,
   ): Promise<{ stream: EventStream<SubscriptionPayload>; document: DocumentNode } | readonly GraphQLError[]> => {
@@ -169,7 +207,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
         error instanceof GhostPayError ? error : new GhostPayError(ErrorCode.SERVICE_UNAVAILABLE, 'The supergraph is not loaded yet'),
       ];
     }
-    const plan = planSubscription(schema, routes, request);
+    const plan = planFor(caller, request, schema);
     if (!isPlan(plan)) return plan;
     const reservation = reserveApiKey(caller.principal.apiKeyId);
     if (reservation instanceof GhostPayError) return [reservation];
@@ -331,7 +369,8 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
   );
 
   // ---- Server-Sent Events (graphql-sse, distinct connections mode) ----
-  const sse = createSseHandler({
+  // graphql-sse's handler over our own Node adapter (not its use/http one, which reads the body unbounded).
+  const sse = createSseHandler<IncomingMessage, { res: ServerResponse }>({
     // null: no reservations, one operation per event stream (the "distinct connections" mode).
     authenticate: () => null,
     async onSubscribe(req, params) {
@@ -380,8 +419,42 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
       }
       wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
     },
-    async handleSse(req, res) {
-      await sse(req, res);
+    async handleSse(req, res, body) {
+      // A hash-only request names a manifest operation, resolved in `open`; graphql-sse would refuse it for lacking a query.
+      const params =
+        body && typeof body === 'object' && !Array.isArray(body) && (body as { query?: unknown }).query === undefined
+          ? { ...(body as Record<string, unknown>), query: '' }
+          : body;
+      const [payload, init] = await sse({
+        method: req.method ?? 'GET',
+        url: req.url ?? '/',
+        headers: {
+          get(key) {
+            const header = req.headers[key];
+            return Array.isArray(header) ? header.join('\n') : header;
+          },
+        },
+        body: (params ?? null) as string | Record<PropertyKey, unknown> | null,
+        raw: req,
+        context: { res },
+      });
+      res.writeHead(init.status, init.statusText, init.headers);
+      if (!payload || typeof payload === 'string') {
+        await new Promise<void>((resolve) => res.end(payload ?? undefined, () => resolve()));
+        return;
+      }
+      // The client going away ends the event stream (and with it the subscription).
+      const stop = () => void payload.return(undefined);
+      res.once('close', stop);
+      try {
+        for await (const chunk of payload) {
+          if (!res.writable) break;
+          await new Promise<void>((resolve, reject) => res.write(chunk, (error) => (error ? reject(error) : resolve())));
+        }
+      } finally {
+        res.off('close', stop);
+      }
+      if (res.writable) await new Promise<void>((resolve) => res.end(() => resolve()));
     },
     stats() {
       let apiKeyReservations = 0;
