@@ -25,6 +25,12 @@ const reliabilityRequested = process.argv.some((arg) => arg.includes('@ghostpay/
  * of them share one throwaway PostgreSQL cluster and redis-server (test-support/global-setup).
  */
 export default defineConfig({
+  // graphql 16 has no "exports" map: Node loads its CommonJS build, Vite its ESM build. In
+  // tests our code (resolved by Vite) and the libraries Node loads (Apollo's schema builders,
+  // graphql-ws, graphql-sse) would then hold two graphql realms, and `instanceof GraphQLError`
+  // and `validate`'s schema check fail between them. Every project resolves the CommonJS
+  // build, as Node does in production.
+  resolve: { alias: [{ find: /^graphql$/, replacement: 'graphql/index.js' }] },
   test: {
     globalSetup: ['./test-support/src/global-setup.ts'],
     testTimeout: 30_000,
@@ -33,11 +39,6 @@ export default defineConfig({
     projects: [
       ...packages.map((dir) => ({
         extends: true,
-        // graphql 16 has no "exports" map: Node loads its CommonJS build, Vite its ESM build, so
-        // in tests the router's code and graphql-ws/graphql-sse (loaded by Node) would hold two
-        // graphql realms and `instanceof GraphQLError` fails between them. Resolve the CommonJS
-        // build for the router, as Node does in production.
-        ...(dir === 'router' ? { resolve: { alias: [{ find: /^graphql$/, replacement: 'graphql/index.js' }] } } : {}),
         test: {
           name: `@ghostpay/${dir.split('/').pop() === 'openapi-bridge' ? 'openapi-bridge' : dir.split('/').pop()}`,
           root: `./${dir}`,

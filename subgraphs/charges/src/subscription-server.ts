@@ -1,9 +1,16 @@
 import type { IncomingMessage } from 'node:http';
-import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import { ErrorCode, formatGraphQLError, type JwtVerifier, type Principal, requestIdOf, type SubgraphContext } from '@ghostpay/platform';
-import type * as GraphQL from 'graphql';
-import type { DocumentNode, ExecutionArgs, GraphQLError, GraphQLSchema } from 'graphql';
+import {
+  type DocumentNode,
+  type ExecutionArgs,
+  GraphQLError,
+  type GraphQLSchema,
+  getOperationAST,
+  getVariableValues,
+  parse,
+  validate,
+} from 'graphql';
 import type { SubscribePayload } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import type { Logger } from 'pino';
@@ -11,17 +18,9 @@ import { WebSocketServer } from 'ws';
 import type { ChargeLookups } from './charge-queries.ts';
 import { type ChargesContext, createLoaders } from './resolvers.ts';
 
-/**
- * graphql's CommonJS build: the one graphql-ws and Apollo's schema builder load. Node gives
- * an `import from 'graphql'` that same build (the package has no exports map), so in
- * production this is the usual module; under Vite (the tests) an import would get the ESM
- * build, whose `validate` refuses the schema and whose errors graphql-ws does not recognise.
- */
-const graphql = createRequire(import.meta.url)('graphql') as typeof GraphQL;
-
 /** `error` again, under a code from the closed list (message and locations kept). */
 function withCode(error: GraphQLError, code: ErrorCode): GraphQLError {
-  return new graphql.GraphQLError(error.message, {
+  return new GraphQLError(error.message, {
     nodes: error.nodes,
     source: error.source,
     positions: error.positions,
@@ -39,21 +38,21 @@ function withCode(error: GraphQLError, code: ErrorCode): GraphQLError {
 function prepareOperation(schema: GraphQLSchema, payload: SubscribePayload): ExecutionArgs | readonly GraphQLError[] {
   let document: DocumentNode;
   try {
-    document = graphql.parse(payload.query);
+    document = parse(payload.query);
   } catch (error) {
-    if (error instanceof graphql.GraphQLError) return [withCode(error, ErrorCode.GRAPHQL_PARSE_FAILED)];
+    if (error instanceof GraphQLError) return [withCode(error, ErrorCode.GRAPHQL_PARSE_FAILED)];
     throw error;
   }
-  const invalid = graphql.validate(schema, document);
+  const invalid = validate(schema, document);
   if (invalid.length > 0) return invalid.map((error) => withCode(error, ErrorCode.GRAPHQL_VALIDATION_FAILED));
   const operationName = payload.operationName ?? undefined;
-  const operation = graphql.getOperationAST(document, operationName);
+  const operation = getOperationAST(document, operationName);
   if (!operation) {
     const message = operationName ? `Unknown operation named "${operationName}"` : 'The document must name the operation to run';
-    return [new graphql.GraphQLError(message, { extensions: { code: ErrorCode.BAD_USER_INPUT } })];
+    return [new GraphQLError(message, { extensions: { code: ErrorCode.BAD_USER_INPUT } })];
   }
   const variableValues = payload.variables ?? undefined;
-  const coerced = graphql.getVariableValues(schema, operation.variableDefinitions ?? [], variableValues ?? {}, { maxErrors: 10 });
+  const coerced = getVariableValues(schema, operation.variableDefinitions ?? [], variableValues ?? {}, { maxErrors: 10 });
   if (coerced.errors) return coerced.errors.map((error) => withCode(error, ErrorCode.BAD_USER_INPUT));
   return { schema, document, operationName, variableValues };
 }
