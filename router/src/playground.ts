@@ -10,12 +10,12 @@ const require = createRequire(import.meta.url);
 export const playgroundClientHeader = 'x-ghostpay-client';
 
 /** Assets served from the installed npm packages (no CDN): React 18 UMD builds and GraphiQL 3's UMD bundle. */
-const assetFiles: Record<string, { pkg: string; file: string; type: string }> = {
-  'react.js': { pkg: 'react', file: 'umd/react.production.min.js', type: 'text/javascript' },
-  'react-dom.js': { pkg: 'react-dom', file: 'umd/react-dom.production.min.js', type: 'text/javascript' },
-  'graphiql.js': { pkg: 'graphiql', file: 'graphiql.min.js', type: 'text/javascript' },
-  'graphiql.css': { pkg: 'graphiql', file: 'graphiql.min.css', type: 'text/css' },
-};
+const assetFiles = new Map<string, { pkg: string; file: string; type: string }>([
+  ['react.js', { pkg: 'react', file: 'umd/react.production.min.js', type: 'text/javascript' }],
+  ['react-dom.js', { pkg: 'react-dom', file: 'umd/react-dom.production.min.js', type: 'text/javascript' }],
+  ['graphiql.js', { pkg: 'graphiql', file: 'graphiql.min.js', type: 'text/javascript' }],
+  ['graphiql.css', { pkg: 'graphiql', file: 'graphiql.min.css', type: 'text/css' }],
+]);
 
 /** A file inside an installed package, found through its package.json (the UMD files are not in `exports`). */
 function packageFile(pkg: string, file: string): string {
@@ -119,7 +119,8 @@ export function servePlayground(req: IncomingMessage, res: ServerResponse, pathn
     res.end(script);
     return;
   }
-  const asset = pathname.startsWith('/playground/assets/') ? assetFiles[name] : undefined;
+  // A Map: the name is the client's, and `constructor` or `toString` must not find Object.prototype's.
+  const asset = pathname.startsWith('/playground/assets/') ? assetFiles.get(name) : undefined;
   if (!asset) {
     sendJson(res, 404, { error: { code: 'NOT_FOUND', message: 'Not found' } });
     return;

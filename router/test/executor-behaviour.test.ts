@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mergeInto } from '../src/executor/index.ts';
 import { startExecutorSubgraphs, startGatewayPair } from './executor-fixtures.ts';
 
 let subgraphs: Awaited<ReturnType<typeof startExecutorSubgraphs>>;
@@ -114,5 +115,24 @@ describe('the compiled executor', () => {
     const { compiled } = pair.executor.counts();
     await pair.compiled(query);
     expect(pair.executor.counts().compiled).toBe(compiled);
+  });
+
+  it('merges subgraph keys named like Object.prototype members as own keys and never into a prototype', () => {
+    const prototypeNames = Object.getOwnPropertyNames(Object.prototype);
+    const target: Record<string, unknown> = JSON.parse('{"id":"b1","__proto__":{"kept":1}}');
+    // What a subgraph may send, unasked or under a client's alias: JSON.parse makes each key an own property.
+    mergeInto(
+      target,
+      JSON.parse(
+        '{"__proto__":{"added":2},"constructor":{"name":"x"},"toString":"t","hasOwnProperty":[1],"valueOf":null,"nested":{"__proto__":{"deep":3}}}',
+      ),
+    );
+    expect(JSON.stringify(target)).toBe(
+      '{"id":"b1","__proto__":{"kept":1,"added":2},"constructor":{"name":"x"},"toString":"t","hasOwnProperty":[1],"valueOf":null,"nested":{"__proto__":{"deep":3}}}',
+    );
+    expect(Object.getPrototypeOf(target)).toBe(Object.prototype);
+    expect(Object.getOwnPropertyNames(Object.prototype)).toEqual(prototypeNames);
+    expect(Object.getOwnPropertyNames(Object)).not.toContain('added');
+    expect(({} as Record<string, unknown>).added).toBeUndefined();
   });
 });

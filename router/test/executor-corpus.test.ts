@@ -66,7 +66,80 @@ const corpus: { name: string; query: string; variables?: Record<string, unknown>
     query: 'query Q($id: ID!) { book(id: $id) { id title rating summary } }',
     variables: { id: 'b1' },
   },
+  // Response names that Object.prototype also has: each must be the client's own key, and
+  // nothing a client or subgraph sends may write to a prototype (checked after every case).
+  {
+    name: 'Object.prototype member names as root field aliases',
+    query:
+      '{ __proto__: book(id: "b1") { pwned: title } constructor: book(id: "b2") { id } toString: items { id } hasOwnProperty: book(id: "b3") { title } valueOf: __typename }',
+  },
+  {
+    name: 'Object.prototype member names as nested aliases, leaves and objects',
+    query:
+      '{ book(id: "b1") { __proto__: title constructor: id toString: pages hasOwnProperty: __typename valueOf: reviews { __proto__: stars toString: body } } }',
+  },
+  {
+    name: 'Object.prototype member names inside an entity fetch',
+    query:
+      '{ book(id: "b1") { reviews { __proto__: author { evil: name } constructor: author { name } toString: author { handle name } hasOwnProperty: id valueOf: stars } } }',
+  },
+  {
+    name: 'Object.prototype member names in lists, merged from two subgraphs',
+    query:
+      '{ toString: items { __proto__: id constructor: title ... on Book { valueOf: reviews { hasOwnProperty: author { __proto__: name toString: id } } } } }',
+  },
+  {
+    name: 'Object.prototype member names in fragments',
+    query:
+      'fragment F on Book { __proto__: title toString: reviews { constructor: author { __proto__: name } } } { search { ... on Book { ...F } ... on Movie { __proto__: title hasOwnProperty: minutes valueOf: reviews { stars } } } }',
+  },
+  {
+    name: 'Object.prototype member names as @skip/@include variables',
+    query:
+      'query Q($toString: Boolean!, $valueOf: Boolean = true, $__proto__: Boolean = false) { items { id title @skip(if: $valueOf) ... on Book @include(if: $toString) { reviews { stars } } ... on Movie @include(if: $__proto__) { minutes } } }',
+    variables: { toString: true },
+  },
+  {
+    name: 'a variable named __proto__ forwarded to a subgraph',
+    query:
+      'query Q($__proto__: ID!, $constructor: ID = "b2") { first: book(id: $__proto__) { title } second: book(id: $constructor) { rating } }',
+    variables: JSON.parse('{"__proto__":"b1"}'),
+  },
 ];
+
+/**
+ * Every own property of the shared prototypes and of the functions on Object.prototype (a
+ * merge through a `toString` key would land on Object.prototype.toString itself), by label.
+ */
+function prototypeProperties(): Map<string, unknown> {
+  const owners: [string, object][] = [
+    ['Object.prototype', Object.prototype],
+    ['Object', Object],
+    ['Function.prototype', Function.prototype],
+    ['Array.prototype', Array.prototype],
+  ];
+  for (const name of Object.getOwnPropertyNames(Object.prototype)) {
+    const value = Object.getOwnPropertyDescriptor(Object.prototype, name)?.value;
+    if (typeof value === 'function') owners.push([`Object.prototype.${name}`, value]);
+  }
+  const properties = new Map<string, unknown>();
+  for (const [label, owner] of owners) {
+    for (const key of Reflect.ownKeys(owner)) {
+      const descriptor = Object.getOwnPropertyDescriptor(owner, key);
+      properties.set(`${label}[${String(key)}]`, descriptor?.value ?? descriptor?.get);
+    }
+  }
+  return properties;
+}
+
+const pristine = prototypeProperties();
+
+/** The prototype properties added, removed or replaced since the file started. */
+function prototypeChanges(): string[] {
+  const now = prototypeProperties();
+  const changed = [...now.keys()].filter((key) => !pristine.has(key) || pristine.get(key) !== now.get(key));
+  return changed.concat([...pristine.keys()].filter((key) => !now.has(key)));
+}
 
 let subgraphs: Awaited<ReturnType<typeof startExecutorSubgraphs>>;
 let pair: Awaited<ReturnType<typeof startGatewayPair>>;
@@ -87,6 +160,7 @@ describe('the compiled executor on a corpus of queries', () => {
       const expected = await pair.vanilla(entry.query, entry.variables);
       const actual = await pair.compiled(entry.query, entry.variables);
       expect(JSON.stringify(actual)).toBe(JSON.stringify(expected));
+      expect(prototypeChanges()).toEqual([]);
     });
   }
 

@@ -1,4 +1,5 @@
 import { GraphQLError, type GraphQLSchema } from 'graphql';
+import { getOwn, hasOwn, isPrototypeName, setOwn } from './own-properties.ts';
 import type { PlanNode, PlanSelection, QueryPlanLike } from './plan-types.ts';
 import { createSubtypeTester } from './response-shape.ts';
 
@@ -41,7 +42,8 @@ type CompiledNode =
       query: string;
       operationName: string | undefined;
       prefix: string;
-      variableUsages: string[];
+      /** The operation variables the fetch forwards; `prototypeName`: see own-properties.ts. */
+      variableUsages: { name: string; prototypeName: boolean }[];
       requires?: RepresentationBuilder;
       flatRequires?: FlatRequires;
     }
@@ -57,10 +59,28 @@ export interface CompiledPlan {
 /** Why a plan is left to the gateway's own executor (features this executor does not implement). */
 export class UnsupportedPlanError extends Error {}
 
-const hasOwn = Object.prototype.hasOwnProperty;
-
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** A `requires` selection with each field's response name checked once against Object.prototype. */
+type RequiredSelection =
+  | { kind: 'Field'; responseName: string; prototypeName: boolean; selections?: RequiredSelection[] }
+  | { kind: 'InlineFragment'; typeCondition?: string; selections: RequiredSelection[] };
+
+function requiredSelections(selections: PlanSelection[]): RequiredSelection[] {
+  return selections.map((selection) => {
+    if (selection.kind === 'InlineFragment') {
+      return { kind: 'InlineFragment', typeCondition: selection.typeCondition, selections: requiredSelections(selection.selections) };
+    }
+    const responseName = selection.alias ?? selection.name;
+    return {
+      kind: 'Field',
+      responseName,
+      prototypeName: isPrototypeName(responseName),
+      selections: selection.selections ? requiredSelections(selection.selections) : undefined,
+    };
+  });
 }
 
 /** The gateway's `executeSelectionSet` over a `requires` selection, compiled into a closure. */
@@ -68,18 +88,19 @@ function compileRepresentation(
   selections: PlanSelection[],
   subtype: (condition: string, typeName: string) => boolean,
 ): RepresentationBuilder {
-  const build = (source: unknown, set: PlanSelection[]): Record<string, unknown> | null => {
+  const build = (source: unknown, set: RequiredSelection[]): Record<string, unknown> | null => {
     if (source === null) return null;
     const object = source as Record<string, unknown>;
     const result: Record<string, unknown> = {};
     for (const selection of set) {
       if (selection.kind === 'Field') {
-        const responseName = selection.alias ?? selection.name;
+        const responseName = selection.responseName;
         if (!hasOwn.call(object, responseName) || object[responseName] === undefined) return null;
         const value = object[responseName];
         const sub = selection.selections;
-        if (Array.isArray(value)) result[responseName] = value.map((v) => (sub ? build(v, sub) : v));
-        else result[responseName] = sub ? build(value, sub) : value;
+        const built = Array.isArray(value) ? value.map((v) => (sub ? build(v, sub) : v)) : sub ? build(value, sub) : value;
+        if (selection.prototypeName) setOwn(result, responseName, built);
+        else result[responseName] = built;
       } else {
         if (!selection.typeCondition || !object) continue;
         const typename = object.__typename;
@@ -90,7 +111,8 @@ function compileRepresentation(
     }
     return result;
   };
-  return (entity) => build(entity, selections);
+  const compiled = requiredSelections(selections);
+  return (entity) => build(entity, compiled);
 }
 
 /** One inline fragment of a flat `requires`: the representation of an entity of a matching type. */
@@ -235,7 +257,7 @@ export function compilePlan(plan: QueryPlanLike, supergraphSchema: GraphQLSchema
           query: node.operation,
           operationName: node.operationName,
           prefix: head,
-          variableUsages: node.variableUsages ?? [],
+          variableUsages: (node.variableUsages ?? []).map((name) => ({ name, prototypeName: isPrototypeName(name) })),
           requires: node.requires ? compileRepresentation(node.requires, subtype) : undefined,
           flatRequires: node.requires ? compileFlatRequires(node.requires, subtype) : undefined,
         };
@@ -260,13 +282,26 @@ export function compilePlan(plan: QueryPlanLike, supergraphSchema: GraphQLSchema
   return { root: plan.node ? compile(plan.node) : undefined };
 }
 
-/** deepMerge of @apollo/gateway: objects recursively, same-length arrays element-wise, anything else replaced. */
+/**
+ * deepMerge of @apollo/gateway: objects recursively, same-length arrays element-wise, anything
+ * else replaced. The keys are the subgraph's: only own keys are read, and a key the target has
+ * only through Object.prototype (`__proto__`, `toString`, …) is created as an own property,
+ * as the gateway's `defineOwn` does. Subgraph JSON never holds a function, so a key whose value
+ * in the target is a function (or the `__proto__` key) is the only one that needs the own check.
+ * `for…in` with a hasOwnProperty test on the same key is a map check for V8 (an enum-cache
+ * fast path); Object.keys would allocate an array per merged object.
+ */
 export function mergeInto(target: Record<string, unknown>, source: Record<string, unknown> | null | undefined): void {
   if (source === undefined || source === null) return;
   for (const key in source) {
+    if (!hasOwn.call(source, key)) continue;
     const value = source[key];
     if (value === undefined) continue;
     const existing = target[key];
+    if (existing !== undefined && (typeof existing === 'function' || key === '__proto__') && !hasOwn.call(target, key)) {
+      setOwn(target, key, value);
+      continue;
+    }
     if (existing && isPlainObject(value)) {
       mergeInto(existing as Record<string, unknown>, value);
     } else if (Array.isArray(value) && Array.isArray(existing) && value.length === existing.length) {
@@ -379,8 +414,8 @@ async function executeNode(run: PlanRun, node: CompiledNode, cursor: Cursor): Pr
       return;
     }
     case 'condition': {
-      const provided = run.variables?.[node.variable];
-      const value = provided !== undefined ? provided : run.defaults[node.variable];
+      const provided = run.variables ? getOwn(run.variables, node.variable) : undefined;
+      const value = provided !== undefined ? provided : getOwn(run.defaults, node.variable);
       const branch = value ? node.ifClause : node.elseClause;
       if (branch) await executeNode(run, branch, cursor);
       return;
@@ -405,11 +440,12 @@ async function executeFetch(run: PlanRun, fetch: Extract<CompiledNode, { kind: '
   }
   if (entities.length === 0) return;
   let variables: Record<string, unknown> | undefined;
-  for (const name of fetch.variableUsages) {
+  for (const { name, prototypeName } of fetch.variableUsages) {
     const value = run.variables && hasOwn.call(run.variables, name) ? run.variables[name] : undefined;
     if (value === undefined) continue;
     variables ??= {};
-    variables[name] = value;
+    if (prototypeName) setOwn(variables, name, value);
+    else variables[name] = value;
   }
 
   if (!fetch.requires) {
@@ -462,7 +498,7 @@ async function executeFetch(run: PlanRun, fetch: Extract<CompiledNode, { kind: '
   }
   const uniqueJson = index.json;
   if (uniqueJson.length === 0) return;
-  if (variables && 'representations' in variables) throw new Error('Variables cannot contain key "representations"');
+  if (variables && hasOwn.call(variables, 'representations')) throw new Error('Variables cannot contain key "representations"');
   const others = variables ? JSON.stringify(variables).slice(1, -1) : '';
   const response = await run.send({
     serviceName: fetch.serviceName,
@@ -484,6 +520,17 @@ async function executeFetch(run: PlanRun, fetch: Extract<CompiledNode, { kind: '
     if (answer && !answer.__typename) answer.__typename = entity.__typename;
     mergeInto(entity, answer);
   }
+}
+
+/** A subgraph's error as an Error carrying its fields (Object.assign would run a `__proto__` key's setter). */
+function errorFrom(error: NonNullable<SubgraphResponse['errors']>[number]): Error {
+  const copy = new Error(error.message);
+  for (const key of Object.keys(error)) {
+    const value = (error as Record<string, unknown>)[key];
+    if (isPrototypeName(key)) setOwn(copy, key, value);
+    else (copy as unknown as Record<string, unknown>)[key] = value;
+  }
+  return copy;
 }
 
 /**
@@ -508,7 +555,7 @@ function collectErrors(
     return new GraphQLError(error.message || `Error while fetching subquery from service "${fetch.serviceName}"`, {
       path,
       extensions,
-      originalError: Object.assign(new Error(error.message), error),
+      originalError: errorFrom(error),
     });
   };
   for (const error of response.errors) {

@@ -22,6 +22,7 @@ import {
   type ValueNode,
   valueFromASTUntyped,
 } from 'graphql';
+import { getOwn, hasOwn, isPrototypeName, setOwn } from './own-properties.ts';
 
 /**
  * The response shape of one client operation, compiled once: which fields go into the client's
@@ -43,6 +44,8 @@ type TypeShape =
 interface ShapeField {
   kind: 'field';
   responseName: string;
+  /** The response name is one Object.prototype has: read and written as an own property (own-properties.ts). */
+  prototypeName: boolean;
   skip?: Flag;
   include?: Flag;
   typename: boolean;
@@ -141,6 +144,7 @@ export function compileResponseShape(schema: GraphQLSchema, document: DocumentNo
           out.push({
             kind: 'field',
             responseName,
+            prototypeName: isPrototypeName(responseName),
             skip,
             include,
             typename: true,
@@ -159,6 +163,7 @@ export function compileResponseShape(schema: GraphQLSchema, document: DocumentNo
         out.push({
           kind: 'field',
           responseName,
+          prototypeName: isPrototypeName(responseName),
           skip,
           include,
           typename: false,
@@ -192,7 +197,7 @@ export function compileResponseShape(schema: GraphQLSchema, document: DocumentNo
 
   const defaults: Record<string, unknown> = {};
   for (const definition of operation.variableDefinitions ?? []) {
-    if (definition.defaultValue) defaults[definition.variable.name.value] = valueFromASTUntyped(definition.defaultValue);
+    if (definition.defaultValue) setOwn(defaults, definition.variable.name.value, valueFromASTUntyped(definition.defaultValue));
   }
   const selections = selectionsOf(operation.selectionSet, rootType.name);
   return { rootTypeName: rootType.name, selections, defaults, hasIntrospection };
@@ -213,7 +218,7 @@ interface ShapeRun {
 
 function flagValue(flag: Flag, variables: Record<string, unknown>): boolean {
   if (typeof flag === 'boolean') return flag;
-  const value = variables[flag.variable];
+  const value = getOwn(variables, flag.variable);
   if (typeof value !== 'boolean') throw new Error(`Unexpected value ${String(value)} for variable $${flag.variable} of @skip/@include`);
   return value;
 }
@@ -224,8 +229,6 @@ function skipped(selection: ShapeSelection, variables: Record<string, unknown>):
     (selection.include !== undefined && !flagValue(selection.include, variables))
   );
 }
-
-const hasOwn = Object.prototype.hasOwnProperty;
 
 function pathDescription(path: readonly (string | number)[], currentType: string, parentType: string) {
   const element = path[path.length - 1];
@@ -249,19 +252,22 @@ function applySelections(
     if ((selection.skip !== undefined || selection.include !== undefined) && skipped(selection, run.variables)) continue;
     if (selection.kind === 'field') {
       const responseName = selection.responseName;
-      const outputValue = output[responseName];
+      const outputValue = selection.prototypeName ? getOwn(output, responseName) : output[responseName];
       let inputValue = hasOwn.call(input, responseName) ? (input[responseName] ?? null) : null;
       if (selection.typename) {
         if (outputValue === undefined) {
           if (inputValue === null && responseName !== '__typename') inputValue = input.__typename ?? null;
           const type = (typeof inputValue === 'string' ? run.schema.getType(inputValue) : undefined) ?? run.schema.getType(parentType);
           if (!isObjectType(type)) return NULL_BUBBLE_UP;
-          output[responseName] = type.name;
+          if (selection.prototypeName) setOwn(output, responseName, type.name);
+          else output[responseName] = type.name;
         }
         continue;
       }
       run.path.push(responseName);
-      output[responseName] = updateOutputValue(run, outputValue, selection.type, inputValue, parentType);
+      const value = updateOutputValue(run, outputValue, selection.type, inputValue, parentType);
+      if (selection.prototypeName) setOwn(output, responseName, value);
+      else output[responseName] = value;
       run.path.pop();
       if (run.invalid) return NULL_BUBBLE_UP;
     } else {
