@@ -63,6 +63,16 @@ async function withFileSizeLimit(bytes: number, body: () => Promise<void>): Prom
   }
 }
 
+/** The first `count` lines a store appends to `logs.jsonl` when it ingests `events`, newlines included. */
+async function firstLogLines(events: RequestEvent[], count: number): Promise<string> {
+  const dir = freshDir();
+  const scratch = open(dir);
+  await scratch.analytics.ingest(events);
+  await scratch.store.close();
+  const lines = readFileSync(join(dir, 'logs.jsonl'), 'utf8').split('\n');
+  return `${lines.slice(0, count).join('\n')}\n`;
+}
+
 describe('embedded store', () => {
   it('keeps every document and Date across a restart', async () => {
     const dir = freshDir();
@@ -195,7 +205,8 @@ describe('embedded store', () => {
     await withFileSizeLimit(size + 50, async () => {
       await expect(opened.analytics.ingest(failing)).rejects.toMatchObject({ code: 'EFBIG' });
     });
-    expect(statSync(join(dir, 'logs.jsonl')).size).toBe(size + 50);
+    // Cut back at once, not only before the next append.
+    expect(statSync(join(dir, 'logs.jsonl')).size).toBe(size);
     expect(await totals(opened.analytics)).toEqual(expectedTotals(first));
 
     expect(await opened.analytics.ingest(failing)).toEqual({ stored: 15, duplicates: 0 });
@@ -203,6 +214,58 @@ describe('embedded store', () => {
     opened = open(dir);
     expect(await totals(opened.analytics)).toEqual(expectedTotals([...first, ...failing]));
     await opened.store.close();
+  });
+
+  it('counts a failed batch in full when the process restarts before the retry', async () => {
+    const dir = freshDir();
+    const first = randomEvents(20, start, hour, 51);
+    const failing = randomEvents(15, start, hour, 52);
+    // Puts the limit inside the failing batch's 4th log line.
+    const threeLines = Buffer.byteLength(await firstLogLines(failing, 3));
+
+    let opened = open(dir);
+    await opened.analytics.ingest(first);
+    // The disk fills up after three whole lines and part of the fourth (EFBIG, as ENOSPC would).
+    const size = statSync(join(dir, 'logs.jsonl')).size;
+    await withFileSizeLimit(size + threeLines + 20, async () => {
+      await expect(opened.analytics.ingest(failing)).rejects.toMatchObject({ code: 'EFBIG' });
+    });
+    // A clean shutdown before the emitter's retry: the batch was not acknowledged, so none of
+    // its lines may be loaded on the next start.
+    await opened.store.close();
+    expect(statSync(join(dir, 'logs.jsonl')).size).toBe(size);
+
+    opened = open(dir);
+    expect(await totals(opened.analytics)).toEqual(expectedTotals(first));
+    expect(await opened.analytics.ingest(failing)).toEqual({ stored: 15, duplicates: 0 });
+    expect(await totals(opened.analytics)).toEqual(expectedTotals([...first, ...failing]));
+    await opened.store.close();
+  });
+
+  it('cuts off at close what a failed append left when it could not be cut at once', async () => {
+    const dir = freshDir();
+    const first = randomEvents(20, start, hour, 61);
+    const failing = randomEvents(15, start, hour, 62);
+    const opened = open(dir);
+    await opened.analytics.ingest(first);
+    const file = join(dir, 'logs.jsonl');
+    const size = statSync(file).size;
+
+    // A directory where the file was: the append fails, and so does the cut after it (EISDIR).
+    renameSync(file, `${file}.saved`);
+    mkdirSync(file);
+    await expect(opened.analytics.ingest(failing)).rejects.toMatchObject({ code: 'EISDIR' });
+    rmdirSync(file);
+    renameSync(`${file}.saved`, file);
+    // Stands for the whole lines of the failed batch that reached the file.
+    appendFileSync(file, await firstLogLines(failing, 3));
+
+    await opened.store.close();
+    expect(statSync(file).size).toBe(size);
+    const reopened = open(dir);
+    expect(await reopened.analytics.ingest(failing)).toEqual({ stored: 15, duplicates: 0 });
+    expect(await totals(reopened.analytics)).toEqual(expectedTotals([...first, ...failing]));
+    await reopened.store.close();
   });
 
   it('changes no document when a bulk write cannot be appended, updates included', async () => {

@@ -245,7 +245,10 @@ class EmbeddedCollection implements StoreCollection {
   private linesInLog = 0;
   /** Bytes of whole lines in the file: where the next append starts. */
   private fileBytes = 0;
-  /** A failed append may have left part of its text: cut the file back to `fileBytes` before the next one. */
+  /**
+   * A failed append left text after `fileBytes` that could not be cut off at once: it is cut
+   * before the next append or at close, whichever comes first.
+   */
   private tailDirty = false;
   /** After a failed compaction, the line count at which it is tried again. */
   private compactRetryAtLines = 0;
@@ -314,20 +317,32 @@ class EmbeddedCollection implements StoreCollection {
   /** Appends lines to the file; memory is changed by the caller only once this succeeded. */
   private async append(lines: string[]): Promise<void> {
     if (lines.length === 0) return;
-    if (this.tailDirty) {
-      await truncate(this.file, this.fileBytes);
-      this.tailDirty = false;
-    }
+    await this.cutDirtyTail();
     const text = `${lines.join('\n')}\n`;
     try {
       await appendFile(this.file, text);
     } catch (error) {
-      // Disk full or an I/O error can leave part of the text: it must not prefix the next append.
+      // Disk full or an I/O error can leave part of the text, whole lines included. Cut it off
+      // now: left in place, a shutdown before the next append would have those lines of an
+      // unacknowledged batch loaded on the next start, and the client's retry would find them
+      // stored (counted as duplicates, never added to the aggregates).
       this.tailDirty = true;
+      try {
+        await this.cutDirtyTail();
+      } catch {
+        // Still dirty: cut before the next append or at close; the caller gets the append's error.
+      }
       throw error;
     }
     this.fileBytes += Buffer.byteLength(text);
     this.linesInLog += lines.length;
+  }
+
+  /** Cuts the file back to its last whole acknowledged line after a failed append. */
+  private async cutDirtyTail(): Promise<void> {
+    if (!this.tailDirty) return;
+    await truncate(this.file, this.fileBytes);
+    this.tailDirty = false;
   }
 
   /**
@@ -511,8 +526,13 @@ class EmbeddedCollection implements StoreCollection {
     });
   }
 
+  /**
+   * Waits for the writes under way, then cuts off what a failed append left if that could not be
+   * done at the time: the file must hold no line of an unacknowledged batch when the process
+   * stops. Rejects when that cut fails.
+   */
   async settle(): Promise<void> {
-    await this.writes;
+    await this.serialize(() => this.cutDirtyTail());
   }
 }
 
@@ -555,7 +575,10 @@ export function openEmbeddedStore(options: EmbeddedStoreOptions): EmbeddedStore 
     async ping() {},
     async close() {
       clearInterval(timer);
-      for (const c of collections.values()) await c.settle();
+      // Every collection is settled even when one fails; the first failure is reported.
+      const settled = await Promise.allSettled([...collections.values()].map((c) => c.settle()));
+      const failed = settled.find((s) => s.status === 'rejected');
+      if (failed) throw failed.reason;
     },
   };
 }
