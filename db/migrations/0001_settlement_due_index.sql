@@ -1,2 +1,2 @@
-DROP INDEX "charges"."charges_settlement_idx";--> statement-breakpoint
-CREATE INDEX "charges_settlement_due_idx" ON "charges"."charges" USING btree ("authorized_at") WHERE "charges"."charges"."settled_at" is null and "charges"."charges"."status" in ('AUTHORIZED', 'PARTIALLY_REFUNDED');
+DROP INDEX IF EXISTS "charges"."charges_settlement_idx";--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "charges_settlement_due_idx" ON "charges"."charges" USING btree ("authorized_at") WHERE "charges"."charges"."settled_at" is null and "charges"."charges"."status" in ('AUTHORIZED', 'PARTIALLY_REFUNDED');

@@ -102,4 +102,31 @@ describe.skipIf(!adminUrl)('migrate on PostgreSQL, beyond the pool statement tim
     expect(migrating.outcome).toBe('done');
     await expectMigratedWithTimeoutKept(handle);
   });
+
+  it('gives up a step that waits on a table lock past lockTimeoutMs, rolls it back, and retries it', async () => {
+    const { url, handle } = await emptyDatabase();
+    const other = await connected(url);
+    await other.query('begin');
+    await other.query('create schema auth');
+
+    // One attempt: the blocked step fails fast with the lock timeout instead of waiting (and
+    // queueing everything else behind it) for as long as the other transaction lasts.
+    const started = Date.now();
+    const once = track(migrate(handle, { lockTimeoutMs: 200, attempts: 1 }));
+    await once.settled;
+    expect((once.outcome as { cause?: { code?: string } }).cause?.code ?? (once.outcome as { code?: string }).code).toBe('55P03');
+    expect(Date.now() - started).toBeLessThan(3_000);
+    // Rolled back whole: nothing of the first migration was kept.
+    const pool = handle.pool as pg.Pool;
+    expect((await pool.query("select to_regclass('cards.cards') as t")).rows[0]?.t).toBeNull();
+
+    // With retries it gets through once the other transaction ends.
+    const retrying = track(migrate(handle, { lockTimeoutMs: 200, attempts: 20, retryDelayMs: 50 }));
+    await sleep(800);
+    expect(retrying.outcome).toBe('pending');
+    await other.query('rollback');
+    await retrying.settled;
+    expect(retrying.outcome).toBe('done');
+    await expectMigratedWithTimeoutKept(handle);
+  });
 });
