@@ -133,6 +133,20 @@ async function createPgDatabase(url: string, options: DatabaseOptions): Promise<
 }
 
 /**
+ * Ends a client without waiting on a peer that may never answer: `end()` on a half-open socket
+ * waits for the server's goodbye forever. After a second, or once ended, its socket is
+ * destroyed.
+ */
+async function endPromptly(client: pg.Client): Promise<void> {
+  client.removeAllListeners('end');
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([client.end().catch(() => {}), new Promise<void>((resolve) => (timer = setTimeout(resolve, 1_000)))]);
+  clearTimeout(timer);
+  // pg keeps its socket as `connection.stream`; destroying one already closed does nothing.
+  (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+}
+
+/**
  * A dedicated LISTEN connection that reconnects with capped exponential backoff, and treats a
  * heartbeat left unanswered for `heartbeatMs` as a lost connection.
  */
@@ -167,6 +181,10 @@ function createReconnectingListener(
       // Lets the OS reap the socket of a connection the heartbeat gave up on.
       keepAlive: true,
       keepAliveInitialDelayMillis: 10_000,
+      // A reconnect to a peer that accepts and never answers (a load balancer in front of a
+      // dead primary) fails and is retried, instead of hanging before any heartbeat runs.
+      connectionTimeoutMillis: heartbeatMs,
+      query_timeout: heartbeatMs,
     });
     connecting = next;
     next.on('notification', (message) => {
@@ -189,8 +207,7 @@ function createReconnectingListener(
       resolveReady();
     } catch (error) {
       if (connecting === next) connecting = undefined;
-      next.removeAllListeners('end');
-      await next.end().catch(() => {});
+      await endPromptly(next);
       if (stopped) return;
       if (!connectedOnce && attempt === 0) {
         rejectReady(error as Error);
@@ -225,8 +242,7 @@ function createReconnectingListener(
   const lose = (lost: pg.Client) => {
     if (lost !== client) return;
     scheduleReconnect(lost);
-    lost.removeAllListeners('end');
-    void lost.end().catch(() => {});
+    void endPromptly(lost);
   };
   const scheduleReconnect = (from: pg.Client | undefined) => {
     if (stopped || (from && from !== client) || timer) return;
@@ -251,8 +267,7 @@ function createReconnectingListener(
       connecting = undefined;
       await Promise.all(
         current.map((c) => {
-          c.removeAllListeners('end');
-          return c.end().catch(() => {});
+          return endPromptly(c);
         }),
       );
     },

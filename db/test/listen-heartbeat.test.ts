@@ -22,7 +22,15 @@ afterAll(async () => {
  */
 async function startSilencingProxy(target: URL) {
   const pairs: { client: Socket; upstream: Socket }[] = [];
+  const state = { holdNext: 0 };
   const server = createServer((client) => {
+    client.on('error', () => {});
+    if (state.holdNext > 0) {
+      // Accepted and never answered, as a load balancer in front of a dead primary does.
+      state.holdNext--;
+      silenced.push(client);
+      return;
+    }
     const upstream = tcpConnect(Number(target.port), target.hostname);
     for (const socket of [client, upstream]) socket.on('error', () => {});
     client.on('close', () => upstream.destroy());
@@ -34,7 +42,7 @@ async function startSilencingProxy(target: URL) {
   const url = new URL(target);
   url.hostname = '127.0.0.1';
   url.port = String((server.address() as { port: number }).port);
-  return {
+  return Object.assign(state, {
     url: url.href,
     silence() {
       for (const { client, upstream } of pairs.splice(0)) {
@@ -50,7 +58,7 @@ async function startSilencingProxy(target: URL) {
       for (const socket of [...silenced, ...pairs.flatMap((pair) => [pair.client, pair.upstream])]) socket.destroy();
       await new Promise((resolve) => server.close(resolve));
     },
-  };
+  });
 }
 const silenced: Socket[] = [];
 
@@ -83,6 +91,43 @@ it('a LISTEN connection that goes silent is noticed by its heartbeat and replace
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     expect(reconnects).toBe(1);
     await unlisten();
+  } finally {
+    await admin.end();
+    await proxy.close();
+    await handle.close();
+  }
+});
+
+it('a reconnect to a peer that never answers times out and is retried, and stop() does not wait on it', async () => {
+  if (!database.url) return;
+  const proxy = await startSilencingProxy(new URL(database.url));
+  const handle = await createDatabase({ url: proxy.url, poolSize: 1, listenHeartbeatMs: 200 });
+  const admin = new pg.Client({ connectionString: database.url });
+  await admin.connect();
+  const channel = `hang_${randomBytes(4).toString('hex')}`;
+  try {
+    const received: string[] = [];
+    let reconnects = 0;
+    const unlisten = await handle.listen(
+      channel,
+      (payload) => received.push(payload),
+      () => reconnects++,
+    );
+    // The connection goes silent, and the first two reconnects reach a peer that never answers.
+    proxy.holdNext = 2;
+    proxy.silence();
+    await vi.waitFor(() => expect(reconnects).toBe(1), { timeout: 8_000, interval: 50 });
+    expect(proxy.holdNext).toBe(0);
+    await admin.query(`select pg_notify($1, 'after')`, [channel]);
+    await vi.waitFor(() => expect(received).toEqual(['after']), { timeout: 2_000 });
+
+    // Stopping while a reconnect hangs on such a peer returns promptly.
+    proxy.holdNext = 1;
+    proxy.silence();
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    const stopping = Date.now();
+    await unlisten();
+    expect(Date.now() - stopping).toBeLessThan(2_500);
   } finally {
     await admin.end();
     await proxy.close();
