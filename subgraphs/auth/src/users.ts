@@ -88,7 +88,9 @@ export async function createApiKeyFor(
 ): Promise<IssuedApiKey> {
   if (maxActiveKeys === undefined) return insertApiKey(db, userId, rateLimitPerMinute);
   return db.transaction(async (tx) => {
-    await tx.select({ id: users.id }).from(users).where(eq(users.id, userId)).for('update');
+    // `for no key update`: serialises creations for this user without blocking the foreign-key
+    // checks of rows that reference the user (cards, charges) meanwhile.
+    await tx.select({ id: users.id }).from(users).where(eq(users.id, userId)).for('no key update');
     const [active] = await tx
       .select({ keys: count() })
       .from(apiKeys)
