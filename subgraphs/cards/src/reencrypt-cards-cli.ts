@@ -1,19 +1,23 @@
 /**
- * `npm run cards:reencrypt [-- --batch-size N --max-batches N]`: key rotation, step three
- * (README, "Rotating the PAN encryption key"). Moves every card on DATABASE_URL (or the
- * embedded stack's PGlite data directory, `<GHOSTPAY_DATA_DIR>/pglite`) to the active key of
- * `pan-encryption-keys`, read from SECRETS_DIR as the services read it.
+ * `npm run cards:reencrypt -- [--embedded | --data-dir DIR] [--batch-size N] [--max-batches N]`:
+ * key rotation, step three (README, "Rotating the PAN encryption key"). Moves every card on
+ * DATABASE_URL to the active key of `pan-encryption-keys`, read from SECRETS_DIR as the
+ * services read it. Without DATABASE_URL it opens a PGlite directory only when told which one:
+ * `--embedded` is the embedded stack's (`<GHOSTPAY_DATA_DIR>/pglite`), `--data-dir DIR` any
+ * other (a standalone cards service's is `<GHOSTPAY_DATA_DIR>/pg`). Guessing could rewrite a
+ * database the service does not use and report `remaining: 0` for it.
  *
  * Prints the result as one JSON line — counts, the active key id and the ids of cards that
  * failed to decrypt; never key material or card data. Exit status: 0 when nothing is left
  * under another key, 1 when `remaining` or `failed` is above 0 (do not remove the old key),
- * 2 when it could not run (bad option, missing secret or database).
+ * 2 when it could not run (bad option, missing secret or database, a database error); an
+ * error is printed as its code and PostgreSQL's own message, never the failed statement's values.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createDatabase, type DatabaseHandle } from '@ghostpay/db';
-import { createSecretsProvider } from '@ghostpay/platform';
+import { createSecretsProvider, scrubErrorText } from '@ghostpay/platform';
 import { panSecretNames, parsePanKeyring } from './pan-crypto.ts';
 import { reencryptCards } from './reencrypt-cards.ts';
 
@@ -28,12 +32,26 @@ function positiveInt(name: string, value: string | undefined): number | undefine
   return Number(value);
 }
 
+const usage = '--batch-size N, --max-batches N, --embedded or --data-dir DIR';
+
 let options: { batchSize?: number; maxBatches?: number };
+let pgliteDir: string | undefined;
 try {
-  const { values } = parseArgs({ options: { 'batch-size': { type: 'string' }, 'max-batches': { type: 'string' } }, strict: true });
+  const { values } = parseArgs({
+    options: {
+      'batch-size': { type: 'string' },
+      'max-batches': { type: 'string' },
+      embedded: { type: 'boolean' },
+      'data-dir': { type: 'string' },
+    },
+    strict: true,
+  });
   options = { batchSize: positiveInt('batch-size', values['batch-size']), maxBatches: positiveInt('max-batches', values['max-batches']) };
+  if (values.embedded && values['data-dir'] !== undefined) fail('--embedded and --data-dir name two databases: give one');
+  if (values['data-dir'] === '') fail('--data-dir needs a directory');
+  pgliteDir = values.embedded ? join(process.env.GHOSTPAY_DATA_DIR ?? '.data', 'pglite') : values['data-dir'];
 } catch (error) {
-  fail(`${(error as Error).message} (options: --batch-size N, --max-batches N)`);
+  fail(`${(error as Error).message} (options: ${usage})`);
 }
 
 // Parse errors name the secret and the entry, never the key (parsePanKeyring's contract).
@@ -50,22 +68,55 @@ try {
 }
 
 const url = process.env.DATABASE_URL;
-const dataDir = join(process.env.GHOSTPAY_DATA_DIR ?? '.data', 'pglite');
-// PGlite would create an empty database in a missing directory: refuse instead.
-if (!url && !existsSync(dataDir)) fail(`no DATABASE_URL and no PGlite data in ${dataDir} (set GHOSTPAY_DATA_DIR)`);
+if (url && pgliteDir !== undefined) fail('DATABASE_URL is set and --embedded/--data-dir names a PGlite directory: give one database');
+if (!url && pgliteDir === undefined) {
+  fail(
+    "no DATABASE_URL: pass --embedded for the embedded stack's PGlite (<GHOSTPAY_DATA_DIR>/pglite) or --data-dir DIR for another " +
+      "(a standalone cards service's is <GHOSTPAY_DATA_DIR>/pg)",
+  );
+}
+// PGlite would create an empty database in a missing or empty directory: refuse instead.
+if (pgliteDir !== undefined && !existsSync(join(pgliteDir, 'PG_VERSION'))) fail(`no PGlite database in ${pgliteDir}`);
+
+/**
+ * What is printed for a failed run: the first error on the cause chain that has a `code` (the
+ * PostgreSQL error under drizzle's, or a system error such as ECONNREFUSED), as that code and
+ * the first line of its own message with quoted values scrubbed (`invalid input syntax for type
+ * uuid: "…"` quotes the value). Never drizzle's message (it lists the statement's parameters:
+ * ciphertexts, card ids), nor `detail` (`Key (…)=(…)`, `Failing row contains (…)`), `params`,
+ * `query` or `where`. Without a code, only the error's class name.
+ */
+function describeFailure(error: unknown): string {
+  let current = error;
+  let name = 'unknown error';
+  for (let depth = 0; depth < 10 && typeof current === 'object' && current !== null; depth++) {
+    const fields = current as { code?: unknown; message?: unknown; name?: unknown; cause?: unknown };
+    if (typeof fields.code === 'string' && /^[A-Z0-9_]{1,32}$/.test(fields.code)) {
+      const message = typeof fields.message === 'string' ? scrubErrorText(fields.message.split('\n')[0]!).slice(0, 300) : '';
+      return message ? `${fields.code}: ${message}` : fields.code;
+    }
+    if (typeof fields.name === 'string' && /^\w{1,64}$/.test(fields.name)) name = fields.name;
+    current = fields.cause;
+  }
+  return `${name}, no error code`;
+}
+
 let database: DatabaseHandle | undefined;
 try {
   // The closing count reads the whole table: allow it more than a request's statement timeout.
   database = await createDatabase(
-    url ? { url, poolSize: 1, applicationName: 'ghostpay-cards-reencrypt', statementTimeoutMs: 300_000 } : { dataDir },
+    url ? { url, poolSize: 1, applicationName: 'ghostpay-cards-reencrypt', statementTimeoutMs: 300_000 } : { dataDir: pgliteDir },
   );
   const result = await reencryptCards(database, keyring, options);
   process.stdout.write(`${JSON.stringify({ activeKeyId: keyring.activeKeyId, ...result })}\n`);
   if (result.remaining > 0 || result.failed > 0) process.exitCode = 1;
 } catch (error) {
-  // A database error (unreachable, a statement timeout): what ran so far is committed, a rerun continues.
-  process.stderr.write(`cards:reencrypt: ${(error as Error).message}\n`);
+  // Unreachable, a statement timeout, a refused update: the batches committed before it stay,
+  // the failing one rolled back, and a rerun continues.
+  process.stderr.write(
+    `cards:reencrypt: the run stopped on an error; committed batches stay, rerun to continue (${describeFailure(error)})\n`,
+  );
   process.exitCode = 2;
 } finally {
-  await database?.close();
+  await database?.close().catch(() => undefined);
 }

@@ -1,11 +1,12 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { cards } from '@ghostpay/db';
+import { cards, createDatabase, migrate } from '@ghostpay/db';
+import { createSeed } from '@ghostpay/test-support';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type PanKeyring, parsePanKeyring, reencryptCards } from '../src/index.ts';
@@ -148,7 +149,8 @@ describe('npm run cards:reencrypt', () => {
     try {
       const { stdout, stderr } = await runFile(process.execPath, [cli, ...args], {
         env: { ...process.env, DATABASE_URL: h.database.url, SECRETS_DIR: secretsDir, ...env },
-        timeout: 30_000,
+        // Opening a PGlite directory takes a few seconds on a busy machine.
+        timeout: 60_000,
       });
       return { code: 0, stdout, stderr };
     } catch (error) {
@@ -200,6 +202,44 @@ describe('npm run cards:reencrypt', () => {
     await h.database.db.delete(cards).where(eq(cards.id, corrupt.id));
   });
 
+  it('prints no card data or key material when the database refuses an update, and exits 2', async () => {
+    await issueOne();
+    rotate('k7');
+    writeKeyring();
+    // A real failure of the batch's UPDATE: PostgreSQL's error carries the row in its detail,
+    // and drizzle's error message lists the statement's parameters (ciphertexts, the card id).
+    await h.database.db.execute(
+      sql.raw(`create function cards.refuse_reencrypt() returns trigger language plpgsql as $$
+        begin
+          raise exception using message = 'cards are read-only for this test',
+            detail = format('Key (id, pan_ciphertext)=(%s, %s)', new.id, new.pan_ciphertext);
+        end $$`),
+    );
+    await h.database.db.execute(
+      sql.raw('create trigger refuse_reencrypt before update on cards.cards for each row execute function cards.refuse_reencrypt()'),
+    );
+    try {
+      const rows = await h.database.db.select({ id: cards.id, ciphertext: cards.panCiphertext }).from(cards);
+      const { code, stdout, stderr } = await runCli([]);
+      const output = stdout + stderr;
+      expect(code).toBe(2);
+      expect(stdout).toBe('');
+      expect(stderr.trim().split('\n')).toHaveLength(1);
+      expect(stderr).toContain('P0001');
+      expect(stderr).toContain('cards are read-only for this test');
+      for (const row of rows) {
+        expect(output).not.toContain(row.id);
+        expect(output).not.toContain(row.ciphertext);
+      }
+      for (const key of keyMaterial()) expect(output).not.toContain(key);
+      // The new ciphertext the UPDATE carried is random: no base64 run that long at all.
+      expect(output).not.toMatch(/[A-Za-z0-9+/]{32,}/);
+    } finally {
+      await h.database.db.execute(sql.raw('drop trigger refuse_reencrypt on cards.cards'));
+      await h.database.db.execute(sql.raw('drop function cards.refuse_reencrypt()'));
+    }
+  });
+
   it('refuses a bad option or a missing keyring with one line on stderr and exit code 2', async () => {
     const badOption = await runCli(['--batch-size', 'lots']);
     expect(badOption.code).toBe(2);
@@ -212,6 +252,67 @@ describe('npm run cards:reencrypt', () => {
       expect(missing.stdout).toBe('');
     } finally {
       rmSync(emptyDir, { recursive: true, force: true });
+    }
+  });
+  it('refuses to guess a PGlite directory without DATABASE_URL, and to open two databases, with exit code 2', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cards-reencrypt-data-'));
+    try {
+      writeKeyring();
+      const noDatabase = { DATABASE_URL: undefined, GHOSTPAY_DATA_DIR: dataDir };
+      const unnamed = await runCli([], noDatabase);
+      expect(unnamed.code).toBe(2);
+      expect(unnamed.stderr).toContain('--embedded');
+      expect(unnamed.stderr).toContain('--data-dir');
+      expect(unnamed.stdout).toBe('');
+      expect(await runCli(['--embedded', '--data-dir', dataDir], noDatabase)).toMatchObject({ code: 2, stdout: '' });
+      expect(await runCli(['--embedded'])).toMatchObject({ code: 2, stdout: '' });
+      // A directory that holds no PGlite database: PGlite would create an empty one there.
+      const empty = join(dataDir, 'pg');
+      mkdirSync(empty);
+      const notPglite = await runCli(['--data-dir', empty], noDatabase);
+      expect(notPglite).toMatchObject({ code: 2, stdout: '' });
+      expect(notPglite.stderr).toContain('no PGlite database');
+      expect(readdirSync(empty)).toEqual([]);
+      expect(await runCli(['--embedded'], noDatabase)).toMatchObject({ code: 2, stdout: '' });
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('moves the cards of the PGlite directory it is told to open: --embedded or --data-dir', { timeout: 180_000 }, async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cards-reencrypt-data-'));
+    try {
+      // An embedded stack's database holding one card issued by the service (same id, so the
+      // ciphertext's associated data still matches).
+      const issued = await issueOne();
+      const [row] = await h.database.db.select().from(cards).where(eq(cards.id, issued.id));
+      const pglite = await createDatabase({ dataDir: join(dataDir, 'pglite') });
+      try {
+        await migrate(pglite);
+        const seed = createSeed(pglite.db);
+        await seed.user('user', { id: row!.ownerId });
+        await seed.user('merchant', { id: row!.issuerId });
+        await pglite.db.insert(cards).values(row!);
+      } finally {
+        await pglite.close();
+      }
+      rotate('k8');
+      writeKeyring();
+      const noDatabase = { DATABASE_URL: undefined, GHOSTPAY_DATA_DIR: dataDir };
+
+      // Not even when <GHOSTPAY_DATA_DIR>/pglite exists: a standalone service's is <dir>/pg.
+      const unnamed = await runCli([], noDatabase);
+      expect(unnamed).toMatchObject({ code: 2, stdout: '' });
+      const embedded = await runCli(['--embedded'], noDatabase);
+      expect(JSON.parse(embedded.stdout)).toMatchObject({ activeKeyId: 'k8', reencrypted: 1, failed: 0, remaining: 0 });
+      expect(embedded.code).toBe(0);
+      const named = await runCli(['--data-dir', join(dataDir, 'pglite')], { DATABASE_URL: undefined });
+      expect(JSON.parse(named.stdout)).toMatchObject({ activeKeyId: 'k8', reencrypted: 0, remaining: 0 });
+      expect(named.code).toBe(0);
+      // The service's own database was not touched.
+      expect(await keyIdOf(issued.id)).not.toBe('k8');
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });
