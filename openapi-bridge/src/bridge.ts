@@ -244,7 +244,12 @@ export function createBridge(deps: BridgeDeps): Bridge {
   const handler = async (req: IncomingMessage, res: ServerResponse) => {
     const requestId = requestIdOf(req);
     res.setHeader(requestIdHeader, requestId);
-    const url = new URL(req.url ?? '/', 'http://bridge.invalid');
+    const url = URL.parse(req.url ?? '/', 'http://bridge.invalid');
+    if (!url) {
+      // Node accepts request targets such as `//[` that are no URL at all.
+      sendError(res, 400, ErrorCode.BAD_USER_INPUT, 'The request target is not a valid URL', requestId);
+      return;
+    }
     const path = url.pathname;
     const isDocs = path === '/docs' || path.startsWith('/docs/');
     setSecurityHeaders(res, { tls, csp: isDocs ? docsContentSecurityPolicy : apiContentSecurityPolicy });
@@ -299,7 +304,8 @@ export function createBridge(deps: BridgeDeps): Bridge {
     onClose: () => routerClient.close(),
     // Route templates, never raw paths: ids must not become metric labels.
     routeLabel: (req) => {
-      const path = new URL(req.url ?? '/', 'http://bridge.invalid').pathname;
+      const path = URL.parse(req.url ?? '/', 'http://bridge.invalid')?.pathname;
+      if (path === undefined) return 'unmatched';
       const match = matchRoute(routes, req.method ?? 'GET', path);
       return match.kind === 'found' ? match.route.pathTemplate : 'unmatched';
     },

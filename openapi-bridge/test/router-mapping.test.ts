@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { connect } from 'node:net';
 import { ErrorCode } from '@ghostpay/platform';
 import { type LoopbackServer, startLoopbackServer } from '@ghostpay/test-support';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -21,6 +22,7 @@ describe('the bridge in front of a scripted router', () => {
   let fakeRouter: LoopbackServer;
   let bridge: Bridge;
   let api: ReturnType<typeof createContractChecker>;
+  let bridgeUrl = '';
   const captured: Captured[] = [];
   let answer: { status: number; headers?: Record<string, string>; body: string } = { status: 200, body: '{}' };
   const manifest = loadManifest(manifestPath);
@@ -41,7 +43,8 @@ describe('the bridge in front of a scripted router', () => {
       }),
       logger: silentLogger,
     });
-    api = createContractChecker(await bridge.start(0));
+    bridgeUrl = await bridge.start(0);
+    api = createContractChecker(bridgeUrl);
   });
 
   afterAll(async () => {
@@ -155,6 +158,25 @@ describe('the bridge in front of a scripted router', () => {
     answer = { status: 502, body: '<html>bad gateway</html>' };
     const response = await api.call('GET', '/cards/card_1', { token });
     expect(response.status).toBe(503);
+  });
+
+  it('answers a request target that is no URL with 400 in the envelope, and keeps serving', async () => {
+    // Node's HTTP parser accepts `//[`; `new URL` throws on it, which used to end the process
+    // from the metrics label computed when the response closed.
+    const raw = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(new URL(bridgeUrl).port), '127.0.0.1', () =>
+        socket.end('GET //[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'),
+      );
+      let text = '';
+      socket.on('data', (chunk) => (text += chunk));
+      socket.on('end', () => resolve(text));
+      socket.on('error', reject);
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 400/);
+    expect(raw).toContain('"BAD_USER_INPUT"');
+    expect(captured).toEqual([]);
+    errorAnswer('NOT_FOUND');
+    expect((await api.call('GET', '/cards/card_1', { token })).status).toBe(404);
   });
 
   it('sets the security headers on every answer', async () => {

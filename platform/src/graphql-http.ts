@@ -21,8 +21,9 @@ export function createGraphQLHandler<TContext extends BaseContext>(
   { context, maxBodyBytes = 1024 * 1024, path = '/graphql' }: GraphQLHandlerOptions<TContext>,
 ) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    if (url.pathname !== path) {
+    // `URL.parse`: Node accepts request targets such as `//[` that are no URL (and `new URL` throws).
+    const url = URL.parse(req.url ?? '/', 'http://localhost');
+    if (url?.pathname !== path) {
       sendJson(res, 404, { error: { code: 'NOT_FOUND', message: 'Not found' } });
       return;
     }

@@ -78,7 +78,13 @@ function routeLabelling(knownRoutes: readonly string[], routeLabel: ((req: Incom
   return (req: IncomingMessage): string => {
     const path = pathOf(req);
     if (platformRoutes.has(path) || !routeLabel) return known.has(path) ? path : unmatchedRoute;
-    return routeLabel(req);
+    // Called when the response closes, outside any handler's try: a service's labelling that
+    // throws on a strange request target must not end the process.
+    try {
+      return routeLabel(req);
+    } catch {
+      return unmatchedRoute;
+    }
   };
 }
 

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { Agent, type IncomingMessage, request } from 'node:http';
+import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { freshDatabase } from '@ghostpay/test-support';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -73,6 +74,30 @@ describe('service server', () => {
     for (const path of ['/healthz', '/readyz', '/metrics?x=1', '/graphql', '/elsewhere'])
       await (await fetch(`${service.url}${path}`)).arrayBuffer();
     expect(await routeLabels(service.url)).toEqual(['/', '/graphql', '/healthz', '/metrics', '/readyz']);
+  });
+
+  it('labels a request `unmatched` when the service’s own labelling throws, and keeps serving', async () => {
+    service = createServiceServer({
+      service: 'demo',
+      logger: silent,
+      registry: createMetricsRegistry('demo'),
+      routeLabel: (req) => new URL(req.url ?? '/', 'http://demo.invalid').pathname,
+      handler: (_req, res) => sendJson(res, 404, {}),
+    });
+    await service.listen(0);
+    // Node accepts this request target; `new URL` throws on it.
+    const raw = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(new URL(service!.url).port), '127.0.0.1', () =>
+        socket.end('GET //[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'),
+      );
+      let text = '';
+      socket.on('data', (chunk) => (text += chunk));
+      socket.on('end', () => resolve(text));
+      socket.on('error', reject);
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 404/);
+    expect(await (await fetch(`${service.url}/healthz`)).json()).toEqual({ status: 'ok' });
+    expect(await routeLabels(service.url)).toEqual(['/healthz', 'unmatched']);
   });
 
   it('turns /readyz to 503 when the database is down, and back when it returns', async () => {

@@ -647,7 +647,9 @@ export function createRouter(deps: RouterDeps): Router {
       return path === '/graphql' ? '/graphql' : path.startsWith('/playground') ? '/playground' : '/';
     },
     handler: async (req, res) => {
-      const url = new URL(req.url ?? '/', 'http://localhost');
+      // `URL.parse`: Node accepts request targets such as `//[` that are no URL (and `new URL` throws).
+      const url = URL.parse(req.url ?? '/', 'http://localhost');
+      if (!url) return sendJson(res, 400, errorBody(ErrorCode.BAD_USER_INPUT, 'The request target is not a valid URL'));
       if (url.pathname === '/graphql/stream' && subscriptions) return handleStream(req, res, subscriptions);
       if (url.pathname === '/graphql') return handleGraphQL(req, res, url);
       if (config.ROUTER_PLAYGROUND && url.pathname.startsWith('/playground')) return servePlayground(req, res, url.pathname);
