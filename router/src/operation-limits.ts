@@ -52,20 +52,21 @@ export interface OperationShape {
 function withDefaults(
   definitions: readonly VariableDefinitionNode[] | undefined,
   variables: Record<string, unknown>,
-): Record<string, unknown> {
-  const effective: Record<string, unknown> = { ...variables };
+): Map<string, unknown> {
+  // A Map: variable names are the client's, and `$__proto__` is a legal one.
+  const effective = new Map(Object.entries(variables));
   for (const definition of definitions ?? []) {
     const name = definition.variable.name.value;
-    if (definition.defaultValue && !Object.hasOwn(variables, name)) effective[name] = valueFromASTUntyped(definition.defaultValue);
+    if (definition.defaultValue && !effective.has(name)) effective.set(name, valueFromASTUntyped(definition.defaultValue));
   }
   return effective;
 }
 
-function numericArgument(value: ValueNode | undefined, variables: Record<string, unknown>): number | undefined {
+function numericArgument(value: ValueNode | undefined, variables: Map<string, unknown>): number | undefined {
   if (!value) return undefined;
   if (value.kind === Kind.INT) return Number(value.value);
   if (value.kind === Kind.VARIABLE) {
-    const v = variables[value.name.value];
+    const v = variables.get(value.name.value);
     return typeof v === 'number' ? v : undefined;
   }
   return undefined;

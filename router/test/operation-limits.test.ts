@@ -34,4 +34,13 @@ describe('measuring an operation', () => {
     expect(costOf(`query ($n: Int = 100) ${nested('$n')}`, { n: null })).toBe(assumed);
     expect(costOf(`query ($n: Int = null) ${nested('$n')}`)).toBe(assumed);
   });
+
+  it('keeps a variable named __proto__ a variable: its default cannot stand in for another one', () => {
+    // `$__proto__`'s object default used to become the prototype of the variables, so `$first`,
+    // left out, was read from it (1) instead of being unsized.
+    const query = `query ($__proto__: F = {first: 1}, $first: Int) { cards(first: $first, filter: $__proto__) { edges { node { owner { cards(first: $first) { edges { node { id } } } } } } } }`;
+    expect(costOf(query)).toBe(costOf(`query ${nested('null')}`));
+    expect(costOf(query, { first: 100 })).toBe(literal);
+    expect(Object.getPrototypeOf({})).toBe(Object.prototype);
+  });
 });
