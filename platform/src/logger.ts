@@ -11,56 +11,159 @@ export const redactedValue = '[redacted]';
  * (`Authorization`, `x-api-key`, `input.card.pan`, `headers['Set-Cookie']`, `users[0].password`).
  * Card data and credentials are never logged; this is a second line of defence behind not passing
  * them to the logger at all. `pan`, `cvc`/`cvv` and `variables` (GraphQL variable values) are
- * whole keys, so `span` is kept; the credential words are key endings, so `accessToken`,
- * `client_secret`, `newPassword` and `X-Api-Key` are censored but `apiKeyId` and `keyPrefix`,
- * which operators need, are not.
+ * whole keys, so `span` is kept; the credential words are key endings, singular or plural, so
+ * `accessToken`, `refreshTokens`, `client_secret`, `secretKey`, `signingKey`, `newPassword`,
+ * `X-Api-Key`, `apiKeys`, `cookies`, `cardPan`, `idJwt` and `awsCredentials` are censored but
+ * `apiKeyId`, `keyPrefix`, `tokenType`, `credentialId` and `secretName`, which operators need,
+ * are not. A secret's name is logged under `secretName`/`secretNames`: `secret` and `secrets` are
+ * censored like any credential. Pagination tokens (`pageToken`, `nextPageToken`) are opaque
+ * cursors, not credentials, and are kept.
  */
 const sensitiveKey =
-  /^(?:pan|cv[cv]2?|variables)$|(?:authorization|cookie|token|secret(?:[-_ ]?hash)?|passw(?:or)?d(?:[-_ ]?hash)?|api[-_ ]?key|private[-_ ]?key|card[-_ ]?number)$/i;
+  /^(?:pans?|cv[cv]2?|variables)$|(?:authorization|cookie|(?<!page[-_ ]?)token|secret(?:[-_ ]?(?:hash|key))?|passw(?:or)?d(?:[-_ ]?hash)?|api[-_ ]?key|private[-_ ]?key|signing[-_ ]?key|card[-_ ]?(?:number|pan)|jwt|credential)s?$/i;
 
-/** True when a value logged under `key` is censored. */
+/** True when a value logged under `key` is censored (but see `censored`: not a flag). */
 export function isSensitiveKey(key: string): boolean {
   return sensitiveKey.test(key);
 }
 
 /**
- * Returns `value` with the value of every sensitive key censored, at any depth, and every
- * `Error` in it serialised by `serializeError`. Copy on write: the caller's objects are never
- * changed, and when nothing matches (nearly every line) `value` itself comes back, having cost
- * one regular-expression test per key. Objects with a `toJSON` (dates, buffers) are left to it.
+ * What a value under a sensitive key becomes. A boolean (`hasToken: true`), `null` or `undefined`
+ * says whether there is a credential, not what it is, and is kept; anything else, numbers
+ * included (a PAN or a CVC may be one), is censored.
  */
-export function redactSensitive<T>(value: T): T {
-  return redactValue(value, new Map()) as T;
+function censored(value: unknown): unknown {
+  return value === undefined || value === null || typeof value === 'boolean' ? value : redactedValue;
 }
 
 /**
- * `redactSensitive` for a log line's object and a child logger's bindings, leaving the error at
- * the top-level `err` to the `err` serializer (which pino runs after the formatters).
+ * The user information of a URL (`postgres://app:pw@db/x`, `https://user:pass@host/`), in a
+ * logged string, a `URL` or error text. Greedy up to the last `@` before the path, so a
+ * hand-written password holding an `@` goes whole.
  */
-function redactLogObject<T extends Record<string, unknown>>(object: T): T {
-  return redactValue(object, new Map(), 'err') as T;
+const urlCredentials = /\b([a-z][a-z\d+.-]*:\/\/)[^\s/?#]+@/gi;
+
+/** `text` with the credentials of every URL in it censored; `text` itself when it has none. */
+function withoutUrlCredentials(text: string): string {
+  return text.includes('://') ? text.replace(urlCredentials, `$1${redactedValue}@`) : text;
+}
+
+/**
+ * Objects nested deeper than this (the line's object is depth 0, an error's causes count one
+ * each) are logged as `[Object]`, `[Array]` or `[Error]`: a line stays small, and a deep or
+ * self-building structure cannot exhaust the stack.
+ */
+const maxDepth = 10;
+
+/**
+ * The fields of a line, or the value of an error, that could not be walked (a getter or `toJSON`
+ * that throws, a revoked proxy): a marker, never the raw value, which may hold what the walk
+ * would have censored.
+ */
+function unserializable(): Record<string, unknown> {
+  return { logError: 'unserializable' };
 }
 
 const inProgress = Symbol('in progress');
 
 /**
- * `visited` maps each object already walked to what replaces it, so an object reached twice is
- * walked once (a large shared graph stays linear), and one reached from inside itself becomes
- * `[Circular]`: a copy must not point back at the original, which still holds what was censored.
+ * Maps each object already walked in one log line or error to what replaces it (for an error,
+ * its scrubbed stand-in), or to `inProgress` while its own walk is under way. An object reached
+ * twice is walked once (a large shared graph stays linear), and one reached from inside itself,
+ * through a plain object or an error alike, becomes `[Circular]`: a copy must not point back at
+ * the original, which still holds what was censored. One map is shared by `redactValue`,
+ * `scrubbedError` and `serializeError` for a whole walk.
  */
-function redactValue(value: unknown, visited: Map<object, unknown>, serializedLater?: string): unknown {
+type Visited = Map<object, unknown>;
+
+/** A walk's map. A line is walked synchronously, so one map, emptied after each walk, serves all. */
+let idleVisited: Visited | undefined = new Map();
+
+/** An empty map for a walk (a new one if a `toJSON` logs from inside a walk); give it back after. */
+function takeVisited(): Visited {
+  const visited = idleVisited ?? new Map();
+  idleVisited = undefined;
+  return visited;
+}
+
+function releaseVisited(visited: Visited): void {
+  visited.clear();
+  idleVisited = visited;
+}
+
+/**
+ * Returns `value` with the value of every sensitive key censored, at any depth, the credentials
+ * of URLs removed, and every `Error` in it serialised as `serializeError` does. Copy on write:
+ * the caller's objects are never changed, and when nothing matches (nearly every line) `value`
+ * itself comes back, having cost one regular-expression test per key and allocated nothing.
+ * Objects with a `toJSON` are replaced by what it returns, censored in turn, except a `Date`
+ * (kept) and a `Buffer` or typed array (summarised as `{ type, byteLength }`). Never throws: a
+ * value that cannot be walked becomes `{ logError: 'unserializable' }`.
+ */
+export function redactSensitive<T>(value: T): T {
+  const visited = takeVisited();
+  try {
+    return redactValue(value, visited, 0) as T;
+  } catch {
+    return unserializable() as T;
+  } finally {
+    releaseVisited(visited);
+  }
+}
+
+/**
+ * `redactSensitive` for a log line's object and a child logger's bindings, leaving the error at
+ * the top-level `err` to the `err` serializer (which pino runs after the formatters). When the
+ * object cannot be walked, the line keeps only its level, time, bindings, `msg` and the marker.
+ */
+function redactLogObject<T extends Record<string, unknown>>(object: T): T {
+  const visited = takeVisited();
+  try {
+    return redactValue(object, visited, 0, 'err') as T;
+  } catch {
+    return unserializable() as T;
+  } finally {
+    releaseVisited(visited);
+  }
+}
+
+function redactValue(value: unknown, visited: Visited, depth: number, serializedLater?: string): unknown {
+  if (typeof value === 'string') return withoutUrlCredentials(value);
   if (value === null || typeof value !== 'object') return value;
-  if (value instanceof Error) return serializeError(value);
-  if (ArrayBuffer.isView(value) || typeof (value as { toJSON?: unknown }).toJSON === 'function') return value;
   const known = visited.get(value);
-  if (known !== undefined) return known === inProgress ? '[Circular]' : known;
+  if (known !== undefined) {
+    if (known === inProgress) return '[Circular]';
+    // An error's entry is its stand-in, an `Error` (no other walk's result is one).
+    return known instanceof Error ? stdSerializers.err(known) : known;
+  }
+  if (depth > maxDepth) return Array.isArray(value) ? '[Array]' : value instanceof Error ? '[Error]' : '[Object]';
+  if (value instanceof Error) return stdSerializers.err(scrubbedError(value as ErrorLike, visited, depth));
+  // pino would print a Buffer's toJSON, one number per byte (`{"type":"Buffer","data":[…]}`),
+  // and a typed array as one key per byte: bytes that may be key material, and long.
+  if (ArrayBuffer.isView(value)) return { type: value.constructor.name, byteLength: value.byteLength };
+  const toJSON = (value as { toJSON?: unknown }).toJSON;
+  if (typeof toJSON === 'function') {
+    if (value instanceof Date) return value;
+    // URL#toJSON is its href, user and password included.
+    if (value instanceof URL) return withoutUrlCredentials(value.href);
+  }
   visited.set(value, inProgress);
-  let result: unknown = value;
-  if (Array.isArray(value)) {
+  let result: unknown;
+  if (typeof toJSON === 'function') {
+    // What JSON.stringify would print, censored in turn (a class whose toJSON lists a `pan`).
+    const json: unknown = toJSON.call(value, '');
+    if (json === value) {
+      // A toJSON returning `this`: its own keys. Always a copy, so pino does not call it again.
+      const walked = redactRecord(value as Record<string, unknown>, visited, depth);
+      result = walked === value ? { ...walked } : walked;
+    } else {
+      result = redactValue(json, visited, depth + 1);
+    }
+  } else if (Array.isArray(value)) {
     let copy: unknown[] | undefined;
     for (let i = 0; i < value.length; i++) {
       const item = value[i];
-      const redacted = redactValue(item, visited);
+      const redacted = redactValue(item, visited, depth + 1);
       if (redacted !== item) {
         copy ??= value.slice();
         copy[i] = redacted;
@@ -68,21 +171,24 @@ function redactValue(value: unknown, visited: Map<object, unknown>, serializedLa
     }
     result = copy ?? value;
   } else {
-    const record = value as Record<string, unknown>;
-    let copy: Record<string, unknown> | undefined;
-    for (const key in record) {
-      if (key === serializedLater || !Object.hasOwn(record, key)) continue;
-      const item = record[key];
-      const redacted = item !== undefined && sensitiveKey.test(key) ? redactedValue : redactValue(item, visited);
-      if (redacted !== item) {
-        copy ??= { ...record };
-        copy[key] = redacted;
-      }
-    }
-    result = copy ?? value;
+    result = redactRecord(value as Record<string, unknown>, visited, depth, serializedLater);
   }
   visited.set(value, result);
   return result;
+}
+
+function redactRecord(record: Record<string, unknown>, visited: Visited, depth: number, serializedLater?: string): Record<string, unknown> {
+  let copy: Record<string, unknown> | undefined;
+  for (const key in record) {
+    if (key === serializedLater || !Object.hasOwn(record, key)) continue;
+    const item = record[key];
+    const redacted = sensitiveKey.test(key) ? censored(item) : redactValue(item, visited, depth + 1);
+    if (redacted !== item) {
+      copy ??= { ...record };
+      copy[key] = redacted;
+    }
+  }
+  return copy ?? record;
 }
 
 /**
@@ -90,6 +196,7 @@ function redactValue(value: unknown, visited: Map<object, unknown>, serializedLa
  * says `Failed query: <sql>\nparams: <every bound value>`, and PostgreSQL quotes the offending
  * value in some messages and details: emails, idempotency keys, API-key secret hashes, free-text
  * descriptions. The SQL, the constraint and the error code stay: they are what an operator needs.
+ * A URL's credentials (a connection string in a driver's message) go too.
  */
 const boundValuePatterns: Array<[RegExp, string]> = [
   // drizzle: everything from `params:` on.
@@ -104,6 +211,7 @@ const boundValuePatterns: Array<[RegExp, string]> = [
   ],
   // PostgreSQL `where`: `unnamed portal parameter $1 = '…'`
   [/(parameter \$\d+ = )'(?:[^']|'')*'/g, "$1'[redacted]'"],
+  [urlCredentials, `$1${redactedValue}@`],
 ];
 
 /** `text` (an error message, detail or stack) without the bound values it quotes. */
@@ -122,17 +230,29 @@ function isErrorLike(value: unknown): value is ErrorLike {
   return typeof value === 'object' && value !== null && typeof (value as { message?: unknown }).message === 'string';
 }
 
+/** An error with only a message and no stack of its own: what stands for a cut or circular cause. */
+function placeholderError(message: string): ErrorLike {
+  const placeholder = Object.create(Error.prototype) as ErrorLike;
+  Object.defineProperty(placeholder, 'message', { value: message, writable: true, configurable: true, enumerable: false });
+  Object.defineProperty(placeholder, 'stack', { value: message, writable: true, configurable: true, enumerable: false });
+  return placeholder;
+}
+
 /**
  * A stand-in for `error` (its constructor, so the same type name) whose message, stack and string
- * properties are scrubbed, without the bound-value properties, and whose cause, nested errors and
- * aggregated errors are stand-ins too. `error` itself is not changed. The stand-in inherits from
- * `Error.prototype`, not from `error`'s class, so no class accessor runs against it.
+ * properties are scrubbed, without the bound-value properties, whose other properties are
+ * censored as `redactValue` does, and whose cause, nested errors and aggregated errors are
+ * stand-ins too. `error` itself is not changed. The stand-in inherits from `Error.prototype`, not
+ * from `error`'s class, so no class accessor runs against it. A cause that leads back to an error
+ * being scrubbed is `[Circular]`, one nested deeper than `maxDepth` is `[Error]`.
  */
-function scrubbedError(error: ErrorLike, done: Map<object, ErrorLike>): ErrorLike {
-  const existing = done.get(error);
-  if (existing) return existing;
+function scrubbedError(error: ErrorLike, visited: Visited, depth: number): ErrorLike {
+  const known = visited.get(error);
+  if (known === inProgress) return placeholderError('[Circular]');
+  if (known instanceof Error) return known as ErrorLike;
+  if (depth > maxDepth) return placeholderError('[Error]');
+  visited.set(error, inProgress);
   const copy = Object.create(Error.prototype) as ErrorLike;
-  done.set(error, copy);
   const message = scrubErrorText(error.message);
   let stack = typeof error.stack === 'string' ? error.stack : undefined;
   if (stack !== undefined) {
@@ -147,32 +267,39 @@ function scrubbedError(error: ErrorLike, done: Map<object, ErrorLike>): ErrorLik
   hidden('name', error.name);
   hidden('message', message);
   hidden('stack', stack);
+  const nested = (value: unknown) =>
+    isErrorLike(value) ? scrubbedError(value, visited, depth + 1) : redactValue(value, visited, depth + 1);
   const cause = typeof error.cause === 'function' ? (error.cause as () => unknown)() : error.cause;
-  if (cause !== undefined) hidden('cause', isErrorLike(cause) ? scrubbedError(cause, done) : redactSensitive(cause));
+  if (cause !== undefined) hidden('cause', nested(cause));
   const errors = error.errors;
-  if (Array.isArray(errors))
-    hidden(
-      'errors',
-      errors.map((item: unknown) => (isErrorLike(item) ? scrubbedError(item, done) : item)),
-    );
+  if (Array.isArray(errors)) hidden('errors', errors.map(nested));
   // Every enumerable key, inherited ones too, as pino's serializer copies them.
   for (const key in error) {
     if (boundValueKeys.has(key) || key === 'cause' || key === 'errors') continue;
     const value = error[key];
-    copy[key] = typeof value === 'string' ? scrubErrorText(value) : isErrorLike(value) ? scrubbedError(value, done) : value;
+    copy[key] = sensitiveKey.test(key) ? censored(value) : typeof value === 'string' ? scrubErrorText(value) : nested(value);
   }
+  visited.set(error, copy);
   return copy;
 }
 
 /**
  * The `err` serializer of every service's logger: pino's standard one (type, message and stack
  * with those of the causes appended, enumerable properties) over a scrubbed stand-in, so bound
- * query values never reach a log line, then with sensitive keys censored. A string is scrubbed.
+ * query values and sensitive keys never reach a log line. A string is scrubbed. Never throws:
+ * an error that cannot be walked becomes `{ logError: 'unserializable' }`, the rest of the line
+ * is kept.
  */
 export function serializeError(error: unknown): unknown {
-  if (typeof error === 'string') return scrubErrorText(error);
-  if (!isErrorLike(error)) return redactSensitive(error);
-  return redactSensitive(stdSerializers.err(scrubbedError(error, new Map())));
+  const visited = takeVisited();
+  try {
+    if (typeof error === 'string') return scrubErrorText(error);
+    return isErrorLike(error) ? stdSerializers.err(scrubbedError(error, visited, 0)) : redactValue(error, visited, 0);
+  } catch {
+    return unserializable();
+  } finally {
+    releaseVisited(visited);
+  }
 }
 
 export interface LoggerOptions {
@@ -195,16 +322,30 @@ export function createLogger({ service, level = 'info', destination }: LoggerOpt
         bindings: redactLogObject,
       },
       hooks: {
-        // Given an error and no message, pino logs the error's own message as `msg`
-        // (`logger.error(error)`, `logger.error({ err })`): scrub that too.
         logMethod(args, method) {
-          if (args.length === 1) {
-            const [first] = args as unknown[];
-            const fields = (typeof first === 'object' && first !== null ? first : {}) as { err?: unknown; msg?: unknown };
-            const error = first instanceof Error ? first : fields.msg === undefined ? fields.err : undefined;
-            if (isErrorLike(error)) return method.call(this, first as object, scrubErrorText(error.message));
+          try {
+            // Given an error and no message, pino logs the error's own message as `msg`
+            // (`logger.error(error)`, `logger.error({ err })`): scrub that too.
+            if (args.length === 1) {
+              const [first] = args as unknown[];
+              const fields = (typeof first === 'object' && first !== null ? first : {}) as { err?: unknown; msg?: unknown };
+              const error = first instanceof Error ? first : fields.msg === undefined ? fields.err : undefined;
+              if (isErrorLike(error)) return method.call(this, first as object, scrubErrorText(error.message));
+            }
+            return method.apply(this, args);
+          } catch {
+            // The formatters and the serializer do not throw, but pino reads the object too (a
+            // getter, a revoked proxy). Logging often happens in a catch block, where a throw
+            // would escape the handler: write the minimal line instead, with the message
+            // template (never its arguments) and nothing of the object.
+            const [first, second] = args as unknown[];
+            const msg = typeof first === 'string' ? first : typeof second === 'string' ? second : undefined;
+            try {
+              return method.call(this, unserializable(), msg);
+            } catch {
+              return undefined;
+            }
           }
-          return method.apply(this, args);
         },
       },
       timestamp: pino.stdTimeFunctions.isoTime,

@@ -75,6 +75,26 @@ describe('logger', () => {
     'card_number',
     'card number',
     'variables',
+    // Plurals and variants.
+    'tokens',
+    'refreshTokens',
+    'apiKeys',
+    'api_keys',
+    'cookies',
+    'secrets',
+    'secretKey',
+    'secret_key',
+    'signingKey',
+    'signing_keys',
+    'cardPan',
+    'card_pan',
+    'jwt',
+    'JWT',
+    'idJwt',
+    'credential',
+    'credentials',
+    'awsCredentials',
+    'passwords',
   ];
   const nestings: Array<[string, (key: string, value: unknown) => unknown]> = [
     ['top level', (key, value) => ({ [key]: value })],
@@ -115,7 +135,9 @@ describe('logger', () => {
       requestId: 'req-1',
       tokenType: 'Bearer',
       company: 'ACME',
-      secrets: ['pan-fingerprint-key'],
+      secretName: 'pan-encryption-keys',
+      secretNames: ['pan-fingerprint-key'],
+      credentialId: 'cred_1',
       when: new Date('2026-01-31T12:00:00.000Z'),
       headers: { 'content-type': 'application/json', 'x-request-id': 'req-1' },
       codes: ['NOT_FOUND'],
@@ -185,5 +207,166 @@ describe('logger', () => {
     } finally {
       await database.close();
     }
+  });
+
+  it('keeps a boolean or null under a sensitive key, and pagination tokens, but never a number', () => {
+    const { logger, parsed } = capturingLogger();
+    logger.info(
+      {
+        hasToken: true,
+        hasPassword: false,
+        refreshToken: null,
+        nextPageToken: 'Y3Vyc29yOjQy',
+        page_token: 'Y3Vyc29yOjQz',
+        pan: 4111111111111111,
+        cvc: 123,
+        pageTokenSecret: 'page-s3cr3t',
+      },
+      'flags',
+    );
+    expect(parsed()[0]).toMatchObject({
+      hasToken: true,
+      hasPassword: false,
+      refreshToken: null,
+      nextPageToken: 'Y3Vyc29yOjQy',
+      page_token: 'Y3Vyc29yOjQz',
+      pan: '[redacted]',
+      cvc: '[redacted]',
+      pageTokenSecret: '[redacted]',
+    });
+  });
+
+  it('redacts what a toJSON returns: a class instance holding a PAN', () => {
+    class CardView {
+      readonly pan: string;
+      readonly last4: string;
+      constructor(pan: string, last4: string) {
+        this.pan = pan;
+        this.last4 = last4;
+      }
+      toJSON() {
+        return { pan: this.pan, last4: this.last4, kind: 'card' };
+      }
+    }
+    const { logger, lines, parsed } = capturingLogger();
+    logger.info({ card: new CardView('4111111111111111', '1111'), cards: [new CardView('5555555555554444', '4444')] }, 'card');
+    expect(lines.join('')).not.toContain('4111111111111111');
+    expect(lines.join('')).not.toContain('5555555555554444');
+    expect(parsed()[0]).toMatchObject({
+      card: { pan: '[redacted]', last4: '1111', kind: 'card' },
+      cards: [{ pan: '[redacted]', last4: '4444', kind: 'card' }],
+    });
+  });
+
+  it('never logs the credentials of a URL, as a URL or as a string', () => {
+    const { logger, lines, parsed } = capturingLogger();
+    logger.info(
+      {
+        callback: new URL('https://merchant:hunter2@hooks.example.test/charges?x=1'),
+        databaseUrl: 'postgres://app:pg-s3cr3t@db.internal:5432/ghostpay',
+        redis: ['redis://:redis-s3cr3t@cache:6379/0'],
+        plain: new URL('https://example.test/a'),
+        email: 'jane@example.test',
+      },
+      'urls',
+    );
+    const line = lines.join('');
+    for (const secret of ['hunter2', 'pg-s3cr3t', 'redis-s3cr3t']) expect(line).not.toContain(secret);
+    expect(parsed()[0]).toMatchObject({
+      callback: 'https://[redacted]@hooks.example.test/charges?x=1',
+      databaseUrl: 'postgres://[redacted]@db.internal:5432/ghostpay',
+      redis: ['redis://[redacted]@cache:6379/0'],
+      plain: 'https://example.test/a',
+      email: 'jane@example.test',
+    });
+  });
+
+  it('summarises a Buffer and keeps a Date', () => {
+    const { logger, parsed } = capturingLogger();
+    logger.info({ body: Buffer.from('key-material'), bytes: new Uint8Array(3), when: new Date(0) }, 'bytes');
+    expect(parsed()[0]).toMatchObject({
+      body: { type: 'Buffer', byteLength: 12 },
+      bytes: { type: 'Uint8Array', byteLength: 3 },
+      when: '1970-01-01T00:00:00.000Z',
+    });
+  });
+
+  /** Logs through `log`: it must not throw, must write one line, and no needle may appear in it. */
+  function logsSafely(log: (logger: Logger) => void, needles: string[]): Record<string, unknown> {
+    const { logger, lines } = capturingLogger();
+    expect(() => log(logger)).not.toThrow();
+    expect(lines).toHaveLength(1);
+    for (const needle of needles) expect(lines[0]).not.toContain(needle);
+    return JSON.parse(lines[0]!);
+  }
+
+  it('logs an error that reaches itself through a plain object', () => {
+    const error = new Error('charge failed') as Error & { ctx?: unknown };
+    error.ctx = { e: error, token: 'tok-circular-s3cr3t', list: [error] };
+    const line = logsSafely((logger) => logger.error({ err: error }, 'failed'), ['tok-circular-s3cr3t']);
+    expect(line.err).toMatchObject({
+      type: 'Error',
+      message: 'charge failed',
+      ctx: { e: '[Circular]', token: '[redacted]', list: ['[Circular]'] },
+    });
+    // The same error under another key, inside a plain object: the formatter's walk.
+    const nested = logsSafely((logger) => logger.warn({ outer: { error } }, 'nested'), ['tok-circular-s3cr3t']);
+    expect(nested.outer).toMatchObject({ error: { message: 'charge failed', ctx: { e: '[Circular]' } } });
+  });
+
+  it('logs a 20k-deep object, array and cause chain, cut at depth 10', () => {
+    const depth = 20_000;
+    let deep: Record<string, unknown> = { token: 'tok-deep-s3cr3t' };
+    let deepArray: unknown[] = ['bottom'];
+    let chain = new Error('root');
+    for (let i = 0; i < depth; i++) {
+      deep = { next: deep };
+      deepArray = [deepArray];
+      chain = new Error(`level ${i}`, { cause: chain });
+    }
+    const line = logsSafely((logger) => logger.info({ deep, deepArray }, 'deep'), ['tok-deep-s3cr3t']);
+    expect(JSON.stringify(line.deep)).toContain('"[Object]"');
+    expect(JSON.stringify(line.deepArray)).toContain('"[Array]"');
+    expect(JSON.stringify(line).length).toBeLessThan(2_000);
+    const errLine = logsSafely((logger) => logger.error({ err: chain }, 'deep cause'), []);
+    expect((errLine.err as { message: string }).message).toMatch(/^level 19999: level 19998: .*\[Error\]$/);
+  });
+
+  it('writes a minimal line, without the object, when a getter throws', () => {
+    const fields = {
+      token: 'tok-getter-s3cr3t',
+      cardNumber: '4111111111111111',
+      get broken(): string {
+        throw new Error('cannot read 4111111111111111');
+      },
+    };
+    const line = logsSafely((logger) => logger.info(fields, 'getter'), ['tok-getter-s3cr3t', '4111111111111111']);
+    expect(line).toMatchObject({ level: 30, msg: 'getter', service: 'test', logError: 'unserializable' });
+    expect(line).not.toHaveProperty('token');
+
+    // In an error's own properties: the err field says so, the rest of the line stays.
+    const error = new Error('boom');
+    Object.defineProperty(error, 'detail', {
+      enumerable: true,
+      get() {
+        throw new Error('cannot read tok-getter-s3cr3t');
+      },
+    });
+    const errLine = logsSafely((logger) => logger.error({ err: error, requestId: 'req-1' }, 'failed'), ['tok-getter-s3cr3t']);
+    expect(errLine).toMatchObject({ msg: 'failed', requestId: 'req-1', err: { logError: 'unserializable' } });
+  });
+
+  it('writes a minimal line when the formatter itself fails (a revoked proxy)', () => {
+    const { proxy, revoke } = Proxy.revocable({ password: 'proxy-s3cr3t' }, {});
+    revoke();
+    const line = logsSafely(
+      (logger) => logger.warn({ apiKey: 'gp_live_proxy', holder: proxy }, 'proxied'),
+      ['gp_live_proxy', 'proxy-s3cr3t'],
+    );
+    expect(line).toMatchObject({ level: 40, msg: 'proxied', logError: 'unserializable' });
+    // A child logger's bindings: the child is still made and logs.
+    const { logger, lines } = capturingLogger();
+    expect(() => logger.child({ holder: proxy }).info('from the child')).not.toThrow();
+    expect(JSON.parse(lines[0]!)).toMatchObject({ msg: 'from the child', logError: 'unserializable' });
   });
 });

@@ -79,7 +79,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const secretsDir = baseEnv.SECRETS_DIR ?? join(dataDir, 'secrets');
   if (!baseEnv.SECRETS_DIR) {
     const created = ensureDevSecrets(secretsDir);
-    if (created.length) logger.info({ secrets: created, dir: secretsDir }, 'created development secrets');
+    if (created.length) logger.info({ secretNames: created, dir: secretsDir }, 'created development secrets');
   }
   // Auth sits behind the router, which passes the client's address in x-forwarded-for: one
   // trusted hop, so failed token exchanges are limited per client rather than for everyone.

@@ -12,17 +12,18 @@ import { panSecretNames, parsePanKeyring } from './pan-crypto.ts';
  */
 export function logPanKeyring(secrets: SecretsProvider, logger: Pick<Logger, 'info' | 'warn'>): () => void {
   const report = (value: string | undefined, message: string) => {
-    const secret = panSecretNames.encryptionKeys;
+    // Under `secretName`: the logger censors the values of `secret` keys.
+    const secretName = panSecretNames.encryptionKeys;
     if (!value) {
-      logger.warn({ secret }, 'PAN keyring is missing: issuing and revealing cards fail until it is back');
+      logger.warn({ secretName }, 'PAN keyring is missing: issuing and revealing cards fail until it is back');
       return;
     }
     try {
       const keyring = parsePanKeyring(value);
-      logger.info({ secret, activeKeyId: keyring.activeKeyId, keyIds: [...keyring.keys.keys()] }, message);
+      logger.info({ secretName, activeKeyId: keyring.activeKeyId, keyIds: [...keyring.keys.keys()] }, message);
     } catch (error) {
       logger.warn(
-        { secret, reason: (error as Error).message },
+        { secretName, reason: (error as Error).message },
         'PAN keyring is malformed: issuing and revealing cards fail until it is fixed',
       );
     }

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createSecretsProvider } from '@ghostpay/platform';
+import { Writable } from 'node:stream';
+import { createLogger, createSecretsProvider } from '@ghostpay/platform';
 import { afterEach, describe, expect, it } from 'vitest';
 import { logPanKeyring } from '../src/log-pan-keyring.ts';
 
@@ -48,10 +49,35 @@ describe('logPanKeyring', () => {
     });
     writeFileSync(file, 'new:not-a-key');
     await waitFor(3);
-    expect(lines[2]).toMatchObject({ level: 'warn', fields: { secret: 'pan-encryption-keys' } });
+    expect(lines[2]).toMatchObject({ level: 'warn', fields: { secretName: 'pan-encryption-keys' } });
 
     const logged = JSON.stringify(lines);
     for (const key of [old, next].map((e) => e.slice(e.indexOf(':') + 1))) expect(logged).not.toContain(key);
     expect(logged).not.toContain('not-a-key');
+  });
+
+  it('names the secret in the lines of the service logger, which censors `secret` values', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cards-keyring-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const key = entry('k1');
+    writeFileSync(join(dir, 'pan-encryption-keys'), key);
+    const secrets = createSecretsProvider({ dir, env: {}, pollIntervalMs: 60_000 });
+    cleanups.push(() => secrets.close());
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    });
+    cleanups.push(logPanKeyring(secrets, createLogger({ service: 'cards', destination })));
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0]!)).toMatchObject({
+      msg: 'PAN keyring loaded',
+      secretName: 'pan-encryption-keys',
+      activeKeyId: 'k1',
+      keyIds: ['k1'],
+    });
+    expect(lines[0]).not.toContain(key.slice(key.indexOf(':') + 1));
   });
 });
