@@ -367,6 +367,21 @@ export function createRouter(deps: RouterDeps): Router {
   };
 
   /**
+   * A request body as the GraphQL handlers take it: parsed when it says it is JSON, its text
+   * otherwise, undefined when empty. `false` when it is malformed JSON (the 400 is sent).
+   */
+  const parsedBody = (req: IncomingMessage, raw: Buffer, refuse: Refuse): { body: unknown } | false => {
+    if (raw.length === 0) return { body: undefined };
+    if (!(req.headers['content-type'] ?? '').includes('json')) return { body: raw.toString('utf8') };
+    try {
+      return { body: JSON.parse(raw.toString('utf8')) };
+    } catch {
+      refuse(400, ErrorCode.GRAPHQL_PARSE_FAILED, 'Request body is not valid JSON');
+      return false;
+    }
+  };
+
+  /**
    * Verifies the Authorization header: the principal, none for a request without one, or a
    * refusal already sent (`false`): 401, 503 when the signing keys cannot be fetched, 429 past
    * the address's anonymous limit, which bad tokens count against (verifying is not free).
@@ -423,16 +438,9 @@ export function createRouter(deps: RouterDeps): Router {
     if (req.method === 'POST') {
       const raw = await readLimitedBody(req, res, refuse);
       if (!raw) return;
-      if (raw.length > 0 && (req.headers['content-type'] ?? '').includes('json')) {
-        try {
-          body = JSON.parse(raw.toString('utf8'));
-        } catch {
-          refuse(400, ErrorCode.GRAPHQL_PARSE_FAILED, 'Request body is not valid JSON');
-          return;
-        }
-      } else if (raw.length > 0) {
-        body = raw.toString('utf8');
-      }
+      const parsed = parsedBody(req, raw, refuse);
+      if (!parsed) return;
+      body = parsed.body;
     }
     await gateway.handleSse(req, res, body);
   };
@@ -514,15 +522,12 @@ export function createRouter(deps: RouterDeps): Router {
       }
     }
 
+    // A GET's body is never JSON to parse (its query is in the URL).
     let body: unknown;
-    const contentType = req.headers['content-type'] ?? '';
-    if (req.method === 'POST' && raw.length > 0 && contentType.includes('json')) {
-      try {
-        body = JSON.parse(raw.toString('utf8'));
-      } catch {
-        refuse(400, ErrorCode.GRAPHQL_PARSE_FAILED, 'Request body is not valid JSON');
-        return;
-      }
+    if (req.method === 'POST') {
+      const parsed = parsedBody(req, raw, refuse);
+      if (!parsed) return;
+      body = parsed.body;
     } else if (raw.length > 0) {
       body = raw.toString('utf8');
     }
