@@ -62,75 +62,77 @@ async function startSilencingProxy(target: URL) {
 }
 const silenced: Socket[] = [];
 
-it('a LISTEN connection that goes silent is noticed by its heartbeat and replaced, and notifications flow again', async () => {
-  if (!database.url) return; // PGlite has no LISTEN connection to lose.
+/**
+ * A channel listened to through a silencing proxy (heartbeat every 200 ms): what it received,
+ * how often it reconnected, `notify` from a direct connection, and `close` for all of it.
+ */
+async function listenThroughProxy() {
   const proxy = await startSilencingProxy(new URL(database.url));
   const handle = await createDatabase({ url: proxy.url, poolSize: 1, listenHeartbeatMs: 200 });
   const admin = new pg.Client({ connectionString: database.url });
   await admin.connect();
   const channel = `beat_${randomBytes(4).toString('hex')}`;
-  try {
-    const received: string[] = [];
-    let reconnects = 0;
-    const unlisten = await handle.listen(
-      channel,
-      (payload) => received.push(payload),
-      () => reconnects++,
-    );
-    await admin.query(`select pg_notify($1, 'before')`, [channel]);
-    await vi.waitFor(() => expect(received).toEqual(['before']), { timeout: 2_000 });
+  const state = { received: [] as string[], reconnects: 0 };
+  const unlisten = await handle.listen(
+    channel,
+    (payload) => state.received.push(payload),
+    () => state.reconnects++,
+  );
+  return Object.assign(state, {
+    proxy,
+    unlisten,
+    notify: (payload: string) => admin.query('select pg_notify($1, $2)', [channel, payload]),
+    async close() {
+      await admin.end();
+      await proxy.close();
+      await handle.close();
+    },
+  });
+}
 
-    proxy.silence();
-    await admin.query(`select pg_notify($1, 'lost')`, [channel]);
+it('a LISTEN connection that goes silent is noticed by its heartbeat and replaced, and notifications flow again', async () => {
+  if (!database.url) return; // PGlite has no LISTEN connection to lose.
+  const listening = await listenThroughProxy();
+  try {
+    await listening.notify('before');
+    await vi.waitFor(() => expect(listening.received).toEqual(['before']), { timeout: 2_000 });
+
+    listening.proxy.silence();
+    await listening.notify('lost');
     // No error reaches the client; only the unanswered heartbeat tells it the connection is gone.
-    await vi.waitFor(() => expect(reconnects).toBe(1), { timeout: 5_000, interval: 50 });
-    await admin.query(`select pg_notify($1, 'after')`, [channel]);
-    await vi.waitFor(() => expect(received).toEqual(['before', 'after']), { timeout: 2_000 });
+    await vi.waitFor(() => expect(listening.reconnects).toBe(1), { timeout: 5_000, interval: 50 });
+    await listening.notify('after');
+    await vi.waitFor(() => expect(listening.received).toEqual(['before', 'after']), { timeout: 2_000 });
 
     // A healthy connection is not replaced by its heartbeat.
     await new Promise((resolve) => setTimeout(resolve, 1_000));
-    expect(reconnects).toBe(1);
-    await unlisten();
+    expect(listening.reconnects).toBe(1);
+    await listening.unlisten();
   } finally {
-    await admin.end();
-    await proxy.close();
-    await handle.close();
+    await listening.close();
   }
 });
 
 it('a reconnect to a peer that never answers times out and is retried, and stop() does not wait on it', async () => {
   if (!database.url) return;
-  const proxy = await startSilencingProxy(new URL(database.url));
-  const handle = await createDatabase({ url: proxy.url, poolSize: 1, listenHeartbeatMs: 200 });
-  const admin = new pg.Client({ connectionString: database.url });
-  await admin.connect();
-  const channel = `hang_${randomBytes(4).toString('hex')}`;
+  const listening = await listenThroughProxy();
   try {
-    const received: string[] = [];
-    let reconnects = 0;
-    const unlisten = await handle.listen(
-      channel,
-      (payload) => received.push(payload),
-      () => reconnects++,
-    );
     // The connection goes silent, and the first two reconnects reach a peer that never answers.
-    proxy.holdNext = 2;
-    proxy.silence();
-    await vi.waitFor(() => expect(reconnects).toBe(1), { timeout: 8_000, interval: 50 });
-    expect(proxy.holdNext).toBe(0);
-    await admin.query(`select pg_notify($1, 'after')`, [channel]);
-    await vi.waitFor(() => expect(received).toEqual(['after']), { timeout: 2_000 });
+    listening.proxy.holdNext = 2;
+    listening.proxy.silence();
+    await vi.waitFor(() => expect(listening.reconnects).toBe(1), { timeout: 8_000, interval: 50 });
+    expect(listening.proxy.holdNext).toBe(0);
+    await listening.notify('after');
+    await vi.waitFor(() => expect(listening.received).toEqual(['after']), { timeout: 2_000 });
 
     // Stopping while a reconnect hangs on such a peer returns promptly.
-    proxy.holdNext = 1;
-    proxy.silence();
+    listening.proxy.holdNext = 1;
+    listening.proxy.silence();
     await new Promise((resolve) => setTimeout(resolve, 600));
     const stopping = Date.now();
-    await unlisten();
+    await listening.unlisten();
     expect(Date.now() - stopping).toBeLessThan(2_500);
   } finally {
-    await admin.end();
-    await proxy.close();
-    await handle.close();
+    await listening.close();
   }
 });
