@@ -58,6 +58,34 @@ export const env = {
   logLevel: () => z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 };
 
+/**
+ * Env of every service that verifies access tokens (router, cards, charges, analytics): what
+ * the tokens must say, where the auth service publishes its keys, and how long a JWKS outage is
+ * bridged with the last key set fetched. `jwtVerifierOptionsFrom` turns it into
+ * `createJwtVerifier` options.
+ */
+export const jwtVerifierEnv = {
+  JWT_ISSUER: z.string().min(1).default('ghostpay-auth'),
+  JWT_AUDIENCE: z.string().min(1).default('ghostpay-api'),
+  JWKS_URL: env.url().default('http://127.0.0.1:4001/.well-known/jwks.json'),
+  /** Seconds past the JWKS max age (10 min) the last key set fetched still verifies while the JWKS cannot be fetched; 0 = none. */
+  JWKS_STALE_GRACE_SECONDS: z.coerce.number().int().min(0).max(86_400).default(3_600),
+};
+
+export function jwtVerifierOptionsFrom(config: {
+  JWT_ISSUER: string;
+  JWT_AUDIENCE: string;
+  JWKS_URL: string;
+  JWKS_STALE_GRACE_SECONDS: number;
+}): { jwksUrl: string; issuer: string; audience: string; jwksStaleGraceMs: number } {
+  return {
+    jwksUrl: config.JWKS_URL,
+    issuer: config.JWT_ISSUER,
+    audience: config.JWT_AUDIENCE,
+    jwksStaleGraceMs: config.JWKS_STALE_GRACE_SECONDS * 1000,
+  };
+}
+
 /** Env shared by every service. */
 export const baseConfigSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),

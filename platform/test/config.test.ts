@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { baseConfigSchema, env, parseConfig, z } from '../src/index.ts';
+import { baseConfigSchema, env, jwtVerifierEnv, jwtVerifierOptionsFrom, parseConfig, z } from '../src/index.ts';
 
 const run = promisify(execFile);
 const fixture = fileURLToPath(new URL('./fixtures/config-check.ts', import.meta.url));
@@ -56,5 +56,37 @@ describe('config from env', () => {
       env: { PATH: process.env.PATH, PEPPER: 'a-long-enough-pepper' },
     });
     expect(JSON.parse(stdout)).toMatchObject({ PORT: 4001, CARD_MAX_AMOUNT: 1_000_000 });
+  });
+});
+
+describe('the JWT verifier env', () => {
+  const schema = baseConfigSchema.extend(jwtVerifierEnv);
+
+  it('gives createJwtVerifier options, the stale-key grace in milliseconds (1 h unless set; 0 turns it off)', () => {
+    const defaults = parseConfig(schema, {});
+    if (!defaults.ok) throw new Error(defaults.problems.join('\n'));
+    expect(jwtVerifierOptionsFrom(defaults.config)).toEqual({
+      jwksUrl: 'http://127.0.0.1:4001/.well-known/jwks.json',
+      issuer: 'ghostpay-auth',
+      audience: 'ghostpay-api',
+      jwksStaleGraceMs: 3_600_000,
+    });
+    const off = parseConfig(schema, { JWKS_STALE_GRACE_SECONDS: '0', JWKS_URL: 'https://auth.internal/.well-known/jwks.json' });
+    if (!off.ok) throw new Error(off.problems.join('\n'));
+    expect(jwtVerifierOptionsFrom(off.config)).toMatchObject({
+      jwksUrl: 'https://auth.internal/.well-known/jwks.json',
+      jwksStaleGraceMs: 0,
+    });
+  });
+
+  it('refuses a grace that is not a whole number of seconds up to a day, and an empty issuer', () => {
+    for (const bad of [
+      { JWKS_STALE_GRACE_SECONDS: '-1' },
+      { JWKS_STALE_GRACE_SECONDS: '1.5' },
+      { JWKS_STALE_GRACE_SECONDS: '86401' },
+      { JWT_ISSUER: '' },
+    ]) {
+      expect(parseConfig(schema, bad).ok, JSON.stringify(bad)).toBe(false);
+    }
   });
 });

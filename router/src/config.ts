@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { baseConfigSchema, env, z } from '@ghostpay/platform';
+import { baseConfigSchema, env, jwtVerifierEnv, z } from '@ghostpay/platform';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
 
@@ -36,9 +36,7 @@ export const routerConfigSchema = baseConfigSchema.extend({
   ROUTER_PORT: env.port(4000),
   ROUTER_SUPERGRAPH_PATH: z.string().default(resolve(repoRoot, 'supergraph.graphql')),
   ROUTER_SUBGRAPH_URLS: subgraphUrlMap,
-  JWT_ISSUER: z.string().default('ghostpay-auth'),
-  JWT_AUDIENCE: z.string().default('ghostpay-api'),
-  JWKS_URL: z.url().default('http://127.0.0.1:4001/.well-known/jwks.json'),
+  ...jwtVerifierEnv,
   REDIS_URL: env.optionalUrl(),
   ROUTER_REDIS_TIMEOUT_MS: env.positiveInt(1000),
   DATABASE_URL: env.optionalUrl(),

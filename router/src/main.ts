@@ -7,9 +7,8 @@ import { startTelemetry } from '@ghostpay/platform/telemetry';
 // Tracing first, so the modules it instruments (http, pg) load after it: the rest is imported below.
 const telemetry = startTelemetry({ serviceName: 'router' });
 const { createDatabase } = await import('@ghostpay/db');
-const { createJwtVerifier, createLogger, createMetricsRegistry, createSecretsProvider, exitOnSignals, loadConfig } = await import(
-  '@ghostpay/platform'
-);
+const { createJwtVerifier, jwtVerifierOptionsFrom, createLogger, createMetricsRegistry, createSecretsProvider, exitOnSignals, loadConfig } =
+  await import('@ghostpay/platform');
 const { Redis } = await import('ioredis');
 const { createAnalyticsEmitter } = await import('./analytics-emitter.ts');
 const { createApiKeyRateLimits } = await import('./api-key-rate-limits.ts');
@@ -26,7 +25,7 @@ const config = loadConfig('router', routerConfigSchema);
 const logger = createLogger({ service: 'router', level: config.LOG_LEVEL });
 const subscriptionsConfig = loadConfig('router', routerSubscriptionsConfigSchema);
 const secrets = createSecretsProvider({ dir: subscriptionsConfig.SECRETS_DIR, logger });
-const verifier = createJwtVerifier({ jwksUrl: config.JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, logger });
+const verifier = createJwtVerifier({ ...jwtVerifierOptionsFrom(config), logger });
 const registry = createMetricsRegistry('router');
 
 // Commands fail fast while Redis is unreachable, so the limiter falls back locally instead of queueing requests.

@@ -1,4 +1,4 @@
-import { baseConfigSchema, env, z } from '@ghostpay/platform';
+import { baseConfigSchema, env, jwtVerifierEnv, z } from '@ghostpay/platform';
 
 /** Environment of the analytics service; see README for the table. */
 export const analyticsConfigSchema = baseConfigSchema.extend({
@@ -14,9 +14,7 @@ export const analyticsConfigSchema = baseConfigSchema.extend({
   ANALYTICS_INGEST_MAX_EVENTS: env.positiveInt(1000),
   /** Largest ingest body, in bytes. */
   ANALYTICS_INGEST_MAX_BYTES: env.positiveInt(4 * 1024 * 1024),
-  JWT_ISSUER: z.string().min(1).default('ghostpay-auth'),
-  JWT_AUDIENCE: z.string().min(1).default('ghostpay-api'),
-  JWKS_URL: z.url().default('http://127.0.0.1:4001/.well-known/jwks.json'),
+  ...jwtVerifierEnv,
   SECRETS_DIR: z.string().min(1).optional(),
 });
 

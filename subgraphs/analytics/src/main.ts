@@ -2,15 +2,14 @@ import { startTelemetry } from '@ghostpay/platform/telemetry';
 
 // Tracing first, so the modules it instruments (http) load after it: the rest is imported below.
 const telemetry = startTelemetry({ serviceName: 'analytics' });
-const { createJwtVerifier, createLogger, createSecretsProvider, exitOnSignals, loadConfig, loadServerTlsConfig } = await import(
-  '@ghostpay/platform'
-);
+const { createJwtVerifier, jwtVerifierOptionsFrom, createLogger, createSecretsProvider, exitOnSignals, loadConfig, loadServerTlsConfig } =
+  await import('@ghostpay/platform');
 const { analyticsConfigSchema, createAnalyticsService, openAnalyticsStore } = await import('./index.ts');
 
 const config = loadConfig('analytics', analyticsConfigSchema);
 const logger = createLogger({ service: 'analytics', level: config.LOG_LEVEL });
 const secrets = createSecretsProvider({ dir: config.SECRETS_DIR, logger });
-const verifier = createJwtVerifier({ jwksUrl: config.JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, logger });
+const verifier = createJwtVerifier({ ...jwtVerifierOptionsFrom(config), logger });
 const store = await openAnalyticsStore(config);
 logger.info({ store: store.kind }, 'analytics store open');
 

@@ -1,4 +1,4 @@
-import { baseConfigSchema, env, z } from '@ghostpay/platform';
+import { baseConfigSchema, env, jwtVerifierEnv, z } from '@ghostpay/platform';
 
 /** The largest value a GraphQL `Int` can carry; `Card.amount` is an Int, so the cap cannot exceed it. */
 export const graphqlIntMax = 2_147_483_647;
@@ -15,9 +15,7 @@ export const cardsConfigSchema = baseConfigSchema
     /** Prepared statements per PostgreSQL connection (0: none); see the README. */
     DATABASE_PREPARED_STATEMENTS: env.optionalCount(),
     GHOSTPAY_DATA_DIR: z.string().min(1).default('.data'),
-    JWT_ISSUER: z.string().min(1).default('ghostpay-auth'),
-    JWT_AUDIENCE: z.string().min(1).default('ghostpay-api'),
-    JWKS_URL: env.url().default('http://127.0.0.1:4001/.well-known/jwks.json'),
+    ...jwtVerifierEnv,
     SECRETS_DIR: z.string().min(1).optional(),
     /** Largest card amount in minor units. @default 100000000 (1,000,000.00 in a 2-decimal currency) */
     CARD_MAX_AMOUNT: z.coerce.number().int().positive().max(graphqlIntMax).default(100_000_000),

@@ -4,9 +4,8 @@ import { startTelemetry } from '@ghostpay/platform/telemetry';
 const telemetry = startTelemetry({ serviceName: 'cards' });
 const { join } = await import('node:path');
 const { createDatabase, migrate } = await import('@ghostpay/db');
-const { createJwtVerifier, createLogger, createSecretsProvider, exitOnSignals, loadConfig, loadServerTlsConfig } = await import(
-  '@ghostpay/platform'
-);
+const { createJwtVerifier, jwtVerifierOptionsFrom, createLogger, createSecretsProvider, exitOnSignals, loadConfig, loadServerTlsConfig } =
+  await import('@ghostpay/platform');
 const { cardsConfigSchema } = await import('./config.ts');
 const { createPanSecrets } = await import('./pan-crypto.ts');
 const { createCardsService } = await import('./service.ts');
@@ -32,7 +31,7 @@ const database = await createDatabase(
     : { dataDir: join(config.GHOSTPAY_DATA_DIR, 'pg') },
 );
 await migrate(database);
-const verifier = createJwtVerifier({ jwksUrl: config.JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, logger });
+const verifier = createJwtVerifier({ ...jwtVerifierOptionsFrom(config), logger });
 const service = createCardsService({ database, secrets, logger, config, verifier, tls: loadServerTlsConfig('cards') });
 const url = await service.start(config.CARDS_PORT, config.HOST);
 logger.info({ url }, 'cards subgraph listening');

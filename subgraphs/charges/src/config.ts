@@ -1,4 +1,4 @@
-import { baseConfigSchema, env, z } from '@ghostpay/platform';
+import { baseConfigSchema, env, jwtVerifierEnv, z } from '@ghostpay/platform';
 
 /** Env of the charges service; see the README's table. */
 export const chargesConfigSchema = baseConfigSchema.extend({
@@ -11,9 +11,7 @@ export const chargesConfigSchema = baseConfigSchema.extend({
   /** Prepared statements per PostgreSQL connection (0: none); see the README. */
   DATABASE_PREPARED_STATEMENTS: env.optionalCount(),
   GHOSTPAY_DATA_DIR: z.string().min(1).default('.data'),
-  JWT_ISSUER: z.string().min(1).default('ghostpay-auth'),
-  JWT_AUDIENCE: z.string().min(1).default('ghostpay-api'),
-  JWKS_URL: z.url().default('http://127.0.0.1:4001/.well-known/jwks.json'),
+  ...jwtVerifierEnv,
   /** How long a charge stays AUTHORIZED before the worker settles it. */
   SETTLEMENT_DELAY_MS: z.coerce.number().int().min(0).default(5_000),
   SETTLEMENT_INTERVAL_MS: env.positiveInt(1_000),

@@ -5,7 +5,9 @@ import { startTelemetry } from '@ghostpay/platform/telemetry';
 const telemetry = startTelemetry({ serviceName: 'charges' });
 const { join } = await import('node:path');
 const { createDatabase, migrate } = await import('@ghostpay/db');
-const { createJwtVerifier, createLogger, exitOnSignals, loadConfig, loadServerTlsConfig } = await import('@ghostpay/platform');
+const { createJwtVerifier, jwtVerifierOptionsFrom, createLogger, exitOnSignals, loadConfig, loadServerTlsConfig } = await import(
+  '@ghostpay/platform'
+);
 const { createChargesService } = await import('./charges-service.ts');
 const { chargesConfigSchema } = await import('./config.ts');
 
@@ -17,7 +19,7 @@ const database = await createDatabase(
     : { dataDir: join(config.GHOSTPAY_DATA_DIR, 'pglite') },
 );
 await migrate(database);
-const verifier = createJwtVerifier({ jwksUrl: config.JWKS_URL, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, logger });
+const verifier = createJwtVerifier({ ...jwtVerifierOptionsFrom(config), logger });
 const service = createChargesService({ database, logger, verifier, config, tls: loadServerTlsConfig('charges') });
 await service.start(config.CHARGES_PORT, config.HOST);
 exitOnSignals(logger, async () => {
