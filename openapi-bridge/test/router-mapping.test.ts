@@ -1,7 +1,6 @@
 import type { IncomingMessage } from 'node:http';
-import { connect } from 'node:net';
 import { ErrorCode } from '@ghostpay/platform';
-import { type LoopbackServer, startLoopbackServer } from '@ghostpay/test-support';
+import { type LoopbackServer, rawHttpRequest, startLoopbackServer } from '@ghostpay/test-support';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type Bridge, bridgeConfigSchema, createBridge, loadSpec, manifestPath, mapGraphQLErrors, routesOf } from '../src/index.ts';
 import { loadManifest } from '../src/persisted-query-manifest.ts';
@@ -163,15 +162,7 @@ describe('the bridge in front of a scripted router', () => {
   it('answers a request target that is no URL with 400 in the envelope, and keeps serving', async () => {
     // Node's HTTP parser accepts `//[`; `new URL` throws on it, which used to end the process
     // from the metrics label computed when the response closed.
-    const raw = await new Promise<string>((resolve, reject) => {
-      const socket = connect(Number(new URL(bridgeUrl).port), '127.0.0.1', () =>
-        socket.end('GET //[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'),
-      );
-      let text = '';
-      socket.on('data', (chunk) => (text += chunk));
-      socket.on('end', () => resolve(text));
-      socket.on('error', reject);
-    });
+    const raw = await rawHttpRequest(bridgeUrl, 'GET //[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     expect(raw).toMatch(/^HTTP\/1\.1 400/);
     expect(raw).toContain('"BAD_USER_INPUT"');
     expect(captured).toEqual([]);

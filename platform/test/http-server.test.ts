@@ -2,9 +2,8 @@ import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { Agent, type IncomingMessage, request } from 'node:http';
-import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { freshDatabase } from '@ghostpay/test-support';
+import { freshDatabase, rawHttpRequest } from '@ghostpay/test-support';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   BodyTooLargeError,
@@ -86,15 +85,7 @@ describe('service server', () => {
     });
     await service.listen(0);
     // Node accepts this request target; `new URL` throws on it.
-    const raw = await new Promise<string>((resolve, reject) => {
-      const socket = connect(Number(new URL(service!.url).port), '127.0.0.1', () =>
-        socket.end('GET //[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'),
-      );
-      let text = '';
-      socket.on('data', (chunk) => (text += chunk));
-      socket.on('end', () => resolve(text));
-      socket.on('error', reject);
-    });
+    const raw = await rawHttpRequest(service!.url, 'GET //[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     expect(raw).toMatch(/^HTTP\/1\.1 404/);
     expect(await (await fetch(`${service.url}/healthz`)).json()).toEqual({ status: 'ok' });
     expect(await routeLabels(service.url)).toEqual(['/healthz', 'unmatched']);

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { connect } from 'node:net';
 import { Writable } from 'node:stream';
-import { createSeed, createTestTokenIssuer, freshDatabase } from '@ghostpay/test-support';
+import { createSeed, createTestTokenIssuer, freshDatabase, rawHttpRequest } from '@ghostpay/test-support';
 import { parse } from 'graphql';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -203,15 +202,7 @@ describe('subgraph service request errors', () => {
     }
     expect((await post('{"query": "{ hello }"}')).body).toEqual({ data: { hello: 'hi' } });
     // A request target Node accepts and `new URL` refuses: not found, not a 500.
-    const raw = await new Promise<string>((resolve, reject) => {
-      const socket = connect(Number(new URL(url).port), '127.0.0.1', () =>
-        socket.end('POST //[ HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}'),
-      );
-      let text = '';
-      socket.on('data', (chunk) => (text += chunk));
-      socket.on('end', () => resolve(text));
-      socket.on('error', reject);
-    });
+    const raw = await rawHttpRequest(url, 'POST //[ HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}');
     expect(raw).toMatch(/^HTTP\/1\.1 404/);
   });
 

@@ -1,6 +1,5 @@
-import { connect } from 'node:net';
 import { createJwtVerifier } from '@ghostpay/platform';
-import { createTestTokenIssuer, type TestTokenIssuer, testAudience, testIssuer } from '@ghostpay/test-support';
+import { createTestTokenIssuer, rawHttpRequest, type TestTokenIssuer, testAudience, testIssuer } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { codes, post, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
 
@@ -63,15 +62,7 @@ describe('router over stand-in subgraphs', () => {
 
   it('answers a request target that is no URL with 400 BAD_USER_INPUT, not a 500', async () => {
     // Node's HTTP parser accepts `//[`; `new URL` throws on it.
-    const raw = await new Promise<string>((resolve, reject) => {
-      const socket = connect(Number(new URL(router.graphqlUrl).port), '127.0.0.1', () =>
-        socket.end('GET //[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'),
-      );
-      let text = '';
-      socket.on('data', (chunk) => (text += chunk));
-      socket.on('end', () => resolve(text));
-      socket.on('error', reject);
-    });
+    const raw = await rawHttpRequest(router.graphqlUrl, 'GET //[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     expect(raw).toMatch(/^HTTP\/1\.1 400/);
     expect(raw).toContain('"BAD_USER_INPUT"');
   });

@@ -3,6 +3,7 @@ export * from './fresh-database.ts';
 export * from './loopback-server.ts';
 export * from './pool-statements.ts';
 export * from './postgres-cluster.ts';
+export * from './raw-request.ts';
 export * from './redis-server.ts';
 export * from './seed.ts';
 export * from './test-tokens.ts';
