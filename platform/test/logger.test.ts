@@ -1,20 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { Writable } from 'node:stream';
-import { createSeed, freshDatabase } from '@ghostpay/test-support';
+import { capturingLogger, createSeed, freshDatabase } from '@ghostpay/test-support';
 import { describe, expect, it } from 'vitest';
-import { createLogger, type Logger } from '../src/index.ts';
-
-/** A logger at `info` whose lines land in `lines` (raw) and `parsed`. */
-function capturingLogger(): { logger: Logger; lines: string[]; parsed: () => Record<string, unknown>[] } {
-  const lines: string[] = [];
-  const destination = new Writable({
-    write(chunk, _encoding, done) {
-      lines.push(String(chunk));
-      done();
-    },
-  });
-  return { logger: createLogger({ service: 'test', destination }), lines, parsed: () => lines.map((line) => JSON.parse(line)) };
-}
+import type { Logger } from '../src/index.ts';
 
 describe('logger', () => {
   it('redacts authorization headers, tokens, API keys, PAN and CVC fields', () => {

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Writable } from 'node:stream';
-import { createSeed, createTestTokenIssuer, freshDatabase, rawHttpRequest } from '@ghostpay/test-support';
+import { capturingLogger, createSeed, createTestTokenIssuer, freshDatabase, rawHttpRequest } from '@ghostpay/test-support';
 import { parse } from 'graphql';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -79,13 +78,7 @@ describe('subgraph service', () => {
   });
 
   it('answers an unexpected error as INTERNAL_SERVER_ERROR without details, logs its cause, and passes known codes through', async () => {
-    const lines: string[] = [];
-    const destination = new Writable({
-      write(chunk, _encoding, done) {
-        lines.push(String(chunk));
-        done();
-      },
-    });
+    const { logger, lines } = capturingLogger('demo');
     const url = await startDemo(
       'broken: String missing: String',
       {
@@ -96,7 +89,7 @@ describe('subgraph service', () => {
           throw new NotFoundError('Thing', 'th_1');
         },
       },
-      createLogger({ service: 'demo', destination }),
+      logger,
     );
     const response = await fetch(`${url}/graphql`, {
       method: 'POST',
@@ -144,17 +137,11 @@ describe('subgraph service when a query fails', () => {
       const seed = createSeed(database.db);
       const email = `taken-${randomBytes(4).toString('hex')}@example.test`;
       await seed.user('merchant', { email });
-      const lines: string[] = [];
-      const destination = new Writable({
-        write(chunk, _encoding, done) {
-          lines.push(String(chunk));
-          done();
-        },
-      });
+      const { logger, lines } = capturingLogger('demo');
       const url = await startDemo(
         'signUp: String',
         { signUp: async () => (await seed.user('merchant', { email, name: 'Jane Private' })).id },
-        createLogger({ service: 'demo', destination }),
+        logger,
       );
       const response = await fetch(`${url}/graphql`, {
         method: 'POST',

@@ -1,3 +1,4 @@
+export * from './capturing-logger.ts';
 export * from './free-port.ts';
 export * from './fresh-database.ts';
 export * from './loopback-server.ts';

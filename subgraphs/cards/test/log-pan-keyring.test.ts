@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { createLogger, createSecretsProvider } from '@ghostpay/platform';
+import { createSecretsProvider } from '@ghostpay/platform';
+import { capturingLogger } from '@ghostpay/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
 import { logPanKeyring } from '../src/log-pan-keyring.ts';
 
@@ -63,14 +63,8 @@ describe('logPanKeyring', () => {
     writeFileSync(join(dir, 'pan-encryption-keys'), key);
     const secrets = createSecretsProvider({ dir, env: {}, pollIntervalMs: 60_000 });
     cleanups.push(() => secrets.close());
-    const lines: string[] = [];
-    const destination = new Writable({
-      write(chunk, _encoding, done) {
-        lines.push(String(chunk));
-        done();
-      },
-    });
-    cleanups.push(logPanKeyring(secrets, createLogger({ service: 'cards', destination })));
+    const { logger, lines } = capturingLogger('cards');
+    cleanups.push(logPanKeyring(secrets, logger));
     expect(lines).toHaveLength(1);
     expect(JSON.parse(lines[0]!)).toMatchObject({
       msg: 'PAN keyring loaded',
