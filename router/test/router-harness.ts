@@ -1,5 +1,6 @@
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import {
   createLogger,
   createMetricsRegistry,
@@ -11,9 +12,24 @@ import {
 import { parse } from 'graphql';
 import { composeFromConfig } from '../src/compose-supergraph.ts';
 import { type RouterConfig, routerConfigSchema } from '../src/config.ts';
+import { sha256Hex } from '../src/persisted-queries.ts';
 import { createRouter, type RouterDeps } from '../src/router.ts';
 
 export const repoRoot = resolve(import.meta.dirname, '../..');
+
+/** A persisted-query manifest in a temp dir holding `operations` (ids are their bodies' sha256); returns its path for `ROUTER_PQ_MANIFESTS`. */
+export function writeManifest(operations: { name: string; type: 'query' | 'mutation' | 'subscription'; body: string }[]): string {
+  const manifest = join(mkdtempSync(join(tmpdir(), 'pq-')), 'persisted-queries.json');
+  writeFileSync(
+    manifest,
+    JSON.stringify({
+      format: 'apollo-persisted-query-manifest',
+      version: 1,
+      operations: operations.map((operation) => ({ id: sha256Hex(operation.body), ...operation })),
+    }),
+  );
+  return manifest;
+}
 export const silentLogger = createLogger({ service: 'router-test', level: 'silent' });
 
 /** The supergraph composed from the schema files supergraph.yaml lists (what `npm run compose` writes). */

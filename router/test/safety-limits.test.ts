@@ -1,10 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../src/persisted-queries.ts';
-import { codes, post, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
+import { codes, post, type StubSubgraphs, startRouter, startStubSubgraphs, writeManifest } from './router-harness.ts';
 
 const totalHits = (subgraphs: StubSubgraphs) => Object.values(subgraphs.hits).reduce((a, b) => a + b, 0);
 
@@ -140,16 +137,7 @@ describe('safelist mode', () => {
   beforeAll(async () => {
     issuer = await createTestTokenIssuer();
     subgraphs = await startStubSubgraphs(issuer.verifier);
-    const dir = mkdtempSync(join(tmpdir(), 'pq-'));
-    const manifest = join(dir, 'persisted-queries.json');
-    writeFileSync(
-      manifest,
-      JSON.stringify({
-        format: 'apollo-persisted-query-manifest',
-        version: 1,
-        operations: [{ id: sha256Hex(trusted), name: 'CardById', type: 'query', body: trusted }],
-      }),
-    );
+    const manifest = writeManifest([{ name: 'CardById', type: 'query', body: trusted }]);
     router = await startRouter({
       verifier: issuer.verifier,
       urls: subgraphs.urls,

@@ -1,11 +1,8 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../src/persisted-queries.ts';
-import { type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
+import { type StubSubgraphs, startRouter, startStubSubgraphs, writeManifest } from './router-harness.ts';
 import { upstreamAuthorization, wsClient } from './subscriptions-harness.ts';
 
 /**
@@ -116,16 +113,7 @@ describe('subscription endpoints: request body limit, safelist, error codes and 
     issuer = await createTestTokenIssuer();
     subgraphs = await startStubSubgraphs(issuer.verifier);
     router = await start();
-    const dir = mkdtempSync(join(tmpdir(), 'pq-sub-'));
-    const manifest = join(dir, 'persisted-queries.json');
-    writeFileSync(
-      manifest,
-      JSON.stringify({
-        format: 'apollo-persisted-query-manifest',
-        version: 1,
-        operations: [{ id: sha256Hex(trustedSubscription), name: 'Watch', type: 'subscription', body: trustedSubscription }],
-      }),
-    );
+    const manifest = writeManifest([{ name: 'Watch', type: 'subscription', body: trustedSubscription }]);
     safelisted = await start({ ROUTER_PERSISTED_QUERIES: 'safelist', ROUTER_PQ_MANIFESTS: manifest });
     user = await issuer.bearer({ userId: 'usr_sub', role: 'user', apiKeyId: 'key_sub' });
     admin = await issuer.bearer({ userId: 'usr_admin', role: 'admin', apiKeyId: 'key_sub_admin' });
