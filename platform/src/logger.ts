@@ -92,6 +92,26 @@ function releaseVisited(visited: Visited): void {
 }
 
 /**
+ * Runs one walk of `value` with a map from the pool and gives the map back. Never throws: a
+ * walk that does (a getter or `toJSON` that throws, a revoked proxy) gives
+ * `{ logError: 'unserializable' }`, never the raw value.
+ */
+function walkSafely(value: unknown, walk: (value: unknown, visited: Visited) => unknown): unknown {
+  const visited = takeVisited();
+  try {
+    return walk(value, visited);
+  } catch {
+    return unserializable();
+  } finally {
+    releaseVisited(visited);
+  }
+}
+
+const redactWhole = (value: unknown, visited: Visited) => redactValue(value, visited, 0);
+/** A line's object: its top-level `err` is left to the `err` serializer, which pino runs after the formatters. */
+const redactAllButErr = (value: unknown, visited: Visited) => redactValue(value, visited, 0, 'err');
+
+/**
  * Returns `value` with the value of every sensitive key censored, at any depth, the credentials
  * of URLs removed, and every `Error` in it serialised as `serializeError` does. Copy on write:
  * the caller's objects are never changed, and when nothing matches (nearly every line) `value`
@@ -101,14 +121,7 @@ function releaseVisited(visited: Visited): void {
  * value that cannot be walked becomes `{ logError: 'unserializable' }`.
  */
 export function redactSensitive<T>(value: T): T {
-  const visited = takeVisited();
-  try {
-    return redactValue(value, visited, 0) as T;
-  } catch {
-    return unserializable() as T;
-  } finally {
-    releaseVisited(visited);
-  }
+  return walkSafely(value, redactWhole) as T;
 }
 
 /**
@@ -117,14 +130,7 @@ export function redactSensitive<T>(value: T): T {
  * object cannot be walked, the line keeps only its level, time, bindings, `msg` and the marker.
  */
 function redactLogObject<T extends Record<string, unknown>>(object: T): T {
-  const visited = takeVisited();
-  try {
-    return redactValue(object, visited, 0, 'err') as T;
-  } catch {
-    return unserializable() as T;
-  } finally {
-    releaseVisited(visited);
-  }
+  return walkSafely(object, redactAllButErr) as T;
 }
 
 function redactValue(value: unknown, visited: Visited, depth: number, serializedLater?: string): unknown {
@@ -283,6 +289,9 @@ function scrubbedError(error: ErrorLike, visited: Visited, depth: number): Error
   return copy;
 }
 
+const serializeWhole = (error: unknown, visited: Visited) =>
+  isErrorLike(error) ? stdSerializers.err(scrubbedError(error, visited, 0)) : redactValue(error, visited, 0);
+
 /**
  * The `err` serializer of every service's logger: pino's standard one (type, message and stack
  * with those of the causes appended, enumerable properties) over a scrubbed stand-in, so bound
@@ -291,15 +300,8 @@ function scrubbedError(error: ErrorLike, visited: Visited, depth: number): Error
  * is kept.
  */
 export function serializeError(error: unknown): unknown {
-  const visited = takeVisited();
-  try {
-    if (typeof error === 'string') return scrubErrorText(error);
-    return isErrorLike(error) ? stdSerializers.err(scrubbedError(error, visited, 0)) : redactValue(error, visited, 0);
-  } catch {
-    return unserializable();
-  } finally {
-    releaseVisited(visited);
-  }
+  if (typeof error === 'string') return scrubErrorText(error);
+  return walkSafely(error, serializeWhole);
 }
 
 export interface LoggerOptions {
