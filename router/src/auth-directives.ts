@@ -25,6 +25,7 @@ import {
   type SelectionSetNode,
   valueFromASTUntyped,
 } from 'graphql';
+import { setOwn } from './executor/own-properties.ts';
 
 /**
  * @apollo/gateway refuses supergraphs linking `for: SECURITY` features it does not enforce
@@ -321,7 +322,7 @@ export function fillRemovedWithNull(data: Record<string, unknown> | null | undef
     const record = value as Record<string, unknown>;
     const own = Object.hasOwn(record, head);
     if (rest.length === 0) {
-      if (!own) Object.defineProperty(record, head, { value: null, writable: true, enumerable: true, configurable: true });
+      if (!own) setOwn(record, head, null);
       return;
     }
     if (own) fill(record[head], rest);
