@@ -4,6 +4,7 @@ import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
 import type { PgliteDatabase } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import type { DatabaseHandle } from './client.ts';
+import { LOCK_NOT_AVAILABLE, pgErrorCode } from './pg-error.ts';
 
 export const migrationsFolder = fileURLToPath(new URL('../migrations', import.meta.url));
 
@@ -21,14 +22,6 @@ export interface MigrateOptions {
   attempts?: number;
   /** Wait before the second attempt, doubling after each. @default 1000 */
   retryDelayMs?: number;
-}
-
-/** PostgreSQL's lock_not_available (a `lock_timeout` expired), anywhere in the cause chain. */
-function isLockTimeout(error: unknown): boolean {
-  for (let cause: unknown = error; cause && typeof cause === 'object'; cause = (cause as { cause?: unknown }).cause) {
-    if ((cause as { code?: unknown }).code === '55P03') return true;
-  }
-  return false;
 }
 
 /**
@@ -60,7 +53,7 @@ export async function migrate(handle: DatabaseHandle, options: MigrateOptions = 
         await migratePg(drizzlePg(lockClient), { migrationsFolder });
         break;
       } catch (error) {
-        if (!isLockTimeout(error) || attempt >= attempts) throw error;
+        if (pgErrorCode(error) !== LOCK_NOT_AVAILABLE || attempt >= attempts) throw error;
         await new Promise((resolve) => setTimeout(resolve, (options.retryDelayMs ?? 1_000) * 2 ** (attempt - 1)));
       }
     }

@@ -1,8 +1,7 @@
-import { chargeIdempotencyKeys, type Database, deleteInBatches, type Transaction } from '@ghostpay/db';
+import { chargeIdempotencyKeys, type Database, deleteInBatches, LOCK_NOT_AVAILABLE, pgErrorCode, type Transaction } from '@ghostpay/db';
 import { IdempotencyKeyInUseError, IdempotencyKeyReusedError, ServiceUnavailableError } from '@ghostpay/platform';
 import { and, eq, lt, type SQL, sql } from 'drizzle-orm';
 import { type ChargeRow, type ChargeSnapshot, fromSnapshot, toSnapshot } from './charge-record.ts';
-import { LOCK_NOT_AVAILABLE, pgErrorCode } from './pg-error.ts';
 
 export type IdempotentOperation = 'create_charge' | 'refund_charge';
 
