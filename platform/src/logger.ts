@@ -236,11 +236,16 @@ function isErrorLike(value: unknown): value is ErrorLike {
   return typeof value === 'object' && value !== null && typeof (value as { message?: unknown }).message === 'string';
 }
 
+/** Sets `key` as a non-enumerable data property, as an `Error`'s own `message` and `stack` are. */
+function setHidden(object: object, key: string, value: unknown): void {
+  Object.defineProperty(object, key, { value, writable: true, configurable: true, enumerable: false });
+}
+
 /** An error with only a message and no stack of its own: what stands for a cut or circular cause. */
 function placeholderError(message: string): ErrorLike {
   const placeholder = Object.create(Error.prototype) as ErrorLike;
-  Object.defineProperty(placeholder, 'message', { value: message, writable: true, configurable: true, enumerable: false });
-  Object.defineProperty(placeholder, 'stack', { value: message, writable: true, configurable: true, enumerable: false });
+  setHidden(placeholder, 'message', message);
+  setHidden(placeholder, 'stack', message);
   return placeholder;
 }
 
@@ -267,8 +272,7 @@ function scrubbedError(error: ErrorLike, visited: Visited, depth: number): Error
     const at = error.message ? stack.indexOf(error.message) : -1;
     stack = at === -1 ? scrubErrorText(stack) : `${stack.slice(0, at)}${message}${stack.slice(at + error.message.length)}`;
   }
-  const hidden = (key: string, value: unknown) =>
-    Object.defineProperty(copy, key, { value, writable: true, configurable: true, enumerable: false });
+  const hidden = (key: string, value: unknown) => setHidden(copy, key, value);
   hidden('constructor', error.constructor);
   hidden('name', error.name);
   hidden('message', message);
