@@ -308,6 +308,31 @@ export function serializeError(error: unknown): unknown {
   return walkSafely(error, serializeWhole);
 }
 
+/**
+ * The arguments of a log call with its message template and the values interpolated into it
+ * (`logger.info('user %j', user)`, `logger.warn({ id }, 'from %s', url)`) censored: pino formats
+ * those into `msg` itself, where neither the formatters nor the serializers see them. An object
+ * is censored as `redactSensitive` does, an error as the `err` serializer does, a string (the
+ * template among them) loses URL credentials. `args` itself when there is nothing to censor
+ * (no interpolated values and no URL in the template: nearly every call).
+ */
+function redactedFormatArgs<Args extends unknown[]>(args: Args): Args {
+  // pino: a first argument that is an object (or `undefined`) is the line's object, and the
+  // template follows it; otherwise the first argument is the template.
+  const template = typeof args[0] === 'object' || args[0] === undefined ? 1 : 0;
+  const text = args[template];
+  if (args.length <= template + 1 && !(typeof text === 'string' && text.includes('://'))) return args;
+  const safe = args.slice() as Args;
+  for (let i = template; i < safe.length; i++) safe[i] = redactedFormatArg(safe[i]);
+  return safe;
+}
+
+function redactedFormatArg(value: unknown): unknown {
+  if (typeof value === 'string') return withoutUrlCredentials(value);
+  if (value === null || typeof value !== 'object') return value;
+  return isErrorLike(value) ? serializeError(value) : redactSensitive(value);
+}
+
 export interface LoggerOptions {
   service: string;
   /** @default 'info' */
@@ -338,7 +363,7 @@ export function createLogger({ service, level = 'info', destination }: LoggerOpt
               const error = first instanceof Error ? first : fields.msg === undefined ? fields.err : undefined;
               if (isErrorLike(error)) return method.call(this, first as object, scrubErrorText(error.message));
             }
-            return method.apply(this, args);
+            return method.apply(this, redactedFormatArgs(args));
           } catch {
             // The formatters and the serializer do not throw, but pino reads the object too (a
             // getter, a revoked proxy). Logging often happens in a catch block, where a throw

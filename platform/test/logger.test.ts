@@ -268,6 +268,35 @@ describe('logger', () => {
     });
   });
 
+  it('censors the values a message template interpolates, and URL credentials in the template', () => {
+    const { logger, lines, parsed } = capturingLogger();
+    const user = { email: 'jane@example.test', password: 'fmt-pw-s3cr3t', card: { pan: '4111111111111111' } };
+    logger.info('user %j', user);
+    logger.warn({ requestId: 'req-1' }, 'retrying %s after %o', 'postgres://app:fmt-pg-s3cr3t@db/x', { apiKey: 'gp_fmt_key' });
+    logger.error('query failed: %j', Object.assign(new Error('boom'), { params: ['fmt-bound-s3cr3t'] }));
+    logger.info('connecting to redis://:fmt-redis-s3cr3t@cache:6379');
+    logger.info('%d charges, %s', 3, 'plain text');
+    const text = lines.join('');
+    for (const secret of ['fmt-pw-s3cr3t', '4111111111111111', 'fmt-pg-s3cr3t', 'gp_fmt_key', 'fmt-bound-s3cr3t', 'fmt-redis-s3cr3t']) {
+      expect(text).not.toContain(secret);
+    }
+    const [first, second, third, fourth, fifth] = parsed();
+    expect(JSON.parse((first!.msg as string).slice('user '.length))).toEqual({
+      email: 'jane@example.test',
+      password: '[redacted]',
+      card: { pan: '[redacted]' },
+    });
+    expect(second).toMatchObject({ requestId: 'req-1' });
+    expect(second!.msg).toContain('retrying postgres://[redacted]@db/x after');
+    expect(second!.msg).toContain('{"apiKey":"[redacted]"}');
+    expect(third!.msg).toContain('boom');
+    expect(fourth!.msg).toBe('connecting to redis://[redacted]@cache:6379');
+    // Nothing to censor: the call is formatted as pino would.
+    expect(fifth!.msg).toBe('3 charges, plain text');
+    // The caller's objects are not changed.
+    expect(user.password).toBe('fmt-pw-s3cr3t');
+  });
+
   it('summarises a Buffer and keeps a Date', () => {
     const { logger, parsed } = capturingLogger();
     logger.info({ body: Buffer.from('key-material'), bytes: new Uint8Array(3), when: new Date(0) }, 'bytes');
