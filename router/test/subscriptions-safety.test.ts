@@ -249,6 +249,22 @@ describe('subscription endpoints: request body limit, safelist, error codes and 
           controller.abort();
         }
       }
+      // A GET by hash alone, with no `query` parameter at all.
+      const search = new URLSearchParams({ variables: JSON.stringify({ id: 'ch_get' }), extensions: JSON.stringify(byHash) });
+      const controller = new AbortController();
+      const byGet = await fetch(`${sseUrl(safelisted)}?${search}`, {
+        headers: { accept: sseHeaders.accept, authorization: user },
+        signal: controller.signal,
+      });
+      try {
+        expect(byGet.status).toBe(200);
+        expect(await readFirstEvent(byGet)).toEqual({
+          event: 'next',
+          data: { data: { chargeUpdated: { id: 'ch_get', status: 'AUTHORIZED' } } },
+        });
+      } finally {
+        controller.abort();
+      }
     });
   });
 

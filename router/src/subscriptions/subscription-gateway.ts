@@ -410,6 +410,15 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     await pool.close();
   };
 
+  /** A `GET`'s URL with `query=` added when it has none (a hash-only request), for the same reason. */
+  const withQueryParam = (method: string | undefined, url: string) => {
+    if (method !== 'GET') return url;
+    const parsed = new URL(url, 'http://localhost/');
+    if (parsed.searchParams.has('query')) return url;
+    parsed.searchParams.set('query', '');
+    return `${parsed.pathname}${parsed.search}`;
+  };
+
   return {
     handleUpgrade(req, socket, head) {
       const pathname = (req.url ?? '/').split('?')[0];
@@ -427,7 +436,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
           : body;
       const [payload, init] = await sse({
         method: req.method ?? 'GET',
-        url: req.url ?? '/',
+        url: withQueryParam(req.method, req.url ?? '/'),
         headers: {
           get(key) {
             const header = req.headers[key];
