@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
@@ -59,6 +60,15 @@ export interface DatabaseHandle {
 }
 
 const channelPattern = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * Where a service keeps its PGlite database under `GHOSTPAY_DATA_DIR`: `<dir>/pglite`, one
+ * layout for `npm start`, every standalone service and the CLIs, so each of them opens the
+ * database the others wrote.
+ */
+export function embeddedDatabaseDir(dataDir: string): string {
+  return join(dataDir, 'pglite');
+}
 
 export async function createDatabase(options: DatabaseOptions = {}): Promise<DatabaseHandle> {
   return options.url ? createPgDatabase(options.url, options) : createPgliteDatabase(options.dataDir);

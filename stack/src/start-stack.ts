@@ -4,7 +4,7 @@ import { analyticsConfigSchema, createAnalyticsService, openAnalyticsStore } fro
 import { authConfigSchema, createAuthService, seedUser } from '@ghostpay/auth';
 import { cardsConfigSchema, createCardsService } from '@ghostpay/cards';
 import { chargesConfigSchema, createChargesService } from '@ghostpay/charges';
-import { createDatabase, type DatabaseHandle, migrate } from '@ghostpay/db';
+import { createDatabase, type DatabaseHandle, embeddedDatabaseDir, migrate } from '@ghostpay/db';
 import { bridgeConfigSchema, createBridge, manifestPath } from '@ghostpay/openapi-bridge';
 import {
   createJwtVerifier,
@@ -103,7 +103,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const { DATABASE_PREPARED_STATEMENTS } = loadConfig('stack', chargesConfigSchema.pick({ DATABASE_PREPARED_STATEMENTS: true }), env);
     const database = await createDatabase({
       url: env.DATABASE_URL,
-      dataDir: join(dataDir, 'pglite'),
+      dataDir: embeddedDatabaseDir(dataDir),
       applicationName: 'ghostpay-stack',
       preparedStatements: DATABASE_PREPARED_STATEMENTS,
     });

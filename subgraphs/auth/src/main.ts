@@ -2,7 +2,7 @@ import { startTelemetry } from '@ghostpay/platform/telemetry';
 
 // Tracing first, so the modules it instruments (http, pg) load after it: the rest is imported below.
 const telemetry = startTelemetry({ serviceName: 'auth' });
-const { createDatabase, migrate } = await import('@ghostpay/db');
+const { createDatabase, embeddedDatabaseDir, migrate } = await import('@ghostpay/db');
 const { createLogger, createSecretsProvider, exitOnSignals, loadConfig, loadServerTlsConfig } = await import('@ghostpay/platform');
 const { authConfigSchema } = await import('./config.ts');
 const { createAuthService } = await import('./create-auth-service.ts');
@@ -12,7 +12,7 @@ const logger = createLogger({ service: 'auth', level: config.LOG_LEVEL });
 const secrets = createSecretsProvider({ dir: config.SECRETS_DIR, logger });
 const database = await createDatabase({
   url: config.DATABASE_URL,
-  dataDir: config.GHOSTPAY_DATA_DIR,
+  dataDir: embeddedDatabaseDir(config.GHOSTPAY_DATA_DIR),
   applicationName: 'ghostpay-auth',
   preparedStatements: config.DATABASE_PREPARED_STATEMENTS,
 });

@@ -2,8 +2,7 @@ import { startTelemetry } from '@ghostpay/platform/telemetry';
 
 // Tracing first, so the modules it instruments (http, pg) load after it: the rest is imported below.
 const telemetry = startTelemetry({ serviceName: 'cards' });
-const { join } = await import('node:path');
-const { createDatabase, migrate } = await import('@ghostpay/db');
+const { createDatabase, embeddedDatabaseDir, migrate } = await import('@ghostpay/db');
 const { createJwtVerifier, jwtVerifierOptionsFrom, createLogger, createSecretsProvider, exitOnSignals, loadConfig, loadServerTlsConfig } =
   await import('@ghostpay/platform');
 const { cardsConfigSchema } = await import('./config.ts');
@@ -28,7 +27,7 @@ try {
 const database = await createDatabase(
   config.DATABASE_URL
     ? { url: config.DATABASE_URL, applicationName: 'ghostpay-cards', preparedStatements: config.DATABASE_PREPARED_STATEMENTS }
-    : { dataDir: join(config.GHOSTPAY_DATA_DIR, 'pg') },
+    : { dataDir: embeddedDatabaseDir(config.GHOSTPAY_DATA_DIR) },
 );
 await migrate(database);
 const verifier = createJwtVerifier({ ...jwtVerifierOptionsFrom(config), logger });

@@ -16,7 +16,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createDatabase, type DatabaseHandle } from '@ghostpay/db';
+import { createDatabase, type DatabaseHandle, embeddedDatabaseDir } from '@ghostpay/db';
 import { createSecretsProvider, scrubErrorText } from '@ghostpay/platform';
 import { panSecretNames, parsePanKeyring } from './pan-crypto.ts';
 import { reencryptCards } from './reencrypt-cards.ts';
@@ -49,7 +49,7 @@ try {
   options = { batchSize: positiveInt('batch-size', values['batch-size']), maxBatches: positiveInt('max-batches', values['max-batches']) };
   if (values.embedded && values['data-dir'] !== undefined) fail('--embedded and --data-dir name two databases: give one');
   if (values['data-dir'] === '') fail('--data-dir needs a directory');
-  pgliteDir = values.embedded ? join(process.env.GHOSTPAY_DATA_DIR ?? '.data', 'pglite') : values['data-dir'];
+  pgliteDir = values.embedded ? embeddedDatabaseDir(process.env.GHOSTPAY_DATA_DIR ?? '.data') : values['data-dir'];
 } catch (error) {
   fail(`${(error as Error).message} (options: ${usage})`);
 }

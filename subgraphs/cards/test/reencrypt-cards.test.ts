@@ -300,7 +300,7 @@ describe('npm run cards:reencrypt', () => {
       writeKeyring();
       const noDatabase = { DATABASE_URL: undefined, GHOSTPAY_DATA_DIR: dataDir };
 
-      // Not even when <GHOSTPAY_DATA_DIR>/pglite exists: a standalone service's is <dir>/pg.
+      // Not even when <GHOSTPAY_DATA_DIR>/pglite exists: without DATABASE_URL it is told, never guesses.
       const unnamed = await runCli([], noDatabase);
       expect(unnamed).toMatchObject({ code: 2, stdout: '' });
       const embedded = await runCli(['--embedded'], noDatabase);

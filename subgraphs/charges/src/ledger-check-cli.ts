@@ -2,12 +2,13 @@
  * `npm run ledger:check`: checks the charges ledger on DATABASE_URL (or the PGlite data
  * directory GHOSTPAY_DATA_DIR) and exits 1 when an invariant is broken.
  */
-import { join } from 'node:path';
-import { createDatabase } from '@ghostpay/db';
+import { createDatabase, embeddedDatabaseDir } from '@ghostpay/db';
 import { checkLedger } from './ledger-check.ts';
 
 const url = process.env.DATABASE_URL;
-const database = await createDatabase(url ? { url, poolSize: 1 } : { dataDir: join(process.env.GHOSTPAY_DATA_DIR ?? '.data', 'pglite') });
+const database = await createDatabase(
+  url ? { url, poolSize: 1 } : { dataDir: embeddedDatabaseDir(process.env.GHOSTPAY_DATA_DIR ?? '.data') },
+);
 try {
   const violations = await checkLedger(database);
   if (violations.length === 0) {

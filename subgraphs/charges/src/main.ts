@@ -3,8 +3,7 @@ import { startTelemetry } from '@ghostpay/platform/telemetry';
 
 // Tracing first, so the modules it instruments (http, pg) load after it: the rest is imported below.
 const telemetry = startTelemetry({ serviceName: 'charges' });
-const { join } = await import('node:path');
-const { createDatabase, migrate } = await import('@ghostpay/db');
+const { createDatabase, embeddedDatabaseDir, migrate } = await import('@ghostpay/db');
 const { createJwtVerifier, jwtVerifierOptionsFrom, createLogger, exitOnSignals, loadConfig, loadServerTlsConfig } = await import(
   '@ghostpay/platform'
 );
@@ -16,7 +15,7 @@ const logger = createLogger({ service: 'charges', level: config.LOG_LEVEL });
 const database = await createDatabase(
   config.DATABASE_URL
     ? { url: config.DATABASE_URL, applicationName: 'ghostpay-charges', preparedStatements: config.DATABASE_PREPARED_STATEMENTS }
-    : { dataDir: join(config.GHOSTPAY_DATA_DIR, 'pglite') },
+    : { dataDir: embeddedDatabaseDir(config.GHOSTPAY_DATA_DIR) },
 );
 await migrate(database);
 const verifier = createJwtVerifier({ ...jwtVerifierOptionsFrom(config), logger });
