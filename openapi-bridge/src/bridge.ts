@@ -57,7 +57,7 @@ export const staticPaths = ['/openapi.json', ...docsPaths, '/healthz', '/readyz'
 /** Headers of the router's answer that REST clients need (rate limiting). */
 const passedThroughHeaders = ['retry-after', 'ratelimit', 'ratelimit-policy'];
 /** Headers the bridge forwards to the router; everything else the client sent stays here. */
-const forwardedHeaders = ['authorization', 'traceparent', 'tracestate'];
+const forwardedHeaders = ['traceparent', 'tracestate'];
 
 /**
  * The REST bridge: validates each request against `openapi.yaml`, runs the operation's
@@ -178,6 +178,9 @@ export function createBridge(deps: BridgeDeps): Bridge {
     // X-Forwarded-For the caller sent (a client must not choose its own rate-limit identity).
     // The router reads it only with ROUTER_TRUST_PROXY=true.
     if (req.socket.remoteAddress) headers['x-forwarded-for'] = req.socket.remoteAddress;
+    // Only where the contract asks for a token: on an anonymous route (POST /auth/token) a stale
+    // token the client still sends would make the router refuse the very call that replaces it.
+    if (route.requiresAuth && typeof authorization === 'string') headers.authorization = authorization;
     for (const name of forwardedHeaders) {
       const value = req.headers[name];
       if (typeof value === 'string') headers[name] = value;

@@ -42,6 +42,15 @@ describe('the REST contract on the running stack', () => {
       expect(response.body).toMatchObject({ token_type: 'Bearer', expires_in: expect.any(Number) });
     });
 
+    it('exchanges an API key even when the client still sends its expired or invalid bearer token', async () => {
+      const response = await api.call('POST', '/auth/token', {
+        token: 'eyJhbGciOiJSUzI1NiJ9.e30.x',
+        body: { api_key: merchant.apiKey },
+      });
+      expect(response.status).toBe(200);
+      expect(response.body.token_type).toBe('Bearer');
+    });
+
     it('refuses an unknown API key with 401', async () => {
       const response = await api.call('POST', '/auth/token', { body: { api_key: `${merchant.apiKey.slice(0, -4)}zzzz` } });
       expect(response.status).toBe(401);

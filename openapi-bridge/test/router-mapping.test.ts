@@ -86,6 +86,20 @@ describe('the bridge in front of a scripted router', () => {
     expect(sent.headers['x-forwarded-for']).toBe('127.0.0.1');
   });
 
+  it('forwards Authorization only on routes that require a token', async () => {
+    answer = {
+      status: 200,
+      body: JSON.stringify({
+        data: { createToken: { accessToken: 'fresh.token.x', tokenType: 'Bearer', expiresIn: 900, scope: 'cards:read' } },
+      }),
+    };
+    // A client renewing its expired token still sends the old one; the router must not see it.
+    const response = await api.call('POST', '/auth/token', { token: 'expired.token.x', body: { api_key: 'gp_some_key' } });
+    expect(response.status).toBe(200);
+    expect(captured).toHaveLength(1);
+    expect(captured[0]?.headers.authorization).toBeUndefined();
+  });
+
   it('maps REST bodies, queries and headers to the GraphQL variables', async () => {
     errorAnswer('NOT_FOUND');
     await api.call('POST', '/charges', {
