@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   BodyTooLargeError,
+  ErrorCode,
   type Logger,
   type RequestEvent,
   readBody,
@@ -59,7 +60,13 @@ export function createIngestHandler(options: IngestHandlerOptions) {
   const { store, secrets, logger, maxEvents, maxBytes } = options;
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     if (req.method !== 'POST') {
-      sendJson(res, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: 'POST only' } }, { allow: 'POST' });
+      // As the router answers a wrong method: HTTP 405 with Allow, and a code from the closed list.
+      sendJson(
+        res,
+        405,
+        { error: { code: ErrorCode.BAD_USER_INPUT, message: `${req.method} is not allowed; use POST` } },
+        { allow: 'POST' },
+      );
       return;
     }
     const expected = secrets.get(ingestTokenSecret);

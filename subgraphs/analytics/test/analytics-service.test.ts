@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createLogger, createSecretsProvider, type RequestEvent } from '@ghostpay/platform';
+import { createLogger, createSecretsProvider, isErrorCode, type RequestEvent } from '@ghostpay/platform';
 import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AnalyticsService, createAnalyticsService } from '../src/index.ts';
@@ -57,6 +57,17 @@ describe.each(backends)('analytics service on $name', (backend) => {
     expect((await ingest(events, `Bearer ${randomBytes(32).toString('base64url')}`)).status).toBe(401);
     const log = await graphql('query { requestLog(first: 10) { edges { node { id } } } }', {});
     expect(log.data?.requestLog).toEqual({ edges: [] });
+  });
+
+  it('answers another method than POST on the ingest path with 405, an Allow header and a code from the closed list', async () => {
+    for (const method of ['GET', 'PUT', 'DELETE']) {
+      const response = await fetch(`${service.url}/internal/events`, { method, headers: { authorization: `Bearer ${token}` } });
+      expect(response.status, method).toBe(405);
+      expect(response.headers.get('allow'), method).toBe('POST');
+      const { error } = (await response.json()) as { error: { code: string } };
+      expect(isErrorCode(error.code), error.code).toBe(true);
+      expect(error.code).toBe('BAD_USER_INPUT');
+    }
   });
 
   it('refuses a batch over the byte limit with 413, closing the connection, and stores none of it', async () => {
