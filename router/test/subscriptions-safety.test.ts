@@ -268,6 +268,25 @@ describe('subscription endpoints: request body limit, safelist, error codes and 
     });
   });
 
+  describe('documents with several operations', () => {
+    it('serves the named subscription of a document whose other operation uses a fragment it does not', async () => {
+      const document = `
+        subscription Watch($id: ID!) { chargeUpdated(id: $id) { ...Head } }
+        query Other($id: ID!) { charge(id: $id) { ...Money } }
+        fragment Money on Charge { amount currency }
+        fragment Head on Charge { id ...State }
+        fragment State on Charge { status }`;
+      const client = wsClient(wsUrl(router), user);
+      try {
+        expect(await subscribeOnce(client, { query: document, operationName: 'Watch', variables: { id: 'ch_doc' } })).toEqual({
+          next: { data: { chargeUpdated: { id: 'ch_doc', status: 'AUTHORIZED' } } },
+        });
+      } finally {
+        await client.dispose();
+      }
+    });
+  });
+
   describe('validation and variable errors', () => {
     const misspelt = 'subscription ($id: ID!) { chargeUpdated(id: $id) { statu } }';
 
@@ -322,7 +341,7 @@ describe('subscription endpoints: request body limit, safelist, error codes and 
 /** Subscribes over graphql-ws and settles with the first payload or error, then unsubscribes. */
 function subscribeOnce(
   client: ReturnType<typeof wsClient>,
-  payload: { query: string; variables?: Record<string, unknown>; extensions?: Record<string, unknown> },
+  payload: { query: string; operationName?: string; variables?: Record<string, unknown>; extensions?: Record<string, unknown> },
 ): Promise<{ next?: unknown; error?: unknown }> {
   return new Promise((resolve) => {
     let stop = () => {};

@@ -3,6 +3,7 @@ import {
   type DefinitionNode,
   type DocumentNode,
   type FieldNode,
+  type FragmentDefinitionNode,
   type GraphQLError,
   type GraphQLSchema,
   getArgumentValues,
@@ -12,6 +13,7 @@ import {
   type OperationDefinitionNode,
   parse,
   print,
+  type SelectionSetNode,
   validate,
 } from 'graphql';
 
@@ -115,9 +117,11 @@ export function planSubscription(
     operation: 'query' as OperationDefinitionNode['operation'],
     selectionSet: { kind: Kind.SELECTION_SET, selections: [queryField] },
   };
+  // Only the fragments this subscription uses: one used only by another operation of the same
+  // document would be "never used" in the query, which would then fail validation.
   const query: DocumentNode = {
     kind: Kind.DOCUMENT,
-    definitions: [queryOperation, ...document.definitions.filter((d: DefinitionNode) => d.kind === Kind.FRAGMENT_DEFINITION)],
+    definitions: [queryOperation, ...fragmentsUsedBy(operation.selectionSet, document.definitions)],
   };
   // The query field must accept the same arguments and return a type the selection fits.
   const queryInvalid = validate(schema, query);
@@ -145,6 +149,30 @@ export function planSubscription(
     upstreamQuery,
     upstreamVariables: { ...args },
   };
+}
+
+/** The fragment definitions a selection set spreads, directly or through other fragments, in document order. */
+function fragmentsUsedBy(selectionSet: SelectionSetNode, definitions: readonly DefinitionNode[]): FragmentDefinitionNode[] {
+  const byName = new Map<string, FragmentDefinitionNode>();
+  for (const definition of definitions) {
+    if (definition.kind === Kind.FRAGMENT_DEFINITION) byName.set(definition.name.value, definition);
+  }
+  const used = new Set<string>();
+  const walk = (set: SelectionSetNode) => {
+    for (const selection of set.selections) {
+      if (selection.kind === Kind.FRAGMENT_SPREAD) {
+        const name = selection.name.value;
+        const fragment = byName.get(name);
+        if (used.has(name) || !fragment) continue;
+        used.add(name);
+        walk(fragment.selectionSet);
+      } else if (selection.selectionSet) {
+        walk(selection.selectionSet);
+      }
+    }
+  };
+  walk(selectionSet);
+  return [...byName.values()].filter((fragment) => used.has(fragment.name.value));
 }
 
 export function isPlan(value: SubscriptionPlan | readonly GraphQLError[]): value is SubscriptionPlan {
