@@ -145,4 +145,21 @@ describe.each(backends)('analytics service on $name', (backend) => {
     const cursor = await graphql('query { requestLog(first: 5, after: "bm90LWEtY3Vyc29y") { edges { cursor } } }', {});
     expect(cursor.errors?.[0]?.extensions.code).toBe('BAD_USER_INPUT');
   });
+
+  it('refuses a date that does not exist through the scalar error path, in a variable and in a literal', async () => {
+    // 2026-02-30 used to be read as March 2: the range silently covered other days.
+    const malformed = await graphql('query { errorRate(from: "not a date", to: "2026-03-05T00:00:00Z") { requests } }', {});
+    const literal = await graphql('query { errorRate(from: "2026-02-30T00:00:00Z", to: "2026-03-05T00:00:00Z") { requests } }', {});
+    expect(literal.data).toBeUndefined();
+    // Apollo reports a literal the scalar refuses as a validation failure, as for any malformed one.
+    expect(literal.errors?.[0]?.extensions.code).toBe(malformed.errors?.[0]?.extensions.code);
+    expect(literal.errors?.[0]?.extensions.code).toBe('GRAPHQL_VALIDATION_FAILED');
+    expect(literal.errors?.[0]?.message).toMatch(/real calendar date/);
+    const variable = await graphql('query ($from: DateTime!) { errorRate(from: $from, to: "2026-05-05T00:00:00Z") { requests } }', {
+      from: '2026-04-31T00:00:00Z',
+    });
+    expect(variable.data).toBeUndefined();
+    expect(variable.errors?.[0]?.extensions.code).toBe('BAD_USER_INPUT');
+    expect(variable.errors?.[0]?.message).toMatch(/real calendar date/);
+  });
 });
