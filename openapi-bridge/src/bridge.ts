@@ -21,6 +21,7 @@ import { operationMappings } from './operation-mappings.ts';
 import { loadManifest, type ManifestOperation } from './persisted-query-manifest.ts';
 import { createRequestValidator } from './request-validation.ts';
 import { createRouterClient, type RouterClient, RouterUnreachableError } from './router-client.ts';
+import { traceHeadersFor } from './trace-context.ts';
 
 export interface BridgeDeps {
   config: Pick<
@@ -56,8 +57,6 @@ export const staticPaths = ['/openapi.json', ...docsPaths, '/healthz', '/readyz'
 
 /** Headers of the router's answer that REST clients need (rate limiting). */
 const passedThroughHeaders = ['retry-after', 'ratelimit', 'ratelimit-policy'];
-/** Headers the bridge forwards to the router; everything else the client sent stays here. */
-const forwardedHeaders = ['traceparent', 'tracestate'];
 
 /**
  * The REST bridge: validates each request against `openapi.yaml`, runs the operation's
@@ -181,10 +180,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
     // Only where the contract asks for a token: on an anonymous route (POST /auth/token) a stale
     // token the client still sends would make the router refuse the very call that replaces it.
     if (route.requiresAuth && typeof authorization === 'string') headers.authorization = authorization;
-    for (const name of forwardedHeaders) {
-      const value = req.headers[name];
-      if (typeof value === 'string') headers[name] = value;
-    }
+    Object.assign(headers, traceHeadersFor(req.headers));
     let result: Awaited<ReturnType<RouterClient['execute']>>;
     try {
       result = await routerClient.execute({

@@ -26,6 +26,7 @@ describe('the bridge in front of a scripted router', () => {
   let answer: { status: number; headers?: Record<string, string>; body: string } = { status: 200, body: '{}' };
   const manifest = loadManifest(manifestPath);
   const token = 'header.payload.signature';
+  const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
 
   beforeAll(async () => {
     fakeRouter = await startLoopbackServer((req, res, body) => {
@@ -69,7 +70,7 @@ describe('the bridge in front of a scripted router', () => {
     };
     await api.call('GET', '/charges/ch_123', {
       token,
-      headers: { cookie: 'session=1', 'x-internal': 'yes', traceparent: '00-abc-def-01', 'x-forwarded-for': '6.6.6.6' },
+      headers: { cookie: 'session=1', 'x-internal': 'yes', traceparent, 'x-forwarded-for': '6.6.6.6' },
     });
     expect(captured).toHaveLength(1);
     const sent = captured[0] as Captured;
@@ -79,11 +80,55 @@ describe('the bridge in front of a scripted router', () => {
       extensions: { persistedQuery: { version: 1, sha256Hash: manifest.get('GetCharge')?.id } },
     });
     expect(sent.headers.authorization).toBe(`Bearer ${token}`);
-    expect(sent.headers.traceparent).toBe('00-abc-def-01');
+    expect(sent.headers.traceparent).toBe(traceparent);
     expect(sent.headers['x-request-id']).toBeTruthy();
     expect(sent.headers.cookie).toBeUndefined();
     expect(sent.headers['x-internal']).toBeUndefined();
     expect(sent.headers['x-forwarded-for']).toBe('127.0.0.1');
+  });
+
+  it('forwards a well-formed traceparent, and beside it only a bounded, well-formed tracestate (tracing off)', async () => {
+    errorAnswer('NOT_FOUND');
+    const forwarded = async (headers: Record<string, string>) => {
+      captured.length = 0;
+      await api.call('GET', '/cards/card_1', { token, headers });
+      const sent = captured[0]?.headers ?? {};
+      return { traceparent: sent.traceparent, tracestate: sent.tracestate };
+    };
+    const members = (n: number) => Array.from({ length: n }, (_, i) => `v${i}=x`).join(',');
+    expect(await forwarded({ traceparent, tracestate: 'congo=t61rcWkgMzE, rojo@acme=00f067aa0ba902b7' })).toEqual({
+      traceparent,
+      tracestate: 'congo=t61rcWkgMzE,rojo@acme=00f067aa0ba902b7',
+    });
+    expect(await forwarded({ traceparent, tracestate: members(32) })).toEqual({ traceparent, tracestate: members(32) });
+    // Too many members, too long, malformed, a duplicate key: the traceparent still goes, the tracestate does not.
+    for (const tracestate of [
+      members(33),
+      `a=${'x'.repeat(4096)}`,
+      `k=${'x'.repeat(250)},l=${'y'.repeat(250)},m=${'z'.repeat(20)}`,
+      'no-equals',
+      'a=1,a=2',
+      'A=1',
+    ]) {
+      expect(await forwarded({ traceparent, tracestate })).toEqual({ traceparent, tracestate: undefined });
+    }
+    // Not W3C: nothing goes, not even the tracestate.
+    for (const bad of [
+      '00-abc-def-01',
+      `${traceparent}, ${traceparent}`,
+      `00-${'0'.repeat(32)}-b7ad6b7169203331-01`,
+      '00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01',
+      'ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+      '00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01',
+      `${traceparent}-extra`,
+    ]) {
+      expect(await forwarded({ traceparent: bad, tracestate: 'congo=t61rcWkgMzE' })).toEqual({
+        traceparent: undefined,
+        tracestate: undefined,
+      });
+    }
+    // Flag bits W3C does not define are sent as zero; the sampled bit is kept.
+    expect((await forwarded({ traceparent: traceparent.replace(/-01$/, '-ff') })).traceparent).toBe(traceparent.replace(/-01$/, '-03'));
   });
 
   it('forwards Authorization only on routes that require a token', async () => {
