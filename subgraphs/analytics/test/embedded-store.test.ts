@@ -340,14 +340,56 @@ describe('embedded store', () => {
     await analytics.ingest(randomEvents(30, start, hour, 10));
     expect((await analytics.requestLog({}, 100)).entries).toHaveLength(30);
     now += 2 * 86_400_000;
-    // Hidden from queries at once, deleted by the sweep (MongoDB's TTL monitor runs every 60 s).
-    expect((await analytics.requestLog({}, 100)).entries).toHaveLength(0);
+    // As on MongoDB, a TTL index hides nothing: expired logs are served until the sweep (the
+    // TTL monitor, every 60 s) deletes them.
+    expect((await analytics.requestLog({}, 100)).entries).toHaveLength(30);
     expect(await store.sweepExpired()).toBe(30);
+    expect((await analytics.requestLog({}, 100)).entries).toHaveLength(0);
     expect((await analytics.errorRate(new Date(start), new Date(start + hour))).requests).toBe(30);
     await store.close();
     const reopened = openEmbeddedStore({ dir });
     expect(await reopened.db.collection('logs').find({}).toArray()).toEqual([]);
     await reopened.close();
+  });
+
+  it('counts a retried event older than the retention once while its log is still stored, as MongoDB does', async () => {
+    const store = openEmbeddedStore({ dir: freshDir() });
+    const analytics = createAnalyticsStore({ db: store.db, logRetentionDays: 30 });
+    await analytics.ensureIndexes();
+    // An event the emitter kept past the retention (a long outage), delivered, then retried
+    // because the response was lost: the log is expired from the start, but MongoDB keeps it
+    // until its TTL monitor runs, so the retry's upsert finds it.
+    const [event] = randomEvents(1, Date.now() - 31 * 86_400_000, 1, 31).map((e) => ({ ...e, apiKeyId: 'key_late' }));
+    expect(await analytics.ingest([event!])).toEqual({ stored: 1, duplicates: 0 });
+    expect(await analytics.ingest([event!])).toEqual({ stored: 0, duplicates: 1 });
+    const at = Date.parse(event!.timestamp);
+    const usage = await analytics.usage('key_late', new Date(at - hour), new Date(at + hour), 'DAY');
+    expect(usage.map((p) => p.requests)).toEqual([1]);
+    expect((await analytics.requestLog({ apiKeyId: 'key_late' }, 10)).entries.map((e) => e.entry.id)).toEqual([event!.eventId]);
+    expect(await store.sweepExpired()).toBe(1);
+    expect((await analytics.requestLog({ apiKeyId: 'key_late' }, 10)).entries).toEqual([]);
+    await store.close();
+  });
+
+  it('lets writes match and update an expired document until the sweep deletes it', async () => {
+    let now = Date.now();
+    const store = openEmbeddedStore({ dir: freshDir(), now: () => now });
+    const docs = store.db.collection('things');
+    await docs.createIndex({ at: 1 }, { expireAfterSeconds: 60 });
+    await docs.bulkWrite([{ insertOne: { document: { _id: 'a', at: new Date(now), n: 1 } } }], { ordered: false });
+    now += 120_000;
+    const upsert = await docs.bulkWrite(
+      [{ updateOne: { filter: { _id: 'a' }, update: { $setOnInsert: { n: 100 }, $inc: { seen: 1 } }, upsert: true } }],
+      { ordered: false },
+    );
+    expect(upsert).toMatchObject({ matchedCount: 1, modifiedCount: 1, upsertedCount: 0 });
+    await expect(docs.bulkWrite([{ insertOne: { document: { _id: 'a', at: new Date(now) } } }], { ordered: false })).rejects.toThrow(
+      /duplicate key/,
+    );
+    expect(await docs.find({ n: 1 }).toArray()).toEqual([{ _id: 'a', at: new Date(now - 120_000), n: 1, seen: 1 }]);
+    expect(await store.sweepExpired()).toBe(1);
+    expect(await docs.find({}).toArray()).toEqual([]);
+    await store.close();
   });
 
   it('fails loudly on a query operator outside the subset instead of matching everything', async () => {

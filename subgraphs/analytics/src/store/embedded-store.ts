@@ -18,7 +18,10 @@ import type {
 export interface EmbeddedStoreOptions {
   /** Directory for the collection files (created when missing), e.g. `.data/analytics`. */
   dir: string;
-  /** How often TTL indexes are applied, like MongoDB's TTL monitor. @default 60000 */
+  /**
+   * How often TTL indexes are applied, like MongoDB's TTL monitor: an expired document stays
+   * visible to reads and writes until the sweep deletes it. @default 60000
+   */
   ttlSweepIntervalMs?: number;
   /** A log is rewritten as a snapshot once it holds this many lines more than live documents. @default 10000 */
   compactAfterLines?: number;
@@ -436,10 +439,15 @@ class EmbeddedCollection implements StoreCollection {
     });
   }
 
-  /** Matching documents as stored, or as `staged` (a bulk write in progress) has them. */
+  /**
+   * Matching documents as stored, or as `staged` (a bulk write in progress) has them. Documents
+   * past their TTL are included until `sweep` deletes them, as in MongoDB, where a TTL index
+   * only tells the monitor what to delete: neither `find` nor an upsert's match filters on it.
+   * (Hiding them from the upsert stored an emitter's retry of an event older than the retention
+   * a second time, and counted it twice, where MongoDB counts it once.)
+   */
   private findMatching(filter: StoreFilter, limit = Number.POSITIVE_INFINITY, staged?: Map<string, StoreDocument>): StoreDocument[] {
     const out: StoreDocument[] = [];
-    const now = this.options.now();
     // Every write the analytics code makes is keyed by `_id` equality: answer it from the map
     // (O(1)) instead of scanning every stored document, which made ingestion slow down as the
     // store grew.
@@ -447,10 +455,9 @@ class EmbeddedCollection implements StoreCollection {
     if (id !== undefined && !isPlainObject(id) && !Array.isArray(id)) {
       const key = idKey(id);
       const doc = staged?.get(key) ?? this.docs.get(key);
-      return doc && !this.expired(doc, now) && matchesFilter(doc, filter) ? [doc] : [];
+      return doc && matchesFilter(doc, filter) ? [doc] : [];
     }
     for (const doc of this.current(staged)) {
-      if (this.expired(doc, now)) continue;
       if (matchesFilter(doc, filter)) {
         out.push(doc);
         if (out.length >= limit) break;
@@ -512,7 +519,7 @@ class EmbeddedCollection implements StoreCollection {
     return name;
   }
 
-  /** Deletes expired documents, as MongoDB's TTL monitor does. */
+  /** Deletes expired documents, as MongoDB's TTL monitor does; until then they are served like any other. */
   async sweep(): Promise<number> {
     if (this.ttl.length === 0) return 0;
     return this.serialize(async () => {
