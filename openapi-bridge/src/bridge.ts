@@ -98,10 +98,16 @@ export function createBridge(deps: BridgeDeps): Bridge {
     res.writeHead(status, {
       'content-type': 'application/json; charset=utf-8',
       'content-length': Buffer.byteLength(text),
+      // An error is about one request: no cache may answer the next one with it.
+      'cache-control': 'no-store',
       ...extra.headers,
     });
     res.end(text);
   };
+
+  /** The unknown-route 404: names the method, never the path (it may hold a card number). */
+  const sendNoRoute = (res: ServerResponse, req: IncomingMessage, requestId: string) =>
+    sendError(res, 404, ErrorCode.NOT_FOUND, `No route answers ${req.method} on this path`, requestId);
 
   const sendBody = (res: ServerResponse, status: number, body: unknown) => {
     const text = JSON.stringify(body);
@@ -258,13 +264,23 @@ export function createBridge(deps: BridgeDeps): Bridge {
 
     const match = matchRoute(routes, req.method ?? 'GET', path);
     if (match.kind === 'not-found') {
-      sendError(res, 404, ErrorCode.NOT_FOUND, `No route ${req.method} ${path}`, requestId);
+      sendNoRoute(res, req, requestId);
       return;
     }
     if (match.kind === 'method-not-allowed') {
-      sendError(res, 405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${path}`, requestId, {
-        headers: { allow: match.allowed.join(', ') },
-      });
+      // The closed list has no code of its own for this: the client's request is wrong
+      // (BAD_USER_INPUT), and the status and Allow say how. Like 404s, the message never
+      // repeats the path, which may hold a card number pasted where an id goes.
+      sendError(
+        res,
+        405,
+        ErrorCode.BAD_USER_INPUT,
+        `${req.method} is not allowed on this path; the Allow header lists what is`,
+        requestId,
+        {
+          headers: { allow: match.allowed.join(', ') },
+        },
+      );
       return;
     }
     const { route, params } = match;
@@ -286,7 +302,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
     }
     const file = docsFiles.get(path);
     if (!file) {
-      sendError(res, 404, ErrorCode.NOT_FOUND, `No route ${req.method} ${path}`, requestId);
+      sendNoRoute(res, req, requestId);
       return;
     }
     res.writeHead(200, { 'content-type': file.contentType, 'content-length': file.body.length, 'cache-control': 'public, max-age=3600' });

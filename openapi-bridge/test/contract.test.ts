@@ -304,6 +304,8 @@ describe('the REST contract on the running stack', () => {
       const response = await fetch(`${stack.bridgeUrl}/cards/x`, { method: 'DELETE' });
       expect(response.status).toBe(405);
       expect(response.headers.get('allow')).toBe('GET');
+      expect(response.headers.get('cache-control')).toBe('no-store');
+      expect(((await response.json()) as { error: unknown }).error).toMatchObject({ code: 'BAD_USER_INPUT' });
     });
 
     it('carries the caller’s request id into the envelope', async () => {

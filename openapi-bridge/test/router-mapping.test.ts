@@ -229,6 +229,32 @@ describe('the bridge in front of a scripted router', () => {
     expect((await api.call('GET', '/cards/card_1', { token })).status).toBe(404);
   });
 
+  it('answers an unknown route 404 and a wrong method 405 with closed-list codes, never cached, never echoing the path', async () => {
+    const pan = '4000008225470017';
+    const unknown = await fetch(`${bridgeUrl}/cards/${pan}/x`, { headers: { authorization: `Bearer ${token}` } });
+    const unknownText = await unknown.text();
+    expect(unknown.status).toBe(404);
+    expect(unknown.headers.get('cache-control')).toBe('no-store');
+    expect(JSON.parse(unknownText).error).toMatchObject({ code: 'NOT_FOUND', message: 'No route answers GET on this path' });
+    expect(unknownText).not.toContain(pan);
+
+    const wrongMethod = await fetch(`${bridgeUrl}/cards/${pan}`, { method: 'PUT', headers: { authorization: `Bearer ${token}` } });
+    const wrongText = await wrongMethod.text();
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get('allow')).toBe('GET');
+    expect(wrongMethod.headers.get('cache-control')).toBe('no-store');
+    const { error } = JSON.parse(wrongText);
+    expect(Object.values(ErrorCode)).toContain(error.code);
+    expect(error.code).toBe('BAD_USER_INPUT');
+    expect(wrongText).not.toContain(pan);
+
+    const missingAsset = await fetch(`${bridgeUrl}/docs/${pan}.js`);
+    expect(missingAsset.status).toBe(404);
+    expect(missingAsset.headers.get('cache-control')).toBe('no-store');
+    expect(await missingAsset.text()).not.toContain(pan);
+    expect(captured).toEqual([]);
+  });
+
   it('sets the security headers on every answer', async () => {
     errorAnswer('NOT_FOUND');
     const response = await api.call('GET', '/cards/card_1', { token });
