@@ -1,6 +1,7 @@
 import type { GraphQLResolverMap } from '@apollo/subgraph';
 import { BadUserInputError, DateTimeScalar, requireScope, type SubgraphContext } from '@ghostpay/platform';
 import { type AnalyticsStore, decodeCursor, type Granularity, type RequestLogFilter } from './analytics-store.ts';
+import { SafeIntScalar } from './safe-int-scalar.ts';
 
 export interface AnalyticsContext extends SubgraphContext {
   store: AnalyticsStore;
@@ -26,6 +27,7 @@ function usage(context: AnalyticsContext, apiKeyId: string, args: { from: Date; 
 
 export const resolvers: GraphQLResolverMap<AnalyticsContext> = {
   DateTime: DateTimeScalar,
+  SafeInt: SafeIntScalar,
   Query: {
     usage: (_: unknown, args: { apiKeyId: string; from: Date; to: Date; granularity: Granularity }, context: AnalyticsContext) =>
       usage(context, args.apiKeyId, args),

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createLogger, createSecretsProvider, isErrorCode, type RequestEvent } from '@ghostpay/platform';
 import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AnalyticsService, createAnalyticsService } from '../src/index.ts';
+import { type AnalyticsService, bucketField, bucketIndexFor, createAnalyticsService, type StoreDb } from '../src/index.ts';
 import { backends } from './backends.ts';
 import { randomEvents } from './events.ts';
 
@@ -15,11 +15,13 @@ describe.each(backends)('analytics service on $name', (backend) => {
   let service: AnalyticsService;
   let issuer: TestTokenIssuer;
   let cleanup: () => Promise<void>;
+  let db: StoreDb;
 
   beforeAll(async () => {
     issuer = await createTestTokenIssuer();
     const opened = await backend.open();
     cleanup = opened.cleanup;
+    db = opened.store.db;
     service = createAnalyticsService({
       store: opened.store,
       secrets: createSecretsProvider({ env: { GHOSTPAY_SECRET_ANALYTICS_INGEST_TOKEN: token } }),
@@ -130,6 +132,68 @@ describe.each(backends)('analytics service on $name', (backend) => {
     const nodes = (log.data!.requestLog as { edges: { node: Record<string, unknown> }[] }).edges.map((e) => e.node);
     expect(nodes).toHaveLength(1);
     expect(nodes[0]).toEqual({ id: planted.eventId, operationName: null, userId: null, traceId: null });
+  });
+
+  it('reports totals above 2^31 exactly, as JSON numbers, instead of an internal error', async () => {
+    // 93 days at 300 requests a second is 2.4 billion: past Int's 2,147,483,647. Written straight
+    // to the per-minute documents, as months of ingest would leave them.
+    const minute = new Date(start - 10 * 86_400_000);
+    const [requests, errors] = [3_000_000_000, 2_200_000_000];
+    const total = 2 ** 53 - 1;
+    await db.collection('usage').bulkWrite(
+      [
+        {
+          updateOne: {
+            filter: { _id: `key_huge|${minute.getTime()}` },
+            update: { $setOnInsert: { apiKeyId: 'key_huge', minute }, $inc: { requests, errors, latencyMsTotal: requests * 2 } },
+            upsert: true,
+          },
+        },
+      ],
+      { ordered: false },
+    );
+    await db.collection('performance').bulkWrite(
+      [
+        {
+          updateOne: {
+            filter: { _id: `query|Huge|${minute.getTime()}` },
+            update: {
+              $setOnInsert: { operationName: 'Huge', operationType: 'query', minute },
+              $inc: { requests: total, errors, latencyMsTotal: 1, [`buckets.${bucketField(bucketIndexFor(2))}`]: total },
+              $max: { latencyMsMax: 2 },
+            },
+            upsert: true,
+          },
+        },
+      ],
+      { ordered: false },
+    );
+    const range = { from: new Date(minute.getTime()).toISOString(), to: new Date(minute.getTime() + 60_000).toISOString() };
+    const response = await fetch(`${service.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: await issuer.bearer({ userId: 'usr_admin', role: 'admin' }) },
+      body: JSON.stringify({
+        query: `query ($from: DateTime!, $to: DateTime!) {
+          usage(apiKeyId: "key_huge", from: $from, to: $to, granularity: DAY) { requests errors }
+          errorRate(from: $from, to: $to) { requests errors }
+          topOperations(from: $from, to: $to, limit: 1) { operationName requests errors }
+          latency(operation: "Huge", from: $from, to: $to) { count }
+        }`,
+        variables: range,
+      }),
+    });
+    const text = await response.text();
+    const result = JSON.parse(text) as { data?: Record<string, unknown>; errors?: unknown[] };
+    expect(result.errors).toBeUndefined();
+    expect(result.data).toEqual({
+      usage: [{ requests, errors }],
+      errorRate: { requests: total, errors },
+      topOperations: [{ operationName: 'Huge', requests: total, errors }],
+      latency: { count: total },
+    });
+    // Numbers, not strings, and exact to the last digit.
+    expect(text).toContain('"count":9007199254740991');
+    expect(text).toContain('"requests":3000000000');
   });
 
   it('lets only holders of analytics:read query analytics', async () => {
