@@ -255,6 +255,17 @@ describe('the bridge in front of a scripted router', () => {
     expect(captured).toEqual([]);
   });
 
+  it('never takes a PAN-shaped X-Request-Id: a fresh id is echoed and forwarded instead', async () => {
+    errorAnswer('NOT_FOUND');
+    const pan = '4111111111111111';
+    const response = await api.call('GET', '/cards/card_1', { token, headers: { 'X-Request-Id': pan } });
+    const fresh = response.headers.get('x-request-id');
+    expect(fresh).toMatch(/^[0-9a-f-]{36}$/);
+    expect(response.body.error.request_id).toBe(fresh);
+    expect(captured[0]?.headers['x-request-id']).toBe(fresh);
+    expect(JSON.stringify(response.body)).not.toContain(pan);
+  });
+
   it('sets the security headers on every answer', async () => {
     errorAnswer('NOT_FOUND');
     const response = await api.call('GET', '/cards/card_1', { token });
