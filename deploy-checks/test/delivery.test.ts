@@ -1,4 +1,5 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { routerNodeOptions } from '@ghostpay/router';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -18,6 +19,68 @@ interface Workflow {
 }
 
 const serviceFolders = ['router', 'subgraphs/auth', 'subgraphs/cards', 'subgraphs/charges', 'subgraphs/analytics', 'openapi-bridge'];
+
+interface PackageJson {
+  name: string;
+  dependencies?: Record<string, string>;
+  workspaces?: string[];
+}
+const readPackage = (folder: string) => JSON.parse(readRepoFile(`${folder}/package.json`)) as PackageJson;
+
+/** Every workspace folder by package name, from the root package.json's `workspaces` globs. */
+function workspaceFolders(): Map<string, string> {
+  const folders = new Map<string, string>();
+  for (const pattern of readPackage('.').workspaces ?? []) {
+    const candidates = pattern.endsWith('/*')
+      ? readdirSync(repoPath(pattern.slice(0, -2)), { withFileTypes: true })
+          .filter((entry) => entry.isDirectory())
+          .map((entry) => `${pattern.slice(0, -2)}/${entry.name}`)
+      : [pattern];
+    for (const folder of candidates) {
+      if (existsSync(repoPath(`${folder}/package.json`))) folders.set(readPackage(folder).name, folder);
+    }
+  }
+  return folders;
+}
+
+/**
+ * The workspace folders a service runs from: its own and, transitively, every `@ghostpay/*`
+ * package in the `dependencies` of its package.json. npm links them into node_modules as
+ * symlinks to their folders, so an image without one of them fails at the first import
+ * (ERR_MODULE_NOT_FOUND).
+ */
+function workspaceClosure(folder: string, folders = workspaceFolders()): string[] {
+  const seen = new Set<string>();
+  const visit = (current: string) => {
+    if (seen.has(current)) return;
+    seen.add(current);
+    for (const name of Object.keys(readPackage(current).dependencies ?? {})) {
+      const dependency = folders.get(name);
+      if (dependency !== undefined) visit(dependency);
+    }
+  };
+  visit(folder);
+  return [...seen].sort();
+}
+
+/** Every `@ghostpay/<name>` a folder's sources import (static, dynamic and re-exports). */
+function importedWorkspacePackages(folder: string): Set<string> {
+  const found = new Set<string>();
+  const walk = (dir: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else if (entry.name.endsWith('.ts')) {
+        for (const match of readFileSync(path, 'utf8').matchAll(/(?:from|import)\s*\(?\s*['"](@ghostpay\/[a-z0-9-]+)/g)) {
+          found.add(match[1]!);
+        }
+      }
+    }
+  };
+  walk(repoPath(`${folder}/src`));
+  return found;
+}
+
 const workflow = (name: string) => parse(readRepoFile(`.github/workflows/${name}`)) as Workflow;
 const runs = (wf: Workflow) => Object.values(wf.jobs).flatMap((job) => job.steps.map((s) => s.run ?? ''));
 
@@ -35,6 +98,21 @@ describe('Dockerfiles', () => {
     expect(text).toContain(`COPY ${folder}/ ${folder}/`);
     // Runs from the service folder, after USER: nothing is written at run time.
     expect(text.indexOf('USER node')).toBeGreaterThan(text.lastIndexOf('COPY '));
+  });
+
+  it.each(serviceFolders)('%s copies every workspace package its package.json depends on, transitively', (folder) => {
+    const copies = new Set([...readRepoFile(`${folder}/Dockerfile`).matchAll(/^COPY (\S+)\/ \1\/$/gm)].map((m) => m[1]));
+    const required = workspaceClosure(folder);
+    // Not vacuous: every service depends on platform at least.
+    expect(required).toContain('platform');
+    for (const dependency of required)
+      expect(copies, `${folder}/Dockerfile lacks COPY ${dependency}/ ${dependency}/`).toContain(dependency);
+  });
+
+  it.each(serviceFolders)('%s declares in its package.json every @ghostpay package its sources import', (folder) => {
+    const declared = Object.keys(readPackage(folder).dependencies ?? {});
+    const own = readPackage(folder).name;
+    for (const name of importedWorkspacePackages(folder)) if (name !== own) expect(declared, `${folder} imports ${name}`).toContain(name);
   });
 
   it("runs the router with its Node options, in the image and in its start script, and the chart's memory limit allows for them", () => {
