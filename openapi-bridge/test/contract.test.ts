@@ -260,6 +260,28 @@ describe('the REST contract on the running stack', () => {
       expect(response.body).toMatchObject({ status: 'partially_refunded', refunded_amount: 300 });
     });
 
+    it('replays a refund for the same Idempotency-Key and amount, and refuses the key with another amount (422)', async () => {
+      const key = randomUUID();
+      const refund = (amount: number) =>
+        api.call('POST', `/charges/${charge.charge_id}/refunds`, {
+          token: merchant.token,
+          body: { amount },
+          headers: { 'Idempotency-Key': key },
+        });
+      const first = await refund(100);
+      expect(first.status).toBe(200);
+      expect(first.body).toMatchObject({ status: 'partially_refunded', refunded_amount: 400 });
+      const replay = await refund(100);
+      expect(replay.status).toBe(200);
+      expect(replay.body).toEqual(first.body);
+      const reused = await refund(200);
+      expect(reused.status).toBe(422);
+      expect(reused.body.error.code).toBe('IDEMPOTENCY_KEY_REUSED');
+      // Refunded once: the replay and the refused reuse moved no money.
+      const read = await api.call('GET', `/charges/${charge.charge_id}`, { token: merchant.token });
+      expect(read.body.refunded_amount).toBe(400);
+    });
+
     it('refunds the rest without a body', async () => {
       const response = await api.call('POST', `/charges/${charge.charge_id}/refunds`, { token: merchant.token });
       expect(response.status).toBe(200);

@@ -154,10 +154,16 @@ describe('the bridge in front of a scripted router', () => {
     });
     await api.call('GET', '/charges?status=partially_refunded&card_id=card_1&limit=5&cursor=abc', { token });
     await api.call('POST', '/cards', { token, body: { user_id: 'usr_1', amount: 10, currency: 'USD', expires_in_seconds: 60 } });
+    await api.call('POST', '/charges/ch_1/refunds', { token, body: { amount: 300 }, headers: { 'Idempotency-Key': 'refund-1' } });
+    await api.call('POST', '/charges/ch_1/refunds', { token });
     expect(captured.map((c) => c.body.variables)).toEqual([
       { input: { cardId: 'card_1', amount: 250, currency: 'JPY' }, idempotencyKey: 'key-1' },
       { filter: { status: 'PARTIALLY_REFUNDED', cardId: 'card_1' }, first: 5, after: 'abc' },
       { input: { userId: 'usr_1', amount: 10, currency: 'USD', expiresInSeconds: 60 } },
+      // The client's Idempotency-Key is the refund's key, so a retry replays it.
+      { id: 'ch_1', amount: 300, idempotencyKey: 'refund-1' },
+      // Without one, a fresh key per request: each such request is a new refund.
+      { id: 'ch_1', idempotencyKey: expect.stringMatching(/^bridge-[0-9a-f-]{36}$/) },
     ]);
   });
 
