@@ -12,12 +12,16 @@ interface Seen {
   completes: number;
 }
 
+/** What the peer sends for one subscribe: an event, errors without data (then usually `complete`), an `error` message. */
+type Answer = 'event' | 'complete' | { errors: string } | { error: string };
+
 /**
  * A bare graphql-transport-ws peer: acks connection_init, records subscribes and answers
- * each with one `next` (as charges sends the current state first). `answerPings: false`
- * makes it a peer that has silently gone away.
+ * each with one `next` (as charges sends the current state first), or with what `answer`
+ * returns for the n-th subscribe (from 1). `answerPings: false` makes it a peer that has
+ * silently gone away.
  */
-async function startUpstream(options: { answerPings: boolean; quietConnections?: number }) {
+async function startUpstream(options: { answerPings: boolean; quietConnections?: number; answer?: (n: number) => Answer[] }) {
   const seen: Seen = { connections: 0, authorizations: [], subscribes: [], completes: 0 };
   const sockets = new Map<string, WebSocket>();
   const server = new WebSocketServer({ port: 0, host: '127.0.0.1', handleProtocols: () => 'graphql-transport-ws' });
@@ -35,9 +39,20 @@ async function startUpstream(options: { answerPings: boolean; quietConnections?:
         sockets.set(`${connection}:${message.id}`, socket);
         // A quiet connection accepts the subscription but has not sent anything yet when it drops.
         if (connection <= (options.quietConnections ?? 0)) return;
-        socket.send(
-          JSON.stringify({ id: message.id, type: 'next', payload: { data: { chargeUpdated: { id: 'x', status: 'AUTHORIZED' } } } }),
-        );
+        for (const answer of options.answer?.(seen.subscribes.length) ?? ['event']) {
+          const id = message.id;
+          const failure = (code: string) => [{ message: 'upstream says no', extensions: { code } }];
+          if (answer === 'event') {
+            socket.send(JSON.stringify({ id, type: 'next', payload: { data: { chargeUpdated: { id: 'x', status: 'AUTHORIZED' } } } }));
+          } else if (answer === 'complete') {
+            socket.send(JSON.stringify({ id, type: 'complete' }));
+          } else if ('errors' in answer) {
+            // What graphql-ws sends when the subgraph's subscribe resolver throws.
+            socket.send(JSON.stringify({ id, type: 'next', payload: { errors: failure(answer.errors) } }));
+          } else {
+            socket.send(JSON.stringify({ id, type: 'error', payload: failure(answer.error) }));
+          }
+        }
       } else if (message.type === 'complete') {
         seen.completes++;
       }
@@ -70,7 +85,8 @@ const target = (id: string) => ({
 });
 const listener = () => {
   const events: boolean[] = [];
-  return { events, event: (missed: boolean) => events.push(missed), error: () => {}, complete: () => {} };
+  const refusals: unknown[] = [];
+  return { events, refusals, event: (missed: boolean) => events.push(missed), refused: (error: unknown) => refusals.push(error) };
 };
 
 describe('upstream pool', () => {
@@ -207,5 +223,62 @@ describe('upstream pool', () => {
     attachment.detach();
     await until(() => upstream?.openConnections() === 0, 'the idle socket to close', 3_000);
     expect(pool.stats()).toMatchObject({ connectedSockets: 0, subscriptions: 0 });
+  });
+
+  describe('when the upstream fails a subscription it accepted', () => {
+    const start = async (answer: (n: number) => Answer[]) => {
+      upstream = await startUpstream({ answerPings: true, answer });
+      pool = createUpstreamPool({
+        urls: { charges: upstream.url },
+        authorization: () => 'Bearer router',
+        logger,
+        retryInitialDelayMs: 20,
+        retryMaxDelayMs: 100,
+      });
+      return upstream;
+    };
+
+    it('treats errors without data (then complete) as a failure: resubscribes, and the next event says events may have been missed', async () => {
+      const peer = await start((n) => (n <= 2 ? [{ errors: 'INTERNAL_SERVER_ERROR' }, 'complete'] : ['event']));
+      const watcher = listener();
+      pool?.attach(target('ch_failing'), watcher);
+      await until(() => watcher.events.length === 1 || watcher.refusals.length > 0, 'an event after two failed subscribes');
+      expect(watcher.events).toEqual([true]);
+      expect(watcher.refusals).toEqual([]);
+      expect(peer.seen.subscribes).toHaveLength(3);
+      // One socket throughout: the subscription failed, not the connection.
+      expect(peer.seen.connections).toBe(1);
+      expect(pool?.stats()).toMatchObject({ subscriptions: 1, retrying: 0 });
+    });
+
+    it('treats a complete before any event, and an error message with another code, as failures too', async () => {
+      const peer = await start((n) => (n === 1 ? ['complete'] : n === 2 ? [{ error: 'GRAPHQL_VALIDATION_FAILED' }] : ['event']));
+      const watcher = listener();
+      pool?.attach(target('ch_completed'), watcher);
+      await until(() => watcher.events.length === 1 || watcher.refusals.length > 0, 'an event after the failed subscribes');
+      expect(watcher.events).toEqual([true]);
+      expect(watcher.refusals).toEqual([]);
+      expect(peer.seen.subscribes).toHaveLength(3);
+    });
+
+    it('ends every listener with the code of a refusal (NOT_FOUND, FORBIDDEN, UNAUTHENTICATED), and does not retry it', async () => {
+      const peer = await start((n) => (n === 1 ? [{ errors: 'NOT_FOUND' }, 'complete'] : [{ error: 'FORBIDDEN' }]));
+      const first = listener();
+      const second = listener();
+      pool?.attach(target('ch_gone'), first);
+      pool?.attach(target('ch_gone'), second);
+      await until(() => second.refusals.length > 0, 'the refusal');
+      expect(first.refusals).toMatchObject([{ extensions: { code: 'NOT_FOUND' } }]);
+      expect(second.refusals).toMatchObject([{ extensions: { code: 'NOT_FOUND' } }]);
+      expect(first.events).toEqual([]);
+      expect(pool?.stats()).toMatchObject({ subscriptions: 0, retrying: 0 });
+
+      // A refusal by `error` message ends it the same way.
+      const third = listener();
+      pool?.attach(target('ch_forbidden'), third);
+      await until(() => third.refusals.length > 0, 'the second refusal');
+      expect(third.refusals).toMatchObject([{ extensions: { code: 'FORBIDDEN' } }]);
+      expect(peer.seen.subscribes).toHaveLength(2);
+    });
   });
 });

@@ -139,13 +139,11 @@ export async function openClientSubscription(options: OpenSubscriptionOptions): 
     { subgraph: plan.route.subgraph, key: plan.upstreamKey, query: plan.upstreamQuery, variables: plan.upstreamVariables },
     {
       event: (missed) => void refresh(missed),
-      error: (errors) => {
-        logger.warn({ errors: errors.map((e) => e.extensions?.code ?? e.message) }, 'upstream refused the subscription');
+      // Not the upstream's message: it answered the router's service account, not this client.
+      refused: (refusal) =>
         stream.end({
-          errors: [{ message: 'The live event source ended this subscription', extensions: { code: ErrorCode.SERVICE_UNAVAILABLE } }],
-        });
-      },
-      complete: () => stream.end(),
+          errors: [{ message: 'The live event source ended this subscription', extensions: { code: refusal.extensions?.code } }],
+        }),
     },
   );
   // Anything that happened upstream between our first query and joining would otherwise be

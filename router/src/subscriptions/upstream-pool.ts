@@ -1,17 +1,24 @@
-import type { ClientTlsOptions } from '@ghostpay/platform';
-import type { GraphQLFormattedError } from 'graphql';
+import { type ClientTlsOptions, ErrorCode } from '@ghostpay/platform';
+import type { FormattedExecutionResult, GraphQLFormattedError } from 'graphql';
 import { type Client, createClient } from 'graphql-ws';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
 
+/**
+ * Codes with which an upstream refusal ends the shared subscription and its clients; any other
+ * failure is retried (resubscribe with backoff), since it may pass.
+ */
+export const upstreamRefusalCodes: ReadonlySet<string> = new Set([ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN, ErrorCode.UNAUTHENTICATED]);
+
 /** Receives the events of one shared upstream subscription. */
 export interface UpstreamListener {
-  /** Something changed upstream. `missedEvents`: the upstream was down since the last event. */
+  /** Something changed upstream. `missedEvents`: the upstream was down or failing since the last event. */
   event(missedEvents: boolean): void;
-  /** The upstream refused or failed the subscription with GraphQL errors: it is over. */
-  error(errors: readonly GraphQLFormattedError[]): void;
-  /** The upstream completed the subscription. */
-  complete(): void;
+  /**
+   * The upstream refused the subscription with one of `upstreamRefusalCodes` (the first such
+   * error is `refusal`): it is over. Every other upstream failure is retried, never reported.
+   */
+  refused(refusal: GraphQLFormattedError): void;
 }
 
 export interface UpstreamTarget {
@@ -27,6 +34,15 @@ export interface UpstreamSubscription {
   readonly seq: number;
   /** True once the upstream sent its first event (the subscription is established). */
   readonly live: boolean;
+}
+
+export interface UpstreamPoolStats {
+  /** Sockets carrying at least one subscription. */
+  sockets: number;
+  connectedSockets: number;
+  subscriptions: number;
+  /** Subscriptions waiting to subscribe again after a failed or lost attempt. */
+  retrying: number;
 }
 
 export interface UpstreamAttachment {
@@ -66,7 +82,7 @@ export interface UpstreamPool {
   attach(target: UpstreamTarget, listener: UpstreamListener): UpstreamAttachment;
   /** The current upstream subscription for a key, if any. */
   peek(key: string): UpstreamSubscription | undefined;
-  stats(): { sockets: number; connectedSockets: number; subscriptions: number };
+  stats(): UpstreamPoolStats;
   close(): Promise<void>;
 }
 
@@ -92,6 +108,8 @@ interface SharedSubscription extends UpstreamSubscription {
   target: UpstreamTarget;
   socket: Socket;
   listeners: Set<UpstreamListener>;
+  /** Attempts in a row that the upstream answered with a failure (errors, or a `complete`); sets the backoff. */
+  failures: number;
   dispose?: () => void;
   retryTimer?: NodeJS.Timeout;
 }
@@ -105,6 +123,13 @@ interface SharedSubscription extends UpstreamSubscription {
  * dropped socket (killed replica, 4403 after a credential rotation, network) makes each of
  * its subscriptions resubscribe after an exponential backoff with jitter, and marks it
  * `missed` so the next event tells clients that events may have been missed.
+ *
+ * The upstream failing a subscription it accepted is handled the same way. graphql-ws delivers
+ * a subscribe-time failure of the subgraph's resolver (charges restarting before its database
+ * is reachable) as a `next` with `errors` and no `data`, then `complete`: such a payload is no
+ * event, and a `complete` is never the end of a stream that has no last event. Both resubscribe
+ * with backoff, keeping `missed` set. Only a refusal (`upstreamRefusalCodes`) ends the clients,
+ * with its code; they are never ended with a bare `complete`.
  */
 export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
   const tls = options.tls;
@@ -201,8 +226,9 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
     return socket;
   };
 
-  const retryDelay = (socket: Socket) => {
-    const base = Math.min(maxDelay, initialDelay * 2 ** Math.max(0, socket.failures - 1));
+  /** Exponential in `failures` (1 → the initial delay), capped, with jitter over its upper half. */
+  const retryDelay = (failures: number) => {
+    const base = Math.min(maxDelay, initialDelay * 2 ** Math.max(0, failures - 1));
     return Math.round(base / 2 + Math.random() * (base / 2));
   };
 
@@ -228,14 +254,61 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
     }
   };
 
+  /** Ends this attempt and subscribes again after `delay`; clients are told events may have been missed. */
+  const resubscribe = (sub: SharedSubscription, delay: number) => {
+    sub.missed = true;
+    sub.live = false;
+    // Release this attempt (graphql-ws keeps its lock on the client after a transport error, and
+    // would otherwise never lazily close the socket once every subscription has left).
+    sub.dispose?.();
+    sub.dispose = undefined;
+    clearTimeout(sub.retryTimer);
+    sub.retryTimer = setTimeout(() => {
+      sub.retryTimer = undefined;
+      run(sub);
+    }, delay);
+  };
+
   const run = (sub: SharedSubscription) => {
     if (sub.closed || closed) return;
     sub.socket.log.debug({ key: sub.key }, 'upstream subscribe');
+    // Callbacks of an attempt that already failed (graphql-ws still calls `complete` after we
+    // released it) are ignored.
+    let over = false;
+    let events = 0;
+    /** The upstream answered this attempt with a failure: refuse the clients, or retry. */
+    const failed = (errors: readonly GraphQLFormattedError[], how: string) => {
+      over = true;
+      const refusal = errors.find((e) => upstreamRefusalCodes.has(String(e.extensions?.code)));
+      if (refusal) {
+        sub.socket.log.warn({ key: sub.key, code: refusal.extensions?.code }, 'upstream refused the subscription: ending its clients');
+        const listeners = [...sub.listeners];
+        remove(sub, 'refused');
+        for (const listener of listeners) listener.refused(refusal);
+        return;
+      }
+      // An attempt that delivered a change beyond the state sent on subscribe proved the
+      // upstream works: start the backoff over. (Resetting on that first event would retry an
+      // upstream that answers every subscribe with one event and a `complete` at full speed.)
+      if (events > 1) sub.failures = 0;
+      sub.failures++;
+      const delay = retryDelay(sub.failures);
+      sub.socket.log.warn(
+        { key: sub.key, failures: sub.failures, delayMs: delay, how, codes: errors.map((e) => e.extensions?.code ?? null) },
+        'upstream subscription failed: resubscribing',
+      );
+      resubscribe(sub, delay);
+    };
     sub.dispose = sub.socket.client.subscribe(
       { query: sub.target.query, variables: sub.target.variables },
       {
-        next: () => {
-          if (sub.closed) return;
+        next: (payload: FormattedExecutionResult) => {
+          if (sub.closed || over) return;
+          if (payload.data == null) {
+            failed(payload.errors ?? [], 'errors');
+            return;
+          }
+          events++;
           const missed = sub.missed;
           sub.missed = false;
           sub.live = true;
@@ -243,34 +316,26 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
           for (const listener of [...sub.listeners]) listener.event(missed);
         },
         error: (error: unknown) => {
-          if (sub.closed) return;
+          if (sub.closed || over) return;
+          // graphql-ws `error` message: the upstream refused the operation itself.
           if (Array.isArray(error)) {
-            const listeners = [...sub.listeners];
-            remove(sub, 'error');
-            for (const listener of listeners) listener.error(error as GraphQLFormattedError[]);
+            failed(error as GraphQLFormattedError[], 'error message');
             return;
           }
           // Transport failure: the socket went away. Resubscribe on a fresh connection.
-          sub.missed = true;
-          sub.live = false;
-          // graphql-ws keeps this attempt's lock on the client after a transport error; release
-          // it, or the client never lazily closes its socket once every subscription has left.
-          sub.dispose?.();
-          sub.dispose = undefined;
+          over = true;
           if (sub.socket.failures === 0) sub.socket.failures = 1;
-          const delay = retryDelay(sub.socket);
+          const delay = retryDelay(sub.socket.failures);
           sub.socket.log.info(
             { key: sub.key, failures: sub.socket.failures, delayMs: delay, reason: describe(error) },
             'upstream subscription lost: resubscribing',
           );
-          sub.retryTimer = setTimeout(() => run(sub), delay);
+          resubscribe(sub, delay);
         },
         complete: () => {
-          if (sub.closed) return;
-          sub.socket.log.info({ key: sub.key }, 'upstream subscription completed');
-          const listeners = [...sub.listeners];
-          remove(sub, 'complete');
-          for (const listener of listeners) listener.complete();
+          if (sub.closed || over) return;
+          // chargeUpdated has no last event: an upstream `complete` means it gave up on this one.
+          failed([], 'complete');
         },
       },
     );
@@ -292,6 +357,7 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
           target,
           socket,
           listeners: new Set(),
+          failures: 0,
         };
         subscriptions.set(target.key, sub);
         socket.members.add(sub);
@@ -316,6 +382,7 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
         sockets: all.filter((s) => s.subscriptions > 0).length,
         connectedSockets: all.filter((s) => s.connected).length,
         subscriptions: subscriptions.size,
+        retrying: [...subscriptions.values()].filter((s) => s.retryTimer !== undefined).length,
       };
     },
     async close() {
