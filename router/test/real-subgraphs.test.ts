@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { computeAuthMatrix, matrixCallers } from '../src/auth-matrix.ts';
 import type { RouterRequestEvent } from '../src/request-events.ts';
 import { codes, composeRepoSupergraph, post, type StubSubgraphs, silentLogger, startRouter, startStubSubgraphs } from './router-harness.ts';
+import { sensitiveOperationsPolicy } from './sensitive-operations-policy.ts';
 import { startRealSubgraphs } from './subscriptions-harness.ts';
 
 /**
@@ -104,6 +105,43 @@ describe('the router over the real subgraphs', () => {
           } else {
             expect(response.status, `${caller} on ${row.field}`).toBe(200);
             expect(response.event?.subgraphTimings.length, `${caller} on ${row.field}: reached its subgraph`).toBeGreaterThan(0);
+          }
+        }
+      });
+    }
+  });
+
+  /** {@link sensitiveOperationsPolicy}: the intended policy, checked against the running router. */
+  describe('the hand-written policy for sensitive operations, enforced by the router itself', () => {
+    for (const row of sensitiveOperationsPolicy) {
+      it(`${row.operation}: anonymous UNAUTHENTICATED, admin ${row.admin}, merchant ${row.merchant}, user ${row.user}`, async () => {
+        const expected = { anonymous: 'UNAUTHENTICATED', admin: row.admin, merchant: row.merchant, user: row.user };
+        for (const [caller, decision] of Object.entries(expected)) {
+          const headers: Record<string, string> =
+            caller === 'anonymous'
+              ? {}
+              : {
+                  authorization: await issuer.bearer({
+                    userId: `usr_policy_${caller}`,
+                    role: caller as 'admin' | 'merchant' | 'user',
+                    apiKeyId: `key_policy_${caller}`,
+                  }),
+                };
+          const response = await send({ query: row.document }, headers);
+          const label = `${caller} on ${row.operation}`;
+          if (decision === 'allowed') {
+            expect(response.status, label).toBe(200);
+            // The router let it through: none of its own refusals, and the owning subgraph answered
+            // (whatever the subgraph then decided about these made-up ids).
+            expect(response.body.errors?.filter((e) => e.extensions?.authorization === 'router') ?? [], label).toEqual([]);
+            expect(response.event?.subgraphTimings.length, `${label}: reached its subgraph`).toBeGreaterThan(0);
+          } else {
+            expect(response.status, label).toBe(decision === 'UNAUTHENTICATED' ? 401 : 403);
+            expect(response.body.data, label).toBeNull();
+            expect(response.body.errors, label).toEqual([
+              expect.objectContaining({ extensions: expect.objectContaining({ code: decision, authorization: 'router' }) }),
+            ]);
+            expect(response.event?.subgraphTimings, `${label}: no subgraph called`).toEqual([]);
           }
         }
       });
