@@ -37,6 +37,32 @@ export interface SubgraphTiming {
   ms: number;
 }
 
+/**
+ * Length limits of request event fields, in UTF-16 code units.
+ *
+ * - `eventId`, `requestId`: identifiers are never cut, since a cut id can collide with another
+ *   (two event ids sharing their first 100 characters were stored as one event and a duplicate).
+ *   A longer non-UUID id is dropped by `redactRequestEvent`, and the analytics ingest refuses an
+ *   event carrying one as invalid. 128 is the longest request id the router accepts
+ *   (`x-request-id`); the emitter's event ids are UUIDs (36).
+ * - `operationName`: a longer name is cut to its first 200 characters (`boundOperationName`), at
+ *   ingest and in every analytics query that takes a name, so a lookup by the full name finds it.
+ *   The event is kept: refusing it would leave a request out of usage and error rates, and a
+ *   client could hide its traffic behind a long name.
+ */
+export const requestEventLimits = { eventId: 100, requestId: 128, operationName: 200 } as const;
+
+/**
+ * An operation name as the analytics service stores it: cut to `requestEventLimits.operationName`
+ * characters, never in the middle of a surrogate pair. Queries by name apply it too.
+ */
+export function boundOperationName(name: string): string {
+  const max = requestEventLimits.operationName;
+  if (name.length <= max) return name;
+  const code = name.charCodeAt(max - 1);
+  return name.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
+}
+
 /** A Luhn check over a string of digits. */
 export function luhnValid(digits: string): boolean {
   let sum = 0;
@@ -103,10 +129,13 @@ const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /**
  * An id kept whatever digits it holds when it is a UUID, for the same reason as trace ids:
  * 0.72% of random UUIDs hold a Luhn-valid run (measured over 200,000), and an event without its
- * event id is no longer deduplicated at ingest. Anything else in an id field is checked as text.
+ * event id is no longer deduplicated at ingest. Anything else in an id field is checked as text,
+ * and dropped when longer than `maxLength`: never cut, since a cut id can equal another one.
  */
-function idOf(value: unknown): string | null {
-  return typeof value === 'string' && uuid.test(value) ? value : clean(value, 100);
+function idOf(value: unknown, maxLength: number): string | null {
+  if (typeof value !== 'string') return null;
+  if (uuid.test(value)) return value;
+  return value.length > maxLength ? null : clean(value, maxLength);
 }
 
 function clean(value: unknown, maxLength = 200): string | null {
@@ -124,7 +153,8 @@ const operationTypes = new Set(['query', 'mutation', 'subscription']);
 /**
  * Returns a copy holding only the known fields, each string that looks secret dropped (set to
  * null, or left out of a list). Unknown fields are never copied, so a caller that adds
- * `variables` by mistake cannot leak them. Strings are bounded in length.
+ * `variables` by mistake cannot leak them. Strings are bounded in length: an operation name is
+ * cut (`boundOperationName`), an id longer than its limit is dropped (`requestEventLimits`).
  */
 export function redactRequestEvent(event: RequestEvent): RequestEvent {
   const input = event as unknown as Record<string, unknown>;
@@ -132,9 +162,9 @@ export function redactRequestEvent(event: RequestEvent): RequestEvent {
   const operationType = clean(input.operationType, 20);
   const result: RequestEvent = {
     timestamp: timestamp ?? new Date(0).toISOString(),
-    requestId: idOf(input.requestId) ?? '[redacted]',
+    requestId: idOf(input.requestId, requestEventLimits.requestId) ?? '[redacted]',
     traceId: w3cTraceIdOrNull(input.traceId),
-    operationName: clean(input.operationName),
+    operationName: typeof input.operationName === 'string' ? clean(boundOperationName(input.operationName)) : null,
     operationType: operationType && operationTypes.has(operationType) ? (operationType as RequestEvent['operationType']) : null,
     apiKeyId: clean(input.apiKeyId, 100),
     userId: clean(input.userId, 100),
@@ -155,7 +185,7 @@ export function redactRequestEvent(event: RequestEvent): RequestEvent {
         })
       : [],
   };
-  const eventId = idOf(input.eventId);
+  const eventId = idOf(input.eventId, requestEventLimits.eventId);
   if (eventId) result.eventId = eventId;
   return result;
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { RequestEvent, SubgraphTiming } from '@ghostpay/platform';
+import { boundOperationName, type RequestEvent, type SubgraphTiming } from '@ghostpay/platform';
 import { bucketField, bucketIndexFor, latencyBucketBoundsMs, percentileFromBuckets } from './latency-histogram.ts';
 import type { StoreBulkOperation, StoreDb, StoreDocument, StoreFilter } from './store/document-store.ts';
 
@@ -84,8 +84,16 @@ export interface AnalyticsStoreOptions {
   onWarning?: (message: string) => void;
 }
 
-/** Name used for operations sent without a name. */
+/**
+ * Name used for operations sent without a name (or whose name redaction dropped): what `usage`
+ * and `performance` store. Logs keep null, so a log filter by this name looks for null.
+ */
 export const anonymousOperation = '(anonymous)';
+
+/** What a log stores for an operation name a query asks for. */
+function storedOperationName(name: string): string | null {
+  return name === anonymousOperation ? null : boundOperationName(name);
+}
 const minuteMs = 60_000;
 
 const minuteOf = (date: Date) => new Date(Math.floor(date.getTime() / minuteMs) * minuteMs);
@@ -163,7 +171,8 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
         timestamp: new Date(event.timestamp),
         requestId: event.requestId,
         traceId: event.traceId,
-        operationName: event.operationName,
+        // Ingest has redacted it (which cuts it too); cut here as well for any other caller.
+        operationName: event.operationName === null ? null : boundOperationName(event.operationName),
         operationType: event.operationType,
         apiKeyId: event.apiKeyId,
         userId: event.userId,
@@ -336,8 +345,12 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
       return { requests, errors, rate: requests ? errors / requests : 0 };
     },
 
-    /** p50/p95/p99 of one operation (every operation type under that name) from summed buckets. */
-    async latency(operationName: string, from: Date, to: Date): Promise<LatencyPercentiles> {
+    /**
+     * p50/p95/p99 of one operation (every operation type under that name) from summed buckets.
+     * The name is cut as stored (`boundOperationName`), so a name over 200 characters is found.
+     */
+    async latency(name: string, from: Date, to: Date): Promise<LatencyPercentiles> {
+      const operationName = boundOperationName(name);
       const docs = await performance.find({ operationName, minute: { $gte: from, $lt: to } }).toArray();
       const counts = new Array<number>(latencyBucketBoundsMs.length + 1).fill(0);
       let maxMs = 0;
@@ -359,7 +372,7 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
       }
       if (filter.apiKeyId) conditions.push({ apiKeyId: filter.apiKeyId });
       if (filter.userId) conditions.push({ userId: filter.userId });
-      if (filter.operationName) conditions.push({ operationName: filter.operationName });
+      if (filter.operationName) conditions.push({ operationName: storedOperationName(filter.operationName) });
       if (filter.httpStatus !== undefined) conditions.push({ httpStatus: filter.httpStatus });
       if (filter.errorCode) conditions.push({ errorCodes: filter.errorCode });
       if (filter.onlyErrors) conditions.push({ isError: true });

@@ -7,6 +7,7 @@ import {
   type RequestEvent,
   readBody,
   redactRequestEvent,
+  requestEventLimits,
   type SecretsProvider,
   sendJson,
   z,
@@ -20,9 +21,12 @@ export const ingestTokenSecret = 'analytics-ingest-token';
 const shortString = z.string().max(1000);
 const eventSchema = z.object({
   timestamp: z.iso.datetime({ offset: true }),
-  requestId: shortString,
+  // Ids are never cut (a cut id can equal another one): a longer one makes the event invalid.
+  requestId: z.string().max(requestEventLimits.requestId),
   traceId: shortString.nullable(),
-  operationName: shortString.nullable(),
+  // Any length (the body limit bounds it): redaction cuts it to 200 characters and every query by
+  // name cuts the same way, so a long name is still counted and found.
+  operationName: z.string().nullable(),
   operationType: z.enum(['query', 'mutation', 'subscription']).nullable(),
   apiKeyId: shortString.nullable(),
   userId: shortString.nullable(),
@@ -31,7 +35,7 @@ const eventSchema = z.object({
   errorCodes: z.array(shortString).max(100),
   latencyMs: z.number().finite().min(0).max(86_400_000),
   subgraphTimings: z.array(z.object({ subgraph: shortString, ms: z.number().finite().min(0) })).max(100),
-  eventId: shortString.optional(),
+  eventId: z.string().min(1).max(requestEventLimits.eventId).optional(),
 });
 
 /** Hashing both sides first makes the comparison constant-time regardless of length. */

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createLogger, createSecretsProvider, isErrorCode, type RequestEvent } from '@ghostpay/platform';
+import { createLogger, createSecretsProvider, isErrorCode, type RequestEvent, requestEventLimits } from '@ghostpay/platform';
 import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AnalyticsService, bucketField, bucketIndexFor, createAnalyticsService, type StoreDb } from '../src/index.ts';
@@ -194,6 +194,42 @@ describe.each(backends)('analytics service on $name', (backend) => {
     // Numbers, not strings, and exact to the last digit.
     expect(text).toContain('"count":9007199254740991');
     expect(text).toContain('"requests":3000000000');
+  });
+
+  it('refuses an event whose id is longer than the limit instead of cutting two ids into one', async () => {
+    const prefix = 'e'.repeat(requestEventLimits.eventId);
+    const [a, b] = randomEvents(2, start, hour, 17).map((e) => ({ ...e, apiKeyId: 'key_long_ids' }));
+    const refused = await ingest([
+      { ...a, eventId: `${prefix}A` },
+      { ...b, eventId: `${prefix}B` },
+    ]);
+    expect(await refused.json()).toEqual({ stored: 0, duplicates: 0, rejected: 2 });
+    // At the limit, ids that differ only in their last character are two events.
+    const accepted = await ingest([
+      { ...a, eventId: `${prefix.slice(1)}A` },
+      { ...b, eventId: `${prefix.slice(1)}B` },
+    ]);
+    expect(await accepted.json()).toEqual({ stored: 2, duplicates: 0, rejected: 0 });
+  });
+
+  it('counts an operation with a name over 200 characters and finds it by its full name', async () => {
+    const names = [`Op${'x'.repeat(249)}`, `Op${'y'.repeat(1_500)}`];
+    const events = randomEvents(2, start, hour, 19).map((e, i) => ({ ...e, operationName: names[i]!, apiKeyId: 'key_long_names' }));
+    expect(await (await ingest(events)).json()).toEqual({ stored: 2, duplicates: 0, rejected: 0 });
+    for (const name of names) {
+      const result = await graphql(
+        `query ($name: String!, $from: DateTime!, $to: DateTime!) {
+          latency(operation: $name, from: $from, to: $to) { operationName count }
+          requestLog(first: 5, filter: { operationName: $name }) { edges { node { operationName } } }
+        }`,
+        { name, from: new Date(start).toISOString(), to: new Date(start + hour).toISOString() },
+      );
+      expect(result.errors).toBeUndefined();
+      expect(result.data).toEqual({
+        latency: { operationName: name.slice(0, 200), count: 1 },
+        requestLog: { edges: [{ node: { operationName: name.slice(0, 200) } }] },
+      });
+    }
   });
 
   it('lets only holders of analytics:read query analytics', async () => {

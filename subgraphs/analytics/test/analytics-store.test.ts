@@ -1,6 +1,13 @@
 import type { RequestEvent } from '@ghostpay/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AnalyticsStore, createAnalyticsStore, type DocumentStore, isErrorEvent, latencyBucketBoundsMs } from '../src/index.ts';
+import {
+  type AnalyticsStore,
+  anonymousOperation,
+  createAnalyticsStore,
+  type DocumentStore,
+  isErrorEvent,
+  latencyBucketBoundsMs,
+} from '../src/index.ts';
 import { backends } from './backends.ts';
 import { randomEvents } from './events.ts';
 
@@ -165,5 +172,16 @@ describe.each(backends)('analytics store on $name', (backend) => {
       subgraphTimings: raw.subgraphTimings,
     });
     expect(entry.timestamp.toISOString()).toBe(raw.timestamp);
+  });
+
+  it('finds unnamed operations in the request log by (anonymous), the name topOperations gives them', async () => {
+    const [from, to] = [new Date(start), new Date(start + 3 * hour)];
+    const anonymous = (await analytics.topOperations(from, to, 100)).filter((o) => o.operationName === anonymousOperation);
+    const log = await analytics.requestLog({ operationName: anonymousOperation }, 2_000);
+    const expected = events.filter((e) => e.operationName === null);
+    expect(expected.length).toBeGreaterThan(0);
+    expect(log.entries.map((e) => e.entry.id).sort()).toEqual(expected.map((e) => e.eventId).sort());
+    expect(log.entries.every((e) => e.entry.operationName === null)).toBe(true);
+    expect(anonymous.reduce((sum, o) => sum + o.requests, 0)).toBe(expected.length);
   });
 });

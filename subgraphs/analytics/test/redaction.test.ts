@@ -1,4 +1,4 @@
-import { looksSecret, luhnValid, type RequestEvent, redactRequestEvent } from '@ghostpay/platform';
+import { boundOperationName, looksSecret, luhnValid, type RequestEvent, redactRequestEvent, requestEventLimits } from '@ghostpay/platform';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
@@ -176,6 +176,37 @@ describe('request event redaction', () => {
     // Not a UUID: the text checks apply, as for every other field.
     expect(ids('req-4111111111111111', 'evt-4111-1111-1111-1111')).toMatchObject({ requestId: '[redacted]' });
     expect(ids('req-4111111111111111', 'evt-4111-1111-1111-1111').eventId).toBeUndefined();
+  });
+
+  it('drops an id longer than its limit instead of cutting it into another id', () => {
+    const ids = (requestId: string, eventId: string) =>
+      redactRequestEvent({ timestamp: '2026-11-22T00:00:00.000Z', requestId, traceId: null, eventId } as unknown as RequestEvent);
+    const prefix = 'e'.repeat(requestEventLimits.eventId);
+    // Cut to 100, `${prefix}A` and `${prefix}B` were the same event id.
+    expect(ids('req_1', `${prefix}A`).eventId).toBeUndefined();
+    expect(ids('req_1', prefix).eventId).toBe(prefix);
+    // The router accepts x-request-id up to 128 characters: kept whole, not cut to 100.
+    const requestId = 'r'.repeat(requestEventLimits.requestId);
+    expect(ids(requestId, prefix).requestId).toBe(requestId);
+    expect(ids(`${requestId}r`, prefix).requestId).toBe('[redacted]');
+  });
+
+  it('cuts an operation name to 200 characters, never inside a surrogate pair', () => {
+    const name = (operationName: string) =>
+      redactRequestEvent({
+        timestamp: '2026-11-22T00:00:00.000Z',
+        requestId: 'req_1',
+        traceId: null,
+        operationName,
+      } as unknown as RequestEvent).operationName;
+    const long = `Op${'x'.repeat(249)}`;
+    expect(name(long)).toBe(long.slice(0, 200));
+    expect(name(long)).toBe(boundOperationName(long));
+    expect(name('x'.repeat(200))).toBe('x'.repeat(200));
+    // 199 units then a 2-unit emoji: cutting at 200 would leave half of it.
+    const emoji = `${'x'.repeat(199)}\u{1F4B3}tail`;
+    expect(name(emoji)).toBe('x'.repeat(199));
+    expect(boundOperationName(emoji)).toBe('x'.repeat(199));
   });
 
   it('recognises the shapes it is meant to catch and not ids or timestamps', () => {
