@@ -14,7 +14,7 @@ import {
 } from '@ghostpay/platform';
 import type { BridgeConfig } from './config.ts';
 import { docsPaths, loadDocsFiles } from './docs-page.ts';
-import { errorEnvelope, mapGraphQLErrors } from './error-mapping.ts';
+import { badInputMessage, errorEnvelope, mapGraphQLErrors, unavailableMessage } from './error-mapping.ts';
 import { apiContentSecurityPolicy, applyCors, docsContentSecurityPolicy, setSecurityHeaders } from './http-security.ts';
 import { type ApiRoute, loadSpec, manifestPath, matchRoute, type OpenApiDocument, routesOf } from './openapi-spec.ts';
 import { operationMappings } from './operation-mappings.ts';
@@ -171,8 +171,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
     }
     const checked = validateRequest(route, { params, query: url.searchParams, headers: req.headers, body: parsed.body });
     if (!checked.ok) {
-      const summary = checked.problems.map((p) => `${p.field}: ${p.message}`).join('; ');
-      sendError(res, 400, ErrorCode.BAD_USER_INPUT, summary, requestId, { fields: checked.problems });
+      sendError(res, 400, ErrorCode.BAD_USER_INPUT, badInputMessage(checked.problems), requestId, { fields: checked.problems });
       return;
     }
 
@@ -198,7 +197,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
     } catch (error) {
       if (!(error instanceof RouterUnreachableError)) throw error;
       logger.error({ requestId, operation: operation.name, err: error.message }, 'router unreachable');
-      sendError(res, 503, ErrorCode.SERVICE_UNAVAILABLE, 'The API is temporarily unavailable; retry with backoff', requestId);
+      sendError(res, 503, ErrorCode.SERVICE_UNAVAILABLE, unavailableMessage, requestId);
       return;
     }
     for (const name of passedThroughHeaders) {
@@ -230,7 +229,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
         res,
         unavailable ? 503 : 500,
         unavailable ? ErrorCode.SERVICE_UNAVAILABLE : ErrorCode.INTERNAL_SERVER_ERROR,
-        unavailable ? 'The API is temporarily unavailable; retry with backoff' : 'Internal server error',
+        unavailable ? unavailableMessage : 'Internal server error',
         requestId,
       );
       return;

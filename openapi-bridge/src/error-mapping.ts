@@ -39,6 +39,21 @@ const precedence: string[] = [
   ErrorCode.SERVICE_UNAVAILABLE,
 ];
 
+/**
+ * The message of every 503: the router's and subgraphs' own texts (`Subgraph "charges" is
+ * unavailable (ECONNREFUSED)`) name the deployment's parts and are for its logs, not clients.
+ */
+export const unavailableMessage = 'The API is temporarily unavailable; retry with backoff';
+
+/**
+ * One message for a 400, rebuilt from the REST field names (`amount: must be >= 1`), so it
+ * never shows the GraphQL names (`input.amount`, `after`) the services wrote theirs with.
+ */
+export function badInputMessage(problems: FieldProblem[]): string {
+  if (problems.length === 0) return 'The request is not valid';
+  return problems.map((p) => (p.field ? `${p.field}: ${p.message}` : p.message)).join('; ');
+}
+
 export interface MappedError {
   status: number;
   envelope: ErrorEnvelope;
@@ -69,18 +84,28 @@ export function mapGraphQLErrors(errors: GraphQLResponseError[], requestId: stri
   if (status >= 500 && chosenCode !== ErrorCode.SUBGRAPH_UNAVAILABLE && chosenCode !== ErrorCode.SERVICE_UNAVAILABLE) {
     return { status: 500, envelope: errorEnvelope(ErrorCode.INTERNAL_SERVER_ERROR, 'Internal server error', requestId) };
   }
+  if (chosenCode === ErrorCode.SUBGRAPH_UNAVAILABLE || chosenCode === ErrorCode.SERVICE_UNAVAILABLE) {
+    return { status, envelope: errorEnvelope(chosenCode, unavailableMessage, requestId) };
+  }
+  let message = chosen?.message ?? 'Request failed';
   let fields: FieldProblem[] | undefined;
   if (chosenCode === ErrorCode.BAD_USER_INPUT) {
-    fields = errors
+    // Only the problems the services listed, by REST name: a message without them may be
+    // GraphQL's own (`Variable "$input" got invalid value …`), which names GraphQL types and
+    // repeats the value sent.
+    const problems = errors
       .filter((e) => e.extensions?.code === ErrorCode.BAD_USER_INPUT)
       .flatMap((e) => (Array.isArray(e.extensions?.fields) ? (e.extensions.fields as FieldProblem[]) : []))
       .filter((p) => typeof p?.field === 'string' && typeof p.message === 'string')
       .map((p) => ({ field: restFieldName(p.field, pathParams), message: p.message }));
+    message = badInputMessage(problems);
+    // A problem about the request as a whole (field "") is in the message, not in `fields`.
+    fields = problems.filter((p) => p.field !== '');
   }
   const retryAfter = Number(chosen?.extensions?.retryAfter);
   return {
     status,
-    envelope: errorEnvelope(chosenCode, chosen?.message ?? 'Request failed', requestId, fields),
+    envelope: errorEnvelope(chosenCode, message, requestId, fields),
     ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfter: Math.ceil(retryAfter) } : {}),
   };
 }

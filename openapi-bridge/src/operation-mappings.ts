@@ -175,15 +175,19 @@ export const operationMappings: Record<string, OperationMapping> = {
 };
 
 /**
- * A GraphQL input path (`input.cardId`, `idempotencyKey`, `id`) as the REST field a client
- * sent (`card_id`, `Idempotency-Key`, the path parameter).
+ * A GraphQL argument path (`input.cardId`, `filter.userId`, `idempotencyKey`, `id`, `first`,
+ * `after`) as the REST field a client sent (`card_id`, `user_id`, `Idempotency-Key`, the path
+ * parameter, `limit`, `cursor`). The `input` and `filter` objects are the bridge's wrapping:
+ * their fields are the REST body's and query's own.
  */
 export function restFieldName(graphqlField: string, pathParams: string[]): string {
-  const segments = graphqlField.split('.').filter((s) => s !== 'input');
-  const last = segments.join('.');
-  if (last === 'idempotencyKey') return 'Idempotency-Key';
-  if (last === 'id' && pathParams[0]) return pathParams[0];
-  if (last === 'first') return 'limit';
-  if (last === 'after') return 'cursor';
-  return last.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+  const segments = graphqlField.split('.');
+  if (segments.length > 1 && (segments[0] === 'input' || segments[0] === 'filter')) segments.shift();
+  const path = segments.join('.');
+  if (path === 'input') return 'body';
+  if (path === 'idempotencyKey') return 'Idempotency-Key';
+  if (path === 'id' && pathParams[0]) return pathParams[0];
+  if (path === 'first') return 'limit';
+  if (path === 'after') return 'cursor';
+  return path.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }

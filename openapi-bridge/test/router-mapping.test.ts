@@ -202,6 +202,57 @@ describe('the bridge in front of a scripted router', () => {
       { field: 'card_id', message: 'unknown card' },
       { field: 'amount', message: 'too large' },
     ]);
+    // The message is rebuilt from the REST names, never the service's GraphQL ones.
+    expect(response.body.error.message).toBe('card_id: unknown card; amount: too large');
+  });
+
+  it('names list filters and pagination by their query parameters in a 400', async () => {
+    errorAnswer('BAD_USER_INPUT', {
+      fields: [
+        { field: 'after', message: 'is not a cursor' },
+        { field: 'filter.userId', message: 'is not a user id' },
+        { field: '', message: 'Too many filters' },
+      ],
+    });
+    const response = await api.call('GET', '/cards?cursor=zzz&user_id=usr_1', { token });
+    expect(response.status).toBe(400);
+    expect(response.body.error).toMatchObject({
+      message: 'cursor: is not a cursor; user_id: is not a user id; Too many filters',
+      fields: [
+        { field: 'cursor', message: 'is not a cursor' },
+        { field: 'user_id', message: 'is not a user id' },
+      ],
+    });
+  });
+
+  it('never passes GraphQL’s own input messages through: they name GraphQL types and repeat values', async () => {
+    answer = {
+      status: 200,
+      body: JSON.stringify({
+        errors: [
+          { message: 'Variable "$id" got invalid value "4111111111111111"; ID cannot represent', extensions: { code: 'BAD_USER_INPUT' } },
+        ],
+      }),
+    };
+    const response = await api.call('GET', '/cards/card_1', { token });
+    expect(response.status).toBe(400);
+    expect(response.body.error.message).toBe('The request is not valid');
+    expect(JSON.stringify(response.body)).not.toContain('4111111111111111');
+  });
+
+  it('answers 503 with a fixed message, never the router’s text naming its subgraphs', async () => {
+    for (const code of ['SUBGRAPH_UNAVAILABLE', 'SERVICE_UNAVAILABLE']) {
+      answer = {
+        status: 200,
+        body: JSON.stringify({
+          data: null,
+          errors: [{ message: 'Subgraph "charges" is unavailable (ECONNREFUSED)', path: ['charge'], extensions: { code } }],
+        }),
+      };
+      const response = await api.call('GET', '/charges/ch_1', { token });
+      expect(response.status).toBe(503);
+      expect(response.body.error).toMatchObject({ code, message: 'The API is temporarily unavailable; retry with backoff' });
+    }
   });
 
   it('sets Retry-After from the error when the router sent no header', async () => {
