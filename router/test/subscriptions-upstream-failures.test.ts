@@ -132,6 +132,36 @@ describe('chargeUpdated when the charges upstream or a per-event re-read fails (
       await client.dispose();
     }
   });
+
+  it('retries a per-event re-read that failed until it resolves, so the final status arrives without another change', async () => {
+    const { chargeId, ownerId } = await ownedCharge();
+    const client = wsClient(router.wsUrl, await issuer.bearer({ userId: ownerId, role: 'user' }));
+    try {
+      const watch = watchCharge(client, chargeId);
+      await until(() => watch.events.length === 1, 'the first payload');
+      // Two reads reached cards: the subscribe-time query and the re-read of the upstream's
+      // first event (its current state). From here only a status change re-reads.
+      await until(() => cardsGate.counts.passed >= 2, 'the re-read of the upstream’s first event');
+      cardsGate.shut();
+      await settleAllDue(database.db, { delayMs: 0, batchSize: 100 });
+      await until(() => watch.payloads.length === 2, 'the payload of the settlement that could not be resolved');
+      expect(watch.payloads[1]?.errors).toMatchObject([{ extensions: { code: 'SUBGRAPH_UNAVAILABLE' } }]);
+      expect(cardsGate.counts.refused).toBeGreaterThanOrEqual(1);
+
+      // Cards is back, and nothing changes on the charge any more: the re-read is retried on its own.
+      cardsGate.open();
+      await until(
+        () => statuses(watch).includes('SETTLED'),
+        () => `SETTLED; payloads: ${JSON.stringify(watch.payloads)}`,
+      );
+      expect(watch.payloads.at(-1)?.extensions).toEqual({ missedEvents: true });
+      expect(watch.completed).toBe(false);
+      expect(watch.errors).toEqual([]);
+    } finally {
+      cardsGate.open();
+      await client.dispose();
+    }
+  });
 });
 
 describe('chargeUpdated when charges refuses the router’s upstream subscription', () => {

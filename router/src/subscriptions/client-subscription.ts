@@ -20,6 +20,10 @@ export type ExecuteQuery = (request: {
   authorization: string;
 }) => Promise<ExecutionResult | FormattedExecutionResult>;
 
+/** A re-read that could not be resolved is retried after this long, doubling up to `maxRetryDelayMs`. */
+const firstRetryDelayMs = 1_000;
+const maxRetryDelayMs = 30_000;
+
 /** Codes on the root field that mean "this caller may not watch this": refuse or end. */
 const refusalCodes = new Set<string>([ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN, ErrorCode.UNAUTHENTICATED, ErrorCode.BAD_USER_INPUT]);
 
@@ -45,7 +49,9 @@ export interface OpenSubscriptionOptions {
  * burst of events costs one query while one is running), and a payload equal to the last
  * one sent is not sent again — except the one after an upstream outage or after an event
  * that could not be resolved (sent as a payload with `errors`; the subscription goes on),
- * which carries `extensions.missedEvents: true`.
+ * which carries `extensions.missedEvents: true`. A re-read that could not be resolved is
+ * retried on a backoff (1 s doubling to 30 s) until one resolves or the stream ends: the
+ * event it missed may be the charge's last.
  */
 export async function openClientSubscription(options: OpenSubscriptionOptions): Promise<OpenedSubscription | readonly GraphQLError[]> {
   const { plan, pool, executeQuery, logger } = options;
@@ -79,8 +85,11 @@ export async function openClientSubscription(options: OpenSubscriptionOptions): 
   let pending = false;
   let pendingMissed = false;
   let owedMissed = false;
+  let retryTimer: NodeJS.Timeout | undefined;
+  let retryDelay = firstRetryDelayMs;
   const stream = createEventStream<SubscriptionPayload>(() => {
     logger.debug({ upstreamKey: plan.upstreamKey }, 'client subscription ended');
+    clearTimeout(retryTimer);
     attachment?.detach();
     options.onEnd();
   });
@@ -119,14 +128,21 @@ export async function openClientSubscription(options: OpenSubscriptionOptions): 
           stream.end({ errors: [ended.toJSON()] });
           return;
         }
+        clearTimeout(retryTimer);
+        retryTimer = undefined;
         if (payload.data?.[plan.responseKey] == null) {
           // The event could not be resolved (a subgraph down, a timeout): the client gets the
-          // errors, and the next payload that resolves says events may have been missed.
+          // errors, and the next payload that resolves says events may have been missed. That
+          // event may have been the charge's last, so the re-read is retried until it resolves.
           owedMissed = true;
           send(payload, false);
+          retryTimer = setTimeout(() => void refresh(false), retryDelay);
+          retryTimer.unref();
+          retryDelay = Math.min(maxRetryDelayMs, retryDelay * 2);
         } else {
           send(payload, missed || owedMissed);
           owedMissed = false;
+          retryDelay = firstRetryDelayMs;
         }
       } while (pending);
     } finally {
