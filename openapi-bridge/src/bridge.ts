@@ -206,10 +206,18 @@ export function createBridge(deps: BridgeDeps): Bridge {
     }
 
     const value = result.body?.data?.[mapping.rootField];
-    const errors = result.body?.errors ?? [];
-    if (value && typeof value === 'object') {
+    const errors = Array.isArray(result.body?.errors) ? result.body.errors.filter((e) => e && typeof e === 'object') : [];
+    // A root field with errors inside it is incomplete: a nulled nested field (a card's owner
+    // when auth is down) would break the contract's shape, and a list whose items failed would
+    // look empty. Such an answer is a failure, mapped like any other; so is an error with no
+    // path, which the bridge cannot place.
+    const failures = errors.filter((e) => !Array.isArray(e.path) || e.path.length === 0 || e.path[0] === mapping.rootField);
+    if (value && typeof value === 'object' && failures.length === 0) {
       if (errors.length > 0) {
-        logger.warn({ requestId, operation: operation.name, codes: errors.map((e) => e.extensions?.code) }, 'partial GraphQL result');
+        logger.warn(
+          { requestId, operation: operation.name, codes: errors.map((e) => e.extensions?.code) },
+          'GraphQL errors outside the root field',
+        );
       }
       const mapped = mapping.result(value as Record<string, unknown>, checked.request);
       if (mapped.declined) {
@@ -233,6 +241,12 @@ export function createBridge(deps: BridgeDeps): Bridge {
         requestId,
       );
       return;
+    }
+    if (value && typeof value === 'object') {
+      logger.warn(
+        { requestId, operation: operation.name, codes: failures.map((e) => e.extensions?.code) },
+        'partial GraphQL result refused',
+      );
     }
     const mapped = mapGraphQLErrors(errors, requestId, route.paramNames);
     if (mapped.deploymentFault) {

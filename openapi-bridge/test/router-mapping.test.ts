@@ -240,6 +240,61 @@ describe('the bridge in front of a scripted router', () => {
     expect(JSON.stringify(response.body)).not.toContain('4111111111111111');
   });
 
+  it('treats an error inside the root field as a failure, never a 200 with a broken or emptied body', async () => {
+    const card = {
+      id: 'card_1',
+      status: 'ACTIVE',
+      amount: 5,
+      currency: 'USD',
+      bin: '400000',
+      last4: '1111',
+      brand: 'visa',
+      expMonth: 1,
+      expYear: 2030,
+      expiresAt: '2030-01-01T00:00:00.000Z',
+      createdAt: '2029-01-01T00:00:00.000Z',
+      usedAt: null,
+      canceledAt: null,
+    };
+    const partial = (data: unknown, error: Record<string, unknown>) => {
+      answer = { status: 200, body: JSON.stringify({ data, errors: [error] }) };
+    };
+    // The owner comes from auth: with auth down the card has no user_id, which the contract requires.
+    partial(
+      { card: { ...card, owner: null } },
+      { message: 'Subgraph "auth" is unavailable', path: ['card', 'owner'], extensions: { code: 'SUBGRAPH_UNAVAILABLE' } },
+    );
+    const nested = await api.call('GET', '/cards/card_1', { token });
+    expect(nested.status).toBe(503);
+    expect(nested.body.error.code).toBe('SUBGRAPH_UNAVAILABLE');
+
+    // A list whose items failed is not an empty list.
+    partial(
+      { cards: { edges: [], pageInfo: { hasNextPage: false, endCursor: null } } },
+      { message: 'boom', path: ['cards', 'edges'], extensions: { code: 'INTERNAL_SERVER_ERROR' } },
+    );
+    const list = await api.call('GET', '/cards', { token });
+    expect(list.status).toBe(500);
+    expect(list.body.error.code).toBe('INTERNAL_SERVER_ERROR');
+
+    // An error the bridge cannot place (no path) beside data is a failure too.
+    partial({ card: { ...card, owner: { id: 'usr_1' } } }, { message: 'nope', extensions: { code: 'FORBIDDEN' } });
+    expect((await api.call('GET', '/cards/card_1', { token })).status).toBe(403);
+
+    // Complete data still answers 200.
+    answer = { status: 200, body: JSON.stringify({ data: { card: { ...card, owner: { id: 'usr_1' } } } }) };
+    const whole = await api.call('GET', '/cards/card_1', { token });
+    expect(whole.status).toBe(200);
+    expect(whole.body.user_id).toBe('usr_1');
+  });
+
+  it('answers 500 when the router’s errors are not a list', async () => {
+    answer = { status: 200, body: JSON.stringify({ errors: 'boom' }) };
+    const response = await api.call('GET', '/cards/card_1', { token });
+    expect(response.status).toBe(500);
+    expect(response.body.error).toMatchObject({ code: 'INTERNAL_SERVER_ERROR', message: 'Internal server error' });
+  });
+
   it('answers 503 with a fixed message, never the router’s text naming its subgraphs', async () => {
     for (const code of ['SUBGRAPH_UNAVAILABLE', 'SERVICE_UNAVAILABLE']) {
       answer = {
