@@ -118,7 +118,10 @@ export function decodeCursor(cursor: string): { timestamp: Date; id: string } | 
   try {
     const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
     if (Array.isArray(value) && Number.isSafeInteger(value[0]) && typeof value[1] === 'string') {
-      return { timestamp: new Date(value[0] as number), id: value[1] };
+      const timestamp = new Date(value[0] as number);
+      // Past ±8.64e15 ms a Date is invalid: compared as NaN by the embedded store and stored as
+      // epoch 0 by MongoDB's BSON. Not a position we ever hand out.
+      if (!Number.isNaN(timestamp.getTime())) return { timestamp, id: value[1] };
     }
   } catch {
     // fall through

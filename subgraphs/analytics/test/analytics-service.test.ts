@@ -244,6 +244,12 @@ describe.each(backends)('analytics service on $name', (backend) => {
     expect(page.errors?.[0]?.extensions.code).toBe('BAD_USER_INPUT');
     const cursor = await graphql('query { requestLog(first: 5, after: "bm90LWEtY3Vyc29y") { edges { cursor } } }', {});
     expect(cursor.errors?.[0]?.extensions.code).toBe('BAD_USER_INPUT');
+    // Our shape, but a time no Date holds.
+    const outOfRange = Buffer.from(JSON.stringify([9e15, 'x'])).toString('base64url');
+    const forged = await graphql('query ($after: String) { requestLog(first: 5, after: $after) { edges { cursor } } }', {
+      after: outOfRange,
+    });
+    expect(forged.errors?.[0]?.extensions.code).toBe('BAD_USER_INPUT');
   });
 
   it('refuses a date that does not exist through the scalar error path, in a variable and in a literal', async () => {
