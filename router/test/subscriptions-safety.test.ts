@@ -1,6 +1,9 @@
 import { request as httpRequest } from 'node:http';
-import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
+import { createJwtVerifier } from '@ghostpay/platform';
+import { createTestTokenIssuer, type TestTokenIssuer, testAudience, testIssuer } from '@ghostpay/test-support';
+import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { sha256Hex } from '../src/persisted-queries.ts';
 import { type StubSubgraphs, startRouter, startStubSubgraphs, writeManifest } from './router-harness.ts';
 import { upstreamAuthorization, wsClient } from './subscriptions-harness.ts';
@@ -335,6 +338,68 @@ describe('subscription endpoints: request body limit, safelist, error codes and 
         await client.dispose();
       }
     });
+  });
+});
+
+describe('subscription endpoints when the auth service’s signing keys cannot be fetched', () => {
+  let issuer: TestTokenIssuer;
+  let subgraphs: StubSubgraphs;
+  let router: Awaited<ReturnType<typeof startRouter>>;
+
+  beforeAll(async () => {
+    issuer = await createTestTokenIssuer();
+    subgraphs = await startStubSubgraphs(issuer.verifier);
+    router = await startRouter({
+      // Port 9 (discard) on loopback: nothing listens, so every JWKS fetch is refused.
+      verifier: createJwtVerifier({ jwksUrl: 'http://127.0.0.1:9/.well-known/jwks.json', issuer: testIssuer, audience: testAudience }),
+      urls: subgraphs.urls,
+      subscriptions: { upstreams: { charges: 'ws://127.0.0.1:9/graphql' }, upstreamAuthorization: upstreamAuthorization(issuer) },
+    });
+  });
+  afterAll(async () => {
+    await router?.close();
+    await subgraphs?.close();
+  });
+
+  it('closes the WebSocket with 1013 (try again later), which graphql-ws clients retry, not the fatal 4401', async () => {
+    const closes: { code: number; reason: string }[] = [];
+    let connecting = 0;
+    const client = createClient({
+      url: `${router.url.replace(/^http/, 'ws')}/graphql`,
+      webSocketImpl: WebSocket,
+      connectionParams: { authorization: await issuer.bearer({ userId: 'usr_jwks', role: 'user' }) },
+      retryAttempts: 1,
+      retryWait: async () => {},
+      on: {
+        connecting: () => connecting++,
+        closed: (event) => closes.push({ code: (event as CloseEvent).code, reason: String((event as CloseEvent).reason) }),
+      },
+    });
+    try {
+      const outcome = await subscribeOnce(client as ReturnType<typeof wsClient>, {
+        query: 'subscription { chargeUpdated(id: "ch_1") { id } }',
+      });
+      // The client gave up only after its one retry: the close was not fatal to it.
+      expect(connecting).toBe(2);
+      expect(closes).toEqual([
+        { code: 1013, reason: 'Token signing keys are temporarily unavailable' },
+        { code: 1013, reason: 'Token signing keys are temporarily unavailable' },
+      ]);
+      expect(outcome).toMatchObject({ error: { code: 1013 } });
+    } finally {
+      await client.dispose();
+    }
+  });
+
+  it('answers SSE with 503 SERVICE_UNAVAILABLE and Retry-After, not 401', async () => {
+    const response = await fetch(`${router.url}/graphql/stream`, {
+      method: 'POST',
+      headers: { ...sseHeaders, authorization: await issuer.bearer({ userId: 'usr_jwks', role: 'user' }) },
+      body: JSON.stringify({ query: 'subscription { chargeUpdated(id: "ch_1") { id } }' }),
+    });
+    expect(response.status).toBe(503);
+    expect(response.headers.get('retry-after')).toBe('5');
+    expect(await response.json()).toMatchObject({ errors: [{ extensions: { code: 'SERVICE_UNAVAILABLE' } }] });
   });
 });
 

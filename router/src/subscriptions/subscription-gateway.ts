@@ -24,6 +24,11 @@ import { createUpstreamPool, type UpstreamPool, type UpstreamPoolOptions } from 
 export const SubscriptionCloseCode = {
   /** `connection_init` had no valid token, or the token expired while connected. Reconnect with a fresh token. */
   Unauthorized: 4401,
+  /**
+   * The token could not be checked (the auth service's signing keys cannot be fetched): the
+   * WebSocket "Try Again Later". Not fatal for graphql-ws clients, which retry it.
+   */
+  TryAgainLater: 1013,
   /** No subscription was active for `idleTimeoutMs`. */
   IdleTimeout: 4408,
   /** The router is shutting down; reconnect (to another replica). */
@@ -312,6 +317,11 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
         const state = states.get(ws);
         const fromPayload = ctx.connectionParams?.authorization;
         const caller = await authenticate(typeof fromPayload === 'string' ? fromPayload : ctx.extra.request.headers.authorization);
+        if (caller instanceof GhostPayError && caller.extensions.code === ErrorCode.SERVICE_UNAVAILABLE) {
+          // An outage, not a bad credential (HTTP and SSE answer 503): a code graphql-ws clients retry.
+          ws.close(SubscriptionCloseCode.TryAgainLater, caller.message.slice(0, 120));
+          return false;
+        }
         if (!state || caller instanceof GhostPayError) {
           // 4401 with the reason rather than graphql-ws's bare 4403: the client knows to get a token.
           ws.close(SubscriptionCloseCode.Unauthorized, caller instanceof GhostPayError ? caller.message.slice(0, 120) : 'Unauthorized');
@@ -376,9 +386,14 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     async onSubscribe(req, params) {
       const caller = await authenticate(req.headers.get('authorization'));
       if (caller instanceof GhostPayError) {
+        const unavailable = caller.extensions.code === ErrorCode.SERVICE_UNAVAILABLE;
         return [
           JSON.stringify({ errors: [caller.toJSON()] }),
-          { status: 401, statusText: 'Unauthorized', headers: { 'content-type': 'application/json; charset=utf-8' } },
+          {
+            status: unavailable ? 503 : 401,
+            statusText: unavailable ? 'Service Unavailable' : 'Unauthorized',
+            headers: { 'content-type': 'application/json; charset=utf-8', ...(unavailable ? { 'retry-after': '5' } : {}) },
+          },
         ];
       }
       let expiry: NodeJS.Timeout | undefined;
