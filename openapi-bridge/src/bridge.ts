@@ -14,7 +14,7 @@ import {
 } from '@ghostpay/platform';
 import type { BridgeConfig } from './config.ts';
 import { docsPaths, loadDocsFiles } from './docs-page.ts';
-import { badInputMessage, errorEnvelope, mapGraphQLErrors, unavailableMessage } from './error-mapping.ts';
+import { badInputMessage, errorEnvelope, mapGraphQLErrors, mapNonGraphQLAnswer, unavailableMessage } from './error-mapping.ts';
 import { apiContentSecurityPolicy, applyCors, docsContentSecurityPolicy, setSecurityHeaders } from './http-security.ts';
 import { type ApiRoute, loadSpec, manifestPath, matchRoute, type OpenApiDocument, routesOf } from './openapi-spec.ts';
 import { operationMappings } from './operation-mappings.ts';
@@ -200,10 +200,12 @@ export function createBridge(deps: BridgeDeps): Bridge {
       sendError(res, 503, ErrorCode.SERVICE_UNAVAILABLE, unavailableMessage, requestId);
       return;
     }
-    for (const name of passedThroughHeaders) {
-      const value = result.headers[name];
-      if (value !== undefined) res.setHeader(name, value);
-    }
+    const passRateLimitHeaders = () => {
+      for (const name of passedThroughHeaders) {
+        const value = result.headers[name];
+        if (value !== undefined) res.setHeader(name, value);
+      }
+    };
 
     const value = result.body?.data?.[mapping.rootField];
     const errors = Array.isArray(result.body?.errors) ? result.body.errors.filter((e) => e && typeof e === 'object') : [];
@@ -219,6 +221,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
           'GraphQL errors outside the root field',
         );
       }
+      passRateLimitHeaders();
       const mapped = mapping.result(value as Record<string, unknown>, checked.request);
       if (mapped.declined) {
         sendBody(res, mapped.status ?? 402, {
@@ -231,15 +234,15 @@ export function createBridge(deps: BridgeDeps): Bridge {
       return;
     }
     if (errors.length === 0) {
-      logger.error({ requestId, operation: operation.name, status: result.status }, 'router answered without data or errors');
-      const unavailable = result.status === 502 || result.status === 503 || result.status === 504;
-      sendError(
-        res,
-        unavailable ? 503 : 500,
-        unavailable ? ErrorCode.SERVICE_UNAVAILABLE : ErrorCode.INTERNAL_SERVER_ERROR,
-        unavailable ? unavailableMessage : 'Internal server error',
-        requestId,
-      );
+      // Not a GraphQL answer: a proxy or load balancer in front of the router answered.
+      const fallback = mapNonGraphQLAnswer(result.status);
+      const line = { requestId, operation: operation.name, status: result.status };
+      if (fallback.status >= 500) logger.error(line, 'router answered without data or errors');
+      else logger.warn(line, 'router answered without data or errors');
+      if (fallback.keepsRateLimitHeaders) passRateLimitHeaders();
+      sendError(res, fallback.status, fallback.code, fallback.message, requestId, {
+        ...(fallback.status === 401 ? { headers: { 'www-authenticate': 'Bearer' } } : {}),
+      });
       return;
     }
     if (value && typeof value === 'object') {
@@ -248,6 +251,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
         'partial GraphQL result refused',
       );
     }
+    passRateLimitHeaders();
     const mapped = mapGraphQLErrors(errors, requestId, route.paramNames);
     if (mapped.deploymentFault) {
       logger.error({ requestId, operation: operation.name, fault: mapped.deploymentFault }, 'router refused a bridge operation');

@@ -109,3 +109,30 @@ export function mapGraphQLErrors(errors: GraphQLResponseError[], requestId: stri
     ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfter: Math.ceil(retryAfter) } : {}),
   };
 }
+
+/** What the bridge answers for a router answer that holds no GraphQL data or errors. */
+export interface NonGraphQLAnswer {
+  status: number;
+  code: ErrorCode;
+  message: string;
+  /** Whether the router's `Retry-After`/`RateLimit` headers belong on this answer. */
+  keepsRateLimitHeaders: boolean;
+}
+
+/**
+ * An answer without GraphQL data or errors (a proxy's or load balancer's HTML page, an empty
+ * body) is mapped by its status alone: a refused token stays 401 and a rate limit stays 429
+ * (with its `Retry-After`), a gateway failure is 503, and anything else is the server's fault.
+ */
+export function mapNonGraphQLAnswer(status: number): NonGraphQLAnswer {
+  if (status === 401) {
+    return { status: 401, code: ErrorCode.UNAUTHENTICATED, message: 'The access token was refused', keepsRateLimitHeaders: false };
+  }
+  if (status === 429) {
+    return { status: 429, code: ErrorCode.RATE_LIMITED, message: 'Rate limit exceeded; retry later', keepsRateLimitHeaders: true };
+  }
+  if (status === 502 || status === 503 || status === 504) {
+    return { status: 503, code: ErrorCode.SERVICE_UNAVAILABLE, message: unavailableMessage, keepsRateLimitHeaders: true };
+  }
+  return { status: 500, code: ErrorCode.INTERNAL_SERVER_ERROR, message: 'Internal server error', keepsRateLimitHeaders: false };
+}

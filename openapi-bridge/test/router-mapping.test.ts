@@ -330,6 +330,27 @@ describe('the bridge in front of a scripted router', () => {
     expect(response.status).toBe(503);
   });
 
+  it('maps a proxy’s non-JSON 401 and 429 to 401 and 429, and any other such answer to 500 without its headers', async () => {
+    answer = { status: 401, body: 'Unauthorized' };
+    const refused = await api.call('GET', '/cards/card_1', { token });
+    expect(refused.status).toBe(401);
+    expect(refused.body.error.code).toBe('UNAUTHENTICATED');
+    expect(refused.headers.get('www-authenticate')).toBe('Bearer');
+
+    answer = { status: 429, headers: { 'retry-after': '7' }, body: '<html>slow down</html>' };
+    const limited = await api.call('GET', '/cards/card_1', { token });
+    expect(limited.status).toBe(429);
+    expect(limited.body.error.code).toBe('RATE_LIMITED');
+    expect(limited.headers.get('retry-after')).toBe('7');
+
+    answer = { status: 400, headers: { 'retry-after': '7', ratelimit: 'limit=1' }, body: '<html>bad request</html>' };
+    const other = await api.call('GET', '/cards/card_1', { token });
+    expect(other.status).toBe(500);
+    expect(other.body.error.code).toBe('INTERNAL_SERVER_ERROR');
+    expect(other.headers.get('retry-after')).toBeNull();
+    expect(other.headers.get('ratelimit')).toBeNull();
+  });
+
   it('answers a request target that is no URL with 400 in the envelope, and keeps serving', async () => {
     // Node's HTTP parser accepts `//[`; `new URL` throws on it, which used to end the process
     // from the metrics label computed when the response closed.
