@@ -115,8 +115,14 @@ export function createBridge(deps: BridgeDeps): Bridge {
     res.end(text);
   };
 
+  /**
+   * Reads a POST body (413 past `BRIDGE_MAX_BODY_BYTES`). An operation the contract gives no
+   * `requestBody` (cancel, reveal) takes none: nothing, or an empty JSON object as some clients
+   * always send; anything else is refused rather than dropped unread, as unknown fields are.
+   */
   const readJsonBody = async (
     req: IncomingMessage,
+    takesBody: boolean,
   ): Promise<{ ok: true; body: unknown } | { ok: false; status: number; code: string; message: string; field?: string }> => {
     let raw: Buffer;
     try {
@@ -128,15 +134,29 @@ export function createBridge(deps: BridgeDeps): Bridge {
       throw error;
     }
     if (raw.length === 0) return { ok: true, body: undefined };
+    const noBody = {
+      ok: false,
+      status: 400,
+      code: ErrorCode.BAD_USER_INPUT,
+      message: 'This operation takes no request body',
+      field: 'body',
+    } as const;
     const contentType = String(req.headers['content-type'] ?? '');
     if (!/^application\/json\s*(;|$)/i.test(contentType)) {
+      if (!takesBody) return noBody;
       return { ok: false, status: 400, code: ErrorCode.BAD_USER_INPUT, message: 'Content-Type must be application/json', field: 'body' };
     }
+    let body: unknown;
     try {
-      return { ok: true, body: JSON.parse(raw.toString('utf8')) };
+      body = JSON.parse(raw.toString('utf8'));
     } catch {
       return { ok: false, status: 400, code: ErrorCode.BAD_USER_INPUT, message: 'The request body is not valid JSON', field: 'body' };
     }
+    if (!takesBody) {
+      const empty = body !== null && typeof body === 'object' && !Array.isArray(body) && Object.keys(body).length === 0;
+      return empty ? { ok: true, body: undefined } : noBody;
+    }
+    return { ok: true, body };
   };
 
   const handleApiRoute = async (
@@ -160,7 +180,8 @@ export function createBridge(deps: BridgeDeps): Bridge {
       return;
     }
 
-    const parsed = req.method === 'POST' ? await readJsonBody(req) : ({ ok: true, body: undefined } as const);
+    const parsed =
+      req.method === 'POST' ? await readJsonBody(req, route.bodySchema !== undefined) : ({ ok: true, body: undefined } as const);
     if (!parsed.ok) {
       // The rest of a body past the limit is not worth reading: the socket closes after the 413.
       if (parsed.status === 413) res.setHeader('connection', 'close');

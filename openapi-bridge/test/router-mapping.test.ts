@@ -174,6 +174,32 @@ describe('the bridge in front of a scripted router', () => {
     expect(captured).toHaveLength(0);
   });
 
+  it('refuses a body on an operation that takes none (cancel, reveal), and accepts nothing or {}', async () => {
+    const pan = '4111111111111111';
+    for (const path of ['/cards/card_1/cancel', '/cards/card_1/reveal']) {
+      for (const rawBody of [JSON.stringify({ pan }), '[]', 'null', '"x"']) {
+        const response = await api.call('POST', path, { token, rawBody });
+        expect(response.status, `${path} ${rawBody}`).toBe(400);
+        expect(response.body.error).toMatchObject({
+          code: 'BAD_USER_INPUT',
+          fields: [{ field: 'body', message: 'This operation takes no request body' }],
+        });
+        expect(JSON.stringify(response.body)).not.toContain(pan);
+      }
+      const text = await api.call('POST', path, { token, rawBody: 'hello', headers: { 'content-type': 'text/plain' } });
+      expect(text.status).toBe(400);
+      const tooLarge = await api.call('POST', path, { token, body: { x: 'y'.repeat(20_000) } });
+      expect(tooLarge.status).toBe(413);
+    }
+    expect(captured).toHaveLength(0);
+
+    errorAnswer('NOT_FOUND');
+    expect((await api.call('POST', '/cards/card_1/cancel', { token })).status).toBe(404);
+    expect((await api.call('POST', '/cards/card_1/cancel', { token, body: {} })).status).toBe(404);
+    expect((await api.call('POST', '/cards/card_1/reveal', { token, rawBody: ' { } ' })).status).toBe(404);
+    expect(captured.map((c) => c.body.variables)).toEqual([{ id: 'card_1' }, { id: 'card_1' }, { id: 'card_1' }]);
+  });
+
   it('answers 409 for IDEMPOTENCY_KEY_IN_USE', async () => {
     errorAnswer('IDEMPOTENCY_KEY_IN_USE');
     const response = await api.call('POST', '/charges', {
@@ -478,7 +504,7 @@ describe('the error code to status table', () => {
     const missing = routesOf(loadSpec())
       .filter((route) => route.graphqlOperation)
       .flatMap((route) =>
-        ['400', '401', '429', '500', '503', ...(route.requiresAuth ? ['403', '404'] : [])]
+        ['400', '401', '429', '500', '503', ...(route.requiresAuth ? ['403', '404'] : []), ...(route.method === 'POST' ? ['413'] : [])]
           .filter((status) => !(status in route.responses))
           .map((status) => `${route.operationId} ${status}`),
       );
