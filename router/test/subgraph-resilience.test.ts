@@ -38,15 +38,19 @@ describe('a subgraph going down and coming back', () => {
     expect(healthy.body).toEqual({ data: { user: { id: 'usr_1', name: 'User usr_1' }, card: { id: 'card_1', last4: '4242' } } });
 
     await subgraphs.stop('auth');
+    const reasons: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const started = performance.now();
       const partial = await post(router.graphqlUrl, query, { authorization: auth });
-      expect(performance.now() - started).toBeLessThan(1_000);
       expect(partial.status).toBe(200);
       expect(partial.body.data).toEqual({ user: null, card: { id: 'card_1', last4: '4242' } });
       expect(codes(partial)).toEqual(['SUBGRAPH_UNAVAILABLE']);
       expect(partial.body.errors?.[0]?.extensions?.serviceName).toBe('auth');
+      reasons.push(/is unavailable \((.*)\)$/.exec(partial.body.errors?.[0]?.message ?? '')?.[1] ?? '');
     }
+    // Fast: every answer came from a refused connection or the open breaker, never from waiting
+    // out a deadline (that would read "timed out after … ms").
+    for (const reason of reasons) expect(['ECONNREFUSED', 'circuit open']).toContain(reason);
+    expect(reasons.at(-1)).toBe('circuit open');
     // Two consecutive failures opened the breaker: the third call never touched the network.
     expect(await metricValue(router.url, 'circuit_breaker_state', { subgraph: 'auth' })).toBe(2);
     expect(
@@ -93,16 +97,15 @@ describe('a subgraph that does not answer', () => {
     await subgraphs?.close();
   });
 
-  /** The query with auth timing out at 300 ms: its fields null, the rest answered, after the deadline and well before the 5 s default. */
+  /**
+   * The query with auth timing out: its fields null, the rest answered. The error names the
+   * deadline that fired, so it proves the per-subgraph 300 ms one applied, not the 5 s default.
+   */
   const expectAuthTimedOut = async () => {
-    const started = performance.now();
     const response = await post(router.graphqlUrl, query, { authorization: await issuer.bearer({ userId: 'usr_1', role: 'merchant' }) });
-    const elapsed = performance.now() - started;
-    expect(elapsed).toBeGreaterThanOrEqual(290);
-    expect(elapsed).toBeLessThan(1_500);
     expect(response.body.data).toEqual({ user: null, card: { id: 'card_1', last4: '4242' } });
     expect(response.body.errors?.[0]).toMatchObject({ extensions: { code: 'SUBGRAPH_UNAVAILABLE' } });
-    expect(response.body.errors?.[0]?.message).toMatch(/timed out after 300 ms/);
+    expect(response.body.errors?.[0]?.message).toBe('Subgraph "auth" is unavailable (timed out after 300 ms)');
   };
 
   it('times the call out and still returns the rest; a timed-out query is not retried', async () => {
