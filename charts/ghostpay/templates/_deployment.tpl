@@ -1,6 +1,7 @@
 {{/*
 One Deployment per enabled colour for a service. ctx: dict "root" $ "name" "<service>".
-Env names are the service's config schema (checked by deploy-checks/test/chart.test.ts).
+Env names are the service's config schema (checked by deploy-checks/test/chart.test.ts); the TLS env,
+including NODE_EXTRA_CA_CERTS (read by Node), and the mTLS probes are in _tls.tpl (chart-tls.test.ts).
 */}}
 {{- define "ghostpay.deployment" -}}
 {{- $root := .root -}}
@@ -10,7 +11,7 @@ Env names are the service's config schema (checked by deploy-checks/test/chart.t
 {{- include "ghostpay.validate" $root }}
 {{- range $color := include "ghostpay.enabledColors" $root | fromJsonArray }}
 {{- $full := printf "%s-%s-%s" (include "ghostpay.fullname" $root) $name $color }}
-{{- $tplCtx := merge (dict "color" $color "scheme" (include "ghostpay.scheme" $root)) $root }}
+{{- $tplCtx := merge (dict "color" $color "scheme" (include "ghostpay.scheme" $root) "schemes" (include "ghostpay.schemes" $root | fromJson)) $root }}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -120,22 +121,7 @@ spec:
               valueFrom:
                 secretKeyRef: { name: {{ $root.Values.externalMongodb.existingSecret }}, key: {{ $root.Values.externalMongodb.urlKey }} }
             {{- end }}
-            {{- if $root.Values.tls.enabled }}
-            {{- with (index $root.Values.tls.fileEnv $name) }}
-            - name: {{ .cert }}
-              value: /etc/ghostpay/tls/tls.crt
-            - name: {{ .key }}
-              value: /etc/ghostpay/tls/tls.key
-            {{- if .ca }}
-            - name: {{ .ca }}
-              value: /etc/ghostpay/tls/ca.crt
-            {{- end }}
-            {{- if and .clientCa $root.Values.tls.mtls }}
-            - name: {{ .clientCa }}
-              value: /etc/ghostpay/tls/ca.crt
-            {{- end }}
-            {{- end }}
-            {{- end }}
+            {{- include "ghostpay.tlsEnv" (dict "root" $root "name" $name) | nindent 12 }}
             {{- range $key, $value := $svc.env }}
             - name: {{ $key }}
               value: {{ tpl (toString $value) $tplCtx | quote }}
@@ -152,17 +138,33 @@ spec:
             - name: OTEL_RESOURCE_ATTRIBUTES
               value: "deployment.environment.name={{ $root.Release.Namespace }},ghostpay.color={{ $color }}"
             {{- end }}
+          {{- /* httpGet, or an exec presenting the pod's certificate when the service demands one (_tls.tpl). */}}
+          {{- $scheme := include "ghostpay.serviceScheme" (dict "root" $root "name" $name) }}
+          {{- $mtlsProbe := include "ghostpay.requiresClientCert" (dict "root" $root "name" $name) }}
           startupProbe:
-            httpGet: { path: /healthz, port: http, scheme: {{ include "ghostpay.scheme" $root | upper }} }
+            {{- if $mtlsProbe }}
+            {{- include "ghostpay.execProbe" (dict "root" $root "port" $svc.port "path" "/healthz") | nindent 12 }}
+            {{- else }}
+            httpGet: { path: /healthz, port: http, scheme: {{ $scheme | upper }} }
+            {{- end }}
             periodSeconds: 2
+            timeoutSeconds: 3
             failureThreshold: 30
           livenessProbe:
-            httpGet: { path: /healthz, port: http, scheme: {{ include "ghostpay.scheme" $root | upper }} }
+            {{- if $mtlsProbe }}
+            {{- include "ghostpay.execProbe" (dict "root" $root "port" $svc.port "path" "/healthz") | nindent 12 }}
+            {{- else }}
+            httpGet: { path: /healthz, port: http, scheme: {{ $scheme | upper }} }
+            {{- end }}
             periodSeconds: 10
-            timeoutSeconds: 2
+            timeoutSeconds: 3
             failureThreshold: 3
           readinessProbe:
-            httpGet: { path: /readyz, port: http, scheme: {{ include "ghostpay.scheme" $root | upper }} }
+            {{- if $mtlsProbe }}
+            {{- include "ghostpay.execProbe" (dict "root" $root "port" $svc.port "path" "/readyz") | nindent 12 }}
+            {{- else }}
+            httpGet: { path: /readyz, port: http, scheme: {{ $scheme | upper }} }
+            {{- end }}
             periodSeconds: 5
             timeoutSeconds: 3
             failureThreshold: 2
@@ -177,7 +179,7 @@ spec:
               mountPath: /tmp
             {{- if $root.Values.tls.enabled }}
             - name: tls
-              mountPath: /etc/ghostpay/tls
+              mountPath: {{ include "ghostpay.tlsDir" $root }}
               readOnly: true
             {{- end }}
       volumes:
