@@ -38,7 +38,9 @@ export interface AnalyticsServiceDeps {
   secrets: SecretsProvider;
   logger: Logger;
   verifier: JwtVerifier;
-  config: Pick<AnalyticsConfig, 'ANALYTICS_LOG_RETENTION_DAYS' | 'ANALYTICS_INGEST_MAX_EVENTS' | 'ANALYTICS_INGEST_MAX_BYTES'>;
+  config: Pick<AnalyticsConfig, 'ANALYTICS_LOG_RETENTION_DAYS' | 'ANALYTICS_INGEST_MAX_EVENTS' | 'ANALYTICS_INGEST_MAX_BYTES'> &
+    /** How long `close()` waits for requests in flight (platform's default, 10 s, when absent). */
+    Partial<Pick<AnalyticsConfig, 'SHUTDOWN_TIMEOUT_MS'>>;
   /** @default a new registry labelled service="analytics" */
   registry?: Registry;
 }
@@ -70,6 +72,7 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): AnalyticsSer
   const service = createSubgraphService<AnalyticsContext>({
     tls: deps.tls,
     name: 'analytics',
+    shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     typeDefs: analyticsTypeDefs,
     resolvers,
     verifier: deps.verifier,

@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { createLogger, createSecretsProvider, isErrorCode, type RequestEvent, requestEventLimits } from '@ghostpay/platform';
 import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -268,4 +270,42 @@ describe.each(backends)('analytics service on $name', (backend) => {
     expect(variable.errors?.[0]?.extensions.code).toBe('BAD_USER_INPUT');
     expect(variable.errors?.[0]?.message).toMatch(/real calendar date/);
   });
+});
+
+describe('analytics service shutdown', () => {
+  it('stops waiting for a request in flight after SHUTDOWN_TIMEOUT_MS', async () => {
+    const [embedded] = backends;
+    const opened = await embedded!.open();
+    const issuer = await createTestTokenIssuer();
+    // Past the test's own timeout if close() waited platform's default 10 s instead.
+    const service = createAnalyticsService({
+      store: opened.store,
+      secrets: createSecretsProvider({ env: { GHOSTPAY_SECRET_ANALYTICS_INGEST_TOKEN: 'x'.repeat(32) } }),
+      logger: createLogger({ service: 'analytics', level: 'silent' }),
+      verifier: issuer.verifier,
+      config: { ...config, SHUTDOWN_TIMEOUT_MS: 200 },
+    });
+    try {
+      await service.start(0);
+      const { port } = new URL(service.url);
+      // A request whose body never finishes: it stays in flight until the server gives up on it.
+      const socket = connect(Number(port), '127.0.0.1');
+      socket.on('error', () => {}); // reset by the server when it gives up: the point of the test
+      await once(socket, 'connect');
+      const arrived = once(service.server, 'request');
+      socket.write('POST /graphql HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"query":');
+      let answer = '';
+      socket.on('data', (chunk: Buffer) => {
+        answer += chunk.toString();
+      });
+      const socketClosed = new Promise((resolve) => socket.once('close', resolve));
+      await arrived;
+      await service.close();
+      await socketClosed;
+      // Cut off, never answered: the request was still in flight when the bound was reached.
+      expect(answer).toBe('');
+    } finally {
+      await opened.cleanup();
+    }
+  }, 8_000);
 });
