@@ -98,7 +98,7 @@ const cache = new Map<string, Buffer>();
  */
 export function servePlayground(req: IncomingMessage, res: ServerResponse, pathname: string) {
   if (req.method !== 'GET' && req.method !== 'HEAD') {
-    sendJson(res, 405, { error: { code: 'BAD_USER_INPUT', message: 'Method not allowed' } });
+    sendJson(res, 405, { error: { code: 'BAD_USER_INPUT', message: 'Method not allowed' } }, { allow: 'GET, HEAD' });
     return;
   }
   const security = {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type RequestHandler, sendJson } from '@ghostpay/platform';
+import { ErrorCode, type RequestHandler, sendJson } from '@ghostpay/platform';
 import type { SigningKeyRing } from './signing-key-ring.ts';
 
 /** Where the JWKS is served; verifiers point `JWKS_URL` here. */
@@ -13,7 +13,7 @@ export const jwksPath = '/.well-known/jwks.json';
 export function createJwksRoute(keyRing: SigningKeyRing, maxAgeSeconds: number): RequestHandler {
   return async (req: IncomingMessage, res: ServerResponse) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      sendJson(res, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: 'Use GET' } }, { allow: 'GET, HEAD' });
+      sendJson(res, 405, { error: { code: ErrorCode.BAD_USER_INPUT, message: 'Use GET' } }, { allow: 'GET, HEAD' });
       return;
     }
     const body = JSON.stringify(await keyRing.publishedJwks());

@@ -1,5 +1,5 @@
 import { signingKeys } from '@ghostpay/db';
-import { createJwtVerifier, type JwtVerifier } from '@ghostpay/platform';
+import { createJwtVerifier, isErrorCode, type JwtVerifier } from '@ghostpay/platform';
 import { eq, sql } from 'drizzle-orm';
 import { decodeProtectedHeader, type JSONWebKeySet } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -63,6 +63,16 @@ describe('signing key rotation', () => {
     const after = await fetch(auth.jwksUrl, { headers: { 'if-none-match': etag } });
     expect(after.status).toBe(200);
     expect(after.headers.get('etag')).not.toBe(etag);
+  });
+
+  it('answers another method than GET or HEAD on the JWKS with 405, Allow and a code from the closed list', async () => {
+    for (const method of ['POST', 'PUT', 'DELETE']) {
+      const response = await fetch(auth.jwksUrl, { method });
+      expect(response.status, method).toBe(405);
+      expect(response.headers.get('allow'), method).toBe('GET, HEAD');
+      const { error } = (await response.json()) as { error: { code: string } };
+      expect(isErrorCode(error.code), error.code).toBe(true);
+    }
   });
 
   it('keeps verifying a token minted before a rotation until its key is removed, while new tokens carry the new kid', async () => {
