@@ -271,6 +271,113 @@ describe('subscription endpoints: request body limit, safelist, error codes and 
     });
   });
 
+  describe('the shape of an SSE request', () => {
+    const body = JSON.stringify({ query: trustedSubscription, variables: { id: 'ch_shape' } });
+    const served = { event: 'next', data: { data: { chargeUpdated: { id: 'ch_shape', status: 'AUTHORIZED' } } } };
+
+    it('serves any Accept header that includes text/event-stream', async () => {
+      for (const accept of [
+        'text/event-stream; charset=utf-8',
+        'text/event-stream, application/json',
+        'application/json;q=0.9, TEXT/EVENT-STREAM',
+      ]) {
+        const controller = new AbortController();
+        const response = await fetch(sseUrl(router), {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', accept, authorization: user },
+          body,
+          signal: controller.signal,
+        });
+        try {
+          expect(response.status, accept).toBe(200);
+          expect(await readFirstEvent(response)).toEqual(served);
+        } finally {
+          controller.abort();
+        }
+      }
+    });
+
+    it('answers every malformed request in the JSON error envelope with a code and the matching status', async () => {
+      const search = (params: Record<string, string>) => `${sseUrl(router)}?${new URLSearchParams(params)}`;
+      const cases: { name: string; url?: string; init: RequestInit; status: number; code: string }[] = [
+        {
+          name: 'Accept without event streams',
+          init: { method: 'POST', headers: { ...sseHeaders, accept: 'application/json' }, body },
+          status: 406,
+          code: 'BAD_USER_INPUT',
+        },
+        {
+          name: 'event streams refused by q=0',
+          init: { method: 'POST', headers: { ...sseHeaders, accept: 'text/event-stream;q=0, */*' }, body },
+          status: 406,
+          code: 'BAD_USER_INPUT',
+        },
+        {
+          name: 'a text/plain body',
+          init: { method: 'POST', headers: { ...sseHeaders, 'content-type': 'text/plain' }, body },
+          status: 415,
+          code: 'BAD_USER_INPUT',
+        },
+        { name: 'a JSON array body', init: { method: 'POST', headers: sseHeaders, body: '[]' }, status: 400, code: 'BAD_USER_INPUT' },
+        { name: 'an empty body', init: { method: 'POST', headers: sseHeaders }, status: 400, code: 'BAD_USER_INPUT' },
+        {
+          name: 'variables: []',
+          init: { method: 'POST', headers: sseHeaders, body: JSON.stringify({ query: trustedSubscription, variables: [] }) },
+          status: 400,
+          code: 'BAD_USER_INPUT',
+        },
+        {
+          name: 'query: 5',
+          init: { method: 'POST', headers: sseHeaders, body: JSON.stringify({ query: 5 }) },
+          status: 400,
+          code: 'BAD_USER_INPUT',
+        },
+        {
+          name: 'operationName: 5',
+          init: { method: 'POST', headers: sseHeaders, body: JSON.stringify({ query: trustedSubscription, operationName: 5 }) },
+          status: 400,
+          code: 'BAD_USER_INPUT',
+        },
+        {
+          name: 'extensions: "x"',
+          init: { method: 'POST', headers: sseHeaders, body: JSON.stringify({ query: trustedSubscription, extensions: 'x' }) },
+          status: 400,
+          code: 'BAD_USER_INPUT',
+        },
+        {
+          name: 'a query that does not parse',
+          init: { method: 'POST', headers: sseHeaders, body: JSON.stringify({ query: 'subscription {' }) },
+          status: 400,
+          code: 'GRAPHQL_PARSE_FAILED',
+        },
+        {
+          name: 'GET with unparsable variables',
+          url: search({ query: trustedSubscription, variables: '{nope' }),
+          init: { headers: { accept: sseHeaders.accept } },
+          status: 400,
+          code: 'BAD_USER_INPUT',
+        },
+        {
+          name: 'GET with variables that are a list',
+          url: search({ query: trustedSubscription, variables: '[1]' }),
+          init: { headers: { accept: sseHeaders.accept } },
+          status: 400,
+          code: 'BAD_USER_INPUT',
+        },
+        { name: 'PUT', init: { method: 'PUT', headers: sseHeaders, body }, status: 405, code: 'BAD_USER_INPUT' },
+      ];
+      for (const { name, url, init, status, code } of cases) {
+        const response = await fetch(url ?? sseUrl(router), {
+          ...init,
+          headers: { ...(init.headers as Record<string, string>), authorization: user },
+        });
+        expect(response.status, name).toBe(status);
+        expect(response.headers.get('content-type'), name).toContain('application/json');
+        expect(await response.json(), name).toMatchObject({ errors: [{ message: expect.any(String), extensions: { code } }] });
+      }
+    });
+  });
+
   describe('documents with several operations', () => {
     it('serves the named subscription of a document whose other operation uses a fragment it does not', async () => {
       const document = `

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { ErrorCode, GhostPayError, type JwtVerifier, type Principal } from '@ghostpay/platform';
+import { ErrorCode, GhostPayError, type JwtVerifier, type Principal, sendJson } from '@ghostpay/platform';
 import type { DocumentNode, ExecutionArgs, ExecutionResult, GraphQLError, GraphQLSchema } from 'graphql';
 import { createHandler as createSseHandler } from 'graphql-sse';
 import { useServer as useGraphQLWsServer } from 'graphql-ws/use/ws';
@@ -11,6 +11,7 @@ import { type PersistedOperation, resolvePersistedQuery } from '../persisted-que
 import { withoutSchemaSuggestions } from '../schema-suggestions.ts';
 import { type ExecuteQuery, openClientSubscription, type SubscriptionPayload } from './client-subscription.ts';
 import type { EventStream } from './event-stream.ts';
+import { isSseRefusal, readSseRequest } from './sse-request.ts';
 import {
   defaultSubscriptionRoutes,
   isPlan,
@@ -398,8 +399,18 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
       }
       let expiry: NodeJS.Timeout | undefined;
       const result = await open(caller, params, 'sse', () => clearTimeout(expiry));
-      // `data: null` makes graphql-sse treat it as a result: one `next` with the errors, then `complete`.
-      if (Array.isArray(result)) return { data: null, errors: (result as readonly GraphQLError[]).map((e) => e.toJSON()) } as never;
+      if (Array.isArray(result)) {
+        const errors = (result as readonly GraphQLError[]).map((e) => e.toJSON());
+        // A document that does not parse is a bad request, as graphql-sse itself answers it (before any stream).
+        if (errors[0]?.extensions?.code === ErrorCode.GRAPHQL_PARSE_FAILED) {
+          return [
+            JSON.stringify({ errors }),
+            { status: 400, statusText: 'Bad Request', headers: { 'content-type': 'application/json; charset=utf-8' } },
+          ];
+        }
+        // `data: null` makes graphql-sse treat it as a result: one `next` with the errors, then `complete`.
+        return { data: null, errors } as never;
+      }
       const { stream } = result as { stream: EventStream<SubscriptionPayload> };
       expiry = setTimeout(
         () => stream.end({ errors: [{ message: 'Token expired', extensions: { code: ErrorCode.UNAUTHENTICATED } }] }),
@@ -425,15 +436,6 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     await pool.close();
   };
 
-  /** A `GET`'s URL with `query=` added when it has none (a hash-only request), for the same reason. */
-  const withQueryParam = (method: string | undefined, url: string) => {
-    if (method !== 'GET') return url;
-    const parsed = new URL(url, 'http://localhost/');
-    if (parsed.searchParams.has('query')) return url;
-    parsed.searchParams.set('query', '');
-    return `${parsed.pathname}${parsed.search}`;
-  };
-
   return {
     handleUpgrade(req, socket, head) {
       const pathname = (req.url ?? '/').split('?')[0];
@@ -444,21 +446,25 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
       wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
     },
     async handleSse(req, res, body) {
-      // A hash-only request names a manifest operation, resolved in `open`; graphql-sse would refuse it for lacking a query.
-      const params =
-        body && typeof body === 'object' && !Array.isArray(body) && (body as { query?: unknown }).query === undefined
-          ? { ...(body as Record<string, unknown>), query: '' }
-          : body;
+      // Checked here, so every refusal carries a code (graphql-sse answers some with an empty body).
+      const params = readSseRequest(req, body);
+      if (isSseRefusal(params)) {
+        sendJson(res, params.status, { errors: [{ message: params.message, extensions: { code: params.code } }] }, params.headers);
+        return;
+      }
+      // graphql-sse gets the checked parameters as a JSON POST whatever the method (its GET parser
+      // insists on a `query`, which a hash-only request lacks), and the one Accept its
+      // distinct-connections mode recognises.
+      const headers: Record<string, string | undefined> = {
+        accept: 'text/event-stream',
+        'content-type': 'application/json',
+        authorization: req.headers.authorization,
+      };
       const [payload, init] = await sse({
-        method: req.method ?? 'GET',
-        url: withQueryParam(req.method, req.url ?? '/'),
-        headers: {
-          get(key) {
-            const header = req.headers[key];
-            return Array.isArray(header) ? header.join('\n') : header;
-          },
-        },
-        body: (params ?? null) as string | Record<PropertyKey, unknown> | null,
+        method: 'POST',
+        url: req.url ?? '/',
+        headers: { get: (key) => headers[key.toLowerCase()] },
+        body: params as unknown as Record<PropertyKey, unknown>,
         raw: req,
         context: { res },
       });
