@@ -5,6 +5,7 @@ import {
   createMetricsRegistry,
   createServiceServer,
   ErrorCode,
+  type FieldProblem,
   type Logger,
   type Registry,
   readBody,
@@ -14,6 +15,7 @@ import {
 } from '@ghostpay/platform';
 import type { BridgeConfig } from './config.ts';
 import { docsPaths, loadDocsFiles } from './docs-page.ts';
+import { firstDuplicateKey } from './duplicate-json-keys.ts';
 import { badInputMessage, errorEnvelope, mapGraphQLErrors, mapNonGraphQLAnswer, unavailableMessage } from './error-mapping.ts';
 import { apiContentSecurityPolicy, applyCors, docsContentSecurityPolicy, setSecurityHeaders } from './http-security.ts';
 import { type ApiRoute, loadSpec, manifestPath, matchRoute, type OpenApiDocument, routesOf } from './openapi-spec.ts';
@@ -54,6 +56,9 @@ export interface Bridge {
  * page) and those of platform's server bootstrap. Each must be documented in openapi.yaml.
  */
 export const staticPaths = ['/openapi.json', ...docsPaths, '/healthz', '/readyz', '/metrics'];
+
+/** A request body as read: parsed, or why it is refused. */
+type BodyRead = { ok: true; body: unknown } | { ok: false; status: number; code: string; message: string; fields?: FieldProblem[] };
 
 /** Headers of the router's answer that REST clients need (rate limiting). */
 const passedThroughHeaders = ['retry-after', 'ratelimit', 'ratelimit-policy'];
@@ -120,10 +125,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
    * `requestBody` (cancel, reveal) takes none: nothing, or an empty JSON object as some clients
    * always send; anything else is refused rather than dropped unread, as unknown fields are.
    */
-  const readJsonBody = async (
-    req: IncomingMessage,
-    takesBody: boolean,
-  ): Promise<{ ok: true; body: unknown } | { ok: false; status: number; code: string; message: string; field?: string }> => {
+  const readJsonBody = async (req: IncomingMessage, takesBody: boolean): Promise<BodyRead> => {
     let raw: Buffer;
     try {
       raw = await readBody(req, config.BRIDGE_MAX_BODY_BYTES);
@@ -134,23 +136,29 @@ export function createBridge(deps: BridgeDeps): Bridge {
       throw error;
     }
     if (raw.length === 0) return { ok: true, body: undefined };
-    const noBody = {
+    const refusal = (message: string, field = 'body', fieldMessage = message): BodyRead => ({
       ok: false,
       status: 400,
       code: ErrorCode.BAD_USER_INPUT,
-      message: 'This operation takes no request body',
-      field: 'body',
-    } as const;
+      message,
+      fields: [{ field, message: fieldMessage }],
+    });
+    const noBody = refusal('This operation takes no request body');
     const contentType = String(req.headers['content-type'] ?? '');
     if (!/^application\/json\s*(;|$)/i.test(contentType)) {
       if (!takesBody) return noBody;
-      return { ok: false, status: 400, code: ErrorCode.BAD_USER_INPUT, message: 'Content-Type must be application/json', field: 'body' };
+      return refusal('Content-Type must be application/json');
     }
+    const text = raw.toString('utf8');
     let body: unknown;
     try {
-      body = JSON.parse(raw.toString('utf8'));
+      body = JSON.parse(text);
     } catch {
-      return { ok: false, status: 400, code: ErrorCode.BAD_USER_INPUT, message: 'The request body is not valid JSON', field: 'body' };
+      return refusal('The request body is not valid JSON');
+    }
+    const duplicate = firstDuplicateKey(text);
+    if (duplicate !== undefined) {
+      return refusal(`${duplicate}: appears more than once`, duplicate, 'appears more than once');
     }
     if (!takesBody) {
       const empty = body !== null && typeof body === 'object' && !Array.isArray(body) && Object.keys(body).length === 0;
@@ -185,9 +193,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
     if (!parsed.ok) {
       // The rest of a body past the limit is not worth reading: the socket closes after the 413.
       if (parsed.status === 413) res.setHeader('connection', 'close');
-      sendError(res, parsed.status, parsed.code, parsed.message, requestId, {
-        ...(parsed.field ? { fields: [{ field: parsed.field, message: parsed.message }] } : {}),
-      });
+      sendError(res, parsed.status, parsed.code, parsed.message, requestId, parsed.fields ? { fields: parsed.fields } : {});
       return;
     }
     const checked = validateRequest(route, { params, query: url.searchParams, headers: req.headers, body: parsed.body });

@@ -2,7 +2,7 @@ import type { FieldProblem } from '@ghostpay/platform';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsImport from 'ajv-formats';
-import type { ApiRoute, OpenApiDocument } from './openapi-spec.ts';
+import { type ApiRoute, type OpenApiDocument, resolveRef } from './openapi-spec.ts';
 
 type FormatsPlugin = (ajv: Ajv2020) => Ajv2020;
 // ajv-formats is CommonJS: under Node's ESM loader the default import is the plugin itself.
@@ -90,7 +90,41 @@ interface CompiledRoute {
   query: ValidateFunction;
   headers: ValidateFunction;
   headerNames: string[];
+  /** Path and query parameters whose schema is numeric, by name. */
+  numeric: Map<string, 'integer' | 'number'>;
   body?: ValidateFunction;
+}
+
+// Decimal digits only: Ajv's type coercion (`+value`) would also take `0x10`, `1e1`, ` 5 `.
+const decimalInteger = /^-?[0-9]+$/;
+const decimalNumber = /^-?[0-9]+(\.[0-9]+)?$/;
+
+/**
+ * Path and query parameters arrive as text. A numeric one written in plain decimal becomes its
+ * number; any other text is left as it is, for the schema to refuse (`must be integer`).
+ */
+function coerceNumeric(values: Record<string, unknown>, numeric: Map<string, 'integer' | 'number'>) {
+  for (const [name, kind] of numeric) {
+    const value = values[name];
+    if (typeof value === 'string' && (kind === 'integer' ? decimalInteger : decimalNumber).test(value)) values[name] = Number(value);
+  }
+}
+
+function numericParameters(spec: OpenApiDocument, parameters: ApiRoute['parameters']): Map<string, 'integer' | 'number'> {
+  const numeric = new Map<string, 'integer' | 'number'>();
+  for (const parameter of parameters) {
+    if (parameter.in !== 'path' && parameter.in !== 'query') continue;
+    const type = parameter.schema ? resolveRef<Record<string, unknown>>(spec, parameter.schema).type : undefined;
+    if (type === 'integer' || type === 'number') numeric.set(parameter.name, type);
+  }
+  return numeric;
+}
+
+/** Problems about the body as a whole (`null`, `[]` where an object goes) name it `body`. */
+function bodyProblems(problems: FieldProblem[]): FieldProblem[] {
+  return problems.map((p) =>
+    p.field === '' ? { field: 'body', message: p.message === 'must be object' ? 'must be a JSON object' : p.message } : p,
+  );
 }
 
 function objectSchema(parameters: ApiRoute['parameters'], closed: boolean) {
@@ -104,21 +138,21 @@ function objectSchema(parameters: ApiRoute['parameters'], closed: boolean) {
 
 /**
  * Validates requests against the contract before anything reaches the router: path and
- * query parameters (coerced to their types; unknown query parameters are refused), header
- * parameters, and the JSON body. Every bad field is reported, not just the first.
+ * query parameters (numeric ones parsed as plain decimal; unknown query parameters are
+ * refused), header parameters, and the JSON body. Every bad field is reported, not just the first.
  */
 export function createRequestValidator(spec: OpenApiDocument, routes: ApiRoute[]) {
-  const coercing = createSpecAjv(spec, { coerceTypes: true });
-  const strict = createSpecAjv(spec);
+  const ajv = createSpecAjv(spec);
   const compiled = new Map<ApiRoute, CompiledRoute>();
   for (const route of routes) {
     const inPlace = (where: string) => route.parameters.filter((p) => p.in === where);
     compiled.set(route, {
-      path: compileSpecSchema(coercing, objectSchema(inPlace('path'), false)),
-      query: compileSpecSchema(coercing, objectSchema(inPlace('query'), true)),
-      headers: compileSpecSchema(strict, objectSchema(inPlace('header'), false)),
+      path: compileSpecSchema(ajv, objectSchema(inPlace('path'), false)),
+      query: compileSpecSchema(ajv, objectSchema(inPlace('query'), true)),
+      headers: compileSpecSchema(ajv, objectSchema(inPlace('header'), false)),
       headerNames: inPlace('header').map((p) => p.name),
-      body: route.bodySchema ? compileSpecSchema(strict, route.bodySchema) : undefined,
+      numeric: numericParameters(spec, route.parameters),
+      body: route.bodySchema ? compileSpecSchema(ajv, route.bodySchema) : undefined,
     });
   }
 
@@ -128,6 +162,7 @@ export function createRequestValidator(spec: OpenApiDocument, routes: ApiRoute[]
     const problems: FieldProblem[] = [];
 
     const params: Record<string, unknown> = { ...input.params };
+    coerceNumeric(params, validators.numeric);
     if (!validators.path(params)) problems.push(...problemsOf(validators.path.errors));
 
     const query: Record<string, unknown> = {};
@@ -136,6 +171,7 @@ export function createRequestValidator(spec: OpenApiDocument, routes: ApiRoute[]
       if (values.length > 1) problems.push({ field: name, message: 'must be given once' });
       query[name] = values[0];
     }
+    coerceNumeric(query, validators.numeric);
     if (!validators.query(query)) problems.push(...problemsOf(validators.query.errors));
 
     const headers: Record<string, string> = {};
@@ -150,7 +186,7 @@ export function createRequestValidator(spec: OpenApiDocument, routes: ApiRoute[]
     if (validators.body) {
       if (body === undefined && route.bodyRequired) problems.push({ field: 'body', message: 'a JSON body is required' });
       else if (body === undefined) body = {};
-      else if (!validators.body(body)) problems.push(...problemsOf(validators.body.errors));
+      else if (!validators.body(body)) problems.push(...bodyProblems(problemsOf(validators.body.errors)));
     }
 
     if (problems.length > 0) return { ok: false, problems };

@@ -200,6 +200,46 @@ describe('the bridge in front of a scripted router', () => {
     expect(captured.map((c) => c.body.variables)).toEqual([{ id: 'card_1' }, { id: 'card_1' }, { id: 'card_1' }]);
   });
 
+  it('refuses a body that repeats a key instead of keeping the last value', async () => {
+    const response = await api.call('POST', '/charges', {
+      token,
+      rawBody: '{"card_id":"card_1","amount":1,"currency":"USD","amount":99999999}',
+      headers: { 'Idempotency-Key': 'k' },
+    });
+    expect(response.status).toBe(400);
+    expect(response.body.error).toMatchObject({
+      code: 'BAD_USER_INPUT',
+      message: 'amount: appears more than once',
+      fields: [{ field: 'amount', message: 'appears more than once' }],
+    });
+    // The same key spelled with an escape is the same key.
+    const escaped = await api.call('POST', '/auth/token', { rawBody: '{"api_key":"a","api\\u005fkey":"b"}' });
+    expect(escaped.body.error.fields).toEqual([{ field: 'api_key', message: 'appears more than once' }]);
+    expect(captured).toHaveLength(0);
+  });
+
+  it('names the body itself `body` when it is not an object', async () => {
+    for (const rawBody of ['null', '[]', '5']) {
+      const response = await api.call('POST', '/charges', { token, rawBody, headers: { 'Idempotency-Key': 'k' } });
+      expect(response.status).toBe(400);
+      expect(response.body.error.fields).toEqual([{ field: 'body', message: 'must be a JSON object' }]);
+    }
+    expect(captured).toHaveLength(0);
+  });
+
+  it('reads integer query parameters as plain decimal only', async () => {
+    for (const limit of ['0x10', '1e1', '%205', '5.0', '0b11', '']) {
+      const response = await api.call('GET', `/cards?limit=${limit}`, { token });
+      expect(response.status, `limit=${limit}`).toBe(400);
+      expect(response.body.error.fields).toEqual([{ field: 'limit', message: 'must be integer' }]);
+    }
+    expect(captured).toHaveLength(0);
+    errorAnswer('NOT_FOUND');
+    await api.call('GET', '/cards?limit=16', { token });
+    await api.call('GET', '/cards', { token });
+    expect(captured.map((c) => (c.body.variables as { first?: number }).first)).toEqual([16, 20]);
+  });
+
   it('answers 409 for IDEMPOTENCY_KEY_IN_USE', async () => {
     errorAnswer('IDEMPOTENCY_KEY_IN_USE');
     const response = await api.call('POST', '/charges', {
