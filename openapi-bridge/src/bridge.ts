@@ -16,7 +16,14 @@ import {
 import type { BridgeConfig } from './config.ts';
 import { docsPaths, loadDocsFiles } from './docs-page.ts';
 import { firstDuplicateKey } from './duplicate-json-keys.ts';
-import { badInputMessage, errorEnvelope, mapGraphQLErrors, mapNonGraphQLAnswer, unavailableMessage } from './error-mapping.ts';
+import {
+  badInputMessage,
+  errorEnvelope,
+  mapGraphQLErrors,
+  mapNonGraphQLAnswer,
+  type RetryAdvice,
+  unavailableMessageFor,
+} from './error-mapping.ts';
 import { apiContentSecurityPolicy, applyCors, docsContentSecurityPolicy, setSecurityHeaders } from './http-security.ts';
 import { type ApiRoute, loadSpec, manifestPath, matchRoute, type OpenApiDocument, routesOf } from './openapi-spec.ts';
 import { operationMappings } from './operation-mappings.ts';
@@ -56,6 +63,9 @@ export interface Bridge {
  * page) and those of platform's server bootstrap. Each must be documented in openapi.yaml.
  */
 export const staticPaths = ['/openapi.json', ...docsPaths, '/healthz', '/readyz', '/metrics'];
+
+/** The header parameter that makes a mutation retry-safe (the contract's name). */
+const idempotencyKeyHeader = 'Idempotency-Key';
 
 /** A request body as read: parsed, or why it is refused. */
 type BodyRead = { ok: true; body: unknown } | { ok: false; status: number; code: string; message: string; fields?: FieldProblem[] };
@@ -203,6 +213,14 @@ export function createBridge(deps: BridgeDeps): Bridge {
     }
 
     const { operation, mapping } = target;
+    // Said in every 503: whether a retry is safe depends on the route and on the client's key.
+    const takesKey = route.parameters.some((p) => p.in === 'header' && p.name === idempotencyKeyHeader);
+    const retryAdvice: RetryAdvice = !takesKey
+      ? 'safe'
+      : checked.request.headers[idempotencyKeyHeader] !== undefined
+        ? 'same-key'
+        : 'unknown-outcome';
+    const unavailable = unavailableMessageFor(retryAdvice);
     const headers: Record<string, string> = { [requestIdHeader]: requestId };
     // The router limits anonymous calls (POST /auth/token) per client address; behind the bridge
     // every caller would share the bridge's. The bridge states the peer it saw and drops whatever
@@ -224,7 +242,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
     } catch (error) {
       if (!(error instanceof RouterUnreachableError)) throw error;
       logger.error({ requestId, operation: operation.name, err: error.message }, 'router unreachable');
-      sendError(res, 503, ErrorCode.SERVICE_UNAVAILABLE, unavailableMessage, requestId);
+      sendError(res, 503, ErrorCode.SERVICE_UNAVAILABLE, unavailable, requestId);
       return;
     }
     const passRateLimitHeaders = () => {
@@ -267,7 +285,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
       if (fallback.status >= 500) logger.error(line, 'router answered without data or errors');
       else logger.warn(line, 'router answered without data or errors');
       if (fallback.keepsRateLimitHeaders) passRateLimitHeaders();
-      sendError(res, fallback.status, fallback.code, fallback.message, requestId, {
+      sendError(res, fallback.status, fallback.code, fallback.status === 503 ? unavailable : fallback.message, requestId, {
         ...(fallback.status === 401 ? { headers: { 'www-authenticate': 'Bearer' } } : {}),
       });
       return;
@@ -287,6 +305,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
       res.setHeader('retry-after', String(mapped.retryAfter));
     }
     if (mapped.status === 401) res.setHeader('www-authenticate', 'Bearer');
+    if (mapped.status === 503) mapped.envelope.error.message = unavailable;
     sendBody(res, mapped.status, mapped.envelope);
   };
 

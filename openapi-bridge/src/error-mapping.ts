@@ -40,10 +40,32 @@ const precedence: string[] = [
 ];
 
 /**
- * The message of every 503: the router's and subgraphs' own texts (`Subgraph "charges" is
- * unavailable (ECONNREFUSED)`) name the deployment's parts and are for its logs, not clients.
+ * The message of a 503 (router unreachable or timed out, a subgraph down): fixed, since the
+ * router's and subgraphs' own texts (`Subgraph "charges" is unavailable (ECONNREFUSED)`) name
+ * the deployment's parts and are for its logs, not clients.
  */
 export const unavailableMessage = 'The API is temporarily unavailable; retry with backoff';
+
+/**
+ * How a client may retry after a 503, which it cannot tell from a request that never ran:
+ * - `safe`: a read, or a call that does the same when repeated (cancel, reveal, token exchange);
+ * - `same-key`: sent with an `Idempotency-Key`; a retry with that key replays the outcome;
+ * - `unknown-outcome`: a mutation that takes a key, sent without one (a card issue, a refund).
+ *   It may have been applied before the failure (a router timeout after the write), and a
+ *   retry would be a new request: a second card, a second refund.
+ */
+export type RetryAdvice = 'safe' | 'same-key' | 'unknown-outcome';
+
+export function unavailableMessageFor(advice: RetryAdvice): string {
+  if (advice === 'same-key') return 'The API is temporarily unavailable; retry with backoff and the same Idempotency-Key';
+  if (advice === 'unknown-outcome') {
+    return (
+      'The outcome is unknown: the request may have been applied. Check the resource (the charge, the card list) before ' +
+      'retrying, since a retry without an Idempotency-Key is a new request'
+    );
+  }
+  return unavailableMessage;
+}
 
 /**
  * One message for a 400, rebuilt from the REST field names (`amount: must be >= 1`), so it

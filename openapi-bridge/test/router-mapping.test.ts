@@ -23,7 +23,8 @@ describe('the bridge in front of a scripted router', () => {
   let api: ReturnType<typeof createContractChecker>;
   let bridgeUrl = '';
   const captured: Captured[] = [];
-  let answer: { status: number; headers?: Record<string, string>; body: string } = { status: 200, body: '{}' };
+  /** What the scripted router answers; `drop` closes the connection without an answer, as a timeout after the write would. */
+  let answer: { status: number; headers?: Record<string, string>; body: string; drop?: boolean } = { status: 200, body: '{}' };
   const manifest = loadManifest(manifestPath);
   const token = 'header.payload.signature';
   const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
@@ -31,6 +32,10 @@ describe('the bridge in front of a scripted router', () => {
   beforeAll(async () => {
     fakeRouter = await startLoopbackServer((req, res, body) => {
       captured.push({ headers: req.headers, body: JSON.parse(body || '{}') });
+      if (answer.drop) {
+        req.socket.destroy();
+        return;
+      }
       res.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers });
       res.end(answer.body);
     });
@@ -415,6 +420,37 @@ describe('the bridge in front of a scripted router', () => {
     expect(other.body.error.code).toBe('INTERNAL_SERVER_ERROR');
     expect(other.headers.get('retry-after')).toBeNull();
     expect(other.headers.get('ratelimit')).toBeNull();
+  });
+
+  it('tells a client whose unkeyed refund or card issue met a 503 that the outcome is unknown, not to just retry', async () => {
+    const unknownOutcome = /^The outcome is unknown: the request may have been applied\. Check the resource/;
+    const refund = (headers: Record<string, string> = {}) =>
+      api.call('POST', '/charges/ch_1/refunds', { token, body: { amount: 5 }, headers });
+
+    // The router took the request and never answered (a timeout after the write).
+    answer = { status: 200, body: '', drop: true };
+    const dropped = await refund();
+    expect(dropped.status).toBe(503);
+    expect(dropped.body.error).toMatchObject({ code: 'SERVICE_UNAVAILABLE', message: expect.stringMatching(unknownOutcome) });
+    const keyed = await refund({ 'Idempotency-Key': 'refund-2' });
+    expect(keyed.body.error.message).toBe('The API is temporarily unavailable; retry with backoff and the same Idempotency-Key');
+    const issue = await api.call('POST', '/cards', { token, body: { user_id: 'usr_1', amount: 10, currency: 'USD' } });
+    expect(issue.body.error.message).toMatch(unknownOutcome);
+    // A read, or a call that does the same when repeated, is safe to retry.
+    expect((await api.call('GET', '/charges/ch_1', { token })).body.error.message).toBe(
+      'The API is temporarily unavailable; retry with backoff',
+    );
+    expect((await api.call('POST', '/cards/card_1/cancel', { token })).body.error.message).toBe(
+      'The API is temporarily unavailable; retry with backoff',
+    );
+
+    // The same for a subgraph that failed mid-request and a gateway timeout in front of the router.
+    errorAnswer('SUBGRAPH_UNAVAILABLE');
+    expect((await refund()).body.error).toMatchObject({ code: 'SUBGRAPH_UNAVAILABLE', message: expect.stringMatching(unknownOutcome) });
+    answer = { status: 504, body: '<html>gateway timeout</html>' };
+    const timedOut = await refund();
+    expect(timedOut.status).toBe(503);
+    expect(timedOut.body.error.message).toMatch(unknownOutcome);
   });
 
   it('answers a request target that is no URL with 400 in the envelope, and keeps serving', async () => {
