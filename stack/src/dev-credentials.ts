@@ -7,6 +7,12 @@ export interface DevCredential {
 
 /** The shape of `.data/dev-credentials.json`. */
 export interface DevCredentials {
+  /**
+   * The database the keys are valid in (`describeDatabase`: the PostgreSQL URL without its
+   * password, or `pglite:<dir>`). Informative: every start checks the keys against the database
+   * it opened and issues fresh ones when they are not valid there.
+   */
+  database?: string;
   admin: DevCredential;
   merchant: DevCredential;
   user: DevCredential;

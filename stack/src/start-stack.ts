@@ -1,7 +1,7 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { analyticsConfigSchema, createAnalyticsService, openAnalyticsStore } from '@ghostpay/analytics';
-import { authConfigSchema, createAuthService, seedUser } from '@ghostpay/auth';
+import { authConfigSchema, createAuthService } from '@ghostpay/auth';
 import { cardsConfigSchema, createCardsService } from '@ghostpay/cards';
 import { chargesConfigSchema, createChargesService } from '@ghostpay/charges';
 import { createDatabase, type DatabaseHandle, embeddedDatabaseDir, migrate } from '@ghostpay/db';
@@ -28,6 +28,7 @@ import {
 } from '@ghostpay/router';
 import { type DevCredentials, readDevCredentials, writeDevCredentials } from './dev-credentials.ts';
 import { ensureDevSecrets } from './dev-secrets.ts';
+import { describeDatabase, ensureDevUser } from './dev-seed.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -56,7 +57,10 @@ export interface StackUrls {
 export interface Stack {
   readonly urls: StackUrls;
   readonly credentials: DevCredentials;
-  /** True when this start seeded the users (first start on this data directory). */
+  /**
+   * True when this start issued the dev API keys: the first start on this database, or the
+   * credentials file's keys were not valid in it (the banner shows keys only then).
+   */
   readonly firstStart: boolean;
   readonly dataDir: string;
   readonly database: DatabaseHandle;
@@ -116,29 +120,49 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const auth = createAuthService({ database, secrets, logger: serviceLogger('auth'), config: config('auth', authConfigSchema) });
     await auth.start(port('AUTH_PORT', 4001), host);
     closers.push(() => auth.close());
-
-    const credentialsPath = join(dataDir, 'dev-credentials.json');
-    let credentials = readDevCredentials(credentialsPath);
-    const firstStart = !credentials;
-    if (!credentials) {
-      const seeded: Partial<DevCredentials> = {};
-      for (const role of roles) {
-        const { user, apiKey } = await seedUser(database, { name: `Dev ${role}`, email: `${role}@ghostpay.dev`, role });
-        seeded[role] = { userId: user.id, apiKey };
-      }
-      credentials = seeded as DevCredentials;
-      writeDevCredentials(credentialsPath, credentials);
+    const databaseName = describeDatabase(env.DATABASE_URL, embeddedDatabaseDir(dataDir));
+    // Auth's signing keys are stored encrypted under `signing-kek`: a database first started
+    // with another data directory's development secrets answers every token exchange with a
+    // 500. Say so at start, with what to do, rather than seeding keys that cannot be used.
+    try {
+      await auth.keyRing.signingKey();
+    } catch (error) {
+      throw new Error(
+        `${databaseName} holds signing keys that ${join(secretsDir, 'signing-kek')} cannot decrypt: the database was set up with ` +
+          "another data directory's secrets. Start with that directory (GHOSTPAY_DATA_DIR, or SECRETS_DIR=<it>/secrets), or with a database of its own.",
+        { cause: error },
+      );
     }
+
+    // The credentials file and the router's key file live in the data directory, the users in
+    // the database: they can part (a new DATABASE_URL, a lost file, a data directory new to an
+    // already-seeded database). Each start checks the keys against this database and issues
+    // fresh ones for the same users (found by email) when they are not valid here.
+    const credentialsPath = join(dataDir, 'dev-credentials.json');
+    const known = readDevCredentials(credentialsPath);
+    const seeded: Partial<DevCredentials> = {};
+    let keysIssued = false;
+    for (const role of roles) {
+      const { credential, issued } = await ensureDevUser(
+        database,
+        { name: `Dev ${role}`, email: `${role}@ghostpay.dev`, role },
+        known?.[role],
+      );
+      seeded[role] = credential;
+      keysIssued ||= issued;
+    }
+    const credentials: DevCredentials = { database: databaseName, ...(seeded as Omit<DevCredentials, 'database'>) };
+    if (keysIssued || known?.database !== databaseName) writeDevCredentials(credentialsPath, credentials);
+    if (keysIssued && known)
+      logger.warn({ file: credentialsPath, database: databaseName }, 'dev API keys were not valid in this database: issued fresh ones');
     // The router subscribes upstream as its own service account (an admin API key in the
-    // `router-subscriptions-api-key` secret); in development the stack creates it once.
+    // `router-subscriptions-api-key` secret); in development the stack keeps it valid the same way.
     const routerKeyFile = join(secretsDir, subscriptionsApiKeySecret);
-    if (!baseEnv.SECRETS_DIR && !existsSync(routerKeyFile)) {
-      const { apiKey } = await seedUser(database, {
-        name: 'Router service',
-        email: `router-${Date.now()}@ghostpay.internal`,
-        role: 'admin',
-      });
-      writeFileSync(routerKeyFile, `${apiKey}\n`, { mode: 0o600 });
+    if (!baseEnv.SECRETS_DIR) {
+      const current = existsSync(routerKeyFile) ? readFileSync(routerKeyFile, 'utf8').trim() : undefined;
+      const routerUser = { name: 'Router service', email: 'router@ghostpay.internal', role: 'admin' } as const;
+      const { credential, issued } = await ensureDevUser(database, routerUser, current ? { userId: '', apiKey: current } : undefined);
+      if (issued) writeFileSync(routerKeyFile, `${credential.apiKey}\n`, { mode: 0o600 });
     }
 
     const authConfig = config('auth', authConfigSchema);
@@ -235,7 +259,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         analytics: analytics.url,
       },
       credentials,
-      firstStart,
+      firstStart: keysIssued,
       dataDir,
       database,
       close,
