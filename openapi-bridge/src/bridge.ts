@@ -28,7 +28,7 @@ import { apiContentSecurityPolicy, applyCors, docsContentSecurityPolicy, setSecu
 import { type ApiRoute, loadSpec, manifestPath, matchRoute, type OpenApiDocument, routesOf } from './openapi-spec.ts';
 import { operationMappings } from './operation-mappings.ts';
 import { loadManifest, type ManifestOperation } from './persisted-query-manifest.ts';
-import { createRequestValidator } from './request-validation.ts';
+import { createRequestValidator, maskCardNumbers } from './request-validation.ts';
 import { createRouterClient, type RouterClient, RouterUnreachableError } from './router-client.ts';
 import { traceHeadersFor } from './trace-context.ts';
 
@@ -166,7 +166,8 @@ export function createBridge(deps: BridgeDeps): Bridge {
     } catch {
       return refusal('The request body is not valid JSON');
     }
-    const duplicate = firstDuplicateKey(text);
+    const found = firstDuplicateKey(text);
+    const duplicate = found === undefined ? undefined : maskCardNumbers(found);
     if (duplicate !== undefined) {
       return refusal(`${duplicate}: appears more than once`, duplicate, 'appears more than once');
     }

@@ -85,6 +85,18 @@ export function problemsOf(errors: ErrorObject[] | null | undefined, base = ''):
   return [...byField].map(([field, message]) => ({ field, message }));
 }
 
+// 12+ digits, single spaces or dashes allowed between them: how card numbers are written.
+const cardNumberLike = /\d(?:[ -]?\d){11,}/g;
+
+/**
+ * A field name the client chose (an unknown body field or query parameter, a repeated key)
+ * with card-number-like digit runs masked: 400s list such names, and a PAN pasted as a key
+ * must not come back in the answer, nor reach the client's logs from there.
+ */
+export function maskCardNumbers(field: string): string {
+  return field.replace(cardNumberLike, '[redacted]');
+}
+
 interface CompiledRoute {
   path: ValidateFunction;
   query: ValidateFunction;
@@ -189,7 +201,7 @@ export function createRequestValidator(spec: OpenApiDocument, routes: ApiRoute[]
       else if (!validators.body(body)) problems.push(...bodyProblems(problemsOf(validators.body.errors)));
     }
 
-    if (problems.length > 0) return { ok: false, problems };
+    if (problems.length > 0) return { ok: false, problems: problems.map((p) => ({ ...p, field: maskCardNumbers(p.field) })) };
     return { ok: true, request: { params, query, headers, body } };
   };
 }

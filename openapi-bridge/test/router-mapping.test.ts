@@ -223,6 +223,19 @@ describe('the bridge in front of a scripted router', () => {
     expect(captured).toHaveLength(0);
   });
 
+  it('never echoes a card number a client used as a field name', async () => {
+    const pan = '4111111111111111';
+    const unknownField = await api.call('POST', '/cards', { token, body: { user_id: 'usr_1', amount: 1, currency: 'USD', [pan]: 1 } });
+    const unknownParameter = await api.call('GET', `/cards?${pan}=1&4111-1111-1111-1111=2`, { token });
+    const repeated = await api.call('POST', '/auth/token', { rawBody: `{"api_key":"a","${pan}":1,"${pan}":2}` });
+    for (const response of [unknownField, unknownParameter, repeated]) {
+      expect(response.status).toBe(400);
+      expect(response.body.error.fields.map((f: { field: string }) => f.field)).toContain('[redacted]');
+      expect(JSON.stringify(response.body)).not.toMatch(/4111.?1111.?1111.?1111/);
+    }
+    expect(captured).toHaveLength(0);
+  });
+
   it('names the body itself `body` when it is not an object', async () => {
     for (const rawBody of ['null', '[]', '5']) {
       const response = await api.call('POST', '/charges', { token, rawBody, headers: { 'Idempotency-Key': 'k' } });
