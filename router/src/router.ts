@@ -46,7 +46,7 @@ import {
 } from './persisted-queries.ts';
 import { playgroundClientHeader, servePlayground } from './playground.ts';
 import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter, rateLimitHeaders } from './rate-limiter.ts';
-import { callerSafeId, emitRequestEvent, type RequestEventHandler, traceIdOf } from './request-events.ts';
+import { callerSafeId, emitRequestEvent, type RequestEventHandler, type RouterRequestEvent, traceIdOf } from './request-events.ts';
 import { createRouterMetrics } from './router-metrics.ts';
 import { withoutSchemaSuggestions } from './schema-suggestions.ts';
 import { createRetryBudget, type SubgraphCallContext, SubgraphDataSource } from './subgraph-data-source.ts';
@@ -304,6 +304,34 @@ export function createRouter(deps: RouterDeps): Router {
     plugins: [ApolloServerPluginLandingPageDisabled(), routerPlugin],
   });
 
+  /**
+   * Hands one request event to `deps.onRequestEvent` on a later tick: every GraphQL request
+   * (POST/GET /graphql, an SSE subscription, a WebSocket subscribe) goes through here. The
+   * request id and trace id a caller chose go only when they hold nothing secret-looking.
+   */
+  const reportRequest = (
+    req: IncomingMessage,
+    ids: { requestId: string; traceId: string | undefined; callerTraceId: string | undefined },
+    fields: Omit<RouterRequestEvent, 'requestId' | 'traceId'>,
+  ) =>
+    emitRequestEvent(
+      deps.onRequestEvent,
+      {
+        requestId: callerSafeId(ids.requestId, req.headers[requestIdHeader] as string | undefined) ?? '[redacted]',
+        // The active trace when tracing is on (the server span continues the caller's traceparent), else the caller's.
+        traceId: callerSafeId(ids.traceId ?? ids.callerTraceId, ids.callerTraceId),
+        ...fields,
+      },
+      (error) => {
+        metrics.requestEventErrors.inc();
+        logger.warn({ err: (error as Error)?.message }, 'request event handler failed');
+      },
+    );
+
+  /** The trace id of the traceparent a request carries, if it sent a well-formed one. */
+  const callerTraceIdOf = (req: IncomingMessage) =>
+    traceIdOf(typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined);
+
   const subscriptions = deps.subscriptions
     ? createRouterSubscriptions<RouterContext>({
         ...deps.subscriptions,
@@ -315,6 +343,26 @@ export function createRouter(deps: RouterDeps): Router {
         registry,
         // The same manifest and rule as POST /graphql: in safelist mode non-admins subscribe only to manifest operations.
         persistedQueries: { operations: manifest, safelist: safelist !== undefined },
+        // One request event per WebSocket subscribe attempt (and per refused connection_init), as for HTTP.
+        onWebSocketAnswered: deps.onRequestEvent
+          ? (answer) =>
+              reportRequest(
+                answer.request,
+                { requestId: requestIdOf(answer.request), traceId: undefined, callerTraceId: callerTraceIdOf(answer.request) },
+                {
+                  operationName: answer.operationName,
+                  operationType: 'subscription',
+                  apiKeyId: answer.principal?.apiKeyId,
+                  userId: answer.principal?.userId,
+                  role: answer.principal?.role,
+                  httpStatus: answer.httpStatus,
+                  errorCodes: answer.errorCodes,
+                  latencyMs: performance.now() - answer.startedAt,
+                  subgraphTimings: [],
+                  receivedAt: answer.receivedAt.toISOString(),
+                },
+              )
+          : undefined,
         contextFor: (principal, authorization) => {
           const requestId = randomUUID();
           return {
@@ -420,16 +468,37 @@ export function createRouter(deps: RouterDeps): Router {
    * the WebSocket), refused without reading anything; then the body, bounded like /graphql's.
    */
   const handleStream = async (req: IncomingMessage, res: ServerResponse, gateway: SubscriptionGateway) => {
-    res.setHeader(requestIdHeader, requestIdOf(req));
+    const receivedAt = new Date();
+    const started = performance.now();
+    const requestId = requestIdOf(req);
+    const ids = { requestId, traceId: currentTraceId(), callerTraceId: callerTraceIdOf(req) };
+    res.setHeader(requestIdHeader, requestId);
     res.setHeader('cache-control', 'no-store');
+    let principal: Principal | undefined;
+    // One request event per SSE request, when its first answer (a refusal, the stream's first payload) goes out.
+    const finish = (answer: { httpStatus: number; errorCodes: string[]; operationName?: string }) =>
+      reportRequest(req, ids, {
+        operationName: answer.operationName,
+        operationType: 'subscription',
+        apiKeyId: principal?.apiKeyId,
+        userId: principal?.userId,
+        role: principal?.role,
+        httpStatus: answer.httpStatus,
+        errorCodes: answer.errorCodes,
+        latencyMs: performance.now() - started,
+        subgraphTimings: [],
+        receivedAt: receivedAt.toISOString(),
+      });
     const refuse: Refuse = (httpStatus, code, message, headers = {}, extensions = {}) => {
       metrics.errors.inc({ code });
       // Refused before its body was read: closing is cheaper than reading the rest to keep the connection.
       if (req.method === 'POST' && !req.readableEnded) res.setHeader('connection', 'close');
       sendJson(res, httpStatus, errorBody(code, message, extensions), headers);
+      finish({ httpStatus, errorCodes: [code] });
     };
-    const principal = await verifyCaller(req, res, refuse);
-    if (principal === false) return;
+    const verified = await verifyCaller(req, res, refuse);
+    if (verified === false) return;
+    principal = verified;
     if (!principal) {
       refuse(401, ErrorCode.UNAUTHENTICATED, 'Authentication required', { 'www-authenticate': 'Bearer' });
       return;
@@ -442,7 +511,7 @@ export function createRouter(deps: RouterDeps): Router {
       if (!parsed) return;
       body = parsed.body;
     }
-    await gateway.handleSse(req, res, body);
+    await gateway.handleSse(req, res, body, deps.onRequestEvent ? finish : undefined);
   };
 
   const handleGraphQL = async (req: IncomingMessage, res: ServerResponse, url: URL) => {
@@ -454,7 +523,7 @@ export function createRouter(deps: RouterDeps): Router {
     // below for what its pipeline answers, is no-store unless a schema hint makes data cacheable).
     res.setHeader('cache-control', 'no-store');
     // The trace id of the caller's traceparent, if it sent a well-formed one.
-    const callerTraceId = traceIdOf(typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined);
+    const callerTraceId = callerTraceIdOf(req);
     // Read once, here: this runs synchronously inside the HTTP instrumentation's server span, so
     // the id cannot depend on the context surviving the awaits below.
     const activeTraceId = currentTraceId();
@@ -470,12 +539,10 @@ export function createRouter(deps: RouterDeps): Router {
     };
     const errorCodes: string[] = [];
     const finish = (httpStatus: number) => {
-      emitRequestEvent(
-        deps.onRequestEvent,
+      reportRequest(
+        req,
+        { requestId, traceId: activeTraceId, callerTraceId },
         {
-          requestId: callerSafeId(requestId, req.headers[requestIdHeader] as string | undefined) ?? '[redacted]',
-          // The active trace when tracing is on (the server span continues the caller's traceparent), else the caller's.
-          traceId: callerSafeId(activeTraceId ?? callerTraceId, callerTraceId),
           operationName: context.report.operationName,
           operationType: context.report.operationType,
           apiKeyId: principal?.apiKeyId,
@@ -486,10 +553,6 @@ export function createRouter(deps: RouterDeps): Router {
           latencyMs: performance.now() - started,
           subgraphTimings: context.subgraphTimings,
           receivedAt: receivedAt.toISOString(),
-        },
-        (error) => {
-          metrics.requestEventErrors.inc();
-          logger.warn({ err: (error as Error)?.message }, 'request event handler failed');
         },
       );
     };

@@ -29,6 +29,8 @@ const refusalCodes = new Set<string>([ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN, 
 
 export interface OpenedSubscription {
   stream: EventStream<SubscriptionPayload>;
+  /** The first payload (already in `stream`): the charge when the subscription started. */
+  first: SubscriptionPayload;
 }
 
 export interface OpenSubscriptionOptions {
@@ -167,7 +169,7 @@ export async function openClientSubscription(options: OpenSubscriptionOptions): 
   // A subscription that is not live yet sends its first event when it is, which re-reads too.
   const now = attachment.subscription;
   if (now.live && (now !== before || now.seq !== seqBefore)) void refresh(false);
-  return { stream };
+  return { stream, first };
 }
 
 function toFormatted(result: ExecutionResult | FormattedExecutionResult): SubscriptionPayload {

@@ -5,10 +5,12 @@ export { createRouterSubscriptions, type RouterSubscriptionsOptions } from './ro
 export { type ApiKeyTokenSourceOptions, createApiKeyTokenSource } from './service-token.ts';
 export {
   createSubscriptionGateway,
+  type SubscribeAnswer,
   SubscriptionCloseCode,
   type SubscriptionGateway,
   type SubscriptionGatewayOptions,
   type SubscriptionLimits,
+  type WebSocketSubscribeAnswer,
 } from './subscription-gateway.ts';
 export { defaultSubscriptionRoutes, planSubscription, type SubscriptionPlan, type SubscriptionRoute } from './subscription-plan.ts';
 export {

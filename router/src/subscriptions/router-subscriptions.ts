@@ -19,6 +19,8 @@ export interface RouterSubscriptionsOptions<TContext extends BaseContext> extend
   registry?: Registry;
   /** The router's manifest operations and whether safelist mode is on (see `SubscriptionGatewayOptions`). */
   persistedQueries?: SubscriptionGatewayOptions['persistedQueries'];
+  /** Each WebSocket subscribe attempt's first answer, for the router's request event. */
+  onWebSocketAnswered?: SubscriptionGatewayOptions['onWebSocketAnswered'];
 }
 
 /** Everything `createRouter` needs in one call: the subscription gateway over its own gateway. */
@@ -48,5 +50,6 @@ export function createRouterSubscriptions<TContext extends BaseContext>(
     limits: options.limits,
     upstream: options.upstream,
     persistedQueries: options.persistedQueries,
+    onWebSocketAnswered: options.onWebSocketAnswered,
   });
 }

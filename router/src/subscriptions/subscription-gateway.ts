@@ -77,6 +77,32 @@ export interface SubscriptionGatewayOptions {
    * @default none, free-form subscriptions
    */
   persistedQueries?: { operations: ReadonlyMap<string, PersistedOperation>; safelist: boolean };
+  /**
+   * Told once per WebSocket subscribe attempt (a `subscribe` message, or a `connection_init`
+   * refused) when its first answer goes out: the router's request event. Must not throw.
+   * SSE requests report through `handleSse`'s `onAnswered`. @default none
+   */
+  onWebSocketAnswered?: (answer: WebSocketSubscribeAnswer) => void;
+}
+
+/** The first answer to one subscribe attempt (a first payload or a refusal), for the router's request event. */
+export interface SubscribeAnswer {
+  /** The name of the operation that was chosen from the document, once one was (as HTTP reports it). */
+  operationName?: string;
+  /** The refusal's codes, or those of the errors in the first payload (none for a clean one). */
+  errorCodes: string[];
+  /** SSE: the response's status. WebSocket: 101, its upgrade's. */
+  httpStatus: number;
+}
+
+export interface WebSocketSubscribeAnswer extends SubscribeAnswer {
+  /** The WebSocket's upgrade request (its request id and trace context). */
+  request: IncomingMessage;
+  /** The connection's caller, when its token verified. */
+  principal?: Principal;
+  /** `performance.now()` when the message arrived. */
+  startedAt: number;
+  receivedAt: Date;
 }
 
 export interface SubscriptionGateway {
@@ -87,7 +113,7 @@ export interface SubscriptionGateway {
    * the POST body the caller already read, within its size limit, and parsed: this never reads
    * the request stream (graphql-sse's own Node reader buffers a body of any size).
    */
-  handleSse(req: IncomingMessage, res: ServerResponse, body: unknown): Promise<void>;
+  handleSse(req: IncomingMessage, res: ServerResponse, body: unknown, onAnswered?: (answer: SubscribeAnswer) => void): Promise<void>;
   /** Active client subscriptions and upstream use, for tests and metrics. */
   stats(): {
     clientSubscriptions: number;
@@ -104,6 +130,23 @@ interface Caller {
   principal: Principal;
   authorization: string;
 }
+
+/** A subscription that started: its stream (first payload queued), for either transport. */
+interface Opened {
+  stream: EventStream<SubscriptionPayload>;
+  document: DocumentNode;
+  operationName?: string;
+  firstErrorCodes: string[];
+}
+
+interface Refused {
+  errors: readonly GraphQLError[];
+  /** Set once the document was planned. */
+  operationName?: string;
+}
+
+const codesOf = (errors: readonly { extensions?: { code?: unknown } }[] | undefined): string[] =>
+  (errors ?? []).map((e) => String(e.extensions?.code ?? ErrorCode.INTERNAL_SERVER_ERROR));
 
 interface ConnectionState {
   caller?: Caller;
@@ -203,20 +246,23 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     request: SubscriptionRequest & { extensions?: unknown },
     transport: 'ws' | 'sse',
     onEnd: () => void,
-  ): Promise<{ stream: EventStream<SubscriptionPayload>; document: DocumentNode } | readonly GraphQLError[]> => {
-    if (closing) return [new GhostPayError(ErrorCode.SERVICE_UNAVAILABLE, 'The router is shutting down')];
+  ): Promise<Opened | Refused> => {
+    if (closing) return { errors: [new GhostPayError(ErrorCode.SERVICE_UNAVAILABLE, 'The router is shutting down')] };
     let schema: GraphQLSchema;
     try {
       schema = schemaOf();
     } catch (error) {
-      return [
-        error instanceof GhostPayError ? error : new GhostPayError(ErrorCode.SERVICE_UNAVAILABLE, 'The supergraph is not loaded yet'),
-      ];
+      return {
+        errors: [
+          error instanceof GhostPayError ? error : new GhostPayError(ErrorCode.SERVICE_UNAVAILABLE, 'The supergraph is not loaded yet'),
+        ],
+      };
     }
     const plan = planFor(caller, request, schema);
-    if (!isPlan(plan)) return plan;
+    if (!isPlan(plan)) return { errors: plan };
+    const operationName = plan.operationName;
     const reservation = reserveApiKey(caller.principal.apiKeyId);
-    if (reservation instanceof GhostPayError) return [reservation];
+    if (reservation instanceof GhostPayError) return { errors: [reservation], operationName };
     let ended = false;
     const end = () => {
       if (ended) return;
@@ -242,14 +288,14 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     });
     if (!('stream' in opened)) {
       reservation.release();
-      return opened;
+      return { errors: opened, operationName };
     }
     stream = opened.stream;
     activeGauge?.inc({ transport });
     streams.add(stream);
     // Closing began while the first query ran: end at once.
     if (closing) stream.end();
-    return { stream, document: plan.document };
+    return { stream, document: plan.document, operationName, firstErrorCodes: codesOf(opened.first.errors) };
   };
 
   const authenticate = async (header: unknown): Promise<Caller | GhostPayError> => {
@@ -305,6 +351,21 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
   }, limits.keepAliveMs);
   heartbeat.unref();
 
+  /** One WebSocket attempt's report, sent once with its first answer. */
+  const wsAttempt = (request: IncomingMessage) => {
+    const startedAt = performance.now();
+    const receivedAt = new Date();
+    return {
+      answered(principal: Principal | undefined, answer: Omit<SubscribeAnswer, 'httpStatus'>) {
+        try {
+          options.onWebSocketAnswered?.({ ...answer, httpStatus: 101, request, principal, startedAt, receivedAt });
+        } catch (error) {
+          logger.warn({ err: error }, 'subscribe answer handler failed');
+        }
+      },
+    };
+  };
+
   interface WsContextValue {
     stream: EventStream<SubscriptionPayload>;
   }
@@ -314,6 +375,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     {
       connectionInitWaitTimeout: limits.connectionInitTimeoutMs,
       async onConnect(ctx) {
+        const attempt = wsAttempt(ctx.extra.request);
         const ws = ctx.extra.socket;
         const state = states.get(ws);
         const fromPayload = ctx.connectionParams?.authorization;
@@ -321,11 +383,13 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
         if (caller instanceof GhostPayError && caller.extensions.code === ErrorCode.SERVICE_UNAVAILABLE) {
           // An outage, not a bad credential (HTTP and SSE answer 503): a code graphql-ws clients retry.
           ws.close(SubscriptionCloseCode.TryAgainLater, caller.message.slice(0, 120));
+          attempt.answered(undefined, { errorCodes: [ErrorCode.SERVICE_UNAVAILABLE] });
           return false;
         }
         if (!state || caller instanceof GhostPayError) {
           // 4401 with the reason rather than graphql-ws's bare 4403: the client knows to get a token.
           ws.close(SubscriptionCloseCode.Unauthorized, caller instanceof GhostPayError ? caller.message.slice(0, 120) : 'Unauthorized');
+          attempt.answered(undefined, { errorCodes: [ErrorCode.UNAUTHENTICATED] });
           return false;
         }
         state.caller = caller;
@@ -334,13 +398,18 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
         return true;
       },
       async onSubscribe(ctx, _id, payload) {
+        const attempt = wsAttempt(ctx.extra.request);
         const ws = ctx.extra.socket;
         const state = states.get(ws);
-        if (!state?.caller) return [new GhostPayError(ErrorCode.UNAUTHENTICATED, 'Authentication required')];
+        const refuse = (errors: readonly GraphQLError[], operationName?: string) => {
+          attempt.answered(state?.caller?.principal, { operationName, errorCodes: codesOf(errors) });
+          return errors;
+        };
+        if (!state?.caller) return refuse([new GhostPayError(ErrorCode.UNAUTHENTICATED, 'Authentication required')]);
         if (state.active >= limits.maxPerConnection) {
-          return [
+          return refuse([
             new GhostPayError(ErrorCode.RATE_LIMITED, `Too many subscriptions on this connection (at most ${limits.maxPerConnection})`),
-          ];
+          ]);
         }
         // Count it before the first query runs, so concurrent subscribes cannot overshoot.
         state.active++;
@@ -353,11 +422,12 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
           armIdle(ws, state);
         };
         const result = await open(state.caller, payload, 'ws', release);
-        if (Array.isArray(result)) {
+        if (!('stream' in result)) {
           release();
-          return result as readonly GraphQLError[];
+          return refuse(result.errors, result.operationName);
         }
-        const { stream, document } = result as { stream: EventStream<SubscriptionPayload>; document: DocumentNode };
+        const { stream, document } = result;
+        attempt.answered(state.caller.principal, { operationName: result.operationName, errorCodes: result.firstErrorCodes });
         const args: ExecutionArgs = {
           // Not executed by graphql-js: `subscribe` below returns our stream. graphql-ws only reads the document's operation.
           schema: schemaOf(),
@@ -381,12 +451,14 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
 
   // ---- Server-Sent Events (graphql-sse, distinct connections mode) ----
   // graphql-sse's handler over our own Node adapter (not its use/http one, which reads the body unbounded).
-  const sse = createSseHandler<IncomingMessage, { res: ServerResponse }>({
+  const sse = createSseHandler<IncomingMessage, { res: ServerResponse; answer: Omit<SubscribeAnswer, 'httpStatus'> }>({
     // null: no reservations, one operation per event stream (the "distinct connections" mode).
     authenticate: () => null,
     async onSubscribe(req, params) {
+      const answer = req.context.answer;
       const caller = await authenticate(req.headers.get('authorization'));
       if (caller instanceof GhostPayError) {
+        answer.errorCodes = [String(caller.extensions.code)];
         const unavailable = caller.extensions.code === ErrorCode.SERVICE_UNAVAILABLE;
         return [
           JSON.stringify({ errors: [caller.toJSON()] }),
@@ -399,8 +471,10 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
       }
       let expiry: NodeJS.Timeout | undefined;
       const result = await open(caller, params, 'sse', () => clearTimeout(expiry));
-      if (Array.isArray(result)) {
-        const errors = (result as readonly GraphQLError[]).map((e) => e.toJSON());
+      answer.operationName = result.operationName;
+      if (!('stream' in result)) {
+        const errors = result.errors.map((e) => e.toJSON());
+        answer.errorCodes = codesOf(errors);
         // A document that does not parse is a bad request, as graphql-sse itself answers it (before any stream).
         if (errors[0]?.extensions?.code === ErrorCode.GRAPHQL_PARSE_FAILED) {
           return [
@@ -411,7 +485,8 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
         // `data: null` makes graphql-sse treat it as a result: one `next` with the errors, then `complete`.
         return { data: null, errors } as never;
       }
-      const { stream } = result as { stream: EventStream<SubscriptionPayload> };
+      const { stream } = result;
+      answer.errorCodes = result.firstErrorCodes;
       expiry = setTimeout(
         () => stream.end({ errors: [{ message: 'Token expired', extensions: { code: ErrorCode.UNAUTHENTICATED } }] }),
         untilExpiry(caller.principal),
@@ -445,13 +520,15 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
       }
       wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
     },
-    async handleSse(req, res, body) {
+    async handleSse(req, res, body, onAnswered) {
       // Checked here, so every refusal carries a code (graphql-sse answers some with an empty body).
       const params = readSseRequest(req, body);
       if (isSseRefusal(params)) {
         sendJson(res, params.status, { errors: [{ message: params.message, extensions: { code: params.code } }] }, params.headers);
+        onAnswered?.({ errorCodes: [params.code], httpStatus: params.status });
         return;
       }
+      const answer: Omit<SubscribeAnswer, 'httpStatus'> = { errorCodes: [] };
       // graphql-sse gets the checked parameters as a JSON POST whatever the method (its GET parser
       // insists on a `query`, which a hash-only request lacks), and the one Accept its
       // distinct-connections mode recognises.
@@ -466,9 +543,10 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
         headers: { get: (key) => headers[key.toLowerCase()] },
         body: params as unknown as Record<PropertyKey, unknown>,
         raw: req,
-        context: { res },
+        context: { res, answer },
       });
       res.writeHead(init.status, init.statusText, init.headers);
+      onAnswered?.({ ...answer, httpStatus: init.status });
       if (!payload || typeof payload === 'string') {
         await new Promise<void>((resolve) => res.end(payload ?? undefined, () => resolve()));
         return;
