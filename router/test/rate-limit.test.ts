@@ -170,12 +170,20 @@ describe.skipIf(!redisUrl())('rate limiting shared through Redis', () => {
     });
   }
 
-  it('admits exactly 100 of 300 concurrent requests for one key across two router processes', async () => {
+  it('admits exactly 100 of 300 requests for one key across two router processes, one count shared by both', async () => {
     const [a, b] = await Promise.all([startRouterProcess({ REDIS_URL: redisUrl() }), startRouterProcess({ REDIS_URL: redisUrl() })]);
     try {
       const auth = await issuer.bearer({ userId: 'usr_shared', role: 'merchant', apiKeyId: `key_shared_${randomUUID()}` });
+      // The count is shared, not per process: a request through b sees the one a admitted.
+      const throughA = await post(`${a.url}/graphql`, typename, { authorization: auth });
+      const throughB = await post(`${b.url}/graphql`, typename, { authorization: auth });
+      expect([throughA.status, throughB.status]).toEqual([200, 200]);
+      expect(throughA.headers.get('ratelimit')).toBe('"default";r=99;t=0');
+      expect(throughB.headers.get('ratelimit')).toBe('"default";r=98;t=0');
+      // Then 298 at once, half through each: exactly the 98 left are admitted. (Which replica
+      // admits them is not fixed: one replica's pipelined batch often takes the whole rest.)
       const responses = await Promise.all(
-        Array.from({ length: 300 }, (_, i) => post(`${(i % 2 === 0 ? a : b).url}/graphql`, typename, { authorization: auth })),
+        Array.from({ length: 298 }, (_, i) => post(`${(i % 2 === 0 ? a : b).url}/graphql`, typename, { authorization: auth })),
       );
       const statuses = responses.map((r) => r.status);
       for (const { url } of [a, b]) {
@@ -184,11 +192,8 @@ describe.skipIf(!redisUrl())('rate limiting shared through Redis', () => {
           /rate_limit_redis_fallback_total\{service="router"\} 0/,
         );
       }
-      expect(statuses.filter((s) => s === 200)).toHaveLength(100);
+      expect(statuses.filter((s) => s === 200)).toHaveLength(98);
       expect(statuses.filter((s) => s === 429)).toHaveLength(200);
-      // Both replicas admitted some: the count is shared, not per process.
-      const admittedBy = (url: string) => responses.filter((r, i) => r.status === 200 && (i % 2 === 0 ? a : b).url === url).length;
-      expect(admittedBy(a.url) + admittedBy(b.url)).toBe(100);
     } finally {
       await Promise.all([stop(a.child), stop(b.child)]);
     }
@@ -241,30 +246,26 @@ describe.skipIf(!redisUrl())('rate limiting shared through Redis', () => {
   });
 
   it('decides locally, without waiting for Redis, while Redis hangs', async () => {
-    // 200 ms command timeout; Redis answers nobody for 2 s (CLIENT PAUSE, from another connection;
-    // it pauses that connection too, so the UNPAUSE below waits for the 2 s to pass).
+    // 200 ms command timeout. Redis answers no script call (CLIENT PAUSE WRITE blocks EVAL and
+    // EVALSHA, not the admin connection's UNPAUSE) until the test unpauses it, after the
+    // assertions: every decision must come while Redis still hangs. A limiter that waited for
+    // Redis would get its answers only once the pause ends, and count no local decision.
     const { limiter, fallbacks, close } = await routerLimiter(200);
     const admin = new Redis(redisUrl() as string);
     const identity = `hung-${randomUUID()}`;
     try {
       expect((await limiter.consume(identity, 100)).allowed).toBe(true);
       expect(fallbacks()).toBe(0);
-      await admin.call('CLIENT', 'PAUSE', '2000', 'ALL');
-      const started = performance.now();
-      const decide = async () => {
-        const decision = await limiter.consume(identity, 100);
-        return { allowed: decision.allowed, ms: performance.now() - started };
-      };
+      await admin.call('CLIENT', 'PAUSE', '10000', 'WRITE');
       // A batch goes out and hangs; a second is asked for while the first is on the wire, so it
-      // waits for the first to time out and then times out itself: at most twice the timeout.
-      const first = Array.from({ length: 5 }, decide);
+      // waits for the first to time out and then times out itself.
+      const first = Array.from({ length: 5 }, () => limiter.consume(identity, 100));
       await new Promise((done) => setTimeout(done, 50));
-      const second = Array.from({ length: 5 }, decide);
+      const second = Array.from({ length: 5 }, () => limiter.consume(identity, 100));
       const decisions = await Promise.all([...first, ...second]);
+      // Ten local decisions (none from Redis, which is still paused: it is unpaused only below).
       expect(fallbacks()).toBe(10);
       expect(decisions.every((d) => d.allowed)).toBe(true);
-      // All decided long before Redis answers again (2 s): the bound is loose for a loaded machine.
-      expect(Math.max(...decisions.map((d) => d.ms))).toBeLessThan(1_500);
     } finally {
       await admin.call('CLIENT', 'UNPAUSE');
       admin.disconnect();
