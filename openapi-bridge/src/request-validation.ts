@@ -177,7 +177,9 @@ export function createRequestValidator(spec: OpenApiDocument, routes: ApiRoute[]
     coerceNumeric(params, validators.numeric);
     if (!validators.path(params)) problems.push(...problemsOf(validators.path.errors));
 
-    const query: Record<string, unknown> = {};
+    // No prototype: `?__proto__=x` must land as a parameter (and be refused as unknown), not
+    // as an assignment to the object's prototype that drops it silently.
+    const query: Record<string, unknown> = Object.create(null);
     for (const name of new Set(input.query.keys())) {
       const values = input.query.getAll(name);
       if (values.length > 1) problems.push({ field: name, message: 'must be given once' });

@@ -245,6 +245,13 @@ describe('the bridge in front of a scripted router', () => {
     expect(captured).toHaveLength(0);
   });
 
+  it('refuses unknown query parameters whatever their name, __proto__ included', async () => {
+    const response = await api.call('GET', '/cards?__proto__=x&constructor=y', { token });
+    expect(response.status).toBe(400);
+    expect(response.body.error.fields.map((f: { field: string }) => f.field).sort()).toEqual(['__proto__', 'constructor']);
+    expect(captured).toHaveLength(0);
+  });
+
   it('reads integer query parameters as plain decimal only', async () => {
     for (const limit of ['0x10', '1e1', '%205', '5.0', '0b11', '']) {
       const response = await api.call('GET', `/cards?limit=${limit}`, { token });
