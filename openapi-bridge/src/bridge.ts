@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import {
   BodyTooLargeError,
+  clientAddressOf,
   createMetricsRegistry,
   createServiceServer,
   ErrorCode,
@@ -36,7 +37,9 @@ export interface BridgeDeps {
   config: Pick<
     BridgeConfig,
     'ROUTER_URL' | 'BRIDGE_CORS_ORIGINS' | 'BRIDGE_MAX_BODY_BYTES' | 'ROUTER_TIMEOUT_MS' | 'ROUTER_CONNECTIONS' | 'SHUTDOWN_TIMEOUT_MS'
-  >;
+  > &
+    /** @default 0: the socket peer is the client */
+    Partial<Pick<BridgeConfig, 'BRIDGE_TRUSTED_PROXY_HOPS'>>;
   logger: Logger;
   /** @default a fresh registry labelled service=openapi-bridge */
   registry?: Registry;
@@ -224,10 +227,11 @@ export function createBridge(deps: BridgeDeps): Bridge {
     const unavailable = unavailableMessageFor(retryAdvice);
     const headers: Record<string, string> = { [requestIdHeader]: requestId };
     // The router limits anonymous calls (POST /auth/token) per client address; behind the bridge
-    // every caller would share the bridge's. The bridge states the peer it saw and drops whatever
-    // X-Forwarded-For the caller sent (a client must not choose its own rate-limit identity).
+    // every caller would share the bridge's. The bridge states the client's address — the socket
+    // peer, or behind BRIDGE_TRUSTED_PROXY_HOPS proxies the entry the outermost one appended — and
+    // drops the rest of X-Forwarded-For (a client must not choose its own rate-limit identity).
     // The router reads it only with ROUTER_TRUST_PROXY=true.
-    if (req.socket.remoteAddress) headers['x-forwarded-for'] = req.socket.remoteAddress;
+    headers['x-forwarded-for'] = clientAddressOf(req, config.BRIDGE_TRUSTED_PROXY_HOPS ?? 0);
     // Only where the contract asks for a token: on an anonymous route (POST /auth/token) a stale
     // token the client still sends would make the router refuse the very call that replaces it.
     if (route.requiresAuth && typeof authorization === 'string') headers.authorization = authorization;

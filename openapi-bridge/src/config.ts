@@ -22,6 +22,12 @@ export const bridgeConfigSchema = baseConfigSchema.extend({
   ROUTER_TIMEOUT_MS: env.positiveInt(10_000),
   /** Keep-alive connections to the router. */
   ROUTER_CONNECTIONS: env.positiveInt(64),
+  /**
+   * Proxies in front of the bridge that append to `X-Forwarded-For` (an ingress: 1). The client
+   * is the entry that many from the right; 0 (the default) takes the socket peer. The bridge
+   * sends the router that one address, never the client's own header.
+   */
+  BRIDGE_TRUSTED_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
   /** PEM files; both set → the bridge listens with TLS and sends HSTS. */
   BRIDGE_TLS_CERT_FILE: z.string().min(1).optional(),
   BRIDGE_TLS_KEY_FILE: z.string().min(1).optional(),

@@ -92,6 +92,31 @@ describe('the bridge in front of a scripted router', () => {
     expect(sent.headers['x-forwarded-for']).toBe('127.0.0.1');
   });
 
+  it('states the client address behind BRIDGE_TRUSTED_PROXY_HOPS proxies, never the forged entries left of it', async () => {
+    const behindIngress = createBridge({
+      config: bridgeConfigSchema.parse({ LOG_LEVEL: 'silent', ROUTER_URL: `${fakeRouter.url}/graphql`, BRIDGE_TRUSTED_PROXY_HOPS: '1' }),
+      logger: silentLogger,
+    });
+    const url = await behindIngress.start(0);
+    try {
+      errorAnswer('NOT_FOUND');
+      const sentFor = async (forwardedFor?: string) => {
+        captured.length = 0;
+        await fetch(`${url}/charges/ch_1`, {
+          headers: { authorization: `Bearer ${token}`, ...(forwardedFor ? { 'x-forwarded-for': forwardedFor } : {}) },
+        });
+        return captured[0]?.headers['x-forwarded-for'];
+      };
+      // The ingress appends the address it saw: the rightmost entry is the client.
+      expect(await sentFor('6.6.6.6, 203.0.113.7')).toBe('203.0.113.7');
+      expect(await sentFor('198.51.100.9')).toBe('198.51.100.9');
+      // No header (called directly): the socket peer.
+      expect(await sentFor()).toBe('127.0.0.1');
+    } finally {
+      await behindIngress.close();
+    }
+  });
+
   it('forwards a well-formed traceparent, and beside it only a bounded, well-formed tracestate (tracing off)', async () => {
     errorAnswer('NOT_FOUND');
     const forwarded = async (headers: Record<string, string>) => {

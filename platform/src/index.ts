@@ -1,3 +1,4 @@
+export * from './client-address.ts';
 export * from './config.ts';
 export * from './date-time-scalar.ts';
 export * from './errors.ts';

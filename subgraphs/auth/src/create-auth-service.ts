@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { DatabaseHandle } from '@ghostpay/db';
 import {
+  clientAddressOf,
   createMetricsRegistry,
   createSubgraphService,
   type JwtVerifier,
@@ -13,7 +14,6 @@ import {
 import { parse } from 'graphql';
 import { Counter } from 'prom-client';
 import { createAccessTokenIssuer } from './access-tokens.ts';
-import { clientAddressOf } from './client-address.ts';
 import type { AuthConfig } from './config.ts';
 import { createFailedExchangeLimiter } from './failed-exchange-limiter.ts';
 import { createJwksRoute, jwksPath } from './jwks-route.ts';

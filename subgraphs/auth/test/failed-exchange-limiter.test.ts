@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
+import { clientAddressOf } from '@ghostpay/platform';
 import { describe, expect, it } from 'vitest';
 import { apiKeyMatches, generateApiKey, parseApiKey } from '../src/api-key-format.ts';
-import { clientAddressOf } from '../src/client-address.ts';
 import { createFailedExchangeLimiter } from '../src/failed-exchange-limiter.ts';
 import { parseKekRing } from '../src/key-encryption.ts';
 
