@@ -20,12 +20,14 @@ import {
   createAnalyticsEmitter,
   createApiKeyRateLimits,
   createRouter,
+  rateLimitRedisOptions,
   routerConfigSchema,
   routerSubscriptionsConfigSchema,
   routerSubscriptionsSettings,
   subscriptionsApiKeySecret,
   toAnalyticsRequestEvent,
 } from '@ghostpay/router';
+import { Redis } from 'ioredis';
 import { type DevCredentials, readDevCredentials, writeDevCredentials } from './dev-credentials.ts';
 import { ensureDevSecrets } from './dev-secrets.ts';
 import { describeDatabase, ensureDevUser } from './dev-seed.ts';
@@ -220,7 +222,22 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       analytics: `${analytics.url}/graphql`,
       ...routerConfig.ROUTER_SUBGRAPH_URLS,
     };
+    // REDIS_URL: shared, exact rate-limit counters, built as router/src/main.ts builds them
+    // (commands fail fast while Redis is unreachable, so the limiter falls back to local limits).
+    const redis = routerConfig.REDIS_URL
+      ? new Redis(routerConfig.REDIS_URL, rateLimitRedisOptions(routerConfig.ROUTER_REDIS_TIMEOUT_MS))
+      : undefined;
+    if (redis) {
+      redis.on('error', (error: Error) => logger.debug({ err: error.message }, 'redis error'));
+      closers.push(async () => redis.disconnect());
+      const ready = await Promise.race([
+        new Promise<boolean>((done) => redis.once('ready', () => done(true))),
+        new Promise<boolean>((done) => setTimeout(() => done(false), 5_000).unref()),
+      ]);
+      if (!ready) logger.warn('redis not reachable at start: rate limits are local until it is');
+    }
     const router = createRouter({
+      redis,
       subscriptions: routerSubscriptionsSettings(config('router', routerSubscriptionsConfigSchema), subgraphUrls, secrets),
       config: {
         ...routerConfig,
