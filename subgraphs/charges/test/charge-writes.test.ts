@@ -97,9 +97,9 @@ describe('charge writes', () => {
     try {
       await holder.query('begin');
       await holder.query('select id from cards.cards where id = $1 for update', [card.id]);
-      const started = Date.now();
+      // Refused while the lock is still held (it is released only below): the 300 ms bound fired,
+      // or this would wait for the holder forever.
       await expect(authorize(card.id, 'held', 300)).rejects.toMatchObject({ extensions: { code: 'SERVICE_UNAVAILABLE' } });
-      expect(Date.now() - started).toBeLessThan(3_000);
       expect(await fx.database.db.select().from(charges).where(eq(charges.cardId, card.id))).toEqual([]);
       expect(await fx.database.db.select().from(chargeIdempotencyKeys).where(eq(chargeIdempotencyKeys.key, 'held'))).toEqual([]);
       await holder.query('rollback');
