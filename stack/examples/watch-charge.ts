@@ -1,6 +1,7 @@
 /**
- * Watches one charge's status live through the router:
- *   node stack/examples/watch-charge.ts <chargeId>
+ * Watches one charge's status live through the router, from the repository root:
+ *   npm run watch-charge -- <chargeId>
+ * (the npm script runs the Node 24 pinned in devDependencies, which runs TypeScript as is).
  * Uses the merchant's dev API key from .data/dev-credentials.json (GHOSTPAY_DATA_DIR overrides).
  */
 import { readFileSync } from 'node:fs';
@@ -10,7 +11,7 @@ import WebSocket from 'ws';
 
 const chargeId = process.argv[2];
 if (!chargeId) {
-  process.stderr.write('usage: node stack/examples/watch-charge.ts <chargeId>\n');
+  process.stderr.write('usage: npm run watch-charge -- <chargeId>\n');
   process.exit(2);
 }
 const router = process.env.ROUTER_URL ?? 'http://127.0.0.1:4000';
