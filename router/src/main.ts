@@ -7,8 +7,16 @@ import { startTelemetry } from '@ghostpay/platform/telemetry';
 // Tracing first, so the modules it instruments (http, pg) load after it: the rest is imported below.
 const telemetry = startTelemetry({ serviceName: 'router' });
 const { createDatabase } = await import('@ghostpay/db');
-const { createJwtVerifier, jwtVerifierOptionsFrom, createLogger, createMetricsRegistry, createSecretsProvider, exitOnSignals, loadConfig } =
-  await import('@ghostpay/platform');
+const {
+  createJwtVerifier,
+  jwtVerifierOptionsFrom,
+  createLogger,
+  createMetricsRegistry,
+  createSecretsProvider,
+  exitOnSignals,
+  loadConfig,
+  loadServerTlsConfig,
+} = await import('@ghostpay/platform');
 const { Redis } = await import('ioredis');
 const { createAnalyticsEmitter } = await import('./analytics-emitter.ts');
 const { createApiKeyRateLimits } = await import('./api-key-rate-limits.ts');
@@ -22,6 +30,7 @@ const { routerSubscriptionsConfigSchema, routerSubscriptionsSettings } = await i
 process.env.APOLLO_TELEMETRY_DISABLED ??= 'true';
 
 const config = loadConfig('router', routerConfigSchema);
+const tls = loadServerTlsConfig('router');
 const logger = createLogger({ service: 'router', level: config.LOG_LEVEL });
 const subscriptionsConfig = loadConfig('router', routerSubscriptionsConfigSchema);
 const secrets = createSecretsProvider({ dir: subscriptionsConfig.SECRETS_DIR, logger });
@@ -63,6 +72,7 @@ const router = createRouter({
   rateLimitOverrides: database ? createApiKeyRateLimits(database) : undefined,
   subscriptions: routerSubscriptionsSettings(subscriptionsConfig, config.ROUTER_SUBGRAPH_URLS, secrets),
   onRequestEvent: emitter ? (event) => emitter.emit(toAnalyticsRequestEvent(event)) : undefined,
+  tls,
   onClose: async () => {
     await emitter?.close();
     secrets.close();

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import { ApolloGateway } from '@apollo/gateway';
 import { ApolloServer, type ApolloServerPlugin, type GraphQLRequestContext, HeaderMap } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
@@ -17,10 +18,13 @@ import {
   type Principal,
   type ReadinessCheck,
   readBody,
+  reloadServerTlsOnChange,
   requestIdHeader,
   requestIdOf,
+  type ServerTlsConfig,
   type ServiceServer,
   sendJson,
+  serverTlsOptions,
 } from '@ghostpay/platform';
 import { buildASTSchema, type GraphQLError, type GraphQLFormattedError, type GraphQLSchema, parse, print } from 'graphql';
 import type { Redis } from 'ioredis';
@@ -89,6 +93,12 @@ export interface RouterDeps {
   onClose?: () => Promise<void>;
   /** Subscriptions on WebSocket `/graphql` and SSE `/graphql/stream` (src/subscriptions/README.md); absent → none. */
   subscriptions?: RouterSubscriptionsSettings;
+  /**
+   * Server TLS (`TLS_CERT_FILE`, `TLS_KEY_FILE`, optionally `TLS_CLIENT_CA_FILE`; see
+   * `loadServerTlsConfig`): HTTPS and WSS, renewed certificates picked up without a restart.
+   * Absent or without files → plain HTTP.
+   */
+  tls?: ServerTlsConfig;
 }
 
 export interface Router extends ServiceServer {
@@ -289,6 +299,10 @@ export function createRouter(deps: RouterDeps): Router {
     allowBatchedHttpRequests: config.ROUTER_MAX_BATCH_SIZE > 0,
     parseOptions: { maxTokens: config.ROUTER_MAX_TOKENS },
     includeStacktraceInErrorResponses: false,
+    // Shutdown belongs to the composition root (exitOnSignals → close drains requests, then stops
+    // Apollo): Apollo's own SIGTERM handler would stop it first and re-raise the signal, killing
+    // the process with requests in flight and `onClose` (analytics flush, Redis, database) never run.
+    stopOnTerminationSignals: false,
     formatError: (formatted: GraphQLFormattedError, error: unknown) => {
       // graphql-js spells it "more that N tokens"; accept both spellings.
       if (/Document contains more tha[nt] \d+ tokens/.test(formatted.message)) {
@@ -695,7 +709,10 @@ export function createRouter(deps: RouterDeps): Router {
     finish(status);
   };
 
+  const tlsOptions = deps.tls ? serverTlsOptions(deps.tls) : undefined;
+  let stopTlsReload: (() => void) | undefined;
   const server = createServiceServer({
+    tls: tlsOptions,
     service: 'router',
     logger,
     registry,
@@ -724,12 +741,19 @@ export function createRouter(deps: RouterDeps): Router {
       sendJson(res, 404, errorBody(ErrorCode.NOT_FOUND, 'Not found'));
     },
     onClose: async () => {
+      stopTlsReload?.();
       await apollo.stop();
       await Promise.all([...dataSources.values()].map((s) => s.close().catch(() => {})));
       await limiter.close();
       await deps.onClose?.();
     },
   });
+  if (tlsOptions && deps.tls) {
+    const { server: https } = server;
+    stopTlsReload = reloadServerTlsOnChange(https as HttpsServer, deps.tls, (error) =>
+      logger.error({ err: error }, 'renewed TLS certificate could not be loaded; keeping the previous one'),
+    );
+  }
 
   const closeServer = server.close;
   return Object.assign(server, {
