@@ -261,7 +261,7 @@ describe('upstream pool', () => {
       expect(peer.seen.subscribes).toHaveLength(3);
     });
 
-    it('ends every listener with the code of a refusal (NOT_FOUND, FORBIDDEN, UNAUTHENTICATED), and does not retry it', async () => {
+    it('ends every listener on a refusal (NOT_FOUND as itself, a refused service account as SERVICE_UNAVAILABLE), and does not retry it', async () => {
       const peer = await start((n) => (n === 1 ? [{ errors: 'NOT_FOUND' }, 'complete'] : [{ error: 'FORBIDDEN' }]));
       const first = listener();
       const second = listener();
@@ -273,11 +273,12 @@ describe('upstream pool', () => {
       expect(first.events).toEqual([]);
       expect(pool?.stats()).toMatchObject({ subscriptions: 0, retrying: 0 });
 
-      // A refusal by `error` message ends it the same way.
+      // A refusal by `error` message ends it the same way. FORBIDDEN refuses the router's own
+      // account, not the client: the client is told the source is unavailable.
       const third = listener();
       pool?.attach(target('ch_forbidden'), third);
       await until(() => third.refusals.length > 0, 'the second refusal');
-      expect(third.refusals).toMatchObject([{ extensions: { code: 'FORBIDDEN' } }]);
+      expect(third.refusals).toEqual([{ message: 'The live event source is unavailable', extensions: { code: 'SERVICE_UNAVAILABLE' } }]);
       expect(peer.seen.subscribes).toHaveLength(2);
     });
   });

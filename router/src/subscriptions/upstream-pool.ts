@@ -16,7 +16,9 @@ export interface UpstreamListener {
   event(missedEvents: boolean): void;
   /**
    * The upstream refused the subscription with one of `upstreamRefusalCodes` (the first such
-   * error is `refusal`): it is over. Every other upstream failure is retried, never reported.
+   * error is `refusal`; `FORBIDDEN` and `UNAUTHENTICATED`, which refuse the router's own service
+   * account, arrive as `SERVICE_UNAVAILABLE`): it is over. Every other upstream failure is
+   * retried, never reported.
    */
   refused(refusal: GraphQLFormattedError): void;
 }
@@ -281,10 +283,25 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
       over = true;
       const refusal = errors.find((e) => upstreamRefusalCodes.has(String(e.extensions?.code)));
       if (refusal) {
-        sub.socket.log.warn({ key: sub.key, code: refusal.extensions?.code }, 'upstream refused the subscription: ending its clients');
+        const code = String(refusal.extensions?.code);
+        // The client's own access was checked before the upstream was asked (a NOT_FOUND here is
+        // the charge itself). FORBIDDEN or UNAUTHENTICATED answer the router's service account:
+        // the router is misconfigured, which the client is told as the outage it is.
+        const misconfigured = code === ErrorCode.FORBIDDEN || code === ErrorCode.UNAUTHENTICATED;
+        if (misconfigured) {
+          sub.socket.log.error(
+            { key: sub.key, code },
+            "upstream refused the router's subscription account (missing charges:read, revoked key?): ending its clients",
+          );
+        } else {
+          sub.socket.log.warn({ key: sub.key, code }, 'upstream refused the subscription: ending its clients');
+        }
+        const told: GraphQLFormattedError = misconfigured
+          ? { message: 'The live event source is unavailable', extensions: { code: ErrorCode.SERVICE_UNAVAILABLE } }
+          : refusal;
         const listeners = [...sub.listeners];
         remove(sub, 'refused');
-        for (const listener of listeners) listener.refused(refusal);
+        for (const listener of listeners) listener.refused(told);
         return;
       }
       // An attempt that delivered a change beyond the state sent on subscribe proved the
