@@ -2,10 +2,10 @@ import type { Stack } from './start-stack.ts';
 
 /** The short first-minute banner: where everything is, and (first start only) the keys. */
 export function formatBanner(stack: Stack): string {
-  const { urls, credentials } = stack;
+  const { urls, credentials, stores } = stack;
   const lines = [
     '',
-    'GhostPay-Lite is running (embedded: PGlite + embedded analytics store)',
+    'GhostPay-Lite is running',
     '',
     `  GraphQL      ${urls.graphql}`,
     `  Playground   ${urls.playground}   (admin token)`,
@@ -13,6 +13,9 @@ export function formatBanner(stack: Stack): string {
     `  REST docs    ${urls.restDocs}`,
     `  Metrics      ${urls.router}/metrics   (every service has /metrics, /healthz, /readyz)`,
     `  Data         ${stack.dataDir}`,
+    `  Database     ${stores.database}`,
+    `  Analytics    ${stores.analytics}`,
+    `  Rate limits  ${stores.rateLimits}`,
     '',
   ];
   if (stack.firstStart) {
@@ -25,7 +28,7 @@ export function formatBanner(stack: Stack): string {
   }
   lines.push(
     '',
-    '  Try:  curl -s -X POST localhost:8080/auth/token -H "content-type: application/json" \\',
+    `  Try:  curl -s -X POST ${urls.bridge}/auth/token -H "content-type: application/json" \\`,
     `          -d "{\\"api_key\\": \\"$(jq -r .merchant.apiKey ${stack.dataDir}/dev-credentials.json)\\"}"`,
     '',
   );

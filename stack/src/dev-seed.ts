@@ -58,13 +58,17 @@ export async function ensureDevUser(
  * the PGlite directory. Tells a reader which database the keys belong to.
  */
 export function describeDatabase(url: string | undefined, pgliteDir: string): string {
-  if (!url) return `pglite:${pgliteDir}`;
+  return url ? withoutSecrets(url) : `pglite:${pgliteDir}`;
+}
+
+/** A connection URL fit to print: no password, no query (which may carry one). */
+export function withoutSecrets(url: string): string {
   try {
     const parsed = new URL(url);
     parsed.password = '';
     parsed.search = '';
     return parsed.href;
   } catch {
-    return 'postgres (unparseable URL)';
+    return '(unparseable URL)';
   }
 }

@@ -30,7 +30,7 @@ import {
 import { Redis } from 'ioredis';
 import { type DevCredentials, readDevCredentials, writeDevCredentials } from './dev-credentials.ts';
 import { ensureDevSecrets } from './dev-secrets.ts';
-import { describeDatabase, ensureDevUser } from './dev-seed.ts';
+import { describeDatabase, ensureDevUser, withoutSecrets } from './dev-seed.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -66,6 +66,8 @@ export interface Stack {
   readonly firstStart: boolean;
   readonly dataDir: string;
   readonly database: DatabaseHandle;
+  /** Where the data is, for people: the database (`describeDatabase`), the analytics store and the rate-limit counters. */
+  readonly stores: { database: string; analytics: string; rateLimits: string };
   /** Stops everything in reverse order of start; data stays on disk. */
   close(): Promise<void>;
 }
@@ -279,6 +281,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       firstStart: keysIssued,
       dataDir,
       database,
+      stores: {
+        database: database.kind === 'pg' ? `PostgreSQL ${databaseName}` : `PGlite ${embeddedDatabaseDir(dataDir)}`,
+        analytics: analyticsConfig.MONGODB_URL ? `MongoDB ${withoutSecrets(analyticsConfig.MONGODB_URL)}` : 'embedded store',
+        rateLimits: routerConfig.REDIS_URL ? `Redis ${withoutSecrets(routerConfig.REDIS_URL)}` : 'in process',
+      },
       close,
     };
   } catch (error) {
