@@ -148,6 +148,21 @@ describe('Dockerfiles', () => {
   });
 });
 
+describe('.ci/run', () => {
+  it('stops no process by name: a redis-server or PostgreSQL of someone else on the host is not its to kill', () => {
+    const script = readRepoFile('.ci/run')
+      .split('\n')
+      .filter((line) => !line.trimStart().startsWith('#'));
+    expect(script.filter((line) => /\b(pkill|killall)\b|\bkill\b.*\$\(pgrep/.test(line))).toEqual([]);
+  });
+
+  it('installs what the tests need and runs the README test command', () => {
+    const script = readRepoFile('.ci/run');
+    for (const tool of ['redis-server', 'postgresql', 'prometheus', 'openssl']) expect(script).toContain(tool);
+    expect(script).toMatch(/^npm test$/m);
+  });
+});
+
 describe('CI workflow', () => {
   const ci = workflow('ci.yml');
   const commands = runs(ci).join('\n');
