@@ -12,6 +12,7 @@ import {
   createMetricsRegistry,
   createSecretsProvider,
   type Logger,
+  type LoggerOptions,
   loadConfig,
   type SecretsProvider,
   type z,
@@ -41,7 +42,14 @@ export interface StackOptions {
   dataDir?: string;
   /** Listen on port 0 everywhere (tests). @default false */
   randomPorts?: boolean;
+  /** The stack's own lines (`service: stack`). @default info (LOG_LEVEL) on stdout */
   logger?: Logger;
+  /**
+   * Each service logs through its own logger, with its own `service` (a child of `logger` would
+   * carry `service` twice: pino appends bindings, it does not replace them).
+   * @default `logger`'s level, stdout
+   */
+  log?: { level?: string; destination?: LoggerOptions['destination'] };
 }
 
 export interface StackUrls {
@@ -119,7 +127,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await migrate(database);
 
     const config = <S extends z.ZodType>(service: string, schema: S) => loadConfig(service, schema, env);
-    const serviceLogger = (service: string) => logger.child({ service });
+    const serviceLogger = (service: string) =>
+      createLogger({ service, level: options.log?.level ?? logger.level, destination: options.log?.destination });
 
     const auth = createAuthService({ database, secrets, logger: serviceLogger('auth'), config: config('auth', authConfigSchema) });
     await auth.start(port('AUTH_PORT', 4001), host);
@@ -174,7 +183,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       jwksUrl: `${auth.url}/.well-known/jwks.json`,
       issuer: authConfig.JWT_ISSUER,
       audience: authConfig.JWT_AUDIENCE,
-      logger: serviceLogger('jwks'),
+      // One verifier serves cards, charges, analytics and the router in this process.
+      logger: logger.child({ component: 'jwks' }),
     });
 
     const cards = createCardsService({
@@ -214,7 +224,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       url: `${analytics.url}/internal/events`,
       token: () => secrets.get('analytics-ingest-token'),
       registry: routerRegistry,
-      logger: serviceLogger('analytics-emitter'),
+      logger: serviceLogger('router').child({ component: 'analytics-emitter' }),
     });
     const routerConfig = config('router', routerConfigSchema);
     const subgraphUrls = {

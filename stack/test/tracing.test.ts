@@ -62,15 +62,13 @@ describe.skipIf(!inject('postgresAdminUrl'))('one trace per request, router → 
     // Loaded after the SDK started, as stack/src/main.ts does.
     const { startStack } = await import('../src/start-stack.ts');
     database = await freshDatabase();
-    const logger = createLogger({
-      service: 'stack-test',
-      level: 'info',
-      destination: { write: (line: string) => void logLines.push(JSON.parse(line)) },
-    });
+    const destination = { write: (line: string) => void logLines.push(JSON.parse(line)) };
+    const logger = createLogger({ service: 'stack-test', level: 'info', destination });
     stack = await startStack({
       dataDir,
       randomPorts: true,
       logger,
+      log: { destination },
       env: { ...process.env, DATABASE_URL: database.url, REDIS_URL: undefined, MONGODB_URL: undefined, SECRETS_DIR: undefined },
     });
   }, 120_000);
