@@ -10,14 +10,21 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { analyticsConfigSchema } from '@ghostpay/analytics';
+import { authConfigSchema } from '@ghostpay/auth';
+import { cardsConfigSchema } from '@ghostpay/cards';
+import { chargesConfigSchema } from '@ghostpay/charges';
+import { bridgeConfigSchema } from '@ghostpay/openapi-bridge';
 import {
   createLogger,
   createMetricsRegistry,
   createServiceServer,
   type ServiceServer,
   sendJson,
+  serverTlsConfigSchema,
   serverTlsOptions,
 } from '@ghostpay/platform';
+import { routerConfigSchema } from '@ghostpay/router';
 import { createTestTokenIssuer, testAudience, testIssuer } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -34,8 +41,18 @@ interface FileEnv {
   key: string;
   ca?: string;
   clientCa?: string;
+  serverCert?: string;
+  serverKey?: string;
   serverTls: boolean;
 }
+const configSchemas: Record<string, { shape: object }> = {
+  router: routerConfigSchema,
+  auth: authConfigSchema,
+  cards: cardsConfigSchema,
+  charges: chargesConfigSchema,
+  analytics: analyticsConfigSchema,
+  bridge: bridgeConfigSchema,
+};
 const values = parse(readRepoFile(`${chart}/values.yaml`)) as {
   services: Record<string, { env: Record<string, string> }>;
   tls: { fileEnv: Record<string, FileEnv> };
@@ -281,7 +298,22 @@ describe('schemes follow what each service serves', () => {
 
   it.each(Object.keys(mains))('%s: serverTls says whether its code serves TLS', (name) => {
     const files = values.tls.fileEnv[name]!;
-    expect(files.serverTls).toBe(servesTls(mains[name]!, files.cert));
+    expect(files.serverTls).toBe(servesTls(mains[name]!, files.serverCert ?? files.cert));
+  });
+
+  it.each(Object.keys(mains))('%s: every TLS file env the chart sets is one it reads', (name) => {
+    const files = values.tls.fileEnv[name]!;
+    const readsServerTls = readRepoFile(mains[name]!).includes('loadServerTlsConfig(');
+    const known = new Set([
+      ...Object.keys(configSchemas[name]!.shape),
+      ...(readsServerTls ? Object.keys(serverTlsConfigSchema.shape) : []),
+    ]);
+    const written = [files.cert, files.key, files.ca, files.clientCa, files.serverCert, files.serverKey].filter((n): n is string =>
+      Boolean(n),
+    );
+    expect(written.filter((env) => !known.has(env))).toEqual([]);
+    // The template writes each of them (and NODE_EXTRA_CA_CERTS, which Node reads).
+    for (const field of ['cert', 'key', 'ca', 'clientCa', 'serverCert', 'serverKey']) expect(tlsTpl).toContain(`- name: {{ .${field} }}`);
   });
 
   it('addresses every in-cluster URL with the scheme of the service it names', () => {

@@ -1,7 +1,7 @@
 {{/*
 TLS between the services, one place for what depends on it. What each service can do is in
-`tls.fileEnv.<service>`: `serverTls` (it serves HTTPS with the mounted certificate; the router
-does not yet, so it stays plain HTTP and everything that calls it or probes it says http),
+`tls.fileEnv.<service>`: `serverTls` (it serves HTTPS with the mounted certificate; a service
+that does not stays plain HTTP, and everything that calls it or probes it says http),
 `clientCa` (with tls.mtls it demands client certificates: kubelet's httpGet probes present
 none, so such a service is probed by an exec of node that presents the pod's own certificate).
 */}}
@@ -51,6 +51,12 @@ internal CA. ctx: dict root name
   value: {{ $dir }}/tls.crt
 - name: {{ .key }}
   value: {{ $dir }}/tls.key
+{{- if .serverCert }}
+- name: {{ .serverCert }}
+  value: {{ $dir }}/tls.crt
+- name: {{ .serverKey }}
+  value: {{ $dir }}/tls.key
+{{- end }}
 {{- if .ca }}
 - name: {{ .ca }}
   value: {{ $dir }}/ca.crt
