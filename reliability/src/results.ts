@@ -44,3 +44,30 @@ export function createTally() {
   return { requests: 0, faults: 0, failures: 0, started: performance.now() };
 }
 export type Tally = ReturnType<typeof createTally>;
+
+/**
+ * Runs one scenario's work and records its figures however the work ends, so a failing run
+ * records what it counted instead of leaving the previous run's figures in place. `figures` is
+ * read after the work finished or threw; a throw counts as one more failure and is passed on.
+ * Assert after this returns: an assertion inside `work` would end it before it counted the rest.
+ */
+export async function runScenario<T>(
+  tally: Tally,
+  figures: () => Omit<ScenarioFigures, 'finishedAt' | 'requests' | 'durationMs'>,
+  work: () => Promise<T>,
+): Promise<T> {
+  let finished = false;
+  try {
+    const result = await work();
+    finished = true;
+    return result;
+  } finally {
+    const counted = figures();
+    recordScenario({
+      ...counted,
+      requests: tally.requests,
+      failures: counted.failures + (finished ? 0 : 1),
+      durationMs: Math.round(performance.now() - tally.started),
+    });
+  }
+}
