@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { type Logger, type RequestEvent, redactRequestEvent } from '@ghostpay/platform';
+import { type ClientTlsOptions, type Logger, type RequestEvent, redactRequestEvent } from '@ghostpay/platform';
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { Agent, fetch as undiciFetch } from 'undici';
 
 export type { RequestEvent };
 
@@ -29,6 +30,18 @@ export interface AnalyticsEmitterOptions {
   logger?: Logger;
   /** The fetch implementation. @default globalThis.fetch */
   fetch?: typeof globalThis.fetch;
+}
+
+/**
+ * A `fetch` that presents `tls` (the router's client certificate and internal CA, as towards the
+ * subgraphs) to an analytics service demanding client certificates; `globalThis.fetch` when
+ * `tls` is undefined. Its keep-alive pool lives as long as the process.
+ */
+export function tlsFetch(tls: ClientTlsOptions | undefined): typeof globalThis.fetch {
+  if (!tls) return globalThis.fetch;
+  const dispatcher = new Agent({ connect: tls });
+  return ((input: string | URL, init?: RequestInit) =>
+    undiciFetch(input, { ...(init as Parameters<typeof undiciFetch>[1]), dispatcher })) as unknown as typeof globalThis.fetch;
 }
 
 export interface AnalyticsEmitterMetrics {

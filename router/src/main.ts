@@ -16,9 +16,10 @@ const {
   exitOnSignals,
   loadConfig,
   loadServerTlsConfig,
+  clientTlsOptions,
 } = await import('@ghostpay/platform');
 const { Redis } = await import('ioredis');
-const { createAnalyticsEmitter } = await import('./analytics-emitter.ts');
+const { createAnalyticsEmitter, tlsFetch } = await import('./analytics-emitter.ts');
 const { createApiKeyRateLimits } = await import('./api-key-rate-limits.ts');
 const { routerConfigSchema } = await import('./config.ts');
 const { toAnalyticsRequestEvent } = await import('./request-events.ts');
@@ -60,6 +61,14 @@ const emitter = config.ROUTER_ANALYTICS_URL
       token: () => secrets.get('analytics-ingest-token'),
       registry,
       logger: logger.child({ component: 'analytics-emitter' }),
+      // Analytics is a subgraph: under mTLS it demands the certificate the router presents to all of them.
+      fetch: tlsFetch(
+        clientTlsOptions({
+          caFile: config.ROUTER_SUBGRAPH_TLS_CA_FILE,
+          certFile: config.ROUTER_SUBGRAPH_TLS_CERT_FILE,
+          keyFile: config.ROUTER_SUBGRAPH_TLS_KEY_FILE,
+        }),
+      ),
     })
   : undefined;
 
