@@ -1,4 +1,4 @@
-import { chargeEvents, chargeIdempotencyKeys, charges, createDatabase, refunds } from '@ghostpay/db';
+import { awaitingSettlement, chargeEvents, chargeIdempotencyKeys, charges, createDatabase, refunds } from '@ghostpay/db';
 import { poolStatementsOf, type SeededUser } from '@ghostpay/test-support';
 import { and, count, eq, inArray } from 'drizzle-orm';
 import type pg from 'pg';
@@ -75,6 +75,10 @@ describe('settlement', () => {
   it('never settles a charge twice with two workers on separate connection pools', async () => {
     const created = await Promise.all(Array.from({ length: 60 }, () => authorized()));
     const ids = created.map((c) => c.id);
+    // Due with no delay: these 60 and whatever earlier tests left awaiting settlement.
+    const awaiting = async () => (await h.database.db.select({ n: count() }).from(charges).where(awaitingSettlement(charges)))[0]?.n;
+    const due = await awaiting();
+    expect(due).toBeGreaterThanOrEqual(60);
     const second = await createDatabase({ url: h.database.url, poolSize: 4 });
     try {
       const worker = async (db: typeof h.database.db) => {
@@ -83,7 +87,9 @@ describe('settlement', () => {
         return total;
       };
       const [a, b] = await Promise.all([worker(h.database.db), worker(second.db)]);
-      expect(a + b).toBeGreaterThanOrEqual(60);
+      // Between them the workers settled every due charge exactly once.
+      expect(a + b).toBe(due);
+      expect(await awaiting()).toBe(0);
     } finally {
       await second.close();
     }
