@@ -13,7 +13,9 @@ describe('npm start', () => {
   it('prints the banner with the URLs and keys, and stops cleanly on SIGTERM', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'ghostpay-start-'));
     const env: Record<string, string | undefined> = { ...process.env, GHOSTPAY_DATA_DIR: dataDir, LOG_LEVEL: 'warn' };
-    for (const name of ['DATABASE_URL', 'REDIS_URL', 'MONGODB_URL', 'SECRETS_DIR']) delete env[name];
+    // NODE_ENV as a shell gives it (unset), not vitest's `test`: Apollo Server installs its own
+    // signal handlers outside `test`, and those once killed the process mid-shutdown (exit 143).
+    for (const name of ['DATABASE_URL', 'REDIS_URL', 'MONGODB_URL', 'SECRETS_DIR', 'NODE_ENV']) delete env[name];
     for (const name of portVariables) env[name] = '0';
     const child = spawn(process.execPath, [main], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     try {
@@ -37,8 +39,8 @@ describe('npm start', () => {
       expect(output).toMatch(/merchant\s+\S+\s+user usr_/);
       expect(existsSync(join(dataDir, 'dev-credentials.json'))).toBe(true);
       child.kill('SIGTERM');
-      const [code] = await once(child, 'exit');
-      expect(code).toBe(0);
+      const [code, signal] = await once(child, 'exit');
+      expect({ code, signal }).toEqual({ code: 0, signal: null });
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
       rmSync(dataDir, { recursive: true, force: true });
