@@ -28,7 +28,7 @@ const { createRouter } = await import('./router.ts');
 const { routerSubscriptionsConfigSchema, routerSubscriptionsSettings } = await import('./subscriptions/index.ts');
 
 // @apollo/gateway would otherwise export usage telemetry to Apollo; this router never phones home.
-process.env.APOLLO_TELEMETRY_DISABLED ??= 'true';
+process.env.APOLLO_TELEMETRY_DISABLED = 'true';
 
 const config = loadConfig('router', routerConfigSchema);
 const tls = loadServerTlsConfig('router');

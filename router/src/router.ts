@@ -161,8 +161,9 @@ export function createRouter(deps: RouterDeps): Router {
   const dataSources = new Map<string, SubgraphDataSource>();
   // @apollo/gateway otherwise starts a usage-data exporter to Apollo that also probes cloud
   // metadata endpoints (AWS, GCP, Azure) at start: this router never phones home, whoever
-  // embeds it (main.ts, npm start's stack, the bench). An operator's explicit value wins.
-  process.env.APOLLO_TELEMETRY_DISABLED ??= 'true';
+  // embeds it (main.ts, npm start's stack, the bench), whatever the environment says: an
+  // inherited APOLLO_TELEMETRY_DISABLED=false must not turn it on.
+  process.env.APOLLO_TELEMETRY_DISABLED = 'true';
   const gateway = new ApolloGateway({
     supergraphSdl: deps.supergraphSdl
       ? async () => ({ supergraphSdl: markSecurityFeaturesEnforced(deps.supergraphSdl as string) })

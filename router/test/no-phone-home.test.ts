@@ -55,24 +55,35 @@ describe('the router never phones home', () => {
     expect(observer.nonLoopback()).toEqual(['192.0.2.1']);
   });
 
-  it('starts no connection beyond loopback, however it is embedded: no usage-data exporter, no cloud-metadata probes', async () => {
-    const seenBefore = observer.nonLoopback().length;
-    const before = process.env.APOLLO_TELEMETRY_DISABLED;
-    delete process.env.APOLLO_TELEMETRY_DISABLED;
-    try {
-      const issuer = await createTestTokenIssuer();
-      subgraphs = await startStubSubgraphs(issuer.verifier);
-      // @apollo/gateway starts its exporter when it is constructed, and the exporter's resource
-      // detectors open their connections to the cloud metadata endpoints (169.254.169.254,
-      // 100.100.100.200, metadata.google.internal) right then: by the time the router has
-      // started and answered, any such connection has been started.
-      router = await startRouter({ verifier: issuer.verifier, urls: subgraphs.urls });
-      const answered = await post(router.graphqlUrl, { query: 'mutation { createToken(apiKey: "gp_a_b") { tokenType } }' });
-      expect(answered.body).toEqual({ data: { createToken: { tokenType: 'Bearer' } } });
-      expect(observer.nonLoopback().slice(seenBefore)).toEqual([]);
-    } finally {
-      if (before === undefined) delete process.env.APOLLO_TELEMETRY_DISABLED;
-      else process.env.APOLLO_TELEMETRY_DISABLED = before;
-    }
-  });
+  it.each([
+    ['unset', undefined],
+    ['set to false', 'false'],
+  ])(
+    'starts no connection beyond loopback with APOLLO_TELEMETRY_DISABLED %s: no usage-data exporter, no cloud-metadata probes',
+    async (_, value) => {
+      const seenBefore = observer.nonLoopback().length;
+      const before = process.env.APOLLO_TELEMETRY_DISABLED;
+      if (value === undefined) delete process.env.APOLLO_TELEMETRY_DISABLED;
+      else process.env.APOLLO_TELEMETRY_DISABLED = value;
+      try {
+        const issuer = await createTestTokenIssuer();
+        subgraphs = await startStubSubgraphs(issuer.verifier);
+        // @apollo/gateway starts its exporter when it is constructed, and the exporter's resource
+        // detectors open their connections to the cloud metadata endpoints (169.254.169.254,
+        // 100.100.100.200, metadata.google.internal) right then: by the time the router has
+        // started and answered, any such connection has been started.
+        router = await startRouter({ verifier: issuer.verifier, urls: subgraphs.urls });
+        const answered = await post(router.graphqlUrl, { query: 'mutation { createToken(apiKey: "gp_a_b") { tokenType } }' });
+        expect(answered.body).toEqual({ data: { createToken: { tokenType: 'Bearer' } } });
+        expect(observer.nonLoopback().slice(seenBefore)).toEqual([]);
+      } finally {
+        await router?.close();
+        await subgraphs?.close();
+        router = undefined;
+        subgraphs = undefined;
+        if (before === undefined) delete process.env.APOLLO_TELEMETRY_DISABLED;
+        else process.env.APOLLO_TELEMETRY_DISABLED = before;
+      }
+    },
+  );
 });
