@@ -153,7 +153,6 @@ describe('subscription limits, expiry, keep-alive and Server-Sent Events', () =>
   it('terminates a peer that stops answering pings', async () => {
     const r = await router({ keepAliveMs: 200 });
     const { ownerId } = await ownedCharge(r.graphqlUrl);
-    const started = Date.now();
     // autoPong off: this peer never answers the router's pings, like a vanished client.
     const socket = new WebSocket(r.wsUrl, 'graphql-transport-ws', { autoPong: false });
     const closed = new Promise<number>((resolve) => socket.once('close', (code) => resolve(code)));
@@ -162,8 +161,9 @@ describe('subscription limits, expiry, keep-alive and Server-Sent Events', () =>
         JSON.stringify({ type: 'connection_init', payload: { authorization: await issuer.bearer({ userId: ownerId, role: 'user' }) } }),
       ),
     );
+    // 1006: the router terminated the socket (no close frame) for the missing pongs. Nothing else
+    // ends it: an answering peer stays, and the idle timeout would close with 4408.
     expect(await closed).toBe(1006);
-    expect(Date.now() - started).toBeLessThan(2_000);
   });
 
   it('serves the same subscription over Server-Sent Events, and refuses one without a token with 401', async () => {
