@@ -135,7 +135,11 @@ function patchLoadedModules() {
   }
 }
 
-/** The trace id of the active span (32 hex chars), or undefined outside a sampled trace. */
+/**
+ * The trace id of the active span (32 hex chars), sampled or not (an unsampled span still
+ * carries the trace it continues), or undefined when no span is active (tracing off, or outside
+ * a request). The bridge relies on this to tell "tracing on" from "off".
+ */
 export function currentTraceId(): string | undefined {
   const spanContext = trace.getSpan(context.active())?.spanContext();
   return spanContext && isSpanContextValid(spanContext) ? spanContext.traceId : undefined;
