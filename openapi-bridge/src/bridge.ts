@@ -33,6 +33,9 @@ import { createRequestValidator, maskCardNumbers } from './request-validation.ts
 import { createRouterClient, type RouterClient, RouterUnreachableError } from './router-client.ts';
 import { traceHeadersFor } from './trace-context.ts';
 
+/** Throws on bytes that are not UTF-8 instead of replacing them. */
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
 export interface BridgeDeps {
   config: Pick<
     BridgeConfig,
@@ -162,7 +165,16 @@ export function createBridge(deps: BridgeDeps): Bridge {
       if (!takesBody) return noBody;
       return refusal('Content-Type must be application/json');
     }
-    const text = raw.toString('utf8');
+    // JSON is UTF-8 (RFC 8259): a body declared in another charset, or whose bytes are not UTF-8,
+    // is refused rather than read with replacement characters standing in for what was sent.
+    const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType)?.[1];
+    if (charset !== undefined && !/^utf-?8$/i.test(charset)) return refusal('Content-Type charset must be utf-8');
+    let text: string;
+    try {
+      text = strictUtf8.decode(raw);
+    } catch {
+      return refusal('The request body is not valid UTF-8');
+    }
     let body: unknown;
     try {
       body = JSON.parse(text);

@@ -230,6 +230,43 @@ describe('the bridge in front of a scripted router', () => {
     expect(captured.map((c) => c.body.variables)).toEqual([{ id: 'card_1' }, { id: 'card_1' }, { id: 'card_1' }]);
   });
 
+  it('refuses a body declared in another charset than UTF-8, or whose bytes are not UTF-8', async () => {
+    const body = JSON.stringify({ card_id: 'card_1', amount: 100, currency: 'USD' });
+    for (const contentType of [
+      'application/json; charset=utf-16',
+      'application/json; charset="latin1"',
+      'application/json;charset=ISO-8859-1',
+    ]) {
+      const response = await api.call('POST', '/charges', { token, rawBody: body, headers: { 'content-type': contentType } });
+      expect(response.status, contentType).toBe(400);
+      expect(response.body.error, contentType).toMatchObject({ code: 'BAD_USER_INPUT', message: 'Content-Type charset must be utf-8' });
+    }
+    // A description holding a Latin-1 é (0xE9), not the UTF-8 bytes of one.
+    const latin1 = Buffer.concat([
+      Buffer.from('{"card_id":"card_1","amount":100,"currency":"USD","description":"caf'),
+      Buffer.from([0xe9]),
+      Buffer.from('"}'),
+    ]);
+    const response = await fetch(`${bridgeUrl}/charges`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, 'idempotency-key': 'k-latin1' },
+      body: latin1,
+    });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: { code: 'BAD_USER_INPUT', message: 'The request body is not valid UTF-8' } });
+    expect(captured).toHaveLength(0);
+    // UTF-8, declared or not, is read.
+    errorAnswer('NOT_FOUND');
+    for (const contentType of ['application/json; charset=utf-8', 'application/json; charset=UTF8', 'application/json']) {
+      const ok = await api.call('POST', '/charges', {
+        token,
+        rawBody: body,
+        headers: { 'content-type': contentType, 'idempotency-key': 'k-utf8' },
+      });
+      expect(ok.status, contentType).toBe(404);
+    }
+  });
+
   it('refuses a body that repeats a key instead of keeping the last value', async () => {
     const response = await api.call('POST', '/charges', {
       token,
