@@ -70,6 +70,11 @@ export const jwtVerifierEnv = {
   JWKS_URL: env.url().default('http://127.0.0.1:4001/.well-known/jwks.json'),
   /** Seconds past the JWKS max age (10 min) the last key set fetched still verifies while the JWKS cannot be fetched; 0 = none. */
   JWKS_STALE_GRACE_SECONDS: z.coerce.number().int().min(0).max(86_400).default(3_600),
+  /** PEM client certificate and key presented when fetching the JWKS (auth demanding client certificates); both or neither. */
+  JWKS_TLS_CERT_FILE: z.string().min(1).optional(),
+  JWKS_TLS_KEY_FILE: z.string().min(1).optional(),
+  /** PEM CA bundle the JWKS server's certificate must chain to (besides Node's own and NODE_EXTRA_CA_CERTS). */
+  JWKS_TLS_CA_FILE: z.string().min(1).optional(),
 };
 
 export function jwtVerifierOptionsFrom(config: {
@@ -77,12 +82,23 @@ export function jwtVerifierOptionsFrom(config: {
   JWT_AUDIENCE: string;
   JWKS_URL: string;
   JWKS_STALE_GRACE_SECONDS: number;
-}): { jwksUrl: string; issuer: string; audience: string; jwksStaleGraceMs: number } {
+  JWKS_TLS_CERT_FILE?: string;
+  JWKS_TLS_KEY_FILE?: string;
+  JWKS_TLS_CA_FILE?: string;
+}): {
+  jwksUrl: string;
+  issuer: string;
+  audience: string;
+  jwksStaleGraceMs: number;
+  jwksTls?: { caFile?: string; certFile?: string; keyFile?: string };
+} {
+  const { JWKS_TLS_CA_FILE: caFile, JWKS_TLS_CERT_FILE: certFile, JWKS_TLS_KEY_FILE: keyFile } = config;
   return {
     jwksUrl: config.JWKS_URL,
     issuer: config.JWT_ISSUER,
     audience: config.JWT_AUDIENCE,
     jwksStaleGraceMs: config.JWKS_STALE_GRACE_SECONDS * 1000,
+    ...(caFile || certFile || keyFile ? { jwksTls: { caFile, certFile, keyFile } } : {}),
   };
 }
 

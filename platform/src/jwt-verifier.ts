@@ -2,6 +2,7 @@ import {
   type CryptoKey,
   createLocalJWKSet,
   createRemoteJWKSet,
+  customFetch,
   type ExportedJWKSCache,
   type FlattenedJWSInput,
   type JSONWebKeySet,
@@ -12,9 +13,11 @@ import {
   jwksCache,
   jwtVerify,
 } from 'jose';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { ServiceUnavailableError, UnauthenticatedError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { isRole, type Principal } from './scopes.ts';
+import { type ClientTlsFiles, clientTlsOptions } from './tls.ts';
 
 /** Asymmetric algorithms a token may be signed with; never `none`, never HMAC. */
 export const allowedAlgorithms = ['RS256', 'ES256', 'EdDSA'] as const;
@@ -45,6 +48,12 @@ export interface JwtVerifierOptions {
   jwksStaleGraceMs?: number;
   /** Told once when tokens start being checked against the stale key set, and once when a fetch works again. */
   logger?: Pick<Logger, 'warn' | 'info' | 'error'>;
+  /**
+   * Client certificate (and CA) presented when fetching the JWKS, for an auth service that
+   * demands client certificates (mTLS). The files are read at every fetch, so a renewed
+   * certificate is used without a restart. Absent → a plain fetch.
+   */
+  jwksTls?: ClientTlsFiles;
   /**
    * Verified tokens remembered (by their exact text), so a client sending the same token on
    * every request costs one signature check per `verifiedCacheTtlMs` rather than one per
@@ -78,6 +87,7 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
           cacheMaxAgeMs: options.jwksCacheMaxAgeMs ?? 600_000,
           staleGraceMs: options.jwksStaleGraceMs ?? 3_600_000,
           logger: options.logger,
+          tls: options.jwksTls,
         })
       : undefined;
   if (!keys) throw new Error('createJwtVerifier needs jwksUrl or jwks');
@@ -160,9 +170,15 @@ type KeyResolver = (header: JWSHeaderParameters, token: FlattenedJWSInput) => Pr
  */
 function createRemoteKeys(
   url: URL,
-  options: { cooldownMs: number; cacheMaxAgeMs: number; staleGraceMs: number; logger: JwtVerifierOptions['logger'] },
+  options: {
+    cooldownMs: number;
+    cacheMaxAgeMs: number;
+    staleGraceMs: number;
+    logger: JwtVerifierOptions['logger'];
+    tls: ClientTlsFiles | undefined;
+  },
 ): KeyResolver {
-  const { cooldownMs, cacheMaxAgeMs, staleGraceMs, logger } = options;
+  const { cooldownMs, cacheMaxAgeMs, staleGraceMs, logger, tls } = options;
   // jose writes the JSON and time (Date.now) of every successful fetch here.
   const lastGood: Partial<ExportedJWKSCache> = {};
   const remote = createRemoteJWKSet(url, {
@@ -170,6 +186,7 @@ function createRemoteKeys(
     cacheMaxAge: cacheMaxAgeMs,
     timeoutDuration: 5_000,
     [jwksCache]: lastGood as JWKSCacheInput,
+    ...(tls ? { [customFetch]: tlsJwksFetch(tls) } : {}),
   });
   let staleSet: { uat: number; keys: KeyResolver } | undefined;
   /** Set while fetching fails: the failure to answer with, and when the next attempt may start. */
@@ -262,6 +279,24 @@ function createRemoteKeys(
       const stale = remote.fresh ? undefined : staleKeys();
       if (!stale) throw error;
       return fromStale(stale, header, token, error);
+    }
+  };
+}
+
+/**
+ * A JWKS fetch presenting the client certificate in `files`, read again for every fetch (a few
+ * per 10 minutes), each over its own connection: a renewed certificate is used at once.
+ */
+function tlsJwksFetch(files: ClientTlsFiles) {
+  return async (url: string, init: { headers: Headers; method: 'GET'; redirect: 'manual'; signal: AbortSignal }) => {
+    const dispatcher = new Agent({ connect: clientTlsOptions(files) ?? {} });
+    try {
+      const { signal, method, redirect } = init;
+      const headers = Object.fromEntries(init.headers);
+      return (await undiciFetch(url, { signal, method, redirect, headers, dispatcher })) as unknown as Response;
+    } finally {
+      // Graceful: the body jose reads next finishes first.
+      void dispatcher.close();
     }
   };
 }
