@@ -14,14 +14,17 @@ const schema = JSON.parse(readRepoFile(`${chart}/values.schema.json`));
 const ajv = new Ajv({ allErrors: true, strict: true, strictTypes: false });
 const validate = ajv.compile(schema);
 
-/** The port contract between engineers (helper guide): service → package, port env, default port. */
+/**
+ * The port contract between engineers (helper guide): service → package, port env, default port,
+ * and the composition root that reads its env.
+ */
 const contract = {
-  router: { pkg: '@ghostpay/router', portEnv: 'ROUTER_PORT', port: 4000 },
-  auth: { pkg: '@ghostpay/auth', portEnv: 'AUTH_PORT', port: 4001 },
-  cards: { pkg: '@ghostpay/cards', portEnv: 'CARDS_PORT', port: 4002 },
-  charges: { pkg: '@ghostpay/charges', portEnv: 'CHARGES_PORT', port: 4003 },
-  analytics: { pkg: '@ghostpay/analytics', portEnv: 'ANALYTICS_PORT', port: 4004 },
-  bridge: { pkg: '@ghostpay/openapi-bridge', portEnv: 'BRIDGE_PORT', port: 8080 },
+  router: { pkg: '@ghostpay/router', portEnv: 'ROUTER_PORT', port: 4000, main: 'router/src/main.ts' },
+  auth: { pkg: '@ghostpay/auth', portEnv: 'AUTH_PORT', port: 4001, main: 'subgraphs/auth/src/main.ts' },
+  cards: { pkg: '@ghostpay/cards', portEnv: 'CARDS_PORT', port: 4002, main: 'subgraphs/cards/src/main.ts' },
+  charges: { pkg: '@ghostpay/charges', portEnv: 'CHARGES_PORT', port: 4003, main: 'subgraphs/charges/src/main.ts' },
+  analytics: { pkg: '@ghostpay/analytics', portEnv: 'ANALYTICS_PORT', port: 4004, main: 'subgraphs/analytics/src/main.ts' },
+  bridge: { pkg: '@ghostpay/openapi-bridge', portEnv: 'BRIDGE_PORT', port: 8080, main: 'openapi-bridge/src/main.ts' },
 } as const;
 type ServiceName = keyof typeof contract;
 
@@ -81,7 +84,12 @@ describe('values.schema.json', () => {
  * quoted strings and comments inside an action may contain braces.
  */
 function templateActions(text: string): string[] {
-  const actions: string[] = [];
+  return templateActionsAt(text).map(({ action }) => action);
+}
+
+/** Each `{{ … }}` action with the offset it starts at. */
+function templateActionsAt(text: string): { action: string; at: number }[] {
+  const actions: { action: string; at: number }[] = [];
   let i = text.indexOf('{{');
   while (i !== -1) {
     let j = i + 2;
@@ -95,13 +103,14 @@ function templateActions(text: string): string[] {
       else if (text.startsWith('/*', j)) j = text.indexOf('*/', j) + 1;
       else if (text.startsWith('}}', j)) break;
     }
-    actions.push(
-      text
+    actions.push({
+      action: text
         .slice(i + 2, j)
         .replace(/^-\s*/, '')
         .replace(/\s*-$/, '')
         .trim(),
-    );
+      at: i,
+    });
     i = text.indexOf('{{', j + 2);
   }
   return actions;
@@ -196,52 +205,183 @@ describe('chart templates', () => {
   });
 });
 
-/** Env names the chart's deployment template writes itself (everything else comes from values). */
-const templateEnv = ['HOST', 'NODE_ENV', 'LOG_LEVEL', 'SHUTDOWN_TIMEOUT_MS', 'SECRETS_DIR', 'DATABASE_URL', 'REDIS_URL', 'MONGODB_URL'];
-const connectionEnv: Record<string, string> = { database: 'DATABASE_URL', redis: 'REDIS_URL', mongodb: 'MONGODB_URL' };
+// --- Env: every name the chart writes is one the container reads ------------------------------
 
-/** What the chart sets for one service, following _deployment.tpl. */
-function chartEnvNames(name: ServiceName): string[] {
-  const svc = values.services[name];
+const templatesDir = repoPath(`${chart}/templates`);
+const templateFiles = readdirSync(templatesDir, { recursive: true, encoding: 'utf8' }).filter((f) => /\.(ya?ml|tpl)$/.test(f));
+const readTemplateFile = (file: string) => readRepoFile(`${chart}/templates/${file}`);
+
+/** Literal env names the templates write (the values they carry come from values.yaml). */
+const templateEnv = ['HOST', 'NODE_ENV', 'LOG_LEVEL', 'SHUTDOWN_TIMEOUT_MS', 'SECRETS_DIR', 'DATABASE_URL', 'REDIS_URL', 'MONGODB_URL'];
+/** Read by Node itself when the process starts, not by any config schema: the extra CAs its TLS clients trust. */
+const nodeEnv = ['NODE_EXTRA_CA_CERTS'];
+/** The `tls.fileEnv.<service>` fields _tls.tpl writes as env names (`serverTls` is a flag, not a name). */
+const fileEnvFields = ['cert', 'key', 'serverCert', 'serverKey', 'ca', 'clientCa'];
+/** Env names a template takes from values, by the expression that writes them. */
+const valueNamedEnv = ['{{ $svc.portEnv }}', '{{ $key }}', ...fileEnvFields.map((field) => `{{ .${field} }}`)];
+const connectionEnv: Record<string, string> = { database: 'DATABASE_URL', redis: 'REDIS_URL', mongodb: 'MONGODB_URL' };
+/**
+ * The block that guards both the tls volume (the Secret with tls.crt, tls.key and ca.crt) and
+ * NODE_EXTRA_CA_CERTS: the CA file exists in the container exactly when `tls.enabled`.
+ */
+const caMountedCondition = 'if $root.Values.tls.enabled';
+
+/** One container env entry of a template: `- name: <name>` followed by `value:` or `valueFrom:`. */
+interface EnvEntry {
+  file: string;
+  name: string;
+  value: string;
+  at: number;
+}
+
+/** Every container env entry in every template, wherever it is written (_deployment.tpl, _tls.tpl, …). */
+function envEntries(): EnvEntry[] {
+  return templateFiles.flatMap((file) =>
+    [...readTemplateFile(file).matchAll(/^[ \t]*- name: (.+?)[ \t]*\n[ \t]*(value(?:From)?:.*)$/gm)].map((m) => ({
+      file,
+      name: m[1]!,
+      value: m[2]!,
+      at: m.index,
+    })),
+  );
+}
+
+/** The `if`/`with`/`range`/`define` actions open at an offset of a template, outermost first. */
+function openBlocksAt(text: string, offset: number): string[] {
+  const open: string[] = [];
+  for (const { action, at } of templateActionsAt(text)) {
+    if (at >= offset) break;
+    if (/^(if|range|with|define|block)\b/.test(action)) open.push(action);
+    else if (/^else\b/.test(action)) open.push(`${action} (after ${open.pop()})`);
+    else if (/^end\b/.test(action)) open.pop();
+  }
+  return open;
+}
+
+interface TlsSettings {
+  tls: boolean;
+  mtls: boolean;
+}
+const tlsSettings: Record<string, TlsSettings> = {
+  'TLS off': { tls: false, mtls: false },
+  'tls.enabled': { tls: true, mtls: false },
+  'tls.mtls': { tls: true, mtls: true },
+};
+
+/** What the chart sets for one service, following _deployment.tpl and _tls.tpl's `ghostpay.tlsEnv`. */
+function chartEnvNames(v: Values, name: string, settings: TlsSettings): string[] {
+  const svc = v.services[name];
   const names = [svc.portEnv, 'HOST', 'NODE_ENV', 'LOG_LEVEL', 'SHUTDOWN_TIMEOUT_MS'];
+  if (v.vault.enabled && svc.secrets?.length > 0) names.push('SECRETS_DIR');
   for (const connection of svc.connections as string[]) names.push(connectionEnv[connection]!);
-  const tlsEnv = values.tls.fileEnv?.[name];
-  if (tlsEnv) names.push(...[tlsEnv.cert, tlsEnv.key, tlsEnv.ca, tlsEnv.clientCa].filter((n): n is string => Boolean(n)));
+  const files = v.tls.fileEnv?.[name];
+  if (settings.tls) {
+    names.push(...nodeEnv);
+    if (files) {
+      names.push(files.cert, files.key);
+      if (files.serverCert) names.push(files.serverCert, files.serverKey);
+      if (files.ca) names.push(files.ca);
+      if (files.clientCa && settings.mtls) names.push(files.clientCa);
+    }
+  }
   names.push(...Object.keys(svc.env));
-  return names;
+  return names.map(String);
 }
 
 interface ZodLike {
   shape?: Record<string, { parse(v: unknown): unknown }>;
 }
+type Shape = Record<string, { parse(v: unknown): unknown }>;
 
 /**
- * The service's `*ConfigSchema` zod object, or why there is none. Both failures (the package
- * does not import, or it exports no config schema) fail that service's test below, with the
- * reason: a chart checked against nothing is not a passing check.
+ * The env a service's code reads: every `*ConfigSchema` its package exports and its main.ts
+ * loads, and platform's `serverTlsConfigSchema` when main.ts calls `loadServerTlsConfig`. Both
+ * failures (the package does not import, or main.ts loads none of its schemas) fail that
+ * service's tests, with the reason: a chart checked against nothing is not a passing check.
  */
-async function configShapeOf(pkg: string): Promise<{ shape?: Record<string, { parse(v: unknown): unknown }>; reason?: string }> {
+async function envReadBy(name: ServiceName): Promise<{ shape?: Shape; serverTls: boolean; reason?: string }> {
+  const { pkg, main: mainFile } = contract[name];
+  const main = readRepoFile(mainFile);
+  const serverTls = /\bloadServerTlsConfig\(/.test(main);
   let exports: Record<string, unknown>;
   try {
     exports = await import(pkg);
   } catch (error) {
-    return { reason: `${pkg} failed to import: ${(error as Error).stack ?? String(error)}` };
+    return { serverTls, reason: `${pkg} failed to import: ${(error as Error).stack ?? String(error)}` };
   }
-  const name = Object.keys(exports).find((key) => key.endsWith('ConfigSchema'));
-  const shape = name ? (exports[name] as ZodLike).shape : undefined;
-  if (!shape) return { reason: `${pkg} exports no *ConfigSchema zod object (exports: ${Object.keys(exports).join(', ')})` };
-  return { shape };
+  const loaded = Object.keys(exports).filter((key) => key.endsWith('ConfigSchema') && new RegExp(`\\b${key}\\b`).test(main));
+  const shapes = loaded.map((key) => (exports[key] as ZodLike).shape).filter((s): s is Shape => Boolean(s));
+  if (shapes.length === 0) {
+    return {
+      serverTls,
+      reason: `${mainFile} loads no *ConfigSchema zod object that ${pkg} exports (exports: ${Object.keys(exports).join(', ')})`,
+    };
+  }
+  return { shape: Object.assign({}, ...shapes), serverTls };
 }
 
-// Resolved before the tests are collected; a service whose schema cannot be read fails its test.
-const shapes = Object.fromEntries(
-  await Promise.all(Object.entries(contract).map(async ([name, { pkg }]) => [name, await configShapeOf(pkg)] as const)),
-);
+// Resolved before the tests are collected; a service whose schema cannot be read fails its tests.
+const readers = Object.fromEntries(
+  await Promise.all((Object.keys(contract) as ServiceName[]).map(async (name) => [name, await envReadBy(name)] as const)),
+) as Record<ServiceName, Awaited<ReturnType<typeof envReadBy>>>;
+
+/** The names the chart sets for a service that its code (or Node) does not read. */
+function unreadEnv(v: Values, name: ServiceName, settings: TlsSettings): string[] {
+  const { shape, serverTls, reason } = readers[name];
+  if (!shape) throw new Error(`cannot check the chart's env for ${name}: ${reason}`);
+  const read = new Set([
+    ...Object.keys(shape),
+    ...(serverTls ? Object.keys(serverTlsConfigSchema.shape) : []),
+    // Node reads NODE_EXTRA_CA_CERTS at start and fails on a file that is not there.
+    ...(settings.tls ? nodeEnv : []),
+  ]);
+  // OTEL_* are read by the OpenTelemetry SDK.
+  return chartEnvNames(v, name, settings).filter((env) => !read.has(env) && !env.startsWith('OTEL_'));
+}
 
 describe('chart env and ports match the services', () => {
-  it('writes only the env names this test models', () => {
-    const written = [...readRepoFile(`${chart}/templates/_deployment.tpl`).matchAll(/- name: ([A-Z][A-Z0-9_]*)\b/g)].map((m) => m[1]!);
-    expect(written.filter((n) => !templateEnv.includes(n) && !n.startsWith('OTEL_'))).toEqual([]);
+  it('writes only the env names this test models, in every template that writes container env', () => {
+    const entries = envEntries();
+    const unmodelled = entries
+      .filter(
+        ({ name }) => !templateEnv.includes(name) && !nodeEnv.includes(name) && !valueNamedEnv.includes(name) && !name.startsWith('OTEL_'),
+      )
+      .map(({ file, name }) => `${file}: ${name}`);
+    expect(unmodelled).toEqual([]);
+    // …and the model holds nothing the templates no longer write.
+    const written = new Set(entries.map(({ name }) => name));
+    expect([...templateEnv, ...nodeEnv, ...valueNamedEnv].filter((name) => !written.has(name))).toEqual([]);
+    // `{{ $key }}` is a key of services.<name>.env.
+    for (const entry of entries.filter(({ name }) => name === '{{ $key }}')) {
+      expect(openBlocksAt(readTemplateFile(entry.file), entry.at)).toContain('range $key, $value := $svc.env');
+    }
+  });
+
+  it('names in tls.fileEnv only fields _tls.tpl writes (and the serverTls flag)', () => {
+    const fileEnv = values.tls.fileEnv as Record<string, Record<string, unknown>>;
+    const unknown = Object.entries(fileEnv).flatMap(([service, files]) =>
+      Object.keys(files)
+        .filter((field) => field !== 'serverTls' && !fileEnvFields.includes(field))
+        .map((field) => `tls.fileEnv.${service}.${field}`),
+    );
+    expect(unknown).toEqual([]);
+  });
+
+  it('writes NODE_EXTRA_CA_CERTS only where the CA file is mounted, and names that file', () => {
+    const entries = envEntries().filter(({ name }) => nodeEnv.includes(name));
+    expect(entries.map(({ file, value }) => `${file}: ${value}`)).toEqual(['_tls.tpl: value: {{ $dir }}/ca.crt']);
+    const tls = readTemplateFile('_tls.tpl');
+    const blocks = openBlocksAt(tls, entries[0]!.at);
+    expect(blocks).toContain(caMountedCondition);
+    expect(blocks[0]).toBe('define "ghostpay.tlsEnv"');
+    expect(tls).toContain('{{- define "ghostpay.tlsEnv" -}}\n{{- $root := .root -}}\n{{- $dir := include "ghostpay.tlsDir" . -}}');
+    const deployment = readTemplateFile('_deployment.tpl');
+    const mount = /- name: tls\n\s+mountPath: \{\{ include "ghostpay\.tlsDir" \$root \}\}/.exec(deployment);
+    const volume = /- name: tls\n\s+secret:\n\s+secretName: \{\{ printf "%s-%s-tls"/.exec(deployment);
+    expect(mount, 'the tls volume mounted at ghostpay.tlsDir').not.toBeNull();
+    expect(volume, 'the tls volume is the service’s <release>-<service>-tls Secret').not.toBeNull();
+    expect(openBlocksAt(deployment, mount!.index)).toContain(caMountedCondition);
+    expect(openBlocksAt(deployment, volume!.index)).toContain(caMountedCondition);
   });
 
   it('points the router at its colour’s analytics ingest and trusts the bridge manifest the router image ships', () => {
@@ -258,19 +398,32 @@ describe('chart env and ports match the services', () => {
   });
 
   for (const [name, { pkg }] of Object.entries(contract) as [ServiceName, (typeof contract)[ServiceName]][]) {
-    it(`sets only env names ${pkg} reads, and its port default is the chart's port`, () => {
-      const { shape, reason } = shapes[name]!;
-      if (!shape) throw new Error(`cannot check the chart's env for ${name}: ${reason}`);
-      // Subgraphs also read platform's server TLS env (serverTlsConfigSchema).
-      const keys = new Set([
-        ...Object.keys(shape),
-        ...(name === 'router' || name === 'bridge' ? [] : Object.keys(serverTlsConfigSchema.shape)),
-      ]);
-      // SECRETS_DIR is read by the platform secrets provider for every service (README: "all");
-      // OTEL_* by the OpenTelemetry SDK.
-      const unknown = chartEnvNames(name).filter((env) => !keys.has(env));
-      expect(unknown).toEqual([]);
-      expect(shape[contract[name].portEnv]!.parse(undefined)).toBe(values.services[name].port);
+    it(`sets only env names ${pkg} reads (TLS off, tls.enabled, tls.mtls), and its port default is the chart's port`, () => {
+      for (const [label, settings] of Object.entries(tlsSettings)) expect(unreadEnv(values, name, settings), label).toEqual([]);
+      expect(readers[name].shape![contract[name].portEnv]!.parse(undefined)).toBe(values.services[name].port);
     });
   }
+});
+
+describe('the env check catches a chart that sets a name its service does not read', () => {
+  const on = tlsSettings['tls.enabled']!;
+  const mtls = tlsSettings['tls.mtls']!;
+
+  it('a TLS file env name no code reads', () => {
+    const bogus = withChange((v) => (v.tls.fileEnv.router.serverKey = 'TLS_PRIVATE_KEY_FILE'));
+    expect(unreadEnv(bogus, 'router', on)).toEqual(['TLS_PRIVATE_KEY_FILE']);
+    expect(unreadEnv(bogus, 'router', tlsSettings['TLS off']!)).toEqual([]);
+  });
+
+  it.each(Object.keys(contract) as ServiceName[])('%s: TLS_CLIENT_CA_FILE is read only when its main.ts loads server TLS', (name) => {
+    const withClientCa = withChange((v) => (v.tls.fileEnv[name] = { ...v.tls.fileEnv[name], clientCa: 'TLS_CLIENT_CA_FILE' }));
+    expect(unreadEnv(withClientCa, name, mtls)).toEqual(readers[name].serverTls ? [] : ['TLS_CLIENT_CA_FILE']);
+    // Written only with tls.mtls.
+    expect(unreadEnv(withClientCa, name, on)).toEqual([]);
+  });
+
+  it('NODE_EXTRA_CA_CERTS where no CA file is mounted', () => {
+    const withoutMount = withChange((v) => (v.services.cards.env.NODE_EXTRA_CA_CERTS = '/etc/ghostpay/tls/ca.crt'));
+    expect(unreadEnv(withoutMount, 'cards', tlsSettings['TLS off']!)).toEqual(['NODE_EXTRA_CA_CERTS']);
+  });
 });

@@ -1,7 +1,8 @@
 {{/*
 One Deployment per enabled colour for a service. ctx: dict "root" $ "name" "<service>".
-Env names are the service's config schema (checked by deploy-checks/test/chart.test.ts); the TLS env,
-including NODE_EXTRA_CA_CERTS (read by Node), and the mTLS probes are in _tls.tpl (chart-tls.test.ts).
+Env names are what the service reads (checked by deploy-checks/test/chart.test.ts, which reads the env of
+every template); the TLS env, including NODE_EXTRA_CA_CERTS (read by Node), and the mTLS probes are in
+_tls.tpl (chart-tls.test.ts runs them against real servers).
 */}}
 {{- define "ghostpay.deployment" -}}
 {{- $root := .root -}}
