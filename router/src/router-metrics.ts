@@ -1,4 +1,4 @@
-import { latencyBuckets } from '@ghostpay/platform';
+import { httpStatusFor, latencyBuckets } from '@ghostpay/platform';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 /** The router's metrics (names are a contract with the Grafana dashboards). */
@@ -41,6 +41,17 @@ export function createRouterMetrics(registry: Registry) {
       labelNames: ['subgraph'] as const,
       registers: [registry],
     }),
+    /**
+     * GraphQL HTTP responses that failed on our side although their status is below 500: once per
+     * response (a batch is one), whatever number of errors it carries. GraphQL answers a subgraph
+     * outage with HTTP 200 and partial data, so the availability SLI counts these next to the 5xx;
+     * `graphql_errors_total` counts errors, not requests, and cannot be divided by requests.
+     */
+    serverErrorResponses: new Counter({
+      name: 'router_graphql_server_error_responses_total',
+      help: 'GraphQL HTTP responses with a status below 500 carrying at least one server-side error code (one that maps to a 5xx: SUBGRAPH_UNAVAILABLE, SERVICE_UNAVAILABLE, INTERNAL_SERVER_ERROR), once per response',
+      registers: [registry],
+    }),
     requestEventErrors: new Counter({
       name: 'router_request_event_errors_total',
       help: 'Request-event hook invocations that threw (the request is never affected)',
@@ -50,3 +61,11 @@ export function createRouterMetrics(registry: Registry) {
 }
 
 export type RouterMetrics = ReturnType<typeof createRouterMetrics>;
+
+/**
+ * Whether a GraphQL HTTP response failed on the router's side without a 5xx status: one of its
+ * error codes is one platform maps to a 5xx. A 5xx response is already a failure by its status.
+ */
+export function isServerErrorResponse(httpStatus: number, errorCodes: readonly string[]): boolean {
+  return httpStatus < 500 && errorCodes.some((code) => httpStatusFor(code) >= 500);
+}

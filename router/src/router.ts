@@ -51,7 +51,7 @@ import {
 import { playgroundClientHeader, servePlayground } from './playground.ts';
 import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter, rateLimitHeaders } from './rate-limiter.ts';
 import { callerSafeId, emitRequestEvent, type RequestEventHandler, type RouterRequestEvent, traceIdOf } from './request-events.ts';
-import { createRouterMetrics } from './router-metrics.ts';
+import { createRouterMetrics, isServerErrorResponse } from './router-metrics.ts';
 import { withoutSchemaSuggestions } from './schema-suggestions.ts';
 import { createRetryBudget, type SubgraphCallContext, SubgraphDataSource } from './subgraph-data-source.ts';
 import { createRouterSubscriptions, type RouterSubscriptionsSettings, type SubscriptionGateway } from './subscriptions/index.ts';
@@ -554,6 +554,8 @@ export function createRouter(deps: RouterDeps): Router {
     };
     const errorCodes: string[] = [];
     const finish = (httpStatus: number) => {
+      // Once per HTTP response (a batch included), with every code it carried.
+      if (isServerErrorResponse(httpStatus, errorCodes)) metrics.serverErrorResponses.inc();
       reportRequest(
         req,
         { requestId, traceId: activeTraceId, callerTraceId },
