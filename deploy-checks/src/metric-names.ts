@@ -5,6 +5,7 @@ export const contractMetrics = [
   'http_request_duration_seconds',
   'graphql_request_duration_seconds',
   'graphql_errors_total',
+  'router_graphql_server_error_responses_total',
   'rate_limited_requests_total',
   'subgraph_fetch_duration_seconds',
   'circuit_breaker_state',

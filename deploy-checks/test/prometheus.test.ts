@@ -72,6 +72,7 @@ describe.skipIf(!available && !inCi)('dashboards and alerts on a real Prometheus
   let prometheus: ChildProcess | undefined;
   let prometheusUrl = '';
   let prometheusLog = '';
+  let traffic: Traffic;
 
   async function api<T>(path: string, params: Record<string, string | string[]> = {}): Promise<PromResponse<T>> {
     const url = new URL(`/api/v1/${path}`, prometheusUrl);
@@ -160,7 +161,7 @@ describe.skipIf(!available && !inCi)('dashboards and alerts on a real Prometheus
       30_000,
     );
 
-    await driveTraffic(stack);
+    traffic = await driveTraffic(stack);
     // Three scrapes after the last request, so every counter has moved between two samples.
     await new Promise((resolve) => setTimeout(resolve, 3_500));
   }, 150_000);
@@ -262,6 +263,15 @@ describe.skipIf(!available && !inCi)('dashboards and alerts on a real Prometheus
     expect(empty).toEqual([]);
   });
 
+  it('counts each response the stopped subgraph failed below 500 once, as the SLI reads it from the router', async () => {
+    // The metric the availability SLI, GhostPayHighErrorRate and check_color divide by requests.
+    const failed = await query('router_graphql_server_error_responses_total{service="router"}');
+    expect((failed.data.result as Sample[]).map((s) => s.value[1])).toEqual([String(traffic.serverErrorResponses)]);
+    expect(traffic.serverErrorResponses).toBeGreaterThan(0);
+    const ratio = await query('ghostpay:slo_errors:ratio_rate5m');
+    expect(Number((ratio.data.result as Sample[])[0]?.value[1])).toBeGreaterThan(0);
+  });
+
   it('shows the stopped subgraph’s breaker open and its fetches failing', async () => {
     const breaker = await query('max by (subgraph) (circuit_breaker_state{subgraph="analytics"})');
     expect((breaker.data.result as Sample[])[0]?.value[1]).toBe('2');
@@ -270,12 +280,17 @@ describe.skipIf(!available && !inCi)('dashboards and alerts on a real Prometheus
   });
 });
 
+interface Traffic {
+  /** GraphQL responses below 500 that carried a server-side error code (the stopped subgraph's). */
+  serverErrorResponses: number;
+}
+
 /**
  * A short, real workload through both edges: REST token exchange, cards and charges (one
  * declined), GraphQL across subgraphs, a GraphQL error, calls to the stopped subgraph, and
  * more than 100 requests on one API key so the rate limiter answers 429.
  */
-async function driveTraffic(stack: Stack) {
+async function driveTraffic(stack: Stack): Promise<Traffic> {
   const rest = async (method: string, path: string, body?: unknown, token?: string, idempotencyKey?: string) => {
     const response = await fetch(`${stack.urls.bridge}${path}`, {
       method,
@@ -307,8 +322,18 @@ async function driveTraffic(stack: Stack) {
   expect(adminToken).toEqual(expect.any(String));
   const now = new Date();
   const range = { from: new Date(now.getTime() - 3_600_000).toISOString(), to: now.toISOString() };
-  const analyticsQuery = () =>
-    graphql('query ($from: DateTime!, $to: DateTime!) { errorRate(from: $from, to: $to) { requests } }', range, adminToken);
+  let serverErrorResponses = 0;
+  const serverCodes = new Set(['SUBGRAPH_UNAVAILABLE', 'SERVICE_UNAVAILABLE', 'INTERNAL_SERVER_ERROR']);
+  const analyticsQuery = async () => {
+    const response = await graphql(
+      'query ($from: DateTime!, $to: DateTime!) { errorRate(from: $from, to: $to) { requests } }',
+      range,
+      adminToken,
+    );
+    const codes = (response.body.errors ?? []).map((e) => (e as { extensions?: { code?: string } }).extensions?.code);
+    if (response.status < 500 && codes.some((code) => code !== undefined && serverCodes.has(code))) serverErrorResponses++;
+    return response;
+  };
 
   // Warm-up: one call per subgraph, then a scrape. A series first scraped with its final value
   // has a rate of 0; created here, the traffic below makes every counter grow between scrapes.
@@ -346,4 +371,5 @@ async function driveTraffic(stack: Stack) {
     if (response.status === 429) limited++;
   }
   expect(limited).toBeGreaterThan(0);
+  return { serverErrorResponses };
 }
