@@ -33,6 +33,13 @@ const corpus: { name: string; query: string; variables?: Record<string, unknown>
   },
   { name: 'an entity resolver that throws', query: '{ book(id: "b4") { title reviews { stars author { name } } } }' },
   { name: 'an unknown root object', query: '{ book(id: "nope") { title reviews { stars } } }' },
+  { name: 'a required variable not sent', query: 'query Q($id: ID!) { book(id: $id) { title } }', variables: {} },
+  { name: 'a required variable sent as null', query: 'query Q($id: ID!) { book(id: $id) { title } }', variables: { id: null } },
+  {
+    name: 'a variable of the wrong type',
+    query: 'query Q($withReviews: Boolean!) { items { id ... on Book @include(if: $withReviews) { title } } }',
+    variables: { withReviews: 'yes' },
+  },
   {
     name: '@skip and @include on fields and fragments, variables with defaults',
     query:

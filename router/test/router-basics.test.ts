@@ -60,6 +60,19 @@ describe('router over stand-in subgraphs', () => {
     expect(seen?.['x-custom']).toBeUndefined();
   });
 
+  it('refuses variables that do not coerce with BAD_USER_INPUT before any subgraph is called', async () => {
+    const auth = await issuer.bearer({ userId: 'usr_vars', role: 'merchant' });
+    const hitsBefore = { ...subgraphs.hits };
+    const query = 'query Card($id: ID!) { card(id: $id) { id last4 } }';
+    for (const variables of [{}, { id: null }, { id: { nested: true } }]) {
+      const response = await post(router.graphqlUrl, { query, variables }, { authorization: auth });
+      expect(response.status, JSON.stringify(variables)).toBe(400);
+      expect(codes(response), JSON.stringify(variables)).toEqual(['BAD_USER_INPUT']);
+      expect(response.body.data, JSON.stringify(variables)).toBeUndefined();
+    }
+    expect(subgraphs.hits).toEqual(hitsBefore);
+  });
+
   it('answers a request target that is no URL with 400 BAD_USER_INPUT, not a 500', async () => {
     // Node's HTTP parser accepts `//[`; `new URL` throws on it.
     const raw = await rawHttpRequest(router.graphqlUrl, 'GET //[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');

@@ -1,6 +1,13 @@
 import { operationFromDocument, type Schema } from '@apollo/federation-internals';
 import type { ApolloGateway } from '@apollo/gateway';
-import { type DocumentNode, GraphQLError, type GraphQLSchema } from 'graphql';
+import {
+  type DocumentNode,
+  GraphQLError,
+  type GraphQLSchema,
+  getOperationAST,
+  getVariableValues,
+  type VariableDefinitionNode,
+} from 'graphql';
 import {
   type CompiledPlan,
   compilePlan,
@@ -75,7 +82,15 @@ export interface CompiledExecutor {
   counts(): { compiled: number; fallback: number };
 }
 
-type Entry = { kind: 'compiled'; plan: CompiledPlan; shape: ResponseShape } | { kind: 'fallback'; reason: string };
+type Entry =
+  | {
+      kind: 'compiled';
+      plan: CompiledPlan;
+      shape: ResponseShape;
+      /** The operation's variable definitions: the request's values are checked against them, as the gateway does. */
+      variableDefinitions: readonly VariableDefinitionNode[];
+    }
+  | { kind: 'fallback'; reason: string };
 
 interface SchemaState {
   api: GraphQLSchema;
@@ -119,8 +134,9 @@ export function createCompiledExecutor(options: CompiledExecutorOptions): Compil
       recursiveSelectionsLimitDisabled: gateway.recursiveSelectionsLimitDisabled,
       nonLocalSelectionsLimitDisabled: gateway.nonLocalSelectionsLimitDisabled,
     });
+    const variableDefinitions = getOperationAST(request.document, operationName)?.variableDefinitions ?? [];
     try {
-      return { kind: 'compiled', plan: compilePlan(plan, current.supergraph), shape };
+      return { kind: 'compiled', plan: compilePlan(plan, current.supergraph), shape, variableDefinitions };
     } catch (error) {
       if (error instanceof UnsupportedPlanError) return { kind: 'fallback', reason: error.message };
       throw error;
@@ -176,6 +192,12 @@ export function createCompiledExecutor(options: CompiledExecutorOptions): Compil
       if (entry.kind === 'fallback') return undefined;
 
       const variables = request.request.variables ?? undefined;
+      // Like the gateway's `validateIncomingRequest`: a required variable missing, a value of the
+      // wrong type or an unknown enum value is refused before any subgraph is called.
+      if (entry.variableDefinitions.length > 0) {
+        const coerced = getVariableValues(current.api, entry.variableDefinitions, variables ?? {});
+        if (coerced.errors) return { errors: coerced.errors };
+      }
       const errors: GraphQLError[] = [];
       const result: Record<string, unknown> = {};
       await executeCompiledPlan(entry.plan, {
