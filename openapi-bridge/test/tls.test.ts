@@ -1,7 +1,7 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { selfSignedCertificate } from '@ghostpay/test-support';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Bridge, bridgeConfigSchema, createBridge } from '../src/index.ts';
@@ -13,33 +13,11 @@ describe('the bridge over TLS', () => {
   const agent = new Agent({ connect: { rejectUnauthorized: false } });
 
   beforeAll(async () => {
-    // A throwaway self-signed certificate for 127.0.0.1, made per run (never committed).
-    const made = spawnSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-      ],
-      { encoding: 'utf8', timeout: 20_000 },
-    );
-    if (made.status !== 0) throw new Error(`openssl failed: ${made.stderr}`);
+    const { certFile, keyFile } = selfSignedCertificate(dir);
     bridge = createBridge({
       config: bridgeConfigSchema.parse({ LOG_LEVEL: 'silent', SHUTDOWN_TIMEOUT_MS: '200', ROUTER_URL: 'http://127.0.0.1:9/graphql' }),
       logger: silentLogger,
-      tls: { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) },
+      tls: { key: readFileSync(keyFile), cert: readFileSync(certFile) },
     });
     await bridge.start(0);
   });

@@ -1,60 +1,27 @@
-import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createTestTokenIssuer, type TestTokenIssuer, testAudience, testIssuer } from '@ghostpay/test-support';
+import {
+  createTestTokenIssuer,
+  issueTestCertificate,
+  type TestTokenIssuer,
+  testAudience,
+  testCertificateAuthority,
+  testIssuer,
+} from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createJwtVerifier, jwtVerifierOptionsFrom } from '../src/index.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ghostpay-jwks-mtls-'));
 const file = (name: string) => join(dir, name);
-const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
-
 /** A CA, a server certificate for 127.0.0.1 and a client certificate from that CA. */
 function makeCertificates() {
-  openssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=jwks test ca',
-    '-keyout',
-    file('ca.key'),
-    '-out',
-    file('ca.pem'),
-  );
-  writeFileSync(file('server.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  writeFileSync(file('client.ext'), 'extendedKeyUsage=clientAuth\n');
-  for (const [name, ext] of [
-    ['server', 'server.ext'],
-    ['client', 'client.ext'],
-  ] as const) {
-    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', file(`${name}.key`), '-out', file(`${name}.csr`));
-    openssl(
-      'x509',
-      '-req',
-      '-in',
-      file(`${name}.csr`),
-      '-CA',
-      file('ca.pem'),
-      '-CAkey',
-      file('ca.key'),
-      '-CAcreateserial',
-      '-days',
-      '1',
-      '-extfile',
-      file(ext),
-      '-out',
-      file(`${name}.pem`),
-    );
-  }
+  testCertificateAuthority(dir);
+  issueTestCertificate(dir, 'server', { usage: 'server' });
+  issueTestCertificate(dir, 'client', { usage: 'client' });
 }
 
 describe('JWKS from an auth service that demands client certificates (mTLS)', () => {

@@ -1,9 +1,10 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { selfSignedCertificate } from '@ghostpay/test-support';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -18,30 +19,10 @@ describe('the router process (main.ts)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'router-main-'));
   const children: ChildProcess[] = [];
 
+  let certificate: { certFile: string; keyFile: string };
+
   beforeAll(() => {
-    // A throwaway self-signed certificate for 127.0.0.1, made per run (never committed).
-    const made = spawnSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-      ],
-      { encoding: 'utf8', timeout: 20_000 },
-    );
-    if (made.status !== 0) throw new Error(`openssl failed: ${made.stderr}`);
+    certificate = selfSignedCertificate(dir);
   });
   afterAll(async () => {
     for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -135,7 +116,7 @@ describe('the router process (main.ts)', () => {
   });
 
   it('serves HTTPS with TLS_CERT_FILE and TLS_KEY_FILE', { timeout: 90_000 }, async () => {
-    const router = await startRouterProcess({ TLS_CERT_FILE: join(dir, 'cert.pem'), TLS_KEY_FILE: join(dir, 'key.pem') });
+    const router = await startRouterProcess({ TLS_CERT_FILE: certificate.certFile, TLS_KEY_FILE: certificate.keyFile });
     const agent = new Agent({ connect: { rejectUnauthorized: false } });
     try {
       expect(router.url).toMatch(/^https:\/\//);

@@ -1,12 +1,11 @@
-import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { clientTlsOptions, serverTlsOptions } from '@ghostpay/platform';
-import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
+import { createTestTokenIssuer, issueTestCertificate, type TestTokenIssuer, testCertificateAuthority } from '@ghostpay/test-support';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAnalyticsEmitter, tlsFetch } from '../src/analytics-emitter.ts';
@@ -14,52 +13,13 @@ import { post, type StubSubgraphs, startRouter, startStubSubgraphs } from './rou
 
 const dir = mkdtempSync(join(tmpdir(), 'ghostpay-mtls-'));
 const file = (name: string) => join(dir, name);
-const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
-
 /** A CA, a server certificate for 127.0.0.1 and client certificates from that CA and from a stranger CA. */
 function makeCertificates() {
-  for (const ca of ['ca', 'other-ca']) {
-    openssl(
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      `/CN=ghostpay test ${ca}`,
-      '-keyout',
-      file(`${ca}.key`),
-      '-out',
-      file(`${ca}.pem`),
-    );
-  }
-  writeFileSync(file('server.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  writeFileSync(file('client.ext'), 'extendedKeyUsage=clientAuth\n');
-  const issue = (name: string, ca: string, ext: string) => {
-    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', file(`${name}.key`), '-out', file(`${name}.csr`));
-    openssl(
-      'x509',
-      '-req',
-      '-in',
-      file(`${name}.csr`),
-      '-CA',
-      file(`${ca}.pem`),
-      '-CAkey',
-      file(`${ca}.key`),
-      '-CAcreateserial',
-      '-days',
-      '1',
-      '-extfile',
-      file(ext),
-      '-out',
-      file(`${name}.pem`),
-    );
-  };
-  issue('server', 'ca', 'server.ext');
-  issue('router', 'ca', 'client.ext');
-  issue('intruder', 'other-ca', 'client.ext');
+  testCertificateAuthority(dir, 'ca');
+  testCertificateAuthority(dir, 'other-ca');
+  issueTestCertificate(dir, 'server', { usage: 'server' });
+  issueTestCertificate(dir, 'router', { usage: 'client' });
+  issueTestCertificate(dir, 'intruder', { usage: 'client', ca: 'other-ca' });
 }
 
 describe('mTLS between the router and subgraphs', () => {

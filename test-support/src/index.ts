@@ -1,4 +1,5 @@
 export * from './capturing-logger.ts';
+export * from './certificates.ts';
 export * from './free-port.ts';
 export * from './fresh-database.ts';
 export * from './loopback-server.ts';
