@@ -19,15 +19,19 @@ import {
   createLogger,
   createMetricsRegistry,
   createServiceServer,
+  jwtVerifierEnv,
+  jwtVerifierOptionsFrom,
   type ServiceServer,
   sendJson,
   serverTlsConfigSchema,
   serverTlsOptions,
+  serverTlsProblems,
 } from '@ghostpay/platform';
 import { routerConfigSchema } from '@ghostpay/router';
 import { createTestTokenIssuer, testAudience, testIssuer } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { Renderer } from '../src/go-template.ts';
 import { readRepoFile, repoPath } from '../src/repo.ts';
 
 const chart = 'charts/ghostpay';
@@ -43,9 +47,11 @@ interface FileEnv {
   clientCa?: string;
   serverCert?: string;
   serverKey?: string;
+  jwksCert?: string;
+  jwksKey?: string;
   serverTls: boolean;
 }
-const configSchemas: Record<string, { shape: object }> = {
+const configSchemas: Record<string, { shape: Record<string, { parse(v: unknown): unknown }> }> = {
   router: routerConfigSchema,
   auth: authConfigSchema,
   cards: cardsConfigSchema,
@@ -55,7 +61,7 @@ const configSchemas: Record<string, { shape: object }> = {
 };
 const values = parse(readRepoFile(`${chart}/values.yaml`)) as {
   services: Record<string, { env: Record<string, string> }>;
-  tls: { fileEnv: Record<string, FileEnv> };
+  tls: { enabled: boolean; mtls: boolean; fileEnv: Record<string, FileEnv> };
 };
 
 /** The body of `{{ define "<name>" }}` in a template file. */
@@ -137,14 +143,30 @@ function issuePodCertificate(dir: string) {
   );
 }
 
-/** A service as the subgraphs serve: the platform server with platform's server TLS options from the chart's file env. */
-async function startService(dir: string, options: { clientCa: boolean; ready?: () => boolean; routes?: Record<string, unknown> }) {
-  const tls = serverTlsOptions({
-    TLS_CERT_FILE: join(dir, 'tls.crt'),
-    TLS_KEY_FILE: join(dir, 'tls.key'),
-    ...(options.clientCa ? { TLS_CLIENT_CA_FILE: join(dir, 'ca.crt') } : {}),
-    TLS_RELOAD_INTERVAL_MS: 10_000,
-  });
+/**
+ * A service as the subgraphs serve: the platform server with platform's server TLS options, from
+ * the given server TLS env (what the chart renders for the service), or from the chart's file env.
+ */
+async function startService(
+  dir: string,
+  options: {
+    clientCa?: boolean;
+    env?: Record<string, string>;
+    ready?: () => boolean;
+    routes?: Record<string, unknown>;
+    onRequest?: (url: string) => void;
+  },
+) {
+  const config = serverTlsConfigSchema.parse(
+    options.env ?? {
+      TLS_CERT_FILE: join(dir, 'tls.crt'),
+      TLS_KEY_FILE: join(dir, 'tls.key'),
+      ...(options.clientCa ? { TLS_CLIENT_CA_FILE: join(dir, 'ca.crt') } : {}),
+      TLS_RELOAD_INTERVAL_MS: '10000',
+    },
+  );
+  expect(serverTlsProblems(config)).toEqual([]);
+  const tls = serverTlsOptions(config);
   const server = createServiceServer({
     service: 'cards',
     logger: createLogger({ service: 'cards', level: 'silent' }),
@@ -159,6 +181,7 @@ async function startService(dir: string, options: { clientCa: boolean; ready?: (
       },
     ],
     handler: (req, res) => {
+      options.onRequest?.(req.url ?? '');
       const body = options.routes?.[req.url ?? ''];
       if (body === undefined) sendJson(res, 404, {});
       else sendJson(res, 200, body);
@@ -281,6 +304,117 @@ describe('tls.mtls: services that demand client certificates', () => {
   });
 });
 
+describe('tls.mtls: auth demands client certificates, and every JWT verifier presents its own on the JWKS fetch', () => {
+  const mtlsValues = { ...values, tls: { ...values.tls, enabled: true, mtls: true } };
+  const renderer = new Renderer(tlsTpl);
+  const ctx = (name: string) => ({ root: { Values: mtlsValues }, name });
+  /** The env `ghostpay.tlsEnv` renders for a service with tls.mtls, its mount directory moved to this test's certificates. */
+  function renderedEnv(name: string): Record<string, string> {
+    const mount = mountedTlsDir().replace(/\/$/, '');
+    const entries = (parse(renderer.include('ghostpay.tlsEnv', ctx(name))) ?? []) as { name: string; value: string }[];
+    return Object.fromEntries(
+      entries.map(({ name: env, value }) => {
+        expect(value, `${name} ${env}`).toMatch(new RegExp(`^${mount}/`));
+        return [env, join(dir, value.slice(mount.length + 1))];
+      }),
+    );
+  }
+  /** The verifying services: their config schema spreads platform's jwtVerifierEnv. */
+  const verifiers = Object.keys(configSchemas).filter((name) => 'JWKS_URL' in configSchemas[name]!.shape);
+
+  it('finds the verifiers by their config schemas: the services the chart gives a JWKS_URL', () => {
+    expect(verifiers).toEqual(expect.arrayContaining(['router', 'cards', 'charges', 'analytics']));
+    expect(verifiers.sort()).toEqual(
+      Object.keys(values.services)
+        .filter((name) => 'JWKS_URL' in values.services[name]!.env)
+        .sort(),
+    );
+    for (const name of verifiers) expect(configSchemas[name]!.shape).toHaveProperty('JWKS_TLS_CERT_FILE');
+  });
+
+  it('renders TLS_CLIENT_CA_FILE for auth, so it is probed by an exec and scraped with Prometheus’s certificate', () => {
+    expect(renderedEnv('auth')).toMatchObject({ TLS_CLIENT_CA_FILE: join(dir, 'ca.crt') });
+    expect(readRepoFile('subgraphs/auth/src/main.ts')).toContain('loadServerTlsConfig(');
+    expect(renderer.include('ghostpay.requiresClientCert', ctx('auth'))).toBe('true');
+    // Every pod certificate may be used as a client certificate.
+    expect(template('certificates.yaml')).toMatch(
+      /spec:\n {2}secretName: \{\{ \$full }}-\{\{ \$name }}-tls\n[\s\S]*?usages: \[server auth, client auth]/,
+    );
+  });
+
+  // Auth as the chart starts it with tls.mtls, serving a JWKS; the verifiers below fetch it.
+  let auth: { port: number; served: number; token: string };
+  beforeAll(async () => {
+    const issuer = await createTestTokenIssuer();
+    const state = { port: 0, served: 0, token: await issuer.mint({ userId: 'user-1', role: 'merchant' }) };
+    const started = await startService(dir, {
+      env: renderedEnv('auth'),
+      routes: { '/.well-known/jwks.json': issuer.jwks },
+      onRequest: (url) => {
+        if (url === '/.well-known/jwks.json') state.served++;
+      },
+    });
+    servers.push(started.server);
+    state.port = started.port;
+    auth = state;
+  });
+
+  // The options main.ts builds (createJwtVerifier({ ...jwtVerifierOptionsFrom(config), logger })),
+  // in a fresh process, which reads NODE_EXTRA_CA_CERTS at start.
+  const script = `
+    const { createJwtVerifier } = await import('@ghostpay/platform');
+    const verifier = createJwtVerifier(JSON.parse(process.env.VERIFIER_OPTIONS));
+    try { const principal = await verifier.verify(process.env.TOKEN); console.log('verified ' + principal.userId); }
+    catch (error) { console.log('refused ' + (error.extensions?.code ?? error.message)); }`;
+  /** Verifies a token as service `name` started with `env` would: its config schema parses the env. */
+  async function verifyAs(name: string, env: Record<string, string>) {
+    // The chart's JWKS_URL (its Service name → loopback), this test's issuer and audience, no stale grace.
+    const scheme = renderer.include('ghostpay.serviceScheme', ctx('auth'));
+    const jwksUrl = values.services[name]!.env.JWKS_URL!.replace('{{ .schemes.auth }}', scheme).replace(
+      /\/\/[^/]+/,
+      `//127.0.0.1:${auth.port}`,
+    );
+    expect(jwksUrl).toBe(`https://127.0.0.1:${auth.port}/.well-known/jwks.json`);
+    const withVerifier: Record<string, string> = {
+      ...env,
+      JWKS_URL: jwksUrl,
+      JWT_ISSUER: testIssuer,
+      JWT_AUDIENCE: testAudience,
+      JWKS_STALE_GRACE_SECONDS: '0',
+    };
+    const shape = configSchemas[name]!.shape;
+    const config = Object.fromEntries(Object.keys(jwtVerifierEnv).map((key) => [key, shape[key]!.parse(withVerifier[key])]));
+    const options = jwtVerifierOptionsFrom(config as Parameters<typeof jwtVerifierOptionsFrom>[0]);
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: repoPath('deploy-checks'),
+      env: {
+        PATH: process.env.PATH,
+        TOKEN: auth.token,
+        VERIFIER_OPTIONS: JSON.stringify(options),
+        NODE_EXTRA_CA_CERTS: env.NODE_EXTRA_CA_CERTS,
+      },
+    });
+    return { result: stdout.trim(), options };
+  }
+
+  it.each(verifiers)(
+    '%s, configured with its rendered env, fetches the JWKS from auth started with auth’s; without JWKS_TLS_* it cannot',
+    async (name) => {
+      const env = renderedEnv(name);
+      expect(env).toMatchObject({ JWKS_TLS_CERT_FILE: join(dir, 'tls.crt'), JWKS_TLS_KEY_FILE: join(dir, 'tls.key') });
+      const before = auth.served;
+      const presenting = await verifyAs(name, env);
+      expect(presenting.options.jwksTls).toMatchObject({ certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') });
+      expect(presenting.result).toBe('verified user-1');
+      expect(auth.served).toBe(before + 1);
+
+      const { JWKS_TLS_CERT_FILE: _cert, JWKS_TLS_KEY_FILE: _key, ...withoutClientCertificate } = env;
+      expect((await verifyAs(name, withoutClientCertificate)).result, 'without JWKS_TLS_*').toBe('refused SERVICE_UNAVAILABLE');
+      expect(auth.served, 'the handshake fails before any request').toBe(before + 1);
+    },
+  );
+});
+
 describe('schemes follow what each service serves', () => {
   /** Whether a service's composition root serves TLS: platform's server TLS, or its own cert env. */
   const servesTls = (mainFile: string, certEnv: string) => {
@@ -308,12 +442,11 @@ describe('schemes follow what each service serves', () => {
       ...Object.keys(configSchemas[name]!.shape),
       ...(readsServerTls ? Object.keys(serverTlsConfigSchema.shape) : []),
     ]);
-    const written = [files.cert, files.key, files.ca, files.clientCa, files.serverCert, files.serverKey].filter((n): n is string =>
-      Boolean(n),
-    );
+    const fields = ['cert', 'key', 'ca', 'clientCa', 'serverCert', 'serverKey', 'jwksCert', 'jwksKey'] as const;
+    const written = fields.map((field) => files[field]).filter((n): n is string => Boolean(n));
     expect(written.filter((env) => !known.has(env))).toEqual([]);
     // The template writes each of them (and NODE_EXTRA_CA_CERTS, which Node reads).
-    for (const field of ['cert', 'key', 'ca', 'clientCa', 'serverCert', 'serverKey']) expect(tlsTpl).toContain(`- name: {{ .${field} }}`);
+    for (const field of fields) expect(tlsTpl).toContain(`- name: {{ .${field} }}`);
   });
 
   it('addresses every in-cluster URL with the scheme of the service it names', () => {

@@ -1,8 +1,9 @@
 import { existsSync, readdirSync } from 'node:fs';
-import { serverTlsConfigSchema } from '@ghostpay/platform';
+import { jwtVerifierEnv, serverTlsConfigSchema } from '@ghostpay/platform';
 import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { Renderer } from '../src/go-template.ts';
 import { readRepoFile, repoPath } from '../src/repo.ts';
 
 const chart = 'charts/ghostpay';
@@ -73,6 +74,7 @@ describe('values.schema.json', () => {
     ['a missing service', (v) => delete v.services.analytics],
     ['an unknown top-level key', (v) => (v.replicaCount = 3)],
     ['mTLS without TLS', (v) => (v.tls = { ...v.tls, enabled: false, mtls: true })],
+    ['a JWKS client certificate without its key', (v) => delete v.tls.fileEnv.router.jwksKey],
     ['an image tag with a space', (v) => (v.colors.blue.imageTag = 'latest build')],
   ])('rejects %s', (_what, change) => {
     expect(validate(withChange(change))).toBe(false);
@@ -216,7 +218,7 @@ const templateEnv = ['HOST', 'NODE_ENV', 'LOG_LEVEL', 'SHUTDOWN_TIMEOUT_MS', 'SE
 /** Read by Node itself when the process starts, not by any config schema: the extra CAs its TLS clients trust. */
 const nodeEnv = ['NODE_EXTRA_CA_CERTS'];
 /** The `tls.fileEnv.<service>` fields _tls.tpl writes as env names (`serverTls` is a flag, not a name). */
-const fileEnvFields = ['cert', 'key', 'serverCert', 'serverKey', 'ca', 'clientCa'];
+const fileEnvFields = ['cert', 'key', 'serverCert', 'serverKey', 'jwksCert', 'jwksKey', 'ca', 'clientCa'];
 /** Env names a template takes from values, by the expression that writes them. */
 const valueNamedEnv = ['{{ $svc.portEnv }}', '{{ $key }}', ...fileEnvFields.map((field) => `{{ .${field} }}`)];
 const connectionEnv: Record<string, string> = { database: 'DATABASE_URL', redis: 'REDIS_URL', mongodb: 'MONGODB_URL' };
@@ -268,22 +270,23 @@ const tlsSettings: Record<string, TlsSettings> = {
   'tls.mtls': { tls: true, mtls: true },
 };
 
-/** What the chart sets for one service, following _deployment.tpl and _tls.tpl's `ghostpay.tlsEnv`. */
+/** _tls.tpl's helpers, rendered with the values under test (helm does not run here). */
+const tlsTemplates = new Renderer(readTemplateFile('_tls.tpl'));
+const tlsDir = tlsTemplates.include('ghostpay.tlsDir', {});
+
+/** The env `ghostpay.tlsEnv` renders for one service, as `_deployment.tpl` includes it. */
+function renderedTlsEnv(v: Values, name: string, settings: TlsSettings): { name: string; value: string }[] {
+  const Values = { ...v, tls: { ...v.tls, enabled: settings.tls, mtls: settings.mtls } };
+  return (parse(tlsTemplates.include('ghostpay.tlsEnv', { root: { Values }, name })) ?? []) as { name: string; value: string }[];
+}
+
+/** What the chart sets for one service: _deployment.tpl (modelled) and _tls.tpl's `ghostpay.tlsEnv` (rendered). */
 function chartEnvNames(v: Values, name: string, settings: TlsSettings): string[] {
   const svc = v.services[name];
   const names = [svc.portEnv, 'HOST', 'NODE_ENV', 'LOG_LEVEL', 'SHUTDOWN_TIMEOUT_MS'];
   if (v.vault.enabled && svc.secrets?.length > 0) names.push('SECRETS_DIR');
   for (const connection of svc.connections as string[]) names.push(connectionEnv[connection]!);
-  const files = v.tls.fileEnv?.[name];
-  if (settings.tls) {
-    names.push(...nodeEnv);
-    if (files) {
-      names.push(files.cert, files.key);
-      if (files.serverCert) names.push(files.serverCert, files.serverKey);
-      if (files.ca) names.push(files.ca);
-      if (files.clientCa && settings.mtls) names.push(files.clientCa);
-    }
-  }
+  names.push(...renderedTlsEnv(v, name, settings).map((entry) => entry.name));
   names.push(...Object.keys(svc.env));
   return names.map(String);
 }
@@ -405,6 +408,42 @@ describe('chart env and ports match the services', () => {
   }
 });
 
+describe('tls.mtls: every JWT verifier presents its certificate to auth, which demands one like every subgraph', () => {
+  const mtls = tlsSettings['tls.mtls']!;
+  const services = Object.keys(contract) as ServiceName[];
+  /** The services whose config reads platform's JWT verifier env (jwtVerifierEnv, JWKS_TLS_* included). */
+  const verifiers = services.filter((name) => readers[name].shape && 'JWKS_URL' in readers[name].shape!);
+  const envOf = (name: string) => Object.fromEntries(renderedTlsEnv(values, name, mtls).map((entry) => [entry.name, entry.value]));
+
+  it('finds the verifiers from their config schemas, and they are the services the chart gives a JWKS_URL', () => {
+    expect(Object.keys(jwtVerifierEnv)).toEqual(expect.arrayContaining(['JWKS_URL', 'JWKS_TLS_CERT_FILE', 'JWKS_TLS_KEY_FILE']));
+    expect(verifiers).toEqual(expect.arrayContaining(['router', 'cards', 'charges', 'analytics']));
+    expect(verifiers.sort()).toEqual(services.filter((name) => 'JWKS_URL' in values.services[name].env).sort());
+  });
+
+  it.each(verifiers)('%s: JWKS_TLS_CERT_FILE / JWKS_TLS_KEY_FILE name its pod certificate (tls.crt, tls.key)', (name) => {
+    const env = envOf(name);
+    expect(env).toMatchObject({ JWKS_TLS_CERT_FILE: `${tlsDir}/tls.crt`, JWKS_TLS_KEY_FILE: `${tlsDir}/tls.key` });
+    // The internal CA is trusted through NODE_EXTRA_CA_CERTS; JWKS_TLS_CA_FILE is optional.
+    expect(env.NODE_EXTRA_CA_CERTS).toBe(`${tlsDir}/ca.crt`);
+  });
+
+  it.each(deployedServices().filter((name) => !['router', 'bridge'].includes(name)))(
+    '%s (a subgraph): demands client certificates (TLS_CLIENT_CA_FILE, read through platform’s server TLS)',
+    (name) => {
+      expect(readers[name as ServiceName].serverTls, `${name} main.ts loads server TLS`).toBe(true);
+      expect(envOf(name).TLS_CLIENT_CA_FILE).toBe(`${tlsDir}/ca.crt`);
+      // …so it is probed by an exec and scraped with Prometheus's client certificate.
+      expect(
+        tlsTemplates.include('ghostpay.requiresClientCert', {
+          root: { Values: { ...values, tls: { ...values.tls, enabled: true, mtls: true } } },
+          name,
+        }),
+      ).toBe('true');
+    },
+  );
+});
+
 describe('the env check catches a chart that sets a name its service does not read', () => {
   const on = tlsSettings['tls.enabled']!;
   const mtls = tlsSettings['tls.mtls']!;
@@ -420,6 +459,14 @@ describe('the env check catches a chart that sets a name its service does not re
     expect(unreadEnv(withClientCa, name, mtls)).toEqual(readers[name].serverTls ? [] : ['TLS_CLIENT_CA_FILE']);
     // Written only with tls.mtls.
     expect(unreadEnv(withClientCa, name, on)).toEqual([]);
+  });
+
+  it.each(['auth', 'bridge'] as const)('%s: a JWKS client certificate env on a service that verifies no JWT', (name) => {
+    const withJwks = withChange(
+      (v) => (v.tls.fileEnv[name] = { ...v.tls.fileEnv[name], jwksCert: 'JWKS_TLS_CERT_FILE', jwksKey: 'JWKS_TLS_KEY_FILE' }),
+    );
+    expect(unreadEnv(withJwks, name, on)).toEqual(['JWKS_TLS_CERT_FILE', 'JWKS_TLS_KEY_FILE']);
+    expect(unreadEnv(withJwks, name, tlsSettings['TLS off']!)).toEqual([]);
   });
 
   it('NODE_EXTRA_CA_CERTS where no CA file is mounted', () => {

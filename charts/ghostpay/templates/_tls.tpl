@@ -36,9 +36,12 @@ none, so such a service is probed by an exec of node that presents the pod's own
 
 {{/*
 TLS env of one container. NODE_EXTRA_CA_CERTS is read by Node itself at start: every HTTPS
-client in the process that sets no `ca` of its own (fetch, so the JWT verifiers' JWKS fetch
-from auth, the bridge's calls to the router, the router's analytics events) then trusts the
-internal CA. ctx: dict root name
+client in the process that sets no `ca` of its own (the JWT verifiers' JWKS fetch from auth,
+the bridge's calls to the router) then trusts the internal CA. jwksCert/jwksKey (the JWT
+verifiers: router, cards, charges, analytics) name the pod's certificate again as the client
+certificate the JWKS fetch presents, so auth can demand one with tls.mtls; like the router's
+subgraph client certificate they are written whenever tls.enabled, so turning mtls on changes
+only what the servers demand. ctx: dict root name
 */}}
 {{- define "ghostpay.tlsEnv" -}}
 {{- $root := .root -}}
@@ -55,6 +58,12 @@ internal CA. ctx: dict root name
 - name: {{ .serverCert }}
   value: {{ $dir }}/tls.crt
 - name: {{ .serverKey }}
+  value: {{ $dir }}/tls.key
+{{- end }}
+{{- if .jwksCert }}
+- name: {{ .jwksCert }}
+  value: {{ $dir }}/tls.crt
+- name: {{ .jwksKey }}
   value: {{ $dir }}/tls.key
 {{- end }}
 {{- if .ca }}
