@@ -240,14 +240,18 @@ export type { Role };
  */
 export async function startGate(target: string) {
   const to = new URL(target);
+  /** Requests passed on and refused, so a test knows which request reached the subgraph. */
+  const counts = { passed: 0, refused: 0 };
   let open = true;
   const server = createServer((req, res) => {
     if (!open) {
+      counts.refused++;
       req.resume();
       res.writeHead(503, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ errors: [{ message: 'gate shut' }] }));
       return;
     }
+    counts.passed++;
     const upstream = httpRequest(
       { host: to.hostname, port: to.port, path: req.url, method: req.method, headers: req.headers },
       (answer) => {
@@ -265,6 +269,7 @@ export async function startGate(target: string) {
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}${to.pathname}`,
+    counts,
     shut() {
       open = false;
     },

@@ -1,11 +1,10 @@
-import { createServer, request as httpRequest } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { settleAllDue } from '@ghostpay/charges';
 import { createSeed, createTestTokenIssuer, freshDatabase, type TestDatabase, type TestTokenIssuer } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRouter } from './router-harness.ts';
 import {
   createCharge,
+  startGate,
   startRealSubgraphs,
   startSubscriptionRouter,
   statuses,
@@ -14,60 +13,11 @@ import {
   wsClient,
 } from './subscriptions-harness.ts';
 
-/**
- * A proxy in front of a subgraph that can be shut (it then answers 503) and counts the
- * requests it passed and refused, so a test knows which re-read of an event reached it.
- */
-async function startCountingGate(target: string) {
-  const to = new URL(target);
-  const counts = { passed: 0, refused: 0 };
-  let open = true;
-  const server = createServer((req, res) => {
-    if (!open) {
-      counts.refused++;
-      req.resume();
-      res.writeHead(503, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ errors: [{ message: 'gate shut' }] }));
-      return;
-    }
-    counts.passed++;
-    const upstream = httpRequest(
-      { host: to.hostname, port: to.port, path: req.url, method: req.method, headers: req.headers },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    upstream.on('error', () => {
-      res.writeHead(502);
-      res.end();
-    });
-    req.pipe(upstream);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}${to.pathname}`,
-    counts,
-    shut() {
-      open = false;
-    },
-    open() {
-      open = true;
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
-
 describe('chargeUpdated when the charges upstream or a per-event re-read fails (real auth, cards and charges subgraphs)', () => {
   let database: TestDatabase;
   let issuer: TestTokenIssuer;
   let subgraphs: Awaited<ReturnType<typeof startRealSubgraphs>>;
-  let cardsGate: Awaited<ReturnType<typeof startCountingGate>>;
+  let cardsGate: Awaited<ReturnType<typeof startGate>>;
   let router: Awaited<ReturnType<typeof startSubscriptionRouter>>;
   let seed: ReturnType<typeof createSeed>;
 
@@ -75,7 +25,7 @@ describe('chargeUpdated when the charges upstream or a per-event re-read fails (
     database = await freshDatabase({ poolSize: 20 });
     issuer = await createTestTokenIssuer();
     subgraphs = await startRealSubgraphs(database, issuer);
-    cardsGate = await startCountingGate(subgraphs.urls.cards);
+    cardsGate = await startGate(subgraphs.urls.cards);
     router = await startSubscriptionRouter({
       issuer,
       urls: { ...subgraphs.urls, cards: cardsGate.url },
