@@ -1,10 +1,11 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import getRawBody from 'raw-body';
 import { createHttpDurationHistogram } from './metrics.ts';
+import { reloadServerTlsOnChange, type ServerTlsConfig, serverTlsOptions } from './tls.ts';
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 
@@ -38,8 +39,14 @@ export interface ServiceServerOptions {
    * @default the path when it is one of `knownRoutes`, else `unmatched`
    */
   routeLabel?: (req: IncomingMessage) => string;
-  /** TLS (and mTLS with `requestCert`) options; plain HTTP when absent. */
+  /** TLS (and mTLS with `requestCert`) options; plain HTTP when absent (and without `tlsFiles`). */
   tls?: HttpsServerOptions;
+  /**
+   * TLS from certificate files (`loadServerTlsConfig`), instead of `tls`: served when both files
+   * are set, and reloaded into the running server when they change (a renewal that fails to load
+   * is logged and the previous certificate kept). Plain HTTP without files.
+   */
+  tlsFiles?: ServerTlsConfig;
   /** Per-check timeout for /readyz. @default 2000 */
   readinessTimeoutMs?: number;
   /** Called for WebSocket upgrades (subscriptions). */
@@ -166,7 +173,14 @@ export function createServiceServer(options: ServiceServerOptions): ServiceServe
     }
   };
 
-  const server = options.tls ? createHttpsServer(options.tls, onRequest) : createHttpServer(onRequest);
+  const tlsOptions = options.tlsFiles ? serverTlsOptions(options.tlsFiles) : options.tls;
+  const server = tlsOptions ? createHttpsServer(tlsOptions, onRequest) : createHttpServer(onRequest);
+  const stopTlsReload =
+    tlsOptions && options.tlsFiles
+      ? reloadServerTlsOnChange(server as HttpsServer, options.tlsFiles, (error) =>
+          logger.error({ err: error }, 'renewed TLS certificate could not be loaded; keeping the previous one'),
+        )
+      : undefined;
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
   if (options.onUpgrade) server.on('upgrade', options.onUpgrade);
@@ -186,6 +200,7 @@ export function createServiceServer(options: ServiceServerOptions): ServiceServe
       if (timedOut) logger.warn({ inFlight }, 'shutdown bound reached; closing remaining connections');
       server.closeAllConnections();
       await stopped;
+      stopTlsReload?.();
       await options.onClose?.();
       logger.info('shut down');
     })();
@@ -207,7 +222,7 @@ export function createServiceServer(options: ServiceServerOptions): ServiceServe
           server.off('error', reject);
           const address = server.address() as AddressInfo;
           const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-          url = `${options.tls ? 'https' : 'http'}://${shownHost}:${address.port}`;
+          url = `${tlsOptions ? 'https' : 'http'}://${shownHost}:${address.port}`;
           logger.info({ url }, 'listening');
           resolve(address);
         });

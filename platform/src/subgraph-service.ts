@@ -1,5 +1,4 @@
 import type { IncomingMessage } from 'node:http';
-import type { Server as HttpsServer } from 'node:https';
 import { ApolloServer, type ApolloServerPlugin, type BaseContext } from '@apollo/server';
 import {
   ApolloServerPluginCacheControlDisabled,
@@ -24,7 +23,7 @@ import type { JwtVerifier } from './jwt-verifier.ts';
 import type { PeriodicJob } from './periodic-job.ts';
 import { requestIdOf } from './request-id.ts';
 import { hasScope, type Principal } from './scopes.ts';
-import { reloadServerTlsOnChange, type ServerTlsConfig, serverTlsOptions } from './tls.ts';
+import type { ServerTlsConfig } from './tls.ts';
 
 /** What every subgraph resolver receives. Services extend it with loaders and repositories. */
 export interface SubgraphContext extends BaseContext {
@@ -128,10 +127,8 @@ export function createSubgraphService<TContext extends SubgraphContext>(
     },
   });
   const routes = options.routes ?? {};
-  const tlsOptions = options.tls ? serverTlsOptions(options.tls) : undefined;
-  let stopTlsReload: (() => void) | undefined;
   const server = createServiceServer({
-    tls: tlsOptions,
+    tlsFiles: options.tls,
     service: options.name,
     logger: options.logger,
     registry: options.registry,
@@ -146,16 +143,10 @@ export function createSubgraphService<TContext extends SubgraphContext>(
     shutdownTimeoutMs: options.shutdownTimeoutMs,
     onUpgrade: options.onUpgrade,
     onClose: async () => {
-      stopTlsReload?.();
       await apollo.stop();
       await options.onClose?.();
     },
   });
-  if (tlsOptions && options.tls) {
-    stopTlsReload = reloadServerTlsOnChange(server.server as HttpsServer, options.tls, (error) =>
-      options.logger.error({ err: error }, 'renewed TLS certificate could not be loaded; keeping the previous one'),
-    );
-  }
   const jobs = options.jobs ?? [];
   const closeServer = server.close;
   let closing: Promise<void> | undefined;

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Server as HttpsServer } from 'node:https';
 import { ApolloGateway } from '@apollo/gateway';
 import { ApolloServer, type ApolloServerPlugin, type GraphQLRequestContext, HeaderMap } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
@@ -18,13 +17,11 @@ import {
   type Principal,
   type ReadinessCheck,
   readBody,
-  reloadServerTlsOnChange,
   requestIdHeader,
   requestIdOf,
   type ServerTlsConfig,
   type ServiceServer,
   sendJson,
-  serverTlsOptions,
 } from '@ghostpay/platform';
 import { buildASTSchema, type GraphQLError, type GraphQLFormattedError, type GraphQLSchema, parse, print } from 'graphql';
 import type { Redis } from 'ioredis';
@@ -712,10 +709,8 @@ export function createRouter(deps: RouterDeps): Router {
     finish(status);
   };
 
-  const tlsOptions = deps.tls ? serverTlsOptions(deps.tls) : undefined;
-  let stopTlsReload: (() => void) | undefined;
   const server = createServiceServer({
-    tls: tlsOptions,
+    tlsFiles: deps.tls,
     service: 'router',
     logger,
     registry,
@@ -744,19 +739,12 @@ export function createRouter(deps: RouterDeps): Router {
       sendJson(res, 404, errorBody(ErrorCode.NOT_FOUND, 'Not found'));
     },
     onClose: async () => {
-      stopTlsReload?.();
       await apollo.stop();
       await Promise.all([...dataSources.values()].map((s) => s.close().catch(() => {})));
       await limiter.close();
       await deps.onClose?.();
     },
   });
-  if (tlsOptions && deps.tls) {
-    const { server: https } = server;
-    stopTlsReload = reloadServerTlsOnChange(https as HttpsServer, deps.tls, (error) =>
-      logger.error({ err: error }, 'renewed TLS certificate could not be loaded; keeping the previous one'),
-    );
-  }
 
   const closeServer = server.close;
   return Object.assign(server, {
