@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { baseConfigSchema, env, jwtVerifierEnv, z } from '@ghostpay/platform';
+import { baseConfigSchema, type ClientTlsOptions, clientTlsOptions, env, jwtVerifierEnv, z } from '@ghostpay/platform';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
 
@@ -97,3 +97,14 @@ export const routerConfigSchema = baseConfigSchema.extend({
 });
 
 export type RouterConfig = z.infer<typeof routerConfigSchema>;
+
+/** The client certificate and CA the router presents to its subgraphs (`ROUTER_SUBGRAPH_TLS_*`), analytics' ingest included. */
+export function subgraphClientTls(
+  config: Pick<RouterConfig, 'ROUTER_SUBGRAPH_TLS_CA_FILE' | 'ROUTER_SUBGRAPH_TLS_CERT_FILE' | 'ROUTER_SUBGRAPH_TLS_KEY_FILE'>,
+): ClientTlsOptions | undefined {
+  return clientTlsOptions({
+    caFile: config.ROUTER_SUBGRAPH_TLS_CA_FILE,
+    certFile: config.ROUTER_SUBGRAPH_TLS_CERT_FILE,
+    keyFile: config.ROUTER_SUBGRAPH_TLS_KEY_FILE,
+  });
+}

@@ -16,12 +16,11 @@ const {
   exitOnSignals,
   loadConfig,
   loadServerTlsConfig,
-  clientTlsOptions,
 } = await import('@ghostpay/platform');
 const { Redis } = await import('ioredis');
 const { createAnalyticsEmitter, tlsFetch } = await import('./analytics-emitter.ts');
 const { createApiKeyRateLimits } = await import('./api-key-rate-limits.ts');
-const { routerConfigSchema } = await import('./config.ts');
+const { routerConfigSchema, subgraphClientTls } = await import('./config.ts');
 const { toAnalyticsRequestEvent } = await import('./request-events.ts');
 const { rateLimitRedisOptions } = await import('./rate-limiter.ts');
 const { createRouter } = await import('./router.ts');
@@ -62,13 +61,7 @@ const emitter = config.ROUTER_ANALYTICS_URL
       registry,
       logger: logger.child({ component: 'analytics-emitter' }),
       // Analytics is a subgraph: under mTLS it demands the certificate the router presents to all of them.
-      fetch: tlsFetch(
-        clientTlsOptions({
-          caFile: config.ROUTER_SUBGRAPH_TLS_CA_FILE,
-          certFile: config.ROUTER_SUBGRAPH_TLS_CERT_FILE,
-          keyFile: config.ROUTER_SUBGRAPH_TLS_KEY_FILE,
-        }),
-      ),
+      fetch: tlsFetch(subgraphClientTls(config)),
     })
   : undefined;
 

@@ -5,7 +5,6 @@ import { ApolloServer, type ApolloServerPlugin, type GraphQLRequestContext, Head
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import {
   BodyTooLargeError,
-  clientTlsOptions,
   createMetricsRegistry,
   createServiceServer,
   currentTraceId,
@@ -35,7 +34,7 @@ import {
   markSecurityFeaturesEnforced,
   readAuthRequirements,
 } from './auth-directives.ts';
-import type { RouterConfig } from './config.ts';
+import { type RouterConfig, subgraphClientTls } from './config.ts';
 import { compiledGatewayExecutor, createCompiledExecutor } from './executor/index.ts';
 import { defaultOperationLimits, enforceOperationLimits, measureOperation, type OperationLimits } from './operation-limits.ts';
 import {
@@ -150,11 +149,7 @@ export function createRouter(deps: RouterDeps): Router {
   const safelist: Map<string, PersistedOperation> | undefined = config.ROUTER_PERSISTED_QUERIES === 'safelist' ? manifest : undefined;
 
   const retryBudget = createRetryBudget();
-  const subgraphTls = clientTlsOptions({
-    caFile: config.ROUTER_SUBGRAPH_TLS_CA_FILE,
-    certFile: config.ROUTER_SUBGRAPH_TLS_CERT_FILE,
-    keyFile: config.ROUTER_SUBGRAPH_TLS_KEY_FILE,
-  });
+  const subgraphTls = subgraphClientTls(config);
   const dataSources = new Map<string, SubgraphDataSource>();
   // @apollo/gateway otherwise starts a usage-data exporter to Apollo that also probes cloud
   // metadata endpoints (AWS, GCP, Azure) at start: this router never phones home, whoever
