@@ -335,6 +335,33 @@ export function createRouter(deps: RouterDeps): Router {
       },
     );
 
+  /** A subscribe attempt's event (WebSocket or SSE), sent with its first answer. */
+  const reportSubscription = (
+    req: IncomingMessage,
+    ids: Parameters<typeof reportRequest>[1],
+    answer: {
+      principal?: Principal;
+      operationName?: string;
+      httpStatus: number;
+      errorCodes: string[];
+      /** `performance.now()` when the attempt began. */
+      startedAt: number;
+      receivedAt: Date;
+    },
+  ) =>
+    reportRequest(req, ids, {
+      operationName: answer.operationName,
+      operationType: 'subscription',
+      apiKeyId: answer.principal?.apiKeyId,
+      userId: answer.principal?.userId,
+      role: answer.principal?.role,
+      httpStatus: answer.httpStatus,
+      errorCodes: answer.errorCodes,
+      latencyMs: performance.now() - answer.startedAt,
+      subgraphTimings: [],
+      receivedAt: answer.receivedAt.toISOString(),
+    });
+
   /** The trace id of the traceparent a request carries, if it sent a well-formed one. */
   const callerTraceIdOf = (req: IncomingMessage) =>
     traceIdOf(typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined);
@@ -353,21 +380,10 @@ export function createRouter(deps: RouterDeps): Router {
         // One request event per WebSocket subscribe attempt (and per refused connection_init), as for HTTP.
         onWebSocketAnswered: deps.onRequestEvent
           ? (answer) =>
-              reportRequest(
+              reportSubscription(
                 answer.request,
                 { requestId: requestIdOf(answer.request), traceId: undefined, callerTraceId: callerTraceIdOf(answer.request) },
-                {
-                  operationName: answer.operationName,
-                  operationType: 'subscription',
-                  apiKeyId: answer.principal?.apiKeyId,
-                  userId: answer.principal?.userId,
-                  role: answer.principal?.role,
-                  httpStatus: answer.httpStatus,
-                  errorCodes: answer.errorCodes,
-                  latencyMs: performance.now() - answer.startedAt,
-                  subgraphTimings: [],
-                  receivedAt: answer.receivedAt.toISOString(),
-                },
+                answer,
               )
           : undefined,
         contextFor: (principal, authorization) => {
@@ -484,18 +500,7 @@ export function createRouter(deps: RouterDeps): Router {
     let principal: Principal | undefined;
     // One request event per SSE request, when its first answer (a refusal, the stream's first payload) goes out.
     const finish = (answer: { httpStatus: number; errorCodes: string[]; operationName?: string }) =>
-      reportRequest(req, ids, {
-        operationName: answer.operationName,
-        operationType: 'subscription',
-        apiKeyId: principal?.apiKeyId,
-        userId: principal?.userId,
-        role: principal?.role,
-        httpStatus: answer.httpStatus,
-        errorCodes: answer.errorCodes,
-        latencyMs: performance.now() - started,
-        subgraphTimings: [],
-        receivedAt: receivedAt.toISOString(),
-      });
+      reportSubscription(req, ids, { ...answer, principal, startedAt: started, receivedAt });
     const refuse: Refuse = (httpStatus, code, message, headers = {}, extensions = {}) => {
       metrics.errors.inc({ code });
       // Refused before its body was read: closing is cheaper than reading the rest to keep the connection.
