@@ -13,6 +13,7 @@ import {
   requestIdHeader,
   requestIdOf,
   type ServiceServer,
+  traceHeadersFor,
 } from '@ghostpay/platform';
 import type { BridgeConfig } from './config.ts';
 import { docsPaths, loadDocsFiles } from './docs-page.ts';
@@ -31,7 +32,6 @@ import { operationMappings } from './operation-mappings.ts';
 import { loadManifest, type ManifestOperation } from './persisted-query-manifest.ts';
 import { createRequestValidator, maskCardNumbers } from './request-validation.ts';
 import { createRouterClient, type RouterClient, RouterUnreachableError } from './router-client.ts';
-import { traceHeadersFor } from './trace-context.ts';
 
 /** Throws on bytes that are not UTF-8 instead of replacing them. */
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });

@@ -16,3 +16,4 @@ export * from './secrets.ts';
 export * from './subgraph-service.ts';
 export * from './telemetry.ts';
 export * from './tls.ts';
+export * from './trace-context.ts';

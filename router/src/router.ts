@@ -21,6 +21,7 @@ import {
   type ServerTlsConfig,
   type ServiceServer,
   sendJson,
+  traceHeadersFor,
 } from '@ghostpay/platform';
 import { buildASTSchema, type GraphQLError, type GraphQLFormattedError, type GraphQLSchema, parse, print } from 'graphql';
 import type { Redis } from 'ioredis';
@@ -105,8 +106,6 @@ export interface Router extends ServiceServer {
   /** Loads the supergraph, starts Apollo Server, then listens. */
   start(port: number, host?: string): Promise<string>;
 }
-
-const forwardedHeaderNames = ['traceparent', 'tracestate'] as const;
 
 function errorBody(code: ErrorCode, message: string, extensions: Record<string, unknown> = {}) {
   return { errors: [{ message, extensions: { code, ...extensions } }] };
@@ -589,15 +588,10 @@ export function createRouter(deps: RouterDeps): Router {
     principal = verified;
     context.principal = principal;
     if (principal && req.headers.authorization) context.forwardHeaders.authorization = req.headers.authorization;
-    // Without tracing the caller's trace context passes through unchanged. With tracing on, the
-    // undici instrumentation injects the router's own span as the subgraphs' parent: forwarding
-    // the caller's header as well would send two traceparents, which the subgraph rejects.
-    if (!activeTraceId) {
-      for (const name of forwardedHeaderNames) {
-        const value = req.headers[name];
-        if (typeof value === 'string' && value.length <= 512) context.forwardHeaders[name] = value;
-      }
-    }
+    // Without tracing the caller's trace context passes through, checked (the W3C form, a bounded
+    // tracestate). With tracing on, the undici instrumentation injects the router's own span as
+    // the subgraphs' parent: forwarding the caller's header as well would send two traceparents.
+    Object.assign(context.forwardHeaders, traceHeadersFor(req.headers, activeTraceId !== undefined));
 
     // A GET's body is never JSON to parse (its query is in the URL).
     let body: unknown;

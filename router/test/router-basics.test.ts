@@ -60,6 +60,28 @@ describe('router over stand-in subgraphs', () => {
     expect(seen?.['x-custom']).toBeUndefined();
   });
 
+  it('forwards the caller’s trace context only when it is well formed', async () => {
+    const auth = await issuer.bearer({ userId: 'usr_2', role: 'user' });
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const forwarded = async (headers: Record<string, string>) => {
+      const before = subgraphs.headers.auth?.length ?? 0;
+      await post(router.graphqlUrl, { query: '{ me { id } }' }, { authorization: auth, ...headers });
+      const seen = subgraphs.headers.auth?.[before];
+      return { traceparent: seen?.traceparent, tracestate: seen?.tracestate };
+    };
+    expect(await forwarded({ traceparent, tracestate: 'congo=t61rcWkgMzE' })).toEqual({ traceparent, tracestate: 'congo=t61rcWkgMzE' });
+    // Two joined, upper-case hex, all-zero trace id: none reaches a subgraph, nor a tracestate beside it.
+    for (const bad of [`${traceparent}, ${traceparent}`, traceparent.toUpperCase(), `00-${'0'.repeat(32)}-b7ad6b7169203331-01`]) {
+      expect(await forwarded({ traceparent: bad, tracestate: 'congo=t61rcWkgMzE' }), bad).toEqual({
+        traceparent: undefined,
+        tracestate: undefined,
+      });
+    }
+    // A tracestate past W3C's bounds (33 members) is dropped; the traceparent still goes.
+    const members = Array.from({ length: 33 }, (_, i) => `v${i}=x`).join(',');
+    expect(await forwarded({ traceparent, tracestate: members })).toEqual({ traceparent, tracestate: undefined });
+  });
+
   it('refuses variables that do not coerce with BAD_USER_INPUT before any subgraph is called', async () => {
     const auth = await issuer.bearer({ userId: 'usr_vars', role: 'merchant' });
     const hitsBefore = { ...subgraphs.hits };

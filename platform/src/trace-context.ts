@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { currentTraceId } from '@ghostpay/platform';
+import { currentTraceId } from './telemetry.ts';
 
 /** W3C Trace Context bounds for `tracestate` (https://www.w3.org/TR/trace-context/#tracestate-header). */
 export const maxTraceStateMembers = 32;
@@ -51,7 +51,8 @@ export function wellFormedTraceState(value: string | string[] | undefined): stri
 }
 
 /**
- * The trace-context headers the bridge sends the router for a client request.
+ * The trace-context headers a hop (the bridge towards the router, the router towards the
+ * subgraphs) sends on for a client request.
  *
  * With tracing on, the OpenTelemetry HTTP instrumentation has already continued the client's
  * trace (it extracted and checked `traceparent`/`tracestate`) and the undici instrumentation
@@ -61,9 +62,11 @@ export function wellFormedTraceState(value: string | string[] | undefined): stri
  * context, but only a well-formed `traceparent` and, beside it, a bounded, well-formed
  * `tracestate`. The sampled flag is kept: whether a remote parent's decision is honoured is the
  * router's sampler's choice (`OTEL_TRACES_SAMPLER`), as it is for the bridge's own spans.
+ * `tracing`: whether a span is active for the request; a caller past an `await` passes what it
+ * read synchronously at the start of the request.
  */
-export function traceHeadersFor(headers: IncomingHttpHeaders): Record<string, string> {
-  if (currentTraceId() !== undefined) return {};
+export function traceHeadersFor(headers: IncomingHttpHeaders, tracing = currentTraceId() !== undefined): Record<string, string> {
+  if (tracing) return {};
   const traceparent = wellFormedTraceparent(headers.traceparent);
   if (!traceparent) return {};
   const tracestate = wellFormedTraceState(headers.tracestate);
