@@ -82,34 +82,37 @@ describe('runLoad against a local server', () => {
     expect(result.rps).toBeCloseTo(result.ok / result.seconds, 6);
   });
 
+  // The bounds below leave a few hundred milliseconds between "on time" and "late": CI runs
+  // this file beside other suites on two cores, where a timer can fire 100 ms behind.
   it('open loop: issues no more than the schedule, and a stall counts against the requests queued behind it', async () => {
     received = 0;
-    stallNext = 300;
+    stallNext = 700;
     const result = await runLoad(spec({ connections: 1, ratePerSec: 50, durationMs: 1000 }));
     // 50/s for 1 s: at most 51 scheduled (the first is due at 0).
     expect(result.ok + result.errors).toBeLessThanOrEqual(51);
-    // The first request stalled 300 ms on the only connection; the ones scheduled behind it
+    // The first request stalled 700 ms on the only connection; the ones scheduled behind it
     // waited for it, and their latency counts from when they were due, not when they were sent.
-    expect(result.p99).toBeGreaterThanOrEqual(250);
-    expect(result.p95BySecond[0]).toBeGreaterThanOrEqual(200);
-    // The server stalled, not the generator: it sent every request on time.
+    expect(result.p99).toBeGreaterThanOrEqual(600);
+    expect(result.p95BySecond[0]).toBeGreaterThanOrEqual(500);
+    // The server stalled, not the generator: it sent every request on time (a generator that
+    // waited for the connection would be up to 680 ms late).
     expect(result.lateBySecond?.length).toBeGreaterThan(0);
-    expect(Math.max(...(result.lateBySecond ?? []))).toBeLessThan(100);
+    expect(Math.max(...(result.lateBySecond ?? []))).toBeLessThan(350);
   });
 
   it('open loop: a stall of the generator itself shows as lateness in the second it happened', async () => {
-    // Block this process (the generator's) for 250 ms, half a second into the window.
+    // Block this process (the generator's) for 650 ms, a quarter of a second into the window.
     const blocker = setTimeout(() => {
-      const until = performance.now() + 250;
+      const until = performance.now() + 650;
       while (performance.now() < until) {}
-    }, 500);
+    }, 250);
     const result = await runLoad(spec({ connections: 1, ratePerSec: 50, durationMs: 2000 }));
     clearTimeout(blocker);
     const late = result.lateBySecond ?? [];
-    expect(late[0]).toBeGreaterThanOrEqual(150);
+    expect(late[0]).toBeGreaterThanOrEqual(500);
     // Late requests count from their schedule, so the blocked stretch shows in latency as well.
-    expect(result.p95BySecond[0]).toBeGreaterThanOrEqual(150);
-    expect(late[1]).toBeLessThan(100);
+    expect(result.p95BySecond[0]).toBeGreaterThanOrEqual(500);
+    expect(late[1]).toBeLessThan(350);
   });
 
   it('closed loop: no lateness (nothing is scheduled)', async () => {
