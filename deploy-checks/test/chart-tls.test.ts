@@ -4,8 +4,8 @@
  * Node trusts) is then run against real servers built with the platform's own TLS options, the
  * code path every subgraph serves through.
  */
-import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,7 +28,7 @@ import {
   serverTlsProblems,
 } from '@ghostpay/platform';
 import { routerConfigSchema } from '@ghostpay/router';
-import { createTestTokenIssuer, testAudience, testIssuer } from '@ghostpay/test-support';
+import { createTestTokenIssuer, issueTestCertificate, testAudience, testCertificateAuthority, testIssuer } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { Renderer } from '../src/go-template.ts';
@@ -81,7 +81,6 @@ function mountedTlsDir(): string {
 }
 
 const work = mkdtempSync(join(tmpdir(), 'ghostpay-chart-tls-'));
-const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
 const run = promisify(execFile);
 
 /**
@@ -91,56 +90,11 @@ const run = promisify(execFile);
  */
 function issuePodCertificate(dir: string) {
   mkdirSync(dir, { recursive: true });
-  const at = (name: string) => join(dir, name);
-  openssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=ghostpay internal ca',
-    '-keyout',
-    join(work, 'ca.key'),
-    '-out',
-    at('ca.crt'),
-  );
-  writeFileSync(join(work, 'pod.ext'), 'subjectAltName=DNS:ghostpay-cards-blue,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n');
-  openssl(
-    'req',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-subj',
-    '/CN=ghostpay-cards',
-    '-keyout',
-    at('tls.key'),
-    '-out',
-    join(work, 'pod.csr'),
-  );
-  openssl(
-    'x509',
-    '-req',
-    '-in',
-    join(work, 'pod.csr'),
-    '-CA',
-    at('ca.crt'),
-    '-CAkey',
-    join(work, 'ca.key'),
-    '-CAcreateserial',
-    '-days',
-    '1',
-    '-extfile',
-    join(work, 'pod.ext'),
-    '-out',
-    at('tls.crt'),
-  );
+  testCertificateAuthority(work, 'ca');
+  issueTestCertificate(work, 'pod', { usage: 'both', dnsNames: ['ghostpay-cards-blue'] });
+  copyFileSync(join(work, 'ca.pem'), join(dir, 'ca.crt'));
+  copyFileSync(join(work, 'pod.pem'), join(dir, 'tls.crt'));
+  copyFileSync(join(work, 'pod.key'), join(dir, 'tls.key'));
 }
 
 /**

@@ -57,14 +57,24 @@ export function testCertificateAuthority(dir: string, name = 'ca'): void {
 
 /**
  * A certificate `<name>.pem` / `<name>.key` issued by the authority `ca` (made first with
- * `testCertificateAuthority`): a server certificate for 127.0.0.1, or a client certificate.
+ * `testCertificateAuthority`): a server certificate for 127.0.0.1 (and `dnsNames`), a client
+ * certificate, or `both`, as cert-manager issues the chart's pod certificates (usages server auth
+ * and client auth).
  */
-export function issueTestCertificate(dir: string, name: string, options: { usage: 'server' | 'client'; ca?: string }): void {
+export function issueTestCertificate(
+  dir: string,
+  name: string,
+  options: { usage: 'server' | 'client' | 'both'; ca?: string; dnsNames?: readonly string[] },
+): void {
   const ca = options.ca ?? 'ca';
   const file = (suffix: string) => join(dir, `${name}.${suffix}`);
+  const subjectAltName = ['IP:127.0.0.1', ...(options.dnsNames ?? []).map((dns) => `DNS:${dns}`)].join(',');
+  const extendedKeyUsage = { server: 'serverAuth', client: 'clientAuth', both: 'serverAuth,clientAuth' }[options.usage];
   writeFileSync(
     file('ext'),
-    options.usage === 'server' ? 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' : 'extendedKeyUsage=clientAuth\n',
+    options.usage === 'client'
+      ? `extendedKeyUsage=${extendedKeyUsage}\n`
+      : `subjectAltName=${subjectAltName}\nextendedKeyUsage=${extendedKeyUsage}\n`,
   );
   openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', file('key'), '-out', file('csr'));
   openssl(
