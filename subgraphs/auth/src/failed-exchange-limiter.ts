@@ -14,6 +14,11 @@ export interface FailedExchangeLimiterOptions {
  * identities cannot exhaust memory. Per process: with N replicas an attacker gets N× the
  * budget, which still keeps guessing a 256-bit secret hopeless; the limit is there to stop
  * noisy scanning and log spam, not to be the only defence.
+ *
+ * `recordFailure` both counts and decides: guesses sent at once all pass a check made before
+ * their lookups, so the answer to a failed guess is settled when its failure is counted. Only
+ * the first `limit` failures in a window are counted and may be told UNAUTHENTICATED; the rest
+ * answer RATE_LIMITED like any attempt over the limit.
  */
 export function createFailedExchangeLimiter(options: FailedExchangeLimiterOptions) {
   const { limit, windowMs, maxTracked = 10_000, now = Date.now } = options;
@@ -28,27 +33,37 @@ export function createFailedExchangeLimiter(options: FailedExchangeLimiterOption
     else if (kept.length !== list.length) failures.set(identity, kept);
     return kept;
   };
+  /** Seconds until the oldest failure that keeps `list` at the limit leaves the window, or 0 below the limit. */
+  const waitFor = (list: number[], at: number): number => {
+    if (list.length < limit) return 0;
+    const oldestInWindow = list[list.length - limit]!;
+    return Math.max(1, Math.ceil((oldestInWindow + windowMs - at) / 1000));
+  };
 
   return {
     /** Seconds until another attempt is allowed, or 0 when the identity may try now. */
     retryAfterSeconds(identity: string): number {
       const at = now();
-      const list = recent(identity, at);
-      if (list.length < limit) return 0;
-      const oldestInWindow = list[list.length - limit]!;
-      return Math.max(1, Math.ceil((oldestInWindow + windowMs - at) / 1000));
+      return waitFor(recent(identity, at), at);
     },
-    recordFailure(identity: string): void {
+    /**
+     * Counts a failure when the identity is under its limit and returns 0: the caller may answer
+     * UNAUTHENTICATED. At the limit nothing is counted and the seconds to wait are returned: the
+     * caller must answer RATE_LIMITED, whatever the attempt was.
+     */
+    recordFailure(identity: string): number {
       const at = now();
       const list = recent(identity, at);
+      const wait = waitFor(list, at);
+      if (wait > 0) return wait;
       failures.delete(identity);
-      // Keep at most `limit` timestamps: older ones cannot change the answer.
-      failures.set(identity, [...list.slice(-(limit - 1)), at]);
+      failures.set(identity, [...list, at]);
       while (failures.size > maxTracked) {
         const oldest = failures.keys().next().value;
         if (oldest === undefined) break;
         failures.delete(oldest);
       }
+      return 0;
     },
   };
 }

@@ -22,21 +22,32 @@ export interface TokenExchangeOptions {
  * `createToken`: API key → access token. An unknown prefix, a wrong secret, a revoked key and
  * a malformed key all give the same UNAUTHENTICATED error, and the unknown-prefix path hashes
  * and compares against a decoy so it costs the same as a wrong secret.
+ *
+ * Failed-exchange limiting decides twice: before the lookup (an identity already over its
+ * limit costs no query), and again when the outcome is known, because guesses sent at once all
+ * pass the first check. A failure is told UNAUTHENTICATED only when it is counted within the
+ * limit, and a success is issued only while neither identity is over it; everything else is
+ * RATE_LIMITED. So however many guesses arrive together, at most the limit of them learn
+ * anything, and a right secret is refused like a wrong one while the limit holds.
  */
 export function createTokenExchange(options: TokenExchangeOptions) {
   const { db, tokens, byPrefix, byAddress, logger, exchanges } = options;
   const invalid = () => new UnauthenticatedError('Invalid API key');
+  const limited = (retryAfter: number) => {
+    exchanges.inc({ outcome: 'rate_limited' });
+    return new RateLimitedError(retryAfter, 'Too many failed token requests; retry later');
+  };
 
   return async function exchange(apiKey: string, clientAddress: string): Promise<AccessToken> {
     const parsed = parseApiKey(apiKey);
-    const retryAfter = Math.max(byAddress.retryAfterSeconds(clientAddress), parsed ? byPrefix.retryAfterSeconds(parsed.prefix) : 0);
-    if (retryAfter > 0) {
-      exchanges.inc({ outcome: 'rate_limited' });
-      throw new RateLimitedError(retryAfter, 'Too many failed token requests; retry later');
-    }
+    const retryAfterNow = () =>
+      Math.max(byAddress.retryAfterSeconds(clientAddress), parsed ? byPrefix.retryAfterSeconds(parsed.prefix) : 0);
+    const retryAfter = retryAfterNow();
+    if (retryAfter > 0) throw limited(retryAfter);
     const fail = (reason: string) => {
-      byAddress.recordFailure(clientAddress);
-      if (parsed) byPrefix.recordFailure(parsed.prefix);
+      // Both identities count the failure (each while under its own limit); over either, the answer is RATE_LIMITED.
+      const wait = Math.max(byAddress.recordFailure(clientAddress), parsed ? byPrefix.recordFailure(parsed.prefix) : 0);
+      if (wait > 0) return limited(wait);
       exchanges.inc({ outcome: 'rejected' });
       // The prefix is not secret and lets an operator find the key; the secret is never logged.
       logger.warn({ keyPrefix: parsed?.prefix, clientAddress, reason }, 'token exchange rejected');
@@ -48,6 +59,9 @@ export function createTokenExchange(options: TokenExchangeOptions) {
     const secretMatches = apiKeyMatches(apiKey, row?.secretHash ?? decoyHash);
     if (!row || !secretMatches) throw fail(row ? 'wrong secret' : 'unknown prefix');
     if (row.revokedAt) throw fail('revoked');
+    // Failures counted while this lookup ran may have reached the limit: then the right secret is refused too.
+    const retryAfterMatch = retryAfterNow();
+    if (retryAfterMatch > 0) throw limited(retryAfterMatch);
     if (!(await markApiKeyUsed(db, row.id))) throw fail('revoked');
     const token = await tokens.issue({ userId: row.userId, role: row.role, apiKeyId: row.id });
     exchanges.inc({ outcome: 'issued' });

@@ -21,6 +21,20 @@ describe('failed-exchange limiter', () => {
     expect(limiter.retryAfterSeconds('a')).toBe(0);
   });
 
+  it('counts a failure only under the limit, and tells how long to wait past it', () => {
+    let now = 1_000_000;
+    const limiter = createFailedExchangeLimiter({ limit: 2, windowMs: 60_000, now: () => now });
+    expect(limiter.recordFailure('a')).toBe(0);
+    now += 5_000;
+    expect(limiter.recordFailure('a')).toBe(0);
+    // At the limit: not counted (the window does not grow), the caller answers RATE_LIMITED.
+    expect(limiter.recordFailure('a')).toBe(55);
+    now += 55_000;
+    expect(limiter.retryAfterSeconds('a')).toBe(0);
+    expect(limiter.recordFailure('a')).toBe(0);
+    expect(limiter.recordFailure('a')).toBe(5);
+  });
+
   it('forgets the least recently failed identities beyond its bound', () => {
     const limiter = createFailedExchangeLimiter({ limit: 1, windowMs: 60_000, maxTracked: 2 });
     limiter.recordFailure('first');

@@ -113,6 +113,23 @@ describe('token exchange', () => {
     expect(correct.errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
     expect(await auth.token(bystander.apiKey)).toEqual(expect.any(String));
   });
+
+  it('answers no more wrong guesses than the limit when they arrive at once', async () => {
+    const target = await auth.seed('merchant');
+    const prefix = target.apiKey.split('_')[1]!;
+    // Sent together, every guess passes a check made before any failure is recorded unless the
+    // decision to answer UNAUTHENTICATED is taken when the failure is counted.
+    const results = await Promise.all(
+      Array.from({ length: 40 }, (_, n) => auth.gql(createToken, { apiKey: `gp_${prefix}_${String(n).padStart(43, 'E')}` })),
+    );
+    const codes = results.map((result) => result.errors?.[0]?.extensions?.code);
+    expect(codes.filter((code) => code === 'UNAUTHENTICATED')).toHaveLength(3);
+    expect(codes.filter((code) => code === 'RATE_LIMITED')).toHaveLength(37);
+    for (const result of results.filter((r) => r.errors?.[0]?.extensions?.code === 'RATE_LIMITED')) {
+      expect(result.errors?.[0]?.extensions?.retryAfter).toEqual(expect.any(Number));
+    }
+    expect((await auth.gql(createToken, { apiKey: target.apiKey })).errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
+  });
 });
 
 describe('failed-exchange limiting per client address', () => {
