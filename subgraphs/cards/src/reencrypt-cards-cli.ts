@@ -85,20 +85,52 @@ if (pgliteDir !== undefined && !existsSync(join(pgliteDir, 'PG_VERSION'))) fail(
  * uuid: "…"` quotes the value). Never drizzle's message (it lists the statement's parameters:
  * ciphertexts, card ids), nor `detail` (`Key (…)=(…)`, `Failing row contains (…)`), `params`,
  * `query` or `where`. Without a code, only the error's class name.
+ *
+ * A message written by a trigger or function (`RAISE`, `ASSERT`) is free text that may
+ * interpolate anything the function sees, the row being re-encrypted included (`new.id`,
+ * `new.pan_ciphertext`, the whole `new` record): its data-like runs are withheld too
+ * ({@link withoutInterpolatedData}), keeping the words an operator needs to find the trigger.
+ * Control characters never reach the terminal.
  */
 function describeFailure(error: unknown): string {
   let current = error;
   let name = 'unknown error';
   for (let depth = 0; depth < 10 && typeof current === 'object' && current !== null; depth++) {
-    const fields = current as { code?: unknown; message?: unknown; name?: unknown; cause?: unknown };
+    const fields = current as { code?: unknown; message?: unknown; name?: unknown; cause?: unknown; routine?: unknown; file?: unknown };
     if (typeof fields.code === 'string' && /^[A-Z0-9_]{1,32}$/.test(fields.code)) {
-      const message = typeof fields.message === 'string' ? scrubErrorText(fields.message.split('\n')[0]!).slice(0, 300) : '';
+      let message = typeof fields.message === 'string' ? scrubErrorText(fields.message.split('\n')[0]!) : '';
+      if (isFunctionAuthored(fields)) message = withoutInterpolatedData(message);
+      message = message.replace(/\p{Cc}/gu, ' ').slice(0, 300);
       return message ? `${fields.code}: ${message}` : fields.code;
     }
     if (typeof fields.name === 'string' && /^\w{1,64}$/.test(fields.name)) name = fields.name;
     current = fields.cause;
   }
   return `${name}, no error code`;
+}
+
+/**
+ * Whether a database error's message was written by a function rather than by PostgreSQL: a
+ * PL/pgSQL `RAISE` or `ASSERT` (whatever SQLSTATE it chose), an error raised from another
+ * procedural language's source file, or a code of class P0 (PL/pgSQL errors). node-postgres
+ * and PGlite both pass PostgreSQL's `routine` and `file` fields through.
+ */
+function isFunctionAuthored(fields: { code?: unknown; routine?: unknown; file?: unknown }): boolean {
+  if (typeof fields.code === 'string' && fields.code.startsWith('P0')) return true;
+  if (typeof fields.routine === 'string' && /^exec_stmt_(raise|assert)$/.test(fields.routine)) return true;
+  return typeof fields.file === 'string' && /^(pl_|plpy_|plperl|pltcl|plv8)/.test(fields.file);
+}
+
+/**
+ * `text` without anything that looks like a value rather than a word: runs of 16 or more id,
+ * base64 or hex characters (card and user ids, ciphertexts, fingerprints, keys), runs of four
+ * or more digits (PAN fragments, BINs, amounts) and e-mail addresses.
+ */
+function withoutInterpolatedData(text: string): string {
+  return text
+    .replace(/[^\s@,()"']+@[^\s@,()"']+/g, '[redacted]')
+    .replace(/[A-Za-z0-9+/=_-]{16,}/g, '[redacted]')
+    .replace(/\d{4,}/g, '[redacted]');
 }
 
 let database: DatabaseHandle | undefined;

@@ -240,6 +240,44 @@ describe('npm run cards:reencrypt', () => {
     }
   });
 
+  it("prints no card data a trigger's RAISE put in its message text, only the words around it", async () => {
+    const card = await issueOne();
+    rotate('k7b');
+    writeKeyring();
+    // A trigger's message is free text: here it interpolates what an audit trigger might,
+    // the card id, its owner, the old and new ciphertexts, the fingerprint and the whole row.
+    await h.database.db.execute(
+      sql.raw(`create function cards.refuse_reencrypt_loudly() returns trigger language plpgsql as $$
+        begin
+          raise exception 'refusing card % of % (fingerprint %): % -> % row %', new.id, new.owner_id, new.pan_fingerprint,
+            old.pan_ciphertext, new.pan_ciphertext, new;
+        end $$`),
+    );
+    await h.database.db.execute(
+      sql.raw(
+        'create trigger refuse_reencrypt_loudly before update on cards.cards for each row execute function cards.refuse_reencrypt_loudly()',
+      ),
+    );
+    try {
+      const rows = await h.database.db.select().from(cards);
+      const { code, stdout, stderr } = await runCli([]);
+      expect(code).toBe(2);
+      expect(stdout).toBe('');
+      expect(stderr.trim().split('\n')).toHaveLength(1);
+      expect(stderr).toContain('P0001');
+      expect(stderr).toContain('refusing card');
+      expect(rows.some((row) => row.id === card.id)).toBe(true);
+      for (const row of rows) {
+        for (const value of [row.id, row.ownerId, row.issuerId, row.panCiphertext, row.panFingerprint]) expect(stderr).not.toContain(value);
+      }
+      for (const key of keyMaterial()) expect(stderr).not.toContain(key);
+      expect(stderr).not.toMatch(/[A-Za-z0-9+/]{32,}/);
+    } finally {
+      await h.database.db.execute(sql.raw('drop trigger refuse_reencrypt_loudly on cards.cards'));
+      await h.database.db.execute(sql.raw('drop function cards.refuse_reencrypt_loudly()'));
+    }
+  });
+
   it('refuses a bad option or a missing keyring with one line on stderr and exit code 2', async () => {
     const badOption = await runCli(['--batch-size', 'lots']);
     expect(badOption.code).toBe(2);
