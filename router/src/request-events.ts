@@ -1,4 +1,4 @@
-import { looksSecret, type RequestEvent } from '@ghostpay/platform';
+import { looksSecret, type RequestEvent, wellFormedTraceparent } from '@ghostpay/platform';
 
 /**
  * What the router reports about each GraphQL request to the analytics emitter. Never
@@ -38,10 +38,13 @@ export function emitRequestEvent(handler: RequestEventHandler | undefined, event
   });
 }
 
-/** The trace id of a W3C `traceparent` header, if well formed. */
+/**
+ * The trace id of a W3C `traceparent` header, if well formed by the rule the router and the
+ * bridge forward by (platform's `wellFormedTraceparent`): an id a trace could really have, not an
+ * all-zero one, or one from a version-ff or upper-case header.
+ */
 export function traceIdOf(traceparent: string | undefined): string | undefined {
-  const match = traceparent ? /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(traceparent.trim()) : null;
-  return match?.[1];
+  return wellFormedTraceparent(traceparent)?.slice(3, 35);
 }
 
 /**

@@ -7,6 +7,17 @@ const plain = '4bf92f3577b34da6a3ce929d0e0e4736';
 const traceparentOf = (traceId: string) => `00-${traceId}-00f067aa0ba902b7-01`;
 
 describe('the ids a request event carries', () => {
+  it('takes the caller’s trace id only from a traceparent the router would forward', () => {
+    expect(traceIdOf(traceparentOf(plain))).toBe(plain);
+    expect(traceIdOf(`01-${plain}-00f067aa0ba902b7-03`)).toBe(plain);
+    // W3C invalid: an all-zero trace or parent id, version ff, upper-case hex, two joined headers.
+    expect(traceIdOf(traceparentOf('0'.repeat(32)))).toBeUndefined();
+    expect(traceIdOf(`00-${plain}-0000000000000000-01`)).toBeUndefined();
+    expect(traceIdOf(`ff-${plain}-00f067aa0ba902b7-01`)).toBeUndefined();
+    expect(traceIdOf(traceparentOf(plain.toUpperCase()))).toBeUndefined();
+    expect(traceIdOf(`${traceparentOf(plain)},${traceparentOf(panLike)}`)).toBeUndefined();
+  });
+
   it('keeps an id the router’s tracer made up, whatever digits it holds', () => {
     expect(callerSafeId(panLike, traceIdOf(undefined))).toBe(panLike);
     // The caller sent a different (or malformed) traceparent that the tracer did not continue.
