@@ -3,12 +3,14 @@ import { BadUserInputError, NotFoundError, type Principal } from '@ghostpay/plat
 import { and, eq, gt, sql } from 'drizzle-orm';
 import { canSeeCard, visibleCardsCondition } from './card-access.ts';
 import { type CardRow, effectiveStatus } from './card-view.ts';
+import { isPossibleId } from './storable-text.ts';
 
 /**
  * Cancels an ACTIVE, unexpired card. The update is conditional on the state the card must be
  * in, so it cannot race a charge: whichever commits first wins, the other sees the new status.
  */
 export async function cancelCard(db: Database, principal: Principal, cardId: string): Promise<CardRow> {
+  if (!isPossibleId(cardId)) throw new NotFoundError('Card', cardId);
   const [updated] = await db
     .update(cards)
     .set({ status: 'CANCELED', canceledAt: sql`now()` })

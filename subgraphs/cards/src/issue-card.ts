@@ -8,6 +8,7 @@ import type { CardsConfig } from './config.ts';
 import { currencyExponent } from './iso-4217.ts';
 import { brandOf, generatePan } from './pan.ts';
 import { encryptPan, type PanSecrets, panFingerprint } from './pan-crypto.ts';
+import { isPossibleId, unstorableReason } from './storable-text.ts';
 
 export interface IssueCardInput {
   userId: string;
@@ -72,11 +73,14 @@ export async function validateIssueCard(
     }
   }
   if (idempotencyKey !== undefined && idempotencyKey !== null) {
+    const unstorable = unstorableReason(idempotencyKey);
     if (idempotencyKey.length === 0 || idempotencyKey.length > maxIdempotencyKeyLength) {
       problems.push({ field: 'idempotencyKey', message: `must be 1 to ${maxIdempotencyKeyLength} characters` });
+    } else if (unstorable) {
+      problems.push({ field: 'idempotencyKey', message: unstorable });
     }
   }
-  if (input.userId.length === 0 || input.userId.length > 100) {
+  if (!isPossibleId(input.userId)) {
     problems.push({ field: 'input.userId', message: 'no such user' });
   } else {
     const [owner] = await db.select({ id: users.id }).from(users).where(eq(users.id, input.userId)).limit(1);

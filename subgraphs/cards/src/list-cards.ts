@@ -4,6 +4,7 @@ import { and, desc, eq, gt, lte, or, type SQL, sql } from 'drizzle-orm';
 import { alias } from 'drizzle-orm/pg-core';
 import { visibleCardsCondition } from './card-access.ts';
 import { type CardView, toCardView } from './card-view.ts';
+import { isPossibleId } from './storable-text.ts';
 
 export interface CardFilter {
   status?: CardStatus | null;
@@ -51,6 +52,8 @@ export async function listCards(
   if (!Number.isInteger(first) || first < 1 || first > maxPageSize) {
     throw new BadUserInputError([{ field: 'first', message: `must be between 1 and ${maxPageSize}` }]);
   }
+  const userId = options.filter?.userId;
+  if (userId && !isPossibleId(userId)) throw new BadUserInputError([{ field: 'filter.userId', message: 'is not a user id' }]);
   const conditions: SQL[] = [visibleCardsCondition(principal)];
   if (options.filter?.userId) conditions.push(eq(cards.ownerId, options.filter.userId));
   if (options.filter?.status) conditions.push(statusCondition(options.filter.status));

@@ -18,6 +18,7 @@ import { type IssueCardInput, type IssueCardLimits, issueCard } from './issue-ca
 import { type CardFilter, listCards } from './list-cards.ts';
 import type { PanSecrets } from './pan-crypto.ts';
 import { revealCard } from './reveal-card.ts';
+import { isPossibleId } from './storable-text.ts';
 
 export interface CardsContext extends SubgraphContext {
   cardLoader: DataLoader<string, CardRow | undefined>;
@@ -90,6 +91,8 @@ export function createCardsResolvers(deps: CardsResolverDeps): GraphQLResolverMa
     User: {
       async cards(user: { id: string }, args: PageArgs, context: CardsContext) {
         const principal = requireScope(context, 'cards:read');
+        // A representation's id no user can have owns no cards (it is not the caller's filter).
+        if (!isPossibleId(user.id)) return { edges: [], pageInfo: { hasNextPage: false, endCursor: null } };
         return listCards(db, principal, { filter: { userId: user.id }, first: args.first, after: args.after });
       },
     },

@@ -4,6 +4,7 @@ import { eq } from 'drizzle-orm';
 import { canRevealCard, canSeeCard } from './card-access.ts';
 import { effectiveStatus } from './card-view.ts';
 import { decryptPan, deriveCvc, type PanSecrets } from './pan-crypto.ts';
+import { isPossibleId } from './storable-text.ts';
 
 export interface CardSecret {
   pan: string;
@@ -25,6 +26,7 @@ export async function revealCard(
   cardId: string,
   requestId: string | undefined,
 ): Promise<CardSecret> {
+  if (!isPossibleId(cardId)) throw new NotFoundError('Card', cardId);
   const [card] = await db.select().from(cards).where(eq(cards.id, cardId)).limit(1);
   if (!card || !canSeeCard(principal, card)) throw new NotFoundError('Card', cardId);
   if (!canRevealCard(principal, card)) throw new ForbiddenError('Only the card owner or an admin may reveal a card');

@@ -273,6 +273,48 @@ describe('entity resolution', () => {
   });
 });
 
+describe('ids PostgreSQL cannot store', () => {
+  // A NUL fails any statement it is bound into (PostgreSQL refuses U+0000 in text), and a lone
+  // surrogate reaches the database as U+FFFD: no card has either, so they are not found.
+  const nul = (id: string) => `${id}\u0000`;
+  const revealMutation = `mutation Reveal($id: ID!) { revealCard(id: $id) { expMonth } }`;
+
+  it('answers card(id), cancelCard and revealCard with NOT_FOUND, not INTERNAL_SERVER_ERROR, and changes nothing', async () => {
+    const card = await issue(h, merchantA.token, { userId: alice.id, amount: 900, currency: 'USD' });
+    for (const id of [nul(card.id), `${card.id}\ud800`, '\u009b']) {
+      const read = await h.request(alice.token, cardQuery, { id });
+      expect(read.errors?.[0]?.extensions?.code, JSON.stringify(id)).toBe('NOT_FOUND');
+      const cancel = await h.request(alice.token, cancelMutation, { id });
+      expect(cancel.errors?.[0]?.extensions?.code, JSON.stringify(id)).toBe('NOT_FOUND');
+    }
+    const reveal = await h.request(alice.token, revealMutation, { id: nul(card.id) });
+    expect(reveal.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+    const [row] = await h.database.db.select({ status: cards.status }).from(cards).where(eq(cards.id, card.id));
+    expect(row?.status).toBe('ACTIVE');
+  });
+
+  it('resolves the rest of an entity batch when one representation has a NUL', async () => {
+    const result = await h.request<{ _entities: ({ id: string } | null)[] }>(alice.token, entitiesQuery, {
+      representations: [
+        { __typename: 'Card', id: aliceFromA.id },
+        { __typename: 'Card', id: nul(aliceFromB.id) },
+      ],
+    });
+    expect(result.errors).toBeUndefined();
+    expect(result.data?._entities).toEqual([expect.objectContaining({ id: aliceFromA.id }), null]);
+  });
+
+  it('answers a userId filter with a NUL with BAD_USER_INPUT naming it, and User.cards with no cards', async () => {
+    const filtered = await h.request(admin.token, cardsQuery, { filter: { userId: nul(alice.id) }, first: 10 });
+    expect(filtered.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', fields: [{ field: 'filter.userId' }] });
+    const viaUser = await h.request<{ _entities: { cards: { edges: unknown[] } }[] }>(admin.token, entitiesQuery, {
+      representations: [{ __typename: 'User', id: nul(alice.id) }],
+    });
+    expect(viaUser.errors).toBeUndefined();
+    expect(viaUser.data?._entities[0]?.cards.edges).toEqual([]);
+  });
+});
+
 describe('logs', () => {
   it('wrote no PAN to any log line during the suite', async () => {
     const { lines, pans, findings } = await h.panLeaksInLogs();

@@ -118,6 +118,21 @@ describe('issueCard validation', () => {
   it('rejects an over-long idempotency key', async () => {
     expect(await problems(valid(), 'k'.repeat(256))).toEqual(['idempotencyKey']);
   });
+  it('rejects an owner id and an idempotency key PostgreSQL cannot store, naming each, and writes no row', async () => {
+    const before = await h.database.db.select({ id: cards.id }).from(cards);
+    expect(await problems({ ...valid(), userId: `${owner.id}\u0000` })).toEqual(['input.userId']);
+    expect(await problems(valid(), 'key-\u0000')).toEqual(['idempotencyKey']);
+    expect(await problems(valid(), 'key-\u009b')).toEqual(['idempotencyKey']);
+    expect(await problems(valid(), 'key-\ud800')).toEqual(['idempotencyKey']);
+    expect(await h.database.db.select({ id: cards.id }).from(cards)).toHaveLength(before.length);
+  });
+  it('never answers one lone-surrogate key with the card of another (both would be stored as U+FFFD)', async () => {
+    const input = { ...valid(), amount: 4343 };
+    const first = await h.request<{ issueCard: { id: string } }>(merchant.token, issueCardMutation, { input, key: 'lone-\ud800' });
+    const second = await h.request<{ issueCard: { id: string } }>(merchant.token, issueCardMutation, { input, key: 'lone-\udbff' });
+    expect(first.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+    expect(second.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+  });
   it('names every bad field at once and writes no row', async () => {
     const before = await h.database.db.select({ id: cards.id }).from(cards);
     const fields = await problems({ userId: 'usr_nobody', amount: -1, currency: 'EURO', expiresInSeconds: 1 });
