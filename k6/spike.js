@@ -4,7 +4,7 @@
 import { check } from 'k6';
 import http from 'k6/http';
 import { Rate } from 'k6/metrics';
-import { intEnv, optionalEnv, requireEnv, urlEnv } from './lib/env.js';
+import { durationEnv, intEnv, optionalEnv, requireEnv, urlEnv } from './lib/env.js';
 import { fetchToken } from './lib/ghostpay.js';
 
 const baseUrl = urlEnv('BASE_URL');
@@ -15,6 +15,9 @@ const apiKeys = requireEnv('API_KEYS')
   .filter(Boolean);
 const userId = requireEnv('USER_ID');
 const currency = optionalEnv('CURRENCY', 'USD');
+const hold = durationEnv('HOLD', '1m');
+// 30 s at 2/s, 10 s up to the peak, HOLD at the peak, 10 s back down: the recovery minute starts then.
+const recoveryAfterSeconds = 30 + 10 + hold.seconds + 10;
 const rateLimited = new Rate('rate_limited');
 const serverErrors = new Rate('server_errors');
 
@@ -29,7 +32,7 @@ export const options = {
       stages: [
         { target: 2, duration: '30s' },
         { target: intEnv('SPIKE_RATE', 200), duration: '10s' },
-        { target: intEnv('SPIKE_RATE', 200), duration: optionalEnv('HOLD', '1m') },
+        { target: intEnv('SPIKE_RATE', 200), duration: hold.text },
         { target: 2, duration: '10s' },
         { target: 2, duration: '1m' },
       ],
@@ -49,7 +52,7 @@ export function setup() {
 
 export default function ({ tokens, started }) {
   http.setResponseCallback(http.expectedStatuses({ min: 200, max: 299 }, 402, 429));
-  const phase = Date.now() - started > 110_000 ? 'recovery' : 'spike';
+  const phase = Date.now() - started > recoveryAfterSeconds * 1000 ? 'recovery' : 'spike';
   const token = tokens[(__VU + __ITER) % tokens.length];
   const headers = { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` };
   const res =

@@ -30,3 +30,21 @@ export function urlEnv(name) {
   if (!/^https?:\/\//.test(value)) throw new Error(`${name} must be an http(s) URL, got "${value}"`);
   return value;
 }
+
+const secondsPerUnit = { ms: 0.001, s: 1, m: 60, h: 3600 };
+
+/**
+ * A k6 duration env variable ("30s", "5m", "1h30m") with a default: `text` for the stage and
+ * `seconds` for the arithmetic the scripts do on it (the spike's recovery phase, the token
+ * lifetime check); throws on anything else.
+ */
+export function durationEnv(name, fallback) {
+  const text = optionalEnv(name, fallback);
+  if (!/^(?:\d+(?:\.\d+)?(?:ms|h|m|s))+$/.test(text)) {
+    throw new Error(`${name} must be a duration such as 30s, 5m or 1h30m, got "${text}"`);
+  }
+  const part = /(\d+(?:\.\d+)?)(ms|h|m|s)/g;
+  let seconds = 0;
+  for (let m = part.exec(text); m !== null; m = part.exec(text)) seconds += Number(m[1]) * secondsPerUnit[m[2]];
+  return { text, seconds };
+}
