@@ -4,8 +4,8 @@
 // separated) for the rate, about RATE * 60 * 4 / 100 of them, or every extra request is a 429.
 
 import http from 'k6/http';
-import { intEnv, optionalEnv, requireEnv, urlEnv } from './lib/env.js';
-import { createCard, createCharge, expectedStatuses, fetchToken, getCard, graphql } from './lib/ghostpay.js';
+import { durationEnv, intEnv, optionalEnv, requireEnv, urlEnv } from './lib/env.js';
+import { createCard, createCharge, expectedStatuses, fetchTokens, getCard, graphql } from './lib/ghostpay.js';
 
 const baseUrl = urlEnv('BASE_URL');
 const routerUrl = urlEnv('ROUTER_URL');
@@ -15,6 +15,10 @@ const apiKeys = requireEnv('API_KEYS')
   .filter(Boolean);
 const userId = requireEnv('USER_ID');
 const currency = optionalEnv('CURRENCY', 'USD');
+const ramp = durationEnv('RAMP', '1m');
+const hold = durationEnv('HOLD', '5m');
+// The last stage ramps down for 30 s.
+const rampDownSeconds = 30;
 
 export const options = {
   scenarios: {
@@ -25,9 +29,9 @@ export const options = {
       preAllocatedVUs: intEnv('VUS', 50),
       maxVUs: intEnv('MAX_VUS', 200),
       stages: [
-        { target: intEnv('RATE', 20), duration: optionalEnv('RAMP', '1m') },
-        { target: intEnv('RATE', 20), duration: optionalEnv('HOLD', '5m') },
-        { target: 0, duration: '30s' },
+        { target: intEnv('RATE', 20), duration: ramp.text },
+        { target: intEnv('RATE', 20), duration: hold.text },
+        { target: 0, duration: `${rampDownSeconds}s` },
       ],
     },
   },
@@ -40,7 +44,7 @@ export const options = {
 };
 
 export function setup() {
-  return { tokens: apiKeys.map((key) => fetchToken(baseUrl, key)) };
+  return { tokens: fetchTokens(baseUrl, apiKeys, ramp.seconds + hold.seconds + rampDownSeconds) };
 }
 
 export default function ({ tokens }) {

@@ -5,7 +5,7 @@ import { check } from 'k6';
 import http from 'k6/http';
 import { Rate } from 'k6/metrics';
 import { durationEnv, intEnv, optionalEnv, requireEnv, urlEnv } from './lib/env.js';
-import { fetchToken } from './lib/ghostpay.js';
+import { fetchTokens } from './lib/ghostpay.js';
 
 const baseUrl = urlEnv('BASE_URL');
 const routerUrl = urlEnv('ROUTER_URL');
@@ -47,7 +47,7 @@ export const options = {
 };
 
 export function setup() {
-  return { tokens: apiKeys.map((key) => fetchToken(baseUrl, key)), started: Date.now() };
+  return { tokens: fetchTokens(baseUrl, apiKeys, recoveryAfterSeconds + 60), started: Date.now() };
 }
 
 export default function ({ tokens, started }) {

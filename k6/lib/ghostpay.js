@@ -7,8 +7,7 @@ const json = { 'Content-Type': 'application/json' };
 /** Declines are answered 402 by design: a business outcome, not a failed request. */
 export const expectedStatuses = http.expectedStatuses({ min: 200, max: 299 }, 402);
 
-/** POST /auth/token {api_key} → access_token. Fails the iteration when the exchange fails. */
-export function fetchToken(baseUrl, apiKey) {
+function exchange(baseUrl, apiKey) {
   const res = http.post(`${baseUrl}/auth/token`, JSON.stringify({ api_key: apiKey }), {
     headers: json,
     tags: { name: 'POST /auth/token' },
@@ -18,7 +17,30 @@ export function fetchToken(baseUrl, apiKey) {
     'token: has access_token': (r) => typeof r.json('access_token') === 'string',
   });
   if (!ok) fail(`token exchange failed: HTTP ${res.status} ${res.body}`);
-  return res.json('access_token');
+  return { token: res.json('access_token'), expiresIn: Number(res.json('expires_in')) };
+}
+
+/** POST /auth/token {api_key} → access_token. Fails the iteration when the exchange fails. */
+export function fetchToken(baseUrl, apiKey) {
+  return exchange(baseUrl, apiKey).token;
+}
+
+/**
+ * One token per API key for the whole run (the scripts exchange the keys once, in setup()).
+ * Stops the run before any load when a token expires before the run ends (`runSeconds`: the
+ * scenario's stages added up): a token lives `expires_in` seconds (the auth service's
+ * ACCESS_TOKEN_TTL_SECONDS, 900 by default), and past that every request would be a 401.
+ */
+export function fetchTokens(baseUrl, apiKeys, runSeconds) {
+  return apiKeys.map((apiKey) => {
+    const { token, expiresIn } = exchange(baseUrl, apiKey);
+    if (!(expiresIn > runSeconds)) {
+      fail(
+        `tokens expire after ${expiresIn} s but this run lasts ${runSeconds} s: shorten RAMP/HOLD, or raise the auth service's ACCESS_TOKEN_TTL_SECONDS`,
+      );
+    }
+    return token;
+  });
 }
 
 function authHeaders(token, extra = {}) {
