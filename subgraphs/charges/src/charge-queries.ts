@@ -75,6 +75,29 @@ function encodeCursor(createdAt: string, id: string): string {
   return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url');
 }
 
+/**
+ * Whether `text` (`YYYY-MM-DDTHH:MM:SS.ffffffZ`, as encodeCursor writes it) names a real instant
+ * PostgreSQL accepts: a month 13, a February 30 or the year 0 of a crafted cursor otherwise
+ * reached the `::timestamptz` cast and failed the query (INTERNAL_SERVER_ERROR).
+ */
+function isCursorInstant(text: string): boolean {
+  const match = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.\d{6}Z$/.exec(text);
+  if (!match) return false;
+  const [year, month, day, hour, minute, second] = match.slice(1).map(Number) as [number, number, number, number, number, number];
+  if (year < 1) return false;
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
+  date.setUTCHours(hour, minute, second);
+  return (
+    date.getUTCFullYear() === year &&
+    date.getUTCMonth() === month - 1 &&
+    date.getUTCDate() === day &&
+    date.getUTCHours() === hour &&
+    date.getUTCMinutes() === minute &&
+    date.getUTCSeconds() === second
+  );
+}
+
 function decodeCursor(cursor: string): { createdAt: string; id: string } {
   try {
     const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
@@ -82,7 +105,7 @@ function decodeCursor(cursor: string): { createdAt: string; id: string } {
       Array.isArray(value) &&
       value.length === 2 &&
       typeof value[0] === 'string' &&
-      /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/.test(value[0]) &&
+      isCursorInstant(value[0]) &&
       typeof value[1] === 'string' &&
       isPossibleId(value[1])
     ) {

@@ -300,6 +300,17 @@ describe('queries', () => {
     expect(bad.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
   });
 
+  it('answers a cursor of the right shape naming an impossible instant with BAD_USER_INPUT, not INTERNAL_SERVER_ERROR', async () => {
+    const list = `query ($after: String) { charges(first: 2, after: $after) { nodes { id } } }`;
+    const cursor = (createdAt: string) => Buffer.from(JSON.stringify([createdAt, 'ch_x'])).toString('base64url');
+    for (const instant of ['2024-13-45T99:99:99.000000Z', '2024-02-30T00:00:00.000000Z', '0000-01-01T00:00:00.000000Z']) {
+      const result = await h.gql(list, { after: cursor(instant) }, bearer);
+      expect(result.errors?.[0]?.extensions, instant).toMatchObject({ code: 'BAD_USER_INPUT', fields: [{ field: 'after' }] });
+    }
+    const leapDay = await h.gql(list, { after: cursor('2024-02-29T23:59:59.999999Z') }, bearer);
+    expect(leapDay.errors).toBeUndefined();
+  });
+
   it('resolves Charge and Card.charges references in one statement per batch, one text for every batch size, visible charges only', async () => {
     const [a, b, c] = [await authorized(), await authorized(), await authorized()];
     const admin = await h.tokens.bearer({ userId: (await h.seed.user('admin')).id, role: 'admin' });
