@@ -497,9 +497,12 @@ export function createRouter(deps: RouterDeps): Router {
     res.setHeader(requestIdHeader, requestId);
     res.setHeader('cache-control', 'no-store');
     let principal: Principal | undefined;
-    // One request event per SSE request, when its first answer (a refusal, the stream's first payload) goes out.
-    const finish = (answer: { httpStatus: number; errorCodes: string[]; operationName?: string }) =>
+    // When its first answer (a refusal, the stream's first payload) goes out: counted as a failed
+    // response like POST /graphql's when that payload failed on our side, and one request event.
+    const finish = (answer: { httpStatus: number; errorCodes: string[]; operationName?: string }) => {
+      if (isServerErrorResponse(answer.httpStatus, answer.errorCodes)) metrics.serverErrorResponses.inc();
       reportSubscription(req, ids, { ...answer, principal, startedAt: started, receivedAt });
+    };
     const refuse: Refuse = (httpStatus, code, message, headers = {}, extensions = {}) => {
       metrics.errors.inc({ code });
       // Refused before its body was read: closing is cheaper than reading the rest to keep the connection.
@@ -522,7 +525,7 @@ export function createRouter(deps: RouterDeps): Router {
       if (!parsed) return;
       body = parsed.body;
     }
-    await gateway.handleSse(req, res, body, deps.onRequestEvent ? finish : undefined);
+    await gateway.handleSse(req, res, body, finish);
   };
 
   const handleGraphQL = async (req: IncomingMessage, res: ServerResponse, url: URL) => {

@@ -5,6 +5,8 @@ import {
   createLogger,
   createMetricsRegistry,
   createSubgraphService,
+  ErrorCode,
+  GhostPayError,
   type JwtVerifier,
   type ServerTlsConfig,
   type SubgraphContext,
@@ -99,16 +101,20 @@ const stubResolvers: Record<string, Record<string, unknown>> = {
   },
   charges: {
     Query: {
-      charge: (_: unknown, args: { id: string }) => ({
-        id: args.id,
-        status: 'AUTHORIZED',
-        amount: 500,
-        currency: 'USD',
-        refundedAmount: 0,
-        card: { id: 'card_1' },
-        merchant: { id: 'usr_m' },
-        createdAt: now(),
-      }),
+      charge: (_: unknown, args: { id: string }) => {
+        // A charges subgraph whose database is down, for the tests of failures on our side.
+        if (args.id === 'ch_db_down') throw new GhostPayError(ErrorCode.SERVICE_UNAVAILABLE, 'Database unavailable');
+        return {
+          id: args.id,
+          status: 'AUTHORIZED',
+          amount: 500,
+          currency: 'USD',
+          refundedAmount: 0,
+          card: { id: 'card_1' },
+          merchant: { id: 'usr_m' },
+          createdAt: now(),
+        };
+      },
     },
   },
 };

@@ -126,6 +126,42 @@ describe('request events for subscriptions', () => {
     expect(events.length - from).toBe(1);
   });
 
+  it('counts an SSE stream whose first payload failed on our side as a failed response, once (the SLI)', async () => {
+    const failed = async () => {
+      const text = await (await fetch(`${router.url}/metrics`)).text();
+      return Number(/^router_graphql_server_error_responses_total\{[^}]*\} (\d+)$/m.exec(text)?.[1] ?? 0);
+    };
+    const stream = async (id: string) => {
+      const from = events.length;
+      const controller = new AbortController();
+      const response = await fetch(sseUrl(), {
+        method: 'POST',
+        headers: { ...sseHeaders, authorization: user },
+        body: JSON.stringify({ query: watch, variables: { id } }),
+        signal: controller.signal,
+      });
+      expect(response.status).toBe(200);
+      const [event] = await eventsAfter(from, 1);
+      controller.abort();
+      await until(() => router.subscriptions?.stats().clientSubscriptions === 0, 'the stream to end');
+      return event;
+    };
+    const before = await failed();
+    // The stand-in charges answers SERVICE_UNAVAILABLE for this id: a 200 stream whose first payload is our failure.
+    expect(await stream('ch_db_down')).toMatchObject({ httpStatus: 200, errorCodes: ['SERVICE_UNAVAILABLE'] });
+    expect(await failed()).toBe(before + 1);
+    // A healthy stream and a refusal for the caller's own fault are not.
+    expect(await stream('ch_sse_ok')).toMatchObject({ httpStatus: 200, errorCodes: [] });
+    const refused = await fetch(sseUrl(), {
+      method: 'POST',
+      headers: sseHeaders,
+      body: JSON.stringify({ query: watch, variables: { id: 'x' } }),
+    });
+    expect(refused.status).toBe(401);
+    await refused.text();
+    expect(await failed()).toBe(before + 1);
+  });
+
   it('reports SSE refusals, by the router (401) and by the request checks (406), with their codes', async () => {
     const from = events.length;
     const anonymous = await fetch(sseUrl(), { method: 'POST', headers: sseHeaders, body: JSON.stringify({ query: watch }) });
