@@ -29,6 +29,11 @@ export const authConfigSchema = baseConfigSchema.extend({
   /** Failed exchanges allowed per client address within the window. */
   FAILED_EXCHANGE_LIMIT_PER_ADDRESS: env.positiveInt(20),
   FAILED_EXCHANGE_WINDOW_SECONDS: env.positiveInt(300),
+  /**
+   * Redis shared by the replicas for the failed-exchange limits (the router's). Unset → each
+   * process limits by itself, in memory (the embedded default).
+   */
+  REDIS_URL: env.optionalUrl(),
   /** Unrevoked API keys a user may create for themselves (admins creating keys for others are not capped). */
   MAX_API_KEYS_PER_USER: env.positiveInt(10),
   /**

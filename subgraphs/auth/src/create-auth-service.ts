@@ -12,10 +12,16 @@ import {
   type SubgraphService,
 } from '@ghostpay/platform';
 import { parse } from 'graphql';
+import { Redis } from 'ioredis';
 import { Counter } from 'prom-client';
 import { createAccessTokenIssuer } from './access-tokens.ts';
 import type { AuthConfig } from './config.ts';
-import { createFailedExchangeLimiter } from './failed-exchange-limiter.ts';
+import {
+  createFailedExchangeLimiter,
+  createRedisFailedExchangeLimiter,
+  type FailedExchangeLimiter,
+  failedExchangeRedisOptions,
+} from './failed-exchange-limiter.ts';
 import { createJwksRoute, jwksPath } from './jwks-route.ts';
 import { createKeyEncryption } from './key-encryption.ts';
 import { createKeyRingVerifier } from './key-ring-verifier.ts';
@@ -42,6 +48,12 @@ export interface AuthServiceDeps {
   verifier?: JwtVerifier;
   /** @default a fresh registry labelled `service="auth"` */
   registry?: Registry;
+  /**
+   * Where the replicas share the failed-exchange limits. @default a connection to
+   * `config.REDIS_URL` when set (opened by `start()`, closed by `close()`), else none: each
+   * process limits in memory. An injected client stays the caller's to close.
+   */
+  redis?: Redis;
 }
 
 export interface AuthService extends SubgraphService<AuthContext> {
@@ -73,11 +85,17 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
     ttlSeconds: config.ACCESS_TOKEN_TTL_SECONDS,
   });
   const windowMs = config.FAILED_EXCHANGE_WINDOW_SECONDS * 1000;
+  const ownRedis = !deps.redis && config.REDIS_URL ? new Redis(config.REDIS_URL, failedExchangeRedisOptions()) : undefined;
+  // Connection errors are retried by ioredis and answered by the local fallback; the limiter warns about them.
+  ownRedis?.on('error', (error: Error) => logger.debug({ err: error.message }, 'redis error'));
+  const redis = deps.redis ?? ownRedis;
+  const limiter = (name: string, limit: number): FailedExchangeLimiter =>
+    redis ? createRedisFailedExchangeLimiter({ redis, name, limit, windowMs, logger }) : createFailedExchangeLimiter({ limit, windowMs });
   const exchange = createTokenExchange({
     db: database.db,
     tokens,
-    byPrefix: createFailedExchangeLimiter({ limit: config.FAILED_EXCHANGE_LIMIT_PER_KEY, windowMs }),
-    byAddress: createFailedExchangeLimiter({ limit: config.FAILED_EXCHANGE_LIMIT_PER_ADDRESS, windowMs }),
+    byPrefix: limiter('prefix', config.FAILED_EXCHANGE_LIMIT_PER_KEY),
+    byAddress: limiter('address', config.FAILED_EXCHANGE_LIMIT_PER_ADDRESS),
     logger,
     exchanges: new Counter({
       name: 'auth_token_exchanges_total',
@@ -118,6 +136,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
     }),
     onClose: async () => {
       if (rotationTimer) clearInterval(rotationTimer);
+      ownRedis?.disconnect();
     },
   });
 
@@ -140,9 +159,23 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
     async start(port: number, host?: string) {
       encryption.check();
       await keyRing.ensure();
+      if (ownRedis) await connectRedis(ownRedis, logger);
       const url = await start(port, host);
       startRotationSchedule();
       return url;
     },
   });
+}
+
+/**
+ * Opens auth's Redis connection, waiting at most 2 s: an auth service whose Redis is down
+ * still starts and limits in memory until Redis answers (ioredis keeps reconnecting).
+ */
+async function connectRedis(redis: Redis, logger: Logger): Promise<void> {
+  const connected = redis.connect().then(
+    () => true,
+    () => false,
+  );
+  const ready = await Promise.race([connected, new Promise<boolean>((done) => setTimeout(() => done(false), 2_000).unref())]);
+  if (!ready) logger.warn('redis not reachable at start: failed-exchange limits are per process until it is');
 }

@@ -1,3 +1,7 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type { Logger } from '@ghostpay/platform';
+import type { Redis, RedisOptions } from 'ioredis';
+
 export interface FailedExchangeLimiterOptions {
   /** Failures allowed per identity within the window. */
   limit: number;
@@ -12,15 +16,18 @@ export interface FailedExchangeLimiterOptions {
  * prefix or a client address). Only failures count; a success does not reset the window, so
  * an attacker cannot interleave a valid key to keep guessing. The map is bounded so random
  * identities cannot exhaust memory. Per process: with N replicas an attacker gets N× the
- * budget, which still keeps guessing a 256-bit secret hopeless; the limit is there to stop
- * noisy scanning and log spam, not to be the only defence.
+ * budget, which is why replicas share `createRedisFailedExchangeLimiter` when REDIS_URL is set;
+ * this one is the embedded default and Redis's fallback.
  *
  * `recordFailure` both counts and decides: guesses sent at once all pass a check made before
  * their lookups, so the answer to a failed guess is settled when its failure is counted. Only
  * the first `limit` failures in a window are counted and may be told UNAUTHENTICATED; the rest
  * answer RATE_LIMITED like any attempt over the limit.
  */
-export function createFailedExchangeLimiter(options: FailedExchangeLimiterOptions) {
+export function createFailedExchangeLimiter(options: FailedExchangeLimiterOptions): {
+  retryAfterSeconds(identity: string): number;
+  recordFailure(identity: string): number;
+} {
   const { limit, windowMs, maxTracked = 10_000, now = Date.now } = options;
   // Map iteration order is insertion order: re-inserting on each failure keeps it LRU.
   const failures = new Map<string, number[]>();
@@ -68,4 +75,121 @@ export function createFailedExchangeLimiter(options: FailedExchangeLimiterOption
   };
 }
 
-export type FailedExchangeLimiter = ReturnType<typeof createFailedExchangeLimiter>;
+/**
+ * What the token exchange asks of a limiter, in memory or in Redis. Both answers are seconds
+ * to wait, 0 meaning go ahead (see `createFailedExchangeLimiter` for what each decides).
+ */
+export interface FailedExchangeLimiter {
+  retryAfterSeconds(identity: string): number | Promise<number>;
+  recordFailure(identity: string): number | Promise<number>;
+}
+
+/**
+ * Both operations as Lua scripts, so each is atomic across every replica, timed by the Redis
+ * server's clock (`TIME`, microseconds) rather than the replicas'. A sorted set per identity
+ * holds the failures in the window (score = time), at most `limit` of them; it expires with
+ * the window. Each returns the microseconds to wait, 0 meaning go ahead.
+ */
+const windowPreamble = `
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
+local function wait()
+  if count < limit then return 0 end
+  local oldest = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
+  return math.max(1, tonumber(oldest[2]) + window - now)
+end
+`;
+const checkScript = `${windowPreamble}
+return wait()
+`;
+const recordScript = `${windowPreamble}
+local waiting = wait()
+if waiting > 0 then return waiting end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
+return 0
+`;
+
+const checkCommand = 'ghostpayFailedExchangeCheck';
+const recordCommand = 'ghostpayFailedExchangeRecord';
+type ScriptCall = (key: string, limit: number, windowMicros: number, member?: string) => Promise<unknown>;
+
+/**
+ * Options for auth's Redis connection, which only these limiters use: commands fail fast while
+ * Redis is unreachable (no offline queue, no retries, a timeout), so an exchange falls back to
+ * the local limit instead of waiting behind a dead store.
+ */
+export function failedExchangeRedisOptions(commandTimeoutMs = 500): RedisOptions {
+  return {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: commandTimeoutMs,
+    retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
+    lazyConnect: true,
+  };
+}
+
+export interface RedisFailedExchangeLimiterOptions {
+  redis: Redis;
+  /** Failures allowed per identity within the window. */
+  limit: number;
+  windowMs: number;
+  /** Names this limiter's identities apart from another's on the same Redis (`prefix`, `address`). */
+  name: string;
+  logger: Pick<Logger, 'warn'>;
+  /** @default 'ghostpay:auth:failed-exchange:' */
+  keyPrefix?: string;
+  /** Decides while Redis cannot answer. @default an in-memory limiter with the same limit and window */
+  fallback?: FailedExchangeLimiter;
+}
+
+/**
+ * The failed-exchange limiter shared by every replica through Redis, so N replicas give an
+ * attacker the budget of one. While Redis cannot answer, each replica falls back to its own
+ * in-memory limit (one warning per 10 s): token exchange keeps working, limited per replica as
+ * without Redis, rather than failing closed for everyone.
+ */
+export function createRedisFailedExchangeLimiter(options: RedisFailedExchangeLimiterOptions): FailedExchangeLimiter {
+  const { redis, limit, windowMs, logger } = options;
+  const keyPrefix = `${options.keyPrefix ?? 'ghostpay:auth:failed-exchange:'}${options.name}:`;
+  const fallback = options.fallback ?? createFailedExchangeLimiter({ limit, windowMs });
+  // ioredis sends a defined command as EVALSHA, falling back to EVAL once after a NOSCRIPT.
+  if (!(checkCommand in redis)) redis.defineCommand(checkCommand, { numberOfKeys: 1, lua: checkScript });
+  if (!(recordCommand in redis)) redis.defineCommand(recordCommand, { numberOfKeys: 1, lua: recordScript });
+  const commands = redis as unknown as Record<typeof checkCommand | typeof recordCommand, ScriptCall>;
+  // An address comes from a header: keep keys short whatever it holds.
+  const keyOf = (identity: string) =>
+    `${keyPrefix}${identity.length <= 64 ? identity : `sha256:${createHash('sha256').update(identity).digest('hex')}`}`;
+  const seconds = (reply: unknown) => {
+    const micros = Number(reply);
+    return micros > 0 ? Math.max(1, Math.ceil(micros / 1e6)) : 0;
+  };
+  let lastWarning = 0;
+  const orLocally = (error: unknown, local: () => number | Promise<number>) => {
+    if (Date.now() - lastWarning > 10_000) {
+      lastWarning = Date.now();
+      logger.warn({ err: (error as Error).message }, 'failed-exchange limit store unavailable: limiting in this process until it answers');
+    }
+    return local();
+  };
+  return {
+    async retryAfterSeconds(identity) {
+      try {
+        return seconds(await commands[checkCommand].call(redis, keyOf(identity), limit, windowMs * 1000));
+      } catch (error) {
+        return orLocally(error, () => fallback.retryAfterSeconds(identity));
+      }
+    },
+    async recordFailure(identity) {
+      try {
+        return seconds(await commands[recordCommand].call(redis, keyOf(identity), limit, windowMs * 1000, randomUUID()));
+      } catch (error) {
+        return orLocally(error, () => fallback.recordFailure(identity));
+      }
+    },
+  };
+}

@@ -40,13 +40,17 @@ export function createTokenExchange(options: TokenExchangeOptions) {
 
   return async function exchange(apiKey: string, clientAddress: string): Promise<AccessToken> {
     const parsed = parseApiKey(apiKey);
-    const retryAfterNow = () =>
-      Math.max(byAddress.retryAfterSeconds(clientAddress), parsed ? byPrefix.retryAfterSeconds(parsed.prefix) : 0);
-    const retryAfter = retryAfterNow();
+    const retryAfterNow = async () =>
+      Math.max(
+        ...(await Promise.all([byAddress.retryAfterSeconds(clientAddress), parsed ? byPrefix.retryAfterSeconds(parsed.prefix) : 0])),
+      );
+    const retryAfter = await retryAfterNow();
     if (retryAfter > 0) throw limited(retryAfter);
-    const fail = (reason: string) => {
+    const fail = async (reason: string) => {
       // Both identities count the failure (each while under its own limit); over either, the answer is RATE_LIMITED.
-      const wait = Math.max(byAddress.recordFailure(clientAddress), parsed ? byPrefix.recordFailure(parsed.prefix) : 0);
+      const wait = Math.max(
+        ...(await Promise.all([byAddress.recordFailure(clientAddress), parsed ? byPrefix.recordFailure(parsed.prefix) : 0])),
+      );
       if (wait > 0) return limited(wait);
       exchanges.inc({ outcome: 'rejected' });
       // The prefix is not secret and lets an operator find the key; the secret is never logged.
@@ -54,15 +58,15 @@ export function createTokenExchange(options: TokenExchangeOptions) {
       return invalid();
     };
     // A malformed key is rejected without a lookup: its shape is public, so timing reveals nothing.
-    if (!parsed) throw fail('malformed');
+    if (!parsed) throw await fail('malformed');
     const row = await findKeyForExchange(db, parsed.prefix);
     const secretMatches = apiKeyMatches(apiKey, row?.secretHash ?? decoyHash);
-    if (!row || !secretMatches) throw fail(row ? 'wrong secret' : 'unknown prefix');
-    if (row.revokedAt) throw fail('revoked');
+    if (!row || !secretMatches) throw await fail(row ? 'wrong secret' : 'unknown prefix');
+    if (row.revokedAt) throw await fail('revoked');
     // Failures counted while this lookup ran may have reached the limit: then the right secret is refused too.
-    const retryAfterMatch = retryAfterNow();
+    const retryAfterMatch = await retryAfterNow();
     if (retryAfterMatch > 0) throw limited(retryAfterMatch);
-    if (!(await markApiKeyUsed(db, row.id))) throw fail('revoked');
+    if (!(await markApiKeyUsed(db, row.id))) throw await fail('revoked');
     const token = await tokens.issue({ userId: row.userId, role: row.role, apiKeyId: row.id });
     exchanges.inc({ outcome: 'issued' });
     return token;
