@@ -49,6 +49,29 @@ const rules: LedgerRule[] = [
       where c.status <> 'DECLINED' and k.status <> 'USED'`,
   },
   {
+    rule: 'charge_within_card',
+    description: "a non-declined charge is above its card's amount or in another currency than the card's",
+    query: sql`select c.id from charges.charges c join cards.cards k on k.id = c.card_id
+      where c.status <> 'DECLINED' and (c.amount > k.amount or c.currency <> k.currency)`,
+  },
+  {
+    rule: 'used_card_has_charge',
+    description: 'a card is USED without a non-declined charge (closed with nothing charged)',
+    query: sql`select k.id from cards.cards k where k.status = 'USED'
+      and not exists (select 1 from charges.charges c where c.card_id = k.id and c.status <> 'DECLINED')`,
+  },
+  {
+    rule: 'settlement_matches_status',
+    description:
+      'timestamps disagree with the status (SETTLED without settled_at, AUTHORIZED with one, a DECLINED charge authorized or settled, a non-declined one without authorized_at, settled before authorized)',
+    query: sql`select id from charges.charges where
+      (status = 'SETTLED' and settled_at is null)
+      or (status = 'AUTHORIZED' and settled_at is not null)
+      or (status = 'DECLINED' and (authorized_at is not null or settled_at is not null))
+      or (status <> 'DECLINED' and authorized_at is null)
+      or settled_at < authorized_at`,
+  },
+  {
     rule: 'idempotency_key_unique',
     description: 'an idempotency key has two rows, or one charge was created under two keys',
     query: sql`select principal_id || ':' || operation || ':' || key as id from charges.idempotency_keys

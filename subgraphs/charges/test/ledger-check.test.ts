@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { chargeEvents, chargeIdempotencyKeys, charges, newId } from '@ghostpay/db';
 import { eq, sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
-import { authorizeCharge, checkLedger } from '../src/index.ts';
+import { authorizeCharge, checkLedger, refundCharge, settleAllDue } from '../src/index.ts';
 import { merchantDatabase } from './charges-harness.ts';
 
 const run = promisify(execFile);
@@ -75,6 +75,8 @@ describe('checkLedger', () => {
       refunded_amount_matches_refunds: [charge.id, overRefunded.id].sort(),
       status_matches_refunds: [charge.id, overRefunded.id].sort(),
       charged_card_is_used: [orphan],
+      // Inserted behind the service's back as AUTHORIZED without an authorization time.
+      settlement_matches_status: [orphan, second].sort(),
       idempotency_key_unique: [charge.id],
       charge_has_event: [orphan],
       status_matches_last_event: [overRefunded.id, second].sort(),
@@ -86,5 +88,56 @@ describe('checkLedger', () => {
     );
     expect(failed?.code).toBe(1);
     expect(failed?.stdout).toContain('one_success_per_card');
+  });
+});
+
+describe('checkLedger: charges against their cards, and settlement state', () => {
+  const fx = merchantDatabase();
+  const deps = () => ({ db: fx.database.db, idempotencyWaitMs: 1_000 });
+  const authorize = async (key: string, amount = 100) => {
+    const card = await fx.seed.card({ ownerId: fx.holderId, issuerId: fx.merchantId, amount: 1_000, currency: 'USD' });
+    const { charge } = await authorizeCharge(deps(), fx.principal(), { cardId: card.id, amount, currency: 'USD' }, key);
+    return { card, charge };
+  };
+
+  it('passes on charges, declines, refunds and settlements written by the service', async () => {
+    const { charge } = await authorize('state-ok-1');
+    await authorize('state-ok-2', 1_000);
+    const declinedCard = await fx.seed.card({ ownerId: fx.holderId, issuerId: fx.merchantId, status: 'CANCELED' });
+    await authorizeCharge(deps(), fx.principal(), { cardId: declinedCard.id, amount: 5, currency: 'USD' }, 'state-ok-3');
+    await refundCharge(deps(), fx.principal(), charge.id, 40, 'state-ok-refund');
+    await settleAllDue(fx.database.db, { delayMs: 0, batchSize: 10 });
+    expect(await checkLedger(fx.database)).toEqual([]);
+  });
+
+  it('detects a charge beyond its card, a card spent without a charge, and settlement timestamps that contradict the status', async () => {
+    const db = fx.database.db;
+    // More money than the card was funded with, and another currency than the card's.
+    const { charge: overCard } = await authorize('state-bad-1');
+    await db.update(charges).set({ amount: 1_001 }).where(eq(charges.id, overCard.id));
+    const { charge: otherCurrency } = await authorize('state-bad-2');
+    await db.update(charges).set({ currency: 'EUR' }).where(eq(charges.id, otherCurrency.id));
+    // A card closed (USED) with no charge to show for it: a half-written authorization.
+    const spent = await fx.seed.card({ ownerId: fx.holderId, issuerId: fx.merchantId, status: 'USED' });
+    // SETTLED with no settlement time; AUTHORIZED yet settled; a settlement before the authorization.
+    const { charge: settledNever } = await authorize('state-bad-3');
+    await db.update(charges).set({ status: 'SETTLED' }).where(eq(charges.id, settledNever.id));
+    await db.insert(chargeEvents).values({ chargeId: settledNever.id, status: 'SETTLED' });
+    const { charge: authorizedSettled } = await authorize('state-bad-4');
+    await db.update(charges).set({ settledAt: new Date() }).where(eq(charges.id, authorizedSettled.id));
+    const { charge: settledEarly } = await authorize('state-bad-5');
+    await settleAllDue(db, { delayMs: 0, batchSize: 10 });
+    await db
+      .update(charges)
+      .set({ settledAt: new Date(settledEarly.createdAt.getTime() - 60_000) })
+      .where(eq(charges.id, settledEarly.id));
+
+    const violations = await checkLedger(fx.database);
+    const byRule = Object.fromEntries(violations.map((v) => [v.rule, [...v.ids].sort()]));
+    expect(byRule).toEqual({
+      charge_within_card: [overCard.id, otherCurrency.id].sort(),
+      used_card_has_charge: [spent.id],
+      settlement_matches_status: [settledNever.id, authorizedSettled.id, settledEarly.id].sort(),
+    });
   });
 });
