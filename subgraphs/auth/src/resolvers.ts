@@ -34,8 +34,19 @@ export interface ResolverDeps {
 
 const maxPageSize = 100;
 const rateLimitSchema = z.number().int().min(1).max(1_000_000);
+/**
+ * Control characters (NUL, which PostgreSQL refuses in text, line breaks), bidirectional
+ * overrides and isolates (they make a name display as something else) and unpaired surrogates
+ * (stored as U+FFFD: not what was sent). Letters of any script and the joiners some need pass.
+ */
+const unsafeInName = /[\p{Cc}\u202A-\u202E\u2066-\u2069]/u;
 const createUserSchema = z.object({
-  name: z.string().trim().min(1).max(200),
+  name: z
+    .string()
+    .trim()
+    .min(1)
+    .max(200)
+    .refine((name) => name.isWellFormed() && !unsafeInName.test(name), 'must not contain control or bidirectional formatting characters'),
   email: z.string().trim().toLowerCase().pipe(z.email().max(320)),
   role: z.enum(['admin', 'merchant', 'user']),
   rateLimitPerMinute: rateLimitSchema.nullish(),

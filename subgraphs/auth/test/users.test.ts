@@ -125,6 +125,45 @@ describe('users and API keys', () => {
     expect(mine.data?.me.apiKeys.find((key) => key.id === keyId)?.revokedAt).toEqual(expect.any(String));
   });
 
+  it('answers ids no row can have and names with control characters as the caller’s mistake, not INTERNAL_SERVER_ERROR', async () => {
+    // PostgreSQL refuses a NUL byte in text: unchecked, each of these was a 500 and an error log.
+    const nul = 'usr_\u0000';
+    const lookup = await auth.gql('query ($id: ID!) { user(id: $id) { id } }', { id: nul }, { token: tokens.admin });
+    expect(lookup).toEqual({ data: { user: null } });
+    expect(codeOf(await auth.gql(revokeApiKey, { id: 'key_\u0000' }, { token: tokens.user }))).toBe('NOT_FOUND');
+    expect(codeOf(await auth.gql(createApiKey, { userId: nul }, { token: tokens.admin }))).toBe('NOT_FOUND');
+    const entities = await auth.gql(
+      'query ($r: [_Any!]!) { _entities(representations: $r) { ... on User { id } ... on ApiKey { id } } }',
+      {
+        r: [
+          { __typename: 'User', id: nul },
+          { __typename: 'ApiKey', id: 'key_\u0000' },
+        ],
+      },
+      { token: tokens.admin },
+    );
+    expect(entities).toEqual({ data: { _entities: [null, null] } });
+
+    const before = await countUsers(auth);
+    for (const name of ['Shop\u0000Two', 'Line\nbreak', 'evil\u202Egnp.exe', 'lone \uD800 surrogate']) {
+      const result = await auth.gql(
+        createUser,
+        { input: { name, email: `odd-${before}@example.test`, role: 'USER' } },
+        { token: tokens.admin },
+      );
+      expect(codeOf(result), JSON.stringify(name)).toBe('BAD_USER_INPUT');
+      expect(result.errors?.[0]?.extensions?.fields).toEqual([{ field: 'input.name', message: expect.any(String) }]);
+    }
+    expect(await countUsers(auth)).toBe(before);
+    // Letters of any script, and the joiners some need, stay welcome.
+    const named = await auth.gql<{ createUser: { user: { name: string } } }>(
+      createUser,
+      { input: { name: 'Zoë 山田 میخواهم', email: `intl-${before}@example.test`, role: 'USER' } },
+      { token: tokens.admin },
+    );
+    expect(named.data?.createUser.user.name).toBe('Zoë 山田 میخواهم');
+  });
+
   it('pages through every user exactly once with opaque cursors', async () => {
     for (let n = 0; n < 4; n++) await auth.seed('user');
     const total = await countUsers(auth);
