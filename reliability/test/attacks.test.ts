@@ -518,14 +518,24 @@ describe('the RBAC matrix through GraphQL and REST', () => {
     expect(violations).toEqual([]);
   });
 
+  // Each list must hold the caller's own item as well as lack the other party's: an error or an
+  // empty list lacks cardA/chargeA too, and would pass a check for absence alone.
   it('lists only the caller’s own cards and charges', async () => {
     const cardsOfB = await gql('{ cards(first: 100) { edges { node { id } } } }', undefined, userB.token);
+    expect(errorCodes(cardsOfB), cardsOfB.text).toEqual([]);
+    expect(cardsOfB.text).toContain(cardB);
     expect(cardsOfB.text).not.toContain(cardA);
     const chargesOfB = await gql('{ charges(first: 100) { nodes { id } } }', undefined, merchantB.token);
+    expect(errorCodes(chargesOfB), chargesOfB.text).toEqual([]);
     expect(chargesOfB.text).toContain(chargeB);
     expect(chargesOfB.text).not.toContain(chargeA);
+    const restCards = await rest('GET', '/cards?limit=100', userB.token);
+    expect(restCards.status, restCards.text).toBe(200);
+    expect(restCards.text).toContain(cardB);
+    expect(restCards.text).not.toContain(cardA);
     const restCharges = await rest('GET', '/charges?limit=100', merchantB.token);
-    expect(restCharges.status).toBe(200);
+    expect(restCharges.status, restCharges.text).toBe(200);
+    expect(restCharges.text).toContain(chargeB);
     expect(restCharges.text).not.toContain(chargeA);
   });
 });
