@@ -18,6 +18,11 @@ import {
 
 const limitedPerMinute = 30;
 
+/** The `kid` in a JWT's header. */
+function tokenKid(token: string): string {
+  return (JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString()) as { kid?: string }).kid ?? '?';
+}
+
 let database: TestDatabase;
 let redis: RedisServer;
 let cluster: Cluster;
@@ -272,6 +277,9 @@ describe('service faults under load', () => {
     let requests = 0;
     const failures: string[] = [];
     const rotations: string[] = [];
+    // The kid of every token whose charge and read both succeeded: each rotation's new key must be among them, or the
+    // scenario never used a token signed by a key the verifiers had to learn.
+    const usedKids = new Set<string>();
     // Load runs until 3 s after the second rotation (bounded by the card count and 45 s).
     let stopAt = Date.now() + 45_000;
     const worker = async () => {
@@ -291,6 +299,7 @@ describe('service faults under load', () => {
         requests += 3;
         if (!outcome.ok) failures.push(`charge: ${outcome.codes.join(',') || outcome.transportError}`);
         if (!dataOf<{ card: { id: string } }>(read)?.card) failures.push(`read: ${read.text.slice(0, 200)}`);
+        if (outcome.ok && dataOf<{ card: { id: string } }>(read)?.card) usedKids.add(tokenKid(token));
         await sleep(800);
       }
     };
@@ -316,12 +325,17 @@ describe('service faults under load', () => {
       {
         requests,
         faults: rotations.length,
-        failures: failures.length,
-        notes: `${next} cards charged with tokens minted across the rotations`,
+        failures: failures.length + rotations.filter((kid) => !usedKids.has(kid)).length,
+        notes: `${next} cards charged with tokens minted across the rotations, signed by ${usedKids.size} keys`,
         started,
       },
     );
     expect(rotations.length).toBe(2);
     expect(failures.slice(0, 5)).toEqual([]);
+    expect(new Set(rotations).size, `each rotation made a new key current: ${rotations.join(', ')}`).toBe(2);
+    expect(
+      rotations.filter((kid) => !usedKids.has(kid)),
+      `tokens signed by each new key were used (kids used: ${[...usedKids].join(', ')})`,
+    ).toEqual([]);
   });
 });
