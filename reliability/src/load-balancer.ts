@@ -13,10 +13,20 @@ const hopByHop = new Set([
   'content-length',
 ]);
 
+/** One attempt to send a request to one backend; `outcome` is set when it ends. */
+export interface Attempt {
+  readonly backend: string;
+  readonly startedAt: number;
+  /** `answered` with the backend's HTTP status, or `failed` (connection refused or reset, timeout): retried elsewhere. */
+  outcome?: { kind: 'answered'; status: number } | { kind: 'failed'; error: string };
+}
+
 export interface LoadBalancer {
   readonly url: string;
   /** Requests answered, and attempts retried on another backend after a connection failure. */
   readonly stats: { requests: number; retries: number; failures: number };
+  /** The attempts `backend` (one of the URLs `backends()` returns) has not answered yet, oldest first. */
+  inFlight(backend: string): Attempt[];
   close(): Promise<void>;
 }
 
@@ -42,6 +52,7 @@ export async function startLoadBalancer(
   const deadlineMs = options.deadlineMs ?? 20_000;
   const stats = { requests: 0, retries: 0, failures: 0 };
   let next = 0;
+  const pending = new Set<Attempt>();
   const server: Server = createServer(async (req, res) => {
     const body = await readBody(req);
     const headers: Record<string, string> = {};
@@ -51,7 +62,9 @@ export async function startLoadBalancer(
     const deadline = Date.now() + deadlineMs;
     for (let attempt = 1; ; attempt++) {
       const targets = backends();
-      const target = targets[next++ % targets.length];
+      const target = targets[next++ % targets.length] as string;
+      const sent: Attempt = { backend: target, startedAt: performance.now() };
+      pending.add(sent);
       try {
         const response = await fetch(`${target}${req.url ?? '/'}`, {
           method: req.method,
@@ -60,6 +73,8 @@ export async function startLoadBalancer(
           signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())),
         });
         const payload = Buffer.from(await response.arrayBuffer());
+        sent.outcome = { kind: 'answered', status: response.status };
+        pending.delete(sent);
         const out: Record<string, string> = {};
         response.headers.forEach((value, name) => {
           if (!hopByHop.has(name) && name !== 'content-encoding') out[name] = value;
@@ -69,6 +84,11 @@ export async function startLoadBalancer(
         res.end(payload);
         return;
       } catch (error) {
+        sent.outcome = {
+          kind: 'failed',
+          error: `${(error as Error).name}: ${((error as Error).cause as Error | undefined)?.message ?? (error as Error).message}`,
+        };
+        pending.delete(sent);
         const timedOut = (error as Error).name === 'TimeoutError';
         if (timedOut || attempt >= maxAttempts || Date.now() >= deadline) {
           stats.failures++;
@@ -88,6 +108,7 @@ export async function startLoadBalancer(
   return {
     url: `http://127.0.0.1:${address.port}`,
     stats,
+    inFlight: (backend) => [...pending].filter((attempt) => attempt.backend === backend),
     async close() {
       server.closeAllConnections();
       await new Promise((done) => server.close(done));

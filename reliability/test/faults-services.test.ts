@@ -2,6 +2,7 @@ import { freshDatabase, type RedisServer, startRedisServer, type TestDatabase } 
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Cluster, createParty, dataOf, errorCodes, exchangeApiKey, graphql, type Party, startCluster } from '../src/cluster.ts';
+import type { Attempt } from '../src/load-balancer.ts';
 import { recordScenario } from '../src/results.ts';
 import {
   charge,
@@ -243,24 +244,40 @@ describe('service faults under load', () => {
       });
       await sleep(700);
       const service = cluster.services[target];
+      const balancer = cluster.balancers?.[target];
+      if (!balancer) throw new Error('the cluster runs without replicas');
+      // SIGTERM while the process is working on requests (in flight for 5 ms or more: read and
+      // being served, not still on the wire): a drain answers each of them itself. Without this the
+      // scenario could not fail: the balancer retries a reset request on the other replica with
+      // the same idempotency key, so a process that died on SIGTERM lost nothing either.
+      let inFlightAtSigterm: Attempt[] = [];
+      for (const giveUp = Date.now() + 10_000; Date.now() < giveUp; await sleep(1)) {
+        inFlightAtSigterm = balancer.inFlight(service.url).filter((attempt) => performance.now() - attempt.startedAt >= 5);
+        if (inFlightAtSigterm.length > 0) break;
+      }
       await service.stop('SIGTERM');
       await sleep(500);
       await service.start();
       const result = await load;
-      const balancer = cluster.balancers?.[target];
+      const notDrained = inFlightAtSigterm.filter((attempt) => attempt.outcome?.kind !== 'answered' || attempt.outcome.status !== 200);
       await finish(
         `faults/sigterm-${target}`,
         `SIGTERM to one of two ${target} processes under charge load, behind a round-robin load balancer; restarted`,
         {
           requests: result.attempts,
           faults: 1,
-          failures: result.failedAttempts + result.mismatches.length + result.unconverged.length,
-          notes: `${result.acknowledged.size} charges; load balancer retried ${balancer?.stats.retries ?? 0} connection failures on the other replica`,
+          failures: result.failedAttempts + result.mismatches.length + result.unconverged.length + notDrained.length,
+          notes: `${result.acknowledged.size} charges; ${inFlightAtSigterm.length - notDrained.length}/${inFlightAtSigterm.length} requests in flight at SIGTERM answered 200 by the draining process; load balancer retried ${balancer.stats.retries} connection failures on the other replica`,
           started,
         },
         cards,
         result.acknowledged,
       );
+      expect(inFlightAtSigterm.length, 'requests were in flight at the process when it got SIGTERM').toBeGreaterThan(0);
+      expect(
+        notDrained.map((attempt) => attempt.outcome),
+        'every request in flight at SIGTERM was answered 200 by the draining process',
+      ).toEqual([]);
       expect(result.failedAttempts, [...result.failureCodes].join(' ')).toBe(0);
       expect(result.mismatches).toEqual([]);
       expect(result.acknowledged.size).toBe(cards.length);
