@@ -35,6 +35,45 @@ function unstorable(value: string, allowLineBreaks = false): string | undefined 
   return undefined;
 }
 
+/** A Luhn (mod 10) check over a string of digits. */
+function luhnValid(digits: string): boolean {
+  let sum = 0;
+  for (let i = 0; i < digits.length; i++) {
+    let d = digits.charCodeAt(digits.length - 1 - i) - 48;
+    if (i % 2 === 1) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+  }
+  return sum % 10 === 0;
+}
+
+/**
+ * Whether `text` holds what looks like a card number: 13–19 digits starting with a payment
+ * network's major industry identifier (2–6) that pass Luhn, written in one piece or in groups
+ * split by single spaces or dashes as PANs are pasted ("4111 1111 1111 1111"), also when more
+ * groups follow ("4111-1111-1111-1111-2027"). Text we store and replay must never hold one in
+ * clear: a description is kept in the charge row, in every event's snapshot and in the
+ * idempotency key's replay, and is streamed to subscribers.
+ */
+export function containsCardNumber(text: string): boolean {
+  for (const run of text.matchAll(/\d+(?:[ -]\d+)*/g)) {
+    const groups = run[0].split(/[ -]/);
+    for (let first = 0; first < groups.length; first++) {
+      let digits = '';
+      for (let last = first; last < groups.length && digits.length <= 19; last++) {
+        digits += groups[last];
+        if (digits.length >= 13 && digits.length <= 19 && /^[2-6]/.test(digits) && luhnValid(digits)) return true;
+      }
+    }
+  }
+  return false;
+}
+
+/** What randomUUID() makes: kept whatever its digits, which across the dashes can pass as a card number. */
+const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 /**
  * Whether `id` can be an id as we issue them: 1–64 characters, nothing that PostgreSQL would
  * refuse or alter. Lookups skip the others: no row has them, and a NUL would fail the query.
@@ -59,6 +98,9 @@ function checkIdempotencyKey(problems: FieldProblem[], key: string) {
   else if (key.length > maxIdempotencyKeyLength) {
     problems.push({ field: 'idempotencyKey', message: `must be at most ${maxIdempotencyKeyLength} characters` });
   } else if (invalid) problems.push({ field: 'idempotencyKey', message: invalid });
+  else if (!uuid.test(key) && containsCardNumber(key)) {
+    problems.push({ field: 'idempotencyKey', message: 'must not contain a card number (it is stored in clear)' });
+  }
 }
 
 /** Validates a createCharge request; throws BAD_USER_INPUT listing every problem, before anything is written. */
@@ -74,6 +116,9 @@ export function validateCreateCharge(input: CreateChargeInput, idempotencyKey: s
     if (input.description.length > maxDescriptionLength) {
       problems.push({ field: 'input.description', message: `must be at most ${maxDescriptionLength} characters` });
     } else if (invalid) problems.push({ field: 'input.description', message: invalid });
+    else if (containsCardNumber(input.description)) {
+      problems.push({ field: 'input.description', message: 'must not contain a card number (it is stored and shown in clear)' });
+    }
   }
   checkIdempotencyKey(problems, idempotencyKey);
   if (problems.length > 0) throw new BadUserInputError(problems);

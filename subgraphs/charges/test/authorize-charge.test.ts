@@ -149,6 +149,15 @@ describe('createCharge', () => {
     ['a NUL in the idempotency key', () => ({}), 'k-c4\u0000', 'idempotencyKey'],
     ['a line feed in the idempotency key', () => ({}), 'k-c5\n', 'idempotencyKey'],
     ['a lone surrogate in the idempotency key', () => ({}), 'k-c6\ud800', 'idempotencyKey'],
+    // A card number would be stored in clear in the charge, its events and the key's replay.
+    ['a card number in the description', () => ({ description: 'paid with 4111 1111 1111 1111, thanks' }), 'k-c7', 'input.description'],
+    [
+      'a card number glued to a year in the description',
+      () => ({ description: 'card 4111-1111-1111-1111-2027' }),
+      'k-c8',
+      'input.description',
+    ],
+    ['a card number in the idempotency key', () => ({}), 'order-5555555555554444', 'idempotencyKey'],
   ])('rejects %s with BAD_USER_INPUT naming the field and writes nothing', async (_name, input, key, field) => {
     const c = await card();
     const keysBefore = await h.database.db.select({ n: count() }).from(chargeIdempotencyKeys);
@@ -172,6 +181,17 @@ describe('createCharge', () => {
     expect(await chargeRows(c.id)).toEqual([]);
     const result = await charge(c.id, 'k-lines', { description: 'table 4\r\n\tcoffee\nsecond line' });
     expect(result.data?.createCharge).toMatchObject({ status: 'AUTHORIZED', description: 'table 4\r\n\tcoffee\nsecond line' });
+  });
+
+  it('keeps descriptions and keys whose digits are not a card number, and any UUID key', async () => {
+    const texts = ['invoice 4111111111111112 (Luhn fails)', 'ref 1234567890123452 (no card network starts with 1)', 'table 12, 2 coffees'];
+    for (const [i, description] of texts.entries()) {
+      const result = await charge((await card()).id, `k-digits-${i}`, { description });
+      expect(result.data?.createCharge, description).toMatchObject({ status: 'AUTHORIZED', description });
+    }
+    // 0.0x% of random UUIDs hold digit runs that would pass as a card number across their dashes.
+    const uuidKey = '41111111-1111-1111-1111-123456789012';
+    expect((await charge((await card()).id, uuidKey)).data?.createCharge.status).toBe('AUTHORIZED');
   });
 
   it('rejects a non-integer amount before the resolver runs', async () => {

@@ -205,6 +205,7 @@ describe('refundCharge', () => {
     ['a NUL in the charge id', (id: string) => `${id}\u0000`, 'r-nul', 'id'],
     ['a NUL in the idempotency key', (id: string) => id, 'r-nul\u0000', 'idempotencyKey'],
     ['a C1 control in the idempotency key', (id: string) => id, 'r-\u009b', 'idempotencyKey'],
+    ['a card number in the idempotency key', (id: string) => id, 'refund-4111111111111111', 'idempotencyKey'],
   ])('rejects %s with BAD_USER_INPUT naming the field and writes nothing', async (_name, id, key, field) => {
     const charge = await authorized(1_000);
     const keysBefore = await h.database.db.select({ n: count() }).from(chargeIdempotencyKeys);
