@@ -3,7 +3,7 @@ import { type Logger, RateLimitedError, UnauthenticatedError } from '@ghostpay/p
 import type { Counter } from 'prom-client';
 import type { AccessToken, AccessTokenIssuer } from './access-tokens.ts';
 import { apiKeyMatches, decoyHash, parseApiKey } from './api-key-format.ts';
-import type { FailedExchangeLimiter } from './failed-exchange-limiter.ts';
+import { addressIdentity, type FailedExchangeLimiter } from './failed-exchange-limiter.ts';
 import { findKeyForExchange, markApiKeyUsed } from './users.ts';
 
 export interface TokenExchangeOptions {
@@ -11,7 +11,7 @@ export interface TokenExchangeOptions {
   tokens: AccessTokenIssuer;
   /** Failed exchanges per API key prefix. */
   byPrefix: FailedExchangeLimiter;
-  /** Failed exchanges per client address. */
+  /** Failed exchanges per client address (an IPv6 one by its /64: `addressIdentity`). */
   byAddress: FailedExchangeLimiter;
   logger: Logger;
   /** `auth_token_exchanges_total{outcome}`. */
@@ -40,17 +40,14 @@ export function createTokenExchange(options: TokenExchangeOptions) {
 
   return async function exchange(apiKey: string, clientAddress: string): Promise<AccessToken> {
     const parsed = parseApiKey(apiKey);
+    const address = addressIdentity(clientAddress);
     const retryAfterNow = async () =>
-      Math.max(
-        ...(await Promise.all([byAddress.retryAfterSeconds(clientAddress), parsed ? byPrefix.retryAfterSeconds(parsed.prefix) : 0])),
-      );
+      Math.max(...(await Promise.all([byAddress.retryAfterSeconds(address), parsed ? byPrefix.retryAfterSeconds(parsed.prefix) : 0])));
     const retryAfter = await retryAfterNow();
     if (retryAfter > 0) throw limited(retryAfter);
     const fail = async (reason: string) => {
       // Both identities count the failure (each while under its own limit); over either, the answer is RATE_LIMITED.
-      const wait = Math.max(
-        ...(await Promise.all([byAddress.recordFailure(clientAddress), parsed ? byPrefix.recordFailure(parsed.prefix) : 0])),
-      );
+      const wait = Math.max(...(await Promise.all([byAddress.recordFailure(address), parsed ? byPrefix.recordFailure(parsed.prefix) : 0])));
       if (wait > 0) return limited(wait);
       exchanges.inc({ outcome: 'rejected' });
       // The prefix is not secret and lets an operator find the key; the secret is never logged.

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { clientAddressOf } from '@ghostpay/platform';
 import { describe, expect, it } from 'vitest';
 import { apiKeyMatches, generateApiKey, parseApiKey } from '../src/api-key-format.ts';
-import { createFailedExchangeLimiter } from '../src/failed-exchange-limiter.ts';
+import { addressIdentity, createFailedExchangeLimiter } from '../src/failed-exchange-limiter.ts';
 import { parseKekRing } from '../src/key-encryption.ts';
 
 describe('failed-exchange limiter', () => {
@@ -54,6 +54,20 @@ describe('client address', () => {
     expect(clientAddressOf(request('10.0.0.1', 'forged, 1.2.3.4'), 1)).toBe('1.2.3.4');
     expect(clientAddressOf(request('10.0.0.1', 'forged, 1.2.3.4, 10.0.0.9'), 2)).toBe('1.2.3.4');
     expect(clientAddressOf(request('10.0.0.1'), 1)).toBe('10.0.0.1');
+  });
+});
+
+describe('address identity', () => {
+  it('keeps IPv4 and non-addresses, maps IPv4-mapped IPv6 to IPv4, and cuts IPv6 to its /64 whatever its spelling', () => {
+    expect(addressIdentity('192.0.2.1')).toBe('192.0.2.1');
+    expect(addressIdentity('unknown')).toBe('unknown');
+    expect(addressIdentity('::ffff:192.0.2.1')).toBe('192.0.2.1');
+    expect(addressIdentity('::FFFF:c000:0201')).toBe('192.0.2.1');
+    for (const spelling of ['2001:db8::1', '2001:0DB8:0:0:ffff::', '2001:db8:0:0:1:2:3:4', '2001:db8::192.0.2.1', '2001:db8::1%eth0']) {
+      expect(addressIdentity(spelling), spelling).toBe('2001:db8:0:0::/64');
+    }
+    expect(addressIdentity('::1')).toBe('0:0:0:0::/64');
+    expect(addressIdentity('2001:db8:1::1')).not.toBe(addressIdentity('2001:db8:2::1'));
   });
 });
 

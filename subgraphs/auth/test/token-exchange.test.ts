@@ -154,4 +154,25 @@ describe('failed-exchange limiting per client address', () => {
     const other = await auth.gql<{ createToken: { accessToken: string } }>(createToken, { apiKey: user.apiKey }, from('198.51.100.8'));
     expect(other.data?.createToken.accessToken).toEqual(expect.any(String));
   });
+
+  it('counts an IPv6 client by its /64, which one subscriber holds whole, and an IPv4-mapped address as the IPv4 one', async () => {
+    const user = await auth.seed('user');
+    const from = (address: string) => ({ headers: { 'x-forwarded-for': address } });
+    // One failure from each of four addresses in the same /64, written in different forms.
+    const addresses = ['2001:db8:7:9::1', '2001:0db8:0007:0009:ffff::2', '2001:db8:7:9:1:2:3:4', '2001:DB8:7:9::A'];
+    for (const [n, address] of addresses.entries()) {
+      const guess = `gp_${String(n).padStart(12, 'v')}_${'H'.repeat(43)}`;
+      expect((await auth.gql(createToken, { apiKey: guess }, from(address))).errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    }
+    expect((await auth.gql(createToken, { apiKey: user.apiKey }, from('2001:db8:7:9:abcd::99'))).errors?.[0]?.extensions?.code).toBe(
+      'RATE_LIMITED',
+    );
+    expect((await auth.gql(createToken, { apiKey: user.apiKey }, from('2001:db8:7:a::1'))).errors).toBeUndefined();
+
+    for (let n = 0; n < 4; n++) {
+      const guess = `gp_${String(n).padStart(12, 'w')}_${'H'.repeat(43)}`;
+      await auth.gql(createToken, { apiKey: guess }, from(n % 2 ? '192.0.2.44' : '::ffff:192.0.2.44'));
+    }
+    expect((await auth.gql(createToken, { apiKey: user.apiKey }, from('192.0.2.44'))).errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
+  });
 });
