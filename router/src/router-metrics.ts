@@ -25,7 +25,7 @@ export function createRouterMetrics(registry: Registry) {
     }),
     redisFallback: new Counter({
       name: 'rate_limit_redis_fallback_total',
-      help: 'Rate-limit decisions taken by the local in-memory limiter because Redis did not answer',
+      help: 'Rate-limit and subscription-limit decisions taken by this process alone because Redis did not answer',
       registers: [registry],
     }),
     subgraphFetchDuration: new Histogram({

@@ -51,7 +51,12 @@ import { callerSafeId, emitRequestEvent, type RequestEventHandler, type RouterRe
 import { createRouterMetrics, isServerErrorResponse } from './router-metrics.ts';
 import { withoutSchemaSuggestions } from './schema-suggestions.ts';
 import { createRetryBudget, type SubgraphCallContext, SubgraphDataSource } from './subgraph-data-source.ts';
-import { createRouterSubscriptions, type RouterSubscriptionsSettings, type SubscriptionGateway } from './subscriptions/index.ts';
+import {
+  createRedisSubscriptionSlots,
+  createRouterSubscriptions,
+  type RouterSubscriptionsSettings,
+  type SubscriptionGateway,
+} from './subscriptions/index.ts';
 import { watchSupergraphFile } from './supergraph-loader.ts';
 
 /** Per-request context: the verified caller and what subgraph calls forward and record. */
@@ -376,6 +381,10 @@ export function createRouter(deps: RouterDeps): Router {
         registry,
         // The same manifest and rule as POST /graphql: in safelist mode non-admins subscribe only to manifest operations.
         persistedQueries: { operations: manifest, safelist: safelist !== undefined },
+        // With Redis the per-API-key limit holds across replicas, as the HTTP rate limit does.
+        slots: deps.redis
+          ? createRedisSubscriptionSlots({ redis: deps.redis, logger, onFallback: () => metrics.redisFallback.inc() })
+          : undefined,
         // One request event per WebSocket subscribe attempt (and per refused connection_init), as for HTTP.
         onWebSocketAnswered: deps.onRequestEvent
           ? (answer) =>

@@ -9,6 +9,7 @@ import { createLogger, createSecretsProvider, envNameForSecret, type Role } from
 import type { TestTokenIssuer } from '@ghostpay/test-support';
 import { type Client, createClient } from 'graphql-ws';
 import WebSocket from 'ws';
+import type { RouterDeps } from '../src/router.ts';
 import type { RouterSubscriptionsSettings, SubscriptionGateway } from '../src/subscriptions/index.ts';
 import { composeRepoSupergraph, post, startRouter } from './router-harness.ts';
 
@@ -86,9 +87,12 @@ export async function startSubscriptionRouter(options: {
   upstreams: Record<string, string>;
   limits?: RouterSubscriptionsSettings['limits'];
   upstream?: RouterSubscriptionsSettings['upstream'];
+  /** The router's Redis (rate limits and the per-API-key subscription limit, shared across routers). */
+  redis?: RouterDeps['redis'];
 }) {
   const router = await startRouter({
     verifier: options.issuer.verifier,
+    redis: options.redis,
     urls: options.urls,
     supergraphSdl: composeRepoSupergraph(),
     subscriptions: {

@@ -1,7 +1,17 @@
+import { once } from 'node:events';
 import { settleAllDue } from '@ghostpay/charges';
-import { createSeed, createTestTokenIssuer, freshDatabase, type TestDatabase, type TestTokenIssuer } from '@ghostpay/test-support';
+import {
+  createSeed,
+  createTestTokenIssuer,
+  freshDatabase,
+  redisUrl,
+  type TestDatabase,
+  type TestTokenIssuer,
+} from '@ghostpay/test-support';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { rateLimitRedisOptions } from '../src/rate-limiter.ts';
 import {
   chargeUpdatedSubscription,
   createCharge,
@@ -116,6 +126,45 @@ describe('subscription limits, expiry, keep-alive and Server-Sent Events', () =>
       expect(d.errors).toEqual([]);
     } finally {
       await Promise.all(clients.map((c) => c.dispose()));
+    }
+  });
+
+  it.skipIf(!redisUrl())('holds the per-API-key limit across routers sharing Redis', async () => {
+    const redisClients = [new Redis(redisUrl(), rateLimitRedisOptions(1_000)), new Redis(redisUrl(), rateLimitRedisOptions(1_000))];
+    await Promise.all(redisClients.map((redis) => once(redis, 'ready')));
+    const [a, b] = await Promise.all(
+      redisClients.map(async (redis) => {
+        const started = await startSubscriptionRouter({
+          issuer,
+          urls: subgraphs.urls,
+          upstreams: { charges: subgraphs.urls.charges.replace(/^http/, 'ws') },
+          limits: { maxPerApiKey: 2 },
+          redis,
+        });
+        return started;
+      }),
+    );
+    const { chargeId, ownerId } = await ownedCharge(a!.graphqlUrl);
+    const bearer = await issuer.bearer({ userId: ownerId, role: 'user', apiKeyId: `key_replicas_${Date.now()}` });
+    const clients = [wsClient(a!.wsUrl, bearer), wsClient(b!.wsUrl, bearer)];
+    try {
+      const first = watchCharge(clients[0]!, chargeId);
+      const second = watchCharge(clients[0]!, chargeId);
+      await until(() => first.events.length === 1 && second.events.length === 1, 'two subscriptions on the first router');
+      // The second router holds none of this key's subscriptions, yet the key is at its limit.
+      const third = watchCharge(clients[1]!, chargeId);
+      await until(() => third.errors.length > 0 || third.events.length > 0, 'the answer on the second router');
+      expect(third.errors).toMatchObject([[{ extensions: { code: 'RATE_LIMITED' } }]]);
+      // One ends on the first router: the second router may take its slot.
+      first.stop();
+      await until(() => a!.gateway.stats().clientSubscriptions === 1, 'the first to end');
+      const fourth = watchCharge(clients[1]!, chargeId);
+      await until(() => fourth.events.length === 1 || fourth.errors.length > 0, 'the next subscription');
+      expect(fourth.errors).toEqual([]);
+    } finally {
+      await Promise.all(clients.map((c) => c.dispose()));
+      for (const router of [a, b]) await router?.close();
+      for (const redis of redisClients) redis.disconnect();
     }
   });
 

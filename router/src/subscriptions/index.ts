@@ -14,6 +14,13 @@ export {
 } from './subscription-gateway.ts';
 export { defaultSubscriptionRoutes, planSubscription, type SubscriptionPlan, type SubscriptionRoute } from './subscription-plan.ts';
 export {
+  createLocalSubscriptionSlots,
+  createRedisSubscriptionSlots,
+  type RedisSubscriptionSlotsOptions,
+  type Reservation,
+  type SubscriptionSlots,
+} from './subscription-slots.ts';
+export {
   type RouterSubscriptionsConfig,
   type RouterSubscriptionsSettings,
   routerSubscriptionsConfigSchema,

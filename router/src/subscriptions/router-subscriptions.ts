@@ -21,6 +21,8 @@ export interface RouterSubscriptionsOptions<TContext extends BaseContext> extend
   persistedQueries?: SubscriptionGatewayOptions['persistedQueries'];
   /** Each WebSocket subscribe attempt's first answer, for the router's request event. */
   onWebSocketAnswered?: SubscriptionGatewayOptions['onWebSocketAnswered'];
+  /** Where the per-API-key limit is counted (see `SubscriptionGatewayOptions`). */
+  slots?: SubscriptionGatewayOptions['slots'];
 }
 
 /** Everything `createRouter` needs in one call: the subscription gateway over its own gateway. */
@@ -51,5 +53,6 @@ export function createRouterSubscriptions<TContext extends BaseContext>(
     upstream: options.upstream,
     persistedQueries: options.persistedQueries,
     onWebSocketAnswered: options.onWebSocketAnswered,
+    slots: options.slots,
   });
 }

@@ -19,6 +19,7 @@ import {
   type SubscriptionRequest,
   type SubscriptionRoute,
 } from './subscription-plan.ts';
+import { createLocalSubscriptionSlots, type Reservation, type SubscriptionSlots } from './subscription-slots.ts';
 import { createUpstreamPool, type UpstreamPool, type UpstreamPoolOptions } from './upstream-pool.ts';
 
 /** WebSocket close codes this gateway uses (besides graphql-ws's own 44xx codes). */
@@ -39,7 +40,7 @@ export const SubscriptionCloseCode = {
 export interface SubscriptionLimits {
   /** Active subscriptions on one WebSocket. @default 20 */
   maxPerConnection?: number;
-  /** Active subscriptions per API key (the token's `key_id`) on this router process, both transports. @default 200 */
+  /** Active subscriptions per API key (the token's `key_id`), both transports: on this router process, or across replicas with shared `slots`. @default 200 */
   maxPerApiKey?: number;
   /** A WebSocket with no active subscription is closed (4408) after this long. @default 60000 */
   idleTimeoutMs?: number;
@@ -66,6 +67,11 @@ export interface SubscriptionGatewayOptions {
   /** @default defaultSubscriptionRoutes (chargeUpdated → charges, Query.charge) */
   routes?: readonly SubscriptionRoute[];
   limits?: SubscriptionLimits;
+  /**
+   * Where the per-API-key limit is counted: `createRedisSubscriptionSlots` shares it across
+   * router replicas. @default this process only (`createLocalSubscriptionSlots`)
+   */
+  slots?: SubscriptionSlots;
   /** Pool tuning (sockets, backoff). */
   upstream?: Omit<UpstreamPoolOptions, 'urls' | 'authorization' | 'logger'>;
   /** WebSocket path. @default '/graphql' */
@@ -156,8 +162,6 @@ interface ConnectionState {
   expiryTimer?: NodeJS.Timeout;
 }
 
-type Reservation = { release(): void };
-
 /**
  * Federated subscriptions for a router whose gateway has none: graphql-ws and graphql-sse
  * in front, a shared upstream pool behind, and every event resolved through the gateway as
@@ -178,7 +182,6 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
   const path = options.path ?? '/graphql';
   const schemaOf = () => (typeof options.schema === 'function' ? options.schema() : options.schema);
   const pool = createUpstreamPool({ ...options.upstream, urls: options.upstreams, authorization: options.upstreamAuthorization, logger });
-  const perApiKey = new Map<string, number>();
   const streams = new Set<EventStream<SubscriptionPayload>>();
   let closing = false;
   let closed: Promise<void> | undefined;
@@ -203,23 +206,10 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     : undefined;
   void upstreamGauge;
 
-  const reserveApiKey = (apiKeyId: string): Reservation | GhostPayError => {
-    const count = perApiKey.get(apiKeyId) ?? 0;
-    if (count >= limits.maxPerApiKey) {
-      return new GhostPayError(ErrorCode.RATE_LIMITED, `Too many subscriptions for this API key (at most ${limits.maxPerApiKey})`);
-    }
-    perApiKey.set(apiKeyId, count + 1);
-    let released = false;
-    return {
-      release() {
-        if (released) return;
-        released = true;
-        const left = (perApiKey.get(apiKeyId) ?? 1) - 1;
-        if (left <= 0) perApiKey.delete(apiKeyId);
-        else perApiKey.set(apiKeyId, left);
-      },
-    };
-  };
+  const slots = options.slots ?? createLocalSubscriptionSlots();
+  const reserveApiKey = async (apiKeyId: string): Promise<Reservation | GhostPayError> =>
+    (await slots.acquire(apiKeyId, limits.maxPerApiKey)) ??
+    new GhostPayError(ErrorCode.RATE_LIMITED, `Too many subscriptions for this API key (at most ${limits.maxPerApiKey})`);
 
   /** Safelist (or a hash naming a manifest operation), then validation: errors as the caller may see them. */
   const planFor = (caller: Caller, request: SubscriptionRequest & { extensions?: unknown }, schema: GraphQLSchema) => {
@@ -261,7 +251,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     const plan = planFor(caller, request, schema);
     if (!isPlan(plan)) return { errors: plan };
     const operationName = plan.operationName;
-    const reservation = reserveApiKey(caller.principal.apiKeyId);
+    const reservation = await reserveApiKey(caller.principal.apiKeyId);
     if (reservation instanceof GhostPayError) return { errors: [reservation], operationName };
     let ended = false;
     const end = () => {
@@ -509,6 +499,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     for (const ws of wss.clients) ws.terminate();
     await new Promise<void>((resolve) => wss.close(() => resolve()));
     await pool.close();
+    await slots.close();
   };
 
   return {
@@ -565,9 +556,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
       if (res.writable) await new Promise<void>((resolve) => res.end(() => resolve()));
     },
     stats() {
-      let apiKeyReservations = 0;
-      for (const count of perApiKey.values()) apiKeyReservations += count;
-      return { clientSubscriptions: streams.size, apiKeyReservations, webSockets: wss.clients.size, upstream: pool.stats() };
+      return { clientSubscriptions: streams.size, apiKeyReservations: slots.held(), webSockets: wss.clients.size, upstream: pool.stats() };
     },
     close() {
       closed ??= shutDown();
