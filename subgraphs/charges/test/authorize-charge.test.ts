@@ -192,6 +192,7 @@ describe('createCharge', () => {
     // 0.0x% of random UUIDs hold digit runs that would pass as a card number across their dashes.
     const uuidKey = '41111111-1111-1111-1111-123456789012';
     expect((await charge((await card()).id, uuidKey)).data?.createCharge.status).toBe('AUTHORIZED');
+    expect((await charge((await card()).id, `bridge-${uuidKey}`)).data?.createCharge.status).toBe('AUTHORIZED');
   });
 
   it('rejects a non-integer amount before the resolver runs', async () => {
