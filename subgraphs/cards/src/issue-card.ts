@@ -8,7 +8,7 @@ import type { CardsConfig } from './config.ts';
 import { currencyExponent } from './iso-4217.ts';
 import { brandOf, generatePan } from './pan.ts';
 import { encryptPan, type PanSecrets, panFingerprint } from './pan-crypto.ts';
-import { isPossibleId, unstorableReason } from './storable-text.ts';
+import { isPossibleId, keyContainsCardNumber, unstorableReason } from './storable-text.ts';
 
 export interface IssueCardInput {
   userId: string;
@@ -78,6 +78,8 @@ export async function validateIssueCard(
       problems.push({ field: 'idempotencyKey', message: `must be 1 to ${maxIdempotencyKeyLength} characters` });
     } else if (unstorable) {
       problems.push({ field: 'idempotencyKey', message: unstorable });
+    } else if (keyContainsCardNumber(idempotencyKey)) {
+      problems.push({ field: 'idempotencyKey', message: 'must not contain a card number (it is stored in clear)' });
     }
   }
   if (!isPossibleId(input.userId)) {

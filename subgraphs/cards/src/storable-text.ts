@@ -1,3 +1,5 @@
+import { isLuhnValid } from './pan.ts';
+
 /**
  * What PostgreSQL can store as given. It refuses U+0000 in text outright (the statement fails,
  * and the request used to answer INTERNAL_SERVER_ERROR; in an entity batch, every card of the
@@ -21,4 +23,26 @@ export function unstorableReason(value: string): string | undefined {
  */
 export function isPossibleId(id: string): boolean {
   return id.length > 0 && id.length <= 100 && unstorableReason(id) === undefined;
+}
+
+/**
+ * Whether `key` holds what looks like a card number: 13–19 digits starting with a payment
+ * network's major industry identifier (2–6) that pass Luhn (`isLuhnValid`), whole or in groups
+ * split by single spaces or dashes, also with more groups after it. Idempotency keys are stored
+ * in clear, so one holding a PAN is refused. The UUIDs in a key are skipped: about one random
+ * UUID in 20,000 joins its digits across its dashes into such a run.
+ */
+export function keyContainsCardNumber(key: string): boolean {
+  const text = key.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi, '_');
+  for (const run of text.matchAll(/\d+(?:[ -]\d+)*/g)) {
+    const groups = run[0].split(/[ -]/);
+    for (let first = 0; first < groups.length; first++) {
+      let digits = '';
+      for (let last = first; last < groups.length && digits.length <= 19; last++) {
+        digits += groups[last];
+        if (digits.length >= 13 && digits.length <= 19 && /^[2-6]/.test(digits) && isLuhnValid(digits)) return true;
+      }
+    }
+  }
+  return false;
 }

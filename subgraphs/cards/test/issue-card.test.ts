@@ -126,6 +126,14 @@ describe('issueCard validation', () => {
     expect(await problems(valid(), 'key-\ud800')).toEqual(['idempotencyKey']);
     expect(await h.database.db.select({ id: cards.id }).from(cards)).toHaveLength(before.length);
   });
+  it('rejects an idempotency key holding a card number (keys are stored in clear), but not one built around a UUID', async () => {
+    expect(await problems(valid(), 'order-4111 1111 1111 1111')).toEqual(['idempotencyKey']);
+    expect(await problems(valid(), 'order-5555555555554444')).toEqual(['idempotencyKey']);
+    // A UUID's digits can pass as a card number across its dashes.
+    await expect(issue(h, merchant.token, valid(), 'order-41111111-1111-1111-1111-123456789012')).resolves.toMatchObject({
+      status: 'ACTIVE',
+    });
+  });
   it('never answers one lone-surrogate key with the card of another (both would be stored as U+FFFD)', async () => {
     const input = { ...valid(), amount: 4343 };
     const first = await h.request<{ issueCard: { id: string } }>(merchant.token, issueCardMutation, { input, key: 'lone-\ud800' });
