@@ -733,7 +733,10 @@ export function createRouter(deps: RouterDeps): Router {
     onUpgrade: (req, socket, head) => (subscriptions ? subscriptions.handleUpgrade(req, socket, head) : socket.destroy()),
     routeLabel: (req) => {
       const path = (req.url ?? '/').split('?')[0] ?? '/';
-      return path === '/graphql' ? '/graphql' : path.startsWith('/playground') ? '/playground' : '/';
+      // SSE subscriptions get their own label: a stream's "duration" is its lifetime, which the
+      // latency panels and alerts leave out (they still count as requests, like any answer).
+      if (path === '/graphql' || path === '/graphql/stream') return path;
+      return path.startsWith('/playground') ? '/playground' : '/';
     },
     handler: async (req, res) => {
       // `URL.parse`: Node accepts request targets such as `//[` that are no URL (and `new URL` throws).

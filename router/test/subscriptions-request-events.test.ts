@@ -126,7 +126,7 @@ describe('request events for subscriptions', () => {
     expect(events.length - from).toBe(1);
   });
 
-  it('counts an SSE stream whose first payload failed on our side as a failed response, once (the SLI)', async () => {
+  it('counts an SSE stream whose first payload failed on our side as a failed response, once (the SLI), under its own route', async () => {
     const failed = async () => {
       const text = await (await fetch(`${router.url}/metrics`)).text();
       return Number(/^router_graphql_server_error_responses_total\{[^}]*\} (\d+)$/m.exec(text)?.[1] ?? 0);
@@ -160,6 +160,10 @@ describe('request events for subscriptions', () => {
     expect(refused.status).toBe(401);
     await refused.text();
     expect(await failed()).toBe(before + 1);
+    // Counted as requests under their own route, which latency panels and alerts leave out (a
+    // stream's duration is its lifetime), not under "/" with the 404s.
+    const metrics = await (await fetch(`${router.url}/metrics`)).text();
+    expect(metrics).toMatch(/^http_request_duration_seconds_count\{[^}]*route="\/graphql\/stream"[^}]*status_code="200"[^}]*\} [1-9]/m);
   });
 
   it('reports SSE refusals, by the router (401) and by the request checks (406), with their codes', async () => {
