@@ -14,7 +14,8 @@ if (!chargeId) {
   process.stderr.write('usage: npm run watch-charge -- <chargeId>\n');
   process.exit(2);
 }
-const router = process.env.ROUTER_URL ?? 'http://127.0.0.1:4000';
+// The router's origin, or its GraphQL URL as the bridge's and k6's ROUTER_URL give it: both work.
+const router = (process.env.ROUTER_URL ?? 'http://127.0.0.1:4000').replace(/\/+$/, '').replace(/\/graphql$/, '');
 const credentials = JSON.parse(readFileSync(join(process.env.GHOSTPAY_DATA_DIR ?? '.data', 'dev-credentials.json'), 'utf8'));
 
 const exchange = await fetch(`${router}/graphql`, {
@@ -25,7 +26,16 @@ const exchange = await fetch(`${router}/graphql`, {
     variables: { key: credentials.merchant.apiKey },
   }),
 });
-const token = ((await exchange.json()) as { data: { createToken: { accessToken: string } } }).data.createToken.accessToken;
+const exchanged = (await exchange.json().catch(() => undefined)) as
+  | { data?: { createToken?: { accessToken: string } }; errors?: { message: string }[] }
+  | undefined;
+const token = exchanged?.data?.createToken?.accessToken;
+if (!token) {
+  process.stderr.write(
+    `token exchange at ${router}/graphql failed (HTTP ${exchange.status}): ${exchanged?.errors?.[0]?.message ?? 'no GraphQL answer; is ROUTER_URL the router?'}\n`,
+  );
+  process.exit(1);
+}
 
 const client = createClient({
   url: `${router.replace(/^http/, 'ws')}/graphql`,

@@ -69,7 +69,13 @@ describe("the README's live-status command", () => {
       const charge = await rest('/charges', { card_id: card.card_id, amount: 4200, currency: 'USD' }, token, 'live-1');
       expect(charge.charge_id).toMatch(/^ch/);
 
-      const env = { PATH: pathWithOldNode(shimDir), HOME: process.env.HOME, ROUTER_URL: stack.urls.router, GHOSTPAY_DATA_DIR: dataDir };
+      // ROUTER_URL as the bridge and k6 spell it (the GraphQL URL); the router's origin works too.
+      const env = {
+        PATH: pathWithOldNode(shimDir),
+        HOME: process.env.HOME,
+        ROUTER_URL: `${stack.urls.router}/graphql`,
+        GHOSTPAY_DATA_DIR: dataDir,
+      };
       // Without the npm script the example meets the old node, and fails.
       await expect(run('bash', ['-c', 'node stack/examples/watch-charge.ts x'], { cwd: root, env })).rejects.toThrow(
         /Unknown file extension/,
