@@ -94,7 +94,8 @@ export async function authorizeCharge(
           issuerId: cards.issuerId,
           currency: cards.currency,
           amount: cards.amount,
-          expired: sql<boolean>`${cards.expiresAt} <= now()`,
+          // The clock, as the conditional update read it (later, so an expiry it saw still holds).
+          expired: sql<boolean>`${cards.expiresAt} <= clock_timestamp()`,
         })
         .from(cards)
         .where(eq(cards.id, input.cardId));
@@ -129,12 +130,21 @@ async function writeCharge(
   takeCard: { issuerId: string | null } | null,
 ): Promise<boolean> {
   const snapshot = JSON.stringify(toSnapshot(charge));
+  const issuedBy = takeCard?.issuerId ? sql`and issuer_id = ${takeCard.issuerId}` : sql``;
+  // Expiry is judged when the card row is ours, by the clock: `now()` is the transaction's
+  // start, and the statement may first wait (for the key, for another writer of the card) past
+  // the card's expiry. The row is locked first (`locked`, an initplan of `taken`), so the
+  // clock is read after any wait, whether the other writer updated the row or only locked it
+  // (then PostgreSQL would not re-check an update's condition after the wait).
   const source = takeCard
-    ? sql`taken as (
+    ? sql`locked as materialized (
+        select id from ${cards} where id = ${charge.cardId} ${issuedBy} for no key update
+      ),
+      taken as (
         update ${cards} set status = 'USED', used_at = now()
-        where id = ${charge.cardId} and status = 'ACTIVE' and expires_at > now()
+        where id = (select id from locked) and status = 'ACTIVE' and expires_at > clock_timestamp()
           and currency = ${charge.currency} and amount >= ${charge.amount}
-          ${takeCard.issuerId === null ? sql`` : sql`and issuer_id = ${takeCard.issuerId}`}
+          ${issuedBy}
         returning id
       ),`
     : sql`taken as (select ${charge.cardId}::text as id),`;

@@ -89,6 +89,33 @@ describe('charge writes', () => {
     }
   });
 
+  it.each([
+    ['updates it (a re-encryption, a sweep)', 'update cards.cards set pan_key_id = pan_key_id where id = $1'],
+    ['only locks it', 'select id from cards.cards where id = $1 for update'],
+  ])('never authorizes a card that expired while the charge waited for another transaction that %s', async (_name, lockStatement) => {
+    const expiresAt = new Date(Date.now() + 1_000);
+    const card = await fx.seed.card({ ownerId: fx.holderId, issuerId: fx.merchantId, amount: 1_000, currency: 'USD', expiresAt });
+    const pool = fx.database.pool;
+    if (!pool) throw new Error('needs PostgreSQL');
+    const holder = await pool.connect();
+    let pending: ReturnType<typeof authorize>;
+    try {
+      await holder.query('begin');
+      await holder.query(lockStatement, [card.id]);
+      // Starts while the card is still valid, then waits for the holder until after the expiry.
+      pending = authorize(card.id, `expiring-${lockStatement.slice(0, 6)}`);
+      pending.catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, expiresAt.getTime() - Date.now() + 300));
+      await holder.query('commit');
+    } finally {
+      holder.release();
+    }
+    const { charge } = await pending;
+    expect(charge).toMatchObject({ status: 'DECLINED', declineCode: 'CARD_EXPIRED' });
+    const [row] = await fx.database.db.select({ status: cards.status }).from(cards).where(eq(cards.id, card.id));
+    expect(row?.status).toBe('ACTIVE');
+  });
+
   it('fails with SERVICE_UNAVAILABLE when another writer holds the card past the wait bound, writes nothing, and the same key works after', async () => {
     const card = await fx.seed.card({ ownerId: fx.holderId, issuerId: fx.merchantId, amount: 1_000, currency: 'USD' });
     const pool = fx.database.pool;
