@@ -94,7 +94,7 @@ export async function startStack(): Promise<Stack> {
       logger: silentLogger,
       verifier,
       supergraphSdl: composed.supergraphSdl,
-      rateLimitOverrides: async (apiKeyId) => rateLimits.get(apiKeyId),
+      apiKeyLookup: async (apiKeyId) => ({ rateLimitPerMinute: rateLimits.get(apiKeyId), revoked: false }),
     });
     const routerUrl = await router.start(0);
     closers.push(() => router.close());

@@ -1,5 +1,5 @@
 export * from './analytics-emitter.ts';
-export * from './api-key-rate-limits.ts';
+export * from './api-keys.ts';
 export * from './auth-directives.ts';
 export * from './circuit-breaker.ts';
 export * from './compose-supergraph.ts';

@@ -19,7 +19,7 @@ const {
 } = await import('@ghostpay/platform');
 const { Redis } = await import('ioredis');
 const { createAnalyticsEmitter, tlsFetch } = await import('./analytics-emitter.ts');
-const { createApiKeyRateLimits } = await import('./api-key-rate-limits.ts');
+const { createApiKeyLookup } = await import('./api-keys.ts');
 const { routerConfigSchema, subgraphClientTls } = await import('./config.ts');
 const { toAnalyticsRequestEvent } = await import('./request-events.ts');
 const { rateLimitRedisOptions } = await import('./rate-limiter.ts');
@@ -71,7 +71,7 @@ const router = createRouter({
   verifier,
   registry,
   redis,
-  rateLimitOverrides: database ? createApiKeyRateLimits(database) : undefined,
+  apiKeyLookup: database ? createApiKeyLookup(database) : undefined,
   subscriptions: routerSubscriptionsSettings(subscriptionsConfig, config.ROUTER_SUBGRAPH_URLS, secrets),
   onRequestEvent: emitter ? (event) => emitter.emit(toAnalyticsRequestEvent(event)) : undefined,
   tls,

@@ -27,7 +27,7 @@ import { buildASTSchema, type GraphQLError, type GraphQLFormattedError, type Gra
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import type { RateLimitOverrides } from './api-key-rate-limits.ts';
+import { type ApiKeyLookup, refusingRevokedKeys } from './api-keys.ts';
 import {
   type AuthRequirements,
   fillRemovedWithNull,
@@ -85,8 +85,12 @@ export interface RouterDeps {
   registry?: Registry;
   /** Shared rate-limit counters across replicas; absent → in-memory limits (one replica). */
   redis?: Redis;
-  /** Per-API-key limits (e.g. `createApiKeyRateLimits(database)`); absent → everyone gets the default. */
-  rateLimitOverrides?: RateLimitOverrides;
+  /**
+   * The token's API key as auth stores it (`createApiKeyLookup(database)`): its own rate limit,
+   * and whether it was revoked (its tokens are then refused). Absent → everyone gets the default
+   * limit, and a revoked key's tokens work until they expire.
+   */
+  apiKeyLookup?: ApiKeyLookup;
   /** Called after each GraphQL response with identifiers and timings (the analytics emitter). Never awaited. */
   onRequestEvent?: RequestEventHandler;
   /** Serve this SDL instead of watching `config.ROUTER_SUPERGRAPH_PATH` (tests). */
@@ -129,7 +133,9 @@ function withHttpStatus(error: GhostPayError): GhostPayError {
  * the auth-directive filter, planning and subgraph fetches.
  */
 export function createRouter(deps: RouterDeps): Router {
-  const { config, logger, verifier } = deps;
+  const { config, logger } = deps;
+  // Every path that verifies a token (HTTP, WebSocket, SSE, per-event queries) refuses one whose key was revoked.
+  const verifier = deps.apiKeyLookup ? refusingRevokedKeys(deps.verifier, deps.apiKeyLookup) : deps.verifier;
   const registry = deps.registry ?? createMetricsRegistry('router');
   const metrics = createRouterMetrics(registry);
   const limits: OperationLimits = {
@@ -630,7 +636,8 @@ export function createRouter(deps: RouterDeps): Router {
 
     const identity = principal ? `key:${principal.apiKeyId}` : `ip:${clientAddress(req)}`;
     let limit = principal ? config.ROUTER_RATE_LIMIT_PER_MINUTE : config.ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE;
-    if (principal && deps.rateLimitOverrides) limit = (await deps.rateLimitOverrides(principal.apiKeyId).catch(() => undefined)) ?? limit;
+    if (principal && deps.apiKeyLookup)
+      limit = (await deps.apiKeyLookup(principal.apiKeyId).catch(() => undefined))?.rateLimitPerMinute ?? limit;
     const decision = await limiter.consume(identity, limit, batchSize);
     const limitHeaders = rateLimitHeaders(decision);
     for (const [name, value] of Object.entries(limitHeaders)) res.setHeader(name, value);

@@ -18,7 +18,7 @@ import {
 } from '@ghostpay/test-support';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApiKeyRateLimits } from '../src/api-key-rate-limits.ts';
+import { createApiKeyLookup } from '../src/api-keys.ts';
 import { createRedisRateLimiter, rateLimitRedisOptions } from '../src/rate-limiter.ts';
 import { codes, post, repoRoot, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
 
@@ -34,7 +34,7 @@ describe('per-API-key rate limiting (in memory)', () => {
     issuer = await createTestTokenIssuer();
     database = await freshDatabase({ poolSize: 2 });
     subgraphs = await startStubSubgraphs(issuer.verifier);
-    router = await startRouter({ verifier: issuer.verifier, urls: subgraphs.urls, rateLimitOverrides: createApiKeyRateLimits(database) });
+    router = await startRouter({ verifier: issuer.verifier, urls: subgraphs.urls, apiKeyLookup: createApiKeyLookup(database) });
   });
   afterAll(async () => {
     await router?.close();

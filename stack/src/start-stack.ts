@@ -19,7 +19,7 @@ import {
 } from '@ghostpay/platform';
 import {
   createAnalyticsEmitter,
-  createApiKeyRateLimits,
+  createApiKeyLookup,
   createRouter,
   rateLimitRedisOptions,
   routerConfigSchema,
@@ -260,7 +260,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       logger: serviceLogger('router'),
       registry: routerRegistry,
       verifier,
-      rateLimitOverrides: createApiKeyRateLimits(database),
+      apiKeyLookup: createApiKeyLookup(database),
       onRequestEvent: (event) => emitter.emit(toAnalyticsRequestEvent(event)),
       onClose: () => emitter.close(),
     });

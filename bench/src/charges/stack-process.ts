@@ -23,7 +23,7 @@ import { bridgeConfigSchema, createBridge, manifestPath } from '@ghostpay/openap
 import { createJwtVerifier, createLogger, createSecretsProvider, loadConfig, type z } from '@ghostpay/platform';
 import {
   createAnalyticsEmitter,
-  createApiKeyRateLimits,
+  createApiKeyLookup,
   createRouter,
   rateLimitRedisOptions,
   routerConfigSchema,
@@ -168,7 +168,7 @@ try {
       logger: serviceLogger('router'),
       verifier,
       redis,
-      rateLimitOverrides: createApiKeyRateLimits(db()),
+      apiKeyLookup: createApiKeyLookup(db()),
       onRequestEvent: (event) => emitter.emit(toAnalyticsRequestEvent(event)),
       onClose: () => emitter.close(),
     });
