@@ -7,7 +7,11 @@ import { readRepoFile, repoPath } from '../src/repo.ts';
 const k6Dir = repoPath('k6');
 const scripts = readdirSync(k6Dir).filter((f) => f.endsWith('.js'));
 
-/** Replaces the k6 modules (which exist only inside the k6 binary) by inert stand-ins, so init code can run. */
+/**
+ * Replaces the k6 modules (which exist only inside the k6 binary) by stand-ins, so init code,
+ * setup() and the default function can run: `check` evaluates its checks, `fail` throws as
+ * k6's does, and http requests go to the `__k6` object the harness puts in the script's context.
+ */
 const k6Stubs: Plugin = {
   name: 'k6-stubs',
   setup(b) {
@@ -15,9 +19,16 @@ const k6Stubs: Plugin = {
     b.onLoad({ filter: /.*/, namespace: 'k6' }, () => ({
       contents: `const noop = () => {};
         class Metric { add() {} }
-        export const check = noop, fail = noop, sleep = noop, group = noop;
+        export const check = (value, checks) => Object.values(checks).every((f) => f(value));
+        export const fail = (message) => { throw new Error(message); };
+        export const sleep = noop, group = (_name, fn) => fn();
         export const Rate = Metric, Counter = Metric, Trend = Metric, Gauge = Metric;
-        export default { expectedStatuses: () => ({}), setResponseCallback: noop, get: noop, post: noop };`,
+        const request = (method) => (url, body, params) => globalThis.__k6.request(method, url, body, params);
+        export default {
+          expectedStatuses: () => ({}), setResponseCallback: noop,
+          get: (url, params) => globalThis.__k6.request('GET', url, null, params),
+          post: request('POST'), put: request('PUT'), patch: request('PATCH'), del: request('DELETE'),
+        };`,
       loader: 'js',
     }));
   },
@@ -38,13 +49,121 @@ async function bundle(file: string, plugins: Plugin[] = []) {
   });
 }
 
-/** Runs a script's init stage (module scope) as k6 would, with the given __ENV. */
-async function initStage(file: string, env: Record<string, string>): Promise<Record<string, unknown>> {
+interface Stage {
+  target: number;
+  duration: string;
+}
+interface K6Exports {
+  options: {
+    scenarios: Record<string, { stages: Stage[] }>;
+    thresholds: Record<string, string[]>;
+  };
+  setup?: () => unknown;
+  default: (data: unknown) => void;
+}
+/** A request a script sent through the k6/http stand-in. */
+interface Sent {
+  method: string;
+  url: string;
+  body: unknown;
+  tags: Record<string, string>;
+}
+/** What the k6/http stand-in answers a request with. */
+type Reply = (request: Sent) => { status: number; body: Record<string, unknown> };
+
+interface Run {
+  exports: K6Exports;
+  sent: Sent[];
+  /** The script's clock (Date.now()), in ms. */
+  clock: { now: number };
+  /** Sets k6's __VU and __ITER for the next call of the default function. */
+  iteration(vu: number, iter: number): void;
+}
+
+/**
+ * Runs a script's init stage (module scope) as k6 would, with the given __ENV, and returns its
+ * exports with the harness around them: requests are answered by `reply` and recorded, and
+ * Date.now() reads `clock.now`. `onEnvRead` hears every __ENV name the script reads.
+ */
+async function runScript(
+  file: string,
+  env: Record<string, string>,
+  { reply = () => ({ status: 200, body: {} }), onEnvRead }: { reply?: Reply; onEnvRead?: (name: string) => void } = {},
+): Promise<Run> {
   const result = await bundle(file, [k6Stubs]);
   const module = { exports: {} as Record<string, unknown> };
-  vm.runInNewContext(result.outputFiles[0]!.text, { module, exports: module.exports, __ENV: env, crypto: globalThis.crypto });
-  return module.exports;
+  const sent: Sent[] = [];
+  const clock = { now: Date.UTC(2026, 0, 1) };
+  class ScriptDate extends Date {
+    static override now() {
+      return clock.now;
+    }
+  }
+  const request = (method: string, url: string, body: unknown, params?: { tags?: Record<string, string> }) => {
+    const req: Sent = { method, url, body: typeof body === 'string' ? JSON.parse(body) : body, tags: { ...params?.tags } };
+    sent.push(req);
+    const { status, body: answer } = reply(req);
+    return { status, body: JSON.stringify(answer), headers: {}, json: (selector?: string) => (selector ? answer[selector] : answer) };
+  };
+  const __ENV = onEnvRead
+    ? new Proxy(env, {
+        get(target, name) {
+          if (typeof name === 'string') onEnvRead(name);
+          return Reflect.get(target, name);
+        },
+      })
+    : env;
+  const context = {
+    module,
+    exports: module.exports,
+    __ENV,
+    __VU: 1,
+    __ITER: 0,
+    __k6: { request },
+    crypto: globalThis.crypto,
+    Date: ScriptDate,
+  };
+  vm.runInNewContext(result.outputFiles[0]!.text, context);
+  return {
+    exports: module.exports as unknown as K6Exports,
+    sent,
+    clock,
+    iteration(vu, iter) {
+      context.__VU = vu;
+      context.__ITER = iter;
+    },
+  };
 }
+
+async function initStage(file: string, env: Record<string, string>): Promise<Record<string, unknown>> {
+  return (await runScript(file, env)).exports as unknown as Record<string, unknown>;
+}
+
+/** Seconds in a k6 duration ("30s", "5m", "1h30m", "500ms"). */
+function seconds(duration: string): number {
+  expect(duration).toMatch(/^(?:\d+(?:\.\d+)?(?:ms|h|m|s))+$/);
+  const perUnit: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600 };
+  let total = 0;
+  for (const [, n, unit] of duration.matchAll(/(\d+(?:\.\d+)?)(ms|h|m|s)/g)) total += Number(n) * perUnit[unit!]!;
+  return total;
+}
+
+/** The stages of a script's one scenario. */
+function stagesOf({ options }: K6Exports): Stage[] {
+  const scenarios = Object.values(options.scenarios);
+  expect(scenarios).toHaveLength(1);
+  return scenarios[0]!.stages;
+}
+
+const runSeconds = (stages: Stage[]) => stages.reduce((sum, stage) => sum + seconds(stage.duration), 0);
+
+/** The auth service's token exchange: one token per API key, living `expiresIn` seconds. */
+const tokenExchange =
+  (expiresIn: number): Reply =>
+  ({ url, body }) =>
+    url.endsWith('/auth/token')
+      ? { status: 200, body: { access_token: `tok_${(body as { api_key: string }).api_key}`, expires_in: expiresIn } }
+      : { status: 200, body: {} };
 
 const fullEnv = {
   BASE_URL: 'https://bridge.example',
@@ -83,12 +202,84 @@ describe('k6 scripts', () => {
     await expect(initStage('rate-limit.js', { ...fullEnv, LIMIT: 'many' })).rejects.toThrow(/LIMIT must be a positive integer/);
   });
 
-  it('documents every env variable the scripts read in k6/README.md', () => {
+  it.each(['5m', '30s'])(
+    'spike.js with HOLD=%s holds the peak for HOLD and tags requests "recovery" only after the ramp down',
+    async (hold) => {
+      const run = await runScript('spike.js', { ...fullEnv, HOLD: hold }, { reply: tokenExchange(900) });
+      const stages = stagesOf(run.exports);
+      const peak = Math.max(...stages.map((s) => s.target));
+      const holdStage = stages.findIndex((s, i) => i > 0 && s.target === peak && stages[i - 1]!.target === peak);
+      expect(holdStage).toBeGreaterThan(0);
+      expect(stages[holdStage]!.duration).toBe(hold);
+      // The recovery minute is the last stage, back down from the peak; it starts when the stages before it
+      // (the trickle, the ramp up, the hold and the ramp down) are over.
+      const recovery = stages.at(-1)!;
+      expect(recovery.target).toBeLessThan(peak);
+      expect(seconds(recovery.duration)).toBe(60);
+      const holdEnds = runSeconds(stages.slice(0, holdStage + 1));
+      const recoveryStarts = runSeconds(stages.slice(0, -1));
+      expect(recoveryStarts).toBeGreaterThanOrEqual(holdEnds);
+      expect(run.exports.options.thresholds['http_req_duration{phase:recovery}']).toEqual(['p(95)<100']);
+
+      const started = run.clock.now;
+      const data = run.exports.setup!();
+      /** The phase tag of the requests the default function sends at `elapsed` seconds into the run. */
+      const phaseAt = (elapsed: number) => {
+        run.clock.now = started + elapsed * 1000;
+        const phases = new Set<string>();
+        for (const iter of [0, 1]) {
+          run.sent.length = 0;
+          run.iteration(1, iter);
+          run.exports.default(data);
+          expect(run.sent).toHaveLength(1);
+          phases.add(run.sent[0]!.tags.phase!);
+        }
+        expect(phases.size).toBe(1);
+        return [...phases][0];
+      };
+      expect(phaseAt(1)).toBe('spike');
+      expect(phaseAt(holdEnds - 1)).toBe('spike');
+      expect(phaseAt(recoveryStarts - 1)).toBe('spike');
+      expect(phaseAt(recoveryStarts + 1)).toBe('recovery');
+      expect(phaseAt(runSeconds(stages) - 1)).toBe('recovery');
+    },
+  );
+
+  describe.each(['load.js', 'spike.js'])('%s setup()', (file) => {
+    it('stops the run before any load when it outlasts the tokens (HOLD=20m, expires_in 900)', async () => {
+      const run = await runScript(file, { ...fullEnv, HOLD: '20m' }, { reply: tokenExchange(900) });
+      const lasts = runSeconds(stagesOf(run.exports));
+      expect(lasts).toBeGreaterThan(900);
+      expect(() => run.exports.setup!()).toThrow(/expire/);
+      expect(() => run.exports.setup!()).toThrow(`tokens expire after 900 s but this run lasts ${lasts} s`);
+      expect(run.sent.every((r) => r.url === `${fullEnv.BASE_URL}/auth/token`)).toBe(true);
+    });
+
+    it('exchanges each key once when the tokens outlive the run (HOLD=1m, expires_in 900)', async () => {
+      const run = await runScript(file, { ...fullEnv, HOLD: '1m' }, { reply: tokenExchange(900) });
+      expect(runSeconds(stagesOf(run.exports))).toBeLessThan(900);
+      expect(run.exports.setup!()).toMatchObject({ tokens: ['tok_gp_a', 'tok_gp_b'] });
+      expect(run.sent.map((r) => [r.url, r.body])).toEqual([
+        [`${fullEnv.BASE_URL}/auth/token`, { api_key: 'gp_a' }],
+        [`${fullEnv.BASE_URL}/auth/token`, { api_key: 'gp_b' }],
+      ]);
+    });
+  });
+
+  it('documents every env variable the scripts read in k6/README.md', async () => {
     const readme = readRepoFile('k6/README.md');
+    // Every helper lib/env.js exports that reads a variable by name (requireEnv, intEnv, durationEnv, ...).
+    const helpers = [...readRepoFile('k6/lib/env.js').matchAll(/export function (\w+)\(name\b/g)].map((m) => m[1]!);
+    expect(helpers).toEqual(expect.arrayContaining(['requireEnv', 'optionalEnv', 'intEnv', 'urlEnv', 'durationEnv']));
+    const call = new RegExp(`\\b(?:${helpers.join('|')})\\('([A-Z_]+)'`, 'g');
     const used = new Set<string>();
     for (const file of [...scripts, 'lib/env.js', 'lib/ghostpay.js']) {
-      for (const m of readRepoFile(`k6/${file}`).matchAll(/(?:requireEnv|optionalEnv|intEnv|urlEnv)\('([A-Z_]+)'/g)) used.add(m[1]!);
+      for (const m of readRepoFile(`k6/${file}`).matchAll(call)) used.add(m[1]!);
     }
+    // The scan must see every variable the scripts' init stages actually read from __ENV.
+    const read = new Set<string>();
+    for (const file of scripts) await runScript(file, fullEnv, { onEnvRead: (name) => read.add(name) });
+    expect([...read].filter((name) => !used.has(name))).toEqual([]);
     expect([...used].filter((name) => !readme.includes(`\`${name}\``))).toEqual([]);
   });
 });
