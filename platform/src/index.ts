@@ -13,6 +13,7 @@ export * from './request-event.ts';
 export * from './request-id.ts';
 export * from './scopes.ts';
 export * from './secrets.ts';
+export * from './stored-text.ts';
 export * from './subgraph-service.ts';
 export * from './telemetry.ts';
 export * from './tls.ts';

@@ -1,6 +1,14 @@
 import { createHash } from 'node:crypto';
 import { cardIdempotencyKeys, cards, type Database, newId, users } from '@ghostpay/db';
-import { BadUserInputError, type FieldProblem, IdempotencyKeyReusedError, type Logger, type Principal } from '@ghostpay/platform';
+import {
+  BadUserInputError,
+  type FieldProblem,
+  IdempotencyKeyReusedError,
+  keyContainsCardNumber,
+  type Logger,
+  type Principal,
+  unstorableReason,
+} from '@ghostpay/platform';
 import { and, eq } from 'drizzle-orm';
 
 import type { CardRow } from './card-view.ts';
@@ -8,7 +16,7 @@ import type { CardsConfig } from './config.ts';
 import { currencyExponent } from './iso-4217.ts';
 import { brandOf, generatePan } from './pan.ts';
 import { encryptPan, type PanSecrets, panFingerprint } from './pan-crypto.ts';
-import { isPossibleId, keyContainsCardNumber, unstorableReason } from './storable-text.ts';
+import { isPossibleId } from './storable-text.ts';
 
 export interface IssueCardInput {
   userId: string;
