@@ -50,9 +50,9 @@ export const unavailableMessage = 'The API is temporarily unavailable; retry wit
  * How a client may retry after a 503, which it cannot tell from a request that never ran:
  * - `safe`: a read, or a call that does the same when repeated (cancel, reveal, token exchange);
  * - `same-key`: sent with an `Idempotency-Key`; a retry with that key replays the outcome;
- * - `unknown-outcome`: a mutation that takes a key, sent without one (a card issue, a refund).
- *   It may have been applied before the failure (a router timeout after the write), and a
- *   retry would be a new request: a second card, a second refund.
+ * - `unknown-outcome`: a mutation that takes a key, sent without one (a card issue: charges
+ *   and refunds require the key). It may have been applied before the failure (a router
+ *   timeout after the write), and a retry would be a new request: a second card.
  */
 export type RetryAdvice = 'safe' | 'same-key' | 'unknown-outcome';
 
@@ -60,7 +60,7 @@ export function unavailableMessageFor(advice: RetryAdvice): string {
   if (advice === 'same-key') return 'The API is temporarily unavailable; retry with backoff and the same Idempotency-Key';
   if (advice === 'unknown-outcome') {
     return (
-      'The outcome is unknown: the request may have been applied. Check the resource (the charge, the card list) before ' +
+      'The outcome is unknown: the request may have been applied. Check the resource (the card list) before ' +
       'retrying, since a retry without an Idempotency-Key is a new request'
     );
   }

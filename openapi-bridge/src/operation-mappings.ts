@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { ValidatedRequest } from './request-validation.ts';
 
 /** How one REST operation becomes GraphQL variables, and the GraphQL result a REST body. */
@@ -167,8 +166,10 @@ export const operationMappings: Record<string, OperationMapping> = {
       defined({
         id: chargeId(request),
         amount: body(request).amount,
-        // The GraphQL API requires a key; without the header each REST request is a new refund.
-        idempotencyKey: request.headers['Idempotency-Key'] ?? `bridge-${randomUUID()}`,
+        // Required by the contract (IdempotencyKeyRequired), as on POST /charges: a request without
+        // it is refused with 400 before this runs, never given a key of the bridge's making (with
+        // one, each retry after a timeout or a 503 would be a new refund).
+        idempotencyKey: request.headers['Idempotency-Key'],
       }),
     result: (charge) => ({ body: toRestCharge(charge) }),
   },

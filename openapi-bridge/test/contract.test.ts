@@ -199,6 +199,8 @@ describe('the REST contract on the running stack', () => {
         body: { card_id: card.card_id, amount: 1000, currency: 'USD' },
       });
       expect(response.status).toBe(400);
+      expect(response.body.error.code).toBe('BAD_USER_INPUT');
+      expect(response.body.error.message).toBe('Idempotency-Key: is required');
       expect(response.body.error.fields).toEqual([{ field: 'Idempotency-Key', message: 'is required' }]);
     });
 
@@ -282,8 +284,27 @@ describe('the REST contract on the running stack', () => {
       expect(read.body.refunded_amount).toBe(400);
     });
 
+    it('answers 400 to a refund without an Idempotency-Key, as POST /charges does, and refunds nothing', async () => {
+      for (const body of [{ amount: 50 }, undefined]) {
+        const response = await api.call('POST', `/charges/${charge.charge_id}/refunds`, {
+          token: merchant.token,
+          ...(body ? { body } : {}),
+        });
+        expect(response.status).toBe(400);
+        expect(response.body.error.code).toBe('BAD_USER_INPUT');
+        expect(response.body.error.message).toBe('Idempotency-Key: is required');
+        expect(response.body.error.fields).toEqual([{ field: 'Idempotency-Key', message: 'is required' }]);
+      }
+      // No money moved: a client that retries after a timeout cannot refund twice without a key.
+      const read = await api.call('GET', `/charges/${charge.charge_id}`, { token: merchant.token });
+      expect(read.body).toMatchObject({ status: 'partially_refunded', refunded_amount: 400 });
+    });
+
     it('refunds the rest without a body', async () => {
-      const response = await api.call('POST', `/charges/${charge.charge_id}/refunds`, { token: merchant.token });
+      const response = await api.call('POST', `/charges/${charge.charge_id}/refunds`, {
+        token: merchant.token,
+        headers: { 'Idempotency-Key': randomUUID() },
+      });
       expect(response.status).toBe(200);
       expect(response.body).toMatchObject({ status: 'refunded', refunded_amount: 1000 });
     });

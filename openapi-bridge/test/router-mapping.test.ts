@@ -185,16 +185,34 @@ describe('the bridge in front of a scripted router', () => {
     await api.call('GET', '/charges?status=partially_refunded&card_id=card_1&limit=5&cursor=abc', { token });
     await api.call('POST', '/cards', { token, body: { user_id: 'usr_1', amount: 10, currency: 'USD', expires_in_seconds: 60 } });
     await api.call('POST', '/charges/ch_1/refunds', { token, body: { amount: 300 }, headers: { 'Idempotency-Key': 'refund-1' } });
-    await api.call('POST', '/charges/ch_1/refunds', { token });
+    await api.call('POST', '/charges/ch_1/refunds', { token, headers: { 'Idempotency-Key': 'refund-2' } });
     expect(captured.map((c) => c.body.variables)).toEqual([
       { input: { cardId: 'card_1', amount: 250, currency: 'JPY' }, idempotencyKey: 'key-1' },
       { filter: { status: 'PARTIALLY_REFUNDED', cardId: 'card_1' }, first: 5, after: 'abc' },
       { input: { userId: 'usr_1', amount: 10, currency: 'USD', expiresInSeconds: 60 } },
       // The client's Idempotency-Key is the refund's key, so a retry replays it.
       { id: 'ch_1', amount: 300, idempotencyKey: 'refund-1' },
-      // Without one, a fresh key per request: each such request is a new refund.
-      { id: 'ch_1', idempotencyKey: expect.stringMatching(/^bridge-[0-9a-f-]{36}$/) },
+      { id: 'ch_1', idempotencyKey: 'refund-2' },
     ]);
+  });
+
+  it('refuses a refund without an Idempotency-Key with the same 400 as a charge without one, and sends nothing', async () => {
+    errorAnswer('NOT_FOUND');
+    const charge = await api.call('POST', '/charges', { token, body: { card_id: 'card_1', amount: 250, currency: 'USD' } });
+    expect(charge.status).toBe(400);
+    for (const body of [{ amount: 300 }, undefined]) {
+      const refund = await api.call('POST', '/charges/ch_1/refunds', { token, ...(body ? { body } : {}) });
+      expect(refund.status).toBe(charge.status);
+      expect(refund.headers.get('cache-control')).toBe('no-store');
+      expect({ ...refund.body.error, request_id: undefined }).toEqual({ ...charge.body.error, request_id: undefined });
+      expect(refund.body.error).toMatchObject({
+        code: 'BAD_USER_INPUT',
+        message: 'Idempotency-Key: is required',
+        fields: [{ field: 'Idempotency-Key', message: 'is required' }],
+      });
+    }
+    // A key the bridge made up would make every retry a new refund: no request reaches the router.
+    expect(captured).toHaveLength(0);
   });
 
   it('sends nothing to the router for a request the contract refuses', async () => {
@@ -504,20 +522,24 @@ describe('the bridge in front of a scripted router', () => {
     expect(other.headers.get('ratelimit')).toBeNull();
   });
 
-  it('tells a client whose unkeyed refund or card issue met a 503 that the outcome is unknown, not to just retry', async () => {
+  it('tells a client whose unkeyed card issue met a 503 that the outcome is unknown, and a keyed request to retry with its key', async () => {
     const unknownOutcome = /^The outcome is unknown: the request may have been applied\. Check the resource/;
-    const refund = (headers: Record<string, string> = {}) =>
-      api.call('POST', '/charges/ch_1/refunds', { token, body: { amount: 5 }, headers });
+    const sameKey = 'The API is temporarily unavailable; retry with backoff and the same Idempotency-Key';
+    const issue = (headers: Record<string, string> = {}) =>
+      api.call('POST', '/cards', { token, body: { user_id: 'usr_1', amount: 10, currency: 'USD' }, headers });
+    const refund = () =>
+      api.call('POST', '/charges/ch_1/refunds', { token, body: { amount: 5 }, headers: { 'Idempotency-Key': 'refund-2' } });
 
     // The router took the request and never answered (a timeout after the write).
     answer = { status: 200, body: '', drop: true };
-    const dropped = await refund();
+    const dropped = await issue();
     expect(dropped.status).toBe(503);
     expect(dropped.body.error).toMatchObject({ code: 'SERVICE_UNAVAILABLE', message: expect.stringMatching(unknownOutcome) });
-    const keyed = await refund({ 'Idempotency-Key': 'refund-2' });
-    expect(keyed.body.error.message).toBe('The API is temporarily unavailable; retry with backoff and the same Idempotency-Key');
-    const issue = await api.call('POST', '/cards', { token, body: { user_id: 'usr_1', amount: 10, currency: 'USD' } });
-    expect(issue.body.error.message).toMatch(unknownOutcome);
+    expect((await issue({ 'Idempotency-Key': 'issue-1' })).body.error.message).toBe(sameKey);
+    // A refund always carries a key (the contract requires it): its 503 says to retry with it.
+    const keyed = await refund();
+    expect(keyed.status).toBe(503);
+    expect(keyed.body.error).toMatchObject({ code: 'SERVICE_UNAVAILABLE', message: sameKey });
     // A read, or a call that does the same when repeated, is safe to retry.
     expect((await api.call('GET', '/charges/ch_1', { token })).body.error.message).toBe(
       'The API is temporarily unavailable; retry with backoff',
@@ -528,11 +550,13 @@ describe('the bridge in front of a scripted router', () => {
 
     // The same for a subgraph that failed mid-request and a gateway timeout in front of the router.
     errorAnswer('SUBGRAPH_UNAVAILABLE');
-    expect((await refund()).body.error).toMatchObject({ code: 'SUBGRAPH_UNAVAILABLE', message: expect.stringMatching(unknownOutcome) });
+    expect((await issue()).body.error).toMatchObject({ code: 'SUBGRAPH_UNAVAILABLE', message: expect.stringMatching(unknownOutcome) });
+    expect((await refund()).body.error).toMatchObject({ code: 'SUBGRAPH_UNAVAILABLE', message: sameKey });
     answer = { status: 504, body: '<html>gateway timeout</html>' };
-    const timedOut = await refund();
+    const timedOut = await issue();
     expect(timedOut.status).toBe(503);
     expect(timedOut.body.error.message).toMatch(unknownOutcome);
+    expect((await refund()).body.error.message).toBe(sameKey);
   });
 
   it('answers a request target that is no URL with 400 in the envelope, and keeps serving', async () => {
