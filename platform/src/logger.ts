@@ -227,13 +227,72 @@ export function scrubErrorText(text: string): string {
   return scrubbed;
 }
 
-/** Keys under which drivers and query builders attach the bound values to an error: dropped. */
-const boundValueKeys = new Set(['params', 'parameters', 'bindings']);
+/**
+ * Keys of an error that are dropped: those under which drivers and query builders attach the
+ * bound values (`params`, postgres.js's `parameters`, knex's `bindings`, PGlite's
+ * `queryOptions`), and the PostgreSQL fields that quote values and have no fixed shape to scrub
+ * them from: `where` (the context: `JSON data, line 1: {"email": "…`, a PL/pgSQL statement),
+ * `internalQuery` (a statement a function ran, with the values inlined) and `hint` (free text a
+ * function may set with `RAISE … USING HINT`). `detail` is kept only in a value-free shape
+ * (`scrubbedDetail`). `code`, `constraint`, `table`, `column`, `schema`, `dataType`, `severity`,
+ * `routine`, `file` and `line` are identifiers and are kept.
+ */
+const droppedErrorKeys = new Set(['params', 'parameters', 'bindings', 'queryOptions', 'where', 'internalQuery', 'internal_query', 'hint']);
+
+/**
+ * The details PostgreSQL writes for constraint violations, once `scrubErrorText` has censored
+ * their values: the key columns and the table, which are schema, not data. The columns may be
+ * expressions (`Key (lower(email))=(…)`).
+ */
+const valueFreeDetail =
+  /^(?:Key \((?:[^()\n]|\([^()\n]*\))*\)=\(\[redacted\]\) (?:already exists|is not present in table "[^"\n]*"|is still referenced from table "[^"\n]*")|Failing row contains \(\[redacted\]\))\.$/;
+
+/**
+ * A PostgreSQL `detail`: a constraint violation's, scrubbed (`Key (lower(email))=([redacted])
+ * already exists.`), or `[redacted]` for any other, which may quote anything (`Token "…" is
+ * invalid.`, `RAISE … USING DETAIL`). `null` and `undefined` are kept.
+ */
+function scrubbedDetail(detail: unknown): unknown {
+  if (detail === undefined || detail === null) return detail;
+  if (typeof detail !== 'string') return redactedValue;
+  const scrubbed = scrubErrorText(detail);
+  return valueFreeDetail.test(scrubbed) ? scrubbed : redactedValue;
+}
 
 type ErrorLike = Error & Record<string, unknown>;
 
 function isErrorLike(value: unknown): value is ErrorLike {
   return typeof value === 'object' && value !== null && typeof (value as { message?: unknown }).message === 'string';
+}
+
+/**
+ * Whether `error` is drizzle's `DrizzleQueryError` (`Failed query: <sql>\nparams: <values>`,
+ * with `query` and `params` properties). Recognised by shape, not `instanceof`: the platform does
+ * not depend on drizzle-orm, a second copy of drizzle has its own class, and a structured clone
+ * loses the class. The class sets no `name`, so its constructor's name, a `name` set by hand, or
+ * the message drizzle writes; PGlite's own errors also carry `query` and `params` but their
+ * message is PostgreSQL's, and they are not recognised.
+ */
+function isDrizzleQueryError(error: ErrorLike): error is ErrorLike & { query: string; params: unknown[] } {
+  if (typeof error.query !== 'string' || !Array.isArray(error.params)) return false;
+  const errorClass = error.constructor as unknown;
+  return (
+    (typeof errorClass === 'function' && errorClass.name === 'DrizzleQueryError') ||
+    error.name === 'DrizzleQueryError' ||
+    error.message.startsWith('Failed query: ')
+  );
+}
+
+/**
+ * The message of `error` to log: a `DrizzleQueryError`'s rebuilt from its SQL with the number
+ * of bound values in place of them (`Failed query: <sql>\nparams: [redacted 4]`), any other's
+ * scrubbed by `scrubErrorText`.
+ */
+function scrubbedMessage(error: ErrorLike): string {
+  if (isDrizzleQueryError(error)) {
+    return `Failed query: ${withoutUrlCredentials(error.query)}\nparams: [redacted ${error.params.length}]`;
+  }
+  return scrubErrorText(error.message);
 }
 
 /** Sets `key` as a non-enumerable data property, as an `Error`'s own `message` and `stack` are. */
@@ -251,7 +310,9 @@ function placeholderError(message: string): ErrorLike {
 
 /**
  * A stand-in for `error` (its constructor, so the same type name) whose message, stack and string
- * properties are scrubbed, without the bound-value properties, whose other properties are
+ * properties are scrubbed (a `DrizzleQueryError`'s message and stack say how many values were
+ * bound, not what they were), without the `droppedErrorKeys`, with a `detail` only in a
+ * value-free shape, whose other properties are
  * censored as `redactValue` does, and whose cause, nested errors and aggregated errors are
  * stand-ins too. `error` itself is not changed. The stand-in inherits from `Error.prototype`, not
  * from `error`'s class, so no class accessor runs against it. A cause that leads back to an error
@@ -264,7 +325,7 @@ function scrubbedError(error: ErrorLike, visited: Visited, depth: number): Error
   if (depth > maxDepth) return placeholderError('[Error]');
   visited.set(error, inProgress);
   const copy = Object.create(Error.prototype) as ErrorLike;
-  const message = scrubErrorText(error.message);
+  const message = scrubbedMessage(error);
   let stack = typeof error.stack === 'string' ? error.stack : undefined;
   if (stack !== undefined) {
     // The stack starts with the message: replace it whole, so a bound value holding newlines
@@ -285,9 +346,15 @@ function scrubbedError(error: ErrorLike, visited: Visited, depth: number): Error
   if (Array.isArray(errors)) hidden('errors', errors.map(nested));
   // Every enumerable key, inherited ones too, as pino's serializer copies them.
   for (const key in error) {
-    if (boundValueKeys.has(key) || key === 'cause' || key === 'errors') continue;
+    if (droppedErrorKeys.has(key) || key === 'cause' || key === 'errors') continue;
     const value = error[key];
-    copy[key] = sensitiveKey.test(key) ? censored(value) : typeof value === 'string' ? scrubErrorText(value) : nested(value);
+    copy[key] = sensitiveKey.test(key)
+      ? censored(value)
+      : key === 'detail'
+        ? scrubbedDetail(value)
+        : typeof value === 'string'
+          ? scrubErrorText(value)
+          : nested(value);
   }
   visited.set(error, copy);
   return copy;
@@ -361,7 +428,7 @@ export function createLogger({ service, level = 'info', destination }: LoggerOpt
               const [first] = args as unknown[];
               const fields = (typeof first === 'object' && first !== null ? first : {}) as { err?: unknown; msg?: unknown };
               const error = first instanceof Error ? first : fields.msg === undefined ? fields.err : undefined;
-              if (isErrorLike(error)) return method.call(this, first as object, scrubErrorText(error.message));
+              if (isErrorLike(error)) return method.call(this, first as object, scrubbedMessage(error));
             }
             return method.apply(this, redactedFormatArgs(args));
           } catch {

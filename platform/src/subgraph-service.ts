@@ -185,7 +185,8 @@ export function requireScope(context: { principal?: Principal }, scope: string):
 /**
  * Clients see an unexpected error only as INTERNAL_SERVER_ERROR (formatGraphQLError); the
  * operator needs the cause. Logs every error whose code is not from the closed list, with
- * the request id, the path and the error (pino serialises the stack; never the variables).
+ * the request id, the path and the error (pino serialises the stack; never the variables, and
+ * the logger's `err` serializer drops the values bound to a failed query: see logger.ts).
  */
 function logUnexpectedErrors<TContext extends BaseContext>(logger: Logger): ApolloServerPlugin<TContext> {
   return {

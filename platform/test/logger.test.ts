@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { capturingLogger, createSeed, freshDatabase } from '@ghostpay/test-support';
+import { sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import type { Logger } from '../src/index.ts';
 
@@ -196,6 +197,135 @@ describe('logger', () => {
     }
   });
 
+  it('says how many values were bound to a failed drizzle query, in its message and stack, wherever it is on the cause chain', async () => {
+    const database = await freshDatabase();
+    try {
+      const seed = createSeed(database.db);
+      const email = `count-${randomBytes(4).toString('hex')}@example.test`;
+      await seed.user('merchant', { email });
+      const error = await seed.user('merchant', { email }).then(
+        () => undefined,
+        (failure: unknown) => failure as Error & { query: string; params: unknown[] },
+      );
+      expect(error?.constructor.name).toBe('DrizzleQueryError');
+      const { query, params } = error!;
+      const placeholder = `Failed query: ${query}\nparams: [redacted ${params.length}]`;
+
+      // The same error from another copy of drizzle (instanceof would miss it), and one that lost
+      // its class (structured clone, a worker): recognised by name or by their own query and params.
+      const DrizzleQueryError = class DrizzleQueryError extends Error {
+        readonly query: string;
+        readonly params: unknown[];
+        constructor(query: string, params: unknown[], cause?: unknown) {
+          super(`Failed query: ${query}\nparams: ${params}`, { cause });
+          this.query = query;
+          this.params = params;
+        }
+      };
+      const copy = new DrizzleQueryError(query, params, error!.cause);
+      const classless = Object.assign(new Error(error!.message, { cause: error!.cause }), { query, params });
+      const wrapped = new Error('creating the user failed', { cause: error });
+
+      const { logger, lines, parsed } = capturingLogger();
+      for (const err of [error, copy, classless]) logger.error({ err }, 'failed');
+      logger.error({ err: wrapped }, 'wrapped');
+      const text = lines.join('').toLowerCase();
+      expect(text).not.toContain(email);
+      for (const value of params) expect(text).not.toContain(String(value).toLowerCase());
+      const [direct, fromCopy, fromClassless, fromWrapper] = parsed().map((line) => line.err as Record<string, unknown>);
+      for (const err of [direct, fromCopy, fromClassless]) {
+        expect(err!.message).toMatch(new RegExp(`^${escapeRegExp(placeholder)}: duplicate key value`));
+        expect(err!.stack).toContain(placeholder);
+        expect(err!.query).toBe(query);
+        expect(err).not.toHaveProperty('params');
+      }
+      expect(fromWrapper!.message).toContain(`creating the user failed: ${placeholder}: duplicate key value`);
+      expect(fromWrapper!.stack).toContain(`caused by: Error: ${placeholder}\n`);
+    } finally {
+      await database.close();
+    }
+  });
+
+  it('logs a database error with its code, constraint and routine, but none of the fields that quote values', async () => {
+    const database = await freshDatabase();
+    try {
+      const { db } = database;
+      const secret = () => `s3cr3t${randomBytes(4).toString('hex')}`;
+      const failureOf = (query: Promise<unknown>) =>
+        query.then(
+          () => {
+            throw new Error('expected the query to fail');
+          },
+          (failure: unknown) => failure as Error & { cause: Record<string, unknown> },
+        );
+      await db.execute(
+        sql.raw(`create function public.log_probe_raise(t text) returns int language plpgsql as $f$
+          begin raise exception 'log probe failed' using detail = t, hint = t; end $f$`),
+      );
+      await db.execute(
+        sql.raw(`create function public.log_probe_execute(t text) returns int language plpgsql as $f$
+          begin execute format('select %L::int', t); return 0; end $f$`),
+      );
+      const raised = secret();
+      const executed = secret();
+      const jsonValue = secret();
+      const jsonToken = `tok${randomBytes(4).toString('hex')}`;
+      const failures = [
+        // detail and hint set by a function (RAISE … USING), where names the function.
+        await failureOf(db.execute(sql`select public.log_probe_raise(${raised})`)),
+        // internalQuery: the statement a function ran, with the value inlined.
+        await failureOf(db.execute(sql`select public.log_probe_execute(${executed})`)),
+        // detail `Token "…" is invalid.`, where `JSON data, line 1: {"email": "…`.
+        await failureOf(db.execute(sql`select ${`{"email": "${jsonValue}", ${jsonToken}}`}::jsonb`)),
+      ];
+      const causes = failures.map((failure) => failure.cause);
+      // Each of them carries the value in the field under test, so the test shows it is dropped.
+      expect(causes[0]).toMatchObject({ detail: raised, hint: raised, where: expect.stringContaining('log_probe_raise') });
+      expect(causes[1]).toMatchObject({ internalQuery: expect.stringContaining(executed) });
+      expect(causes[2]).toMatchObject({ detail: expect.stringContaining(jsonToken), where: expect.stringContaining(jsonValue) });
+
+      const { logger, lines, parsed } = capturingLogger();
+      for (const cause of causes) logger.error({ err: cause }, 'the driver error');
+      for (const failure of failures) logger.error({ err: failure }, 'the drizzle error');
+      const text = lines.join('');
+      for (const value of [raised, executed, jsonValue, jsonToken]) expect(text).not.toContain(value);
+      const driverErrors = parsed()
+        .slice(0, causes.length)
+        .map((line) => line.err as Record<string, unknown>);
+      for (const [i, err] of driverErrors.entries()) {
+        expect(err).toMatchObject({ code: causes[i]!.code, routine: causes[i]!.routine, severity: 'ERROR' });
+        for (const key of ['hint', 'where', 'internalQuery', 'params', 'queryOptions']) expect(err).not.toHaveProperty(key);
+      }
+      // A detail with no value-free shape (not a constraint violation's) is censored whole.
+      expect(driverErrors.map((err) => err.detail)).toEqual(['[redacted]', undefined, '[redacted]']);
+    } finally {
+      await database.close();
+    }
+  });
+
+  it("keeps a constraint violation's detail with its values censored, and censors any other detail whole", () => {
+    const details: Array<[string, string]> = [
+      ['Key (lower(email))=(jane@example.test) already exists.', 'Key (lower(email))=([redacted]) already exists.'],
+      [
+        'Key (user_id, card_id)=(u-s3cr3t, c-s3cr3t) is not present in table "users".',
+        'Key (user_id, card_id)=([redacted]) is not present in table "users".',
+      ],
+      ['Key (id)=(s3cr3t) is still referenced from table "charges".', 'Key (id)=([redacted]) is still referenced from table "charges".'],
+      ['Failing row contains (s3cr3t, null, 12).', 'Failing row contains ([redacted]).'],
+      // A value imitating the rest of the sentence, or a newline, stays inside the brackets.
+      ['Key (email)=(a) already exists.\nx@s3cr3t) already exists.', 'Key (email)=([redacted]) already exists.'],
+      ['Key (span)=([1,2)) conflicts with existing key (span)=([0,s3cr3t)).', '[redacted]'],
+      ['Token "s3cr3t" is invalid.', '[redacted]'],
+      ['s3cr3t', '[redacted]'],
+    ];
+    const { logger, lines, parsed } = capturingLogger();
+    for (const [detail] of details) {
+      logger.error({ err: Object.assign(new Error('failed'), { code: '23505', detail, hint: 'h-s3cr3t', where: 'w-s3cr3t' }) }, 'failed');
+    }
+    expect(lines.join('')).not.toContain('s3cr3t');
+    expect(parsed().map((line) => (line.err as { detail: unknown }).detail)).toEqual(details.map(([, logged]) => logged));
+  });
+
   it('keeps a boolean or null under a sensitive key, and pagination tokens, but never a number', () => {
     const { logger, parsed } = capturingLogger();
     logger.info(
@@ -386,3 +516,7 @@ describe('logger', () => {
     expect(JSON.parse(lines[0]!)).toMatchObject({ msg: 'from the child', logError: 'unserializable' });
   });
 });
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
