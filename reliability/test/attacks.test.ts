@@ -564,6 +564,10 @@ function luhnRuns(text: string): string[] {
   return found;
 }
 
+/** A test card number, as a client might paste it into a description; the suite never issues it. */
+const probePan = '4111 1111 1111 1111';
+const probePanDigits = probePan.replaceAll(' ', '');
+
 function filesUnder(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
     const path = join(dir, name);
@@ -582,14 +586,23 @@ describe('PAN and CVC never leave the card secret', () => {
     let analyticsFiles = 0;
     let textColumns = 0;
     const columnLeaks: string[] = [];
+    /** What the PAN-in-a-description (and in-a-key) probes saw go wrong: a charge made, a field not named, the card spent. */
+    const inputProbeProblems: string[] = [];
+    let inputProbes = 0;
     let violations: Violations = [];
     await runScenario(
       tally,
       () => ({
         id: 'attacks/pan-leaks',
-        title: `PAN/CVC scan after ${revealed.length} reveals: ${cluster.allLogs().length} log lines, analytics store, error bodies, every text column`,
+        title: `PAN/CVC scan after ${revealed.length} reveals and ${inputProbes} charges with a PAN in the description or key: ${cluster.allLogs().length} log lines, analytics store, error bodies, every text column`,
         faults: 0,
-        failures: revealProblems.length + logLeaks.length + errorLeaks.length + analyticsLeaks.length + columnLeaks.length,
+        failures:
+          revealProblems.length +
+          inputProbeProblems.length +
+          logLeaks.length +
+          errorLeaks.length +
+          analyticsLeaks.length +
+          columnLeaks.length,
         invariantViolations: violations.length,
       }),
       async () => {
@@ -613,22 +626,114 @@ describe('PAN and CVC never leave the card secret', () => {
             );
           } else revealed.push(restReveal.json as { pan: string; cvc: string });
         }
-        // Provoke errors around PANs: a PAN where an id goes, a PAN in a description.
+        // Provoke errors around PANs: a PAN where an id goes.
         const pan = revealed[0]?.pan ?? '';
         await gql('query ($id: ID!) { card(id: $id) { id } }', { id: pan }, merchantA.token);
         await rest('GET', `/cards/${pan}`, merchantA.token);
         await rest('POST', '/charges', merchantA.token, { card_id: pan, amount: 100, currency: 'USD' }, { 'idempotency-key': 'pan-probe' });
         tally.requests += 3;
+
+        // A PAN in a charge's description (kept in the charge row, its events and the key's replay,
+        // and streamed to subscribers) or in its idempotency key (kept in clear): refused with
+        // BAD_USER_INPUT naming the field, through the bridge and the router, before anything is
+        // written. The card stays unused: a charge with a clean description then succeeds.
+        const probeCard = await issueCard(cluster.graphqlUrl, merchantA, userA.userId);
+        tally.requests++;
+        const restBody = (description: string) => ({ card_id: probeCard, amount: 100, currency: 'USD', description });
+        const chargeMutation =
+          'mutation ($input: CreateChargeInput!, $key: String!) { createCharge(input: $input, idempotencyKey: $key) { id status description } }';
+        const graphqlCharge = (description: string, key: string) =>
+          gql(chargeMutation, { input: { cardId: probeCard, amount: 100, currency: 'USD', description }, key }, merchantA.token);
+        const fieldsOf = (result: HttpResult, graphqlApi: boolean) =>
+          graphqlApi
+            ? ((result.json as { errors?: { extensions?: { fields?: { field: string }[] } }[] } | undefined)?.errors ?? []).flatMap((e) =>
+                (e.extensions?.fields ?? []).map((f) => f.field),
+              )
+            : ((result.json as { error?: { fields?: { field: string }[] } } | undefined)?.error?.fields ?? []).map((f) => f.field);
+        const probes: { name: string; field: string; graphqlApi: boolean; send: () => Promise<HttpResult> }[] = [
+          {
+            name: 'REST description',
+            field: 'description',
+            graphqlApi: false,
+            send: () =>
+              rest('POST', '/charges', merchantA.token, restBody(`paid with ${probePan}`), {
+                'idempotency-key': 'pan-in-description-rest',
+              }),
+          },
+          {
+            name: 'GraphQL description',
+            field: 'input.description',
+            graphqlApi: true,
+            send: () => graphqlCharge(`paid with ${probePan}`, 'pan-in-description-graphql'),
+          },
+          {
+            name: 'REST idempotency key',
+            field: 'Idempotency-Key',
+            graphqlApi: false,
+            send: () => rest('POST', '/charges', merchantA.token, restBody('order 5'), { 'idempotency-key': `order-${probePanDigits}` }),
+          },
+          {
+            name: 'GraphQL idempotency key',
+            field: 'idempotencyKey',
+            graphqlApi: true,
+            send: () => graphqlCharge('order 5', `order-${probePanDigits}`),
+          },
+        ];
+        for (const probe of probes) {
+          const result = await probe.send();
+          tally.requests++;
+          inputProbes++;
+          const refused = probe.graphqlApi
+            ? result.status < 500 &&
+              !dataOf<{ createCharge?: unknown }>(result)?.createCharge &&
+              isDeepStrictEqual(errorCodes(result), ['BAD_USER_INPUT'])
+            : result.status === 400 && (result.json as { error?: { code?: string } } | undefined)?.error?.code === 'BAD_USER_INPUT';
+          if (!refused || !isDeepStrictEqual(fieldsOf(result, probe.graphqlApi), [probe.field])) {
+            inputProbeProblems.push(`${probe.name}: ${result.status} ${result.text.slice(0, 300)}`);
+          }
+        }
+        const unused = await rest('GET', `/cards/${probeCard}`, merchantA.token);
+        tally.requests++;
+        const unusedCard = unused.json as { status?: string; used_at?: string | null } | undefined;
+        if (unused.status !== 200 || unusedCard?.status !== 'active' || unusedCard.used_at !== null) {
+          inputProbeProblems.push(`card after the probes: ${unused.status} ${unused.text.slice(0, 300)}`);
+        }
+        const clean = await rest('POST', '/charges', merchantA.token, restBody('paid by card'), { 'idempotency-key': 'pan-probe-clean' });
+        tally.requests++;
+        if (clean.status !== 201 || (clean.json as { status?: string } | undefined)?.status !== 'authorized') {
+          inputProbeProblems.push(`clean charge after the probes: ${clean.status} ${clean.text.slice(0, 300)}`);
+        }
+        // Through both APIs, the card holds the one clean charge and no description holds the PAN.
+        const listed = await rest('GET', `/charges?card_id=${probeCard}&limit=100`, merchantA.token);
+        const graphList = await gql(
+          'query ($card: ID!) { charges(filter: {cardId: $card}, first: 100) { nodes { id description } } }',
+          { card: probeCard },
+          merchantA.token,
+        );
+        tally.requests += 2;
+        const restDescriptions = ((listed.json as { data?: { description: string | null }[] } | undefined)?.data ?? []).map(
+          (c) => c.description,
+        );
+        const graphDescriptions = (dataOf<{ charges?: { nodes: { description: string | null }[] } }>(graphList)?.charges?.nodes ?? []).map(
+          (c) => c.description,
+        );
+        if (!isDeepStrictEqual(restDescriptions, ['paid by card']) || !isDeepStrictEqual(graphDescriptions, ['paid by card'])) {
+          inputProbeProblems.push(`charges of the probe card: ${listed.text.slice(0, 300)} | ${graphList.text.slice(0, 300)}`);
+        }
         // Let the router's emitter flush request events to analytics.
         await new Promise((done) => setTimeout(done, 2_000));
 
+        // The revealed PANs, and the probes' PAN (sent split by spaces: looked for with separators dropped).
         const pans = new Set(revealed.map((r) => r.pan));
-        const leaksIn = (text: string) => [...pans].filter((p) => text.includes(p));
+        const leaksIn = (text: string) => [
+          ...[...pans].filter((p) => text.includes(p)),
+          ...(text.replace(/[ -]/g, '').includes(probePanDigits) ? [probePanDigits] : []),
+        ];
         const cvcPattern = /"cvc"\s*:\s*"?\d{3,4}/i;
 
         logLeaks = cluster.allLogs().filter((line) => leaksIn(line).length > 0 || luhnRuns(line).length > 0 || cvcPattern.test(line));
         // Errors never echo the PAN (the probes above sent it in ids and bodies).
-        errorLeaks = seenBodies.filter((body) => body.includes('"error') && [...pans].some((p) => body.includes(p)));
+        errorLeaks = seenBodies.filter((body) => body.includes('"error') && leaksIn(body).length > 0);
         const files = filesUnder(cluster.dataDir);
         analyticsFiles = files.length;
         analyticsLeaks = files.flatMap((file) => {
@@ -662,6 +767,8 @@ describe('PAN and CVC never leave the card secret', () => {
     );
     expect(revealProblems, 'every reveal answered a PAN (GraphQL) or 200 with no-store (REST)').toEqual([]);
     expect(revealed).toHaveLength(9);
+    expect(inputProbeProblems, 'a PAN in a description or key refused (BAD_USER_INPUT naming it), the card unspent').toEqual([]);
+    expect(inputProbes).toBe(4);
     expect(logLeaks.slice(0, 3), 'PAN/CVC in a service log line').toEqual([]);
     expect(errorLeaks.slice(0, 3), 'PAN echoed in an error').toEqual([]);
     expect(analyticsLeaks, 'PAN in the analytics store').toEqual([]);
