@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { freshDatabase, type TestDatabase } from '@ghostpay/test-support';
 import fc from 'fast-check';
@@ -168,7 +169,7 @@ describe('bad input never produces a 500, a stack trace or a database write', ()
             ? await graphqlRaw(
                 JSON.stringify({
                   query: createChargeMutation,
-                  variables: { input: { cardId: target, amount, currency }, key: `fuzz-${Math.random()}` },
+                  variables: { input: { cardId: target, amount, currency }, key: `fuzz-${randomUUID()}` },
                 }),
               )
             : await graphqlRaw(
@@ -200,7 +201,7 @@ describe('bad input never produces a 500, a stack trace or a database write', ()
         fc.constantFrom('application/json', 'text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=latin1'),
         fc.constantFrom('router', '/charges', '/cards', '/auth/token'),
         async (body, contentType, target) => {
-          const headers = { 'content-type': contentType, 'idempotency-key': `fuzz-${Math.random()}` };
+          const headers = { 'content-type': contentType, 'idempotency-key': `fuzz-${randomUUID()}` };
           const result = target === 'router' ? await graphqlRaw(body, headers) : await bridgeRaw(target, body, headers);
           expectCleanRefusal(result, tally);
           expect(result.status).toBeGreaterThanOrEqual(400);
@@ -222,7 +223,7 @@ describe('bad input never produces a 500, a stack trace or a database write', ()
           fc.pre(!(typeof amount === 'number' && Number.isInteger(amount) && amount > 0 && amount <= 2 ** 31 - 1));
           const payload =
             path === '/cards' ? { user_id: owner.userId, amount, currency, ...extra } : { card_id: cardId, amount, currency, ...extra };
-          const result = await bridgeRaw(path, JSON.stringify(payload), { 'idempotency-key': `fuzz-${Math.random()}` });
+          const result = await bridgeRaw(path, JSON.stringify(payload), { 'idempotency-key': `fuzz-${randomUUID()}` });
           expectCleanRefusal(result, tally);
           expect(result.status).toBeGreaterThanOrEqual(400);
           expect((result.json as { error?: { code?: string } } | undefined)?.error?.code, result.text.slice(0, 300)).toBeTypeOf('string');

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { cards, chargeIdempotencyKeys, charges } from '@ghostpay/db';
@@ -84,7 +85,7 @@ describe('createCharge', () => {
     ['AMOUNT_EXCEEDS_LIMIT', {}, { amount: 5_001 }],
   ])('records a DECLINED charge with %s and leaves the card as it was', async (code, cardOverrides, input) => {
     const c = await card(cardOverrides);
-    const result = await charge(c.id, `k-${code}-${Math.random()}`, input);
+    const result = await charge(c.id, `k-${code}-${randomUUID()}`, input);
     expect(result.errors).toBeUndefined();
     expect(result.data?.createCharge).toMatchObject({ status: 'DECLINED', declineCode: code, authorizedAt: null });
     const [row] = await h.database.db.select().from(cards).where(eq(cards.id, c.id));
