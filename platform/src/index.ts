@@ -5,6 +5,7 @@ export * from './errors.ts';
 export * from './graphql-http.ts';
 export * from './http-request.ts';
 export * from './http-server.ts';
+export * from './iso-4217.ts';
 export * from './jwt-verifier.ts';
 export * from './logger.ts';
 export * from './metrics.ts';

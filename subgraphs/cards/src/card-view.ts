@@ -1,5 +1,5 @@
 import type { CardStatus, cards } from '@ghostpay/db';
-import { currencyExponent } from './iso-4217.ts';
+import { currencyExponent } from '@ghostpay/platform';
 
 export type CardRow = typeof cards.$inferSelect;
 

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { cardIdempotencyKeys, cards, type Database, newId, users } from '@ghostpay/db';
 import {
   BadUserInputError,
+  currencyExponent,
   type FieldProblem,
   IdempotencyKeyReusedError,
   keyContainsCardNumber,
@@ -13,7 +14,6 @@ import { and, eq } from 'drizzle-orm';
 
 import type { CardRow } from './card-view.ts';
 import type { CardsConfig } from './config.ts';
-import { currencyExponent } from './iso-4217.ts';
 import { brandOf, generatePan } from './pan.ts';
 import { encryptPan, type PanSecrets, panFingerprint } from './pan-crypto.ts';
 import { isPossibleId } from './storable-text.ts';

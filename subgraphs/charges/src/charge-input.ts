@@ -1,7 +1,13 @@
 import { createHash } from 'node:crypto';
-import { BadUserInputError, containsCardNumber, type FieldProblem, keyContainsCardNumber, unstorableReason } from '@ghostpay/platform';
+import {
+  BadUserInputError,
+  containsCardNumber,
+  currencyExponent,
+  type FieldProblem,
+  keyContainsCardNumber,
+  unstorableReason,
+} from '@ghostpay/platform';
 
-const knownCurrencies = new Set(Intl.supportedValuesOf('currency'));
 export const maxDescriptionLength = 500;
 export const maxIdempotencyKeyLength = 255;
 /** GraphQL Int's upper bound; amounts are minor units. */
@@ -48,7 +54,7 @@ export function validateCreateCharge(input: CreateChargeInput, idempotencyKey: s
   const problems: FieldProblem[] = [];
   checkId(problems, 'input.cardId', input.cardId, 'a card id');
   checkAmount(problems, 'input.amount', input.amount);
-  if (!/^[A-Z]{3}$/.test(input.currency) || !knownCurrencies.has(input.currency)) {
+  if (currencyExponent(input.currency) === undefined) {
     problems.push({ field: 'input.currency', message: 'must be an ISO-4217 currency code such as USD' });
   }
   if (input.description != null) {

@@ -131,6 +131,9 @@ describe('createCharge', () => {
     ['a negative amount', { amount: -5 }, 'k-v2', 'input.amount'],
     ['an unknown currency', { currency: 'XYZ' }, 'k-v3', 'input.currency'],
     ['a lowercase currency', { currency: 'usd' }, 'k-v4', 'input.currency'],
+    // Withdrawn (2023) and a funds code: Intl knows both, no card can be issued in either.
+    ['a withdrawn currency', { currency: 'HRK' }, 'k-v4b', 'input.currency'],
+    ['a funds code', { currency: 'CLF' }, 'k-v4c', 'input.currency'],
     ['a description over 500 characters', { description: 'x'.repeat(501) }, 'k-v5', 'input.description'],
     ['an empty idempotency key', {}, '  ', 'idempotencyKey'],
     ['an idempotency key over 255 characters', {}, 'k'.repeat(256), 'idempotencyKey'],

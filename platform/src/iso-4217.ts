@@ -12,7 +12,7 @@
  *
  * `Intl.supportedValuesOf('currency')` also lists historic codes, and CLDR's display digits
  * differ from ISO's minor units for some (IQD, RSD, HUF...), so it cross-checks membership
- * only (see test/iso-4217.test.ts). Update this table when ISO publishes an amendment.
+ * only (see subgraphs/cards/test/currency-and-config.test.ts). Update this table when ISO publishes an amendment.
  */
 const exponentExceptions: Record<string, number> = {
   // exponent 0
