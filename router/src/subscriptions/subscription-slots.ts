@@ -114,7 +114,6 @@ export function createRedisSubscriptionSlots(options: RedisSubscriptionSlotsOpti
   const renewLeases = call(renewCommand);
   /** This replica's leases by Redis key. */
   const leases = new Map<string, Set<string>>();
-  let localHeld = 0;
   let lastWarning = 0;
   const warn = (error: unknown, message: string) => {
     if (Date.now() - lastWarning < 10_000) return;
@@ -145,18 +144,7 @@ export function createRedisSubscriptionSlots(options: RedisSubscriptionSlotsOpti
       } catch (error) {
         options.onFallback?.();
         warn(error, 'subscription slots: Redis unavailable, counting this process only');
-        const reservation = await local.acquire(apiKeyId, limit);
-        if (!reservation) return undefined;
-        localHeld++;
-        let released = false;
-        return {
-          release() {
-            if (released) return;
-            released = true;
-            localHeld--;
-            reservation.release();
-          },
-        };
+        return local.acquire(apiKeyId, limit);
       }
       if (!granted) return undefined;
       const members = leases.get(key) ?? new Set<string>();
@@ -176,7 +164,7 @@ export function createRedisSubscriptionSlots(options: RedisSubscriptionSlotsOpti
       };
     },
     held() {
-      let total = localHeld;
+      let total = local.held();
       for (const members of leases.values()) total += members.size;
       return total;
     },
