@@ -11,6 +11,13 @@ export interface SecretsProviderOptions {
   dir?: string;
   /** Development fallback: `GHOSTPAY_SECRET_<NAME>` (name upper-cased, `-` → `_`). */
   env?: Record<string, string | undefined>;
+  /**
+   * Production: a secret answered from the env fallback is still answered, but `logger` is told
+   * once per secret (its name and env variable, never its value) that env secrets are for
+   * development: anything that can read the process's environment (a crash dump, `/proc`, a
+   * child process, an orchestrator's describe) reads them. @default NODE_ENV === 'production'
+   */
+  production?: boolean;
   /** Poll interval as a backstop to fs.watch (missed events on some volume types). @default 5000 */
   pollIntervalMs?: number;
   /**
@@ -36,6 +43,8 @@ export function envNameForSecret(name: string): string {
 
 export function createSecretsProvider(options: SecretsProviderOptions = {}): SecretsProvider {
   const { dir, env = process.env, pollIntervalMs = 5_000, logger } = options;
+  const production = options.production ?? env.NODE_ENV === 'production';
+  const warnedFromEnv = new Set<string>();
   let values = new Map<string, string>();
   const listeners = new Map<string, Set<(value: string | undefined) => void>>();
 
@@ -64,7 +73,17 @@ export function createSecretsProvider(options: SecretsProviderOptions = {}): Sec
       if (before !== after) for (const listener of set) listener(after ?? fromEnv(name));
     }
   };
-  const fromEnv = (name: string) => env[envNameForSecret(name)];
+  const fromEnv = (name: string) => {
+    const value = env[envNameForSecret(name)];
+    if (value !== undefined && production && !warnedFromEnv.has(name)) {
+      warnedFromEnv.add(name);
+      logger?.warn(
+        { secretName: name, env: envNameForSecret(name) },
+        'secret read from the environment in production: env secrets are for development; deliver it as a file in SECRETS_DIR',
+      );
+    }
+    return value;
+  };
 
   // A re-read while running must not throw from a timer or a watch event: that would be an
   // uncaught exception ending the process. A directory that cannot be read for a moment

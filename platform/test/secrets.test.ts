@@ -52,6 +52,29 @@ describe('secrets from a directory', () => {
     );
   });
 
+  it('in production, says once per secret (name, never value) that it came from the env', () => {
+    const warnings: unknown[][] = [];
+    const logger = { warn: (...args: unknown[]) => warnings.push(args), info: () => {} };
+    const env = { GHOSTPAY_SECRET_CVC_KEY: 'cvc-secret-value', NODE_ENV: 'production' };
+    const secrets = createSecretsProvider({ dir: secretsDir({ 'signing-kek': 'from-file' }), env, logger });
+    providers.push(secrets);
+    expect(secrets.get('cvc-key')).toBe('cvc-secret-value');
+    expect(secrets.require('cvc-key')).toBe('cvc-secret-value');
+    expect(secrets.get('signing-kek')).toBe('from-file');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]?.[0]).toEqual({ secretName: 'cvc-key', env: 'GHOSTPAY_SECRET_CVC_KEY' });
+    expect(JSON.stringify(warnings)).not.toContain('cvc-secret-value');
+    // Development (or tests): no warning.
+    const quiet: unknown[] = [];
+    const dev = createSecretsProvider({
+      env: { GHOSTPAY_SECRET_CVC_KEY: 'x' },
+      logger: { warn: (...a: unknown[]) => quiet.push(a), info: () => {} },
+    });
+    providers.push(dev);
+    expect(dev.get('cvc-key')).toBe('x');
+    expect(quiet).toEqual([]);
+  });
+
   it('refuses a directory that is not there at start', () => {
     expect(() => createSecretsProvider({ dir: join(tmpdir(), 'ghostpay-no-such-secrets-dir') })).toThrow(/ENOENT/);
   });
