@@ -49,6 +49,9 @@ describe('what a service may store as given', () => {
     expect(keyContainsCardNumber(uuidLike)).toBe(false);
     expect(keyContainsCardNumber(`bridge-${uuidLike}`)).toBe(false);
     expect(keyContainsCardNumber('order-4111111111111111')).toBe(true);
+    // The documented price (charges README, openapi.yaml): a date-and-sequence key can have the shape.
+    expect(keyContainsCardNumber('2026-11-23-000121')).toBe(true);
+    expect(keyContainsCardNumber('2026-11-23-000122')).toBe(false);
     for (let i = 0; i < 2_000; i++) expect(keyContainsCardNumber(`bridge-${randomUUID()}`)).toBe(false);
   });
 });
