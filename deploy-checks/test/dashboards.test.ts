@@ -13,6 +13,7 @@ interface Panel {
   description?: string;
   datasource?: { uid?: string };
   targets?: { expr: string; refId: string }[];
+  fieldConfig?: { defaults?: { unit?: string } };
 }
 interface Dashboard {
   uid: string;
@@ -45,6 +46,22 @@ describe('Grafana dashboards', () => {
   it('provides overview, per-subgraph and runtime dashboards with unique uids', () => {
     const uids = dashboards.map(({ dashboard }) => dashboard.uid);
     expect(uids.sort()).toEqual(['ghostpay-overview', 'ghostpay-runtime', 'ghostpay-subgraph']);
+  });
+
+  it('plots a counter rate per second: panels whose queries are all rates of counters use a per-second unit', () => {
+    // Grafana's per-second units; `short` would label "2 errors per second" as "2".
+    const perSecond = new Set(['reqps', 'ops', 'cps', 'rps', 'wps', 'iops']);
+    // A summed rate of a counter, not divided by anything (a ratio has its own unit), and not of a
+    // `_seconds_total` counter (seconds per second is a share: percentunit).
+    const counterRate = /^(?:sum(?: by \([^)]*\))? \()?rate\((?!\w+_seconds_total)\w+_(?:total|count)\b[^/]*$/;
+    const wrong = dashboards.flatMap(({ file, dashboard }) =>
+      dashboard.panels
+        .filter((panel) => panel.type !== 'row' && (panel.targets ?? []).length > 0)
+        .filter((panel) => panel.targets!.every((t) => counterRate.test(t.expr.replace(/^topk\(\d+, /, ''))))
+        .filter((panel) => !perSecond.has(panel.fieldConfig?.defaults?.unit ?? ''))
+        .map((panel) => `${file} / ${panel.title}: ${panel.fieldConfig?.defaults?.unit}`),
+    );
+    expect(wrong).toEqual([]);
   });
 
   it('queries only the metrics the services expose (contract + prom-client defaults + up)', async () => {
