@@ -78,6 +78,13 @@ function numericArgument(value: ValueNode | undefined, variables: Map<string, un
  * `first`/`last`/`limit` argument is a page of that size: its `edges`/`nodes` child is the list.
  * Any other field with a selection set whose name is plural (ends in "s") counts as a list of 10.
  * Simple on purpose: it bounds the fan-out a client can ask for before anything is fetched.
+ *
+ * Every spread of a fragment counts (a fragment spread twice costs twice), but each fragment is
+ * measured once per page size and the result reused: a cost is linear in the multiplier above
+ * it and a depth relative to where it is spread. Walking each spread instead took time
+ * exponential in the document (`fragment F1 on Query { ...F2 ...F2 }`, and so on: 22 such
+ * fragments, under 200 tokens, blocked the event loop for 10 s, any more for ever) before any
+ * limit was compared, for any caller, anonymous ones included.
  */
 export function measureOperation(
   document: DocumentNode,
@@ -88,25 +95,18 @@ export function measureOperation(
   const fragments = new Map(
     document.definitions.filter((d): d is FragmentDefinitionNode => d.kind === Kind.FRAGMENT_DEFINITION).map((f) => [f.name.value, f]),
   );
-  let aliases = 0;
   let introspection = false;
-  const countedAliasesIn = new Set<string>();
-  const walk = (
-    set: SelectionSetNode,
-    depth: number,
-    multiplier: number,
-    seen: Set<string>,
-    countAliases: boolean,
-    page?: number,
-  ): { depth: number; cost: number } => {
-    let maxDepth = depth;
+  /** Depth below a selection set and its cost for a multiplier of 1, per fragment and page size. */
+  const measured = new Map<string, { depth: number; cost: number }>();
+  const inProgress = new Set<string>();
+  const walk = (set: SelectionSetNode, page: number | undefined): { depth: number; cost: number } => {
+    let maxDepth = 0;
     let cost = 0;
     for (const selection of set.selections) {
       if (selection.kind === Kind.FIELD) {
         if (selection.name.value === '__schema' || selection.name.value === '__type') introspection = true;
-        if (selection.alias && countAliases) aliases++;
-        cost += multiplier;
-        maxDepth = Math.max(maxDepth, depth + 1);
+        cost += 1;
+        maxDepth = Math.max(maxDepth, 1);
         if (selection.selectionSet) {
           const pageArg = selection.arguments?.find((a) => ['first', 'last', 'limit'].includes(a.name.value));
           const name = selection.name.value;
@@ -114,47 +114,76 @@ export function measureOperation(
           let size = 1;
           if (page !== undefined && (name === 'edges' || name === 'nodes')) size = page;
           else if (pageSize === undefined && /s$/.test(name)) size = assumedListSize;
-          const inner = walk(selection.selectionSet, depth + 1, multiplier * Math.max(1, size), seen, countAliases, pageSize);
-          maxDepth = Math.max(maxDepth, inner.depth);
-          cost += inner.cost;
+          const inner = walk(selection.selectionSet, pageSize);
+          maxDepth = Math.max(maxDepth, 1 + inner.depth);
+          cost += Math.max(1, size) * inner.cost;
         }
       } else if (selection.kind === Kind.INLINE_FRAGMENT) {
-        const inner = walk(selection.selectionSet, depth, multiplier, seen, countAliases, page);
+        const inner = walk(selection.selectionSet, page);
         maxDepth = Math.max(maxDepth, inner.depth);
         cost += inner.cost;
       } else {
         const name = selection.name.value;
         const fragment = fragments.get(name);
-        if (!fragment || seen.has(name)) continue;
-        // Aliases are counted once per fragment definition (they are text the client sent once).
-        const inner = walk(
-          fragment.selectionSet,
-          depth,
-          multiplier,
-          new Set([...seen, name]),
-          countAliases && !countedAliasesIn.has(name),
-          page,
-        );
-        countedAliasesIn.add(name);
+        const key = `${page}:${name}`;
+        // A cycle (which validation refuses before this runs) counts as nothing.
+        if (!fragment || inProgress.has(key)) continue;
+        let inner = measured.get(key);
+        if (!inner) {
+          inProgress.add(key);
+          inner = walk(fragment.selectionSet, page);
+          inProgress.delete(key);
+          measured.set(key, inner);
+        }
         maxDepth = Math.max(maxDepth, inner.depth);
         cost += inner.cost;
       }
     }
     return { depth: maxDepth, cost };
   };
-  const { depth, cost } = walk(operation.selectionSet, 0, 1, new Set(), true);
-  let rootFields = 0;
-  const countRoot = (set: SelectionSetNode, seen: Set<string>) => {
+  const { depth, cost } = walk(operation.selectionSet, undefined);
+
+  // Aliases are text the client sent: counted once in the operation and once in each fragment it reaches.
+  let aliases = 0;
+  const reached = new Set<string>();
+  const countAliases = (set: SelectionSetNode) => {
     for (const selection of set.selections) {
-      if (selection.kind === Kind.FIELD) rootFields += selection.name.value === '__typename' ? 0 : 1;
-      else if (selection.kind === Kind.INLINE_FRAGMENT) countRoot(selection.selectionSet, seen);
-      else {
+      if (selection.kind === Kind.FIELD) {
+        if (selection.alias) aliases++;
+        if (selection.selectionSet) countAliases(selection.selectionSet);
+      } else if (selection.kind === Kind.INLINE_FRAGMENT) {
+        countAliases(selection.selectionSet);
+      } else {
         const fragment = fragments.get(selection.name.value);
-        if (fragment && !seen.has(fragment.name.value)) countRoot(fragment.selectionSet, new Set([...seen, fragment.name.value]));
+        if (!fragment || reached.has(fragment.name.value)) continue;
+        reached.add(fragment.name.value);
+        countAliases(fragment.selectionSet);
       }
     }
   };
-  countRoot(operation.selectionSet, new Set());
+  countAliases(operation.selectionSet);
+
+  // Root fields through fragments, each spread counted, each fragment counted once.
+  const rootFieldsOf = new Map<string, number>();
+  const countRoot = (set: SelectionSetNode): number => {
+    let count = 0;
+    for (const selection of set.selections) {
+      if (selection.kind === Kind.FIELD) count += selection.name.value === '__typename' ? 0 : 1;
+      else if (selection.kind === Kind.INLINE_FRAGMENT) count += countRoot(selection.selectionSet);
+      else {
+        const name = selection.name.value;
+        const fragment = fragments.get(name);
+        if (!fragment) continue;
+        if (!rootFieldsOf.has(name)) {
+          rootFieldsOf.set(name, 0); // cycle guard
+          rootFieldsOf.set(name, countRoot(fragment.selectionSet));
+        }
+        count += rootFieldsOf.get(name) ?? 0;
+      }
+    }
+    return count;
+  };
+  const rootFields = countRoot(operation.selectionSet);
   return { depth, aliases, rootFields, cost, introspection };
 }
 

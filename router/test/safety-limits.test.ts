@@ -59,6 +59,16 @@ describe('safety limits, refused before any subgraph is called', () => {
       /cost 20402 exceeds the limit of 5000/,
     ],
     [
+      // Measuring it spread by spread took time exponential in the fragments (this one: 2^40 spreads) before any limit was compared.
+      'fragments that spread the next one twice, 40 deep',
+      () => ({
+        query: `query Q { ...F0 }\n${Array.from({ length: 40 }, (_, i) => `fragment F${i} on Query { ...F${i + 1} ...F${i + 1} }`).join('\n')}\nfragment F40 on Query { __typename }`,
+      }),
+      400,
+      'OPERATION_LIMIT_EXCEEDED',
+      /cost 1099511627776 exceeds the limit of 5000/,
+    ],
+    [
       'a batched request (batching is off)',
       () => [{ query: '{ card(id: "1") { id } }' }, { query: '{ card(id: "2") { id } }' }],
       400,
