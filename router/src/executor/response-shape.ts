@@ -272,6 +272,8 @@ function applySelections(
       if (run.invalid) return NULL_BUBBLE_UP;
     } else {
       const typename = input.__typename as string | undefined;
+      // As the gateway's computeResponse asserts (a field aliased `__typename` can put any value there).
+      if (typename && typeof typename !== 'string') throw new Error(`Got unexpected value for __typename: ${typename}`);
       const condition = selection.typeCondition;
       const applies = !condition || (typename ? run.subtype(condition, typename) : run.subtype(condition, parentType));
       if (applies && applySelections(run, input, selection.selections, output, condition ?? parentType) === NULL_BUBBLE_UP)
@@ -333,8 +335,11 @@ function updateOutputValue(run: ShapeRun, outputValue: unknown, type: TypeShape,
     if (typeof inputValue !== 'object') throw new Error(`Invalid non-object value returned by subgraph for composite type ${type.name}`);
     const input = inputValue as Record<string, unknown>;
     const inputTypename = input.__typename;
+    // The gateway fails the whole response here (a field aliased `__typename` that is not a string).
+    if (inputTypename !== undefined && typeof inputTypename !== 'string')
+      throw new Error(`Invalid non-string value ${inputTypename} for __typename at ${run.path}`);
     let objectType = type.name;
-    if (inputTypename !== undefined) {
+    if (inputTypename) {
       const named = typeof inputTypename === 'string' ? run.schema.getType(inputTypename) : undefined;
       if (!named || !isCompositeType(named)) {
         run.errors.push(
