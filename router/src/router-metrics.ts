@@ -69,3 +69,27 @@ export type RouterMetrics = ReturnType<typeof createRouterMetrics>;
 export function isServerErrorResponse(httpStatus: number, errorCodes: readonly string[]): boolean {
   return httpStatus < 500 && errorCodes.some((code) => httpStatusFor(code) >= 500);
 }
+
+/**
+ * The `operation_name` label of an operation. Operation names are the client's text: each new
+ * one would be a new histogram (a dozen series, kept for the process's life), so a caller
+ * sending `query R1 …`, `query R2 …` grew the router's memory and every scrape without bound.
+ * Names of trusted operations (the persisted-query manifests) always get their own label; any
+ * other name gets one while fewer than `maxOther` have, later ones share `(other)`. Every label
+ * is cut to `maxLength` characters.
+ */
+export function createOperationLabels(trustedNames: Iterable<string | undefined>, options: { maxOther?: number; maxLength?: number } = {}) {
+  const maxOther = options.maxOther ?? 100;
+  const maxLength = options.maxLength ?? 100;
+  const trusted = new Set<string>();
+  for (const name of trustedNames) if (name) trusted.add(name.slice(0, maxLength));
+  const other = new Set<string>();
+  return (operationName: string | null | undefined): string => {
+    if (!operationName) return '(anonymous)';
+    const name = operationName.slice(0, maxLength);
+    if (trusted.has(name) || other.has(name)) return name;
+    if (other.size >= maxOther) return '(other)';
+    other.add(name);
+    return name;
+  };
+}

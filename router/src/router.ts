@@ -23,7 +23,7 @@ import {
   sendJson,
   traceHeadersFor,
 } from '@ghostpay/platform';
-import { buildASTSchema, type GraphQLError, type GraphQLFormattedError, type GraphQLSchema, parse, print } from 'graphql';
+import { buildASTSchema, type GraphQLError, type GraphQLFormattedError, type GraphQLSchema, Kind, parse, print } from 'graphql';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -48,7 +48,7 @@ import {
 import { playgroundClientHeader, servePlayground } from './playground.ts';
 import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter, rateLimitHeaders } from './rate-limiter.ts';
 import { callerSafeId, emitRequestEvent, type RequestEventHandler, type RouterRequestEvent, traceIdOf } from './request-events.ts';
-import { createRouterMetrics, isServerErrorResponse } from './router-metrics.ts';
+import { createOperationLabels, createRouterMetrics, isServerErrorResponse } from './router-metrics.ts';
 import { withoutSchemaSuggestions } from './schema-suggestions.ts';
 import { createRetryBudget, type SubgraphCallContext, SubgraphDataSource } from './subgraph-data-source.ts';
 import {
@@ -120,6 +120,15 @@ function errorBody(code: ErrorCode, message: string, extensions: Record<string, 
   return { errors: [{ message, extensions: { code, ...extensions } }] };
 }
 
+/** The names of the operations a manifest body defines (a manifest entry may hold several). */
+function operationNamesIn(body: string): string[] {
+  try {
+    return parse(body).definitions.flatMap((d) => (d.kind === Kind.OPERATION_DEFINITION && d.name ? [d.name.value] : []));
+  } catch {
+    return [];
+  }
+}
+
 function withHttpStatus(error: GhostPayError): GhostPayError {
   const code = error.extensions.code as string;
   error.extensions.http = { status: httpStatusFor(code) };
@@ -157,6 +166,8 @@ export function createRouter(deps: RouterDeps): Router {
   }
   const manifest = loadPersistedQueryManifests(config.ROUTER_PQ_MANIFESTS);
   const safelist: Map<string, PersistedOperation> | undefined = config.ROUTER_PERSISTED_QUERIES === 'safelist' ? manifest : undefined;
+  // Client-chosen operation names are bounded as metric labels; the manifests' are trusted.
+  const operationLabel = createOperationLabels([...manifest.values()].flatMap((o) => [o.name, ...operationNamesIn(o.body)]));
 
   const retryBudget = createRetryBudget();
   const subgraphTls = subgraphClientTls(config);
@@ -287,7 +298,7 @@ export function createRouter(deps: RouterDeps): Router {
             context.report.errorCodes.push(code);
           }
           metrics.requestDuration.observe(
-            { operation_name: rc.operationName ?? '(anonymous)', operation_type: rc.operation?.operation ?? 'unknown' },
+            { operation_name: operationLabel(rc.operationName), operation_type: rc.operation?.operation ?? 'unknown' },
             (performance.now() - started) / 1000,
           );
         },
