@@ -62,7 +62,7 @@ export interface VariableSpec {
 }
 
 export interface OperationOptions {
-  /** Literal values (GraphQL text) per argument type name, e.g. `{ ID: ['"b1"'], String: ['"e"'] }`. */
+  /** Literal values (GraphQL text) per argument type (`[ID!]!`) or named type (`ID`), e.g. `{ ID: ['"b1"'], String: ['"e"'] }`. */
   literals: Record<string, string[]>;
   /** Variables per type name (the type the argument or condition needs, without `!`). */
   variables: VariableSpec[];
@@ -121,7 +121,7 @@ export function operationArbitrary(schema: GraphQLSchema, options: OperationOpti
 
   const argArb = (type: GraphQLInputType): fc.Arbitrary<ArgValue> | undefined => {
     const named = getNamedType(type).name;
-    const literals = options.literals[named] ?? [];
+    const literals = options.literals[String(type)] ?? options.literals[named] ?? [];
     const typeText = String(type);
     // A variable fits where its type is the argument's, or nullable with a default where non-null is needed.
     const vars = options.variables.filter(

@@ -303,6 +303,7 @@ export function mergeInto(target: Record<string, unknown>, source: Record<string
       continue;
     }
     if (existing && isPlainObject(value)) {
+      if (typeof existing !== 'object') mergeIntoPrimitive(existing, value);
       mergeInto(existing as Record<string, unknown>, value);
     } else if (Array.isArray(value) && Array.isArray(existing) && value.length === existing.length) {
       for (let i = 0; i < value.length; i++) {
@@ -314,6 +315,19 @@ export function mergeInto(target: Record<string, unknown>, source: Record<string
     } else {
       target[key] = value;
     }
+  }
+}
+
+/**
+ * An object merged into a string, number or boolean (a subgraph answered an object where the
+ * merged data holds a scalar: a custom scalar aliased like a key field, a field aliased
+ * `__typename`). The gateway's deepMerge fails the fetch there with the TypeError of its
+ * `key in target` check on the first key; the same error, rather than the one an assignment
+ * to a primitive gives.
+ */
+function mergeIntoPrimitive(target: unknown, source: Record<string, unknown>): void {
+  for (const key of Object.keys(source)) {
+    if (source[key] !== undefined) throw new TypeError(`Cannot use 'in' operator to search for '${key}' in ${target}`);
   }
 }
 
