@@ -314,9 +314,15 @@ function updateOutputValue(run: ShapeRun, outputValue: unknown, type: TypeShape,
   }
   if (inputValue === null) return null;
   if (type.kind === 'list') {
-    if (!Array.isArray(inputValue)) throw new Error(`Invalid non-list value returned by subgraph for list type ${typeLabel(type)}`);
+    // The gateway's assertions, with its messages (the value is part of them).
+    if (!Array.isArray(inputValue))
+      throw new Error(`Invalid non-list value ${inputValue} returned by subgraph for list type ${typeLabel(type)}`);
+    if (outputValue !== undefined && !Array.isArray(outputValue))
+      throw new Error(`Invalid non-list value ${outputValue} returned by subgraph for list type ${typeLabel(type)}`);
     const outputList = outputValue as unknown[] | undefined;
-    const length = outputList ? outputList.length : inputValue.length;
+    if (outputList && outputList.length !== inputValue.length)
+      throw new Error(`[${inputValue}].length (${inputValue.length}) !== [${outputList}].length (${outputList.length})`);
+    const length = inputValue.length;
     let shouldNullify = false;
     let hasErrors = false;
     const updated = new Array(length);
@@ -332,7 +338,9 @@ function updateOutputValue(run: ShapeRun, outputValue: unknown, type: TypeShape,
     return shouldNullify ? null : updated;
   }
   if (type.kind === 'composite') {
-    if (typeof inputValue !== 'object') throw new Error(`Invalid non-object value returned by subgraph for composite type ${type.name}`);
+    // The gateway's assertions, with its messages (both name the input value).
+    if (typeof inputValue !== 'object' || (outputValue !== undefined && typeof outputValue !== 'object'))
+      throw new Error(`Invalid non-object value ${inputValue} returned by subgraph for composite type ${type.name}`);
     const input = inputValue as Record<string, unknown>;
     const inputTypename = input.__typename;
     // The gateway fails the whole response here (a field aliased `__typename` that is not a string).
