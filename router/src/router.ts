@@ -402,6 +402,14 @@ export function createRouter(deps: RouterDeps): Router {
         slots: deps.redis
           ? createRedisSubscriptionSlots({ redis: deps.redis, logger, onFallback: () => metrics.redisFallback.inc() })
           : undefined,
+        // Each WebSocket subscribe takes one request from the key's per-minute budget, as an SSE request does.
+        admitWebSocketSubscribe: async (principal, request) => {
+          const decision = await consumeRateLimit(principal, request, 1);
+          if (decision.allowed) return undefined;
+          return new GhostPayError(ErrorCode.RATE_LIMITED, `Rate limit of ${decision.limit} requests per minute exceeded`, {
+            extensions: { retryAfter: decision.retryAfterSeconds },
+          });
+        },
         // One request event per WebSocket subscribe attempt (and per refused connection_init), as for HTTP.
         onWebSocketAnswered: deps.onRequestEvent
           ? (answer) =>
@@ -436,6 +444,32 @@ export function createRouter(deps: RouterDeps): Router {
     }
     return req.socket.remoteAddress ?? 'unknown';
   };
+
+  /**
+   * Takes `cost` requests from the caller's per-minute budget: its API key's (the key's own limit
+   * when auth stores one), else its address's anonymous one. Every request that runs an operation
+   * takes from it: POST/GET /graphql (each entry of a batch) and each subscribe attempt, whose
+   * first payload is a gateway query like any other (WebSocket `subscribe`, SSE request).
+   */
+  const consumeRateLimit = async (principal: Principal | undefined, req: IncomingMessage, cost: number) => {
+    const identity = principal ? `key:${principal.apiKeyId}` : `ip:${clientAddress(req)}`;
+    let limit = principal ? config.ROUTER_RATE_LIMIT_PER_MINUTE : config.ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE;
+    if (principal && deps.apiKeyLookup)
+      limit = (await deps.apiKeyLookup(principal.apiKeyId).catch(() => undefined))?.rateLimitPerMinute ?? limit;
+    const decision = await limiter.consume(identity, limit, cost);
+    if (!decision.allowed) metrics.rateLimited.inc({ scope: principal ? 'api_key' : 'client_address' });
+    return decision;
+  };
+
+  /** Sends a refused decision's 429 (its headers are already on the response). */
+  const refuseRateLimited = (refuse: Refuse, decision: Awaited<ReturnType<typeof consumeRateLimit>>) =>
+    refuse(
+      429,
+      ErrorCode.RATE_LIMITED,
+      `Rate limit of ${decision.limit} requests per minute exceeded`,
+      {},
+      { retryAfter: decision.retryAfterSeconds },
+    );
 
   type Refuse = (
     httpStatus: number,
@@ -543,6 +577,13 @@ export function createRouter(deps: RouterDeps): Router {
       refuse(401, ErrorCode.UNAUTHENTICATED, 'Authentication required', { 'www-authenticate': 'Bearer' });
       return;
     }
+    // A subscribe runs its first payload's query at once: one request of the key's budget, before the body is read.
+    const decision = await consumeRateLimit(principal, req, 1);
+    for (const [name, value] of Object.entries(rateLimitHeaders(decision))) res.setHeader(name, value);
+    if (!decision.allowed) {
+      refuseRateLimited(refuse, decision);
+      return;
+    }
     let body: unknown;
     if (req.method === 'POST') {
       const raw = await readLimitedBody(req, res, refuse);
@@ -645,22 +686,10 @@ export function createRouter(deps: RouterDeps): Router {
       return;
     }
 
-    const identity = principal ? `key:${principal.apiKeyId}` : `ip:${clientAddress(req)}`;
-    let limit = principal ? config.ROUTER_RATE_LIMIT_PER_MINUTE : config.ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE;
-    if (principal && deps.apiKeyLookup)
-      limit = (await deps.apiKeyLookup(principal.apiKeyId).catch(() => undefined))?.rateLimitPerMinute ?? limit;
-    const decision = await limiter.consume(identity, limit, batchSize);
-    const limitHeaders = rateLimitHeaders(decision);
-    for (const [name, value] of Object.entries(limitHeaders)) res.setHeader(name, value);
+    const decision = await consumeRateLimit(principal, req, batchSize);
+    for (const [name, value] of Object.entries(rateLimitHeaders(decision))) res.setHeader(name, value);
     if (!decision.allowed) {
-      metrics.rateLimited.inc({ scope: principal ? 'api_key' : 'client_address' });
-      refuse(
-        429,
-        ErrorCode.RATE_LIMITED,
-        `Rate limit of ${decision.limit} requests per minute exceeded`,
-        {},
-        { retryAfter: decision.retryAfterSeconds },
-      );
+      refuseRateLimited(refuse, decision);
       return;
     }
 

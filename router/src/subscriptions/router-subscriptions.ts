@@ -23,6 +23,8 @@ export interface RouterSubscriptionsOptions<TContext extends BaseContext> extend
   onWebSocketAnswered?: SubscriptionGatewayOptions['onWebSocketAnswered'];
   /** Where the per-API-key limit is counted (see `SubscriptionGatewayOptions`). */
   slots?: SubscriptionGatewayOptions['slots'];
+  /** The per-minute rate limit of each WebSocket subscribe (see `SubscriptionGatewayOptions`). */
+  admitWebSocketSubscribe?: SubscriptionGatewayOptions['admitWebSocketSubscribe'];
 }
 
 /** Everything `createRouter` needs in one call: the subscription gateway over its own gateway. */
@@ -54,5 +56,6 @@ export function createRouterSubscriptions<TContext extends BaseContext>(
     persistedQueries: options.persistedQueries,
     onWebSocketAnswered: options.onWebSocketAnswered,
     slots: options.slots,
+    admitWebSocketSubscribe: options.admitWebSocketSubscribe,
   });
 }

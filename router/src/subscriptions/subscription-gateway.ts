@@ -89,6 +89,13 @@ export interface SubscriptionGatewayOptions {
    * SSE requests report through `handleSse`'s `onAnswered`. @default none
    */
   onWebSocketAnswered?: (answer: WebSocketSubscribeAnswer) => void;
+  /**
+   * Asked before each WebSocket `subscribe` is planned: the router's per-minute rate limit (a
+   * subscribe runs its first payload's query at once, a request like any other). An error
+   * refuses the attempt with it. SSE requests are limited by the router before they reach
+   * `handleSse`. @default every subscribe admitted
+   */
+  admitWebSocketSubscribe?: (principal: Principal, request: IncomingMessage) => Promise<GhostPayError | undefined>;
 }
 
 /** The first answer to one subscribe attempt (a first payload or a refusal), for the router's request event. */
@@ -396,6 +403,8 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
           return errors;
         };
         if (!state?.caller) return refuse([new GhostPayError(ErrorCode.UNAUTHENTICATED, 'Authentication required')]);
+        const refused = await options.admitWebSocketSubscribe?.(state.caller.principal, ctx.extra.request);
+        if (refused) return refuse([refused]);
         if (state.active >= limits.maxPerConnection) {
           return refuse([
             new GhostPayError(ErrorCode.RATE_LIMITED, `Too many subscriptions on this connection (at most ${limits.maxPerConnection})`),
