@@ -27,10 +27,10 @@ const corpusOptions: OperationOptions = {
   },
   variables: [
     { name: 'b', type: 'Boolean!', values: [true, false] },
-    { name: 'bt', type: 'Boolean', defaultValue: 'true', values: [undefined, true, false] },
+    { name: 'bt', type: 'Boolean', defaultValue: 'true', values: [undefined, true, false, null] },
     { name: 'bf', type: 'Boolean!', defaultValue: 'false', values: [undefined, true, false] },
     { name: 'id', type: 'ID!', values: ['b1', 'b2', 'b3', 'b4', 'm1', 'nope'] },
-    { name: 'idd', type: 'ID', defaultValue: '"b1"', values: [undefined, 'b3', 'b4'] },
+    { name: 'idd', type: 'ID', defaultValue: '"b1"', values: [undefined, 'b3', 'b4', null] },
     { name: 'term', type: 'String', values: [undefined, null, 'e', 'alien', ''] },
     { name: 'termd', type: 'String', defaultValue: '"u"', values: [undefined, 'a'] },
   ],
@@ -57,6 +57,12 @@ const corpusRegressions: { name: string; query: string; variables?: Record<strin
     name: 'a root field aliased __typename, read by a fragment on the root type',
     query: '{ __typename: book(id: "b1") { id } ... on Query { a: __typename } }',
   },
+  {
+    // Without a Condition node, computeResponse fails it, naming the directive.
+    name: 'a defaulted @include variable sent as null, on __typename',
+    query: 'query Q($bt: Boolean = true) { __typename @include(if: $bt) }',
+    variables: { bt: null },
+  },
 ];
 
 const runs = Number(process.env.DIFF_RUNS ?? 300);
@@ -70,11 +76,11 @@ const modeOptions: OperationOptions = {
   },
   variables: [
     { name: 'b', type: 'Boolean!', values: [true, false] },
-    { name: 'bt', type: 'Boolean', defaultValue: 'true', values: [undefined, true, false] },
+    { name: 'bt', type: 'Boolean', defaultValue: 'true', values: [undefined, true, false, null] },
     { name: 'bf', type: 'Boolean!', defaultValue: 'false', values: [undefined, true, false] },
     { name: 'id', type: 'ID!', values: ['p1', 'p2', 'p3', 'p4', 'p5', 's1', 's2', 'nope'] },
     { name: 'ids', type: '[ID!]!', values: [['p1', 'p4', 'p1'], ['p5', 'p3'], 'p2'] },
-    { name: 'mode', type: 'Mode', defaultValue: 'ERROR', values: [undefined, 'OK', 'NULL', 'ERROR_CODE'] },
+    { name: 'mode', type: 'Mode', defaultValue: 'ERROR', values: [undefined, 'OK', 'NULL', 'ERROR_CODE', null] },
     { name: 'm', type: 'Mode!', values: ['OK', 'NULL', 'ERROR', 'ERROR_CODE'] },
   ],
   aliases: ['a', 'b', 'id', 'name'],

@@ -216,17 +216,19 @@ interface ShapeRun {
   errored: boolean;
 }
 
-function flagValue(flag: Flag, variables: Record<string, unknown>): boolean {
+function flagValue(flag: Flag, variables: Record<string, unknown>, directive: 'skip' | 'include'): boolean {
   if (typeof flag === 'boolean') return flag;
   const value = getOwn(variables, flag.variable);
-  if (typeof value !== 'boolean') throw new Error(`Unexpected value ${String(value)} for variable $${flag.variable} of @skip/@include`);
+  // The gateway's message (computeResponse): a defaulted nullable variable sent as null gets here.
+  if (typeof value !== 'boolean')
+    throw new Error(`Unexpected value ${value} for variable $${flag.variable} of @${directive}(if: $${flag.variable})`);
   return value;
 }
 
 function skipped(selection: ShapeSelection, variables: Record<string, unknown>): boolean {
   return (
-    (selection.skip !== undefined && flagValue(selection.skip, variables)) ||
-    (selection.include !== undefined && !flagValue(selection.include, variables))
+    (selection.skip !== undefined && flagValue(selection.skip, variables, 'skip')) ||
+    (selection.include !== undefined && !flagValue(selection.include, variables, 'include'))
   );
 }
 
