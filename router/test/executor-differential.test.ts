@@ -58,6 +58,13 @@ const corpusRegressions: { name: string; query: string; variables?: Record<strin
     query: '{ __typename: book(id: "b1") { id } ... on Query { a: __typename } }',
   },
   {
+    // A nullable variable with a default may stand for Boolean!, and a request may still send
+    // null: the plan's Condition node fails the whole request with the planner's message.
+    name: 'a defaulted @skip variable sent as null, on a field the plan fetches under a condition',
+    query: 'query Q($bt: Boolean = true) { items @skip(if: $bt) { id } }',
+    variables: { bt: null },
+  },
+  {
     // Without a Condition node, computeResponse fails it, naming the directive.
     name: 'a defaulted @include variable sent as null, on __typename',
     query: 'query Q($bt: Boolean = true) { __typename @include(if: $bt) }',
@@ -99,6 +106,12 @@ const modeRegressions: { name: string; query: string; variables?: Record<string,
     // fails the fetch with the TypeError of its `in` check, and that message is the client's.
     name: 'an object-valued custom scalar aliased like the key field it is merged into',
     query: '{ product(id: "p1") { id: meta } }',
+  },
+  {
+    // Before the fix, null took the else branch: the subgraphs were called and their errors returned.
+    name: 'a defaulted @skip variable sent as null, on a fragment of an entity fetch',
+    query: 'query Q($bt: Boolean = true) { shelf { id ... on Product @skip(if: $bt) { stock(mode: ERROR) } } }',
+    variables: { bt: null },
   },
 ];
 

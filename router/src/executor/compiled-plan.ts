@@ -430,6 +430,10 @@ async function executeNode(run: PlanRun, node: CompiledNode, cursor: Cursor): Pr
     case 'condition': {
       const provided = run.variables ? getOwn(run.variables, node.variable) : undefined;
       const value = provided !== undefined ? provided : getOwn(run.defaults, node.variable);
+      // The planner's evaluateCondition: a defaulted nullable variable sent as null fails the
+      // whole request (thrown, not a fetch error), before any later fetch is sent.
+      if (value === undefined) throw new Error(`Missing value for variable $${node.variable} (and no default found)`);
+      if (typeof value !== 'boolean') throw new Error(`Invalid non-boolean value ${value} for Boolean! variable $${node.variable}`);
       const branch = value ? node.ifClause : node.elseClause;
       if (branch) await executeNode(run, branch, cursor);
       return;
