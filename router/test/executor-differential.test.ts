@@ -65,6 +65,13 @@ const corpusRegressions: { name: string; query: string; variables?: Record<strin
     variables: { bt: null },
   },
   {
+    // The plan flattens search.@.__typename.@ for the movies' authors; "u" finds books only,
+    // whose __typename is the string "Book": the gateway fails the request at the flatten
+    // path, the executor used to iterate the string's characters as entities.
+    name: 'a list field aliased __typename that a flatten path walks through, holding a string',
+    query: '{ search(term: "u") { ... on Movie { __typename: reviews { author { name } } } } }',
+  },
+  {
     // Without a Condition node, computeResponse fails it, naming the directive.
     name: 'a defaulted @include variable sent as null, on __typename',
     query: 'query Q($bt: Boolean = true) { __typename @include(if: $bt) }',

@@ -340,12 +340,29 @@ export function flattenAt(data: unknown, path: readonly (string | number)[]): un
   let index = 0;
   for (; index < path.length && path[index] !== '@'; index++) {
     if (value === undefined || value === null) return value;
+    if (Array.isArray(value)) unexpectedArray(path[index]);
     value = hasOwn.call(value, path[index] as string) ? (value as Record<string, unknown>)[path[index] as string] : undefined;
   }
   if (index === path.length || value === undefined || value === null) return value;
+  if (!Array.isArray(value)) notAList();
   const out: unknown[] = [];
-  for (const element of value as unknown[]) pushFlattened(element, path, index + 1, out);
+  for (const element of value) pushFlattened(element, path, index + 1, out);
   return out;
+}
+
+/*
+ * Data that does not have the plan's shape at a flatten path (a field aliased like one the
+ * plan walks through, `__typename` or a key field): the gateway's flattenResultsAtPath fails
+ * the whole request there, with these errors (its assertion, and `value.flatMap` on a value
+ * that is not a list). Iterating a string as a list, or reading a field of a list, would go on
+ * with made-up entities instead.
+ */
+function unexpectedArray(element: string | number | undefined): never {
+  throw new Error(`Unexpected array in result for path element ${element}`);
+}
+
+function notAList(): never {
+  throw new TypeError('value.flatMap is not a function');
 }
 
 /** Adds what the value at `path[index…]` contributes under an `@`: the elements of a list, anything else as one. */
@@ -357,6 +374,7 @@ function pushFlattened(data: unknown, path: readonly (string | number)[], start:
       out.push(value);
       return;
     }
+    if (Array.isArray(value)) unexpectedArray(path[index]);
     value = hasOwn.call(value, path[index] as string) ? (value as Record<string, unknown>)[path[index] as string] : undefined;
   }
   if (index === path.length) {
@@ -365,7 +383,8 @@ function pushFlattened(data: unknown, path: readonly (string | number)[], start:
   } else if (value === undefined || value === null) {
     out.push(value);
   } else {
-    for (const element of value as unknown[]) pushFlattened(element, path, index + 1, out);
+    if (!Array.isArray(value)) notAList();
+    for (const element of value) pushFlattened(element, path, index + 1, out);
   }
 }
 
