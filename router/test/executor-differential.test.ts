@@ -16,6 +16,13 @@ import { type OperationOptions, operationArbitrary, validationErrors } from './e
  * list repeating one entity) and executor-differential-fixtures.ts, where `mode` arguments
  * choose nulls and errors at every level and lists of entities repeat and hold nulls.
  *
+ * One known difference, where vanilla is the one off the spec: it merges two fragments with
+ * the same type condition in one selection set before shaping, so a field between them comes
+ * after the second one's fields (`{ ... on Product { name } id ... on Product { kind } }`:
+ * vanilla name, kind, id; the spec's CollectFields and the compiled executor name, id, kind).
+ * The test below pins the compiled order; a hunt with another seed may stop on such a case
+ * (same data, key order only), about 1 in 5,000 generated operations.
+ *
  * `DIFF_RUNS` and `DIFF_SEED` override the bounded default for a local hunt, e.g.
  * `DIFF_RUNS=5000 DIFF_SEED=$RANDOM npx vitest run --config vitest.config.ts router/test/executor-differential.test.ts`.
  */
@@ -175,6 +182,24 @@ function differentialSuite(
     }, 600_000);
   });
 }
+
+describe('field order where vanilla @apollo/gateway merges fragments', () => {
+  it('keeps the order of the operation (GraphQL spec, CollectFields), where vanilla moves a field after a later fragment', async () => {
+    const subgraphs = await startDifferentialSubgraphs();
+    const pair = await startGatewayPair(subgraphs.supergraphSdl);
+    try {
+      const query = '{ product(id: "p1") { ... on Product { name } id ... on Product { kind } } }';
+      const vanilla = await pair.vanilla(query);
+      const compiled = await pair.compiled(query);
+      expect(compiled).toEqual(vanilla);
+      expect(Object.keys((compiled.data as { product: object }).product)).toEqual(['name', 'id', 'kind']);
+      expect(Object.keys((vanilla.data as { product: object }).product)).toEqual(['name', 'kind', 'id']);
+    } finally {
+      await pair.stop();
+      await subgraphs.close();
+    }
+  });
+});
 
 differentialSuite('the corpus subgraphs', startExecutorSubgraphs, corpusOptions, corpusRegressions, seed);
 differentialSuite('subgraphs answering nulls and errors by argument', startDifferentialSubgraphs, modeOptions, modeRegressions, seed + 1);
