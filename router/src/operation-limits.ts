@@ -22,6 +22,11 @@ export interface OperationLimits {
   maxTokens: number;
   /** Estimated cost (see `operationCost`). @default 5000 */
   maxCost: number;
+  /**
+   * Fields sharing one response path, checked before validation (see `measureRepeatedFields`
+   * in overlap-limits.ts). @default 20
+   */
+  maxRepeatedFields: number;
 }
 
 export const defaultOperationLimits: OperationLimits = {
@@ -30,6 +35,7 @@ export const defaultOperationLimits: OperationLimits = {
   maxRootFields: 10,
   maxTokens: 2000,
   maxCost: 5000,
+  maxRepeatedFields: 20,
 };
 
 /** List sizes assumed for a list field that has no `first`/`last`/`limit` argument. */

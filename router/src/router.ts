@@ -38,6 +38,7 @@ import {
 import { type RouterConfig, subgraphClientTls } from './config.ts';
 import { compiledGatewayExecutor, createCompiledExecutor } from './executor/index.ts';
 import { defaultOperationLimits, enforceOperationLimits, measureOperation, type OperationLimits } from './operation-limits.ts';
+import { repeatedFieldsError, repeatedFieldsRule } from './overlap-limits.ts';
 import {
   applySafelist,
   loadPersistedQueryManifests,
@@ -138,8 +139,8 @@ function withHttpStatus(error: GhostPayError): GhostPayError {
 /**
  * The federation router: @apollo/gateway inside Apollo Server 5 behind the platform HTTP
  * bootstrap. Per request, in order: body size, JWT, rate limit, batch cap, safelist, then
- * Apollo (parse with a token cap, validation, operation limits and the introspection gate),
- * the auth-directive filter, planning and subgraph fetches.
+ * Apollo (parse with a token cap, the repeated-fields limit, validation, operation limits and
+ * the introspection gate), the auth-directive filter, planning and subgraph fetches.
  */
 export function createRouter(deps: RouterDeps): Router {
   const { config, logger } = deps;
@@ -154,6 +155,7 @@ export function createRouter(deps: RouterDeps): Router {
     maxRootFields: config.ROUTER_MAX_ROOT_FIELDS,
     maxTokens: config.ROUTER_MAX_TOKENS,
     maxCost: config.ROUTER_MAX_COST,
+    maxRepeatedFields: config.ROUTER_MAX_REPEATED_FIELDS,
   };
   const limiter: RateLimiter = deps.redis
     ? createRedisRateLimiter({ redis: deps.redis, logger, onFallback: () => metrics.redisFallback.inc() })
@@ -312,6 +314,11 @@ export function createRouter(deps: RouterDeps): Router {
     introspection: true, // gated per caller in didResolveOperation
     allowBatchedHttpRequests: config.ROUTER_MAX_BATCH_SIZE > 0,
     parseOptions: { maxTokens: config.ROUTER_MAX_TOKENS },
+    // Before graphql-js's own rules look at a selection set: documents whose shape makes its
+    // overlap check quadratic are refused first (src/overlap-limits.ts). Every document Apollo
+    // parses goes through here: POST/GET /graphql, each entry of a batch, APQ registrations,
+    // manifest operations and the subscriptions' per-event queries (a cached document passed it).
+    validationRules: [repeatedFieldsRule(limits.maxRepeatedFields)],
     includeStacktraceInErrorResponses: false,
     // Shutdown belongs to the composition root (exitOnSignals → close drains requests, then stops
     // Apollo): Apollo's own SIGTERM handler would stop it first and re-raise the signal, killing
@@ -324,6 +331,12 @@ export function createRouter(deps: RouterDeps): Router {
           message: formatted.message,
           extensions: { code: ErrorCode.OPERATION_LIMIT_EXCEEDED, limit: 'tokens', max: limits.maxTokens },
         };
+      }
+      // Our pre-validation limit, which Apollo wraps as a validation error: its own code and fields.
+      const original = (error as { originalError?: { extensions?: Record<string, unknown> } } | undefined)?.originalError;
+      if (original?.extensions?.code === ErrorCode.OPERATION_LIMIT_EXCEEDED) {
+        const { limit, max, actual } = original.extensions;
+        return { message: formatted.message, extensions: { code: ErrorCode.OPERATION_LIMIT_EXCEEDED, limit, max, actual } };
       }
       // A path set on our own errors survives even when a second copy of graphql wrapped them (vitest loads the ESM build).
       const path = formatted.path ?? (error as { path?: readonly (string | number)[] } | undefined)?.path;
@@ -398,6 +411,8 @@ export function createRouter(deps: RouterDeps): Router {
         registry,
         // The same manifest and rule as POST /graphql: in safelist mode non-admins subscribe only to manifest operations.
         persistedQueries: { operations: manifest, safelist: safelist !== undefined },
+        // The limit POST /graphql checks before validating, before the subscription's own validation.
+        checkDocument: (document) => repeatedFieldsError(document, limits.maxRepeatedFields),
         // With Redis the per-API-key limit holds across replicas, as the HTTP rate limit does.
         slots: deps.redis
           ? createRedisSubscriptionSlots({ redis: deps.redis, logger, onFallback: () => metrics.redisFallback.inc() })

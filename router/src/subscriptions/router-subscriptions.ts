@@ -19,6 +19,8 @@ export interface RouterSubscriptionsOptions<TContext extends BaseContext> extend
   registry?: Registry;
   /** The router's manifest operations and whether safelist mode is on (see `SubscriptionGatewayOptions`). */
   persistedQueries?: SubscriptionGatewayOptions['persistedQueries'];
+  /** Checks on the parsed document before it is validated (see `SubscriptionGatewayOptions`). */
+  checkDocument?: SubscriptionGatewayOptions['checkDocument'];
   /** Each WebSocket subscribe attempt's first answer, for the router's request event. */
   onWebSocketAnswered?: SubscriptionGatewayOptions['onWebSocketAnswered'];
   /** Where the per-API-key limit is counted (see `SubscriptionGatewayOptions`). */
@@ -54,6 +56,7 @@ export function createRouterSubscriptions<TContext extends BaseContext>(
     limits: options.limits,
     upstream: options.upstream,
     persistedQueries: options.persistedQueries,
+    checkDocument: options.checkDocument,
     onWebSocketAnswered: options.onWebSocketAnswered,
     slots: options.slots,
     admitWebSocketSubscribe: options.admitWebSocketSubscribe,

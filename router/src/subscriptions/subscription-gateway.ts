@@ -84,6 +84,12 @@ export interface SubscriptionGatewayOptions {
    */
   persistedQueries?: { operations: ReadonlyMap<string, PersistedOperation>; safelist: boolean };
   /**
+   * Asked about each parsed subscription document before it is validated; an error refuses the
+   * subscribe with it. The router's limit on repeated fields, which makes graphql-js's overlap
+   * check slow, is refused before that check runs, as on POST /graphql. @default none
+   */
+  checkDocument?: (document: DocumentNode) => GraphQLError | undefined;
+  /**
    * Told once per WebSocket subscribe attempt (a `subscribe` message, or a `connection_init`
    * refused) when its first answer goes out: the router's request event. Must not throw.
    * SSE requests report through `handleSse`'s `onAnswered`. @default none
@@ -229,7 +235,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
       if (!outcome.ok) return [new GhostPayError(ErrorCode.PERSISTED_QUERY_NOT_FOUND, outcome.message)];
       resolved = outcome.body;
     }
-    const plan = planSubscription(schema, routes, resolved);
+    const plan = planSubscription(schema, routes, resolved, options.checkDocument);
     if (isPlan(plan) || admin) return plan;
     return plan.map((error) => {
       const message = withoutSchemaSuggestions(error.message);

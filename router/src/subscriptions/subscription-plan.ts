@@ -61,12 +61,14 @@ export interface SubscriptionPlan {
  * Parses and validates a client subscription against the supergraph's API schema and
  * derives the two operations the router runs for it: the minimal upstream subscription and
  * the per-event query carrying the client's whole selection. Errors carry codes from the
- * closed list.
+ * closed list. `checkDocument` runs on the parsed document before validation (the router's
+ * pre-validation limits): an error it returns is the refusal.
  */
 export function planSubscription(
   schema: GraphQLSchema,
   routes: readonly SubscriptionRoute[],
   request: SubscriptionRequest,
+  checkDocument?: (document: DocumentNode) => GraphQLError | undefined,
 ): SubscriptionPlan | readonly GraphQLError[] {
   if (typeof request.query !== 'string' || request.query.trim() === '') {
     return [new GhostPayError(ErrorCode.BAD_USER_INPUT, 'A subscription document is required')];
@@ -81,6 +83,8 @@ export function planSubscription(
   } catch (error) {
     return [new GhostPayError(ErrorCode.GRAPHQL_PARSE_FAILED, (error as GraphQLError).message)];
   }
+  const refused = checkDocument?.(document);
+  if (refused) return [refused];
   const invalid = validate(schema, document);
   if (invalid.length > 0) return invalid.map((e) => new GhostPayError(ErrorCode.GRAPHQL_VALIDATION_FAILED, e.message));
   const operation = getOperationAST(document, operationName);
