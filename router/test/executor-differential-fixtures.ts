@@ -1,8 +1,5 @@
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { buildSubgraphSchema } from '@apollo/subgraph';
-import { execute, GraphQLError, GraphQLScalarType, type GraphQLSchema, parse } from 'graphql';
-import { composeSubgraphs } from '../src/compose-supergraph.ts';
+import { GraphQLError, GraphQLScalarType } from 'graphql';
+import { startSubgraphsServer } from './executor-fixtures.ts';
 
 /**
  * Three more subgraphs for the differential test, where errors and nulls are chosen by the
@@ -166,37 +163,6 @@ type Warehouse @key(fields: "code") { code: String! capacity(mode: Mode = OK): I
 ];
 
 /** The subgraphs on one loopback HTTP server (paths /shop, /inventory, /people). */
-export async function startDifferentialSubgraphs() {
-  const schemas = new Map<string, GraphQLSchema>();
-  for (const s of differentialSubgraphs)
-    schemas.set(s.name, buildSubgraphSchema([{ typeDefs: parse(s.sdl), resolvers: s.resolvers as never }]));
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c) => {
-      body += c;
-    });
-    req.on('end', async () => {
-      const schema = schemas.get((req.url ?? '').slice(1));
-      if (!schema) {
-        res.writeHead(404).end();
-        return;
-      }
-      const request = JSON.parse(body);
-      const result = await execute({
-        schema,
-        document: parse(request.query),
-        variableValues: request.variables,
-        operationName: request.operationName,
-      });
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(result));
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const outcome = composeSubgraphs(differentialSubgraphs.map((s) => ({ name: s.name, url: `${url}/${s.name}`, sdl: s.sdl })));
-  if (!outcome.ok) throw new Error(outcome.errors.join('\n'));
-  return {
-    supergraphSdl: outcome.supergraphSdl,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
+export function startDifferentialSubgraphs() {
+  return startSubgraphsServer(differentialSubgraphs);
 }

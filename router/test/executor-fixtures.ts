@@ -122,11 +122,20 @@ type Author @key(fields: "id") { id: ID! name: String! handle: String @shareable
   },
 ];
 
-/** The subgraphs on one loopback HTTP server (paths /catalog, /reviews, /people); counts fetches. */
-export async function startExecutorSubgraphs() {
+/** Subgraphs by name and SDL, with their resolvers (as `buildSubgraphSchema` takes them). */
+export interface FixtureSubgraph {
+  name: string;
+  sdl: string;
+  resolvers: unknown;
+}
+
+/**
+ * Subgraphs on one loopback HTTP server (a path per subgraph name), executed with graphql-js,
+ * and their supergraph; counts fetches.
+ */
+export async function startSubgraphsServer(subgraphs: readonly FixtureSubgraph[]) {
   const schemas = new Map<string, GraphQLSchema>();
-  for (const s of executorSubgraphs)
-    schemas.set(s.name, buildSubgraphSchema([{ typeDefs: parse(s.sdl), resolvers: s.resolvers as never }]));
+  for (const s of subgraphs) schemas.set(s.name, buildSubgraphSchema([{ typeDefs: parse(s.sdl), resolvers: s.resolvers as never }]));
   const fetches: { subgraph: string; body: string }[] = [];
   const server = createServer((req, res) => {
     let body = '';
@@ -153,7 +162,7 @@ export async function startExecutorSubgraphs() {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const outcome = composeSubgraphs(executorSubgraphs.map((s) => ({ name: s.name, url: `${url}/${s.name}`, sdl: s.sdl })));
+  const outcome = composeSubgraphs(subgraphs.map((s) => ({ name: s.name, url: `${url}/${s.name}`, sdl: s.sdl })));
   if (!outcome.ok) throw new Error(outcome.errors.join('\n'));
   return {
     url,
@@ -161,6 +170,11 @@ export async function startExecutorSubgraphs() {
     fetches,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+}
+
+/** The subgraphs on one loopback HTTP server (paths /catalog, /reviews, /people); counts fetches. */
+export function startExecutorSubgraphs() {
+  return startSubgraphsServer(executorSubgraphs);
 }
 
 /** Two Apollo Servers on the same supergraph and subgraphs: vanilla @apollo/gateway, and the same gateway with the compiled executor. */
