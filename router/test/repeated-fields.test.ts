@@ -18,7 +18,7 @@ import { measureRepeatedFields, repeatedFieldsRule } from '../src/overlap-limits
 import { sha256Hex } from '../src/persisted-queries.ts';
 import { apiSchemaFromSupergraph } from '../src/subscriptions/api-schema.ts';
 import { codes, composeRepoSupergraph, post, repoRoot, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
-import { upstreamAuthorization, wsClient } from './subscriptions-harness.ts';
+import { idleSubscriptions, wsClient } from './subscriptions-harness.ts';
 
 /**
  * graphql-js's OverlappingFieldsCanBeMergedRule compares every pair of fields sharing a response
@@ -155,12 +155,7 @@ describe('the router refuses them before validation, on every path that validate
       urls: subgraphs.urls,
       supergraphSdl,
       env: { ROUTER_RATE_LIMIT_PER_MINUTE: '1000', ROUTER_MAX_BATCH_SIZE: '5' },
-      subscriptions: {
-        // Nothing listens here: nothing in these tests gets as far as an upstream subscription.
-        upstreams: { charges: 'ws://127.0.0.1:9/graphql' },
-        upstreamAuthorization: upstreamAuthorization(issuer),
-        upstream: { retryInitialDelayMs: 60_000, retryMaxDelayMs: 60_000 },
-      },
+      subscriptions: idleSubscriptions(issuer),
     });
     strict = await startRouter({
       verifier: issuer.verifier,

@@ -9,7 +9,7 @@ import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKeyLookup } from '../src/api-keys.ts';
 import { codes, post, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
-import { upstreamAuthorization } from './subscriptions-harness.ts';
+import { idleSubscriptions } from './subscriptions-harness.ts';
 
 const lookupTtlMs = 200;
 const typename = { query: '{ __typename }' };
@@ -39,12 +39,7 @@ describe('tokens of a revoked API key', () => {
       verifier: issuer.verifier,
       urls: subgraphs.urls,
       apiKeyLookup: createApiKeyLookup(database, { ttlMs: lookupTtlMs }),
-      subscriptions: {
-        // Nothing listens here: refusals happen before any upstream is needed.
-        upstreams: { charges: 'ws://127.0.0.1:9/graphql' },
-        upstreamAuthorization: upstreamAuthorization(issuer),
-        upstream: { retryInitialDelayMs: 60_000, retryMaxDelayMs: 60_000 },
-      },
+      subscriptions: idleSubscriptions(issuer),
     });
   });
   afterAll(async () => {

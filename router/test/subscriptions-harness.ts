@@ -80,6 +80,18 @@ export function upstreamAuthorization(issuer: TestTokenIssuer) {
   return () => issuer.mint({ userId: 'usr_router', role: 'admin', scopes: ['charges:read'] }).then((t) => `Bearer ${t}`);
 }
 
+/**
+ * Subscription settings for routers whose tests never need an upstream event: nothing listens at
+ * the upstream (port 9 on loopback), and it is not retried during a test.
+ */
+export function idleSubscriptions(issuer: TestTokenIssuer): RouterSubscriptionsSettings {
+  return {
+    upstreams: { charges: 'ws://127.0.0.1:9/graphql' },
+    upstreamAuthorization: upstreamAuthorization(issuer),
+    upstream: { retryInitialDelayMs: 60_000, retryMaxDelayMs: 60_000 },
+  };
+}
+
 /** A real router (createRouter) serving subscriptions, as main.ts builds it. */
 export async function startSubscriptionRouter(options: {
   issuer: TestTokenIssuer;

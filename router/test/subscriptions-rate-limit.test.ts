@@ -1,7 +1,7 @@
 import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { post, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
-import { upstreamAuthorization, wsClient } from './subscriptions-harness.ts';
+import { idleSubscriptions, wsClient } from './subscriptions-harness.ts';
 
 /**
  * Each subscribe attempt runs the client's whole selection through the gateway at once (its
@@ -23,11 +23,7 @@ describe('subscribe attempts count against the per-minute rate limit', () => {
       verifier: issuer.verifier,
       urls: subgraphs.urls,
       env: { ROUTER_RATE_LIMIT_PER_MINUTE: '3' },
-      subscriptions: {
-        upstreams: { charges: 'ws://127.0.0.1:9/graphql' },
-        upstreamAuthorization: upstreamAuthorization(issuer),
-        upstream: { retryInitialDelayMs: 60_000, retryMaxDelayMs: 60_000 },
-      },
+      subscriptions: idleSubscriptions(issuer),
     });
   });
   afterAll(async () => {

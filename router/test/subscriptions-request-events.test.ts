@@ -2,7 +2,7 @@ import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-supp
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RouterRequestEvent } from '../src/request-events.ts';
 import { type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
-import { until, upstreamAuthorization, watchCharge, wsClient } from './subscriptions-harness.ts';
+import { idleSubscriptions, until, watchCharge, wsClient } from './subscriptions-harness.ts';
 
 /**
  * Subscription traffic reaches analytics like HTTP requests: one request event per subscribe
@@ -25,12 +25,7 @@ describe('request events for subscriptions', () => {
       verifier: issuer.verifier,
       urls: subgraphs.urls,
       onRequestEvent: (event) => events.push(event),
-      subscriptions: {
-        // Nothing listens here: these tests need no upstream event.
-        upstreams: { charges: 'ws://127.0.0.1:9/graphql' },
-        upstreamAuthorization: upstreamAuthorization(issuer),
-        upstream: { retryInitialDelayMs: 60_000, retryMaxDelayMs: 60_000 },
-      },
+      subscriptions: idleSubscriptions(issuer),
     });
     user = await issuer.bearer({ userId: 'usr_events', role: 'user', apiKeyId: 'key_events' });
   });

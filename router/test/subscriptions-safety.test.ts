@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { sha256Hex } from '../src/persisted-queries.ts';
 import { type StubSubgraphs, startRouter, startStubSubgraphs, writeManifest } from './router-harness.ts';
-import { upstreamAuthorization, wsClient } from './subscriptions-harness.ts';
+import { idleSubscriptions, upstreamAuthorization, wsClient } from './subscriptions-harness.ts';
 
 /**
  * The subscription endpoints' refusals, over stand-in subgraphs: everything here is decided
@@ -102,12 +102,7 @@ describe('subscription endpoints: request body limit, safelist, error codes and 
       verifier: issuer.verifier,
       urls: subgraphs.urls,
       env,
-      subscriptions: {
-        // Nothing listens here: these tests never need an upstream event.
-        upstreams: { charges: 'ws://127.0.0.1:9/graphql' },
-        upstreamAuthorization: upstreamAuthorization(issuer),
-        upstream: { retryInitialDelayMs: 60_000, retryMaxDelayMs: 60_000 },
-      },
+      subscriptions: idleSubscriptions(issuer),
     });
   const sseUrl = (r: { url: string }) => `${r.url}/graphql/stream`;
   const wsUrl = (r: { url: string }) => `${r.url.replace(/^http/, 'ws')}/graphql`;
