@@ -1,21 +1,12 @@
 import { randomInt } from 'node:crypto';
+import { luhnValid } from '@ghostpay/platform';
 
 /** Length of every PAN this service issues. */
 export const panLength = 16;
 
-/** Luhn (mod 10) check over a string of digits. */
+/** Luhn (mod 10) check over a string of digits (platform's `luhnValid`); false for anything but digits. */
 export function isLuhnValid(digits: string): boolean {
-  if (!/^\d+$/.test(digits)) return false;
-  let sum = 0;
-  for (let i = 0; i < digits.length; i++) {
-    let d = digits.charCodeAt(digits.length - 1 - i) - 48;
-    if (i % 2 === 1) {
-      d *= 2;
-      if (d > 9) d -= 9;
-    }
-    sum += d;
-  }
-  return sum % 10 === 0;
+  return /^\d+$/.test(digits) && luhnValid(digits);
 }
 
 /** The check digit that makes `partial` + digit Luhn-valid. */
