@@ -28,7 +28,6 @@ describe('shared upstream subscriptions', () => {
     router = await startSubscriptionRouter({
       issuer,
       urls: subgraphs.urls,
-      upstreams: { charges: subgraphs.urls.charges.replace(/^http/, 'ws') },
       // Small sockets, so the test shows the pool spreading over more than one.
       upstream: { maxSubscriptionsPerSocket: 10 },
     });

@@ -96,7 +96,8 @@ export function idleSubscriptions(issuer: TestTokenIssuer): RouterSubscriptionsS
 export async function startSubscriptionRouter(options: {
   issuer: TestTokenIssuer;
   urls: Record<string, string>;
-  upstreams: Record<string, string>;
+  /** @default the charges subgraph of `urls`, over WebSocket */
+  upstreams?: Record<string, string>;
   limits?: RouterSubscriptionsSettings['limits'];
   upstream?: RouterSubscriptionsSettings['upstream'];
   /** The router's Redis (rate limits and the per-API-key subscription limit, shared across routers). */
@@ -108,7 +109,7 @@ export async function startSubscriptionRouter(options: {
     urls: options.urls,
     supergraphSdl: composeRepoSupergraph(),
     subscriptions: {
-      upstreams: options.upstreams,
+      upstreams: options.upstreams ?? { charges: (options.urls.charges as string).replace(/^http/, 'ws') },
       upstreamAuthorization: upstreamAuthorization(options.issuer),
       limits: options.limits,
       upstream: options.upstream,

@@ -30,7 +30,6 @@ describe('chargeUpdated through the router (real auth, cards and charges subgrap
     router = await startSubscriptionRouter({
       issuer,
       urls: { ...subgraphs.urls, cards: cardsGate.url },
-      upstreams: { charges: subgraphs.urls.charges.replace(/^http/, 'ws') },
     });
     seed = createSeed(database.db);
   });

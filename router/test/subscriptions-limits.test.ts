@@ -61,7 +61,6 @@ describe('subscription limits, expiry, keep-alive and Server-Sent Events', () =>
     const started = await startSubscriptionRouter({
       issuer,
       urls: subgraphs.urls,
-      upstreams: { charges: subgraphs.urls.charges.replace(/^http/, 'ws') },
       limits,
     });
     routers.push(started);
@@ -137,7 +136,6 @@ describe('subscription limits, expiry, keep-alive and Server-Sent Events', () =>
         const started = await startSubscriptionRouter({
           issuer,
           urls: subgraphs.urls,
-          upstreams: { charges: subgraphs.urls.charges.replace(/^http/, 'ws') },
           limits: { maxPerApiKey: 2 },
           redis,
         });

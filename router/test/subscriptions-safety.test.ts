@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { sha256Hex } from '../src/persisted-queries.ts';
 import { type StubSubgraphs, startRouter, startStubSubgraphs, writeManifest } from './router-harness.ts';
-import { idleSubscriptions, upstreamAuthorization, wsClient } from './subscriptions-harness.ts';
+import { idleSubscriptions, wsClient } from './subscriptions-harness.ts';
 
 /**
  * The subscription endpoints' refusals, over stand-in subgraphs: everything here is decided
@@ -455,7 +455,7 @@ describe('subscription endpoints when the auth service’s signing keys cannot b
       // Port 9 (discard) on loopback: nothing listens, so every JWKS fetch is refused.
       verifier: createJwtVerifier({ jwksUrl: 'http://127.0.0.1:9/.well-known/jwks.json', issuer: testIssuer, audience: testAudience }),
       urls: subgraphs.urls,
-      subscriptions: { upstreams: { charges: 'ws://127.0.0.1:9/graphql' }, upstreamAuthorization: upstreamAuthorization(issuer) },
+      subscriptions: idleSubscriptions(issuer),
     });
   });
   afterAll(async () => {

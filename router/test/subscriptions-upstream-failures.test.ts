@@ -29,7 +29,6 @@ describe('chargeUpdated when the charges upstream or a per-event re-read fails (
     router = await startSubscriptionRouter({
       issuer,
       urls: { ...subgraphs.urls, cards: cardsGate.url },
-      upstreams: { charges: subgraphs.urls.charges.replace(/^http/, 'ws') },
       upstream: { retryInitialDelayMs: 50, retryMaxDelayMs: 200 },
     });
     seed = createSeed(database.db);
