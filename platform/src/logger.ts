@@ -461,3 +461,17 @@ export function createLogger({ service, level = 'info', destination }: LoggerOpt
   } as Logger['child'];
   return logger;
 }
+
+/**
+ * A warning for a dependency that fails every call while it is down (a Redis used for shared
+ * limits): logged at most once per `intervalMs` with the error's message, so an outage is
+ * reported without a line per request.
+ */
+export function throttledWarning(logger: Pick<Logger, 'warn'>, intervalMs = 10_000): (error: unknown, message: string) => void {
+  let lastWarning = 0;
+  return (error, message) => {
+    if (Date.now() - lastWarning <= intervalMs) return;
+    lastWarning = Date.now();
+    logger.warn({ err: (error as Error | undefined)?.message }, message);
+  };
+}

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { failFastRedisOptions, throttledWarning } from '@ghostpay/platform';
 import type { Redis, RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 
@@ -104,10 +105,10 @@ return {allowed, count, reset, retry}
 `;
 
 /**
- * Options for the router's Redis connection, which only the rate limiter uses (`main.ts`, and
- * the bench's stack, so it measures the same client):
- * - commands fail fast while Redis is unreachable (no offline queue, no retries, a timeout), so
- *   the limiter decides locally instead of queueing requests behind a dead store;
+ * Options for the router's Redis connection, which its rate limiter and subscription slots use
+ * (`main.ts`, and the bench's stack, so it measures the same client):
+ * - commands fail fast while Redis is unreachable (platform's `failFastRedisOptions`), so the
+ *   limiter decides locally instead of queueing requests behind a dead store;
  * - auto-pipelining: the decisions asked for in one turn of the event loop, and those asked for
  *   while the previous batch is on the wire, go to Redis in one write and come back in one read.
  *   Each is still its own atomic script call, so counts stay exact; what it saves is a socket
@@ -118,13 +119,7 @@ return {allowed, count, reset, retry}
  *   twice `commandTimeoutMs` before the local limiter takes it.
  */
 export function rateLimitRedisOptions(commandTimeoutMs: number): RedisOptions {
-  return {
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    commandTimeout: commandTimeoutMs,
-    retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
-    enableAutoPipelining: true,
-  };
+  return { ...failFastRedisOptions(commandTimeoutMs), enableAutoPipelining: true };
 }
 
 const slidingWindowCommand = 'ghostpaySlidingWindow';
@@ -156,7 +151,7 @@ export function createRedisRateLimiter(options: RedisRateLimiterOptions): RateLi
   // a Redis restart).
   if (!(slidingWindowCommand in redis)) redis.defineCommand(slidingWindowCommand, { numberOfKeys: 1, lua: slidingWindowScript });
   const slidingWindow = (redis as unknown as Record<typeof slidingWindowCommand, SlidingWindowCall>)[slidingWindowCommand].bind(redis);
-  let lastWarning = 0;
+  const warn = throttledWarning(options.logger);
   return {
     async consume(identity, limit, cost = 1) {
       try {
@@ -177,10 +172,7 @@ export function createRedisRateLimiter(options: RedisRateLimiterOptions): RateLi
         };
       } catch (error) {
         options.onFallback?.();
-        if (Date.now() - lastWarning > 10_000) {
-          lastWarning = Date.now();
-          options.logger.warn({ err: (error as Error).message }, 'rate limit store unavailable: using the local in-memory limit');
-        }
+        warn(error, 'rate limit store unavailable: using the local in-memory limit');
         return fallback.consume(identity, limit, cost);
       }
     },

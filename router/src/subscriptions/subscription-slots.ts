@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { throttledWarning } from '@ghostpay/platform';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 
@@ -114,12 +115,7 @@ export function createRedisSubscriptionSlots(options: RedisSubscriptionSlotsOpti
   const renewLeases = call(renewCommand);
   /** This replica's leases by Redis key. */
   const leases = new Map<string, Set<string>>();
-  let lastWarning = 0;
-  const warn = (error: unknown, message: string) => {
-    if (Date.now() - lastWarning < 10_000) return;
-    lastWarning = Date.now();
-    logger.warn({ err: (error as Error)?.message }, message);
-  };
+  const warn = throttledWarning(logger);
 
   const renewal = setInterval(
     () => {

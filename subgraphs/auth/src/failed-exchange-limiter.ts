@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
-import type { Logger } from '@ghostpay/platform';
+import { failFastRedisOptions, type Logger, throttledWarning } from '@ghostpay/platform';
 import type { Redis, RedisOptions } from 'ioredis';
 
 /**
@@ -157,17 +157,11 @@ type ScriptCall = (key: string, limit: number, windowMicros: number, member?: st
 
 /**
  * Options for auth's Redis connection, which only these limiters use: commands fail fast while
- * Redis is unreachable (no offline queue, no retries, a timeout), so an exchange falls back to
- * the local limit instead of waiting behind a dead store.
+ * Redis is unreachable (platform's `failFastRedisOptions`), so an exchange falls back to the
+ * local limit instead of waiting behind a dead store; `start()` connects it.
  */
 export function failedExchangeRedisOptions(commandTimeoutMs = 500): RedisOptions {
-  return {
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    commandTimeout: commandTimeoutMs,
-    retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
-    lazyConnect: true,
-  };
+  return { ...failFastRedisOptions(commandTimeoutMs), lazyConnect: true };
 }
 
 export interface RedisFailedExchangeLimiterOptions {
@@ -205,12 +199,9 @@ export function createRedisFailedExchangeLimiter(options: RedisFailedExchangeLim
     const micros = Number(reply);
     return micros > 0 ? Math.max(1, Math.ceil(micros / 1e6)) : 0;
   };
-  let lastWarning = 0;
+  const warn = throttledWarning(logger);
   const orLocally = (error: unknown, local: () => number | Promise<number>) => {
-    if (Date.now() - lastWarning > 10_000) {
-      lastWarning = Date.now();
-      logger.warn({ err: (error as Error).message }, 'failed-exchange limit store unavailable: limiting in this process until it answers');
-    }
+    warn(error, 'failed-exchange limit store unavailable: limiting in this process until it answers');
     return local();
   };
   return {
