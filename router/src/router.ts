@@ -47,7 +47,13 @@ import {
   sha256Hex,
 } from './persisted-queries.ts';
 import { playgroundClientHeader, servePlayground } from './playground.ts';
-import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter, rateLimitHeaders } from './rate-limiter.ts';
+import {
+  createMemoryRateLimiter,
+  createRedisRateLimiter,
+  type RateLimitDecision,
+  type RateLimiter,
+  rateLimitHeaders,
+} from './rate-limiter.ts';
 import { callerSafeId, emitRequestEvent, type RequestEventHandler, type RouterRequestEvent, traceIdOf } from './request-events.ts';
 import { createOperationLabels, createRouterMetrics, isServerErrorResponse } from './router-metrics.ts';
 import { withoutSchemaSuggestions } from './schema-suggestions.ts';
@@ -421,7 +427,7 @@ export function createRouter(deps: RouterDeps): Router {
         admitWebSocketSubscribe: async (principal, request) => {
           const decision = await consumeRateLimit(principal, request, 1);
           if (decision.allowed) return undefined;
-          return new GhostPayError(ErrorCode.RATE_LIMITED, `Rate limit of ${decision.limit} requests per minute exceeded`, {
+          return new GhostPayError(ErrorCode.RATE_LIMITED, rateLimitedMessage(decision), {
             extensions: { retryAfter: decision.retryAfterSeconds },
           });
         },
@@ -476,15 +482,11 @@ export function createRouter(deps: RouterDeps): Router {
     return decision;
   };
 
+  const rateLimitedMessage = (decision: RateLimitDecision) => `Rate limit of ${decision.limit} requests per minute exceeded`;
+
   /** Sends a refused decision's 429 (its headers are already on the response). */
-  const refuseRateLimited = (refuse: Refuse, decision: Awaited<ReturnType<typeof consumeRateLimit>>) =>
-    refuse(
-      429,
-      ErrorCode.RATE_LIMITED,
-      `Rate limit of ${decision.limit} requests per minute exceeded`,
-      {},
-      { retryAfter: decision.retryAfterSeconds },
-    );
+  const refuseRateLimited = (refuse: Refuse, decision: RateLimitDecision) =>
+    refuse(429, ErrorCode.RATE_LIMITED, rateLimitedMessage(decision), {}, { retryAfter: decision.retryAfterSeconds });
 
   type Refuse = (
     httpStatus: number,
@@ -535,17 +537,11 @@ export function createRouter(deps: RouterDeps): Router {
     try {
       return await verifier.verifyAuthorization(req.headers.authorization);
     } catch (error) {
-      const decision = await limiter.consume(`ip:${clientAddress(req)}`, config.ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE);
+      // No principal: the address's anonymous budget.
+      const decision = await consumeRateLimit(undefined, req, 1);
       for (const [name, value] of Object.entries(rateLimitHeaders(decision))) res.setHeader(name, value);
       if (!decision.allowed) {
-        metrics.rateLimited.inc({ scope: 'client_address' });
-        refuse(
-          429,
-          ErrorCode.RATE_LIMITED,
-          `Rate limit of ${decision.limit} requests per minute exceeded`,
-          {},
-          { retryAfter: decision.retryAfterSeconds },
-        );
+        refuseRateLimited(refuse, decision);
         return false;
       }
       if (error instanceof GhostPayError && error.extensions.code === ErrorCode.SERVICE_UNAVAILABLE) {
