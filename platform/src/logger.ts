@@ -228,6 +228,35 @@ export function scrubErrorText(text: string): string {
 }
 
 /**
+ * Whether a database error's message was written by a function rather than by PostgreSQL: a
+ * PL/pgSQL `RAISE` or `ASSERT` (whatever SQLSTATE it chose), an error raised from another
+ * procedural language's source file, or a code of class P0 (PL/pgSQL errors). node-postgres
+ * and PGlite both pass PostgreSQL's `routine` and `file` fields through.
+ */
+export function isFunctionAuthored(error: object): boolean {
+  const { code, routine, file } = error as { code?: unknown; routine?: unknown; file?: unknown };
+  if (typeof code === 'string' && code.startsWith('P0')) return true;
+  if (typeof routine === 'string' && /^exec_stmt_(raise|assert)$/.test(routine)) return true;
+  return typeof file === 'string' && /^(pl_|plpy_|plperl|pltcl|plv8)/.test(file);
+}
+
+/**
+ * `text` without anything that looks like a value rather than a word: runs of 16 or more id,
+ * base64 or hex characters (card and user ids, ciphertexts, fingerprints, keys), runs of four
+ * or more digits (PAN fragments, BINs, amounts) and e-mail addresses. For the message of a
+ * function-authored error (`isFunctionAuthored`), which is free text that may interpolate
+ * anything the function sees (`RAISE EXCEPTION 'card % …', new.id`, the whole `new` row): the
+ * words an operator needs to find the function stay. A heuristic: a short value that reads like
+ * a word (a name) is kept.
+ */
+export function withoutInterpolatedData(text: string): string {
+  return text
+    .replace(/[^\s@,()"']+@[^\s@,()"']+/g, '[redacted]')
+    .replace(/[A-Za-z0-9+/=_-]{16,}/g, '[redacted]')
+    .replace(/\d{4,}/g, '[redacted]');
+}
+
+/**
  * Keys of an error that are dropped: those under which drivers and query builders attach the
  * bound values (`params`, postgres.js's `parameters`, knex's `bindings`, PGlite's
  * `queryOptions`), and the PostgreSQL fields that quote values and have no fixed shape to scrub
@@ -286,13 +315,15 @@ function isDrizzleQueryError(error: ErrorLike): error is ErrorLike & { query: st
 /**
  * The message of `error` to log: a `DrizzleQueryError`'s rebuilt from its SQL with the number
  * of bound values in place of them (`Failed query: <sql>\nparams: [redacted 4]`), any other's
- * scrubbed by `scrubErrorText`.
+ * scrubbed by `scrubErrorText`, and a function-authored one's (`RAISE`) without its
+ * interpolated data too (`withoutInterpolatedData`).
  */
 function scrubbedMessage(error: ErrorLike): string {
   if (isDrizzleQueryError(error)) {
     return `Failed query: ${withoutUrlCredentials(error.query)}\nparams: [redacted ${error.params.length}]`;
   }
-  return scrubErrorText(error.message);
+  const scrubbed = scrubErrorText(error.message);
+  return isFunctionAuthored(error) ? withoutInterpolatedData(scrubbed) : scrubbed;
 }
 
 /** Sets `key` as a non-enumerable data property, as an `Error`'s own `message` and `stack` are. */

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { capturingLogger, createSeed, freshDatabase } from '@ghostpay/test-support';
 import { sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
@@ -298,6 +298,52 @@ describe('logger', () => {
       }
       // A detail with no value-free shape (not a constraint violation's) is censored whole.
       expect(driverErrors.map((err) => err.detail)).toEqual(['[redacted]', undefined, '[redacted]']);
+    } finally {
+      await database.close();
+    }
+  });
+
+  it("logs a function's RAISE message without the data it interpolated, keeping its words", async () => {
+    const database = await freshDatabase();
+    try {
+      const { db } = database;
+      await db.execute(
+        sql.raw(`create function public.log_probe_interpolate(id text, pan text, email text, blob text) returns int
+          language plpgsql as $f$ begin raise exception 'refusing card % (pan %, owner %): ciphertext %', id, pan, email, blob; end $f$`),
+      );
+      await db.execute(
+        sql.raw(`create function public.log_probe_assert(pan text) returns int
+          language plpgsql as $f$ begin assert false, format('card %s failed the check', pan); return 0; end $f$`),
+      );
+      const id = randomUUID();
+      const pan = '4111111111111111';
+      const email = `jane.${randomBytes(3).toString('hex')}@example.test`;
+      const blob = randomBytes(24).toString('base64');
+      const raised = await db.execute(sql`select public.log_probe_interpolate(${id}, ${pan}, ${email}, ${blob})`).then(
+        () => expect.unreachable(),
+        (failure: unknown) => failure as Error & { cause: Error & Record<string, unknown> },
+      );
+      const asserted = await db.execute(sql`select public.log_probe_assert(${pan})`).then(
+        () => expect.unreachable(),
+        (failure: unknown) => failure as Error & { cause: Error & Record<string, unknown> },
+      );
+      // The driver's message carries every value, so the test shows they are taken out.
+      expect(raised.cause.message).toContain(pan);
+      expect(raised.cause).toMatchObject({ code: 'P0001', routine: 'exec_stmt_raise' });
+      expect(asserted.cause).toMatchObject({ code: 'P0004', routine: 'exec_stmt_assert' });
+
+      const { logger, lines, parsed } = capturingLogger();
+      for (const failure of [raised, asserted]) {
+        logger.error({ err: failure.cause }, 'the driver error');
+        logger.error({ err: failure }, 'the drizzle error');
+        logger.error({ err: new Error('charging failed', { cause: failure }) }, 'wrapped');
+      }
+      const text = lines.join('');
+      for (const value of [id, pan, email, blob, pan.slice(0, 6)]) expect(text).not.toContain(value);
+      const [driverRaise, , , driverAssert] = parsed().map((line) => line.err as Record<string, unknown>);
+      expect(driverRaise!.message).toBe('refusing card [redacted] (pan [redacted], owner [redacted]): ciphertext [redacted]');
+      expect(driverAssert!.message).toBe('card [redacted] failed the check');
+      expect(driverRaise).toMatchObject({ code: 'P0001', routine: 'exec_stmt_raise' });
     } finally {
       await database.close();
     }

@@ -17,7 +17,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createDatabase, type DatabaseHandle, embeddedDatabaseDir } from '@ghostpay/db';
-import { createSecretsProvider, scrubErrorText } from '@ghostpay/platform';
+import { createSecretsProvider, isFunctionAuthored, scrubErrorText, withoutInterpolatedData } from '@ghostpay/platform';
 import { panSecretNames, parsePanKeyring } from './pan-crypto.ts';
 import { reencryptCards } from './reencrypt-cards.ts';
 
@@ -107,30 +107,6 @@ function describeFailure(error: unknown): string {
     current = fields.cause;
   }
   return `${name}, no error code`;
-}
-
-/**
- * Whether a database error's message was written by a function rather than by PostgreSQL: a
- * PL/pgSQL `RAISE` or `ASSERT` (whatever SQLSTATE it chose), an error raised from another
- * procedural language's source file, or a code of class P0 (PL/pgSQL errors). node-postgres
- * and PGlite both pass PostgreSQL's `routine` and `file` fields through.
- */
-function isFunctionAuthored(fields: { code?: unknown; routine?: unknown; file?: unknown }): boolean {
-  if (typeof fields.code === 'string' && fields.code.startsWith('P0')) return true;
-  if (typeof fields.routine === 'string' && /^exec_stmt_(raise|assert)$/.test(fields.routine)) return true;
-  return typeof fields.file === 'string' && /^(pl_|plpy_|plperl|pltcl|plv8)/.test(fields.file);
-}
-
-/**
- * `text` without anything that looks like a value rather than a word: runs of 16 or more id,
- * base64 or hex characters (card and user ids, ciphertexts, fingerprints, keys), runs of four
- * or more digits (PAN fragments, BINs, amounts) and e-mail addresses.
- */
-function withoutInterpolatedData(text: string): string {
-  return text
-    .replace(/[^\s@,()"']+@[^\s@,()"']+/g, '[redacted]')
-    .replace(/[A-Za-z0-9+/=_-]{16,}/g, '[redacted]')
-    .replace(/\d{4,}/g, '[redacted]');
 }
 
 let database: DatabaseHandle | undefined;
