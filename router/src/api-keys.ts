@@ -50,16 +50,28 @@ export function createApiKeyLookup(database: DatabaseHandle, options: { ttlMs?: 
 }
 
 /**
+ * The refusal for tokens of an API key auth has revoked (undefined while it is not, or the lookup
+ * does not know it): what `refusingRevokedKeys` throws at every verification, and what ends the
+ * open subscriptions of that key when the subscription gateway checks them (`checkApiKey`).
+ */
+export function revokedKeyRefusal(lookup: ApiKeyLookup): (apiKeyId: string) => Promise<GhostPayError | undefined> {
+  return async (apiKeyId) =>
+    (await lookup(apiKeyId))?.revoked
+      ? new GhostPayError(ErrorCode.UNAUTHENTICATED, 'The API key of this token has been revoked')
+      : undefined;
+}
+
+/**
  * The verifier the router uses everywhere (POST/GET /graphql, WebSocket and SSE subscriptions,
  * their per-event queries): a token whose API key auth has revoked is refused as
  * UNAUTHENTICATED once the lookup sees it (within its TTL), instead of staying good until it
  * expires.
  */
 export function refusingRevokedKeys(verifier: JwtVerifier, lookup: ApiKeyLookup): JwtVerifier {
+  const refusal = revokedKeyRefusal(lookup);
   const check = async (principal: Principal) => {
-    if ((await lookup(principal.apiKeyId))?.revoked) {
-      throw new GhostPayError(ErrorCode.UNAUTHENTICATED, 'The API key of this token has been revoked');
-    }
+    const refused = await refusal(principal.apiKeyId);
+    if (refused) throw refused;
     return principal;
   };
   return {

@@ -27,7 +27,7 @@ import { buildASTSchema, type GraphQLError, type GraphQLFormattedError, type Gra
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { type ApiKeyLookup, refusingRevokedKeys } from './api-keys.ts';
+import { type ApiKeyLookup, refusingRevokedKeys, revokedKeyRefusal } from './api-keys.ts';
 import {
   type AuthRequirements,
   fillRemovedWithNull,
@@ -431,6 +431,9 @@ export function createRouter(deps: RouterDeps): Router {
             extensions: { retryAfter: decision.retryAfterSeconds },
           });
         },
+        // A revoked key's open subscriptions end within the lookup's cache TTL and one check
+        // interval, not at their next event (a quiet one may never have one).
+        checkApiKey: deps.apiKeyLookup ? revokedKeyRefusal(deps.apiKeyLookup) : undefined,
         // One request event per WebSocket subscribe attempt (and per refused connection_init), as for HTTP.
         onWebSocketAnswered: deps.onRequestEvent
           ? (answer) =>

@@ -196,9 +196,36 @@ export function watchCharge(client: Client, chargeId: string, query = chargeUpda
   return collected;
 }
 
-export async function until(condition: () => boolean, what: string | (() => string), timeoutMs = 10_000) {
+/** Reads a GraphQL-over-SSE response, collecting `next` payloads until `complete` or the end. */
+export function readEventStream(response: Response) {
+  const received = { next: [] as { data?: { chargeUpdated?: { status: string } }; errors?: unknown[] }[], completed: false, ended: false };
+  const done = (async () => {
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for (;;) {
+      const { value, done: finished } = await reader.read().catch(() => ({ value: undefined, done: true }));
+      if (finished) break;
+      buffer += decoder.decode(value, { stream: true });
+      let boundary = buffer.indexOf('\n\n');
+      while (boundary >= 0) {
+        const block = buffer.slice(0, boundary);
+        buffer = buffer.slice(boundary + 2);
+        const event = /^event: (.*)$/m.exec(block)?.[1];
+        const data = /^data: (.*)$/m.exec(block)?.[1];
+        if (event === 'next' && data) received.next.push(JSON.parse(data));
+        if (event === 'complete') received.completed = true;
+        boundary = buffer.indexOf('\n\n');
+      }
+    }
+    received.ended = true;
+  })();
+  return { received, done };
+}
+
+export async function until(condition: () => boolean | Promise<boolean>, what: string | (() => string), timeoutMs = 10_000) {
   const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }

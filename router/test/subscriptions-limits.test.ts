@@ -15,6 +15,7 @@ import { rateLimitRedisOptions } from '../src/rate-limiter.ts';
 import {
   chargeUpdatedSubscription,
   createCharge,
+  readEventStream,
   startRealSubgraphs,
   startSubscriptionRouter,
   statuses,
@@ -22,33 +23,6 @@ import {
   watchCharge,
   wsClient,
 } from './subscriptions-harness.ts';
-
-/** Reads a GraphQL-over-SSE response, collecting `next` payloads until `complete` or the end. */
-function readEventStream(response: Response) {
-  const received = { next: [] as { data?: { chargeUpdated?: { status: string } }; errors?: unknown[] }[], completed: false, ended: false };
-  const done = (async () => {
-    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-    const decoder = new TextDecoder();
-    let buffer = '';
-    for (;;) {
-      const { value, done: finished } = await reader.read().catch(() => ({ value: undefined, done: true }));
-      if (finished) break;
-      buffer += decoder.decode(value, { stream: true });
-      let boundary = buffer.indexOf('\n\n');
-      while (boundary >= 0) {
-        const block = buffer.slice(0, boundary);
-        buffer = buffer.slice(boundary + 2);
-        const event = /^event: (.*)$/m.exec(block)?.[1];
-        const data = /^data: (.*)$/m.exec(block)?.[1];
-        if (event === 'next' && data) received.next.push(JSON.parse(data));
-        if (event === 'complete') received.completed = true;
-        boundary = buffer.indexOf('\n\n');
-      }
-    }
-    received.ended = true;
-  })();
-  return { received, done };
-}
 
 describe('subscription limits, expiry, keep-alive and Server-Sent Events', () => {
   let database: TestDatabase;

@@ -27,6 +27,8 @@ export interface RouterSubscriptionsOptions<TContext extends BaseContext> extend
   slots?: SubscriptionGatewayOptions['slots'];
   /** The per-minute rate limit of each WebSocket subscribe (see `SubscriptionGatewayOptions`). */
   admitWebSocketSubscribe?: SubscriptionGatewayOptions['admitWebSocketSubscribe'];
+  /** Ends the open subscriptions of a revoked API key (see `SubscriptionGatewayOptions`). */
+  checkApiKey?: SubscriptionGatewayOptions['checkApiKey'];
 }
 
 /** Everything `createRouter` needs in one call: the subscription gateway over its own gateway. */
@@ -60,5 +62,6 @@ export function createRouterSubscriptions<TContext extends BaseContext>(
     onWebSocketAnswered: options.onWebSocketAnswered,
     slots: options.slots,
     admitWebSocketSubscribe: options.admitWebSocketSubscribe,
+    checkApiKey: options.checkApiKey,
   });
 }

@@ -24,7 +24,10 @@ import { createUpstreamPool, type UpstreamPool, type UpstreamPoolOptions } from 
 
 /** WebSocket close codes this gateway uses (besides graphql-ws's own 44xx codes). */
 export const SubscriptionCloseCode = {
-  /** `connection_init` had no valid token, or the token expired while connected. Reconnect with a fresh token. */
+  /**
+   * `connection_init` had no valid token, the token expired while connected, or auth revoked its
+   * API key while connected. Reconnect with a fresh token.
+   */
   Unauthorized: 4401,
   /**
    * The token could not be checked (the auth service's signing keys cannot be fetched): the
@@ -50,6 +53,11 @@ export interface SubscriptionLimits {
   connectionInitTimeoutMs?: number;
   /** Largest accepted WebSocket message. @default 65536 */
   maxPayloadBytes?: number;
+  /**
+   * How often every API key with open subscriptions is asked `checkApiKey` (one sweep per
+   * process, one question per key). 0 turns the check off. @default 10000
+   */
+  revocationCheckMs?: number;
 }
 
 export interface SubscriptionGatewayOptions {
@@ -102,6 +110,15 @@ export interface SubscriptionGatewayOptions {
    * `handleSse`. @default every subscribe admitted
    */
   admitWebSocketSubscribe?: (principal: Principal, request: IncomingMessage) => Promise<GhostPayError | undefined>;
+  /**
+   * Asked every `limits.revocationCheckMs` about each API key (token `key_id`) that has open
+   * subscriptions: an error (the router's: the key was revoked, from its cached key lookup) ends
+   * all of them, each WebSocket of that key closing with 4401 and the error's message, each SSE
+   * stream with a last payload holding the error, then `complete`. A quiet subscription has no
+   * per-event query to refuse it, so without this it stayed open, holding its slot. A check that
+   * throws ends nothing. @default none
+   */
+  checkApiKey?: (apiKeyId: string) => Promise<GhostPayError | undefined>;
 }
 
 /** The first answer to one subscribe attempt (a first payload or a refusal), for the router's request event. */
@@ -191,6 +208,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     keepAliveMs: options.limits?.keepAliveMs ?? 15_000,
     connectionInitTimeoutMs: options.limits?.connectionInitTimeoutMs ?? 5_000,
     maxPayloadBytes: options.limits?.maxPayloadBytes ?? 64 * 1024,
+    revocationCheckMs: options.limits?.revocationCheckMs ?? 10_000,
   };
   const path = options.path ?? '/graphql';
   const schemaOf = () => (typeof options.schema === 'function' ? options.schema() : options.schema);
@@ -475,7 +493,11 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
         ];
       }
       let expiry: NodeJS.Timeout | undefined;
-      const result = await open(caller, params, 'sse', () => clearTimeout(expiry));
+      let checked: EventStream<SubscriptionPayload> | undefined;
+      const result = await open(caller, params, 'sse', () => {
+        clearTimeout(expiry);
+        if (checked) sseApiKeys.delete(checked);
+      });
       answer.operationName = result.operationName;
       if (!('stream' in result)) {
         const errors = result.errors.map((e) => e.toJSON());
@@ -492,6 +514,8 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
       }
       const { stream } = result;
       answer.errorCodes = result.firstErrorCodes;
+      checked = stream;
+      sseApiKeys.set(stream, caller.principal.apiKeyId);
       expiry = setTimeout(
         () => stream.end({ errors: [{ message: 'Token expired', extensions: { code: ErrorCode.UNAUTHENTICATED } }] }),
         untilExpiry(caller.principal),
@@ -501,9 +525,67 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     },
   });
 
+  // ---- API keys revoked while their subscriptions are open ----
+  /** The API key of each open SSE stream (a WebSocket's is its connection's caller). */
+  const sseApiKeys = new Map<EventStream<SubscriptionPayload>, string>();
+  let checking = false;
+  /**
+   * One sweep: each API key with open subscriptions asked once (the router's lookup is cached
+   * per key, so this costs a map read per key, and a database read per key per cache TTL), and
+   * everything open of a refused key ended. Sweeps never overlap.
+   */
+  const checkOpenApiKeys = async (checkApiKey: (apiKeyId: string) => Promise<GhostPayError | undefined>) => {
+    if (checking || closing) return;
+    checking = true;
+    try {
+      const keys = new Set(sseApiKeys.values());
+      for (const ws of wss.clients) {
+        const apiKeyId = states.get(ws)?.caller?.principal.apiKeyId;
+        if (apiKeyId) keys.add(apiKeyId);
+      }
+      const refusals = new Map<string, GhostPayError>();
+      const pending = [...keys];
+      // A bounded number at a time: with a cold cache each is a database read.
+      while (pending.length > 0) {
+        await Promise.all(
+          pending.splice(0, 32).map(async (apiKeyId) => {
+            const refusal = await checkApiKey(apiKeyId).catch((error: unknown) => {
+              logger.warn({ err: error }, 'checking an API key of open subscriptions failed');
+              return undefined;
+            });
+            if (refusal) refusals.set(apiKeyId, refusal);
+          }),
+        );
+      }
+      if (refusals.size === 0 || closing) return;
+      for (const ws of wss.clients) {
+        const apiKeyId = states.get(ws)?.caller?.principal.apiKeyId;
+        const refusal = apiKeyId === undefined ? undefined : refusals.get(apiKeyId);
+        if (!refusal) continue;
+        logger.info({ apiKeyId, code: refusal.extensions.code }, 'closing a WebSocket whose API key was refused');
+        ws.close(SubscriptionCloseCode.Unauthorized, refusal.message.slice(0, 120));
+      }
+      for (const [stream, apiKeyId] of sseApiKeys) {
+        const refusal = refusals.get(apiKeyId);
+        if (!refusal) continue;
+        logger.info({ apiKeyId, code: refusal.extensions.code }, 'ending an SSE subscription whose API key was refused');
+        stream.end({ errors: [{ message: refusal.message, extensions: { code: refusal.extensions.code } }] });
+      }
+    } finally {
+      checking = false;
+    }
+  };
+  const checkApiKey = options.checkApiKey;
+  const apiKeyCheck =
+    checkApiKey && limits.revocationCheckMs > 0
+      ? setInterval(() => void checkOpenApiKeys(checkApiKey), limits.revocationCheckMs)
+      : undefined;
+  apiKeyCheck?.unref();
+
   const shutDown = async () => {
     closing = true;
     clearInterval(heartbeat);
+    clearInterval(apiKeyCheck);
     for (const stream of [...streams]) stream.end();
     // Let the transports send each `complete` before the sockets close (bounded).
     const deadline = Date.now() + 1_000;

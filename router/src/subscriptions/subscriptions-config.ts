@@ -20,6 +20,7 @@ export const routerSubscriptionsConfigSchema = z.object({
   ROUTER_SUBSCRIPTION_IDLE_TIMEOUT_MS: env.positiveInt(60_000),
   ROUTER_SUBSCRIPTION_KEEPALIVE_MS: env.positiveInt(15_000),
   ROUTER_SUBSCRIPTION_UPSTREAM_SOCKET_CAPACITY: env.positiveInt(500),
+  ROUTER_SUBSCRIPTION_REVOCATION_CHECK_MS: env.positiveInt(10_000),
 });
 export type RouterSubscriptionsConfig = z.infer<typeof routerSubscriptionsConfigSchema>;
 
@@ -49,6 +50,7 @@ export function routerSubscriptionsSettings(
       maxPerApiKey: config.ROUTER_SUBSCRIPTION_MAX_PER_API_KEY,
       idleTimeoutMs: config.ROUTER_SUBSCRIPTION_IDLE_TIMEOUT_MS,
       keepAliveMs: config.ROUTER_SUBSCRIPTION_KEEPALIVE_MS,
+      revocationCheckMs: config.ROUTER_SUBSCRIPTION_REVOCATION_CHECK_MS,
     },
     upstream: { maxSubscriptionsPerSocket: config.ROUTER_SUBSCRIPTION_UPSTREAM_SOCKET_CAPACITY },
   };
