@@ -62,8 +62,10 @@ export async function authorizeCharge(
       const claim = await claimIdempotencyKey(tx, scope, deps.idempotencyWaitMs);
       if (claim.kind === 'replay') return { charge: claim.charge, replayed: true };
 
-      // Every column of the new charge is known here: `now()` is the claim's, fixed for the
-      // transaction. So the event and the replay snapshot can be written by the same statement.
+      // Every column of the new charge but one is known here: `now()` is the claim's, fixed for
+      // the transaction. The exception is an authorization's `authorizedAt`/`updatedAt`, the
+      // moment the card was taken, which only the statement knows (it may first wait for the
+      // card row); the statement patches it into the event and the replay and returns it.
       const now = claim.now;
       const charge: ChargeRow = {
         id: newId('ch'),
@@ -82,9 +84,8 @@ export async function authorizeCharge(
       };
       // The hot path: one statement takes the card (ACTIVE → USED when every condition holds)
       // and, only if it did, writes the charge, its event, the NOTIFY and the replay.
-      if (await writeCharge(tx, charge, scope, { issuerId: isAdmin ? null : principal.userId })) {
-        return { charge, replayed: false };
-      }
+      const takenAt = await writeCharge(tx, charge, scope, { issuerId: isAdmin ? null : principal.userId });
+      if (takenAt) return { charge: { ...charge, authorizedAt: takenAt, updatedAt: takenAt }, replayed: false };
 
       // Not authorized: find out why. The card's status can only move away from ACTIVE, so a
       // plain read after the failed update (which waited for any concurrent writer) is decisive.
@@ -118,54 +119,71 @@ export async function authorizeCharge(
  * with `takeCard`, first the conditional card update (ACTIVE → USED when unexpired, same
  * currency, amount within the card's, issued by `issuerId` unless null), and the rest only
  * if it took the card; then the charge row, its event, the NOTIFY and the idempotency key's
- * completion with the replay snapshot. Returns whether the charge was written.
+ * completion with the replay snapshot. Returns when the charge was written (for a taken card,
+ * the moment it was taken, which is its `authorized_at`, `updated_at` and the card's
+ * `used_at`; otherwise the charge's `updatedAt`), or null when it was not.
  *
- * `charge` must be the row exactly as it will be stored: its timestamps are the
- * transaction's `now()`, which the statement writes and the snapshot repeats.
+ * `charge` must be the row exactly as it will be stored, but for a taken card's moment: its
+ * other timestamps are the transaction's `now()`, which the statement writes and the snapshot
+ * repeats.
  */
 async function writeCharge(
   tx: Transaction,
   charge: ChargeRow,
   scope: IdempotencyScope,
   takeCard: { issuerId: string | null } | null,
-): Promise<boolean> {
+): Promise<Date | null> {
   const snapshot = JSON.stringify(toSnapshot(charge));
   const issuedBy = takeCard?.issuerId ? sql`and issuer_id = ${takeCard.issuerId}` : sql``;
-  // Expiry is judged when the card row is ours, by the clock: `now()` is the transaction's
-  // start, and the statement may first wait (for the key, for another writer of the card) past
-  // the card's expiry. The row is locked first (`locked`, an initplan of `taken`), so the
-  // clock is read after any wait, whether the other writer updated the row or only locked it
-  // (then PostgreSQL would not re-check an update's condition after the wait).
+  // The card is judged and stamped when its row is ours, by the clock: `now()` is the
+  // transaction's start, and the statement may first wait (for the key, for another writer of
+  // the card) past the card's expiry, or long enough to shorten the settlement delay that runs
+  // from `authorized_at`. The row is locked first (`locked`), then the clock read once
+  // (`held`, whose projection runs after the lock is granted; volatile, so materialized); the
+  // update reads both as initplans. So the reading comes after any wait, whether the other
+  // writer updated the row or only locked it (then PostgreSQL would not re-check an update's
+  // condition after the wait). `taken.at` is the stamp at the millisecond precision the
+  // snapshot and a JavaScript Date hold (never later than the reading expiry was judged by).
   const source = takeCard
     ? sql`locked as materialized (
         select id from ${cards} where id = ${charge.cardId} ${issuedBy} for no key update
       ),
+      held as materialized (
+        select id, clock_timestamp() as at from locked
+      ),
       taken as (
-        update ${cards} set status = 'USED', used_at = now()
-        where id = (select id from locked) and status = 'ACTIVE' and expires_at > clock_timestamp()
+        update ${cards} set status = 'USED', used_at = date_trunc('milliseconds', (select at from held))
+        where id = (select id from held) and status = 'ACTIVE' and expires_at > (select at from held)
           and currency = ${charge.currency} and amount >= ${charge.amount}
           ${issuedBy}
-        returning id
+        returning id, used_at as at
       ),`
-    : sql`taken as (select ${charge.cardId}::text as id),`;
+    : sql`taken as (select ${charge.cardId}::text as id, now() as at),`;
+  // The snapshot with a taken card's moment as `authorizedAt` and `updatedAt` (toISOString's format).
+  const stored = takeCard
+    ? sql`(${snapshot}::jsonb || (select jsonb_build_object('authorizedAt', iso, 'updatedAt', iso)
+        from (select to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as iso from taken) as stamp))`
+    : sql`${snapshot}::jsonb`;
   const result = (await tx.execute(sql`
     with ${source}
     charge as (
       insert into ${charges} (id, card_id, merchant_id, amount, currency, status, decline_code, description, created_at, authorized_at, updated_at)
       select ${charge.id}, taken.id, ${charge.merchantId}, ${charge.amount}::bigint, ${charge.currency}, ${charge.status}, ${charge.declineCode}::text,
-        ${charge.description}::text, now(), ${charge.authorizedAt ? sql`now()` : sql`null`}, now()
+        ${charge.description}::text, now(), ${takeCard ? sql`taken.at` : sql`null`}, ${takeCard ? sql`taken.at` : sql`now()`}
       from taken
       returning id, status
     ),
     event as (
       insert into ${chargeEvents} (charge_id, status, data)
-      select id, status, ${snapshot}::jsonb from charge
+      select id, status, ${stored} from charge
       returning id, charge_id, status
     ),
-    completed as (${completeIdempotencyKeySql(scope, sql`(select id from charge)`, snapshot, sql`exists (select 1 from charge)`)})
-    select event.id, ${notifyEvent} from event
-  `)) as unknown as { rows: unknown[] };
-  return result.rows.length === 1;
+    completed as (${completeIdempotencyKeySql(scope, sql`(select id from charge)`, stored, sql`exists (select 1 from charge)`)})
+    select event.id, ${notifyEvent}, (select at from taken) as at from event
+  `)) as unknown as { rows: Array<{ at: string | Date }> };
+  const [written] = result.rows;
+  // Drivers give the timestamptz as text (drizzle's raw mode) or a Date.
+  return written ? new Date(written.at) : null;
 }
 
 /** The decline code for a card the conditional update refused, most fundamental reason first. */

@@ -83,13 +83,20 @@ export function lockTimeoutAfterClaim(error: unknown): unknown {
 
 /**
  * The UPDATE that completes a claimed key with the charge's id and the result to replay
- * (`snapshot`: the charge's JSON). Inside a larger statement `chargeId` may be an expression
- * over one of its CTEs and `onlyIf` a condition on them (see `writeCharge`).
+ * (`snapshot`: the charge's JSON, or a jsonb expression). Inside a larger statement `chargeId`
+ * and `snapshot` may be expressions over its CTEs and `onlyIf` a condition on them (see
+ * `writeCharge`).
  */
-export function completeIdempotencyKeySql(scope: IdempotencyScope, chargeId: string | SQL, snapshot: string, onlyIf: SQL = sql`true`): SQL {
+export function completeIdempotencyKeySql(
+  scope: IdempotencyScope,
+  chargeId: string | SQL,
+  snapshot: string | SQL,
+  onlyIf: SQL = sql`true`,
+): SQL {
+  const response = typeof snapshot === 'string' ? sql`${snapshot}::jsonb` : snapshot;
   return sql`
     update ${chargeIdempotencyKeys}
-    set state = 'completed', charge_id = ${chargeId}, response = ${snapshot}::jsonb, completed_at = now(), locked_until = null
+    set state = 'completed', charge_id = ${chargeId}, response = ${response}, completed_at = now(), locked_until = null
     where principal_id = ${scope.principalId} and operation = ${scope.operation} and key = ${scope.key} and ${onlyIf}`;
 }
 

@@ -6,8 +6,9 @@ import { authorizeCharge, type ChargeEventNotice, chargeEventsChannel, checkLedg
 import { merchantDatabase } from './charges-harness.ts';
 
 // authorizeCharge writes a new charge, its event, the NOTIFY and the idempotency replay in
-// one statement from a row it builds itself (timestamps = the claim's now()). These tests
-// hold it to what it stored.
+// one statement from a row it builds itself (timestamps = the claim's now(), but for an
+// authorization's moment, which the statement reads once it holds the card and returns).
+// These tests hold it to what it stored.
 describe('charge writes', () => {
   const fx = merchantDatabase();
   afterEach(async () => expect(await checkLedger(fx.database)).toEqual([]));
@@ -115,6 +116,48 @@ describe('charge writes', () => {
     const [row] = await fx.database.db.select({ status: cards.status }).from(cards).where(eq(cards.id, card.id));
     expect(row?.status).toBe('ACTIVE');
   });
+
+  it.each([
+    ['updates it (a re-encryption, a sweep)', 'update cards.cards set pan_key_id = pan_key_id where id = $1'],
+    ['only locks it', 'select id from cards.cards where id = $1 for update'],
+  ])(
+    'stamps an authorization with the moment it took the card, after waiting for another transaction that %s, so settlement waits its full delay from then',
+    async (_name, lockStatement) => {
+      const card = await fx.seed.card({ ownerId: fx.holderId, issuerId: fx.merchantId, amount: 1_000, currency: 'USD' });
+      const pool = fx.database.pool;
+      if (!pool) throw new Error('needs PostgreSQL');
+      const holder = await pool.connect();
+      let pending: ReturnType<typeof authorize>;
+      let releasedAt: Date;
+      try {
+        await holder.query('begin');
+        await holder.query(lockStatement, [card.id]);
+        pending = authorize(card.id, `stamp-${lockStatement.slice(0, 6)}`);
+        pending.catch(() => undefined);
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+        releasedAt = (await holder.query<{ at: Date }>('select clock_timestamp() as at')).rows[0]!.at;
+        await holder.query('commit');
+      } finally {
+        holder.release();
+      }
+      const { charge } = await pending;
+      expect(charge.status).toBe('AUTHORIZED');
+      // Not the transaction's start, a second before: no earlier than the other writer let go.
+      expect(charge.authorizedAt!.getTime()).toBeGreaterThanOrEqual(releasedAt.getTime());
+      expect(charge.updatedAt).toEqual(charge.authorizedAt);
+      expect(charge.createdAt.getTime()).toBeLessThan(releasedAt.getTime());
+      const { row, events, keys } = await stored(charge.id);
+      expect(row).toEqual(charge);
+      expect(events.map((event) => event.data)).toEqual([toSnapshot(charge)]);
+      expect(keys[0]?.response).toEqual(toSnapshot(charge));
+      const [cardRow] = await fx.database.db.select({ usedAt: cards.usedAt }).from(cards).where(eq(cards.id, card.id));
+      expect(cardRow?.usedAt).toEqual(charge.authorizedAt);
+      // Authorized just now: a settlement delay of 800 ms has not passed (from the transaction's
+      // start it had, and the charge settled at once, with no time left to void it).
+      await settleDueCharges(fx.database.db, { delayMs: 800, batchSize: 100 });
+      expect((await stored(charge.id)).row?.status).toBe('AUTHORIZED');
+    },
+  );
 
   it('fails with SERVICE_UNAVAILABLE when another writer holds the card past the wait bound, writes nothing, and the same key works after', async () => {
     const card = await fx.seed.card({ ownerId: fx.holderId, issuerId: fx.merchantId, amount: 1_000, currency: 'USD' });
