@@ -301,6 +301,24 @@ describe('embedded store', () => {
     await store.close();
   });
 
+  it('keeps deletions and removed fields across a restart', async () => {
+    const dir = freshDir();
+    let store = openEmbeddedStore({ dir });
+    const docs = store.db.collection('docs');
+    await docs.bulkWrite(
+      [{ insertOne: { document: { _id: 'a', n: 1, applied: { m1: 1 } } } }, { insertOne: { document: { _id: 'b', n: 2 } } }],
+      { ordered: false },
+    );
+    await docs.bulkWrite(
+      [{ deleteOne: { filter: { _id: 'b' } } }, { updateOne: { filter: { _id: 'a' }, update: { $unset: { 'applied.m1': '' } } } }],
+      { ordered: false },
+    );
+    await store.close();
+    store = openEmbeddedStore({ dir });
+    expect(await store.db.collection('docs').find({}).toArray()).toEqual([{ _id: 'a', n: 1, applied: {} }]);
+    await store.close();
+  });
+
   it('leaves a document unchanged when one of its update operators fails, as MongoDB does', async () => {
     const store = openEmbeddedStore({ dir: freshDir() });
     const docs = store.db.collection('docs');

@@ -2,17 +2,19 @@ import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { appendFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
-import type {
-  DocumentStore,
-  StoreBulkOperation,
-  StoreBulkResult,
-  StoreCollection,
-  StoreCursor,
-  StoreDocument,
-  StoreFilter,
-  StoreIndexOptions,
-  StoreSort,
-  StoreUpdate,
+import {
+  type DocumentStore,
+  duplicateKeyErrorCode,
+  type StoreBulkOperation,
+  type StoreBulkResult,
+  type StoreCollection,
+  type StoreCursor,
+  type StoreDocument,
+  type StoreFilter,
+  type StoreIndexOptions,
+  type StoreSort,
+  type StoreUpdate,
+  type StoreWriteError,
 } from './document-store.ts';
 
 export interface EmbeddedStoreOptions {
@@ -204,21 +206,50 @@ export function matchesFilter(doc: StoreDocument, filter: StoreFilter): boolean 
   return true;
 }
 
+function unsetPath(doc: StoreDocument, path: string): void {
+  const parts = path.split('.');
+  let current: unknown = doc;
+  for (const part of parts.slice(0, -1)) {
+    if (!isPlainObject(current)) return;
+    current = current[part];
+  }
+  if (isPlainObject(current)) delete current[parts.at(-1)!];
+}
+
+/** An operation of a bulk write that failed, with the code MongoDB gives it. */
+class WriteOperationError extends Error {
+  readonly code: number;
+  constructor(message: string, code: number) {
+    super(message);
+    this.code = code;
+  }
+}
+
+/** MongoDB's TypeMismatch, e.g. `$inc` on a string. */
+const typeMismatchCode = 14;
+/** MongoDB's FailedToParse, for an operator it does not know (here: outside the subset). */
+const failedToParseCode = 9;
+
 function applyUpdate(doc: StoreDocument, update: StoreUpdate, inserting: boolean): void {
   for (const op of Object.keys(update)) {
-    if (!['$set', '$setOnInsert', '$inc', '$max'].includes(op)) throw new Error(`embedded store: unsupported update operator ${op}`);
+    if (!['$set', '$setOnInsert', '$inc', '$max', '$unset'].includes(op)) {
+      throw new WriteOperationError(`embedded store: unsupported update operator ${op}`, failedToParseCode);
+    }
   }
   if (inserting) for (const [path, value] of Object.entries(update.$setOnInsert ?? {})) setPath(doc, path, structuredClone(value));
   for (const [path, value] of Object.entries(update.$set ?? {})) setPath(doc, path, structuredClone(value));
   for (const [path, by] of Object.entries(update.$inc ?? {})) {
     const current = getPath(doc, path);
-    if (current !== undefined && typeof current !== 'number') throw new Error(`embedded store: cannot $inc non-number at ${path}`);
+    if (current !== undefined && typeof current !== 'number') {
+      throw new WriteOperationError(`embedded store: cannot $inc non-number at ${path}`, typeMismatchCode);
+    }
     setPath(doc, path, (current ?? 0) + by);
   }
   for (const [path, value] of Object.entries(update.$max ?? {})) {
     const current = getPath(doc, path);
     if (current === undefined || compareValues(value, current) > 0) setPath(doc, path, structuredClone(value));
   }
+  for (const path of Object.keys(update.$unset ?? {})) unsetPath(doc, path);
 }
 
 function sortDocuments(docs: StoreDocument[], spec: StoreSort): StoreDocument[] {
@@ -232,9 +263,17 @@ function sortDocuments(docs: StoreDocument[], spec: StoreSort): StoreDocument[] 
   });
 }
 
-class DuplicateKeyError extends Error {
-  readonly code = 11000;
+class DuplicateKeyError extends WriteOperationError {
+  constructor(id: unknown) {
+    super(`E11000 duplicate key error: _id ${typeof id === 'string' ? id : encode(id)}`, duplicateKeyErrorCode);
+  }
 }
+
+/**
+ * A bulk write's documents as it leaves them, not yet visible: a document, or null for one it
+ * deleted (with the `_id` to write in the deletion record).
+ */
+type Staged = Map<string, StoreDocument | null>;
 
 interface TtlIndex {
   field: string;
@@ -378,22 +417,45 @@ class EmbeddedCollection implements StoreCollection {
 
   async bulkWrite(operations: StoreBulkOperation[], _options: { ordered: false }): Promise<StoreBulkResult> {
     return this.serialize(async () => {
-      const result: StoreBulkResult = { insertedCount: 0, matchedCount: 0, modifiedCount: 0, upsertedCount: 0, upsertedIds: {} };
+      const result: StoreBulkResult = {
+        insertedCount: 0,
+        matchedCount: 0,
+        modifiedCount: 0,
+        upsertedCount: 0,
+        deletedCount: 0,
+        upsertedIds: {},
+      };
       // The batch's documents as it leaves them, built on copies: memory takes them only once
       // they are in the file, so a failed append leaves memory as it was and a retry redoes all.
-      const staged = new Map<string, StoreDocument>();
-      const errors: Error[] = [];
+      const staged: Staged = new Map();
+      const deletedIds = new Map<string, unknown>();
+      const exists = (key: string) => (staged.has(key) ? staged.get(key) !== null : this.docs.has(key));
+      const errors: StoreWriteError[] = [];
       operations.forEach((operation, index) => {
         try {
           if ('insertOne' in operation) {
             const doc = structuredClone(operation.insertOne.document);
             doc._id ??= randomBytes(12).toString('hex');
             const key = idKey(doc._id);
-            if (staged.has(key) || this.docs.has(key)) throw new DuplicateKeyError(`E11000 duplicate key: _id ${String(doc._id)}`);
+            if (exists(key)) throw new DuplicateKeyError(doc._id);
             staged.set(key, doc);
             result.insertedCount++;
             return;
           }
+          if ('deleteOne' in operation) {
+            const { filter } = operation.deleteOne;
+            validateFilter(filter);
+            const existing = this.findMatching(filter, 1, staged)[0];
+            if (existing) {
+              const key = idKey(existing._id);
+              staged.set(key, null);
+              deletedIds.set(key, existing._id);
+              result.deletedCount++;
+            }
+            return;
+          }
+          if (!('updateOne' in operation))
+            throw new WriteOperationError('embedded store: unsupported bulk write operation', failedToParseCode);
           const { filter, update, upsert } = operation.updateOne;
           validateFilter(filter);
           const existing = this.findMatching(filter, 1, staged)[0];
@@ -418,19 +480,29 @@ class EmbeddedCollection implements StoreCollection {
           }
           applyUpdate(doc, update, true);
           doc._id ??= randomBytes(12).toString('hex');
-          staged.set(idKey(doc._id), doc);
+          const key = idKey(doc._id);
+          // The filter named an `_id` that exists but failed its other conditions: MongoDB's
+          // insert of that `_id` fails on the unique `_id` index, it never replaces the document.
+          if (exists(key)) throw new DuplicateKeyError(doc._id);
+          staged.set(key, doc);
           result.upsertedCount++;
           result.upsertedIds[index] = doc._id;
         } catch (error) {
-          // Unordered: one failing operation does not stop the others.
-          errors.push(error as Error);
+          // Unordered: one failing operation does not stop the others. Reported as the driver's
+          // WriteError is: the operation's index, a code, a message.
+          const code = error instanceof WriteOperationError ? error.code : failedToParseCode;
+          errors.push({ index, code, errmsg: (error as Error).message });
         }
       });
-      await this.append([...staged.values()].map((doc) => encode({ p: doc })));
-      for (const [key, doc] of staged) this.docs.set(key, doc);
+      await this.append([...staged].map(([key, doc]) => (doc === null ? encode({ d: deletedIds.get(key) }) : encode({ p: doc }))));
+      for (const [key, doc] of staged) {
+        if (doc === null) this.docs.delete(key);
+        else this.docs.set(key, doc);
+      }
       this.compactIfDue();
       if (errors.length > 0) {
-        throw Object.assign(new Error(`embedded store: ${errors.length} bulk write operation(s) failed: ${errors[0]?.message}`), {
+        throw Object.assign(new Error(`embedded store: ${errors.length} bulk write operation(s) failed: ${errors[0]?.errmsg}`), {
+          code: errors[0]!.code,
           result,
           writeErrors: errors,
         });
@@ -446,17 +518,38 @@ class EmbeddedCollection implements StoreCollection {
    * (Hiding them from the upsert stored an emitter's retry of an event older than the retention
    * a second time, and counted it twice, where MongoDB counts it once.)
    */
-  private findMatching(filter: StoreFilter, limit = Number.POSITIVE_INFINITY, staged?: Map<string, StoreDocument>): StoreDocument[] {
+  private findMatching(filter: StoreFilter, limit = Number.POSITIVE_INFINITY, staged?: Staged): StoreDocument[] {
     const out: StoreDocument[] = [];
+    const lookup = (key: string) => (staged?.has(key) ? staged.get(key) : this.docs.get(key)) ?? undefined;
     // Every write the analytics code makes is keyed by `_id` equality: answer it from the map
     // (O(1)) instead of scanning every stored document, which made ingestion slow down as the
-    // store grew.
+    // store grew. The same for `_id: { $in: [...] }` (reading back a batch's request logs).
     const id = filter._id;
     if (id !== undefined && !isPlainObject(id) && !Array.isArray(id)) {
-      const key = idKey(id);
-      const doc = staged?.get(key) ?? this.docs.get(key);
+      const doc = lookup(idKey(id));
       return doc && matchesFilter(doc, filter) ? [doc] : [];
     }
+    if (isPlainObject(id) && Object.keys(id).length === 1 && Array.isArray(id.$in)) {
+      const seen = new Set<string>();
+      for (const value of id.$in) {
+        // An array or object in $in is matched by scanning below (never used here).
+        if (isPlainObject(value) || Array.isArray(value)) return this.scan(filter, limit, staged);
+        const key = idKey(value);
+        if (seen.has(key)) continue;
+        seen.add(key);
+        const doc = lookup(key);
+        if (doc && matchesFilter(doc, filter)) {
+          out.push(doc);
+          if (out.length >= limit) break;
+        }
+      }
+      return out;
+    }
+    return this.scan(filter, limit, staged);
+  }
+
+  private scan(filter: StoreFilter, limit: number, staged?: Staged): StoreDocument[] {
+    const out: StoreDocument[] = [];
     for (const doc of this.current(staged)) {
       if (matchesFilter(doc, filter)) {
         out.push(doc);
@@ -466,9 +559,12 @@ class EmbeddedCollection implements StoreCollection {
     return out;
   }
 
-  private *current(staged?: Map<string, StoreDocument>): Iterable<StoreDocument> {
-    for (const [key, doc] of this.docs) yield staged?.get(key) ?? doc;
-    if (staged) for (const [key, doc] of staged) if (!this.docs.has(key)) yield doc;
+  private *current(staged?: Staged): Iterable<StoreDocument> {
+    for (const [key, doc] of this.docs) {
+      const current = staged?.has(key) ? staged.get(key) : doc;
+      if (current) yield current;
+    }
+    if (staged) for (const [key, doc] of staged) if (doc && !this.docs.has(key)) yield doc;
   }
 
   private expired(doc: StoreDocument, now: number): boolean {
