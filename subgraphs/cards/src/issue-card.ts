@@ -10,7 +10,7 @@ import {
   type Principal,
   unstorableReason,
 } from '@ghostpay/platform';
-import { and, eq } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 
 import type { CardRow } from './card-view.ts';
 import type { CardsConfig } from './config.ts';
@@ -182,7 +182,11 @@ async function insertCardWithUniquePan(
   const { panSecrets, limits } = deps;
   const keyring = panSecrets.keyring();
   const fingerprintKey = panSecrets.fingerprintKey();
-  const expiresAt = new Date(Date.now() + lifetimeSeconds * 1000);
+  // The expiry is the database's now() plus the lifetime, never this server's clock: the
+  // database judges it (charges, cancels, the sweeper), and a replica whose clock is behind
+  // would issue cards that are already expired there (or, ahead, live too long).
+  const expiresAt = sql<Date>`date_trunc('milliseconds', now() + make_interval(secs => ${lifetimeSeconds}))`;
+  const expiresPart = (field: 'month' | 'year') => sql<number>`extract(${sql.raw(field)} from (${expiresAt}) at time zone 'UTC')::int`;
   for (let attempt = 1; attempt <= panAttempts; attempt++) {
     const id = newId('card');
     const pan = deps.drawPan ? deps.drawPan() : generatePan(limits.CARD_BIN);
@@ -199,8 +203,8 @@ async function insertCardWithUniquePan(
         bin: pan.slice(0, 6),
         last4: pan.slice(-4),
         brand: brandOf(limits.CARD_BIN),
-        expMonth: expiresAt.getUTCMonth() + 1,
-        expYear: expiresAt.getUTCFullYear(),
+        expMonth: expiresPart('month'),
+        expYear: expiresPart('year'),
         expiresAt,
         amount: input.amount,
         currency: input.currency,
