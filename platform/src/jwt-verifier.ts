@@ -23,6 +23,15 @@ import { type ClientTlsFiles, clientTlsOptions } from './tls.ts';
 export const allowedAlgorithms = ['RS256', 'ES256', 'EdDSA'] as const;
 export type SigningAlgorithm = (typeof allowedAlgorithms)[number];
 
+/**
+ * Default least time between two JWKS fetches for an unknown `kid` (`jwksCooldownMs`). The auth
+ * service spaces signing-key rotations by it: a verifier must be allowed to refetch before a key
+ * published after its last fetch starts signing.
+ */
+export const defaultJwksCooldownMs = 30_000;
+/** How long a JWKS fetch may take; the cooldown runs from when a fetch ends, not when it read the set. */
+export const jwksFetchTimeoutMs = 5_000;
+
 export interface JwtVerifierOptions {
   /** Where the JWKS is served (the auth service's `/.well-known/jwks.json`). */
   jwksUrl?: string | URL;
@@ -83,7 +92,7 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
     ? createLocalJWKSet(options.jwks)
     : options.jwksUrl
       ? createRemoteKeys(new URL(options.jwksUrl), {
-          cooldownMs: options.jwksCooldownMs ?? 30_000,
+          cooldownMs: options.jwksCooldownMs ?? defaultJwksCooldownMs,
           cacheMaxAgeMs: options.jwksCacheMaxAgeMs ?? 600_000,
           staleGraceMs: options.jwksStaleGraceMs ?? 3_600_000,
           logger: options.logger,
@@ -184,7 +193,7 @@ function createRemoteKeys(
   const remote = createRemoteJWKSet(url, {
     cooldownDuration: cooldownMs,
     cacheMaxAge: cacheMaxAgeMs,
-    timeoutDuration: 5_000,
+    timeoutDuration: jwksFetchTimeoutMs,
     [jwksCache]: lastGood as JWKSCacheInput,
     ...(tls ? { [customFetch]: tlsJwksFetch(tls) } : {}),
   });

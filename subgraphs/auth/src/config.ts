@@ -1,4 +1,16 @@
-import { baseConfigSchema, env, z } from '@ghostpay/platform';
+import { baseConfigSchema, defaultJwksCooldownMs, env, jwksFetchTimeoutMs, z } from '@ghostpay/platform';
+
+/**
+ * How long a `next` signing key must have been published before a rotation may make it sign:
+ * long enough for every verifier to learn it. A verifier holding a key set fetched before the
+ * key was published refetches on its unknown `kid`, but at most once per cooldown (30 s,
+ * counted from when its last fetch ended, which may be up to the fetch timeout, 5 s, after it
+ * read the set); and the JWKS response may be served from an HTTP cache for up to its max-age.
+ * So: `JWKS_MAX_AGE_SECONDS` + 30 + 5 seconds (95 by default).
+ */
+export function rotationSpacingSeconds(jwksMaxAgeSeconds: number): number {
+  return jwksMaxAgeSeconds + Math.ceil(defaultJwksCooldownMs / 1000) + Math.ceil(jwksFetchTimeoutMs / 1000);
+}
 
 /**
  * The auth service's environment. Every value has a development default except the

@@ -15,7 +15,7 @@ import { parse } from 'graphql';
 import { Redis } from 'ioredis';
 import { Counter } from 'prom-client';
 import { createAccessTokenIssuer } from './access-tokens.ts';
-import type { AuthConfig } from './config.ts';
+import { type AuthConfig, rotationSpacingSeconds } from './config.ts';
 import {
   createFailedExchangeLimiter,
   createRedisFailedExchangeLimiter,
@@ -76,6 +76,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
     algorithm: config.JWT_ALGORITHM,
     maxTokenTtlSeconds: config.ACCESS_TOKEN_TTL_SECONDS,
     clockSkewSeconds: config.JWT_CLOCK_SKEW_SECONDS,
+    rotationSpacingSeconds: rotationSpacingSeconds(config.JWKS_MAX_AGE_SECONDS),
     logger,
   });
   const tokens = createAccessTokenIssuer({

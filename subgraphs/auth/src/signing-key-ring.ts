@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { type DatabaseHandle, signingKeys, type Transaction } from '@ghostpay/db';
-import type { Logger, SigningAlgorithm } from '@ghostpay/platform';
+import { type Logger, RateLimitedError, type SigningAlgorithm } from '@ghostpay/platform';
 import { and, asc, eq, gt, inArray, lte, or, sql } from 'drizzle-orm';
 import { type CryptoKey, exportJWK, exportPKCS8, generateKeyPair, importPKCS8, type JSONWebKeySet, type JWK } from 'jose';
 import type { KeyEncryption } from './key-encryption.ts';
@@ -34,11 +34,40 @@ export interface SigningKeyRingOptions {
   maxTokenTtlSeconds: number;
   /** Verifier clock tolerance, added to how long a retired key stays published. */
   clockSkewSeconds: number;
+  /**
+   * How long a `next` key is published before a rotation may make it current: the time every
+   * verifier needs to learn it (`rotationSpacingSeconds` in config.ts). A rotation asked for
+   * sooner is refused (`RotationTooSoonError`); a scheduled one waits.
+   */
+  rotationSpacingSeconds: number;
   logger: Logger;
+}
+
+/**
+ * A rotation asked for while the `next` key has been published for less than the rotation
+ * spacing: making it current now could have verifiers that fetched the JWKS before it was
+ * published, and may not refetch yet, refuse the tokens it signs. RATE_LIMITED with
+ * `extensions.retryAfter` (seconds).
+ */
+export class RotationTooSoonError extends RateLimitedError {
+  readonly retryAfterSeconds: number;
+  constructor(retryAfterSeconds: number, spacingSeconds: number) {
+    super(
+      retryAfterSeconds,
+      `Signing keys may rotate at most once per ${spacingSeconds} s, the time verifiers need to learn the next key; retry in ${retryAfterSeconds} s`,
+    );
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
 }
 
 /** Serializes every ring change across replicas, including the first one on an empty table. */
 const ringLockKey = sql`hashtext('ghostpay.auth.signing_keys')`;
+
+/**
+ * Database time when the statement started: after the ring lock was acquired and any key
+ * generated, unlike `now()`, the transaction's start, which can be long before either.
+ */
+const dbNow = sql`statement_timestamp()`;
 
 const infoColumns = {
   kid: signingKeys.kid,
@@ -51,11 +80,21 @@ const infoColumns = {
   removedAt: signingKeys.removedAt,
 };
 
+interface NewKey {
+  kid: string;
+  alg: SigningAlgorithm;
+  publicJwk: JWK;
+  ciphertext: string;
+  kekId: string;
+}
+
 /**
  * The signing key ring in `auth.signing_keys`: next → current → retired → removed.
  *
  * - `next` is published in the JWKS from the moment it is created, one rotation before it
- *   signs, so verifiers that cached the JWKS already know it when it becomes `current`.
+ *   signs, so verifiers that cached the JWKS already know it when it becomes `current`. A
+ *   rotation makes it current only once it has been published for `rotationSpacingSeconds`,
+ *   so that verifiers holding an older set may refetch by then.
  * - `current` signs every new token. It is read from the database per token, so a rotation
  *   done by another replica takes effect at once.
  * - `retired` no longer signs (its private key is wiped) but stays published until
@@ -63,41 +102,52 @@ const infoColumns = {
  *   has expired; then a rotation or the scheduler marks it `removed`.
  *
  * Every change runs in one transaction under a transaction-scoped advisory lock, so
- * replicas rotating at once apply their rotations one after the other.
+ * replicas rotating at once apply their rotations one after the other, and every time is
+ * the database's, read after the lock is held.
  */
 export function createSigningKeyRing(options: SigningKeyRingOptions) {
   const { database, encryption, logger } = options;
   const { db } = database;
   const privateKeys = new Map<string, Promise<CryptoKey>>();
   const retentionSeconds = options.maxTokenTtlSeconds + options.clockSkewSeconds;
+  const spacingSeconds = options.rotationSpacingSeconds;
 
-  const generate = async (tx: Transaction, state: 'next' | 'current') => {
+  /** A fresh key pair, its private half encrypted; CPU only, no database. */
+  const newKey = async (): Promise<NewKey> => {
     const alg = options.algorithm;
     const kid = randomBytes(16).toString('base64url');
     const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true, ...(alg === 'EdDSA' ? { crv: 'Ed25519' } : {}) });
     const publicJwk: JWK = { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' };
     const { ciphertext, kekId } = encryption.encrypt(kid, await exportPKCS8(privateKey));
+    return { kid, alg, publicJwk, ciphertext, kekId };
+  };
+
+  /** Inserts a generated key; its times are taken when the insert runs, just before the commit publishes it. */
+  const insert = async (tx: Transaction, key: NewKey, state: 'next' | 'current') => {
     await tx.insert(signingKeys).values({
-      kid,
-      alg,
+      kid: key.kid,
+      alg: key.alg,
       state,
-      publicJwk,
-      privateKeyCiphertext: ciphertext,
-      kekId,
-      activatedAt: state === 'current' ? sql`now()` : null,
+      publicJwk: key.publicJwk,
+      privateKeyCiphertext: key.ciphertext,
+      kekId: key.kekId,
+      createdAt: dbNow,
+      activatedAt: state === 'current' ? dbNow : null,
     });
-    return kid;
+    return key.kid;
   };
 
   const lock = (tx: Transaction) => tx.execute(sql`select pg_advisory_xact_lock(${ringLockKey})`);
 
-  const liveKeys = (tx: Transaction | DatabaseHandle['db']) =>
+  /** The next and current keys; read under the lock, so their ages are measured after waiting for it. */
+  const liveKeys = (tx: Transaction) =>
     tx
       .select({
         kid: signingKeys.kid,
         state: signingKeys.state,
         // Database time, so replicas with drifting clocks agree on a key's age.
-        ageSeconds: sql<number | null>`extract(epoch from now() - ${signingKeys.activatedAt})::float8`,
+        activeSeconds: sql<number | null>`extract(epoch from ${dbNow} - ${signingKeys.activatedAt})::float8`,
+        publishedSeconds: sql<number>`extract(epoch from ${dbNow} - ${signingKeys.createdAt})::float8`,
       })
       .from(signingKeys)
       .where(inArray(signingKeys.state, ['next', 'current']));
@@ -106,8 +156,8 @@ export function createSigningKeyRing(options: SigningKeyRingOptions) {
   const sweep = async (tx: Transaction) => {
     const removed = await tx
       .update(signingKeys)
-      .set({ state: 'removed', removedAt: sql`now()` })
-      .where(and(eq(signingKeys.state, 'retired'), lte(signingKeys.verifyUntil, sql`now()`)))
+      .set({ state: 'removed', removedAt: dbNow })
+      .where(and(eq(signingKeys.state, 'retired'), lte(signingKeys.verifyUntil, dbNow)))
       .returning({ kid: signingKeys.kid });
     return removed.map((row) => row.kid);
   };
@@ -117,11 +167,11 @@ export function createSigningKeyRing(options: SigningKeyRingOptions) {
       await lock(tx);
       const live = await liveKeys(tx);
       if (!live.some((key) => key.state === 'current')) {
-        const kid = await generate(tx, 'current');
+        const kid = await insert(tx, await newKey(), 'current');
         logger.info({ kid }, 'created the first current signing key');
       }
       if (!live.some((key) => key.state === 'next')) {
-        const kid = await generate(tx, 'next');
+        const kid = await insert(tx, await newKey(), 'next');
         logger.info({ kid }, 'created a next signing key');
       }
     });
@@ -135,41 +185,56 @@ export function createSigningKeyRing(options: SigningKeyRingOptions) {
     return ensured;
   };
 
-  const rotate = async (rotateOptions: { onlyIfOlderThanSeconds?: number } = {}) => {
+  /**
+   * Rotates: current → retired, next → current, a new next, and sweeps. Refused with
+   * `RotationTooSoonError` while the next key has been published for less than the rotation
+   * spacing (it was made by the previous rotation, or at first start). With
+   * `onlyIfOlderThanSeconds` (the schedule) it rotates only when the current key is that old,
+   * and answers `rotated: false` instead of throwing when it is too soon.
+   */
+  const rotate = async (rotateOptions: { onlyIfOlderThanSeconds?: number } = {}): Promise<{ rotated: boolean; removed: string[] }> => {
     await ensureOnce();
-    return db.transaction(async (tx) => {
+    const age = rotateOptions.onlyIfOlderThanSeconds;
+    const outcome = await db.transaction(async (tx): Promise<{ rotated: boolean; removed: string[]; retryAfterSeconds?: number }> => {
       await lock(tx);
       const live = await liveKeys(tx);
       const current = live.find((key) => key.state === 'current');
       const next = live.find((key) => key.state === 'next');
-      const age = rotateOptions.onlyIfOlderThanSeconds;
       // A scheduled rotation on several replicas: the first one under the lock rotates, the others see a young key.
-      const due = age === undefined || current?.ageSeconds == null || current.ageSeconds >= age;
+      const due = age === undefined || current?.activeSeconds == null || current.activeSeconds >= age;
       if (!due) return { rotated: false, removed: await sweep(tx) };
+      if (!next) {
+        // Only when someone deleted the next key. Making a new key current at once would have it sign before any
+        // verifier could know it: publish a next key now, and let it sign once the spacing has passed.
+        const kid = await insert(tx, await newKey(), 'next');
+        logger.warn({ kid }, 'signing key ring had no next key: published one; rotation postponed until verifiers know it');
+        return { rotated: false, removed: await sweep(tx), retryAfterSeconds: spacingSeconds };
+      }
+      // Without a current key nothing signs at all: promote at once rather than fail every exchange meanwhile.
+      const wait = current ? spacingSeconds - next.publishedSeconds : 0;
+      if (wait > 0) return { rotated: false, removed: await sweep(tx), retryAfterSeconds: Math.max(1, Math.ceil(wait)) };
+      const fresh = await newKey();
       if (current) {
         await tx
           .update(signingKeys)
           .set({
             state: 'retired',
-            retiredAt: sql`now()`,
-            verifyUntil: sql`now() + make_interval(secs => ${retentionSeconds})`,
+            retiredAt: dbNow,
+            verifyUntil: sql`${dbNow} + make_interval(secs => ${retentionSeconds})`,
             // A retired key never signs again: keep only its public half.
             privateKeyCiphertext: '',
           })
           .where(eq(signingKeys.kid, current.kid));
       }
-      if (next) {
-        await tx.update(signingKeys).set({ state: 'current', activatedAt: sql`now()` }).where(eq(signingKeys.kid, next.kid));
-      } else {
-        // Only when someone deleted the next key: the new current key was never pre-published.
-        logger.warn('signing key ring had no next key; the new current key was not pre-published');
-        await generate(tx, 'current');
-      }
-      const nextKid = await generate(tx, 'next');
+      await tx.update(signingKeys).set({ state: 'current', activatedAt: dbNow }).where(eq(signingKeys.kid, next.kid));
+      const nextKid = await insert(tx, fresh, 'next');
       const removed = await sweep(tx);
-      logger.info({ retired: current?.kid, current: next?.kid, next: nextKid, removed }, 'rotated the signing key');
+      logger.info({ retired: current?.kid, current: next.kid, next: nextKid, removed }, 'rotated the signing key');
       return { rotated: true, removed };
     });
+    if (outcome.retryAfterSeconds !== undefined && age === undefined)
+      throw new RotationTooSoonError(outcome.retryAfterSeconds, spacingSeconds);
+    return { rotated: outcome.rotated, removed: outcome.removed };
   };
 
   const importKey = (kid: string, alg: string, kekId: string, ciphertext: string) => {

@@ -1,5 +1,6 @@
-import { createDatabase, migrate } from '@ghostpay/db';
+import { createDatabase, migrate, signingKeys } from '@ghostpay/db';
 import { createJwtVerifier, createLogger, createSecretsProvider } from '@ghostpay/platform';
+import { sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { createAuthService, seedUser } from '../src/index.ts';
 import { randomKek, testConfig } from './auth-harness.ts';
@@ -27,7 +28,13 @@ describe('on the embedded PGlite database the dev stack uses', () => {
         return ((await response.json()) as { data: { createToken: { accessToken: string } } }).data.createToken.accessToken;
       };
       const before = await mint();
-      await Promise.all([service.keyRing.rotate(), service.keyRing.rotate()]);
+      // As if the ring were an hour old: two rotations at once, the second refused as too soon.
+      await database.db.update(signingKeys).set({
+        createdAt: sql`${signingKeys.createdAt} - interval '1 hour'`,
+        activatedAt: sql`${signingKeys.activatedAt} - interval '1 hour'`,
+      });
+      const rotations = await Promise.allSettled([service.keyRing.rotate(), service.keyRing.rotate()]);
+      expect(rotations.map((rotation) => rotation.status).sort()).toEqual(['fulfilled', 'rejected']);
       const verifier = createJwtVerifier({ jwksUrl: `${url}/.well-known/jwks.json`, issuer: 'ghostpay-auth', audience: 'ghostpay-api' });
       expect((await verifier.verify(before)).role).toBe('admin');
       expect((await verifier.verify(await mint())).role).toBe('admin');

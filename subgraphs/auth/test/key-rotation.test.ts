@@ -1,6 +1,6 @@
-import { signingKeys } from '@ghostpay/db';
+import { createDatabase, signingKeys } from '@ghostpay/db';
 import { createJwtVerifier, isErrorCode, type JwtVerifier } from '@ghostpay/platform';
-import { eq, sql } from 'drizzle-orm';
+import { eq, inArray, type SQLWrapper, sql } from 'drizzle-orm';
 import { decodeProtectedHeader, type JSONWebKeySet } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AuthHarness, randomKek, startAuth } from './auth-harness.ts';
@@ -12,6 +12,23 @@ const kidOf = (token: string) => decodeProtectedHeader(token).kid;
 
 async function fetchJwks(url: string): Promise<JSONWebKeySet> {
   return (await (await fetch(url)).json()) as JSONWebKeySet;
+}
+
+/** JWKS_MAX_AGE_SECONDS (60) + the verifiers' refetch cooldown (30) + their fetch timeout (5). */
+const spacing = 95;
+
+/**
+ * Moves the next and current keys' times back, as if the previous rotation had happened that long
+ * ago, so the next rotation is not refused as too soon.
+ */
+async function ageRing(auth: AuthHarness, seconds = 3600) {
+  await auth.database.db
+    .update(signingKeys)
+    .set({
+      createdAt: sql`${signingKeys.createdAt} - make_interval(secs => ${seconds})`,
+      activatedAt: sql`${signingKeys.activatedAt} - make_interval(secs => ${seconds})`,
+    })
+    .where(inArray(signingKeys.state, ['next', 'current']));
 }
 
 async function ringStates(auth: AuthHarness) {
@@ -59,6 +76,7 @@ describe('signing key rotation', () => {
     expect(etag).toMatch(/^".+"$/);
     const revalidated = await fetch(auth.jwksUrl, { headers: { 'if-none-match': etag } });
     expect(revalidated.status).toBe(304);
+    await ageRing(auth);
     await auth.service.keyRing.rotate();
     const after = await fetch(auth.jwksUrl, { headers: { 'if-none-match': etag } });
     expect(after.status).toBe(200);
@@ -84,6 +102,7 @@ describe('signing key rotation', () => {
     } = await ringStates(auth);
 
     const adminToken = before;
+    await ageRing(auth);
     const rotated = await auth.gql<{ rotateSigningKey: { kid: string; state: string; verifyUntil: string | null }[] }>(
       rotate,
       {},
@@ -114,6 +133,7 @@ describe('signing key rotation', () => {
     // Time passes beyond verify_until: the key leaves the JWKS and the next rotation marks it removed.
     await auth.database.db.update(signingKeys).set({ verifyUntil: sql`now() - interval '1 second'` }).where(eq(signingKeys.kid, oldKid!));
     expect((await fetchJwks(auth.jwksUrl)).keys.map((key) => key.kid)).not.toContain(oldKid);
+    await ageRing(auth);
     await auth.service.keyRing.rotate();
     expect((await ringStates(auth)).removed).toContain(oldKid);
     const later = createJwtVerifier({ jwksUrl: auth.jwksUrl, issuer, audience });
@@ -126,6 +146,7 @@ describe('signing key rotation', () => {
   it('never fails a token request or a verification while a rotation happens', async () => {
     const verifier: JwtVerifier = createJwtVerifier({ jwksUrl: auth.jwksUrl, issuer, audience, jwksCooldownMs: 600_000 });
     await verifier.verify(await auth.token(admin.apiKey)); // caches the JWKS once; no refetch later
+    await ageRing(auth);
     const minting = Array.from({ length: 12 }, () => auth.token(admin.apiKey));
     const rotation = auth.service.keyRing.rotate();
     const tokens = await Promise.all(minting);
@@ -135,27 +156,126 @@ describe('signing key rotation', () => {
     expect(principals).toHaveLength(13);
   });
 
-  it('applies concurrent rotations from two replicas one after the other', async () => {
+  it('lets exactly one of concurrent rotations from two replicas through, refusing the others as too soon', async () => {
     const replica = await auth.replica();
+    await ageRing(auth);
     const before = await ringStates(auth);
-    await Promise.all([auth.service.keyRing.rotate(), replica.keyRing.rotate(), auth.service.keyRing.rotate(), replica.keyRing.rotate()]);
+    const results = await Promise.allSettled([
+      auth.service.keyRing.rotate(),
+      replica.keyRing.rotate(),
+      auth.service.keyRing.rotate(),
+      replica.keyRing.rotate(),
+    ]);
+    expect(results.filter((result) => result.status === 'fulfilled')).toHaveLength(1);
+    for (const result of results.filter((r) => r.status === 'rejected')) {
+      // Judged under the lock by database time: the later ones see a next key published a moment ago.
+      expect(result.reason).toMatchObject({ extensions: { code: 'RATE_LIMITED', retryAfter: expect.any(Number) } });
+      expect(result.reason.extensions.retryAfter).toBeGreaterThan(spacing - 10);
+      expect(result.reason.extensions.retryAfter).toBeLessThanOrEqual(spacing);
+    }
     const after = await ringStates(auth);
-    expect(after.current).toHaveLength(1);
+    expect(after.current).toEqual(before.next);
     expect(after.next).toHaveLength(1);
-    expect(after.retired.length + after.removed.length).toBe(before.retired.length + before.removed.length + 4);
-    // Every key signed exactly once as current: the old current and next are now retired.
-    expect(after.retired).toEqual(expect.arrayContaining([...before.current, ...before.next]));
+    expect(after.retired).toEqual(expect.arrayContaining(before.current));
+    expect(after.retired.length + after.removed.length).toBe(before.retired.length + before.removed.length + 1);
   });
 
-  it('skips a scheduled rotation while the current key is younger than the interval', async () => {
+  it('refuses a second rotation within the spacing, so a verifier that fetched the JWKS before the first keeps verifying', async () => {
+    await ageRing(auth);
+    // ageRing lets the tests rotate faster than real time allows; auth's own verifier re-reads the
+    // key set on an unknown kid at most once a second, so give it that second.
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    // A verifier that fetched the key set just now: it may not refetch for 30 s.
+    const verifier = createJwtVerifier({ jwksUrl: auth.jwksUrl, issuer, audience });
+    await verifier.verify(await auth.token(admin.apiKey));
+    const token = await auth.token(admin.apiKey);
+    const first = await auth.gql(rotate, {}, { token });
+    expect(first.errors).toBeUndefined();
+    // The key the first rotation made current was published an hour ago: the verifier knows it.
+    await expect(verifier.verify(await auth.token(admin.apiKey))).resolves.toMatchObject({ userId: admin.userId });
+
+    const second = await auth.gql(rotate, {}, { token });
+    expect(second.data).toBeNull();
+    expect(second.errors?.[0]?.extensions).toMatchObject({ code: 'RATE_LIMITED', retryAfter: expect.any(Number) });
+    expect(second.errors?.[0]?.extensions?.retryAfter).toBeGreaterThan(spacing - 10);
+    expect(second.errors?.[0]?.message).toMatch(/at most once per 95 s.*retry in \d+ s/);
+    await expect(auth.service.keyRing.rotate()).rejects.toMatchObject({ extensions: { code: 'RATE_LIMITED' } });
+    // Had it rotated, this token would be signed by a key published after the verifier's fetch, and refused.
+    await expect(verifier.verify(await auth.token(admin.apiKey))).resolves.toMatchObject({ userId: admin.userId });
+
+    // The spacing counts from when the next key was published.
+    await ageRing(auth, spacing - 30);
+    await expect(auth.service.keyRing.rotate()).rejects.toMatchObject({
+      extensions: { code: 'RATE_LIMITED', retryAfter: expect.any(Number) },
+    });
+    const retryAfter = await auth.service.keyRing
+      .rotate()
+      .catch((error: { extensions: { retryAfter: number } }) => error.extensions.retryAfter);
+    expect(retryAfter).toBeGreaterThanOrEqual(29);
+    expect(retryAfter).toBeLessThanOrEqual(31);
+    await ageRing(auth, 31);
+    await expect(auth.service.keyRing.rotate()).resolves.toMatchObject({ rotated: true });
+  });
+
+  it('holds a scheduled rotation back while the next key is younger than the spacing, without an error', async () => {
+    await ageRing(auth);
+    await auth.service.keyRing.rotate();
     const before = await ringStates(auth);
-    const result = await auth.service.keyRing.rotate({ onlyIfOlderThanSeconds: 3600 });
-    expect(result.rotated).toBe(false);
+    // Due by the interval (any age is ≥ 0), but the next key was published a moment ago.
+    await expect(auth.service.keyRing.rotate({ onlyIfOlderThanSeconds: 0 })).resolves.toMatchObject({ rotated: false });
     expect(await ringStates(auth)).toEqual(before);
+  });
+
+  it('publishes a next key instead of making an unpublished key current when the next key is missing', async () => {
+    await ageRing(auth);
+    const before = await ringStates(auth);
+    await auth.database.db.delete(signingKeys).where(eq(signingKeys.state, 'next'));
+    await expect(auth.service.keyRing.rotate()).rejects.toMatchObject({ extensions: { code: 'RATE_LIMITED', retryAfter: spacing } });
+    const after = await ringStates(auth);
+    expect(after.current).toEqual(before.current);
+    expect(after.next).toHaveLength(1);
+    expect(after.next).not.toEqual(before.next);
+    expect((await fetchJwks(auth.jwksUrl)).keys.map((key) => key.kid)).toContain(after.next[0]);
+    await ageRing(auth);
+    await expect(auth.service.keyRing.rotate()).resolves.toMatchObject({ rotated: true });
+    expect((await ringStates(auth)).current).toEqual(after.next);
+  });
+
+  it('stamps a rotation with database time after the ring lock is held, not when its transaction began', async (context) => {
+    if (!auth.database.url) context.skip(); // needs a second connection: real PostgreSQL
+    await ageRing(auth);
+    const [old] = (await ringStates(auth)).current;
+    const epoch = (column: SQLWrapper) => sql<number>`extract(epoch from ${column})::float8`;
+    // Another replica holds the ring lock for 1.5 s; this rotation's transaction begins meanwhile and waits.
+    const holder = await createDatabase({ url: auth.database.url, poolSize: 1 });
+    try {
+      let rotation: Promise<unknown> | undefined;
+      const releasedAt = await holder.db.transaction(async (tx) => {
+        await tx.execute(sql`select pg_advisory_xact_lock(hashtext('ghostpay.auth.signing_keys'))`);
+        rotation = auth.service.keyRing.rotate();
+        await new Promise((resolve) => setTimeout(resolve, 1_500));
+        const [row] = await tx
+          .select({ at: epoch(sql`clock_timestamp()`) })
+          .from(signingKeys)
+          .limit(1);
+        return row!.at;
+      });
+      await rotation;
+      const [row] = await auth.database.db
+        .select({ retiredAt: epoch(signingKeys.retiredAt), verifyUntil: epoch(signingKeys.verifyUntil) })
+        .from(signingKeys)
+        .where(eq(signingKeys.kid, old!));
+      // The old key signed tokens until the rotation committed: it stays published a full TTL + skew after that.
+      expect(row!.retiredAt).toBeGreaterThanOrEqual(releasedAt);
+      expect(row!.verifyUntil - row!.retiredAt).toBeCloseTo(900 + 30, 3);
+    } finally {
+      await holder.close();
+    }
   });
 
   it('keeps signing after the KEK rotates, encrypting new keys under the new KEK', async () => {
     const replica = await auth.replica({ KEK: `k2:${randomKek()},${kek}` });
+    await ageRing(auth);
     await replica.keyRing.rotate();
     const keys = await auth.database.db.select().from(signingKeys).where(eq(signingKeys.state, 'next'));
     expect(keys[0]!.kekId).toBe('k2');
@@ -171,6 +291,7 @@ describe('scheduled rotation', () => {
     const auth = await startAuth({ env: { SIGNING_KEY_ROTATION_INTERVAL_SECONDS: '1' } });
     try {
       const [initial] = (await ringStates(auth)).current;
+      await ageRing(auth);
       const deadline = Date.now() + 5_000;
       let current = initial;
       while (current === initial && Date.now() < deadline) {
