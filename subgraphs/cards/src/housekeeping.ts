@@ -1,6 +1,6 @@
 import { cardIdempotencyKeys, type Database, deleteInBatches } from '@ghostpay/db';
 import { createPeriodicJob, type Logger, type PeriodicJob } from '@ghostpay/platform';
-import { lt } from 'drizzle-orm';
+import { lt, sql } from 'drizzle-orm';
 import { expireCards } from './expire-cards.ts';
 import { pruneRevealCounters } from './reveal-rate-limit-store.ts';
 
@@ -15,30 +15,35 @@ export interface HousekeepingResult {
 }
 
 /**
- * Deletes issuance idempotency keys created before `before`. A retry with a pruned key is a new
- * request (like Stripe's keys, which expire after 24 hours): keep the retention longer than
- * any client retries.
+ * Deletes issuance idempotency keys created more than `retentionHours` ago, by the database's
+ * clock (which stamped them), in batches. A retry with a pruned key is a new request (like
+ * Stripe's keys, which expire after 24 hours): keep the retention longer than any client retries.
  */
-export function pruneCardIdempotencyKeys(db: Database, before: Date, batchSize?: number): Promise<number> {
-  return deleteInBatches(db, cardIdempotencyKeys, lt(cardIdempotencyKeys.createdAt, before), batchSize);
+export function pruneCardIdempotencyKeys(db: Database, retentionHours: number, batchSize?: number): Promise<number> {
+  return deleteInBatches(
+    db,
+    cardIdempotencyKeys,
+    lt(cardIdempotencyKeys.createdAt, sql`now() - make_interval(hours => ${retentionHours})`),
+    batchSize,
+  );
 }
 
 /**
  * One pass of the cards service's housekeeping: sweep expired cards to EXPIRED, drop reveal
  * counters of windows that have ended, drop idempotency keys past their retention. Each step
  * works in bounded batches (one short transaction each), is idempotent and safe from several
- * replicas at once.
+ * replicas at once. Every step judges time on the database's clock, never this server's: the
+ * rows were stamped by it, and replicas' clocks need not agree with it.
  */
 export async function runCardsHousekeeping(
   db: Database,
-  options: { revealWindowMs: number; idempotencyRetentionHours: number; now?: () => number },
+  options: { revealWindowMs: number; idempotencyRetentionHours: number },
 ): Promise<HousekeepingResult> {
-  const now = (options.now ?? Date.now)();
   return {
     expired: await expireCards(db),
     // A window that started more than one window ago has ended: nothing counts against it any more.
-    revealCountersPruned: await pruneRevealCounters(db, new Date(now - options.revealWindowMs)),
-    idempotencyKeysPruned: await pruneCardIdempotencyKeys(db, new Date(now - options.idempotencyRetentionHours * 3_600_000)),
+    revealCountersPruned: await pruneRevealCounters(db, options.revealWindowMs),
+    idempotencyKeysPruned: await pruneCardIdempotencyKeys(db, options.idempotencyRetentionHours),
   };
 }
 

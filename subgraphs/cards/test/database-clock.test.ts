@@ -1,8 +1,8 @@
-import { cards } from '@ghostpay/db';
+import { cardIdempotencyKeys, cards, revealCounters } from '@ghostpay/db';
 import type { Principal } from '@ghostpay/platform';
-import { eq, sql } from 'drizzle-orm';
+import { eq, inArray, like, sql } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { issueCard } from '../src/index.ts';
+import { createPostgresRateLimitStore, issueCard, runCardsHousekeeping } from '../src/index.ts';
 import { createPanSecrets } from '../src/pan-crypto.ts';
 import { type CardsHarness, startCardsHarness } from './cards-harness.ts';
 
@@ -67,5 +67,80 @@ describe('issuing a card on a replica whose clock is off', () => {
     expect(row?.expMonth).toBe(row!.expiresAt.getUTCMonth() + 1);
     expect(row?.expYear).toBe(row!.expiresAt.getUTCFullYear());
     expect(card.expiresAt).toEqual(row?.expiresAt);
+  });
+});
+
+describe('housekeeping on a replica whose clock is ahead', () => {
+  it('keeps idempotency keys for the full retention by the database’s clock, and drops the ones past it', async () => {
+    const issued: Record<string, string> = {};
+    for (const [key, ageHours] of [
+      ['clock-23h', 23],
+      ['clock-25h', 25],
+    ] as const) {
+      const card = await h.seed.card({ ownerId: holder.id, issuerId: merchant.id });
+      issued[key] = card.id;
+      await h.database.db.insert(cardIdempotencyKeys).values({
+        issuerId: merchant.id,
+        key,
+        fingerprint: 'f',
+        cardId: card.id,
+        createdAt: sql`now() - make_interval(hours => ${ageHours})`,
+      });
+    }
+    await onSkewedReplica(skewMs, () => runCardsHousekeeping(h.database.db, { revealWindowMs: 3_600_000, idempotencyRetentionHours: 24 }));
+    const kept = await h.database.db
+      .select({ key: cardIdempotencyKeys.key })
+      .from(cardIdempotencyKeys)
+      .where(inArray(cardIdempotencyKeys.key, Object.keys(issued)));
+    // 23 hours old: a client may still retry with it (on the old code, 23 + 2 > 24: pruned, and
+    // the retry would have issued a second card).
+    expect(kept.map((row) => row.key)).toEqual(['clock-23h']);
+  });
+
+  it('never deletes the reveal counter of a window the database is still counting in', async () => {
+    const windowMs = 3_600_000;
+    const store = createPostgresRateLimitStore({ db: h.database.db, windowMs, max: 5 });
+    const identity = { contextIdentity: holder.id, fieldIdentity: 'clock-prune' };
+    for (let i = 0; i < 5; i++) await store.getForIdentity(identity);
+    await onSkewedReplica(skewMs, () => runCardsHousekeeping(h.database.db, { revealWindowMs: windowMs, idempotencyRetentionHours: 24 }));
+    // Still five calls counted in this window: a sixth is refused.
+    expect(await store.getForIdentity(identity)).toHaveLength(5);
+  });
+});
+
+describe('the reveal limit across replicas whose clocks disagree', () => {
+  const windowMs = 3_600_000;
+  const max = 5;
+
+  it('counts every replica’s attempts in the database’s window: exactly `max` pass', async () => {
+    const identity = { contextIdentity: holder.id, fieldIdentity: 'clock-window' };
+    const onTime = createPostgresRateLimitStore({ db: h.database.db, windowMs, max });
+    const ahead = createPostgresRateLimitStore({ db: h.database.db, windowMs, max, now: () => Date.now() + skewMs });
+    const earlier: number[] = [];
+    for (const store of [onTime, ahead, onTime, ahead, onTime, ahead, onTime, ahead]) {
+      earlier.push((await store.getForIdentity(identity)).length);
+    }
+    // The limiter passes a call while fewer than `max` came before it in the window.
+    expect(earlier).toEqual([0, 1, 2, 3, 4, 5, 5, 5]);
+    const windows = await h.database.db
+      .select({ windowStart: revealCounters.windowStart })
+      .from(revealCounters)
+      .where(like(revealCounters.actorId, `${holder.id}|clock-window`));
+    expect(windows).toHaveLength(1);
+  });
+
+  it('tells a refused caller when the database’s window ends, on any replica', async () => {
+    const skew = 90 * 60_000; // not a whole number of windows
+    const identity = { contextIdentity: holder.id, fieldIdentity: 'clock-retry' };
+    const ahead = createPostgresRateLimitStore({ db: h.database.db, windowMs, max, now: () => Date.now() + skew });
+    await ahead.getForIdentity(identity);
+    const retryAfterMs = ahead.windowEnd() - (Date.now() + skew);
+    const [row] = await h.database.db
+      .select({
+        leftMs: sql<string>`extract(epoch from ${revealCounters.windowStart} + make_interval(secs => ${windowMs / 1000}) - now()) * 1000`,
+      })
+      .from(revealCounters)
+      .where(like(revealCounters.actorId, `${holder.id}|clock-retry`));
+    expect(Math.abs(retryAfterMs - Number(row?.leftMs))).toBeLessThan(1_000);
   });
 });

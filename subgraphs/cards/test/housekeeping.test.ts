@@ -46,7 +46,7 @@ describe('cards housekeeping', () => {
       { actorId: `${user.id}|current`, windowStart: current, count: 1 },
     ]);
 
-    const result = await runCardsHousekeeping(h.database.db, { revealWindowMs: windowMs, idempotencyRetentionHours: 24, now: () => now });
+    const result = await runCardsHousekeeping(h.database.db, { revealWindowMs: windowMs, idempotencyRetentionHours: 24 });
     expect(result.expired).toBeGreaterThanOrEqual(1);
     expect(result.revealCountersPruned).toBeGreaterThanOrEqual(1);
     expect(result.idempotencyKeysPruned).toBeGreaterThanOrEqual(1);
@@ -66,7 +66,7 @@ describe('cards housekeeping', () => {
     expect((await issueWithKey('old-key')).id).not.toBe(past.id);
 
     // A second pass finds nothing left to do.
-    expect(await runCardsHousekeeping(h.database.db, { revealWindowMs: windowMs, idempotencyRetentionHours: 24, now: () => now })).toEqual({
+    expect(await runCardsHousekeeping(h.database.db, { revealWindowMs: windowMs, idempotencyRetentionHours: 24 })).toEqual({
       expired: 0,
       revealCountersPruned: 0,
       idempotencyKeysPruned: 0,
