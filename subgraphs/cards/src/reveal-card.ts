@@ -1,8 +1,7 @@
 import { cards, type Database, newId, revealAudit } from '@ghostpay/db';
 import { BadUserInputError, ForbiddenError, NotFoundError, type Principal } from '@ghostpay/platform';
-import { eq } from 'drizzle-orm';
+import { eq, getTableColumns, sql } from 'drizzle-orm';
 import { canRevealCard, canSeeCard } from './card-access.ts';
-import { effectiveStatus } from './card-view.ts';
 import { decryptPan, deriveCvc, type PanSecrets } from './pan-crypto.ts';
 import { isPossibleId } from './storable-text.ts';
 
@@ -27,10 +26,17 @@ export async function revealCard(
   requestId: string | undefined,
 ): Promise<CardSecret> {
   if (!isPossibleId(cardId)) throw new NotFoundError('Card', cardId);
-  const [card] = await db.select().from(cards).where(eq(cards.id, cardId)).limit(1);
-  if (!card || !canSeeCard(principal, card)) throw new NotFoundError('Card', cardId);
+  // Expired or not by the database's clock (which charges and cancels judge by), not this
+  // replica's: one whose clock ran behind would reveal a card that has expired.
+  const [row] = await db
+    .select({ ...getTableColumns(cards), expired: sql<boolean>`${cards.expiresAt} <= now()` })
+    .from(cards)
+    .where(eq(cards.id, cardId))
+    .limit(1);
+  if (!row || !canSeeCard(principal, row)) throw new NotFoundError('Card', cardId);
+  const { expired, ...card } = row;
   if (!canRevealCard(principal, card)) throw new ForbiddenError('Only the card owner or an admin may reveal a card');
-  const status = effectiveStatus(card);
+  const status = card.status === 'ACTIVE' && expired ? 'EXPIRED' : card.status;
   if (status !== 'ACTIVE')
     throw new BadUserInputError([{ field: 'id', message: `card is ${status}; only an ACTIVE card can be revealed` }]);
   await db.insert(revealAudit).values({

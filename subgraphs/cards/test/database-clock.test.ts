@@ -1,9 +1,10 @@
-import { cardIdempotencyKeys, cards, revealCounters } from '@ghostpay/db';
+import { cardIdempotencyKeys, cards, revealAudit, revealCounters } from '@ghostpay/db';
 import type { Principal } from '@ghostpay/platform';
 import { eq, inArray, like, sql } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createPostgresRateLimitStore, issueCard, runCardsHousekeeping } from '../src/index.ts';
 import { createPanSecrets } from '../src/pan-crypto.ts';
+import { revealCard } from '../src/reveal-card.ts';
 import { type CardsHarness, startCardsHarness } from './cards-harness.ts';
 
 // Several replicas share one database, and their clocks need not agree with it (or with each
@@ -142,5 +143,17 @@ describe('the reveal limit across replicas whose clocks disagree', () => {
       .from(revealCounters)
       .where(like(revealCounters.actorId, `${holder.id}|clock-retry`));
     expect(Math.abs(retryAfterMs - Number(row?.leftMs))).toBeLessThan(1_000);
+  });
+});
+
+describe('revealing a card on a replica whose clock is behind', () => {
+  it('refuses a card the database says has expired, and audits nothing', async () => {
+    const deps = { db: h.database.db, panSecrets: createPanSecrets(h.secrets), limits: h.config, logger: h.logger };
+    const card = await issueCard(deps, principalOf(merchant), { userId: holder.id, amount: 500, currency: 'USD' });
+    await h.database.db.update(cards).set({ expiresAt: sql`now() - interval '1 minute'` }).where(eq(cards.id, card.id));
+    await expect(
+      onSkewedReplica(-skewMs, () => revealCard(h.database.db, deps.panSecrets, principalOf(holder), card.id, 'req-clock')),
+    ).rejects.toMatchObject({ extensions: { code: 'BAD_USER_INPUT' } });
+    expect(await h.database.db.select().from(revealAudit).where(eq(revealAudit.cardId, card.id))).toEqual([]);
   });
 });
