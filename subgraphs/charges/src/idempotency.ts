@@ -15,7 +15,7 @@ export interface IdempotencyScope {
 }
 
 export type IdempotencyClaim =
-  /** `now` is the transaction's `now()`: every timestamp the transaction writes. */
+  /** `now` is the transaction's `now()`: every timestamp the transaction writes, but an authorization's moment (`writeCharge`). */
   { kind: 'claimed'; now: Date } | { kind: 'replay'; charge: ChargeRow };
 
 /**
