@@ -11,5 +11,6 @@ export * from './persisted-queries.ts';
 export * from './rate-limiter.ts';
 export * from './request-events.ts';
 export * from './router.ts';
+export { webSocketSubscribeRoute } from './router-metrics.ts';
 export * from './subgraph-data-source.ts';
 export * from './subscriptions/index.ts';

@@ -71,6 +71,47 @@ export function isServerErrorResponse(httpStatus: number, errorCodes: readonly s
 }
 
 /**
+ * The `route` label under which WebSocket subscribe attempts are counted in
+ * `http_request_duration_seconds` (a label only: the WebSocket itself is on `/graphql`).
+ */
+export const webSocketSubscribeRoute = '/graphql/ws';
+
+/**
+ * The `status_code` a WebSocket subscribe attempt is counted with: what the same answer gets as an
+ * SSE request. A subscription that started is a 200, whatever its first payload carries (a
+ * server-side code there counts in `router_graphql_server_error_responses_total`, as for a 200
+ * stream); a refusal (a graphql-ws `error`, or a `connection_init` refused by closing) gets the
+ * highest status platform maps its codes to, so one that failed on our side (`SERVICE_UNAVAILABLE`,
+ * …) is a 5xx. The label values are platform's table's, a bounded set.
+ */
+export function webSocketSubscribeStatus(refused: boolean, errorCodes: readonly string[]): number {
+  if (!refused) return 200;
+  return errorCodes.length > 0 ? Math.max(...errorCodes.map((code) => httpStatusFor(code))) : 500;
+}
+
+/**
+ * Counts one WebSocket subscribe attempt (a `subscribe` message, or a `connection_init` refused) as
+ * the availability SLI counts an SSE request: once, when its first answer goes out, in the
+ * platform's `http_request_duration_seconds` under `route="/graphql/ws"` with
+ * `webSocketSubscribeStatus`, and in `router_graphql_server_error_responses_total` when it started
+ * but its first payload failed on our side. The time observed is the time to that first answer,
+ * never the subscription's lifetime; latency queries leave the route out all the same (as
+ * `/graphql/stream`), since its duration is not a request's. Without this a WebSocket subscribe
+ * was counted nowhere: a router failing every one of them left the SLI at 100%.
+ */
+export function countWebSocketSubscribe(
+  registry: Registry,
+  metrics: RouterMetrics,
+  attempt: { refused: boolean; errorCodes: readonly string[]; seconds: number },
+): void {
+  const status = webSocketSubscribeStatus(attempt.refused, attempt.errorCodes);
+  // The platform server's request histogram (createServiceServer registers it in the router's registry).
+  const requests = registry.getSingleMetric('http_request_duration_seconds') as Histogram<'method' | 'route' | 'status_code'> | undefined;
+  requests?.observe({ method: 'GET', route: webSocketSubscribeRoute, status_code: String(status) }, attempt.seconds);
+  if (isServerErrorResponse(status, attempt.errorCodes)) metrics.serverErrorResponses.inc();
+}
+
+/**
  * The `operation_name` label of an operation. Operation names are the client's text: each new
  * one would be a new histogram (a dozen series, kept for the process's life), so a caller
  * sending `query R1 …`, `query R2 …` grew the router's memory and every scrape without bound.

@@ -55,7 +55,7 @@ import {
   rateLimitHeaders,
 } from './rate-limiter.ts';
 import { callerSafeId, emitRequestEvent, type RequestEventHandler, type RouterRequestEvent, traceIdOf } from './request-events.ts';
-import { createOperationLabels, createRouterMetrics, isServerErrorResponse } from './router-metrics.ts';
+import { countWebSocketSubscribe, createOperationLabels, createRouterMetrics, isServerErrorResponse } from './router-metrics.ts';
 import { withoutSchemaSuggestions } from './schema-suggestions.ts';
 import { createRetryBudget, type SubgraphCallContext, SubgraphDataSource } from './subgraph-data-source.ts';
 import {
@@ -434,15 +434,18 @@ export function createRouter(deps: RouterDeps): Router {
         // A revoked key's open subscriptions end within the lookup's cache TTL and one check
         // interval, not at their next event (a quiet one may never have one).
         checkApiKey: deps.apiKeyLookup ? revokedKeyRefusal(deps.apiKeyLookup) : undefined,
-        // One request event per WebSocket subscribe attempt (and per refused connection_init), as for HTTP.
-        onWebSocketAnswered: deps.onRequestEvent
-          ? (answer) =>
-              reportSubscription(
-                answer.request,
-                { requestId: requestIdOf(answer.request), traceId: undefined, callerTraceId: callerTraceIdOf(answer.request) },
-                answer,
-              )
-          : undefined,
+        // Each WebSocket subscribe attempt (and each refused connection_init) is one request, as an
+        // SSE request is: counted once in the availability SLI, and one request event.
+        onWebSocketAnswered: (answer) => {
+          const seconds = (performance.now() - answer.startedAt) / 1000;
+          countWebSocketSubscribe(registry, metrics, { refused: answer.refused, errorCodes: answer.errorCodes, seconds });
+          if (!deps.onRequestEvent) return;
+          reportSubscription(
+            answer.request,
+            { requestId: requestIdOf(answer.request), traceId: undefined, callerTraceId: callerTraceIdOf(answer.request) },
+            answer,
+          );
+        },
         contextFor: (principal, authorization) => {
           const requestId = randomUUID();
           return {

@@ -99,7 +99,8 @@ export interface SubscriptionGatewayOptions {
   checkDocument?: (document: DocumentNode) => GraphQLError | undefined;
   /**
    * Told once per WebSocket subscribe attempt (a `subscribe` message, or a `connection_init`
-   * refused) when its first answer goes out: the router's request event. Must not throw.
+   * refused) when its first answer goes out: the router's request event and its count in the
+   * availability SLI. Must not throw.
    * SSE requests report through `handleSse`'s `onAnswered`. @default none
    */
   onWebSocketAnswered?: (answer: WebSocketSubscribeAnswer) => void;
@@ -132,6 +133,8 @@ export interface SubscribeAnswer {
 }
 
 export interface WebSocketSubscribeAnswer extends SubscribeAnswer {
+  /** Refused (a graphql-ws `error`, or the connection closed at `connection_init`), not started. */
+  refused: boolean;
   /** The WebSocket's upgrade request (its request id and trace context). */
   request: IncomingMessage;
   /** The connection's caller, when its token verified. */
@@ -377,7 +380,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     const startedAt = performance.now();
     const receivedAt = new Date();
     return {
-      answered(principal: Principal | undefined, answer: Omit<SubscribeAnswer, 'httpStatus'>) {
+      answered(principal: Principal | undefined, answer: Omit<SubscribeAnswer, 'httpStatus'> & { refused: boolean }) {
         try {
           options.onWebSocketAnswered?.({ ...answer, httpStatus: 101, request, principal, startedAt, receivedAt });
         } catch (error) {
@@ -404,13 +407,13 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
         if (caller instanceof GhostPayError && caller.extensions.code === ErrorCode.SERVICE_UNAVAILABLE) {
           // An outage, not a bad credential (HTTP and SSE answer 503): a code graphql-ws clients retry.
           ws.close(SubscriptionCloseCode.TryAgainLater, caller.message.slice(0, 120));
-          attempt.answered(undefined, { errorCodes: [ErrorCode.SERVICE_UNAVAILABLE] });
+          attempt.answered(undefined, { errorCodes: [ErrorCode.SERVICE_UNAVAILABLE], refused: true });
           return false;
         }
         if (!state || caller instanceof GhostPayError) {
           // 4401 with the reason rather than graphql-ws's bare 4403: the client knows to get a token.
           ws.close(SubscriptionCloseCode.Unauthorized, caller instanceof GhostPayError ? caller.message.slice(0, 120) : 'Unauthorized');
-          attempt.answered(undefined, { errorCodes: [ErrorCode.UNAUTHENTICATED] });
+          attempt.answered(undefined, { errorCodes: [ErrorCode.UNAUTHENTICATED], refused: true });
           return false;
         }
         state.caller = caller;
@@ -423,7 +426,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
         const ws = ctx.extra.socket;
         const state = states.get(ws);
         const refuse = (errors: readonly GraphQLError[], operationName?: string) => {
-          attempt.answered(state?.caller?.principal, { operationName, errorCodes: codesOf(errors) });
+          attempt.answered(state?.caller?.principal, { operationName, errorCodes: codesOf(errors), refused: true });
           return errors;
         };
         if (!state?.caller) return refuse([new GhostPayError(ErrorCode.UNAUTHENTICATED, 'Authentication required')]);
@@ -450,7 +453,11 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
           return refuse(result.errors, result.operationName);
         }
         const { stream, document } = result;
-        attempt.answered(state.caller.principal, { operationName: result.operationName, errorCodes: result.firstErrorCodes });
+        attempt.answered(state.caller.principal, {
+          operationName: result.operationName,
+          errorCodes: result.firstErrorCodes,
+          refused: false,
+        });
         const args: ExecutionArgs = {
           // Not executed by graphql-js: `subscribe` below returns our stream. graphql-ws only reads the document's operation.
           schema: schemaOf(),
