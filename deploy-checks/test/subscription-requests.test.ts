@@ -21,9 +21,15 @@ interface Query {
   expr: string;
 }
 
-/** Each expression of the rules and the dashboards, both copies (grafana/ and the chart's files/). */
+/**
+ * Each expression of the rules and the dashboards, both copies (grafana/ and the chart's files/),
+ * and the deploy workflow's checks of a new colour (`promq "…"`).
+ */
 function queries(): Query[] {
   const out: Query[] = [];
+  for (const [, name, expr] of readRepoFile('.github/workflows/deploy.yml').matchAll(/(\w+)=\$\(promq "(.*)"\)$/gm)) {
+    out.push({ where: `.github/workflows/deploy.yml: ${name}`, expr: expr!.replaceAll('\\"', '"') });
+  }
   for (const file of ['grafana/alerts/ghostpay-rules.yaml', 'charts/ghostpay/files/ghostpay-rules.yaml']) {
     const rules = parse(readRepoFile(file)) as { groups: { rules: { record?: string; alert?: string; expr: string }[] }[] };
     for (const rule of rules.groups.flatMap((g) => g.rules)) out.push({ where: `${file}: ${rule.record ?? rule.alert}`, expr: rule.expr });
@@ -65,8 +71,10 @@ describe('the router’s subscriptions in request queries', () => {
         .filter(canSeeRouter)
         .map((matchers) => ({ where, matchers })),
     );
-    // The overview's p95 and p99, and the rule behind GhostPayHighLatencyP95, in both copies.
-    expect(latency.length).toBeGreaterThanOrEqual(6);
+    // The overview's p95 and p99, and the rule behind GhostPayHighLatencyP95, in both copies,
+    // and the deploy workflow's p95 check of a new colour.
+    expect(latency.length).toBeGreaterThanOrEqual(7);
+    expect(latency.some(({ where }) => where === '.github/workflows/deploy.yml: p95')).toBe(true);
     const counted = latency.flatMap(({ where, matchers }) =>
       subscriptionRoutes.filter((route) => !excludedRoutes(matchers).includes(route)).map((route) => `${where}: ${route}`),
     );
@@ -84,7 +92,8 @@ describe('the router’s subscriptions in request queries', () => {
       ...(/route=~?"/.test(matchers) ? [`${where}: selects routes (${matchers})`] : []),
     ]);
     expect(left).toEqual([]);
-    // The SLI's records among them.
+    // The SLI's records among them, and the deploy workflow's error share.
+    expect(requests.some(({ where }) => where === '.github/workflows/deploy.yml: errors')).toBe(true);
     expect(requests.some(({ where }) => where.endsWith('ghostpay:slo_errors:ratio_rate1h'))).toBe(true);
     expect(requests.some(({ where }) => where.endsWith('service:http_errors:ratio_rate5m'))).toBe(true);
   });
