@@ -3,6 +3,7 @@ import type { DatabaseHandle } from '@ghostpay/db';
 import {
   clientAddressOf,
   createMetricsRegistry,
+  createPeriodicJob,
   createSubgraphService,
   type JwtVerifier,
   type Logger,
@@ -55,6 +56,9 @@ export interface AuthServiceDeps {
    */
   redis?: Redis;
 }
+
+/** How often each replica checks whether scheduled rotation is due. */
+const rotationCheckMs = 60_000;
 
 export interface AuthService extends SubgraphService<AuthContext> {
   readonly keyRing: SigningKeyRing;
@@ -113,7 +117,21 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
       clockToleranceSeconds: config.JWT_CLOCK_SKEW_SECONDS,
     });
 
-  let rotationTimer: NodeJS.Timeout | undefined;
+  // Scheduled rotation (SIGNING_KEY_ROTATION_INTERVAL_SECONDS > 0; at least an hour, see config.ts): every
+  // replica checks once at start and then every minute, never two checks at once; the first one under the
+  // ring lock to find the current key older than the interval rotates.
+  const rotationSchedule =
+    config.SIGNING_KEY_ROTATION_INTERVAL_SECONDS > 0
+      ? createPeriodicJob({
+          name: 'signing-key-rotation',
+          intervalMs: rotationCheckMs,
+          logger,
+          run: async () => {
+            const { rotated } = await keyRing.rotate({ onlyIfOlderThanSeconds: config.SIGNING_KEY_ROTATION_INTERVAL_SECONDS });
+            return rotated ? 1 : 0;
+          },
+        })
+      : undefined;
   const userLookups = createUserLookups(database.db);
   const service = createSubgraphService<AuthContext>({
     tls: deps.tls,
@@ -136,23 +154,11 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
       clientAddress: clientAddressOf(req, config.TRUSTED_PROXY_HOPS),
     }),
     onClose: async () => {
-      if (rotationTimer) clearInterval(rotationTimer);
+      // Waits for a check in progress, so the database is not closed under its transaction.
+      await rotationSchedule?.stop();
       ownRedis?.disconnect();
     },
   });
-
-  const startRotationSchedule = () => {
-    const interval = config.SIGNING_KEY_ROTATION_INTERVAL_SECONDS;
-    if (interval === 0) return;
-    // Check often enough to rotate close to the interval; each replica checks, the first one under the lock rotates.
-    const checkEveryMs = Math.min(interval * 250, 60_000);
-    rotationTimer = setInterval(() => {
-      keyRing
-        .rotate({ onlyIfOlderThanSeconds: interval })
-        .catch((error: unknown) => logger.error({ err: error }, 'scheduled rotation failed'));
-    }, checkEveryMs);
-    rotationTimer.unref();
-  };
 
   const start = service.start.bind(service);
   return Object.assign(service, {
@@ -162,7 +168,11 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
       await keyRing.ensure();
       if (ownRedis) await connectRedis(ownRedis, logger);
       const url = await start(port, host);
-      startRotationSchedule();
+      if (rotationSchedule) {
+        // A rotation that fell due while no replica ran happens now, not a minute from now.
+        rotationSchedule.runOnce().catch((error: unknown) => logger.error({ err: error }, 'scheduled rotation failed'));
+        rotationSchedule.start();
+      }
       return url;
     },
   });

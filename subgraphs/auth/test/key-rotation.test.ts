@@ -1,9 +1,10 @@
 import { createDatabase, signingKeys } from '@ghostpay/db';
-import { createJwtVerifier, isErrorCode, type JwtVerifier } from '@ghostpay/platform';
+import { createJwtVerifier, createLogger, createSecretsProvider, isErrorCode, type JwtVerifier } from '@ghostpay/platform';
 import { eq, inArray, type SQLWrapper, sql } from 'drizzle-orm';
 import { decodeProtectedHeader, type JSONWebKeySet } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AuthHarness, randomKek, startAuth } from './auth-harness.ts';
+import { createAuthService } from '../src/index.ts';
+import { type AuthHarness, randomKek, startAuth, testConfig } from './auth-harness.ts';
 
 const issuer = 'ghostpay-auth';
 const audience = 'ghostpay-api';
@@ -287,19 +288,61 @@ describe('signing key rotation', () => {
 });
 
 describe('scheduled rotation', () => {
-  it('rotates on its own when SIGNING_KEY_ROTATION_INTERVAL_SECONDS elapses', async () => {
-    const auth = await startAuth({ env: { SIGNING_KEY_ROTATION_INTERVAL_SECONDS: '1' } });
+  const interval = { SIGNING_KEY_ROTATION_INTERVAL_SECONDS: '3600' };
+
+  it('rotates when the current key is older than SIGNING_KEY_ROTATION_INTERVAL_SECONDS, checking at start', async () => {
+    const auth = await startAuth({ env: interval });
     try {
       const [initial] = (await ringStates(auth)).current;
-      await ageRing(auth);
+      await ageRing(auth, 3_590);
+      await auth.replica(); // checks at start: not due yet
+      expect((await ringStates(auth)).current).toEqual([initial]);
+      await ageRing(auth, 10);
+      await auth.replica(); // checks at start: due, and the next key has been published an hour
       const deadline = Date.now() + 5_000;
       let current = initial;
       while (current === initial && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 200));
+        await new Promise((resolve) => setTimeout(resolve, 100));
         [current] = (await ringStates(auth)).current;
       }
       expect(current).not.toBe(initial);
     } finally {
+      await auth.close();
+    }
+  });
+
+  it('waits, when closing, for a scheduled check in progress', async (context) => {
+    const auth = await startAuth({ env: interval });
+    if (!auth.database.url) {
+      await auth.close();
+      context.skip(); // the lock is held from a second connection: real PostgreSQL
+    }
+    const holder = await createDatabase({ url: auth.database.url, poolSize: 1 });
+    const secrets = createSecretsProvider({ env: { GHOSTPAY_SECRET_SIGNING_KEK: `k1:${randomKek()}` } });
+    try {
+      const service = createAuthService({
+        database: auth.database,
+        secrets,
+        config: testConfig(interval),
+        logger: createLogger({ service: 'auth', level: 'silent' }),
+      });
+      await service.keyRing.ensure(); // the ring exists: start() will not need the lock before listening
+      let closed = false;
+      let closing: Promise<void> | undefined;
+      await holder.db.transaction(async (tx) => {
+        await tx.execute(sql`select pg_advisory_xact_lock(hashtext('ghostpay.auth.signing_keys'))`);
+        await service.start(0); // its check at start now waits for the ring lock
+        closing = service.close().then(() => {
+          closed = true;
+        });
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        expect(closed).toBe(false);
+      });
+      await closing;
+      expect(closed).toBe(true);
+    } finally {
+      secrets.close();
+      await holder.close();
       await auth.close();
     }
   });
