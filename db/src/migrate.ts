@@ -4,12 +4,16 @@ import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
 import type { PgliteDatabase } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import type { DatabaseHandle } from './client.ts';
-import { LOCK_NOT_AVAILABLE, pgErrorCode } from './pg-error.ts';
+import { DEADLOCK_DETECTED, LOCK_NOT_AVAILABLE, pgErrorCode } from './pg-error.ts';
 
 export const migrationsFolder = fileURLToPath(new URL('../migrations', import.meta.url));
 
 /** Arbitrary constant naming the advisory lock that serialises concurrent migrators. */
 const migrationLockId = 727_431_001;
+/** Names the advisory lock of the replica validating constraints (the others skip it). */
+const validationLockId = 727_431_002;
+/** The schemas the migrations own; their NOT VALID constraints are validated after migrating. */
+const ownedSchemas = ['auth', 'cards', 'charges'];
 
 export interface MigrateOptions {
   /**
@@ -18,19 +22,33 @@ export interface MigrateOptions {
    * otherwise queue every read and write of that table behind it for as long. @default 5000
    */
   lockTimeoutMs?: number;
-  /** Attempts before the lock timeout is thrown (and the replica fails its start). @default 5 */
+  /** Attempts before the lock timeout (or a deadlock) is thrown (and the replica fails its start). @default 5 */
   attempts?: number;
   /** Wait before the second attempt, doubling after each. @default 1000 */
   retryDelayMs?: number;
+  /** Another drizzle-kit migrations folder (tests: a database at an earlier migration). @default the committed one */
+  migrationsFolder?: string;
+  /**
+   * Told when a constraint a migration added NOT VALID could not be validated (rows written before
+   * it break it, or its table was busy): the constraint still checks every new and updated row, and
+   * the next start tries again. @default process.emitWarning
+   */
+  onWarning?: (message: string) => void;
 }
 
 /**
- * Applies the committed drizzle-kit migrations. The same migration files run on PGlite and
- * on PostgreSQL; on PostgreSQL an advisory lock lets many replicas start at once safely.
+ * Applies the committed drizzle-kit migrations, then validates the constraints they added
+ * `NOT VALID`. The same migration files run on PGlite and on PostgreSQL; on PostgreSQL an
+ * advisory lock lets many replicas start at once safely.
  */
 export async function migrate(handle: DatabaseHandle, options: MigrateOptions = {}): Promise<void> {
+  const folder = options.migrationsFolder ?? migrationsFolder;
+  const warn = options.onWarning ?? ((message: string) => process.emitWarning(message, 'GhostPayMigrationWarning'));
   if (handle.kind === 'pglite') {
-    await migratePglite(handle.db as unknown as PgliteDatabase, { migrationsFolder });
+    const pglite = handle.pglite;
+    if (!pglite) throw new Error('pglite handle without its client');
+    await migratePglite(handle.db as unknown as PgliteDatabase, { migrationsFolder: folder });
+    await validateConstraints((text) => pglite.query(text), warn);
     return;
   }
   const pool = handle.pool;
@@ -43,24 +61,68 @@ export async function migrate(handle: DatabaseHandle, options: MigrateOptions = 
   try {
     await lockClient.query('set statement_timeout = 0');
     await lockClient.query('select pg_advisory_lock($1)', [migrationLockId]);
-    // Set after the advisory lock, which may wait as long as another replica migrates. Each
-    // attempt is one transaction (drizzle's), rolled back whole when a statement times out.
-    const lockTimeoutMs = Math.max(1, Math.trunc(options.lockTimeoutMs ?? 5_000));
-    await lockClient.query(`set lock_timeout = ${lockTimeoutMs}`);
-    const attempts = options.attempts ?? 5;
-    for (let attempt = 1; ; attempt++) {
+    try {
+      // Set after the advisory lock, which may wait as long as another replica migrates. Each
+      // attempt is one transaction (drizzle's), rolled back whole when a statement times out or
+      // PostgreSQL ends it to break a deadlock with the services' transactions.
+      const lockTimeoutMs = Math.max(1, Math.trunc(options.lockTimeoutMs ?? 5_000));
+      await lockClient.query(`set lock_timeout = ${lockTimeoutMs}`);
+      const attempts = options.attempts ?? 5;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await migratePg(drizzlePg(lockClient), { migrationsFolder: folder });
+          break;
+        } catch (error) {
+          const code = pgErrorCode(error);
+          if ((code !== LOCK_NOT_AVAILABLE && code !== DEADLOCK_DETECTED) || attempt >= attempts) throw error;
+          await new Promise((resolve) => setTimeout(resolve, (options.retryDelayMs ?? 1_000) * 2 ** (attempt - 1)));
+        }
+      }
+    } finally {
+      await lockClient.query('select pg_advisory_unlock($1)', [migrationLockId]).catch(() => {});
+    }
+    // After the migration's commit, so no table stays locked while a constraint's rows are read.
+    // One replica validates; the others, starting at the same time, need not wait for its scans.
+    const { rows } = await lockClient.query<{ locked: boolean }>('select pg_try_advisory_lock($1) as locked', [validationLockId]);
+    if (rows[0]?.locked) {
       try {
-        await migratePg(drizzlePg(lockClient), { migrationsFolder });
-        break;
-      } catch (error) {
-        if (pgErrorCode(error) !== LOCK_NOT_AVAILABLE || attempt >= attempts) throw error;
-        await new Promise((resolve) => setTimeout(resolve, (options.retryDelayMs ?? 1_000) * 2 ** (attempt - 1)));
+        await validateConstraints((text) => lockClient.query(text), warn);
+      } finally {
+        await lockClient.query('select pg_advisory_unlock($1)', [validationLockId]).catch(() => {});
       }
     }
   } finally {
-    await lockClient.query('select pg_advisory_unlock($1)', [migrationLockId]).catch(() => {});
     // Closed, not returned to the pool: no later query may run without the timeout. Closing
-    // also drops the lock if the unlock above failed.
+    // also drops the locks if an unlock above failed.
     lockClient.release(true);
+  }
+}
+
+/**
+ * Validates every constraint of the owned schemas that is still NOT VALID, each by its own
+ * `ALTER TABLE … VALIDATE CONSTRAINT` (its own transaction). That takes SHARE UPDATE EXCLUSIVE on
+ * the table, which lets reads and writes go on while it scans (the `ADD CONSTRAINT … NOT VALID`
+ * in the migration held ACCESS EXCLUSIVE only for a catalog change). A constraint that rows break
+ * stays NOT VALID, still enforced on new and updated rows, and is reported to `warn`.
+ */
+async function validateConstraints(run: (text: string) => Promise<{ rows: unknown[] }>, warn: (message: string) => void): Promise<void> {
+  const schemas = ownedSchemas.map((schema) => `'${schema}'`).join(', ');
+  const { rows } = await run(`
+    select n.nspname || '.' || c.relname as "table", con.conname as "constraint",
+      format('alter table %I.%I validate constraint %I', n.nspname, c.relname, con.conname) as statement
+    from pg_constraint con
+    join pg_class c on c.oid = con.conrelid
+    join pg_namespace n on n.oid = c.relnamespace
+    where not con.convalidated and n.nspname in (${schemas})
+    order by 1, 2`);
+  for (const row of rows as { table: string; constraint: string; statement: string }[]) {
+    try {
+      await run(row.statement);
+    } catch (error) {
+      warn(
+        `constraint ${row.constraint} on ${row.table} stays NOT VALID (${(error as Error).message}); it still checks every new ` +
+          'and updated row, and the next start validates it again (db/README.md, "Invariants")',
+      );
+    }
   }
 }

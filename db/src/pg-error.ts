@@ -10,3 +10,4 @@ export function pgErrorCode(error: unknown): string | undefined {
 }
 
 export const LOCK_NOT_AVAILABLE = '55P03';
+export const DEADLOCK_DETECTED = '40P01';

@@ -13,7 +13,8 @@ async function describeSchema(handle: DatabaseHandle) {
       from information_schema.columns where table_schema in ${schemas}
       order by table_schema, table_name, column_name`),
     constraints: await rows(sql`
-      select n.nspname as schema, c.conrelid::regclass::text as table_name, c.conname, c.contype, pg_get_constraintdef(c.oid) as definition
+      select n.nspname as schema, c.conrelid::regclass::text as table_name, c.conname, c.contype, c.convalidated, c.condeferrable, c.condeferred,
+        pg_get_constraintdef(c.oid) as definition
       from pg_constraint c join pg_namespace n on n.oid = c.connamespace
       -- PGlite embeds PostgreSQL 17+, which also lists NOT NULL as constraints (contype 'n');
       -- nullability is compared through information_schema.columns instead.
@@ -21,6 +22,13 @@ async function describeSchema(handle: DatabaseHandle) {
     indexes: await rows(sql`
       select schemaname, tablename, indexname, indexdef from pg_indexes
       where schemaname in ${schemas} order by 1, 2, 3`),
+    triggers: await rows(sql`
+      select c.relnamespace::regnamespace::text as schema, c.relname as table_name, t.tgname, pg_get_triggerdef(t.oid) as definition
+      from pg_trigger t join pg_class c on c.oid = t.tgrelid
+      where not t.tgisinternal and c.relnamespace::regnamespace::text in ${schemas} order by 1, 2, 3`),
+    functions: await rows(sql`
+      select p.pronamespace::regnamespace::text as schema, p.proname, pg_get_function_identity_arguments(p.oid) as arguments, p.prosrc
+      from pg_proc p where p.pronamespace::regnamespace::text in ${schemas} order by 1, 2, 3`),
   };
 }
 
@@ -40,6 +48,9 @@ describe('migrations', () => {
       const [onPostgres, onPglite] = await Promise.all([describeSchema(postgres), describeSchema(pglite)]);
       expect(onPostgres.columns.length).toBeGreaterThan(50);
       expect(onPostgres.indexes.length).toBeGreaterThan(15);
+      expect(onPostgres.triggers.length).toBeGreaterThan(4);
+      // Every constraint a migration added NOT VALID has been validated by `migrate`.
+      expect(onPostgres.constraints.filter((c) => !(c as { convalidated: boolean }).convalidated)).toEqual([]);
       expect(onPglite).toEqual(onPostgres);
     },
   );

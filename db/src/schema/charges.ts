@@ -69,6 +69,22 @@ export const charges = chargesSchema.table(
     check('charges_status_check', sql`${t.status} in ('AUTHORIZED', 'SETTLED', 'DECLINED', 'REFUNDED', 'PARTIALLY_REFUNDED')`),
     check('charges_decline_code_check', sql`(${t.status} = 'DECLINED') = (${t.declineCode} is not null)`),
     check('charges_currency_format', sql`${t.currency} ~ '^[A-Z]{3}$'`),
+    // Migration 0002 (added NOT VALID, validated by `migrate` after it commits; see the README).
+    check(
+      'charges_decline_code_values',
+      sql`${t.declineCode} in ('CARD_ALREADY_USED', 'CARD_EXPIRED', 'CARD_CANCELED', 'AMOUNT_EXCEEDS_LIMIT', 'CURRENCY_MISMATCH')`,
+    ),
+    // REFUNDED: all of it; PARTIALLY_REFUNDED: some; any other status: none.
+    check(
+      'charges_refunded_matches_status',
+      sql`case ${t.status} when 'REFUNDED' then ${t.refundedAmount} = ${t.amount} when 'PARTIALLY_REFUNDED' then ${t.refundedAmount} > 0 and ${t.refundedAmount} < ${t.amount} else ${t.refundedAmount} = 0 end`,
+    ),
+    // A decline was never authorized nor settled; everything else was authorized; SETTLED has
+    // a settlement time, AUTHORIZED none, and no settlement precedes its authorization.
+    check(
+      'charges_times_match_status',
+      sql`case when ${t.status} = 'DECLINED' then ${t.authorizedAt} is null and ${t.settledAt} is null else ${t.authorizedAt} is not null and (${t.settledAt} is null or ${t.settledAt} >= ${t.authorizedAt}) end and (${t.status} <> 'SETTLED' or ${t.settledAt} is not null) and (${t.status} <> 'AUTHORIZED' or ${t.settledAt} is null)`,
+    ),
   ],
 );
 
@@ -98,7 +114,10 @@ export const chargeEvents = chargesSchema.table(
     data: jsonb('data'),
     createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
   },
-  (t) => [index('charge_events_charge_idx').on(t.chargeId, t.id)],
+  (t) => [
+    index('charge_events_charge_idx').on(t.chargeId, t.id),
+    check('charge_events_status_check', sql`${t.status} in ('AUTHORIZED', 'SETTLED', 'DECLINED', 'REFUNDED', 'PARTIALLY_REFUNDED')`),
+  ],
 );
 
 /**
@@ -120,5 +139,10 @@ export const chargeIdempotencyKeys = chargesSchema.table(
     createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
     completedAt: timestamp('completed_at', { withTimezone: true, mode: 'date' }),
   },
-  (t) => [primaryKey({ columns: [t.principalId, t.operation, t.key] }), index('charge_idempotency_created_idx').on(t.createdAt)],
+  (t) => [
+    primaryKey({ columns: [t.principalId, t.operation, t.key] }),
+    index('charge_idempotency_created_idx').on(t.createdAt),
+    check('charge_idempotency_operation_check', sql`${t.operation} in ('create_charge', 'refund_charge')`),
+    check('charge_idempotency_state_check', sql`${t.state} in ('in_progress', 'completed')`),
+  ],
 );

@@ -1,0 +1,148 @@
+import { randomBytes } from 'node:crypto';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import '@ghostpay/test-support';
+import pg from 'pg';
+import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
+import { createDatabase, type DatabaseHandle, migrate, migrationsFolder } from '../src/index.ts';
+
+/**
+ * `migrate` on a database that already has data, as in production: at migration 0001 (before
+ * the money invariants of 0002), upgraded to the committed head.
+ */
+const adminUrl = inject('postgresAdminUrl');
+
+/** The committed migrations up to and including `tag`, in a folder of their own. */
+function migrationsUpTo(tag: string): string {
+  const journal = JSON.parse(readFileSync(join(migrationsFolder, 'meta/_journal.json'), 'utf8')) as { entries: { tag: string }[] };
+  const last = journal.entries.findIndex((entry) => entry.tag === tag);
+  if (last < 0) throw new Error(`no migration ${tag}`);
+  const folder = mkdtempSync(join(tmpdir(), 'ghostpay-migrations-'));
+  mkdirSync(join(folder, 'meta'));
+  const entries = journal.entries.slice(0, last + 1);
+  for (const entry of entries) copyFileSync(join(migrationsFolder, `${entry.tag}.sql`), join(folder, `${entry.tag}.sql`));
+  writeFileSync(join(folder, 'meta/_journal.json'), JSON.stringify({ ...journal, entries }));
+  folders.push(folder);
+  return folder;
+}
+const folders: string[] = [];
+afterAll(() => {
+  for (const folder of folders) rmSync(folder, { recursive: true, force: true });
+});
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** A new database migrated up to 0001, with a merchant and a card holder. */
+async function databaseAt0001(): Promise<{ url: string; handle: DatabaseHandle; run: (text: string) => Promise<pg.QueryResult> }> {
+  const name = `upgrade_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`create database ${name}`).finally(() => admin.end());
+  const url = adminUrl.replace(/\/[^/]*$/, `/${name}`);
+  const handle = await createDatabase({ url, poolSize: 3 });
+  cleanups.push(async () => {
+    await handle.close();
+    const drop = new pg.Client({ connectionString: adminUrl });
+    await drop.connect();
+    await drop.query(`drop database if exists ${name} with (force)`).finally(() => drop.end());
+  });
+  await migrate(handle, { migrationsFolder: migrationsUpTo('0001_settlement_due_index') });
+  const pool = handle.pool as pg.Pool;
+  const run = (text: string) => pool.query(text);
+  await run(`insert into auth.users (id, name, email, role) values
+    ('usr_m', 'm', 'm@example.test', 'merchant'), ('usr_h', 'h', 'h@example.test', 'user')`);
+  return { url, handle, run };
+}
+
+/** A card (USED, 1,000 USD) and an AUTHORIZED charge of 100 on it, both named after `id`. */
+const chargeSql = (id: string, columns = '', values = '') => `
+  insert into cards.cards (id, owner_id, issuer_id, pan_ciphertext, pan_key_id, pan_fingerprint, bin, last4, brand,
+    exp_month, exp_year, expires_at, amount, currency, status)
+  values ('card_${id}', 'usr_h', 'usr_m', 'x', 'k', 'fp_${id}', '400000', '0000', 'VISA', 1, 2030, now() + interval '1 day', 1000, 'USD', 'USED');
+  insert into charges.charges (id, card_id, merchant_id, amount, currency, status, authorized_at${columns})
+  values ('ch_${id}', 'card_${id}', 'usr_m', 100, 'USD', 'AUTHORIZED', now()${values});`;
+
+async function constraintsNotValid(handle: DatabaseHandle): Promise<string[]> {
+  const { rows } = await (handle.pool as pg.Pool).query<{ conname: string }>(`
+    select con.conname from pg_constraint con join pg_namespace n on n.oid = con.connamespace
+    where not con.convalidated and n.nspname in ('auth', 'cards', 'charges') order by 1`);
+  return rows.map((row) => row.conname);
+}
+
+describe.skipIf(!adminUrl)('migrate, upgrading a database with data', () => {
+  it('adds the new constraints NOT VALID and validates them once the migration has committed', async () => {
+    const { handle, run } = await databaseAt0001();
+    await run(chargeSql('ok'));
+    const warnings: string[] = [];
+    await migrate(handle, { onWarning: (message) => warnings.push(message) });
+    expect(warnings).toEqual([]);
+    expect(await constraintsNotValid(handle)).toEqual([]);
+    const { rows } = await run(
+      `select count(*)::int as n from pg_constraint where conname = 'charges_times_match_status' and convalidated`,
+    );
+    expect(rows[0]?.n).toBe(1);
+  });
+
+  it('leaves a constraint that old rows break NOT VALID, still enforced on new rows, warns, and starts', async () => {
+    const { handle, run } = await databaseAt0001();
+    // Allowed before 0002: AUTHORIZED with a refunded amount.
+    await run(chargeSql('bad', ', refunded_amount', ', 5'));
+    const warnings: string[] = [];
+    await migrate(handle, { onWarning: (message) => warnings.push(message) });
+    expect(await constraintsNotValid(handle)).toEqual(['charges_refunded_matches_status']);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/^constraint charges_refunded_matches_status on charges\.charges stays NOT VALID \(check constraint/);
+    // New rows are checked all the same.
+    const refused = await run(chargeSql('new', ', refunded_amount', ', 5')).catch((error: { constraint?: string }) => error.constraint);
+    expect(refused).toBe('charges_refunded_matches_status');
+    // Once the row is repaired, the next start validates it.
+    await run(`update charges.charges set refunded_amount = 0 where id = 'ch_bad'`);
+    await migrate(handle, { onWarning: (message) => warnings.push(message) });
+    expect(await constraintsNotValid(handle)).toEqual([]);
+    expect(warnings).toHaveLength(1);
+  });
+
+  it('retries an attempt PostgreSQL ended to break a deadlock with a service transaction', async () => {
+    const { url, handle, run } = await databaseAt0001();
+    await run(chargeSql('dl'));
+    // A service transaction holding one table the migration locks (events), which then reads
+    // another it has already locked (charges). It waits the longest before checking for a
+    // deadlock, so the migration's attempt is the one PostgreSQL ends.
+    const service = new pg.Client({ connectionString: url });
+    await service.connect();
+    cleanups.push(() => service.end().catch(() => {}));
+    await service.query(`set deadlock_timeout = '10s'`);
+    await service.query('begin');
+    await service.query('lock table charges.charge_events in row exclusive mode');
+
+    const outcome: { value: unknown } = { value: 'pending' };
+    const migrating = migrate(handle, { lockTimeoutMs: 20_000, retryDelayMs: 50 }).then(
+      () => {
+        outcome.value = 'done';
+      },
+      (error: unknown) => {
+        outcome.value = error;
+      },
+    );
+    // The migration holds charges and waits for charge_events.
+    for (const deadline = Date.now() + 10_000; ; ) {
+      if (Date.now() > deadline || outcome.value !== 'pending')
+        throw new Error(`the migration never waited for charge_events: ${outcome.value}`);
+      const { rows } = await run(
+        `select exists (select 1 from pg_locks where relation = 'charges.charge_events'::regclass and not granted) as waiting`,
+      );
+      if (rows[0]?.waiting) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // Now the service reads charges: a deadlock, which PostgreSQL breaks after deadlock_timeout (1 s).
+    await service.query('select count(*) from charges.charges');
+    await service.query('commit');
+    await migrating;
+    expect(outcome.value).toBe('done');
+    expect(await constraintsNotValid(handle)).toEqual([]);
+  });
+});

@@ -1,0 +1,205 @@
+import { chargeEvents, chargeIdempotencyKeys, charges, newId, refunds } from '@ghostpay/db';
+import { createSeed, freshDatabase, type SeededUser, type TestDatabase } from '@ghostpay/test-support';
+import { eq, sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+/**
+ * The money invariants of migration 0002, on the throwaway PostgreSQL cluster (PGlite where there
+ * is none): rows shaped as the services write them are accepted, and rows no service may write
+ * are refused by the database itself, whatever code writes them.
+ */
+let database: TestDatabase;
+let seed: ReturnType<typeof createSeed>;
+let merchant: SeededUser;
+let otherMerchant: SeededUser;
+let admin: SeededUser;
+let holder: SeededUser;
+
+beforeAll(async () => {
+  database = await freshDatabase({ poolSize: 2 });
+  seed = createSeed(database.db);
+  [merchant, otherMerchant, admin, holder] = [
+    await seed.user('merchant'),
+    await seed.user('merchant'),
+    await seed.user('admin'),
+    await seed.user('user'),
+  ];
+});
+afterAll(async () => database?.close());
+
+type ChargeInsert = typeof charges.$inferInsert;
+
+/** A card of `merchant` (USED unless told, 10,000 USD) and a charge on it, AUTHORIZED for 100 unless overridden. */
+async function chargeOnNewCard(overrides: Partial<ChargeInsert> = {}, card: { status?: 'ACTIVE' | 'USED' } = {}) {
+  const issued = await seed.card({ ownerId: holder.id, issuerId: merchant.id, status: card.status ?? 'USED', amount: 10_000 });
+  const row: ChargeInsert = {
+    id: newId('ch'),
+    cardId: issued.id,
+    merchantId: merchant.id,
+    amount: 100,
+    currency: 'USD',
+    status: 'AUTHORIZED',
+    authorizedAt: new Date(),
+    ...overrides,
+  };
+  return { card: issued, row, insert: () => database.db.insert(charges).values(row) };
+}
+
+/** 'accepted', or the name of the constraint that refused the write. */
+const outcome = (write: PromiseLike<unknown>) =>
+  Promise.resolve(write).then(
+    () => 'accepted',
+    (error: Error & { cause?: { constraint?: string; code?: string } }) => {
+      const cause = (error.cause ?? error) as { constraint?: string; code?: string; message?: string };
+      return cause.code === '23514' ? cause.constraint : `${cause.code}: ${cause.message}`;
+    },
+  );
+
+describe('money invariants enforced by the database', () => {
+  it('accepts what the services write: an authorization taking its card in the same statement, a decline, refunds, a settlement, an admin charge', async () => {
+    const { db } = database;
+    // The authorization's shape: the card goes ACTIVE → USED and the charge is inserted by one statement.
+    const card = await seed.card({ ownerId: holder.id, issuerId: merchant.id, amount: 500, currency: 'EUR' });
+    const chargeId = newId('ch');
+    await db.execute(sql`
+      with taken as (
+        update cards.cards set status = 'USED', used_at = now() where id = ${card.id} and status = 'ACTIVE' returning id
+      )
+      insert into charges.charges (id, card_id, merchant_id, amount, currency, status, authorized_at)
+      select ${chargeId}, taken.id, ${merchant.id}, 500, 'EUR', 'AUTHORIZED', now() from taken`);
+    // A decline on that (now used) card, in another currency and above its amount.
+    await db.insert(charges).values({
+      id: newId('ch'),
+      cardId: card.id,
+      merchantId: merchant.id,
+      amount: 9_999,
+      currency: 'USD',
+      status: 'DECLINED',
+      declineCode: 'CARD_ALREADY_USED',
+    });
+    // A partial refund, then the rest: the charge and its refund row in one transaction, in either order.
+    await db.transaction(async (tx) => {
+      await tx.update(charges).set({ refundedAmount: 200, status: 'PARTIALLY_REFUNDED' }).where(eq(charges.id, chargeId));
+      await tx.insert(refunds).values({ id: newId('re'), chargeId, amount: 200, createdBy: merchant.id });
+    });
+    await db.transaction(async (tx) => {
+      await tx.insert(refunds).values({ id: newId('re'), chargeId, amount: 300, createdBy: merchant.id });
+      await tx.update(charges).set({ refundedAmount: 500, status: 'REFUNDED' }).where(eq(charges.id, chargeId));
+    });
+    await db.insert(chargeEvents).values({ chargeId, status: 'REFUNDED' });
+    // A settlement.
+    const settling = await chargeOnNewCard();
+    await settling.insert();
+    await db.update(charges).set({ status: 'SETTLED', settledAt: sql`now()` }).where(eq(charges.id, settling.row.id));
+    // An admin charges a card another merchant issued.
+    const byAdmin = await chargeOnNewCard({ merchantId: admin.id });
+    expect(await outcome(byAdmin.insert())).toBe('accepted');
+    await db
+      .insert(chargeIdempotencyKeys)
+      .values({ principalId: admin.id, key: 'k1', operation: 'create_charge', fingerprint: 'f', state: 'in_progress' });
+  });
+
+  it('refuses a charge row whose status, amounts, decline code or times contradict each other', async () => {
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    const cases: [string, Partial<ChargeInsert>, string][] = [
+      [
+        'an unknown decline code',
+        { status: 'DECLINED', declineCode: 'INSUFFICIENT_FUNDS' as never, authorizedAt: null },
+        'charges_decline_code_values',
+      ],
+      ['AUTHORIZED yet refunded', { refundedAmount: 10 }, 'charges_refunded_matches_status'],
+      ['SETTLED yet refunded', { status: 'SETTLED', settledAt: new Date(), refundedAmount: 100 }, 'charges_refunded_matches_status'],
+      ['REFUNDED in part only', { status: 'REFUNDED', refundedAmount: 40 }, 'charges_refunded_matches_status'],
+      ['PARTIALLY_REFUNDED in full', { status: 'PARTIALLY_REFUNDED', refundedAmount: 100 }, 'charges_refunded_matches_status'],
+      ['PARTIALLY_REFUNDED by nothing', { status: 'PARTIALLY_REFUNDED', refundedAmount: 0 }, 'charges_refunded_matches_status'],
+      ['a decline with an authorization time', { status: 'DECLINED', declineCode: 'CARD_EXPIRED' }, 'charges_times_match_status'],
+      ['AUTHORIZED without an authorization time', { authorizedAt: null }, 'charges_times_match_status'],
+      ['SETTLED without a settlement time', { status: 'SETTLED' }, 'charges_times_match_status'],
+      ['AUTHORIZED with a settlement time', { settledAt: new Date() }, 'charges_times_match_status'],
+      [
+        'settled before it was authorized',
+        { status: 'SETTLED', authorizedAt: new Date(), settledAt: hourAgo },
+        'charges_times_match_status',
+      ],
+    ];
+    const outcomes: Record<string, string | undefined> = {};
+    for (const [what, overrides] of cases) outcomes[what] = await outcome((await chargeOnNewCard(overrides)).insert());
+    expect(outcomes).toEqual(Object.fromEntries(cases.map(([what, , constraint]) => [what, constraint])));
+  });
+
+  it('refuses a charge that disagrees with its card: another currency, above its amount, a card not USED, a merchant who did not issue it', async () => {
+    const cases: [string, () => ReturnType<typeof chargeOnNewCard>][] = [
+      ['in another currency than the card', () => chargeOnNewCard({ currency: 'EUR' })],
+      ['above the card amount', () => chargeOnNewCard({ amount: 10_001 })],
+      ['on an ACTIVE card', () => chargeOnNewCard({}, { status: 'ACTIVE' })],
+      ["on another merchant's card", () => chargeOnNewCard({ merchantId: otherMerchant.id })],
+      [
+        "declined, on another merchant's card",
+        () => chargeOnNewCard({ merchantId: otherMerchant.id, status: 'DECLINED', declineCode: 'CARD_ALREADY_USED', authorizedAt: null }),
+      ],
+    ];
+    const outcomes: Record<string, string | undefined> = {};
+    for (const [what, written] of cases) outcomes[what] = await outcome((await written()).insert());
+    expect(outcomes).toEqual(Object.fromEntries(cases.map(([what]) => [what, 'charges_match_card'])));
+
+    // Changed afterwards, too.
+    const written = await chargeOnNewCard();
+    await written.insert();
+    const update = (set: Partial<ChargeInsert>) => database.db.update(charges).set(set).where(eq(charges.id, written.row.id));
+    expect(await outcome(update({ amount: 10_001 }))).toBe('charges_match_card');
+    expect(await outcome(update({ currency: 'GBP' }))).toBe('charges_match_card');
+    expect(await outcome(update({ merchantId: otherMerchant.id }))).toBe('charges_match_card');
+    // A decline turned into a success on a card that is not USED.
+    const declined = await chargeOnNewCard({ status: 'DECLINED', declineCode: 'CARD_CANCELED', authorizedAt: null }, { status: 'ACTIVE' });
+    expect(await outcome(declined.insert())).toBe('accepted');
+    expect(
+      await outcome(
+        database.db
+          .update(charges)
+          .set({ status: 'AUTHORIZED', declineCode: null, authorizedAt: new Date() })
+          .where(eq(charges.id, declined.row.id)),
+      ),
+    ).toBe('charges_match_card');
+  });
+
+  it('refuses refunds that do not add up to the charge’s refunded amount, so refunds never exceed the charge', async () => {
+    const { db } = database;
+    const { row, insert } = await chargeOnNewCard();
+    await insert();
+    const refund = (amount: number) => ({ id: newId('re'), chargeId: row.id, amount, createdBy: merchant.id });
+    // A refund row paid out with the charge left as it was.
+    expect(await outcome(db.insert(refunds).values(refund(40)))).toBe('refunds_match_charge');
+    // The charge marked refunded with no refund row.
+    expect(await outcome(db.update(charges).set({ refundedAmount: 40, status: 'PARTIALLY_REFUNDED' }).where(eq(charges.id, row.id)))).toBe(
+      'refunds_match_charge',
+    );
+    // Refunded in full, then one more refund row on top of it.
+    await db.transaction(async (tx) => {
+      await tx.update(charges).set({ refundedAmount: 100, status: 'REFUNDED' }).where(eq(charges.id, row.id));
+      await tx.insert(refunds).values(refund(100));
+    });
+    expect(await outcome(db.insert(refunds).values(refund(1)))).toBe('refunds_match_charge');
+    expect(await outcome(db.update(refunds).set({ amount: 101 }).where(eq(refunds.chargeId, row.id)))).toBe('refunds_match_charge');
+    expect(await outcome(db.delete(refunds).where(eq(refunds.chargeId, row.id)))).toBe('refunds_match_charge');
+    const [total] = await db
+      .select({ refunded: sql<number>`sum(${refunds.amount})::int` })
+      .from(refunds)
+      .where(eq(refunds.chargeId, row.id));
+    expect(total?.refunded).toBe(100);
+  });
+
+  it('refuses an event or an idempotency key outside their closed lists', async () => {
+    const { row, insert } = await chargeOnNewCard();
+    await insert();
+    expect(await outcome(database.db.insert(chargeEvents).values({ chargeId: row.id, status: 'PAID' as never }))).toBe(
+      'charge_events_status_check',
+    );
+    const key = { principalId: merchant.id, key: 'k2', operation: 'create_charge', fingerprint: 'f', state: 'completed' } as const;
+    expect(await outcome(database.db.insert(chargeIdempotencyKeys).values({ ...key, operation: 'capture_charge' as never }))).toBe(
+      'charge_idempotency_operation_check',
+    );
+    expect(await outcome(database.db.insert(chargeIdempotencyKeys).values({ ...key, state: 'done' as never }))).toBe(
+      'charge_idempotency_state_check',
+    );
+  });
+});
