@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { type DatabaseHandle, signingKeys, type Transaction } from '@ghostpay/db';
-import { type Logger, RateLimitedError, type SigningAlgorithm } from '@ghostpay/platform';
+import { type Logger, RateLimitedError, ServiceUnavailableError, type SigningAlgorithm } from '@ghostpay/platform';
 import { and, asc, eq, gt, inArray, lte, or, sql } from 'drizzle-orm';
 import { type CryptoKey, exportJWK, exportPKCS8, generateKeyPair, importPKCS8, type JSONWebKeySet, type JWK } from 'jose';
-import type { KeyEncryption } from './key-encryption.ts';
+import { type KeyEncryption, signingKekSecret } from './key-encryption.ts';
 
 export type SigningKeyState = 'next' | 'current' | 'retired' | 'removed';
 
@@ -148,6 +148,8 @@ export function createSigningKeyRing(options: SigningKeyRingOptions) {
         // Database time, so replicas with drifting clocks agree on a key's age.
         activeSeconds: sql<number | null>`extract(epoch from ${dbNow} - ${signingKeys.activatedAt})::float8`,
         publishedSeconds: sql<number>`extract(epoch from ${dbNow} - ${signingKeys.createdAt})::float8`,
+        kekId: signingKeys.kekId,
+        ciphertext: signingKeys.privateKeyCiphertext,
       })
       .from(signingKeys)
       .where(inArray(signingKeys.state, ['next', 'current']));
@@ -213,6 +215,16 @@ export function createSigningKeyRing(options: SigningKeyRingOptions) {
       // Without a current key nothing signs at all: promote at once rather than fail every exchange meanwhile.
       const wait = current ? spacingSeconds - next.publishedSeconds : 0;
       if (wait > 0) return { rotated: false, removed: await sweep(tx), retryAfterSeconds: Math.max(1, Math.ceil(wait)) };
+      // Never make current a key that cannot sign (its KEK dropped from signing-kek too early): every token
+      // exchange would fail, and every replica's readiness with it. The current key keeps signing meanwhile.
+      try {
+        encryption.decrypt(next.kid, next.kekId, next.ciphertext);
+      } catch (error) {
+        logger.error({ kid: next.kid, kekId: next.kekId, err: error }, 'not rotating: the next signing key cannot be decrypted');
+        throw new ServiceUnavailableError(
+          `Not rotating: the next signing key ${next.kid} cannot be decrypted with ${signingKekSecret} (KEK "${next.kekId}"); restore that KEK, or delete the next key so that a rotation publishes a new one`,
+        );
+      }
       const fresh = await newKey();
       if (current) {
         await tx

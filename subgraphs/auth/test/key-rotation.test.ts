@@ -274,6 +274,24 @@ describe('signing key rotation', () => {
     }
   });
 
+  it('never makes current a next key that cannot be decrypted (its KEK dropped too early): the current key keeps signing', async () => {
+    await ageRing(auth);
+    const before = await ringStates(auth);
+    await auth.database.db.update(signingKeys).set({ kekId: 'k0' }).where(eq(signingKeys.state, 'next'));
+    await expect(auth.service.keyRing.rotate()).rejects.toMatchObject({
+      extensions: { code: 'SERVICE_UNAVAILABLE' },
+      message: expect.stringMatching(/next signing key .* cannot be decrypted with signing-kek \(KEK "k0"\)/),
+    });
+    expect(await ringStates(auth)).toEqual(before);
+    expect(kidOf(await auth.token(admin.apiKey))).toBe(before.current[0]);
+    // Deleting the unusable next key lets a rotation publish a new one, to sign once the spacing has passed.
+    await auth.database.db.delete(signingKeys).where(eq(signingKeys.state, 'next'));
+    await expect(auth.service.keyRing.rotate()).rejects.toMatchObject({ extensions: { code: 'RATE_LIMITED' } });
+    await ageRing(auth);
+    await expect(auth.service.keyRing.rotate()).resolves.toMatchObject({ rotated: true });
+    expect(await auth.token(admin.apiKey)).toEqual(expect.any(String));
+  });
+
   it('keeps signing after the KEK rotates, encrypting new keys under the new KEK', async () => {
     const replica = await auth.replica({ KEK: `k2:${randomKek()},${kek}` });
     await ageRing(auth);
