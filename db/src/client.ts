@@ -27,6 +27,14 @@ export interface DatabaseOptions {
   /** Per-statement timeout in ms (pg only). @default 15000 */
   statementTimeoutMs?: number;
   /**
+   * How long a pg connection may sit idle inside an open transaction before PostgreSQL ends its
+   * session (`idle_in_transaction_session_timeout`), rolling the transaction back and releasing
+   * its row locks: a process that hangs, or is cut off, between two statements of a transaction
+   * would otherwise keep a card's or a charge's row locked for as long. 0 turns it off.
+   * @default 30000
+   */
+  idleInTransactionTimeoutMs?: number;
+  /**
    * Distinct parameterized statements each pg connection keeps prepared (see
    * `preparingClient`); 0 prepares none. Ignored by PGlite. @default 100
    */
@@ -105,6 +113,7 @@ async function createPgDatabase(url: string, options: DatabaseOptions): Promise<
     application_name: options.applicationName ?? 'ghostpay',
     connectionTimeoutMillis: options.connectionTimeoutMs ?? 5_000,
     statement_timeout: options.statementTimeoutMs ?? 15_000,
+    idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs ?? 30_000,
     idleTimeoutMillis: 30_000,
   });
   // A pool error (e.g. the server restarted) must not crash the process; the next query reconnects.
