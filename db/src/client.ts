@@ -35,6 +35,15 @@ export interface DatabaseOptions {
    */
   idleInTransactionTimeoutMs?: number;
   /**
+   * How long a pg connection may stay silent while a statement of its is outstanding before it
+   * is given up as lost (pg only): its socket is destroyed, every statement on it fails, and the
+   * pool replaces it. A live server answers or cancels every statement within `statementTimeoutMs`;
+   * one that vanished without a reset (a failover, a partition, a NAT or load balancer that forgot
+   * the connection) answers nothing, and the statement would wait until the OS gives up on the
+   * socket, about 15 minutes. 0 turns it off. @default statementTimeoutMs + 5000 (0 when that is 0)
+   */
+  responseTimeoutMs?: number;
+  /**
    * Distinct parameterized statements each pg connection keeps prepared (see
    * `preparingClient`); 0 prepares none. Ignored by PGlite. @default 100
    */
@@ -106,13 +115,18 @@ async function createPgliteDatabase(dataDir: string | undefined): Promise<Databa
 }
 
 async function createPgDatabase(url: string, options: DatabaseOptions): Promise<DatabaseHandle> {
+  const statementTimeoutMs = options.statementTimeoutMs ?? 15_000;
+  const responseTimeoutMs = options.responseTimeoutMs ?? (statementTimeoutMs > 0 ? statementTimeoutMs + 5_000 : 0);
   const pool = new pg.Pool({
-    Client: preparingClient(options.preparedStatements ?? defaultPreparedStatementsPerConnection),
+    Client: watchedClient(preparingClient(options.preparedStatements ?? defaultPreparedStatementsPerConnection), responseTimeoutMs),
     connectionString: url,
     max: options.poolSize ?? 10,
     application_name: options.applicationName ?? 'ghostpay',
     connectionTimeoutMillis: options.connectionTimeoutMs ?? 5_000,
-    statement_timeout: options.statementTimeoutMs ?? 15_000,
+    // The OS probes an idle connection, so one whose peer vanished is closed rather than kept.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
+    statement_timeout: statementTimeoutMs,
     idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs ?? 30_000,
     idleTimeoutMillis: 30_000,
   });
@@ -148,6 +162,105 @@ async function createPgDatabase(url: string, options: DatabaseOptions): Promise<
       await Promise.all([...listeners].map((stop) => stop()));
       await pool.end();
     },
+  };
+}
+
+const responseTimeout = Symbol('ghostpay.responseTimeoutMs');
+
+/**
+ * Lifts the response timeout (`responseTimeoutMs`) of one pool connection, for a session whose
+ * statements may rightly run without an answer for longer: `migrate`'s, which waits for the
+ * advisory lock and runs migration steps with no statement timeout.
+ */
+export function withoutResponseTimeout(client: pg.PoolClient): void {
+  (client as unknown as { [responseTimeout]: number })[responseTimeout] = 0;
+}
+
+/**
+ * A pg `Client` class whose connections are given up as lost after `timeoutMs` without a message
+ * from the server while a statement is outstanding (queued statements do not count: the clock
+ * starts when the connection goes from idle to busy, and restarts at every message received).
+ * Giving up destroys the socket: pg fails every statement on it, the client is no longer
+ * queryable, and the pool discards it on release, in or out of a transaction, instead of
+ * handing the dead connection to the next caller.
+ */
+function watchedClient(Base: typeof pg.Client, timeoutMs: number): typeof pg.Client {
+  if (!(timeoutMs > 0)) return Base;
+  return class WatchedClient extends Base {
+    [responseTimeout] = timeoutMs;
+    #outstanding = 0;
+    #lastHeard = 0;
+    #watchdog: NodeJS.Timeout | undefined;
+
+    // biome-ignore lint/suspicious/noExplicitAny: pg's Client constructor takes a config or a connection string
+    constructor(config?: any) {
+      super(config);
+      const connection = (this as unknown as { connection: NodeJS.EventEmitter }).connection;
+      connection.on('message', () => {
+        this.#lastHeard = Date.now();
+      });
+    }
+
+    // biome-ignore lint/suspicious/noExplicitAny: pg's query() is a dozen overloads; this only watches for the answer
+    override query(config: any, values?: any, callback?: any): any {
+      const query: (...args: unknown[]) => unknown = super.query;
+      const limit = this[responseTimeout];
+      // A submittable (a cursor) reports through its own events; pg's own timeout handles it.
+      if (!(limit > 0) || (typeof config === 'object' && config !== null && typeof config.submit === 'function')) {
+        return query.call(this, config, values, callback);
+      }
+      this.#started(limit);
+      const done = () => this.#finished();
+      const answer = typeof values === 'function' ? values : callback;
+      if (typeof answer === 'function') {
+        const parameters = typeof values === 'function' ? undefined : values;
+        return query.call(this, config, parameters, (error: unknown, result: unknown) => {
+          done();
+          answer(error, result);
+        });
+      }
+      if (typeof config === 'object' && config !== null && typeof config.callback === 'function') {
+        const { callback: inConfig } = config;
+        return query.call(
+          this,
+          {
+            ...config,
+            callback: (error: unknown, result: unknown) => {
+              done();
+              inConfig(error, result);
+            },
+          },
+          values,
+        );
+      }
+      const pending = query.call(this, config, values) as Promise<unknown>;
+      pending.then(done, done);
+      return pending;
+    }
+
+    #started(limit: number) {
+      if (this.#outstanding++ > 0) return;
+      this.#lastHeard = Date.now();
+      const check = () => {
+        const silentFor = Date.now() - this.#lastHeard;
+        if (silentFor < limit) {
+          this.#watchdog = setTimeout(check, limit - silentFor);
+          return;
+        }
+        this.#watchdog = undefined;
+        const stream = (this as unknown as { connection?: { stream?: { destroy(error?: Error): void } } }).connection?.stream;
+        stream?.destroy(
+          new Error(`PostgreSQL sent nothing for ${limit} ms while a statement was outstanding: connection given up as lost`),
+        );
+      };
+      this.#watchdog = setTimeout(check, limit);
+    }
+
+    #finished() {
+      if (--this.#outstanding > 0) return;
+      clearTimeout(this.#watchdog);
+      this.#watchdog = undefined;
+    }
   };
 }
 

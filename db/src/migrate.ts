@@ -3,7 +3,7 @@ import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
 import type { PgliteDatabase } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
-import type { DatabaseHandle } from './client.ts';
+import { type DatabaseHandle, withoutResponseTimeout } from './client.ts';
 import { DEADLOCK_DETECTED, LOCK_NOT_AVAILABLE, pgErrorCode } from './pg-error.ts';
 
 export const migrationsFolder = fileURLToPath(new URL('../migrations', import.meta.url));
@@ -58,6 +58,7 @@ export async function migrate(handle: DatabaseHandle, options: MigrateOptions = 
   // no statement timeout (the pool's applies to every other connection); its waits for table
   // locks are bounded by `lockTimeoutMs` instead.
   const lockClient = await pool.connect();
+  withoutResponseTimeout(lockClient);
   try {
     await lockClient.query('set statement_timeout = 0');
     await lockClient.query('select pg_advisory_lock($1)', [migrationLockId]);
