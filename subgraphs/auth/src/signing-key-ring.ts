@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { type DatabaseHandle, signingKeys, type Transaction } from '@ghostpay/db';
 import { type Logger, RateLimitedError, ServiceUnavailableError, type SigningAlgorithm } from '@ghostpay/platform';
-import { and, asc, eq, gt, inArray, lte, or, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, lte, or, type SQL, sql } from 'drizzle-orm';
 import { type CryptoKey, exportJWK, exportPKCS8, generateKeyPair, importPKCS8, type JSONWebKeySet, type JWK } from 'jose';
 import { type KeyEncryption, signingKekSecret } from './key-encryption.ts';
 
@@ -122,8 +122,11 @@ export function createSigningKeyRing(options: SigningKeyRingOptions) {
     return { kid, alg, publicJwk, ciphertext, kekId };
   };
 
-  /** Inserts a generated key; its times are taken when the insert runs, just before the commit publishes it. */
-  const insert = async (tx: Transaction, key: NewKey, state: 'next' | 'current') => {
+  /**
+   * Inserts a generated key; its times are taken when the insert runs, just before the commit
+   * publishes it, or are `at` (first start: both keys stamped alike, see `firstPublished`).
+   */
+  const insert = async (tx: Transaction, key: NewKey, state: 'next' | 'current', at: SQL = dbNow) => {
     await tx.insert(signingKeys).values({
       kid: key.kid,
       alg: key.alg,
@@ -131,10 +134,16 @@ export function createSigningKeyRing(options: SigningKeyRingOptions) {
       publicJwk: key.publicJwk,
       privateKeyCiphertext: key.ciphertext,
       kekId: key.kekId,
-      createdAt: dbNow,
-      activatedAt: state === 'current' ? dbNow : null,
+      createdAt: at,
+      activatedAt: state === 'current' ? at : null,
     });
     return key.kid;
+  };
+
+  /** The database's time now, once, as a value that stamps several rows alike. */
+  const databaseTime = async (tx: Transaction) => {
+    const [row] = await tx.select({ at: sql<string>`${dbNow}::text` }).from(sql`(select 1) as one`);
+    return sql`${row!.at}::timestamptz`;
   };
 
   const lock = (tx: Transaction) => tx.execute(sql`select pg_advisory_xact_lock(${ringLockKey})`);
@@ -148,6 +157,9 @@ export function createSigningKeyRing(options: SigningKeyRingOptions) {
         // Database time, so replicas with drifting clocks agree on a key's age.
         activeSeconds: sql<number | null>`extract(epoch from ${dbNow} - ${signingKeys.activatedAt})::float8`,
         publishedSeconds: sql<number>`extract(epoch from ${dbNow} - ${signingKeys.createdAt})::float8`,
+        // Published in every JWKS ever served: no key of the ring is older (the pair first start
+        // creates in one transaction, stamped alike). No verifier can hold a set without it.
+        firstPublished: sql<boolean>`not exists (select 1 from ${signingKeys} as older where older.created_at < signing_keys.created_at)`,
         kekId: signingKeys.kekId,
         ciphertext: signingKeys.privateKeyCiphertext,
       })
@@ -168,12 +180,15 @@ export function createSigningKeyRing(options: SigningKeyRingOptions) {
     await db.transaction(async (tx) => {
       await lock(tx);
       const live = await liveKeys(tx);
+      // Both keys of a first start carry one time: they are published by the same commit, so the
+      // next key has been in every JWKS ever served and may become current at once.
+      const at = live.length === 0 ? await databaseTime(tx) : dbNow;
       if (!live.some((key) => key.state === 'current')) {
-        const kid = await insert(tx, await newKey(), 'current');
+        const kid = await insert(tx, await newKey(), 'current', at);
         logger.info({ kid }, 'created the first current signing key');
       }
       if (!live.some((key) => key.state === 'next')) {
-        const kid = await insert(tx, await newKey(), 'next');
+        const kid = await insert(tx, await newKey(), 'next', at);
         logger.info({ kid }, 'created a next signing key');
       }
     });
@@ -213,7 +228,8 @@ export function createSigningKeyRing(options: SigningKeyRingOptions) {
         return { rotated: false, removed: await sweep(tx), retryAfterSeconds: spacingSeconds };
       }
       // Without a current key nothing signs at all: promote at once rather than fail every exchange meanwhile.
-      const wait = current ? spacingSeconds - next.publishedSeconds : 0;
+      // Nor need a next key that every JWKS ever served held wait for verifiers to learn it.
+      const wait = current && !next.firstPublished ? spacingSeconds - next.publishedSeconds : 0;
       if (wait > 0) return { rotated: false, removed: await sweep(tx), retryAfterSeconds: Math.max(1, Math.ceil(wait)) };
       // Never make current a key that cannot sign (its KEK dropped from signing-kek too early): every token
       // exchange would fail, and every replica's readiness with it. The current key keeps signing meanwhile.

@@ -365,3 +365,23 @@ describe('scheduled rotation', () => {
     }
   });
 });
+
+describe('the first rotation of a new ring', () => {
+  it('goes through at once: its next key is in every key set ever served; the one after waits the spacing', async () => {
+    const auth = await startAuth({ kek: `k1:${randomKek()}` });
+    try {
+      const first = await ringStates(auth);
+      // A verifier that fetched the key set at first start: the only set there has been.
+      const verifier = createJwtVerifier({ jwksUrl: auth.jwksUrl, issuer, audience });
+      const admin = await auth.seed('admin');
+      await verifier.verify(await auth.token(admin.apiKey));
+      await expect(auth.service.keyRing.rotate()).resolves.toMatchObject({ rotated: true });
+      expect((await ringStates(auth)).current).toEqual(first.next);
+      await expect(verifier.verify(await auth.token(admin.apiKey))).resolves.toMatchObject({ userId: admin.userId });
+      // The new next key was published a moment ago, after sets that lacked it were served.
+      await expect(auth.service.keyRing.rotate()).rejects.toMatchObject({ extensions: { code: 'RATE_LIMITED' } });
+    } finally {
+      await auth.close();
+    }
+  });
+});
