@@ -21,7 +21,13 @@ export const defaultPreparedStatementsPerConnection = 100;
  *   re-plans prepared statements itself when a table they use changes, and one whose result
  *   columns changed type is prepared again under a new name (see `isStalePlan`).
  * - `max` 0 turns it off, for a pooler between us and PostgreSQL that cannot follow named
- *   statements across server connections (PgBouncer in transaction mode before 1.21).
+ *   statements across server connections (PgBouncer in transaction mode before 1.21, or with
+ *   `max_prepared_statements = 0`).
+ * - A connection told that one of its statements does not exist (`26000`: such a pooler moved
+ *   it to another server connection, or the session was reset by `DISCARD ALL`/`DEALLOCATE`)
+ *   has lost them all, or will lose them again: that statement fails once, and the connection
+ *   runs every statement unnamed from then on, instead of failing every named one until it
+ *   closes. Later connections try preparing again (each fails once if the pooler stays).
  */
 export function preparingClient(max: number): typeof pg.Client {
   if (!Number.isInteger(max) || max < 0) throw new Error(`prepared statements per connection must be a whole number ≥ 0, got ${max}`);
@@ -30,11 +36,13 @@ export function preparingClient(max: number): typeof pg.Client {
     readonly #names = new Map<string, string>();
     /** Statements prepared on this connection so far, the forgotten ones included (they stay on the server). */
     #prepared = 0;
+    /** Set once the server lost a statement of this connection's: nothing is named any more. */
+    #unnamedOnly = false;
 
     // biome-ignore lint/suspicious/noExplicitAny: pg's query() is a dozen overloads; this only adds a name and passes everything on
     override query(config: any, values?: any, callback?: any): any {
       const query: (...args: unknown[]) => unknown = super.query;
-      if (max > 0 && isUnnamedParameterized(config, values)) {
+      if (max > 0 && !this.#unnamedOnly && isUnnamedParameterized(config, values)) {
         const text = config.text;
         let name = this.#names.get(text);
         if (name === undefined && this.#prepared < max) {
@@ -44,7 +52,10 @@ export function preparingClient(max: number): typeof pg.Client {
         if (name !== undefined) {
           const named = { ...config, name };
           const forgetIfStale = (error: unknown) => {
-            if (isStalePlan(error) && this.#names.get(text) === named.name) this.#names.delete(text);
+            if (isLostStatement(error)) {
+              this.#unnamedOnly = true;
+              this.#names.clear();
+            } else if (isStalePlan(error) && this.#names.get(text) === named.name) this.#names.delete(text);
           };
           if (typeof callback === 'function') {
             return query.call(this, named, values, (error: unknown, result: unknown) => {
@@ -72,6 +83,11 @@ export function preparingClient(max: number): typeof pg.Client {
 function isStalePlan(error: unknown): boolean {
   const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
   return code === '0A000' && typeof message === 'string' && message.includes('cached plan must not change result type');
+}
+
+/** `prepared statement "…" does not exist`: the server no longer has a statement this connection prepared. */
+function isLostStatement(error: unknown): boolean {
+  return (error as { code?: unknown } | undefined)?.code === '26000';
 }
 
 /** A query config (not a string, not a submittable such as a cursor) with parameters and no name. */

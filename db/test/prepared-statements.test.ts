@@ -163,6 +163,27 @@ describe('prepared statements on pg connections', () => {
     expect(await backendPid(handle)).toBe(pid);
   });
 
+  it.skipIf(withoutPostgres)(
+    'runs statements unnamed on a connection whose prepared statements vanished (a pooler that does not keep them, DISCARD ALL)',
+    async () => {
+      const handle = await singleConnection();
+      const pid = await backendPid(handle);
+      const read = sql`select ${5}::int as n`;
+      expect(await rowsOf(handle, read)).toEqual([{ n: 5 }]);
+      // What a transaction-mode pooler without prepared-statement support does to the next
+      // transaction that lands on another server connection.
+      await handle.db.execute(sql`deallocate all`);
+      expect(await inTransaction(handle, read)).toBe('prepared statement "ghostpay_1" does not exist');
+      // Once: then that statement and new ones run unnamed, on the same connection.
+      for (let i = 0; i < 2; i++) {
+        expect(await inTransaction(handle, read)).toBe('no error');
+        expect(await rowsOf(handle, sql`select ${i}::int + 1 as n`)).toEqual([{ n: i + 1 }]);
+      }
+      expect(await preparedOn(handle)).toEqual([]);
+      expect(await backendPid(handle)).toBe(pid);
+    },
+  );
+
   it('refuses a per-connection limit that is not a whole number ≥ 0', () => {
     expect(() => preparingClient(-1)).toThrow(/whole number/);
     expect(() => preparingClient(1.5)).toThrow(/whole number/);
