@@ -1,7 +1,15 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { boundOperationName, type RequestEvent, type SubgraphTiming } from '@ghostpay/platform';
 import { bucketField, bucketIndexFor, latencyBucketBoundsMs, percentileFromBuckets } from './latency-histogram.ts';
-import type { StoreBulkOperation, StoreDb, StoreDocument, StoreFilter } from './store/document-store.ts';
+import {
+  duplicateKeyErrorCode,
+  type StoreBulkOperation,
+  type StoreCollection,
+  type StoreDb,
+  type StoreDocument,
+  type StoreFilter,
+  writeErrorsOf,
+} from './store/document-store.ts';
 
 export type Granularity = 'MINUTE' | 'HOUR' | 'DAY';
 
@@ -80,8 +88,28 @@ export interface AnalyticsStoreOptions {
   db: StoreDb;
   /** How long request logs are kept (TTL index on `timestamp`). */
   logRetentionDays: number;
-  /** Told when the TTL index already exists with another retention (MongoDB needs `collMod` to change it). */
+  /**
+   * Told when the TTL index already exists with another retention (MongoDB needs `collMod` to
+   * change it), and when bookkeeping after a batch's counts (or a recovery) fails: the batch is
+   * then finished by a later recovery.
+   */
   onWarning?: (message: string) => void;
+  /**
+   * A batch's lease: the ingest that writes a batch owns it, and stops writing for it, for the
+   * first half of this; only after all of it may a recovery (`recoverPending`, any process) claim
+   * the batch, for the same time again. The second half is the margin for a write sent before
+   * the owner's deadline to be applied. @default 60000
+   */
+  batchLeaseMs?: number;
+  /** The clock (leases), for tests. @default Date.now */
+  now?: () => number;
+}
+
+export interface RecoveryResult {
+  /** Pending batches whose lease had expired, finished by this pass. */
+  recovered: number;
+  /** Batches of this process whose counting had failed, counted by this pass within their lease. */
+  completed: number;
 }
 
 /**
@@ -129,6 +157,203 @@ export function decodeCursor(cursor: string): { timestamp: Date; id: string } | 
   return undefined;
 }
 
+/** What a request log holds that the aggregates are computed from (a log as written or as read back). */
+interface CountedEvent {
+  timestamp: Date;
+  apiKeyId: string | null;
+  operationName: string | null;
+  operationType: string | null;
+  latencyMs: number;
+  isError: boolean;
+}
+
+interface UsageDelta {
+  apiKeyId: string;
+  minute: Date;
+  requests: number;
+  errors: number;
+  latencyMsTotal: number;
+}
+
+interface PerformanceDelta {
+  operationName: string;
+  operationType: string;
+  minute: Date;
+  requests: number;
+  errors: number;
+  latencyMsTotal: number;
+  latencyMsMax: number;
+  buckets: Map<number, number>;
+}
+
+/** A batch's contribution to the aggregates: one delta per `usage` and `performance` document (`_id` → delta). */
+interface AggregateDeltas {
+  usage: Map<string, UsageDelta>;
+  performance: Map<string, PerformanceDelta>;
+}
+
+/** The aggregate documents a batch may touch, by collection: where its markers are removed. */
+interface BatchTargets {
+  usage: string[];
+  performance: string[];
+}
+
+/**
+ * The minutes a batch's events fall in, as `[from, to)` runs of whole minutes: where a recovery
+ * looks for the batch's logs (through the `timestamp` index), so the batch document needs no list
+ * of event ids. An emitter's batch usually spans one or two minutes: one run.
+ */
+function minuteRuns(events: Iterable<{ timestamp: Date }>): { from: Date; to: Date }[] {
+  const minutes = [...new Set([...events].map((e) => minuteOf(e.timestamp).getTime()))].sort((a, b) => a - b);
+  const runs: { from: Date; to: Date }[] = [];
+  for (const minute of minutes) {
+    const last = runs.at(-1);
+    if (last && last.to.getTime() === minute) last.to = new Date(minute + minuteMs);
+    else runs.push({ from: new Date(minute), to: new Date(minute + minuteMs) });
+  }
+  return runs;
+}
+
+const usageDocumentId = (apiKeyId: string, minute: Date) => `${apiKeyId}|${minute.getTime()}`;
+const performanceDocumentId = (operationType: string, operationName: string, minute: Date) =>
+  `${operationType}|${operationName}|${minute.getTime()}`;
+
+/**
+ * Sums events into one delta per aggregate document. The ingest that wrote a batch and a later
+ * recovery (from the logs read back) both count through here, so both compute the same deltas.
+ */
+function aggregateDeltas(events: Iterable<CountedEvent>): AggregateDeltas {
+  const usage = new Map<string, UsageDelta>();
+  const performance = new Map<string, PerformanceDelta>();
+  for (const event of events) {
+    const minute = minuteOf(event.timestamp);
+    const errors = event.isError ? 1 : 0;
+    if (event.apiKeyId) {
+      const id = usageDocumentId(event.apiKeyId, minute);
+      const u = usage.get(id) ?? { apiKeyId: event.apiKeyId, minute, requests: 0, errors: 0, latencyMsTotal: 0 };
+      u.requests++;
+      u.errors += errors;
+      u.latencyMsTotal += event.latencyMs;
+      usage.set(id, u);
+    }
+    const operationName = event.operationName ?? anonymousOperation;
+    const operationType = event.operationType ?? 'unknown';
+    const id = performanceDocumentId(operationType, operationName, minute);
+    const p = performance.get(id) ?? {
+      operationName,
+      operationType,
+      minute,
+      requests: 0,
+      errors: 0,
+      latencyMsTotal: 0,
+      latencyMsMax: 0,
+      buckets: new Map<number, number>(),
+    };
+    p.requests++;
+    p.errors += errors;
+    p.latencyMsTotal += event.latencyMs;
+    p.latencyMsMax = Math.max(p.latencyMsMax, event.latencyMs);
+    const bucket = bucketIndexFor(event.latencyMs);
+    p.buckets.set(bucket, (p.buckets.get(bucket) ?? 0) + 1);
+    performance.set(id, p);
+  }
+  return { usage, performance };
+}
+
+/** A request log read back, as counted. */
+function countedEvent(doc: StoreDocument): CountedEvent {
+  return {
+    timestamp: doc.timestamp as Date,
+    apiKeyId: (doc.apiKeyId as string | null | undefined) ?? null,
+    operationName: (doc.operationName as string | null | undefined) ?? null,
+    operationType: (doc.operationType as string | null | undefined) ?? null,
+    latencyMs: Number(doc.latencyMs),
+    isError: doc.isError === true,
+  };
+}
+
+/**
+ * The field of an aggregate document that lists the batches applied to it while they are
+ * pending: `appliedBatches.<batch id>: 1`. Each marker is removed once its batch is finished, so
+ * a document holds only the markers of batches still pending (an empty object otherwise). The
+ * queries read named fields only and never see it.
+ */
+const appliedField = 'appliedBatches';
+
+/** A batch id: also a field name under `appliedBatches`, so no dots and no leading `$` or digit. */
+const newBatchId = () => `b${randomBytes(12).toString('hex')}`;
+
+/**
+ * One conditional upsert per aggregate document: it adds the batch's delta and its marker only
+ * when the document does not carry the marker yet, so applying a batch twice to a document (a
+ * recovery after a crash between documents, or between the counts and the bookkeeping) adds it
+ * once. When the document exists and carries the marker, the filter fails and the upsert's insert
+ * of that `_id` is a duplicate key (11000): already applied.
+ */
+function conditionalAggregateOps(
+  batch: string,
+  deltas: AggregateDeltas,
+): { usage: StoreBulkOperation[]; performance: StoreBulkOperation[] } {
+  const marker = `${appliedField}.${batch}`;
+  const usage: StoreBulkOperation[] = [...deltas.usage].map(([id, u]) => ({
+    updateOne: {
+      filter: { _id: id, [marker]: { $exists: false } },
+      update: {
+        $setOnInsert: { apiKeyId: u.apiKeyId, minute: u.minute },
+        $inc: { requests: u.requests, errors: u.errors, latencyMsTotal: u.latencyMsTotal },
+        $set: { [marker]: 1 },
+      },
+      upsert: true,
+    },
+  }));
+  const performance: StoreBulkOperation[] = [...deltas.performance].map(([id, p]) => {
+    const inc: Record<string, number> = { requests: p.requests, errors: p.errors, latencyMsTotal: p.latencyMsTotal };
+    for (const [bucket, count] of p.buckets) inc[`buckets.${bucketField(bucket)}`] = count;
+    return {
+      updateOne: {
+        filter: { _id: id, [marker]: { $exists: false } },
+        update: {
+          $setOnInsert: { operationName: p.operationName, operationType: p.operationType, minute: p.minute },
+          $inc: inc,
+          $max: { latencyMsMax: p.latencyMsMax },
+          $set: { [marker]: 1 },
+        },
+        upsert: true,
+      },
+    };
+  });
+  return { usage, performance };
+}
+
+/**
+ * Runs conditional upserts. A duplicate key means the document exists and either carries the
+ * marker (applied before) or was inserted by a concurrent upsert between this one's match and
+ * its insert: those operations are tried once more, now that the document exists; a duplicate
+ * key again can only mean the marker is there.
+ */
+async function writeConditionally(collection: StoreCollection, operations: StoreBulkOperation[]): Promise<void> {
+  let pending = operations;
+  for (let attempt = 0; pending.length > 0; attempt++) {
+    try {
+      await collection.bulkWrite(pending, { ordered: false });
+      return;
+    } catch (error) {
+      const failed = writeErrorsOf(error);
+      if (failed.length === 0 || failed.some((e) => e.code !== duplicateKeyErrorCode)) throw error;
+      if (attempt > 0) return;
+      const retry = pending;
+      pending = failed.map((e) => retry[e.index]!);
+    }
+  }
+}
+
+/** Thrown when the lease a step needs has run out: the batch is left to a recovery. */
+class LeaseExpiredError extends Error {
+  constructor(batch: string) {
+    super(`analytics batch ${batch}: lease expired; left to recovery`);
+  }
+}
+
 /**
  * Request logs, usage and performance, written once against the `StoreDb` subset so the same
  * code runs on MongoDB and on the embedded store.
@@ -140,11 +365,229 @@ export function decodeCursor(cursor: string): { timestamp: Date; id: string } | 
  */
 export function createAnalyticsStore(options: AnalyticsStoreOptions) {
   const { db, logRetentionDays } = options;
+  const leaseMs = options.batchLeaseMs ?? 60_000;
+  const now = options.now ?? Date.now;
+  const warn = (message: string) => options.onWarning?.(message);
   const logs = db.collection('logs');
   const usage = db.collection('usage');
   const performance = db.collection('performance');
+  /** One document per pending batch (see `ingest`): deleted once the batch is finished. */
+  const batches = db.collection('batches');
 
-  return {
+  /** Batches this instance is working on (writing, counting, finishing, recovering): never claimed by its own sweep. */
+  const owned = new Set<string>();
+  /** Own batches whose logs are written but whose counting failed: counted again by the next ingest or sweep, within their lease. */
+  const uncounted = new Map<string, { deadline: number; deltas: AggregateDeltas; targets: BatchTargets }>();
+
+  const checkLease = (batch: string, deadline: number) => {
+    if (now() >= deadline) throw new LeaseExpiredError(batch);
+  };
+
+  /**
+   * Applies a batch's deltas to `usage` and `performance`, each document at most once. Waits for
+   * both collections' writes to end, even when one fails, so nothing of this batch is still being
+   * applied when its markers are removed.
+   */
+  async function applyDeltas(batch: string, deltas: AggregateDeltas, deadline: number): Promise<void> {
+    checkLease(batch, deadline);
+    const ops = conditionalAggregateOps(batch, deltas);
+    const results = await Promise.allSettled([writeConditionally(usage, ops.usage), writeConditionally(performance, ops.performance)]);
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  /** Removes batches' markers from the aggregate documents they may have touched: one update per document. */
+  async function removeMarkers(items: { batch: string; targets: BatchTargets }[]): Promise<void> {
+    const byCollection = { usage: new Map<string, Record<string, ''>>(), performance: new Map<string, Record<string, ''>>() };
+    for (const { batch, targets } of items) {
+      for (const name of ['usage', 'performance'] as const) {
+        for (const id of targets[name]) {
+          const fields = byCollection[name].get(id) ?? {};
+          fields[`${appliedField}.${batch}`] = '';
+          byCollection[name].set(id, fields);
+        }
+      }
+    }
+    const unset = (fields: Map<string, Record<string, ''>>): StoreBulkOperation[] =>
+      [...fields].map(([id, $unset]) => ({ updateOne: { filter: { _id: id }, update: { $unset } } }));
+    const results = await Promise.allSettled([
+      byCollection.usage.size ? usage.bulkWrite(unset(byCollection.usage), { ordered: false }) : undefined,
+      byCollection.performance.size ? performance.bulkWrite(unset(byCollection.performance), { ordered: false }) : undefined,
+    ]);
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  const markApplied = (ids: string[]) =>
+    batches.bulkWrite(
+      ids.map((id) => ({ updateOne: { filter: { _id: id }, update: { $set: { applied: true } } } })),
+      { ordered: false },
+    );
+  const deleteBatches = (ids: string[]) =>
+    batches.bulkWrite(
+      ids.map((id) => ({ deleteOne: { filter: { _id: id } } })),
+      { ordered: false },
+    );
+
+  /**
+   * Finishes counted batches of this instance off the ingest's path, several at a time: marks
+   * them applied (from then on nothing re-applies them), removes their markers, deletes their
+   * batch documents. Each step is sent only within the batch's lease; a batch whose step fails or
+   * whose lease runs out stays pending and a recovery finishes it.
+   */
+  const finishQueue: { batch: string; deadline: number; targets: BatchTargets; counted: boolean }[] = [];
+  let finishing: Promise<void> | undefined;
+
+  function finishLater(item: (typeof finishQueue)[number]): void {
+    finishQueue.push(item);
+    finishing ??= (async () => {
+      try {
+        while (finishQueue.length > 0) await finish(finishQueue.splice(0));
+      } finally {
+        finishing = undefined;
+      }
+    })();
+  }
+
+  async function finish(items: typeof finishQueue): Promise<void> {
+    try {
+      const live = () => items.filter((item) => now() < item.deadline);
+      // Batches that added nothing (every event was a duplicate) carry no markers.
+      const counted = live().filter((item) => item.counted);
+      if (counted.length > 0) await markApplied(counted.map((item) => item.batch));
+      const applied = new Set(counted.map((item) => item.batch));
+      const unmarked = live().filter((item) => applied.has(item.batch));
+      if (unmarked.length > 0) await removeMarkers(unmarked);
+      const done = new Set(unmarked.map((item) => item.batch));
+      const removable = live().filter((item) => !item.counted || done.has(item.batch));
+      if (removable.length > 0) await deleteBatches(removable.map((item) => item.batch));
+    } catch (error) {
+      warn(`analytics: finishing ${items.length} counted batch(es) failed (${(error as Error).message}); a recovery finishes them`);
+    } finally {
+      for (const item of items) owned.delete(item.batch);
+    }
+  }
+
+  /** Counts again, within their lease, own batches whose counting failed. */
+  async function countUncounted(): Promise<number> {
+    let completed = 0;
+    const entries = [...uncounted];
+    uncounted.clear();
+    let firstError: unknown;
+    for (const [batch, entry] of entries) {
+      if (now() >= entry.deadline) {
+        // Past the owner's deadline: a recovery claims it once the lease has expired.
+        owned.delete(batch);
+        continue;
+      }
+      try {
+        await applyDeltas(batch, entry.deltas, entry.deadline);
+      } catch (error) {
+        firstError ??= error;
+        if (error instanceof LeaseExpiredError) owned.delete(batch);
+        else uncounted.set(batch, entry);
+        continue;
+      }
+      completed++;
+      finishLater({ batch, deadline: entry.deadline, targets: entry.targets, counted: true });
+    }
+    if (firstError) throw firstError;
+    return completed;
+  }
+
+  /**
+   * Claims a pending batch whose lease has expired (compare-and-set on `leaseUntil`, so one
+   * claimant wins) and finishes it: counts it from its logs unless it is marked applied (each
+   * aggregate document at most once, by marker), marks it applied, removes its markers, deletes
+   * it. Returns false when another claimant got it first.
+   */
+  async function recoverBatch(pending: StoreDocument): Promise<boolean> {
+    const batch = String(pending._id);
+    const claimedAt = now();
+    const claim = await batches.bulkWrite(
+      [
+        {
+          updateOne: {
+            filter: { _id: batch, leaseUntil: pending.leaseUntil },
+            update: { $set: { leaseUntil: new Date(claimedAt + leaseMs) } },
+          },
+        },
+      ],
+      { ordered: false },
+    );
+    if (claim.matchedCount !== 1) return false;
+    const deadline = claimedAt + leaseMs / 2;
+    const targets: BatchTargets = {
+      usage: (pending.usage as string[] | undefined) ?? [],
+      performance: (pending.performance as string[] | undefined) ?? [],
+    };
+    owned.add(batch);
+    try {
+      if (pending.applied !== true) {
+        // The logs this batch inserted (not the events it found stored by another batch).
+        const runs = (pending.minutes as { from: Date; to: Date }[] | undefined) ?? [];
+        const found =
+          runs.length === 0
+            ? []
+            : await logs.find({ batch, $or: runs.map(({ from, to }) => ({ timestamp: { $gte: from, $lt: to } })) }).toArray();
+        const deltas = aggregateDeltas(found.map(countedEvent));
+        if (deltas.usage.size + deltas.performance.size > 0) {
+          await applyDeltas(batch, deltas, deadline);
+          checkLease(batch, deadline);
+          await markApplied([batch]);
+        }
+      }
+      // Markers can be there even when no log is left (counted, then the logs expired).
+      checkLease(batch, deadline);
+      await removeMarkers([{ batch, targets }]);
+      checkLease(batch, deadline);
+      await deleteBatches([batch]);
+      return true;
+    } finally {
+      owned.delete(batch);
+    }
+  }
+
+  let recovering: Promise<RecoveryResult> | undefined;
+
+  async function recoveryPass(): Promise<RecoveryResult> {
+    let firstError: unknown;
+    let completed = 0;
+    if (uncounted.size > 0) {
+      try {
+        completed = await countUncounted();
+      } catch (error) {
+        firstError = error;
+      }
+    }
+    let recovered = 0;
+    const due = await batches
+      .find({ leaseUntil: { $lte: new Date(now()) } })
+      .sort({ leaseUntil: 1 })
+      .limit(1_000)
+      .toArray();
+    for (const pending of due) {
+      if (owned.has(String(pending._id))) continue;
+      try {
+        if (await recoverBatch(pending)) recovered++;
+      } catch (error) {
+        firstError ??= error;
+      }
+    }
+    if (firstError) throw firstError;
+    return { recovered, completed };
+  }
+
+  /** Runs a recovery pass for a caller that must not fail because of it (an ingest, the timer). */
+  async function recoverQuietly(): Promise<void> {
+    try {
+      await store.recoverPending();
+    } catch (error) {
+      warn(`analytics: recovering pending batches failed (${(error as Error).message}); tried again later`);
+    }
+  }
+
+  const store = {
     /** Creates the indexes the queries below use. Idempotent. */
     async ensureIndexes(): Promise<void> {
       try {
@@ -159,16 +602,35 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
         usage.createIndex({ apiKeyId: 1, minute: 1 }, { name: 'usage_api_key_minute' }),
         performance.createIndex({ minute: 1 }, { name: 'performance_minute' }),
         performance.createIndex({ operationName: 1, minute: 1 }, { name: 'performance_operation_minute' }),
+        batches.createIndex({ leaseUntil: 1 }, { name: 'batches_lease' }),
       ]);
     },
 
     /**
-     * Stores a batch. The log insert is an upsert keyed by eventId, and only events it inserted
-     * are added to `usage` and `performance`, so a retried batch is never counted twice.
-     * Aggregates are pre-summed per document within the batch: one `$inc` per key-minute.
+     * Stores a batch and counts each event it stored for the first time exactly once, across
+     * retries, failed writes and crashes at any point:
+     *
+     * 1. a batch document is inserted first (`batches`, `_id` = a new batch id): the minutes its
+     *    events fall in, the aggregate documents it may touch, and `leaseUntil`;
+     * 2. the logs are upserted by eventId with `$setOnInsert`, each carrying the batch id; only
+     *    the events this upsert inserted are counted (a retried event is a duplicate);
+     * 3. their deltas are added to `usage` and `performance` by conditional upserts that also set
+     *    the batch's marker on each document, so a document takes a batch at most once;
+     * 4. off the response's path: the batch is marked applied, its markers removed, its document
+     *    deleted.
+     *
+     * A batch left pending by a failure or crash at any point is finished by `recoverPending`
+     * once its lease has expired (this process's own failed counting sooner, by the next ingest
+     * or pass): it recounts the batch from the logs that carry its id, and the markers make
+     * whatever was already applied a no-op.
      */
     async ingest(events: RequestEvent[]): Promise<IngestResult> {
       if (events.length === 0) return { stored: 0, duplicates: 0 };
+      if (uncounted.size > 0) await recoverQuietly();
+      const batch = newBatchId();
+      const since = now();
+      // The owner writes for the first half of the lease; recovery waits for all of it.
+      const deadline = since + leaseMs / 2;
       const docs = events.map((event) => ({
         _id: event.eventId ?? randomUUID(),
         timestamp: new Date(event.timestamp),
@@ -186,98 +648,81 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
         subgraphTimings: event.subgraphTimings,
         isError: isErrorEvent(event),
       }));
-      const logOps: StoreBulkOperation[] = docs.map(({ _id, ...fields }) => ({
-        updateOne: { filter: { _id }, update: { $setOnInsert: fields }, upsert: true },
-      }));
-      let upsertedIds: { [index: number]: unknown };
+      const everything = aggregateDeltas(docs);
+      const targets: BatchTargets = { usage: [...everything.usage.keys()], performance: [...everything.performance.keys()] };
+
+      owned.add(batch);
+      let handedOver = false;
+      let inserted: typeof docs;
       let failure: unknown;
       try {
-        upsertedIds = (await logs.bulkWrite(logOps, { ordered: false })).upsertedIds;
-      } catch (error) {
-        // Unordered: what did get inserted must still be counted, then the caller retries the rest.
-        failure = error;
-        upsertedIds = (error as { result?: { upsertedIds?: { [index: number]: unknown } } }).result?.upsertedIds ?? {};
-      }
-      const inserted = Object.keys(upsertedIds).map((index) => docs[Number(index)]!);
-
-      const usageByKey = new Map<string, { apiKeyId: string; minute: Date; requests: number; errors: number; latencyMsTotal: number }>();
-      const perfByKey = new Map<
-        string,
-        {
-          operationName: string;
-          operationType: string;
-          minute: Date;
-          requests: number;
-          errors: number;
-          latencyMsTotal: number;
-          latencyMsMax: number;
-          buckets: Map<number, number>;
+        await batches.bulkWrite(
+          [{ insertOne: { document: { _id: batch, leaseUntil: new Date(since + leaseMs), minutes: minuteRuns(docs), ...targets } } }],
+          { ordered: false },
+        );
+        // Logs sent after the owner's deadline could land while a recovery reads them.
+        checkLease(batch, deadline);
+        const logOps: StoreBulkOperation[] = docs.map(({ _id, ...fields }) => ({
+          updateOne: { filter: { _id }, update: { $setOnInsert: { ...fields, batch } }, upsert: true },
+        }));
+        let upsertedIds: { [index: number]: unknown };
+        try {
+          upsertedIds = (await logs.bulkWrite(logOps, { ordered: false })).upsertedIds;
+        } catch (error) {
+          // Only write errors say what was applied (the server answered); what did get inserted
+          // is counted, then the caller retries the rest. After any other failure (network, disk)
+          // what was applied is unknown: the batch is left to a recovery, which reads its logs.
+          if (writeErrorsOf(error).length === 0) throw error;
+          failure = error;
+          upsertedIds = (error as { result?: { upsertedIds?: { [index: number]: unknown } } }).result?.upsertedIds ?? {};
         }
-      >();
-      for (const doc of inserted) {
-        const minute = minuteOf(doc.timestamp);
-        const errors = doc.isError ? 1 : 0;
-        if (doc.apiKeyId) {
-          const key = `${doc.apiKeyId}|${minute.getTime()}`;
-          const u = usageByKey.get(key) ?? { apiKeyId: doc.apiKeyId, minute, requests: 0, errors: 0, latencyMsTotal: 0 };
-          u.requests++;
-          u.errors += errors;
-          u.latencyMsTotal += doc.latencyMs;
-          usageByKey.set(key, u);
+        inserted = Object.keys(upsertedIds).map((index) => docs[Number(index)]!);
+        const deltas = aggregateDeltas(inserted);
+        const counted = deltas.usage.size + deltas.performance.size > 0;
+        if (counted) {
+          try {
+            await applyDeltas(batch, deltas, deadline);
+          } catch (error) {
+            if (!(error instanceof LeaseExpiredError)) {
+              // The logs are stored: the retry finds them and adds nothing, so this process
+              // counts them again at its next ingest or recovery pass, within the lease.
+              uncounted.set(batch, { deadline, deltas, targets });
+              handedOver = true;
+            }
+            throw error;
+          }
         }
-        const operationName = doc.operationName ?? anonymousOperation;
-        const operationType = doc.operationType ?? 'unknown';
-        const key = `${operationType}|${operationName}|${minute.getTime()}`;
-        const p = perfByKey.get(key) ?? {
-          operationName,
-          operationType,
-          minute,
-          requests: 0,
-          errors: 0,
-          latencyMsTotal: 0,
-          latencyMsMax: 0,
-          buckets: new Map<number, number>(),
-        };
-        p.requests++;
-        p.errors += errors;
-        p.latencyMsTotal += doc.latencyMs;
-        p.latencyMsMax = Math.max(p.latencyMsMax, doc.latencyMs);
-        const bucket = bucketIndexFor(doc.latencyMs);
-        p.buckets.set(bucket, (p.buckets.get(bucket) ?? 0) + 1);
-        perfByKey.set(key, p);
+        finishLater({ batch, deadline, targets, counted });
+        handedOver = true;
+      } finally {
+        if (!handedOver) owned.delete(batch);
       }
-
-      const usageOps: StoreBulkOperation[] = [...usageByKey].map(([id, u]) => ({
-        updateOne: {
-          filter: { _id: id },
-          update: {
-            $setOnInsert: { apiKeyId: u.apiKeyId, minute: u.minute },
-            $inc: { requests: u.requests, errors: u.errors, latencyMsTotal: u.latencyMsTotal },
-          },
-          upsert: true,
-        },
-      }));
-      const perfOps: StoreBulkOperation[] = [...perfByKey].map(([id, p]) => {
-        const inc: Record<string, number> = { requests: p.requests, errors: p.errors, latencyMsTotal: p.latencyMsTotal };
-        for (const [bucket, count] of p.buckets) inc[`buckets.${bucketField(bucket)}`] = count;
-        return {
-          updateOne: {
-            filter: { _id: id },
-            update: {
-              $setOnInsert: { operationName: p.operationName, operationType: p.operationType, minute: p.minute },
-              $inc: inc,
-              $max: { latencyMsMax: p.latencyMsMax },
-            },
-            upsert: true,
-          },
-        };
-      });
-      await Promise.all([
-        usageOps.length ? usage.bulkWrite(usageOps, { ordered: false }) : undefined,
-        perfOps.length ? performance.bulkWrite(perfOps, { ordered: false }) : undefined,
-      ]);
       if (failure) throw failure;
+      // Events found stored may belong to a batch left pending by a crash (the emitter's retry
+      // after a restart): recover what is due now rather than at the next timer pass.
+      if (inserted.length < docs.length) await recoverQuietly();
       return { stored: inserted.length, duplicates: events.length - inserted.length };
+    },
+
+    /**
+     * Finishes pending batches: own batches whose counting failed (within their lease), and
+     * every batch whose lease has expired (a crash, or an owner that stopped at its deadline),
+     * which it claims first. Safe to run from any number of processes at once; one pass at a
+     * time per instance. Run at start-up and every 30 s by the service, and by an ingest that
+     * found events already stored. Rejects with the first failure after trying every batch.
+     */
+    recoverPending(): Promise<RecoveryResult> {
+      recovering ??= recoveryPass().finally(() => {
+        recovering = undefined;
+      });
+      return recovering;
+    },
+
+    /** Resolves once the bookkeeping under way (finishing counted batches, a recovery pass) is done. */
+    async settle(): Promise<void> {
+      while (finishing || recovering) {
+        await Promise.allSettled([finishing, recovering]);
+      }
     },
 
     /** Requests per period for one API key; only periods with traffic are returned, oldest first. */
@@ -395,6 +840,7 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
       return { entries: page, hasNextPage: docs.length > first, endCursor: page.at(-1)?.cursor ?? null };
     },
   };
+  return store;
 }
 
 export type AnalyticsStore = ReturnType<typeof createAnalyticsStore>;

@@ -43,6 +43,8 @@ export interface AnalyticsServiceDeps {
     Partial<Pick<AnalyticsConfig, 'SHUTDOWN_TIMEOUT_MS'>>;
   /** @default a new registry labelled service="analytics" */
   registry?: Registry;
+  /** How often pending batches are recovered (`AnalyticsStore.recoverPending`). @default 30000 */
+  recoveryIntervalMs?: number;
 }
 
 export interface AnalyticsService extends SubgraphService<AnalyticsContext> {
@@ -69,6 +71,14 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): AnalyticsSer
     logRetentionDays: config.ANALYTICS_LOG_RETENTION_DAYS,
     onWarning: (message) => logger.warn(message),
   });
+  let recoveryTimer: NodeJS.Timeout | undefined;
+  const recover = () =>
+    store.recoverPending().then(
+      (result) => {
+        if (result.recovered + result.completed > 0) logger.info(result, 'analytics recovered pending batches');
+      },
+      (error: unknown) => logger.warn({ err: (error as Error).message }, 'analytics recovery of pending batches failed; tried again later'),
+    );
   const service = createSubgraphService<AnalyticsContext>({
     tls: deps.tls,
     name: 'analytics',
@@ -89,14 +99,34 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): AnalyticsSer
         maxBytes: config.ANALYTICS_INGEST_MAX_BYTES,
       }),
     },
-    onClose: () => deps.store.close(),
+    onClose: async () => {
+      clearInterval(recoveryTimer);
+      // Bookkeeping under way finishes first, within the shutdown bound (a hung store must not
+      // hold the process): whatever it leaves pending is recovered after the restart.
+      let bound: NodeJS.Timeout | undefined;
+      await Promise.race([
+        store.settle(),
+        new Promise<void>((resolve) => {
+          bound = setTimeout(resolve, config.SHUTDOWN_TIMEOUT_MS ?? 10_000);
+          bound.unref();
+        }),
+      ]);
+      clearTimeout(bound);
+      await deps.store.close();
+    },
   });
   const startSubgraph = service.start;
   return Object.assign(service, {
     store,
-    /** Creates the indexes (idempotent), then starts GraphQL and listens. */
+    /**
+     * Creates the indexes (idempotent), recovers batches a crash left pending (those whose lease
+     * has expired; the timer gets the rest), then starts GraphQL and listens.
+     */
     async start(port: number, host?: string) {
       await store.ensureIndexes();
+      await recover();
+      recoveryTimer = setInterval(() => void recover(), deps.recoveryIntervalMs ?? 30_000);
+      recoveryTimer.unref();
       return startSubgraph(port, host);
     },
   });

@@ -42,6 +42,7 @@ describe.each(backends)('analytics store on $name', (backend) => {
     }
   });
   afterAll(async () => {
+    await analytics?.settle();
     await cleanup?.();
   });
 

@@ -8,20 +8,28 @@ import { connectMongoStore, openEmbeddedStore } from '../src/index.ts';
 
 export interface Backend {
   name: 'embedded' | 'mongodb';
-  /** A fresh, empty store; `cleanup` closes it and removes its data. */
-  open(): Promise<{ store: DocumentStore; cleanup(): Promise<void> }>;
+  /**
+   * A fresh, empty store; `cleanup` closes it (or the last `restart` opened) and removes its data.
+   * `restart` closes the store and opens a new one on the same data, as a process restart does.
+   */
+  open(): Promise<{ store: DocumentStore; cleanup(): Promise<void>; restart(): Promise<DocumentStore> }>;
 }
 
 const embedded: Backend = {
   name: 'embedded',
   async open() {
     const dir = mkdtempSync(join(tmpdir(), 'ghostpay-analytics-'));
-    const store = openEmbeddedStore({ dir });
+    let store = openEmbeddedStore({ dir });
     return {
       store,
       async cleanup() {
         await store.close();
         rmSync(dir, { recursive: true, force: true });
+      },
+      async restart() {
+        await store.close();
+        store = openEmbeddedStore({ dir });
+        return store;
       },
     };
   },
@@ -31,9 +39,14 @@ const mongodb = (url: string): Backend => ({
   name: 'mongodb',
   async open() {
     const database = `ghostpay_analytics_test_${randomBytes(6).toString('hex')}`;
-    const store = await connectMongoStore({ url, database });
+    let store = await connectMongoStore({ url, database });
     return {
       store,
+      async restart() {
+        await store.close();
+        store = await connectMongoStore({ url, database });
+        return store;
+      },
       async cleanup() {
         await store.close();
         const client = await MongoClient.connect(url);

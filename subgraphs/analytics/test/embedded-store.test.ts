@@ -21,9 +21,22 @@ const hour = 3_600_000;
 const start = Math.floor((Date.now() - 2 * hour) / hour) * hour;
 
 const collections = ['logs', 'usage', 'performance'];
+/**
+ * A store and the analytics on it. `store.close()` first waits for the bookkeeping the analytics
+ * does after answering an ingest, as the service's close does: a store reopened on the same
+ * directory must not see the previous one still appending.
+ */
 const open = (dir: string) => {
-  const store = openEmbeddedStore({ dir });
-  return { store, analytics: createAnalyticsStore({ db: store.db, logRetentionDays: 30 }) };
+  const opened = openEmbeddedStore({ dir });
+  const analytics = createAnalyticsStore({ db: opened.db, logRetentionDays: 30 });
+  const store = {
+    ...opened,
+    async close() {
+      await analytics.settle();
+      await opened.close();
+    },
+  };
+  return { store, analytics };
 };
 
 /** What the store answers for events spread over the hour from `start`: logs, requests and requests per API key. */
@@ -83,6 +96,7 @@ describe('embedded store', () => {
     await before.ingest(events);
     const usageBefore = await before.usage('key_alpha', new Date(start), new Date(start + hour), 'MINUTE');
     const logBefore = await before.requestLog({}, 500);
+    await before.settle();
     await first.close();
 
     const second = openEmbeddedStore({ dir });
@@ -95,6 +109,7 @@ describe('embedded store', () => {
     await after.ingest(randomEvents(10, start, hour, 6).map((e) => ({ ...e, apiKeyId: 'key_alpha' })));
     const total = (await after.usage('key_alpha', new Date(start), new Date(start + hour), 'DAY'))[0]!.requests;
     expect(total).toBe(usageBefore.reduce((s, p) => s + p.requests, 0) + 10);
+    await after.settle();
     await second.close();
   });
 
@@ -104,6 +119,7 @@ describe('embedded store', () => {
     const analytics = createAnalyticsStore({ db: store.db, logRetentionDays: 30 });
     const events = randomEvents(400, start, 10 * 60_000, 8);
     for (let i = 0; i < events.length; i += 20) await analytics.ingest(events.slice(i, i + 20));
+    await analytics.settle();
     await store.close();
     const lines = readFileSync(join(dir, 'usage.jsonl'), 'utf8').trim().split('\n');
     // 3 keys × ≤10 minutes of documents; without compaction there would be a line per batch and key-minute.
@@ -364,6 +380,7 @@ describe('embedded store', () => {
     expect(await store.sweepExpired()).toBe(30);
     expect((await analytics.requestLog({}, 100)).entries).toHaveLength(0);
     expect((await analytics.errorRate(new Date(start), new Date(start + hour))).requests).toBe(30);
+    await analytics.settle();
     await store.close();
     const reopened = openEmbeddedStore({ dir });
     expect(await reopened.db.collection('logs').find({}).toArray()).toEqual([]);
