@@ -5,6 +5,7 @@ export const contractMetrics = [
   'http_request_duration_seconds',
   'graphql_request_duration_seconds',
   'graphql_errors_total',
+  'graphql_subscription_event_read_duration_seconds',
   'router_graphql_server_error_responses_total',
   'rate_limited_requests_total',
   'subgraph_fetch_duration_seconds',

@@ -1,16 +1,34 @@
 import { httpStatusFor, latencyBuckets } from '@ghostpay/platform';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { eventReadOutcomes } from './subscriptions/index.ts';
 
 /** The router's metrics (names are a contract with the Grafana dashboards). */
 export function createRouterMetrics(registry: Registry) {
+  const subscriptionEventReads = new Histogram({
+    name: 'graphql_subscription_event_read_duration_seconds',
+    help: "Per-event re-reads of open subscriptions (the client's selection run again through the gateway when the upstream reports an event), by outcome: sent, unchanged, failed, ended, abandoned",
+    labelNames: ['outcome'] as const,
+    buckets: latencyBuckets,
+    registers: [registry],
+  });
+  // A closed set: every outcome is exposed from the start, so a rate reads 0 rather than no data.
+  for (const outcome of eventReadOutcomes) subscriptionEventReads.zero({ outcome });
   return {
+    /**
+     * One observation per GraphQL operation: each POST/GET /graphql operation that reached Apollo's
+     * pipeline (each batch entry), labelled with its type; and each subscribe attempt (WebSocket or
+     * SSE) that reached its operation, once, as `operation_type="subscription"` with the time to its
+     * first answer (`countSubscribeAnswer`). A subscription's own queries (its first payload, its
+     * per-event re-reads) are not operations of their own: re-reads are in `subscriptionEventReads`.
+     */
     requestDuration: new Histogram({
       name: 'graphql_request_duration_seconds',
-      help: 'GraphQL request duration by operation name and type',
+      help: 'GraphQL operation duration by operation name and type (a subscription: each subscribe attempt, until its first answer)',
       labelNames: ['operation_name', 'operation_type'] as const,
       buckets: latencyBuckets,
       registers: [registry],
     }),
+    subscriptionEventReads,
     errors: new Counter({
       name: 'graphql_errors_total',
       help: 'GraphQL errors returned to clients, by code',
@@ -109,6 +127,25 @@ export function countWebSocketSubscribe(
   const requests = registry.getSingleMetric('http_request_duration_seconds') as Histogram<'method' | 'route' | 'status_code'> | undefined;
   requests?.observe({ method: 'GET', route: webSocketSubscribeRoute, status_code: String(status) }, attempt.seconds);
   if (isServerErrorResponse(status, attempt.errorCodes)) metrics.serverErrorResponses.inc();
+}
+
+/**
+ * Counts one subscribe attempt's first answer (WebSocket or SSE, refused or started) in the GraphQL
+ * operation metrics, the same way on both transports: when the attempt reached its operation (as a
+ * POST /graphql reaches Apollo's pipeline), one `graphql_request_duration_seconds` observation
+ * labelled `operation_type="subscription"` with the time to that answer. Its first query and its
+ * per-event re-reads run through Apollo too, but are not operations of their own.
+ */
+export function countSubscribeAnswer(
+  metrics: RouterMetrics,
+  operationLabel: (operationName: string | null | undefined) => string,
+  answer: { operationName?: string; operationSeconds?: number },
+): void {
+  if (answer.operationSeconds === undefined) return;
+  metrics.requestDuration.observe(
+    { operation_name: operationLabel(answer.operationName), operation_type: 'subscription' },
+    answer.operationSeconds,
+  );
 }
 
 /**

@@ -55,7 +55,13 @@ import {
   rateLimitHeaders,
 } from './rate-limiter.ts';
 import { callerSafeId, emitRequestEvent, type RequestEventHandler, type RouterRequestEvent, traceIdOf } from './request-events.ts';
-import { countWebSocketSubscribe, createOperationLabels, createRouterMetrics, isServerErrorResponse } from './router-metrics.ts';
+import {
+  countSubscribeAnswer,
+  countWebSocketSubscribe,
+  createOperationLabels,
+  createRouterMetrics,
+  isServerErrorResponse,
+} from './router-metrics.ts';
 import { withoutSchemaSuggestions } from './schema-suggestions.ts';
 import { createRetryBudget, type SubgraphCallContext, SubgraphDataSource } from './subgraph-data-source.ts';
 import {
@@ -81,6 +87,12 @@ export interface RouterContext extends SubgraphCallContext {
     /** The response's error codes, as Apollo Server's pipeline sent them (every operation of a batch); set once it answered. */
     errorCodes?: string[];
   };
+  /**
+   * Set on a subscription's queries (its first payload, its per-event re-reads): the subscription
+   * gateway counts the subscription they serve (`countSubscribeAnswer`, the re-reads in
+   * `graphql_subscription_event_read_duration_seconds`), so they are no query operations of their own.
+   */
+  subscription?: boolean;
 }
 
 export interface RouterDeps {
@@ -305,6 +317,8 @@ export function createRouter(deps: RouterDeps): Router {
             metrics.errors.inc({ code });
             context.report.errorCodes.push(code);
           }
+          // A subscription's first query and re-reads: counted as the subscription (countSubscribeAnswer) and its event reads.
+          if (context.subscription) return;
           metrics.requestDuration.observe(
             { operation_name: operationLabel(rc.operationName), operation_type: rc.operation?.operation ?? 'unknown' },
             (performance.now() - started) / 1000,
@@ -439,6 +453,7 @@ export function createRouter(deps: RouterDeps): Router {
         onWebSocketAnswered: (answer) => {
           const seconds = (performance.now() - answer.startedAt) / 1000;
           countWebSocketSubscribe(registry, metrics, { refused: answer.refused, errorCodes: answer.errorCodes, seconds });
+          countSubscribeAnswer(metrics, operationLabel, answer);
           if (!deps.onRequestEvent) return;
           reportSubscription(
             answer.request,
@@ -446,6 +461,8 @@ export function createRouter(deps: RouterDeps): Router {
             answer,
           );
         },
+        // Per-event re-reads are no operations of their own (a burst of events is no burst of client requests).
+        onEventRead: (read) => metrics.subscriptionEventReads.observe({ outcome: read.outcome }, read.seconds),
         contextFor: (principal, authorization) => {
           const requestId = randomUUID();
           return {
@@ -455,6 +472,7 @@ export function createRouter(deps: RouterDeps): Router {
             forwardHeaders: { [requestIdHeader]: requestId, authorization },
             subgraphTimings: [],
             report: {},
+            subscription: true,
           };
         },
       })
@@ -576,8 +594,9 @@ export function createRouter(deps: RouterDeps): Router {
     let principal: Principal | undefined;
     // When its first answer (a refusal, the stream's first payload) goes out: counted as a failed
     // response like POST /graphql's when that payload failed on our side, and one request event.
-    const finish = (answer: { httpStatus: number; errorCodes: string[]; operationName?: string }) => {
+    const finish = (answer: { httpStatus: number; errorCodes: string[]; operationName?: string; operationSeconds?: number }) => {
       if (isServerErrorResponse(answer.httpStatus, answer.errorCodes)) metrics.serverErrorResponses.inc();
+      countSubscribeAnswer(metrics, operationLabel, answer);
       reportSubscription(req, ids, { ...answer, principal, startedAt: started, receivedAt });
     };
     const refuse: Refuse = (httpStatus, code, message, headers = {}, extensions = {}) => {

@@ -27,6 +27,25 @@ const maxRetryDelayMs = 30_000;
 /** Codes on the root field that mean "this caller may not watch this": refuse or end. */
 const refusalCodes = new Set<string>([ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN, ErrorCode.UNAUTHENTICATED, ErrorCode.BAD_USER_INPUT]);
 
+/**
+ * What one per-event re-read came to (never the first query, which is the subscribe's answer):
+ * - `sent`: it resolved and its payload went to the client;
+ * - `unchanged`: it resolved to the payload last sent, so nothing was sent;
+ * - `failed`: it could not be resolved (the root field null: a subgraph down, a timeout): the
+ *   client got the errors (an identical retry sends nothing again) and it is retried;
+ * - `ended`: it refused (access revoked, …): a last payload with that error ended the subscription;
+ * - `abandoned`: the subscription ended while it ran, nothing was sent.
+ */
+export const eventReadOutcomes = ['sent', 'unchanged', 'failed', 'ended', 'abandoned'] as const;
+export type EventReadOutcome = (typeof eventReadOutcomes)[number];
+
+/** One per-event re-read, for the router's metrics. */
+export interface EventRead {
+  outcome: EventReadOutcome;
+  /** How long the re-read took. */
+  seconds: number;
+}
+
 export interface OpenedSubscription {
   stream: EventStream<SubscriptionPayload>;
   /** The first payload (already in `stream`): the charge when the subscription started. */
@@ -41,6 +60,8 @@ export interface OpenSubscriptionOptions {
   logger: Logger;
   /** Called once when the stream ends, however it ends. */
   onEnd: () => void;
+  /** Told after each per-event re-read (not the first query). Must not throw. */
+  onEventRead?: (read: EventRead) => void;
 }
 
 /**
@@ -96,11 +117,13 @@ export async function openClientSubscription(options: OpenSubscriptionOptions): 
     options.onEnd();
   });
 
-  const send = (payload: SubscriptionPayload, missedEvents: boolean) => {
+  /** Pushes a payload unless it equals the last one sent; whether it was sent. */
+  const send = (payload: SubscriptionPayload, missedEvents: boolean): boolean => {
     const text = JSON.stringify(payload);
-    if (text === lastSent && !missedEvents) return;
+    if (text === lastSent && !missedEvents) return false;
     lastSent = text;
     stream.push(missedEvents ? { ...payload, extensions: { ...payload.extensions, missedEvents: true } } : payload);
+    return true;
   };
 
   const refresh = async (missedEvents: boolean) => {
@@ -116,6 +139,8 @@ export async function openClientSubscription(options: OpenSubscriptionOptions): 
         const missed = pendingMissed;
         pendingMissed = false;
         if (stream.ended) return;
+        const readStarted = performance.now();
+        const read = (outcome: EventReadOutcome) => options.onEventRead?.({ outcome, seconds: (performance.now() - readStarted) / 1000 });
         let payload: SubscriptionPayload;
         try {
           payload = await run();
@@ -123,10 +148,14 @@ export async function openClientSubscription(options: OpenSubscriptionOptions): 
           logger.warn({ err: error }, 'subscription event query failed');
           payload = { errors: [{ message: 'Could not resolve this event', extensions: { code: ErrorCode.SERVICE_UNAVAILABLE } }] };
         }
-        if (stream.ended) return;
+        if (stream.ended) {
+          read('abandoned');
+          return;
+        }
         const ended = refusalOf(payload, plan.responseKey, false);
         if (ended) {
           logger.debug({ code: ended.extensions.code, message: ended.message }, 'subscription ended by its event query');
+          read('ended');
           stream.end({ errors: [ended.toJSON()] });
           return;
         }
@@ -138,11 +167,12 @@ export async function openClientSubscription(options: OpenSubscriptionOptions): 
           // event may have been the charge's last, so the re-read is retried until it resolves.
           owedMissed = true;
           send(payload, false);
+          read('failed');
           retryTimer = setTimeout(() => void refresh(false), retryDelay);
           retryTimer.unref();
           retryDelay = Math.min(maxRetryDelayMs, retryDelay * 2);
         } else {
-          send(payload, missed || owedMissed);
+          read(send(payload, missed || owedMissed) ? 'sent' : 'unchanged');
           owedMissed = false;
           retryDelay = firstRetryDelayMs;
         }

@@ -1,5 +1,11 @@
 export { apiSchemaFromSupergraph } from './api-schema.ts';
-export type { ExecuteQuery, SubscriptionPayload } from './client-subscription.ts';
+export {
+  type EventRead,
+  type EventReadOutcome,
+  type ExecuteQuery,
+  eventReadOutcomes,
+  type SubscriptionPayload,
+} from './client-subscription.ts';
 export { createGatewayQueryExecutor, type GatewayQueryExecutorOptions } from './gateway-query-executor.ts';
 export { createRouterSubscriptions, type RouterSubscriptionsOptions } from './router-subscriptions.ts';
 export { type ApiKeyTokenSourceOptions, createApiKeyTokenSource } from './service-token.ts';

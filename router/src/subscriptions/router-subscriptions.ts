@@ -29,6 +29,8 @@ export interface RouterSubscriptionsOptions<TContext extends BaseContext> extend
   admitWebSocketSubscribe?: SubscriptionGatewayOptions['admitWebSocketSubscribe'];
   /** Ends the open subscriptions of a revoked API key (see `SubscriptionGatewayOptions`). */
   checkApiKey?: SubscriptionGatewayOptions['checkApiKey'];
+  /** Each per-event re-read of an open subscription (see `SubscriptionGatewayOptions`). */
+  onEventRead?: SubscriptionGatewayOptions['onEventRead'];
 }
 
 /** Everything `createRouter` needs in one call: the subscription gateway over its own gateway. */
@@ -63,5 +65,6 @@ export function createRouterSubscriptions<TContext extends BaseContext>(
     slots: options.slots,
     admitWebSocketSubscribe: options.admitWebSocketSubscribe,
     checkApiKey: options.checkApiKey,
+    onEventRead: options.onEventRead,
   });
 }

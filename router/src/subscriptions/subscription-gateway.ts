@@ -9,7 +9,7 @@ import { Gauge, type Registry } from 'prom-client';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { type PersistedOperation, resolvePersistedQuery } from '../persisted-queries.ts';
 import { withoutSchemaSuggestions } from '../schema-suggestions.ts';
-import { type ExecuteQuery, openClientSubscription, type SubscriptionPayload } from './client-subscription.ts';
+import { type EventRead, type ExecuteQuery, openClientSubscription, type SubscriptionPayload } from './client-subscription.ts';
 import type { EventStream } from './event-stream.ts';
 import { isSseRefusal, readSseRequest } from './sse-request.ts';
 import {
@@ -120,6 +120,12 @@ export interface SubscriptionGatewayOptions {
    * throws ends nothing. @default none
    */
   checkApiKey?: (apiKeyId: string) => Promise<GhostPayError | undefined>;
+  /**
+   * Told after each per-event re-read of an open subscription (the client's selection run again as
+   * a query when the upstream reports an event; never the first query, which is the subscribe's
+   * answer): what it came to and how long it took. Must not throw. @default none
+   */
+  onEventRead?: (read: EventRead) => void;
 }
 
 /** The first answer to one subscribe attempt (a first payload or a refusal), for the router's request event. */
@@ -130,6 +136,13 @@ export interface SubscribeAnswer {
   errorCodes: string[];
   /** SSE: the response's status. WebSocket: 101, its upgrade's. */
   httpStatus: number;
+  /**
+   * Set when the attempt reached the operation (its document was looked at: persisted query,
+   * parsing, validation, the per-key limit, the first query), as a POST /graphql reaches Apollo's
+   * pipeline: the seconds from there to its first answer. Unset for an attempt refused before it
+   * (token, rate limit, per-connection limit, the SSE request's shape).
+   */
+  operationSeconds?: number;
 }
 
 export interface WebSocketSubscribeAnswer extends SubscribeAnswer {
@@ -176,12 +189,16 @@ interface Opened {
   document: DocumentNode;
   operationName?: string;
   firstErrorCodes: string[];
+  /** From `open` being called to the first payload. */
+  operationSeconds: number;
 }
 
 interface Refused {
   errors: readonly GraphQLError[];
   /** Set once the document was planned. */
   operationName?: string;
+  /** From `open` being called to the refusal. */
+  operationSeconds: number;
 }
 
 const codesOf = (errors: readonly { extensions?: { code?: unknown } }[] | undefined): string[] =>
@@ -271,7 +288,14 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     transport: 'ws' | 'sse',
     onEnd: () => void,
   ): Promise<Opened | Refused> => {
-    if (closing) return { errors: [new GhostPayError(ErrorCode.SERVICE_UNAVAILABLE, 'The router is shutting down')] };
+    const started = performance.now();
+    const operationSeconds = () => (performance.now() - started) / 1000;
+    if (closing) {
+      return {
+        errors: [new GhostPayError(ErrorCode.SERVICE_UNAVAILABLE, 'The router is shutting down')],
+        operationSeconds: operationSeconds(),
+      };
+    }
     let schema: GraphQLSchema;
     try {
       schema = schemaOf();
@@ -280,13 +304,14 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
         errors: [
           error instanceof GhostPayError ? error : new GhostPayError(ErrorCode.SERVICE_UNAVAILABLE, 'The supergraph is not loaded yet'),
         ],
+        operationSeconds: operationSeconds(),
       };
     }
     const plan = planFor(caller, request, schema);
-    if (!isPlan(plan)) return { errors: plan };
+    if (!isPlan(plan)) return { errors: plan, operationSeconds: operationSeconds() };
     const operationName = plan.operationName;
     const reservation = await reserveApiKey(caller.principal.apiKeyId);
-    if (reservation instanceof GhostPayError) return { errors: [reservation], operationName };
+    if (reservation instanceof GhostPayError) return { errors: [reservation], operationName, operationSeconds: operationSeconds() };
     let ended = false;
     const end = () => {
       if (ended) return;
@@ -302,6 +327,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
       pool,
       executeQuery: options.executeQuery,
       logger,
+      onEventRead: options.onEventRead,
       onEnd: () => {
         if (stream) streams.delete(stream);
         end();
@@ -312,14 +338,20 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     });
     if (!('stream' in opened)) {
       reservation.release();
-      return { errors: opened, operationName };
+      return { errors: opened, operationName, operationSeconds: operationSeconds() };
     }
     stream = opened.stream;
     activeGauge?.inc({ transport });
     streams.add(stream);
     // Closing began while the first query ran: end at once.
     if (closing) stream.end();
-    return { stream, document: plan.document, operationName, firstErrorCodes: codesOf(opened.first.errors) };
+    return {
+      stream,
+      document: plan.document,
+      operationName,
+      firstErrorCodes: codesOf(opened.first.errors),
+      operationSeconds: operationSeconds(),
+    };
   };
 
   const authenticate = async (header: unknown): Promise<Caller | GhostPayError> => {
@@ -425,8 +457,13 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
         const attempt = wsAttempt(ctx.extra.request);
         const ws = ctx.extra.socket;
         const state = states.get(ws);
-        const refuse = (errors: readonly GraphQLError[], operationName?: string) => {
-          attempt.answered(state?.caller?.principal, { operationName, errorCodes: codesOf(errors), refused: true });
+        const refuse = (errors: readonly GraphQLError[], operation?: { operationName?: string; operationSeconds: number }) => {
+          attempt.answered(state?.caller?.principal, {
+            operationName: operation?.operationName,
+            operationSeconds: operation?.operationSeconds,
+            errorCodes: codesOf(errors),
+            refused: true,
+          });
           return errors;
         };
         if (!state?.caller) return refuse([new GhostPayError(ErrorCode.UNAUTHENTICATED, 'Authentication required')]);
@@ -450,11 +487,12 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
         const result = await open(state.caller, payload, 'ws', release);
         if (!('stream' in result)) {
           release();
-          return refuse(result.errors, result.operationName);
+          return refuse(result.errors, result);
         }
         const { stream, document } = result;
         attempt.answered(state.caller.principal, {
           operationName: result.operationName,
+          operationSeconds: result.operationSeconds,
           errorCodes: result.firstErrorCodes,
           refused: false,
         });
@@ -506,6 +544,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
         if (checked) sseApiKeys.delete(checked);
       });
       answer.operationName = result.operationName;
+      answer.operationSeconds = result.operationSeconds;
       if (!('stream' in result)) {
         const errors = result.errors.map((e) => e.toJSON());
         answer.errorCodes = codesOf(errors);
