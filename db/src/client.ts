@@ -114,10 +114,38 @@ async function createPgliteDatabase(dataDir: string | undefined): Promise<Databa
   };
 }
 
+/** URL parameters by which an operator says how to use TLS; pg reads them from the URL itself. */
+const tlsParameters = ['ssl', 'sslmode', 'sslcert', 'sslkey', 'sslrootcert', 'sslnegotiation', 'uselibpqcompat'];
+
+/**
+ * The TLS setting for a PostgreSQL URL that says nothing about TLS (no `sslmode`, `ssl`,
+ * `sslrootcert`, … and no `PGSSLMODE`): verified TLS (the certificate's chain against Node's CA
+ * store, and its name against the host) for any host but this machine's (a loopback address,
+ * `localhost`, a Unix socket), where it is left off. pg alone would connect to a remote server in
+ * plain text, sending the password (unless SCRAM) and every row (card and charge data, key
+ * hashes) readable and alterable by anyone on the path. `sslmode=disable` opts out,
+ * `sslrootcert=<file>` trusts a private CA (pg 8 verifies the host name for `require` and
+ * `verify-ca` too); `undefined` leaves the URL (or `PGSSLMODE`) in charge.
+ */
+export function defaultTls(url: string): true | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return undefined;
+  }
+  if (process.env.PGSSLMODE || tlsParameters.some((name) => parsed.searchParams.has(name))) return undefined;
+  const host = decodeURIComponent(parsed.searchParams.get('host') ?? parsed.hostname).replace(/^\[(.*)\]$/, '$1');
+  const local = host === '' || host.startsWith('/') || host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+  return local ? undefined : true;
+}
+
 async function createPgDatabase(url: string, options: DatabaseOptions): Promise<DatabaseHandle> {
+  const ssl = defaultTls(url);
   const statementTimeoutMs = options.statementTimeoutMs ?? 15_000;
   const responseTimeoutMs = options.responseTimeoutMs ?? (statementTimeoutMs > 0 ? statementTimeoutMs + 5_000 : 0);
   const pool = new pg.Pool({
+    ...(ssl ? { ssl } : {}),
     Client: watchedClient(preparingClient(options.preparedStatements ?? defaultPreparedStatementsPerConnection), responseTimeoutMs),
     connectionString: url,
     max: options.poolSize ?? 10,
@@ -150,7 +178,7 @@ async function createPgDatabase(url: string, options: DatabaseOptions): Promise<
     },
     async listen(channel, listener, onReconnect) {
       if (!channelPattern.test(channel)) throw new Error(`invalid channel ${channel}`);
-      const listenerHandle = createReconnectingListener(url, channel, listener, onReconnect, options.listenHeartbeatMs ?? 15_000);
+      const listenerHandle = createReconnectingListener(url, ssl, channel, listener, onReconnect, options.listenHeartbeatMs ?? 15_000);
       await listenerHandle.ready;
       listeners.add(listenerHandle.stop);
       return async () => {
@@ -284,6 +312,7 @@ async function endPromptly(client: pg.Client): Promise<void> {
  */
 function createReconnectingListener(
   url: string,
+  ssl: true | undefined,
   channel: string,
   listener: NotificationListener,
   onReconnect: (() => void) | undefined,
@@ -309,6 +338,7 @@ function createReconnectingListener(
     if (stopped) return;
     const next = new pg.Client({
       connectionString: url,
+      ...(ssl ? { ssl } : {}),
       application_name: `ghostpay-listen-${channel}`,
       // Lets the OS reap the socket of a connection the heartbeat gave up on.
       keepAlive: true,
