@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
@@ -47,6 +49,7 @@ export async function migrate(handle: DatabaseHandle, options: MigrateOptions = 
   if (handle.kind === 'pglite') {
     const pglite = handle.pglite;
     if (!pglite) throw new Error('pglite handle without its client');
+    await refuseSkippedMigrations(folder, (text) => pglite.query(text));
     await migratePglite(handle.db as unknown as PgliteDatabase, { migrationsFolder: folder });
     await validateConstraints((text) => pglite.query(text), warn);
     return;
@@ -68,6 +71,7 @@ export async function migrate(handle: DatabaseHandle, options: MigrateOptions = 
       // PostgreSQL ends it to break a deadlock with the services' transactions.
       const lockTimeoutMs = Math.max(1, Math.trunc(options.lockTimeoutMs ?? 5_000));
       await lockClient.query(`set lock_timeout = ${lockTimeoutMs}`);
+      await refuseSkippedMigrations(folder, (text) => lockClient.query(text));
       const attempts = options.attempts ?? 5;
       for (let attempt = 1; ; attempt++) {
         try {
@@ -96,6 +100,30 @@ export async function migrate(handle: DatabaseHandle, options: MigrateOptions = 
     // Closed, not returned to the pool: no later query may run without the timeout. Closing
     // also drops the locks if an unlock above failed.
     lockClient.release(true);
+  }
+}
+
+/**
+ * Throws for a migration that drizzle's migrator would skip for ever: it applies only the
+ * migrations whose journal `when` is after the last applied one's, so a migration not applied
+ * yet whose `when` is earlier (generated on a branch, or on a machine whose clock was behind,
+ * and merged after a later one was released) would be passed over silently on every database
+ * that has the later one, while new databases get it: two schemas from one code base.
+ */
+async function refuseSkippedMigrations(folder: string, run: (text: string) => Promise<{ rows: unknown[] }>): Promise<void> {
+  const { rows: present } = await run(`select to_regclass('drizzle.__drizzle_migrations') is not null as present`);
+  if (!(present[0] as { present?: boolean } | undefined)?.present) return;
+  const { rows } = await run('select created_at from drizzle.__drizzle_migrations');
+  const applied = new Set((rows as { created_at: string | number }[]).map((row) => Number(row.created_at)));
+  if (applied.size === 0) return;
+  const last = Math.max(...applied);
+  const journal = JSON.parse(readFileSync(join(folder, 'meta/_journal.json'), 'utf8')) as { entries: { tag: string; when: number }[] };
+  const skipped = journal.entries.filter((entry) => entry.when <= last && !applied.has(entry.when)).map((entry) => entry.tag);
+  if (skipped.length > 0) {
+    throw new Error(
+      `migration ${skipped.join(', ')} was never applied, but a later one was: drizzle's migrator would skip it. ` +
+        'Give it a "when" after the last released migration\'s in meta/_journal.json (db/README.md, "Migrations")',
+    );
   }
 }
 

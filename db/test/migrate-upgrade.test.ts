@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import '@ghostpay/test-support';
+import { freshDatabase } from '@ghostpay/test-support';
 import pg from 'pg';
 import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 import { createDatabase, type DatabaseHandle, migrate, migrationsFolder } from '../src/index.ts';
@@ -145,4 +145,26 @@ describe.skipIf(!adminUrl)('migrate, upgrading a database with data', () => {
     expect(outcome.value).toBe('done');
     expect(await constraintsNotValid(handle)).toEqual([]);
   });
+});
+
+it('refuses a migration drizzle would skip: not applied, and older than one that was (a branch merged late)', async () => {
+  // PostgreSQL or, without the cluster, PGlite: both migrated to the committed head.
+  const database = await freshDatabase({ poolSize: 2 });
+  cleanups.push(() => database.close());
+  const folder = migrationsUpTo('0002_money_invariants');
+  const journalFile = join(folder, 'meta/_journal.json');
+  const journal = JSON.parse(readFileSync(journalFile, 'utf8')) as { entries: { idx: number; tag: string; when: number }[] };
+  const [, previous] = journal.entries.slice(-2);
+  // Generated before 0002 was released, merged after it.
+  const late = { idx: journal.entries.length, version: '7', when: (previous?.when ?? 0) - 1, tag: '0003_late_branch', breakpoints: true };
+  writeFileSync(join(folder, `${late.tag}.sql`), 'CREATE TABLE "charges"."late_branch" ("id" integer);');
+  writeFileSync(journalFile, JSON.stringify({ ...journal, entries: [...journal.entries, late] }));
+
+  const outcome = await migrate(database, { migrationsFolder: folder }).then(
+    () => 'migrated',
+    (error: Error) => error.message,
+  );
+  expect(outcome).toMatch(/^migration 0003_late_branch was never applied, but a later one was/);
+  // The same database, migrated from the committed folder again, is fine.
+  await migrate(database);
 });
