@@ -131,16 +131,20 @@ export function countWebSocketSubscribe(
 
 /**
  * Counts one subscribe attempt's first answer (WebSocket or SSE, refused or started) in the GraphQL
- * operation metrics, the same way on both transports: when the attempt reached its operation (as a
- * POST /graphql reaches Apollo's pipeline), one `graphql_request_duration_seconds` observation
- * labelled `operation_type="subscription"` with the time to that answer. Its first query and its
- * per-event re-reads run through Apollo too, but are not operations of their own.
+ * metrics, the same way on both transports and as POST /graphql counts a response: every error code
+ * it carried in `graphql_errors_total` (a refusal's, whoever refused it: the router's token, rate and
+ * body checks, the SSE request checks, the WebSocket's `connection_init`, the gateway's limits,
+ * validation, the first query; or the errors of a first payload), and, when the attempt reached its
+ * operation (as a POST /graphql reaches Apollo's pipeline), one `graphql_request_duration_seconds`
+ * observation labelled `operation_type="subscription"` with the time to that answer. Its first query
+ * and its per-event re-reads run through Apollo too, but are not operations of their own.
  */
 export function countSubscribeAnswer(
   metrics: RouterMetrics,
   operationLabel: (operationName: string | null | undefined) => string,
-  answer: { operationName?: string; operationSeconds?: number },
+  answer: { errorCodes: readonly string[]; operationName?: string; operationSeconds?: number },
 ): void {
+  for (const code of answer.errorCodes) metrics.errors.inc({ code });
   if (answer.operationSeconds === undefined) return;
   metrics.requestDuration.observe(
     { operation_name: operationLabel(answer.operationName), operation_type: 'subscription' },

@@ -312,13 +312,14 @@ export function createRouter(deps: RouterDeps): Router {
             });
           }
           context.report.errorCodes ??= [];
+          // A subscription's first query and re-reads: counted as the subscription, with the errors
+          // its client is sent (countSubscribeAnswer, onErrorsSent), and as its event reads.
+          if (context.subscription) return;
           for (const error of body.singleResult.errors ?? []) {
             const code = String(error.extensions?.code ?? 'INTERNAL_SERVER_ERROR');
             metrics.errors.inc({ code });
             context.report.errorCodes.push(code);
           }
-          // A subscription's first query and re-reads: counted as the subscription (countSubscribeAnswer) and its event reads.
-          if (context.subscription) return;
           metrics.requestDuration.observe(
             { operation_name: operationLabel(rc.operationName), operation_type: rc.operation?.operation ?? 'unknown' },
             (performance.now() - started) / 1000,
@@ -463,6 +464,10 @@ export function createRouter(deps: RouterDeps): Router {
         },
         // Per-event re-reads are no operations of their own (a burst of events is no burst of client requests).
         onEventRead: (read) => metrics.subscriptionEventReads.observe({ outcome: read.outcome }, read.seconds),
+        // Errors of later payloads are errors returned to the client, counted when sent.
+        onErrorsSent: (codes) => {
+          for (const code of codes) metrics.errors.inc({ code });
+        },
         contextFor: (principal, authorization) => {
           const requestId = randomUUID();
           return {
@@ -600,7 +605,7 @@ export function createRouter(deps: RouterDeps): Router {
       reportSubscription(req, ids, { ...answer, principal, startedAt: started, receivedAt });
     };
     const refuse: Refuse = (httpStatus, code, message, headers = {}, extensions = {}) => {
-      metrics.errors.inc({ code });
+      // Its code is counted by `finish`, as every answer of a subscribe attempt is (both transports).
       // Refused before its body was read: closing is cheaper than reading the rest to keep the connection.
       if (req.method === 'POST' && !req.readableEnded) res.setHeader('connection', 'close');
       sendJson(res, httpStatus, errorBody(code, message, extensions), headers);
@@ -791,7 +796,12 @@ export function createRouter(deps: RouterDeps): Router {
       try {
         const parsed = JSON.parse(text) as { errors?: GraphQLError[] } | { errors?: GraphQLError[] }[];
         for (const item of Array.isArray(parsed) ? parsed : [parsed]) {
-          for (const error of item.errors ?? []) errorCodes.push(String(error.extensions?.code ?? 'INTERNAL_SERVER_ERROR'));
+          for (const error of item.errors ?? []) {
+            const code = String(error.extensions?.code ?? 'INTERNAL_SERVER_ERROR');
+            // No plugin counted these (Apollo's HTTP-level refusals, e.g. CSRF prevention): errors returned all the same.
+            metrics.errors.inc({ code });
+            errorCodes.push(code);
+          }
         }
       } catch {}
     }

@@ -8,7 +8,7 @@ import type { DatabaseHandle } from '@ghostpay/db';
 import { createLogger, createSecretsProvider, envNameForSecret, type Role } from '@ghostpay/platform';
 import type { TestTokenIssuer } from '@ghostpay/test-support';
 import { type Client, createClient } from 'graphql-ws';
-import WebSocket from 'ws';
+import WebSocket, { WebSocketServer } from 'ws';
 import type { RouterDeps } from '../src/router.ts';
 import type { RouterSubscriptionsSettings, SubscriptionGateway } from '../src/subscriptions/index.ts';
 import { composeRepoSupergraph, post, startRouter } from './router-harness.ts';
@@ -325,5 +325,41 @@ export async function startGate(target: string) {
         server.closeAllConnections();
         server.close(() => resolve());
       }),
+  };
+}
+
+/**
+ * A bare graphql-transport-ws peer standing in for charges' upstream: it accepts the router's
+ * subscribes and sends a charge's event only when told to (`emit`).
+ */
+export async function startEventUpstream() {
+  const subscriptions: { socket: WebSocket; id: string; chargeId: unknown }[] = [];
+  const server = new WebSocketServer({ port: 0, host: '127.0.0.1', handleProtocols: () => 'graphql-transport-ws' });
+  server.on('connection', (socket) => {
+    socket.on('message', (raw) => {
+      const message = JSON.parse(String(raw)) as { type: string; id?: string; payload?: { variables?: { id?: unknown } } };
+      if (message.type === 'connection_init') socket.send(JSON.stringify({ type: 'connection_ack' }));
+      else if (message.type === 'ping') socket.send(JSON.stringify({ type: 'pong' }));
+      else if (message.type === 'subscribe' && message.id) {
+        subscriptions.push({ socket, id: message.id, chargeId: message.payload?.variables?.id });
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
+  return {
+    url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}/graphql`,
+    subscriptions,
+    /** Whether the router subscribed to this charge. */
+    watching: (chargeId: string) => subscriptions.some((s) => s.chargeId === chargeId),
+    /** One status change of a charge (to each upstream subscription the router made for it). */
+    emit(chargeId: string) {
+      for (const { socket, id } of subscriptions.filter((s) => s.chargeId === chargeId)) {
+        socket.send(JSON.stringify({ id, type: 'next', payload: { data: { chargeUpdated: { id: 'x', status: 'AUTHORIZED' } } } }));
+      }
+    },
+    async close() {
+      for (const client of server.clients) client.terminate();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
   };
 }

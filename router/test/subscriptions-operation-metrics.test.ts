@@ -9,57 +9,22 @@
  * graphql_subscription_event_read_duration_seconds{outcome}. Real /metrics; stand-in subgraphs answer
  * the queries, and a bare graphql-ws peer stands in for charges' upstream, sending events on demand.
  */
-import type { AddressInfo } from 'node:net';
 import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type WebSocket, WebSocketServer } from 'ws';
 import { post, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
-import { readEventStream, until, upstreamAuthorization, watchCharge, wsClient } from './subscriptions-harness.ts';
-
-/** A graphql-transport-ws peer that accepts subscribes and sends an event to each when told to. */
-async function startUpstream() {
-  const subscriptions: { socket: WebSocket; id: string; chargeId: unknown }[] = [];
-  const server = new WebSocketServer({ port: 0, host: '127.0.0.1', handleProtocols: () => 'graphql-transport-ws' });
-  server.on('connection', (socket) => {
-    socket.on('message', (raw) => {
-      const message = JSON.parse(String(raw)) as { type: string; id?: string; payload?: { variables?: { id?: unknown } } };
-      if (message.type === 'connection_init') socket.send(JSON.stringify({ type: 'connection_ack' }));
-      else if (message.type === 'ping') socket.send(JSON.stringify({ type: 'pong' }));
-      else if (message.type === 'subscribe' && message.id) {
-        subscriptions.push({ socket, id: message.id, chargeId: message.payload?.variables?.id });
-      }
-    });
-  });
-  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
-  return {
-    url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}/graphql`,
-    subscriptions,
-    /** Whether the router subscribed to this charge. */
-    watching: (chargeId: string) => subscriptions.some((s) => s.chargeId === chargeId),
-    /** One status change of a charge (to each upstream subscription the router made for it). */
-    emit(chargeId: string) {
-      for (const { socket, id } of subscriptions.filter((s) => s.chargeId === chargeId)) {
-        socket.send(JSON.stringify({ id, type: 'next', payload: { data: { chargeUpdated: { id: 'x', status: 'AUTHORIZED' } } } }));
-      }
-    },
-    async close() {
-      for (const client of server.clients) client.terminate();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
+import { readEventStream, startEventUpstream, until, upstreamAuthorization, watchCharge, wsClient } from './subscriptions-harness.ts';
 
 describe('subscriptions in the GraphQL operation metrics', () => {
   let issuer: TestTokenIssuer;
   let subgraphs: StubSubgraphs;
-  let upstream: Awaited<ReturnType<typeof startUpstream>>;
+  let upstream: Awaited<ReturnType<typeof startEventUpstream>>;
   let router: Awaited<ReturnType<typeof startRouter>>;
   let user: string;
 
   beforeAll(async () => {
     issuer = await createTestTokenIssuer();
     subgraphs = await startStubSubgraphs(issuer.verifier);
-    upstream = await startUpstream();
+    upstream = await startEventUpstream();
     router = await startRouter({
       verifier: issuer.verifier,
       urls: subgraphs.urls,

@@ -62,6 +62,12 @@ export interface OpenSubscriptionOptions {
   onEnd: () => void;
   /** Told after each per-event re-read (not the first query). Must not throw. */
   onEventRead?: (read: EventRead) => void;
+  /**
+   * Told the error codes of each payload with errors sent after the first one (a re-read's, a last
+   * payload ending the subscription): errors returned to the client, once each, however many
+   * identical retries were not sent again. The first payload's are the subscribe's answer. Must not throw.
+   */
+  onErrorsSent?: (codes: string[]) => void;
 }
 
 /**
@@ -125,6 +131,16 @@ export async function openClientSubscription(options: OpenSubscriptionOptions): 
     stream.push(missedEvents ? { ...payload, extensions: { ...payload.extensions, missedEvents: true } } : payload);
     return true;
   };
+  /** A payload after the first went out: its errors are errors returned to the client. */
+  const sentLater = (payload: SubscriptionPayload) => {
+    if (payload.errors && payload.errors.length > 0) options.onErrorsSent?.(codesOf(payload.errors));
+  };
+  /** Ends the stream with a last payload (holding errors), counted as sent. */
+  const endWith = (last: SubscriptionPayload) => {
+    if (stream.ended) return;
+    sentLater(last);
+    stream.end(last);
+  };
 
   const refresh = async (missedEvents: boolean) => {
     pendingMissed ||= missedEvents;
@@ -156,7 +172,7 @@ export async function openClientSubscription(options: OpenSubscriptionOptions): 
         if (ended) {
           logger.debug({ code: ended.extensions.code, message: ended.message }, 'subscription ended by its event query');
           read('ended');
-          stream.end({ errors: [ended.toJSON()] });
+          endWith({ errors: [ended.toJSON()] });
           return;
         }
         clearTimeout(retryTimer);
@@ -166,13 +182,18 @@ export async function openClientSubscription(options: OpenSubscriptionOptions): 
           // errors, and the next payload that resolves says events may have been missed. That
           // event may have been the charge's last, so the re-read is retried until it resolves.
           owedMissed = true;
-          send(payload, false);
+          if (send(payload, false)) sentLater(payload);
           read('failed');
           retryTimer = setTimeout(() => void refresh(false), retryDelay);
           retryTimer.unref();
           retryDelay = Math.min(maxRetryDelayMs, retryDelay * 2);
         } else {
-          read(send(payload, missed || owedMissed) ? 'sent' : 'unchanged');
+          if (send(payload, missed || owedMissed)) {
+            sentLater(payload);
+            read('sent');
+          } else {
+            read('unchanged');
+          }
           owedMissed = false;
           retryDelay = firstRetryDelayMs;
         }
@@ -189,7 +210,7 @@ export async function openClientSubscription(options: OpenSubscriptionOptions): 
       event: (missed) => void refresh(missed),
       // Not the upstream's message: it answered the router's service account, not this client.
       refused: (refusal) =>
-        stream.end({
+        endWith({
           errors: [{ message: 'The live event source ended this subscription', extensions: { code: refusal.extensions?.code } }],
         }),
     },
@@ -201,6 +222,9 @@ export async function openClientSubscription(options: OpenSubscriptionOptions): 
   if (now.live && (now !== before || now.seq !== seqBefore)) void refresh(false);
   return { stream, first };
 }
+
+const codesOf = (errors: readonly GraphQLFormattedError[]): string[] =>
+  errors.map((e) => String(e.extensions?.code ?? ErrorCode.INTERNAL_SERVER_ERROR));
 
 function toFormatted(result: ExecutionResult | FormattedExecutionResult): SubscriptionPayload {
   const errors = result.errors?.map((e) => ('toJSON' in e && typeof e.toJSON === 'function' ? e.toJSON() : (e as GraphQLFormattedError)));

@@ -31,6 +31,8 @@ export interface RouterSubscriptionsOptions<TContext extends BaseContext> extend
   checkApiKey?: SubscriptionGatewayOptions['checkApiKey'];
   /** Each per-event re-read of an open subscription (see `SubscriptionGatewayOptions`). */
   onEventRead?: SubscriptionGatewayOptions['onEventRead'];
+  /** The error codes of each later payload an open subscription sends (see `SubscriptionGatewayOptions`). */
+  onErrorsSent?: SubscriptionGatewayOptions['onErrorsSent'];
 }
 
 /** Everything `createRouter` needs in one call: the subscription gateway over its own gateway. */
@@ -66,5 +68,6 @@ export function createRouterSubscriptions<TContext extends BaseContext>(
     admitWebSocketSubscribe: options.admitWebSocketSubscribe,
     checkApiKey: options.checkApiKey,
     onEventRead: options.onEventRead,
+    onErrorsSent: options.onErrorsSent,
   });
 }

@@ -126,6 +126,14 @@ export interface SubscriptionGatewayOptions {
    * answer): what it came to and how long it took. Must not throw. @default none
    */
   onEventRead?: (read: EventRead) => void;
+  /**
+   * Told the error codes of each payload with errors an open subscription sends after its first (a
+   * re-read's, a last payload ending it): errors returned to the client, as the first answer's are
+   * in `SubscribeAnswer.errorCodes`. Not told of the ends this gateway makes itself (a token's
+   * expiry, a revoked key, shutdown), which a WebSocket gets as a close code, not as errors.
+   * Must not throw. @default none
+   */
+  onErrorsSent?: (codes: string[]) => void;
 }
 
 /** The first answer to one subscribe attempt (a first payload or a refusal), for the router's request event. */
@@ -328,6 +336,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
       executeQuery: options.executeQuery,
       logger,
       onEventRead: options.onEventRead,
+      onErrorsSent: options.onErrorsSent,
       onEnd: () => {
         if (stream) streams.delete(stream);
         end();
