@@ -124,7 +124,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       preparedStatements: DATABASE_PREPARED_STATEMENTS,
     });
     closers.push(() => database.close());
-    await migrate(database);
+    await migrate(database, { onWarning: (message) => logger.warn(message) });
 
     const config = <S extends z.ZodType>(service: string, schema: S) => loadConfig(service, schema, env);
     const serviceLogger = (service: string) =>

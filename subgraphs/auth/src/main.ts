@@ -16,7 +16,7 @@ const database = await createDatabase({
   applicationName: 'ghostpay-auth',
   preparedStatements: config.DATABASE_PREPARED_STATEMENTS,
 });
-await migrate(database);
+await migrate(database, { onWarning: (message) => logger.warn(message) });
 
 const service = createAuthService({ database, secrets, logger, config, tls: loadServerTlsConfig('auth') });
 await service.start(config.AUTH_PORT, config.HOST);

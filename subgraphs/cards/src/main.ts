@@ -29,7 +29,7 @@ const database = await createDatabase(
     ? { url: config.DATABASE_URL, applicationName: 'ghostpay-cards', preparedStatements: config.DATABASE_PREPARED_STATEMENTS }
     : { dataDir: embeddedDatabaseDir(config.GHOSTPAY_DATA_DIR) },
 );
-await migrate(database);
+await migrate(database, { onWarning: (message) => logger.warn(message) });
 const verifier = createJwtVerifier({ ...jwtVerifierOptionsFrom(config), logger });
 const service = createCardsService({ database, secrets, logger, config, verifier, tls: loadServerTlsConfig('cards') });
 const url = await service.start(config.CARDS_PORT, config.HOST);

@@ -17,7 +17,7 @@ const database = await createDatabase(
     ? { url: config.DATABASE_URL, applicationName: 'ghostpay-charges', preparedStatements: config.DATABASE_PREPARED_STATEMENTS }
     : { dataDir: embeddedDatabaseDir(config.GHOSTPAY_DATA_DIR) },
 );
-await migrate(database);
+await migrate(database, { onWarning: (message) => logger.warn(message) });
 const verifier = createJwtVerifier({ ...jwtVerifierOptionsFrom(config), logger });
 const service = createChargesService({ database, logger, verifier, config, tls: loadServerTlsConfig('charges') });
 await service.start(config.CHARGES_PORT, config.HOST);
