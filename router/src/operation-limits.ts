@@ -98,9 +98,33 @@ export function measureOperation(
   requestVariables: Record<string, unknown> = {},
 ): OperationShape {
   const variables = withDefaults(operation.variableDefinitions, requestVariables);
-  const fragments = new Map(
+  const measurer = createMeasurer(fragmentsOf(document), (value) => numericArgument(value, variables));
+  const { depth, cost } = measurer.walk(operation.selectionSet, undefined);
+  return {
+    depth,
+    aliases: measurer.countAliases(operation.selectionSet),
+    rootFields: measurer.countRoot(operation.selectionSet),
+    cost,
+    introspection: measurer.introspection(),
+  };
+}
+
+function fragmentsOf(document: DocumentNode): Map<string, FragmentDefinitionNode> {
+  return new Map(
     document.definitions.filter((d): d is FragmentDefinitionNode => d.kind === Kind.FRAGMENT_DEFINITION).map((f) => [f.name.value, f]),
   );
+}
+
+/**
+ * The measures of `measureOperation` over one document's selection sets. Depth and cost (per
+ * fragment and page size) and root fields (per fragment) are measured once per fragment and
+ * shared by every selection set measured with it; aliases are counted per selection set, each
+ * fragment it reaches once. `pageSizeOf` reads a `first`/`last`/`limit` argument (undefined: unsized).
+ */
+function createMeasurer(
+  fragments: ReadonlyMap<string, FragmentDefinitionNode>,
+  pageSizeOf: (value: ValueNode | undefined) => number | undefined,
+) {
   let introspection = false;
   /** Depth below a selection set and its cost for a multiplier of 1, per fragment and page size. */
   const measured = new Map<string, { depth: number; cost: number }>();
@@ -116,7 +140,7 @@ export function measureOperation(
         if (selection.selectionSet) {
           const pageArg = selection.arguments?.find((a) => ['first', 'last', 'limit'].includes(a.name.value));
           const name = selection.name.value;
-          const pageSize = pageArg ? (numericArgument(pageArg.value, variables) ?? assumedListSize) : undefined;
+          const pageSize = pageArg ? (pageSizeOf(pageArg.value) ?? assumedListSize) : undefined;
           let size = 1;
           if (page !== undefined && (name === 'edges' || name === 'nodes')) size = page;
           else if (pageSize === undefined && /s$/.test(name)) size = assumedListSize;
@@ -147,27 +171,30 @@ export function measureOperation(
     }
     return { depth: maxDepth, cost };
   };
-  const { depth, cost } = walk(operation.selectionSet, undefined);
 
-  // Aliases are text the client sent: counted once in the operation and once in each fragment it reaches.
-  let aliases = 0;
-  const reached = new Set<string>();
-  const countAliases = (set: SelectionSetNode) => {
-    for (const selection of set.selections) {
-      if (selection.kind === Kind.FIELD) {
-        if (selection.alias) aliases++;
-        if (selection.selectionSet) countAliases(selection.selectionSet);
-      } else if (selection.kind === Kind.INLINE_FRAGMENT) {
-        countAliases(selection.selectionSet);
-      } else {
-        const fragment = fragments.get(selection.name.value);
-        if (!fragment || reached.has(fragment.name.value)) continue;
-        reached.add(fragment.name.value);
-        countAliases(fragment.selectionSet);
+  /** Aliases are text the client sent: counted once in the selection set and once in each fragment it reaches (up to `cap`). */
+  const countAliases = (selectionSet: SelectionSetNode, cap = Number.POSITIVE_INFINITY): number => {
+    let aliases = 0;
+    const reached = new Set<string>();
+    const count = (set: SelectionSetNode) => {
+      for (const selection of set.selections) {
+        if (aliases > cap) return;
+        if (selection.kind === Kind.FIELD) {
+          if (selection.alias) aliases++;
+          if (selection.selectionSet) count(selection.selectionSet);
+        } else if (selection.kind === Kind.INLINE_FRAGMENT) {
+          count(selection.selectionSet);
+        } else {
+          const fragment = fragments.get(selection.name.value);
+          if (!fragment || reached.has(fragment.name.value)) continue;
+          reached.add(fragment.name.value);
+          count(fragment.selectionSet);
+        }
       }
-    }
+    };
+    count(selectionSet);
+    return aliases;
   };
-  countAliases(operation.selectionSet);
 
   // Root fields through fragments, each spread counted, each fragment counted once.
   const rootFieldsOf = new Map<string, number>();
@@ -189,24 +216,109 @@ export function measureOperation(
     }
     return count;
   };
-  const rootFields = countRoot(operation.selectionSet);
-  return { depth, aliases, rootFields, cost, introspection };
+
+  return {
+    walk,
+    countAliases,
+    countRoot,
+    /** Whether any selection set walked so far selects `__schema` or `__type`. */
+    introspection: () => introspection,
+  };
+}
+
+type LimitKey = 'depth' | 'aliases' | 'rootFields' | 'cost';
+
+/** The first limit a shape breaks (in this order, as `enforceOperationLimits` reports it), or undefined. */
+function brokenLimit(
+  shape: OperationShape,
+  limits: OperationLimits,
+  keys: readonly LimitKey[] = ['depth', 'aliases', 'rootFields', 'cost'],
+) {
+  const max: Record<LimitKey, number> = {
+    depth: limits.maxDepth,
+    aliases: limits.maxAliases,
+    rootFields: limits.maxRootFields,
+    cost: limits.maxCost,
+  };
+  const label: Record<LimitKey, string> = { depth: 'depth', aliases: 'aliases', rootFields: 'root fields', cost: 'cost' };
+  for (const key of keys) {
+    if (shape[key] > max[key]) return { key, label: label[key], max: max[key], actual: shape[key] };
+  }
+  return undefined;
 }
 
 /** Throws OPERATION_LIMIT_EXCEEDED naming the first limit the operation breaks. */
 export function enforceOperationLimits(shape: OperationShape, limits: OperationLimits): void {
-  const checks: [keyof OperationShape, number, string][] = [
-    ['depth', limits.maxDepth, 'depth'],
-    ['aliases', limits.maxAliases, 'aliases'],
-    ['rootFields', limits.maxRootFields, 'root fields'],
-    ['cost', limits.maxCost, 'cost'],
-  ];
-  for (const [key, max, label] of checks) {
-    const value = shape[key] as number;
-    if (value > max) {
-      throw new GhostPayError(ErrorCode.OPERATION_LIMIT_EXCEEDED, `Operation ${label} ${value} exceeds the limit of ${max}`, {
-        extensions: { limit: key, max, actual: value, http: { status: 400 } },
-      });
-    }
+  const broken = brokenLimit(shape, limits);
+  if (!broken) return;
+  throw new GhostPayError(
+    ErrorCode.OPERATION_LIMIT_EXCEEDED,
+    `Operation ${broken.label} ${broken.actual} exceeds the limit of ${broken.max}`,
+    {
+      extensions: { limit: broken.key, max: broken.max, actual: broken.actual, http: { status: 400 } },
+    },
+  );
+}
+
+/**
+ * The operation limits a parsed document breaks whatever request names it, checked before
+ * graphql-js validates it (after the repeated-fields limit, `src/overlap-limits.ts`): documents
+ * past them (hundreds of aliased fields, or of fragments each adding an aliased field to one
+ * selection set, within the token cap) cost graphql-js's validation 4–12 ms each, only to be
+ * refused by these limits afterwards. Each operation of the document is measured as
+ * `enforceOperationLimits` measures it after validation, on the limits that do not depend on the
+ * request's variables: depth, aliases and root fields (cost, which does, is left to after
+ * validation); each fragment definition too, as the least it adds to any operation spreading it
+ * (its depth and aliases). So it refuses a document only when its operation is refused after
+ * validation anyway, or when it holds a definition past a limit: another operation (which the
+ * request may not name) or a fragment no operation spreads (which validation refuses). Operations
+ * first, in document order, then fragments: a document with one operation gets the error
+ * `enforceOperationLimits` gives. Each fragment measured once for the whole document; aliases
+ * walked per definition only when the document holds more than the limit, each walk stopping past
+ * it. No `http` extension: over WebSocket and SSE the error is sent as it is.
+ */
+export function operationLimitsError(document: DocumentNode, limits: OperationLimits): GhostPayError | undefined {
+  // Cost is not compared here: page sizes are not read (every page counts as unsized).
+  const measurer = createMeasurer(fragmentsOf(document), () => undefined);
+  // The aliases a definition reaches are at most the document's.
+  const manyAliases = countDocumentAliases(document) > limits.maxAliases;
+  const shapeOf = (selectionSet: SelectionSetNode): OperationShape => {
+    const { depth } = measurer.walk(selectionSet, undefined);
+    let aliases = manyAliases ? measurer.countAliases(selectionSet, limits.maxAliases) : 0;
+    // Past the limit: the exact count, as the refusal after validation reports it.
+    if (aliases > limits.maxAliases) aliases = measurer.countAliases(selectionSet);
+    return { depth, aliases, rootFields: measurer.countRoot(selectionSet), cost: 0, introspection: false };
+  };
+  const refuse = (what: string, broken: NonNullable<ReturnType<typeof brokenLimit>>) =>
+    new GhostPayError(ErrorCode.OPERATION_LIMIT_EXCEEDED, `${what} ${broken.label} ${broken.actual} exceeds the limit of ${broken.max}`, {
+      extensions: { limit: broken.key, max: broken.max, actual: broken.actual },
+    });
+  for (const definition of document.definitions) {
+    if (definition.kind !== Kind.OPERATION_DEFINITION) continue;
+    const broken = brokenLimit(shapeOf(definition.selectionSet), limits, ['depth', 'aliases', 'rootFields']);
+    if (broken) return refuse('Operation', broken);
   }
+  for (const definition of document.definitions) {
+    if (definition.kind !== Kind.FRAGMENT_DEFINITION) continue;
+    const broken = brokenLimit(shapeOf(definition.selectionSet), limits, ['depth', 'aliases']);
+    if (broken) return refuse(`Fragment ${definition.name.value}:`, broken);
+  }
+  return undefined;
+}
+
+/** Every alias in a document's text, each once. */
+function countDocumentAliases(document: DocumentNode): number {
+  let aliases = 0;
+  const count = (set: SelectionSetNode) => {
+    for (const selection of set.selections) {
+      if (selection.kind === Kind.FIELD) {
+        if (selection.alias) aliases++;
+        if (selection.selectionSet) count(selection.selectionSet);
+      } else if (selection.kind === Kind.INLINE_FRAGMENT) count(selection.selectionSet);
+    }
+  };
+  for (const definition of document.definitions) {
+    if (definition.kind === Kind.OPERATION_DEFINITION || definition.kind === Kind.FRAGMENT_DEFINITION) count(definition.selectionSet);
+  }
+  return aliases;
 }

@@ -3,10 +3,12 @@ import {
   type ASTVisitor,
   type DocumentNode,
   type FragmentDefinitionNode,
+  type GraphQLError,
   Kind,
   type SelectionSetNode,
   type ValidationContext,
 } from 'graphql';
+import { type OperationLimits, operationLimitsError } from './operation-limits.ts';
 
 /*
  * A limit checked on the parsed document before graphql-js validates it: its
@@ -118,21 +120,71 @@ export function repeatedFieldsError(document: DocumentNode, max: number): GhostP
 }
 
 /**
+ * GRAPHQL_VALIDATION_FAILED for the first spread of a fragment the document does not define, with
+ * the message graphql-js's KnownFragmentNamesRule gives it. That rule refuses such a document,
+ * but only as it reaches each spread: OverlappingFieldsCanBeMergedRule, entering the selection set
+ * first, compares every pair of distinct fragment names spread there, defined or not. A spread
+ * costs 2 tokens, so `{ me { ...X0 ...X1 … } }` held ~1000 of them within the token cap: ~500,000
+ * pairs, 20–30 ms of validation for a document refused anyway (the most of any document measured).
+ * Linear in the document.
+ */
+export function unknownFragmentError(document: DocumentNode): GhostPayError | undefined {
+  const defined = new Set<string>();
+  for (const definition of document.definitions) {
+    if (definition.kind === Kind.FRAGMENT_DEFINITION) defined.add(definition.name.value);
+  }
+  let unknown: string | undefined;
+  const find = (set: SelectionSetNode): void => {
+    for (const selection of set.selections) {
+      if (unknown !== undefined) return;
+      if (selection.kind === Kind.FRAGMENT_SPREAD) {
+        if (!defined.has(selection.name.value)) unknown = selection.name.value;
+      } else if (selection.selectionSet) {
+        find(selection.selectionSet);
+      }
+    }
+  };
+  for (const definition of document.definitions) {
+    if (definition.kind === Kind.OPERATION_DEFINITION || definition.kind === Kind.FRAGMENT_DEFINITION) find(definition.selectionSet);
+    if (unknown !== undefined) return new GhostPayError(ErrorCode.GRAPHQL_VALIDATION_FAILED, `Unknown fragment "${unknown}".`);
+  }
+  return undefined;
+}
+
+/**
  * A validation rule for Apollo Server's `validationRules`, which run after graphql-js's
  * `specifiedRules` in the same traversal. On the document node, entered before any selection
- * set, it measures the document; past a limit it reports the error and returns an empty
- * document in its place, so no rule visits a selection set and the overlap check never runs.
- * (Apollo Server answers a throwing rule or hook with a 500.)
+ * set, it asks `check` about the document; an error is reported and an empty document returned in
+ * its place, so no rule visits a selection set and the overlap check never runs. (Apollo Server
+ * answers a throwing rule or hook with a 500.)
  */
-export function repeatedFieldsRule(max: number): (context: ValidationContext) => ASTVisitor {
+export function preValidationRule(check: (document: DocumentNode) => GraphQLError | undefined): (context: ValidationContext) => ASTVisitor {
   return (context) => ({
     Document: {
       enter(node) {
-        const error = repeatedFieldsError(node, max);
+        const error = check(node);
         if (!error) return undefined;
         context.reportError(error);
         return { kind: Kind.DOCUMENT, definitions: [] } satisfies DocumentNode;
       },
     },
   });
+}
+
+/**
+ * What the router checks every client document for before graphql-js validates it (POST/GET
+ * /graphql through `preValidationRule`, subscription documents before their own validation):
+ * shapes whose validation is costly and that are refused anyway. The repeated-fields limit (the
+ * overlap check's quadratic pairs of fields), spreads of fragments the document does not define
+ * (its pairs of fragments), then the operation limits that do not depend on variables (depth,
+ * aliases, root fields) of each definition (`operationLimitsError`).
+ */
+export function preValidationCheck(limits: OperationLimits): (document: DocumentNode) => GraphQLError | undefined {
+  return (document) =>
+    repeatedFieldsError(document, limits.maxRepeatedFields) ?? unknownFragmentError(document) ?? operationLimitsError(document, limits);
+}
+
+/** `preValidationRule` with the repeated-fields limit alone. */
+export function repeatedFieldsRule(max: number): (context: ValidationContext) => ASTVisitor {
+  return preValidationRule((document) => repeatedFieldsError(document, max));
 }

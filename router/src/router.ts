@@ -38,7 +38,7 @@ import {
 import { type RouterConfig, subgraphClientTls } from './config.ts';
 import { compiledGatewayExecutor, createCompiledExecutor } from './executor/index.ts';
 import { defaultOperationLimits, enforceOperationLimits, measureOperation, type OperationLimits } from './operation-limits.ts';
-import { repeatedFieldsError, repeatedFieldsRule } from './overlap-limits.ts';
+import { preValidationCheck, preValidationRule } from './overlap-limits.ts';
 import {
   applySafelist,
   loadPersistedQueryManifests,
@@ -175,6 +175,9 @@ export function createRouter(deps: RouterDeps): Router {
     maxCost: config.ROUTER_MAX_COST,
     maxRepeatedFields: config.ROUTER_MAX_REPEATED_FIELDS,
   };
+  // Every client document, before graphql-js validates it: POST/GET /graphql through Apollo's
+  // validation rules, subscription documents before their own validation (src/overlap-limits.ts).
+  const checkDocument = preValidationCheck(limits);
   const limiter: RateLimiter = deps.redis
     ? createRedisRateLimiter({ redis: deps.redis, logger, onFallback: () => metrics.redisFallback.inc() })
     : createMemoryRateLimiter();
@@ -339,7 +342,7 @@ export function createRouter(deps: RouterDeps): Router {
     // overlap check quadratic are refused first (src/overlap-limits.ts). Every document Apollo
     // parses goes through here: POST/GET /graphql, each entry of a batch, APQ registrations,
     // manifest operations and the subscriptions' per-event queries (a cached document passed it).
-    validationRules: [repeatedFieldsRule(limits.maxRepeatedFields)],
+    validationRules: [preValidationRule(checkDocument)],
     includeStacktraceInErrorResponses: false,
     // Shutdown belongs to the composition root (exitOnSignals → close drains requests, then stops
     // Apollo): Apollo's own SIGTERM handler would stop it first and re-raise the signal, killing
@@ -432,8 +435,8 @@ export function createRouter(deps: RouterDeps): Router {
         registry,
         // The same manifest and rule as POST /graphql: in safelist mode non-admins subscribe only to manifest operations.
         persistedQueries: { operations: manifest, safelist: safelist !== undefined },
-        // The limit POST /graphql checks before validating, before the subscription's own validation.
-        checkDocument: (document) => repeatedFieldsError(document, limits.maxRepeatedFields),
+        // The checks POST /graphql makes before validating, before the subscription's own validation.
+        checkDocument,
         // With Redis the per-API-key limit holds across replicas, as the HTTP rate limit does.
         slots: deps.redis
           ? createRedisSubscriptionSlots({ redis: deps.redis, logger, onFallback: () => metrics.redisFallback.inc() })
