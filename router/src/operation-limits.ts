@@ -84,6 +84,11 @@ function numericArgument(value: ValueNode | undefined, variables: Map<string, un
  * `first`/`last`/`limit` argument is a page of that size: its `edges`/`nodes` child is the list.
  * Any other field with a selection set whose name is plural (ends in "s") counts as a list of 10.
  * Simple on purpose: it bounds the fan-out a client can ask for before anything is fetched.
+ * An introspection field (`__schema`, `__type`) counts as one field of depth 1, whatever it
+ * selects: the router answers introspection to admins only (`introspection`), and validation
+ * bounds its fan-out (`MaxIntrospectionDepthRule`, one of graphql-js 16.15's specifiedRules,
+ * which Apollo Server runs); the standard introspection query every GraphQL client sends
+ * (GraphiQL's docs, codegen) is 15 deep through `ofType`.
  *
  * Every spread of a fragment counts (a fragment spread twice costs twice), but each fragment is
  * measured once per page size and the result reused: a cost is linear in the multiplier above
@@ -134,9 +139,16 @@ function createMeasurer(
     let cost = 0;
     for (const selection of set.selections) {
       if (selection.kind === Kind.FIELD) {
-        if (selection.name.value === '__schema' || selection.name.value === '__type') introspection = true;
         cost += 1;
         maxDepth = Math.max(maxDepth, 1);
+        if (selection.name.value === '__schema' || selection.name.value === '__type') {
+          // Introspection counts as one field: its `ofType` chains make every client's standard
+          // introspection query 15 deep, and what it can cost is bounded elsewhere (admins only;
+          // MaxIntrospectionDepthRule, in graphql-js's specifiedRules, refuses `fields`,
+          // `interfaces`, `possibleTypes` or `inputFields` lists nested more than 3 deep).
+          introspection = true;
+          continue;
+        }
         if (selection.selectionSet) {
           const pageArg = selection.arguments?.find((a) => ['first', 'last', 'limit'].includes(a.name.value));
           const name = selection.name.value;
@@ -300,6 +312,9 @@ export function operationLimitsError(document: DocumentNode, limits: OperationLi
   }
   for (const definition of document.definitions) {
     if (definition.kind !== Kind.FRAGMENT_DEFINITION) continue;
+    // A fragment on an introspection type (`__Type`, `__Field`, …) can only be spread inside
+    // introspection, which the limits do not measure (see `measureOperation`).
+    if (definition.typeCondition.name.value.startsWith('__')) continue;
     const broken = brokenLimit(shapeOf(definition.selectionSet), limits, ['depth', 'aliases']);
     if (broken) return refuse(`Fragment ${definition.name.value}:`, broken);
   }

@@ -1,4 +1,5 @@
 import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
+import { getIntrospectionQuery } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../src/persisted-queries.ts';
 import { codes, post, type StubSubgraphs, startRouter, startStubSubgraphs, writeManifest } from './router-harness.ts';
@@ -105,6 +106,43 @@ describe('safety limits, refused before any subgraph is called', () => {
   it('lets admins introspect', async () => {
     const response = await post(router.graphqlUrl, { query: '{ __schema { queryType { name } } }' }, { authorization: admin });
     expect(response.body).toEqual({ data: { __schema: { queryType: { name: 'Query' } } } });
+  });
+
+  // What GraphiQL (the playground's docs and completion), codegen and rover send: 15 deep through
+  // `ofType`, past the depth limit of 10 were introspection measured like data.
+  const standardIntrospection = getIntrospectionQuery({
+    descriptions: true,
+    specifiedByUrl: true,
+    directiveIsRepeatable: true,
+    schemaDescription: true,
+    inputValueDeprecation: true,
+  });
+
+  it('answers admins the standard introspection query every client sends, and refuses it to others', async () => {
+    const forAdmin = await post(
+      router.graphqlUrl,
+      { query: standardIntrospection, operationName: 'IntrospectionQuery' },
+      { authorization: admin },
+    );
+    expect(forAdmin.body.errors).toBeUndefined();
+    expect(forAdmin.status).toBe(200);
+    const types = (forAdmin.body.data as { __schema: { types: { name: string }[] } }).__schema.types.map((t) => t.name);
+    expect(types).toEqual(expect.arrayContaining(['Query', 'Mutation', 'Card', 'Charge']));
+    const before = totalHits(subgraphs);
+    const forMerchant = await post(router.graphqlUrl, { query: standardIntrospection }, { authorization: merchant });
+    expect(forMerchant.status).toBe(403);
+    expect(codes(forMerchant)).toEqual(['FORBIDDEN']);
+    expect(totalHits(subgraphs)).toBe(before);
+  });
+
+  it('refuses, even to admins, introspection that fans out over the schema at every level', async () => {
+    // types × fields × fields × …: graphql-js's MaxIntrospectionDepthRule (lists nested 3 deep), which
+    // the operation limits rely on since they do not measure inside introspection.
+    const query = '{ __schema { types { fields { type { fields { type { fields { type { fields { name } } } } } } } } } }';
+    const response = await post(router.graphqlUrl, { query }, { authorization: admin });
+    expect(response.status).toBe(400);
+    expect(response.body.data).toBeUndefined();
+    expect(response.body.errors?.[0]?.message).toBe('Maximum introspection depth exceeded');
   });
 
   it('gives "did you mean" suggestions to admins only', async () => {
