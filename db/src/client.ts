@@ -35,9 +35,9 @@ export interface DatabaseOptions {
    */
   idleInTransactionTimeoutMs?: number;
   /**
-   * How long a pg connection may stay silent while a statement of its is outstanding before it
-   * is given up as lost (pg only): its socket is destroyed, every statement on it fails, and the
-   * pool replaces it. A live server answers or cancels every statement within `statementTimeoutMs`;
+   * How long one statement of a pg connection may stay outstanding before the connection is
+   * given up as lost (pg only; checked every quarter of it, at most every second): its socket is
+   * destroyed, every statement on it fails, and the pool replaces it. A live server answers or cancels every statement within `statementTimeoutMs`;
    * one that vanished without a reset (a failover, a partition, a NAT or load balancer that forgot
    * the connection) answers nothing, and the statement would wait until the OS gives up on the
    * socket, about 15 minutes. 0 turns it off. @default statementTimeoutMs + 5000 (0 when that is 0)
@@ -205,89 +205,76 @@ export function withoutResponseTimeout(client: pg.PoolClient): void {
 }
 
 /**
- * A pg `Client` class whose connections are given up as lost after `timeoutMs` without a message
- * from the server while a statement is outstanding (queued statements do not count: the clock
- * starts when the connection goes from idle to busy, and restarts at every message received).
- * Giving up destroys the socket: pg fails every statement on it, the client is no longer
- * queryable, and the pool discards it on release, in or out of a transaction, instead of
- * handing the dead connection to the next caller.
+ * A pg `Client` class whose connections are given up as lost once one statement has been
+ * outstanding for `timeoutMs` (queued statements do not count: the clock is the statement's
+ * own, from when a sweep first sees it sent and unanswered). A live server answers or cancels
+ * every statement within its statement timeout, which `timeoutMs` exceeds. Giving up destroys
+ * the socket: pg fails every statement on it, the client is no longer queryable, and the pool
+ * discards it on release, in or out of a transaction, instead of handing the dead connection to
+ * the next caller.
+ *
+ * Nothing runs per statement or per message: one unref'd timer per pool sweeps its connections
+ * every `timeoutMs / 4` (at most every second) and compares each one's statement in flight (pg's
+ * `_getActiveQuery()`) with the one the previous sweeps saw. A watcher with a timer per statement
+ * and a listener per protocol message cost the DB-limit bench about a tenth of its charges/s
+ * (bench/RESULTS.md, change 36).
  */
 function watchedClient(Base: typeof pg.Client, timeoutMs: number): typeof pg.Client {
   if (!(timeoutMs > 0)) return Base;
+  const sweepEveryMs = Math.max(25, Math.min(1_000, Math.floor(timeoutMs / 4)));
   return class WatchedClient extends Base {
+    static readonly #open = new Set<WatchedClient>();
+    static #sweeper: NodeJS.Timeout | undefined;
+
+    static #sweep(): void {
+      const now = Date.now();
+      for (const client of WatchedClient.#open) client.#check(now);
+      if (WatchedClient.#open.size === 0) {
+        clearInterval(WatchedClient.#sweeper);
+        WatchedClient.#sweeper = undefined;
+      }
+    }
+
     [responseTimeout] = timeoutMs;
-    #outstanding = 0;
-    #lastHeard = 0;
-    #watchdog: NodeJS.Timeout | undefined;
+    /** The statement in flight when a sweep last looked, and when a sweep first saw it. */
+    #seen: unknown;
+    #since = 0;
 
     // biome-ignore lint/suspicious/noExplicitAny: pg's Client constructor takes a config or a connection string
     constructor(config?: any) {
       super(config);
-      const connection = (this as unknown as { connection: NodeJS.EventEmitter }).connection;
-      connection.on('message', () => {
-        this.#lastHeard = Date.now();
-      });
+      WatchedClient.#open.add(this);
+      WatchedClient.#sweeper ??= setInterval(() => WatchedClient.#sweep(), sweepEveryMs).unref();
+      this.once('end', () => WatchedClient.#open.delete(this));
     }
 
-    // biome-ignore lint/suspicious/noExplicitAny: pg's query() is a dozen overloads; this only watches for the answer
-    override query(config: any, values?: any, callback?: any): any {
-      const query: (...args: unknown[]) => unknown = super.query;
-      const limit = this[responseTimeout];
-      // A submittable (a cursor) reports through its own events; pg's own timeout handles it.
-      if (!(limit > 0) || (typeof config === 'object' && config !== null && typeof config.submit === 'function')) {
-        return query.call(this, config, values, callback);
-      }
-      this.#started(limit);
-      const done = () => this.#finished();
-      const answer = typeof values === 'function' ? values : callback;
-      if (typeof answer === 'function') {
-        const parameters = typeof values === 'function' ? undefined : values;
-        return query.call(this, config, parameters, (error: unknown, result: unknown) => {
-          done();
-          answer(error, result);
-        });
-      }
-      if (typeof config === 'object' && config !== null && typeof config.callback === 'function') {
-        const { callback: inConfig } = config;
-        return query.call(
-          this,
-          {
-            ...config,
-            callback: (error: unknown, result: unknown) => {
-              done();
-              inConfig(error, result);
-            },
-          },
-          values,
-        );
-      }
-      const pending = query.call(this, config, values) as Promise<unknown>;
-      pending.then(done, done);
-      return pending;
-    }
-
-    #started(limit: number) {
-      if (this.#outstanding++ > 0) return;
-      this.#lastHeard = Date.now();
-      const check = () => {
-        const silentFor = Date.now() - this.#lastHeard;
-        if (silentFor < limit) {
-          this.#watchdog = setTimeout(check, limit - silentFor);
-          return;
-        }
-        this.#watchdog = undefined;
-        const stream = (this as unknown as { connection?: { stream?: { destroy(error?: Error): void } } }).connection?.stream;
-        stream?.destroy(
-          new Error(`PostgreSQL sent nothing for ${limit} ms while a statement was outstanding: connection given up as lost`),
-        );
+    #check(now: number): void {
+      const self = this as unknown as {
+        _getActiveQuery?: () => unknown;
+        _ending?: boolean;
+        connection?: { stream?: { destroyed?: boolean; destroy(error?: Error): void } };
       };
-      this.#watchdog = setTimeout(check, limit);
-    }
-
-    #finished() {
-      if (--this.#outstanding > 0) return;
-      clearTimeout(this.#watchdog);
-      this.#watchdog = undefined;
+      const stream = self.connection?.stream;
+      if (self._ending || stream?.destroyed) {
+        WatchedClient.#open.delete(this);
+        return;
+      }
+      const limit = this[responseTimeout];
+      const active = limit > 0 ? self._getActiveQuery?.() : undefined;
+      if (!active) {
+        this.#seen = undefined;
+        return;
+      }
+      // A submittable (a cursor) reports through its own events; pg's own timeout handles it.
+      if (typeof (active as { submit?: unknown }).submit === 'function' && !(active instanceof pg.Query)) return;
+      if (active !== this.#seen) {
+        this.#seen = active;
+        this.#since = now;
+        return;
+      }
+      if (now - this.#since < limit) return;
+      WatchedClient.#open.delete(this);
+      stream?.destroy(new Error(`PostgreSQL sent nothing for ${limit} ms while a statement was outstanding: connection given up as lost`));
     }
   };
 }
