@@ -1,23 +1,21 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
-import {
-  type ASTVisitor,
-  getOperationAST,
-  OverlappingFieldsCanBeMergedRule,
-  parse,
-  type SelectionSetNode,
-  specifiedRules,
-  type ValidationContext,
-  type ValidationRule,
-  validate,
-} from 'graphql';
+import { getOperationAST, parse, validate } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { computeAuthMatrix } from '../src/auth-matrix.ts';
 import { defaultOperationLimits, enforceOperationLimits, measureOperation, operationLimitsError } from '../src/operation-limits.ts';
 import { preValidationCheck, preValidationRule } from '../src/overlap-limits.ts';
 import { apiSchemaFromSupergraph } from '../src/subscriptions/api-schema.ts';
-import { composeRepoSupergraph, post, repoRoot, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
+import {
+  composeRepoSupergraph,
+  countingOverlapRules,
+  post,
+  repoRoot,
+  type StubSubgraphs,
+  startRouter,
+  startStubSubgraphs,
+} from './router-harness.ts';
 import { idleSubscriptions, wsClient } from './subscriptions-harness.ts';
 
 /**
@@ -122,21 +120,6 @@ const expensive: Record<string, { query: string; extensions: Record<string, unkn
 const supergraphSdl = composeRepoSupergraph();
 const schema = apiSchemaFromSupergraph(supergraphSdl);
 const check = preValidationCheck(defaultOperationLimits);
-
-/** specifiedRules with OverlappingFieldsCanBeMergedRule counting the selection sets it checks. */
-function countingOverlapRules() {
-  const counter = { selectionSets: 0 };
-  const counting: ValidationRule = (context: ValidationContext): ASTVisitor => {
-    const visitor = OverlappingFieldsCanBeMergedRule(context) as { SelectionSet: (node: SelectionSetNode) => void };
-    return {
-      SelectionSet(node) {
-        counter.selectionSets++;
-        visitor.SelectionSet(node);
-      },
-    };
-  };
-  return { counter, rules: specifiedRules.map((rule) => (rule === OverlappingFieldsCanBeMergedRule ? counting : rule)) };
-}
 
 describe('the pre-validation check, in the order Apollo Server runs it (after specifiedRules, one traversal)', () => {
   for (const [what, { query, extensions, message }] of Object.entries(expensive)) {

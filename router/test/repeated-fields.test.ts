@@ -1,23 +1,22 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
-import {
-  type ASTVisitor,
-  getIntrospectionQuery,
-  OverlappingFieldsCanBeMergedRule,
-  parse,
-  type SelectionSetNode,
-  specifiedRules,
-  type ValidationContext,
-  type ValidationRule,
-  validate,
-} from 'graphql';
+import { getIntrospectionQuery, parse, specifiedRules, validate } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultOperationLimits } from '../src/operation-limits.ts';
 import { measureRepeatedFields, repeatedFieldsRule } from '../src/overlap-limits.ts';
 import { sha256Hex } from '../src/persisted-queries.ts';
 import { apiSchemaFromSupergraph } from '../src/subscriptions/api-schema.ts';
-import { codes, composeRepoSupergraph, post, repoRoot, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
+import {
+  codes,
+  composeRepoSupergraph,
+  countingOverlapRules,
+  post,
+  repoRoot,
+  type StubSubgraphs,
+  startRouter,
+  startStubSubgraphs,
+} from './router-harness.ts';
 import { idleSubscriptions, wsClient } from './subscriptions-harness.ts';
 
 /**
@@ -45,21 +44,6 @@ const expensive: Record<string, { query: string; repeats: number }> = {
 
 const supergraphSdl = composeRepoSupergraph();
 const schema = apiSchemaFromSupergraph(supergraphSdl);
-
-/** specifiedRules with OverlappingFieldsCanBeMergedRule counting the selection sets it checks. */
-function countingOverlapRules() {
-  const counter = { selectionSets: 0 };
-  const counting: ValidationRule = (context: ValidationContext): ASTVisitor => {
-    const visitor = OverlappingFieldsCanBeMergedRule(context) as { SelectionSet: (node: SelectionSetNode) => void };
-    return {
-      SelectionSet(node) {
-        counter.selectionSets++;
-        visitor.SelectionSet(node);
-      },
-    };
-  };
-  return { counter, rules: specifiedRules.map((rule) => (rule === OverlappingFieldsCanBeMergedRule ? counting : rule)) };
-}
 
 /** Every operation body of the bridge's manifest (persisted queries it sends through the router). */
 const manifestBodies = (

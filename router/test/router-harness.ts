@@ -11,7 +11,15 @@ import {
   type ServerTlsConfig,
   type SubgraphContext,
 } from '@ghostpay/platform';
-import { parse } from 'graphql';
+import {
+  type ASTVisitor,
+  OverlappingFieldsCanBeMergedRule,
+  parse,
+  type SelectionSetNode,
+  specifiedRules,
+  type ValidationContext,
+  type ValidationRule,
+} from 'graphql';
 import { composeFromConfig } from '../src/compose-supergraph.ts';
 import { type RouterConfig, routerConfigSchema } from '../src/config.ts';
 import { sha256Hex } from '../src/persisted-queries.ts';
@@ -234,4 +242,22 @@ export async function post(url: string, body: unknown, headers: Record<string, s
 
 export function codes(response: GraphQLResponse): string[] {
   return (response.body.errors ?? []).map((e) => String(e.extensions?.code));
+}
+
+/**
+ * graphql-js's specifiedRules with OverlappingFieldsCanBeMergedRule counting the selection sets it
+ * checks: what the pre-validation tests (repeated fields, operation limits) show validation is spared.
+ */
+export function countingOverlapRules() {
+  const counter = { selectionSets: 0 };
+  const counting: ValidationRule = (context: ValidationContext): ASTVisitor => {
+    const visitor = OverlappingFieldsCanBeMergedRule(context) as { SelectionSet: (node: SelectionSetNode) => void };
+    return {
+      SelectionSet(node) {
+        counter.selectionSets++;
+        visitor.SelectionSet(node);
+      },
+    };
+  };
+  return { counter, rules: specifiedRules.map((rule) => (rule === OverlappingFieldsCanBeMergedRule ? counting : rule)) };
 }
