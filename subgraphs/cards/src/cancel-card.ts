@@ -1,8 +1,8 @@
 import { cards, type Database } from '@ghostpay/db';
 import { BadUserInputError, NotFoundError, type Principal } from '@ghostpay/platform';
-import { and, eq, getTableColumns, sql } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import { canSeeCard, visibleCardsCondition } from './card-access.ts';
-import type { CardRow } from './card-view.ts';
+import { type CardRow, readCardJudgedBy } from './card-view.ts';
 import { isPossibleId } from './storable-text.ts';
 
 /**
@@ -42,15 +42,10 @@ export async function cancelCard(db: Database, principal: Principal, cardId: str
   if (updated) return updated;
   // Why not: expiry read from the clock too (later than the update's reading, so an expiry the
   // update saw still holds here), never from this server's clock.
-  const [current] = await db
-    .select({ ...getTableColumns(cards), expired: sql<boolean>`${cards.expiresAt} <= clock_timestamp()` })
-    .from(cards)
-    .where(eq(cards.id, cardId))
-    .limit(1);
-  if (!current || !canSeeCard(principal, current)) throw new NotFoundError('Card', cardId);
-  const { expired, ...card } = current;
+  const current = await readCardJudgedBy(db, cardId, sql`clock_timestamp()`);
+  if (!current || !canSeeCard(principal, current.card)) throw new NotFoundError('Card', cardId);
+  const { card, status } = current;
   // Canceling twice is a no-op, so a retried request gets the same answer.
   if (card.status === 'CANCELED') return card;
-  const status = card.status === 'ACTIVE' && expired ? 'EXPIRED' : card.status;
   throw new BadUserInputError([{ field: 'id', message: `card is ${status} and can no longer be canceled` }]);
 }
