@@ -52,6 +52,7 @@ export const routerConfigSchema = baseConfigSchema.extend({
   ROUTER_MAX_COST: env.positiveInt(5000),
   /** Fields sharing one response path, refused before graphql-js's quadratic overlap check; see router/README.md. */
   ROUTER_MAX_REPEATED_FIELDS: env.positiveInt(20),
+  ROUTER_MAX_DEFINITIONS: env.positiveInt(50),
   ROUTER_MAX_BATCH_SIZE: z.coerce.number().int().min(0).default(0),
   ROUTER_MAX_BODY_BYTES: env.positiveInt(256 * 1024),
   ROUTER_PERSISTED_QUERIES: z.enum(['apq', 'safelist']).default('apq'),

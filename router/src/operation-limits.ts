@@ -27,6 +27,11 @@ export interface OperationLimits {
    * in overlap-limits.ts). @default 20
    */
   maxRepeatedFields: number;
+  /**
+   * Operation and fragment definitions in one document, checked before validation (see
+   * `definitionsError` in overlap-limits.ts). @default 50
+   */
+  maxDefinitions: number;
 }
 
 export const defaultOperationLimits: OperationLimits = {
@@ -36,6 +41,7 @@ export const defaultOperationLimits: OperationLimits = {
   maxTokens: 2000,
   maxCost: 5000,
   maxRepeatedFields: 20,
+  maxDefinitions: 50,
 };
 
 /** List sizes assumed for a list field that has no `first`/`last`/`limit` argument. */

@@ -174,6 +174,7 @@ export function createRouter(deps: RouterDeps): Router {
     maxTokens: config.ROUTER_MAX_TOKENS,
     maxCost: config.ROUTER_MAX_COST,
     maxRepeatedFields: config.ROUTER_MAX_REPEATED_FIELDS,
+    maxDefinitions: config.ROUTER_MAX_DEFINITIONS,
   };
   // Every client document, before graphql-js validates it: POST/GET /graphql through Apollo's
   // validation rules, subscription documents before their own validation (src/overlap-limits.ts).

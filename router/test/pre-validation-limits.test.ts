@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
-import { getOperationAST, parse, validate } from 'graphql';
+import { getIntrospectionQuery, getOperationAST, parse, validate } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { computeAuthMatrix } from '../src/auth-matrix.ts';
 import { defaultOperationLimits, enforceOperationLimits, measureOperation, operationLimitsError } from '../src/operation-limits.ts';
-import { preValidationCheck, preValidationRule } from '../src/overlap-limits.ts';
+import { definitionsError, preValidationCheck, preValidationRule } from '../src/overlap-limits.ts';
 import { apiSchemaFromSupergraph } from '../src/subscriptions/api-schema.ts';
 import {
   composeRepoSupergraph,
@@ -117,15 +117,101 @@ const expensive: Record<string, { query: string; extensions: Record<string, unkn
   },
 };
 
+/** Card's scalar fields: 210 fragments over 14 keys repeat each key 15 times, within the repeated-fields limit. */
+const cardFields = [
+  'id',
+  'status',
+  'amount',
+  'currency',
+  'currencyExponent',
+  'bin',
+  'last4',
+  'brand',
+  'expMonth',
+  'expYear',
+  'expiresAt',
+  'createdAt',
+  'usedAt',
+  'canceledAt',
+];
+
+/** Documents within every other limit (the tokens, the repeated fields, each definition's shape) that hold many definitions. */
+const manyDefinitions: Record<string, { query: string; actual: number }> = {
+  // graphql-js's overlap check compares every pair of fragments spread in one selection set: ~10 ms of validation.
+  '210 one-field fragments spread in one selection set': {
+    query: tokens(
+      `{ card(id: "1") { ${range(210)
+        .map((i) => `...F${i}`)
+        .join(' ')} } } ${range(210)
+        .map((i) => `fragment F${i} on Card { ${cardFields[i % cardFields.length]} }`)
+        .join(' ')}`,
+    ),
+    actual: 211,
+  },
+  // Each operation is validated on its own: 3–4 ms.
+  '240 operations': {
+    query: tokens(
+      range(240)
+        .map((i) => `query Q${i} { me { id } }`)
+        .join(' '),
+    ),
+    actual: 240,
+  },
+};
+
 const supergraphSdl = composeRepoSupergraph();
 const schema = apiSchemaFromSupergraph(supergraphSdl);
 const check = preValidationCheck(defaultOperationLimits);
+/** The check with the definitions limit lifted: the documents of `expensive` hold up to 182 definitions, and each is refused for its own shape. */
+const checkShapes = preValidationCheck({ ...defaultOperationLimits, maxDefinitions: Number.POSITIVE_INFINITY });
+
+describe('the definitions limit, checked first', () => {
+  for (const [what, { query, actual }] of Object.entries(manyDefinitions)) {
+    it(`refuses ${what} before the overlap check visits a selection set, and only it breaks a limit`, () => {
+      const { counter, rules } = countingOverlapRules();
+      const errors = validate(schema, parse(query), [...rules, preValidationRule(check)]);
+      expect(errors.map((e) => e.message)).toEqual([`Document definitions ${actual} exceeds the limit of 50`]);
+      expect(errors[0]?.extensions).toMatchObject({ code: 'OPERATION_LIMIT_EXCEEDED', limit: 'definitions', max: 50, actual });
+      expect(counter.selectionSets).toBe(0);
+      // Every other check passes it, and validation has nothing to say: graphql-js would validate all of it.
+      expect(checkShapes(parse(query))).toBeUndefined();
+      const without = countingOverlapRules();
+      expect(validate(schema, parse(query), without.rules)).toEqual([]);
+      expect(without.counter.selectionSets).toBeGreaterThan(actual);
+    });
+  }
+
+  it('counts operations and fragments alike, up to the limit', () => {
+    const document = (operations: number, fragments: number) =>
+      parse(
+        `${range(operations)
+          .map((i) => `query Q${i} { me { ...F0 } }`)
+          .join(' ')} ${range(fragments)
+          .map((i) => `fragment F${i} on User { id }`)
+          .join(' ')}`,
+      );
+    expect(definitionsError(document(1, 49), 50)).toBeUndefined();
+    expect(definitionsError(document(25, 25), 50)).toBeUndefined();
+    expect(definitionsError(document(26, 25), 50)?.extensions).toMatchObject({ limit: 'definitions', max: 50, actual: 51 });
+    expect(definitionsError(document(1, 50), 50)?.extensions).toMatchObject({ limit: 'definitions', max: 50, actual: 51 });
+  });
+
+  it('comes before the other checks: the many-fragment documents below are refused for it at the default', () => {
+    for (const what of [
+      '181 fragments, each one aliased __typename, spread in one selection set',
+      '180 fragments on the root type, each spreading the next twice',
+      'a fragment no operation spreads, reaching 150 aliases',
+    ]) {
+      expect(check(parse(expensive[what]!.query))?.extensions, what).toMatchObject({ limit: 'definitions', max: 50 });
+    }
+  });
+});
 
 describe('the pre-validation check, in the order Apollo Server runs it (after specifiedRules, one traversal)', () => {
   for (const [what, { query, extensions, message }] of Object.entries(expensive)) {
     it(`refuses ${what} before the overlap check visits a selection set`, () => {
       const { counter, rules } = countingOverlapRules();
-      const errors = validate(schema, parse(query), [...rules, preValidationRule(check)]);
+      const errors = validate(schema, parse(query), [...rules, preValidationRule(checkShapes)]);
       expect(errors.map((e) => e.message)).toEqual([expect.stringMatching(message)]);
       expect(errors[0]?.extensions).toMatchObject(extensions);
       expect(counter.selectionSets).toBe(0);
@@ -191,7 +277,8 @@ describe('the pre-validation check, in the order Apollo Server runs it (after sp
     const bench = readFileSync(resolve(repoRoot, 'bench/src/federation/test-query.ts'), 'utf8').match(/`([^`]*)`/)?.[1] ?? '';
     const watch = readFileSync(resolve(repoRoot, 'router/src/subscriptions/README.md'), 'utf8').match(/```graphql\n([^`]*)```/)?.[1] ?? '';
     const matrix = computeAuthMatrix(supergraphSdl).map((row) => row.document);
-    const corpus = [...manifest, ...k6, bench, watch, ...matrix];
+    // The standard introspection query every client tool sends (admins only): 1 operation, 3 fragments.
+    const corpus = [...manifest, ...k6, bench, watch, ...matrix, getIntrospectionQuery()];
     expect(manifest.length).toBeGreaterThanOrEqual(10);
     expect(k6.length).toBe(4);
     expect(matrix.length).toBeGreaterThan(20);
@@ -220,7 +307,7 @@ describe('the router refuses them before validation, on POST and on the subscrip
       verifier: issuer.verifier,
       urls: subgraphs.urls,
       supergraphSdl,
-      env: { ROUTER_RATE_LIMIT_PER_MINUTE: '1000' },
+      env: { ROUTER_RATE_LIMIT_PER_MINUTE: '1000', ROUTER_MAX_DEFINITIONS: '30' },
       subscriptions: idleSubscriptions(issuer),
     });
     merchant = await issuer.bearer({ userId: 'usr_m', role: 'merchant', apiKeyId: 'key_prevalidation' });
@@ -243,6 +330,28 @@ describe('the router refuses them before validation, on POST and on the subscrip
       ],
     });
     expect(hits()).toBe(before);
+  });
+
+  it('POST: answers 400 OPERATION_LIMIT_EXCEEDED for a document past ROUTER_MAX_DEFINITIONS, and runs one at it', async () => {
+    // A chain of fragments, each spreading the next: within every other limit.
+    const document = (fragments: number) =>
+      `query Me { me { ...F0 } } ${range(fragments)
+        .map((i) => `fragment F${i} on User { ${i + 1 < fragments ? `...F${i + 1}` : 'id'} }`)
+        .join(' ')}`;
+    const before = hits();
+    const refused = await post(router.graphqlUrl, { query: document(30) }, { authorization: merchant });
+    expect(refused.status).toBe(400);
+    expect(refused.body).toEqual({
+      errors: [
+        {
+          message: 'Document definitions 31 exceeds the limit of 30',
+          extensions: { code: 'OPERATION_LIMIT_EXCEEDED', limit: 'definitions', max: 30, actual: 31 },
+        },
+      ],
+    });
+    expect(hits()).toBe(before);
+    const served = await post(router.graphqlUrl, { query: document(29) }, { authorization: merchant });
+    expect(served.body).toEqual({ data: { me: { id: 'usr_m' } } });
   });
 
   it('POST: answers the first unknown fragment alone, as graphql-js names it', async () => {
