@@ -17,7 +17,6 @@ import {
 } from '@ghostpay/platform';
 import type { BridgeConfig } from './config.ts';
 import { docsPaths, loadDocsFiles } from './docs-page.ts';
-import { firstDuplicateKey } from './duplicate-json-keys.ts';
 import {
   badInputMessage,
   errorEnvelope,
@@ -27,6 +26,7 @@ import {
   unavailableMessageFor,
 } from './error-mapping.ts';
 import { apiContentSecurityPolicy, applyCors, docsContentSecurityPolicy, setSecurityHeaders } from './http-security.ts';
+import { scanJsonText } from './json-text-scan.ts';
 import { type ApiRoute, loadSpec, manifestPath, matchRoute, type OpenApiDocument, routesOf } from './openapi-spec.ts';
 import { operationMappings } from './operation-mappings.ts';
 import { loadManifest, type ManifestOperation } from './persisted-query-manifest.ts';
@@ -74,7 +74,9 @@ export const staticPaths = ['/openapi.json', ...docsPaths, '/healthz', '/readyz'
 const idempotencyKeyHeader = 'Idempotency-Key';
 
 /** A request body as read: parsed, or why it is refused. */
-type BodyRead = { ok: true; body: unknown } | { ok: false; status: number; code: string; message: string; fields?: FieldProblem[] };
+type BodyRead =
+  | { ok: true; body: unknown; nonIntegerLiterals?: string[] | undefined }
+  | { ok: false; status: number; code: string; message: string; fields?: FieldProblem[] };
 
 /** Headers of the router's answer that REST clients need (rate limiting). */
 const passedThroughHeaders = ['retry-after', 'ratelimit', 'ratelimit-policy'];
@@ -181,16 +183,16 @@ export function createBridge(deps: BridgeDeps): Bridge {
     } catch {
       return refusal('The request body is not valid JSON');
     }
-    const found = firstDuplicateKey(text);
-    const duplicate = found === undefined ? undefined : maskCardNumbers(found);
-    if (duplicate !== undefined) {
+    const scan = scanJsonText(text);
+    if (scan.duplicateKey !== undefined) {
+      const duplicate = maskCardNumbers(scan.duplicateKey);
       return refusal(`${duplicate}: appears more than once`, duplicate, 'appears more than once');
     }
     if (!takesBody) {
       const empty = body !== null && typeof body === 'object' && !Array.isArray(body) && Object.keys(body).length === 0;
       return empty ? { ok: true, body: undefined } : noBody;
     }
-    return { ok: true, body };
+    return { ok: true, body, nonIntegerLiterals: scan.nonIntegerLiterals };
   };
 
   const handleApiRoute = async (
@@ -214,15 +216,21 @@ export function createBridge(deps: BridgeDeps): Bridge {
       return;
     }
 
-    const parsed =
-      req.method === 'POST' ? await readJsonBody(req, route.bodySchema !== undefined) : ({ ok: true, body: undefined } as const);
+    const parsed: BodyRead =
+      req.method === 'POST' ? await readJsonBody(req, route.bodySchema !== undefined) : { ok: true, body: undefined };
     if (!parsed.ok) {
       // The rest of a body past the limit is not worth reading: the socket closes after the 413.
       if (parsed.status === 413) res.setHeader('connection', 'close');
       sendError(res, parsed.status, parsed.code, parsed.message, requestId, parsed.fields ? { fields: parsed.fields } : {});
       return;
     }
-    const checked = validateRequest(route, { params, query: url.searchParams, headers: req.headers, body: parsed.body });
+    const checked = validateRequest(route, {
+      params,
+      query: url.searchParams,
+      headers: req.headers,
+      body: parsed.body,
+      nonIntegerLiterals: parsed.nonIntegerLiterals,
+    });
     if (!checked.ok) {
       sendError(res, 400, ErrorCode.BAD_USER_INPUT, badInputMessage(checked.problems), requestId, { fields: checked.problems });
       return;

@@ -19,6 +19,8 @@ export interface RawRequestInput {
   headers: Record<string, string | string[] | undefined>;
   /** The parsed JSON body, or undefined when there was none. */
   body: unknown;
+  /** Paths of the body's numbers written with a fraction or an exponent (`scanJsonText`). */
+  nonIntegerLiterals?: string[] | undefined;
 }
 
 /** A request the contract accepts: parameters coerced to their schema types. */
@@ -105,6 +107,8 @@ interface CompiledRoute {
   /** Path and query parameters whose schema is numeric, by name. */
   numeric: Map<string, 'integer' | 'number'>;
   body?: ValidateFunction;
+  /** Dotted paths of the body's integer fields (`amount`), which must be written as integers. */
+  integerBodyFields: Set<string>;
 }
 
 // Decimal digits only: Ajv's type coercion (`+value`) would also take `0x10`, `1e1`, ` 5 `.
@@ -130,6 +134,25 @@ function numericParameters(spec: OpenApiDocument, parameters: ApiRoute['paramete
     if (type === 'integer' || type === 'number') numeric.set(parameter.name, type);
   }
   return numeric;
+}
+
+/**
+ * The dotted paths of the integer properties of a body schema (nested objects included). JSON
+ * Schema's `integer` takes any number with a zero fraction, so `1.0`, `1e2` and
+ * `1.0000000000000001` (which parses to 1) pass it: these fields are also checked for how their
+ * number was written.
+ */
+function integerFields(spec: OpenApiDocument, schema: unknown, prefix = '', found = new Set<string>(), depth = 0): Set<string> {
+  if (depth > 8 || !schema || typeof schema !== 'object') return found;
+  const resolved = resolveRef<Record<string, unknown>>(spec, schema as Record<string, unknown>);
+  const properties = resolved.properties as Record<string, unknown> | undefined;
+  for (const [name, property] of Object.entries(properties ?? {})) {
+    const path = prefix ? `${prefix}.${name}` : name;
+    const type = resolveRef<Record<string, unknown>>(spec, property as Record<string, unknown>).type;
+    if (type === 'integer') found.add(path);
+    else integerFields(spec, property, path, found, depth + 1);
+  }
+  return found;
 }
 
 /** Problems about the body as a whole (`null`, `[]` where an object goes) name it `body`. */
@@ -165,6 +188,7 @@ export function createRequestValidator(spec: OpenApiDocument, routes: ApiRoute[]
       headerNames: inPlace('header').map((p) => p.name),
       numeric: numericParameters(spec, route.parameters),
       body: route.bodySchema ? compileSpecSchema(ajv, route.bodySchema) : undefined,
+      integerBodyFields: integerFields(spec, route.bodySchema),
     });
   }
 
@@ -201,6 +225,12 @@ export function createRequestValidator(spec: OpenApiDocument, routes: ApiRoute[]
       if (body === undefined && route.bodyRequired) problems.push({ field: 'body', message: 'a JSON body is required' });
       else if (body === undefined) body = {};
       else if (!validators.body(body)) problems.push(...bodyProblems(problemsOf(validators.body.errors)));
+      for (const field of input.nonIntegerLiterals ?? []) {
+        // The message Ajv gives `1.5`: to the client, `1.0` is the same mistake.
+        if (validators.integerBodyFields.has(field) && !problems.some((p) => p.field === field)) {
+          problems.push({ field, message: 'must be integer' });
+        }
+      }
     }
 
     if (problems.length > 0) return { ok: false, problems: problems.map((p) => ({ ...p, field: maskCardNumbers(p.field) })) };

@@ -222,6 +222,49 @@ describe('the bridge in front of a scripted router', () => {
     expect(captured).toHaveLength(0);
   });
 
+  it('refuses an amount written with a fraction or an exponent, even one that parses to an integer', async () => {
+    // `1.0000000000000001` parses to 1 and `10.00` to 10: JSON Schema's `integer` takes both, and
+    // a client that meant $10.00 would be charged 10 cents. They are refused as `1.5` is.
+    const charge = (amount: string) =>
+      api.call('POST', '/charges', {
+        token,
+        rawBody: `{"card_id":"card_1","amount":${amount},"currency":"USD"}`,
+        headers: { 'Idempotency-Key': `k-${amount}` },
+      });
+    for (const amount of ['1.0000000000000001', '10.00', '1e2', '1E+2', '2147483646.9999999']) {
+      const response = await charge(amount);
+      expect(response.status, amount).toBe(400);
+      expect(response.body.error, amount).toMatchObject({
+        code: 'BAD_USER_INPUT',
+        message: 'amount: must be integer',
+        fields: [{ field: 'amount', message: 'must be integer' }],
+      });
+    }
+    const issue = await api.call('POST', '/cards', {
+      token,
+      rawBody: '{"user_id":"usr_1","amount":500,"currency":"USD","expires_in_seconds":3.6e3}',
+    });
+    expect(issue.body.error.fields).toEqual([{ field: 'expires_in_seconds', message: 'must be integer' }]);
+    const refund = await api.call('POST', '/charges/ch_1/refunds', {
+      token,
+      rawBody: '{"amount":5.0}',
+      headers: { 'Idempotency-Key': 'r' },
+    });
+    expect(refund.body.error.fields).toEqual([{ field: 'amount', message: 'must be integer' }]);
+    expect(captured).toHaveLength(0);
+
+    // Integers are sent as written, and a fraction inside a string field is only text.
+    errorAnswer('NOT_FOUND');
+    await api.call('POST', '/charges', {
+      token,
+      rawBody: '{"card_id":"card_1","amount":1000,"currency":"USD","description":"1.5e3 of 2.0"}',
+      headers: { 'Idempotency-Key': 'k-ok' },
+    });
+    expect(captured.map((c) => c.body.variables)).toEqual([
+      { input: { cardId: 'card_1', amount: 1000, currency: 'USD', description: '1.5e3 of 2.0' }, idempotencyKey: 'k-ok' },
+    ]);
+  });
+
   it('refuses a body on an operation that takes none (cancel, reveal), and accepts nothing or {}', async () => {
     const pan = '4111111111111111';
     for (const path of ['/cards/card_1/cancel', '/cards/card_1/reveal']) {
