@@ -5,7 +5,114 @@ export { z };
 /** The result of checking env against a schema: either typed config or one line per problem. */
 export type ConfigResult<T> = { ok: true; config: T } | { ok: false; problems: string[] };
 
-/** Validates `env` against `schema`, collecting every problem as `NAME: message`. */
+/**
+ * What `parseConfig` and `redactConfig` may show of a variable's value, declared in the schema:
+ * `env.secret()` (never shown) or `env.shown()` (shown whatever its name says). See `isSecretConfigField`.
+ */
+const configFieldKind = z.registry<{ secret: boolean }>();
+
+function declareKind<T extends z.ZodType>(schema: T, secret: boolean): T {
+  (configFieldKind as z.core.$ZodRegistry<{ secret: boolean }, z.ZodType>).add(schema, { secret });
+  return schema;
+}
+
+/**
+ * Names that say a variable holds a credential. Only a fallback for a string variable whose
+ * schema declares nothing (`env.secret()` / `env.shown()`): a variable holding a number, a
+ * boolean or one of a closed set of words (`SIGNING_KEY_ROTATION_INTERVAL_SECONDS`,
+ * `FAILED_EXCHANGE_LIMIT_PER_KEY`) is not a credential, whatever its name.
+ */
+const secretName = /SECRET|PASSW|PASSPHRASE|TOKEN|KEY|CREDENTIAL|PRIVATE|PEPPER|SALT|(?:^|_)PIN(?:_|$)|AUTH/i;
+
+/** Value kinds that cannot hold a credential: a number, a boolean, a closed set of words. */
+const valueFreeKinds = new Set(['number', 'bigint', 'boolean', 'enum', 'literal']);
+
+type SchemaDef = { type: string; shape?: Record<string, z.ZodType>; innerType?: z.ZodType; in?: z.ZodType; out?: z.ZodType };
+const defOf = (schema: z.ZodType) => (schema as unknown as { _zod: { def: SchemaDef } })._zod.def;
+
+/** The object schema `schema` validates with (through pipes), if any. */
+function objectShape(schema: z.ZodType): Record<string, z.ZodType> | undefined {
+  for (let current: z.ZodType | undefined = schema, hops = 0; current && hops < 16; hops++) {
+    const def = defOf(current);
+    if (def.type === 'object') return def.shape;
+    current = def.type === 'pipe' ? def.in : def.innerType;
+  }
+  return undefined;
+}
+
+/**
+ * Whether the value of variable `name` of `schema` is a secret, never to be shown: declared with
+ * `env.secret()` (or `env.shown()` for not), else a string variable whose name says credential
+ * (`secretName`). Wrappers (`.optional()`, `.default()`, a `.transform()` pipe) are looked
+ * through. A variable the schema does not know is shown only if its name says nothing.
+ */
+export function isSecretConfigField(schema: z.ZodType, name: string): boolean {
+  const field = objectShape(schema)?.[name];
+  let kind: string | undefined;
+  const pending: z.ZodType[] = field ? [field] : [];
+  for (let hops = 0; pending.length > 0 && hops < 32; hops++) {
+    const current = pending.shift() as z.ZodType;
+    const declared = configFieldKind.get(current);
+    if (declared) return declared.secret;
+    const def = defOf(current);
+    if (def.type === 'pipe') {
+      if (def.in) pending.push(def.in);
+    } else if (def.innerType) {
+      pending.push(def.innerType);
+    } else {
+      kind ??= def.type;
+    }
+  }
+  if (kind && valueFreeKinds.has(kind)) return false;
+  return secretName.test(name);
+}
+
+/**
+ * `text` with the credentials of every URL in it censored: the user information
+ * (`postgres://[redacted]@db/x`) and query parameters naming a credential (`?password=`,
+ * `sslpassword=`, `token=`). A URL is taken to run to the next `scheme://`, and its user
+ * information to the last `@` in it: a malformed URL (the ones config refuses: a password with
+ * `/`, `#`, `?` or a space) is censored too, at the cost of sometimes censoring more than needed.
+ */
+export function withoutCredentialsInUrls(text: string): string {
+  if (!text.includes('://')) return text;
+  const starts = [...text.matchAll(/[a-z][a-z\d+.-]*:\/\//gi)].map((m) => ({ at: m.index, scheme: m[0] }));
+  let out = text.slice(0, starts[0]?.at ?? text.length);
+  starts.forEach(({ at, scheme }, i) => {
+    const end = starts[i + 1]?.at ?? text.length;
+    let rest = text.slice(at + scheme.length, end);
+    const lastAt = rest.lastIndexOf('@');
+    if (lastAt !== -1) rest = `[redacted]${rest.slice(lastAt)}`;
+    rest = rest.replace(
+      /([?&;][^=&#\s]*(?:pass|secret|token|key|credential|authmechanismproperties)[^=&#\s]*=)[^&#\s,]*/gi,
+      '$1[redacted]',
+    );
+    out += scheme + rest;
+  });
+  return out;
+}
+
+/** How a variable's value is shown in a problem or a config dump: a secret not at all, anything else without URL credentials. */
+function shownValue(schema: z.ZodType, name: string, value: string): string {
+  return isSecretConfigField(schema, name) ? '[redacted]' : withoutCredentialsInUrls(value);
+}
+
+/**
+ * A problem's message, which a schema's own check may have written with the value in it
+ * (`expected name=url pairs, got "auth=http://u:pw@…"`): without URL credentials, and for a
+ * secret without any 6 characters in a row of the value.
+ */
+function shownMessage(schema: z.ZodType, name: string, value: string | undefined, message: string): string {
+  if (value !== undefined && value !== '' && isSecretConfigField(schema, name)) {
+    const window = Math.min(6, value.length);
+    for (let i = 0; i + window <= value.length; i++) {
+      if (message.includes(value.slice(i, i + window))) return 'invalid value (the message quoted it)';
+    }
+  }
+  return withoutCredentialsInUrls(message);
+}
+
+/** Validates `env` against `schema`, collecting every problem as `NAME: message`. Secrets are never shown (`isSecretConfigField`). */
 export function parseConfig<S extends z.ZodType>(
   schema: S,
   env: Record<string, string | undefined> = process.env,
@@ -14,15 +121,37 @@ export function parseConfig<S extends z.ZodType>(
   if (result.success) return { ok: true, config: result.data };
   const problems = result.error.issues.map((issue) => {
     const name = issue.path.join('.') || '(env)';
-    const value = env[String(issue.path[0])];
-    const got = value === undefined ? 'is not set' : `got ${JSON.stringify(redactIfSecret(name, value))}`;
-    return `${name}: ${issue.message} (${got})`;
+    const variable = issue.path.length > 0 ? String(issue.path[0]) : undefined;
+    const value = variable === undefined ? undefined : env[variable];
+    const message = variable === undefined ? withoutCredentialsInUrls(issue.message) : shownMessage(schema, variable, value, issue.message);
+    if (variable === undefined) return `${name}: ${message}`;
+    const got = value === undefined ? 'is not set' : `got ${JSON.stringify(shownValue(schema, variable, value))}`;
+    return `${name}: ${message} (${got})`;
   });
   return { ok: false, problems };
 }
 
-function redactIfSecret(name: string, value: string): string {
-  return /SECRET|KEY|TOKEN|PASSWORD|URL/i.test(name) ? '[redacted]' : value;
+/**
+ * `config` as it may be shown (a start-up line, a dump): each secret variable's value
+ * `[redacted]`, every other string without URL credentials.
+ */
+export function redactConfig<T extends Record<string, unknown>>(schema: z.ZodType, config: T): Record<keyof T, unknown> {
+  const shown: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(config)) {
+    if (isSecretConfigField(schema, name)) shown[name] = value === undefined ? undefined : '[redacted]';
+    else shown[name] = typeof value === 'string' ? withoutCredentialsInUrls(value) : redactNested(value);
+  }
+  return shown as Record<keyof T, unknown>;
+}
+
+/** Strings inside a parsed value (a `name=url` map) without URL credentials. */
+function redactNested(value: unknown): unknown {
+  if (typeof value === 'string') return withoutCredentialsInUrls(value);
+  if (Array.isArray(value)) return value.map(redactNested);
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactNested(v)]));
+  }
+  return value;
 }
 
 /**
@@ -56,6 +185,19 @@ export const env = {
       .default(fallback ? 'true' : 'false')
       .transform((v) => v === 'true' || v === '1' || v === 'yes'),
   logLevel: () => z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /**
+   * A secret (a string of at least one character unless `schema` says otherwise): its value is
+   * never shown by `parseConfig` or `redactConfig`, whatever the variable's name. Wrap it
+   * (`.optional()`) after, not before.
+   */
+  secret: <T extends z.ZodType = z.ZodString>(schema?: T): T => declareKind((schema ?? z.string().min(1)) as T, true),
+  /**
+   * A value that is not a secret though its name reads like one (`JWKS_TLS_KEY_FILE`, a path):
+   * `parseConfig` shows it (without URL credentials).
+   */
+  shown: <T extends z.ZodType>(schema: T): T => declareKind(schema, false),
+  /** A file path (a certificate, a key file): shown in problems whatever its name. */
+  filePath: () => declareKind(z.string().min(1), false),
 };
 
 /**
@@ -71,10 +213,10 @@ export const jwtVerifierEnv = {
   /** Seconds past the JWKS max age (10 min) the last key set fetched still verifies while the JWKS cannot be fetched; 0 = none. */
   JWKS_STALE_GRACE_SECONDS: z.coerce.number().int().min(0).max(86_400).default(3_600),
   /** PEM client certificate and key presented when fetching the JWKS (auth demanding client certificates); both or neither. */
-  JWKS_TLS_CERT_FILE: z.string().min(1).optional(),
-  JWKS_TLS_KEY_FILE: z.string().min(1).optional(),
+  JWKS_TLS_CERT_FILE: env.filePath().optional(),
+  JWKS_TLS_KEY_FILE: env.filePath().optional(),
   /** PEM CA bundle the JWKS server's certificate must chain to (besides Node's own and NODE_EXTRA_CA_CERTS). */
-  JWKS_TLS_CA_FILE: z.string().min(1).optional(),
+  JWKS_TLS_CA_FILE: env.filePath().optional(),
 };
 
 export function jwtVerifierOptionsFrom(config: {

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { baseConfigSchema, env, jwtVerifierEnv, jwtVerifierOptionsFrom, parseConfig, z } from '../src/index.ts';
+import { baseConfigSchema, env, jwtVerifierEnv, jwtVerifierOptionsFrom, parseConfig, redactConfig, z } from '../src/index.ts';
 
 const run = promisify(execFile);
 const fixture = fileURLToPath(new URL('./fixtures/config-check.ts', import.meta.url));
@@ -31,13 +31,129 @@ describe('config from env', () => {
 
   it('reports every problem, one line each, without echoing secrets', () => {
     const schema = z.object({ PORT: env.port(1), DATABASE_URL: env.optionalUrl(), API_SECRET: z.string().min(8) });
-    const result = parseConfig(schema, { PORT: 'eighty', DATABASE_URL: 'not a url', API_SECRET: 'short' });
+    const result = parseConfig(schema, { PORT: 'eighty', DATABASE_URL: 'postgres://app:pw@db:x/ledger', API_SECRET: 'short' });
     expect(result.ok).toBe(false);
     if (result.ok) return;
     expect(result.problems).toHaveLength(3);
     expect(result.problems[0]).toMatch(/^PORT: .*got "eighty"/);
-    expect(result.problems[1]).toMatch(/^DATABASE_URL: .*\[redacted\]/);
+    expect(result.problems[1]).toMatch(/^DATABASE_URL: .*got "postgres:\/\/\[redacted\]@db:x\/ledger"/);
     expect(result.problems.join('\n')).not.toContain('short');
+    expect(result.problems.join('\n')).not.toContain('pw');
+  });
+
+  it('shows the value of a variable whose name says KEY but whose value is a number, a boolean or one of a set', () => {
+    const schema = z.object({
+      SIGNING_KEY_ROTATION_INTERVAL_SECONDS: z.coerce.number().int().min(3600).default(0),
+      FAILED_EXCHANGE_LIMIT_PER_KEY: env.positiveInt(5),
+      TOKEN_CACHE_ENABLED: env.boolean(true),
+      KEY_ALGORITHM: z.enum(['RS256', 'ES256']).default('RS256'),
+    });
+    const result = parseConfig(schema, {
+      SIGNING_KEY_ROTATION_INTERVAL_SECONDS: '30',
+      FAILED_EXCHANGE_LIMIT_PER_KEY: '-1',
+      TOKEN_CACHE_ENABLED: 'maybe',
+      KEY_ALGORITHM: 'HS256',
+    });
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.problems).toEqual([
+      expect.stringMatching(/^SIGNING_KEY_ROTATION_INTERVAL_SECONDS: .*\(got "30"\)$/),
+      expect.stringMatching(/^FAILED_EXCHANGE_LIMIT_PER_KEY: .*\(got "-1"\)$/),
+      expect.stringMatching(/^TOKEN_CACHE_ENABLED: .*\(got "maybe"\)$/),
+      expect.stringMatching(/^KEY_ALGORITHM: .*\(got "HS256"\)$/),
+    ]);
+  });
+
+  it('never shows a variable the schema declares secret, whatever its name, nor a message quoting it', () => {
+    const schema = z
+      .object({
+        LEDGER_PEPPERED_HASH: env.secret(z.string().min(64)),
+        WEBHOOK_SIGNING: env.secret().optional(),
+        ROUTE_MAP: env.secret(z.string().refine((v) => v.startsWith('x'), { error: (i) => `bad map ${String(i.input)}` })),
+      })
+      .superRefine((config, ctx) => {
+        if (config.WEBHOOK_SIGNING === 'abc') ctx.addIssue({ code: 'custom', path: ['WEBHOOK_SIGNING'], message: 'must not be abc' });
+      });
+    const result = parseConfig(schema, {
+      LEDGER_PEPPERED_HASH: 'hunter2-hunter2',
+      WEBHOOK_SIGNING: '',
+      ROUTE_MAP: 'wh_sec_0123456789',
+    });
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    const text = result.problems.join('\n');
+    expect(result.problems).toHaveLength(3);
+    for (const line of result.problems) expect(line).toMatch(/\(got "\[redacted\]"\)$/);
+    expect(text).not.toContain('hunter2');
+    expect(text).not.toContain('0123456789');
+  });
+
+  it('still hides a string variable named like a credential when the schema says nothing, and shows one declared not secret', () => {
+    const schema = z.object({
+      PAYMENT_GATEWAY_TOKEN: z.string().min(40),
+      DB_PASSWORD: z.string().min(12),
+      TLS_KEY_FILE: env.filePath(),
+      KEY_ID: env.shown(z.string().regex(/^kid_/)),
+    });
+    const result = parseConfig(schema, { PAYMENT_GATEWAY_TOKEN: 'tok_live_abc', DB_PASSWORD: 'pw', TLS_KEY_FILE: '', KEY_ID: 'k1' });
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.problems).toEqual([
+      expect.stringMatching(/^PAYMENT_GATEWAY_TOKEN: .*\(got "\[redacted\]"\)$/),
+      expect.stringMatching(/^DB_PASSWORD: .*\(got "\[redacted\]"\)$/),
+      expect.stringMatching(/^TLS_KEY_FILE: .*\(got ""\)$/),
+      expect.stringMatching(/^KEY_ID: .*\(got "k1"\)$/),
+    ]);
+  });
+
+  it('shows a URL with its credentials censored, a malformed one too, in the value and in a message quoting it', () => {
+    const pairs = z.string().transform((value, ctx) => {
+      for (const entry of value.split(',')) {
+        if (!URL.canParse(entry.split('=').slice(1).join('=')))
+          ctx.addIssue({ code: 'custom', message: `expected name=url pairs, got "${entry}"` });
+      }
+      return value;
+    });
+    const schema = z.object({ DATABASE_URL: env.url(), MONGODB_URL: z.string().startsWith('mongodb://'), SUBGRAPH_URLS: pairs });
+    const result = parseConfig(schema, {
+      // A password holding `/` makes the URL unparseable: what config refuses is what must still be censored.
+      DATABASE_URL: 'postgres://app:se/cr#et@db.internal/ledger?sslpassword=keypass',
+      MONGODB_URL: 'mongo://reader:s3cret@mongo:27017/?authSource=admin',
+      SUBGRAPH_URLS: 'cards=http://svc:pa/ss@cards:4002/graphql,charges=http://charges:4003/graphql?token=tk1',
+    });
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    const text = result.problems.join('\n');
+    for (const secret of ['se/cr', 'cr#et', 'keypass', 's3cret', 'pa/ss', 'tk1']) expect(text).not.toContain(secret);
+    expect(result.problems[0]).toMatch(/^DATABASE_URL: .*got "postgres:\/\/\[redacted\]@db\.internal\/ledger\?sslpassword=\[redacted\]"/);
+    expect(result.problems[1]).toMatch(/^MONGODB_URL: .*got "mongo:\/\/\[redacted\]@mongo:27017\/\?authSource=admin"/);
+    expect(result.problems[2]).toMatch(/^SUBGRAPH_URLS: expected name=url pairs, got "cards=http:\/\/\[redacted\]@cards:4002\/graphql" /);
+    expect(text).toContain('charges=http://charges:4003/graphql?token=[redacted]');
+  });
+
+  it('redacts a config dump the same way', () => {
+    const schema = z.object({
+      DATABASE_URL: env.url(),
+      API_TOKEN: z.string(),
+      HMAC: env.secret(),
+      ROTATION_KEY_DAYS: env.positiveInt(1),
+      URLS: z.string().transform((v) => ({ a: v })),
+    });
+    const parsed = parseConfig(schema, {
+      DATABASE_URL: 'postgres://u:pw@h/d',
+      API_TOKEN: 't0k',
+      HMAC: 'h4c',
+      ROTATION_KEY_DAYS: '3',
+      URLS: 'http://u:pw@x/',
+    });
+    if (!parsed.ok) throw new Error(parsed.problems.join('\n'));
+    expect(redactConfig(schema, parsed.config)).toEqual({
+      DATABASE_URL: 'postgres://[redacted]@h/d',
+      API_TOKEN: '[redacted]',
+      HMAC: '[redacted]',
+      ROTATION_KEY_DAYS: 3,
+      URLS: { a: 'http://[redacted]@x/' },
+    });
   });
 
   it('stops the process with one readable line per problem and no stack trace', async () => {
