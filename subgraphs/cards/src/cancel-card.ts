@@ -2,7 +2,7 @@ import { cards, type Database } from '@ghostpay/db';
 import { BadUserInputError, NotFoundError, type Principal } from '@ghostpay/platform';
 import { and, eq, sql } from 'drizzle-orm';
 import { canSeeCard, visibleCardsCondition } from './card-access.ts';
-import { type CardRow, readCardJudgedBy } from './card-view.ts';
+import { cardColumnsJudgedBy, effectiveStatus, type JudgedCardRow, readCardJudgedBy } from './card-view.ts';
 import { isPossibleId } from './storable-text.ts';
 
 /**
@@ -17,7 +17,7 @@ import { isPossibleId } from './storable-text.ts';
  * happened; and when the other writer only locked the row, PostgreSQL would not re-check the
  * update's condition after the wait at all. Still one statement.
  */
-export async function cancelCard(db: Database, principal: Principal, cardId: string): Promise<CardRow> {
+export async function cancelCard(db: Database, principal: Principal, cardId: string): Promise<JudgedCardRow> {
   if (!isPossibleId(cardId)) throw new NotFoundError('Card', cardId);
   // The inner select takes the row lock (no pull-up: it has FOR … UPDATE); the outer one reads
   // the clock in its projection, so after the lock is granted. Volatile, so materialized: every
@@ -38,14 +38,14 @@ export async function cancelCard(db: Database, principal: Principal, cardId: str
         visibleCardsCondition(principal),
       ),
     )
-    .returning();
+    // `expired` by the same reading (false: the update required the card unexpired at it).
+    .returning(cardColumnsJudgedBy(sql`(select at from ${held})`));
   if (updated) return updated;
   // Why not: expiry read from the clock too (later than the update's reading, so an expiry the
   // update saw still holds here), never from this server's clock.
-  const current = await readCardJudgedBy(db, cardId, sql`clock_timestamp()`);
-  if (!current || !canSeeCard(principal, current.card)) throw new NotFoundError('Card', cardId);
-  const { card, status } = current;
+  const card = await readCardJudgedBy(db, cardId, sql`clock_timestamp()`);
+  if (!card || !canSeeCard(principal, card)) throw new NotFoundError('Card', cardId);
   // Canceling twice is a no-op, so a retried request gets the same answer.
   if (card.status === 'CANCELED') return card;
-  throw new BadUserInputError([{ field: 'id', message: `card is ${status} and can no longer be canceled` }]);
+  throw new BadUserInputError([{ field: 'id', message: `card is ${effectiveStatus(card)} and can no longer be canceled` }]);
 }

@@ -25,44 +25,43 @@ export interface CardView {
   canceledAt: Date | null;
 }
 
-/**
- * Expiry is computed on read: an ACTIVE card whose `expiresAt` has passed is EXPIRED even
- * before anything rewrites its row, so no sweeper lag can make it look chargeable.
- */
-export function effectiveStatus(row: Pick<CardRow, 'status' | 'expiresAt'>, now: Date = new Date()): CardStatus {
-  return statusGivenExpiry(row.status, row.expiresAt.getTime() <= now.getTime());
-}
-
-/** A stored status as it reads once expiry is known: an ACTIVE card that has expired is EXPIRED. */
-function statusGivenExpiry(status: CardStatus, expired: boolean): CardStatus {
-  return status === 'ACTIVE' && expired ? 'EXPIRED' : status;
-}
+/** A card as read with `expired`: whether its expiry has passed by the database's clock. */
+export type JudgedCardRow = CardRow & { expired: boolean };
 
 /**
- * One card and its status with expiry judged by the database's `clock` (`now()`,
- * `clock_timestamp()`), never this server's: a replica whose clock is off would judge a card
- * the statements that charge and cancel it judge otherwise. Undefined when there is no such card.
+ * The cards table's columns and `expired`, judged by the database's `clock` (`now()`,
+ * `clock_timestamp()`, or a reading the statement took), never this server's: a replica whose
+ * clock is off would show a card ACTIVE (or EXPIRED) that the `cards(filter: {status})` filter,
+ * cancel, reveal and charge authorization, all judging by the database's clock, treat otherwise.
+ * One more column of the same statement, so no extra round trip.
  */
-export async function readCardJudgedBy(
-  db: Database,
-  cardId: string,
-  clock: SQL,
-): Promise<{ card: CardRow; status: CardStatus } | undefined> {
-  const [row] = await db
-    .select({ ...getTableColumns(cards), expired: sql<boolean>`${cards.expiresAt} <= ${clock}` })
-    .from(cards)
-    .where(eq(cards.id, cardId))
-    .limit(1);
-  if (!row) return undefined;
-  const { expired, ...card } = row;
-  return { card, status: statusGivenExpiry(card.status, expired) };
+export function cardColumnsJudgedBy(clock: SQL) {
+  return { ...getTableColumns(cards), expired: sql<boolean>`${cards.expiresAt} <= ${clock}` };
 }
 
-export function toCardView(row: CardRow, now: Date = new Date()): CardView {
+/**
+ * Expiry is computed on read: an ACTIVE card whose `expiresAt` has passed (by the database's
+ * clock, `expired`) is EXPIRED even before anything rewrites its row, so no sweeper lag can make
+ * it look chargeable.
+ */
+export function effectiveStatus(row: Pick<JudgedCardRow, 'status' | 'expired'>): CardStatus {
+  return row.status === 'ACTIVE' && row.expired ? 'EXPIRED' : row.status;
+}
+
+/**
+ * One card with `expired` judged by the database's `clock`; undefined when there is no such card.
+ * Its status as readers see it is `effectiveStatus` of it.
+ */
+export async function readCardJudgedBy(db: Database, cardId: string, clock: SQL): Promise<JudgedCardRow | undefined> {
+  const [row] = await db.select(cardColumnsJudgedBy(clock)).from(cards).where(eq(cards.id, cardId)).limit(1);
+  return row;
+}
+
+export function toCardView(row: JudgedCardRow): CardView {
   return {
     __typename: 'Card',
     id: row.id,
-    status: effectiveStatus(row, now),
+    status: effectiveStatus(row),
     amount: row.amount,
     currency: row.currency,
     currencyExponent: currencyExponent(row.currency) ?? 2,

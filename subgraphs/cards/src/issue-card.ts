@@ -12,7 +12,7 @@ import {
 } from '@ghostpay/platform';
 import { and, eq, sql } from 'drizzle-orm';
 
-import type { CardRow } from './card-view.ts';
+import { cardColumnsJudgedBy, type JudgedCardRow } from './card-view.ts';
 import type { CardsConfig } from './config.ts';
 import { brandOf, generatePan } from './pan.ts';
 import { encryptPan, type PanSecrets, panFingerprint } from './pan-crypto.ts';
@@ -120,7 +120,7 @@ export async function issueCard(
   principal: Principal,
   input: IssueCardInput,
   idempotencyKey?: string | null,
-): Promise<CardRow> {
+): Promise<JudgedCardRow> {
   const { db, limits } = deps;
   await validateIssueCard(db, limits, input, idempotencyKey);
   const fingerprint = issueRequestFingerprint(input);
@@ -156,9 +156,10 @@ export async function issueCard(
   }
 }
 
-async function replayIdempotent(db: Database, issuerId: string, key: string, fingerprint: string): Promise<CardRow | undefined> {
+async function replayIdempotent(db: Database, issuerId: string, key: string, fingerprint: string): Promise<JudgedCardRow | undefined> {
+  // The card as it is now, which may have expired since it was issued (by the database's clock).
   const [row] = await db
-    .select({ fingerprint: cardIdempotencyKeys.fingerprint, card: cards })
+    .select({ fingerprint: cardIdempotencyKeys.fingerprint, card: cardColumnsJudgedBy(sql`now()`) })
     .from(cardIdempotencyKeys)
     .innerJoin(cards, eq(cards.id, cardIdempotencyKeys.cardId))
     .where(and(eq(cardIdempotencyKeys.issuerId, issuerId), eq(cardIdempotencyKeys.key, key)))
@@ -178,7 +179,7 @@ async function insertCardWithUniquePan(
   principal: Principal,
   input: IssueCardInput,
   lifetimeSeconds: number,
-): Promise<CardRow> {
+): Promise<JudgedCardRow> {
   const { panSecrets, limits } = deps;
   const keyring = panSecrets.keyring();
   const fingerprintKey = panSecrets.fingerprintKey();
@@ -210,7 +211,7 @@ async function insertCardWithUniquePan(
         currency: input.currency,
       })
       .onConflictDoNothing({ target: cards.panFingerprint })
-      .returning();
+      .returning(cardColumnsJudgedBy(sql`now()`));
     if (row) return row;
     // Never log the PAN; the attempt count is enough to notice a crowded BIN.
     deps.logger.warn({ attempt }, 'generated PAN collided with an existing card; drawing another');

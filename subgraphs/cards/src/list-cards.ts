@@ -3,7 +3,7 @@ import { BadUserInputError, type Principal } from '@ghostpay/platform';
 import { and, desc, eq, gt, lte, or, type SQL, sql } from 'drizzle-orm';
 import { alias } from 'drizzle-orm/pg-core';
 import { visibleCardsCondition } from './card-access.ts';
-import { type CardView, toCardView } from './card-view.ts';
+import { type CardView, cardColumnsJudgedBy, toCardView } from './card-view.ts';
 import { isPossibleId } from './storable-text.ts';
 
 export interface CardFilter {
@@ -30,7 +30,10 @@ export function decodeCursor(cursor: string): string {
   return decoded.slice('card:'.length);
 }
 
-/** The stored status condition for the status a reader will see (expiry is computed on read). */
+/**
+ * The stored status condition for the status a reader will see (expiry is computed on read, by
+ * the database's `now()`, as each row's `expired` is).
+ */
 function statusCondition(status: CardStatus): SQL {
   const now = sql`now()`;
   if (status === 'ACTIVE') return and(eq(cards.status, 'ACTIVE'), gt(cards.expiresAt, now))!;
@@ -69,14 +72,14 @@ export async function listCards(
       .where(and(eq(c.id, afterId), visibleCardsCondition(principal, c)));
     conditions.push(sql`(${cards.createdAt}, ${cards.id}) < (${position})`);
   }
+  // Each row's `expired` by the same `now()` the status filter used.
   const rows = await db
-    .select()
+    .select(cardColumnsJudgedBy(sql`now()`))
     .from(cards)
     .where(and(...conditions))
     .orderBy(desc(cards.createdAt), desc(cards.id))
     .limit(first + 1);
   const page = rows.slice(0, first);
-  const now = new Date();
-  const edges = page.map((row) => ({ cursor: encodeCursor(row.id), node: toCardView(row, now) }));
+  const edges = page.map((row) => ({ cursor: encodeCursor(row.id), node: toCardView(row) }));
   return { edges, pageInfo: { hasNextPage: rows.length > first, endCursor: edges.at(-1)?.cursor ?? null } };
 }

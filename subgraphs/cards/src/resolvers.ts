@@ -13,7 +13,7 @@ import type DataLoader from 'dataloader';
 
 import { cancelCard } from './cancel-card.ts';
 import { canSeeCard } from './card-access.ts';
-import { type CardRow, type CardView, toCardView } from './card-view.ts';
+import { type CardView, type JudgedCardRow, toCardView } from './card-view.ts';
 import { type IssueCardInput, type IssueCardLimits, issueCard } from './issue-card.ts';
 import { type CardFilter, listCards } from './list-cards.ts';
 import type { PanSecrets } from './pan-crypto.ts';
@@ -21,7 +21,7 @@ import { revealCard } from './reveal-card.ts';
 import { isPossibleId } from './storable-text.ts';
 
 export interface CardsContext extends SubgraphContext {
-  cardLoader: DataLoader<string, CardRow | undefined>;
+  cardLoader: DataLoader<string, JudgedCardRow | undefined>;
 }
 
 export interface CardsResolverDeps {
@@ -34,7 +34,7 @@ export interface CardsResolverDeps {
 type PageArgs = { first?: number | null; after?: string | null };
 
 /** A card the caller may see, through the request's DataLoader; NOT_FOUND otherwise. */
-async function loadVisibleCard(context: CardsContext, id: string): Promise<CardRow> {
+async function loadVisibleCard(context: CardsContext, id: string): Promise<JudgedCardRow> {
   const principal = requirePrincipal(context);
   const row = await context.cardLoader.load(id);
   if (!row || !canSeeCard(principal, row)) throw new NotFoundError('Card', id);

@@ -2,7 +2,7 @@ import { type Database, newId, revealAudit } from '@ghostpay/db';
 import { BadUserInputError, ForbiddenError, NotFoundError, type Principal } from '@ghostpay/platform';
 import { sql } from 'drizzle-orm';
 import { canRevealCard, canSeeCard } from './card-access.ts';
-import { readCardJudgedBy } from './card-view.ts';
+import { effectiveStatus, readCardJudgedBy } from './card-view.ts';
 import { decryptPan, deriveCvc, type PanSecrets } from './pan-crypto.ts';
 import { isPossibleId } from './storable-text.ts';
 
@@ -29,10 +29,10 @@ export async function revealCard(
   if (!isPossibleId(cardId)) throw new NotFoundError('Card', cardId);
   // Expired or not by the database's clock (which charges and cancels judge by), not this
   // replica's: one whose clock ran behind would reveal a card that has expired.
-  const read = await readCardJudgedBy(db, cardId, sql`now()`);
-  if (!read || !canSeeCard(principal, read.card)) throw new NotFoundError('Card', cardId);
-  const { card, status } = read;
+  const card = await readCardJudgedBy(db, cardId, sql`now()`);
+  if (!card || !canSeeCard(principal, card)) throw new NotFoundError('Card', cardId);
   if (!canRevealCard(principal, card)) throw new ForbiddenError('Only the card owner or an admin may reveal a card');
+  const status = effectiveStatus(card);
   if (status !== 'ACTIVE')
     throw new BadUserInputError([{ field: 'id', message: `card is ${status}; only an ACTIVE card can be revealed` }]);
   await db.insert(revealAudit).values({

@@ -1,11 +1,11 @@
 import { cardIdempotencyKeys, cards, revealAudit, revealCounters } from '@ghostpay/db';
 import type { Principal } from '@ghostpay/platform';
 import { eq, inArray, like, sql } from 'drizzle-orm';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { createPostgresRateLimitStore, issueCard, runCardsHousekeeping } from '../src/index.ts';
 import { createPanSecrets } from '../src/pan-crypto.ts';
 import { revealCard } from '../src/reveal-card.ts';
-import { type CardsHarness, startCardsHarness } from './cards-harness.ts';
+import { type CardsHarness, issue, startCardsHarness } from './cards-harness.ts';
 
 // Several replicas share one database, and their clocks need not agree with it (or with each
 // other). Whatever decides a card's state in the database is judged on the database's clock;
@@ -21,6 +21,12 @@ async function onSkewedReplica<T>(offsetMs: number, run: () => Promise<T>): Prom
     vi.useRealTimers();
   }
 }
+
+/**
+ * Only a database with a clock of its own can disagree with the replica: PGlite (standing in when
+ * there is no PostgreSQL cluster) runs in this process, and a faked Date moves its now() too.
+ */
+const separateDatabaseClock = Boolean(inject('postgresAdminUrl'));
 
 type Actor = Awaited<ReturnType<CardsHarness['actor']>>;
 let h: CardsHarness;
@@ -146,7 +152,7 @@ describe('the reveal limit across replicas whose clocks disagree', () => {
   });
 });
 
-describe('revealing a card on a replica whose clock is behind', () => {
+describe.skipIf(!separateDatabaseClock)('revealing a card on a replica whose clock is behind', () => {
   it('refuses a card the database says has expired, and audits nothing', async () => {
     const deps = { db: h.database.db, panSecrets: createPanSecrets(h.secrets), limits: h.config, logger: h.logger };
     const card = await issueCard(deps, principalOf(merchant), { userId: holder.id, amount: 500, currency: 'USD' });
@@ -155,5 +161,72 @@ describe('revealing a card on a replica whose clock is behind', () => {
       onSkewedReplica(-skewMs, () => revealCard(h.database.db, deps.panSecrets, principalOf(holder), card.id, 'req-clock')),
     ).rejects.toMatchObject({ extensions: { code: 'BAD_USER_INPUT' } });
     expect(await h.database.db.select().from(revealAudit).where(eq(revealAudit.cardId, card.id))).toEqual([]);
+  });
+});
+
+describe.skipIf(!separateDatabaseClock)('reading cards on a replica whose clock is off', () => {
+  const read = `query Read($id: ID!, $other: ID!, $owner: ID!, $representations: [_Any!]!) {
+    card(id: $id) { id status }
+    other: card(id: $other) { id status }
+    active: cards(filter: { status: ACTIVE, userId: $owner }) { edges { node { id status } } }
+    expired: cards(filter: { status: EXPIRED, userId: $owner }) { edges { node { id status } } }
+    _entities(representations: $representations) { ... on Card { id status } }
+  }`;
+  type Status = { id: string; status: string };
+  type Read = {
+    card: Status;
+    other: Status;
+    active: { edges: { node: Status }[] };
+    expired: { edges: { node: Status }[] };
+    _entities: Status[];
+  };
+
+  it.each([
+    ['behind', -skewMs],
+    ['ahead', skewMs],
+  ])(
+    'shows the status the database’s clock gives, as the status filter and the money paths judge it (replica %s)',
+    async (_name, offset) => {
+      const owner = await h.seed.user('user');
+      // By the database's clock: one expired a minute ago, one expires in a minute.
+      const lapsed = await h.seed.card({ ownerId: owner.id, issuerId: merchant.id });
+      const live = await h.seed.card({ ownerId: owner.id, issuerId: merchant.id });
+      await h.database.db.update(cards).set({ expiresAt: sql`now() - interval '1 minute'` }).where(eq(cards.id, lapsed.id));
+      await h.database.db.update(cards).set({ expiresAt: sql`now() + interval '1 minute'` }).where(eq(cards.id, live.id));
+      const result = await onSkewedReplica(offset, async () => {
+        // Minted on the replica's clock, as its verifier judges tokens by it.
+        const token = await h.tokens.mint({ userId: owner.id, role: 'user' });
+        return h.request<Read>(token, read, {
+          id: lapsed.id,
+          other: live.id,
+          owner: owner.id,
+          representations: [lapsed.id, live.id].map((id) => ({ __typename: 'Card', id })),
+        });
+      });
+      expect(result.errors).toBeUndefined();
+      const expired = { id: lapsed.id, status: 'EXPIRED' };
+      const active = { id: live.id, status: 'ACTIVE' };
+      // Behind, the old code showed the lapsed card ACTIVE; ahead, the live one EXPIRED (even in
+      // the page the ACTIVE filter chose it for).
+      expect(result.data).toEqual({
+        card: expired,
+        other: active,
+        active: { edges: [{ node: active }] },
+        expired: { edges: [{ node: expired }] },
+        _entities: [expired, active],
+      });
+    },
+  );
+
+  it('answers an idempotent retry of an issuance with the card’s status by the database’s clock (replica behind)', async () => {
+    const owner = await h.seed.user('user');
+    const input = { userId: owner.id, amount: 700, currency: 'USD' };
+    const issued = await issue(h, merchant.token, input, 'clock-replay');
+    expect(issued.status).toBe('ACTIVE');
+    await h.database.db.update(cards).set({ expiresAt: sql`now() - interval '1 minute'` }).where(eq(cards.id, issued.id));
+    const replayed = await onSkewedReplica(-skewMs, async () =>
+      issue(h, await h.tokens.mint({ userId: merchant.id, role: 'merchant' }), input, 'clock-replay'),
+    );
+    expect({ id: replayed.id, status: replayed.status }).toEqual({ id: issued.id, status: 'EXPIRED' });
   });
 });
