@@ -82,6 +82,17 @@ type BodyRead =
 const passedThroughHeaders = ['retry-after', 'ratelimit', 'ratelimit-policy'];
 
 /**
+ * The `Retry-After` of a 503 (or 429) when neither the router's headers nor its error gave one:
+ * the router's own for its 503s. Without it a client retries at once, into the same outage.
+ */
+const defaultRetryAfterSeconds = 5;
+
+/** Every 429 and 503 tells the client when to come back (the contract requires the header). */
+function ensureRetryAfter(res: ServerResponse, status: number, seconds = defaultRetryAfterSeconds) {
+  if ((status === 429 || status === 503) && !res.hasHeader('retry-after')) res.setHeader('retry-after', String(seconds));
+}
+
+/**
  * The REST bridge: validates each request against `openapi.yaml`, runs the operation's
  * persisted GraphQL document on the router by hash only, and answers the contract's shapes.
  * Builds without listening; `start` listens.
@@ -267,6 +278,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
     } catch (error) {
       if (!(error instanceof RouterUnreachableError)) throw error;
       logger.error({ requestId, operation: operation.name, err: error.message }, 'router unreachable');
+      ensureRetryAfter(res, 503);
       sendError(res, 503, ErrorCode.SERVICE_UNAVAILABLE, unavailable, requestId);
       return;
     }
@@ -310,6 +322,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
       if (fallback.status >= 500) logger.error(line, 'router answered without data or errors');
       else logger.warn(line, 'router answered without data or errors');
       if (fallback.keepsRateLimitHeaders) passRateLimitHeaders();
+      ensureRetryAfter(res, fallback.status);
       sendError(res, fallback.status, fallback.code, fallback.status === 503 ? unavailable : fallback.message, requestId, {
         ...(fallback.status === 401 ? { headers: { 'www-authenticate': 'Bearer' } } : {}),
       });
@@ -326,9 +339,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
     if (mapped.deploymentFault) {
       logger.error({ requestId, operation: operation.name, fault: mapped.deploymentFault }, 'router refused a bridge operation');
     }
-    if (mapped.status === 429 && !res.hasHeader('retry-after') && mapped.retryAfter !== undefined) {
-      res.setHeader('retry-after', String(mapped.retryAfter));
-    }
+    ensureRetryAfter(res, mapped.status, mapped.retryAfter);
     if (mapped.status === 401) res.setHeader('www-authenticate', 'Bearer');
     if (mapped.status === 503) mapped.envelope.error.message = unavailable;
     sendBody(res, mapped.status, mapped.envelope);

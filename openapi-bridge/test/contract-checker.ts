@@ -13,7 +13,8 @@ export interface CheckedResponse {
 
 /**
  * Calls the bridge and checks the answer against the contract: the status must be one the
- * operation documents, and a JSON body must match that status's response schema.
+ * operation documents, a JSON body must match that status's response schema, and the
+ * response's documented headers must be there when required and match their schemas.
  */
 export function createContractChecker(baseUrl: string) {
   const spec = loadSpec();
@@ -30,6 +31,37 @@ export function createContractChecker(baseUrl: string) {
       if (schema) validators.set(key, compileSpecSchema(ajv, schema));
     }
     return validators.get(key);
+  }
+
+  interface HeaderObject {
+    required?: boolean;
+    schema?: { type?: string };
+  }
+
+  /**
+   * The response's documented headers: each one marked `required` must be present, and each
+   * present one must match its schema (an integer header read as plain decimal).
+   */
+  function headerProblems(route: (typeof routes)[number], status: number, headers: Headers): string[] {
+    const response = resolveRef<{ headers?: Record<string, HeaderObject | { $ref: string }> }>(
+      spec,
+      route.responses[String(status)] as never,
+    );
+    const problems: string[] = [];
+    for (const [name, ref] of Object.entries(response.headers ?? {})) {
+      const header = resolveRef<HeaderObject>(spec, ref);
+      const value = headers.get(name);
+      if (value === null) {
+        if (header.required) problems.push(`${name} is required but missing`);
+        continue;
+      }
+      const key = `${route.pointer} ${status} header ${name}`;
+      if (!validators.has(key) && header.schema) validators.set(key, compileSpecSchema(ajv, header.schema));
+      const validate = validators.get(key);
+      const typed = header.schema?.type === 'integer' && /^[0-9]+$/.test(value) ? Number(value) : value;
+      if (validate && !validate(typed)) problems.push(`${name}: ${JSON.stringify(value)} ${ajv.errorsText(validate.errors)}`);
+    }
+    return problems;
   }
 
   async function call(
@@ -61,6 +93,8 @@ export function createContractChecker(baseUrl: string) {
     if (validate && !validate(parsed)) {
       throw new Error(`${key}: body does not match the contract: ${ajv.errorsText(validate.errors)}; body ${text.slice(0, 500)}`);
     }
+    const badHeaders = headerProblems(match.route, response.status, response.headers);
+    if (badHeaders.length > 0) throw new Error(`${key}: headers do not match the contract: ${badHeaders.join('; ')}`);
     return { status: response.status, headers: response.headers, body: parsed, key };
   }
 

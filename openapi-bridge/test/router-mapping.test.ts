@@ -531,6 +531,34 @@ describe('the bridge in front of a scripted router', () => {
     expect(response.headers.get('retry-after')).toBe('13');
   });
 
+  it('tells the client when to retry on every 503 and 429: the router’s Retry-After when it sent one, else 5 s', async () => {
+    const retryAfterOf = async () => (await api.call('GET', '/charges/ch_1', { token })).headers.get('retry-after');
+    // The router never answered, a subgraph is down, a gateway in front of the router failed.
+    answer = { status: 200, body: '', drop: true };
+    expect(await retryAfterOf()).toBe('5');
+    for (const code of ['SUBGRAPH_UNAVAILABLE', 'SERVICE_UNAVAILABLE']) {
+      errorAnswer(code);
+      expect(await retryAfterOf(), code).toBe('5');
+    }
+    for (const status of [502, 503, 504]) {
+      answer = { status, body: '<html>down</html>' };
+      expect(await retryAfterOf(), String(status)).toBe('5');
+    }
+    // A proxy's 429 without the header, a RATE_LIMITED without extensions.retryAfter.
+    answer = { status: 429, body: 'slow down' };
+    expect(await retryAfterOf()).toBe('5');
+    errorAnswer('RATE_LIMITED');
+    expect(await retryAfterOf()).toBe('5');
+    // The router's own value wins (its signing-key outage says 5 itself; a proxy may say more).
+    answer = { status: 503, headers: { 'retry-after': '30' }, body: '<html>maintenance</html>' };
+    expect(await retryAfterOf()).toBe('30');
+    errorAnswer('RATE_LIMITED', { retryAfter: 42 });
+    expect(await retryAfterOf()).toBe('42');
+    // Not on other failures.
+    errorAnswer('INTERNAL_SERVER_ERROR');
+    expect(await retryAfterOf()).toBeNull();
+  });
+
   it('answers 500, not 400, when the router does not know the bridge’s hash (a deployment fault)', async () => {
     errorAnswer('PERSISTED_QUERY_NOT_FOUND', {}, 400);
     const response = await api.call('GET', '/cards/card_1', { token });
