@@ -1,4 +1,5 @@
 import { type DestinationStream, type Logger, pino, stdSerializers } from 'pino';
+import { luhnValid } from './request-event.ts';
 import { traceLogFields } from './telemetry.ts';
 
 export type { Logger };
@@ -46,6 +47,46 @@ const urlCredentials = /\b([a-z][a-z\d+.-]*:\/\/)[^\s/?#]+@/gi;
 /** `text` with the credentials of every URL in it censored; `text` itself when it has none. */
 function withoutUrlCredentials(text: string): string {
   return text.includes('://') ? text.replace(urlCredentials, `$1${redactedValue}@`) : text;
+}
+
+/**
+ * A run of 13+ digits, a single space, dash, underscore or dot allowed between them: how a PAN is
+ * written (`4111111111111111`, `4111 1111 1111 1111`, `4111-1111-…`) or glued into an identifier
+ * (`Pay_4111_1111_1111_1111`), as `looksSecret` reads it.
+ */
+const digitRun = /\d(?:[ _.-]?\d){12,}/;
+const digitRuns = new RegExp(digitRun.source, 'g');
+/** A UUID: an identifier, kept whatever digits it holds (one in ~100 holds a Luhn-valid run across its dashes). */
+const uuidShape = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Whether some 13–19 digit window of a digit run passes Luhn: a PAN, even glued to other digits. */
+function runHoldsPan(run: string): boolean {
+  const digits = run.replace(/[ _.-]/g, '');
+  for (let length = 13; length <= 19; length++) {
+    for (let start = 0; start + length <= digits.length; start++) {
+      if (luhnValid(digits.slice(start, start + length))) return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * `text` with every digit run that holds a Luhn-valid 13–19 digit PAN replaced by `[redacted]`
+ * (`card [redacted] declined`); `text` itself when it holds none, which costs one regular
+ * expression test. A whole-string UUID is kept: it is an id, not card data.
+ */
+export function withoutPans(text: string): string {
+  if (text.length < 13 || !digitRun.test(text) || uuidShape.test(text)) return text;
+  return text.replace(digitRuns, (run) => (runHoldsPan(run) ? redactedValue : run));
+}
+
+/** W3C trace and span ids (`trace_id`, `span_id` from the active span): ids, kept whatever digits they hold. */
+const traceIdKey = /^(?:trace|span|parent[-_]?span)[-_]?id$/i;
+const hexId = /^(?:[0-9a-f]{16}|[0-9a-f]{32})$/;
+
+/** A logged string: without URL credentials and without PANs. */
+function scrubbedString(text: string): string {
+  return withoutPans(withoutUrlCredentials(text));
 }
 
 /**
@@ -134,7 +175,7 @@ function redactLogObject<T extends Record<string, unknown>>(object: T): T {
 }
 
 function redactValue(value: unknown, visited: Visited, depth: number, serializedLater?: string): unknown {
-  if (typeof value === 'string') return withoutUrlCredentials(value);
+  if (typeof value === 'string') return scrubbedString(value);
   if (value === null || typeof value !== 'object') return value;
   const known = visited.get(value);
   if (known !== undefined) {
@@ -188,7 +229,11 @@ function redactRecord(record: Record<string, unknown>, visited: Visited, depth: 
   for (const key in record) {
     if (key === serializedLater || !Object.hasOwn(record, key)) continue;
     const item = record[key];
-    const redacted = sensitiveKey.test(key) ? censored(item) : redactValue(item, visited, depth + 1);
+    const redacted = sensitiveKey.test(key)
+      ? censored(item)
+      : typeof item === 'string' && traceIdKey.test(key) && hexId.test(item)
+        ? item
+        : redactValue(item, visited, depth + 1);
     if (redacted !== item) {
       copy ??= { ...record };
       copy[key] = redacted;
@@ -224,7 +269,7 @@ const boundValuePatterns: Array<[RegExp, string]> = [
 export function scrubErrorText(text: string): string {
   let scrubbed = text;
   for (const [pattern, replacement] of boundValuePatterns) scrubbed = scrubbed.replace(pattern, replacement);
-  return scrubbed;
+  return withoutPans(scrubbed);
 }
 
 /**
@@ -320,7 +365,7 @@ function isDrizzleQueryError(error: ErrorLike): error is ErrorLike & { query: st
  */
 function scrubbedMessage(error: ErrorLike): string {
   if (isDrizzleQueryError(error)) {
-    return `Failed query: ${withoutUrlCredentials(error.query)}\nparams: [redacted ${error.params.length}]`;
+    return `Failed query: ${scrubbedString(error.query)}\nparams: [redacted ${error.params.length}]`;
   }
   const scrubbed = scrubErrorText(error.message);
   return isFunctionAuthored(error) ? withoutInterpolatedData(scrubbed) : scrubbed;
@@ -419,14 +464,14 @@ function redactedFormatArgs<Args extends unknown[]>(args: Args): Args {
   // template follows it; otherwise the first argument is the template.
   const template = typeof args[0] === 'object' || args[0] === undefined ? 1 : 0;
   const text = args[template];
-  if (args.length <= template + 1 && !(typeof text === 'string' && text.includes('://'))) return args;
+  if (args.length <= template + 1 && !(typeof text === 'string' && scrubbedString(text) !== text)) return args;
   const safe = args.slice() as Args;
   for (let i = template; i < safe.length; i++) safe[i] = redactedFormatArg(safe[i]);
   return safe;
 }
 
 function redactedFormatArg(value: unknown): unknown {
-  if (typeof value === 'string') return withoutUrlCredentials(value);
+  if (typeof value === 'string') return scrubbedString(value);
   if (value === null || typeof value !== 'object') return value;
   return isErrorLike(value) ? serializeError(value) : redactSensitive(value);
 }

@@ -444,6 +444,53 @@ describe('logger', () => {
     });
   });
 
+  it('censors a PAN written inside any logged text: fields at any depth, bindings, the message, its arguments, error text', () => {
+    const { logger, lines, parsed } = capturingLogger();
+    const pans = ['4111111111111111', '4111 1111 1111 1111', '5555-5555-5555-4444', '3782.822463.10005', '6011_0009_9013_9424'];
+    logger.child({ note: `bound ${pans[0]}` }).info(
+      {
+        description: `refund for card ${pans[1]} (customer call)`,
+        nested: { items: [{ memo: pans[2] }, `amex ${pans[3]}`] },
+        operationName: `Pay_${pans[4]}`,
+        requestId: '6f1c2e0a-4b7d-4c1e-9a2b-0c3d4e5f6a7b',
+        chargeId: '12345678-1234-4123-8123-123456789012',
+        trace_id: '55555555555544440000000000000000',
+        span_id: '5555555555554444',
+        notAPan: '4111111111111113',
+        amount: '100000000',
+        at: '2026-01-31T12:00:00.000Z',
+      },
+      `declined ${pans[0]}`,
+    );
+    logger.warn('retry for %s', `card ${pans[2]}`);
+    logger.error(new Error(`issuer refused ${pans[1]}`));
+    logger.error({ err: Object.assign(new Error('wrapped'), { cause: new Error(`cause ${pans[3]}`), card: pans[4] }) }, 'failed');
+    const text = lines.join('');
+    for (const pan of pans) expect(text).not.toContain(pan);
+    const [first, second, third, fourth] = parsed();
+    expect(first).toMatchObject({
+      note: 'bound [redacted]',
+      msg: 'declined [redacted]',
+      description: 'refund for card [redacted] (customer call)',
+      nested: { items: [{ memo: '[redacted]' }, 'amex [redacted]'] },
+      operationName: 'Pay_[redacted]',
+      // Ids are kept whatever digits they hold (trace and span ids under their keys, UUIDs anywhere), and a
+      // digit run with no Luhn-valid 13-19 digit window, an amount, a time are no PAN.
+      requestId: '6f1c2e0a-4b7d-4c1e-9a2b-0c3d4e5f6a7b',
+      chargeId: '12345678-1234-4123-8123-123456789012',
+      trace_id: '55555555555544440000000000000000',
+      span_id: '5555555555554444',
+      notAPan: '4111111111111113',
+      amount: '100000000',
+      at: '2026-01-31T12:00:00.000Z',
+    });
+    expect(second!.msg).toBe('retry for card [redacted]');
+    expect(third!.msg).toBe('issuer refused [redacted]');
+    expect((third!.err as { message: string }).message).toBe('issuer refused [redacted]');
+    expect((fourth!.err as { stack: string }).stack).toContain('cause [redacted]');
+    expect((fourth!.err as { card: string }).card).toBe('[redacted]');
+  });
+
   it('censors the values a message template interpolates, and URL credentials in the template', () => {
     const { logger, lines, parsed } = capturingLogger();
     const user = { email: 'jane@example.test', password: 'fmt-pw-s3cr3t', card: { pan: '4111111111111111' } };
