@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
 import type { Role } from '@ghostpay/platform';
 import { createLogger, createSecretsProvider, parseConfig, type SecretsProvider } from '@ghostpay/platform';
 import { freshDatabase, type TestDatabase } from '@ghostpay/test-support';
@@ -15,6 +16,8 @@ export interface AuthHarness {
   url: string;
   jwksUrl: string;
   config: AuthConfig;
+  /** Every log line of every replica, as JSON text, when started with `captureLogs` (level debug); else empty. */
+  logLines: string[];
   gql<T = Record<string, unknown>>(
     query: string,
     variables?: Record<string, unknown>,
@@ -39,15 +42,26 @@ export function testConfig(env: Record<string, string> = {}): AuthConfig {
 
 /** The auth service on a fresh database, listening on 127.0.0.1 port 0. */
 export async function startAuth(
-  options: { env?: Record<string, string>; kek?: string; database?: TestDatabase } = {},
+  options: { env?: Record<string, string>; kek?: string; database?: TestDatabase; captureLogs?: boolean } = {},
 ): Promise<AuthHarness> {
   const database = options.database ?? (await freshDatabase());
   const kek = options.kek ?? `k1:${randomKek()}`;
+  const logLines: string[] = [];
+  const destination = new Writable({
+    write(chunk, _encoding, callback) {
+      logLines.push(...String(chunk).split('\n').filter(Boolean));
+      callback();
+    },
+  });
+  const logger = () =>
+    options.captureLogs
+      ? createLogger({ service: 'auth', level: 'debug', destination })
+      : createLogger({ service: 'auth', level: 'silent' });
   const started: { service: AuthService; secrets: SecretsProvider }[] = [];
   const build = async (env: Record<string, string> = {}) => {
     const secrets = createSecretsProvider({ env: { GHOSTPAY_SECRET_SIGNING_KEK: env.KEK ?? kek } });
     const config = testConfig({ ...options.env, ...env });
-    const service = createAuthService({ database, secrets, config, logger: createLogger({ service: 'auth', level: 'silent' }) });
+    const service = createAuthService({ database, secrets, config, logger: logger() });
     await service.start(0);
     started.push({ service, secrets });
     return service;
@@ -77,6 +91,7 @@ export async function startAuth(
     url,
     jwksUrl: `${url}/.well-known/jwks.json`,
     config: testConfig(options.env),
+    logLines,
     gql,
     token,
     async seed(role) {
