@@ -73,10 +73,16 @@ export const staticPaths = ['/openapi.json', ...docsPaths, '/healthz', '/readyz'
 /** The header parameter that makes a mutation retry-safe (the contract's name). */
 const idempotencyKeyHeader = 'Idempotency-Key';
 
-/** A request body as read: parsed, or why it is refused. */
+/** A request body as read: parsed, why it is refused, or gone with the client that was sending it. */
 type BodyRead =
   | { ok: true; body: unknown; nonIntegerLiterals?: string[] | undefined }
-  | { ok: false; status: number; code: string; message: string; fields?: FieldProblem[] };
+  | { ok: false; status: number; code: string; message: string; fields?: FieldProblem[] }
+  | { ok: false; clientGone: true };
+
+/** raw-body's error when the connection closed before the body was complete. */
+function isClientAbort(error: unknown): boolean {
+  return (error as { type?: unknown } | null)?.type === 'request.aborted';
+}
 
 /** Headers of the router's answer that REST clients need (rate limiting). */
 const passedThroughHeaders = ['retry-after', 'ratelimit', 'ratelimit-policy'];
@@ -162,6 +168,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
       if (error instanceof BodyTooLargeError) {
         return { ok: false, status: 413, code: ErrorCode.PAYLOAD_TOO_LARGE, message: `Request body exceeds ${error.limit} bytes` };
       }
+      if (isClientAbort(error)) return { ok: false, clientGone: true };
       throw error;
     }
     if (raw.length === 0) return { ok: true, body: undefined };
@@ -229,6 +236,12 @@ export function createBridge(deps: BridgeDeps): Bridge {
 
     const parsed: BodyRead =
       req.method === 'POST' ? await readJsonBody(req, route.bodySchema !== undefined) : { ok: true, body: undefined };
+    if (!parsed.ok && 'clientGone' in parsed) {
+      // The client's doing (a dropped connection, a killed worker), not the bridge's: nothing
+      // reached the router, there is no one to answer, and it is no error of ours to alert on.
+      logger.info({ requestId, operation: route.graphqlOperation }, 'client closed the connection before its body was complete');
+      return;
+    }
     if (!parsed.ok) {
       // The rest of a body past the limit is not worth reading: the socket closes after the 413.
       if (parsed.status === 413) res.setHeader('connection', 'close');

@@ -1,7 +1,8 @@
 import type { IncomingMessage } from 'node:http';
+import { connect } from 'node:net';
 import { ErrorCode } from '@ghostpay/platform';
-import { type LoopbackServer, rawHttpRequest, startLoopbackServer } from '@ghostpay/test-support';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { capturingLogger, type LoopbackServer, rawHttpRequest, startLoopbackServer } from '@ghostpay/test-support';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type Bridge, bridgeConfigSchema, createBridge, loadSpec, manifestPath, mapGraphQLErrors, routesOf } from '../src/index.ts';
 import { loadManifest } from '../src/persisted-query-manifest.ts';
 import { createContractChecker } from './contract-checker.ts';
@@ -628,6 +629,36 @@ describe('the bridge in front of a scripted router', () => {
     expect(timedOut.status).toBe(503);
     expect(timedOut.body.error.message).toMatch(unknownOutcome);
     expect((await refund()).body.error.message).toBe(sameKey);
+  });
+
+  it('treats a client that goes away mid-body as the client’s doing: nothing sent to the router, an info line, not an error', async () => {
+    const { logger, parsed } = capturingLogger('openapi-bridge');
+    const watched = createBridge({
+      config: bridgeConfigSchema.parse({ LOG_LEVEL: 'silent', ROUTER_URL: `${fakeRouter.url}/graphql` }),
+      logger,
+    });
+    const url = await watched.start(0);
+    try {
+      const requestId = 'req-gone-mid-body';
+      const received = new Promise((resolve) => watched.server.server.once('request', resolve));
+      const socket = connect(Number(new URL(url).port), '127.0.0.1');
+      await new Promise((resolve) => socket.once('connect', resolve));
+      // 10 of the 100 bytes it announced, then the client is gone (a phone losing signal, a killed worker).
+      socket.write(
+        'POST /charges HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n' +
+          `Authorization: Bearer ${token}\r\nIdempotency-Key: k-aborted\r\nX-Request-Id: ${requestId}\r\n\r\n{"card_id"`,
+      );
+      await received;
+      socket.destroy();
+      // The bridge's one line about this request, whatever it says.
+      await vi.waitFor(() => expect(parsed().some((line) => line.requestId === requestId)).toBe(true));
+      const lines = parsed().filter((line) => line.requestId === requestId);
+      expect(lines.map((line) => Number(line.level))).toEqual([30]);
+      expect(lines[0]?.msg).toBe('client closed the connection before its body was complete');
+      expect(captured).toEqual([]);
+    } finally {
+      await watched.close();
+    }
   });
 
   it('answers a request target that is no URL with 400 in the envelope, and keeps serving', async () => {
