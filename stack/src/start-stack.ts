@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { analyticsConfigSchema, createAnalyticsService, openAnalyticsStore } from '@ghostpay/analytics';
 import { authConfigSchema, createAuthService } from '@ghostpay/auth';
@@ -13,7 +13,7 @@ import {
   createSecretsProvider,
   type Logger,
   type LoggerOptions,
-  loadConfig,
+  parseConfig,
   type SecretsProvider,
   type z,
 } from '@ghostpay/platform';
@@ -29,9 +29,11 @@ import {
   toAnalyticsRequestEvent,
 } from '@ghostpay/router';
 import { Redis } from 'ioredis';
+import { type DataDirLock, lockDataDir } from './data-dir-lock.ts';
 import { type DevCredentials, readDevCredentials, writeDevCredentials } from './dev-credentials.ts';
 import { ensureDevSecrets } from './dev-secrets.ts';
 import { describeDatabase, ensureDevUser, withoutSecrets } from './dev-seed.ts';
+import { StackStartError } from './start-error.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -90,20 +92,31 @@ const roles = ['admin', 'merchant', 'user'] as const;
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const baseEnv = options.env ?? process.env;
   const dataDir = resolve(options.dataDir ?? baseEnv.GHOSTPAY_DATA_DIR ?? '.data');
-  mkdirSync(dataDir, { recursive: true });
   const logger = options.logger ?? createLogger({ service: 'stack', level: baseEnv.LOG_LEVEL ?? 'info' });
   const secretsDir = baseEnv.SECRETS_DIR ?? join(dataDir, 'secrets');
-  if (!baseEnv.SECRETS_DIR) {
-    const created = ensureDevSecrets(secretsDir);
-    if (created.length) logger.info({ secretNames: created, dir: secretsDir }, 'created development secrets');
-  }
   // Auth sits behind the router, which passes the client's address in x-forwarded-for: one
   // trusted hop, so failed token exchanges are limited per client rather than for everyone.
   const env: Env = { TRUSTED_PROXY_HOPS: '1', ...baseEnv, GHOSTPAY_DATA_DIR: dataDir, SECRETS_DIR: secretsDir };
+  // Every service's variables are checked before anything is opened or started: a bad one
+  // stops the start with every problem listed, not with some services up and the database
+  // open (loadConfig, called as each service started, exited the process there).
+  const configs = checkConfigs(env);
   const port = (name: string, fallback: number) => (options.randomPorts ? 0 : Number(env[name] ?? fallback));
   const host = env.HOST ?? '127.0.0.1';
+  /** Starts a service on its port; a port that cannot be had says which variable moves it. */
+  const listen = async <T>(variable: string, fallback: number, start: (port: number, host: string) => Promise<T>): Promise<T> => {
+    const chosen = port(variable, fallback);
+    try {
+      return await start(chosen, host);
+    } catch (error) {
+      const why = listenProblems[(error as NodeJS.ErrnoException).code ?? ''];
+      if (!why) throw error;
+      throw new StackStartError(`cannot listen on ${host}:${chosen} (${variable}): ${why}`, { cause: error });
+    }
+  };
 
-  const closers: Array<() => Promise<unknown>> = [];
+  const lock = openDataDir(dataDir, logger);
+  const closers: Array<() => Promise<unknown>> = [async () => lock.release()];
   const close = async () => {
     for (const closeOne of closers.reverse()) {
       await closeOne().catch((error: unknown) => logger.error({ err: error }, 'error while stopping'));
@@ -112,26 +125,27 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   };
 
   try {
+    if (!baseEnv.SECRETS_DIR) {
+      const created = ensureDevSecrets(secretsDir);
+      if (created.length) logger.info({ secretNames: created, dir: secretsDir }, 'created development secrets');
+    }
     const secrets: SecretsProvider = createSecretsProvider({ dir: secretsDir, env, logger });
     closers.push(async () => secrets.close());
 
-    // The services' schemas check it too (loadConfig below), after the database is open.
-    const { DATABASE_PREPARED_STATEMENTS } = loadConfig('stack', chargesConfigSchema.pick({ DATABASE_PREPARED_STATEMENTS: true }), env);
     const database = await createDatabase({
       url: env.DATABASE_URL,
       dataDir: embeddedDatabaseDir(dataDir),
       applicationName: 'ghostpay-stack',
-      preparedStatements: DATABASE_PREPARED_STATEMENTS,
+      preparedStatements: configs.charges.DATABASE_PREPARED_STATEMENTS,
     });
     closers.push(() => database.close());
     await migrate(database, { onWarning: (message) => logger.warn(message) });
 
-    const config = <S extends z.ZodType>(service: string, schema: S) => loadConfig(service, schema, env);
     const serviceLogger = (service: string) =>
       createLogger({ service, level: options.log?.level ?? logger.level, destination: options.log?.destination });
 
-    const auth = createAuthService({ database, secrets, logger: serviceLogger('auth'), config: config('auth', authConfigSchema) });
-    await auth.start(port('AUTH_PORT', 4001), host);
+    const auth = createAuthService({ database, secrets, logger: serviceLogger('auth'), config: configs.auth });
+    await listen('AUTH_PORT', 4001, (chosen, on) => auth.start(chosen, on));
     closers.push(() => auth.close());
     const databaseName = describeDatabase(env.DATABASE_URL, embeddedDatabaseDir(dataDir));
     // Auth's signing keys are stored encrypted under `signing-kek`: a database first started
@@ -140,7 +154,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     try {
       await auth.keyRing.signingKey();
     } catch (error) {
-      throw new Error(
+      throw new StackStartError(
         `${databaseName} holds signing keys that ${join(secretsDir, 'signing-kek')} cannot decrypt: the database was set up with ` +
           "another data directory's secrets. Start with that directory (GHOSTPAY_DATA_DIR, or SECRETS_DIR=<it>/secrets), or with a database of its own.",
         { cause: error },
@@ -178,7 +192,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       if (issued) writeFileSync(routerKeyFile, `${credential.apiKey}\n`, { mode: 0o600 });
     }
 
-    const authConfig = config('auth', authConfigSchema);
+    const authConfig = configs.auth;
     const verifier = createJwtVerifier({
       jwksUrl: `${auth.url}/.well-known/jwks.json`,
       issuer: authConfig.JWT_ISSUER,
@@ -192,21 +206,21 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       secrets,
       verifier,
       logger: serviceLogger('cards'),
-      config: config('cards', cardsConfigSchema),
+      config: configs.cards,
     });
-    await cards.start(port('CARDS_PORT', 4002), host);
+    await listen('CARDS_PORT', 4002, (chosen, on) => cards.start(chosen, on));
     closers.push(() => cards.close());
 
     const charges = createChargesService({
       database,
       verifier,
       logger: serviceLogger('charges'),
-      config: config('charges', chargesConfigSchema),
+      config: configs.charges,
     });
-    await charges.start(port('CHARGES_PORT', 4003), host);
+    await listen('CHARGES_PORT', 4003, (chosen, on) => charges.start(chosen, on));
     closers.push(() => charges.close());
 
-    const analyticsConfig = config('analytics', analyticsConfigSchema);
+    const analyticsConfig = configs.analytics;
     const analyticsStore = await openAnalyticsStore(analyticsConfig);
     const analytics = createAnalyticsService({
       store: analyticsStore,
@@ -215,7 +229,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       logger: serviceLogger('analytics'),
       config: analyticsConfig,
     });
-    await analytics.start(port('ANALYTICS_PORT', 4004), host);
+    await listen('ANALYTICS_PORT', 4004, (chosen, on) => analytics.start(chosen, on));
     closers.push(() => analytics.close());
 
     // The emitter's counters (analytics_events_sent/dropped_total) are served on the router's /metrics.
@@ -226,7 +240,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       registry: routerRegistry,
       logger: serviceLogger('router').child({ component: 'analytics-emitter' }),
     });
-    const routerConfig = config('router', routerConfigSchema);
+    const routerConfig = configs.router;
     const subgraphUrls = {
       auth: `${auth.url}/graphql`,
       cards: `${cards.url}/graphql`,
@@ -250,7 +264,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     }
     const router = createRouter({
       redis,
-      subscriptions: routerSubscriptionsSettings(config('router', routerSubscriptionsConfigSchema), subgraphUrls, secrets),
+      subscriptions: routerSubscriptionsSettings(configs.routerSubscriptions, subgraphUrls, secrets),
       config: {
         ...routerConfig,
         // The bridge calls the router by hash only: its manifest is always trusted.
@@ -264,15 +278,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       onRequestEvent: (event) => emitter.emit(toAnalyticsRequestEvent(event)),
       onClose: () => emitter.close(),
     });
-    await router.start(port('ROUTER_PORT', 4000), host);
+    await listen('ROUTER_PORT', 4000, (chosen, on) => router.start(chosen, on));
     closers.push(() => router.close());
 
-    const bridgeConfig = config('openapi-bridge', bridgeConfigSchema);
     const bridge = createBridge({
-      config: { ...bridgeConfig, ROUTER_URL: `${router.url}/graphql` },
+      config: { ...configs.bridge, ROUTER_URL: `${router.url}/graphql` },
       logger: serviceLogger('openapi-bridge'),
     });
-    const bridgeUrl = await bridge.start(port('BRIDGE_PORT', 8080), host);
+    const bridgeUrl = await listen('BRIDGE_PORT', 8080, (chosen, on) => bridge.start(chosen, on));
     closers.push(() => bridge.close());
 
     return {
@@ -301,5 +314,73 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   } catch (error) {
     await close();
     throw error;
+  }
+}
+
+/** What a failed listen means, for the codes a person can do something about. */
+const listenProblems: Record<string, string> = {
+  EADDRINUSE: 'the port is in use (another npm start, or another program): stop it, or set the variable to a free port',
+  EACCES: 'not allowed to listen on that port (below 1024 needs privileges): set the variable to a port above 1023',
+  EADDRNOTAVAIL: 'this machine has no such address: set HOST to one of its addresses, or leave it unset for 127.0.0.1',
+};
+
+/** Every service's config from `env`, or a StackStartError listing every problem of every service. */
+function checkConfigs(env: Env) {
+  const schemas = {
+    auth: authConfigSchema,
+    cards: cardsConfigSchema,
+    charges: chargesConfigSchema,
+    analytics: analyticsConfigSchema,
+    router: routerConfigSchema,
+    routerSubscriptions: routerSubscriptionsConfigSchema,
+    bridge: bridgeConfigSchema,
+  };
+  const names: Record<keyof typeof schemas, string> = {
+    auth: 'auth',
+    cards: 'cards',
+    charges: 'charges',
+    analytics: 'analytics',
+    router: 'router',
+    routerSubscriptions: 'router',
+    bridge: 'openapi-bridge',
+  };
+  const parsed = {} as { [K in keyof typeof schemas]: z.infer<(typeof schemas)[K]> };
+  const problems = new Set<string>();
+  for (const key of Object.keys(schemas) as Array<keyof typeof schemas>) {
+    const result = parseConfig(schemas[key], env);
+    if (result.ok) (parsed as Record<string, unknown>)[key] = result.config;
+    else for (const problem of result.problems) problems.add(`${names[key]}: ${problem}`);
+  }
+  if (problems.size) throw new StackStartError(`invalid configuration\n${[...problems].map((line) => `  ${line}`).join('\n')}`);
+  return parsed;
+}
+
+/**
+ * Creates the data directory for its owner only (PGlite writes its files world-readable, the
+ * analytics store keeps request logs), or says why it cannot be used. A directory that already
+ * exists keeps its mode (it may be one the owner chose to share); open to others, it is warned about.
+ */
+function openDataDir(dataDir: string, logger: Logger): DataDirLock {
+  try {
+    if (!existsSync(dataDir)) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const { mode } = statSync(dataDir);
+    if (mode & 0o077) {
+      logger.warn(
+        { dir: dataDir, mode: (mode & 0o777).toString(8) },
+        `the data directory is open to other users (its database, analytics logs and dev credentials): chmod 700 ${dataDir}`,
+      );
+    }
+    return lockDataDir(dataDir);
+  } catch (error) {
+    if (error instanceof StackStartError) throw error;
+    // Not writable (the lock is the first file written), or not a directory: said plainly.
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS' && code !== 'ENOTDIR' && code !== 'EEXIST') throw error;
+    throw new StackStartError(
+      `cannot use ${dataDir} as the data directory (${code}): set GHOSTPAY_DATA_DIR to a directory this user can write`,
+      {
+        cause: error,
+      },
+    );
   }
 }
