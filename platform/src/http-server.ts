@@ -49,6 +49,15 @@ export interface ServiceServerOptions {
   tlsFiles?: ServerTlsConfig;
   /** Per-check timeout for /readyz. @default 2000 */
   readinessTimeoutMs?: number;
+  /**
+   * How long a client may take to send a request's headers, and its whole request (headers and
+   * body), before it is answered 408 and the connection closed: what a slow-loris client (bytes
+   * dribbled to hold sockets and handlers open) gets. Node's own bounds are 60 s and 300 s.
+   * Responses, SSE streams and upgraded WebSockets are not bounded by either.
+   * @default 10000 and 30000
+   */
+  headersTimeoutMs?: number;
+  requestTimeoutMs?: number;
   /** Called for WebSocket upgrades (subscriptions). */
   onUpgrade?: (req: IncomingMessage, socket: Socket, head: Buffer) => void;
 }
@@ -174,15 +183,23 @@ export function createServiceServer(options: ServiceServerOptions): ServiceServe
   };
 
   const tlsOptions = options.tlsFiles ? serverTlsOptions(options.tlsFiles) : options.tls;
-  const server = tlsOptions ? createHttpsServer(tlsOptions, onRequest) : createHttpServer(onRequest);
+  const requestTimeout = options.requestTimeoutMs ?? 30_000;
+  const timeouts = {
+    requestTimeout,
+    headersTimeout: Math.min(options.headersTimeoutMs ?? 10_000, requestTimeout),
+    // Idle keep-alive time is not counted in headersTimeout (Node >= 18); 65 s outlasts the 60 s
+    // idle timeout of common load balancers, so they never reuse a socket this side just closed.
+    keepAliveTimeout: 65_000,
+    // How often Node looks for requests past those bounds (its default, 30 s, would let one run 30 s over).
+    connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(requestTimeout / 4))),
+  };
+  const server = tlsOptions ? createHttpsServer({ ...tlsOptions, ...timeouts }, onRequest) : createHttpServer(timeouts, onRequest);
   const stopTlsReload =
     tlsOptions && options.tlsFiles
       ? reloadServerTlsOnChange(server as HttpsServer, options.tlsFiles, (error) =>
           logger.error({ err: error }, 'renewed TLS certificate could not be loaded; keeping the previous one'),
         )
       : undefined;
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
   if (options.onUpgrade) server.on('upgrade', options.onUpgrade);
   let url = '';
 

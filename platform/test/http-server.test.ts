@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { Agent, type IncomingMessage, request } from 'node:http';
+import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { freshDatabase, rawHttpRequest } from '@ghostpay/test-support';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -111,6 +112,72 @@ describe('service server', () => {
     expect(unready.status).toBe(503);
     expect(await unready.json()).toEqual({ status: 'unavailable', checks: { database: 'down' } });
     down = true;
+  });
+
+  /** Writes `parts` on a raw socket to the service, then collects what comes back until the server closes it (or 5 s pass). */
+  async function rawExchange(parts: string[], pauseMs = 0): Promise<{ text: string; closedByServer: boolean }> {
+    const url = new URL(service!.url);
+    const socket = connect(Number(url.port), url.hostname);
+    await once(socket, 'connect');
+    let text = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+    socket.on('error', () => {});
+    for (const part of parts) {
+      socket.write(part);
+      if (pauseMs) await new Promise((resolve) => setTimeout(resolve, pauseMs));
+    }
+    const closed = once(socket, 'close').then(() => true);
+    const closedByServer = await Promise.race([closed, new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 5_000))]);
+    socket.destroy();
+    return { text, closedByServer };
+  }
+
+  it('answers 408 and closes the connection of a client dribbling its headers or its body (slow loris)', async () => {
+    const outcomes: string[] = [];
+    service = createServiceServer({
+      service: 'demo',
+      logger: silent,
+      registry: createMetricsRegistry('demo'),
+      headersTimeoutMs: 200,
+      requestTimeoutMs: 400,
+      handler: async (req, res) => {
+        try {
+          const body = await readBody(req, 1_000);
+          sendJson(res, 200, { length: body.length });
+          outcomes.push('read');
+        } catch {
+          outcomes.push('aborted');
+        }
+      },
+    });
+    await service.listen(0);
+    // Headers never finished.
+    const headers = await rawExchange(['POST / HTTP/1.1\r\n', 'host: x\r\n']);
+    expect(headers.closedByServer).toBe(true);
+    expect(headers.text).toMatch(/^HTTP\/1\.1 408 /);
+    // Headers sent, 2 of 10 declared body bytes, then nothing: the handler's read ends too.
+    const body = await rawExchange(['POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nab']);
+    expect(body.closedByServer).toBe(true);
+    expect(body.text).toMatch(/^HTTP\/1\.1 408 /);
+    await vi.waitFor(() => expect(outcomes).toEqual(['aborted']), { timeout: 5_000 });
+    // A prompt client on a keep-alive connection idle for longer than both bounds is still served.
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const get = () =>
+        new Promise<{ status: number; reused: boolean }>((resolve, reject) => {
+          const req = request(`${service!.url}/healthz`, { agent }, (res) => {
+            res.resume();
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket }));
+          });
+          req.on('error', reject);
+          req.end();
+        });
+      expect(await get()).toEqual({ status: 200, reused: false });
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      expect(await get()).toEqual({ status: 200, reused: true });
+    } finally {
+      agent.destroy();
+    }
   });
 
   it('on SIGTERM finishes the in-flight request, refuses new connections and exits 0', async () => {
