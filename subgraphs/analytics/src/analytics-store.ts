@@ -98,9 +98,16 @@ export interface AnalyticsStoreOptions {
    * A batch's lease: the ingest that writes a batch owns it, and stops writing for it, for the
    * first half of this; only after all of it may a recovery (`recoverPending`, any process) claim
    * the batch, for the same time again. The second half is the margin for a write sent before
-   * the owner's deadline to be applied. @default 60000
+   * the owner's deadline to be applied: it must be longer than `writeBoundMs`. @default 60000
    */
   batchLeaseMs?: number;
+  /**
+   * The store's `DocumentStore.writeBoundMs`: the longest a write takes to be applied after being
+   * sent (or to fail having applied nothing). Refused when it does not fit in the lease's margin
+   * (half of `batchLeaseMs`), since a write applied after a recovery took its batch over can count
+   * it twice or not at all. @default 0 (not checked)
+   */
+  writeBoundMs?: number;
   /** The clock (leases), for tests. @default Date.now */
   now?: () => number;
 }
@@ -123,6 +130,9 @@ function storedOperationName(name: string): string | null {
   return name === anonymousOperation ? null : boundOperationName(name);
 }
 const minuteMs = 60_000;
+
+/** The batch lease (`AnalyticsStoreOptions.batchLeaseMs`) unless a caller sets another. */
+export const defaultBatchLeaseMs = 60_000;
 
 const minuteOf = (date: Date) => new Date(Math.floor(date.getTime() / minuteMs) * minuteMs);
 
@@ -331,9 +341,12 @@ function conditionalAggregateOps(
  * its insert: those operations are tried once more, now that the document exists; a duplicate
  * key again can only mean the marker is there.
  */
-async function writeConditionally(collection: StoreCollection, operations: StoreBulkOperation[]): Promise<void> {
+async function writeConditionally(collection: StoreCollection, operations: StoreBulkOperation[], beforeSend: () => void): Promise<void> {
   let pending = operations;
   for (let attempt = 0; pending.length > 0; attempt++) {
+    // Each send, the second one too, only within the lease: a write sent later could be applied
+    // after a recovery removed this batch's markers, and count it twice.
+    beforeSend();
     try {
       await collection.bulkWrite(pending, { ordered: false });
       return;
@@ -365,7 +378,13 @@ class LeaseExpiredError extends Error {
  */
 export function createAnalyticsStore(options: AnalyticsStoreOptions) {
   const { db, logRetentionDays } = options;
-  const leaseMs = options.batchLeaseMs ?? 60_000;
+  const leaseMs = options.batchLeaseMs ?? defaultBatchLeaseMs;
+  const writeBoundMs = options.writeBoundMs ?? 0;
+  if (writeBoundMs >= leaseMs / 2) {
+    throw new Error(
+      `analytics: the store's writes are bounded by ${writeBoundMs} ms, not within the batch lease's margin (${leaseMs / 2} ms, half of batchLeaseMs): lower the store's timeouts`,
+    );
+  }
   const now = options.now ?? Date.now;
   const warn = (message: string) => options.onWarning?.(message);
   const logs = db.collection('logs');
@@ -391,7 +410,11 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
   async function applyDeltas(batch: string, deltas: AggregateDeltas, deadline: number): Promise<void> {
     checkLease(batch, deadline);
     const ops = conditionalAggregateOps(batch, deltas);
-    const results = await Promise.allSettled([writeConditionally(usage, ops.usage), writeConditionally(performance, ops.performance)]);
+    const inLease = () => checkLease(batch, deadline);
+    const results = await Promise.allSettled([
+      writeConditionally(usage, ops.usage, inLease),
+      writeConditionally(performance, ops.performance, inLease),
+    ]);
     const failed = results.find((r) => r.status === 'rejected');
     if (failed) throw failed.reason;
   }

@@ -1,21 +1,80 @@
 import { baseConfigSchema, env, jwtVerifierEnv, z } from '@ghostpay/platform';
+import { defaultBatchLeaseMs } from './analytics-store.ts';
+import { defaultMongoTimeouts, type MongoTimeouts, mongoWriteBoundMs } from './store/mongo-store.ts';
+
+/**
+ * The time the batch lease leaves for a write to be applied after its owner's deadline (the
+ * second half of the lease): every store's write bound must be shorter.
+ */
+export const leaseMarginMs = defaultBatchLeaseMs / 2;
 
 /** Environment of the analytics service; see README for the table. */
-export const analyticsConfigSchema = baseConfigSchema.extend({
-  ANALYTICS_PORT: env.port(4004),
-  /** MongoDB connection string; unset → the embedded store under GHOSTPAY_DATA_DIR. */
-  MONGODB_URL: z.string().min(1).optional(),
-  /** Database name on MongoDB. */
-  MONGODB_DATABASE: z.string().min(1).default('ghostpay_analytics'),
-  GHOSTPAY_DATA_DIR: z.string().min(1).default('.data'),
-  /** How long request logs are kept (TTL); usage and performance aggregates are kept. */
-  ANALYTICS_LOG_RETENTION_DAYS: z.coerce.number().positive().max(3650).default(30),
-  /** Largest batch accepted at ingest, in events. */
-  ANALYTICS_INGEST_MAX_EVENTS: env.positiveInt(1000),
-  /** Largest ingest body, in bytes. */
-  ANALYTICS_INGEST_MAX_BYTES: env.positiveInt(4 * 1024 * 1024),
-  ...jwtVerifierEnv,
-  SECRETS_DIR: z.string().min(1).optional(),
-});
+export const analyticsConfigSchema = baseConfigSchema
+  .extend({
+    ANALYTICS_PORT: env.port(4004),
+    /** MongoDB connection string; unset → the embedded store under GHOSTPAY_DATA_DIR. */
+    MONGODB_URL: z.string().min(1).optional(),
+    /** Database name on MongoDB. */
+    MONGODB_DATABASE: z.string().min(1).default('ghostpay_analytics'),
+    /** Per-stage bounds of every MongoDB operation (`MongoTimeouts`). */
+    MONGODB_SERVER_SELECTION_TIMEOUT_MS: env.positiveInt(defaultMongoTimeouts.serverSelectionTimeoutMs),
+    MONGODB_CONNECT_TIMEOUT_MS: env.positiveInt(defaultMongoTimeouts.connectTimeoutMs),
+    MONGODB_WAIT_QUEUE_TIMEOUT_MS: env.positiveInt(defaultMongoTimeouts.waitQueueTimeoutMs),
+    MONGODB_MAX_TIME_MS: env.positiveInt(defaultMongoTimeouts.maxTimeMs),
+    MONGODB_SOCKET_TIMEOUT_MS: env.positiveInt(defaultMongoTimeouts.socketTimeoutMs),
+    GHOSTPAY_DATA_DIR: z.string().min(1).default('.data'),
+    /** Longest an embedded-store write may take (a stalled disk): it then fails having changed nothing. */
+    ANALYTICS_EMBEDDED_WRITE_TIMEOUT_MS: env.positiveInt(10_000),
+    /** How long request logs are kept (TTL); usage and performance aggregates are kept. */
+    ANALYTICS_LOG_RETENTION_DAYS: z.coerce.number().positive().max(3650).default(30),
+    /** Largest batch accepted at ingest, in events. */
+    ANALYTICS_INGEST_MAX_EVENTS: env.positiveInt(1000),
+    /** Largest ingest body, in bytes. */
+    ANALYTICS_INGEST_MAX_BYTES: env.positiveInt(4 * 1024 * 1024),
+    ...jwtVerifierEnv,
+    SECRETS_DIR: z.string().min(1).optional(),
+  })
+  .superRefine((config, ctx) => {
+    const timeouts = mongoTimeoutsFrom(config);
+    if (timeouts.socketTimeoutMs <= timeouts.maxTimeMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['MONGODB_SOCKET_TIMEOUT_MS'],
+        message: `must be longer than MONGODB_MAX_TIME_MS (${timeouts.maxTimeMs}), so the server's own time-out answers first`,
+      });
+    }
+    const bound = mongoWriteBoundMs(timeouts);
+    if (bound >= leaseMarginMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['MONGODB_SOCKET_TIMEOUT_MS'],
+        message: `the MongoDB timeouts add up to ${bound} ms (server selection + wait queue + connect + socket + max time): a write could be applied after its batch's lease margin (${leaseMarginMs} ms); lower them`,
+      });
+    }
+    if (config.ANALYTICS_EMBEDDED_WRITE_TIMEOUT_MS >= leaseMarginMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['ANALYTICS_EMBEDDED_WRITE_TIMEOUT_MS'],
+        message: `must be shorter than the batch lease margin (${leaseMarginMs} ms)`,
+      });
+    }
+  });
 
 export type AnalyticsConfig = z.infer<typeof analyticsConfigSchema>;
+
+/** The MongoDB per-stage bounds the configuration names. */
+export function mongoTimeoutsFrom(config: {
+  MONGODB_SERVER_SELECTION_TIMEOUT_MS: number;
+  MONGODB_CONNECT_TIMEOUT_MS: number;
+  MONGODB_WAIT_QUEUE_TIMEOUT_MS: number;
+  MONGODB_MAX_TIME_MS: number;
+  MONGODB_SOCKET_TIMEOUT_MS: number;
+}): MongoTimeouts {
+  return {
+    serverSelectionTimeoutMs: config.MONGODB_SERVER_SELECTION_TIMEOUT_MS,
+    connectTimeoutMs: config.MONGODB_CONNECT_TIMEOUT_MS,
+    waitQueueTimeoutMs: config.MONGODB_WAIT_QUEUE_TIMEOUT_MS,
+    maxTimeMs: config.MONGODB_MAX_TIME_MS,
+    socketTimeoutMs: config.MONGODB_SOCKET_TIMEOUT_MS,
+  };
+}

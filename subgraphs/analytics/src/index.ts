@@ -12,12 +12,12 @@ import {
 } from '@ghostpay/platform';
 import { parse } from 'graphql';
 import { createAnalyticsStore } from './analytics-store.ts';
-import type { AnalyticsConfig } from './config.ts';
+import { type AnalyticsConfig, mongoTimeoutsFrom } from './config.ts';
 import { createIngestHandler, ingestPath } from './ingest-handler.ts';
 import { type AnalyticsContext, resolvers } from './resolvers.ts';
 import type { DocumentStore } from './store/document-store.ts';
 import { openEmbeddedStore } from './store/embedded-store.ts';
-import { connectMongoStore } from './store/mongo-store.ts';
+import { connectMongoStore, defaultMongoTimeouts } from './store/mongo-store.ts';
 
 export type { RequestEvent } from '@ghostpay/platform';
 export * from './analytics-store.ts';
@@ -25,8 +25,20 @@ export * from './config.ts';
 export { ingestPath, ingestTokenSecret } from './ingest-handler.ts';
 export * from './latency-histogram.ts';
 export type * from './store/document-store.ts';
-export { type EmbeddedStore, type EmbeddedStoreOptions, openEmbeddedStore } from './store/embedded-store.ts';
-export { connectMongoStore, type MongoStoreOptions } from './store/mongo-store.ts';
+export {
+  type EmbeddedStore,
+  type EmbeddedStoreOptions,
+  EmbeddedWriteTimeoutError,
+  openEmbeddedStore,
+} from './store/embedded-store.ts';
+export {
+  connectMongoStore,
+  defaultMongoTimeouts,
+  type MongoStoreOptions,
+  type MongoTimeouts,
+  mongoClientOptions,
+  mongoWriteBoundMs,
+} from './store/mongo-store.ts';
 
 export const analyticsTypeDefs = parse(readFileSync(join(import.meta.dirname, 'schema.graphql'), 'utf8'));
 
@@ -51,12 +63,40 @@ export interface AnalyticsService extends SubgraphService<AnalyticsContext> {
   readonly store: ReturnType<typeof createAnalyticsStore>;
 }
 
-/** MongoDB when `MONGODB_URL` is set, else the embedded store under `<GHOSTPAY_DATA_DIR>/analytics`. */
+/**
+ * MongoDB when `MONGODB_URL` is set, else the embedded store under `<GHOSTPAY_DATA_DIR>/analytics`.
+ * Every operation is bounded by the configured timeouts (their defaults when a caller leaves
+ * them out).
+ */
 export async function openAnalyticsStore(
-  config: Pick<AnalyticsConfig, 'MONGODB_URL' | 'MONGODB_DATABASE' | 'GHOSTPAY_DATA_DIR'>,
+  config: Pick<AnalyticsConfig, 'MONGODB_URL' | 'MONGODB_DATABASE' | 'GHOSTPAY_DATA_DIR'> &
+    Partial<
+      Pick<
+        AnalyticsConfig,
+        | 'MONGODB_SERVER_SELECTION_TIMEOUT_MS'
+        | 'MONGODB_CONNECT_TIMEOUT_MS'
+        | 'MONGODB_WAIT_QUEUE_TIMEOUT_MS'
+        | 'MONGODB_MAX_TIME_MS'
+        | 'MONGODB_SOCKET_TIMEOUT_MS'
+        | 'ANALYTICS_EMBEDDED_WRITE_TIMEOUT_MS'
+      >
+    >,
 ): Promise<DocumentStore> {
-  if (config.MONGODB_URL) return connectMongoStore({ url: config.MONGODB_URL, database: config.MONGODB_DATABASE });
-  return openEmbeddedStore({ dir: join(config.GHOSTPAY_DATA_DIR, 'analytics') });
+  if (config.MONGODB_URL) {
+    const d = defaultMongoTimeouts;
+    const timeouts = mongoTimeoutsFrom({
+      MONGODB_SERVER_SELECTION_TIMEOUT_MS: config.MONGODB_SERVER_SELECTION_TIMEOUT_MS ?? d.serverSelectionTimeoutMs,
+      MONGODB_CONNECT_TIMEOUT_MS: config.MONGODB_CONNECT_TIMEOUT_MS ?? d.connectTimeoutMs,
+      MONGODB_WAIT_QUEUE_TIMEOUT_MS: config.MONGODB_WAIT_QUEUE_TIMEOUT_MS ?? d.waitQueueTimeoutMs,
+      MONGODB_MAX_TIME_MS: config.MONGODB_MAX_TIME_MS ?? d.maxTimeMs,
+      MONGODB_SOCKET_TIMEOUT_MS: config.MONGODB_SOCKET_TIMEOUT_MS ?? d.socketTimeoutMs,
+    });
+    return connectMongoStore({ url: config.MONGODB_URL, database: config.MONGODB_DATABASE, timeouts });
+  }
+  return openEmbeddedStore({
+    dir: join(config.GHOSTPAY_DATA_DIR, 'analytics'),
+    writeTimeoutMs: config.ANALYTICS_EMBEDDED_WRITE_TIMEOUT_MS,
+  });
 }
 
 /**
@@ -68,6 +108,7 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): AnalyticsSer
   const registry = deps.registry ?? createMetricsRegistry('analytics');
   const store = createAnalyticsStore({
     db: deps.store.db,
+    writeBoundMs: deps.store.writeBoundMs,
     logRetentionDays: config.ANALYTICS_LOG_RETENTION_DAYS,
     onWarning: (message) => logger.warn(message),
   });

@@ -1,10 +1,25 @@
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, truncateSync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  constants,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RequestEvent } from '@ghostpay/platform';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type AnalyticsStore, createAnalyticsStore, openEmbeddedStore } from '../src/index.ts';
+import { type AnalyticsStore, createAnalyticsStore, EmbeddedWriteTimeoutError, openEmbeddedStore } from '../src/index.ts';
 import { apiKeys, randomEvents } from './events.ts';
 
 const dirs: string[] = [];
@@ -74,6 +89,40 @@ async function withFileSizeLimit(bytes: number, body: () => Promise<void>): Prom
   } finally {
     execFileSync('prlimit', ['--pid', pid, `--fsize=${soft}:`]);
   }
+}
+
+/**
+ * Makes `file` a FIFO: an append to it blocks (opening it) until something opens it for reading,
+ * as on a stalled disk or network file system. `release` opens it for reading and returns what
+ * the blocked append then wrote, once it has closed the file.
+ */
+function stallAt(file: string) {
+  execFileSync('mkfifo', [file]);
+  return {
+    async release(): Promise<string> {
+      const fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+      const chunks: Buffer[] = [];
+      try {
+        // 0 bytes before anything arrived only means the writer has not opened it yet.
+        for (let tries = 0; tries < 500; tries++) {
+          const buffer = Buffer.alloc(65_536);
+          let n: number;
+          try {
+            n = readSync(fd, buffer);
+          } catch (error) {
+            if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
+            n = -1;
+          }
+          if (n > 0) chunks.push(buffer.subarray(0, n));
+          else if (n === 0 && chunks.length > 0) break;
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+      } finally {
+        closeSync(fd);
+      }
+      return Buffer.concat(chunks).toString('utf8');
+    },
+  };
 }
 
 /** The first `count` lines a store appends to `logs.jsonl` when it ingests `events`, newlines included. */
@@ -425,6 +474,47 @@ describe('embedded store', () => {
     expect(await store.sweepExpired()).toBe(1);
     expect(await docs.find({}).toArray()).toEqual([]);
     await store.close();
+  });
+
+  it('fails a write a stalled disk holds past writeTimeoutMs, applies nothing of it, and cuts off what reaches the file later', async () => {
+    const dir = freshDir();
+    const file = join(dir, 'things.jsonl');
+    let store = openEmbeddedStore({ dir, writeTimeoutMs: 200 });
+    const things = store.db.collection('things');
+    const stall = stallAt(file);
+    const stalled = things.bulkWrite([{ insertOne: { document: { _id: 'a' } } }], { ordered: false });
+    const queued = things.bulkWrite([{ insertOne: { document: { _id: 'b' } } }], { ordered: false });
+    // The caller gets an answer while the disk is still stalled: an ingest answers 503 and the
+    // emitter keeps the batch, instead of both waiting for ever.
+    await expect(stalled).rejects.toBeInstanceOf(EmbeddedWriteTimeoutError);
+    await expect(queued).rejects.toBeInstanceOf(EmbeddedWriteTimeoutError);
+    expect(await things.find({}).toArray()).toEqual([]);
+
+    // The disk comes back: the stalled append completes, after its caller was told it failed.
+    const reached = await stall.release();
+    expect(reached).toContain('"_id":"a"');
+    // What it wrote stays in the file as a regular file would hold it.
+    rmSync(file);
+    writeFileSync(file, reached);
+    await things.bulkWrite([{ insertOne: { document: { _id: 'c' } } }], { ordered: false });
+    expect(await things.find({}).toArray()).toEqual([{ _id: 'c' }]);
+    await store.close();
+    // Cut off before the next append: a restart does not load the failed write either.
+    expect(readFileSync(file, 'utf8')).not.toContain('"_id":"a"');
+    store = openEmbeddedStore({ dir });
+    expect(await store.db.collection('things').find({}).toArray()).toEqual([{ _id: 'c' }]);
+    await store.close();
+  });
+
+  it('closes within writeTimeoutMs while a write is stalled', async () => {
+    const dir = freshDir();
+    const store = openEmbeddedStore({ dir, writeTimeoutMs: 200 });
+    const things = store.db.collection('things');
+    const stall = stallAt(join(dir, 'things.jsonl'));
+    const write = things.bulkWrite([{ insertOne: { document: { _id: 'a' } } }], { ordered: false }).catch((error: unknown) => error);
+    await expect(store.close()).rejects.toThrow(/stalled/);
+    expect(await write).toBeInstanceOf(EmbeddedWriteTimeoutError);
+    await stall.release();
   });
 
   it('fails loudly on a query operator outside the subset instead of matching everything', async () => {

@@ -253,6 +253,42 @@ describe.each(backends)('exactly-once counting on $name', (backend) => {
     await expectNoBookkeeping(store.db);
   });
 
+  it("sends no second attempt of an aggregate write after the owner's deadline; recovery counts the batch once", async () => {
+    const { opened, clock, analyticsOn, earlier, events } = await setUp(backend);
+    const real = opened.store.db;
+    let answered = false;
+    let sentAfterDeadline = 0;
+    // The first usage write is applied, but its answer comes back at the owner's deadline and
+    // reports a duplicate key, as MongoDB does when another upsert inserted a document between
+    // this one's match and its insert: the owner would send those operations again.
+    const db: StoreDb = {
+      collection(name) {
+        const collection = real.collection(name);
+        if (name !== 'usage') return collection;
+        return {
+          find: (filter) => collection.find(filter),
+          createIndex: (keys, options) => collection.createIndex(keys, options),
+          async bulkWrite(ops, options) {
+            if (answered) sentAfterDeadline++;
+            const result = await collection.bulkWrite(ops, options);
+            if (answered) return result;
+            answered = true;
+            clock.now += lease / 2;
+            throw Object.assign(new Error('E11000 duplicate key error'), { writeErrors: [{ index: 0, code: 11000 }], result });
+          },
+        };
+      },
+    };
+    await expect(analyticsOn(db).ingest(events)).rejects.toThrow(/lease expired/);
+    // Sent later, it could be applied after a recovery removed the batch's markers: counted twice.
+    expect(sentAfterDeadline).toBe(0);
+    clock.now += lease;
+    const recovering = analyticsOn(opened.store.db);
+    expect(await recovering.recoverPending()).toEqual({ recovered: 1, completed: 0 });
+    expect(await figures(recovering)).toEqual(expectedFigures([...earlier, ...events]));
+    await expectNoBookkeeping(opened.store.db);
+  });
+
   it('counts a batch whose aggregate write failed when the emitter retries it, at once', async () => {
     const { opened, analyticsOn, earlier, events } = await setUp(backend);
     // The log write succeeds, then one aggregate write fails (not a crash: the process lives on).

@@ -93,6 +93,12 @@ export interface StoreDb {
 export interface DocumentStore {
   readonly kind: 'mongodb' | 'embedded';
   readonly db: StoreDb;
+  /**
+   * The longest time from sending a write until it is applied or no longer can be (a stalled or
+   * unreachable store fails the write instead): the batch lease's margin must be longer
+   * (`createAnalyticsStore` refuses otherwise).
+   */
+  readonly writeBoundMs: number;
   /** Resolves when the store is reachable; throws otherwise (readiness). */
   ping(): Promise<void>;
   close(): Promise<void>;

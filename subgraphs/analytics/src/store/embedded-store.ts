@@ -27,8 +27,24 @@ export interface EmbeddedStoreOptions {
   ttlSweepIntervalMs?: number;
   /** A log is rewritten as a snapshot once it holds this many lines more than live documents. @default 10000 */
   compactAfterLines?: number;
+  /**
+   * The longest a write may take, from the call (queueing behind earlier writes included) to its
+   * answer. A write not done by then (a stalled disk or network file system) fails with
+   * `EmbeddedWriteTimeoutError` having changed nothing: it never becomes visible, and whatever of
+   * it reaches the file later is cut off as after a failed append. `close()` waits no longer
+   * either. @default 10000
+   */
+  writeTimeoutMs?: number;
   /** The clock, for tests. @default Date.now */
   now?: () => number;
+}
+
+/** A write to the embedded store that did not finish within `writeTimeoutMs`: nothing of it was applied. */
+export class EmbeddedWriteTimeoutError extends Error {
+  constructor(file: string, ms: number) {
+    super(`embedded store: write to ${file} did not finish within ${ms} ms; nothing of it was applied`);
+    this.name = 'EmbeddedWriteTimeoutError';
+  }
 }
 
 /**
@@ -295,9 +311,9 @@ class EmbeddedCollection implements StoreCollection {
   /** After a failed compaction, the line count at which it is tried again. */
   private compactRetryAtLines = 0;
   private writes: Promise<void> = Promise.resolve();
-  private readonly options: Required<Pick<EmbeddedStoreOptions, 'compactAfterLines' | 'now'>>;
+  private readonly options: Required<Pick<EmbeddedStoreOptions, 'compactAfterLines' | 'now' | 'writeTimeoutMs'>>;
 
-  constructor(file: string, options: Required<Pick<EmbeddedStoreOptions, 'compactAfterLines' | 'now'>>) {
+  constructor(file: string, options: Required<Pick<EmbeddedStoreOptions, 'compactAfterLines' | 'now' | 'writeTimeoutMs'>>) {
     this.file = file;
     this.options = options;
     this.load();
@@ -356,13 +372,57 @@ class EmbeddedCollection implements StoreCollection {
     return run;
   }
 
-  /** Appends lines to the file; memory is changed by the caller only once this succeeded. */
-  private async append(lines: string[]): Promise<void> {
-    if (lines.length === 0) return;
+  /**
+   * Runs a write step (serialized) whose caller gets an answer within `writeTimeoutMs`. The step
+   * calls `commit` once its lines are in the file, just before changing memory: from then on the
+   * write counts as done. When the time runs out first, the caller gets `EmbeddedWriteTimeoutError`
+   * and `commit` answers false: the step then changes nothing (and `append` cuts its lines off),
+   * or, if it had not started, never runs.
+   */
+  private bounded<T>(step: (commit: () => boolean) => Promise<T>): Promise<T> {
+    let state: 'pending' | 'committed' | 'abandoned' = 'pending';
+    const ms = this.options.writeTimeoutMs;
+    const commit = () => {
+      if (state === 'abandoned') return false;
+      state = 'committed';
+      return true;
+    };
+    const run = this.serialize(() => (state === 'abandoned' ? Promise.reject(new EmbeddedWriteTimeoutError(this.file, ms)) : step(commit)));
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (state !== 'pending') return;
+        state = 'abandoned';
+        reject(new EmbeddedWriteTimeoutError(this.file, ms));
+      }, ms);
+      run.then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  /**
+   * Appends lines to the file; memory is changed by the caller only once this succeeded. With
+   * `commit` (a bounded write), the append counts only if `commit()` still allows it once the
+   * lines are in the file; otherwise they are cut off again, as after a failed append.
+   */
+  private async append(lines: string[], commit: () => boolean = () => true): Promise<void> {
+    if (lines.length === 0) {
+      if (!commit()) throw new EmbeddedWriteTimeoutError(this.file, this.options.writeTimeoutMs);
+      return;
+    }
     await this.cutDirtyTail();
     const text = `${lines.join('\n')}\n`;
     try {
       await appendFile(this.file, text);
+      // The caller was already told this write failed (it took too long): it must not appear.
+      if (!commit()) throw new EmbeddedWriteTimeoutError(this.file, this.options.writeTimeoutMs);
     } catch (error) {
       // Disk full or an I/O error can leave part of the text, whole lines included. Cut it off
       // now: left in place, a shutdown before the next append would have those lines of an
@@ -416,7 +476,7 @@ class EmbeddedCollection implements StoreCollection {
   }
 
   async bulkWrite(operations: StoreBulkOperation[], _options: { ordered: false }): Promise<StoreBulkResult> {
-    return this.serialize(async () => {
+    return this.bounded(async (commit) => {
       const result: StoreBulkResult = {
         insertedCount: 0,
         matchedCount: 0,
@@ -494,7 +554,10 @@ class EmbeddedCollection implements StoreCollection {
           errors.push({ index, code, errmsg: (error as Error).message });
         }
       });
-      await this.append([...staged].map(([key, doc]) => (doc === null ? encode({ d: deletedIds.get(key) }) : encode({ p: doc }))));
+      await this.append(
+        [...staged].map(([key, doc]) => (doc === null ? encode({ d: deletedIds.get(key) }) : encode({ p: doc }))),
+        commit,
+      );
       for (const [key, doc] of staged) {
         if (doc === null) this.docs.delete(key);
         else this.docs.set(key, doc);
@@ -640,6 +703,8 @@ class EmbeddedCollection implements StoreCollection {
 }
 
 export interface EmbeddedStore extends DocumentStore {
+  /** `writeTimeoutMs`: a write is applied within it or not at all. */
+  readonly writeBoundMs: number;
   /** Applies TTL indexes now (the timer does it every `ttlSweepIntervalMs`). Returns documents removed. */
   sweepExpired(): Promise<number>;
 }
@@ -650,14 +715,14 @@ export interface EmbeddedStore extends DocumentStore {
  * into a snapshot as the log grows. One process owns the directory. Limits: see README.
  */
 export function openEmbeddedStore(options: EmbeddedStoreOptions): EmbeddedStore {
-  const { dir, ttlSweepIntervalMs = 60_000, compactAfterLines = 10_000, now = Date.now } = options;
+  const { dir, ttlSweepIntervalMs = 60_000, compactAfterLines = 10_000, writeTimeoutMs = 10_000, now = Date.now } = options;
   mkdirSync(dir, { recursive: true });
   const collections = new Map<string, EmbeddedCollection>();
   const collection = (name: string) => {
     if (!/^[a-z][a-z0-9_-]{0,63}$/i.test(name)) throw new Error(`embedded store: invalid collection name ${name}`);
     let c = collections.get(name);
     if (!c) {
-      c = new EmbeddedCollection(join(dir, `${name}.jsonl`), { compactAfterLines, now });
+      c = new EmbeddedCollection(join(dir, `${name}.jsonl`), { compactAfterLines, now, writeTimeoutMs });
       collections.set(name, c);
     }
     return c;
@@ -674,12 +739,21 @@ export function openEmbeddedStore(options: EmbeddedStoreOptions): EmbeddedStore 
   return {
     kind: 'embedded',
     db: { collection },
+    writeBoundMs: writeTimeoutMs,
     sweepExpired,
     async ping() {},
     async close() {
       clearInterval(timer);
-      // Every collection is settled even when one fails; the first failure is reported.
-      const settled = await Promise.allSettled([...collections.values()].map((c) => c.settle()));
+      // Every collection is settled even when one fails; the first failure is reported. A stalled
+      // write is not waited for past writeTimeoutMs: what it leaves in the file is loaded on the
+      // next start as after a crash in the middle of an append (see README).
+      let bound: NodeJS.Timeout | undefined;
+      const stalled = new Promise<'stalled'>((resolve) => {
+        bound = setTimeout(() => resolve('stalled'), writeTimeoutMs);
+      });
+      const settled = await Promise.race([Promise.allSettled([...collections.values()].map((c) => c.settle())), stalled]);
+      clearTimeout(bound);
+      if (settled === 'stalled') throw new Error(`embedded store: a write under ${dir} is stalled; closed without it`);
       const failed = settled.find((s) => s.status === 'rejected');
       if (failed) throw failed.reason;
     },
