@@ -1,8 +1,8 @@
-import { cards, chargeEvents, chargeIdempotencyKeys, charges } from '@ghostpay/db';
-import { asc, eq } from 'drizzle-orm';
+import { cards, chargeEvents, chargeIdempotencyKeys, charges, refunds } from '@ghostpay/db';
+import { and, asc, eq } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { toSnapshot } from '../src/charge-record.ts';
-import { authorizeCharge, type ChargeEventNotice, chargeEventsChannel, checkLedger, settleDueCharges } from '../src/index.ts';
+import { authorizeCharge, type ChargeEventNotice, chargeEventsChannel, checkLedger, refundCharge, settleDueCharges } from '../src/index.ts';
 import { merchantDatabase } from './charges-harness.ts';
 
 // authorizeCharge writes a new charge, its event, the NOTIFY and the idempotency replay in
@@ -156,6 +156,58 @@ describe('charge writes', () => {
       // start it had, and the charge settled at once, with no time left to void it).
       await settleDueCharges(fx.database.db, { delayMs: 800, batchSize: 100 });
       expect((await stored(charge.id)).row?.status).toBe('AUTHORIZED');
+    },
+  );
+
+  it.each([
+    [
+      'refunds part of it',
+      [
+        "insert into charges.refunds (id, charge_id, amount, created_by) select 're_' || id, id, 100, merchant_id from charges.charges where id = $1",
+        "update charges.charges set refunded_amount = refunded_amount + 100, status = 'PARTIALLY_REFUNDED' where id = $1",
+      ],
+      300,
+    ],
+    ['only locks it', ['select id from charges.charges where id = $1 for update'], 200],
+  ])(
+    'stamps a refund with the moment it held the charge, after waiting for another transaction that %s',
+    async (_name, statements, refundedAfter) => {
+      const card = await fx.seed.card({ ownerId: fx.holderId, issuerId: fx.merchantId, amount: 1_000, currency: 'USD' });
+      const { charge: authorized } = await authorize(card.id, `refund-stamp-auth-${refundedAfter}`);
+      const pool = fx.database.pool;
+      if (!pool) throw new Error('needs PostgreSQL');
+      const key = `refund-stamp-${refundedAfter}`;
+      const holder = await pool.connect();
+      let pending: ReturnType<typeof refundCharge>;
+      let releasedAt: Date;
+      try {
+        await holder.query('begin');
+        for (const statement of statements) await holder.query(statement, [authorized.id]);
+        pending = refundCharge({ db: fx.database.db, idempotencyWaitMs: 5_000 }, fx.principal(), authorized.id, 200, key);
+        pending.catch(() => undefined);
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+        releasedAt = (await holder.query<{ at: Date }>('select clock_timestamp() as at')).rows[0]!.at;
+        await holder.query('commit');
+      } finally {
+        holder.release();
+      }
+      const { charge } = await pending;
+      // Decided on the row as the other transaction left it.
+      expect(charge).toMatchObject({ status: 'PARTIALLY_REFUNDED', refundedAmount: refundedAfter });
+      // Not the transaction's start, a second before: no earlier than the other writer let go.
+      expect(charge.updatedAt.getTime()).toBeGreaterThanOrEqual(releasedAt.getTime());
+      const [refund] = await fx.database.db
+        .select()
+        .from(refunds)
+        .where(and(eq(refunds.chargeId, authorized.id), eq(refunds.amount, 200)));
+      expect(refund?.createdAt).toEqual(charge.updatedAt);
+      const [keyRow] = await fx.database.db.select().from(chargeIdempotencyKeys).where(eq(chargeIdempotencyKeys.key, key));
+      // The transaction did start before the wait (its claim is stamped with its now()).
+      expect(keyRow!.createdAt.getTime()).toBeLessThan(releasedAt.getTime());
+      const { row, events } = await stored(charge.id);
+      expect(row).toEqual(charge);
+      expect(events.at(-1)?.data).toEqual(toSnapshot(charge));
+      expect(keyRow?.response).toEqual(toSnapshot(charge));
     },
   );
 
