@@ -88,6 +88,31 @@ interface NewKey {
   kekId: string;
 }
 
+/** The members a published key may have, by key type: the public key and what names it. Nothing else is served. */
+const publicMembersByKty: Record<string, readonly string[]> = {
+  RSA: ['n', 'e'],
+  EC: ['crv', 'x', 'y'],
+  OKP: ['crv', 'x'],
+};
+const namingMembers = ['kty', 'kid', 'alg', 'use'] as const;
+
+/**
+ * A stored JWK cut down to its public members, or undefined for a key type that has no public
+ * half (`oct`) or is unknown. Rows are written with the public half only; this is the guard that
+ * keeps a row holding more (a private `d`, `p`, `q`, a symmetric `k`: a bug, a hand-made row,
+ * a restored backup) from publishing it to everyone.
+ */
+function publicMembers(jwk: JWK): JWK | undefined {
+  const members = typeof jwk.kty === 'string' ? publicMembersByKty[jwk.kty] : undefined;
+  if (!members) return undefined;
+  const published: Record<string, unknown> = {};
+  for (const member of [...namingMembers, ...members]) {
+    const value = (jwk as Record<string, unknown>)[member];
+    if (typeof value === 'string') published[member] = value;
+  }
+  return published as JWK;
+}
+
 /**
  * The signing key ring in `auth.signing_keys`: next → current → retired → removed.
  *
@@ -289,7 +314,7 @@ export function createSigningKeyRing(options: SigningKeyRingOptions) {
       for (const kid of privateKeys.keys()) if (kid !== row.kid) privateKeys.delete(kid);
       return { kid: row.kid, alg: row.alg as SigningAlgorithm, privateKey: await importKey(row.kid, row.alg, row.kekId, row.ciphertext) };
     },
-    /** Every key that may still verify an unexpired token: next, current, and retired until verify_until. */
+    /** Every key that may still verify an unexpired token (next, current, and retired until verify_until), public members only. */
     async publishedJwks(): Promise<JSONWebKeySet> {
       await ensureOnce();
       const rows = await db
@@ -302,7 +327,7 @@ export function createSigningKeyRing(options: SigningKeyRingOptions) {
           ),
         )
         .orderBy(asc(signingKeys.createdAt), asc(signingKeys.kid));
-      return { keys: rows.map((row) => row.jwk as JWK) };
+      return { keys: rows.flatMap((row) => publicMembers(row.jwk as JWK) ?? []) };
     },
     /** The whole ring, newest first, without private keys. */
     async keys(): Promise<SigningKeyInfo[]> {

@@ -1,7 +1,7 @@
 import { createDatabase, signingKeys } from '@ghostpay/db';
 import { createJwtVerifier, createLogger, createSecretsProvider, isErrorCode, type JwtVerifier } from '@ghostpay/platform';
 import { eq, inArray, type SQLWrapper, sql } from 'drizzle-orm';
-import { decodeProtectedHeader, type JSONWebKeySet } from 'jose';
+import { compactVerify, decodeProtectedHeader, exportJWK, generateKeyPair, importJWK, type JSONWebKeySet, type JWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAuthService } from '../src/index.ts';
 import { type AuthHarness, randomKek, startAuth, testConfig } from './auth-harness.ts';
@@ -380,6 +380,54 @@ describe('the first rotation of a new ring', () => {
       await expect(verifier.verify(await auth.token(admin.apiKey))).resolves.toMatchObject({ userId: admin.userId });
       // The new next key was published a moment ago, after sets that lacked it were served.
       await expect(auth.service.keyRing.rotate()).rejects.toMatchObject({ extensions: { code: 'RATE_LIMITED' } });
+    } finally {
+      await auth.close();
+    }
+  });
+});
+
+describe('the published key set', () => {
+  it('holds only the public members of each key, whatever its row holds', async () => {
+    const auth = await startAuth({ kek: `k1:${randomKek()}` });
+    try {
+      // Rows holding more than a public key (a bug, a hand-made row, a restored backup): a private
+      // JWK of each algorithm, and a symmetric key, which has no public half at all.
+      const planted: JWK[] = [];
+      for (const alg of ['RS256', 'ES256', 'EdDSA'] as const) {
+        const { privateKey } = await generateKeyPair(alg, { extractable: true, ...(alg === 'EdDSA' ? { crv: 'Ed25519' } : {}) });
+        planted.push({ ...(await exportJWK(privateKey)), kid: `planted-${alg}`, alg, use: 'sig', key_ops: ['sign'], ext: true });
+      }
+      planted.push({ kty: 'oct', k: randomKek(), kid: 'planted-oct', alg: 'HS256', use: 'sig' });
+      for (const jwk of planted) expect(JSON.stringify(jwk)).toMatch(/"(d|k)":/);
+      await auth.database.db.insert(signingKeys).values(
+        planted.map((jwk) => ({
+          kid: jwk.kid!,
+          alg: jwk.alg!,
+          state: 'retired' as const,
+          publicJwk: jwk,
+          privateKeyCiphertext: '',
+          kekId: 'k1',
+          retiredAt: new Date(),
+          verifyUntil: sql`now() + interval '1 hour'`,
+        })),
+      );
+
+      const served = await fetchJwks(auth.jwksUrl);
+      const publicMembers: Record<string, string[]> = { RSA: ['e', 'n'], EC: ['crv', 'x', 'y'], OKP: ['crv', 'x'] };
+      expect(served.keys.map((key) => key.kid).sort()).toEqual(
+        [...(await ringStates(auth)).current, ...(await ringStates(auth)).next, 'planted-EdDSA', 'planted-ES256', 'planted-RS256'].sort(),
+      );
+      // Every member of every served key, by name: nothing but the public key and its names.
+      for (const key of served.keys) {
+        expect(Object.keys(key).sort(), key.kid).toEqual(['alg', 'kid', 'kty', 'use', ...publicMembers[key.kty]!].sort());
+        for (const value of Object.values(key)) expect(typeof value, key.kid).toBe('string');
+      }
+      // What was served still verifies what the private halves sign.
+      const [rsa] = planted;
+      const signed = await new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid: rsa!.kid }).sign(await importJWK(rsa!, 'RS256'));
+      await expect(
+        compactVerify(signed, await importJWK(served.keys.find((key) => key.kid === rsa!.kid)!, 'RS256')),
+      ).resolves.toBeDefined();
     } finally {
       await auth.close();
     }
