@@ -56,7 +56,10 @@ export function createSecretsProvider(options: SecretsProviderOptions = {}): Sec
         if (entry.startsWith('.')) continue;
         const path = join(dir, entry);
         try {
-          if (statSync(path).isFile()) next.set(entry, readFileSync(path, 'utf8').trim());
+          const stat = statSync(path);
+          if (!stat.isFile()) continue;
+          next.set(entry, readFileSync(path, 'utf8').trim());
+          warnIfOthersMayRead(entry, stat.mode);
         } catch {
           // A file removed between readdir and read: treat as absent.
         }
@@ -83,6 +86,21 @@ export function createSecretsProvider(options: SecretsProviderOptions = {}): Sec
       );
     }
     return value;
+  };
+
+  // A secret file any user of the host or container may read (or write): a Kubernetes secret
+  // volume's defaultMode 0644, a bind mount from a developer's home. Still served, since refusing
+  // would stop the service over a deployment setting, but the operator is told once per file and
+  // mode (its name and mode, never its value). The chart mounts secrets 0440.
+  const warnedMode = new Map<string, number>();
+  const warnIfOthersMayRead = (name: string, mode: number) => {
+    const permissions = mode & 0o777;
+    if ((permissions & 0o007) === 0 || warnedMode.get(name) === permissions) return;
+    warnedMode.set(name, permissions);
+    logger?.warn(
+      { secretName: name, dir, mode: permissions.toString(8).padStart(4, '0') },
+      'secret file is accessible to other users; make it readable by the service only (0400 or 0440)',
+    );
   };
 
   // A re-read while running must not throw from a timer or a watch event: that would be an

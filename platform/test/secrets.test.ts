@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -14,7 +14,8 @@ afterEach(() => {
 function secretsDir(files: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), 'ghostpay-secrets-'));
   dirs.push(dir);
-  for (const [name, value] of Object.entries(files)) writeFileSync(join(dir, name), value);
+  // Readable by the owner only, as a secret volume should be (see the permissions test).
+  for (const [name, value] of Object.entries(files)) writeFileSync(join(dir, name), value, { mode: 0o600 });
   return dir;
 }
 
@@ -75,6 +76,32 @@ describe('secrets from a directory', () => {
     expect(quiet).toEqual([]);
   });
 
+  it('warns once per file and mode, naming it but never its value, when other users may read or write a secret file', async () => {
+    const warnings: unknown[][] = [];
+    const logger = { warn: (...args: unknown[]) => warnings.push(args), info: () => {} };
+    const dir = secretsDir({ 'signing-kek': 'kek-perm-value', 'pan-encryption-keys': 'pan-perm-value', 'cvc-key': 'cvc-perm-value' });
+    chmodSync(join(dir, 'signing-kek'), 0o644);
+    chmodSync(join(dir, 'pan-encryption-keys'), 0o440);
+    chmodSync(join(dir, 'cvc-key'), 0o602);
+    const secrets = provider(dir, {}, logger);
+    // Still served: the warning is the operator's to act on.
+    expect(secrets.get('signing-kek')).toBe('kek-perm-value');
+    expect(warnings).toHaveLength(2);
+    expect(warnings.map(([fields]) => fields)).toEqual(
+      expect.arrayContaining([
+        { secretName: 'signing-kek', dir, mode: '0644' },
+        { secretName: 'cvc-key', dir, mode: '0602' },
+      ]),
+    );
+    // Re-reads (the poller runs every 20 ms) do not repeat it; a changed mode is told again.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(warnings).toHaveLength(2);
+    chmodSync(join(dir, 'signing-kek'), 0o604);
+    await eventually(() => expect(warnings).toHaveLength(3));
+    expect(warnings[2]?.[0]).toEqual({ secretName: 'signing-kek', dir, mode: '0604' });
+    expect(JSON.stringify(warnings)).not.toMatch(/perm-value/);
+  });
+
   it('refuses a directory that is not there at start', () => {
     expect(() => createSecretsProvider({ dir: join(tmpdir(), 'ghostpay-no-such-secrets-dir') })).toThrow(/ENOENT/);
   });
@@ -107,7 +134,7 @@ describe('secrets from a directory', () => {
       expect(secrets.get('signing-kek')).toBe('one');
       expect(seen).toEqual([]);
       mkdirSync(dir);
-      writeFileSync(join(dir, 'signing-kek'), 'three');
+      writeFileSync(join(dir, 'signing-kek'), 'three', { mode: 0o600 });
       await eventually(() => expect(secrets.get('signing-kek')).toBe('three'));
       expect(seen).toEqual(['three']);
       expect(uncaught).toEqual([]);
