@@ -419,7 +419,7 @@ describe('the published key set', () => {
       );
       // Every member of every served key, by name: nothing but the public key and its names.
       for (const key of served.keys) {
-        expect(Object.keys(key).sort(), key.kid).toEqual(['alg', 'kid', 'kty', 'use', ...publicMembers[key.kty]!].sort());
+        expect(Object.keys(key).sort(), key.kid).toEqual(['alg', 'kid', 'kty', 'use', ...publicMembers[key.kty as string]!].sort());
         for (const value of Object.values(key)) expect(typeof value, key.kid).toBe('string');
       }
       // What was served still verifies what the private halves sign.
