@@ -22,7 +22,7 @@ import { connectMongoStore, defaultMongoTimeouts } from './store/mongo-store.ts'
 export type { RequestEvent } from '@ghostpay/platform';
 export * from './analytics-store.ts';
 export * from './config.ts';
-export { ingestPath, ingestTokenSecret } from './ingest-handler.ts';
+export { ingestPath, ingestTokenSecret, maxEventClockSkewMs, maxIdLength } from './ingest-handler.ts';
 export * from './latency-histogram.ts';
 export type * from './store/document-store.ts';
 export {
@@ -138,6 +138,7 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): AnalyticsSer
         logger: logger.child({ component: 'ingest' }),
         maxEvents: config.ANALYTICS_INGEST_MAX_EVENTS,
         maxBytes: config.ANALYTICS_INGEST_MAX_BYTES,
+        maxEventAgeMs: config.ANALYTICS_LOG_RETENTION_DAYS * 86_400_000,
       }),
     },
     onClose: async () => {

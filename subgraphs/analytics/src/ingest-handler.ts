@@ -19,6 +19,18 @@ export const ingestPath = '/internal/events';
 export const ingestTokenSecret = 'analytics-ingest-token';
 
 const shortString = z.string().max(1000);
+
+/**
+ * Longest API key id and user id accepted. Redaction (`redactRequestEvent`) cuts these fields to
+ * their first 100 characters, so two longer ids sharing those would be stored and counted as one
+ * key (its usage, its request log). Ids are never cut: a longer one makes the event invalid.
+ * Auth's ids (`key_…`, user ids) are far shorter.
+ */
+export const maxIdLength = 100;
+
+/** How far ahead of this service's clock an event's timestamp may be (clock skew with the router). */
+export const maxEventClockSkewMs = 5 * 60_000;
+
 const eventSchema = z.object({
   timestamp: z.iso.datetime({ offset: true }),
   // Ids are never cut (a cut id can equal another one): a longer one makes the event invalid.
@@ -28,13 +40,13 @@ const eventSchema = z.object({
   // name cuts the same way, so a long name is still counted and found.
   operationName: z.string().nullable(),
   operationType: z.enum(['query', 'mutation', 'subscription']).nullable(),
-  apiKeyId: shortString.nullable(),
-  userId: shortString.nullable(),
+  apiKeyId: z.string().max(maxIdLength).nullable(),
+  userId: z.string().max(maxIdLength).nullable(),
   role: shortString.nullable(),
   httpStatus: z.number().int().min(0).max(999),
   errorCodes: z.array(shortString).max(100),
   latencyMs: z.number().finite().min(0).max(86_400_000),
-  subgraphTimings: z.array(z.object({ subgraph: shortString, ms: z.number().finite().min(0) })).max(100),
+  subgraphTimings: z.array(z.object({ subgraph: shortString, ms: z.number().finite().min(0).max(86_400_000) })).max(100),
   eventId: z.string().min(1).max(requestEventLimits.eventId).optional(),
 });
 
@@ -51,6 +63,14 @@ export interface IngestHandlerOptions {
   logger: Logger;
   maxEvents: number;
   maxBytes: number;
+  /**
+   * Oldest event accepted, by its timestamp: the log retention. An older event's log would be
+   * deleted by the next TTL sweep, so a later retry of it could not be recognised (counted again),
+   * and a failed count of its batch could not be recovered from its log.
+   */
+  maxEventAgeMs: number;
+  /** The clock, for tests. @default Date.now */
+  now?: () => number;
 }
 
 /**
@@ -61,7 +81,8 @@ export interface IngestHandlerOptions {
  * 503 when the token secret is missing or the store fails (the emitter retries).
  */
 export function createIngestHandler(options: IngestHandlerOptions) {
-  const { store, secrets, logger, maxEvents, maxBytes } = options;
+  const { store, secrets, logger, maxEvents, maxBytes, maxEventAgeMs } = options;
+  const now = options.now ?? Date.now;
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     if (req.method !== 'POST') {
       // As the router answers a wrong method: HTTP 405 with Allow, and a code from the closed list.
@@ -105,10 +126,17 @@ export function createIngestHandler(options: IngestHandlerOptions) {
     }
     const events: RequestEvent[] = [];
     let rejected = 0;
+    const at = now();
     for (const item of raw) {
       const parsed = eventSchema.safeParse(item);
-      if (parsed.success) events.push(redactRequestEvent(parsed.data));
-      else rejected++;
+      // A timestamp far ahead would be counted in minutes that have not happened yet, and its log
+      // would outlive the retention; one older than the retention is gone at the next sweep.
+      const timestamp = parsed.success ? Date.parse(parsed.data.timestamp) : Number.NaN;
+      if (parsed.success && timestamp <= at + maxEventClockSkewMs && timestamp > at - maxEventAgeMs) {
+        events.push(redactRequestEvent(parsed.data));
+      } else {
+        rejected++;
+      }
     }
     if (rejected > 0) logger.warn({ rejected }, 'ingest skipped invalid events');
     try {

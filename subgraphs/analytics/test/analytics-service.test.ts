@@ -4,7 +4,15 @@ import { connect } from 'node:net';
 import { createLogger, createSecretsProvider, isErrorCode, type RequestEvent, requestEventLimits } from '@ghostpay/platform';
 import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AnalyticsService, bucketField, bucketIndexFor, createAnalyticsService, type StoreDb } from '../src/index.ts';
+import {
+  type AnalyticsService,
+  bucketField,
+  bucketIndexFor,
+  createAnalyticsService,
+  maxEventClockSkewMs,
+  maxIdLength,
+  type StoreDb,
+} from '../src/index.ts';
 import { backends } from './backends.ts';
 import { randomEvents } from './events.ts';
 
@@ -212,6 +220,64 @@ describe.each(backends)('analytics service on $name', (backend) => {
       { ...b, eventId: `${prefix.slice(1)}B` },
     ]);
     expect(await accepted.json()).toEqual({ stored: 2, duplicates: 0, rejected: 0 });
+  });
+
+  it('refuses an API key id or user id over the limit instead of counting two keys as one', async () => {
+    const usageOf = async (apiKeyId: string) => {
+      const result = await graphql(
+        'query ($key: ID!, $from: DateTime!, $to: DateTime!) { usage(apiKeyId: $key, from: $from, to: $to, granularity: DAY) { requests } }',
+        { key: apiKeyId, from: new Date(start).toISOString(), to: new Date(start + hour).toISOString() },
+      );
+      expect(result.errors).toBeUndefined();
+      return ((result.data?.usage ?? []) as { requests: number }[]).reduce((sum, p) => sum + p.requests, 0);
+    };
+    const keyPrefix = 'k'.repeat(maxIdLength);
+    const userPrefix = 'u'.repeat(maxIdLength);
+    const [a, b, c] = randomEvents(3, start, hour, 23);
+    const refused = await ingest([
+      { ...a, apiKeyId: `${keyPrefix}A` },
+      { ...b, apiKeyId: `${keyPrefix}B` },
+      { ...c, apiKeyId: 'key_long_user', userId: `${userPrefix}C` },
+    ]);
+    expect(await refused.json()).toEqual({ stored: 0, duplicates: 0, rejected: 3 });
+    // Cut to their first 100 characters, the two keys were one key with two requests.
+    expect(await usageOf(keyPrefix)).toBe(0);
+    // At the limit, ids that differ only in their last character are two keys.
+    const [d, e] = randomEvents(2, start, hour, 29);
+    const accepted = await ingest([
+      { ...d, apiKeyId: `${keyPrefix.slice(1)}D` },
+      { ...e, apiKeyId: `${keyPrefix.slice(1)}E` },
+    ]);
+    expect(await accepted.json()).toEqual({ stored: 2, duplicates: 0, rejected: 0 });
+    expect(await usageOf(`${keyPrefix.slice(1)}D`)).toBe(1);
+    expect(await usageOf(`${keyPrefix.slice(1)}E`)).toBe(1);
+  });
+
+  it('refuses events timestamped ahead of the clock or older than the log retention', async () => {
+    const now = Date.now();
+    const retentionMs = config.ANALYTICS_LOG_RETENTION_DAYS * 86_400_000;
+    const at = (ms: number) => new Date(ms).toISOString();
+    const [ahead, farAhead, old, recentEnough, skewed] = randomEvents(5, start, hour, 31);
+    const response = await ingest([
+      { ...ahead, timestamp: at(now + maxEventClockSkewMs + 60_000) },
+      { ...farAhead, timestamp: '9999-12-31T23:59:59.000Z' },
+      { ...old, timestamp: at(now - retentionMs - 60_000) },
+      { ...recentEnough, timestamp: at(now - retentionMs + 3_600_000) },
+      { ...skewed, timestamp: at(now + 60_000) },
+    ]);
+    expect(await response.json()).toEqual({ stored: 2, duplicates: 0, rejected: 3 });
+    const log = await graphql('query { requestLog(first: 500) { edges { node { id } } } }', {});
+    const ids = ((log.data?.requestLog ?? { edges: [] }) as { edges: { node: { id: string } }[] }).edges.map((edge) => edge.node.id);
+    expect(ids).toEqual(expect.arrayContaining([recentEnough!.eventId, skewed!.eventId]));
+    expect(ids).not.toContain(ahead!.eventId);
+    expect(ids).not.toContain(farAhead!.eventId);
+    expect(ids).not.toContain(old!.eventId);
+  });
+
+  it('refuses a subgraph timing past a day, as it refuses such a latency', async () => {
+    const [event] = randomEvents(1, start, hour, 37);
+    const response = await ingest([{ ...event, subgraphTimings: [{ subgraph: 'cards', ms: 1e300 }] }]);
+    expect(await response.json()).toEqual({ stored: 0, duplicates: 0, rejected: 1 });
   });
 
   it('counts an operation with a name over 200 characters and finds it by its full name', async () => {
