@@ -1,7 +1,11 @@
 import { readdirSync } from 'node:fs';
 import vm from 'node:vm';
+import { apiSchemaFromSupergraph } from '@ghostpay/router';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import { build, type Plugin } from 'esbuild';
+import { getVariableValues, type OperationDefinitionNode, parse, validate } from 'graphql';
 import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { readRepoFile, repoPath } from '../src/repo.ts';
 
 const k6Dir = repoPath('k6');
@@ -67,6 +71,11 @@ interface Sent {
   url: string;
   body: unknown;
   tags: Record<string, string>;
+  headers: Record<string, string>;
+  /** What the stand-in answered. */
+  status: number;
+  /** The fields the script read from the answer (`res.json('field')`). */
+  reads: string[];
 }
 /** What the k6/http stand-in answers a request with. */
 type Reply = (request: Sent) => { status: number; body: Record<string, unknown> };
@@ -99,11 +108,29 @@ async function runScript(
       return clock.now;
     }
   }
-  const request = (method: string, url: string, body: unknown, params?: { tags?: Record<string, string> }) => {
-    const req: Sent = { method, url, body: typeof body === 'string' ? JSON.parse(body) : body, tags: { ...params?.tags } };
+  const request = (
+    method: string,
+    url: string,
+    body: unknown,
+    params?: { tags?: Record<string, string>; headers?: Record<string, string> },
+  ) => {
+    const req: Sent = {
+      method,
+      url,
+      body: typeof body === 'string' ? JSON.parse(body) : body,
+      tags: { ...params?.tags },
+      headers: { ...params?.headers },
+      status: 0,
+      reads: [],
+    };
     sent.push(req);
     const { status, body: answer } = reply(req);
-    return { status, body: JSON.stringify(answer), headers: {}, json: (selector?: string) => (selector ? answer[selector] : answer) };
+    req.status = status;
+    const json = (selector?: string) => {
+      if (selector) req.reads.push(selector);
+      return selector ? answer[selector] : answer;
+    };
+    return { status, body: JSON.stringify(answer), headers: {}, json };
   };
   const __ENV = onEnvRead
     ? new Proxy(env, {
@@ -281,5 +308,114 @@ describe('k6 scripts', () => {
     for (const file of scripts) await runScript(file, fullEnv, { onEnvRead: (name) => read.add(name) });
     expect([...read].filter((name) => !used.has(name))).toEqual([]);
     expect([...used].filter((name) => !readme.includes(`\`${name}\``))).toEqual([]);
+  });
+});
+
+/**
+ * The scripts against the API they load: every request each script sends (setup and a few
+ * iterations of its default function, run by the harness) is checked against the contracts
+ * in the repository, read-only. GraphQL documents and their variables against the API schema
+ * of `supergraph.graphql`; REST requests against `openapi-bridge/openapi.yaml` (the operation
+ * exists, required headers are sent, the body is valid), and every field a script reads from
+ * an answer is one that answer documents.
+ */
+describe('k6 scripts against the API', () => {
+  const apiSchema = apiSchemaFromSupergraph(readRepoFile('supergraph.graphql'));
+  const openapi = parseYaml(readRepoFile('openapi-bridge/openapi.yaml')) as { paths: Record<string, Record<string, unknown>> };
+  const ajv = new Ajv2020({ strict: false, allErrors: true });
+  ajv.addSchema(openapi, 'openapi');
+  const pointer = (...parts: string[]) => parts.map((p) => p.replaceAll('~', '~0').replaceAll('/', '~1')).join('/');
+  /** An OpenAPI object with its `$ref` (`#/components/...`) followed. */
+  const deref = (value: unknown): Record<string, unknown> => {
+    let node = value as Record<string, unknown>;
+    while (typeof node?.$ref === 'string') {
+      node = (node.$ref as string)
+        .slice(2)
+        .split('/')
+        .reduce<Record<string, unknown>>(
+          (at, key) => at[key.replaceAll('~1', '/').replaceAll('~0', '~')] as Record<string, unknown>,
+          openapi,
+        );
+    }
+    return node;
+  };
+  /** The documented operation a request hits: its path template and operation object. */
+  const operationOf = (method: string, path: string) => {
+    for (const [template, item] of Object.entries(openapi.paths)) {
+      const pattern = new RegExp(`^${template.replace(/\{[^}]+\}/g, '[^/]+')}$`);
+      const operation = item[method.toLowerCase()];
+      if (pattern.test(path) && operation) return { template, operation: operation as Record<string, unknown> };
+    }
+    return undefined;
+  };
+
+  /** Answers as the bridge and the router do, with the documented statuses. */
+  const card = { card_id: 'card_1', status: 'active' };
+  const api: Reply = ({ method, url }) => {
+    if (url === fullEnv.ROUTER_URL) return { status: 200, body: { data: {} } };
+    const path = new URL(url).pathname;
+    if (path === '/auth/token') return { status: 200, body: { access_token: 'tok', token_type: 'Bearer', expires_in: 900, scope: '' } };
+    if (method === 'POST' && path === '/cards') return { status: 201, body: card };
+    if (method === 'POST' && path === '/charges') return { status: 201, body: { charge_id: 'ch_1', status: 'authorized' } };
+    return { status: 200, body: card };
+  };
+
+  /** Every request a script sends in setup() and four iterations. */
+  async function requestsOf(file: string) {
+    const run = await runScript(file, { ...fullEnv, HOLD: '1m', ITERATIONS: '1', LIMIT: '3', EXTRA: '1' }, { reply: api });
+    const data = run.exports.setup?.();
+    for (const iter of [0, 1, 2, 3]) {
+      run.iteration(1, iter);
+      run.exports.default(data);
+    }
+    return run.sent;
+  }
+
+  it.each(scripts)('%s sends GraphQL documents and variables the API schema accepts', async (file) => {
+    const graphqlRequests = (await requestsOf(file)).filter((r) => r.url === fullEnv.ROUTER_URL);
+    expect(graphqlRequests.length, 'the script sends GraphQL through ROUTER_URL').toBeGreaterThan(0);
+    for (const { body } of graphqlRequests) {
+      const { query, variables = {} } = body as { query: string; variables?: Record<string, unknown> };
+      const document = parse(query);
+      expect(
+        validate(apiSchema, document).map((e) => e.message),
+        query,
+      ).toEqual([]);
+      const operation = document.definitions.find((d): d is OperationDefinitionNode => d.kind === 'OperationDefinition');
+      expect(operation?.name, `${query}: named (the dashboards' Top operations)`).toBeDefined();
+      const coerced = getVariableValues(apiSchema, operation?.variableDefinitions ?? [], variables);
+      expect(coerced.errors?.map((e) => e.message) ?? [], query).toEqual([]);
+    }
+  });
+
+  it.each(scripts)('%s calls documented REST operations with their required headers and valid bodies', async (file) => {
+    const rest = (await requestsOf(file)).filter((r) => r.url.startsWith(fullEnv.BASE_URL));
+    expect(rest.length).toBeGreaterThan(0);
+    for (const request of rest) {
+      const path = new URL(request.url).pathname;
+      const label = `${request.method} ${path}`;
+      const found = operationOf(request.method, path);
+      expect(found, `${label} is in openapi.yaml`).toBeDefined();
+      const { template, operation } = found!;
+      const headers = new Set(Object.keys(request.headers).map((h) => h.toLowerCase()));
+      for (const parameter of ((operation.parameters ?? []) as unknown[]).map(deref)) {
+        if (parameter.in === 'header' && parameter.required)
+          expect(headers, `${label}: ${parameter.name}`).toContain(String(parameter.name).toLowerCase());
+      }
+      if (operation.security === undefined || (operation.security as unknown[]).length > 0) {
+        expect(request.headers.Authorization, `${label}: bearer token`).toMatch(/^Bearer \S+$/);
+      }
+      if (operation.requestBody) {
+        const check = ajv.getSchema(
+          `openapi#/${pointer('paths', template, request.method.toLowerCase(), 'requestBody', 'content', 'application/json', 'schema')}`,
+        );
+        expect(check, `${label}: body schema`).toBeDefined();
+        expect(check!(request.body) ? [] : check!.errors, `${label} body ${JSON.stringify(request.body)}`).toEqual([]);
+      }
+      const response = deref((operation.responses as Record<string, unknown>)[String(request.status)]);
+      const schema = deref((response.content as Record<string, { schema: unknown }> | undefined)?.['application/json']?.schema);
+      const properties = Object.keys((schema?.properties as Record<string, unknown> | undefined) ?? {});
+      for (const field of request.reads) expect(properties, `${label} ${request.status}: the script reads ${field}`).toContain(field);
+    }
   });
 });
