@@ -18,6 +18,17 @@ export interface AccessToken {
   scope: string;
 }
 
+/** A freshly signed token and what names it in an audit line (never the token itself). */
+export interface IssuedAccessToken {
+  token: AccessToken;
+  /** The `jti` claim. */
+  tokenId: string;
+  /** The signing key's id (`kid` header). */
+  kid: string;
+  /** The `exp` claim, seconds since the epoch. */
+  expiresAt: number;
+}
+
 /**
  * Mints access tokens with the ring's current key. Claims match what platform's
  * `createJwtVerifier` requires: iss, aud, sub, role, scope (space separated), key_id, jti,
@@ -25,20 +36,22 @@ export interface AccessToken {
  */
 export function createAccessTokenIssuer(options: AccessTokenOptions) {
   return {
-    async issue(subject: { userId: string; role: Role; apiKeyId: string }): Promise<AccessToken> {
+    async issue(subject: { userId: string; role: Role; apiKeyId: string }): Promise<IssuedAccessToken> {
       const { kid, alg, privateKey } = await options.keyRing.signingKey();
       const scope = scopesByRole[subject.role].join(' ');
       const issuedAt = Math.floor(Date.now() / 1000);
+      const tokenId = randomUUID();
+      const expiresAt = issuedAt + options.ttlSeconds;
       const accessToken = await new SignJWT({ role: subject.role, scope, key_id: subject.apiKeyId })
         .setProtectedHeader({ alg, kid, typ: 'JWT' })
         .setIssuer(options.issuer)
         .setAudience(options.audience)
         .setSubject(subject.userId)
-        .setJti(randomUUID())
+        .setJti(tokenId)
         .setIssuedAt(issuedAt)
-        .setExpirationTime(issuedAt + options.ttlSeconds)
+        .setExpirationTime(expiresAt)
         .sign(privateKey);
-      return { accessToken, tokenType: 'Bearer', expiresIn: options.ttlSeconds, scope };
+      return { token: { accessToken, tokenType: 'Bearer', expiresIn: options.ttlSeconds, scope }, tokenId, kid, expiresAt };
     },
   };
 }

@@ -139,13 +139,16 @@ export function createResolvers({ db, exchange, keyRing, maxApiKeysPerUser }: Re
     },
     Mutation: {
       createToken(_root, { apiKey }: { apiKey: string }, context) {
-        return exchange(apiKey, context.clientAddress);
+        return exchange(apiKey, context.clientAddress, context.logger);
       },
       async createUser(_root, { input }: { input: unknown }, context) {
-        await requireLiveKey(requireScope(context, 'users:write'), context);
+        const principal = await requireLiveKey(requireScope(context, 'users:write'), context);
         const parsed = parseInput(createUserSchema, input, 'input');
         const { user, apiKey, secret } = await createUserWithApiKey(db, parsed);
-        context.logger.info({ userId: user.id, role: user.role, apiKeyId: apiKey.id }, 'user created');
+        context.logger.info(
+          { userId: user.id, role: user.role, apiKeyId: apiKey.id, by: principal.userId, byApiKeyId: principal.apiKeyId },
+          'user created',
+        );
         return { user, apiKey, secret };
       },
       async createApiKey(_root, args: { userId: string; rateLimitPerMinute?: number | null }, context) {
@@ -160,22 +163,29 @@ export function createResolvers({ db, exchange, keyRing, maxApiKeysPerUser }: Re
         if (!(await context.loaders.user.load(args.userId))) throw new NotFoundError('User', args.userId);
         // Admins (keys:write) provision keys for others and are not capped; everyone else is.
         const issued = await createApiKeyFor(db, args.userId, rateLimit, hasScope(principal, 'keys:write') ? undefined : maxApiKeysPerUser);
-        context.logger.info({ userId: args.userId, apiKeyId: issued.apiKey.id, by: principal.userId }, 'API key created');
+        context.logger.info(
+          { userId: args.userId, apiKeyId: issued.apiKey.id, by: principal.userId, byApiKeyId: principal.apiKeyId },
+          'API key created',
+        );
         return issued;
       },
       async revokeApiKey(_root, { id }: { id: string }, context) {
         const principal = await requireLiveKey(requirePrincipal(context), context);
         // Someone else's key is NOT_FOUND for a non-admin: its existence is not their business.
         if (!visibleKey(principal, await context.loaders.apiKey.load(id))) throw new NotFoundError('API key', id);
-        const revoked = await revokeApiKey(db, id);
-        if (!revoked) throw new NotFoundError('API key', id);
-        context.logger.info({ apiKeyId: id, by: principal.userId }, 'API key revoked');
+        const outcome = await revokeApiKey(db, id);
+        if (!outcome) throw new NotFoundError('API key', id);
+        const { apiKey: revoked, revokedNow } = outcome;
+        // The audit trail: who revoked it, with which of their keys; a repeat changes nothing and says so.
+        const audit = { apiKeyId: id, ownerId: revoked.userId, by: principal.userId, byApiKeyId: principal.apiKeyId };
+        if (revokedNow) context.logger.info(audit, 'API key revoked');
+        else context.logger.info({ ...audit, revokedAt: revoked.revokedAt }, 'API key already revoked: nothing changed');
         return revoked;
       },
       async rotateSigningKey(_root, _args, context) {
         const principal = await requireLiveKey(requireScope(context, 'admin'), context);
         await keyRing.rotate();
-        context.logger.info({ by: principal.userId }, 'signing key rotated on demand');
+        context.logger.info({ by: principal.userId, byApiKeyId: principal.apiKeyId }, 'signing key rotated on demand');
         return (await keyRing.keys()).filter((key) => key.state !== 'removed');
       },
     },

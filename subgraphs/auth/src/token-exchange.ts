@@ -38,7 +38,8 @@ export function createTokenExchange(options: TokenExchangeOptions) {
     return new RateLimitedError(retryAfter, 'Too many failed token requests; retry later');
   };
 
-  return async function exchange(apiKey: string, clientAddress: string): Promise<AccessToken> {
+  /** `requestLogger`: the request's own (with its request id), so every line of one exchange can be told apart. */
+  return async function exchange(apiKey: string, clientAddress: string, requestLogger: Logger = logger): Promise<AccessToken> {
     const parsed = parseApiKey(apiKey);
     const address = addressIdentity(clientAddress);
     const retryAfterNow = async () =>
@@ -51,7 +52,7 @@ export function createTokenExchange(options: TokenExchangeOptions) {
       if (wait > 0) return limited(wait);
       exchanges.inc({ outcome: 'rejected' });
       // The prefix is not secret and lets an operator find the key; the secret is never logged.
-      logger.warn({ keyPrefix: parsed?.prefix, clientAddress, reason }, 'token exchange rejected');
+      requestLogger.warn({ keyPrefix: parsed?.prefix, clientAddress, reason }, 'token exchange rejected');
       return invalid();
     };
     // A malformed key is rejected without a lookup: its shape is public, so timing reveals nothing.
@@ -64,9 +65,23 @@ export function createTokenExchange(options: TokenExchangeOptions) {
     const retryAfterMatch = await retryAfterNow();
     if (retryAfterMatch > 0) throw limited(retryAfterMatch);
     if (!(await markApiKeyUsed(db, row.id))) throw await fail('revoked');
-    const token = await tokens.issue({ userId: row.userId, role: row.role, apiKeyId: row.id });
+    const issued = await tokens.issue({ userId: row.userId, role: row.role, apiKeyId: row.id });
     exchanges.inc({ outcome: 'issued' });
-    return token;
+    // The audit trail of a credential's use: which key minted which token (its jti, never the token), from where.
+    requestLogger.info(
+      {
+        userId: row.userId,
+        role: row.role,
+        apiKeyId: row.id,
+        keyPrefix: parsed.prefix,
+        tokenId: issued.tokenId,
+        kid: issued.kid,
+        expiresAt: new Date(issued.expiresAt * 1000).toISOString(),
+        clientAddress,
+      },
+      'access token issued',
+    );
+    return issued.token;
   };
 }
 

@@ -147,14 +147,20 @@ export async function listUsers(
   return { rows: rows.slice(0, first), hasNextPage: rows.length > first };
 }
 
-/** Revokes a key; revoking twice keeps the first revocation time. */
-export async function revokeApiKey(db: Database, id: string): Promise<ApiKeyRow | undefined> {
-  const [row] = await db
+/**
+ * Revokes a key; revoking twice keeps the first revocation time. `revokedNow` tells whether this
+ * call revoked it (of concurrent calls, exactly one), so only that one is audited as the revocation.
+ */
+export async function revokeApiKey(db: Database, id: string): Promise<{ apiKey: ApiKeyRow; revokedNow: boolean } | undefined> {
+  const [revoked] = await db
     .update(apiKeys)
-    .set({ revokedAt: sql`coalesce(${apiKeys.revokedAt}, now())` })
-    .where(eq(apiKeys.id, id))
+    .set({ revokedAt: sql`now()` })
+    .where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt)))
     .returning(apiKeyColumns);
-  return row;
+  if (revoked) return { apiKey: revoked, revokedNow: true };
+  // Already revoked (or no such key): a concurrent revocation waited for above has committed by now.
+  const [existing] = await db.select(apiKeyColumns).from(apiKeys).where(eq(apiKeys.id, id));
+  return existing && { apiKey: existing, revokedNow: false };
 }
 
 /** The key row and its owner's role, looked up by the visible prefix. */

@@ -1,5 +1,6 @@
 import { signingKeys } from '@ghostpay/db';
 import { inArray, sql } from 'drizzle-orm';
+import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AuthHarness, randomKek, startAuth } from './auth-harness.ts';
 
@@ -80,7 +81,14 @@ describe('credentials in logs', () => {
 
     const text = auth.logLines.join('\n');
     // The paths above were logged, so the search below looked at them.
-    for (const message of ['user created', 'API key created', 'token exchange rejected', 'API key revoked', 'rotated the signing key']) {
+    for (const message of [
+      'user created',
+      'API key created',
+      'access token issued',
+      'token exchange rejected',
+      'API key revoked',
+      'rotated the signing key',
+    ]) {
       expect(text, message).toContain(message);
     }
     expect(text).toContain('unexpected error while executing an operation');
@@ -92,5 +100,91 @@ describe('credentials in logs', () => {
     }
     // A JWT's signature alone cannot be replayed, but its header+payload+signature can: none of its parts beyond the header.
     for (const token of [adminToken, merchantToken]) expect(text.includes(token.split('.')[2]!)).toBe(false);
+  });
+});
+
+describe('audit trail', () => {
+  let auth: AuthHarness;
+  beforeAll(async () => {
+    auth = await startAuth({ captureLogs: true, env: { TRUSTED_PROXY_HOPS: '1' } });
+  });
+  afterAll(() => auth?.close());
+
+  const lines = (message: string) =>
+    auth.logLines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((line) => line.msg === message);
+
+  it('logs each issued token by its key, jti, signing key and client address, with the request id', async () => {
+    const merchant = await auth.seed('merchant');
+    const result = await auth.gql<{ createToken: { accessToken: string } }>(
+      createToken,
+      { apiKey: merchant.apiKey },
+      { headers: { 'x-forwarded-for': '198.51.100.23' } },
+    );
+    const token = result.data!.createToken.accessToken;
+    const issued = lines('access token issued').filter((line) => line.apiKeyId === merchant.apiKeyId);
+    expect(issued).toHaveLength(1);
+    const { jti, exp } = decodeJwt(token);
+    expect(issued[0]).toMatchObject({
+      level: 30,
+      userId: merchant.userId,
+      role: 'merchant',
+      keyPrefix: merchant.apiKey.split('_')[1],
+      tokenId: jti,
+      kid: decodeProtectedHeader(token).kid,
+      expiresAt: new Date(exp! * 1000).toISOString(),
+      clientAddress: '198.51.100.23',
+      requestId: expect.any(String),
+    });
+    // A rejection carries its request id too.
+    await auth.gql(createToken, { apiKey: `gp_${merchant.apiKey.split('_')[1]}_${'R'.repeat(43)}` });
+    expect(lines('token exchange rejected').at(-1)).toMatchObject({ requestId: expect.any(String), reason: 'wrong secret' });
+  });
+
+  it('audits who created a user or key and who revoked a key, with which of their keys; a repeated revocation, even a concurrent one, changes nothing and says so', async () => {
+    const merchant = await auth.seed('merchant');
+    const merchantToken = await auth.token(merchant.apiKey);
+    const admin = await auth.seed('admin');
+    const adminToken = await auth.token(admin.apiKey);
+    const keys: string[] = [];
+    for (let n = 0; n < 2; n++) {
+      const created = await auth.gql<{ createApiKey: { apiKey: { id: string } } }>(
+        createApiKey,
+        { userId: merchant.userId },
+        { token: merchantToken },
+      );
+      keys.push(created.data!.createApiKey.apiKey.id);
+    }
+    const [first, second] = keys as [string, string];
+    expect(lines('API key created').filter((line) => line.apiKeyId === first)).toEqual([
+      expect.objectContaining({ userId: merchant.userId, by: merchant.userId, byApiKeyId: merchant.apiKeyId }),
+    ]);
+    const createdUser = await auth.gql<{ createUser: { user: { id: string } } }>(
+      createUser,
+      { input: { name: 'Audited', email: 'audited@example.test', role: 'ADMIN' } },
+      { token: adminToken },
+    );
+    expect(lines('user created').filter((line) => line.userId === createdUser.data!.createUser.user.id)).toEqual([
+      expect.objectContaining({ role: 'admin', by: admin.userId, byApiKeyId: admin.apiKeyId }),
+    ]);
+
+    const revoked = await auth.gql<{ revokeApiKey: { revokedAt: string } }>(revokeApiKey, { id: first }, { token: merchantToken });
+    const again = await auth.gql<{ revokeApiKey: { revokedAt: string } }>(revokeApiKey, { id: first }, { token: adminToken });
+    expect(again.data?.revokeApiKey.revokedAt).toBe(revoked.data?.revokeApiKey.revokedAt);
+    expect(lines('API key revoked').filter((line) => line.apiKeyId === first)).toEqual([
+      expect.objectContaining({ ownerId: merchant.userId, by: merchant.userId, byApiKeyId: merchant.apiKeyId }),
+    ]);
+    expect(lines('API key already revoked: nothing changed').filter((line) => line.apiKeyId === first)).toEqual([
+      expect.objectContaining({ by: admin.userId, byApiKeyId: admin.apiKeyId, revokedAt: revoked.data?.revokeApiKey.revokedAt }),
+    ]);
+
+    // Racing revocations of one key: one revokes it, the others are told the same time.
+    const raced = await Promise.all(
+      Array.from({ length: 6 }, (_, n) =>
+        auth.gql<{ revokeApiKey: { revokedAt: string } }>(revokeApiKey, { id: second }, { token: n % 2 ? adminToken : merchantToken }),
+      ),
+    );
+    expect(new Set(raced.map((result) => result.data?.revokeApiKey.revokedAt)).size).toBe(1);
+    expect(lines('API key revoked').filter((line) => line.apiKeyId === second)).toHaveLength(1);
+    expect(lines('API key already revoked: nothing changed').filter((line) => line.apiKeyId === second)).toHaveLength(5);
   });
 });
