@@ -290,9 +290,11 @@ export function createBridge(deps: BridgeDeps): Bridge {
       });
     } catch (error) {
       if (!(error instanceof RouterUnreachableError)) throw error;
-      logger.error({ requestId, operation: operation.name, err: error.message }, 'router unreachable');
+      logger.error({ requestId, operation: operation.name, err: error.message, sent: error.sent }, 'router unreachable');
       ensureRetryAfter(res, 503);
-      sendError(res, 503, ErrorCode.SERVICE_UNAVAILABLE, unavailable, requestId);
+      // A call never sent (it waited out ROUTER_TIMEOUT_MS for a connection) ran nowhere: any
+      // retry is safe, even of a card issue without a key.
+      sendError(res, 503, ErrorCode.SERVICE_UNAVAILABLE, error.sent ? unavailable : unavailableMessageFor('safe'), requestId);
       return;
     }
     const passRateLimitHeaders = () => {

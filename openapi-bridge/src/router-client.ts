@@ -1,4 +1,4 @@
-import { ResponseTooLargeError, requestText, type TextResponse } from '@ghostpay/platform';
+import { ResponseTooLargeError, requestText, type TextDispatcher, type TextResponse } from '@ghostpay/platform';
 import { Pool } from 'undici';
 
 /** A GraphQL error as the router answers it. */
@@ -25,7 +25,11 @@ export interface RouterClientOptions {
   url: string;
   /** Keep-alive connections to the router. @default 64 */
   connections?: number;
-  /** Time to wait for the router's response headers and body. @default 10000 */
+  /**
+   * Time to wait for the router's response headers and body; also how long a call may wait for
+   * a free connection: one still queued after it is never sent (`RouterUnreachableError` with
+   * `sent: false`). @default 10000
+   */
   timeoutMs?: number;
   /** How long an idle keep-alive connection stays open. @default 30000 */
   keepAliveTimeoutMs?: number;
@@ -49,8 +53,21 @@ export interface RouterClient {
   close(): Promise<void>;
 }
 
-/** Thrown when the router cannot be reached or does not answer in time. */
-export class RouterUnreachableError extends Error {}
+/**
+ * Thrown when the router cannot be reached or does not answer in time. `sent: false` when the
+ * call was never written to the router (it waited out `timeoutMs` for a connection): its
+ * outcome is known, nothing ran.
+ */
+export class RouterUnreachableError extends Error {
+  readonly sent: boolean;
+  constructor(message: string, options: ErrorOptions & { sent?: boolean } = {}) {
+    super(message, options);
+    this.sent = options.sent ?? true;
+  }
+}
+
+/** A call that waited out its time for a free connection; thrown before anything is written. */
+class QueuedTooLongError extends Error {}
 
 /**
  * The bridge's only way to the router: an undici Pool of keep-alive connections. Requests
@@ -66,10 +83,30 @@ export function createRouterClient(options: RouterClientOptions): RouterClient {
     headersTimeout: timeoutMs,
     bodyTimeout: timeoutMs,
   });
+  const poolDispatcher: TextDispatcher = pool;
   const graphqlPath = `${url.pathname}${url.search}`;
 
   return {
     async execute({ operationName, sha256Hash, variables, headers }) {
+      // undici's headersTimeout starts once a request is written, so time spent queued for one
+      // of the pool's connections is bounded by nothing: with the router slow and every
+      // connection busy, calls would wait on, and then run mutations whose clients had long
+      // given up (and retried). A call still queued after timeoutMs is dropped as it leaves the
+      // queue, unsent. Costs a clock read and a closure per call: no timer.
+      const deadline = performance.now() + timeoutMs;
+      const dispatcher: TextDispatcher = {
+        dispatch(dispatchOptions, handler) {
+          const start = handler.onRequestStart;
+          // Called as the request is about to be written to a connection. Throwing here (undici
+          // catches it and fails the request) keeps the keep-alive connection for the next one,
+          // where controller.abort would destroy it.
+          handler.onRequestStart = (controller) => {
+            if (performance.now() > deadline) throw new QueuedTooLongError(`no router connection free within ${timeoutMs} ms`);
+            start.call(handler, controller);
+          };
+          return poolDispatcher.dispatch(dispatchOptions, handler);
+        },
+      };
       const payload = JSON.stringify({
         operationName,
         variables,
@@ -78,7 +115,7 @@ export function createRouterClient(options: RouterClientOptions): RouterClient {
       let response: TextResponse;
       try {
         // requestText, not pool.request: its comment says why (young-generation survivors).
-        response = await requestText(pool, {
+        response = await requestText(dispatcher, {
           method: 'POST',
           path: graphqlPath,
           headers: { ...headers, 'content-type': 'application/json', accept: 'application/json' },
@@ -86,6 +123,9 @@ export function createRouterClient(options: RouterClientOptions): RouterClient {
           maxResponseBytes,
         });
       } catch (error) {
+        if (error instanceof QueuedTooLongError) {
+          throw new RouterUnreachableError(`router call not sent: ${error.message}`, { cause: error, sent: false });
+        }
         const what = error instanceof ResponseTooLargeError ? 'router response failed' : 'router unreachable';
         throw new RouterUnreachableError(`${what}: ${(error as Error).message}`, { cause: error });
       }

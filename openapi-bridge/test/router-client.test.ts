@@ -56,3 +56,49 @@ describe('router client', () => {
     await client.close();
   });
 });
+
+describe('router client: time waiting for a connection', () => {
+  it('never sends a call still queued past timeoutMs, and keeps the keep-alive connection for the next', async () => {
+    const seen: { operationName: string; port: number | undefined }[] = [];
+    // Answers the first call slowly but steadily (a chunk every 80 ms: never idle past bodyTimeout),
+    // holding the client's only connection for ~400 ms.
+    const slow = await startLoopbackServer((req, res, body) => {
+      const { operationName } = JSON.parse(body) as { operationName: string };
+      seen.push({ operationName, port: req.socket.remotePort });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      if (operationName !== 'Slow') {
+        res.end('{"data":{"ok":true}}');
+        return;
+      }
+      const chunks = ['{"data":', '{"ok"', ':', 'true', '}', '}'];
+      const next = () => {
+        const chunk = chunks.shift();
+        if (chunk === undefined) res.end();
+        else {
+          res.write(chunk);
+          setTimeout(next, 80);
+        }
+      };
+      next();
+    });
+    const client = createRouterClient({ url: `${slow.url}/graphql`, connections: 1, timeoutMs: 200 });
+    try {
+      const first = client.execute({ ...call, operationName: 'Slow' });
+      const queued = client.execute({ ...call, operationName: 'Queued' });
+      const queuedError = await queued.then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(queuedError).toBeInstanceOf(RouterUnreachableError);
+      expect((queuedError as RouterUnreachableError).sent).toBe(false);
+      expect((await first).body?.data).toEqual({ ok: true });
+      expect((await client.execute({ ...call, operationName: 'Next' })).body?.data).toEqual({ ok: true });
+      expect(seen.map((s) => s.operationName)).toEqual(['Slow', 'Next']);
+      // One connection throughout: dropping the stale call did not cost the keep-alive one.
+      expect(new Set(seen.map((s) => s.port)).size).toBe(1);
+    } finally {
+      await client.close();
+      await slow.close();
+    }
+  });
+});

@@ -631,6 +631,54 @@ describe('the bridge in front of a scripted router', () => {
     expect((await refund()).body.error.message).toBe(sameKey);
   });
 
+  it('never sends a call that waited out ROUTER_TIMEOUT_MS for a router connection, and says a retry is safe', async () => {
+    const sentToRouter: string[] = [];
+    let healthzHeld: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      healthzHeld = resolve;
+    });
+    // A router that holds the readiness probe (undici gives it 2 s) on the bridge's only connection.
+    const slowRouter = await startLoopbackServer((req, res, body) => {
+      if (req.url === '/healthz') {
+        healthzHeld();
+        return;
+      }
+      sentToRouter.push(body);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ data: null, errors: [{ message: 'Card not found', extensions: { code: 'NOT_FOUND' } }] }));
+    });
+    const oneConnection = createBridge({
+      config: bridgeConfigSchema.parse({
+        LOG_LEVEL: 'silent',
+        ROUTER_URL: `${slowRouter.url}/graphql`,
+        ROUTER_CONNECTIONS: '1',
+        ROUTER_TIMEOUT_MS: '300',
+      }),
+      logger: silentLogger,
+    });
+    const url = await oneConnection.start(0);
+    const checked = createContractChecker(url);
+    try {
+      const readiness = fetch(`${url}/readyz`);
+      await held;
+      // Queued behind the probe past its 300 ms: an unkeyed card issue, whose 503 would otherwise mean "outcome unknown".
+      const issue = await checked.call('POST', '/cards', { token, body: { user_id: 'usr_1', amount: 10, currency: 'USD' } });
+      expect(issue.status).toBe(503);
+      expect(issue.body.error).toMatchObject({
+        code: 'SERVICE_UNAVAILABLE',
+        message: 'The API is temporarily unavailable; retry with backoff',
+      });
+      expect(sentToRouter).toEqual([]);
+      expect((await readiness).status).toBe(503);
+      // The connection is free again: calls go through.
+      expect((await checked.call('GET', '/cards/card_1', { token })).status).toBe(404);
+      expect(sentToRouter).toHaveLength(1);
+    } finally {
+      await oneConnection.close();
+      await slowRouter.close();
+    }
+  });
+
   it('treats a client that goes away mid-body as the client’s doing: nothing sent to the router, an info line, not an error', async () => {
     const { logger, parsed } = capturingLogger('openapi-bridge');
     const watched = createBridge({
