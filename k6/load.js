@@ -5,7 +5,7 @@
 
 import http from 'k6/http';
 import { durationEnv, intEnv, optionalEnv, requireEnv, urlEnv } from './lib/env.js';
-import { createCard, createCharge, expectedStatuses, fetchTokens, getCard, graphql } from './lib/ghostpay.js';
+import { createCard, createCharge, expectedStatuses, fetchTokens, getCard, graphql, setupTimeoutFor } from './lib/ghostpay.js';
 
 const baseUrl = urlEnv('BASE_URL');
 const routerUrl = urlEnv('ROUTER_URL');
@@ -21,6 +21,8 @@ const hold = durationEnv('HOLD', '5m');
 const rampDownSeconds = 30;
 
 export const options = {
+  // Exchanging more keys than the router's anonymous limit (100/min) waits it out in setup().
+  setupTimeout: setupTimeoutFor(apiKeys.length),
   scenarios: {
     merchants: {
       executor: 'ramping-arrival-rate',

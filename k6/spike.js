@@ -5,7 +5,7 @@ import { check } from 'k6';
 import http from 'k6/http';
 import { Rate } from 'k6/metrics';
 import { durationEnv, intEnv, optionalEnv, requireEnv, urlEnv } from './lib/env.js';
-import { fetchTokens } from './lib/ghostpay.js';
+import { fetchTokens, setupTimeoutFor } from './lib/ghostpay.js';
 
 const baseUrl = urlEnv('BASE_URL');
 const routerUrl = urlEnv('ROUTER_URL');
@@ -22,6 +22,8 @@ const rateLimited = new Rate('rate_limited');
 const serverErrors = new Rate('server_errors');
 
 export const options = {
+  // Exchanging more keys than the router's anonymous limit (100/min) waits it out in setup().
+  setupTimeout: setupTimeoutFor(apiKeys.length),
   scenarios: {
     spike: {
       executor: 'ramping-arrival-rate',

@@ -25,7 +25,7 @@ const k6Stubs: Plugin = {
         class Metric { add() {} }
         export const check = (value, checks) => Object.values(checks).every((f) => f(value));
         export const fail = (message) => { throw new Error(message); };
-        export const sleep = noop, group = (_name, fn) => fn();
+        export const sleep = (seconds) => globalThis.__k6.sleep(seconds), group = (_name, fn) => fn();
         export const Rate = Metric, Counter = Metric, Trend = Metric, Gauge = Metric;
         const request = (method) => (url, body, params) => globalThis.__k6.request(method, url, body, params);
         export default {
@@ -78,7 +78,7 @@ interface Sent {
   reads: string[];
 }
 /** What the k6/http stand-in answers a request with. */
-type Reply = (request: Sent) => { status: number; body: Record<string, unknown> };
+type Reply = (request: Sent) => { status: number; body: Record<string, unknown>; headers?: Record<string, string> };
 
 interface Run {
   exports: K6Exports;
@@ -124,13 +124,13 @@ async function runScript(
       reads: [],
     };
     sent.push(req);
-    const { status, body: answer } = reply(req);
+    const { status, body: answer, headers = {} } = reply(req);
     req.status = status;
     const json = (selector?: string) => {
       if (selector) req.reads.push(selector);
       return selector ? answer[selector] : answer;
     };
-    return { status, body: JSON.stringify(answer), headers: {}, json };
+    return { status, body: JSON.stringify(answer), headers, json };
   };
   const __ENV = onEnvRead
     ? new Proxy(env, {
@@ -146,7 +146,13 @@ async function runScript(
     __ENV,
     __VU: 1,
     __ITER: 0,
-    __k6: { request },
+    // k6's sleep() moves the script's clock.
+    __k6: {
+      request,
+      sleep: (seconds: number) => {
+        clock.now += seconds * 1000;
+      },
+    },
     crypto: globalThis.crypto,
     Date: ScriptDate,
   };
@@ -290,6 +296,45 @@ describe('k6 scripts', () => {
         [`${fullEnv.BASE_URL}/auth/token`, { api_key: 'gp_a' }],
         [`${fullEnv.BASE_URL}/auth/token`, { api_key: 'gp_b' }],
       ]);
+    });
+  });
+
+  describe.each(['load.js', 'spike.js'])('%s setup() with more keys than the anonymous limit', (file) => {
+    const keys = Array.from({ length: 150 }, (_, i) => `gp_${i}`);
+    /** The router's anonymous limit on the token exchange: 100 a minute from one address, then 429 with Retry-After. */
+    const limitedExchange = (expiresIn: number): Reply => {
+      const served: number[] = [];
+      return (request) => {
+        const now = run.clock.now;
+        while (served.length && served[0]! <= now - 60_000) served.shift();
+        if (served.length >= 100)
+          return { status: 429, body: {}, headers: { 'Retry-After': String(Math.ceil((served[0]! + 60_000 - now) / 1000)) } };
+        served.push(now);
+        return tokenExchange(expiresIn)(request);
+      };
+    };
+    let run: Run;
+
+    it('waits out the 429s and exchanges every key, within its setupTimeout', async () => {
+      let reply: Reply = () => ({ status: 500, body: {} });
+      run = await runScript(file, { ...fullEnv, API_KEYS: keys.join(','), HOLD: '1m' }, { reply: (r) => reply(r) });
+      reply = limitedExchange(900);
+      const started = run.clock.now;
+      const data = run.exports.setup!() as { tokens: string[] };
+      expect(data.tokens).toEqual(keys.map((k) => `tok_${k}`));
+      const waited = (run.clock.now - started) / 1000;
+      expect(waited).toBeGreaterThanOrEqual(55);
+      const { setupTimeout } = run.exports.options as { setupTimeout?: string };
+      expect(seconds(setupTimeout ?? '60s')).toBeGreaterThan(waited);
+    });
+
+    it("counts the wait in the tokens' lifetime: the first token must outlive setup() and the run", async () => {
+      let reply: Reply = () => ({ status: 500, body: {} });
+      run = await runScript(file, { ...fullEnv, API_KEYS: keys.join(','), HOLD: '1m' }, { reply: (r) => reply(r) });
+      const lasts = runSeconds(stagesOf(run.exports));
+      // Long enough for the run alone, not for the run and the minute setup() waited.
+      reply = limitedExchange(lasts + 30);
+      expect(() => run.exports.setup!()).toThrow(/tokens expire after \d+ s but this run lasts \d+ s/);
     });
   });
 
