@@ -176,6 +176,26 @@ describe('the bridge in front of a scripted router', () => {
     expect(captured[0]?.headers.authorization).toBeUndefined();
   });
 
+  it('refuses every documented operation that requires a token, called without one or with another scheme, before the router', async () => {
+    // Walks the contract, so a route added later is held to it too.
+    const guarded = routesOf(loadSpec()).filter((route) => route.graphqlOperation && route.requiresAuth);
+    expect(guarded.map((route) => route.operationId).sort()).toEqual(
+      ['cancelCard', 'createCharge', 'getCard', 'getCharge', 'issueCard', 'listCards', 'listCharges', 'refundCharge', 'revealCard'].sort(),
+    );
+    for (const route of guarded) {
+      const path = route.pathTemplate.replace(/\{[^}]+\}/g, 'id_1');
+      for (const authorization of [undefined, 'Basic dXNlcjpwYXNz', 'Bearer', `Token ${token}`]) {
+        const response = await api.call(route.method, path, {
+          headers: { 'Idempotency-Key': 'k-anon', ...(authorization ? { authorization } : {}) },
+          ...(route.method === 'POST' ? { body: {} } : {}),
+        });
+        expect(response.status, `${route.method} ${path} ${authorization}`).toBe(401);
+        expect(response.body.error.code).toBe('UNAUTHENTICATED');
+      }
+    }
+    expect(captured).toEqual([]);
+  });
+
   it('maps REST bodies, queries and headers to the GraphQL variables', async () => {
     errorAnswer('NOT_FOUND');
     await api.call('POST', '/charges', {
