@@ -73,6 +73,13 @@ export interface JwtVerifierOptions {
   verifiedCacheTtlMs?: number;
   /** @default Date.now */
   now?: () => number;
+  /**
+   * The oldest a token may be (now − `iat`, with the clock tolerance), whatever its `exp` says:
+   * auth issues none living longer (`ACCESS_TOKEN_TTL_SECONDS` ≤ 86 400), so a token that claims
+   * more was not made by it (a forged one, signed with a leaked key). A token whose `iat` is in
+   * the future, beyond the tolerance, is refused too. @default 86400
+   */
+  maxTokenAgeSeconds?: number;
 }
 
 export interface JwtVerifier {
@@ -101,6 +108,7 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
       : undefined;
   if (!keys) throw new Error('createJwtVerifier needs jwksUrl or jwks');
 
+  const maxTokenAgeSeconds = options.maxTokenAgeSeconds ?? 86_400;
   const verify = async (token: string): Promise<Principal> => {
     let payload: JWTPayload;
     try {
@@ -109,6 +117,7 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
         audience: options.audience,
         algorithms,
         clockTolerance: options.clockToleranceSeconds ?? 30,
+        maxTokenAge: maxTokenAgeSeconds,
         requiredClaims: ['exp', 'iat', 'sub', 'jti'],
       }));
     } catch (error) {
@@ -130,7 +139,8 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
       scopes: Object.freeze(scope.split(' ').filter(Boolean)) as string[],
       apiKeyId,
       tokenId: String(payload.jti),
-      expiresAt: Number(payload.exp),
+      // Good until its exp or until it is too old, whichever comes first (remembered tokens and open subscriptions end then).
+      expiresAt: Math.min(Number(payload.exp), Number(payload.iat) + maxTokenAgeSeconds),
     });
   };
 

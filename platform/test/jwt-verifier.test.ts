@@ -117,6 +117,19 @@ describe('JWT verifier against a served JWKS', () => {
     await expectUnauthenticated(verifier, await sign(rsa, claims({ nbf: now() + 120 })), /"nbf"/);
   });
 
+  it('rejects a token older than a day (what auth never issues), whatever its exp says, and one issued in the future', async () => {
+    // Signed with a trusted key but claiming a lifetime auth never grants (ACCESS_TOKEN_TTL_SECONDS ≤ 86 400): a forged token.
+    const year = 365 * 86_400;
+    await expectUnauthenticated(verifier, await sign(rsa, claims({ iat: now() - 86_400 - 120, exp: now() + year })), 'Token has expired');
+    await expectUnauthenticated(verifier, await sign(rsa, claims({ iat: now() + 600, exp: now() + 900 })), 'Token claim "iat" is invalid');
+    // A long-lived token is good only until a day after its iat: that is when the router ends its subscriptions.
+    const principal = await verifier.verify(await sign(rsa, claims({ iat: now() - 60, exp: now() + year })));
+    expect(principal.expiresAt).toBe(now() - 60 + 86_400);
+    // Within the tolerance, and a day-long token near its end, still pass.
+    await expect(verifier.verify(await sign(rsa, claims({ iat: now() + 5 })))).resolves.toBeDefined();
+    await expect(verifier.verify(await sign(rsa, claims({ iat: now() - 86_390, exp: now() + 10 })))).resolves.toBeDefined();
+  });
+
   it('tolerates a few seconds of clock skew', async () => {
     await expect(verifier.verify(await sign(rsa, claims({ nbf: now() + 5 })))).resolves.toBeDefined();
     await expect(verifier.verify(await sign(rsa, claims({ iat: now() - 900, exp: now() - 10 })))).resolves.toBeDefined();
