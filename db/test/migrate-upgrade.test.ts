@@ -36,8 +36,10 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** A new database migrated up to 0001, with a merchant and a card holder. */
-async function databaseAt0001(): Promise<{ url: string; handle: DatabaseHandle; run: (text: string) => Promise<pg.QueryResult> }> {
+/** A new database migrated up to `tag` (0001 unless told), with a merchant and a card holder. */
+async function databaseAt(
+  tag = '0001_settlement_due_index',
+): Promise<{ url: string; handle: DatabaseHandle; run: (text: string) => Promise<pg.QueryResult> }> {
   const name = `upgrade_${randomBytes(6).toString('hex')}`;
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
@@ -50,7 +52,7 @@ async function databaseAt0001(): Promise<{ url: string; handle: DatabaseHandle; 
     await drop.connect();
     await drop.query(`drop database if exists ${name} with (force)`).finally(() => drop.end());
   });
-  await migrate(handle, { migrationsFolder: migrationsUpTo('0001_settlement_due_index') });
+  await migrate(handle, { migrationsFolder: migrationsUpTo(tag) });
   const pool = handle.pool as pg.Pool;
   const run = (text: string) => pool.query(text);
   await run(`insert into auth.users (id, name, email, role) values
@@ -58,13 +60,30 @@ async function databaseAt0001(): Promise<{ url: string; handle: DatabaseHandle; 
   return { url, handle, run };
 }
 
-/** A card (USED, 1,000 USD) and an AUTHORIZED charge of 100 on it, both named after `id`. */
+/** A card (USED as an authorization leaves it, 1,000 USD) and an AUTHORIZED charge of 100 on it, both named after `id`. */
 const chargeSql = (id: string, columns = '', values = '') => `
   insert into cards.cards (id, owner_id, issuer_id, pan_ciphertext, pan_key_id, pan_fingerprint, bin, last4, brand,
-    exp_month, exp_year, expires_at, amount, currency, status)
-  values ('card_${id}', 'usr_h', 'usr_m', 'x', 'k', 'fp_${id}', '400000', '0000', 'VISA', 1, 2030, now() + interval '1 day', 1000, 'USD', 'USED');
+    exp_month, exp_year, expires_at, amount, currency, status, used_at)
+  values ('card_${id}', 'usr_h', 'usr_m', 'x', 'k', 'fp_${id}', '400000', '0000', 'VISA', 1, 2030, now() + interval '1 day', 1000, 'USD', 'USED', now());
   insert into charges.charges (id, card_id, merchant_id, amount, currency, status, authorized_at${columns})
   values ('ch_${id}', 'card_${id}', 'usr_m', 100, 'USD', 'AUTHORIZED', now()${values});`;
+
+/** The CHECK constraints migrations 0002 and 0003 add NOT VALID. */
+const invariants0002 = [
+  'charge_events_status_check',
+  'charge_idempotency_operation_check',
+  'charge_idempotency_state_check',
+  'charges_decline_code_values',
+  'charges_refunded_matches_status',
+  'charges_times_match_status',
+];
+const invariants0003 = [
+  'cards_amount_max',
+  'cards_used_at_matches_status',
+  'charges_amount_max',
+  'refunds_amount_max',
+  'reveal_audit_actor_role_check',
+];
 
 async function constraintsNotValid(handle: DatabaseHandle): Promise<string[]> {
   const { rows } = await (handle.pool as pg.Pool).query<{ conname: string }>(`
@@ -75,20 +94,20 @@ async function constraintsNotValid(handle: DatabaseHandle): Promise<string[]> {
 
 describe.skipIf(!adminUrl)('migrate, upgrading a database with data', () => {
   it('adds the new constraints NOT VALID and validates them once the migration has committed', async () => {
-    const { handle, run } = await databaseAt0001();
+    const { handle, run } = await databaseAt();
     await run(chargeSql('ok'));
     const warnings: string[] = [];
     await migrate(handle, { onWarning: (message) => warnings.push(message) });
     expect(warnings).toEqual([]);
     expect(await constraintsNotValid(handle)).toEqual([]);
     const { rows } = await run(
-      `select count(*)::int as n from pg_constraint where conname = 'charges_times_match_status' and convalidated`,
+      `select count(*)::int as n from pg_constraint where conname in (${[...invariants0002, ...invariants0003].map((name) => `'${name}'`).join(', ')}) and convalidated`,
     );
-    expect(rows[0]?.n).toBe(1);
+    expect(rows[0]?.n).toBe(invariants0002.length + invariants0003.length);
   });
 
   it('leaves a constraint that old rows break NOT VALID, still enforced on new rows, warns, and starts', async () => {
-    const { handle, run } = await databaseAt0001();
+    const { handle, run } = await databaseAt();
     // Allowed before 0002: AUTHORIZED with a refunded amount.
     await run(chargeSql('bad', ', refunded_amount', ', 5'));
     const warnings: string[] = [];
@@ -106,8 +125,56 @@ describe.skipIf(!adminUrl)('migrate, upgrading a database with data', () => {
     expect(warnings).toHaveLength(1);
   });
 
+  it('upgrading from 0002: leaves each of 0003’s constraints that old rows break NOT VALID, still enforced, warns, and validates it once repaired', async () => {
+    const { handle, run } = await databaseAt('0002_money_invariants');
+    // Allowed before 0003, one row breaking each of its rules: a USED card without used_at; a
+    // card, a charge (amount and refunded amount) and a refund above 2^31 - 1; a reveal audited
+    // under a role no principal has.
+    await run(`
+      insert into cards.cards (id, owner_id, issuer_id, pan_ciphertext, pan_key_id, pan_fingerprint, bin, last4, brand,
+        exp_month, exp_year, expires_at, amount, currency, status, used_at)
+      values ('card_unstamped', 'usr_h', 'usr_m', 'x', 'k', 'fp_unstamped', '400000', '0000', 'VISA', 1, 2030, now() + interval '1 day', 1000, 'USD', 'USED', null),
+        ('card_huge', 'usr_h', 'usr_m', 'x', 'k', 'fp_huge', '400000', '0000', 'VISA', 1, 2030, now() + interval '1 day', 3000000000, 'USD', 'USED', now());
+      insert into charges.charges (id, card_id, merchant_id, amount, currency, status, authorized_at, refunded_amount)
+      values ('ch_huge', 'card_huge', 'usr_m', 3000000000, 'USD', 'REFUNDED', now(), 3000000000);
+      insert into charges.refunds (id, charge_id, amount, created_by) values ('re_huge', 'ch_huge', 3000000000, 'usr_m');
+      insert into cards.reveal_audit (id, card_id, actor_id, actor_role) values ('rev_odd', 'card_unstamped', 'usr_h', 'support');`);
+    await run(chargeSql('fine'));
+    const warnings: string[] = [];
+    await migrate(handle, { onWarning: (message) => warnings.push(message) });
+    expect(await constraintsNotValid(handle)).toEqual(invariants0003);
+    expect(warnings.map((warning) => /^constraint (\S+) on (\S+) stays NOT VALID \(check constraint/.exec(warning)?.slice(1, 3))).toEqual([
+      ['cards_amount_max', 'cards.cards'],
+      ['cards_used_at_matches_status', 'cards.cards'],
+      ['reveal_audit_actor_role_check', 'cards.reveal_audit'],
+      ['charges_amount_max', 'charges.charges'],
+      ['refunds_amount_max', 'charges.refunds'],
+    ]);
+    // New rows are checked all the same.
+    const refused = (text: string) =>
+      run(text).then(
+        () => 'accepted',
+        (error: { constraint?: string }) => error.constraint,
+      );
+    expect(await refused(`update cards.cards set used_at = null where id = 'card_fine'`)).toBe('cards_used_at_matches_status');
+    expect(await refused(`update cards.cards set amount = 2147483648 where id = 'card_fine'`)).toBe('cards_amount_max');
+    expect(
+      await refused(`insert into cards.reveal_audit (id, card_id, actor_id, actor_role) values ('rev_new', 'card_fine', 'usr_h', 'root')`),
+    ).toBe('reveal_audit_actor_role_check');
+    // Once the rows are repaired, the next start validates every one.
+    await run(`
+      update cards.cards set used_at = now() where id = 'card_unstamped';
+      update cards.reveal_audit set actor_role = 'user' where id = 'rev_odd';
+      delete from charges.refunds where id = 're_huge';
+      delete from charges.charges where id = 'ch_huge';
+      delete from cards.cards where id = 'card_huge';`);
+    await migrate(handle, { onWarning: (message) => warnings.push(message) });
+    expect(await constraintsNotValid(handle)).toEqual([]);
+    expect(warnings).toHaveLength(5);
+  });
+
   it('retries an attempt PostgreSQL ended to break a deadlock with a service transaction', async () => {
-    const { url, handle, run } = await databaseAt0001();
+    const { url, handle, run } = await databaseAt();
     await run(chargeSql('dl'));
     // A service transaction holding one table the migration locks (events), which then reads
     // another it has already locked (charges). It waits the longest before checking for a

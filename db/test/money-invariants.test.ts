@@ -1,4 +1,4 @@
-import { chargeEvents, chargeIdempotencyKeys, charges, newId, refunds } from '@ghostpay/db';
+import { cards, chargeEvents, chargeIdempotencyKeys, charges, maxAmountMinorUnits, newId, refunds, revealAudit } from '@ghostpay/db';
 import { createSeed, freshDatabase, type SeededUser, type TestDatabase } from '@ghostpay/test-support';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,9 +29,19 @@ afterAll(async () => database?.close());
 
 type ChargeInsert = typeof charges.$inferInsert;
 
+/**
+ * A card of `merchant` (10,000 USD unless told), ACTIVE, or USED the way an authorization leaves
+ * it (with `used_at`, which test-support's seed does not set).
+ */
+async function newCard(status: 'ACTIVE' | 'USED', amount = 10_000) {
+  const issued = await seed.card({ ownerId: holder.id, issuerId: merchant.id, amount });
+  if (status === 'USED') await database.db.update(cards).set({ status, usedAt: sql`now()` }).where(eq(cards.id, issued.id));
+  return { ...issued, status };
+}
+
 /** A card of `merchant` (USED unless told, 10,000 USD) and a charge on it, AUTHORIZED for 100 unless overridden. */
 async function chargeOnNewCard(overrides: Partial<ChargeInsert> = {}, card: { status?: 'ACTIVE' | 'USED' } = {}) {
-  const issued = await seed.card({ ownerId: holder.id, issuerId: merchant.id, status: card.status ?? 'USED', amount: 10_000 });
+  const issued = await newCard(card.status ?? 'USED');
   const row: ChargeInsert = {
     id: newId('ch'),
     cardId: issued.id,
@@ -201,5 +211,93 @@ describe('money invariants enforced by the database', () => {
     expect(await outcome(database.db.insert(chargeIdempotencyKeys).values({ ...key, state: 'done' as never }))).toBe(
       'charge_idempotency_state_check',
     );
+  });
+});
+
+describe('invariants of migration 0003 enforced by the database', () => {
+  it('holds every amount to the services’ cap (2^31 - 1): cards, charges, refunded amounts, refunds', async () => {
+    const { db } = database;
+    expect(maxAmountMinorUnits).toBe(2 ** 31 - 1);
+    // The cap itself, as the services may write it: a card of CARD_MAX_AMOUNT's ceiling, charged
+    // and refunded in full.
+    const atCap = await newCard('USED', maxAmountMinorUnits);
+    const chargeId = newId('ch');
+    const charge = { id: chargeId, cardId: atCap.id, merchantId: merchant.id, amount: maxAmountMinorUnits, currency: 'USD' };
+    expect(await outcome(db.insert(charges).values({ ...charge, status: 'AUTHORIZED', authorizedAt: new Date() }))).toBe('accepted');
+    expect(
+      await outcome(
+        db.transaction(async (tx) => {
+          await tx.update(charges).set({ refundedAmount: maxAmountMinorUnits, status: 'REFUNDED' }).where(eq(charges.id, chargeId));
+          await tx.insert(refunds).values({ id: newId('re'), chargeId, amount: maxAmountMinorUnits, createdBy: merchant.id });
+        }),
+      ),
+    ).toBe('accepted');
+
+    // One more, on insert and on update; 2^53 + 1 would be read back as 2^53.
+    const above = maxAmountMinorUnits + 1;
+    const card = (amount: number) => seed.card({ ownerId: holder.id, issuerId: merchant.id, amount });
+    expect(await outcome(card(above))).toBe('cards_amount_max');
+    expect(await outcome(card(2 ** 53 + 1))).toBe('cards_amount_max');
+    expect(await outcome(db.update(cards).set({ amount: above }).where(eq(cards.id, atCap.id)))).toBe('cards_amount_max');
+    // A charge above the cap on a card with no cap (as on a database where cards_amount_max is
+    // still NOT VALID and an old card is that large): the charge's own check refuses it.
+    await db.execute(sql`alter table cards.cards drop constraint cards_amount_max`);
+    try {
+      const huge = await newCard('USED', 2 ** 40);
+      const onHuge = { id: newId('ch'), cardId: huge.id, merchantId: merchant.id, currency: 'USD', status: 'AUTHORIZED' as const };
+      expect(await outcome(db.insert(charges).values({ ...onHuge, amount: above, authorizedAt: new Date() }))).toBe('charges_amount_max');
+      expect(await outcome(db.update(charges).set({ amount: above }).where(eq(charges.id, chargeId)))).toBe('charges_amount_max');
+      // A refunded amount above the cap (charges_refund_bounds would refuse it too; both checks run).
+      expect(await outcome(db.update(charges).set({ refundedAmount: above, amount: above }).where(eq(charges.id, chargeId)))).toBe(
+        'charges_amount_max',
+      );
+      // A refund row above the cap.
+      expect(await outcome(db.insert(refunds).values({ id: newId('re'), chargeId, amount: above, createdBy: merchant.id }))).toBe(
+        'refunds_amount_max',
+      );
+    } finally {
+      await db.execute(sql`alter table cards.cards add constraint cards_amount_max check (amount <= 2147483647) not valid`);
+      await db.execute(sql`delete from charges.charges where card_id in (select id from cards.cards where amount > 2147483647)`);
+      await db.execute(sql`delete from cards.cards where amount > 2147483647`);
+      await db.execute(sql`alter table cards.cards validate constraint cards_amount_max`);
+    }
+  });
+
+  it('keeps a card USED exactly when it has used_at: as an authorization takes it, never otherwise', async () => {
+    const { db } = database;
+    // The authorization's shape: ACTIVE → USED and used_at in one update.
+    const taken = await newCard('ACTIVE');
+    expect(
+      await outcome(
+        db.execute(sql`update cards.cards set status = 'USED', used_at = clock_timestamp() where id = ${taken.id} and status = 'ACTIVE'`),
+      ),
+    ).toBe('accepted');
+    // Cancel and the expiry sweep, from ACTIVE (used_at stays null).
+    const canceled = await newCard('ACTIVE');
+    expect(await outcome(db.update(cards).set({ status: 'CANCELED', canceledAt: new Date() }).where(eq(cards.id, canceled.id)))).toBe(
+      'accepted',
+    );
+    const swept = await newCard('ACTIVE');
+    expect(await outcome(db.update(cards).set({ status: 'EXPIRED' }).where(eq(cards.id, swept.id)))).toBe('accepted');
+
+    const base = { ownerId: holder.id, issuerId: merchant.id };
+    // USED without used_at: inserted so, or updated so.
+    expect(await outcome(seed.card({ ...base, status: 'USED' }))).toBe('cards_used_at_matches_status');
+    const active = await newCard('ACTIVE');
+    expect(await outcome(db.update(cards).set({ status: 'USED' }).where(eq(cards.id, active.id)))).toBe('cards_used_at_matches_status');
+    expect(await outcome(db.update(cards).set({ usedAt: null }).where(eq(cards.id, taken.id)))).toBe('cards_used_at_matches_status');
+    // used_at on a card that is not USED: ACTIVE, or a used card moved to another status.
+    expect(await outcome(db.update(cards).set({ usedAt: new Date() }).where(eq(cards.id, active.id)))).toBe('cards_used_at_matches_status');
+    for (const status of ['ACTIVE', 'EXPIRED', 'CANCELED'] as const) {
+      expect(await outcome(db.update(cards).set({ status }).where(eq(cards.id, taken.id))), status).toBe('cards_used_at_matches_status');
+    }
+  });
+
+  it('keeps the reveal audit’s actor role to the platform’s roles', async () => {
+    const card = await newCard('ACTIVE');
+    const audit = (actorRole: string) =>
+      database.db.insert(revealAudit).values({ id: newId('rev'), cardId: card.id, actorId: holder.id, actorRole, requestId: null });
+    for (const role of ['user', 'merchant', 'admin']) expect(await outcome(audit(role)), role).toBe('accepted');
+    for (const role of ['support', 'Admin', '']) expect(await outcome(audit(role)), role).toBe('reveal_audit_actor_role_check');
   });
 });

@@ -2,6 +2,14 @@ import { sql } from 'drizzle-orm';
 import { bigint, char, check, index, integer, pgSchema, primaryKey, smallint, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
 import { users } from './auth.ts';
 
+/**
+ * The largest amount in minor units any service accepts (a card's limit, a charge, a refund):
+ * GraphQL's Int, 2^31 - 1 (cards' CARD_MAX_AMOUNT is capped at it, charges refuse more). Well
+ * inside what a JavaScript number holds exactly (2^53 - 1), which the `bigint` columns, read as
+ * numbers, need. Migration 0003's `*_amount_max` checks hold every stored amount to it.
+ */
+export const maxAmountMinorUnits = 2_147_483_647;
+
 export const cardsSchema = pgSchema('cards');
 
 export const cardStatuses = ['ACTIVE', 'USED', 'EXPIRED', 'CANCELED'] as const;
@@ -46,6 +54,11 @@ export const cards = cardsSchema.table(
     check('cards_status_check', sql`${t.status} in ('ACTIVE', 'USED', 'EXPIRED', 'CANCELED')`),
     check('cards_currency_format', sql`${t.currency} ~ '^[A-Z]{3}$'`),
     check('cards_exp_month_range', sql`${t.expMonth} between 1 and 12`),
+    // Migration 0003 (added NOT VALID, validated by `migrate` after it commits; see the README).
+    check('cards_amount_max', sql`${t.amount} <= 2147483647`),
+    // USED exactly when spent: the authorization sets both at once, and nothing else writes
+    // used_at or moves a card out of USED (cancel and expiry take only ACTIVE cards).
+    check('cards_used_at_matches_status', sql`(${t.status} = 'USED') = (${t.usedAt} is not null)`),
   ],
 );
 
@@ -77,7 +90,11 @@ export const revealAudit = cardsSchema.table(
     requestId: text('request_id'),
     revealedAt: timestamp('revealed_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
   },
-  (t) => [index('reveal_audit_card_idx').on(t.cardId, t.revealedAt)],
+  (t) => [
+    index('reveal_audit_card_idx').on(t.cardId, t.revealedAt),
+    // Migration 0003: the revealing principal's role (platform `Roles`).
+    check('reveal_audit_actor_role_check', sql`${t.actorRole} in ('admin', 'merchant', 'user')`),
+  ],
 );
 
 /** Counts of reveal attempts per actor per window; see the cards README. */

@@ -85,6 +85,9 @@ export const charges = chargesSchema.table(
       'charges_times_match_status',
       sql`case when ${t.status} = 'DECLINED' then ${t.authorizedAt} is null and ${t.settledAt} is null else ${t.authorizedAt} is not null and (${t.settledAt} is null or ${t.settledAt} >= ${t.authorizedAt}) end and (${t.status} <> 'SETTLED' or ${t.settledAt} is not null) and (${t.status} <> 'AUTHORIZED' or ${t.settledAt} is null)`,
     ),
+    // Migration 0003: no amount above the services' cap (`maxAmountMinorUnits`, 2^31 - 1;
+    // refunded_amount is within amount by charges_refund_bounds, and capped here all the same).
+    check('charges_amount_max', sql`${t.amount} <= 2147483647 and ${t.refundedAmount} <= 2147483647`),
   ],
 );
 
@@ -99,7 +102,12 @@ export const refunds = chargesSchema.table(
     createdBy: text('created_by').notNull(),
     createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
   },
-  (t) => [index('refunds_charge_idx').on(t.chargeId), check('refunds_amount_positive', sql`${t.amount} > 0`)],
+  (t) => [
+    index('refunds_charge_idx').on(t.chargeId),
+    check('refunds_amount_positive', sql`${t.amount} > 0`),
+    // Migration 0003: no amount above the services' cap (`maxAmountMinorUnits`, 2^31 - 1).
+    check('refunds_amount_max', sql`${t.amount} <= 2147483647`),
+  ],
 );
 
 /** One row per charge status change, written in the same transaction as the change. */

@@ -90,7 +90,9 @@ describe('expireCards', () => {
     const expired = [];
     for (let i = 0; i < 5; i++) expired.push((await h.seed.card({ ownerId: user.id, issuerId: merchant.id, expiresAt: past })).id);
     const live = await h.seed.card({ ownerId: user.id, issuerId: merchant.id });
-    const used = await h.seed.card({ ownerId: user.id, issuerId: merchant.id, expiresAt: past, status: 'USED' });
+    const used = await h.seed.card({ ownerId: user.id, issuerId: merchant.id, expiresAt: past });
+    // USED as an authorization leaves it (with used_at: migration 0003's cards_used_at_matches_status).
+    await h.database.db.update(cards).set({ status: 'USED', usedAt: new Date() }).where(eq(cards.id, used.id));
     const { result, statements } = await poolStatementsOf(h.database.pool!, () => expireCards(h.database.db, 2));
     expect(result).toBe(5);
     // Batches of 2, 2 and 1: the short one ends the sweep. One text for every batch, so one

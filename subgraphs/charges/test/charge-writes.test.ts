@@ -211,6 +211,30 @@ describe('charge writes', () => {
     },
   );
 
+  it('authorizes and refunds the largest amount the services accept, 2^31 - 1 (migration 0003 caps stored amounts there)', async () => {
+    const max = 2_147_483_647;
+    const card = await fx.seed.card({ ownerId: fx.holderId, issuerId: fx.merchantId, amount: max, currency: 'USD' });
+    const { charge } = await authorizeCharge(
+      { db: fx.database.db, idempotencyWaitMs: 5_000 },
+      fx.principal(),
+      { cardId: card.id, amount: max, currency: 'USD' },
+      'at-cap',
+    );
+    expect(charge).toMatchObject({ status: 'AUTHORIZED', amount: max });
+    const [cardRow] = await fx.database.db.select({ status: cards.status, usedAt: cards.usedAt }).from(cards).where(eq(cards.id, card.id));
+    expect(cardRow).toEqual({ status: 'USED', usedAt: charge.authorizedAt });
+    const deps = { db: fx.database.db, idempotencyWaitMs: 5_000 };
+    expect((await refundCharge(deps, fx.principal(), charge.id, max - 1, 'at-cap-part')).charge).toMatchObject({
+      status: 'PARTIALLY_REFUNDED',
+      refundedAmount: max - 1,
+    });
+    expect((await refundCharge(deps, fx.principal(), charge.id, null, 'at-cap-rest')).charge).toMatchObject({
+      status: 'REFUNDED',
+      refundedAmount: max,
+    });
+    expect((await stored(charge.id)).row).toMatchObject({ amount: max, refundedAmount: max });
+  });
+
   it('fails with SERVICE_UNAVAILABLE when another writer holds the card past the wait bound, writes nothing, and the same key works after', async () => {
     const card = await fx.seed.card({ ownerId: fx.holderId, issuerId: fx.merchantId, amount: 1_000, currency: 'USD' });
     const pool = fx.database.pool;

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { chargeEvents, chargeIdempotencyKeys, charges, type Database, newId } from '@ghostpay/db';
+import { cards, chargeEvents, chargeIdempotencyKeys, charges, type Database, newId } from '@ghostpay/db';
 import { eq, sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { authorizeCharge, checkLedger, refundCharge, settleAllDue } from '../src/index.ts';
@@ -149,7 +149,8 @@ describe('checkLedger: charges against their cards, and settlement state', () =>
     const { charge: otherCurrency } = await authorize('state-bad-2');
     await db.update(charges).set({ currency: 'EUR' }).where(eq(charges.id, otherCurrency.id));
     // A card closed (USED) with no charge to show for it: a half-written authorization.
-    const spent = await fx.seed.card({ ownerId: fx.holderId, issuerId: fx.merchantId, status: 'USED' });
+    const spent = await fx.seed.card({ ownerId: fx.holderId, issuerId: fx.merchantId });
+    await db.update(cards).set({ status: 'USED', usedAt: new Date() }).where(eq(cards.id, spent.id));
     // SETTLED with no settlement time; AUTHORIZED yet settled; a settlement before the authorization.
     const { charge: settledNever } = await authorize('state-bad-3');
     await db.update(charges).set({ status: 'SETTLED' }).where(eq(charges.id, settledNever.id));
