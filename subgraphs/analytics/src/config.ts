@@ -13,7 +13,10 @@ export const analyticsConfigSchema = baseConfigSchema
   .extend({
     ANALYTICS_PORT: env.port(4004),
     /** MongoDB connection string; unset → the embedded store under GHOSTPAY_DATA_DIR. */
-    MONGODB_URL: z.string().min(1).optional(),
+    MONGODB_URL: z
+      .string()
+      .regex(/^mongodb(?:\+srv)?:\/\/[^/?#\s]+/, 'must be a MongoDB connection string: mongodb://host[:port]/… or mongodb+srv://host/…')
+      .optional(),
     /** Database name on MongoDB. */
     MONGODB_DATABASE: z.string().min(1).default('ghostpay_analytics'),
     /** Per-stage bounds of every MongoDB operation (`MongoTimeouts`). */

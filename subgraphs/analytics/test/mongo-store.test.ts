@@ -88,6 +88,20 @@ describe('MongoDB timeouts: configuration', () => {
     expect(embedded.ok).toBe(false);
   });
 
+  it('refuses a MONGODB_URL that is no MongoDB connection string at start, naming it, without echoing a password', () => {
+    for (const url of ['nope', 'http://db:27017', 'mongodb://', 'postgres://u:hunter2@db/x', ' mongodb://db']) {
+      const result = parseConfig(analyticsConfigSchema, { ...baseEnv, MONGODB_URL: url });
+      expect(result.ok, url).toBe(false);
+      if (!result.ok) {
+        expect(result.problems.join('\n'), url).toMatch(/MONGODB_URL.*MongoDB connection string/);
+        expect(result.problems.join('\n')).not.toContain('hunter2');
+      }
+    }
+    for (const url of ['mongodb://127.0.0.1:27017', 'mongodb://u:p@a:1,b:2/db?replicaSet=rs0', 'mongodb+srv://cluster0.example.net/db']) {
+      expect(parseConfig(analyticsConfigSchema, { ...baseEnv, MONGODB_URL: url }).ok, url).toBe(true);
+    }
+  });
+
   it('refuses to run the analytics on a store whose write bound does not fit the lease margin', () => {
     const db = { collection: () => ({}) } as never;
     expect(() => createAnalyticsStore({ db, logRetentionDays: 30, writeBoundMs: 30_000 })).toThrow(/not within the batch lease's margin/);
