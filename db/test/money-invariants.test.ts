@@ -282,7 +282,8 @@ describe('invariants of migration 0003 enforced by the database', () => {
 
     const base = { ownerId: holder.id, issuerId: merchant.id };
     // USED without used_at: inserted so, or updated so.
-    expect(await outcome(seed.card({ ...base, status: 'USED' }))).toBe('cards_used_at_matches_status');
+    expect(await outcome(seed.card({ ...base, status: 'USED', usedAt: null }))).toBe('cards_used_at_matches_status');
+    expect(await outcome(seed.card({ ...base, status: 'USED' }))).toBe('accepted');
     const active = await newCard('ACTIVE');
     expect(await outcome(db.update(cards).set({ status: 'USED' }).where(eq(cards.id, active.id)))).toBe('cards_used_at_matches_status');
     expect(await outcome(db.update(cards).set({ usedAt: null }).where(eq(cards.id, taken.id)))).toBe('cards_used_at_matches_status');

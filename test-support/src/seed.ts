@@ -16,6 +16,8 @@ export interface SeedCardOptions {
   currency?: string;
   status?: 'ACTIVE' | 'USED' | 'EXPIRED' | 'CANCELED';
   expiresAt?: Date;
+  /** When the card was charged. @default now for a USED card, else null */
+  usedAt?: Date | null;
 }
 
 /**
@@ -57,6 +59,8 @@ export function createSeed(db: Database) {
         amount: options.amount ?? 10_000,
         currency: options.currency ?? 'USD',
         status: options.status ?? 'ACTIVE',
+        // A USED card was charged: the database refuses USED without used_at (migration 0003).
+        usedAt: options.usedAt !== undefined ? options.usedAt : options.status === 'USED' ? new Date() : null,
       } as const;
       await db.insert(cards).values(row);
       return row;
