@@ -30,6 +30,7 @@ import { scanJsonText } from './json-text-scan.ts';
 import { type ApiRoute, loadSpec, manifestPath, matchRoute, type OpenApiDocument, routesOf } from './openapi-spec.ts';
 import { operationMappings } from './operation-mappings.ts';
 import { loadManifest, type ManifestOperation } from './persisted-query-manifest.ts';
+import { firstRepeatedHeader } from './repeated-headers.ts';
 import { createRequestValidator, maskCardNumbers } from './request-validation.ts';
 import { createRouterClient, type RouterClient, RouterUnreachableError } from './router-client.ts';
 
@@ -125,6 +126,22 @@ export function createBridge(deps: BridgeDeps): Bridge {
   const routerClient =
     deps.routerClient ??
     createRouterClient({ url: config.ROUTER_URL, timeoutMs: config.ROUTER_TIMEOUT_MS, connections: config.ROUTER_CONNECTIONS });
+
+  /**
+   * The headers a route reads that may appear once: the token it forwards, the key that makes
+   * it retry-safe, the type of the body it reads. (`POST /auth/token` ignores Authorization.)
+   */
+  const singletonHeaders = new Map<ApiRoute, (readonly [string, string])[]>();
+  for (const route of routes) {
+    const names: (readonly [string, string])[] = [];
+    if (route.requiresAuth) names.push(['authorization', 'Authorization']);
+    if (route.parameters.some((p) => p.in === 'header' && p.name === idempotencyKeyHeader)) {
+      names.push([idempotencyKeyHeader.toLowerCase(), idempotencyKeyHeader]);
+    }
+    if (route.method === 'POST') names.push(['content-type', 'Content-Type']);
+    singletonHeaders.set(route, names);
+  }
+  const singletonHeadersOf = (route: ApiRoute) => singletonHeaders.get(route) ?? [];
 
   const sendError = (
     res: ServerResponse,
@@ -224,6 +241,13 @@ export function createBridge(deps: BridgeDeps): Bridge {
     const target = persisted.get(route);
     if (!target) throw new Error(`route ${route.operationId} has no persisted operation`);
     res.setHeader('cache-control', 'no-store');
+
+    const repeated = firstRepeatedHeader(req.rawHeaders, singletonHeadersOf(route));
+    if (repeated !== undefined) {
+      const problem = { field: repeated, message: 'must be given once' };
+      sendError(res, 400, ErrorCode.BAD_USER_INPUT, badInputMessage([problem]), requestId, { fields: [problem] });
+      return;
+    }
 
     const authorization = req.headers.authorization;
     if (route.requiresAuth && !(typeof authorization === 'string' && /^Bearer\s+\S+$/i.test(authorization))) {

@@ -196,6 +196,52 @@ describe('the bridge in front of a scripted router', () => {
     expect(captured).toEqual([]);
   });
 
+  it('refuses a request that repeats Authorization, Idempotency-Key or Content-Type instead of reading one of them', async () => {
+    const body = '{"card_id":"card_1","amount":1,"currency":"USD"}';
+    // Raw, since fetch joins repeated fields into one; the socket stays open until the answer
+    // (a half-closed one may be dropped while the bridge waits for the router).
+    const send = (requestLine: string, headers: string[], text = '') =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(new URL(bridgeUrl).port), '127.0.0.1', () =>
+          socket.write(
+            `${requestLine} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${headers.map((h) => `${h}\r\n`).join('')}` +
+              `${text ? `Content-Length: ${Buffer.byteLength(text)}\r\n` : ''}\r\n${text}`,
+          ),
+        );
+        let received = '';
+        socket.on('data', (chunk) => {
+          received += chunk;
+        });
+        socket.on('end', () => resolve(received));
+        socket.on('error', reject);
+      });
+    const json = 'Content-Type: application/json';
+    const key = 'Idempotency-Key: k-1';
+    const cases: [string, string[], string, string][] = [
+      // Node would forward the first token and drop the second without a word.
+      ['POST /charges', [json, 'Authorization: Bearer a.b.c', 'Authorization: Bearer d.e.f', key], body, 'Authorization'],
+      ['GET /cards/card_1', [`Authorization: Bearer ${token}`, `authorization: Bearer ${token}`], '', 'Authorization'],
+      ['POST /charges', [json, `Authorization: Bearer ${token}`, key, 'Idempotency-Key: k-2'], body, 'Idempotency-Key'],
+      ['POST /charges', [json, 'content-type: text/plain', `Authorization: Bearer ${token}`, key], body, 'Content-Type'],
+    ];
+    for (const [requestLine, headers, text, field] of cases) {
+      const raw = await send(requestLine, headers, text);
+      expect(raw, `${requestLine} ${field}`).toMatch(/^HTTP\/1\.1 400/);
+      const answer = JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4));
+      expect(answer.error).toMatchObject({
+        code: 'BAD_USER_INPUT',
+        message: `${field}: must be given once`,
+        fields: [{ field, message: 'must be given once' }],
+      });
+    }
+    expect(captured).toEqual([]);
+    // POST /auth/token reads no Authorization (it forwards none): a repeated one is not its concern.
+    errorAnswer('UNAUTHENTICATED');
+    const token2 = await send('POST /auth/token', [json, 'Authorization: Bearer a', 'Authorization: Bearer b'], '{"api_key":"k"}');
+    expect(token2).toMatch(/^HTTP\/1\.1 401/);
+    expect(captured).toHaveLength(1);
+  });
+
   it('maps REST bodies, queries and headers to the GraphQL variables', async () => {
     errorAnswer('NOT_FOUND');
     await api.call('POST', '/charges', {
