@@ -324,7 +324,11 @@ export function createBridge(deps: BridgeDeps): Bridge {
     const passRateLimitHeaders = () => {
       for (const name of passedThroughHeaders) {
         const value = result.headers[name];
-        if (value !== undefined) res.setHeader(name, value);
+        if (value === undefined) continue;
+        // The contract's Retry-After is whole seconds: a proxy's HTTP-date or a repeated field is
+        // left out (ensureRetryAfter then gives the default) rather than passed to clients that parse an integer.
+        if (name === 'retry-after' && !(typeof value === 'string' && /^[0-9]+$/.test(value))) continue;
+        res.setHeader(name, value);
       }
     };
 

@@ -621,6 +621,9 @@ describe('the bridge in front of a scripted router', () => {
     expect(await retryAfterOf()).toBe('30');
     errorAnswer('RATE_LIMITED', { retryAfter: 42 });
     expect(await retryAfterOf()).toBe('42');
+    // Whole seconds only, as the contract documents it: a proxy's HTTP-date is replaced by the default.
+    answer = { status: 503, headers: { 'retry-after': 'Wed, 21 Oct 2026 07:28:00 GMT' }, body: '<html>maintenance</html>' };
+    expect(await retryAfterOf()).toBe('5');
     // Not on other failures.
     errorAnswer('INTERNAL_SERVER_ERROR');
     expect(await retryAfterOf()).toBeNull();
