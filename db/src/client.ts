@@ -1,11 +1,12 @@
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import pg from 'pg';
 import { defaultPreparedStatementsPerConnection, preparingClient } from './prepared-statements.ts';
+import { acquireProcessLock, type ProcessLock, ProcessLockHeldError } from './process-lock.ts';
 import * as schema from './schema/index.ts';
 
 export type Schema = typeof schema;
@@ -91,10 +92,47 @@ export async function createDatabase(options: DatabaseOptions = {}): Promise<Dat
   return options.url ? createPgDatabase(options.url, options) : createPgliteDatabase(options.dataDir);
 }
 
+/** Why an embedded database could not be opened: another process (or this one) has it open. */
+export class EmbeddedDatabaseInUseError extends Error {
+  readonly pid: number;
+  constructor(dataDir: string, pid: number) {
+    super(
+      `${dataDir} is open in another process (${pid}${pid === process.pid ? ', this one' : ''}): PGlite allows one process per data ` +
+        'directory. Stop it first (npm start, a service or a CLI on the same GHOSTPAY_DATA_DIR), or point DATABASE_URL at PostgreSQL ' +
+        `to run several. If no such process runs, delete ${dataDir}.lock.`,
+    );
+    this.name = 'EmbeddedDatabaseInUseError';
+    this.pid = pid;
+  }
+}
+
+/**
+ * PGlite on `dataDir` (in memory without one). A data directory is locked for the process while
+ * the handle is open (`<dataDir>.lock`, `acquireProcessLock`): PGlite is PostgreSQL in one
+ * process, and a second process on the same files (a CLI, a standalone service, a second
+ * `npm start`) keeps its own buffers and WAL position and corrupts them. It is refused with
+ * `EmbeddedDatabaseInUseError` instead.
+ */
 async function createPgliteDatabase(dataDir: string | undefined): Promise<DatabaseHandle> {
-  if (dataDir) mkdirSync(dataDir, { recursive: true });
-  const client = new PGlite(dataDir);
-  await client.waitReady;
+  let lock: ProcessLock | undefined;
+  if (dataDir) {
+    mkdirSync(dataDir, { recursive: true });
+    const path = resolve(dataDir);
+    try {
+      lock = acquireProcessLock(`${path}.lock`);
+    } catch (error) {
+      if (error instanceof ProcessLockHeldError) throw new EmbeddedDatabaseInUseError(path, error.pid);
+      throw error;
+    }
+  }
+  let client: PGlite;
+  try {
+    client = new PGlite(dataDir);
+    await client.waitReady;
+  } catch (error) {
+    lock?.release();
+    throw error;
+  }
   const db = drizzlePglite(client, { schema }) as unknown as Database;
   return {
     db,
@@ -109,7 +147,11 @@ async function createPgliteDatabase(dataDir: string | undefined): Promise<Databa
       return async () => unsubscribe();
     },
     async close() {
-      if (!client.closed) await client.close();
+      try {
+        if (!client.closed) await client.close();
+      } finally {
+        lock?.release();
+      }
     },
   };
 }

@@ -5,5 +5,6 @@ export * from './ids.ts';
 export * from './migrate.ts';
 export * from './pg-error.ts';
 export * from './prepared-statements.ts';
+export * from './process-lock.ts';
 export * as schema from './schema/index.ts';
 export * from './schema/index.ts';

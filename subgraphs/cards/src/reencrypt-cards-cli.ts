@@ -16,7 +16,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createDatabase, type DatabaseHandle, embeddedDatabaseDir } from '@ghostpay/db';
+import { createDatabase, type DatabaseHandle, EmbeddedDatabaseInUseError, embeddedDatabaseDir } from '@ghostpay/db';
 import { createSecretsProvider, isFunctionAuthored, scrubErrorText, withoutInterpolatedData } from '@ghostpay/platform';
 import { panSecretNames, parsePanKeyring } from './pan-crypto.ts';
 import { reencryptCards } from './reencrypt-cards.ts';
@@ -119,12 +119,18 @@ try {
   process.stdout.write(`${JSON.stringify({ activeKeyId: keyring.activeKeyId, ...result })}\n`);
   if (result.remaining > 0 || result.failed > 0) process.exitCode = 1;
 } catch (error) {
-  // Unreachable, a statement timeout, a refused update: the batches committed before it stay,
-  // the failing one rolled back, and a rerun continues.
-  process.stderr.write(
-    `cards:reencrypt: the run stopped on an error; committed batches stay, rerun to continue (${describeFailure(error)})\n`,
-  );
-  process.exitCode = 2;
+  if (error instanceof EmbeddedDatabaseInUseError) {
+    // Nothing was read or written: the embedded database is another process's (npm start).
+    process.stderr.write(`cards:reencrypt: ${error.message}\n`);
+    process.exitCode = 2;
+  } else {
+    // Unreachable, a statement timeout, a refused update: the batches committed before it stay,
+    // the failing one rolled back, and a rerun continues.
+    process.stderr.write(
+      `cards:reencrypt: the run stopped on an error; committed batches stay, rerun to continue (${describeFailure(error)})\n`,
+    );
+    process.exitCode = 2;
+  }
 } finally {
   await database?.close().catch(() => undefined);
 }

@@ -1,7 +1,19 @@
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { cards, chargeEvents, chargeIdempotencyKeys, charges, type Database, newId } from '@ghostpay/db';
+import {
+  cards,
+  chargeEvents,
+  chargeIdempotencyKeys,
+  charges,
+  createDatabase,
+  type Database,
+  embeddedDatabaseDir,
+  newId,
+} from '@ghostpay/db';
 import { eq, sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { authorizeCharge, checkLedger, refundCharge, settleAllDue } from '../src/index.ts';
@@ -172,5 +184,26 @@ describe('checkLedger: charges against their cards, and settlement state', () =>
       used_card_has_charge: [spent.id],
       settlement_matches_status: [settledNever.id, authorizedSettled.id, settledEarly.id].sort(),
     });
+  });
+});
+
+describe('the ledger-check CLI on the embedded database', () => {
+  it('refuses, exit 2 with a plain message, a data directory another process (npm start) has open, instead of opening it too', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'ghostpay-ledger-cli-'));
+    const held = await createDatabase({ dataDir: embeddedDatabaseDir(dataDir) });
+    try {
+      const env = { ...process.env, DATABASE_URL: '', GHOSTPAY_DATA_DIR: dataDir };
+      const failed = await run(process.execPath, [cli], { env, timeout: 30_000 }).then(
+        () => undefined,
+        (error: { code: number; stdout: string; stderr: string }) => error,
+      );
+      expect(failed?.code).toBe(2);
+      expect(failed?.stderr).toContain(`ledger check: ${embeddedDatabaseDir(dataDir)} is open in another process (${process.pid})`);
+      expect(failed?.stderr).not.toMatch(/\n\s+at /);
+      expect(failed?.stdout).toBe('');
+    } finally {
+      await held.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,0 +1,101 @@
+/**
+ * PGlite is PostgreSQL in one process: a second process opening the same data directory (a CLI,
+ * a standalone service, a second `npm start`) keeps its own buffers and WAL position and
+ * corrupts the files. `createDatabase` locks the directory while a handle is open and refuses a
+ * second opener with a message saying what to do.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { createDatabase, type DatabaseHandle, EmbeddedDatabaseInUseError } from '../src/index.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'ghostpay-embedded-lock-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+const client = fileURLToPath(new URL('../src/client.ts', import.meta.url));
+
+const open: DatabaseHandle[] = [];
+const children: ChildProcess[] = [];
+afterEach(async () => {
+  for (const handle of open.splice(0)) await handle.close();
+  for (const child of children.splice(0)) child.kill('SIGKILL');
+});
+const openAt = async (dataDir: string) => {
+  const handle = await createDatabase({ dataDir });
+  open.push(handle);
+  return handle;
+};
+let n = 0;
+const freshDir = () => join(root, `pglite-${++n}`);
+
+/** A second process that opens the embedded database at `dataDir`, writes a row, says "open" and holds it until killed. */
+async function otherProcessHolding(dataDir: string): Promise<ChildProcess> {
+  const script = `
+    const { createDatabase } = await import(${JSON.stringify(client)});
+    const handle = await createDatabase({ dataDir: ${JSON.stringify(dataDir)} });
+    await handle.pglite.query('create table if not exists t (v int)');
+    await handle.pglite.query('insert into t values (1)');
+    process.stdout.write('open\\n');
+    setInterval(() => {}, 1000);`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  const [chunk] = (await once(child.stdout!, 'data')) as [Buffer];
+  expect(chunk.toString()).toBe('open\n');
+  return child;
+}
+
+describe('one process per embedded data directory', () => {
+  it('refuses a second handle on the same directory in this process, and opens it again once the first is closed', async () => {
+    const dataDir = freshDir();
+    const first = await openAt(dataDir);
+    await first.pglite!.query('create table t (v int)');
+    const refused = await createDatabase({ dataDir }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(refused).toBeInstanceOf(EmbeddedDatabaseInUseError);
+    expect((refused as Error).message).toMatch(/allows one process per data directory/);
+    expect((refused as EmbeddedDatabaseInUseError).pid).toBe(process.pid);
+    await open.pop()!.close();
+    expect(existsSync(`${dataDir}.lock`)).toBe(false);
+    const again = await openAt(dataDir);
+    expect((await again.pglite!.query('select count(*)::int as n from t')).rows).toEqual([{ n: 0 }]);
+  });
+
+  it('refuses a directory another running process has open, naming it, and takes it over once that process is gone', async () => {
+    const dataDir = freshDir();
+    const holder = await otherProcessHolding(dataDir);
+    const refused = await createDatabase({ dataDir }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(refused).toBeInstanceOf(EmbeddedDatabaseInUseError);
+    expect((refused as Error).message).toContain(`(${holder.pid})`);
+    expect((refused as Error).message).toContain(`delete ${dataDir}.lock`);
+    // Killed without a chance to remove its lock (a crash): the lock is stale, and is taken over.
+    holder.kill('SIGKILL');
+    await once(holder, 'exit');
+    expect(existsSync(`${dataDir}.lock`)).toBe(true);
+    const mine = await openAt(dataDir);
+    expect((await mine.pglite!.query('select v from t')).rows).toEqual([{ v: 1 }]);
+  });
+
+  it('takes over a lock naming a process that no longer runs', async () => {
+    const dataDir = freshDir();
+    const gone = spawn(process.execPath, ['-e', '0']);
+    await once(gone, 'exit');
+    writeFileSync(`${dataDir}.lock`, `${gone.pid}\n`);
+    const handle = await openAt(dataDir);
+    await handle.ping();
+  });
+
+  it('locks nothing for an in-memory database', async () => {
+    const [a, b] = [await createDatabase(), await createDatabase()];
+    open.push(a, b);
+    await a.ping();
+    await b.ping();
+  });
+});
