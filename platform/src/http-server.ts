@@ -138,7 +138,10 @@ export function createServiceServer(options: ServiceServerOptions): ServiceServe
       inFlight--;
       if (req.url !== '/metrics') {
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-        duration.observe({ method: req.method ?? 'GET', route: routeLabel(req), status_code: String(res.statusCode) }, seconds);
+        // Closed before a status was sent (the client went away, or the connection was cut): 499, as
+        // nginx counts it, not the 200 a response holds until it is written.
+        const status = res.headersSent ? String(res.statusCode) : '499';
+        duration.observe({ method: req.method ?? 'GET', route: routeLabel(req), status_code: status }, seconds);
       }
       if (inFlight === 0) idleResolve?.();
     });

@@ -132,6 +132,45 @@ describe('service server', () => {
     return { text, closedByServer };
   }
 
+  it('counts a request whose client went away before any answer as status 499, not 200', async () => {
+    let answered = 0;
+    let reached: () => void = () => {};
+    const handlerReached = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    service = createServiceServer({
+      service: 'demo',
+      logger: silent,
+      registry: createMetricsRegistry('demo'),
+      handler: async (req, res) => {
+        if (req.url === '/slow') {
+          reached();
+          await once(res, 'close');
+          return;
+        }
+        answered++;
+        sendJson(res, 200, { ok: true });
+      },
+    });
+    await service.listen(0);
+    const socket = connect(Number(new URL(service.url).port), '127.0.0.1');
+    await once(socket, 'connect');
+    socket.write('GET /slow HTTP/1.1\r\nhost: x\r\n\r\n');
+    await handlerReached;
+    socket.destroy();
+    await (await fetch(`${service.url}/fast`)).json();
+    const metrics = async () => (await fetch(`${service!.url}/metrics`)).text();
+    await vi.waitFor(async () =>
+      expect(await metrics()).toMatch(
+        /http_request_duration_seconds_count\{service="demo",method="GET",route="unmatched",status_code="499"\} 1/,
+      ),
+    );
+    expect(await metrics()).toMatch(
+      /http_request_duration_seconds_count\{service="demo",method="GET",route="unmatched",status_code="200"\} 1\n/,
+    );
+    expect(answered).toBe(1);
+  });
+
   it('answers 408 and closes the connection of a client dribbling its headers or its body (slow loris)', async () => {
     const outcomes: string[] = [];
     service = createServiceServer({
