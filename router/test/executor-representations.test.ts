@@ -147,17 +147,23 @@ describe('the entities at a flatten path', () => {
       ['a', '@', 'b', '@', 'c'],
       ['a', '@', 'b', '@', 'c', '@'],
     ];
+    let refused = 0;
     fc.assert(
       fc.property(data, fc.constantFrom(...paths), (value, path) => {
         let expected: unknown;
         try {
           expected = gatewayFlatten(value, path);
-        } catch {
-          return; // a non-list under @: both throw, nothing to compare
+        } catch (error) {
+          // A non-list under @: the gateway fails the request there, and so must we, with its error.
+          refused++;
+          expect(() => flattenAt(value, path)).toThrow((error as Error).message);
+          return;
         }
         expect(flattenAt(value, path)).toEqual(expected);
       }),
       { numRuns: 500 },
     );
+    // The generator does reach that case (a record where the path says a list).
+    expect(refused).toBeGreaterThan(0);
   });
 });
