@@ -2,7 +2,7 @@ import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createMetricsRegistry, createSubgraphService } from '@ghostpay/platform';
-import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
+import { capturingLogger, createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
 import { parse } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { composeSubgraphs } from '../src/compose-supergraph.ts';
@@ -18,6 +18,9 @@ describe('supergraph hot reload', () => {
   let router: ReturnType<typeof createRouter>;
   let path: string;
   let url: string;
+  /** The router's own log: what it did with each file it read. */
+  const log = capturingLogger('router');
+  const logged = (msg: string) => log.parsed().filter((line) => line.msg === msg).length;
 
   const supergraph = (sdl: string) => {
     const outcome = composeSubgraphs([{ name: 'greeter', url: `${url}/graphql`, sdl: `${link}\n${sdl}` }]);
@@ -39,7 +42,7 @@ describe('supergraph hot reload', () => {
     url = await greeter.start(0);
     path = join(mkdtempSync(join(tmpdir(), 'supergraph-')), 'supergraph.graphql');
     writeFileSync(path, supergraph('type Query { hello: String }'));
-    router = createRouter({ config: routerConfig({ ROUTER_SUPERGRAPH_PATH: path }), logger: silentLogger, verifier: issuer.verifier });
+    router = createRouter({ config: routerConfig({ ROUTER_SUPERGRAPH_PATH: path }), logger: log.logger, verifier: issuer.verifier });
     await router.start(0);
   });
   afterAll(async () => {
@@ -63,8 +66,15 @@ describe('supergraph hot reload', () => {
     }
     expect(world.body).toEqual({ data: { world: 'world' } });
 
+    // Asserted once the router has read the broken file and refused it, not after a guessed
+    // wait: a reload still pending when the query runs would leave nothing tested.
+    const rejected = logged('new supergraph rejected; keeping the current one');
     writeFileSync(path, 'this is not a supergraph');
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    const rejectedBy = Date.now() + 10_000;
+    while (logged('new supergraph rejected; keeping the current one') === rejected && Date.now() < rejectedBy) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(logged('new supergraph rejected; keeping the current one'), 'the router read the broken file and refused it').toBe(rejected + 1);
     expect((await post(graphql, { query: '{ hello world }' })).body).toEqual({ data: { hello: 'hello', world: 'world' } });
   });
 });
