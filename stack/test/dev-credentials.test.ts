@@ -33,6 +33,17 @@ afterAll(async () => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
+/**
+ * `database`'s URL with a password, which the test cluster (trust on loopback) ignores: the
+ * credentials file must record the database without it.
+ */
+const passwordInUrl = 'dev-credentials-test-password';
+function withPassword(url: string): string {
+  const parsed = new URL(url);
+  parsed.password = passwordInUrl;
+  return parsed.href;
+}
+
 /** Starts the stack on `dataDir` against `database`, runs `body`, and always stops it. */
 async function withStack(
   dataDir: string,
@@ -42,7 +53,7 @@ async function withStack(
 ) {
   const env = {
     ...process.env,
-    DATABASE_URL: database.url || undefined,
+    DATABASE_URL: database.url ? withPassword(database.url) : undefined,
     REDIS_URL: undefined,
     MONGODB_URL: undefined,
     SECRETS_DIR: undefined,
@@ -84,6 +95,7 @@ describe.skipIf(!inject('postgresAdminUrl'))('dev credentials and the database t
       const recorded = new URL(credentialsFile(dataDir).database);
       expect(recorded.pathname).toBe(new URL(databaseA.url).pathname);
       expect(recorded.password).toBe('');
+      expect(readFileSync(join(dataDir, 'dev-credentials.json'), 'utf8')).not.toContain(passwordInUrl);
     });
   }, 120_000);
 
