@@ -119,6 +119,10 @@ describe('the REST contract on the running stack', () => {
       });
       expect(response.status).toBe(400);
       expect(response.body.error.code).toBe('BAD_USER_INPUT');
+      // The cards service named it `input.currency`: the client reads the body's own name.
+      const fields = [{ field: 'currency', message: 'must be an active ISO 4217 currency code (e.g. USD)' }];
+      expect(response.body.error.fields).toEqual(fields);
+      expect(response.body.error.message).toBe(`currency: ${fields[0]!.message}`);
     });
 
     it('answers 401 without a token and with a forged one', async () => {
