@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { composeFromConfig } from '@ghostpay/router';
@@ -86,9 +86,28 @@ describe('the persisted query manifest', () => {
   });
 
   it('is checked by the build step’s --check mode', () => {
-    const run = spawnSync(node, ['src/build-manifest.ts', '--check'], { cwd: bridgeRootForTests, encoding: 'utf8', timeout: 30_000 });
+    const check = (cwd: string) => spawnSync(node, ['src/build-manifest.ts', '--check'], { cwd, encoding: 'utf8', timeout: 30_000 });
+    const run = check(bridgeRootForTests);
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
+
+    // The same script in a copy of the package whose manifest is stale, then missing: it must fail.
+    const copy = mkdtempSync(join(tmpdir(), 'bridge-check-'));
+    scratch.push(copy);
+    for (const entry of ['package.json', 'openapi.yaml', 'persisted-queries.json', 'src', 'operations']) {
+      cpSync(join(bridgeRootForTests, entry), join(copy, entry), { recursive: true });
+    }
+    symlinkSync(resolve(bridgeRootForTests, '../node_modules'), join(copy, 'node_modules'));
+    expect(check(copy).status, 'the copy checks clean before it is broken').toBe(0);
+    const document = join(copy, 'operations', 'GetCharge.graphql');
+    writeFileSync(document, readFileSync(document, 'utf8').replace('  refundedAmount\n', ''));
+    const stale = check(copy);
+    expect(stale.status).toBe(1);
+    expect(stale.stderr).toContain('operation GetCharge is stale in the manifest (its document changed)');
+    unlinkSync(join(copy, 'persisted-queries.json'));
+    const missing = check(copy);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toMatch(/persisted-queries\.json is missing/);
   });
 });
 
