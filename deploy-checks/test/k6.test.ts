@@ -13,8 +13,10 @@ const scripts = readdirSync(k6Dir).filter((f) => f.endsWith('.js'));
 
 /**
  * Replaces the k6 modules (which exist only inside the k6 binary) by stand-ins, so init code,
- * setup() and the default function can run: `check` evaluates its checks, `fail` throws as
- * k6's does, and http requests go to the `__k6` object the harness puts in the script's context.
+ * setup() and the default function can run: `check` evaluates every check and metrics count
+ * what is added to them (both recorded by the harness, as k6 records them for the thresholds),
+ * `fail` throws as k6's does, and http requests go to the `__k6` object the harness puts in the
+ * script's context.
  */
 const k6Stubs: Plugin = {
   name: 'k6-stubs',
@@ -22,8 +24,16 @@ const k6Stubs: Plugin = {
     b.onResolve({ filter: /^k6(\/.*)?$/ }, (args) => ({ path: args.path, namespace: 'k6' }));
     b.onLoad({ filter: /.*/, namespace: 'k6' }, () => ({
       contents: `const noop = () => {};
-        class Metric { add() {} }
-        export const check = (value, checks) => Object.values(checks).every((f) => f(value));
+        class Metric { constructor(name) { this.name = name; } add(value = 1) { globalThis.__k6.metric(this.name, value); } }
+        export const check = (value, checks) => {
+          let all = true;
+          for (const [name, f] of Object.entries(checks)) {
+            const ok = Boolean(f(value));
+            globalThis.__k6.check(name, ok);
+            all &&= ok;
+          }
+          return all;
+        };
         export const fail = (message) => { throw new Error(message); };
         export const sleep = (seconds) => globalThis.__k6.sleep(seconds), group = (_name, fn) => fn();
         export const Rate = Metric, Counter = Metric, Trend = Metric, Gauge = Metric;
@@ -83,6 +93,10 @@ type Reply = (request: Sent) => { status: number; body: Record<string, unknown>;
 interface Run {
   exports: K6Exports;
   sent: Sent[];
+  /** Every check the script evaluated, in order, and whether it held. */
+  checks: { name: string; ok: boolean }[];
+  /** What the script added to each custom metric (Counter, Rate, …), by metric name. */
+  metrics: Record<string, number>;
   /** The script's clock (Date.now()), in ms. */
   clock: { now: number };
   /** Sets k6's __VU and __ITER for the next call of the default function. */
@@ -102,6 +116,8 @@ async function runScript(
   const result = await bundle(file, [k6Stubs]);
   const module = { exports: {} as Record<string, unknown> };
   const sent: Sent[] = [];
+  const checks: Run['checks'] = [];
+  const metrics: Run['metrics'] = {};
   const clock = { now: Date.UTC(2026, 0, 1) };
   class ScriptDate extends Date {
     static override now() {
@@ -152,6 +168,10 @@ async function runScript(
       sleep: (seconds: number) => {
         clock.now += seconds * 1000;
       },
+      check: (name: string, ok: boolean) => checks.push({ name, ok }),
+      metric: (name: string, value: number) => {
+        metrics[name] = (metrics[name] ?? 0) + value;
+      },
     },
     crypto: globalThis.crypto,
     Date: ScriptDate,
@@ -160,6 +180,8 @@ async function runScript(
   return {
     exports: module.exports as unknown as K6Exports,
     sent,
+    checks,
+    metrics,
     clock,
     iteration(vu, iter) {
       context.__VU = vu;
@@ -233,6 +255,38 @@ describe('k6 scripts', () => {
     await initStage('rate-limit.js', fullEnv);
     expect(readRepoFile('k6/rate-limit.js')).toContain("intEnv('LIMIT', 100)");
     await expect(initStage('rate-limit.js', { ...fullEnv, LIMIT: 'many' })).rejects.toThrow(/LIMIT must be a positive integer/);
+
+    /** The script's run against a router that serves `served` requests, then answers 429 (with `headers`). */
+    const against = async (
+      served: number,
+      headers: Record<string, string> = { 'Retry-After': '30', Ratelimit: 'limit=100, remaining=0' },
+    ) => {
+      let graphqlRequests = 0;
+      const run = await runScript(
+        'rate-limit.js',
+        { ...fullEnv, EXTRA: '5' },
+        {
+          reply: (request) =>
+            request.url !== fullEnv.ROUTER_URL
+              ? tokenExchange(900)(request)
+              : ++graphqlRequests <= served
+                ? { status: 200, body: { data: { __typename: 'Query' } } }
+                : { status: 429, body: { errors: [{ message: 'slow down', extensions: { code: 'RATE_LIMITED' } }] }, headers },
+        },
+      );
+      run.exports.default(run.exports.setup!());
+      expect(graphqlRequests).toBe(105);
+      // What k6's thresholds read: checks (rate==1) and the two counters (count==0).
+      return { failedChecks: [...new Set(run.checks.filter((c) => !c.ok).map((c) => c.name))], metrics: run.metrics };
+    };
+    // The limit the router enforces: every check holds, nothing counted against it.
+    expect(await against(100)).toEqual({ failedChecks: [], metrics: {} });
+    // A 429 one request early or late, or never, fails the run.
+    expect(await against(99)).toEqual({ failedChecks: ['first 429 is request 101'], metrics: { limited_under_limit: 1 } });
+    expect(await against(101)).toEqual({ failedChecks: ['first 429 is request 101'], metrics: { served_over_limit: 1 } });
+    expect(await against(1_000)).toEqual({ failedChecks: ['first 429 is request 101'], metrics: { served_over_limit: 5 } });
+    // So does a 429 without Retry-After or the RateLimit fields.
+    expect((await against(100, {})).failedChecks).toEqual(['429 has Retry-After', '429 has RateLimit headers']);
   });
 
   it.each(['5m', '30s'])(
