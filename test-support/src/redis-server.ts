@@ -55,13 +55,15 @@ export async function startRedisServer(options: { bin?: string } = {}): Promise<
     url: `redis://127.0.0.1:${port}`,
     port,
     get pid() {
-      return child?.exitCode === null ? child.pid : undefined;
+      // Gone either way: exited, or killed by a signal (then exitCode stays null and signalCode is set).
+      return child && child.exitCode === null && child.signalCode === null ? child.pid : undefined;
     },
     start,
     async stop() {
       const current = child;
       child = undefined;
-      if (!current || current.exitCode !== null) return;
+      // Already gone (an exit, or a signal someone else sent): its 'exit' event has fired and will not again.
+      if (!current || current.exitCode !== null || current.signalCode !== null) return;
       await new Promise<void>((resolve) => {
         current.once('exit', () => resolve());
         current.kill('SIGKILL');
