@@ -2,6 +2,7 @@ export * from './capturing-logger.ts';
 export * from './certificates.ts';
 export * from './free-port.ts';
 export * from './fresh-database.ts';
+export * from './lock-waits.ts';
 export * from './loopback-server.ts';
 export * from './pool-statements.ts';
 export * from './postgres-cluster.ts';

@@ -1,4 +1,5 @@
 import { cards } from '@ghostpay/db';
+import { untilBlockedBy } from '@ghostpay/test-support';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CardsHarness, startCardsHarness } from './cards-harness.ts';
@@ -34,6 +35,8 @@ async function cancelWhileAnotherWriterHolds(cardId: string, lockStatement: stri
     await other.query(lockStatement, [cardId]);
     pending = h.request(holder.token, cancelMutation, { id: cardId });
     pending.catch(() => undefined);
+    // The cancel is at the card's row lock, waiting: not still on its way (then the race would not be run).
+    await untilBlockedBy(pool, other);
     await new Promise((resolve) => setTimeout(resolve, holdMs));
     // The cancel must still be waiting: it has not answered.
     expect(await Promise.race([pending.then(() => 'answered'), new Promise((resolve) => setTimeout(() => resolve('waiting'), 10))])).toBe(

@@ -1,4 +1,5 @@
 import { cards, chargeEvents, chargeIdempotencyKeys, charges, refunds } from '@ghostpay/db';
+import { untilBlockedBy } from '@ghostpay/test-support';
 import { and, asc, eq } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { toSnapshot } from '../src/charge-record.ts';
@@ -106,6 +107,8 @@ describe('charge writes', () => {
       // Starts while the card is still valid, then waits for the holder until after the expiry.
       pending = authorize(card.id, `expiring-${lockStatement.slice(0, 6)}`);
       pending.catch(() => undefined);
+      // At the card's lock, waiting (not still on its way): the race this test is about.
+      await untilBlockedBy(pool, holder);
       await new Promise((resolve) => setTimeout(resolve, expiresAt.getTime() - Date.now() + 300));
       await holder.query('commit');
     } finally {
@@ -134,6 +137,7 @@ describe('charge writes', () => {
         await holder.query(lockStatement, [card.id]);
         pending = authorize(card.id, `stamp-${lockStatement.slice(0, 6)}`);
         pending.catch(() => undefined);
+        await untilBlockedBy(pool, holder);
         await new Promise((resolve) => setTimeout(resolve, 1_000));
         releasedAt = (await holder.query<{ at: Date }>('select clock_timestamp() as at')).rows[0]!.at;
         await holder.query('commit');
@@ -185,6 +189,7 @@ describe('charge writes', () => {
         for (const statement of statements) await holder.query(statement, [authorized.id]);
         pending = refundCharge({ db: fx.database.db, idempotencyWaitMs: 5_000 }, fx.principal(), authorized.id, 200, key);
         pending.catch(() => undefined);
+        await untilBlockedBy(pool, holder);
         await new Promise((resolve) => setTimeout(resolve, 1_000));
         releasedAt = (await holder.query<{ at: Date }>('select clock_timestamp() as at')).rows[0]!.at;
         await holder.query('commit');
