@@ -94,9 +94,17 @@ const passedThroughHeaders = ['retry-after', 'ratelimit', 'ratelimit-policy'];
  */
 const defaultRetryAfterSeconds = 5;
 
-/** Every 429 and 503 tells the client when to come back (the contract requires the header). */
-function ensureRetryAfter(res: ServerResponse, status: number, seconds = defaultRetryAfterSeconds) {
-  if ((status === 429 || status === 503) && !res.hasHeader('retry-after')) res.setHeader('retry-after', String(seconds));
+/**
+ * The `Retry-After` of a 409 (`IDEMPOTENCY_KEY_IN_USE`): the request holding the key is still in
+ * flight, and most finish within a second; the client then gets its answer replayed.
+ */
+const inUseRetryAfterSeconds = 1;
+
+/** Every 409, 429 and 503 tells the client when to come back (the contract requires the header). */
+function ensureRetryAfter(res: ServerResponse, status: number, seconds?: number) {
+  if (res.hasHeader('retry-after')) return;
+  if (status === 429 || status === 503) res.setHeader('retry-after', String(seconds ?? defaultRetryAfterSeconds));
+  else if (status === 409) res.setHeader('retry-after', String(seconds ?? inUseRetryAfterSeconds));
 }
 
 /**

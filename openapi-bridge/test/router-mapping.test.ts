@@ -464,6 +464,8 @@ describe('the bridge in front of a scripted router', () => {
     });
     expect(response.status).toBe(409);
     expect(response.body.error.code).toBe('IDEMPOTENCY_KEY_IN_USE');
+    // When to retry: the original is in flight, and its answer is replayed to the retry.
+    expect(response.headers.get('retry-after')).toBe('1');
   });
 
   it('maps service field errors to REST field names', async () => {
