@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 /**
  * The request event the router emits for every GraphQL request and the analytics service
  * stores. It lives in platform because both sides need it and the router must not import a
@@ -45,22 +46,33 @@ export interface SubgraphTiming {
  *   A longer non-UUID id is dropped by `redactRequestEvent`, and the analytics ingest refuses an
  *   event carrying one as invalid. 128 is the longest request id the router accepts
  *   (`x-request-id`); the emitter's event ids are UUIDs (36).
- * - `operationName`: a longer name is cut to its first 200 characters (`boundOperationName`), at
- *   ingest and in every analytics query that takes a name, so a lookup by the full name finds it.
+ * - `operationName`: a longer name is bounded to 200 characters, its first 183 and a hash of the
+ *   whole (`boundOperationName`), at ingest and in every analytics query that takes a name, so a
+ *   lookup by the full name finds it and two long names stay apart.
  *   The event is kept: refusing it would leave a request out of usage and error rates, and a
  *   client could hide its traffic behind a long name.
  */
 export const requestEventLimits = { eventId: 100, requestId: 128, operationName: 200 } as const;
 
+/** The end of a bounded operation name: `~` and 16 base64url characters of the full name's SHA-256 (96 bits). */
+const operationNameHashLength = 17;
+
 /**
- * An operation name as the analytics service stores it: cut to `requestEventLimits.operationName`
- * characters, never in the middle of a surrogate pair. Queries by name apply it too.
+ * An operation name as the analytics service stores it: a name within
+ * `requestEventLimits.operationName` characters as it is; a longer one as its first 183
+ * characters (never ending in half a surrogate pair), `~` and 16 base64url characters of the
+ * whole name's SHA-256, 200 at most. Two long names that share their first 183 characters stay
+ * two names (cut without the hash, they were counted as one, and a client chooses its names).
+ * A bounded name is bounded already, so the router's emitter, ingest and every query by name
+ * apply it alike and a lookup by the full name finds it.
  */
 export function boundOperationName(name: string): string {
   const max = requestEventLimits.operationName;
   if (name.length <= max) return name;
-  const code = name.charCodeAt(max - 1);
-  return name.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
+  let keep = max - operationNameHashLength;
+  const code = name.charCodeAt(keep - 1);
+  if (code >= 0xd800 && code <= 0xdbff) keep--;
+  return `${name.slice(0, keep)}~${createHash('sha256').update(name).digest('base64url').slice(0, 16)}`;
 }
 
 /** A Luhn check over a string of digits. */
