@@ -1,4 +1,6 @@
-import { revealAudit, revealCounters } from '@ghostpay/db';
+import { randomBytes } from 'node:crypto';
+import { cards, revealAudit, revealCounters } from '@ghostpay/db';
+import { untilBlockedBy } from '@ghostpay/test-support';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCardsService, deriveCvc, isLuhnValid } from '../src/index.ts';
@@ -153,5 +155,92 @@ describe('revealCard', () => {
       for (const pan of revealedPans) expect(line).not.toContain(pan);
       expect(luhnValidDigitRuns(line, isLuhnValid)).toEqual([]);
     }
+  });
+});
+
+/**
+ * Runs `statements` on the card in a transaction of its own, starts a reveal of the card by
+ * `token` (which must then wait for that transaction: `untilBlockedBy` fails the test when no
+ * backend does), keeps the transaction open `holdMs`, and commits it. Returns the reveal's answer.
+ */
+async function revealWhileAnotherTransactionHolds(token: string, cardId: string, statements: string[], holdMs = 0) {
+  const pool = h.database.pool;
+  if (!pool) throw new Error('needs PostgreSQL');
+  const other = await pool.connect();
+  let pending: ReturnType<typeof reveal>;
+  try {
+    await other.query('begin');
+    for (const statement of statements) await other.query(statement, [cardId]);
+    pending = reveal(h, token, cardId);
+    pending.catch(() => undefined);
+    await untilBlockedBy(pool, other);
+    await new Promise((resolve) => setTimeout(resolve, holdMs));
+    await other.query('commit');
+  } catch (error) {
+    await other.query('rollback').catch(() => undefined);
+    throw error;
+  } finally {
+    other.release();
+  }
+  return pending;
+}
+
+const cancelStatement = `update cards.cards set status = 'CANCELED', canceled_at = now() where id = $1`;
+
+describe('revealCard decides and audits in one transaction', () => {
+  it.each([
+    ['locks the card as cancelCard does (for no key update)', 'select id from cards.cards where id = $1 for no key update'],
+    ['holds the card for update (as a re-encryption batch does)', 'select id from cards.cards where id = $1 for update'],
+  ])('refuses a card canceled by a transaction that %s and committed while the reveal waited, with no audit row', async (_name, lock) => {
+    const user = await h.actor('user');
+    const own = await issue(h, merchant.token, { userId: user.id, amount: 10, currency: 'USD' });
+    const result = await revealWhileAnotherTransactionHolds(user.token, own.id, [lock, cancelStatement]);
+    expect(result.data?.revealCard).toBeUndefined();
+    expect(result.errors?.[0]?.extensions?.fields).toEqual([
+      { field: 'id', message: 'card is CANCELED; only an ACTIVE card can be revealed' },
+    ]);
+    expect(JSON.stringify(result)).not.toMatch(/\d{16}/);
+    expect(await auditRows(own.id)).toEqual([]);
+    const [row] = await h.database.db.select({ status: cards.status }).from(cards).where(eq(cards.id, own.id));
+    expect(row?.status).toBe('CANCELED');
+  });
+
+  it('judges expiry once the card is its own: a card that expired while the reveal waited is EXPIRED', async () => {
+    const user = await h.actor('user');
+    const expiresAt = new Date(Date.now() + 1_000);
+    const seeded = await h.seed.card({ ownerId: user.id, issuerId: merchant.id, expiresAt });
+    // A charge that locked the card and rolled back, or changed nothing the reveal reads: only the wait matters.
+    const result = await revealWhileAnotherTransactionHolds(
+      user.token,
+      seeded.id,
+      ['select id from cards.cards where id = $1 for no key update'],
+      expiresAt.getTime() - Date.now() + 300,
+    );
+    expect(result.errors?.[0]?.extensions?.fields).toEqual([
+      { field: 'id', message: 'card is EXPIRED; only an ACTIVE card can be revealed' },
+    ]);
+    expect(await auditRows(seeded.id)).toEqual([]);
+  });
+
+  it.each([
+    ['its key is missing from the keyring', 'pan-encryption-keys', `k9:${randomBytes(32).toString('base64')}`],
+    ['the CVC key is missing', 'cvc-key', ''],
+  ] as const)('leaves no audit row (and no card data) when the reveal fails after deciding: %s', async (_name, secret, value) => {
+    const user = await h.actor('user');
+    const own = await issue(h, merchant.token, { userId: user.id, amount: 10, currency: 'USD' });
+    h.setSecret(secret, value);
+    let result: Awaited<ReturnType<typeof reveal>>;
+    try {
+      result = await reveal(h, user.token, own.id);
+    } finally {
+      h.setSecret(secret, h.secretValues[secret]);
+    }
+    expect(result.errors?.[0]?.extensions?.code).toBe('INTERNAL_SERVER_ERROR');
+    expect(result.data?.revealCard).toBeUndefined();
+    expect(JSON.stringify(result)).not.toMatch(/\d{16}/);
+    expect(await auditRows(own.id)).toEqual([]);
+    // With the secret back, the same card reveals and is audited once.
+    expect((await reveal(h, user.token, own.id)).data?.revealCard.pan).toMatch(/^\d{16}$/);
+    expect(await auditRows(own.id)).toHaveLength(1);
   });
 });
