@@ -98,16 +98,40 @@ export interface PanSecrets {
   cvcKey(): string;
 }
 
+/**
+ * Fewest bytes (UTF-8) accepted for `pan-fingerprint-key` and `cvc-key`: what 32 random bytes
+ * in base64 or hex (`openssl rand -base64 32`, 44 characters) easily exceed. The PANs of one BIN
+ * are only 10^9 numbers, so whoever can guess the fingerprint key turns the `pan_fingerprint`
+ * column of a database copy into every card's PAN with 10^9 HMACs (the CVC key likewise gives
+ * every CVC from a revealed PAN): a short or placeholder key is refused, not used.
+ */
+export const minCardKeyBytes = 32;
+
+function checkedCardKey(name: string, value: string): string {
+  if (Buffer.byteLength(value, 'utf8') < minCardKeyBytes) {
+    throw new Error(`secret ${name} must be at least ${minCardKeyBytes} bytes of random data (e.g. openssl rand -base64 32)`);
+  }
+  return value;
+}
+
 export function createPanSecrets(secrets: SecretsProvider): PanSecrets {
   // Parsing is cached per raw value: a rotation (new file contents) re-parses once.
   let cached: { raw: string; keyring: PanKeyring } | undefined;
+  const fingerprintKey = () => checkedCardKey(panSecretNames.fingerprintKey, secrets.require(panSecretNames.fingerprintKey));
   return {
     keyring() {
       const raw = secrets.require(panSecretNames.encryptionKeys);
       if (cached?.raw !== raw) cached = { raw, keyring: parsePanKeyring(raw) };
       return cached.keyring;
     },
-    fingerprintKey: () => secrets.require(panSecretNames.fingerprintKey),
-    cvcKey: () => secrets.require(panSecretNames.cvcKey),
+    fingerprintKey,
+    cvcKey() {
+      const key = checkedCardKey(panSecretNames.cvcKey, secrets.require(panSecretNames.cvcKey));
+      // One key, one purpose: a copy of the fingerprint key (the more widely used of the two) is refused.
+      if (key === secrets.get(panSecretNames.fingerprintKey)) {
+        throw new Error(`secret ${panSecretNames.cvcKey} must differ from ${panSecretNames.fingerprintKey}`);
+      }
+      return key;
+    },
   };
 }
