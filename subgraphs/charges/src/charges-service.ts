@@ -55,12 +55,20 @@ export function createChargesService(deps: ChargesServiceDeps): ChargesService {
   const lookups = createChargeLookups(database.db);
   const resolvers = createResolvers({ db: database.db, idempotencyWaitMs: config.IDEMPOTENCY_WAIT_MS, metrics, bus, lookups });
 
+  // Charges this process found it cannot settle (settleAllDue): each is logged once and passed over.
+  const unsettleable = new Map<string, unknown>();
   const settlement = createPeriodicJob({
     name: 'settlement',
     intervalMs: config.SETTLEMENT_INTERVAL_MS,
     logger,
     run: async () => {
-      const settled = await settleAllDue(database.db, { delayMs: config.SETTLEMENT_DELAY_MS, batchSize: config.SETTLEMENT_BATCH_SIZE });
+      const settled = await settleAllDue(database.db, {
+        delayMs: config.SETTLEMENT_DELAY_MS,
+        batchSize: config.SETTLEMENT_BATCH_SIZE,
+        unsettleable,
+        onUnsettleable: (chargeId, error) =>
+          logger.error({ err: error, chargeId }, 'charge cannot be settled; passed over until restart (run ledger:check)'),
+      });
       if (settled > 0) logger.info({ settled }, 'settled charges');
       return settled;
     },

@@ -116,7 +116,7 @@ describe('settlement', () => {
       settled = await settleDueCharges(h.database.db, { delayMs: 0, batchSize: 2 });
     });
     expect(settled).toBe(1);
-    const update = two.find((statement) => /^update "charges"\."charges"/.test(statement.text));
+    const update = two.find((statement) => /^(with .* )?update "charges"\."charges"/.test(statement.text));
     expect(update?.text).toMatch(/"id" = any\(\$\d+::text\[\]\)/);
     expect(one.map((statement) => statement.text)).toEqual(two.map((statement) => statement.text));
   });
@@ -142,7 +142,9 @@ describe('settlement', () => {
       // the index must still be provable from the query's own text.
       await client.query('set plan_cache_mode = force_generic_plan');
       await client.query(`prepare settlement_due as ${select.text}`);
-      const literals = select.values.map((value) => (typeof value === 'number' ? String(value) : `'${String(value)}'`)).join(', ');
+      const literal = (value: unknown) =>
+        typeof value === 'number' ? String(value) : Array.isArray(value) ? `'{${value.join(',')}}'` : `'${String(value)}'`;
+      const literals = select.values.map(literal).join(', ');
       const generic = await client.query(`explain (format json) execute settlement_due(${literals})`);
       expect(indexesOf(generic.rows[0])).toEqual(['charges_settlement_due_idx']);
     } finally {
