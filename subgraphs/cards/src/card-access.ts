@@ -13,9 +13,14 @@ export function canSeeCard(principal: Principal, card: Pick<CardRow, 'ownerId' |
   return card.ownerId === principal.userId;
 }
 
-/** Who may read the PAN and CVC: the owner and admins only (not the issuing merchant). */
+/**
+ * Who may read the PAN and CVC: admins, and the owner when a `user`. Never a merchant, not even
+ * one a card was issued to (`issueCard` takes any user id as the owner, the merchant's own too):
+ * ownership alone let a merchant that issued a card to itself read its PAN with a token carrying
+ * `cards:reveal`, which the issuing merchant must never do. Role and scope both, as for issuing.
+ */
 export function canRevealCard(principal: Principal, card: Pick<CardRow, 'ownerId'>): boolean {
-  return principal.role === 'admin' || card.ownerId === principal.userId;
+  return principal.role === 'admin' || (principal.role === 'user' && card.ownerId === principal.userId);
 }
 
 /**

@@ -80,6 +80,15 @@ describe('revealCard', () => {
     expect(await auditRows(card.id)).toHaveLength(before);
   });
 
+  it('refuses a merchant that issued a card to itself, even with a cards:reveal scope, without an audit row', async () => {
+    const own = await issue(h, merchant.token, { userId: merchant.id, amount: 10, currency: 'USD' });
+    const widened = await h.tokens.mint({ userId: merchant.id, role: 'merchant', scopes: ['cards:read', 'cards:reveal'] });
+    const result = await reveal(h, widened, own.id);
+    expect(result.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    expect(result.data).toBeNull();
+    expect(await auditRows(own.id)).toEqual([]);
+  });
+
   it('answers NOT_FOUND to another user, without an audit row', async () => {
     const before = (await auditRows(card.id)).length;
     const result = await reveal(h, stranger.token, card.id);
