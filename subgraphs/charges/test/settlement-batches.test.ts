@@ -31,7 +31,14 @@ async function holdingStatement<T>(pool: pg.Pool, pattern: RegExp, run: () => Pr
   try {
     const running = run();
     running.catch(() => undefined);
-    await held;
+    // Fails (instead of hanging) when `run` ends without sending the statement.
+    await Promise.race([
+      held,
+      running.then(
+        () => Promise.reject(new Error(`finished without sending a statement matching ${pattern}`)),
+        (error: unknown) => Promise.reject(error),
+      ),
+    ]);
     try {
       await whileHeld();
     } finally {
@@ -40,6 +47,20 @@ async function holdingStatement<T>(pool: pg.Pool, pattern: RegExp, run: () => Pr
     return await running;
   } finally {
     spy.mockRestore();
+  }
+}
+
+/** Resolves once `count` backends wait for a lock (any), their statement naming `table`. */
+async function untilWaiting(pool: pg.Pool, table: string, count = 1, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { rows } = await pool.query<{ n: number }>(
+      `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database() and query like $1`,
+      [`%${table}%`],
+    );
+    if ((rows[0]?.n ?? 0) >= count) return;
+    if (Date.now() > deadline) throw new Error(`no backend waited for a lock on ${table}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
 
@@ -87,6 +108,79 @@ describe('settlement batches', () => {
     const stamps = events.map((event) => (event.data as { updatedAt: string }).updatedAt);
     expect(stamps).toEqual([...stamps].sort());
     expect(events.at(-1)?.data).toMatchObject({ status: 'PARTIALLY_REFUNDED', settledAt: row!.settledAt!.toISOString() });
+    expect(await checkLedger(fx.database)).toEqual([]);
+  });
+
+  it('settles a charge whose void waits for the batch, then voids it over the settlement (a refund): never both missed or doubled', async () => {
+    const charge = await authorized('void-after-settle');
+    const pool = fx.database.pool;
+    if (!pool) throw new Error('needs PostgreSQL');
+    let voiding!: Promise<Awaited<ReturnType<typeof refundCharge>>>;
+    // The pass holds its batch (select done, update held); the void queues on the charge row.
+    const settled = await holdingStatement(
+      pool,
+      /set "status" = case when "charges"\."charges"\."status" = 'AUTHORIZED'/,
+      () => settleDueCharges(fx.database.db, { delayMs: 0, batchSize: 100 }),
+      async () => {
+        voiding = refundCharge(deps(), fx.principal(), charge.id, null, 'void-after-settle-refund');
+        voiding.catch(() => undefined);
+        await untilWaiting(pool, 'charges');
+      },
+    );
+    expect(settled).toBeGreaterThanOrEqual(1);
+    const { charge: voided } = await voiding;
+    expect(voided).toMatchObject({ status: 'REFUNDED', refundedAmount: 1_000 });
+    expect(voided.settledAt).toBeInstanceOf(Date);
+    expect(voided.updatedAt.getTime()).toBeGreaterThanOrEqual(voided.settledAt!.getTime());
+    expect((await eventsOf(charge.id)).map((event) => event.status)).toEqual(['AUTHORIZED', 'SETTLED', 'REFUNDED']);
+    expect(await checkLedger(fx.database)).toEqual([]);
+  });
+
+  it('passes over a charge a void holds (without waiting for it), and never settles it once voided', async () => {
+    const charge = await authorized('void-before-settle');
+    const pool = fx.database.pool;
+    if (!pool) throw new Error('needs PostgreSQL');
+    let passDuringVoid = -1;
+    // The void holds the charge row (its locking read done, its update held) while a pass runs.
+    const { charge: voided } = await holdingStatement(
+      pool,
+      /set "status" = case when "charges"\."charges"\."refunded_amount"/,
+      () => refundCharge(deps(), fx.principal(), charge.id, null, 'void-before-settle-refund'),
+      async () => {
+        passDuringVoid = await settleDueCharges(fx.database.db, { delayMs: 0, batchSize: 100 });
+      },
+    );
+    expect(passDuringVoid).toBe(0);
+    expect(voided).toMatchObject({ status: 'REFUNDED', settledAt: null });
+    expect(await settleAllDue(fx.database.db, { delayMs: 0, batchSize: 100 })).toBe(0);
+    const [row] = await fx.database.db.select().from(charges).where(eq(charges.id, charge.id));
+    expect(row).toMatchObject({ status: 'REFUNDED', settledAt: null });
+    expect((await eventsOf(charge.id)).map((event) => event.status)).toEqual(['AUTHORIZED', 'REFUNDED']);
+    expect(await checkLedger(fx.database)).toEqual([]);
+  });
+
+  it('makes a duplicate with the same key but another amount wait for the in-flight original, then refuses it IDEMPOTENCY_KEY_REUSED', async () => {
+    const charge = await authorized('reuse-in-flight');
+    const pool = fx.database.pool;
+    if (!pool) throw new Error('needs PostgreSQL');
+    let duplicate!: Promise<unknown>;
+    let same!: Promise<Awaited<ReturnType<typeof refundCharge>>>;
+    const { charge: original } = await holdingStatement(
+      pool,
+      /set "status" = case when "charges"\."charges"\."refunded_amount"/,
+      () => refundCharge(deps(), fx.principal(), charge.id, 300, 'reuse-in-flight-key'),
+      async () => {
+        duplicate = refundCharge(deps(), fx.principal(), charge.id, 400, 'reuse-in-flight-key');
+        duplicate.catch(() => undefined);
+        same = refundCharge(deps(), fx.principal(), charge.id, 300, 'reuse-in-flight-key');
+        same.catch(() => undefined);
+        await untilWaiting(pool, 'idempotency_keys', 2);
+      },
+    );
+    await expect(duplicate).rejects.toMatchObject({ extensions: { code: 'IDEMPOTENCY_KEY_REUSED' } });
+    expect(await same).toEqual({ charge: original, replayed: true });
+    expect(original).toMatchObject({ status: 'PARTIALLY_REFUNDED', refundedAmount: 300 });
+    expect((await eventsOf(charge.id)).map((event) => event.status)).toEqual(['AUTHORIZED', 'PARTIALLY_REFUNDED']);
     expect(await checkLedger(fx.database)).toEqual([]);
   });
 
