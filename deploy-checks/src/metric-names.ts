@@ -11,6 +11,9 @@ export const contractMetrics = [
   'subgraph_fetch_duration_seconds',
   'circuit_breaker_state',
   'charges_total',
+  'charges_settlement_due',
+  'charges_settlement_oldest_due_seconds',
+  'charges_settlement_passed_over',
   'analytics_events_dropped_total',
   'analytics_events_sent_total',
 ] as const;
@@ -22,7 +25,8 @@ export async function knownSeriesNames(): Promise<Set<string>> {
     for (const suffix of ['_bucket', '_sum', '_count']) names.add(`${name}${suffix}`);
   };
   for (const name of contractMetrics) {
-    if (name.endsWith('_seconds')) addHistogram(name);
+    // The contract's histograms are durations; `charges_settlement_oldest_due_seconds` is a gauge.
+    if (name.endsWith('_duration_seconds')) addHistogram(name);
     else names.add(name);
   }
   // Read the defaults from a real platform registry rather than a hand-written list.

@@ -18,7 +18,7 @@ import { createChargesMetrics } from './charges-metrics.ts';
 import type { ChargesConfig } from './config.ts';
 import { pruneIdempotencyKeys } from './idempotency.ts';
 import { type ChargesContext, createLoaders, createResolvers } from './resolvers.ts';
-import { settleAllDue } from './settle-charges.ts';
+import { settleAllDue, settlementBacklog } from './settle-charges.ts';
 import { createSubscriptionServer } from './subscription-server.ts';
 
 export const chargesTypeDefs = parse(readFileSync(new URL('./schema.graphql', import.meta.url), 'utf8'));
@@ -62,15 +62,28 @@ export function createChargesService(deps: ChargesServiceDeps): ChargesService {
     intervalMs: config.SETTLEMENT_INTERVAL_MS,
     logger,
     run: async () => {
-      const settled = await settleAllDue(database.db, {
-        delayMs: config.SETTLEMENT_DELAY_MS,
-        batchSize: config.SETTLEMENT_BATCH_SIZE,
-        unsettleable,
-        onUnsettleable: (chargeId, error) =>
-          logger.error({ err: error, chargeId }, 'charge cannot be settled; passed over until restart (run ledger:check)'),
-      });
-      if (settled > 0) logger.info({ settled }, 'settled charges');
-      return settled;
+      try {
+        const settled = await settleAllDue(database.db, {
+          delayMs: config.SETTLEMENT_DELAY_MS,
+          batchSize: config.SETTLEMENT_BATCH_SIZE,
+          unsettleable,
+          onUnsettleable: (chargeId, error) =>
+            logger.error({ err: error, chargeId }, 'charge cannot be settled; passed over until restart (run ledger:check)'),
+        });
+        if (settled > 0) logger.info({ settled }, 'settled charges');
+        return settled;
+      } finally {
+        // What is left, after a pass that settled or one that failed (a stalled settlement is the
+        // case to see): the alert rules page when the oldest due charge keeps waiting.
+        metrics.settlementPassedOver.set(unsettleable.size);
+        await settlementBacklog(database.db, config.SETTLEMENT_DELAY_MS).then(
+          (backlog) => {
+            metrics.settlementDue.set(backlog.due);
+            metrics.settlementOldestDueSeconds.set(backlog.oldestDueSeconds);
+          },
+          (error: unknown) => logger.warn({ err: error }, 'settlement backlog could not be read; its gauges keep their last values'),
+        );
+      }
     },
   });
   const idempotencyPruner = createPeriodicJob({

@@ -4,4 +4,4 @@ export { type ChargesService, type ChargesServiceDeps, chargesTypeDefs, createCh
 export { type ChargesConfig, chargesConfigSchema } from './config.ts';
 export { checkLedger, type LedgerViolation } from './ledger-check.ts';
 export { refundCharge } from './refund-charge.ts';
-export { settleAllDue, settleDueCharges } from './settle-charges.ts';
+export { type SettlementBacklog, settleAllDue, settleDueCharges, settlementBacklog } from './settle-charges.ts';

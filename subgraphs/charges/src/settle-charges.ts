@@ -152,3 +152,29 @@ export async function settleAllDue(db: Database, options: SettleAllDueOptions): 
   }
   return total;
 }
+
+export interface SettlementBacklog {
+  /** Charges due for settlement (authorized at least `delayMs` ago) and not settled. */
+  due: number;
+  /** How long the oldest of them has been due, in seconds (0 when none is). */
+  oldestDueSeconds: number;
+}
+
+/**
+ * What settlement has yet to do, by the database's clock: the due charges not settled and how
+ * long the oldest has waited past its delay. One statement over the settlement partial index
+ * (`awaitingSettlement`, the condition the workers select by), so it reads only unsettled
+ * charges. The service reads it after each settlement pass for its gauges: a backlog that grows,
+ * or an oldest charge that keeps waiting, is settlement stalled or behind.
+ */
+export async function settlementBacklog(db: Database, delayMs: number): Promise<SettlementBacklog> {
+  const delay = sql`make_interval(secs => ${delayMs / 1000})`;
+  const [row] = await db
+    .select({
+      due: sql<number>`count(*)::int`,
+      oldestDueSeconds: sql<number>`coalesce(extract(epoch from clock_timestamp() - ${delay} - min(${charges.authorizedAt})), 0)::float8`,
+    })
+    .from(charges)
+    .where(and(awaitingSettlement(charges), lte(charges.authorizedAt, sql`clock_timestamp() - ${delay}`)));
+  return { due: row?.due ?? 0, oldestDueSeconds: Math.max(0, row?.oldestDueSeconds ?? 0) };
+}

@@ -171,6 +171,45 @@ describe('settlement', () => {
   });
 });
 
+describe('the settlement backlog gauges', () => {
+  const gauge = async (name: string) => (await h.service.registry.getSingleMetric(name)?.get())?.values[0]?.value;
+
+  it('show, after each pass, the due charges left and how long the oldest has waited past its delay; and the passed-over count', async () => {
+    // A due charge the pass cannot take: another transaction holds its row (SKIP LOCKED passes it over).
+    const stuck = await authorized();
+    await h.database.db
+      .update(charges)
+      .set({ createdAt: new Date(Date.now() - 20 * 60_000), authorizedAt: new Date(Date.now() - 20 * 60_000) })
+      .where(eq(charges.id, stuck.id));
+    const pool = h.database.pool!;
+    const other = await pool.connect();
+    try {
+      await other.query('begin');
+      await other.query('select id from charges.charges where id = $1 for update', [stuck.id]);
+      await h.service.settlement.runOnce();
+      // 20 minutes after its authorization, less the 5 s delay, by the database's clock.
+      const oldest = await gauge('charges_settlement_oldest_due_seconds');
+      expect(oldest).toBeGreaterThan(20 * 60 - 5 - 5);
+      expect(oldest).toBeLessThan(20 * 60 - 5 + 60);
+      expect(await gauge('charges_settlement_due')).toBeGreaterThanOrEqual(1);
+      await other.query('commit');
+    } finally {
+      other.release();
+    }
+    // The next pass settles it: nothing has waited past its delay any more.
+    await h.service.settlement.runOnce();
+    const [row] = await h.database.db.select({ status: charges.status }).from(charges).where(eq(charges.id, stuck.id));
+    expect(row?.status).toBe('SETTLED');
+    expect(await gauge('charges_settlement_oldest_due_seconds')).toBeLessThan(5);
+    expect(await gauge('charges_settlement_passed_over')).toBe(0);
+    // The series are exposed for Prometheus (the alert rules' input).
+    const text = await h.service.registry.metrics();
+    for (const name of ['charges_settlement_due', 'charges_settlement_oldest_due_seconds', 'charges_settlement_passed_over']) {
+      expect(text).toMatch(new RegExp(`^${name}\\{service="charges"\\} \\d`, 'm'));
+    }
+  });
+});
+
 describe('refundCharge', () => {
   it('refunds part, then the rest, moving PARTIALLY_REFUNDED → REFUNDED', async () => {
     const charge = await authorized(1_000);
