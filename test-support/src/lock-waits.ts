@@ -17,3 +17,46 @@ export async function untilBlockedBy(pool: pg.Pool, holder: pg.ClientBase, timeo
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+/**
+ * A race with another writer: runs `statements` (each with `params`) in a transaction of their
+ * own, starts `writer` (which then waits for that transaction's locks), waits until it is blocked
+ * (`untilBlockedBy`), keeps the locks `holdMs` longer (a function: computed then), checks the
+ * writer is still waiting, and commits. Returns the writer's result and the database's clock just
+ * before the commit: what the writer decided after the wait must be no earlier than that.
+ */
+export async function whileAnotherTransactionHolds<T>(
+  pool: pg.Pool,
+  statements: readonly string[],
+  params: readonly unknown[],
+  writer: () => Promise<T>,
+  holdMs: number | (() => number),
+): Promise<{ result: T; releasedAt: Date }> {
+  const holder = await pool.connect();
+  let pending: Promise<T>;
+  let releasedAt: Date;
+  try {
+    await holder.query('begin');
+    for (const statement of statements) await holder.query(statement, [...params]);
+    pending = writer();
+    pending.catch(() => undefined);
+    await untilBlockedBy(pool, holder);
+    await new Promise((resolve) => setTimeout(resolve, typeof holdMs === 'function' ? holdMs() : holdMs));
+    const settled = await Promise.race([
+      pending.then(
+        () => true,
+        () => true,
+      ),
+      new Promise<false>((resolve) => setTimeout(resolve, 10, false)),
+    ]);
+    if (settled) throw new Error('the writer answered while the other transaction still held its locks');
+    releasedAt = (await holder.query<{ at: Date }>('select clock_timestamp() as at')).rows[0]!.at;
+    await holder.query('commit');
+  } catch (error) {
+    await holder.query('rollback').catch(() => undefined);
+    throw error;
+  } finally {
+    holder.release();
+  }
+  return { result: await pending, releasedAt };
+}

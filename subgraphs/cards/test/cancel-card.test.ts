@@ -1,5 +1,5 @@
 import { cards } from '@ghostpay/db';
-import { untilBlockedBy } from '@ghostpay/test-support';
+import { whileAnotherTransactionHolds } from '@ghostpay/test-support';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CardsHarness, startCardsHarness } from './cards-harness.ts';
@@ -27,27 +27,13 @@ afterAll(async () => {
 async function cancelWhileAnotherWriterHolds(cardId: string, lockStatement: string, holdMs: number) {
   const pool = h.database.pool;
   if (!pool) throw new Error('needs PostgreSQL');
-  const other = await pool.connect();
-  let pending: ReturnType<typeof h.request<{ cancelCard: { id: string; status: string; canceledAt: string } }>>;
-  let releasedAt: Date;
-  try {
-    await other.query('begin');
-    await other.query(lockStatement, [cardId]);
-    pending = h.request(holder.token, cancelMutation, { id: cardId });
-    pending.catch(() => undefined);
-    // The cancel is at the card's row lock, waiting: not still on its way (then the race would not be run).
-    await untilBlockedBy(pool, other);
-    await new Promise((resolve) => setTimeout(resolve, holdMs));
-    // The cancel must still be waiting: it has not answered.
-    expect(await Promise.race([pending.then(() => 'answered'), new Promise((resolve) => setTimeout(() => resolve('waiting'), 10))])).toBe(
-      'waiting',
-    );
-    releasedAt = (await other.query<{ at: Date }>('select clock_timestamp() as at')).rows[0]!.at;
-    await other.query('commit');
-  } finally {
-    other.release();
-  }
-  return { result: await pending, releasedAt };
+  return whileAnotherTransactionHolds(
+    pool,
+    [lockStatement],
+    [cardId],
+    () => h.request<{ cancelCard: { id: string; status: string; canceledAt: string } }>(holder.token, cancelMutation, { id: cardId }),
+    holdMs,
+  );
 }
 
 const lockers = [

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { cards, revealAudit, revealCounters } from '@ghostpay/db';
-import { untilBlockedBy } from '@ghostpay/test-support';
+import { whileAnotherTransactionHolds } from '@ghostpay/test-support';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCardsService, deriveCvc, isLuhnValid } from '../src/index.ts';
@@ -175,23 +175,7 @@ describe('revealCard', () => {
 async function revealWhileAnotherTransactionHolds(token: string, cardId: string, statements: string[], holdMs = 0) {
   const pool = h.database.pool;
   if (!pool) throw new Error('needs PostgreSQL');
-  const other = await pool.connect();
-  let pending: ReturnType<typeof reveal>;
-  try {
-    await other.query('begin');
-    for (const statement of statements) await other.query(statement, [cardId]);
-    pending = reveal(h, token, cardId);
-    pending.catch(() => undefined);
-    await untilBlockedBy(pool, other);
-    await new Promise((resolve) => setTimeout(resolve, holdMs));
-    await other.query('commit');
-  } catch (error) {
-    await other.query('rollback').catch(() => undefined);
-    throw error;
-  } finally {
-    other.release();
-  }
-  return pending;
+  return (await whileAnotherTransactionHolds(pool, statements, [cardId], () => reveal(h, token, cardId), holdMs)).result;
 }
 
 const cancelStatement = `update cards.cards set status = 'CANCELED', canceled_at = now() where id = $1`;

@@ -1,5 +1,5 @@
 import { cards, chargeEvents, chargeIdempotencyKeys, charges, refunds } from '@ghostpay/db';
-import { untilBlockedBy } from '@ghostpay/test-support';
+import { whileAnotherTransactionHolds } from '@ghostpay/test-support';
 import { and, asc, eq } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { toSnapshot } from '../src/charge-record.ts';
@@ -99,22 +99,16 @@ describe('charge writes', () => {
     const card = await fx.seed.card({ ownerId: fx.holderId, issuerId: fx.merchantId, amount: 1_000, currency: 'USD', expiresAt });
     const pool = fx.database.pool;
     if (!pool) throw new Error('needs PostgreSQL');
-    const holder = await pool.connect();
-    let pending: ReturnType<typeof authorize>;
-    try {
-      await holder.query('begin');
-      await holder.query(lockStatement, [card.id]);
-      // Starts while the card is still valid, then waits for the holder until after the expiry.
-      pending = authorize(card.id, `expiring-${lockStatement.slice(0, 6)}`);
-      pending.catch(() => undefined);
-      // At the card's lock, waiting (not still on its way): the race this test is about.
-      await untilBlockedBy(pool, holder);
-      await new Promise((resolve) => setTimeout(resolve, expiresAt.getTime() - Date.now() + 300));
-      await holder.query('commit');
-    } finally {
-      holder.release();
-    }
-    const { charge } = await pending;
+    // Starts while the card is still valid, then waits for the holder until after the expiry.
+    const {
+      result: { charge },
+    } = await whileAnotherTransactionHolds(
+      pool,
+      [lockStatement],
+      [card.id],
+      () => authorize(card.id, `expiring-${lockStatement.slice(0, 6)}`),
+      () => expiresAt.getTime() - Date.now() + 300,
+    );
     expect(charge).toMatchObject({ status: 'DECLINED', declineCode: 'CARD_EXPIRED' });
     const [row] = await fx.database.db.select({ status: cards.status }).from(cards).where(eq(cards.id, card.id));
     expect(row?.status).toBe('ACTIVE');
@@ -129,22 +123,16 @@ describe('charge writes', () => {
       const card = await fx.seed.card({ ownerId: fx.holderId, issuerId: fx.merchantId, amount: 1_000, currency: 'USD' });
       const pool = fx.database.pool;
       if (!pool) throw new Error('needs PostgreSQL');
-      const holder = await pool.connect();
-      let pending: ReturnType<typeof authorize>;
-      let releasedAt: Date;
-      try {
-        await holder.query('begin');
-        await holder.query(lockStatement, [card.id]);
-        pending = authorize(card.id, `stamp-${lockStatement.slice(0, 6)}`);
-        pending.catch(() => undefined);
-        await untilBlockedBy(pool, holder);
-        await new Promise((resolve) => setTimeout(resolve, 1_000));
-        releasedAt = (await holder.query<{ at: Date }>('select clock_timestamp() as at')).rows[0]!.at;
-        await holder.query('commit');
-      } finally {
-        holder.release();
-      }
-      const { charge } = await pending;
+      const {
+        result: { charge },
+        releasedAt,
+      } = await whileAnotherTransactionHolds(
+        pool,
+        [lockStatement],
+        [card.id],
+        () => authorize(card.id, `stamp-${lockStatement.slice(0, 6)}`),
+        1_000,
+      );
       expect(charge.status).toBe('AUTHORIZED');
       // Not the transaction's start, a second before: no earlier than the other writer let go.
       expect(charge.authorizedAt!.getTime()).toBeGreaterThanOrEqual(releasedAt.getTime());
@@ -181,22 +169,16 @@ describe('charge writes', () => {
       const pool = fx.database.pool;
       if (!pool) throw new Error('needs PostgreSQL');
       const key = `refund-stamp-${refundedAfter}`;
-      const holder = await pool.connect();
-      let pending: ReturnType<typeof refundCharge>;
-      let releasedAt: Date;
-      try {
-        await holder.query('begin');
-        for (const statement of statements) await holder.query(statement, [authorized.id]);
-        pending = refundCharge({ db: fx.database.db, idempotencyWaitMs: 5_000 }, fx.principal(), authorized.id, 200, key);
-        pending.catch(() => undefined);
-        await untilBlockedBy(pool, holder);
-        await new Promise((resolve) => setTimeout(resolve, 1_000));
-        releasedAt = (await holder.query<{ at: Date }>('select clock_timestamp() as at')).rows[0]!.at;
-        await holder.query('commit');
-      } finally {
-        holder.release();
-      }
-      const { charge } = await pending;
+      const {
+        result: { charge },
+        releasedAt,
+      } = await whileAnotherTransactionHolds(
+        pool,
+        statements,
+        [authorized.id],
+        () => refundCharge({ db: fx.database.db, idempotencyWaitMs: 5_000 }, fx.principal(), authorized.id, 200, key),
+        1_000,
+      );
       // Decided on the row as the other transaction left it.
       expect(charge).toMatchObject({ status: 'PARTIALLY_REFUNDED', refundedAmount: refundedAfter });
       // Not the transaction's start, a second before: no earlier than the other writer let go.
