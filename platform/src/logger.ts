@@ -1,5 +1,5 @@
 import { type DestinationStream, type Logger, pino, stdSerializers } from 'pino';
-import { luhnValid } from './request-event.ts';
+import { digitRunHoldsPan, panDigitRun } from './request-event.ts';
 import { traceLogFields } from './telemetry.ts';
 
 export type { Logger };
@@ -49,26 +49,10 @@ function withoutUrlCredentials(text: string): string {
   return text.includes('://') ? text.replace(urlCredentials, `$1${redactedValue}@`) : text;
 }
 
-/**
- * A run of 13+ digits, a single space, dash, underscore or dot allowed between them: how a PAN is
- * written (`4111111111111111`, `4111 1111 1111 1111`, `4111-1111-…`) or glued into an identifier
- * (`Pay_4111_1111_1111_1111`), as `looksSecret` reads it.
- */
-const digitRun = /\d(?:[ _.-]?\d){12,}/;
-const digitRuns = new RegExp(digitRun.source, 'g');
+/** Every digit run that may write a PAN (`panDigitRun`, as `looksSecret` reads it). */
+const digitRuns = new RegExp(panDigitRun.source, 'g');
 /** A UUID: an identifier, kept whatever digits it holds (one in ~100 holds a Luhn-valid run across its dashes). */
 const uuidShape = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** Whether some 13–19 digit window of a digit run passes Luhn: a PAN, even glued to other digits. */
-function runHoldsPan(run: string): boolean {
-  const digits = run.replace(/[ _.-]/g, '');
-  for (let length = 13; length <= 19; length++) {
-    for (let start = 0; start + length <= digits.length; start++) {
-      if (luhnValid(digits.slice(start, start + length))) return true;
-    }
-  }
-  return false;
-}
 
 /**
  * `text` with every digit run that holds a Luhn-valid 13–19 digit PAN replaced by `[redacted]`
@@ -76,8 +60,8 @@ function runHoldsPan(run: string): boolean {
  * expression test. A whole-string UUID is kept: it is an id, not card data.
  */
 export function withoutPans(text: string): string {
-  if (text.length < 13 || !digitRun.test(text) || uuidShape.test(text)) return text;
-  return text.replace(digitRuns, (run) => (runHoldsPan(run) ? redactedValue : run));
+  if (text.length < 13 || !panDigitRun.test(text) || uuidShape.test(text)) return text;
+  return text.replace(digitRuns, (run) => (digitRunHoldsPan(run) ? redactedValue : run));
 }
 
 /** W3C trace and span ids (`trace_id`, `span_id` from the active span): ids, kept whatever digits they hold. */

@@ -91,11 +91,27 @@ export function luhnValid(digits: string): boolean {
   return sum % 10 === 0;
 }
 
-// A run of at least 13 digits where a single space, dash, underscore or dot may separate them:
-// how PANs are pasted ("4111 1111 1111 1111", "4111-1111-1111-1111") and how they survive in an
-// identifier such as an operation name ("Pay_4111_1111_1111_1111", "card.4111.1111.1111.1111").
-const digitRun = /\d(?:[ _.-]?\d){12,}/g;
+/**
+ * A run of at least 13 digits where a single space, dash, underscore or dot may separate them:
+ * how PANs are pasted ("4111 1111 1111 1111", "4111-1111-1111-1111") and how they survive in an
+ * identifier such as an operation name ("Pay_4111_1111_1111_1111", "card.4111.1111.1111.1111").
+ * Not global: `test` keeps no state; `digitRuns` is the global twin for matching every run.
+ */
+export const panDigitRun = /\d(?:[ _.-]?\d){12,}/;
+const digitRuns = new RegExp(panDigitRun.source, 'g');
 const digitSeparators = /[ _.-]/g;
+
+/** Whether some 13–19 digit window of a digit run (as `panDigitRun` matches) passes Luhn: a PAN, even glued to other digits. */
+export function digitRunHoldsPan(run: string): boolean {
+  const digits = run.replace(digitSeparators, '');
+  for (let length = 13; length <= 19; length++) {
+    for (let start = 0; start + length <= digits.length; start++) {
+      if (luhnValid(digits.slice(start, start + length))) return true;
+    }
+  }
+  return false;
+}
+
 // Three base64url segments, the first starting with eyJ (`{"` base64-encoded). Generous: two
 // segments are enough, so a JWT cut in half still counts.
 const jwtLike = /eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+/;
@@ -105,15 +121,7 @@ const apiKeyLike = /gp_[A-Za-z0-9_-]{8,}/i;
 const bearerLike = /bearer\s+\S{8,}/i;
 
 function containsPan(value: string): boolean {
-  for (const match of value.matchAll(digitRun)) {
-    const digits = match[0].replace(digitSeparators, '');
-    // Any 13–19 digit window of the run that passes Luhn: a PAN glued to other digits still counts.
-    for (let length = 13; length <= 19; length++) {
-      for (let start = 0; start + length <= digits.length; start++) {
-        if (luhnValid(digits.slice(start, start + length))) return true;
-      }
-    }
-  }
+  for (const match of value.matchAll(digitRuns)) if (digitRunHoldsPan(match[0])) return true;
   return false;
 }
 
