@@ -14,6 +14,20 @@ export interface SettleChargesOptions {
   unsettleable?: ReadonlyMap<string, unknown>;
 }
 
+/** When a charge must have been authorized to be due now: the database's `now()` less the settlement delay. */
+function dueBefore(delayMs: number) {
+  return sql`now() - make_interval(secs => ${delayMs / 1000})`;
+}
+
+/**
+ * Due for settlement: awaiting it (`awaitingSettlement`, the condition of the partial index
+ * `charges_settlement_due_idx`) and authorized at least `delayMs` ago. What the workers select
+ * by and what the backlog counts.
+ */
+function dueForSettlement(delayMs: number) {
+  return and(awaitingSettlement(charges), lte(charges.authorizedAt, dueBefore(delayMs)));
+}
+
 /** A batch that failed, with the charges it had claimed (its transaction rolled back). */
 class SettlementBatchError extends Error {
   readonly chargeIds: readonly string[];
@@ -64,13 +78,7 @@ export async function settleDueCharges(db: Database, options: SettleChargesOptio
       const due = await tx
         .select({ id: charges.id })
         .from(charges)
-        .where(
-          and(
-            awaitingSettlement(charges),
-            lte(charges.authorizedAt, sql`now() - make_interval(secs => ${options.delayMs / 1000})`),
-            sql`${charges.id} <> all(${sql.param(passOver)}::text[])`,
-          ),
-        )
+        .where(and(dueForSettlement(options.delayMs), sql`${charges.id} <> all(${sql.param(passOver)}::text[])`))
         .orderBy(asc(charges.authorizedAt))
         .limit(options.batchSize)
         .for('update', { skipLocked: true });
@@ -168,13 +176,12 @@ export interface SettlementBacklog {
  * or an oldest charge that keeps waiting, is settlement stalled or behind.
  */
 export async function settlementBacklog(db: Database, delayMs: number): Promise<SettlementBacklog> {
-  const delay = sql`make_interval(secs => ${delayMs / 1000})`;
   const [row] = await db
     .select({
       due: sql<number>`count(*)::int`,
-      oldestDueSeconds: sql<number>`coalesce(extract(epoch from clock_timestamp() - ${delay} - min(${charges.authorizedAt})), 0)::float8`,
+      oldestDueSeconds: sql<number>`coalesce(extract(epoch from ${dueBefore(delayMs)} - min(${charges.authorizedAt})), 0)::float8`,
     })
     .from(charges)
-    .where(and(awaitingSettlement(charges), lte(charges.authorizedAt, sql`clock_timestamp() - ${delay}`)));
+    .where(dueForSettlement(delayMs));
   return { due: row?.due ?? 0, oldestDueSeconds: Math.max(0, row?.oldestDueSeconds ?? 0) };
 }
