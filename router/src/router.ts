@@ -4,7 +4,9 @@ import { ApolloGateway } from '@apollo/gateway';
 import { ApolloServer, type ApolloServerPlugin, type GraphQLRequestContext, HeaderMap } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import {
+  addressIdentity,
   BodyTooLargeError,
+  clientAddressOf,
   createMetricsRegistry,
   createServiceServer,
   currentTraceId,
@@ -488,16 +490,11 @@ export function createRouter(deps: RouterDeps): Router {
     : undefined;
 
   // With one trusted proxy in front (the bridge, an ingress), the client is the address that
-  // proxy appended: the rightmost X-Forwarded-For entry. Entries left of it are whatever the
-  // client sent and must not choose its rate-limit bucket.
-  const clientAddress = (req: IncomingMessage) => {
-    if (config.ROUTER_TRUST_PROXY) {
-      const forwarded = req.headers['x-forwarded-for'];
-      const last = (Array.isArray(forwarded) ? forwarded.join(',') : forwarded)?.split(',').pop()?.trim();
-      if (last) return last;
-    }
-    return req.socket.remoteAddress ?? 'unknown';
-  };
+  // proxy appended: the rightmost X-Forwarded-For entry (platform's clientAddressOf, as auth and
+  // the bridge read it). Entries left of it are whatever the client sent and must not choose its
+  // rate-limit bucket.
+  const trustedProxyHops = config.ROUTER_TRUST_PROXY ? 1 : 0;
+  const clientAddress = (req: IncomingMessage) => clientAddressOf(req, trustedProxyHops);
 
   /**
    * Takes `cost` requests from the caller's per-minute budget: its API key's (the key's own limit
@@ -506,7 +503,9 @@ export function createRouter(deps: RouterDeps): Router {
    * first payload is a gateway query like any other (WebSocket `subscribe`, SSE request).
    */
   const consumeRateLimit = async (principal: Principal | undefined, req: IncomingMessage, cost: number) => {
-    const identity = principal ? `key:${principal.apiKeyId}` : `ip:${clientAddress(req)}`;
+    // Anonymous callers by addressIdentity: an IPv6 client by its /64 (else each of its 2^64
+    // addresses would be a fresh allowance), `::ffff:a.b.c.d` as `a.b.c.d`, a port dropped.
+    const identity = principal ? `key:${principal.apiKeyId}` : `ip:${addressIdentity(clientAddress(req))}`;
     let limit = principal ? config.ROUTER_RATE_LIMIT_PER_MINUTE : config.ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE;
     if (principal && deps.apiKeyLookup)
       limit = (await deps.apiKeyLookup(principal.apiKeyId).catch(() => undefined))?.rateLimitPerMinute ?? limit;

@@ -97,6 +97,37 @@ describe('per-API-key rate limiting (in memory)', () => {
       await anonymous.close();
     }
   });
+
+  /** A router whose anonymous limit is 2, behind a trusted proxy, so a test can speak for addresses this machine does not have. */
+  async function anonymousBehindProxy<T>(body: (from: (address: string) => Promise<number>) => Promise<T>) {
+    const anonymous = await startRouter({
+      verifier: issuer.verifier,
+      urls: subgraphs.urls,
+      env: { ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE: '2', ROUTER_TRUST_PROXY: 'true' },
+    });
+    try {
+      return await body(async (address) => (await post(anonymous.graphqlUrl, typename, { 'x-forwarded-for': address })).status);
+    } finally {
+      await anonymous.close();
+    }
+  }
+
+  it('gives all the addresses of one IPv6 /64 one anonymous allowance', async () => {
+    await anonymousBehindProxy(async (from) => {
+      // One client rotating through the 2^64 addresses of its /64: one budget.
+      expect([await from('2001:db8::1'), await from('2001:db8::2'), await from('2001:db8:0:0:ffff::3')]).toEqual([200, 200, 429]);
+      // The next /64 is someone else.
+      expect(await from('2001:db8:0:1::1')).toBe(200);
+    });
+  });
+
+  it('gives an IPv4 client one anonymous allowance whether written IPv4-mapped, plain or with a port', async () => {
+    await anonymousBehindProxy(async (from) => {
+      // A dual-stack proxy writes an IPv4 peer as ::ffff:a.b.c.d; some proxies add the source port.
+      expect([await from('::ffff:192.0.2.1'), await from('192.0.2.1'), await from('192.0.2.1:51234')]).toEqual([200, 200, 429]);
+      expect(await from('192.0.2.2')).toBe(200);
+    });
+  });
 });
 
 describe.skipIf(!redisUrl())('rate limiting shared through Redis', () => {

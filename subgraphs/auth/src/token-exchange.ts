@@ -1,9 +1,9 @@
 import type { Database } from '@ghostpay/db';
-import { type Logger, RateLimitedError, UnauthenticatedError } from '@ghostpay/platform';
+import { addressIdentity, type Logger, RateLimitedError, UnauthenticatedError } from '@ghostpay/platform';
 import type { Counter } from 'prom-client';
 import type { AccessToken, AccessTokenIssuer } from './access-tokens.ts';
 import { apiKeyMatches, decoyHash, parseApiKey } from './api-key-format.ts';
-import { addressIdentity, type FailedExchangeLimiter } from './failed-exchange-limiter.ts';
+import type { FailedExchangeLimiter } from './failed-exchange-limiter.ts';
 import { findKeyForExchange, markApiKeyUsed } from './users.ts';
 
 export interface TokenExchangeOptions {
