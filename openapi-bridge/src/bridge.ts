@@ -95,8 +95,10 @@ const passedThroughHeaders = ['retry-after', 'ratelimit', 'ratelimit-policy'];
 const defaultRetryAfterSeconds = 5;
 
 /**
- * The `Retry-After` of a 409 (`IDEMPOTENCY_KEY_IN_USE`): the request holding the key is still in
- * flight, and most finish within a second; the client then gets its answer replayed.
+ * The `Retry-After` of a 409 (`IDEMPOTENCY_KEY_IN_USE`) whose error carries no
+ * `extensions.retryAfter`: the request holding the key is still in flight; the client then gets
+ * its answer replayed. The charges service sends its own hint (how long the original can still
+ * hold the key), which `ensureRetryAfter` prefers.
  */
 const inUseRetryAfterSeconds = 1;
 

@@ -226,6 +226,34 @@ describe('the REST contract on the running stack', () => {
       expect(replay.body.charge_id).toBe(charge.charge_id);
     });
 
+    it('answers 409 while the request holding the key is in flight, with the charges service’s retryAfter as Retry-After', async () => {
+      const key = randomUUID();
+      const pool = stack.database.pool;
+      if (!pool) throw new Error('needs PostgreSQL');
+      // The original: another request's transaction holding the key, still open.
+      const inFlight = await pool.connect();
+      let response: Awaited<ReturnType<typeof api.call>>;
+      try {
+        await inFlight.query('begin');
+        await inFlight.query(
+          `insert into charges.idempotency_keys (principal_id, key, operation, fingerprint, state) values ($1, $2, 'create_charge', 'f', 'in_progress')`,
+          [merchant.userId, key],
+        );
+        response = await api.call('POST', '/charges', {
+          token: merchant.token,
+          body: { card_id: card.card_id, amount: 10, currency: 'USD' },
+          headers: { 'Idempotency-Key': key },
+        });
+      } finally {
+        await inFlight.query('rollback');
+        inFlight.release();
+      }
+      expect(response.status).toBe(409);
+      expect(response.body.error.code).toBe('IDEMPOTENCY_KEY_IN_USE');
+      // The service's wait bound (1.5 s in this stack) in whole seconds, through the router: not the bridge's guess of 1.
+      expect(response.headers.get('retry-after')).toBe('2');
+    });
+
     it('declines a second charge on a used card with 402 and the recorded charge', async () => {
       const response = await api.call('POST', '/charges', {
         token: merchant.token,

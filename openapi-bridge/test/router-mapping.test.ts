@@ -466,6 +466,15 @@ describe('the bridge in front of a scripted router', () => {
     expect(response.body.error.code).toBe('IDEMPOTENCY_KEY_IN_USE');
     // When to retry: the original is in flight, and its answer is replayed to the retry.
     expect(response.headers.get('retry-after')).toBe('1');
+    // The service knows how long its claim can last: its extensions.retryAfter is the header.
+    errorAnswer('IDEMPOTENCY_KEY_IN_USE', { retryAfter: 3 });
+    const hinted = await api.call('POST', '/charges', {
+      token,
+      body: { card_id: 'card_1', amount: 1, currency: 'USD' },
+      headers: { 'Idempotency-Key': 'k' },
+    });
+    expect(hinted.status).toBe(409);
+    expect(hinted.headers.get('retry-after')).toBe('3');
   });
 
   it('maps service field errors to REST field names', async () => {

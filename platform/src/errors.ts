@@ -111,9 +111,21 @@ export class IdempotencyKeyReusedError extends GhostPayError {
   }
 }
 
+/**
+ * The request holding the key is still in flight. `retryAfterSeconds` (whole seconds, as
+ * `RateLimitedError`'s) is when a retry with the same key can expect the original's answer
+ * replayed, or to run itself if the original gave up: the service that holds the key knows how
+ * long its claim can last. It goes to clients as `extensions.retryAfter` and becomes the REST
+ * bridge's `Retry-After`.
+ */
 export class IdempotencyKeyInUseError extends GhostPayError {
-  constructor() {
-    super(ErrorCode.IDEMPOTENCY_KEY_IN_USE, 'A request with this idempotency key is still in progress; retry later');
+  constructor(retryAfterSeconds: number) {
+    const seconds = Math.max(1, Math.ceil(retryAfterSeconds));
+    super(
+      ErrorCode.IDEMPOTENCY_KEY_IN_USE,
+      `A request with this idempotency key is still in progress; retry with the same key in ${seconds} s`,
+      { extensions: { retryAfter: seconds } },
+    );
   }
 }
 

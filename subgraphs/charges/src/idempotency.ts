@@ -32,6 +32,9 @@ export type IdempotencyClaim =
  * bound stays for the rest of the transaction, so no lock the operation takes afterwards
  * (a card or charge row another writer holds) can make it wait longer either; see
  * {@link lockTimeoutAfterClaim}.
+ *
+ * IDEMPOTENCY_KEY_IN_USE carries `retryAfter` = `waitMs` in whole seconds (see
+ * {@link inUseRetryAfterSeconds}).
  */
 export async function claimIdempotencyKey(tx: Transaction, scope: IdempotencyScope, waitMs: number): Promise<IdempotencyClaim> {
   const waitBound = `${Math.max(1, Math.floor(waitMs))}ms`;
@@ -45,7 +48,7 @@ export async function claimIdempotencyKey(tx: Transaction, scope: IdempotencySco
       returning created_at
     `)) as unknown as typeof inserted;
   } catch (error) {
-    if (pgErrorCode(error) === LOCK_NOT_AVAILABLE) throw new IdempotencyKeyInUseError();
+    if (pgErrorCode(error) === LOCK_NOT_AVAILABLE) throw new IdempotencyKeyInUseError(inUseRetryAfterSeconds(waitMs));
     throw error;
   }
   const [claimed] = inserted.rows;
@@ -63,10 +66,24 @@ export async function claimIdempotencyKey(tx: Transaction, scope: IdempotencySco
         eq(chargeIdempotencyKeys.key, scope.key),
       ),
     );
-  if (!existing) throw new IdempotencyKeyInUseError();
+  if (!existing) throw new IdempotencyKeyInUseError(inUseRetryAfterSeconds(waitMs));
   if (existing.fingerprint !== scope.fingerprint) throw new IdempotencyKeyReusedError();
-  if (existing.state !== 'completed' || !existing.response) throw new IdempotencyKeyInUseError();
+  if (existing.state !== 'completed' || !existing.response) throw new IdempotencyKeyInUseError(inUseRetryAfterSeconds(waitMs));
   return { kind: 'replay', charge: fromSnapshot(existing.response as ChargeSnapshot) };
+}
+
+/**
+ * When a duplicate refused with IDEMPOTENCY_KEY_IN_USE should retry: `waitMs`, in whole seconds
+ * (at least 1). The duplicate has already waited `waitMs` for the original, so the original is
+ * not simply slow: it is waiting for a lock itself (another writer holds its card or charge row).
+ * After its claim every lock wait of the original is bounded by the same `waitMs` (the claim
+ * sets `lock_timeout` for its transaction) and it has one such wait (the card for an
+ * authorization, the charge for a refund), so within `waitMs` more it has committed (a retry
+ * gets the answer replayed) or given up and rolled back (the retry runs the operation itself).
+ * Sooner would mostly meet the same wait again; the bound is what the service knows, not a guess.
+ */
+export function inUseRetryAfterSeconds(waitMs: number): number {
+  return Math.max(1, Math.ceil(waitMs / 1000));
 }
 
 /**

@@ -1,9 +1,16 @@
 import { chargeIdempotencyKeys, charges } from '@ghostpay/db';
 import { eq } from 'drizzle-orm';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { pruneIdempotencyKeys } from '../src/idempotency.ts';
 import { authorizeCharge, checkLedger } from '../src/index.ts';
-import { merchantDatabase } from './charges-harness.ts';
+import {
+  type ChargeJson,
+  createChargeMutation,
+  type Harness,
+  merchantDatabase,
+  refundChargeMutation,
+  startHarness,
+} from './charges-harness.ts';
 
 describe('idempotency keys', () => {
   const fx = merchantDatabase();
@@ -30,7 +37,7 @@ describe('idempotency keys', () => {
           { cardId: card.id, amount: 100, currency: 'USD' },
           'busy',
         ),
-      ).rejects.toMatchObject({ extensions: { code: 'IDEMPOTENCY_KEY_IN_USE' } });
+      ).rejects.toMatchObject({ extensions: { code: 'IDEMPOTENCY_KEY_IN_USE', retryAfter: 1 } });
       expect(await fx.database.db.select().from(charges).where(eq(charges.cardId, card.id))).toEqual([]);
       await inFlight.query('rollback');
     } finally {
@@ -68,5 +75,63 @@ describe('idempotency keys', () => {
     const keys = (await fx.database.db.select({ key: chargeIdempotencyKeys.key }).from(chargeIdempotencyKeys)).map((k) => k.key);
     expect(keys).toContain('recent');
     expect(keys).not.toContain('old');
+  });
+});
+
+// What a GraphQL client is told when its duplicate meets the original still in flight: when to
+// retry (extensions.retryAfter, seconds, as RATE_LIMITED's), from the service's wait bound.
+describe('IDEMPOTENCY_KEY_IN_USE over GraphQL', () => {
+  let h: Harness;
+  let merchantId: string;
+  let bearer: string;
+  beforeAll(async () => {
+    // 1.5 s: the hint is the bound rounded up to whole seconds, 2 (neither 1 nor the default's 5).
+    h = await startHarness({ IDEMPOTENCY_WAIT_MS: '1500' });
+    merchantId = (await h.seed.user('merchant')).id;
+    bearer = await h.tokens.bearer({ userId: merchantId, role: 'merchant' });
+  });
+  afterAll(async () => h?.close());
+
+  /** Runs `duplicate` while another transaction holds `key` for `operation` in progress, then lets it go. */
+  async function whileKeyHeld<T>(operation: string, key: string, duplicate: () => Promise<T>): Promise<T> {
+    const pool = h.database.pool;
+    if (!pool) throw new Error('needs PostgreSQL');
+    const inFlight = await pool.connect();
+    try {
+      await inFlight.query('begin');
+      await inFlight.query(
+        `insert into charges.idempotency_keys (principal_id, key, operation, fingerprint, state) values ($1, $2, $3, 'f', 'in_progress')`,
+        [merchantId, key, operation],
+      );
+      return await duplicate();
+    } finally {
+      await inFlight.query('rollback');
+      inFlight.release();
+    }
+  }
+
+  it('gives a duplicate createCharge and refundCharge extensions.retryAfter = the wait bound in seconds, and the retry then runs', async () => {
+    const holderId = (await h.seed.user('user')).id;
+    const card = await h.seed.card({ ownerId: holderId, issuerId: merchantId, amount: 5_000, currency: 'USD' });
+    const create = () =>
+      h.gql<{ createCharge: ChargeJson }>(
+        createChargeMutation,
+        { input: { cardId: card.id, amount: 700, currency: 'USD' }, key: 'race-c' },
+        bearer,
+      );
+    const refused = await whileKeyHeld('create_charge', 'race-c', create);
+    expect(refused.errors).toEqual([
+      expect.objectContaining({ extensions: expect.objectContaining({ code: 'IDEMPOTENCY_KEY_IN_USE', retryAfter: 2 }) }),
+    ]);
+    expect(refused.errors?.[0]?.message).toContain('2 s');
+    const created = await create();
+    expect(created.data?.createCharge.status).toBe('AUTHORIZED');
+
+    const chargeId = created.data?.createCharge.id;
+    const refund = () => h.gql<{ refundCharge: ChargeJson }>(refundChargeMutation, { id: chargeId, amount: 100, key: 'race-r' }, bearer);
+    const refusedRefund = await whileKeyHeld('refund_charge', 'race-r', refund);
+    expect(refusedRefund.errors?.[0]?.extensions).toEqual({ code: 'IDEMPOTENCY_KEY_IN_USE', retryAfter: 2 });
+    expect((await refund()).data?.refundCharge).toMatchObject({ status: 'PARTIALLY_REFUNDED', refundedAmount: 100 });
+    await h.expectLedgerClean();
   });
 });
