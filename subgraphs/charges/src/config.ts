@@ -1,5 +1,13 @@
 import { baseConfigSchema, env, jwtVerifierEnv, z } from '@ghostpay/platform';
 
+/**
+ * The most charges one settlement transaction may take. The batch's rows stay locked until it
+ * commits, and a refund of one of them waits for that (at most IDEMPOTENCY_WAIT_MS, then it fails
+ * SERVICE_UNAVAILABLE); a pass runs up to 20 batches, so throughput needs no larger batch. A typo
+ * (1000000) would otherwise lock a million rows in one transaction.
+ */
+export const maxSettlementBatchSize = 1_000;
+
 /** Env of the charges service; see the README's table. */
 export const chargesConfigSchema = baseConfigSchema.extend({
   CHARGES_PORT: env.port(4003),
@@ -15,7 +23,13 @@ export const chargesConfigSchema = baseConfigSchema.extend({
   /** How long a charge stays AUTHORIZED before the worker settles it. */
   SETTLEMENT_DELAY_MS: z.coerce.number().int().min(0).default(5_000),
   SETTLEMENT_INTERVAL_MS: env.positiveInt(1_000),
-  SETTLEMENT_BATCH_SIZE: env.positiveInt(100),
+  /** Charges per settlement transaction, 1 to {@link maxSettlementBatchSize}. */
+  SETTLEMENT_BATCH_SIZE: z.coerce
+    .number()
+    .int()
+    .positive()
+    .max(maxSettlementBatchSize, `must be at most ${maxSettlementBatchSize} (charges locked by one settlement transaction)`)
+    .default(100),
   SETTLEMENT_ENABLED: env.boolean(true),
   /** Idempotency keys are kept at least this long, then pruned. */
   IDEMPOTENCY_RETENTION_HOURS: env.positiveInt(24),

@@ -1,0 +1,21 @@
+import { parseConfig } from '@ghostpay/platform';
+import { describe, expect, it } from 'vitest';
+import { chargesConfigSchema } from '../src/index.ts';
+
+describe('charges config', () => {
+  it('bounds SETTLEMENT_BATCH_SIZE at 1000 with a start-up problem naming the variable, the bound and the value', () => {
+    const parsed = (value: string) => parseConfig(chargesConfigSchema, { SETTLEMENT_BATCH_SIZE: value });
+    expect(parsed('1000')).toMatchObject({ ok: true, config: { SETTLEMENT_BATCH_SIZE: 1000 } });
+    expect(parseConfig(chargesConfigSchema, {})).toMatchObject({ ok: true, config: { SETTLEMENT_BATCH_SIZE: 100 } });
+    // A typo that would lock a million rows in one settlement transaction is refused at start.
+    for (const value of ['1001', '1000000']) {
+      const result = parsed(value);
+      expect(result.ok, value).toBe(false);
+      if (result.ok) continue;
+      expect(result.problems).toEqual([
+        `SETTLEMENT_BATCH_SIZE: must be at most 1000 (charges locked by one settlement transaction) (got "${value}")`,
+      ]);
+    }
+    for (const value of ['0', '-5', '2.5']) expect(parsed(value).ok, value).toBe(false);
+  });
+});
