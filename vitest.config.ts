@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 const packages = [
   'platform',
   'db',
+  // The harness every other project rests on (lock waits, fresh databases, redis-server, raw requests).
+  'test-support',
   'subgraphs/auth',
   'subgraphs/cards',
   'subgraphs/charges',

@@ -7,12 +7,18 @@ import type pg from 'pg';
  * `pool` (another connection: a transaction's own view of pg_stat_activity is a snapshot).
  */
 export async function untilBlockedBy(pool: pg.Pool, holder: pg.ClientBase, timeoutMs = 10_000): Promise<void> {
+  await pollUntilBlockedBy(pool, holder, timeoutMs, () => false);
+}
+
+/** `untilBlockedBy`, giving up (false) as soon as `gaveUp()` says so instead of at the timeout. */
+async function pollUntilBlockedBy(pool: pg.Pool, holder: pg.ClientBase, timeoutMs: number, gaveUp: () => boolean): Promise<boolean> {
   const { rows } = await holder.query<{ pid: number }>('select pg_backend_pid() as pid');
   const holderPid = rows[0]!.pid;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const waiting = await pool.query('select 1 from pg_stat_activity where $1 = any(pg_blocking_pids(pid))', [holderPid]);
-    if (waiting.rowCount) return;
+    if (waiting.rowCount) return true;
+    if (gaveUp()) return false;
     if (Date.now() > deadline) throw new Error(`no backend waited for a lock of backend ${holderPid} within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
@@ -24,6 +30,10 @@ export async function untilBlockedBy(pool: pg.Pool, holder: pg.ClientBase, timeo
  * (`untilBlockedBy`), keeps the locks `holdMs` longer (a function: computed then), checks the
  * writer is still waiting, and commits. Returns the writer's result and the database's clock just
  * before the commit: what the writer decided after the wait must be no earlier than that.
+ *
+ * A writer that answers (or fails) before it ever waited fails the race at once, with its own
+ * error as the cause, instead of after `untilBlockedBy`'s 10 s with "no backend waited": the
+ * writer not taking the lock is the finding, and its error says why.
  */
 export async function whileAnotherTransactionHolds<T>(
   pool: pg.Pool,
@@ -39,8 +49,21 @@ export async function whileAnotherTransactionHolds<T>(
     await holder.query('begin');
     for (const statement of statements) await holder.query(statement, [...params]);
     pending = writer();
-    pending.catch(() => undefined);
-    await untilBlockedBy(pool, holder);
+    let answered: { error?: unknown } | undefined;
+    pending.then(
+      () => {
+        answered = {};
+      },
+      (error: unknown) => {
+        answered = { error };
+      },
+    );
+    if (!(await pollUntilBlockedBy(pool, holder, 10_000, () => answered !== undefined))) {
+      throw new Error(
+        "the writer answered before it waited for the other transaction's locks",
+        answered?.error === undefined ? undefined : { cause: answered.error },
+      );
+    }
     await new Promise((resolve) => setTimeout(resolve, typeof holdMs === 'function' ? holdMs() : holdMs));
     const settled = await Promise.race([
       pending.then(
