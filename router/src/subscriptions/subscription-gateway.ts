@@ -315,7 +315,18 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
         operationSeconds: operationSeconds(),
       };
     }
-    const plan = planFor(caller, request, schema);
+    let plan: ReturnType<typeof planFor>;
+    try {
+      plan = planFor(caller, request, schema);
+    } catch (error) {
+      // Left to graphql-ws, a throw here closed the whole WebSocket (4500, the error's message
+      // outside production) and failed the SSE request with 500: refuse this subscribe only.
+      logger.error({ err: error }, 'planning a subscription failed');
+      return {
+        errors: [new GhostPayError(ErrorCode.INTERNAL_SERVER_ERROR, 'Could not start the subscription')],
+        operationSeconds: operationSeconds(),
+      };
+    }
     if (!isPlan(plan)) return { errors: plan, operationSeconds: operationSeconds() };
     const operationName = plan.operationName;
     const reservation = await reserveApiKey(caller.principal.apiKeyId);

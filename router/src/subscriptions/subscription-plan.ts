@@ -4,7 +4,7 @@ import {
   type DocumentNode,
   type FieldNode,
   type FragmentDefinitionNode,
-  type GraphQLError,
+  GraphQLError,
   type GraphQLSchema,
   getArgumentValues,
   getOperationAST,
@@ -108,7 +108,15 @@ export function planSubscription(
     maxErrors: 10,
   });
   if (coerced.errors) return coerced.errors.map((e) => new GhostPayError(ErrorCode.BAD_USER_INPUT, e.message));
-  const args = getArgumentValues(fieldDef, root, coerced.coerced);
+  // Validation lets a nullable variable with a default stand where the argument is non-null, so
+  // an explicit `null` for it passes both steps above and only fails here, with a GraphQLError.
+  let args: Record<string, unknown>;
+  try {
+    args = getArgumentValues(fieldDef, root, coerced.coerced);
+  } catch (error) {
+    if (!(error instanceof GraphQLError)) throw error;
+    return [new GhostPayError(ErrorCode.BAD_USER_INPUT, error.message)];
+  }
 
   const responseKey = root.alias?.value ?? root.name.value;
   const queryField: FieldNode = {
