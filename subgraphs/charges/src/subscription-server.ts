@@ -28,10 +28,13 @@ function withCode(error: GraphQLError, code: ErrorCode): GraphQLError {
   });
 }
 
+const subscriptionsOnly = 'Only subscriptions are served over WebSocket; send queries and mutations to POST /graphql';
+
 /**
  * What graphql-ws would do before executing an operation (parse, validate, pick the
  * operation), plus coercing its variables, each failure under the code Apollo gives it over
- * HTTP: GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED, BAD_USER_INPUT. Left to graphql-ws,
+ * HTTP: GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED, BAD_USER_INPUT; and a query or a
+ * mutation refused (BAD_USER_INPUT): only subscriptions are served here. Left to graphql-ws,
  * validation and variable errors carry no code (formatted as INTERNAL_SERVER_ERROR) and a
  * syntax error closes the whole socket (4500).
  */
@@ -50,6 +53,11 @@ function prepareOperation(schema: GraphQLSchema, payload: SubscribePayload): Exe
   if (!operation) {
     const message = operationName ? `Unknown operation named "${operationName}"` : 'The document must name the operation to run';
     return [new GraphQLError(message, { extensions: { code: ErrorCode.BAD_USER_INPUT } })];
+  }
+  // graphql-ws would execute queries and mutations too, as the principal of `connection_init`,
+  // which is never verified again: a socket would go on refunding after its token expired.
+  if (operation.operation !== 'subscription') {
+    return [new GraphQLError(subscriptionsOnly, { extensions: { code: ErrorCode.BAD_USER_INPUT } })];
   }
   const variableValues = payload.variables ?? undefined;
   const coerced = getVariableValues(schema, operation.variableDefinitions ?? [], variableValues ?? {}, { maxErrors: 10 });
@@ -79,7 +87,9 @@ export interface SubscriptionServerOptions {
  * graphql-ws (`graphql-transport-ws`) on the same path as HTTP GraphQL. The caller is
  * authenticated once per connection from `connection_init` `{ authorization: "Bearer ..." }`
  * or the upgrade request's Authorization header; a missing or invalid token closes the
- * socket with 4403. Each operation is then authorized by its resolver like HTTP requests.
+ * socket with 4403. Each subscription is then authorized by its resolver like HTTP requests.
+ * Queries and mutations are refused (BAD_USER_INPUT): the token is not verified again on this
+ * socket, so they would outlive its expiry; they belong on POST /graphql.
  */
 export function createSubscriptionServer(options: SubscriptionServerOptions): SubscriptionServer {
   const path = options.path ?? '/graphql';

@@ -1,0 +1,123 @@
+/**
+ * The charges subgraph's WebSocket serves `Subscription.chargeUpdated` (the router's upstream).
+ * Its caller is authenticated once, at `connection_init`, and a token expiring during a long
+ * subscription does not end it (README: re-authentication is the router's concern). graphql-ws
+ * also executes queries and mutations sent over the same socket, with that same connection-time
+ * principal: a socket opened with a token went on refunding charges after the token expired,
+ * while POST /graphql refused it with UNAUTHENTICATED. Nothing uses queries or mutations over
+ * this socket; they are refused with BAD_USER_INPUT, and its subscriptions go on.
+ * Real PostgreSQL, real RS256 tokens.
+ */
+import type { SeededUser } from '@ghostpay/test-support';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { settleAllDue } from '../src/index.ts';
+import { type ChargeJson, createChargeMutation, type Harness, refundChargeMutation, startHarness } from './charges-harness.ts';
+
+interface Message {
+  id?: string;
+  type: string;
+  payload?: { data?: Record<string, unknown> | null; errors?: Array<{ message: string; extensions?: { code?: string } }> } & Array<{
+    message: string;
+    extensions?: { code?: string };
+  }>;
+}
+
+async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe('queries and mutations over the charges WebSocket', () => {
+  let h: Harness;
+  let merchant: SeededUser;
+  let holder: SeededUser;
+  let bearer: string;
+
+  beforeAll(async () => {
+    h = await startHarness();
+    merchant = await h.seed.user('merchant');
+    holder = await h.seed.user('user');
+    bearer = await h.tokens.bearer({ userId: merchant.id, role: 'merchant' });
+  });
+  afterAll(async () => h?.close());
+
+  it('are refused with BAD_USER_INPUT, even after the connection token expired, and subscriptions go on', async () => {
+    const card = await h.seed.card({ ownerId: holder.id, issuerId: merchant.id, amount: 1_000 });
+    const created = await h.gql<{ createCharge: ChargeJson }>(
+      createChargeMutation,
+      { input: { cardId: card.id, amount: 1_000, currency: 'USD' }, key: 'ws-ops' },
+      bearer,
+    );
+    const charge = created.data?.createCharge as ChargeJson;
+    expect(charge.status).toBe('AUTHORIZED');
+
+    // Expired 28 s ago: the verifier's 30 s clock tolerance still accepts it for about 2 s.
+    const shortLived = `Bearer ${await h.tokens.mint({ userId: merchant.id, role: 'merchant', expiresInSeconds: -28 })}`;
+    const socket = new WebSocket(`${h.url.replace(/^http/, 'ws')}/graphql`, 'graphql-transport-ws');
+    const messages: Message[] = [];
+    const closes: number[] = [];
+    socket.on('message', (data) => messages.push(JSON.parse(String(data)) as Message));
+    socket.on('close', (code) => closes.push(code));
+    await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+    const send = (message: unknown) => socket.send(JSON.stringify(message));
+    const answersTo = (id: string) => messages.filter((m) => m.id === id);
+    try {
+      send({ type: 'connection_init', payload: { authorization: shortLived } });
+      await until(() => messages.some((m) => m.type === 'connection_ack'), 'the connection ack');
+      send({
+        id: 'watch',
+        type: 'subscribe',
+        payload: { query: 'subscription ($id: ID!) { chargeUpdated(id: $id) { status refundedAmount } }', variables: { id: charge.id } },
+      });
+      await until(() => answersTo('watch').length >= 1, 'the current status');
+
+      // The token is past its tolerance: HTTP refuses it.
+      await until(
+        async () => (await h.gql('{ __typename }', {}, shortLived)).errors?.[0]?.extensions?.code === 'UNAUTHENTICATED',
+        'the token to expire',
+      );
+      const refused = await h.gql(refundChargeMutation, { id: charge.id, amount: 100, key: 'ws-ops-http' }, shortLived);
+      expect(refused.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+
+      // The same token's socket, with a refund and a read.
+      send({
+        id: 'refund',
+        type: 'subscribe',
+        payload: { query: refundChargeMutation, variables: { id: charge.id, amount: 100, key: 'ws-ops' } },
+      });
+      send({
+        id: 'read',
+        type: 'subscribe',
+        payload: { query: 'query ($id: ID!) { charge(id: $id) { id status } }', variables: { id: charge.id } },
+      });
+      await until(() => answersTo('refund').length > 0 && answersTo('read').length > 0, 'both answers');
+      const message = 'Only subscriptions are served over WebSocket; send queries and mutations to POST /graphql';
+      for (const id of ['refund', 'read']) {
+        expect(answersTo(id)).toEqual([{ id, type: 'error', payload: [{ message, extensions: { code: 'BAD_USER_INPUT' } }] }]);
+      }
+      // Nothing was refunded.
+      const now = await h.gql<{ charge: ChargeJson }>(
+        'query ($id: ID!) { charge(id: $id) { status refundedAmount } }',
+        { id: charge.id },
+        bearer,
+      );
+      expect(now.data?.charge).toEqual({ status: 'AUTHORIZED', refundedAmount: 0 });
+
+      // The subscription opened while the token was good goes on (documented).
+      await settleAllDue(h.database.db, { delayMs: 0, batchSize: 100 });
+      await until(() => answersTo('watch').length >= 2, 'SETTLED');
+      expect(answersTo('watch').map((m) => m.payload?.data?.chargeUpdated)).toEqual([
+        { status: 'AUTHORIZED', refundedAmount: 0 },
+        { status: 'SETTLED', refundedAmount: 0 },
+      ]);
+      expect(closes).toEqual([]);
+    } finally {
+      socket.close();
+    }
+    await h.expectLedgerClean();
+  });
+});
