@@ -119,7 +119,9 @@ export async function authorizeCharge(
  * with `takeCard`, first the conditional card update (ACTIVE → USED when unexpired, same
  * currency, amount within the card's, issued by `issuerId` unless null), and the rest only
  * if it took the card; then the charge row, its event, the NOTIFY and the idempotency key's
- * completion with the replay snapshot. Returns when the charge was written (for a taken card,
+ * completion with the replay snapshot. The event is stamped with the charge's `updated_at`, the
+ * moment of the state it records (not the default `now()`, the transaction's start, which is
+ * before any wait for the card). Returns when the charge was written (for a taken card,
  * the moment it was taken, which is its `authorized_at`, `updated_at` and the card's
  * `used_at`; otherwise the charge's `updatedAt`), or null when it was not.
  *
@@ -171,11 +173,11 @@ async function writeCharge(
       select ${charge.id}, taken.id, ${charge.merchantId}, ${charge.amount}::bigint, ${charge.currency}, ${charge.status}, ${charge.declineCode}::text,
         ${charge.description}::text, now(), ${takeCard ? sql`taken.at` : sql`null`}, ${takeCard ? sql`taken.at` : sql`now()`}
       from taken
-      returning id, status
+      returning id, status, updated_at
     ),
     event as (
-      insert into ${chargeEvents} (charge_id, status, data)
-      select id, status, ${stored} from charge
+      insert into ${chargeEvents} (charge_id, status, data, created_at)
+      select id, status, ${stored}, updated_at from charge
       returning id, charge_id, status
     ),
     completed as (${completeIdempotencyKeySql(scope, sql`(select id from charge)`, stored, sql`exists (select 1 from charge)`)})

@@ -24,15 +24,20 @@ export const notifyEvent = sql`pg_notify(${chargeEventsChannel}, json_build_obje
  * a NOTIFY, all in ONE statement whatever the number of charges. Call inside the
  * transaction that made the changes: Postgres delivers the NOTIFYs only when (and if) that
  * transaction commits. Returns the event ids in the order of `rows` (one change per charge).
+ *
+ * Each event is stamped (`created_at`) with its row's `updatedAt`, the moment of the change it
+ * records: a refund's or settlement's clock reading once its rows were locked. The column's
+ * default, `now()`, is the transaction's start, before any lock wait: an event would look older
+ * than its own state change, and older than a change it came after.
  */
 export async function recordChargeEvents(tx: Transaction, rows: readonly ChargeRow[]): Promise<number[]> {
   if (rows.length === 0) return [];
-  const events = rows.map((row) => ({ charge_id: row.id, status: row.status, data: toSnapshot(row) }));
+  const events = rows.map((row) => ({ charge_id: row.id, status: row.status, data: toSnapshot(row), at: row.updatedAt.toISOString() }));
   const result = (await tx.execute(sql`
     with event as (
-      insert into ${chargeEvents} (charge_id, status, data)
-      select charge_id, status, data
-      from jsonb_to_recordset(${JSON.stringify(events)}::jsonb) as input(charge_id text, status text, data jsonb)
+      insert into ${chargeEvents} (charge_id, status, data, created_at)
+      select charge_id, status, data, at
+      from jsonb_to_recordset(${JSON.stringify(events)}::jsonb) as input(charge_id text, status text, data jsonb, at timestamptz)
       returning id, charge_id, status
     )
     select event.id, event.charge_id, ${notifyEvent} from event

@@ -49,7 +49,8 @@ describe('charge writes', () => {
         expect(row).toEqual(charge);
         expect(events).toHaveLength(1);
         expect(events[0]).toMatchObject({ status, data: toSnapshot(charge) });
-        expect(events[0]?.createdAt).toEqual(charge.createdAt);
+        // Stamped with the state it records: an authorization's moment, a decline's now().
+        expect(events[0]?.createdAt).toEqual(charge.updatedAt);
         expect(keys).toHaveLength(1);
         expect(keys[0]).toMatchObject({ key, state: 'completed', response: toSnapshot(charge), lockedUntil: null });
         expect(keys[0]?.completedAt).toEqual(charge.createdAt);
@@ -82,6 +83,7 @@ describe('charge writes', () => {
         const settled = events.filter((event) => event.status === 'SETTLED');
         expect(settled).toHaveLength(1);
         expect(settled[0]?.data).toEqual(row && toSnapshot(row));
+        expect(settled[0]?.createdAt).toEqual(row?.settledAt);
         await expect
           .poll(() => notices.filter((notice) => notice.chargeId === id))
           .toEqual([{ chargeId: id, status: 'SETTLED', eventId: settled[0]?.id }]);
@@ -141,6 +143,8 @@ describe('charge writes', () => {
       const { row, events, keys } = await stored(charge.id);
       expect(row).toEqual(charge);
       expect(events.map((event) => event.data)).toEqual([toSnapshot(charge)]);
+      // The event is stamped with the moment it records, not the transaction's start before the wait.
+      expect(events.map((event) => event.createdAt)).toEqual([charge.authorizedAt]);
       expect(keys[0]?.response).toEqual(toSnapshot(charge));
       const [cardRow] = await fx.database.db.select({ usedAt: cards.usedAt }).from(cards).where(eq(cards.id, card.id));
       expect(cardRow?.usedAt).toEqual(charge.authorizedAt);
@@ -194,6 +198,7 @@ describe('charge writes', () => {
       const { row, events } = await stored(charge.id);
       expect(row).toEqual(charge);
       expect(events.at(-1)?.data).toEqual(toSnapshot(charge));
+      expect(events.at(-1)?.createdAt).toEqual(charge.updatedAt);
       expect(keyRow?.response).toEqual(toSnapshot(charge));
     },
   );
