@@ -12,7 +12,7 @@ describe.skipIf(!inject('postgresAdminUrl'))('freshDatabase on PostgreSQL', () =
     const databases = await Promise.all([freshDatabase(), freshDatabase(), freshDatabase()]);
     try {
       expect(new Set(databases.map((database) => database.url)).size).toBe(3);
-      const [first, second] = databases as [(typeof databases)[0], (typeof databases)[0]];
+      const [first, second] = databases;
       for (const database of databases) {
         // Migrated: the schema is there, and empty.
         expect((await database.pool!.query('select count(*)::int as n from cards.cards')).rows[0]).toEqual({ n: 0 });
