@@ -250,7 +250,9 @@ describe('the REST contract on the running stack', () => {
       }
       expect(response.status).toBe(409);
       expect(response.body.error.code).toBe('IDEMPOTENCY_KEY_IN_USE');
-      // The service's wait bound (1.5 s in this stack) in whole seconds, through the router: not the bridge's guess of 1.
+      // Every service at its defaults: charges gives up waiting for the key (IDEMPOTENCY_WAIT_MS, 2 s)
+      // before the router gives up on charges (5 s, which would be a 503), and its hint, the wait
+      // in whole seconds, comes through the router as Retry-After: not the bridge's guess of 1.
       expect(response.headers.get('retry-after')).toBe('2');
     });
 

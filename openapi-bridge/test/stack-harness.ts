@@ -74,14 +74,7 @@ export async function startStack(): Promise<Stack> {
       database,
       logger: silentLogger,
       verifier,
-      // A 1.5 s wait for an in-flight duplicate: IDEMPOTENCY_KEY_IN_USE's retryAfter is then 2 s,
-      // neither the bridge's own 409 default (1) nor charges' default (5).
-      config: chargesConfigSchema.parse({
-        NODE_ENV: 'test',
-        LOG_LEVEL: 'silent',
-        SETTLEMENT_ENABLED: 'false',
-        IDEMPOTENCY_WAIT_MS: '1500',
-      }),
+      config: chargesConfigSchema.parse({ NODE_ENV: 'test', LOG_LEVEL: 'silent', SETTLEMENT_ENABLED: 'false' }),
     });
     const chargesUrl = await charges.start(0, '127.0.0.1');
     closers.push(() => charges.close());

@@ -34,8 +34,15 @@ export const chargesConfigSchema = baseConfigSchema.extend({
   /** Idempotency keys are kept at least this long, then pruned. */
   IDEMPOTENCY_RETENTION_HOURS: env.positiveInt(24),
   IDEMPOTENCY_PRUNE_INTERVAL_MS: env.positiveInt(600_000),
-  /** How long a duplicate request waits for the in-flight original before IDEMPOTENCY_KEY_IN_USE. */
-  IDEMPOTENCY_WAIT_MS: env.positiveInt(5_000),
+  /**
+   * How long a duplicate request waits for the in-flight original before IDEMPOTENCY_KEY_IN_USE,
+   * and any lock wait after the claim before SERVICE_UNAVAILABLE. A request may wait twice (for
+   * its key, then for its card or charge row), so twice this must stay under the router's timeout
+   * for charges (ROUTER_SUBGRAPH_TIMEOUT_MS, 5000): past it the router answers 503 first, the
+   * client never sees these codes, the request may still commit after, and each such timeout
+   * counts towards opening the router's circuit breaker for every charges call.
+   */
+  IDEMPOTENCY_WAIT_MS: env.positiveInt(2_000),
 });
 
 export type ChargesConfig = z.infer<typeof chargesConfigSchema>;
