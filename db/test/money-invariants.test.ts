@@ -301,4 +301,60 @@ describe('invariants of migration 0003 enforced by the database', () => {
     for (const role of ['user', 'merchant', 'admin']) expect(await outcome(audit(role)), role).toBe('accepted');
     for (const role of ['support', 'Admin', '']) expect(await outcome(audit(role)), role).toBe('reveal_audit_actor_role_check');
   });
+
+  it('keeps the PAN of every ACTIVE card; only a card that left ACTIVE may have it erased (0004)', async () => {
+    const { db } = database;
+    const base = { ownerId: holder.id, issuerId: merchant.id };
+    // Inserted ACTIVE without a PAN, or an ACTIVE card's PAN erased.
+    const withoutPan = {
+      ...base,
+      id: newId('card'),
+      panCiphertext: null,
+      panKeyId: 'k',
+      panFingerprint: newId('card'),
+      bin: '400000',
+      last4: '4242',
+    };
+    const card = {
+      ...withoutPan,
+      brand: 'VISA',
+      expMonth: 1,
+      expYear: 2099,
+      expiresAt: new Date('2099-01-31T00:00:00Z'),
+      amount: 100,
+      currency: 'USD',
+    };
+    expect(await outcome(db.insert(cards).values({ ...card, status: 'ACTIVE' }))).toBe('cards_active_has_pan');
+    const active = await newCard('ACTIVE');
+    expect(await outcome(db.update(cards).set({ panCiphertext: null }).where(eq(cards.id, active.id)))).toBe('cards_active_has_pan');
+    // The retention's write: a used, canceled or expired card loses its PAN.
+    const used = await newCard('USED');
+    expect(await outcome(db.update(cards).set({ panCiphertext: null }).where(eq(cards.id, used.id)))).toBe('accepted');
+    for (const status of ['CANCELED', 'EXPIRED'] as const) {
+      const ended = await newCard('ACTIVE');
+      expect(await outcome(db.update(cards).set({ status }).where(eq(cards.id, ended.id))), status).toBe('accepted');
+      expect(await outcome(db.update(cards).set({ panCiphertext: null }).where(eq(cards.id, ended.id))), status).toBe('accepted');
+      // An erased card never comes back ACTIVE.
+      expect(await outcome(db.update(cards).set({ status: 'ACTIVE' }).where(eq(cards.id, ended.id))), status).toBe('cards_active_has_pan');
+    }
+  });
+
+  it('keeps the reveal audit’s outcome to a reveal or a refusal the service writes (0004)', async () => {
+    const card = await newCard('ACTIVE');
+    const audit = (outcome: string) =>
+      database.db.insert(revealAudit).values({
+        id: newId('rev'),
+        cardId: card.id,
+        actorId: holder.id,
+        actorRole: 'user',
+        requestId: null,
+        outcome: outcome as 'REVEALED',
+      });
+    for (const value of ['REVEALED', 'FORBIDDEN', 'NOT_ACTIVE']) expect(await outcome(audit(value)), value).toBe('accepted');
+    for (const value of ['NOT_FOUND', 'revealed', '']) expect(await outcome(audit(value)), value).toBe('reveal_audit_outcome_check');
+    // A row written as before 0004 (no outcome) is a reveal.
+    const id = newId('rev');
+    await database.db.insert(revealAudit).values({ id, cardId: card.id, actorId: holder.id, actorRole: 'user', requestId: null });
+    expect((await database.db.select({ o: revealAudit.outcome }).from(revealAudit).where(eq(revealAudit.id, id)))[0]?.o).toBe('REVEALED');
+  });
 });

@@ -25,8 +25,13 @@ export const cards = cardsSchema.table(
     issuerId: text('issuer_id')
       .notNull()
       .references(() => users.id),
-    /** AES-256-GCM: base64(iv | ciphertext | tag). Never a readable PAN. */
-    panCiphertext: text('pan_ciphertext').notNull(),
+    /**
+     * AES-256-GCM: base64(iv | ciphertext | tag). Never a readable PAN. Null once erased: the cards
+     * housekeeping erases it `CARD_PAN_RETENTION_DAYS` after a card left ACTIVE (only an ACTIVE
+     * card reveals, so nothing reads it any more); an ACTIVE card always has it
+     * (`cards_active_has_pan`, migration 0004).
+     */
+    panCiphertext: text('pan_ciphertext'),
     /** Which data key encrypted the PAN, so keys can rotate. */
     panKeyId: text('pan_key_id').notNull(),
     /** HMAC of the PAN under a secret key: uniqueness without storing the PAN. */
@@ -59,6 +64,14 @@ export const cards = cardsSchema.table(
     // USED exactly when spent: the authorization sets both at once, and nothing else writes
     // used_at or moves a card out of USED (cancel and expiry take only ACTIVE cards).
     check('cards_used_at_matches_status', sql`(${t.status} = 'USED') = (${t.usedAt} is not null)`),
+    // Migration 0004: only a card that left ACTIVE may have its PAN erased.
+    check('cards_active_has_pan', sql`${t.status} <> 'ACTIVE' or ${t.panCiphertext} is not null`),
+    // Migration 0004: the PANs the retention has yet to erase, by when their card left ACTIVE
+    // (USED: used_at; CANCELED: canceled_at; EXPIRED: expires_at). Erased rows leave the index,
+    // so it holds only the cards that ended within the retention period.
+    index('cards_pan_retention_idx')
+      .on(sql`coalesce(${t.usedAt}, ${t.canceledAt}, ${t.expiresAt})`)
+      .where(sql`${t.panCiphertext} is not null and ${t.status} <> 'ACTIVE'`),
   ],
 );
 
@@ -77,7 +90,15 @@ export const cardIdempotencyKeys = cardsSchema.table(
   (t) => [primaryKey({ columns: [t.issuerId, t.key] }), index('card_idempotency_created_idx').on(t.createdAt)],
 );
 
-/** Every PAN reveal: who, when, through which request. */
+/**
+ * What a reveal attempt by someone who may see the card came to (migration 0004): `REVEALED`, or
+ * refused as `FORBIDDEN` (the issuing merchant) or `NOT_ACTIVE` (a card that is USED, EXPIRED or
+ * CANCELED). A caller who may not see the card (NOT_FOUND) is not audited.
+ */
+export const revealOutcomes = ['REVEALED', 'FORBIDDEN', 'NOT_ACTIVE'] as const;
+export type RevealOutcome = (typeof revealOutcomes)[number];
+
+/** Every PAN reveal, and every refused attempt on a card the caller may see: who, when, through which request, what came of it. */
 export const revealAudit = cardsSchema.table(
   'reveal_audit',
   {
@@ -88,12 +109,17 @@ export const revealAudit = cardsSchema.table(
     actorId: text('actor_id').notNull(),
     actorRole: text('actor_role').notNull(),
     requestId: text('request_id'),
+    /** When the attempt was decided (the reveal, or its refusal). */
     revealedAt: timestamp('revealed_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    /** Migration 0004; rows written before it were all reveals. */
+    outcome: text('outcome', { enum: revealOutcomes }).notNull().default('REVEALED'),
   },
   (t) => [
     index('reveal_audit_card_idx').on(t.cardId, t.revealedAt),
     // Migration 0003: the revealing principal's role (platform `Roles`).
     check('reveal_audit_actor_role_check', sql`${t.actorRole} in ('admin', 'merchant', 'user')`),
+    // Migration 0004.
+    check('reveal_audit_outcome_check', sql`${t.outcome} in ('REVEALED', 'FORBIDDEN', 'NOT_ACTIVE')`),
   ],
 );
 

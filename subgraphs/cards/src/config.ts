@@ -36,6 +36,11 @@ export const cardsConfigSchema = baseConfigSchema
     CARDS_HOUSEKEEPING_INTERVAL_MS: env.positiveInt(60_000),
     /** Issuance idempotency keys are kept at least this long, then pruned. @default 24 */
     IDEMPOTENCY_RETENTION_HOURS: env.positiveInt(24),
+    /**
+     * Days a card's encrypted PAN is kept after the card was used, canceled or expired; then the
+     * housekeeping erases it (0: at its next pass). Only an ACTIVE card reveals. @default 30
+     */
+    CARD_PAN_RETENTION_DAYS: z.coerce.number().int().min(0).max(3650).default(30),
   })
   .superRefine((config, ctx) => {
     if (config.CARD_MIN_EXPIRES_IN_SECONDS > config.CARD_MAX_EXPIRES_IN_SECONDS) {

@@ -1,6 +1,7 @@
 import { cardIdempotencyKeys, type Database, deleteInBatches } from '@ghostpay/db';
 import { createPeriodicJob, type Logger, type PeriodicJob } from '@ghostpay/platform';
 import { lt, sql } from 'drizzle-orm';
+import { eraseCardPans } from './erase-card-pans.ts';
 import { expireCards } from './expire-cards.ts';
 import { pruneRevealCounters } from './reveal-rate-limit-store.ts';
 
@@ -8,6 +9,8 @@ import { pruneRevealCounters } from './reveal-rate-limit-store.ts';
 export interface HousekeepingResult {
   /** ACTIVE cards past `expires_at`, now EXPIRED. */
   expired: number;
+  /** Encrypted PANs of cards that left ACTIVE more than the PAN retention ago, now erased. */
+  pansErased: number;
   /** Reveal rate-limit counters of windows that have ended. */
   revealCountersPruned: number;
   /** Issuance idempotency keys older than the retention. */
@@ -28,19 +31,27 @@ export function pruneCardIdempotencyKeys(db: Database, retentionHours: number, b
   );
 }
 
+/** What the housekeeping keeps for how long. */
+export interface HousekeepingOptions {
+  revealWindowMs: number;
+  idempotencyRetentionHours: number;
+  /** Days a card's encrypted PAN is kept after the card left ACTIVE (`CARD_PAN_RETENTION_DAYS`). */
+  panRetentionDays: number;
+}
+
 /**
- * One pass of the cards service's housekeeping: sweep expired cards to EXPIRED, drop reveal
- * counters of windows that have ended, drop idempotency keys past their retention. Each step
+ * One pass of the cards service's housekeeping: sweep expired cards to EXPIRED, erase the PANs of
+ * cards that left ACTIVE longer than the PAN retention ago (after the sweep, so a card expired long
+ * ago but still stored ACTIVE is erased in the same pass), drop reveal counters of windows that
+ * have ended, drop idempotency keys past their retention. Each step
  * works in bounded batches (one short transaction each), is idempotent and safe from several
  * replicas at once. Every step judges time on the database's clock, never this server's: the
  * rows were stamped by it, and replicas' clocks need not agree with it.
  */
-export async function runCardsHousekeeping(
-  db: Database,
-  options: { revealWindowMs: number; idempotencyRetentionHours: number },
-): Promise<HousekeepingResult> {
+export async function runCardsHousekeeping(db: Database, options: HousekeepingOptions): Promise<HousekeepingResult> {
   return {
     expired: await expireCards(db),
+    pansErased: await eraseCardPans(db, options.panRetentionDays),
     // A window that started more than one window ago has ended: nothing counts against it any more.
     revealCountersPruned: await pruneRevealCounters(db, options.revealWindowMs),
     idempotencyKeysPruned: await pruneCardIdempotencyKeys(db, options.idempotencyRetentionHours),
@@ -48,20 +59,14 @@ export async function runCardsHousekeeping(
 }
 
 /** The periodic job that runs `runCardsHousekeeping` every `intervalMs` (never overlapping); its run returns the rows changed. */
-export function createCardsHousekeeping(options: {
-  db: Database;
-  logger: Logger;
-  intervalMs: number;
-  revealWindowMs: number;
-  idempotencyRetentionHours: number;
-}): PeriodicJob {
+export function createCardsHousekeeping(options: HousekeepingOptions & { db: Database; logger: Logger; intervalMs: number }): PeriodicJob {
   return createPeriodicJob({
     name: 'cards-housekeeping',
     intervalMs: options.intervalMs,
     logger: options.logger,
     run: async () => {
       const result = await runCardsHousekeeping(options.db, options);
-      const changed = result.expired + result.revealCountersPruned + result.idempotencyKeysPruned;
+      const changed = result.expired + result.pansErased + result.revealCountersPruned + result.idempotencyKeysPruned;
       if (changed > 0) options.logger.info(result, 'cards housekeeping');
       return changed;
     },

@@ -2,8 +2,15 @@ export { currencyExponent, currencyExponents } from '@ghostpay/platform';
 export { canRevealCard, canSeeCard } from './card-access.ts';
 export { effectiveStatus } from './card-view.ts';
 export { type CardsConfig, cardsConfigSchema } from './config.ts';
+export { eraseCardPans } from './erase-card-pans.ts';
 export { expireCards } from './expire-cards.ts';
-export { createCardsHousekeeping, type HousekeepingResult, pruneCardIdempotencyKeys, runCardsHousekeeping } from './housekeeping.ts';
+export {
+  createCardsHousekeeping,
+  type HousekeepingOptions,
+  type HousekeepingResult,
+  pruneCardIdempotencyKeys,
+  runCardsHousekeeping,
+} from './housekeeping.ts';
 export { issueCard } from './issue-card.ts';
 export { brandOf, generatePan, isLuhnValid } from './pan.ts';
 export { decryptPan, deriveCvc, encryptPan, type PanKeyring, panFingerprint, panSecretNames, parsePanKeyring } from './pan-crypto.ts';

@@ -1,5 +1,5 @@
 import { cards, type Database } from '@ghostpay/db';
-import { and, asc, count, eq, gt, ne } from 'drizzle-orm';
+import { and, asc, count, eq, gt, isNotNull, ne } from 'drizzle-orm';
 import { decryptPan, encryptPan, type PanKeyring } from './pan-crypto.ts';
 
 /** How many ids of undecryptable rows a run reports at most (the count is always complete). */
@@ -26,7 +26,7 @@ export interface ReencryptResult {
   failedCardIds: string[];
   batches: number;
   /**
-   * Rows not under the active key when the run ended, counted without skipping locked rows:
+   * Rows with a PAN not under the active key when the run ended, counted without skipping locked rows:
    * rows a concurrent charge or cancel held, rows of a run cut short by `maxBatches`, and the
    * skipped and failed ones. The old key may leave the keyring only when this is 0.
    */
@@ -44,6 +44,10 @@ export interface ReencryptResult {
  * read. A skipped locked row is not lost: the run ends with an authoritative count of the rows
  * still under another key (`remaining`), and a rerun picks them up. Safe to stop and rerun at
  * any time.
+ *
+ * A row whose PAN the retention erased (`pan_ciphertext` null: its card left ACTIVE long ago) has
+ * nothing to re-encrypt: it is neither read nor counted, so the old key can leave the keyring
+ * once every row that still has a PAN is under the new one.
  */
 export async function reencryptCards(
   database: { db: Database },
@@ -65,19 +69,22 @@ export async function reencryptCards(
       const rows = await tx
         .select({ id: cards.id, panKeyId: cards.panKeyId, panCiphertext: cards.panCiphertext })
         .from(cards)
-        .where(and(ne(cards.panKeyId, keyring.activeKeyId), gt(cards.id, afterId)))
+        .where(and(ne(cards.panKeyId, keyring.activeKeyId), isNotNull(cards.panCiphertext), gt(cards.id, afterId)))
         .orderBy(asc(cards.id))
         .limit(batchSize)
         .for('update', { skipLocked: true });
       const counts = { rows: rows.length, lastId: rows.at(-1)?.id, moved: 0, skipped: 0, failedIds: [] as string[] };
       for (const row of rows) {
+        // Not null when read (the row is locked since): narrowed for the compiler.
+        const ciphertext = row.panCiphertext;
+        if (ciphertext === null) continue;
         if (!keyring.keys.has(row.panKeyId)) {
           counts.skipped++;
           continue;
         }
         let pan: string;
         try {
-          pan = decryptPan(keyring, row.id, row.panKeyId, row.panCiphertext);
+          pan = decryptPan(keyring, row.id, row.panKeyId, ciphertext);
         } catch {
           // One bad row must not roll the batch back and block every rerun on the same row.
           counts.failedIds.push(row.id);
@@ -87,7 +94,7 @@ export async function reencryptCards(
         await tx
           .update(cards)
           .set({ panCiphertext: next.ciphertext, panKeyId: next.keyId })
-          .where(and(eq(cards.id, row.id), eq(cards.panCiphertext, row.panCiphertext)));
+          .where(and(eq(cards.id, row.id), eq(cards.panCiphertext, ciphertext)));
         counts.moved++;
       }
       return counts;
@@ -101,6 +108,9 @@ export async function reencryptCards(
     afterId = batch.lastId!;
   }
   // A plain read (no locking clause) neither waits for nor skips rows other transactions hold.
-  const [left] = await database.db.select({ n: count() }).from(cards).where(ne(cards.panKeyId, keyring.activeKeyId));
+  const [left] = await database.db
+    .select({ n: count() })
+    .from(cards)
+    .where(and(ne(cards.panKeyId, keyring.activeKeyId), isNotNull(cards.panCiphertext)));
   return { reencrypted, skipped, failed, failedCardIds, batches, remaining: left?.n ?? 0 };
 }

@@ -1,4 +1,4 @@
-import { cards, type Database, newId, revealAudit } from '@ghostpay/db';
+import { cards, type Database, newId, type RevealOutcome, revealAudit } from '@ghostpay/db';
 import { BadUserInputError, ForbiddenError, NotFoundError, type Principal } from '@ghostpay/platform';
 import { and, eq, sql } from 'drizzle-orm';
 import { canRevealCard, canSeeCard, visibleCardsCondition } from './card-access.ts';
@@ -28,6 +28,13 @@ export interface CardSecret {
  * cancellation), no PAN goes out without a committed audit row, and a reveal that fails after
  * the insert (a key missing from the keyring, a corrupt ciphertext, no CVC key) leaves no audit
  * row of a disclosure that did not happen.
+ *
+ * A refused attempt by a caller who may see the card is audited too, in the same way (decided
+ * under the lock, its row committed before the refusal is thrown): `FORBIDDEN` (the issuing
+ * merchant asking for a PAN) and `NOT_ACTIVE` (the owner or an admin asking for the PAN of a
+ * used, expired or canceled card) are security-relevant. A caller who may not see the card
+ * (NOT_FOUND) writes nothing: the audit row names an existing card, and what strangers try is
+ * already counted by the rate limit, per caller, without a row per attempt.
  */
 export async function revealCard(
   db: Database,
@@ -37,7 +44,7 @@ export async function revealCard(
   requestId: string | undefined,
 ): Promise<CardSecret> {
   if (!isPossibleId(cardId)) throw new NotFoundError('Card', cardId);
-  return db.transaction(async (transaction) => {
+  const decision = await db.transaction(async (transaction): Promise<{ secret: CardSecret } | { refusal: Error }> => {
     const tx = transaction as unknown as Database;
     // Only a card the caller may see is locked; a lock wait (a charge or cancel in flight) ends
     // with that writer's commit or rollback.
@@ -50,18 +57,39 @@ export async function revealCard(
     // the transaction's start, which was before any wait): the state the audit row stands for.
     const card = await readCardJudgedBy(tx, cardId, sql`clock_timestamp()`);
     if (!card || !canSeeCard(principal, card)) throw new NotFoundError('Card', cardId);
-    if (!canRevealCard(principal, card)) throw new ForbiddenError('Only the card owner or an admin may reveal a card');
+    const audit = (outcome: RevealOutcome) =>
+      tx.insert(revealAudit).values({
+        id: newId('rev'),
+        cardId: card.id,
+        actorId: principal.userId,
+        actorRole: principal.role,
+        requestId: requestId ?? null,
+        outcome,
+      });
+    if (!canRevealCard(principal, card)) {
+      await audit('FORBIDDEN');
+      return { refusal: new ForbiddenError('Only the card owner or an admin may reveal a card') };
+    }
     const status = effectiveStatus(card);
-    if (status !== 'ACTIVE')
-      throw new BadUserInputError([{ field: 'id', message: `card is ${status}; only an ACTIVE card can be revealed` }]);
-    await tx.insert(revealAudit).values({
-      id: newId('rev'),
-      cardId: card.id,
-      actorId: principal.userId,
-      actorRole: principal.role,
-      requestId: requestId ?? null,
-    });
+    if (status !== 'ACTIVE') {
+      await audit('NOT_ACTIVE');
+      return { refusal: new BadUserInputError([{ field: 'id', message: `card is ${status}; only an ACTIVE card can be revealed` }]) };
+    }
+    // An ACTIVE card always has its PAN (cards_active_has_pan); only the retention erases one, of a
+    // card that left ACTIVE. Thrown before the audit row: nothing was disclosed.
+    if (card.panCiphertext === null) throw new Error(`card ${card.id} is ACTIVE without a PAN`);
+    await audit('REVEALED');
     const pan = decryptPan(panSecrets.keyring(), card.id, card.panKeyId, card.panCiphertext);
-    return { pan, cvc: deriveCvc(panSecrets.cvcKey(), pan, card.expMonth, card.expYear), expMonth: card.expMonth, expYear: card.expYear };
+    return {
+      secret: {
+        pan,
+        cvc: deriveCvc(panSecrets.cvcKey(), pan, card.expMonth, card.expYear),
+        expMonth: card.expMonth,
+        expYear: card.expYear,
+      },
+    };
   });
+  // A refusal is thrown once its audit row has committed.
+  if ('refusal' in decision) throw decision.refusal;
+  return decision.secret;
 }

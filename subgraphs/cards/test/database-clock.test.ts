@@ -94,7 +94,9 @@ describe('housekeeping on a replica whose clock is ahead', () => {
         createdAt: sql`now() - make_interval(hours => ${ageHours})`,
       });
     }
-    await onSkewedReplica(skewMs, () => runCardsHousekeeping(h.database.db, { revealWindowMs: 3_600_000, idempotencyRetentionHours: 24 }));
+    await onSkewedReplica(skewMs, () =>
+      runCardsHousekeeping(h.database.db, { revealWindowMs: 3_600_000, idempotencyRetentionHours: 24, panRetentionDays: 30 }),
+    );
     const kept = await h.database.db
       .select({ key: cardIdempotencyKeys.key })
       .from(cardIdempotencyKeys)
@@ -109,7 +111,9 @@ describe('housekeeping on a replica whose clock is ahead', () => {
     const store = createPostgresRateLimitStore({ db: h.database.db, windowMs, max: 5 });
     const identity = { contextIdentity: holder.id, fieldIdentity: 'clock-prune' };
     for (let i = 0; i < 5; i++) await store.getForIdentity(identity);
-    await onSkewedReplica(skewMs, () => runCardsHousekeeping(h.database.db, { revealWindowMs: windowMs, idempotencyRetentionHours: 24 }));
+    await onSkewedReplica(skewMs, () =>
+      runCardsHousekeeping(h.database.db, { revealWindowMs: windowMs, idempotencyRetentionHours: 24, panRetentionDays: 30 }),
+    );
     // Still five calls counted in this window: a sixth is refused.
     expect(await store.getForIdentity(identity)).toHaveLength(5);
   });
@@ -153,14 +157,15 @@ describe('the reveal limit across replicas whose clocks disagree', () => {
 });
 
 describe.skipIf(!separateDatabaseClock)('revealing a card on a replica whose clock is behind', () => {
-  it('refuses a card the database says has expired, and audits nothing', async () => {
+  it('refuses a card the database says has expired, and audits the refusal, not a reveal', async () => {
     const deps = { db: h.database.db, panSecrets: createPanSecrets(h.secrets), limits: h.config, logger: h.logger };
     const card = await issueCard(deps, principalOf(merchant), { userId: holder.id, amount: 500, currency: 'USD' });
     await h.database.db.update(cards).set({ expiresAt: sql`now() - interval '1 minute'` }).where(eq(cards.id, card.id));
     await expect(
       onSkewedReplica(-skewMs, () => revealCard(h.database.db, deps.panSecrets, principalOf(holder), card.id, 'req-clock')),
     ).rejects.toMatchObject({ extensions: { code: 'BAD_USER_INPUT' } });
-    expect(await h.database.db.select().from(revealAudit).where(eq(revealAudit.cardId, card.id))).toEqual([]);
+    const audit = await h.database.db.select({ outcome: revealAudit.outcome }).from(revealAudit).where(eq(revealAudit.cardId, card.id));
+    expect(audit).toEqual([{ outcome: 'NOT_ACTIVE' }]);
   });
 });
 

@@ -2,7 +2,7 @@ import { cardIdempotencyKeys, cards, revealCounters } from '@ghostpay/db';
 import { poolStatementsOf } from '@ghostpay/test-support';
 import { eq, inArray, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expireCards, runCardsHousekeeping } from '../src/index.ts';
+import { eraseCardPans, expireCards, runCardsHousekeeping } from '../src/index.ts';
 import { type CardsHarness, type IssuedCard, issueCardMutation, startCardsHarness } from './cards-harness.ts';
 
 describe('cards housekeeping', () => {
@@ -46,7 +46,11 @@ describe('cards housekeeping', () => {
       { actorId: `${user.id}|current`, windowStart: current, count: 1 },
     ]);
 
-    const result = await runCardsHousekeeping(h.database.db, { revealWindowMs: windowMs, idempotencyRetentionHours: 24 });
+    const result = await runCardsHousekeeping(h.database.db, {
+      revealWindowMs: windowMs,
+      idempotencyRetentionHours: 24,
+      panRetentionDays: 30,
+    });
     expect(result.expired).toBeGreaterThanOrEqual(1);
     expect(result.revealCountersPruned).toBeGreaterThanOrEqual(1);
     expect(result.idempotencyKeysPruned).toBeGreaterThanOrEqual(1);
@@ -66,8 +70,11 @@ describe('cards housekeeping', () => {
     expect((await issueWithKey('old-key')).id).not.toBe(past.id);
 
     // A second pass finds nothing left to do.
-    expect(await runCardsHousekeeping(h.database.db, { revealWindowMs: windowMs, idempotencyRetentionHours: 24 })).toEqual({
+    expect(
+      await runCardsHousekeeping(h.database.db, { revealWindowMs: windowMs, idempotencyRetentionHours: 24, panRetentionDays: 30 }),
+    ).toEqual({
       expired: 0,
+      pansErased: 0,
       revealCountersPruned: 0,
       idempotencyKeysPruned: 0,
     });
@@ -109,6 +116,137 @@ describe('expireCards', () => {
     expect(statusOf(live.id)).toBe('ACTIVE');
     expect(statusOf(used.id)).toBe('USED');
     expect(await expireCards(h.database.db, 2)).toBe(0);
+  });
+});
+
+describe('PAN retention', () => {
+  let h: CardsHarness;
+  beforeAll(async () => {
+    h = await startCardsHarness({ CARDS_HOUSEKEEPING_ENABLED: 'false' });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  const rowOf = async (id: string) =>
+    (
+      await h.database.db
+        .select({
+          status: cards.status,
+          panCiphertext: cards.panCiphertext,
+          panFingerprint: cards.panFingerprint,
+          panKeyId: cards.panKeyId,
+          bin: cards.bin,
+          last4: cards.last4,
+          expMonth: cards.expMonth,
+          expYear: cards.expYear,
+        })
+        .from(cards)
+        .where(eq(cards.id, id))
+    )[0];
+  const daysAgo = (days: number) => sql`now() - make_interval(days => ${days})`;
+
+  /** A seeded card that left ACTIVE `days` ago as `status` does (USED: used_at, CANCELED: canceled_at, EXPIRED: expires_at). */
+  async function endedCard(status: 'USED' | 'CANCELED' | 'EXPIRED', days: number, ids: { ownerId: string; issuerId: string }) {
+    const card = await h.seed.card({ ...ids, expiresAt: new Date(Date.now() + 3_600_000) });
+    const when = daysAgo(days);
+    if (status === 'USED') await h.database.db.update(cards).set({ status, usedAt: when }).where(eq(cards.id, card.id));
+    if (status === 'CANCELED') await h.database.db.update(cards).set({ status, canceledAt: when }).where(eq(cards.id, card.id));
+    // An expired card ended when it expired, however late the sweep rewrote its status.
+    if (status === 'EXPIRED') await h.database.db.update(cards).set({ status, expiresAt: when }).where(eq(cards.id, card.id));
+    return card.id;
+  }
+
+  it('erases the PANs of cards that left ACTIVE more than the retention ago, keeps the rest and everything but the ciphertext', async () => {
+    const ids = { ownerId: (await h.actor('user')).id, issuerId: (await h.actor('merchant')).id };
+    const due = [await endedCard('USED', 31, ids), await endedCard('CANCELED', 31, ids), await endedCard('EXPIRED', 31, ids)];
+    const recent = [await endedCard('USED', 29, ids), await endedCard('CANCELED', 29, ids), await endedCard('EXPIRED', 29, ids)];
+    const live = (await h.seed.card(ids)).id;
+    // Expired 40 days ago but never swept: still stored ACTIVE, so the erasure alone leaves it.
+    const unswept = (await h.seed.card({ ...ids, expiresAt: new Date(Date.now() - 40 * 86_400_000) })).id;
+    const before = new Map(await Promise.all([...due, ...recent, live, unswept].map(async (id) => [id, await rowOf(id)] as const)));
+
+    expect(await eraseCardPans(h.database.db, 30)).toBe(3);
+    for (const id of due) {
+      const row = await rowOf(id);
+      expect(row?.panCiphertext).toBeNull();
+      // Only the ciphertext goes: status, fingerprint (the number is never issued again), key id, BIN, last four, expiry stay.
+      expect({ ...row, panCiphertext: before.get(id)?.panCiphertext }).toEqual(before.get(id));
+    }
+    for (const id of [...recent, live, unswept]) expect(await rowOf(id), id).toEqual(before.get(id));
+
+    // The housekeeping sweeps the unswept card to EXPIRED first, then erases it in the same pass.
+    expect(
+      await runCardsHousekeeping(h.database.db, { revealWindowMs: 60_000, idempotencyRetentionHours: 24, panRetentionDays: 30 }),
+    ).toMatchObject({
+      expired: 1,
+      pansErased: 1,
+    });
+    expect(await rowOf(unswept)).toMatchObject({ status: 'EXPIRED', panCiphertext: null });
+    // The recent ones go once the retention is shorter than their age; the live card never.
+    expect(await eraseCardPans(h.database.db, 28)).toBe(3);
+    for (const id of recent) expect((await rowOf(id))?.panCiphertext).toBeNull();
+    expect(await eraseCardPans(h.database.db, 0)).toBe(0);
+    expect(await rowOf(live)).toEqual(before.get(live));
+  });
+
+  it('erases a backlog in batches, one statement of the same text each', async () => {
+    const ids = { ownerId: (await h.actor('user')).id, issuerId: (await h.actor('merchant')).id };
+    const due = [];
+    for (let i = 0; i < 5; i++) due.push(await endedCard('CANCELED', 400, ids));
+    const { result, statements } = await poolStatementsOf(h.database.pool!, () => eraseCardPans(h.database.db, 365, 2));
+    expect(result).toBe(5);
+    const updates = statements.filter((s) => s.startsWith('update'));
+    expect(updates).toHaveLength(3);
+    expect(new Set(updates).size).toBe(1);
+    for (const id of due) expect((await rowOf(id))?.panCiphertext).toBeNull();
+  });
+
+  it('never erases a card that turns terminal in a transaction still open, nor waits for it; the next pass does once it commits', async () => {
+    const ids = { ownerId: (await h.actor('user')).id, issuerId: (await h.actor('merchant')).id };
+    const racing = (await h.seed.card(ids)).id;
+    // Held by another transaction: a cancel of the ACTIVE card (stamped long ago, so due at once
+    // when it commits), and a card already due that a re-encryption batch holds for update.
+    const held = await endedCard('USED', 90, ids);
+    const other = await h.database.pool!.connect();
+    try {
+      await other.query('begin');
+      await other.query(`update cards.cards set status = 'CANCELED', canceled_at = now() - interval '90 days' where id = $1`, [racing]);
+      await other.query('select id from cards.cards where id = $1 for update', [held]);
+      // Not waited for: a statement timeout far below the default shows a wait as an error.
+      const erased = await h.database.db.transaction(async (tx) => {
+        await tx.execute(sql`set local statement_timeout = 2000`);
+        return eraseCardPans(tx as unknown as typeof h.database.db, 30);
+      });
+      expect(erased).toBe(0);
+      expect((await rowOf(racing))?.panCiphertext).not.toBeNull();
+      expect((await rowOf(held))?.panCiphertext).not.toBeNull();
+      await other.query('commit');
+    } catch (error) {
+      await other.query('rollback');
+      throw error;
+    } finally {
+      other.release();
+    }
+    expect(await eraseCardPans(h.database.db, 30)).toBe(2);
+    expect(await rowOf(racing)).toMatchObject({ status: 'CANCELED', panCiphertext: null });
+    expect((await rowOf(held))?.panCiphertext).toBeNull();
+  });
+
+  it('never erases an ACTIVE card, however long ago it expired: the database refuses it too', async () => {
+    const ids = { ownerId: (await h.actor('user')).id, issuerId: (await h.actor('merchant')).id };
+    const card = (await h.seed.card({ ...ids, expiresAt: new Date(Date.now() - 400 * 86_400_000) })).id;
+    expect(await eraseCardPans(h.database.db, 0)).toBe(0);
+    expect((await rowOf(card))?.panCiphertext).not.toBeNull();
+    const refused = await h.database.db
+      .update(cards)
+      .set({ panCiphertext: null })
+      .where(eq(cards.id, card))
+      .then(
+        () => 'accepted',
+        (error: { cause?: { constraint?: string } }) => error.cause?.constraint,
+      );
+    expect(refused).toBe('cards_active_has_pan');
   });
 });
 

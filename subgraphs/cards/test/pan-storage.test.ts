@@ -110,7 +110,7 @@ describe('2,000 issued cards', () => {
     const keyring = keyringNow();
     const pans = new Set<string>();
     for (const row of rows) {
-      const pan = decryptPan(keyring, row.id, row.panKeyId, row.panCiphertext);
+      const pan = decryptPan(keyring, row.id, row.panKeyId, row.panCiphertext!);
       knownPans.add(pan);
       pans.add(pan);
       if (!/^\d{16}$/.test(pan) || !isLuhnValid(pan)) throw new Error(`card ${row.id} has an invalid PAN`);
@@ -125,7 +125,7 @@ describe('2,000 issued cards', () => {
       h.database.db.execute(sql`select id, pan_ciphertext as ciphertext, row_to_json(c)::text as row from cards.cards c`),
     );
     for (const { ciphertext } of stored) expect(luhnValidDigitRuns(ciphertext, isLuhnValid)).toEqual([]);
-    const byId = new Map(rows.map((row) => [row.id, decryptPan(keyring, row.id, row.panKeyId, row.panCiphertext)]));
+    const byId = new Map(rows.map((row) => [row.id, decryptPan(keyring, row.id, row.panKeyId, row.panCiphertext!)]));
     for (const { id, row } of stored) {
       const pan = byId.get(id);
       if (pan && row.includes(pan)) throw new Error(`card ${id} stores its PAN in clear`);
@@ -137,7 +137,7 @@ describe('PAN uniqueness', () => {
   it('draws another PAN when the first collides with an existing card’s fingerprint', async () => {
     const keyring = keyringNow();
     const existing = await h.database.db.select().from(cards).where(eq(cards.issuerId, merchant.id)).limit(1);
-    const takenPan = decryptPan(keyring, existing[0]!.id, existing[0]!.panKeyId, existing[0]!.panCiphertext);
+    const takenPan = decryptPan(keyring, existing[0]!.id, existing[0]!.panKeyId, existing[0]!.panCiphertext!);
     const freshPan = generatePan('400000');
     const draws = [takenPan, takenPan, freshPan];
     const card = await issueCard(
@@ -152,7 +152,7 @@ describe('PAN uniqueness', () => {
       { userId: owner.id, amount: 100, currency: 'USD' },
     );
     expect(draws).toEqual([]);
-    expect(decryptPan(keyring, card.id, card.panKeyId, card.panCiphertext)).toBe(freshPan);
+    expect(decryptPan(keyring, card.id, card.panKeyId, card.panCiphertext!)).toBe(freshPan);
     expect(h.logLines.filter((line) => line.includes('collided')).length).toBeGreaterThanOrEqual(2);
     knownPans.add(freshPan);
   });

@@ -9,7 +9,7 @@ import { cards, createDatabase, migrate } from '@ghostpay/db';
 import { createSeed } from '@ghostpay/test-support';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type PanKeyring, parsePanKeyring, reencryptCards } from '../src/index.ts';
+import { eraseCardPans, type PanKeyring, parsePanKeyring, reencryptCards } from '../src/index.ts';
 import { type CardsHarness, issue, startCardsHarness } from './cards-harness.ts';
 
 const runFile = promisify(execFile);
@@ -100,7 +100,7 @@ describe('reencryptCards', () => {
     const corrupt = await issueOne();
     const good2 = await issueOne();
     const [row] = await h.database.db.select({ c: cards.panCiphertext }).from(cards).where(eq(cards.id, corrupt.id));
-    const raw = Buffer.from(row!.c, 'base64');
+    const raw = Buffer.from(row!.c!, 'base64');
     raw[raw.length - 1] = raw[raw.length - 1]! ^ 0xff; // flip the GCM tag's last byte
     await h.database.db
       .update(cards)
@@ -141,6 +141,24 @@ describe('reencryptCards', () => {
     // Without the key, the same rows are skipped (unknown key id), still remaining.
     expect(await reencryptCards(h.database, parsePanKeyring(keyringValue))).toMatchObject({ skipped: 105, failed: 0, remaining: 105 });
     await h.database.db.delete(cards).where(eq(cards.panKeyId, 'seed'));
+  });
+});
+
+describe('reencryptCards and the PAN retention', () => {
+  it('passes over a row whose PAN was erased: nothing to move, not failed, not remaining', async () => {
+    const kept = await issueOne();
+    const ended = await issueOne();
+    await h.database.db
+      .update(cards)
+      .set({ status: 'CANCELED', canceledAt: sql`now() - interval '40 days'` })
+      .where(eq(cards.id, ended.id));
+    expect(await eraseCardPans(h.database.db, 30)).toBe(1);
+    const keyring = rotate('k3r');
+    const before = await keyIdOf(ended.id);
+    expect(await reencryptCards(h.database, keyring)).toMatchObject({ skipped: 0, failed: 0, failedCardIds: [], remaining: 0 });
+    expect(await keyIdOf(kept.id)).toBe('k3r');
+    const [row] = await h.database.db.select({ c: cards.panCiphertext, k: cards.panKeyId }).from(cards).where(eq(cards.id, ended.id));
+    expect(row).toEqual({ c: null, k: before });
   });
 });
 

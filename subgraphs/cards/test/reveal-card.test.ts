@@ -56,7 +56,7 @@ describe('revealCard', () => {
     expect(secret.cvc).toBe(deriveCvc(h.secretValues['cvc-key'], secret.pan, card.expMonth, card.expYear));
     const audit = await auditRows(card.id);
     expect(audit).toHaveLength(1);
-    expect(audit[0]).toMatchObject({ actorId: owner.id, actorRole: 'user' });
+    expect(audit[0]).toMatchObject({ actorId: owner.id, actorRole: 'user', outcome: 'REVEALED' });
     expect(audit[0]!.requestId).toBeTruthy();
   });
 
@@ -66,10 +66,10 @@ describe('revealCard', () => {
     expect(result.data?.revealCard.pan).toBe([...revealedPans][0]);
     const audit = await auditRows(card.id);
     expect(audit).toHaveLength(first + 1);
-    expect(audit.some((row) => row.actorId === admin.id && row.actorRole === 'admin')).toBe(true);
+    expect(audit.some((row) => row.actorId === admin.id && row.actorRole === 'admin' && row.outcome === 'REVEALED')).toBe(true);
   });
 
-  it('refuses the issuing merchant with FORBIDDEN, even with a cards:reveal scope, without an audit row', async () => {
+  it('refuses the issuing merchant with FORBIDDEN, even with a cards:reveal scope, and audits the refusal on the card', async () => {
     const before = (await auditRows(card.id)).length;
     const plain = await reveal(h, merchant.token, card.id);
     expect(plain.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
@@ -77,19 +77,25 @@ describe('revealCard', () => {
     const scoped = await reveal(h, widened, card.id);
     expect(scoped.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
     expect(scoped.data).toBeNull();
-    expect(await auditRows(card.id)).toHaveLength(before);
+    // The token without cards:reveal is refused by its scope before any card is read: not audited.
+    // The one with it reached the card and was refused there: audited.
+    const audit = await auditRows(card.id);
+    expect(audit).toHaveLength(before + 1);
+    expect(audit.filter((row) => row.outcome === 'FORBIDDEN')).toEqual([
+      expect.objectContaining({ actorId: merchant.id, actorRole: 'merchant', requestId: expect.any(String) }),
+    ]);
   });
 
-  it('refuses a merchant that issued a card to itself, even with a cards:reveal scope, without an audit row', async () => {
+  it('refuses a merchant that issued a card to itself, even with a cards:reveal scope, and audits the refusal', async () => {
     const own = await issue(h, merchant.token, { userId: merchant.id, amount: 10, currency: 'USD' });
     const widened = await h.tokens.mint({ userId: merchant.id, role: 'merchant', scopes: ['cards:read', 'cards:reveal'] });
     const result = await reveal(h, widened, own.id);
     expect(result.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
     expect(result.data).toBeNull();
-    expect(await auditRows(own.id)).toEqual([]);
+    expect(await auditRows(own.id)).toEqual([expect.objectContaining({ actorId: merchant.id, outcome: 'FORBIDDEN' })]);
   });
 
-  it('answers NOT_FOUND to another user, without an audit row', async () => {
+  it('answers NOT_FOUND to another user, without an audit row (a stranger writes nothing)', async () => {
     const before = (await auditRows(card.id)).length;
     const result = await reveal(h, stranger.token, card.id);
     expect(result.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
@@ -150,9 +156,48 @@ describe('revealCard', () => {
     }
   });
 
+  it('refuses the owner a card that is no longer ACTIVE, its PAN erased or not, and audits the refusal', async () => {
+    const user = await h.actor('user');
+    const canceled = await issue(h, merchant.token, { userId: user.id, amount: 10, currency: 'USD' });
+    const erased = await issue(h, merchant.token, { userId: user.id, amount: 10, currency: 'USD' });
+    for (const id of [canceled.id, erased.id]) {
+      await h.database.db.update(cards).set({ status: 'CANCELED', canceledAt: new Date() }).where(eq(cards.id, id));
+    }
+    // The retention's erasure (CARD_PAN_RETENTION_DAYS after the cancel).
+    await h.database.db.update(cards).set({ panCiphertext: null }).where(eq(cards.id, erased.id));
+    for (const id of [canceled.id, erased.id]) {
+      const result = await reveal(h, user.token, id);
+      expect(result.errors?.[0]?.extensions?.fields, id).toEqual([
+        { field: 'id', message: 'card is CANCELED; only an ACTIVE card can be revealed' },
+      ]);
+      expect(await auditRows(id)).toEqual([expect.objectContaining({ actorId: user.id, actorRole: 'user', outcome: 'NOT_ACTIVE' })]);
+    }
+  });
+
   it('refuses an anonymous reveal with UNAUTHENTICATED before counting it', async () => {
     const result = await h.request(undefined, revealMutation, { id: card.id });
     expect(result.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+  });
+
+  it('tells every cache between it and the caller to keep nothing: cache-control no-store on reveals, reads and refusals', async () => {
+    const user = await h.actor('user');
+    const own = await issue(h, merchant.token, { userId: user.id, amount: 10, currency: 'USD' });
+    const post = (token: string | undefined, query: string, variables: Record<string, unknown>) =>
+      fetch(`${h.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        body: JSON.stringify({ query, variables }),
+      });
+    const answers = {
+      revealed: await post(user.token, revealMutation, { id: own.id }),
+      read: await post(user.token, 'query($id: ID!) { card(id: $id) { id last4 } }', { id: own.id }),
+      notFound: await post(stranger.token, revealMutation, { id: own.id }),
+      unauthenticated: await post(undefined, 'query($id: ID!) { card(id: $id) { id } }', { id: own.id }),
+    };
+    const revealed = (await answers.revealed.json()) as { data?: RevealResult };
+    expect(revealed.data?.revealCard.pan).toMatch(/^\d{16}$/);
+    revealedPans.add(revealed.data!.revealCard.pan);
+    for (const [name, response] of Object.entries(answers)) expect(response.headers.get('cache-control'), name).toBe('no-store');
   });
 
   it('wrote no PAN to any log line during the suite', async () => {
@@ -184,19 +229,22 @@ describe('revealCard decides and audits in one transaction', () => {
   it.each([
     ['locks the card as cancelCard does (for no key update)', 'select id from cards.cards where id = $1 for no key update'],
     ['holds the card for update (as a re-encryption batch does)', 'select id from cards.cards where id = $1 for update'],
-  ])('refuses a card canceled by a transaction that %s and committed while the reveal waited, with no audit row', async (_name, lock) => {
-    const user = await h.actor('user');
-    const own = await issue(h, merchant.token, { userId: user.id, amount: 10, currency: 'USD' });
-    const result = await revealWhileAnotherTransactionHolds(user.token, own.id, [lock, cancelStatement]);
-    expect(result.data?.revealCard).toBeUndefined();
-    expect(result.errors?.[0]?.extensions?.fields).toEqual([
-      { field: 'id', message: 'card is CANCELED; only an ACTIVE card can be revealed' },
-    ]);
-    expect(JSON.stringify(result)).not.toMatch(/\d{16}/);
-    expect(await auditRows(own.id)).toEqual([]);
-    const [row] = await h.database.db.select({ status: cards.status }).from(cards).where(eq(cards.id, own.id));
-    expect(row?.status).toBe('CANCELED');
-  });
+  ])(
+    'refuses a card canceled by a transaction that %s and committed while the reveal waited, audited as a refusal',
+    async (_name, lock) => {
+      const user = await h.actor('user');
+      const own = await issue(h, merchant.token, { userId: user.id, amount: 10, currency: 'USD' });
+      const result = await revealWhileAnotherTransactionHolds(user.token, own.id, [lock, cancelStatement]);
+      expect(result.data?.revealCard).toBeUndefined();
+      expect(result.errors?.[0]?.extensions?.fields).toEqual([
+        { field: 'id', message: 'card is CANCELED; only an ACTIVE card can be revealed' },
+      ]);
+      expect(JSON.stringify(result)).not.toMatch(/\d{16}/);
+      expect(await auditRows(own.id)).toEqual([expect.objectContaining({ actorId: user.id, outcome: 'NOT_ACTIVE' })]);
+      const [row] = await h.database.db.select({ status: cards.status }).from(cards).where(eq(cards.id, own.id));
+      expect(row?.status).toBe('CANCELED');
+    },
+  );
 
   it('judges expiry once the card is its own: a card that expired while the reveal waited is EXPIRED', async () => {
     const user = await h.actor('user');
@@ -212,7 +260,7 @@ describe('revealCard decides and audits in one transaction', () => {
     expect(result.errors?.[0]?.extensions?.fields).toEqual([
       { field: 'id', message: 'card is EXPIRED; only an ACTIVE card can be revealed' },
     ]);
-    expect(await auditRows(seeded.id)).toEqual([]);
+    expect(await auditRows(seeded.id)).toEqual([expect.objectContaining({ actorId: user.id, outcome: 'NOT_ACTIVE' })]);
   });
 
   it.each([
@@ -234,6 +282,6 @@ describe('revealCard decides and audits in one transaction', () => {
     expect(await auditRows(own.id)).toEqual([]);
     // With the secret back, the same card reveals and is audited once.
     expect((await reveal(h, user.token, own.id)).data?.revealCard.pan).toMatch(/^\d{16}$/);
-    expect(await auditRows(own.id)).toHaveLength(1);
+    expect(await auditRows(own.id)).toEqual([expect.objectContaining({ outcome: 'REVEALED' })]);
   });
 });
