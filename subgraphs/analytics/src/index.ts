@@ -27,6 +27,7 @@ export * from './latency-histogram.ts';
 export type * from './store/document-store.ts';
 export {
   type EmbeddedStore,
+  EmbeddedStoreInUseError,
   type EmbeddedStoreOptions,
   EmbeddedWriteTimeoutError,
   openEmbeddedStore,
@@ -169,7 +170,13 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): AnalyticsSer
       await recover();
       recoveryTimer = setInterval(() => void recover(), deps.recoveryIntervalMs ?? 30_000);
       recoveryTimer.unref();
-      return startSubgraph(port, host);
+      try {
+        return await startSubgraph(port, host);
+      } catch (error) {
+        // Not listening (its port taken): the caller closes the store, recovery must not go on over it.
+        clearInterval(recoveryTimer);
+        throw error;
+      }
     },
   });
 }

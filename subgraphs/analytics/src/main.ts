@@ -4,13 +4,19 @@ import { startTelemetry } from '@ghostpay/platform/telemetry';
 const telemetry = startTelemetry({ serviceName: 'analytics' });
 const { createJwtVerifier, jwtVerifierOptionsFrom, createLogger, createSecretsProvider, exitOnSignals, loadConfig, loadServerTlsConfig } =
   await import('@ghostpay/platform');
-const { analyticsConfigSchema, createAnalyticsService, openAnalyticsStore } = await import('./index.ts');
+const { analyticsConfigSchema, createAnalyticsService, EmbeddedStoreInUseError, openAnalyticsStore } = await import('./index.ts');
 
 const config = loadConfig('analytics', analyticsConfigSchema);
 const logger = createLogger({ service: 'analytics', level: config.LOG_LEVEL });
 const secrets = createSecretsProvider({ dir: config.SECRETS_DIR, logger });
 const verifier = createJwtVerifier({ ...jwtVerifierOptionsFrom(config), logger });
-const store = await openAnalyticsStore(config);
+const store = await openAnalyticsStore(config).catch(async (error: unknown) => {
+  // Another process has the embedded store's directory: its message says which and what to do.
+  if (!(error instanceof EmbeddedStoreInUseError)) throw error;
+  process.stderr.write(`analytics: ${error.message}\n`);
+  await telemetry.shutdown();
+  process.exit(1);
+});
 logger.info({ store: store.kind }, 'analytics store open');
 
 const service = createAnalyticsService({ store, secrets, logger, verifier, config, tls: loadServerTlsConfig('analytics') });

@@ -19,7 +19,7 @@ const embedded: Backend = {
   name: 'embedded',
   async open() {
     const dir = mkdtempSync(join(tmpdir(), 'ghostpay-analytics-'));
-    let store = openEmbeddedStore({ dir });
+    let store = await openEmbeddedStore({ dir });
     return {
       store,
       async cleanup() {
@@ -28,7 +28,7 @@ const embedded: Backend = {
       },
       async restart() {
         await store.close();
-        store = openEmbeddedStore({ dir });
+        store = await openEmbeddedStore({ dir });
         return store;
       },
     };

@@ -1,8 +1,10 @@
-import { execFileSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import {
   appendFileSync,
   closeSync,
   constants,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   openSync,
@@ -17,9 +19,16 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { RequestEvent } from '@ghostpay/platform';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type AnalyticsStore, createAnalyticsStore, EmbeddedWriteTimeoutError, openEmbeddedStore } from '../src/index.ts';
+import {
+  type AnalyticsStore,
+  createAnalyticsStore,
+  EmbeddedStoreInUseError,
+  EmbeddedWriteTimeoutError,
+  openEmbeddedStore,
+} from '../src/index.ts';
 import { apiKeys, randomEvents } from './events.ts';
 
 const dirs: string[] = [];
@@ -28,8 +37,13 @@ const freshDir = () => {
   dirs.push(dir);
   return dir;
 };
+const children: ChildProcess[] = [];
 afterEach(() => {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  for (const child of children.splice(0)) child.kill('SIGKILL');
+  for (const dir of dirs.splice(0)) {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(`${dir}.lock`, { force: true });
+  }
 });
 
 const hour = 3_600_000;
@@ -41,8 +55,8 @@ const collections = ['logs', 'usage', 'performance'];
  * does after answering an ingest, as the service's close does: a store reopened on the same
  * directory must not see the previous one still appending.
  */
-const open = (dir: string) => {
-  const opened = openEmbeddedStore({ dir });
+const open = async (dir: string) => {
+  const opened = await openEmbeddedStore({ dir });
   const analytics = createAnalyticsStore({ db: opened.db, logRetentionDays: 30 });
   const store = {
     ...opened,
@@ -128,7 +142,7 @@ function stallAt(file: string) {
 /** The first `count` lines a store appends to `logs.jsonl` when it ingests `events`, newlines included. */
 async function firstLogLines(events: RequestEvent[], count: number): Promise<string> {
   const dir = freshDir();
-  const scratch = open(dir);
+  const scratch = await open(dir);
   await scratch.analytics.ingest(events);
   await scratch.store.close();
   const lines = readFileSync(join(dir, 'logs.jsonl'), 'utf8').split('\n');
@@ -139,7 +153,7 @@ describe('embedded store', () => {
   it('keeps every document and Date across a restart', async () => {
     const dir = freshDir();
     const events = randomEvents(300, start, hour, 5);
-    const first = openEmbeddedStore({ dir });
+    const first = await openEmbeddedStore({ dir });
     const before = createAnalyticsStore({ db: first.db, logRetentionDays: 30 });
     await before.ensureIndexes();
     await before.ingest(events);
@@ -148,7 +162,7 @@ describe('embedded store', () => {
     await before.settle();
     await first.close();
 
-    const second = openEmbeddedStore({ dir });
+    const second = await openEmbeddedStore({ dir });
     const after = createAnalyticsStore({ db: second.db, logRetentionDays: 30 });
     await after.ensureIndexes();
     expect(await after.usage('key_alpha', new Date(start), new Date(start + hour), 'MINUTE')).toEqual(usageBefore);
@@ -164,7 +178,7 @@ describe('embedded store', () => {
 
   it('compacts its log into one line per document without losing data', async () => {
     const dir = freshDir();
-    const store = openEmbeddedStore({ dir, compactAfterLines: 50 });
+    const store = await openEmbeddedStore({ dir, compactAfterLines: 50 });
     const analytics = createAnalyticsStore({ db: store.db, logRetentionDays: 30 });
     const events = randomEvents(400, start, 10 * 60_000, 8);
     for (let i = 0; i < events.length; i += 20) await analytics.ingest(events.slice(i, i + 20));
@@ -173,7 +187,7 @@ describe('embedded store', () => {
     const lines = readFileSync(join(dir, 'usage.jsonl'), 'utf8').trim().split('\n');
     // 3 keys × ≤10 minutes of documents; without compaction there would be a line per batch and key-minute.
     expect(lines.length).toBeLessThanOrEqual(30 + 50);
-    const reopened = openEmbeddedStore({ dir });
+    const reopened = await openEmbeddedStore({ dir });
     const again = createAnalyticsStore({ db: reopened.db, logRetentionDays: 30 });
     const rate = await again.errorRate(new Date(start), new Date(start + hour));
     expect(rate.requests).toBe(400);
@@ -184,20 +198,20 @@ describe('embedded store', () => {
     const dir = freshDir();
     const first = randomEvents(20, start, hour, 9);
     const later = randomEvents(15, start, hour, 19);
-    let opened = open(dir);
+    let opened = await open(dir);
     await opened.analytics.ingest(first);
     await opened.store.close();
     // A crash mid-append leaves the start of a line without its end, in any collection.
     for (const name of collections) appendFileSync(join(dir, `${name}.jsonl`), '{"p":{"_id":"half');
 
-    opened = open(dir);
+    opened = await open(dir);
     expect(await totals(opened.analytics)).toEqual(expectedTotals(first));
     expect(await opened.analytics.ingest(later)).toEqual({ stored: 15, duplicates: 0 });
     expect(await totals(opened.analytics)).toEqual(expectedTotals([...first, ...later]));
     await opened.store.close();
 
     // The first record written after the recovery must not have been glued onto the fragment.
-    opened = open(dir);
+    opened = await open(dir);
     expect(await totals(opened.analytics)).toEqual(expectedTotals([...first, ...later]));
     await opened.store.close();
   });
@@ -206,7 +220,7 @@ describe('embedded store', () => {
     const dir = freshDir();
     const first = randomEvents(20, start, hour, 21);
     const later = randomEvents(15, start, hour, 22);
-    let opened = open(dir);
+    let opened = await open(dir);
     await opened.analytics.ingest(first);
     await opened.store.close();
     for (const name of collections) {
@@ -214,13 +228,13 @@ describe('embedded store', () => {
       truncateSync(file, statSync(file).size - 1);
     }
 
-    opened = open(dir);
+    opened = await open(dir);
     expect(await totals(opened.analytics)).toEqual(expectedTotals(first));
     await opened.analytics.ingest(later);
     await opened.store.close();
 
     // Counters must not go backwards: the record loaded on the first restart is still there.
-    opened = open(dir);
+    opened = await open(dir);
     expect(await totals(opened.analytics)).toEqual(expectedTotals([...first, ...later]));
     await opened.store.close();
   });
@@ -230,7 +244,7 @@ describe('embedded store', () => {
     const first = randomEvents(20, start, hour, 31);
     const failing = randomEvents(15, start, hour, 32);
     const concurrent = randomEvents(10, start, hour, 33);
-    let opened = open(dir);
+    let opened = await open(dir);
     await opened.analytics.ingest(first);
 
     // A directory where the log file was: the append fails for real (EISDIR), even as root.
@@ -252,7 +266,7 @@ describe('embedded store', () => {
     expect(await opened.analytics.ingest(failing)).toEqual({ stored: 0, duplicates: 15 });
     await opened.store.close();
 
-    opened = open(dir);
+    opened = await open(dir);
     expect(await totals(opened.analytics)).toEqual(expectedTotals(all));
     await opened.store.close();
   });
@@ -261,7 +275,7 @@ describe('embedded store', () => {
     const dir = freshDir();
     const first = randomEvents(20, start, hour, 41);
     const failing = randomEvents(15, start, hour, 42);
-    let opened = open(dir);
+    let opened = await open(dir);
     await opened.analytics.ingest(first);
 
     // A disk that fills up mid-append: the file-size limit lets the first 50 bytes of the batch
@@ -276,7 +290,7 @@ describe('embedded store', () => {
 
     expect(await opened.analytics.ingest(failing)).toEqual({ stored: 15, duplicates: 0 });
     await opened.store.close();
-    opened = open(dir);
+    opened = await open(dir);
     expect(await totals(opened.analytics)).toEqual(expectedTotals([...first, ...failing]));
     await opened.store.close();
   });
@@ -288,7 +302,7 @@ describe('embedded store', () => {
     // Puts the limit inside the failing batch's 4th log line.
     const threeLines = Buffer.byteLength(await firstLogLines(failing, 3));
 
-    let opened = open(dir);
+    let opened = await open(dir);
     await opened.analytics.ingest(first);
     // The disk fills up after three whole lines and part of the fourth (EFBIG, as ENOSPC would).
     const size = statSync(join(dir, 'logs.jsonl')).size;
@@ -300,7 +314,7 @@ describe('embedded store', () => {
     await opened.store.close();
     expect(statSync(join(dir, 'logs.jsonl')).size).toBe(size);
 
-    opened = open(dir);
+    opened = await open(dir);
     expect(await totals(opened.analytics)).toEqual(expectedTotals(first));
     expect(await opened.analytics.ingest(failing)).toEqual({ stored: 15, duplicates: 0 });
     expect(await totals(opened.analytics)).toEqual(expectedTotals([...first, ...failing]));
@@ -311,7 +325,7 @@ describe('embedded store', () => {
     const dir = freshDir();
     const first = randomEvents(20, start, hour, 61);
     const failing = randomEvents(15, start, hour, 62);
-    const opened = open(dir);
+    const opened = await open(dir);
     await opened.analytics.ingest(first);
     const file = join(dir, 'logs.jsonl');
     const size = statSync(file).size;
@@ -327,7 +341,7 @@ describe('embedded store', () => {
 
     await opened.store.close();
     expect(statSync(file).size).toBe(size);
-    const reopened = open(dir);
+    const reopened = await open(dir);
     expect(await reopened.analytics.ingest(failing)).toEqual({ stored: 15, duplicates: 0 });
     expect(await totals(reopened.analytics)).toEqual(expectedTotals([...first, ...failing]));
     await reopened.store.close();
@@ -335,7 +349,7 @@ describe('embedded store', () => {
 
   it('changes no document when a bulk write cannot be appended, updates included', async () => {
     const dir = freshDir();
-    let store = openEmbeddedStore({ dir });
+    let store = await openEmbeddedStore({ dir });
     const counters = store.db.collection('counters');
     const increment = (by: number) => ({ updateOne: { filter: { _id: 'a' }, update: { $inc: { n: by } }, upsert: true } });
     await counters.bulkWrite([increment(1)], { ordered: false });
@@ -361,14 +375,14 @@ describe('embedded store', () => {
     ];
     expect(await counters.find({}).sort({ _id: 1 }).toArray()).toEqual(expected);
     await store.close();
-    store = openEmbeddedStore({ dir });
+    store = await openEmbeddedStore({ dir });
     expect(await store.db.collection('counters').find({}).sort({ _id: 1 }).toArray()).toEqual(expected);
     await store.close();
   });
 
   it('keeps deletions and removed fields across a restart', async () => {
     const dir = freshDir();
-    let store = openEmbeddedStore({ dir });
+    let store = await openEmbeddedStore({ dir });
     const docs = store.db.collection('docs');
     await docs.bulkWrite(
       [{ insertOne: { document: { _id: 'a', n: 1, applied: { m1: 1 } } } }, { insertOne: { document: { _id: 'b', n: 2 } } }],
@@ -379,13 +393,13 @@ describe('embedded store', () => {
       { ordered: false },
     );
     await store.close();
-    store = openEmbeddedStore({ dir });
+    store = await openEmbeddedStore({ dir });
     expect(await store.db.collection('docs').find({}).toArray()).toEqual([{ _id: 'a', n: 1, applied: {} }]);
     await store.close();
   });
 
   it('leaves a document unchanged when one of its update operators fails, as MongoDB does', async () => {
-    const store = openEmbeddedStore({ dir: freshDir() });
+    const store = await openEmbeddedStore({ dir: freshDir() });
     const docs = store.db.collection('docs');
     await docs.bulkWrite([{ insertOne: { document: { _id: 'a', n: 'text' } } }], { ordered: false });
     await expect(
@@ -397,7 +411,7 @@ describe('embedded store', () => {
 
   it('reports a write as done when only the compaction after it fails, and compacts later', async () => {
     const dir = freshDir();
-    let store = openEmbeddedStore({ dir, compactAfterLines: 1 });
+    let store = await openEmbeddedStore({ dir, compactAfterLines: 1 });
     const counters = store.db.collection('counters');
     const increment = { updateOne: { filter: { _id: 'a' }, update: { $inc: { n: 1 } }, upsert: true } };
     // The snapshot cannot be written while a directory sits where its temp file goes.
@@ -409,7 +423,7 @@ describe('embedded store', () => {
     await counters.bulkWrite([increment], { ordered: false });
     await store.close();
     expect(readFileSync(join(dir, 'counters.jsonl'), 'utf8').trim().split('\n')).toHaveLength(1);
-    store = openEmbeddedStore({ dir });
+    store = await openEmbeddedStore({ dir });
     expect(await store.db.collection('counters').find({}).toArray()).toEqual([{ _id: 'a', n: 5 }]);
     await store.close();
   });
@@ -417,7 +431,7 @@ describe('embedded store', () => {
   it('expires request logs past the retention through the TTL index, and keeps the aggregates', async () => {
     const dir = freshDir();
     let now = Date.now();
-    const store = openEmbeddedStore({ dir, now: () => now });
+    const store = await openEmbeddedStore({ dir, now: () => now });
     const analytics = createAnalyticsStore({ db: store.db, logRetentionDays: 1 });
     await analytics.ensureIndexes();
     await analytics.ingest(randomEvents(30, start, hour, 10));
@@ -431,13 +445,13 @@ describe('embedded store', () => {
     expect((await analytics.errorRate(new Date(start), new Date(start + hour))).requests).toBe(30);
     await analytics.settle();
     await store.close();
-    const reopened = openEmbeddedStore({ dir });
+    const reopened = await openEmbeddedStore({ dir });
     expect(await reopened.db.collection('logs').find({}).toArray()).toEqual([]);
     await reopened.close();
   });
 
   it('counts a retried event older than the retention once while its log is still stored, as MongoDB does', async () => {
-    const store = openEmbeddedStore({ dir: freshDir() });
+    const store = await openEmbeddedStore({ dir: freshDir() });
     const analytics = createAnalyticsStore({ db: store.db, logRetentionDays: 30 });
     await analytics.ensureIndexes();
     // An event the emitter kept past the retention (a long outage), delivered, then retried
@@ -457,7 +471,7 @@ describe('embedded store', () => {
 
   it('lets writes match and update an expired document until the sweep deletes it', async () => {
     let now = Date.now();
-    const store = openEmbeddedStore({ dir: freshDir(), now: () => now });
+    const store = await openEmbeddedStore({ dir: freshDir(), now: () => now });
     const docs = store.db.collection('things');
     await docs.createIndex({ at: 1 }, { expireAfterSeconds: 60 });
     await docs.bulkWrite([{ insertOne: { document: { _id: 'a', at: new Date(now), n: 1 } } }], { ordered: false });
@@ -479,7 +493,7 @@ describe('embedded store', () => {
   it('fails a write a stalled disk holds past writeTimeoutMs, applies nothing of it, and cuts off what reaches the file later', async () => {
     const dir = freshDir();
     const file = join(dir, 'things.jsonl');
-    let store = openEmbeddedStore({ dir, writeTimeoutMs: 200 });
+    let store = await openEmbeddedStore({ dir, writeTimeoutMs: 200 });
     const things = store.db.collection('things');
     const stall = stallAt(file);
     const stalled = things.bulkWrite([{ insertOne: { document: { _id: 'a' } } }], { ordered: false });
@@ -501,24 +515,28 @@ describe('embedded store', () => {
     await store.close();
     // Cut off before the next append: a restart does not load the failed write either.
     expect(readFileSync(file, 'utf8')).not.toContain('"_id":"a"');
-    store = openEmbeddedStore({ dir });
+    store = await openEmbeddedStore({ dir });
     expect(await store.db.collection('things').find({}).toArray()).toEqual([{ _id: 'c' }]);
     await store.close();
   });
 
   it('closes within writeTimeoutMs while a write is stalled', async () => {
     const dir = freshDir();
-    const store = openEmbeddedStore({ dir, writeTimeoutMs: 200 });
+    const store = await openEmbeddedStore({ dir, writeTimeoutMs: 200 });
     const things = store.db.collection('things');
     const stall = stallAt(join(dir, 'things.jsonl'));
     const write = things.bulkWrite([{ insertOne: { document: { _id: 'a' } } }], { ordered: false }).catch((error: unknown) => error);
     await expect(store.close()).rejects.toThrow(/stalled/);
     expect(await write).toBeInstanceOf(EmbeddedWriteTimeoutError);
     await stall.release();
+    // Closed all the same: the directory is free for the next store.
+    expect(existsSync(`${dir}.lock`)).toBe(false);
+    const next = await openEmbeddedStore({ dir });
+    await next.close();
   });
 
   it('fails loudly on a query operator outside the subset instead of matching everything', async () => {
-    const store = openEmbeddedStore({ dir: freshDir() });
+    const store = await openEmbeddedStore({ dir: freshDir() });
     await expect(
       store.db
         .collection('logs')
@@ -526,5 +544,70 @@ describe('embedded store', () => {
         .toArray(),
     ).rejects.toThrow(/unsupported query operator \$regex/);
     await store.close();
+  });
+});
+
+const storeModule = fileURLToPath(new URL('../src/store/embedded-store.ts', import.meta.url));
+
+/** Another process with an embedded store open on `dir`, one document written; it says "open" and holds the store until killed. */
+async function otherProcessHolding(dir: string): Promise<ChildProcess> {
+  const script = `
+    const { openEmbeddedStore } = await import(${JSON.stringify(storeModule)});
+    const store = await openEmbeddedStore({ dir: ${JSON.stringify(dir)} });
+    await store.db.collection('things').bulkWrite([{ insertOne: { document: { _id: 'theirs' } } }], { ordered: false });
+    process.stdout.write('open\\n');
+    setInterval(() => {}, 1000);`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  const [chunk] = (await once(child.stdout!, 'data')) as [Buffer];
+  expect(chunk.toString()).toBe('open\n');
+  return child;
+}
+
+const refusal = (dir: string) =>
+  openEmbeddedStore({ dir }).then(
+    async (store) => {
+      await store.close();
+      return undefined;
+    },
+    (error: unknown) => error,
+  );
+
+describe('one process per embedded store directory', () => {
+  it('refuses a second store on the directory in this process, naming it, and opens it again once the first is closed', async () => {
+    const dir = freshDir();
+    const first = await openEmbeddedStore({ dir });
+    await first.db.collection('things').bulkWrite([{ insertOne: { document: { _id: 'a' } } }], { ordered: false });
+    const refused = await refusal(dir);
+    expect(refused).toBeInstanceOf(EmbeddedStoreInUseError);
+    expect((refused as EmbeddedStoreInUseError).pid).toBe(process.pid);
+    expect((refused as Error).message).toBe(
+      `${dir} is open in another process (${process.pid}, this one): the embedded analytics store allows one process per directory. ` +
+        'Stop it first (npm start or an analytics service on the same GHOSTPAY_DATA_DIR), or set MONGODB_URL to run several. ' +
+        `If no such process runs, delete ${dir}.lock.`,
+    );
+    // The refused opener touched nothing: the first store goes on writing.
+    await first.db.collection('things').bulkWrite([{ insertOne: { document: { _id: 'b' } } }], { ordered: false });
+    await first.close();
+    expect(existsSync(`${dir}.lock`)).toBe(false);
+    const again = await openEmbeddedStore({ dir });
+    expect(await again.db.collection('things').find({}).sort({ _id: 1 }).toArray()).toEqual([{ _id: 'a' }, { _id: 'b' }]);
+    await again.close();
+  });
+
+  it('refuses a directory another running process has open, with its pid, and takes it over once that process is gone', async () => {
+    const dir = freshDir();
+    const holder = await otherProcessHolding(dir);
+    const refused = await refusal(dir);
+    expect(refused).toBeInstanceOf(EmbeddedStoreInUseError);
+    expect((refused as EmbeddedStoreInUseError).pid).toBe(holder.pid);
+    expect((refused as Error).message).toContain(`${dir} is open in another process (${holder.pid})`);
+    // Killed without a chance to remove its lock (a crash): the lock is stale, and is taken over.
+    holder.kill('SIGKILL');
+    await once(holder, 'exit');
+    const store = await openEmbeddedStore({ dir });
+    expect(await store.db.collection('things').find({}).toArray()).toEqual([{ _id: 'theirs' }]);
+    await store.close();
+    expect(existsSync(`${dir}.lock`)).toBe(false);
   });
 });

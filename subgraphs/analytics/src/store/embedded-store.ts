@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { appendFile, truncate } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import {
   type DocumentStore,
   duplicateKeyErrorCode,
@@ -44,6 +44,27 @@ export class EmbeddedWriteTimeoutError extends Error {
   constructor(file: string, ms: number) {
     super(`embedded store: write to ${file} did not finish within ${ms} ms; nothing of it was applied`);
     this.name = 'EmbeddedWriteTimeoutError';
+  }
+}
+
+/**
+ * Why an embedded store could not be opened: another process (or this one) has its directory
+ * open. Two writers would each append to the collection files from their own view of the data
+ * and replay the other's lines only on their next start: counts lost or doubled, documents
+ * resurrected.
+ */
+export class EmbeddedStoreInUseError extends Error {
+  readonly dir: string;
+  readonly pid: number;
+  constructor(dir: string, pid: number) {
+    super(
+      `${dir} is open in another process (${pid}${pid === process.pid ? ', this one' : ''}): the embedded analytics store allows one ` +
+        'process per directory. Stop it first (npm start or an analytics service on the same GHOSTPAY_DATA_DIR), or set MONGODB_URL ' +
+        `to run several. If no such process runs, delete ${dir}.lock.`,
+    );
+    this.name = 'EmbeddedStoreInUseError';
+    this.dir = dir;
+    this.pid = pid;
   }
 }
 
@@ -712,11 +733,25 @@ export interface EmbeddedStore extends DocumentStore {
 /**
  * The analytics store used when `MONGODB_URL` is unset: the `StoreDb` subset over in-memory
  * maps, persisted as one append-only JSON-lines file per collection under `dir` and compacted
- * into a snapshot as the log grows. One process owns the directory. Limits: see README.
+ * into a snapshot as the log grows. One process owns the directory: it is locked while the
+ * store is open (`<dir>.lock` holding the pid, db's `acquireProcessLock`; a lock whose process is
+ * gone is taken over), and a second opener, in another process or this one, gets
+ * `EmbeddedStoreInUseError`. Limits: see README.
  */
-export function openEmbeddedStore(options: EmbeddedStoreOptions): EmbeddedStore {
-  const { dir, ttlSweepIntervalMs = 60_000, compactAfterLines = 10_000, writeTimeoutMs = 10_000, now = Date.now } = options;
+export async function openEmbeddedStore(options: EmbeddedStoreOptions): Promise<EmbeddedStore> {
+  const { ttlSweepIntervalMs = 60_000, compactAfterLines = 10_000, writeTimeoutMs = 10_000, now = Date.now } = options;
+  const dir = resolve(options.dir);
   mkdirSync(dir, { recursive: true });
+  // Loaded here, not at the top: db brings drizzle and PGlite (~0.6 s and ~200 MB at import),
+  // which an analytics service on MongoDB never needs.
+  const { acquireProcessLock, ProcessLockHeldError } = await import('@ghostpay/db');
+  let lock: { release(): void };
+  try {
+    lock = acquireProcessLock(`${dir}.lock`);
+  } catch (error) {
+    if (error instanceof ProcessLockHeldError) throw new EmbeddedStoreInUseError(dir, error.pid);
+    throw error;
+  }
   const collections = new Map<string, EmbeddedCollection>();
   const collection = (name: string) => {
     if (!/^[a-z][a-z0-9_-]{0,63}$/i.test(name)) throw new Error(`embedded store: invalid collection name ${name}`);
@@ -746,16 +781,22 @@ export function openEmbeddedStore(options: EmbeddedStoreOptions): EmbeddedStore 
       clearInterval(timer);
       // Every collection is settled even when one fails; the first failure is reported. A stalled
       // write is not waited for past writeTimeoutMs: what it leaves in the file is loaded on the
-      // next start as after a crash in the middle of an append (see README).
+      // next start as after a crash in the middle of an append (see README). The lock is
+      // released either way, as a process that stops releases it (a stalled append that
+      // completes later leaves what it would after such a crash).
       let bound: NodeJS.Timeout | undefined;
-      const stalled = new Promise<'stalled'>((resolve) => {
-        bound = setTimeout(() => resolve('stalled'), writeTimeoutMs);
+      const stalled = new Promise<'stalled'>((done) => {
+        bound = setTimeout(() => done('stalled'), writeTimeoutMs);
       });
-      const settled = await Promise.race([Promise.allSettled([...collections.values()].map((c) => c.settle())), stalled]);
-      clearTimeout(bound);
-      if (settled === 'stalled') throw new Error(`embedded store: a write under ${dir} is stalled; closed without it`);
-      const failed = settled.find((s) => s.status === 'rejected');
-      if (failed) throw failed.reason;
+      try {
+        const settled = await Promise.race([Promise.allSettled([...collections.values()].map((c) => c.settle())), stalled]);
+        if (settled === 'stalled') throw new Error(`embedded store: a write under ${dir} is stalled; closed without it`);
+        const failed = settled.find((s) => s.status === 'rejected');
+        if (failed) throw failed.reason;
+      } finally {
+        clearTimeout(bound);
+        lock.release();
+      }
     },
   };
 }
