@@ -26,7 +26,8 @@ export type DataDirLock = ProcessLock;
  * and WAL position, corrupt it; two writers interleave the analytics files), and two starts would
  * both rewrite the dev credentials. The lock is `<dataDir>/stack.lock` holding the pid (db's
  * `acquireProcessLock`: a lock whose process is gone is taken over). PGlite's own directory is
- * locked by db as well, for the services and CLIs that open it without the stack.
+ * locked by db as well (`pglite.lock`), and the analytics store's by analytics (`analytics.lock`),
+ * for the services and CLIs that open them without the stack.
  */
 export function lockDataDir(dataDir: string): DataDirLock {
   try {

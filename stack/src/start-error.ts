@@ -10,3 +10,17 @@ export class StackStartError extends Error {
     this.name = 'StackStartError';
   }
 }
+
+/**
+ * A start stopped by a signal (Ctrl-C, SIGTERM) before it finished: `startStack` stopped what
+ * had started, in reverse order, before throwing it. `npm start` then exits 128 + the signal's
+ * number (130 for SIGINT, 143 for SIGTERM), as a shell reports a process a signal stopped.
+ */
+export class StackStartInterruptedError extends StackStartError {
+  readonly signal: string;
+  constructor(signal: string) {
+    super(`stopped by ${signal} while starting; what had started was stopped and the data directory is free`);
+    this.name = 'StackStartInterruptedError';
+    this.signal = signal;
+  }
+}

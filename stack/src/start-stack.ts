@@ -33,7 +33,7 @@ import { type DataDirLock, lockDataDir } from './data-dir-lock.ts';
 import { type DevCredentials, readDevCredentials, writeDevCredentials } from './dev-credentials.ts';
 import { ensureDevSecrets } from './dev-secrets.ts';
 import { describeDatabase, ensureDevUser, withoutSecrets } from './dev-seed.ts';
-import { StackStartError } from './start-error.ts';
+import { StackStartError, StackStartInterruptedError } from './start-error.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -52,6 +52,12 @@ export interface StackOptions {
    * @default `logger`'s level, stdout
    */
   log?: { level?: string; destination?: LoggerOptions['destination'] };
+  /**
+   * Stops the start (`npm start` aborts it on SIGINT/SIGTERM, with the signal's name as the
+   * reason): the step under way finishes, what has started is stopped in reverse order, and
+   * `startStack` throws `StackStartInterruptedError`. After the start, `close()` stops the stack.
+   */
+  signal?: AbortSignal;
 }
 
 export interface StackUrls {
@@ -115,6 +121,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     }
   };
 
+  /** Between steps: a stop asked for during the step ends the start here (the catch below closes what started). */
+  const goOn = () => {
+    if (options.signal?.aborted) throw new StackStartInterruptedError(String(options.signal.reason ?? 'abort'));
+  };
+  goOn();
   const lock = openDataDir(dataDir, logger);
   const closers: Array<() => Promise<unknown>> = [async () => lock.release()];
   const close = async () => {
@@ -139,7 +150,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       preparedStatements: configs.charges.DATABASE_PREPARED_STATEMENTS,
     });
     closers.push(() => database.close());
+    goOn();
     await migrate(database, { onWarning: (message) => logger.warn(message) });
+    goOn();
 
     const serviceLogger = (service: string) =>
       createLogger({ service, level: options.log?.level ?? logger.level, destination: options.log?.destination });
@@ -147,6 +160,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const auth = createAuthService({ database, secrets, logger: serviceLogger('auth'), config: configs.auth });
     await listen('AUTH_PORT', 4001, (chosen, on) => auth.start(chosen, on));
     closers.push(() => auth.close());
+    goOn();
     const databaseName = describeDatabase(env.DATABASE_URL, embeddedDatabaseDir(dataDir));
     // Auth's signing keys are stored encrypted under `signing-kek`: a database first started
     // with another data directory's development secrets answers every token exchange with a
@@ -177,6 +191,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       );
       seeded[role] = credential;
       keysIssued ||= issued;
+      goOn();
     }
     const credentials: DevCredentials = { database: databaseName, ...(seeded as Omit<DevCredentials, 'database'>) };
     if (keysIssued || known?.database !== databaseName) writeDevCredentials(credentialsPath, credentials);
@@ -210,6 +225,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     });
     await listen('CARDS_PORT', 4002, (chosen, on) => cards.start(chosen, on));
     closers.push(() => cards.close());
+    goOn();
 
     const charges = createChargesService({
       database,
@@ -219,9 +235,16 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     });
     await listen('CHARGES_PORT', 4003, (chosen, on) => charges.start(chosen, on));
     closers.push(() => charges.close());
+    goOn();
 
     const analyticsConfig = configs.analytics;
     const analyticsStore = await openAnalyticsStore(analyticsConfig);
+    // Closed by the service once it has started; until then (its port taken, a stop) by the
+    // stack, or the embedded store's lock stays held by this process.
+    let analyticsStarted = false;
+    closers.push(async () => {
+      if (!analyticsStarted) await analyticsStore.close();
+    });
     const analytics = createAnalyticsService({
       store: analyticsStore,
       secrets,
@@ -230,7 +253,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       config: analyticsConfig,
     });
     await listen('ANALYTICS_PORT', 4004, (chosen, on) => analytics.start(chosen, on));
+    analyticsStarted = true;
     closers.push(() => analytics.close());
+    goOn();
 
     // The emitter's counters (analytics_events_sent/dropped_total) are served on the router's /metrics.
     const routerRegistry = createMetricsRegistry('router');
@@ -256,10 +281,15 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     if (redis) {
       redis.on('error', (error: Error) => logger.debug({ err: error.message }, 'redis error'));
       closers.push(async () => redis.disconnect());
+      // A stop asked for meanwhile ends the wait at once, not after the 5 s.
+      const stop = new AbortController();
       const ready = await Promise.race([
         new Promise<boolean>((done) => redis.once('ready', () => done(true))),
         new Promise<boolean>((done) => setTimeout(() => done(false), 5_000).unref()),
+        new Promise<boolean>((done) => options.signal?.addEventListener('abort', () => done(false), { signal: stop.signal })),
       ]);
+      stop.abort();
+      goOn();
       if (!ready) logger.warn('redis not reachable at start: rate limits are local until it is');
     }
     const router = createRouter({
@@ -280,6 +310,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     });
     await listen('ROUTER_PORT', 4000, (chosen, on) => router.start(chosen, on));
     closers.push(() => router.close());
+    goOn();
 
     const bridge = createBridge({
       config: { ...configs.bridge, ROUTER_URL: `${router.url}/graphql` },
@@ -287,6 +318,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     });
     const bridgeUrl = await listen('BRIDGE_PORT', 8080, (chosen, on) => bridge.start(chosen, on));
     closers.push(() => bridge.close());
+    goOn();
 
     return {
       urls: {

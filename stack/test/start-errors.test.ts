@@ -97,6 +97,24 @@ describe('a start that cannot go on', () => {
     await next.close();
   }, 120_000);
 
+  it('the analytics port in use: the analytics store opened for it is closed too, so the next start in this process has it', async () => {
+    const dataDir = join(root, 'analytics-port-in-use');
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const { port } = taken.address() as { port: number };
+    const ports: Record<string, string> = { ANALYTICS_PORT: String(port) };
+    for (const name of ['ROUTER_PORT', 'AUTH_PORT', 'CARDS_PORT', 'CHARGES_PORT', 'BRIDGE_PORT']) ports[name] = '0';
+    try {
+      const started = startStack({ dataDir, env: { ...env, ...ports }, logger: createLogger({ service: 'stack-test', level: 'silent' }) });
+      await expect(started).rejects.toThrow(`cannot listen on 127.0.0.1:${port} (ANALYTICS_PORT): the port is in use`);
+    } finally {
+      taken.close();
+    }
+    expect(existsSync(join(dataDir, 'analytics.lock'))).toBe(false);
+    const next = await start(dataDir);
+    await next.close();
+  }, 120_000);
+
   it('a bad variable: every problem of every service listed before anything is opened or started', async () => {
     const dataDir = join(root, 'bad-variable');
     const started = start(dataDir, { ROUTER_PORT: 'abc', CARDS_PORT: '70000' });
