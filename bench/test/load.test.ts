@@ -40,6 +40,9 @@ describe('runLoad against a local server', () => {
   let origin: string;
   let stallNext = 0;
   let received = 0;
+  /** Requests the generator has built (`spec.request` called), and how many when the stalled one was answered. */
+  let built = 0;
+  let builtWhenStallAnswered = 0;
 
   beforeAll(async () => {
     server = createServer((req, res) => {
@@ -53,7 +56,10 @@ describe('runLoad against a local server', () => {
       if (stallNext > 0) {
         const ms = stallNext;
         stallNext = 0;
-        setTimeout(answer, ms);
+        setTimeout(() => {
+          builtWhenStallAnswered = built;
+          answer();
+        }, ms);
       } else answer();
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -68,7 +74,10 @@ describe('runLoad against a local server', () => {
     origin,
     connections: 2,
     durationMs: 600,
-    request: (i: number) => ({ method: 'GET' as const, path: '/', headers: { 'x-n': String(i) } }),
+    request: (i: number) => {
+      built++;
+      return { method: 'GET' as const, path: '/', headers: { 'x-n': String(i) } };
+    },
     check: (status: number, body: string, i: number) => status === 200 && body === `answer ${i}`,
     ...extra,
   });
@@ -82,10 +91,14 @@ describe('runLoad against a local server', () => {
     expect(result.rps).toBeCloseTo(result.ok / result.seconds, 6);
   });
 
-  // The bounds below leave a few hundred milliseconds between "on time" and "late": CI runs
-  // this file beside other suites on two cores, where a timer can fire 100 ms behind.
+  // No bound on how late a timer may fire here: CI runs this file beside other suites on two
+  // cores, where one can fire hundreds of milliseconds behind. What is checked is the order of
+  // events (what the generator had sent when the stalled answer came) and lower bounds that a
+  // slower machine only makes larger.
   it('open loop: issues no more than the schedule, and a stall counts against the requests queued behind it', async () => {
     received = 0;
+    built = 0;
+    builtWhenStallAnswered = 0;
     stallNext = 700;
     const result = await runLoad(spec({ connections: 1, ratePerSec: 50, durationMs: 1000 }));
     // 50/s for 1 s: at most 51 scheduled (the first is due at 0).
@@ -94,10 +107,13 @@ describe('runLoad against a local server', () => {
     // waited for it, and their latency counts from when they were due, not when they were sent.
     expect(result.p99).toBeGreaterThanOrEqual(600);
     expect(result.p95BySecond[0]).toBeGreaterThanOrEqual(500);
-    // The server stalled, not the generator: it sent every request on time (a generator that
-    // waited for the connection would be up to 680 ms late).
+    // The server stalled, not the generator: while the first answer was outstanding it kept
+    // issuing the requests falling due, up to its cap on outstanding ones (8 per connection). A
+    // generator that waited for the connection would have built only the stalled one. Its timers
+    // (due every 20 ms) fire before the server's 700 ms one however late both are, and each
+    // wake-up issues every request then due, so a busy machine does not change the count.
+    expect(builtWhenStallAnswered).toBe(8);
     expect(result.lateBySecond?.length).toBeGreaterThan(0);
-    expect(Math.max(...(result.lateBySecond ?? []))).toBeLessThan(350);
   });
 
   it('open loop: a stall of the generator itself shows as lateness in the second it happened', async () => {
@@ -112,7 +128,9 @@ describe('runLoad against a local server', () => {
     expect(late[0]).toBeGreaterThanOrEqual(500);
     // Late requests count from their schedule, so the blocked stretch shows in latency as well.
     expect(result.p95BySecond[0]).toBeGreaterThanOrEqual(500);
-    expect(late[1]).toBeLessThan(350);
+    // Lateness belongs to the second it happened in: the next second's is its own (no bound on
+    // it, a busy machine may wake late there too, but far less than the 650 ms block).
+    expect(late[1]).toBeLessThan(late[0]!);
   });
 
   it('closed loop: no lateness (nothing is scheduled)', async () => {
