@@ -38,6 +38,8 @@ export const SubscriptionCloseCode = {
   IdleTimeout: 4408,
   /** The router is shutting down; reconnect (to another replica). */
   GoingAway: 1001,
+  /** The token's API key already holds `maxWebSocketsPerApiKey` WebSockets on this router (fatal for graphql-ws clients). */
+  PolicyViolation: 1008,
 } as const;
 
 export interface SubscriptionLimits {
@@ -45,6 +47,14 @@ export interface SubscriptionLimits {
   maxPerConnection?: number;
   /** Active subscriptions per API key (the token's `key_id`), both transports: on this router process, or across replicas with shared `slots`. @default 200 */
   maxPerApiKey?: number;
+  /**
+   * Authenticated WebSockets per API key on this router process; the next `connection_init` of
+   * that key is closed with 1008. A socket needs a subscription to outlive the idle timeout, so
+   * the default is twice the sockets the key's subscriptions could use: one each, and as many
+   * again opening or between subscriptions.
+   * @default 2 × maxPerApiKey
+   */
+  maxWebSocketsPerApiKey?: number;
   /** A WebSocket with no active subscription is closed (4408) after this long. @default 60000 */
   idleTimeoutMs?: number;
   /** WebSocket ping interval; a peer that has not answered the previous ping is terminated. @default 15000 */
@@ -214,6 +224,8 @@ const codesOf = (errors: readonly { extensions?: { code?: unknown } }[] | undefi
 
 interface ConnectionState {
   caller?: Caller;
+  /** Set once the socket counts against its API key's WebSockets; undone when it closes. */
+  uncount?: () => void;
   active: number;
   alive: boolean;
   idleTimer?: NodeJS.Timeout;
@@ -232,6 +244,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
   const limits = {
     maxPerConnection: options.limits?.maxPerConnection ?? 20,
     maxPerApiKey: options.limits?.maxPerApiKey ?? 200,
+    maxWebSocketsPerApiKey: options.limits?.maxWebSocketsPerApiKey ?? 2 * (options.limits?.maxPerApiKey ?? 200),
     idleTimeoutMs: options.limits?.idleTimeoutMs ?? 60_000,
     keepAliveMs: options.limits?.keepAliveMs ?? 15_000,
     connectionInitTimeoutMs: options.limits?.connectionInitTimeoutMs ?? 5_000,
@@ -391,6 +404,21 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
   // ---- WebSocket (graphql-transport-ws) ----
   const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxPayloadBytes });
   const states = new WeakMap<WebSocket, ConnectionState>();
+  /** Authenticated WebSockets per API key on this process. */
+  const socketsPerApiKey = new Map<string, number>();
+  /** Counts an authenticated socket against its key; false when the key holds its limit. */
+  const countSocket = (state: ConnectionState, apiKeyId: string): boolean => {
+    const held = socketsPerApiKey.get(apiKeyId) ?? 0;
+    if (held >= limits.maxWebSocketsPerApiKey) return false;
+    socketsPerApiKey.set(apiKeyId, held + 1);
+    state.uncount = () => {
+      state.uncount = undefined;
+      const left = (socketsPerApiKey.get(apiKeyId) ?? 1) - 1;
+      if (left <= 0) socketsPerApiKey.delete(apiKeyId);
+      else socketsPerApiKey.set(apiKeyId, left);
+    };
+    return true;
+  };
 
   const armIdle = (ws: WebSocket, state: ConnectionState) => {
     clearTimeout(state.idleTimer);
@@ -409,6 +437,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
       logger.debug({ code, active: state.active }, 'subscription client socket closed');
       clearTimeout(state.idleTimer);
       clearTimeout(state.expiryTimer);
+      state.uncount?.();
     });
     armIdle(ws, state);
   });
@@ -466,6 +495,16 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
           // 4401 with the reason rather than graphql-ws's bare 4403: the client knows to get a token.
           ws.close(SubscriptionCloseCode.Unauthorized, caller instanceof GhostPayError ? caller.message.slice(0, 120) : 'Unauthorized');
           attempt.answered(undefined, { errorCodes: [ErrorCode.UNAUTHENTICATED], refused: true });
+          return false;
+        }
+        // Gone while its token was checked: its close already ran, nothing may be armed or counted.
+        if (ws.readyState !== ws.OPEN) return false;
+        if (!countSocket(state, caller.principal.apiKeyId)) {
+          ws.close(
+            SubscriptionCloseCode.PolicyViolation,
+            `Too many WebSockets for this API key (at most ${limits.maxWebSocketsPerApiKey})`,
+          );
+          attempt.answered(caller.principal, { errorCodes: [ErrorCode.RATE_LIMITED], refused: true });
           return false;
         }
         state.caller = caller;

@@ -17,6 +17,8 @@ export const routerSubscriptionsConfigSchema = z.object({
   ROUTER_SUBSCRIPTION_UPSTREAMS: wsUrlMap,
   ROUTER_SUBSCRIPTION_MAX_PER_CONNECTION: env.positiveInt(20),
   ROUTER_SUBSCRIPTION_MAX_PER_API_KEY: env.positiveInt(200),
+  /** Authenticated WebSockets per API key on one router process. @default 2 × ROUTER_SUBSCRIPTION_MAX_PER_API_KEY */
+  ROUTER_SUBSCRIPTION_MAX_WEBSOCKETS_PER_API_KEY: z.coerce.number().int().positive().optional(),
   ROUTER_SUBSCRIPTION_IDLE_TIMEOUT_MS: env.positiveInt(60_000),
   ROUTER_SUBSCRIPTION_KEEPALIVE_MS: env.positiveInt(15_000),
   ROUTER_SUBSCRIPTION_UPSTREAM_SOCKET_CAPACITY: env.positiveInt(500),
@@ -48,6 +50,7 @@ export function routerSubscriptionsSettings(
     limits: {
       maxPerConnection: config.ROUTER_SUBSCRIPTION_MAX_PER_CONNECTION,
       maxPerApiKey: config.ROUTER_SUBSCRIPTION_MAX_PER_API_KEY,
+      maxWebSocketsPerApiKey: config.ROUTER_SUBSCRIPTION_MAX_WEBSOCKETS_PER_API_KEY,
       idleTimeoutMs: config.ROUTER_SUBSCRIPTION_IDLE_TIMEOUT_MS,
       keepAliveMs: config.ROUTER_SUBSCRIPTION_KEEPALIVE_MS,
       revocationCheckMs: config.ROUTER_SUBSCRIPTION_REVOCATION_CHECK_MS,
