@@ -244,10 +244,18 @@ export function jwtVerifierOptionsFrom(config: {
   };
 }
 
+/** Open connections a server holds at most unless told otherwise (`MAX_CONNECTIONS`, `createServiceServer`'s `maxConnections`). */
+export const defaultMaxConnections = 10_000;
+
 /** Env shared by every service. */
 export const baseConfigSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
   LOG_LEVEL: env.logLevel(),
   HOST: env.host(),
   SHUTDOWN_TIMEOUT_MS: env.positiveInt(10_000),
+  /**
+   * Open connections the service's server holds at most (WebSockets and SSE streams included);
+   * new ones past it are closed unread. Effective where the service passes it to its server.
+   */
+  MAX_CONNECTIONS: env.positiveInt(defaultMaxConnections),
 });

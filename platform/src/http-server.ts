@@ -2,8 +2,10 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import getRawBody from 'raw-body';
+import { defaultMaxConnections } from './config.ts';
+import { throttledWarning } from './logger.ts';
 import { createHttpDurationHistogram } from './metrics.ts';
 import { reloadServerTlsOnChange, type ServerTlsConfig, serverTlsOptions } from './tls.ts';
 
@@ -60,6 +62,15 @@ export interface ServiceServerOptions {
   requestTimeoutMs?: number;
   /** Called for WebSocket upgrades (subscriptions). */
   onUpgrade?: (req: IncomingMessage, socket: Socket, head: Buffer) => void;
+  /**
+   * Open connections the server holds at most (`MAX_CONNECTIONS`); past it a new connection is
+   * closed as it is accepted, before a byte of it is read (Node's `server.maxConnections`), and
+   * counted in `http_connections_dropped_total`. Every socket counts while open: idle keep-alive
+   * ones, slow ones, and upgraded WebSockets and SSE streams for their whole life. The timeouts
+   * above bound how long one slow socket lives; this bounds how many a flood can hold at once
+   * (each costs memory and a file descriptor). @default 10000
+   */
+  maxConnections?: number;
 }
 
 export interface ServiceServer {
@@ -204,6 +215,25 @@ export function createServiceServer(options: ServiceServerOptions): ServiceServe
         )
       : undefined;
   if (options.onUpgrade) server.on('upgrade', options.onUpgrade);
+  server.maxConnections = options.maxConnections ?? defaultMaxConnections;
+  const dropped = new Counter({
+    name: 'http_connections_dropped_total',
+    help: 'Connections closed as they were accepted because the server held its maxConnections (MAX_CONNECTIONS)',
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'http_open_connections',
+    help: 'Connections the server holds open (keep-alive, in flight, WebSocket and SSE), against its maxConnections',
+    registers: [registry],
+    async collect() {
+      this.set(await new Promise<number>((resolve) => server.getConnections((_error, count) => resolve(count ?? 0))));
+    },
+  });
+  const warnDropped = throttledWarning(logger);
+  server.on('drop', () => {
+    dropped.inc();
+    warnDropped(undefined, `connection refused: the server holds its limit of ${server.maxConnections} open connections (MAX_CONNECTIONS)`);
+  });
   let url = '';
 
   const close = () => {

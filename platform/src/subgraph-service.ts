@@ -53,6 +53,8 @@ export interface SubgraphServiceOptions<TContext extends SubgraphContext> {
    */
   jobs?: PeriodicJob[];
   shutdownTimeoutMs?: number;
+  /** Open connections at most (`MAX_CONNECTIONS`); see `ServiceServerOptions.maxConnections`. @default 10000 */
+  maxConnections?: number;
   /** Largest accepted request body. @default 1 MiB */
   maxBodyBytes?: number;
   /** Introspection is on for subgraphs (the router needs `_service`), off for clients at the router. @default true */
@@ -141,6 +143,7 @@ export function createSubgraphService<TContext extends SubgraphContext>(
     },
     readiness: options.readiness,
     shutdownTimeoutMs: options.shutdownTimeoutMs,
+    maxConnections: options.maxConnections,
     onUpgrade: options.onUpgrade,
     onClose: async () => {
       await apollo.stop();

@@ -13,7 +13,15 @@ describe('config from env', () => {
     const result = parseConfig(schema, { PORT: '4100', VERBOSE: 'yes' });
     expect(result).toEqual({
       ok: true,
-      config: { NODE_ENV: 'development', LOG_LEVEL: 'info', HOST: '127.0.0.1', SHUTDOWN_TIMEOUT_MS: 10_000, PORT: 4100, VERBOSE: true },
+      config: {
+        NODE_ENV: 'development',
+        LOG_LEVEL: 'info',
+        HOST: '127.0.0.1',
+        SHUTDOWN_TIMEOUT_MS: 10_000,
+        MAX_CONNECTIONS: 10_000,
+        PORT: 4100,
+        VERBOSE: true,
+      },
     });
   });
 

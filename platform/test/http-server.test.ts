@@ -2,15 +2,17 @@ import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { Agent, type IncomingMessage, request } from 'node:http';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { freshDatabase, rawHttpRequest } from '@ghostpay/test-support';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   BodyTooLargeError,
+  baseConfigSchema,
   createLogger,
   createMetricsRegistry,
   createServiceServer,
+  parseConfig,
   readBody,
   type ServiceServer,
   sendJson,
@@ -217,6 +219,119 @@ describe('service server', () => {
     } finally {
       agent.destroy();
     }
+  });
+
+  it('holds at most maxConnections open: past it a new connection is closed unanswered while the open ones are still served', async () => {
+    service = createServiceServer({
+      service: 'demo',
+      logger: silent,
+      registry: createMetricsRegistry('demo'),
+      maxConnections: 3,
+      handler: (_req, res) => sendJson(res, 200, { ok: true }),
+    });
+    await service.listen(0);
+    const port = Number(new URL(service.url).port);
+    /** A raw keep-alive connection; `get()` sends a request on it and resolves with the status line, or `closed` if the server closes it first. */
+    const connection = async () => {
+      const socket = connect(port, '127.0.0.1');
+      await once(socket, 'connect');
+      let text = '';
+      let closed = false;
+      let settle: (() => void) | undefined;
+      socket.setEncoding('utf8').on('data', (chunk: string) => {
+        text += chunk;
+        settle?.();
+      });
+      socket.on('close', () => {
+        closed = true;
+        settle?.();
+      });
+      // A request written to a socket the server already closed may fail with EPIPE or ECONNRESET.
+      socket.on('error', () => {});
+      const get = () =>
+        new Promise<string>((resolve) => {
+          text = '';
+          settle = () => {
+            if (text.includes('{"ok":true}')) resolve(text.split('\r\n')[0]!);
+            else if (closed) resolve('closed');
+          };
+          if (closed) resolve('closed');
+          else socket.write('GET /x HTTP/1.1\r\nhost: x\r\n\r\n');
+        });
+      return { get, socket };
+    };
+    const held = [await connection(), await connection(), await connection()];
+    // Answered, so the server has accepted each one: three open keep-alive connections.
+    for (const { get } of held) expect(await get()).toBe('HTTP/1.1 200 OK');
+    const extra = [await connection(), await connection()];
+    for (const { get } of extra) expect(await get()).toBe('closed');
+    // The held connections, idle meanwhile, are still served.
+    for (const { get } of held) expect(await get()).toBe('HTTP/1.1 200 OK');
+    // A cap, not a ban: once one closes, a new connection is served.
+    held[0]!.socket.destroy();
+    await vi.waitFor(
+      async () => {
+        const { get, socket } = await connection();
+        try {
+          expect(await get()).toBe('HTTP/1.1 200 OK');
+        } finally {
+          socket.destroy();
+        }
+      },
+      { timeout: 5_000 },
+    );
+    for (const { socket } of held) socket.destroy();
+    await vi.waitFor(
+      async () => {
+        const metrics = await (await fetch(`${service!.url}/metrics`)).text();
+        // The two extra connections (and any attempt above made before the server saw the close).
+        expect(Number(/^http_connections_dropped_total\{service="demo"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(2);
+        // Only the scrape's own connection is left.
+        expect(metrics).toMatch(/^http_open_connections\{service="demo"\} 1$/m);
+      },
+      { timeout: 5_000 },
+    );
+  });
+
+  it('counts an upgraded connection (a WebSocket) against maxConnections for as long as it is open', async () => {
+    const upgraded: Socket[] = [];
+    service = createServiceServer({
+      service: 'demo',
+      logger: silent,
+      registry: createMetricsRegistry('demo'),
+      maxConnections: 1,
+      handler: (_req, res) => sendJson(res, 200, { ok: true }),
+      onUpgrade: (_req, socket) => {
+        socket.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n');
+        // Read and close on the client's close, as a WebSocket server does (the server's sockets allow half-open).
+        socket.resume().on('end', () => socket.destroy());
+        upgraded.push(socket);
+      },
+    });
+    await service.listen(0);
+    const socket = connect(Number(new URL(service.url).port), '127.0.0.1');
+    try {
+      await once(socket, 'connect');
+      socket.write('GET /graphql HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n');
+      const [switched] = await once(socket, 'data');
+      expect(String(switched)).toMatch(/^HTTP\/1\.1 101 /);
+      // The upgraded socket holds the only slot: a plain request finds no room.
+      await expect(fetch(`${service.url}/healthz`)).rejects.toThrow();
+      socket.destroy();
+      await vi.waitFor(async () => expect((await fetch(`${service!.url}/healthz`)).status).toBe(200), { timeout: 5_000 });
+    } finally {
+      socket.destroy();
+      // The server's close does not end upgraded sockets: their owner (the WebSocket server) does.
+      for (const held of upgraded) held.destroy();
+    }
+  });
+
+  it('caps connections at 10000 unless told otherwise, and reads MAX_CONNECTIONS for it', () => {
+    service = createServiceServer({ service: 'demo', logger: silent, registry: createMetricsRegistry('demo'), handler: () => {} });
+    expect(service.server.maxConnections).toBe(10_000);
+    expect(parseConfig(baseConfigSchema, {})).toMatchObject({ ok: true, config: { MAX_CONNECTIONS: 10_000 } });
+    expect(parseConfig(baseConfigSchema, { MAX_CONNECTIONS: '500' })).toMatchObject({ ok: true, config: { MAX_CONNECTIONS: 500 } });
+    expect(parseConfig(baseConfigSchema, { MAX_CONNECTIONS: '0' }).ok).toBe(false);
   });
 
   it('on SIGTERM finishes the in-flight request, refuses new connections and exits 0', async () => {

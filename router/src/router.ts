@@ -826,6 +826,8 @@ export function createRouter(deps: RouterDeps): Router {
       ...(deps.readiness ?? []),
     ],
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    // Subscriptions' WebSockets and SSE streams hold their connection for their whole life: they count.
+    maxConnections: config.MAX_CONNECTIONS,
     onUpgrade: (req, socket, head) => (subscriptions ? subscriptions.handleUpgrade(req, socket, head) : socket.destroy()),
     routeLabel: (req) => {
       const path = (req.url ?? '/').split('?')[0] ?? '/';

@@ -18,6 +18,16 @@ describe('router over stand-in subgraphs', () => {
     await subgraphs?.close();
   });
 
+  it('serves with at most MAX_CONNECTIONS open connections, 10000 unless set', async () => {
+    expect(router.server.maxConnections).toBe(10_000);
+    const capped = await startRouter({ verifier: issuer.verifier, urls: subgraphs.urls, env: { MAX_CONNECTIONS: '250' } });
+    try {
+      expect(capped.server.maxConnections).toBe(250);
+    } finally {
+      await capped.close();
+    }
+  });
+
   it('resolves a query across subgraphs for an authorized caller', async () => {
     const auth = await issuer.bearer({ userId: 'usr_1', role: 'merchant' });
     const response = await post(

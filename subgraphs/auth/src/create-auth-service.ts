@@ -142,6 +142,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
     logger,
     registry,
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    maxConnections: config.MAX_CONNECTIONS,
     routes: { [jwksPath]: createJwksRoute(keyRing, config.JWKS_MAX_AGE_SECONDS) },
     readiness: [
       { name: 'database', check: () => database.ping() },

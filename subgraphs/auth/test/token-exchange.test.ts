@@ -14,6 +14,11 @@ describe('token exchange', () => {
   });
   afterAll(() => auth?.close());
 
+  it('holds at most MAX_CONNECTIONS open connections, 10000 unless set', async () => {
+    expect(auth.service.server.maxConnections).toBe(10_000);
+    expect((await auth.replica({ MAX_CONNECTIONS: '250' })).server.maxConnections).toBe(250);
+  });
+
   it('exchanges an API key for a token that platform verifies against the served JWKS', async () => {
     const merchant = await auth.seed('merchant');
     const result = await auth.gql<{ createToken: { accessToken: string; tokenType: string; expiresIn: number; scope: string } }>(
