@@ -41,6 +41,15 @@ describe('cards config', () => {
     expect(names.sort()).toEqual(['CARDS_PORT', 'CARD_BIN', 'CARD_MAX_AMOUNT']);
   });
 
+  it('keeps a terminal card’s PAN 30 days unless told, 0 to 3650 whole days', () => {
+    const days = (value?: string) => {
+      const result = parseConfig(cardsConfigSchema, value === undefined ? {} : { CARD_PAN_RETENTION_DAYS: value });
+      return result.ok ? result.config.CARD_PAN_RETENTION_DAYS : result.problems.map((line) => line.split(':')[0]);
+    };
+    expect([days(), days('0'), days('3650')]).toEqual([30, 0, 3650]);
+    for (const bad of ['-1', '1.5', '3651', 'forever']) expect(days(bad), bad).toEqual(['CARD_PAN_RETENTION_DAYS']);
+  });
+
   it('refuses bounds where the default lifetime falls outside min and max', () => {
     const result = parseConfig(cardsConfigSchema, { CARD_MIN_EXPIRES_IN_SECONDS: '600', CARD_DEFAULT_EXPIRES_IN_SECONDS: '60' });
     expect(result.ok).toBe(false);

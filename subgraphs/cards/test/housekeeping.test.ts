@@ -251,6 +251,32 @@ describe('PAN retention', () => {
 });
 
 describe('the cards service', () => {
+  it('erases PANs by CARD_PAN_RETENTION_DAYS while it serves', async () => {
+    const h = await startCardsHarness({ CARDS_HOUSEKEEPING_INTERVAL_MS: '100', CARD_PAN_RETENTION_DAYS: '0' });
+    try {
+      const merchant = await h.actor('merchant');
+      const user = await h.actor('user');
+      const issued = await h.request<{ issueCard: IssuedCard }>(merchant.token, issueCardMutation, {
+        input: { userId: user.id, amount: 700, currency: 'USD', expiresInSeconds: 3600 },
+      });
+      const id = issued.data?.issueCard.id as string;
+      const cancel = await h.request(user.token, 'mutation($id: ID!) { cancelCard(id: $id) { status } }', { id });
+      expect(cancel.errors).toBeUndefined();
+      // With the default 30 days the canceled card would keep its PAN for a month.
+      const deadline = Date.now() + 5_000;
+      let ciphertext: string | null | undefined;
+      while (Date.now() < deadline) {
+        ciphertext = (await h.database.db.select({ c: cards.panCiphertext }).from(cards).where(eq(cards.id, id)))[0]?.c;
+        if (ciphertext === null) break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(ciphertext).toBeNull();
+      expect(h.logLines.some((line) => line.includes('cards housekeeping') && line.includes('"pansErased":1'))).toBe(true);
+    } finally {
+      await h.close();
+    }
+  });
+
   it('runs housekeeping on its own while it serves, and stops it on close', async () => {
     const h = await startCardsHarness({ CARDS_HOUSEKEEPING_INTERVAL_MS: '100' });
     try {
