@@ -256,6 +256,22 @@ describe('the REST contract on the running stack', () => {
       expect(response.headers.get('retry-after')).toBe('2');
     });
 
+    it('takes a description of 500 characters counted as the contract counts them (code points: an emoji is one)', async () => {
+      const issued = await api.call('POST', '/cards', {
+        token: merchant.token,
+        body: { user_id: holder.userId, amount: 100, currency: 'USD' },
+      });
+      expect(issued.status).toBe(201);
+      const description = '\u{1F600}'.repeat(500);
+      const response = await api.call('POST', '/charges', {
+        token: merchant.token,
+        body: { card_id: issued.body.card_id, amount: 100, currency: 'USD', description },
+        headers: { 'Idempotency-Key': randomUUID() },
+      });
+      expect(response.status).toBe(201);
+      expect(response.body.description).toBe(description);
+    });
+
     it('declines a second charge on a used card with 402 and the recorded charge', async () => {
       const response = await api.call('POST', '/charges', {
         token: merchant.token,

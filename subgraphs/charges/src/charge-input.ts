@@ -28,6 +28,18 @@ export function isPossibleId(id: string): boolean {
   return id.length > 0 && id.length <= 64 && unstorableReason(id) === undefined;
 }
 
+/**
+ * Whether `text` has more than `max` characters counted as Unicode code points, as the REST
+ * contract's `maxLength` (JSON Schema) and PostgreSQL's `char_length` count them: an emoji is one,
+ * where `String.length` counts two UTF-16 units. Stops counting at `max + 1`.
+ */
+function longerThan(text: string, max: number): boolean {
+  if (text.length <= max) return false;
+  let count = 0;
+  for (const _ of text) if (++count > max) return true;
+  return false;
+}
+
 function checkId(problems: FieldProblem[], field: string, id: string, what: string) {
   if (!isPossibleId(id)) problems.push({ field, message: `is not ${what}` });
 }
@@ -59,7 +71,7 @@ export function validateCreateCharge(input: CreateChargeInput, idempotencyKey: s
   }
   if (input.description != null) {
     const invalid = unstorableReason(input.description, { allowLineBreaks: true });
-    if (input.description.length > maxDescriptionLength) {
+    if (longerThan(input.description, maxDescriptionLength)) {
       problems.push({ field: 'input.description', message: `must be at most ${maxDescriptionLength} characters` });
     } else if (invalid) problems.push({ field: 'input.description', message: invalid });
     else if (containsCardNumber(input.description)) {

@@ -135,6 +135,7 @@ describe('createCharge', () => {
     ['a withdrawn currency', { currency: 'HRK' }, 'k-v4b', 'input.currency'],
     ['a funds code', { currency: 'CLF' }, 'k-v4c', 'input.currency'],
     ['a description over 500 characters', { description: 'x'.repeat(501) }, 'k-v5', 'input.description'],
+    ['a description over 500 characters outside the BMP', { description: '\u{1F600}'.repeat(501) }, 'k-v5b', 'input.description'],
     ['an empty idempotency key', {}, '  ', 'idempotencyKey'],
     ['an idempotency key over 255 characters', {}, 'k'.repeat(256), 'idempotencyKey'],
   ])('rejects %s with BAD_USER_INPUT and writes nothing', async (_name, input, key, field) => {
@@ -176,6 +177,16 @@ describe('createCharge', () => {
     const [row] = await h.database.db.select().from(cards).where(eq(cards.id, c.id));
     expect(row?.status).toBe('ACTIVE');
     expect(await h.database.db.select({ n: count() }).from(chargeIdempotencyKeys)).toEqual(keysBefore);
+  });
+
+  it('counts a description in characters (code points), as the REST contract does: 500 emoji are 500, not 1000', async () => {
+    const description = '\u{1F600}'.repeat(499) + 'x';
+    const c = await card();
+    const result = await charge(c.id, 'k-emoji', { description });
+    expect(result.errors).toBeUndefined();
+    expect(result.data?.createCharge).toMatchObject({ status: 'AUTHORIZED', description });
+    const [row] = await chargeRows(c.id);
+    expect(row?.description).toBe(description);
   });
 
   it('refuses other control characters in a description but keeps tabs and line breaks', async () => {
