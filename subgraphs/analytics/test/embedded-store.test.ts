@@ -450,6 +450,33 @@ describe('embedded store', () => {
     await reopened.close();
   });
 
+  it('deletes at start what expired while no process had it open, not a sweep interval later', async () => {
+    const dir = freshDir();
+    let now = Date.now();
+    const first = await openEmbeddedStore({ dir, now: () => now });
+    const before = createAnalyticsStore({ db: first.db, logRetentionDays: 1 });
+    await before.ensureIndexes();
+    const [old, recent] = [randomEvents(20, now - 3 * hour, hour, 5), randomEvents(10, now - hour, hour, 5)];
+    await before.ingest([...old!, ...recent!]);
+    await before.settle();
+    await first.close();
+    // Down for a day: the older events' logs are past the one-day retention, the recent ones not yet.
+    now += 86_400_000 - 2 * hour;
+    const second = await openEmbeddedStore({ dir, now: () => now });
+    const after = createAnalyticsStore({ db: second.db, logRetentionDays: 1 });
+    await after.ensureIndexes();
+    const ids = (await after.requestLog({}, 100)).entries.map((e) => e.entry.id).sort();
+    expect(ids).toEqual(recent!.map((e) => e.eventId).sort());
+    // The aggregates are kept, as on MongoDB.
+    expect((await after.errorRate(new Date(now - 2 * 86_400_000), new Date(now + hour))).requests).toBe(30);
+    await after.settle();
+    await second.close();
+    // Deleted in the file too: a store opened without the TTL index loads the recent logs only.
+    const third = await openEmbeddedStore({ dir, now: () => now });
+    expect((await third.db.collection('logs').find({}).toArray()).map((doc) => doc._id).sort()).toEqual(ids);
+    await third.close();
+  });
+
   it('counts a retried event older than the retention once while its log is still stored, as MongoDB does', async () => {
     const store = await openEmbeddedStore({ dir: freshDir() });
     const analytics = createAnalyticsStore({ db: store.db, logRetentionDays: 30 });

@@ -695,6 +695,11 @@ class EmbeddedCollection implements StoreCollection {
       const existing = this.ttl.find((t) => t.field === field);
       if (existing) existing.expireAfterSeconds = options.expireAfterSeconds;
       else this.ttl.push({ field, expireAfterSeconds: options.expireAfterSeconds });
+      // What expired while no process had the store open goes now (MongoDB's monitor keeps
+      // running while the service is down), not at the first tick: a process restarted more
+      // often than the sweep interval (npm start in development) never deleted anything. A
+      // sweep that fails (disk full) does not fail the index: the timer tries again.
+      await this.sweep().catch(() => undefined);
     }
     return name;
   }
