@@ -1,6 +1,14 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import { ErrorCode, formatGraphQLError, type JwtVerifier, type Principal, requestIdOf, type SubgraphContext } from '@ghostpay/platform';
+import {
+  ErrorCode,
+  formatGraphQLError,
+  isErrorCode,
+  type JwtVerifier,
+  type Principal,
+  requestIdOf,
+  type SubgraphContext,
+} from '@ghostpay/platform';
 import {
   type DocumentNode,
   type ExecutionArgs,
@@ -95,6 +103,18 @@ export function createSubscriptionServer(options: SubscriptionServerOptions): Su
   const path = options.path ?? '/graphql';
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayloadBytes ?? 64 * 1024 });
   const principals = new WeakMap<object, Principal>();
+  /**
+   * Same error shape as HTTP: closed list of codes, never internals. An error outside the closed
+   * list (a database error of the subscribe resolver or of a later read) reaches the client as
+   * INTERNAL_SERVER_ERROR, so its cause is logged here, as the HTTP path's plugin logs it.
+   */
+  const format = (error: GraphQLError) => {
+    const code = error.extensions?.code;
+    if (!isErrorCode(code) || code === ErrorCode.INTERNAL_SERVER_ERROR) {
+      options.logger.error({ err: error.originalError ?? error, path: error.path }, 'unexpected error in a subscription');
+    }
+    return formatGraphQLError(error.toJSON(), error);
+  };
 
   const disposable = useServer<Record<string, unknown> | undefined>(
     {
@@ -122,11 +142,9 @@ export function createSubscriptionServer(options: SubscriptionServerOptions): Su
         };
         return { ...base, ...createLoaders(options.lookups, base) };
       },
-      // Same error shape as HTTP: closed list of codes, never internals. Errors from
-      // `prepareOperation` carry their code; what else arrives here wraps an exception.
-      onError: (_ctx, _id, _payload, errors) => errors.map((error) => formatGraphQLError(error.toJSON(), error)),
-      onNext: (_ctx, _id, _payload, _args, result) =>
-        result.errors ? { ...result, errors: result.errors.map((error) => formatGraphQLError(error.toJSON(), error)) } : undefined,
+      // Errors from `prepareOperation` carry their code; what else arrives here wraps an exception.
+      onError: (_ctx, _id, _payload, errors) => errors.map(format),
+      onNext: (_ctx, _id, _payload, _args, result) => (result.errors ? { ...result, errors: result.errors.map(format) } : undefined),
     },
     wss,
   );
