@@ -24,19 +24,29 @@ async function startServices(): Promise<Services> {
   if (process.env.DATABASE_URL) {
     throw new Error('unset DATABASE_URL for tests: they start their own throwaway cluster');
   }
-  if (findPostgresBin()) {
-    services.postgres = await startPostgresCluster();
-    const template = await createDatabase({ url: services.postgres.url });
-    await template.pool?.query('create database ghostpay_template');
-    await template.close();
-    const handle = await createDatabase({ url: services.postgres.urlFor('ghostpay_template') });
-    await migrate(handle);
-    await handle.close();
-  } else if (ci) {
-    throw new Error('CI=true but no PostgreSQL server binaries were found: install postgresql');
+  const postgresBin = findPostgresBin();
+  const redisServer = findRedisServer();
+  // Both checked before either starts: a cluster started and then left by the throw (no
+  // teardown runs for a setup that failed) would outlive the run.
+  if (ci && !postgresBin) throw new Error('CI=true but no PostgreSQL server binaries were found: install postgresql');
+  if (ci && !redisServer) throw new Error('CI=true but redis-server was not found: apt-get install -y redis-server');
+  try {
+    if (postgresBin) {
+      services.postgres = await startPostgresCluster({ bin: postgresBin });
+      const template = await createDatabase({ url: services.postgres.url });
+      await template.pool?.query('create database ghostpay_template');
+      await template.close();
+      const handle = await createDatabase({ url: services.postgres.urlFor('ghostpay_template') });
+      await migrate(handle);
+      await handle.close();
+    }
+    if (redisServer) services.redis = await startRedisServer({ bin: redisServer });
+  } catch (error) {
+    // A setup that throws gets no teardown: stop what it started.
+    await services.redis?.stop();
+    await services.postgres?.destroy();
+    throw error;
   }
-  if (findRedisServer()) services.redis = await startRedisServer();
-  else if (ci) throw new Error('CI=true but redis-server was not found: apt-get install -y redis-server');
   return services;
 }
 
