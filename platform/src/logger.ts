@@ -1,5 +1,5 @@
 import { type DestinationStream, type Logger, pino, stdSerializers } from 'pino';
-import { digitRunHoldsPan, panDigitRun } from './request-event.ts';
+import { digitRunHoldsPan, luhnValid, panDigitRun } from './request-event.ts';
 import { traceLogFields } from './telemetry.ts';
 
 export type { Logger };
@@ -62,6 +62,26 @@ const uuidShape = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 export function withoutPans(text: string): string {
   if (text.length < 13 || !panDigitRun.test(text) || uuidShape.test(text)) return text;
   return text.replace(digitRuns, (run) => (digitRunHoldsPan(run) ? redactedValue : run));
+}
+
+/** The decimal text of an integer that may be a PAN: 14–19 digits (a sign aside). */
+const panLength = /^-?(\d{14,19})$/;
+
+/**
+ * A number (or bigint) is logged as its digits: censored, as `[redacted]`, when they are a
+ * Luhn-valid 14–19 digit PAN (`{ number: 4111111111111111 }`, a PAN interpolated with `%d`, a
+ * numeric property of an error). The whole value is the candidate, not each window of it as in
+ * text (`withoutPans`), where a PAN may be glued to other digits: a number cannot be, and
+ * windowing would censor most 16-digit microsecond times. 13 digits are left out: a time in
+ * milliseconds has 13 (one in ten passes Luhn), and 13-digit PANs are no longer issued (cards
+ * issues 16). Under 14 digits a number costs one comparison.
+ */
+function scrubbedNumber(value: number | bigint): number | bigint | string {
+  if (typeof value === 'number' ? !(value >= 1e13 || value <= -1e13) : value < 10_000_000_000_000n && value > -10_000_000_000_000n) {
+    return value;
+  }
+  const digits = panLength.exec(String(value))?.[1];
+  return digits !== undefined && luhnValid(digits) ? redactedValue : value;
 }
 
 /** W3C trace and span ids (`trace_id`, `span_id` from the active span): ids, kept whatever digits they hold. */
@@ -160,6 +180,7 @@ function redactLogObject<T extends Record<string, unknown>>(object: T): T {
 
 function redactValue(value: unknown, visited: Visited, depth: number, serializedLater?: string): unknown {
   if (typeof value === 'string') return scrubbedString(value);
+  if (typeof value === 'number' || typeof value === 'bigint') return scrubbedNumber(value);
   if (value === null || typeof value !== 'object') return value;
   const known = visited.get(value);
   if (known !== undefined) {
@@ -448,7 +469,7 @@ function redactedFormatArgs<Args extends unknown[]>(args: Args): Args {
   // template follows it; otherwise the first argument is the template.
   const template = typeof args[0] === 'object' || args[0] === undefined ? 1 : 0;
   const text = args[template];
-  if (args.length <= template + 1 && !(typeof text === 'string' && scrubbedString(text) !== text)) return args;
+  if (args.length <= template + 1 && redactedFormatArg(text) === text) return args;
   const safe = args.slice() as Args;
   for (let i = template; i < safe.length; i++) safe[i] = redactedFormatArg(safe[i]);
   return safe;
@@ -456,6 +477,8 @@ function redactedFormatArgs<Args extends unknown[]>(args: Args): Args {
 
 function redactedFormatArg(value: unknown): unknown {
   if (typeof value === 'string') return scrubbedString(value);
+  // `logger.info('card %d', pan)`, or a number as the message itself.
+  if (typeof value === 'number' || typeof value === 'bigint') return scrubbedNumber(value);
   if (value === null || typeof value !== 'object') return value;
   return isErrorLike(value) ? serializeError(value) : redactSensitive(value);
 }

@@ -491,6 +491,45 @@ describe('logger', () => {
     expect((fourth!.err as { card: string }).card).toBe('[redacted]');
   });
 
+  it('censors a PAN logged as a number or bigint: fields, arrays, error properties, interpolated values, the message', () => {
+    const { logger, lines, parsed } = capturingLogger();
+    const pan = 4111111111111111;
+    logger.info(
+      {
+        card: { number: pan },
+        values: [5555555555554444, 1050],
+        big: 378282246310005n,
+        // A number is a PAN only whole, of 14-19 digits: a 16-digit microsecond time holding a
+        // Luhn-valid 13-digit window, an amount, a millisecond time (13 digits, Luhn-valid here),
+        // a 16-digit number failing Luhn are kept.
+        micros: 1795419688123456,
+        amount: 1050,
+        atMs: 1795419688126,
+        notAPan: 4111111111111113,
+      },
+      'numbers',
+    );
+    logger.error({ err: Object.assign(new Error('declined'), { card: pan }) }, 'failed');
+    logger.info('card %s', pan);
+    logger.info({ requestId: 'req-1' }, 'card %o', 6011000990139424);
+    logger.info(pan);
+    expect(lines.join('')).not.toMatch(/4111111111111111|5555555555554444|378282246310005|6011000990139424/);
+    const [fields, failed, interpolated, object, bare] = parsed();
+    expect(fields).toMatchObject({
+      card: { number: '[redacted]' },
+      values: ['[redacted]', 1050],
+      big: '[redacted]',
+      micros: 1795419688123456,
+      amount: 1050,
+      atMs: 1795419688126,
+      notAPan: 4111111111111113,
+    });
+    expect((failed!.err as { card: unknown }).card).toBe('[redacted]');
+    expect(interpolated!.msg).toBe('card [redacted]');
+    expect(object!.msg).toBe("card '[redacted]'");
+    expect(bare!.msg).toBe('[redacted]');
+  });
+
   it('censors the values a message template interpolates, and URL credentials in the template', () => {
     const { logger, lines, parsed } = capturingLogger();
     const user = { email: 'jane@example.test', password: 'fmt-pw-s3cr3t', card: { pan: '4111111111111111' } };
