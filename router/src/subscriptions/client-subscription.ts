@@ -114,6 +114,8 @@ export async function openClientSubscription(options: OpenSubscriptionOptions): 
   let pending = false;
   let pendingMissed = false;
   let owedMissed = false;
+  /** The upstream reported the entity's last state: the next payload that resolves is the last. */
+  let finalSeen = false;
   let retryTimer: NodeJS.Timeout | undefined;
   let retryDelay = firstRetryDelayMs;
   const stream = createEventStream<SubscriptionPayload>(() => {
@@ -142,8 +144,9 @@ export async function openClientSubscription(options: OpenSubscriptionOptions): 
     stream.end(last);
   };
 
-  const refresh = async (missedEvents: boolean) => {
+  const refresh = async (missedEvents: boolean, final = false) => {
     pendingMissed ||= missedEvents;
+    finalSeen ||= final;
     if (running) {
       pending = true;
       return;
@@ -196,6 +199,13 @@ export async function openClientSubscription(options: OpenSubscriptionOptions): 
           }
           owedMissed = false;
           retryDelay = firstRetryDelayMs;
+          // The entity's last state is what the client holds now (this re-read ran after the
+          // upstream reported it): nothing more will come, so the subscription completes.
+          if (finalSeen) {
+            logger.debug({ upstreamKey: plan.upstreamKey }, 'client subscription complete: final state sent');
+            stream.end();
+            return;
+          }
         }
       } while (pending);
     } finally {
@@ -205,9 +215,15 @@ export async function openClientSubscription(options: OpenSubscriptionOptions): 
 
   send(first, false);
   attachment = options.pool.attach(
-    { subgraph: plan.route.subgraph, key: plan.upstreamKey, query: plan.upstreamQuery, variables: plan.upstreamVariables },
     {
-      event: (missed) => void refresh(missed),
+      subgraph: plan.route.subgraph,
+      key: plan.upstreamKey,
+      query: plan.upstreamQuery,
+      variables: plan.upstreamVariables,
+      isFinal: plan.route.isFinal,
+    },
+    {
+      event: (missed, final) => void refresh(missed, final),
       // Not the upstream's message: it answered the router's service account, not this client.
       refused: (refusal) =>
         endWith({
@@ -218,8 +234,11 @@ export async function openClientSubscription(options: OpenSubscriptionOptions): 
   // Anything that happened upstream between our first query and joining would otherwise be
   // lost: if the shared subscription saw events meanwhile (or is another one), re-read now.
   // A subscription that is not live yet sends its first event when it is, which re-reads too.
+  // A shared subscription that already reported the last state sends no other event: re-read
+  // now (the state may have become final during the first query) and complete.
   const now = attachment.subscription;
-  if (now.live && (now !== before || now.seq !== seqBefore)) void refresh(false);
+  if (now.final) void refresh(false, true);
+  else if (now.live && (now !== before || now.seq !== seqBefore)) void refresh(false);
   return { stream, first };
 }
 

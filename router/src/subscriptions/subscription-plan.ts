@@ -27,11 +27,26 @@ export interface SubscriptionRoute {
   queryField: string;
   /** What the router asks upstream: only enough to learn that something changed. */
   upstreamSelection: string;
+  /**
+   * Whether an upstream event's data (`upstreamSelection` under `field`) is the entity's last
+   * state: nothing can change after it, so its subscriptions complete once it was sent.
+   * @default never
+   */
+  isFinal?: (data: Record<string, unknown>) => boolean;
 }
+
+/** Charge statuses no change leaves: a declined charge, and one refunded in full (settled or not). */
+export const finalChargeStatuses: ReadonlySet<string> = new Set(['DECLINED', 'REFUNDED']);
 
 /** GhostPay's one subscription: `chargeUpdated(id)` from charges, re-read as `Query.charge(id)`. */
 export const defaultSubscriptionRoutes: readonly SubscriptionRoute[] = [
-  { field: 'chargeUpdated', subgraph: 'charges', queryField: 'charge', upstreamSelection: '{ id status }' },
+  {
+    field: 'chargeUpdated',
+    subgraph: 'charges',
+    queryField: 'charge',
+    upstreamSelection: '{ id status }',
+    isFinal: (data) => finalChargeStatuses.has(String((data.chargeUpdated as { status?: unknown } | null | undefined)?.status)),
+  },
 ];
 
 export interface SubscriptionRequest {

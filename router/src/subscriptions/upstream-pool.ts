@@ -12,8 +12,11 @@ export const upstreamRefusalCodes: ReadonlySet<string> = new Set([ErrorCode.NOT_
 
 /** Receives the events of one shared upstream subscription. */
 export interface UpstreamListener {
-  /** Something changed upstream. `missedEvents`: the upstream was down or failing since the last event. */
-  event(missedEvents: boolean): void;
+  /**
+   * Something changed upstream. `missedEvents`: the upstream was down or failing since the last
+   * event. `final`: this event is the entity's last state (`UpstreamTarget.isFinal`).
+   */
+  event(missedEvents: boolean, final: boolean): void;
   /**
    * The upstream refused the subscription with one of `upstreamRefusalCodes` (the first such
    * error is `refusal`; `FORBIDDEN` and `UNAUTHENTICATED`, which refuse the router's own service
@@ -28,6 +31,8 @@ export interface UpstreamTarget {
   key: string;
   query: string;
   variables: Record<string, unknown>;
+  /** Whether an event's data is the entity's last state. @default never */
+  isFinal?: (data: Record<string, unknown>) => boolean;
 }
 
 export interface UpstreamSubscription {
@@ -36,6 +41,8 @@ export interface UpstreamSubscription {
   readonly seq: number;
   /** True once the upstream sent its first event (the subscription is established). */
   readonly live: boolean;
+  /** True once an event was the entity's last state: no other will come. */
+  readonly final: boolean;
 }
 
 export interface UpstreamPoolStats {
@@ -105,6 +112,7 @@ interface SharedSubscription extends UpstreamSubscription {
   key: string;
   seq: number;
   live: boolean;
+  final: boolean;
   missed: boolean;
   closed: boolean;
   target: UpstreamTarget;
@@ -330,7 +338,9 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
           sub.missed = false;
           sub.live = true;
           sub.seq++;
-          for (const listener of [...sub.listeners]) listener.event(missed);
+          // A state no change leaves stays final, whatever the upstream sends after (a resubscribe).
+          if (!sub.final && sub.target.isFinal?.(payload.data)) sub.final = true;
+          for (const listener of [...sub.listeners]) listener.event(missed, sub.final);
         },
         error: (error: unknown) => {
           if (sub.closed || over) return;
@@ -369,6 +379,7 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
           key: target.key,
           seq: 0,
           live: false,
+          final: false,
           missed: false,
           closed: false,
           target,
