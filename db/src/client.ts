@@ -1,12 +1,12 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
+import { acquireProcessLock, type ProcessLock, ProcessLockHeldError } from '@ghostpay/platform';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import pg from 'pg';
 import { defaultPreparedStatementsPerConnection, preparingClient } from './prepared-statements.ts';
-import { acquireProcessLock, type ProcessLock, ProcessLockHeldError } from './process-lock.ts';
 import * as schema from './schema/index.ts';
 
 export type Schema = typeof schema;

@@ -1,3 +1,5 @@
+// Moved to platform (analytics locks its store without db); re-exported for existing importers.
+export { acquireProcessLock, type ProcessLock, ProcessLockHeldError } from '@ghostpay/platform';
 export * from './by-ids.ts';
 export * from './client.ts';
 export * from './delete-in-batches.ts';
@@ -5,6 +7,5 @@ export * from './ids.ts';
 export * from './migrate.ts';
 export * from './pg-error.ts';
 export * from './prepared-statements.ts';
-export * from './process-lock.ts';
 export * as schema from './schema/index.ts';
 export * from './schema/index.ts';

@@ -10,6 +10,7 @@ export * from './jwt-verifier.ts';
 export * from './logger.ts';
 export * from './metrics.ts';
 export * from './periodic-job.ts';
+export * from './process-lock.ts';
 export * from './redis-options.ts';
 export * from './request-event.ts';
 export * from './request-id.ts';

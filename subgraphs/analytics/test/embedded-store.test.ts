@@ -638,3 +638,24 @@ describe('one process per embedded store directory', () => {
     expect(existsSync(`${dir}.lock`)).toBe(false);
   });
 });
+
+describe('what the embedded store loads', () => {
+  it('opens, locks and closes a store without loading @ghostpay/db, drizzle or PGlite', async () => {
+    const dir = freshDir();
+    // A service on the embedded store, in a process of its own: every package it resolves is noted.
+    const script = `
+      const { registerHooks } = await import('node:module');
+      const resolved = new Set();
+      registerHooks({ resolve(specifier, context, next) { resolved.add(specifier); return next(specifier, context); } });
+      const { openEmbeddedStore } = await import(${JSON.stringify(fileURLToPath(new URL('../src/index.ts', import.meta.url)))});
+      const store = await openEmbeddedStore({ dir: ${JSON.stringify(dir)} });
+      await store.db.collection('things').bulkWrite([{ insertOne: { document: { _id: 'a' } } }], { ordered: false });
+      await store.close();
+      process.stdout.write(JSON.stringify([...resolved]));`;
+    const resolved = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })) as string[];
+    // Not vacuous: the hook saw the service's own imports, the lock's package among them.
+    expect(resolved).toContain('@ghostpay/platform');
+    expect(resolved.filter((specifier) => /^(@ghostpay\/db|drizzle-orm|@electric-sql\/pglite)(\/|$)/.test(specifier))).toEqual([]);
+    expect(existsSync(`${dir}.lock`)).toBe(false);
+  });
+});

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { appendFile, truncate } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { acquireProcessLock, type ProcessLock, ProcessLockHeldError } from '@ghostpay/platform';
 import {
   type DocumentStore,
   duplicateKeyErrorCode,
@@ -739,18 +740,16 @@ export interface EmbeddedStore extends DocumentStore {
  * The analytics store used when `MONGODB_URL` is unset: the `StoreDb` subset over in-memory
  * maps, persisted as one append-only JSON-lines file per collection under `dir` and compacted
  * into a snapshot as the log grows. One process owns the directory: it is locked while the
- * store is open (`<dir>.lock` holding the pid, db's `acquireProcessLock`; a lock whose process is
- * gone is taken over), and a second opener, in another process or this one, gets
- * `EmbeddedStoreInUseError`. Limits: see README.
+ * store is open (`<dir>.lock` holding the pid, platform's `acquireProcessLock`; a lock whose
+ * process is gone is taken over), and a second opener, in another process or this one, gets
+ * `EmbeddedStoreInUseError` (a rejection, the store being async as `connectMongoStore` is).
+ * Limits: see README.
  */
 export async function openEmbeddedStore(options: EmbeddedStoreOptions): Promise<EmbeddedStore> {
   const { ttlSweepIntervalMs = 60_000, compactAfterLines = 10_000, writeTimeoutMs = 10_000, now = Date.now } = options;
   const dir = resolve(options.dir);
   mkdirSync(dir, { recursive: true });
-  // Loaded here, not at the top: db brings drizzle and PGlite (~0.6 s and ~200 MB at import),
-  // which an analytics service on MongoDB never needs.
-  const { acquireProcessLock, ProcessLockHeldError } = await import('@ghostpay/db');
-  let lock: { release(): void };
+  let lock: ProcessLock;
   try {
     lock = acquireProcessLock(`${dir}.lock`);
   } catch (error) {

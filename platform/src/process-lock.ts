@@ -22,11 +22,12 @@ export interface ProcessLock {
 
 /**
  * A lock file naming the process that holds it, for what only one process may open at a time
- * (PGlite's data directory, the stack's data directory). Created with its content in one step (a
- * link of a written file), so a concurrent taker never reads it empty. A lock whose process is
- * gone (a crash, SIGKILL) is taken over; so is one naming this process that this process does not
- * hold (a container restarted with the same pid). Throws `ProcessLockHeldError` while another
- * running process, or this one, holds it.
+ * (PGlite's data directory, the stack's data directory, the embedded analytics store). In
+ * platform, not db, so that a package locking a directory does not bring drizzle, pg and PGlite
+ * with it. Created with its content in one step (a link of a written file), so a concurrent taker
+ * never reads it empty. A lock whose process is gone (a crash, SIGKILL) is taken over; so is one
+ * naming this process that this process does not hold (a container restarted with the same pid).
+ * Throws `ProcessLockHeldError` while another running process, or this one, holds it.
  */
 export function acquireProcessLock(path: string): ProcessLock {
   if (held.has(path)) throw new ProcessLockHeldError(path, process.pid);

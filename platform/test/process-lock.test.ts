@@ -1,0 +1,114 @@
+/**
+ * `acquireProcessLock`: one process at a time for a directory (PGlite's, the stack's, the
+ * embedded analytics store's). Real files and real processes: another holder is a child
+ * process, a stale lock one whose process has exited.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { acquireProcessLock, type ProcessLock, ProcessLockHeldError } from '../src/index.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'ghostpay-process-lock-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+const lockModule = fileURLToPath(new URL('../src/process-lock.ts', import.meta.url));
+
+const held: ProcessLock[] = [];
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const lock of held.splice(0)) lock.release();
+  for (const child of children.splice(0)) child.kill('SIGKILL');
+});
+let n = 0;
+const freshLockPath = () => join(root, `dir-${++n}.lock`);
+const acquire = (path: string) => {
+  const lock = acquireProcessLock(path);
+  held.push(lock);
+  return lock;
+};
+const refusal = (path: string) => {
+  try {
+    held.push(acquireProcessLock(path));
+  } catch (error) {
+    return error;
+  }
+  throw new Error(`${path} was not refused`);
+};
+const holderIn = (path: string) => readFileSync(path, 'utf8');
+
+/** Another process that takes the lock at `path`, says "held" and keeps it until killed. */
+async function otherProcessHolding(path: string): Promise<ChildProcess> {
+  const script = `
+    const { acquireProcessLock } = await import(${JSON.stringify(lockModule)});
+    acquireProcessLock(${JSON.stringify(path)});
+    process.stdout.write('held\\n');
+    setInterval(() => {}, 1000);`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  const [chunk] = (await once(child.stdout!, 'data')) as [Buffer];
+  expect(chunk.toString()).toBe('held\n');
+  return child;
+}
+
+/** The pid of a process that has exited. */
+async function exitedPid(): Promise<number> {
+  const gone = spawn(process.execPath, ['-e', '0']);
+  await once(gone, 'exit');
+  return gone.pid!;
+}
+
+describe('acquireProcessLock', () => {
+  it('writes this pid, refuses a second taker in this process, and is free again once released', () => {
+    const path = freshLockPath();
+    const lock = acquire(path);
+    expect(holderIn(path)).toBe(`${process.pid}\n`);
+    const refused = refusal(path);
+    expect(refused).toBeInstanceOf(ProcessLockHeldError);
+    expect(refused).toMatchObject({ path, pid: process.pid, message: `${path} is held by process ${process.pid} (this one)` });
+    lock.release();
+    expect(existsSync(path)).toBe(false);
+    lock.release();
+    acquire(path);
+    expect(holderIn(path)).toBe(`${process.pid}\n`);
+    // Nothing but the lock is left beside it (the file it was linked from is removed).
+    expect(readdirSync(root).filter((name) => name.startsWith(`dir-${n}.`))).toEqual([`dir-${n}.lock`]);
+  });
+
+  it('refuses a lock another running process holds, naming it, and takes it over once that process is gone', async () => {
+    const path = freshLockPath();
+    const holder = await otherProcessHolding(path);
+    const refused = refusal(path);
+    expect(refused).toBeInstanceOf(ProcessLockHeldError);
+    expect(refused).toMatchObject({ path, pid: holder.pid, message: `${path} is held by process ${holder.pid}` });
+    // Killed without a chance to remove its lock (a crash): the lock is stale, and is taken over.
+    holder.kill('SIGKILL');
+    await once(holder, 'exit');
+    expect(holderIn(path)).toBe(`${holder.pid}\n`);
+    acquire(path);
+    expect(holderIn(path)).toBe(`${process.pid}\n`);
+  });
+
+  it('takes over a lock naming an exited process, an unreadable pid, or this process when this process does not hold it', async () => {
+    for (const content of [`${await exitedPid()}\n`, 'not a pid\n', '', `${process.pid}\n`]) {
+      const path = freshLockPath();
+      writeFileSync(path, content);
+      const lock = acquire(path);
+      expect(holderIn(path)).toBe(`${process.pid}\n`);
+      lock.release();
+      expect(existsSync(path)).toBe(false);
+    }
+  });
+
+  it('does not remove on release a lock that is no longer this one', async () => {
+    const path = freshLockPath();
+    const lock = acquire(path);
+    // Taken over meanwhile (deleted by hand, then taken by another process).
+    rmSync(path);
+    const other = await otherProcessHolding(path);
+    lock.release();
+    expect(holderIn(path)).toBe(`${other.pid}\n`);
+  });
+});
