@@ -42,8 +42,8 @@ export interface BridgeDeps {
     BridgeConfig,
     'ROUTER_URL' | 'BRIDGE_CORS_ORIGINS' | 'BRIDGE_MAX_BODY_BYTES' | 'ROUTER_TIMEOUT_MS' | 'ROUTER_CONNECTIONS' | 'SHUTDOWN_TIMEOUT_MS'
   > &
-    /** @default 0: the socket peer is the client */
-    Partial<Pick<BridgeConfig, 'BRIDGE_TRUSTED_PROXY_HOPS'>>;
+    /** BRIDGE_TRUSTED_PROXY_HOPS @default 0: the socket peer is the client; MAX_CONNECTIONS @default 10000 */
+    Partial<Pick<BridgeConfig, 'BRIDGE_TRUSTED_PROXY_HOPS' | 'MAX_CONNECTIONS'>>;
   logger: Logger;
   /** @default a fresh registry labelled service=openapi-bridge */
   registry?: Registry;
@@ -468,6 +468,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
     registry: deps.registry ?? createMetricsRegistry('openapi-bridge'),
     readiness: [{ name: 'router', check: () => routerClient.ping() }],
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    maxConnections: config.MAX_CONNECTIONS,
     onClose: () => routerClient.close(),
     // Route templates, never raw paths: ids must not become metric labels.
     routeLabel: (req) => {

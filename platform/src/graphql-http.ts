@@ -14,13 +14,20 @@ export interface GraphQLHandlerOptions<TContext extends BaseContext> {
 
 /**
  * Serves an Apollo Server over plain `node:http` through `executeHTTPGraphQLRequest`,
- * the official integration API; no framework in between.
+ * the official integration API; no framework in between. Every answer says
+ * `cache-control: no-store`.
  */
 export function createGraphQLHandler<TContext extends BaseContext>(
   server: ApolloServer<TContext>,
   { context, maxBodyBytes = 1024 * 1024, path = '/graphql' }: GraphQLHandlerOptions<TContext>,
 ) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    // Every answer of the handler, this function's own refusals (404, 413, 400) and Apollo's alike,
+    // is about one caller's request (a card, a charge, an access token): nothing between the
+    // service and its caller (a proxy, a mesh sidecar, an HTTP cache) may keep it. Set first, so a
+    // 500 the server's bootstrap sends after a throw carries it too (writeHead merges it); a
+    // header Apollo's response names (a plugin's) replaces it. One header per request.
+    res.setHeader('cache-control', 'no-store');
     // `URL.parse`: Node accepts request targets such as `//[` that are no URL (and `new URL` throws).
     const url = URL.parse(req.url ?? '/', 'http://localhost');
     if (url?.pathname !== path) {

@@ -84,7 +84,8 @@ export interface SubgraphService<TContext extends SubgraphContext> extends Servi
 /**
  * Builds a federation subgraph behind the platform HTTP bootstrap, without listening.
  * The forwarded JWT is verified again here: an invalid token is UNAUTHENTICATED even
- * when the router let the request through.
+ * when the router let the request through. Every answer on `/graphql` (and the 404 of any path
+ * no route serves) says `cache-control: no-store`; an extra route sets its own.
  */
 export function createSubgraphService<TContext extends SubgraphContext>(
   options: SubgraphServiceOptions<TContext>,
@@ -104,8 +105,9 @@ export function createSubgraphService<TContext extends SubgraphContext>(
     plugins: [
       ApolloServerPluginLandingPageDisabled(),
       ApolloServerPluginInlineTraceDisabled(),
-      // No schema here has @cacheControl and everything is per caller (no-store at the router):
-      // Apollo's default cache-control plugin only cost a hook on every resolved field.
+      // No schema here has @cacheControl and everything is per caller (the GraphQL handler answers
+      // every request `cache-control: no-store`): Apollo's default cache-control plugin only cost a
+      // hook on every resolved field.
       ApolloServerPluginCacheControlDisabled(),
       logUnexpectedErrors(options.logger),
       ...(options.plugins ?? []),

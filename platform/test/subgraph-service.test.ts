@@ -205,6 +205,57 @@ describe('subgraph service request errors', () => {
   });
 });
 
+describe('subgraph service caching', () => {
+  it('answers every request on /graphql, and its own refusals, with cache-control no-store; an extra route sets its own', async () => {
+    const issuer = await createTestTokenIssuer();
+    service = createSubgraphService({
+      name: 'demo',
+      typeDefs: parse('type Query { hello: String broken: String }'),
+      resolvers: {
+        Query: {
+          hello: () => 'hi',
+          broken: () => {
+            throw new Error('boom');
+          },
+        },
+      },
+      verifier: issuer.verifier,
+      logger: createLogger({ service: 'demo', level: 'silent' }),
+      registry: createMetricsRegistry('demo'),
+      routes: { '/.well-known/jwks.json': (_req, res) => sendJson(res, 200, { keys: [] }, { 'cache-control': 'public, max-age=300' }) },
+    }) as SubgraphService<never>;
+    const url = await service.start(0);
+    const post = (body: string, headers: Record<string, string> = {}) =>
+      fetch(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+    const answers = {
+      data: await post('{"query": "{ hello }"}'),
+      get: await fetch(`${url}/graphql?query=${encodeURIComponent('{ hello }')}`, { headers: { 'apollo-require-preflight': 'true' } }),
+      failedField: await post('{"query": "{ broken }"}'),
+      signedIn: await post('{"query": "{ hello }"}', { authorization: `Bearer ${await issuer.mint({ userId: 'usr_1', role: 'user' })}` }),
+      badToken: await post('{"query": "{ hello }"}', { authorization: 'Bearer a.b.c' }),
+      invalid: await post('{"query": "{ nope }"}'),
+      notJson: await post('{"query": '),
+      tooLarge: await post(JSON.stringify({ query: '{ hello }', variables: { pad: 'x'.repeat(1024 * 1024) } })),
+      noRoute: await fetch(`${url}/x1`),
+      csrf: await fetch(`${url}/graphql?query=${encodeURIComponent('{ hello }')}`),
+    };
+    expect(Object.fromEntries(Object.entries(answers).map(([name, response]) => [name, response.status]))).toEqual({
+      data: 200,
+      get: 200,
+      failedField: 200,
+      signedIn: 200,
+      badToken: 401,
+      invalid: 400,
+      notJson: 400,
+      tooLarge: 413,
+      noRoute: 404,
+      csrf: 400,
+    });
+    for (const [name, response] of Object.entries(answers)) expect(response.headers.get('cache-control'), name).toBe('no-store');
+    expect((await fetch(`${url}/.well-known/jwks.json`)).headers.get('cache-control')).toBe('public, max-age=300');
+  });
+});
+
 describe('subgraph service when the database is unreachable', () => {
   it('answers SERVICE_UNAVAILABLE (retryable) instead of INTERNAL_SERVER_ERROR, without the driver message', async () => {
     const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });

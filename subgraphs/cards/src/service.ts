@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import type { ApolloServerPlugin, GraphQLRequestListener } from '@apollo/server';
 import type { DatabaseHandle } from '@ghostpay/db';
 import {
   createMetricsRegistry,
@@ -66,26 +65,6 @@ export function revealRateLimit(typeDefs: DocumentNode): { max: number; windowMs
   throw new Error('Mutation.revealCard must carry @rateLimit(max: Int, window: String)');
 }
 
-const noStoreListener: GraphQLRequestListener<CardsContext> = {
-  async willSendResponse({ response }) {
-    response.http.headers.set('cache-control', 'no-store');
-  },
-};
-
-/**
- * `cache-control: no-store` on every GraphQL response of this subgraph: card reads, and above all
- * `revealCard`'s PAN and CVC, must never be kept by anything between it and the caller (a proxy, a
- * mesh sidecar, a client's HTTP cache). The router and the REST bridge say so to their clients;
- * the subgraph said nothing (Apollo's cache-control plugin is disabled, and without a schema hint
- * it would have sent nothing for a POST either). One header set per request, from one shared
- * listener.
- */
-export const noStorePlugin: ApolloServerPlugin<CardsContext> = {
-  async requestDidStart() {
-    return noStoreListener;
-  },
-};
-
 export interface CardsService extends SubgraphService<CardsContext> {
   /** Expires cards, prunes reveal counters and old idempotency keys; started by `start()` when CARDS_HOUSEKEEPING_ENABLED, stopped by `close()`. */
   readonly housekeeping: PeriodicJob;
@@ -133,9 +112,9 @@ export function createCardsService(deps: CardsServiceDeps): CardsService {
     logger,
     registry: deps.registry ?? createMetricsRegistry('cards'),
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    maxConnections: config.MAX_CONNECTIONS,
     extendContext: (base) => ({ ...base, cardLoader: createCardLoader(cardsByIds) }),
     readiness: [{ name: 'database', check: () => database.ping() }],
-    plugins: [noStorePlugin],
     transformSchema: (schema: GraphQLSchema) => {
       // graphql-rate-limit 3.x ships a graphql-tools v7 SchemaDirectiveVisitor; it wraps the
       // resolvers of fields carrying @rateLimit in place.

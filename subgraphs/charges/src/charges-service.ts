@@ -103,6 +103,8 @@ export function createChargesService(deps: ChargesServiceDeps): ChargesService {
     logger,
     registry,
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    // Subscription WebSockets hold their connection for their whole life: they count.
+    maxConnections: config.MAX_CONNECTIONS,
     extendContext: (base) => ({ ...base, ...createLoaders(lookups, base) }),
     readiness: [{ name: 'database', check: () => database.ping() }],
     onUpgrade: (req, socket, head) => {
