@@ -3,6 +3,8 @@ import { createMetricsRegistry } from '@ghostpay/platform';
 /** The metric names the services promise (the contract in the helper guide / grafana/README.md). */
 export const contractMetrics = [
   'http_request_duration_seconds',
+  'http_open_connections',
+  'http_connections_dropped_total',
   'graphql_request_duration_seconds',
   'graphql_errors_total',
   'graphql_subscription_event_read_duration_seconds',

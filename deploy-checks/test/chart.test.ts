@@ -56,6 +56,14 @@ describe('values.schema.json', () => {
     expect(validate(canary), JSON.stringify(validate.errors)).toBe(true);
   });
 
+  it('accepts a connection cap per service (maxConnections, MAX_CONNECTIONS)', () => {
+    const capped = withChange((v) => {
+      v.defaults.maxConnections = 2000;
+      v.services.router.maxConnections = 50_000;
+    });
+    expect(validate(capped), JSON.stringify(validate.errors)).toBe(true);
+  });
+
   it.each<[string, (v: Values) => void]>([
     ['a single replica', (v) => (v.services.cards.replicas = 1)],
     ['an HPA that can scale below two replicas', (v) => (v.defaults.autoscaling.minReplicas = 1)],
@@ -76,6 +84,9 @@ describe('values.schema.json', () => {
     ['mTLS without TLS', (v) => (v.tls = { ...v.tls, enabled: false, mtls: true })],
     ['a JWKS client certificate without its key', (v) => delete v.tls.fileEnv.router.jwksKey],
     ['an image tag with a space', (v) => (v.colors.blue.imageTag = 'latest build')],
+    ['no connection at all', (v) => (v.defaults.maxConnections = 0)],
+    ['a fractional connection cap', (v) => (v.services.router.maxConnections = 2.5)],
+    ['MAX_CONNECTIONS in plain env (maxConnections sets it)', (v) => (v.services.charges.env.MAX_CONNECTIONS = '500')],
   ])('rejects %s', (_what, change) => {
     expect(validate(withChange(change))).toBe(false);
   });
@@ -214,7 +225,17 @@ const templateFiles = readdirSync(templatesDir, { recursive: true, encoding: 'ut
 const readTemplateFile = (file: string) => readRepoFile(`${chart}/templates/${file}`);
 
 /** Literal env names the templates write (the values they carry come from values.yaml). */
-const templateEnv = ['HOST', 'NODE_ENV', 'LOG_LEVEL', 'SHUTDOWN_TIMEOUT_MS', 'SECRETS_DIR', 'DATABASE_URL', 'REDIS_URL', 'MONGODB_URL'];
+const templateEnv = [
+  'HOST',
+  'NODE_ENV',
+  'LOG_LEVEL',
+  'SHUTDOWN_TIMEOUT_MS',
+  'MAX_CONNECTIONS',
+  'SECRETS_DIR',
+  'DATABASE_URL',
+  'REDIS_URL',
+  'MONGODB_URL',
+];
 /** Read by Node itself when the process starts, not by any config schema: the extra CAs its TLS clients trust. */
 const nodeEnv = ['NODE_EXTRA_CA_CERTS'];
 /** The `tls.fileEnv.<service>` fields _tls.tpl writes as env names (`serverTls` is a flag, not a name). */
@@ -283,7 +304,7 @@ function renderedTlsEnv(v: Values, name: string, settings: TlsSettings): { name:
 /** What the chart sets for one service: _deployment.tpl (modelled) and _tls.tpl's `ghostpay.tlsEnv` (rendered). */
 function chartEnvNames(v: Values, name: string, settings: TlsSettings): string[] {
   const svc = v.services[name];
-  const names = [svc.portEnv, 'HOST', 'NODE_ENV', 'LOG_LEVEL', 'SHUTDOWN_TIMEOUT_MS'];
+  const names = [svc.portEnv, 'HOST', 'NODE_ENV', 'LOG_LEVEL', 'SHUTDOWN_TIMEOUT_MS', 'MAX_CONNECTIONS'];
   if (v.vault.enabled && svc.secrets?.length > 0) names.push('SECRETS_DIR');
   for (const connection of svc.connections as string[]) names.push(connectionEnv[connection]!);
   names.push(...renderedTlsEnv(v, name, settings).map((entry) => entry.name));
@@ -404,6 +425,14 @@ describe('chart env and ports match the services', () => {
     it(`sets only env names ${pkg} reads (TLS off, tls.enabled, tls.mtls), and its port default is the chart's port`, () => {
       for (const [label, settings] of Object.entries(tlsSettings)) expect(unreadEnv(values, name, settings), label).toEqual([]);
       expect(readers[name].shape![contract[name].portEnv]!.parse(undefined)).toBe(values.services[name].port);
+    });
+
+    it(`gives ${pkg} a MAX_CONNECTIONS it accepts, the service's own default unless maxConnections is set`, () => {
+      const maxConnections = values.services[name].maxConnections ?? values.defaults.maxConnections;
+      const schema = readers[name].shape!.MAX_CONNECTIONS!;
+      // The template writes the value as a string (int64 | quote), as env always is.
+      expect(schema.parse(String(maxConnections))).toBe(maxConnections);
+      expect(schema.parse(undefined)).toBe(values.defaults.maxConnections);
     });
   }
 });

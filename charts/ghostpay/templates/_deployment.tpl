@@ -103,6 +103,9 @@ spec:
               value: {{ $svc.logLevel | quote }}
             - name: SHUTDOWN_TIMEOUT_MS
               value: {{ $svc.shutdownTimeoutMs | quote }}
+            {{- /* int64: a value read back from YAML is a float, which quote would print as 1e+06. */}}
+            - name: MAX_CONNECTIONS
+              value: {{ $svc.maxConnections | int64 | quote }}
             {{- if and $root.Values.vault.enabled $svc.secrets }}
             - name: SECRETS_DIR
               value: {{ $root.Values.vault.secretsDir | quote }}
