@@ -1,8 +1,35 @@
 import { type CardStatus, cards, type Database } from '@ghostpay/db';
 import { currencyExponent } from '@ghostpay/platform';
-import { eq, getTableColumns, type SQL, sql } from 'drizzle-orm';
+import { eq, type SQL, sql } from 'drizzle-orm';
 
-export type CardRow = typeof cards.$inferSelect;
+/**
+ * The columns a card read needs (the view, the access checks, expiry): every column of the table
+ * except the PAN's ciphertext, its key id and its fingerprint, named one by one. Card reads
+ * (`card(id)`, `Card` entities, the pages, a mutation's answer) never load those into this
+ * process, so no serialization slip or debug log can leak what was never read, and a column added
+ * to the table is not read until it is named here. Only reveal (`src/reveal-card.ts`) and the
+ * re-encryption read the ciphertext.
+ */
+const cardViewColumns = {
+  id: cards.id,
+  ownerId: cards.ownerId,
+  issuerId: cards.issuerId,
+  bin: cards.bin,
+  last4: cards.last4,
+  brand: cards.brand,
+  expMonth: cards.expMonth,
+  expYear: cards.expYear,
+  expiresAt: cards.expiresAt,
+  amount: cards.amount,
+  currency: cards.currency,
+  status: cards.status,
+  createdAt: cards.createdAt,
+  usedAt: cards.usedAt,
+  canceledAt: cards.canceledAt,
+};
+
+/** A card as read for its view: never its PAN's ciphertext, key id or fingerprint. */
+export type CardRow = Pick<typeof cards.$inferSelect, keyof typeof cardViewColumns>;
 
 /** What the GraphQL `Card` type resolves from: never the ciphertext, fingerprint or key id. */
 export interface CardView {
@@ -29,14 +56,15 @@ export interface CardView {
 export type JudgedCardRow = CardRow & { expired: boolean };
 
 /**
- * The cards table's columns and `expired`, judged by the database's `clock` (`now()`,
- * `clock_timestamp()`, or a reading the statement took), never this server's: a replica whose
+ * The columns of a card's view (`cardViewColumns`: no ciphertext, key id or fingerprint) and
+ * `expired`, judged by the database's `clock` (`now()`, `clock_timestamp()`, or a reading the
+ * statement took), never this server's: a replica whose
  * clock is off would show a card ACTIVE (or EXPIRED) that the `cards(filter: {status})` filter,
  * cancel, reveal and charge authorization, all judging by the database's clock, treat otherwise.
  * One more column of the same statement, so no extra round trip.
  */
 export function cardColumnsJudgedBy(clock: SQL) {
-  return { ...getTableColumns(cards), expired: sql<boolean>`${cards.expiresAt} <= ${clock}` };
+  return { ...cardViewColumns, expired: sql<boolean>`${cards.expiresAt} <= ${clock}` };
 }
 
 /**

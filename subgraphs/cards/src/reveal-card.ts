@@ -2,7 +2,7 @@ import { cards, type Database, newId, type RevealOutcome, revealAudit } from '@g
 import { BadUserInputError, ForbiddenError, NotFoundError, type Principal } from '@ghostpay/platform';
 import { and, eq, sql } from 'drizzle-orm';
 import { canRevealCard, canSeeCard, visibleCardsCondition } from './card-access.ts';
-import { effectiveStatus, readCardJudgedBy } from './card-view.ts';
+import { cardColumnsJudgedBy, effectiveStatus } from './card-view.ts';
 import { decryptPan, deriveCvc, type PanSecrets } from './pan-crypto.ts';
 import { isPossibleId } from './storable-text.ts';
 
@@ -55,7 +55,12 @@ export async function revealCard(
       .for('share');
     // Read after the lock, expiry by the database's clock at this point (`clock_timestamp()`, not
     // the transaction's start, which was before any wait): the state the audit row stands for.
-    const card = await readCardJudgedBy(tx, cardId, sql`clock_timestamp()`);
+    // The only card read that takes the ciphertext and its key id (the view's columns leave them out).
+    const [card] = await tx
+      .select({ ...cardColumnsJudgedBy(sql`clock_timestamp()`), panCiphertext: cards.panCiphertext, panKeyId: cards.panKeyId })
+      .from(cards)
+      .where(eq(cards.id, cardId))
+      .limit(1);
     if (!card || !canSeeCard(principal, card)) throw new NotFoundError('Card', cardId);
     const audit = (outcome: RevealOutcome) =>
       tx.insert(revealAudit).values({

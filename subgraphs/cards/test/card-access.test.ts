@@ -2,7 +2,9 @@ import { cards } from '@ghostpay/db';
 import { poolStatementsOf } from '@ghostpay/test-support';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expireCards } from '../src/index.ts';
+import { cancelCard } from '../src/cancel-card.ts';
+import { expireCards, issueCard } from '../src/index.ts';
+import { createPanSecrets } from '../src/pan-crypto.ts';
 import { type CardsHarness, cardFields, type IssuedCard, issue, startCardsHarness } from './cards-harness.ts';
 
 type Actor = Awaited<ReturnType<CardsHarness['actor']>>;
@@ -321,5 +323,83 @@ describe('logs', () => {
     expect(lines).toBeGreaterThan(10);
     expect(pans).toBeGreaterThan(50);
     expect(findings).toEqual([]);
+  });
+});
+
+describe('card reads without the PAN', () => {
+  const statementsOf = <T>(run: () => Promise<T>) => poolStatementsOf(h.database.pool!, run);
+  const secretColumns = /pan_ciphertext|pan_key_id|pan_fingerprint/;
+  const secretFields = ['panCiphertext', 'panKeyId', 'panFingerprint'];
+  /** Every statement read the cards table and none named a PAN column. */
+  const expectCardReadsWithoutPan = (statements: string[], expected: number) => {
+    const cardReads = statements.filter((text) => text.includes('"cards"."cards"'));
+    expect(cardReads).toHaveLength(expected);
+    for (const text of statements) expect(text).not.toMatch(secretColumns);
+  };
+
+  it('never selects the ciphertext, key id or fingerprint for card(id), the pages, entities or User.cards', async () => {
+    const one = await statementsOf(() => h.request(alice.token, cardQuery, { id: aliceFromA.id }));
+    expect(one.result.data?.card).toMatchObject({ id: aliceFromA.id, last4: expect.stringMatching(/^\d{4}$/) });
+    expectCardReadsWithoutPan(one.statements, 1);
+
+    const page = await statementsOf(() =>
+      h.request<{ cards: { pageInfo: { endCursor: string } } }>(merchantA.token, cardsQuery, { first: 1 }),
+    );
+    expect(page.result.errors).toBeUndefined();
+    expectCardReadsWithoutPan(page.statements, 1);
+    const after = page.result.data!.cards.pageInfo.endCursor;
+    const next = await statementsOf(() => h.request(merchantA.token, cardsQuery, { first: 1, after, filter: { status: 'ACTIVE' } }));
+    expect(next.result.errors).toBeUndefined();
+    expectCardReadsWithoutPan(next.statements, 1);
+
+    const entities = await statementsOf(() =>
+      h.request<{ _entities: unknown[] }>(admin.token, entitiesQuery, {
+        representations: [
+          { __typename: 'Card', id: aliceFromA.id },
+          { __typename: 'Card', id: bobFromA.id },
+          { __typename: 'User', id: alice.id },
+        ],
+      }),
+    );
+    expect(entities.result.errors).toBeUndefined();
+    expect(entities.result.data?._entities).toHaveLength(3);
+    // One batch for the two cards, one page for the user's cards.
+    expectCardReadsWithoutPan(entities.statements, 2);
+  });
+
+  it('never selects them for the card cancelCard and issueCard answer with (a repeat and an idempotent replay too)', async () => {
+    const fresh = await issue(h, merchantA.token, { userId: alice.id, amount: 700, currency: 'USD' });
+    const cancel = await statementsOf(() => h.request(alice.token, cancelMutation, { id: fresh.id }));
+    expect(cancel.result.data?.cancelCard).toMatchObject({ id: fresh.id, status: 'CANCELED' });
+    expectCardReadsWithoutPan(cancel.statements, 1);
+    // A repeat: the update matches nothing, and the card is read to say why.
+    const repeat = await statementsOf(() => h.request(alice.token, cancelMutation, { id: fresh.id }));
+    expect(repeat.result.data?.cancelCard).toMatchObject({ id: fresh.id, status: 'CANCELED' });
+    expectCardReadsWithoutPan(repeat.statements, 2);
+
+    const key = `reads-without-pan-${Date.now()}`;
+    const input = { userId: bob.id, amount: 800, currency: 'EUR' };
+    const first = await issue(h, merchantB.token, input, key);
+    const replay = await statementsOf(() => issue(h, merchantB.token, input, key));
+    expect(replay.result.id).toBe(first.id);
+    // The owner check, then the replay's join of the key and its card; no transaction.
+    expect(replay.statements).not.toContain('connect (transaction or checkout)');
+    for (const text of replay.statements) expect(text).not.toMatch(secretColumns);
+    expect(replay.statements.some((text) => text.includes('"cards"."idempotency_keys"') && text.includes('"cards"."cards"'))).toBe(true);
+
+    // The insert names the columns it writes; what it returns (inside the transaction) must not be them.
+    const issued = await issueCard(
+      { db: h.database.db, panSecrets: createPanSecrets(h.secrets), limits: h.config, logger: h.logger },
+      { userId: merchantA.id, role: 'merchant', scopes: [], apiKeyId: 'key_test', tokenId: 't', expiresAt: 0 },
+      { userId: alice.id, amount: 900, currency: 'USD' },
+    );
+    for (const field of secretFields) expect(issued).not.toHaveProperty(field);
+    const canceled = await cancelCard(
+      h.database.db,
+      { userId: admin.id, role: 'admin', scopes: [], apiKeyId: 'key_test', tokenId: 't', expiresAt: 0 },
+      issued.id,
+    );
+    expect(canceled.status).toBe('CANCELED');
+    for (const field of secretFields) expect(canceled).not.toHaveProperty(field);
   });
 });
