@@ -10,13 +10,24 @@ import {
   type SubgraphContext,
 } from '@ghostpay/platform';
 import {
+  createSourceEventStream,
   type DocumentNode,
   type ExecutionArgs,
+  type ExecutionResult,
+  execute,
+  type FieldNode,
+  type FragmentDefinitionNode,
   GraphQLError,
+  GraphQLIncludeDirective,
   type GraphQLSchema,
+  GraphQLSkipDirective,
+  getArgumentValues,
+  getDirectiveValues,
   getOperationAST,
   getVariableValues,
+  Kind,
   parse,
+  type SelectionSetNode,
   validate,
 } from 'graphql';
 import type { SubscribePayload } from 'graphql-ws';
@@ -70,7 +81,92 @@ function prepareOperation(schema: GraphQLSchema, payload: SubscribePayload): Exe
   const variableValues = payload.variables ?? undefined;
   const coerced = getVariableValues(schema, operation.variableDefinitions ?? [], variableValues ?? {}, { maxErrors: 10 });
   if (coerced.errors) return coerced.errors.map((error) => withCode(error, ErrorCode.BAD_USER_INPUT));
+  // Validation lets a nullable variable with a default stand where the argument is non-null
+  // (`$id: ID = "x"` for `id: ID!`), so an explicit `null` for it passes both steps above and
+  // only fails when graphql-js reads the root field's arguments, as an error without a code
+  // (INTERNAL_SERVER_ERROR, logged as unexpected). Read them here, as the router's planning does.
+  const fragmentDefinitions = document.definitions.filter((d): d is FragmentDefinitionNode => d.kind === Kind.FRAGMENT_DEFINITION);
+  const fragments = new Map(fragmentDefinitions.map((fragment) => [fragment.name.value, fragment]));
+  const subscriptionType = schema.getSubscriptionType();
+  for (const field of rootFields(operation.selectionSet, fragments, coerced.coerced, new Set())) {
+    const fieldDef = subscriptionType?.getFields()[field.name.value];
+    if (!fieldDef) continue;
+    try {
+      getArgumentValues(fieldDef, field, coerced.coerced);
+    } catch (error) {
+      if (!(error instanceof GraphQLError)) throw error;
+      return [withCode(error, ErrorCode.BAD_USER_INPUT)];
+    }
+  }
   return { schema, document, operationName, variableValues };
+}
+
+/** The fields a selection set selects at its level (through fragments), those `@skip`/`@include` leave in. */
+function rootFields(
+  selectionSet: SelectionSetNode,
+  fragments: ReadonlyMap<string, FragmentDefinitionNode>,
+  variables: Record<string, unknown>,
+  visited: Set<string>,
+): FieldNode[] {
+  const fields: FieldNode[] = [];
+  for (const selection of selectionSet.selections) {
+    if (getDirectiveValues(GraphQLSkipDirective, selection, variables)?.if === true) continue;
+    if (getDirectiveValues(GraphQLIncludeDirective, selection, variables)?.if === false) continue;
+    if (selection.kind === Kind.FIELD) fields.push(selection);
+    else if (selection.kind === Kind.INLINE_FRAGMENT) fields.push(...rootFields(selection.selectionSet, fragments, variables, visited));
+    else if (!visited.has(selection.name.value)) {
+      visited.add(selection.name.value);
+      const fragment = fragments.get(selection.name.value);
+      if (fragment) fields.push(...rootFields(fragment.selectionSet, fragments, variables, visited));
+    }
+  }
+  return fields;
+}
+
+/**
+ * graphql-js's `subscribe`, except that each event is executed with its own context (`contextFor`):
+ * `subscribe` executes every event with the one context of the subscription, whose DataLoaders
+ * cache what the first event read, so nested fields (`card { charges { status } }`) kept their
+ * first value on every later event. An HTTP request gets fresh loaders; so does each event.
+ * `return()` reaches the source at once, even while it waits for an event (client `complete`).
+ */
+async function subscribePerEvent(
+  args: ExecutionArgs,
+  contextFor: () => unknown,
+): Promise<AsyncGenerator<ExecutionResult, undefined, unknown> | ExecutionResult> {
+  const source = await createSourceEventStream(args);
+  if (!(Symbol.asyncIterator in source)) return source;
+  const events = source[Symbol.asyncIterator]();
+  const stop = async () => {
+    await events.return?.();
+  };
+  const mapped: AsyncGenerator<ExecutionResult, undefined, unknown> = {
+    async next() {
+      const event = await events.next();
+      if (event.done) return { done: true, value: undefined };
+      try {
+        return { done: false, value: await execute({ ...args, rootValue: event.value, contextValue: contextFor() }) };
+      } catch (error) {
+        await stop();
+        throw error;
+      }
+    },
+    async return() {
+      await stop();
+      return { done: true, value: undefined };
+    },
+    async throw(error?: unknown) {
+      await stop();
+      throw error;
+    },
+    [Symbol.asyncIterator]() {
+      return mapped;
+    },
+    async [Symbol.asyncDispose]() {
+      await stop();
+    },
+  };
+  return mapped;
 }
 
 export interface SubscriptionServer {
@@ -141,6 +237,11 @@ export function createSubscriptionServer(options: SubscriptionServerOptions): Su
           logger: options.logger.child({ requestId }),
         };
         return { ...base, ...createLoaders(options.lookups, base) };
+      },
+      // The subscribe resolver gets the context above; each event its own loaders, as a request does.
+      subscribe: (args) => {
+        const base = args.contextValue as ChargesContext;
+        return subscribePerEvent(args, (): ChargesContext => ({ ...base, ...createLoaders(options.lookups, base) }));
       },
       // Errors from `prepareOperation` carry their code; what else arrives here wraps an exception.
       onError: (_ctx, _id, _payload, errors) => errors.map(format),
