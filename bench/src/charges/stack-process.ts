@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { analyticsConfigSchema, createAnalyticsService, openAnalyticsStore } from '@ghostpay/analytics';
+import { analyticsConfigSchema } from '@ghostpay/analytics';
 import { authConfigSchema, createAuthService } from '@ghostpay/auth';
 import { cardsConfigSchema, createCardsService } from '@ghostpay/cards';
 import { chargesConfigSchema, createChargesService } from '@ghostpay/charges';
@@ -31,13 +31,14 @@ import {
 } from '@ghostpay/router';
 import { Redis } from 'ioredis';
 import { serveChild } from '../child-process.ts';
+import { startAnalytics } from './start-analytics.ts';
 
 const closers: Array<() => Promise<unknown>> = [];
-const child = serveChild({
-  onStop: async () => {
-    for (const closeOne of closers.reverse()) await closeOne().catch(() => {});
-  },
-});
+/** Closes what has been started, last first, each once (a stop, or a start that failed midway). */
+const closeAll = async () => {
+  for (let closeOne = closers.pop(); closeOne; closeOne = closers.pop()) await closeOne().catch(() => {});
+};
+const child = serveChild({ onStop: closeAll });
 
 try {
   const dataDir = process.env.BENCH_DATA_DIR as string;
@@ -129,16 +130,12 @@ try {
     urls.charges = charges.url;
   }
   if (hosted.has('analytics')) {
-    const analyticsConfig = config('analytics', analyticsConfigSchema);
-    const analyticsStore = await openAnalyticsStore(analyticsConfig);
-    const analytics = createAnalyticsService({
-      store: analyticsStore,
-      secrets,
-      verifier,
-      logger: serviceLogger('analytics'),
-      config: analyticsConfig,
-    });
-    await analytics.start(0, host);
+    // Closes its store itself when it does not start (the embedded store's directory lock).
+    const analytics = await startAnalytics(
+      { config: config('analytics', analyticsConfigSchema), secrets, verifier, logger: serviceLogger('analytics') },
+      0,
+      host,
+    );
     closers.push(() => analytics.close());
     urls.analytics = analytics.url;
   }
@@ -188,5 +185,7 @@ try {
 
   child.ready(urls);
 } catch (error) {
+  // What did start (servers, the pool, Redis, the secrets watcher) is stopped before the exit.
+  await closeAll();
   child.fail(error);
 }
