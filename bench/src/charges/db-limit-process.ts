@@ -14,6 +14,7 @@ import { createDatabase } from '@ghostpay/db';
 import { type Principal, scopesByRole } from '@ghostpay/platform';
 import { serveChild } from '../child-process.ts';
 import { summarize } from '../load.ts';
+import { chargesIdempotencyWaitMs } from './charges-idempotency-wait.ts';
 
 export type DbLimitRun =
   | {
@@ -30,6 +31,8 @@ export type DbLimitRun =
 type Setup = Extract<DbLimitRun, { kind: 'setup' }>;
 
 const database = await createDatabase({ url: process.env.DATABASE_URL, applicationName: 'ghostpay-bench-db-limit' });
+/** The charges subgraph's wait (its default unless IDEMPOTENCY_WAIT_MS is set), so the transaction is the same. */
+const idempotencyWaitMs = chargesIdempotencyWaitMs();
 let setup: (Setup & { principal: Principal }) | undefined;
 let next = 0;
 
@@ -47,7 +50,7 @@ const runWindow = async ({ cardIds, principal, amount, currency, connections }: 
       const t0 = performance.now();
       try {
         const { charge } = await authorizeCharge(
-          { db: database.db, idempotencyWaitMs: 5_000 },
+          { db: database.db, idempotencyWaitMs },
           principal,
           { cardId, amount, currency },
           randomUUID(),
