@@ -440,6 +440,8 @@ export function createRouter(deps: RouterDeps): Router {
         persistedQueries: { operations: manifest, safelist: safelist !== undefined },
         // The checks POST /graphql makes before validating, before the subscription's own validation.
         checkDocument,
+        // WebSockets not yet authenticated count per client address, keyed as the anonymous rate limit is.
+        addressOf: (request) => addressIdentity(clientAddress(request)),
         // With Redis the per-API-key limit holds across replicas, as the HTTP rate limit does.
         slots: deps.redis
           ? createRedisSubscriptionSlots({ redis: deps.redis, logger, onFallback: () => metrics.redisFallback.inc() })

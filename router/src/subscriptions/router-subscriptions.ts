@@ -23,6 +23,8 @@ export interface RouterSubscriptionsOptions<TContext extends BaseContext> extend
   checkDocument?: SubscriptionGatewayOptions['checkDocument'];
   /** Each WebSocket subscribe attempt's first answer, for the router's request event. */
   onWebSocketAnswered?: SubscriptionGatewayOptions['onWebSocketAnswered'];
+  /** The client address identity unauthenticated WebSockets count under (see `SubscriptionGatewayOptions`). */
+  addressOf?: SubscriptionGatewayOptions['addressOf'];
   /** Where the per-API-key limit is counted (see `SubscriptionGatewayOptions`). */
   slots?: SubscriptionGatewayOptions['slots'];
   /** The per-minute rate limit of each WebSocket subscribe (see `SubscriptionGatewayOptions`). */
@@ -65,6 +67,7 @@ export function createRouterSubscriptions<TContext extends BaseContext>(
     checkDocument: options.checkDocument,
     onWebSocketAnswered: options.onWebSocketAnswered,
     slots: options.slots,
+    addressOf: options.addressOf,
     admitWebSocketSubscribe: options.admitWebSocketSubscribe,
     checkApiKey: options.checkApiKey,
     onEventRead: options.onEventRead,

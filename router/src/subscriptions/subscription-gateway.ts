@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { ErrorCode, GhostPayError, type JwtVerifier, type Principal, sendJson } from '@ghostpay/platform';
+import { addressIdentity, ErrorCode, GhostPayError, type JwtVerifier, type Principal, sendJson } from '@ghostpay/platform';
 import type { DocumentNode, ExecutionArgs, ExecutionResult, GraphQLError, GraphQLSchema } from 'graphql';
 import { createHandler as createSseHandler } from 'graphql-sse';
 import { useServer as useGraphQLWsServer } from 'graphql-ws/use/ws';
@@ -55,6 +55,14 @@ export interface SubscriptionLimits {
    * @default 2 × maxPerApiKey
    */
   maxWebSocketsPerApiKey?: number;
+  /**
+   * WebSockets of one client address (`addressOf`) that have not authenticated yet: from the
+   * upgrade until their `connection_init` is accepted (at most `connectionInitTimeoutMs`). Past it
+   * the upgrade is answered 429 `RATE_LIMITED` with `Retry-After`, before any WebSocket exists.
+   * Authenticated sockets count per API key instead (`maxWebSocketsPerApiKey`).
+   * @default 100
+   */
+  maxUnauthenticatedWebSocketsPerAddress?: number;
   /** A WebSocket with no active subscription is closed (4408) after this long. @default 60000 */
   idleTimeoutMs?: number;
   /** WebSocket ping interval; a peer that has not answered the previous ping is terminated. @default 15000 */
@@ -63,6 +71,18 @@ export interface SubscriptionLimits {
   connectionInitTimeoutMs?: number;
   /** Largest accepted WebSocket message. @default 65536 */
   maxPayloadBytes?: number;
+  /**
+   * SSE: bytes of a response waiting in this process for a client that does not read them (beyond
+   * what the kernel's socket buffers hold). Past it the response is dropped and its subscription
+   * ends. graphql-sse queues every event and keep-alive without bound while a write waits.
+   * @default 1048576
+   */
+  sseMaxBufferedBytes?: number;
+  /**
+   * SSE: once the subscription ended (its `complete` queued), how long the client has to take the
+   * rest of the response before the connection is dropped. @default 10000
+   */
+  sseEndTimeoutMs?: number;
   /**
    * How often every API key with open subscriptions is asked `checkApiKey` (one sweep per
    * process, one question per key). 0 turns the check off. @default 10000
@@ -94,6 +114,13 @@ export interface SubscriptionGatewayOptions {
   upstream?: Omit<UpstreamPoolOptions, 'urls' | 'authorization' | 'logger'>;
   /** WebSocket path. @default '/graphql' */
   path?: string;
+  /**
+   * The identity a WebSocket upgrade counts under until it authenticates
+   * (`limits.maxUnauthenticatedWebSocketsPerAddress`): the router's is
+   * `addressIdentity(clientAddressOf(req, hops))`, as its anonymous rate limit keys.
+   * @default addressIdentity of the socket's peer address
+   */
+  addressOf?: (request: IncomingMessage) => string;
   /**
    * The router's persisted-query manifest operations, named by `extensions.persistedQuery.sha256Hash`
    * as on POST /graphql. With `safelist`, a non-admin may subscribe only to one of them (by
@@ -226,6 +253,8 @@ interface ConnectionState {
   caller?: Caller;
   /** Set once the socket counts against its API key's WebSockets; undone when it closes. */
   uncount?: () => void;
+  /** Frees the socket's place among its address's unauthenticated WebSockets (once it authenticates, or closes). */
+  unpend?: () => void;
   active: number;
   alive: boolean;
   idleTimer?: NodeJS.Timeout;
@@ -245,10 +274,13 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     maxPerConnection: options.limits?.maxPerConnection ?? 20,
     maxPerApiKey: options.limits?.maxPerApiKey ?? 200,
     maxWebSocketsPerApiKey: options.limits?.maxWebSocketsPerApiKey ?? 2 * (options.limits?.maxPerApiKey ?? 200),
+    maxUnauthenticatedWebSocketsPerAddress: options.limits?.maxUnauthenticatedWebSocketsPerAddress ?? 100,
     idleTimeoutMs: options.limits?.idleTimeoutMs ?? 60_000,
     keepAliveMs: options.limits?.keepAliveMs ?? 15_000,
     connectionInitTimeoutMs: options.limits?.connectionInitTimeoutMs ?? 5_000,
     maxPayloadBytes: options.limits?.maxPayloadBytes ?? 64 * 1024,
+    sseMaxBufferedBytes: options.limits?.sseMaxBufferedBytes ?? 1024 * 1024,
+    sseEndTimeoutMs: options.limits?.sseEndTimeoutMs ?? 10_000,
     revocationCheckMs: options.limits?.revocationCheckMs ?? 10_000,
   };
   const path = options.path ?? '/graphql';
@@ -420,6 +452,30 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     return true;
   };
 
+  /** WebSockets not (yet) authenticated, per client address identity, on this process. */
+  const pendingPerAddress = new Map<string, number>();
+  /** The place each upgraded request holds in `pendingPerAddress`, handed to its connection's state. */
+  const pendingOf = new WeakMap<IncomingMessage, () => void>();
+  const addressOf = options.addressOf ?? ((request: IncomingMessage) => addressIdentity(request.socket.remoteAddress ?? 'unknown'));
+  /**
+   * Takes a place for an upgrade among its address's unauthenticated WebSockets: the function that
+   * gives it back (idempotent), or undefined when the address holds its limit.
+   */
+  const countPending = (request: IncomingMessage): (() => void) | undefined => {
+    const address = addressOf(request);
+    const held = pendingPerAddress.get(address) ?? 0;
+    if (held >= limits.maxUnauthenticatedWebSocketsPerAddress) return undefined;
+    pendingPerAddress.set(address, held + 1);
+    let counted = true;
+    return () => {
+      if (!counted) return;
+      counted = false;
+      const left = (pendingPerAddress.get(address) ?? 1) - 1;
+      if (left <= 0) pendingPerAddress.delete(address);
+      else pendingPerAddress.set(address, left);
+    };
+  };
+
   const armIdle = (ws: WebSocket, state: ConnectionState) => {
     clearTimeout(state.idleTimer);
     if (state.active > 0 || limits.idleTimeoutMs <= 0) return;
@@ -427,8 +483,8 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     state.idleTimer.unref();
   };
 
-  wss.on('connection', (ws: WebSocket) => {
-    const state: ConnectionState = { active: 0, alive: true };
+  wss.on('connection', (ws: WebSocket, request: IncomingMessage) => {
+    const state: ConnectionState = { active: 0, alive: true, unpend: pendingOf.get(request) };
     states.set(ws, state);
     ws.on('pong', () => {
       state.alive = true;
@@ -438,6 +494,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
       clearTimeout(state.idleTimer);
       clearTimeout(state.expiryTimer);
       state.uncount?.();
+      state.unpend?.();
     });
     armIdle(ws, state);
   });
@@ -508,6 +565,8 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
           return false;
         }
         state.caller = caller;
+        // Authenticated: it counts against its API key now, no longer against its address.
+        state.unpend?.();
         state.expiryTimer = setTimeout(() => ws.close(SubscriptionCloseCode.Unauthorized, 'Token expired'), untilExpiry(caller.principal));
         state.expiryTimer.unref();
         return true;
@@ -711,6 +770,23 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
         socket.destroy();
         return;
       }
+      // Until its connection_init is accepted a socket costs memory and a connection for up to
+      // connectionInitTimeoutMs and belongs to no API key: bounded per client address instead.
+      const unpend = countPending(req);
+      if (!unpend) {
+        const retryAfter = Math.max(1, Math.ceil(limits.connectionInitTimeoutMs / 1000));
+        const message = `Too many WebSockets waiting to authenticate from this address (at most ${limits.maxUnauthenticatedWebSocketsPerAddress})`;
+        const body = JSON.stringify({ errors: [{ message, extensions: { code: ErrorCode.RATE_LIMITED, retryAfter } }] });
+        // Answered before any WebSocket exists (an HTTP 429 to the upgrade: graphql-ws clients retry it).
+        socket.end(
+          `HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nretry-after: ${retryAfter}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
+        );
+        wsAttempt(req).answered(undefined, { errorCodes: [ErrorCode.RATE_LIMITED], refused: true });
+        return;
+      }
+      // Whatever becomes of the upgrade (refused by ws, closed before or after connection_init), the raw socket closes.
+      socket.once('close', unpend);
+      pendingOf.set(req, unpend);
       wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
     },
     async handleSse(req, res, body, onAnswered) {
@@ -748,14 +824,38 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
       const stop = () => void payload.return(undefined);
       res.once('close', stop);
       try {
+        // Each message is handed to the response at once: graphql-sse queues what it is not asked
+        // for without bound, so waiting for each write to flush moved a client that stops reading
+        // into that queue. What waits is counted here instead, and bounded.
         for await (const chunk of payload) {
           if (!res.writable) break;
-          await new Promise<void>((resolve, reject) => res.write(chunk, (error) => (error ? reject(error) : resolve())));
+          res.write(chunk);
+          if (res.writableLength > limits.sseMaxBufferedBytes) {
+            logger.warn(
+              { buffered: res.writableLength, limit: limits.sseMaxBufferedBytes },
+              'dropping an SSE subscription whose client does not read',
+            );
+            // 'close' ends the event stream, and with it the subscription and its slot.
+            res.destroy();
+            break;
+          }
         }
       } finally {
         res.off('close', stop);
       }
-      if (res.writable) await new Promise<void>((resolve) => res.end(() => resolve()));
+      if (!res.writable) return;
+      // The subscription ended: the client has sseEndTimeoutMs to take the rest (its `complete`),
+      // else the connection is dropped rather than held until the peer goes away.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => res.destroy(), limits.sseEndTimeoutMs);
+        timer.unref();
+        const done = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        res.once('close', done);
+        res.end(done);
+      });
     },
     stats() {
       return { clientSubscriptions: streams.size, apiKeyReservations: slots.held(), webSockets: wss.clients.size, upstream: pool.stats() };

@@ -19,10 +19,16 @@ export const routerSubscriptionsConfigSchema = z.object({
   ROUTER_SUBSCRIPTION_MAX_PER_API_KEY: env.positiveInt(200),
   /** Authenticated WebSockets per API key on one router process. @default 2 × ROUTER_SUBSCRIPTION_MAX_PER_API_KEY */
   ROUTER_SUBSCRIPTION_MAX_WEBSOCKETS_PER_API_KEY: z.coerce.number().int().positive().optional(),
+  /** WebSockets of one client address not authenticated yet (upgrade to accepted connection_init), per router process. */
+  ROUTER_SUBSCRIPTION_MAX_UNAUTHENTICATED_WEBSOCKETS_PER_ADDRESS: env.positiveInt(100),
   ROUTER_SUBSCRIPTION_IDLE_TIMEOUT_MS: env.positiveInt(60_000),
   ROUTER_SUBSCRIPTION_KEEPALIVE_MS: env.positiveInt(15_000),
   ROUTER_SUBSCRIPTION_UPSTREAM_SOCKET_CAPACITY: env.positiveInt(500),
   ROUTER_SUBSCRIPTION_REVOCATION_CHECK_MS: env.positiveInt(10_000),
+  /** SSE: bytes waiting in the router for a client that does not read; past it the stream is dropped. */
+  ROUTER_SUBSCRIPTION_SSE_MAX_BUFFERED_BYTES: env.positiveInt(1024 * 1024),
+  /** SSE: how long an ended subscription's response may take to reach its client before the connection is dropped. */
+  ROUTER_SUBSCRIPTION_SSE_END_TIMEOUT_MS: env.positiveInt(10_000),
 });
 export type RouterSubscriptionsConfig = z.infer<typeof routerSubscriptionsConfigSchema>;
 
@@ -51,9 +57,12 @@ export function routerSubscriptionsSettings(
       maxPerConnection: config.ROUTER_SUBSCRIPTION_MAX_PER_CONNECTION,
       maxPerApiKey: config.ROUTER_SUBSCRIPTION_MAX_PER_API_KEY,
       maxWebSocketsPerApiKey: config.ROUTER_SUBSCRIPTION_MAX_WEBSOCKETS_PER_API_KEY,
+      maxUnauthenticatedWebSocketsPerAddress: config.ROUTER_SUBSCRIPTION_MAX_UNAUTHENTICATED_WEBSOCKETS_PER_ADDRESS,
       idleTimeoutMs: config.ROUTER_SUBSCRIPTION_IDLE_TIMEOUT_MS,
       keepAliveMs: config.ROUTER_SUBSCRIPTION_KEEPALIVE_MS,
       revocationCheckMs: config.ROUTER_SUBSCRIPTION_REVOCATION_CHECK_MS,
+      sseMaxBufferedBytes: config.ROUTER_SUBSCRIPTION_SSE_MAX_BUFFERED_BYTES,
+      sseEndTimeoutMs: config.ROUTER_SUBSCRIPTION_SSE_END_TIMEOUT_MS,
     },
     upstream: { maxSubscriptionsPerSocket: config.ROUTER_SUBSCRIPTION_UPSTREAM_SOCKET_CAPACITY },
   };
