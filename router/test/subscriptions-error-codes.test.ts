@@ -117,6 +117,21 @@ describe('graphql_errors_total over POST /graphql, SSE and WebSocket', () => {
     ).toEqual(refused);
   });
 
+  it('counts the last payload of an SSE stream the router ends itself (the token expired), as any later payload', async () => {
+    // Over SSE the end is an error in a payload returned to the client (a WebSocket gets close 4401, no error).
+    const shortLived = `Bearer ${await issuer.mint({ userId: 'usr_codes', role: 'user', apiKeyId: `key_expiring_${++keys}`, expiresInSeconds: 2 })}`;
+    let text = '';
+    expect(
+      await countedBy(async () => {
+        const answer = await sse(shortLived, watch);
+        expect(answer.status).toBe(200);
+        text = answer.text;
+      }),
+    ).toEqual({ UNAUTHENTICATED: 1 });
+    expect(text).toContain('"message":"Token expired","extensions":{"code":"UNAUTHENTICATED"}');
+    expect(text).toContain('event: complete');
+  });
+
   it('counts parse and validation failures the same way on each transport', async () => {
     for (const [code, query] of [
       ['GRAPHQL_PARSE_FAILED', 'subscription {'],

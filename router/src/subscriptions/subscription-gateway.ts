@@ -166,9 +166,9 @@ export interface SubscriptionGatewayOptions {
   /**
    * Told the error codes of each payload with errors an open subscription sends after its first (a
    * re-read's, a last payload ending it): errors returned to the client, as the first answer's are
-   * in `SubscribeAnswer.errorCodes`. Not told of the ends this gateway makes itself (a token's
-   * expiry, a revoked key, shutdown), which a WebSocket gets as a close code, not as errors.
-   * Must not throw. @default none
+   * in `SubscribeAnswer.errorCodes`; also of the last payload of an SSE stream this gateway ends
+   * itself (a token's expiry, a revoked key), which a WebSocket gets as a close code, not as
+   * errors (shutdown sends none). Must not throw. @default none
    */
   onErrorsSent?: (codes: string[]) => void;
 }
@@ -681,13 +681,24 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
       checked = stream;
       sseApiKeys.set(stream, caller.principal.apiKeyId);
       expiry = setTimeout(
-        () => stream.end({ errors: [{ message: 'Token expired', extensions: { code: ErrorCode.UNAUTHENTICATED } }] }),
+        () => endSse(stream, { message: 'Token expired', extensions: { code: ErrorCode.UNAUTHENTICATED } }),
         untilExpiry(caller.principal),
       );
       expiry.unref();
       return stream as never;
     },
   });
+
+  /**
+   * Ends an SSE subscription with a last payload holding `error` (a token's expiry, a revoked key):
+   * an error returned to the client, counted as every later payload's are (`onErrorsSent`). A
+   * WebSocket gets a close code for the same ends instead, no error.
+   */
+  const endSse = (stream: EventStream<SubscriptionPayload>, error: { message: string; extensions: { code: unknown } }) => {
+    if (stream.ended) return;
+    options.onErrorsSent?.(codesOf([error]));
+    stream.end({ errors: [error] });
+  };
 
   // ---- API keys revoked while their subscriptions are open ----
   /** The API key of each open SSE stream (a WebSocket's is its connection's caller). */
@@ -733,7 +744,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
         const refusal = refusals.get(apiKeyId);
         if (!refusal) continue;
         logger.info({ apiKeyId, code: refusal.extensions.code }, 'ending an SSE subscription whose API key was refused');
-        stream.end({ errors: [{ message: refusal.message, extensions: { code: refusal.extensions.code } }] });
+        endSse(stream, { message: refusal.message, extensions: { code: refusal.extensions.code } });
       }
     } finally {
       checking = false;
