@@ -700,6 +700,13 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     stream.end({ errors: [error] });
   };
 
+  /**
+   * Whether a response still reaches its client: `writable` stays true on a response whose socket
+   * was destroyed (the client left while its subscription started), where a write only fails in
+   * its callback.
+   */
+  const sending = (res: ServerResponse) => res.writable && !res.destroyed;
+
   // ---- API keys revoked while their subscriptions are open ----
   /** The API key of each open SSE stream (a WebSocket's is its connection's caller). */
   const sseApiKeys = new Map<EventStream<SubscriptionPayload>, string>();
@@ -839,7 +846,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
         // for without bound, so waiting for each write to flush moved a client that stops reading
         // into that queue. What waits is counted here instead, and bounded.
         for await (const chunk of payload) {
-          if (!res.writable) break;
+          if (!sending(res)) break;
           res.write(chunk);
           if (res.writableLength > limits.sseMaxBufferedBytes) {
             logger.warn(
@@ -854,7 +861,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
       } finally {
         res.off('close', stop);
       }
-      if (!res.writable) return;
+      if (!sending(res)) return;
       // The subscription ended: the client has sseEndTimeoutMs to take the rest (its `complete`),
       // else the connection is dropped rather than held until the peer goes away.
       await new Promise<void>((resolve) => {
