@@ -28,24 +28,25 @@ export interface ProcessLock {
  * never reads it empty. A lock whose process is gone (a crash, SIGKILL) is taken over; so is one
  * naming this process that this process does not hold (a container restarted with the same pid).
  * Throws `ProcessLockHeldError` while another running process, or this one, holds it.
+ *
+ * Several processes taking over one stale lock at once (services started together after a
+ * crash) get it one: a stale lock is removed only under `<path>.takeover` (see `removeStale`).
+ * Removing it without that, a taker could remove the lock another taker had just created, and
+ * both went on as its holder.
  */
 export function acquireProcessLock(path: string): ProcessLock {
   if (held.has(path)) throw new ProcessLockHeldError(path, process.pid);
   const staged = `${path}.${process.pid}.${Date.now()}`;
   writeFileSync(staged, `${process.pid}\n`, { mode: 0o600 });
   try {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        linkSync(staged, path);
-        break;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-        const holder = lockHolder(path);
-        if (holder !== undefined && holder !== process.pid && isRunning(holder)) throw new ProcessLockHeldError(path, holder);
-        // A stale lock, taken over once; another taker at the same moment wins.
-        if (attempt > 0) throw new Error(`${path}: another process took over the stale lock at the same moment`, { cause: error });
-        rmSync(path, { force: true });
-      }
+    for (let takeovers = 0; !linked(staged, path); ) {
+      const holder = lockHolder(path);
+      if (holder === 'absent') continue; // released meanwhile
+      if (holder !== undefined && isAnotherRunning(holder)) throw new ProcessLockHeldError(path, holder);
+      // Stale each time, and each time taken by another first: processes keep dying holding it.
+      if (takeovers++ === maxTakeovers)
+        throw new Error(`${path}: a stale lock was taken over ${maxTakeovers} times by other processes that are gone`);
+      removeStale(path, staged);
     }
   } finally {
     rmSync(staged, { force: true });
@@ -59,13 +60,70 @@ export function acquireProcessLock(path: string): ProcessLock {
   };
 }
 
-function lockHolder(path: string): number | undefined {
+const maxTakeovers = 5;
+/** How long a taker waits for another process's takeover of the same lock before it is refused. */
+const takeoverWaitMs = 2_000;
+
+/** Links `staged` as `path`; false when `path` exists. */
+function linked(staged: string, path: string): boolean {
   try {
-    const pid = Number(readFileSync(path, 'utf8').trim());
-    return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
-  } catch {
-    return undefined;
+    linkSync(staged, path);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
   }
+}
+
+/**
+ * Removes the lock at `path` if it is still stale, holding `<path>.takeover` (a lock file of the
+ * same kind) meanwhile: a lock file is removed only by the one process holding the takeover, after
+ * judging it again there, so it is never one another taker created in between. The takeover is
+ * held for a read and a removal; another taker waits for it (`takeoverWaitMs`, then it is refused
+ * as by a holder). One left by a process that died while holding it is removed; only several
+ * takers removing that one at the same moment could still both go on.
+ */
+function removeStale(path: string, staged: string): void {
+  const takeover = `${path}.takeover`;
+  const deadline = Date.now() + takeoverWaitMs;
+  while (!linked(staged, takeover)) {
+    const taker = lockHolder(takeover);
+    if (taker === 'absent') continue; // its taker is done
+    if (taker === undefined || !isAnotherRunning(taker)) rmSync(takeover, { force: true });
+    else if (Date.now() >= deadline) throw new ProcessLockHeldError(path, taker);
+    else sleep(1);
+  }
+  try {
+    // Judged again: another taker may have removed it meanwhile, and a new holder created it.
+    const holder = lockHolder(path);
+    if (holder === 'absent') return;
+    if (holder !== undefined && isAnotherRunning(holder)) throw new ProcessLockHeldError(path, holder);
+    rmSync(path, { force: true });
+  } finally {
+    if (lockHolder(takeover) === process.pid) rmSync(takeover, { force: true });
+  }
+}
+
+function sleep(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+function isAnotherRunning(pid: number): boolean {
+  return pid !== process.pid && isRunning(pid);
+}
+
+/** The pid a lock file names; `undefined` when it names none, `'absent'` when there is no file. */
+function lockHolder(path: string): number | 'absent' | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    // Another error (EACCES: another user's lock) is not a reason to take it over.
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 'absent';
+    throw error;
+  }
+  const pid = Number(text.trim());
+  return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
 }
 
 function isRunning(pid: number): boolean {

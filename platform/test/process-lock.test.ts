@@ -112,3 +112,51 @@ describe('acquireProcessLock', () => {
     expect(holderIn(path)).toBe(`${other.pid}\n`);
   });
 });
+
+describe('acquireProcessLock, several processes taking over one stale lock at once', () => {
+  /** A process that takes the lock at the path it reads on stdin, answers "won" or "lost", and holds what it won until killed. */
+  async function racer(): Promise<{ child: ChildProcess; take: (path: string) => Promise<string> }> {
+    const script = `
+      const { acquireProcessLock } = await import(${JSON.stringify(lockModule)});
+      process.stdin.once('data', (line) => {
+        let outcome = 'won';
+        try {
+          acquireProcessLock(line.toString().trim());
+        } catch (error) {
+          outcome = error.name === 'ProcessLockHeldError' ? 'lost' : 'failed: ' + error.message;
+        }
+        process.stdout.write(outcome + '\\n');
+      });
+      process.stdout.write('ready\\n');
+      setInterval(() => {}, 1000);`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    children.push(child);
+    const [ready] = (await once(child.stdout!, 'data')) as [Buffer];
+    expect(ready.toString()).toBe('ready\n');
+    return {
+      child,
+      take: async (path) => {
+        const answer = once(child.stdout!, 'data') as Promise<[Buffer]>;
+        child.stdin!.write(`${path}\n`);
+        return (await answer)[0].toString().trim();
+      },
+    };
+  }
+
+  it('gives it to exactly one of them, the one its file names; the others are refused', { timeout: 60_000 }, async () => {
+    const stale = await exitedPid();
+    for (let round = 0; round < 10; round++) {
+      const path = freshLockPath();
+      writeFileSync(path, `${stale}\n`);
+      const racers = await Promise.all(Array.from({ length: 6 }, racer));
+      // All told at once: each reads the stale lock before any has taken it over.
+      const outcomes = await Promise.all(racers.map((r) => r.take(path)));
+      const winners = racers.filter((_, i) => outcomes[i] === 'won');
+      expect(outcomes.filter((outcome) => outcome !== 'won').every((outcome) => outcome === 'lost')).toBe(true);
+      expect(winners).toHaveLength(1);
+      expect(holderIn(path)).toBe(`${winners[0]!.child.pid}\n`);
+      for (const child of children.splice(0)) child.kill('SIGKILL');
+      expect(readdirSync(root).filter((name) => name.startsWith(`dir-${n}.`))).toEqual([`dir-${n}.lock`]);
+    }
+  });
+});
