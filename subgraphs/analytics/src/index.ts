@@ -52,8 +52,11 @@ export interface AnalyticsServiceDeps {
   logger: Logger;
   verifier: JwtVerifier;
   config: Pick<AnalyticsConfig, 'ANALYTICS_LOG_RETENTION_DAYS' | 'ANALYTICS_INGEST_MAX_EVENTS' | 'ANALYTICS_INGEST_MAX_BYTES'> &
-    /** How long `close()` waits for requests in flight (platform's default, 10 s, when absent). */
-    Partial<Pick<AnalyticsConfig, 'SHUTDOWN_TIMEOUT_MS'>>;
+    /**
+     * How long `close()` waits for requests in flight (platform's default, 10 s, when absent), and
+     * the open connections the server holds at most (platform's default, 10000, when absent).
+     */
+    Partial<Pick<AnalyticsConfig, 'SHUTDOWN_TIMEOUT_MS' | 'MAX_CONNECTIONS'>>;
   /** @default a new registry labelled service="analytics" */
   registry?: Registry;
   /** How often pending batches are recovered (`AnalyticsStore.recoverPending`). @default 30000 */
@@ -125,6 +128,7 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): AnalyticsSer
     tls: deps.tls,
     name: 'analytics',
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    maxConnections: config.MAX_CONNECTIONS,
     typeDefs: analyticsTypeDefs,
     resolvers,
     verifier: deps.verifier,
