@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
-import { acquireProcessLock, type ProcessLock, ProcessLockHeldError } from '@ghostpay/platform';
+import { acquireProcessLock, type ProcessLock, ProcessLockHeldError } from '@ghostpay/platform/process-lock';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';

@@ -1,5 +1,3 @@
-// Moved to platform (analytics locks its store without db); re-exported for existing importers.
-export { acquireProcessLock, type ProcessLock, ProcessLockHeldError } from '@ghostpay/platform';
 export * from './by-ids.ts';
 export * from './client.ts';
 export * from './delete-in-batches.ts';

@@ -4,7 +4,7 @@
  * corrupts the files. `createDatabase` locks the directory while a handle is open and refuses a
  * second opener with a message saying what to do.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -97,5 +97,32 @@ describe('one process per embedded data directory', () => {
     open.push(a, b);
     await a.ping();
     await b.ping();
+  });
+});
+
+describe('what the lock costs an importer of db', () => {
+  it('opens, locks and closes an embedded database loading the lock alone, not platform (Apollo, OpenTelemetry, pino, prom-client)', () => {
+    const dataDir = freshDir();
+    // An importer of db (a CLI, the test global setup), in a process of its own: every package it resolves is noted.
+    const script = `
+      const { registerHooks } = await import('node:module');
+      const resolved = new Set();
+      registerHooks({ resolve(specifier, context, next) { resolved.add(specifier); return next(specifier, context); } });
+      const { createDatabase } = await import(${JSON.stringify(fileURLToPath(new URL('../src/index.ts', import.meta.url)))});
+      const handle = await createDatabase({ dataDir: ${JSON.stringify(dataDir)} });
+      await handle.ping();
+      await handle.close();
+      process.stdout.write(JSON.stringify([...resolved]));`;
+    const resolved = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })) as string[];
+    expect(
+      resolved.filter(
+        (specifier) =>
+          /^(@ghostpay\/platform|@apollo\/|@opentelemetry\/|pino|prom-client)(\/|$)/.test(specifier) &&
+          specifier !== '@ghostpay/platform/process-lock',
+      ),
+    ).toEqual([]);
+    // Not vacuous: the hook saw db's own imports, the lock's module among them.
+    expect(resolved).toContain('@ghostpay/platform/process-lock');
+    expect(existsSync(`${dataDir}.lock`)).toBe(false);
   });
 });

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { acquireProcessLock, type ProcessLock, ProcessLockHeldError } from '@ghostpay/db';
+import { acquireProcessLock, type ProcessLock, ProcessLockHeldError } from '@ghostpay/platform/process-lock';
 import { StackStartError } from './start-error.ts';
 
 /** The file in the data directory naming the process whose stack has it open. */
@@ -24,7 +24,7 @@ export type DataDirLock = ProcessLock;
  * One stack per data directory: PGlite and the embedded analytics store under it are
  * single-process (two PostgreSQL instances over one data directory, each with its own buffers
  * and WAL position, corrupt it; two writers interleave the analytics files), and two starts would
- * both rewrite the dev credentials. The lock is `<dataDir>/stack.lock` holding the pid (db's
+ * both rewrite the dev credentials. The lock is `<dataDir>/stack.lock` holding the pid (platform's
  * `acquireProcessLock`: a lock whose process is gone is taken over). PGlite's own directory is
  * locked by db as well (`pglite.lock`), and the analytics store's by analytics (`analytics.lock`),
  * for the services and CLIs that open them without the stack.
