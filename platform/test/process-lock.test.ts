@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -100,6 +100,37 @@ describe('acquireProcessLock', () => {
       lock.release();
       expect(existsSync(path)).toBe(false);
     }
+  });
+
+  it('leaves a stale lock to the running process taking it over: refused, naming that process, the lock untouched', async () => {
+    const path = freshLockPath();
+    const stale = `${await exitedPid()}\n`;
+    writeFileSync(path, stale);
+    const taker = await otherProcessHolding(`${path}.takeover`);
+    // Refused once the takeover wait (2 s) is over: the taker still holds it.
+    const refused = refusal(path);
+    expect(refused).toBeInstanceOf(ProcessLockHeldError);
+    expect(refused).toMatchObject({ path, pid: taker.pid });
+    expect(holderIn(path)).toBe(stale);
+    expect(holderIn(`${path}.takeover`)).toBe(`${taker.pid}\n`);
+  });
+
+  it('takes over a stale lock whose takeover was left by a process that died holding it, removing both', async () => {
+    const path = freshLockPath();
+    writeFileSync(path, `${await exitedPid()}\n`);
+    writeFileSync(`${path}.takeover`, `${await exitedPid()}\n`);
+    acquire(path);
+    expect(holderIn(path)).toBe(`${process.pid}\n`);
+    expect(readdirSync(root).filter((name) => name.startsWith(`dir-${n}.`))).toEqual([`dir-${n}.lock`]);
+  });
+
+  it('does not take for stale a lock it cannot read for another reason than its absence', () => {
+    const path = freshLockPath();
+    // A directory where the lock should be: EISDIR, as EACCES would be for another user's lock (root reads anything).
+    mkdirSync(path);
+    expect(() => acquireProcessLock(path)).toThrow(expect.objectContaining({ code: 'EISDIR' }));
+    expect(statSync(path).isDirectory()).toBe(true);
+    expect(readdirSync(root).filter((name) => name.startsWith(`dir-${n}.`))).toEqual([`dir-${n}.lock`]);
   });
 
   it('does not remove on release a lock that is no longer this one', async () => {
