@@ -4,7 +4,7 @@ import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TLSSocket } from 'node:tls';
 import { createDatabase, type DatabaseHandle } from '@ghostpay/db';
-import { selfSignedCertificate } from '@ghostpay/test-support';
+import { inCi, selfSignedCertificate } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /** This machine's first non-loopback IPv4 address: a "remote" host for the client. */
@@ -12,7 +12,7 @@ const remoteAddress = Object.values(networkInterfaces())
   .flat()
   .find((address) => address && address.family === 'IPv4' && !address.internal)?.address;
 /** Under CI a machine without one fails these tests instead of skipping them, as a missing PostgreSQL fails the run. */
-const ci = process.env.CI === 'true' || process.env.CI === '1';
+const ci = inCi();
 
 /**
  * A stand-in PostgreSQL server that records how each client opened its connection: with an

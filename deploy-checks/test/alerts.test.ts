@@ -1,12 +1,13 @@
 import { readdirSync } from 'node:fs';
+import { inCi } from '@ghostpay/test-support';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { hasPromtool, inCi, promtool } from '../src/promtool.ts';
+import { hasPromtool, promtool } from '../src/promtool.ts';
 import { readRepoFile, repoPath } from '../src/repo.ts';
 
 const alertsDir = repoPath('grafana/alerts');
 const available = await hasPromtool();
 
-describe.skipIf(!available && !inCi)('Prometheus alert rules (promtool)', () => {
+describe.skipIf(!available && !inCi())('Prometheus alert rules (promtool)', () => {
   beforeAll(() => {
     if (!available) throw new Error('promtool is missing: apt-get install -y prometheus (CI must run these checks)');
   });

@@ -1,10 +1,11 @@
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { inCi } from '@ghostpay/test-support';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { knownSeriesNames, metricNamesIn } from '../src/metric-names.ts';
-import { hasPromtool, inCi, promtool } from '../src/promtool.ts';
+import { hasPromtool, promtool } from '../src/promtool.ts';
 import { readRepoFile, repoPath } from '../src/repo.ts';
 
 interface Panel {
@@ -142,7 +143,7 @@ describe('Grafana dashboards', () => {
     }
   });
 
-  describe.skipIf(!available && !inCi)('with promtool', () => {
+  describe.skipIf(!available && !inCi())('with promtool', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ghostpay-dashboards-'));
     afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

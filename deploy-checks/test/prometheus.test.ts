@@ -5,10 +5,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createLogger } from '@ghostpay/platform';
 import { type Stack, startStack } from '@ghostpay/stack';
-import { freePort } from '@ghostpay/test-support';
+import { freePort, inCi } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { inCi } from '../src/promtool.ts';
 import { readRepoFile, repoPath } from '../src/repo.ts';
 
 /**
@@ -66,7 +65,7 @@ const rules = parse(readRepoFile('grafana/alerts/ghostpay-rules.yaml')) as {
   groups: { name: string; rules: { expr: string; record?: string; alert?: string }[] }[];
 };
 
-describe.skipIf(!available && !inCi)('dashboards and alerts on a real Prometheus scraping the stack', () => {
+describe.skipIf(!available && !inCi())('dashboards and alerts on a real Prometheus scraping the stack', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ghostpay-prometheus-'));
   let stack: Stack;
   let prometheus: ChildProcess | undefined;

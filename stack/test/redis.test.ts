@@ -6,14 +6,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '@ghostpay/platform';
-import { findRedisServer, type RedisServer, startRedisServer } from '@ghostpay/test-support';
+import { findRedisServer, inCi, type RedisServer, startRedisServer } from '@ghostpay/test-support';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Stack, startStack } from '../src/index.ts';
 
 const hasRedis = Boolean(findRedisServer());
-/** As in the global setup: under CI (`CI=true` or `1`, not `CI=false`) a missing redis-server fails this file instead of skipping it. */
-const ci = process.env.CI === 'true' || process.env.CI === '1';
+/** As in the global setup: under CI (`inCi()`) a missing redis-server fails this file instead of skipping it. */
+const ci = inCi();
 
 describe.skipIf(!hasRedis && !ci)('npm start with REDIS_URL', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'ghostpay-stack-redis-'));

@@ -1,5 +1,6 @@
 import { createDatabase, migrate } from '@ghostpay/db';
 import type { TestProject } from 'vitest/node';
+import { inCi } from './ci.ts';
 import './provided-context.ts';
 import { findPostgresBin, type PostgresCluster, startPostgresCluster } from './postgres-cluster.ts';
 import { findRedisServer, type RedisServer, startRedisServer } from './redis-server.ts';
@@ -19,7 +20,7 @@ type GlobalWithServices = typeof globalThis & { [key]?: Promise<Services> };
  * Redis-backed tests skip.
  */
 async function startServices(): Promise<Services> {
-  const ci = process.env.CI === 'true' || process.env.CI === '1';
+  const ci = inCi();
   const services: Services = { users: 0 };
   if (process.env.DATABASE_URL) {
     throw new Error('unset DATABASE_URL for tests: they start their own throwaway cluster');

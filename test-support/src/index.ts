@@ -1,5 +1,6 @@
 export * from './capturing-logger.ts';
 export * from './certificates.ts';
+export * from './ci.ts';
 export * from './free-port.ts';
 export * from './fresh-database.ts';
 export * from './lock-waits.ts';
