@@ -1,15 +1,13 @@
 import { existsSync } from 'node:fs';
-import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
+import { createTestTokenIssuer, inCi, type TestTokenIssuer } from '@ghostpay/test-support';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { post, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
 
 const chromiumPath = '/usr/bin/chromium';
 
-// As the global setup reads it: under CI (true or 1) a missing Chromium fails the run instead of skipping.
-const ci = process.env.CI === 'true' || process.env.CI === '1';
-
-describe.skipIf(!existsSync(chromiumPath) && !ci)('admin playground in headless Chromium', () => {
+// As the global setup reads it (inCi: CI is true or 1): under CI a missing Chromium fails the run instead of skipping.
+describe.skipIf(!existsSync(chromiumPath) && !inCi())('admin playground in headless Chromium', () => {
   let issuer: TestTokenIssuer;
   let subgraphs: StubSubgraphs;
   let router: Awaited<ReturnType<typeof startRouter>>;
