@@ -65,19 +65,23 @@ export const analyticsConfigSchema = baseConfigSchema
 
 export type AnalyticsConfig = z.infer<typeof analyticsConfigSchema>;
 
-/** The MongoDB per-stage bounds the configuration names. */
+/**
+ * The MongoDB per-stage bounds the configuration names; one it leaves out (a caller passing part
+ * of the configuration) is the default.
+ */
 export function mongoTimeoutsFrom(config: {
-  MONGODB_SERVER_SELECTION_TIMEOUT_MS: number;
-  MONGODB_CONNECT_TIMEOUT_MS: number;
-  MONGODB_WAIT_QUEUE_TIMEOUT_MS: number;
-  MONGODB_MAX_TIME_MS: number;
-  MONGODB_SOCKET_TIMEOUT_MS: number;
+  MONGODB_SERVER_SELECTION_TIMEOUT_MS?: number;
+  MONGODB_CONNECT_TIMEOUT_MS?: number;
+  MONGODB_WAIT_QUEUE_TIMEOUT_MS?: number;
+  MONGODB_MAX_TIME_MS?: number;
+  MONGODB_SOCKET_TIMEOUT_MS?: number;
 }): MongoTimeouts {
+  const d = defaultMongoTimeouts;
   return {
-    serverSelectionTimeoutMs: config.MONGODB_SERVER_SELECTION_TIMEOUT_MS,
-    connectTimeoutMs: config.MONGODB_CONNECT_TIMEOUT_MS,
-    waitQueueTimeoutMs: config.MONGODB_WAIT_QUEUE_TIMEOUT_MS,
-    maxTimeMs: config.MONGODB_MAX_TIME_MS,
-    socketTimeoutMs: config.MONGODB_SOCKET_TIMEOUT_MS,
+    serverSelectionTimeoutMs: config.MONGODB_SERVER_SELECTION_TIMEOUT_MS ?? d.serverSelectionTimeoutMs,
+    connectTimeoutMs: config.MONGODB_CONNECT_TIMEOUT_MS ?? d.connectTimeoutMs,
+    waitQueueTimeoutMs: config.MONGODB_WAIT_QUEUE_TIMEOUT_MS ?? d.waitQueueTimeoutMs,
+    maxTimeMs: config.MONGODB_MAX_TIME_MS ?? d.maxTimeMs,
+    socketTimeoutMs: config.MONGODB_SOCKET_TIMEOUT_MS ?? d.socketTimeoutMs,
   };
 }

@@ -17,7 +17,7 @@ import { createIngestHandler, ingestPath } from './ingest-handler.ts';
 import { type AnalyticsContext, resolvers } from './resolvers.ts';
 import type { DocumentStore } from './store/document-store.ts';
 import { openEmbeddedStore } from './store/embedded-store.ts';
-import { connectMongoStore, defaultMongoTimeouts } from './store/mongo-store.ts';
+import { connectMongoStore } from './store/mongo-store.ts';
 
 export type { RequestEvent } from '@ghostpay/platform';
 export * from './analytics-store.ts';
@@ -87,15 +87,7 @@ export async function openAnalyticsStore(
     >,
 ): Promise<DocumentStore> {
   if (config.MONGODB_URL) {
-    const d = defaultMongoTimeouts;
-    const timeouts = mongoTimeoutsFrom({
-      MONGODB_SERVER_SELECTION_TIMEOUT_MS: config.MONGODB_SERVER_SELECTION_TIMEOUT_MS ?? d.serverSelectionTimeoutMs,
-      MONGODB_CONNECT_TIMEOUT_MS: config.MONGODB_CONNECT_TIMEOUT_MS ?? d.connectTimeoutMs,
-      MONGODB_WAIT_QUEUE_TIMEOUT_MS: config.MONGODB_WAIT_QUEUE_TIMEOUT_MS ?? d.waitQueueTimeoutMs,
-      MONGODB_MAX_TIME_MS: config.MONGODB_MAX_TIME_MS ?? d.maxTimeMs,
-      MONGODB_SOCKET_TIMEOUT_MS: config.MONGODB_SOCKET_TIMEOUT_MS ?? d.socketTimeoutMs,
-    });
-    return connectMongoStore({ url: config.MONGODB_URL, database: config.MONGODB_DATABASE, timeouts });
+    return connectMongoStore({ url: config.MONGODB_URL, database: config.MONGODB_DATABASE, timeouts: mongoTimeoutsFrom(config) });
   }
   return openEmbeddedStore({
     dir: join(config.GHOSTPAY_DATA_DIR, 'analytics'),

@@ -185,4 +185,13 @@ describe('MongoDB timeouts: the driver', () => {
     await store.ping();
     expect(server.commands.at(-1)).toMatchObject({ ping: 1, maxTimeMS: 777 });
   });
+
+  it('connects through openAnalyticsStore with the default bounds when the caller names none', async () => {
+    const server = await standIn();
+    const store = await openAnalyticsStore({ MONGODB_URL: server.url, MONGODB_DATABASE: 'defaults', GHOSTPAY_DATA_DIR: '.data' });
+    closers.push(() => store.close());
+    expect(store.writeBoundMs).toBe(mongoWriteBoundMs(defaultMongoTimeouts));
+    await store.ping();
+    expect(server.commands.at(-1)).toMatchObject({ ping: 1, maxTimeMS: defaultMongoTimeouts.maxTimeMs });
+  });
 });
