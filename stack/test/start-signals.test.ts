@@ -6,11 +6,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createLogger } from '@ghostpay/platform';
+import { freePort } from '@ghostpay/test-support';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { dataDirLockFile, startStack } from '../src/index.ts';
 
@@ -21,15 +21,6 @@ const children: ChildProcess[] = [];
 afterEach(() => {
   for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 });
-
-/** A loopback port nothing listens on: a Redis there is never ready, so the start waits for it (up to 5 s) before the router. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 interface LogLine {
   service?: string;
@@ -45,7 +36,9 @@ async function interruptStart(dataDir: string, signal: NodeJS.Signals, when: (li
     ...process.env,
     GHOSTPAY_DATA_DIR: dataDir,
     LOG_LEVEL: 'info',
-    REDIS_URL: `redis://127.0.0.1:${await closedPort()}`,
+    // A loopback port nothing listens on: a Redis there is never ready, so the start waits for it
+    // (up to 5 s) before the router.
+    REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
   };
   // NODE_ENV as a shell gives it (unset), as npm-start.test.ts explains.
   for (const name of ['DATABASE_URL', 'MONGODB_URL', 'SECRETS_DIR', 'NODE_ENV']) delete env[name];
