@@ -19,7 +19,7 @@ import {
   type SubscriptionRequest,
   type SubscriptionRoute,
 } from './subscription-plan.ts';
-import { createLocalSubscriptionSlots, type Reservation, type SubscriptionSlots } from './subscription-slots.ts';
+import { createKeyedPlaces, createLocalSubscriptionSlots, type Reservation, type SubscriptionSlots } from './subscription-slots.ts';
 import { createUpstreamPool, type UpstreamPool, type UpstreamPoolOptions } from './upstream-pool.ts';
 
 /** WebSocket close codes this gateway uses (besides graphql-ws's own 44xx codes). */
@@ -437,44 +437,13 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
   const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxPayloadBytes });
   const states = new WeakMap<WebSocket, ConnectionState>();
   /** Authenticated WebSockets per API key on this process. */
-  const socketsPerApiKey = new Map<string, number>();
-  /** Counts an authenticated socket against its key; false when the key holds its limit. */
-  const countSocket = (state: ConnectionState, apiKeyId: string): boolean => {
-    const held = socketsPerApiKey.get(apiKeyId) ?? 0;
-    if (held >= limits.maxWebSocketsPerApiKey) return false;
-    socketsPerApiKey.set(apiKeyId, held + 1);
-    state.uncount = () => {
-      state.uncount = undefined;
-      const left = (socketsPerApiKey.get(apiKeyId) ?? 1) - 1;
-      if (left <= 0) socketsPerApiKey.delete(apiKeyId);
-      else socketsPerApiKey.set(apiKeyId, left);
-    };
-    return true;
-  };
+  const socketsPerApiKey = createKeyedPlaces();
 
   /** WebSockets not (yet) authenticated, per client address identity, on this process. */
-  const pendingPerAddress = new Map<string, number>();
+  const pendingPerAddress = createKeyedPlaces();
   /** The place each upgraded request holds in `pendingPerAddress`, handed to its connection's state. */
   const pendingOf = new WeakMap<IncomingMessage, () => void>();
   const addressOf = options.addressOf ?? ((request: IncomingMessage) => addressIdentity(request.socket.remoteAddress ?? 'unknown'));
-  /**
-   * Takes a place for an upgrade among its address's unauthenticated WebSockets: the function that
-   * gives it back (idempotent), or undefined when the address holds its limit.
-   */
-  const countPending = (request: IncomingMessage): (() => void) | undefined => {
-    const address = addressOf(request);
-    const held = pendingPerAddress.get(address) ?? 0;
-    if (held >= limits.maxUnauthenticatedWebSocketsPerAddress) return undefined;
-    pendingPerAddress.set(address, held + 1);
-    let counted = true;
-    return () => {
-      if (!counted) return;
-      counted = false;
-      const left = (pendingPerAddress.get(address) ?? 1) - 1;
-      if (left <= 0) pendingPerAddress.delete(address);
-      else pendingPerAddress.set(address, left);
-    };
-  };
 
   const armIdle = (ws: WebSocket, state: ConnectionState) => {
     clearTimeout(state.idleTimer);
@@ -556,7 +525,8 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
         }
         // Gone while its token was checked: its close already ran, nothing may be armed or counted.
         if (ws.readyState !== ws.OPEN) return false;
-        if (!countSocket(state, caller.principal.apiKeyId)) {
+        const uncount = socketsPerApiKey.take(caller.principal.apiKeyId, limits.maxWebSocketsPerApiKey);
+        if (!uncount) {
           ws.close(
             SubscriptionCloseCode.PolicyViolation,
             `Too many WebSockets for this API key (at most ${limits.maxWebSocketsPerApiKey})`,
@@ -564,6 +534,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
           attempt.answered(caller.principal, { errorCodes: [ErrorCode.RATE_LIMITED], refused: true });
           return false;
         }
+        state.uncount = uncount;
         state.caller = caller;
         // Authenticated: it counts against its API key now, no longer against its address.
         state.unpend?.();
@@ -790,7 +761,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
       }
       // Until its connection_init is accepted a socket costs memory and a connection for up to
       // connectionInitTimeoutMs and belongs to no API key: bounded per client address instead.
-      const unpend = countPending(req);
+      const unpend = pendingPerAddress.take(addressOf(req), limits.maxUnauthenticatedWebSocketsPerAddress);
       if (!unpend) {
         const retryAfter = Math.max(1, Math.ceil(limits.connectionInitTimeoutMs / 1000));
         const message = `Too many WebSockets waiting to authenticate from this address (at most ${limits.maxUnauthenticatedWebSocketsPerAddress})`;

@@ -21,31 +21,54 @@ export interface SubscriptionSlots {
   close(): Promise<void>;
 }
 
-/** Slots counted in this process only: N router replicas admit up to N × the limit per key. */
-export function createLocalSubscriptionSlots(): SubscriptionSlots {
+/**
+ * Places counted per key in this process, at most `limit` per key: the per-API-key slots below,
+ * and the gateway's WebSockets per API key and unauthenticated WebSockets per client address.
+ */
+export interface KeyedPlaces {
+  /** One of `limit` places of `key`: the function that gives it back (later calls do nothing), or undefined when every one is held. */
+  take(key: string, limit: number): (() => void) | undefined;
+  /** Places taken and not given back, over every key. */
+  held(): number;
+  /** Forgets every key's count (each key starts from none); places not given back stay in `held`. */
+  clear(): void;
+}
+
+export function createKeyedPlaces(): KeyedPlaces {
   const perKey = new Map<string, number>();
   let total = 0;
   return {
-    async acquire(apiKeyId, limit) {
-      const count = perKey.get(apiKeyId) ?? 0;
+    take(key, limit) {
+      const count = perKey.get(key) ?? 0;
       if (count >= limit) return undefined;
-      perKey.set(apiKeyId, count + 1);
+      perKey.set(key, count + 1);
       total++;
-      let released = false;
-      return {
-        release() {
-          if (released) return;
-          released = true;
-          total--;
-          const left = (perKey.get(apiKeyId) ?? 1) - 1;
-          if (left <= 0) perKey.delete(apiKeyId);
-          else perKey.set(apiKeyId, left);
-        },
+      let given = false;
+      return () => {
+        if (given) return;
+        given = true;
+        total--;
+        const left = (perKey.get(key) ?? 1) - 1;
+        if (left <= 0) perKey.delete(key);
+        else perKey.set(key, left);
       };
     },
     held: () => total,
+    clear: () => perKey.clear(),
+  };
+}
+
+/** Slots counted in this process only: N router replicas admit up to N × the limit per key. */
+export function createLocalSubscriptionSlots(): SubscriptionSlots {
+  const places = createKeyedPlaces();
+  return {
+    async acquire(apiKeyId, limit) {
+      const release = places.take(apiKeyId, limit);
+      return release && { release };
+    },
+    held: () => places.held(),
     async close() {
-      perKey.clear();
+      places.clear();
     },
   };
 }
