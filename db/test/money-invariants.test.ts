@@ -31,12 +31,10 @@ type ChargeInsert = typeof charges.$inferInsert;
 
 /**
  * A card of `merchant` (10,000 USD unless told), ACTIVE, or USED the way an authorization leaves
- * it (with `used_at`, which test-support's seed does not set).
+ * it (test-support's seed stamps a USED card's `used_at`).
  */
-async function newCard(status: 'ACTIVE' | 'USED', amount = 10_000) {
-  const issued = await seed.card({ ownerId: holder.id, issuerId: merchant.id, amount });
-  if (status === 'USED') await database.db.update(cards).set({ status, usedAt: sql`now()` }).where(eq(cards.id, issued.id));
-  return { ...issued, status };
+function newCard(status: 'ACTIVE' | 'USED', amount = 10_000) {
+  return seed.card({ ownerId: holder.id, issuerId: merchant.id, amount, status });
 }
 
 /** A card of `merchant` (USED unless told, 10,000 USD) and a charge on it, AUTHORIZED for 100 unless overridden. */
