@@ -441,7 +441,7 @@ export function createRouter(deps: RouterDeps): Router {
         // The checks POST /graphql makes before validating, before the subscription's own validation.
         checkDocument,
         // WebSockets not yet authenticated count per client address, keyed as the anonymous rate limit is.
-        addressOf: (request) => addressIdentity(clientAddress(request)),
+        addressOf: (request) => clientIdentity(request),
         // With Redis the per-API-key limit holds across replicas, as the HTTP rate limit does.
         slots: deps.redis
           ? createRedisSubscriptionSlots({ redis: deps.redis, logger, onFallback: () => metrics.redisFallback.inc() })
@@ -497,6 +497,12 @@ export function createRouter(deps: RouterDeps): Router {
   // rate-limit bucket.
   const trustedProxyHops = config.ROUTER_TRUST_PROXY ? 1 : 0;
   const clientAddress = (req: IncomingMessage) => clientAddressOf(req, trustedProxyHops);
+  /**
+   * What an anonymous client is limited as (its rate limit, its unauthenticated WebSockets):
+   * addressIdentity, so an IPv6 client counts by its /64 (else each of its 2^64 addresses would
+   * be a fresh allowance), `::ffff:a.b.c.d` as `a.b.c.d`, a port dropped.
+   */
+  const clientIdentity = (req: IncomingMessage) => addressIdentity(clientAddress(req));
 
   /**
    * Takes `cost` requests from the caller's per-minute budget: its API key's (the key's own limit
@@ -505,9 +511,7 @@ export function createRouter(deps: RouterDeps): Router {
    * first payload is a gateway query like any other (WebSocket `subscribe`, SSE request).
    */
   const consumeRateLimit = async (principal: Principal | undefined, req: IncomingMessage, cost: number) => {
-    // Anonymous callers by addressIdentity: an IPv6 client by its /64 (else each of its 2^64
-    // addresses would be a fresh allowance), `::ffff:a.b.c.d` as `a.b.c.d`, a port dropped.
-    const identity = principal ? `key:${principal.apiKeyId}` : `ip:${addressIdentity(clientAddress(req))}`;
+    const identity = principal ? `key:${principal.apiKeyId}` : `ip:${clientIdentity(req)}`;
     let limit = principal ? config.ROUTER_RATE_LIMIT_PER_MINUTE : config.ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE;
     if (principal && deps.apiKeyLookup)
       limit = (await deps.apiKeyLookup(principal.apiKeyId).catch(() => undefined))?.rateLimitPerMinute ?? limit;
