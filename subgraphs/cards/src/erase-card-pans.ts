@@ -1,5 +1,6 @@
-import { cards, type Database } from '@ghostpay/db';
+import type { Database } from '@ghostpay/db';
 import { sql } from 'drizzle-orm';
+import { updateCardsInBatches } from './update-cards-in-batches.ts';
 
 /** Cards one batch of `eraseCardPans` erases at most (the prunes' `deleteInBatches` size). */
 export const defaultEraseBatchSize = 5_000;
@@ -23,18 +24,10 @@ export const defaultEraseBatchSize = 5_000;
 export async function eraseCardPans(db: Database, retentionDays: number, batchSize = defaultEraseBatchSize): Promise<number> {
   if (!Number.isInteger(retentionDays) || retentionDays < 0)
     throw new Error(`retention must be a whole number of days ≥ 0, got ${retentionDays}`);
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batch size must be a whole number ≥ 1, got ${batchSize}`);
-  let erased = 0;
-  for (;;) {
-    // One text for every batch (the ids come from a subselect), so one prepared statement.
-    const batch = await db
-      .update(cards)
-      .set({ panCiphertext: null })
-      .where(
-        sql`${cards.id} in (select id from ${cards} where pan_ciphertext is not null and status <> 'ACTIVE' and coalesce(used_at, canceled_at, expires_at) <= now() - make_interval(days => ${retentionDays}) limit ${batchSize} for update skip locked)`,
-      )
-      .returning({ id: cards.id });
-    erased += batch.length;
-    if (batch.length < batchSize) return erased;
-  }
+  return updateCardsInBatches(
+    db,
+    { panCiphertext: null },
+    sql`pan_ciphertext is not null and status <> 'ACTIVE' and coalesce(used_at, canceled_at, expires_at) <= now() - make_interval(days => ${retentionDays})`,
+    batchSize,
+  );
 }

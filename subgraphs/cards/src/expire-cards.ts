@@ -1,5 +1,6 @@
-import { cards, type Database } from '@ghostpay/db';
+import type { Database } from '@ghostpay/db';
 import { sql } from 'drizzle-orm';
+import { updateCardsInBatches } from './update-cards-in-batches.ts';
 
 /** Cards one batch of `expireCards` sweeps at most (the prunes' `deleteInBatches` size). */
 export const defaultExpireBatchSize = 5_000;
@@ -17,19 +18,5 @@ export const defaultExpireBatchSize = 5_000;
  * waited for: the next pass takes what is still due.
  */
 export async function expireCards(db: Database, batchSize = defaultExpireBatchSize): Promise<number> {
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batch size must be a whole number ≥ 1, got ${batchSize}`);
-  let swept = 0;
-  for (;;) {
-    // The same text whatever the batch holds (the ids come from a subselect, not a list): a
-    // list of ids would be a new prepared statement per batch size.
-    const batch = await db
-      .update(cards)
-      .set({ status: 'EXPIRED' })
-      .where(
-        sql`${cards.id} in (select id from ${cards} where status = 'ACTIVE' and expires_at <= now() limit ${batchSize} for update skip locked)`,
-      )
-      .returning({ id: cards.id });
-    swept += batch.length;
-    if (batch.length < batchSize) return swept;
-  }
+  return updateCardsInBatches(db, { status: 'EXPIRED' }, sql`status = 'ACTIVE' and expires_at <= now()`, batchSize);
 }
