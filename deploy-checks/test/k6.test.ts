@@ -1,11 +1,10 @@
 import { readdirSync } from 'node:fs';
 import vm from 'node:vm';
+import { compileSpecSchema, createSpecAjv, loadSpec, matchRoute, resolveRef, routesOf } from '@ghostpay/openapi-bridge';
 import { apiSchemaFromSupergraph } from '@ghostpay/router';
-import { Ajv2020 } from 'ajv/dist/2020.js';
 import { build, type Plugin } from 'esbuild';
 import { getVariableValues, type OperationDefinitionNode, parse, validate } from 'graphql';
 import { describe, expect, it } from 'vitest';
-import { parse as parseYaml } from 'yaml';
 import { readRepoFile, repoPath } from '../src/repo.ts';
 
 const k6Dir = repoPath('k6');
@@ -420,33 +419,14 @@ describe('k6 scripts', () => {
  */
 describe('k6 scripts against the API', () => {
   const apiSchema = apiSchemaFromSupergraph(readRepoFile('supergraph.graphql'));
-  const openapi = parseYaml(readRepoFile('openapi-bridge/openapi.yaml')) as { paths: Record<string, Record<string, unknown>> };
-  const ajv = new Ajv2020({ strict: false, allErrors: true });
-  ajv.addSchema(openapi, 'openapi');
-  const pointer = (...parts: string[]) => parts.map((p) => p.replaceAll('~', '~0').replaceAll('/', '~1')).join('/');
-  /** An OpenAPI object with its `$ref` (`#/components/...`) followed. */
-  const deref = (value: unknown): Record<string, unknown> => {
-    let node = value as Record<string, unknown>;
-    while (typeof node?.$ref === 'string') {
-      node = (node.$ref as string)
-        .slice(2)
-        .split('/')
-        .reduce<Record<string, unknown>>(
-          (at, key) => at[key.replaceAll('~1', '/').replaceAll('~0', '~')] as Record<string, unknown>,
-          openapi,
-        );
-    }
-    return node;
-  };
-  /** The documented operation a request hits: its path template and operation object. */
-  const operationOf = (method: string, path: string) => {
-    for (const [template, item] of Object.entries(openapi.paths)) {
-      const pattern = new RegExp(`^${template.replace(/\{[^}]+\}/g, '[^/]+')}$`);
-      const operation = item[method.toLowerCase()];
-      if (pattern.test(path) && operation) return { template, operation: operation as Record<string, unknown> };
-    }
-    return undefined;
-  };
+  // The contract as the bridge itself reads it: its routes (path matching, parameters with their
+  // `$ref`s followed, whether a bearer token is required) and its request body schemas.
+  const openapi = loadSpec();
+  const routes = routesOf(openapi);
+  const ajv = createSpecAjv(openapi);
+  const bodyChecks = new Map(
+    routes.flatMap((route) => (route.bodySchema === undefined ? [] : [[route, compileSpecSchema(ajv, route.bodySchema)] as const])),
+  );
 
   /** Answers as the bridge and the router do, with the documented statuses. */
   const card = { card_id: 'card_1', status: 'active' };
@@ -493,26 +473,25 @@ describe('k6 scripts against the API', () => {
     for (const request of rest) {
       const path = new URL(request.url).pathname;
       const label = `${request.method} ${path}`;
-      const found = operationOf(request.method, path);
-      expect(found, `${label} is in openapi.yaml`).toBeDefined();
-      const { template, operation } = found!;
+      const match = matchRoute(routes, request.method, path);
+      const route = match.kind === 'found' ? match.route : undefined;
+      expect(route, `${label} is in openapi.yaml`).toBeDefined();
+      const operation = resolveRef<Record<string, unknown>>(openapi, { $ref: route!.pointer });
       const headers = new Set(Object.keys(request.headers).map((h) => h.toLowerCase()));
-      for (const parameter of ((operation.parameters ?? []) as unknown[]).map(deref)) {
+      for (const parameter of route!.parameters) {
         if (parameter.in === 'header' && parameter.required)
-          expect(headers, `${label}: ${parameter.name}`).toContain(String(parameter.name).toLowerCase());
+          expect(headers, `${label}: ${parameter.name}`).toContain(parameter.name.toLowerCase());
       }
-      if (operation.security === undefined || (operation.security as unknown[]).length > 0) {
-        expect(request.headers.Authorization, `${label}: bearer token`).toMatch(/^Bearer \S+$/);
-      }
+      if (route!.requiresAuth) expect(request.headers.Authorization, `${label}: bearer token`).toMatch(/^Bearer \S+$/);
       if (operation.requestBody) {
-        const check = ajv.getSchema(
-          `openapi#/${pointer('paths', template, request.method.toLowerCase(), 'requestBody', 'content', 'application/json', 'schema')}`,
-        );
+        const check = bodyChecks.get(route!);
         expect(check, `${label}: body schema`).toBeDefined();
         expect(check!(request.body) ? [] : check!.errors, `${label} body ${JSON.stringify(request.body)}`).toEqual([]);
       }
-      const response = deref((operation.responses as Record<string, unknown>)[String(request.status)]);
-      const schema = deref((response.content as Record<string, { schema: unknown }> | undefined)?.['application/json']?.schema);
+      const response = resolveRef(openapi, route!.responses[String(request.status)] as Record<string, unknown> | undefined);
+      expect(response, `${label} ${request.status} is documented`).toBeDefined();
+      const content = response!.content as Record<string, { schema?: Record<string, unknown> }> | undefined;
+      const schema = resolveRef(openapi, content?.['application/json']?.schema);
       const properties = Object.keys((schema?.properties as Record<string, unknown> | undefined) ?? {});
       for (const field of request.reads) expect(properties, `${label} ${request.status}: the script reads ${field}`).toContain(field);
     }
