@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import {
   BodyTooLargeError,
+  ClientGoneError,
   clientAddressOf,
   createMetricsRegistry,
   createServiceServer,
@@ -79,11 +80,6 @@ type BodyRead =
   | { ok: true; body: unknown; nonIntegerLiterals?: string[] | undefined }
   | { ok: false; status: number; code: string; message: string; fields?: FieldProblem[] }
   | { ok: false; clientGone: true };
-
-/** raw-body's error when the connection closed before the body was complete. */
-function isClientAbort(error: unknown): boolean {
-  return (error as { type?: unknown } | null)?.type === 'request.aborted';
-}
 
 /** Headers of the router's answer that REST clients need (rate limiting). */
 const passedThroughHeaders = ['retry-after', 'ratelimit', 'ratelimit-policy'];
@@ -195,7 +191,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
       if (error instanceof BodyTooLargeError) {
         return { ok: false, status: 413, code: ErrorCode.PAYLOAD_TOO_LARGE, message: `Request body exceeds ${error.limit} bytes` };
       }
-      if (isClientAbort(error)) return { ok: false, clientGone: true };
+      if (error instanceof ClientGoneError) return { ok: false, clientGone: true };
       throw error;
     }
     if (raw.length === 0) return { ok: true, body: undefined };

@@ -320,6 +320,14 @@ export class BodyTooLargeError extends Error {
   }
 }
 
+/** The connection closed before the request body was complete: nobody is left to answer. */
+export class ClientGoneError extends Error {
+  constructor() {
+    super('The client closed the connection before its request body was complete');
+    this.name = 'ClientGoneError';
+  }
+}
+
 /**
  * With raw-body (the reader body-parser uses): 'data'/'end' listeners, the declared
  * Content-Length checked against the limit before reading, and a body past the limit paused
@@ -327,14 +335,16 @@ export class BodyTooLargeError extends Error {
  * connection serves its next request. It replaced a `for await` over the request, whose async
  * iterator and end-of-stream tracking cost ~25 µs of CPU per request on the bench machine, a
  * third of a trivial request's whole cost (bench/RESULTS.md, change 30), and which left a
- * keep-alive connection stalled after refusing a chunked body past the limit. Other errors
- * (the client went away mid-body) are raw-body's, with their `status` and `type`.
+ * keep-alive connection stalled after refusing a chunked body past the limit. A client that went
+ * away mid-body is `ClientGoneError`; other errors are raw-body's, with their `status` and `type`.
  */
 export async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
   try {
     return await getRawBody(req, { limit: maxBytes, length: req.headers['content-length'] });
   } catch (error) {
-    if ((error as { type?: unknown }).type === 'entity.too.large') throw new BodyTooLargeError(maxBytes);
+    const type = (error as { type?: unknown }).type;
+    if (type === 'entity.too.large') throw new BodyTooLargeError(maxBytes);
+    if (type === 'request.aborted') throw new ClientGoneError();
     throw error;
   }
 }
