@@ -62,6 +62,9 @@ export async function reencryptCards(
   const failedCardIds: string[] = [];
   let batches = 0;
   let afterId = '';
+  // The rows to move: a PAN under another key than the active one. What every batch takes and
+  // what `remaining` counts, so the count says when the old key may go.
+  const toMove = and(ne(cards.panKeyId, keyring.activeKeyId), isNotNull(cards.panCiphertext));
   while (batches < maxBatches) {
     // Counted per batch and added only once its transaction commits: a batch rolled back by a
     // database error moved nothing.
@@ -69,7 +72,7 @@ export async function reencryptCards(
       const rows = await tx
         .select({ id: cards.id, panKeyId: cards.panKeyId, panCiphertext: cards.panCiphertext })
         .from(cards)
-        .where(and(ne(cards.panKeyId, keyring.activeKeyId), isNotNull(cards.panCiphertext), gt(cards.id, afterId)))
+        .where(and(toMove, gt(cards.id, afterId)))
         .orderBy(asc(cards.id))
         .limit(batchSize)
         .for('update', { skipLocked: true });
@@ -108,9 +111,6 @@ export async function reencryptCards(
     afterId = batch.lastId!;
   }
   // A plain read (no locking clause) neither waits for nor skips rows other transactions hold.
-  const [left] = await database.db
-    .select({ n: count() })
-    .from(cards)
-    .where(and(ne(cards.panKeyId, keyring.activeKeyId), isNotNull(cards.panCiphertext)));
+  const [left] = await database.db.select({ n: count() }).from(cards).where(toMove);
   return { reencrypted, skipped, failed, failedCardIds, batches, remaining: left?.n ?? 0 };
 }
