@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
-import { acquireProcessLock, type ProcessLock, ProcessLockHeldError } from '@ghostpay/platform/process-lock';
+import { acquireProcessLock, type ProcessLock } from '@ghostpay/platform/process-lock';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
@@ -118,12 +118,7 @@ async function createPgliteDatabase(dataDir: string | undefined): Promise<Databa
   if (dataDir) {
     mkdirSync(dataDir, { recursive: true });
     const path = resolve(dataDir);
-    try {
-      lock = acquireProcessLock(`${path}.lock`);
-    } catch (error) {
-      if (error instanceof ProcessLockHeldError) throw new EmbeddedDatabaseInUseError(path, error.pid);
-      throw error;
-    }
+    lock = acquireProcessLock(`${path}.lock`, (holderPid) => new EmbeddedDatabaseInUseError(path, holderPid));
   }
   let client: PGlite;
   try {

@@ -27,26 +27,30 @@ export interface ProcessLock {
  * with it. Created with its content in one step (a link of a written file), so a concurrent taker
  * never reads it empty. A lock whose process is gone (a crash, SIGKILL) is taken over; so is one
  * naming this process that this process does not hold (a container restarted with the same pid).
- * Throws `ProcessLockHeldError` while another running process, or this one, holds it.
+ * Throws `ProcessLockHeldError` while another running process, or this one, holds it, or what
+ * `refuse` makes of the holder's pid (a caller's own error naming what the lock guards).
  *
  * Several processes taking over one stale lock at once (services started together after a
  * crash) get it one: a stale lock is removed only under `<path>.takeover` (see `removeStale`).
  * Removing it without that, a taker could remove the lock another taker had just created, and
  * both went on as its holder.
  */
-export function acquireProcessLock(path: string): ProcessLock {
-  if (held.has(path)) throw new ProcessLockHeldError(path, process.pid);
+export function acquireProcessLock(
+  path: string,
+  refuse: (holderPid: number) => Error = (holderPid) => new ProcessLockHeldError(path, holderPid),
+): ProcessLock {
+  if (held.has(path)) throw refuse(process.pid);
   const staged = `${path}.${process.pid}.${Date.now()}`;
   writeFileSync(staged, `${process.pid}\n`, { mode: 0o600 });
   try {
     for (let takeovers = 0; !linked(staged, path); ) {
       const holder = lockHolder(path);
       if (holder === 'absent') continue; // released meanwhile
-      if (holder !== undefined && isAnotherRunning(holder)) throw new ProcessLockHeldError(path, holder);
+      if (holder !== undefined && isAnotherRunning(holder)) throw refuse(holder);
       // Stale each time, and each time taken by another first: processes keep dying holding it.
       if (takeovers++ === maxTakeovers)
         throw new Error(`${path}: a stale lock was taken over ${maxTakeovers} times by other processes that are gone`);
-      removeStale(path, staged);
+      removeStale(path, staged, refuse);
     }
   } finally {
     rmSync(staged, { force: true });
@@ -83,21 +87,21 @@ function linked(staged: string, path: string): boolean {
  * as by a holder). One left by a process that died while holding it is removed; only several
  * takers removing that one at the same moment could still both go on.
  */
-function removeStale(path: string, staged: string): void {
+function removeStale(path: string, staged: string, refuse: (holderPid: number) => Error): void {
   const takeover = `${path}.takeover`;
   const deadline = Date.now() + takeoverWaitMs;
   while (!linked(staged, takeover)) {
     const taker = lockHolder(takeover);
     if (taker === 'absent') continue; // its taker is done
     if (taker === undefined || !isAnotherRunning(taker)) rmSync(takeover, { force: true });
-    else if (Date.now() >= deadline) throw new ProcessLockHeldError(path, taker);
+    else if (Date.now() >= deadline) throw refuse(taker);
     else sleep(1);
   }
   try {
     // Judged again: another taker may have removed it meanwhile, and a new holder created it.
     const holder = lockHolder(path);
     if (holder === 'absent') return;
-    if (holder !== undefined && isAnotherRunning(holder)) throw new ProcessLockHeldError(path, holder);
+    if (holder !== undefined && isAnotherRunning(holder)) throw refuse(holder);
     rmSync(path, { force: true });
   } finally {
     if (lockHolder(takeover) === process.pid) rmSync(takeover, { force: true });

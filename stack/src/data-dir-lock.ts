@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { acquireProcessLock, type ProcessLock, ProcessLockHeldError } from '@ghostpay/platform/process-lock';
+import { acquireProcessLock, type ProcessLock } from '@ghostpay/platform/process-lock';
 import { StackStartError } from './start-error.ts';
 
 /** The file in the data directory naming the process whose stack has it open. */
@@ -30,10 +30,5 @@ export type DataDirLock = ProcessLock;
  * for the services and CLIs that open them without the stack.
  */
 export function lockDataDir(dataDir: string): DataDirLock {
-  try {
-    return acquireProcessLock(join(dataDir, dataDirLockFile));
-  } catch (error) {
-    if (error instanceof ProcessLockHeldError) throw new DataDirInUseError(dataDir, error.pid);
-    throw error;
-  }
+  return acquireProcessLock(join(dataDir, dataDirLockFile), (holderPid) => new DataDirInUseError(dataDir, holderPid));
 }

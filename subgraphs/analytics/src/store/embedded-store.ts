@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { appendFile, truncate } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { acquireProcessLock, type ProcessLock, ProcessLockHeldError } from '@ghostpay/platform';
+import { acquireProcessLock } from '@ghostpay/platform';
 import {
   type DocumentStore,
   duplicateKeyErrorCode,
@@ -749,13 +749,7 @@ export async function openEmbeddedStore(options: EmbeddedStoreOptions): Promise<
   const { ttlSweepIntervalMs = 60_000, compactAfterLines = 10_000, writeTimeoutMs = 10_000, now = Date.now } = options;
   const dir = resolve(options.dir);
   mkdirSync(dir, { recursive: true });
-  let lock: ProcessLock;
-  try {
-    lock = acquireProcessLock(`${dir}.lock`);
-  } catch (error) {
-    if (error instanceof ProcessLockHeldError) throw new EmbeddedStoreInUseError(dir, error.pid);
-    throw error;
-  }
+  const lock = acquireProcessLock(`${dir}.lock`, (holderPid) => new EmbeddedStoreInUseError(dir, holderPid));
   const collections = new Map<string, EmbeddedCollection>();
   const collection = (name: string) => {
     if (!/^[a-z][a-z0-9_-]{0,63}$/i.test(name)) throw new Error(`embedded store: invalid collection name ${name}`);
