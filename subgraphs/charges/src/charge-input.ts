@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { maxAmountMinorUnits } from '@ghostpay/db';
 import {
   BadUserInputError,
   containsCardNumber,
@@ -10,8 +11,6 @@ import {
 
 export const maxDescriptionLength = 500;
 export const maxIdempotencyKeyLength = 255;
-/** GraphQL Int's upper bound; amounts are minor units. */
-const maxAmount = 2_147_483_647;
 
 export interface CreateChargeInput {
   cardId: string;
@@ -45,7 +44,7 @@ function checkId(problems: FieldProblem[], field: string, id: string, what: stri
 }
 
 function checkAmount(problems: FieldProblem[], field: string, amount: number) {
-  if (!Number.isSafeInteger(amount) || amount <= 0 || amount > maxAmount) {
+  if (!Number.isSafeInteger(amount) || amount <= 0 || amount > maxAmountMinorUnits) {
     problems.push({ field, message: 'must be a positive integer amount in minor units' });
   }
 }
