@@ -14,6 +14,7 @@ import {
   createCharge,
   readEventStream,
   refundCharge,
+  startGate,
   startRealSubgraphs,
   startSubscriptionRouter,
   statuses,
@@ -26,6 +27,7 @@ describe('subscriptions complete at a final charge state', () => {
   let database: TestDatabase;
   let issuer: TestTokenIssuer;
   let subgraphs: Awaited<ReturnType<typeof startRealSubgraphs>>;
+  let cardsGate: Awaited<ReturnType<typeof startGate>>;
   let router: Awaited<ReturnType<typeof startSubscriptionRouter>>;
   let seed: ReturnType<typeof createSeed>;
 
@@ -33,11 +35,13 @@ describe('subscriptions complete at a final charge state', () => {
     database = await freshDatabase({ poolSize: 20 });
     issuer = await createTestTokenIssuer();
     subgraphs = await startRealSubgraphs(database, issuer);
-    router = await startSubscriptionRouter({ issuer, urls: subgraphs.urls });
+    cardsGate = await startGate(subgraphs.urls.cards);
+    router = await startSubscriptionRouter({ issuer, urls: { ...subgraphs.urls, cards: cardsGate.url } });
     seed = createSeed(database.db);
   });
   afterAll(async () => {
     await router?.close();
+    await cardsGate?.close();
     await subgraphs?.close();
     await database?.close();
   });
@@ -82,6 +86,40 @@ describe('subscriptions complete at a final charge state', () => {
       expect(watch.errors).toEqual([]);
       await until(released, 'everything released');
     } finally {
+      await client.dispose();
+    }
+  });
+
+  it('re-reads once more when the final state is reported while a re-read is in flight, so the last payload is REFUNDED', async () => {
+    const { merchantBearer, ownerBearer, charge } = await chargeForNewCard();
+    const client = wsClient(router.wsUrl, ownerBearer);
+    try {
+      const watch = watchCharge(client, charge.id);
+      await until(() => watch.events.length >= 1, 'the first payload');
+      // The partial refund's re-read reads the charge, then waits at cards with that state.
+      cardsGate.hold();
+      const partial = await post(
+        router.graphqlUrl,
+        {
+          query: 'mutation ($id: ID!) { refundCharge(id: $id, amount: 500, idempotencyKey: "in-flight") { status } }',
+          variables: { id: charge.id },
+        },
+        { authorization: merchantBearer },
+      );
+      expect(partial.body.errors).toBeUndefined();
+      await until(() => cardsGate.counts.held >= 1, 'the re-read waiting at cards');
+      // The rest is refunded, and the upstream reports REFUNDED while that re-read is still out.
+      await refundCharge(router.graphqlUrl, merchantBearer, charge.id);
+      await until(() => router.gateway.stats().upstream.final === 1, 'the final state reported upstream');
+      cardsGate.release();
+      await until(() => watch.completed || watch.errors.length > 0, 'complete');
+      // The in-flight re-read resolved PARTIALLY_REFUNDED: the subscription does not end on it
+      // (it used to, and the client never learnt the charge was refunded in full).
+      expect(statuses(watch).at(-1)).toBe('REFUNDED');
+      expect(watch.errors).toEqual([]);
+      await until(released, 'everything released');
+    } finally {
+      cardsGate.release();
       await client.dispose();
     }
   });

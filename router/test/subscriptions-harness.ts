@@ -281,13 +281,21 @@ export type { Role };
 /**
  * A plain HTTP proxy in front of a subgraph that can be shut: while shut it answers 503, so
  * the router's fetches to that subgraph fail on demand (a subgraph outage, without stopping it).
+ * While held, requests wait (counted in `held`) and are passed on at `release()`: a slow subgraph,
+ * to put a fetch in flight on demand.
  */
 export async function startGate(target: string) {
   const to = new URL(target);
-  /** Requests passed on and refused, so a test knows which request reached the subgraph. */
-  const counts = { passed: 0, refused: 0 };
+  /** Requests passed on, refused and waiting, so a test knows which request reached the subgraph. */
+  const counts = { passed: 0, refused: 0, held: 0 };
   let open = true;
+  let waiting: Array<() => void> | undefined;
   const server = createServer((req, res) => {
+    if (waiting) {
+      counts.held++;
+      waiting.push(() => server.emit('request', req, res));
+      return;
+    }
     if (!open) {
       counts.refused++;
       req.resume();
@@ -319,6 +327,14 @@ export async function startGate(target: string) {
     },
     open() {
       open = true;
+    },
+    hold() {
+      waiting ??= [];
+    },
+    release() {
+      const held = waiting ?? [];
+      waiting = undefined;
+      for (const pass of held) pass();
     },
     close: () =>
       new Promise<void>((resolve) => {

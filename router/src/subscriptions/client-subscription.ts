@@ -157,6 +157,9 @@ export async function openClientSubscription(options: OpenSubscriptionOptions): 
         pending = false;
         const missed = pendingMissed;
         pendingMissed = false;
+        // Only a read that starts after the upstream reported the last state reads that state;
+        // one already in flight then may resolve the state before it (`pending` re-reads).
+        const lastRead = finalSeen;
         if (stream.ended) return;
         const readStarted = performance.now();
         const read = (outcome: EventReadOutcome) => options.onEventRead?.({ outcome, seconds: (performance.now() - readStarted) / 1000 });
@@ -199,9 +202,9 @@ export async function openClientSubscription(options: OpenSubscriptionOptions): 
           }
           owedMissed = false;
           retryDelay = firstRetryDelayMs;
-          // The entity's last state is what the client holds now (this re-read ran after the
+          // The entity's last state is what the client holds now (this re-read started after the
           // upstream reported it): nothing more will come, so the subscription completes.
-          if (finalSeen) {
+          if (lastRead) {
             logger.debug({ upstreamKey: plan.upstreamKey }, 'client subscription complete: final state sent');
             stream.end();
             return;

@@ -52,6 +52,8 @@ export interface UpstreamPoolStats {
   subscriptions: number;
   /** Subscriptions waiting to subscribe again after a failed or lost attempt. */
   retrying: number;
+  /** Subscriptions whose entity reported its last state (`UpstreamTarget.isFinal`). */
+  final: number;
 }
 
 export interface UpstreamAttachment {
@@ -411,6 +413,7 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
         connectedSockets: all.filter((s) => s.connected).length,
         subscriptions: subscriptions.size,
         retrying: [...subscriptions.values()].filter((s) => s.retryTimer !== undefined).length,
+        final: [...subscriptions.values()].filter((s) => s.final).length,
       };
     },
     async close() {
