@@ -190,6 +190,17 @@ export function createServiceServer(options: ServiceServerOptions): ServiceServe
         await handler(req, res);
       }
     } catch (error) {
+      if (error instanceof ClientGoneError) {
+        // The connection closed mid-body (the client left, or Node cut it at requestTimeoutMs):
+        // nobody to answer and nothing of ours failed. Debug, not info: any client can cause one
+        // line per request at will, and the duration histogram already counts it (status 499).
+        logger.debug(
+          { method: req.method, route: routeLabel(req) },
+          'connection closed before the request body was complete; request dropped',
+        );
+        res.destroy();
+        return;
+      }
       logger.error({ err: error }, 'unhandled error in request handler');
       if (!res.headersSent) sendJson(res, 500, { error: { code: 'INTERNAL_SERVER_ERROR', message: 'Internal server error' } });
       else res.destroy();

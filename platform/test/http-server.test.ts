@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { Agent, type IncomingMessage, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { freshDatabase, rawHttpRequest } from '@ghostpay/test-support';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -171,6 +172,56 @@ describe('service server', () => {
       /http_request_duration_seconds_count\{service="demo",method="GET",route="unmatched",status_code="200"\} 1\n/,
     );
     expect(answered).toBe(1);
+  });
+
+  it('takes a client that leaves mid-body as gone, not as an error: a debug line, nothing sent, counted 499 and never 500', async () => {
+    // The router's and every subgraph's handler (createGraphQLHandler) let readBody's ClientGoneError through to the server.
+    const lines: Record<string, unknown>[] = [];
+    const destination = new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(JSON.parse(String(chunk)));
+        done();
+      },
+    });
+    let reading: () => void = () => {};
+    const handlerReading = new Promise<void>((resolve) => {
+      reading = resolve;
+    });
+    service = createServiceServer({
+      service: 'demo',
+      logger: createLogger({ service: 'demo', level: 'debug', destination }),
+      registry: createMetricsRegistry('demo'),
+      handler: async (req, res) => {
+        const body = readBody(req, 1_000);
+        reading();
+        sendJson(res, 200, { length: (await body).length });
+      },
+    });
+    await service.listen(0);
+    const socket = connect(Number(new URL(service.url).port), '127.0.0.1');
+    await once(socket, 'connect');
+    let answer = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
+    socket.on('error', () => {});
+    socket.write('POST /graphql HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 800\r\n\r\n{"query":');
+    await handlerReading;
+    socket.destroy();
+    const metrics = async () => (await fetch(`${service!.url}/metrics`)).text();
+    await vi.waitFor(async () =>
+      expect(await metrics()).toMatch(
+        /http_request_duration_seconds_count\{service="demo",method="POST",route="unmatched",status_code="499"\} 1\n/,
+      ),
+    );
+    const gone = 'connection closed before the request body was complete; request dropped';
+    await vi.waitFor(() => expect(lines.some((line) => line.msg === gone)).toBe(true));
+    expect(lines.find((line) => line.msg === gone)).toMatchObject({
+      level: 20,
+      method: 'POST',
+      route: 'unmatched',
+    });
+    expect(lines.filter((line) => (line.level as number) >= 40)).toEqual([]);
+    expect(await metrics()).not.toMatch(/status_code="5\d\d"/);
+    expect(answer).toBe('');
   });
 
   it('answers 408 and closes the connection of a client dribbling its headers or its body (slow loris)', async () => {

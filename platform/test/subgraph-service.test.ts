@@ -1,7 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect } from 'node:net';
+import { Writable } from 'node:stream';
 import { capturingLogger, createSeed, createTestTokenIssuer, freshDatabase, rawHttpRequest } from '@ghostpay/test-support';
 import { parse } from 'graphql';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   createLogger,
   createMetricsRegistry,
@@ -191,6 +194,28 @@ describe('subgraph service request errors', () => {
     // A request target Node accepts and `new URL` refuses: not found, not a 500.
     const raw = await rawHttpRequest(url, 'POST //[ HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}');
     expect(raw).toMatch(/^HTTP\/1\.1 404/);
+  });
+
+  it('drops a request whose client leaves mid-body with a debug line, not an error', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const destination = new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(JSON.parse(String(chunk)));
+        done();
+      },
+    });
+    const url = await startDemo('hello: String', { hello: () => 'hi' }, createLogger({ service: 'demo', level: 'debug', destination }));
+    const socket = connect(Number(new URL(url).port), '127.0.0.1');
+    await once(socket, 'connect');
+    socket.on('error', () => {});
+    socket.write('POST /graphql HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 800\r\n\r\n{"query":');
+    // Let the handler start reading the body.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    socket.destroy();
+    const gone = 'connection closed before the request body was complete; request dropped';
+    await vi.waitFor(() => expect(lines.find((line) => line.msg === gone)).toMatchObject({ level: 20, route: '/graphql' }));
+    expect(lines.filter((line) => (line.level as number) >= 40)).toEqual([]);
+    expect(await (await fetch(`${url}/healthz`)).json()).toEqual({ status: 'ok' });
   });
 
   it('answers a body over the limit with 413 PAYLOAD_TOO_LARGE and closes the connection', async () => {
