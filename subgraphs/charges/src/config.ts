@@ -8,6 +8,9 @@ import { baseConfigSchema, env, jwtVerifierEnv, z } from '@ghostpay/platform';
  */
 export const maxSettlementBatchSize = 1_000;
 
+/** `IDEMPOTENCY_WAIT_MS` when unset: the schema's default, for tools that must wait as the service does. */
+export const DEFAULT_IDEMPOTENCY_WAIT_MS = 2_000;
+
 /** Env of the charges service; see the README's table. */
 export const chargesConfigSchema = baseConfigSchema.extend({
   CHARGES_PORT: env.port(4003),
@@ -42,7 +45,7 @@ export const chargesConfigSchema = baseConfigSchema.extend({
    * client never sees these codes, the request may still commit after, and each such timeout
    * counts towards opening the router's circuit breaker for every charges call.
    */
-  IDEMPOTENCY_WAIT_MS: env.positiveInt(2_000),
+  IDEMPOTENCY_WAIT_MS: env.positiveInt(DEFAULT_IDEMPOTENCY_WAIT_MS),
 });
 
 export type ChargesConfig = z.infer<typeof chargesConfigSchema>;

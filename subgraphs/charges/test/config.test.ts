@@ -1,6 +1,6 @@
 import { parseConfig } from '@ghostpay/platform';
 import { describe, expect, it } from 'vitest';
-import { chargesConfigSchema } from '../src/index.ts';
+import { chargesConfigSchema, DEFAULT_IDEMPOTENCY_WAIT_MS } from '../src/index.ts';
 
 describe('charges config', () => {
   it('bounds SETTLEMENT_BATCH_SIZE at 1000 with a start-up problem naming the variable, the bound and the value', () => {
@@ -17,5 +17,10 @@ describe('charges config', () => {
       ]);
     }
     for (const value of ['0', '-5', '2.5']) expect(parsed(value).ok, value).toBe(false);
+  });
+
+  it('exports the default of IDEMPOTENCY_WAIT_MS as the constant the schema applies', () => {
+    expect(DEFAULT_IDEMPOTENCY_WAIT_MS).toBe(2_000);
+    expect(parseConfig(chargesConfigSchema, {})).toMatchObject({ ok: true, config: { IDEMPOTENCY_WAIT_MS: DEFAULT_IDEMPOTENCY_WAIT_MS } });
   });
 });
