@@ -5,7 +5,7 @@
  *
  * Env: BENCH_SECONDS (measured seconds per run, default 10), BENCH_CONNECTIONS (concurrency of
  * the charge runs, default 16), BENCH_FED_CONNECTIONS (federation, default 32), BENCH_ONLY
- * (comma list of db,graphql,rest,federation), BENCH_GATEWAYS (comma list of
+ * (comma list of db,graphql,rest,reads,federation: src/plan.ts), BENCH_GATEWAYS (comma list of
  * apollo,apollo-compiled,hive,ghostpay-gateway-executor,ghostpay), BENCH_CPU_PROF=1 (steady-state V8 profiles in bench/profiles/),
  * BENCH_STACK (processes — one per service, the default — or single, like npm start), BENCH_ROUNDS (alternating
  * windows per charge maximum, default 3), BENCH_NODE_ENV (NODE_ENV of every server process, default production).
@@ -32,6 +32,7 @@ import { testQuery } from './federation/test-query.ts';
 import { closeLoadPools, combineWindows, type LoadResult, runLoad } from './load.ts';
 import { measureLoopback } from './loopback.ts';
 import { machineDetails } from './machine.ts';
+import { benchPlan } from './plan.ts';
 import { type Row, renderTable, writeResults } from './report.ts';
 import { ioSyscalls, serverCpu } from './server-cpu.ts';
 
@@ -43,7 +44,7 @@ const connections = Number(process.env.BENCH_CONNECTIONS ?? 16);
 /** Alternating windows per charge maximum (the DB limit, GraphQL, REST): see measureAlternating. */
 const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 const fedConnections = Number(process.env.BENCH_FED_CONNECTIONS ?? 32);
-const only = new Set((process.env.BENCH_ONLY ?? 'db,graphql,rest,federation').split(',').map((s) => s.trim()));
+const plan = benchPlan();
 const gatewayKinds = (process.env.BENCH_GATEWAYS ?? 'apollo,apollo-compiled,hive,ghostpay-gateway-executor,ghostpay')
   .split(',')
   .map((s) => s.trim());
@@ -153,7 +154,7 @@ async function main() {
   );
 
   let dbLimit: number | undefined;
-  if (only.has('db') || only.has('graphql') || only.has('rest')) {
+  if (plan.db || plan.stack) {
     log('starting PostgreSQL and redis-server');
     const cluster = await startPostgresCluster();
     cleanups.push(() => cluster.destroy());
@@ -269,7 +270,7 @@ async function main() {
 
     let dbScenario: Scenario | undefined;
     let dbChild: BenchChild | undefined;
-    if (only.has('db')) {
+    if (plan.db) {
       const cardIds = await issueBenchCards(database, accounts, cardsPerRotation, amount, currency);
       const child = await spawn('db-limit', 'charges/db-limit-process.ts', { DATABASE_URL: url });
       dbChild = child;
@@ -325,12 +326,12 @@ async function main() {
       });
     };
 
-    if (dbScenario && !only.has('graphql') && !only.has('rest')) {
+    if (dbScenario && !plan.dbAlternates) {
       log(`database limit: authorizeCharge through a pg pool, ${connections} concurrent`);
       rows.push(await dbLimitRow((await measureAlternating([dbScenario])).get('db') as Window[]));
     }
 
-    if (only.has('graphql') || only.has('rest')) {
+    if (plan.stack) {
       // Each measured charge run gets a fresh stack (and data directory), so no run inherits the
       // analytics data, heaps or connection state of the one before it.
       /**
@@ -530,24 +531,55 @@ async function main() {
       });
       const restCharged: Check = (status, body) => status === 201 && body.includes('"authorized"');
 
+      /**
+       * GraphQL card(id) reads through the router of the current stack, of cards charged before
+       * (the GraphQL maximum's in the full run): measured like the charge maxima (CPU by process,
+       * PostgreSQL's). A read is the same trip through the router and a subgraph as a charge,
+       * around one indexed select instead of the transaction, so its split prices the hop that
+       * the DB limit does not make.
+       */
+      const measureReads = async (chargedCards: string[]) => {
+        log('GraphQL card(id) reads through the router');
+        const read = 'query Card($id: ID!) { card(id: $id) { id status amount currency last4 expiresAt } }';
+        let i = 0;
+        const readRequest = () => ({
+          method: 'POST' as const,
+          path: '/graphql',
+          headers: { 'content-type': 'application/json', authorization: current.authorization },
+          body: JSON.stringify({ query: read, operationName: 'Card', variables: { id: chargedCards[i++ % chargedCards.length] } }),
+        });
+        const readOk = (status: number, body: string) => status === 200 && body.includes('"card":{"id"') && !body.includes('"errors"');
+        const readScenario = httpScenario('reads', 'GraphQL card(id) reads', () => current.router, readRequest, readOk);
+        const reads = aggregate('GraphQL card(id) reads', (await measureAlternating([readScenario])).get('reads') as Window[], 'read');
+        rows.push(
+          rowOf('GraphQL card(id) reads via router', reads.max, {
+            ratio: ratioTo(reads.max.rps, dbLimit, 'DB limit'),
+            cpuMsPerOp: reads.cpuMsPerOp,
+            pgCpuMsPerOp: reads.pgCpuMsPerOp,
+          }),
+        );
+      };
+
       // The maxima: the DB limit, GraphQL and REST in alternating windows on this stack.
-      const graphqlCards = only.has('graphql')
+      const graphqlCards = plan.graphql
         ? onFreshCards(await issueBenchCards(database, accounts, cardsPerRotation + cardsPerRun, amount, currency), chargeRequest)
         : undefined;
-      const restCards = only.has('rest')
+      const restCards = plan.rest
         ? onFreshCards(await issueBenchCards(database, accounts, cardsPerRotation + cardsPerRun, amount, currency), restRequest)
         : undefined;
       const scenarios = [
-        dbScenario,
+        plan.dbAlternates ? dbScenario : undefined,
         graphqlCards && httpScenario('graphql', 'GraphQL createCharge', () => current.router, graphqlCards.request, charged),
         restCards && httpScenario('rest', 'REST POST /charges', () => current.bridge, restCards.request, restCharged),
       ].filter((scenario): scenario is Scenario => scenario !== undefined);
-      log(
-        `${scenarios.map((s) => s.label).join(', ')} through a pg pool / the router / the bridge, ${connections} concurrent${scenarios.length > 1 ? `: ${rounds} alternating windows of ${(windowMs / 1000).toFixed(1)} s each` : ''}`,
-      );
+      if (scenarios.length > 0) {
+        log(
+          `${scenarios.map((s) => s.label).join(', ')} through a pg pool / the router / the bridge, ${connections} concurrent${scenarios.length > 1 ? `: ${rounds} alternating windows of ${(windowMs / 1000).toFixed(1)} s each` : ''}`,
+        );
+      }
       const measured = await measureAlternating(scenarios);
       const windowsOf = (key: Scenario['key']) => measured.get(key) ?? [];
-      if (dbScenario) rows.push(await dbLimitRow(windowsOf('db')));
+      if (dbScenario && plan.dbAlternates) rows.push(await dbLimitRow(windowsOf('db')));
       const graphql = graphqlCards ? aggregate('GraphQL createCharge', windowsOf('graphql')) : undefined;
       const rest = restCards ? aggregate('REST POST /charges', windowsOf('rest')) : undefined;
       /** "0.52, 0.48, 0.55": a scenario against another, window by window (each pair ran within seconds of each other). */
@@ -586,28 +618,7 @@ async function main() {
           rowOf(`GraphQL createCharge at 70% of max (${rate}/s offered)`, paced, { ratio: ratioTo(paced.rps, dbLimit, 'DB limit') }),
         );
 
-        log('GraphQL card(id) reads through the router');
-        const read = 'query Card($id: ID!) { card(id: $id) { id status amount currency last4 expiresAt } }';
-        let i = 0;
-        const readRequest = () => ({
-          method: 'POST' as const,
-          path: '/graphql',
-          headers: { 'content-type': 'application/json', authorization: current.authorization },
-          body: JSON.stringify({ query: read, operationName: 'Card', variables: { id: usedCards[i++ % usedCards.length] } }),
-        });
-        const readOk = (status: number, body: string) => status === 200 && body.includes('"card":{"id"') && !body.includes('"errors"');
-        // Measured like the charge maxima (CPU by process, PostgreSQL's): a read is the same trip
-        // through the router and a subgraph as a charge, around one indexed select instead of the
-        // transaction, so its split prices the hop that the DB limit does not make.
-        const readScenario = httpScenario('reads', 'GraphQL card(id) reads', () => current.router, readRequest, readOk);
-        const reads = aggregate('GraphQL card(id) reads', (await measureAlternating([readScenario])).get('reads') as Window[], 'read');
-        rows.push(
-          rowOf('GraphQL card(id) reads via router', reads.max, {
-            ratio: ratioTo(reads.max.rps, dbLimit, 'DB limit'),
-            cpuMsPerOp: reads.cpuMsPerOp,
-            pgCpuMsPerOp: reads.pgCpuMsPerOp,
-          }),
-        );
+        await measureReads(usedCards);
 
         if (stackTopology === 'processes') {
           // The same charges with every service in one process, as `npm start` runs them: one core's worth of JavaScript.
@@ -629,6 +640,21 @@ async function main() {
         }
       }
 
+      if (plan.readsChargeOwnCards) {
+        // BENCH_ONLY=reads: no GraphQL maximum charged cards to read, so an unmeasured closed-loop
+        // pass of the warm-up's length charges fresh cards through this stack's router, as that
+        // run would have (the cards end USED, with their charge), and warms it with charges.
+        log(`charging cards through the router for the reads (unmeasured, ${(warmupMs / 1000).toFixed(1)} s)`);
+        const cards = onFreshCards(await issueBenchCards(database, accounts, cardsFor(warmupMs), amount, currency), chargeRequest);
+        const pass = await runLoad({ origin: current.router, connections, durationMs: warmupMs, request: cards.request, check: charged });
+        warnErrors('charges for the reads', pass);
+        if (pass.ok === 0) throw new Error('no charge succeeded: no charged cards to read');
+        await measureReads(cards.used());
+        notes.push(
+          `Card reads without the charge runs (BENCH_ONLY=reads): the ${pass.ok} cards read were charged through the router in an unmeasured ${(warmupMs / 1000).toFixed(1)} s closed-loop pass on the same stack just before (in the full run, by the GraphQL maximum, with the 70% run in between); the DB limit ran alone first, in one ${seconds} s window.`,
+        );
+      }
+
       if (rest && restCards) {
         const vsGraphql = graphqlMax ? ` (${((rest.max.rps / graphqlMax) * 100).toFixed(0)}% of GraphQL)` : '';
         rows.push(
@@ -643,15 +669,18 @@ async function main() {
       }
       noteRss(await stopBenchStack(current));
       for (const row of rows) if (!row.peakRssMiB && !row.scenario.startsWith('DB')) row.peakRssMiB = stackRss.max;
+      const chargeRows = plan.graphql || plan.rest;
       notes.push(
-        stackTopology === 'processes'
-          ? `Charge rows: the stack runs one process per service (auth, cards, charges, analytics with its embedded store, router, bridge — the deployment shape) on PostgreSQL + Redis; CPU ms/op is the sum over those processes, peak RSS the largest one (all six together: ${stackRss.total.toFixed(0)} MiB). The "one process" row runs the same services in a single process, like npm start. The 70% runs and the one-process run each start on a fresh stack.`
-          : 'Charge rows: peak RSS and CPU ms/op are those of the stack process (4 subgraphs + router + bridge + embedded analytics, one process like npm start, on PostgreSQL + Redis); the 70% runs each start on a fresh stack process.',
+        !chargeRows
+          ? `Read row: the stack runs ${stackTopology === 'processes' ? `one process per service (the deployment shape; all six together: ${stackRss.total.toFixed(0)} MiB)` : 'all services in one process, like npm start'} on PostgreSQL + Redis; CPU ms/op is the sum over the stack's processes, peak RSS the largest one.`
+          : stackTopology === 'processes'
+            ? `Charge rows: the stack runs one process per service (auth, cards, charges, analytics with its embedded store, router, bridge — the deployment shape) on PostgreSQL + Redis; CPU ms/op is the sum over those processes, peak RSS the largest one (all six together: ${stackRss.total.toFixed(0)} MiB). The "one process" row runs the same services in a single process, like npm start. The 70% runs and the one-process run each start on a fresh stack.`
+            : 'Charge rows: peak RSS and CPU ms/op are those of the stack process (4 subgraphs + router + bridge + embedded analytics, one process like npm start, on PostgreSQL + Redis); the 70% runs each start on a fresh stack process.',
       );
     }
   }
 
-  if (only.has('federation')) {
+  if (plan.federation) {
     const hiveDir = resolve(src, '../hive-gateway');
     if (gatewayKinds.includes('hive') && !existsSync(join(hiveDir, 'node_modules'))) {
       log('installing @graphql-hive/gateway into bench/hive-gateway (first run)');
