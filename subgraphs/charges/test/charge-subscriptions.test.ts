@@ -6,7 +6,7 @@ import { type Client, createClient, type SubscribePayload } from 'graphql-ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { chargesConfigSchema, settleAllDue } from '../src/index.ts';
-import { type ChargeJson, createChargeMutation, type Harness, refundChargeMutation, startHarness } from './charges-harness.ts';
+import { type ChargeJson, createChargeMutation, type Harness, refundChargeMutation, startHarness, until } from './charges-harness.ts';
 
 interface Received {
   events: Array<{ id: string; status: string; refundedAmount: number; settledAt: string | null }>;
@@ -43,14 +43,6 @@ function errorsOf(client: Client, payload: SubscribePayload): Promise<Array<{ me
       complete: () => resolve(errors),
     });
   });
-}
-
-async function until(condition: () => boolean, what: string, timeoutMs = 5_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 function wsClient(url: string, authorization: string | undefined, viaHeader = false): Client {

@@ -6,7 +6,7 @@ import { type ChargeEventBus, createChargeEventBus } from '../src/charge-event-b
 import type { ChargeRow } from '../src/charge-record.ts';
 import { openChargeUpdateStream } from '../src/charge-update-stream.ts';
 import { settleAllDue } from '../src/index.ts';
-import { type ChargeJson, createChargeMutation, type Harness, refundChargeMutation, startHarness } from './charges-harness.ts';
+import { type ChargeJson, createChargeMutation, type Harness, refundChargeMutation, startHarness, until } from './charges-harness.ts';
 
 /**
  * The database as it is, except that the first query built from it waits for `release()`
@@ -59,14 +59,6 @@ function countingBus(bus: ChargeEventBus) {
     close: () => bus.close(),
   };
   return { bus: wrapped, counted };
-}
-
-async function until(condition: () => boolean, what: string, timeoutMs = 5_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 /** Reads from the stream until `last` matches, failing instead of hanging. */

@@ -23,6 +23,15 @@ export interface Harness {
   close(): Promise<void>;
 }
 
+/** Polls `condition` until it holds, failing with `what` after `timeoutMs` instead of hanging. */
+export async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
 /** What {@link merchantDatabase} provides; read it inside tests and hooks, after its `beforeAll`. */
 export interface MerchantDatabase {
   database: TestDatabase;

@@ -12,7 +12,7 @@ import type { SeededUser } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { settleAllDue } from '../src/index.ts';
-import { type ChargeJson, createChargeMutation, type Harness, refundChargeMutation, startHarness } from './charges-harness.ts';
+import { type ChargeJson, createChargeMutation, type Harness, refundChargeMutation, startHarness, until } from './charges-harness.ts';
 
 interface Message {
   id?: string;
@@ -21,14 +21,6 @@ interface Message {
     message: string;
     extensions?: { code?: string };
   }>;
-}
-
-async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 describe('queries and mutations over the charges WebSocket', () => {

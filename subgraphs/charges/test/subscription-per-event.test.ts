@@ -14,20 +14,12 @@
 import type { SeededUser } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { type ChargeJson, createChargeMutation, type Harness, refundChargeMutation, startHarness } from './charges-harness.ts';
+import { type ChargeJson, createChargeMutation, type Harness, refundChargeMutation, startHarness, until } from './charges-harness.ts';
 
 interface Message {
   id?: string;
   type: string;
   payload?: unknown;
-}
-
-async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 describe('the charges WebSocket, per event', () => {
