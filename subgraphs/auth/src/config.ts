@@ -46,8 +46,13 @@ export const authConfigSchema = baseConfigSchema
     SIGNING_KEY_ROTATION_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(0),
     /** `Cache-Control: max-age` of the JWKS response. */
     JWKS_MAX_AGE_SECONDS: z.coerce.number().int().min(0).max(3600).default(60),
-    /** Failed exchanges allowed per API key prefix within the window. */
+    /** Failed exchanges allowed per API key prefix from one client address within the window. */
     FAILED_EXCHANGE_LIMIT_PER_KEY: env.positiveInt(5),
+    /**
+     * Failed exchanges per API key prefix from every address within the window after which the
+     * key is under attack: each address may then fail on it once per window. Never locks the key.
+     */
+    FAILED_EXCHANGE_LIMIT_PER_KEY_ALL_ADDRESSES: env.positiveInt(20),
     /** Failed exchanges allowed per client address within the window. */
     FAILED_EXCHANGE_LIMIT_PER_ADDRESS: env.positiveInt(20),
     FAILED_EXCHANGE_WINDOW_SECONDS: env.positiveInt(300),

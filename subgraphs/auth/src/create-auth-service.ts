@@ -99,8 +99,9 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
   const exchange = createTokenExchange({
     db: database.db,
     tokens,
-    byPrefix: limiter('prefix', config.FAILED_EXCHANGE_LIMIT_PER_KEY),
     byAddress: limiter('address', config.FAILED_EXCHANGE_LIMIT_PER_ADDRESS),
+    byKeyFromAddress: limiter('prefix-address', config.FAILED_EXCHANGE_LIMIT_PER_KEY),
+    byKey: limiter('prefix', config.FAILED_EXCHANGE_LIMIT_PER_KEY_ALL_ADDRESSES),
     logger,
     exchanges: new Counter({
       name: 'auth_token_exchanges_total',

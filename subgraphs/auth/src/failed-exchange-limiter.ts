@@ -3,7 +3,7 @@ import { failFastRedisOptions, type Logger, throttledWarning } from '@ghostpay/p
 import type { Redis, RedisOptions } from 'ioredis';
 
 export interface FailedExchangeLimiterOptions {
-  /** Failures allowed per identity within the window. */
+  /** Failures allowed per identity within the window, unless a call names a lower one. */
   limit: number;
   windowMs: number;
   /** Identities tracked at most; the least recently failed are forgotten first. @default 10000 */
@@ -12,8 +12,8 @@ export interface FailedExchangeLimiterOptions {
 }
 
 /**
- * An in-memory sliding-window counter of failed token exchanges per identity (an API key
- * prefix or a client address). Only failures count; a success does not reset the window, so
+ * An in-memory sliding-window counter of failed token exchanges per identity (a client
+ * address, an API key prefix from one address, or an API key prefix). Only failures count; a success does not reset the window, so
  * an attacker cannot interleave a valid key to keep guessing. The map is bounded so random
  * identities cannot exhaust memory. Per process: with N replicas an attacker gets N× the
  * budget, which is why replicas share `createRedisFailedExchangeLimiter` when REDIS_URL is set;
@@ -25,10 +25,10 @@ export interface FailedExchangeLimiterOptions {
  * answer RATE_LIMITED like any attempt over the limit.
  */
 export function createFailedExchangeLimiter(options: FailedExchangeLimiterOptions): {
-  retryAfterSeconds(identity: string): number;
-  recordFailure(identity: string): number;
+  retryAfterSeconds(identity: string, limit?: number): number;
+  recordFailure(identity: string, limit?: number): number;
 } {
-  const { limit, windowMs, maxTracked = 10_000, now = Date.now } = options;
+  const { windowMs, maxTracked = 10_000, now = Date.now } = options;
   // Map iteration order is insertion order: re-inserting on each failure keeps it LRU.
   const failures = new Map<string, number[]>();
 
@@ -41,7 +41,7 @@ export function createFailedExchangeLimiter(options: FailedExchangeLimiterOption
     return kept;
   };
   /** Seconds until the oldest failure that keeps `list` at the limit leaves the window, or 0 below the limit. */
-  const waitFor = (list: number[], at: number): number => {
+  const waitFor = (list: number[], at: number, limit: number): number => {
     if (list.length < limit) return 0;
     const oldestInWindow = list[list.length - limit]!;
     return Math.max(1, Math.ceil((oldestInWindow + windowMs - at) / 1000));
@@ -49,19 +49,19 @@ export function createFailedExchangeLimiter(options: FailedExchangeLimiterOption
 
   return {
     /** Seconds until another attempt is allowed, or 0 when the identity may try now. */
-    retryAfterSeconds(identity: string): number {
+    retryAfterSeconds(identity: string, limit = options.limit): number {
       const at = now();
-      return waitFor(recent(identity, at), at);
+      return waitFor(recent(identity, at), at, limit);
     },
     /**
      * Counts a failure when the identity is under its limit and returns 0: the caller may answer
      * UNAUTHENTICATED. At the limit nothing is counted and the seconds to wait are returned: the
      * caller must answer RATE_LIMITED, whatever the attempt was.
      */
-    recordFailure(identity: string): number {
+    recordFailure(identity: string, limit = options.limit): number {
       const at = now();
       const list = recent(identity, at);
-      const wait = waitFor(list, at);
+      const wait = waitFor(list, at, limit);
       if (wait > 0) return wait;
       failures.delete(identity);
       failures.set(identity, [...list, at]);
@@ -78,10 +78,12 @@ export function createFailedExchangeLimiter(options: FailedExchangeLimiterOption
 /**
  * What the token exchange asks of a limiter, in memory or in Redis. Both answers are seconds
  * to wait, 0 meaning go ahead (see `createFailedExchangeLimiter` for what each decides).
+ * `limit`, when given, replaces the limiter's own for that call (token exchange lowers a
+ * client's budget for a key under attack: see `createTokenExchange`).
  */
 export interface FailedExchangeLimiter {
-  retryAfterSeconds(identity: string): number | Promise<number>;
-  recordFailure(identity: string): number | Promise<number>;
+  retryAfterSeconds(identity: string, limit?: number): number | Promise<number>;
+  recordFailure(identity: string, limit?: number): number | Promise<number>;
 }
 
 /**
@@ -129,7 +131,7 @@ export function failedExchangeRedisOptions(commandTimeoutMs = 500): RedisOptions
 
 export interface RedisFailedExchangeLimiterOptions {
   redis: Redis;
-  /** Failures allowed per identity within the window. */
+  /** Failures allowed per identity within the window, unless a call names a lower one. */
   limit: number;
   windowMs: number;
   /** Names this limiter's identities apart from another's on the same Redis (`prefix`, `address`). */
@@ -148,9 +150,9 @@ export interface RedisFailedExchangeLimiterOptions {
  * without Redis, rather than failing closed for everyone.
  */
 export function createRedisFailedExchangeLimiter(options: RedisFailedExchangeLimiterOptions): FailedExchangeLimiter {
-  const { redis, limit, windowMs, logger } = options;
+  const { redis, windowMs, logger } = options;
   const keyPrefix = `${options.keyPrefix ?? 'ghostpay:auth:failed-exchange:'}${options.name}:`;
-  const fallback = options.fallback ?? createFailedExchangeLimiter({ limit, windowMs });
+  const fallback = options.fallback ?? createFailedExchangeLimiter({ limit: options.limit, windowMs });
   // ioredis sends a defined command as EVALSHA, falling back to EVAL once after a NOSCRIPT.
   if (!(checkCommand in redis)) redis.defineCommand(checkCommand, { numberOfKeys: 1, lua: checkScript });
   if (!(recordCommand in redis)) redis.defineCommand(recordCommand, { numberOfKeys: 1, lua: recordScript });
@@ -168,18 +170,18 @@ export function createRedisFailedExchangeLimiter(options: RedisFailedExchangeLim
     return local();
   };
   return {
-    async retryAfterSeconds(identity) {
+    async retryAfterSeconds(identity, limit = options.limit) {
       try {
         return seconds(await commands[checkCommand].call(redis, keyOf(identity), limit, windowMs * 1000));
       } catch (error) {
-        return orLocally(error, () => fallback.retryAfterSeconds(identity));
+        return orLocally(error, () => fallback.retryAfterSeconds(identity, limit));
       }
     },
-    async recordFailure(identity) {
+    async recordFailure(identity, limit = options.limit) {
       try {
         return seconds(await commands[recordCommand].call(redis, keyOf(identity), limit, windowMs * 1000, randomUUID()));
       } catch (error) {
-        return orLocally(error, () => fallback.recordFailure(identity));
+        return orLocally(error, () => fallback.recordFailure(identity, limit));
       }
     },
   };

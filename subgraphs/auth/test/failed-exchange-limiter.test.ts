@@ -33,6 +33,20 @@ describe('failed-exchange limiter', () => {
     expect(limiter.recordFailure('a')).toBe(5);
   });
 
+  it('judges a call by the lower limit it names, against the same failures', () => {
+    let now = 1_000_000;
+    const limiter = createFailedExchangeLimiter({ limit: 3, windowMs: 60_000, now: () => now });
+    expect(limiter.recordFailure('a', 1)).toBe(0);
+    now += 10_000;
+    // One failure: at a limit of 1, wait until it leaves the window; at the limiter's own 3, go ahead.
+    expect(limiter.recordFailure('a', 1)).toBe(50);
+    expect(limiter.retryAfterSeconds('a', 1)).toBe(50);
+    expect(limiter.retryAfterSeconds('a')).toBe(0);
+    expect(limiter.recordFailure('a')).toBe(0);
+    expect(limiter.recordFailure('a')).toBe(0);
+    expect(limiter.recordFailure('a')).toBe(50);
+  });
+
   it('forgets the least recently failed identities beyond its bound', () => {
     const limiter = createFailedExchangeLimiter({ limit: 1, windowMs: 60_000, maxTracked: 2 });
     limiter.recordFailure('first');

@@ -27,30 +27,49 @@ describe.skipIf(!redisUrl())('failed-exchange limits shared by replicas through 
   let replicaUrl: string;
   beforeAll(async () => {
     auth = await startAuth({
-      env: { REDIS_URL: redisUrl(), FAILED_EXCHANGE_LIMIT_PER_KEY: '4', FAILED_EXCHANGE_LIMIT_PER_ADDRESS: '6', TRUSTED_PROXY_HOPS: '1' },
+      env: {
+        REDIS_URL: redisUrl(),
+        FAILED_EXCHANGE_LIMIT_PER_KEY: '3',
+        FAILED_EXCHANGE_LIMIT_PER_KEY_ALL_ADDRESSES: '4',
+        FAILED_EXCHANGE_LIMIT_PER_ADDRESS: '6',
+        TRUSTED_PROXY_HOPS: '1',
+      },
     });
     replicaUrl = (await auth.replica()).url;
   });
   afterAll(() => auth?.close());
 
-  it('gives an attacker spreading guesses for one prefix over two replicas the budget of one', async () => {
+  it('shares the key-wide limit: guesses for one prefix spread over addresses and replicas put it under attack on both', async () => {
+    const target = await auth.seed('merchant');
+    const prefix = target.apiKey.split('_')[1]!;
+    const guess = `gp_${prefix}_${'F'.repeat(43)}`;
+    const codes: unknown[] = [];
+    // One failure from each of four addresses, alternating replicas: the key-wide 4, which neither replica reaches alone.
+    for (let n = 1; n <= 4; n++)
+      codes.push((await createTokenAt(n % 2 ? replicaUrl : auth.url, guess, `198.51.100.${n}`)).errors?.[0]?.extensions?.code);
+    expect(codes).toEqual(Array(4).fill('UNAUTHENTICATED'));
+    // Under attack, on either replica, an address that failed on the key has used its one failure.
+    for (const url of [auth.url, replicaUrl]) {
+      expect((await createTokenAt(url, guess, '198.51.100.1')).errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
+      expect((await createTokenAt(url, target.apiKey, '198.51.100.2')).errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
+    }
+    // A new address gets one failure in all, whichever replica it asks.
+    expect((await createTokenAt(auth.url, guess, '198.51.100.5')).errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    expect((await createTokenAt(replicaUrl, guess, '198.51.100.5')).errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
+    // The owner, from an address of theirs, mints on either replica.
+    for (const url of [auth.url, replicaUrl]) expect((await createTokenAt(url, target.apiKey, '203.0.113.50')).errors).toBeUndefined();
+  });
+
+  it('shares the per-key budget of one address', async () => {
     const target = await auth.seed('merchant');
     const prefix = target.apiKey.split('_')[1]!;
     const codes: unknown[] = [];
-    for (let attempt = 0; attempt < 8; attempt++) {
-      // A fresh address each time: only the prefix's budget is under test here.
-      const result = await createTokenAt(
-        attempt % 2 ? replicaUrl : auth.url,
-        `gp_${prefix}_${'F'.repeat(43)}`,
-        `198.51.100.${attempt + 1}`,
-      );
+    for (let attempt = 0; attempt < 6; attempt++) {
+      const result = await createTokenAt(attempt % 2 ? replicaUrl : auth.url, `gp_${prefix}_${'K'.repeat(43)}`, '198.51.100.80');
       codes.push(result.errors?.[0]?.extensions?.code);
     }
-    expect(codes).toEqual([...Array(4).fill('UNAUTHENTICATED'), ...Array(4).fill('RATE_LIMITED')]);
-    // The right secret is refused on either replica while the shared limit holds.
-    for (const url of [auth.url, replicaUrl]) {
-      expect((await createTokenAt(url, target.apiKey, '198.51.100.50')).errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
-    }
+    expect(codes).toEqual([...Array(3).fill('UNAUTHENTICATED'), ...Array(3).fill('RATE_LIMITED')]);
+    expect((await createTokenAt(auth.url, target.apiKey, '198.51.100.80')).errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
   });
 
   it('shares the per-address budget too', async () => {

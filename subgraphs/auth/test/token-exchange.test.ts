@@ -103,7 +103,7 @@ describe('token exchange', () => {
     expect(again.errors?.[0]).toMatchObject({ message: 'Invalid API key', extensions: { code: 'UNAUTHENTICATED' } });
   });
 
-  it('rate limits failed exchanges per key prefix, without locking out other keys', async () => {
+  it('rate limits failed exchanges per key prefix from one address, without locking out other keys', async () => {
     const target = await auth.seed('merchant');
     const bystander = await auth.seed('merchant');
     const prefix = target.apiKey.split('_')[1]!;
@@ -179,5 +179,70 @@ describe('failed-exchange limiting per client address', () => {
       await auth.gql(createToken, { apiKey: guess }, from(n % 2 ? '192.0.2.44' : '::ffff:192.0.2.44'));
     }
     expect((await auth.gql(createToken, { apiKey: user.apiKey }, from('192.0.2.44'))).errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
+  });
+});
+
+describe('failed-exchange limiting of a key whose prefix anyone may know', () => {
+  let auth: AuthHarness;
+  beforeAll(async () => {
+    auth = await startAuth({
+      env: {
+        FAILED_EXCHANGE_LIMIT_PER_KEY: '3',
+        FAILED_EXCHANGE_LIMIT_PER_KEY_ALL_ADDRESSES: '6',
+        FAILED_EXCHANGE_LIMIT_PER_ADDRESS: '1000',
+        TRUSTED_PROXY_HOPS: '1',
+      },
+    });
+  });
+  afterAll(() => auth?.close());
+  const from = (address: string) => ({ headers: { 'x-forwarded-for': address } });
+  const codeOf = (result: { errors?: { extensions?: { code?: string } }[] }) => result.errors?.[0]?.extensions?.code;
+  const guessAt = (prefix: string, n: number) => `gp_${prefix}_${String(n).padStart(43, 'J')}`;
+
+  it("does not let one address's failures lock the owner out: the right secret from another address is issued a token", async () => {
+    const owner = await auth.seed('merchant');
+    const prefix = owner.apiKey.split('_')[1]!;
+    const codes: unknown[] = [];
+    for (let n = 0; n < 10; n++) codes.push(codeOf(await auth.gql(createToken, { apiKey: guessAt(prefix, n) }, from('198.51.100.66'))));
+    expect(codes).toEqual([...Array(3).fill('UNAUTHENTICATED'), ...Array(7).fill('RATE_LIMITED')]);
+    // The attacker's address is refused whatever it sends for this key: no oracle there.
+    expect(codeOf(await auth.gql(createToken, { apiKey: owner.apiKey }, from('198.51.100.66')))).toBe('RATE_LIMITED');
+    const owned = await auth.gql<{ createToken: { accessToken: string } }>(createToken, { apiKey: owner.apiKey }, from('203.0.113.5'));
+    expect(owned.errors).toBeUndefined();
+    expect(owned.data?.createToken.accessToken).toEqual(expect.any(String));
+  });
+
+  it('bounds guesses spread over many addresses: past the key-wide limit each address gets one failure, and the owner still mints', async () => {
+    const owner = await auth.seed('merchant');
+    const prefix = owner.apiKey.split('_')[1]!;
+    const codesByAddress: unknown[][] = [];
+    for (let a = 0; a < 6; a++) {
+      const codes: unknown[] = [];
+      for (let n = 0; n < 3; n++)
+        codes.push(codeOf(await auth.gql(createToken, { apiKey: guessAt(prefix, a * 10 + n) }, from(`198.51.100.${a + 1}`))));
+      codesByAddress.push(codes);
+    }
+    // The first two addresses use their whole budget (3 each: the key-wide 6); every later one fails once, then waits.
+    expect(codesByAddress.slice(0, 2)).toEqual([Array(3).fill('UNAUTHENTICATED'), Array(3).fill('UNAUTHENTICATED')]);
+    for (const codes of codesByAddress.slice(2)) expect(codes).toEqual(['UNAUTHENTICATED', 'RATE_LIMITED', 'RATE_LIMITED']);
+    const limited = await auth.gql(createToken, { apiKey: owner.apiKey }, from('198.51.100.1'));
+    expect(limited.errors?.[0]?.extensions).toMatchObject({ code: 'RATE_LIMITED', retryAfter: expect.any(Number) });
+    // The owner, from an address that has not failed on the key, is issued a token.
+    expect(codeOf(await auth.gql(createToken, { apiKey: owner.apiKey }, from('203.0.113.9')))).toBeUndefined();
+  });
+
+  it('answers at most the key-wide limit plus one failure per address when guesses from many addresses arrive at once', async () => {
+    const owner = await auth.seed('merchant');
+    const prefix = owner.apiKey.split('_')[1]!;
+    const addresses = 20;
+    const results = await Promise.all(
+      Array.from({ length: addresses * 5 }, (_, n) =>
+        auth.gql(createToken, { apiKey: guessAt(prefix, n) }, from(`192.0.2.${(n % addresses) + 1}`)),
+      ),
+    );
+    const codes = results.map(codeOf);
+    expect(codes.filter((code) => code !== 'UNAUTHENTICATED' && code !== 'RATE_LIMITED')).toEqual([]);
+    expect(codes.filter((code) => code === 'UNAUTHENTICATED').length).toBeLessThanOrEqual(6 + addresses);
+    expect(codeOf(await auth.gql(createToken, { apiKey: owner.apiKey }, from('203.0.113.10')))).toBeUndefined();
   });
 });
