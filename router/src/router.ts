@@ -150,6 +150,15 @@ function operationNamesIn(body: string): string[] {
   }
 }
 
+/**
+ * Apollo Server's refusals of an APQ extension, by their exact message (they have no code of
+ * their own): a hash that is not the query's sha256, and a `persistedQuery.version` other than 1.
+ */
+const persistedQueryRefusals = new Map<string, ErrorCode>([
+  ['provided sha does not match query', ErrorCode.BAD_USER_INPUT],
+  ['Unsupported persisted query version', ErrorCode.PERSISTED_QUERY_NOT_SUPPORTED],
+]);
+
 function withHttpStatus(error: GhostPayError): GhostPayError {
   const code = error.extensions.code as string;
   error.extensions.http = { status: httpStatusFor(code) };
@@ -288,7 +297,20 @@ export function createRouter(deps: RouterDeps): Router {
           context.operationType = rc.operation?.operation;
           context.report.operationName = rc.operationName ?? undefined;
           context.report.operationType = context.operationType;
-          if (!rc.operation || !rc.document) return;
+          if (!rc.document) return;
+          if (!rc.operation) {
+            // The request names no operation of a document that defines several, or one it does not
+            // define: the client's mistake. Left to execution, the gateway threw it as an unexpected
+            // error (500 INTERNAL_SERVER_ERROR, counted against the availability SLI).
+            throw withHttpStatus(
+              new GhostPayError(
+                ErrorCode.BAD_USER_INPUT,
+                rc.request.operationName
+                  ? 'The document defines no operation with the name given in operationName'
+                  : 'Must provide operation name if query contains multiple operations.',
+              ),
+            );
+          }
           const variables = (rc.request.variables ?? {}) as Record<string, unknown>;
           const shape = measureOperation(rc.document, rc.operation, variables);
           if (shape.introspection && context.principal?.role !== 'admin') {
@@ -352,6 +374,13 @@ export function createRouter(deps: RouterDeps): Router {
     // the process with requests in flight and `onClose` (analytics flush, Redis, database) never run.
     stopOnTerminationSignals: false,
     formatError: (formatted: GraphQLFormattedError, error: unknown) => {
+      // Apollo's own refusals of a persisted-query extension carry no code, so the platform's
+      // formatter made them 'Internal server error' (INTERNAL_SERVER_ERROR, a server-side failure
+      // to the SLI) although they are the client's mistakes, answered 400.
+      const persistedQueryCode = persistedQueryRefusals.get(formatted.message);
+      if (persistedQueryCode && (error as { extensions?: { code?: unknown } } | undefined)?.extensions?.code === undefined) {
+        return { message: formatted.message, extensions: { code: persistedQueryCode } };
+      }
       // graphql-js spells it "more that N tokens"; accept both spellings.
       if (/Document contains more tha[nt] \d+ tokens/.test(formatted.message)) {
         return {
