@@ -238,22 +238,16 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     goOn();
 
     const analyticsConfig = configs.analytics;
-    const analyticsStore = await openAnalyticsStore(analyticsConfig);
-    // Closed by the service once it has started; until then (its port taken, a stop) by the
-    // stack, or the embedded store's lock stays held by this process.
-    let analyticsStarted = false;
-    closers.push(async () => {
-      if (!analyticsStarted) await analyticsStore.close();
-    });
+    // The service owns the store from here: its close(), or its start() when that fails (its
+    // port taken), closes it and releases the embedded store's directory lock.
     const analytics = createAnalyticsService({
-      store: analyticsStore,
+      store: await openAnalyticsStore(analyticsConfig),
       secrets,
       verifier,
       logger: serviceLogger('analytics'),
       config: analyticsConfig,
     });
     await listen('ANALYTICS_PORT', 4004, (chosen, on) => analytics.start(chosen, on));
-    analyticsStarted = true;
     closers.push(() => analytics.close());
     goOn();
 

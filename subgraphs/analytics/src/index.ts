@@ -46,7 +46,7 @@ export const analyticsTypeDefs = parse(readFileSync(join(import.meta.dirname, 's
 export interface AnalyticsServiceDeps {
   /** HTTPS, and mTLS when it names a client CA (platform `serverTlsConfigSchema`). @default plain HTTP */
   tls?: ServerTlsConfig;
-  /** MongoDB or the embedded store: see `openAnalyticsStore`. Closed with the service. */
+  /** MongoDB or the embedded store: see `openAnalyticsStore`. Closed with the service, or by a `start()` that fails. */
   store: DocumentStore;
   secrets: SecretsProvider;
   logger: Logger;
@@ -116,6 +116,27 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): AnalyticsSer
       },
       (error: unknown) => logger.warn({ err: (error as Error).message }, 'analytics recovery of pending batches failed; tried again later'),
     );
+  let released: Promise<void> | undefined;
+  /**
+   * Stops recovery, lets bookkeeping under way finish (within the shutdown bound: a hung store
+   * must not hold the process; whatever it leaves pending is recovered after the restart), then
+   * closes the store (the embedded store's directory lock with it). Once: `close()` and a failed
+   * `start()` both end here.
+   */
+  const release = () =>
+    (released ??= (async () => {
+      clearInterval(recoveryTimer);
+      let bound: NodeJS.Timeout | undefined;
+      await Promise.race([
+        store.settle(),
+        new Promise<void>((resolve) => {
+          bound = setTimeout(resolve, config.SHUTDOWN_TIMEOUT_MS ?? 10_000);
+          bound.unref();
+        }),
+      ]);
+      clearTimeout(bound);
+      await deps.store.close();
+    })());
   const service = createSubgraphService<AnalyticsContext>({
     tls: deps.tls,
     name: 'analytics',
@@ -138,41 +159,42 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): AnalyticsSer
         maxEventAgeMs: config.ANALYTICS_LOG_RETENTION_DAYS * 86_400_000,
       }),
     },
-    onClose: async () => {
-      clearInterval(recoveryTimer);
-      // Bookkeeping under way finishes first, within the shutdown bound (a hung store must not
-      // hold the process): whatever it leaves pending is recovered after the restart.
-      let bound: NodeJS.Timeout | undefined;
-      await Promise.race([
-        store.settle(),
-        new Promise<void>((resolve) => {
-          bound = setTimeout(resolve, config.SHUTDOWN_TIMEOUT_MS ?? 10_000);
-          bound.unref();
-        }),
-      ]);
-      clearTimeout(bound);
-      await deps.store.close();
-    },
+    onClose: () => release(),
   });
   const startSubgraph = service.start;
+  const closeSubgraph = service.close;
+  let startFailed = false;
   return Object.assign(service, {
     store,
     /**
      * Creates the indexes (idempotent), recovers batches a crash left pending (those whose lease
-     * has expired; the timer gets the rest), then starts GraphQL and listens.
+     * has expired; the timer gets the rest), then starts GraphQL and listens. When any of it
+     * fails (the store refuses, the port is taken), the service is closed before the error is
+     * rethrown: the store with it (an embedded store's directory lock, a MongoDB pool), the
+     * recovery timer, Apollo. The caller has nothing to close, and the data directory can be
+     * opened again at once.
      */
     async start(port: number, host?: string) {
-      await store.ensureIndexes();
-      await recover();
-      recoveryTimer = setInterval(() => void recover(), deps.recoveryIntervalMs ?? 30_000);
-      recoveryTimer.unref();
       try {
+        await store.ensureIndexes();
+        await recover();
+        recoveryTimer = setInterval(() => void recover(), deps.recoveryIntervalMs ?? 30_000);
+        recoveryTimer.unref();
         return await startSubgraph(port, host);
       } catch (error) {
-        // Not listening (its port taken): the caller closes the store, recovery must not go on over it.
-        clearInterval(recoveryTimer);
+        // The server's close (TLS reload, Apollo, then `release`) refuses when Apollo never
+        // started: `release` then runs on its own. The start's error is the one reported.
+        startFailed = true;
+        await closeSubgraph().catch(() => undefined);
+        await release().catch((closeError: unknown) =>
+          logger.warn({ err: (closeError as Error).message }, 'analytics store did not close cleanly after the failed start'),
+        );
         throw error;
       }
+    },
+    /** Stops serving, then releases the store; after a failed start, only waits for that release. */
+    close(): Promise<void> {
+      return startFailed ? release() : closeSubgraph();
     },
   });
 }
