@@ -36,7 +36,9 @@ describe('one stack per data directory', () => {
       expect(statSync(dataDir).mode & 0o777).toBe(0o700);
       const second = start(dataDir);
       await expect(second).rejects.toThrow(DataDirInUseError);
-      await expect(second).rejects.toThrow(`${dataDir} is in use by another GhostPay stack (process ${process.pid}`);
+      await expect(second).rejects.toThrow(
+        `${dataDir} is in use by another GhostPay stack: its lock file ${join(dataDir, dataDirLockFile)} names process ${process.pid} (this one)`,
+      );
       // The refused start touched nothing of the running one.
       expect((await fetch(`${first.urls.router}/readyz`)).status).toBe(200);
       const token = await fetch(`${first.urls.bridge}/auth/token`, {
@@ -54,7 +56,7 @@ describe('one stack per data directory', () => {
     const holder = otherProcess();
     try {
       writeFileSync(join(dataDir, dataDirLockFile), `${holder.pid}\n`);
-      await expect(start(dataDir)).rejects.toThrow(`(process ${holder.pid})`);
+      await expect(start(dataDir)).rejects.toThrow(`names process ${holder.pid},`);
     } finally {
       holder.kill('SIGKILL');
       await once(holder, 'exit');
