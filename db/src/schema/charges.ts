@@ -129,9 +129,17 @@ export const chargeEvents = chargesSchema.table(
 );
 
 /**
- * Idempotency keys for charge mutations, scoped to the caller and operation. A row is
- * claimed (`in_progress`) in its own short transaction, then completed with the result
- * in the same transaction as the state change it guards.
+ * Idempotency keys for charge mutations, scoped to the caller and operation. A key is claimed
+ * (inserted `in_progress`, `on conflict do nothing`) by the first statement of the transaction
+ * that performs the operation, and completed (`completed`, with the result to replay) by that
+ * same transaction, with the state change it guards (subgraphs/charges/src/idempotency.ts). So a
+ * key commits completed or not at all: an operation that fails or is refused (NOT_FOUND) rolls
+ * its claim back and leaves the key free. A concurrent duplicate's insert waits on the primary key
+ * for the original's transaction to end (at most the claim's `lock_timeout`, the charges
+ * service's `IDEMPOTENCY_WAIT_MS`, then IDEMPOTENCY_KEY_IN_USE), and then replays the completed
+ * row or, after a rollback, claims the key itself. `locked_until` (the claim's `now()` plus that
+ * wait) is set by the claim and cleared by the completion, so committed rows have it null; a
+ * committed `in_progress` row (none is written now) is answered IDEMPOTENCY_KEY_IN_USE.
  */
 export const chargeIdempotencyKeys = chargesSchema.table(
   'idempotency_keys',

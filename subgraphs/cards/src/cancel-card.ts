@@ -1,4 +1,4 @@
-import { cards, type Database } from '@ghostpay/db';
+import { cards, clockAfterLock, type Database } from '@ghostpay/db';
 import { BadUserInputError, NotFoundError, type Principal } from '@ghostpay/platform';
 import { and, eq, sql } from 'drizzle-orm';
 import { canSeeCard, visibleCardsCondition } from './card-access.ts';
@@ -20,10 +20,10 @@ import { isPossibleId } from './storable-text.ts';
 export async function cancelCard(db: Database, principal: Principal, cardId: string): Promise<JudgedCardRow> {
   if (!isPossibleId(cardId)) throw new NotFoundError('Card', cardId);
   // The inner select takes the row lock (no pull-up: it has FOR … UPDATE); the outer one reads
-  // the clock in its projection, so after the lock is granted. Volatile, so materialized: every
-  // reference below sees the same reading.
+  // the clock in its projection, so after the lock is granted (`clockAfterLock`). Volatile, so
+  // materialized: every reference below sees the same reading.
   const held = db.$with('held', { id: sql<string>`id`, at: sql<Date>`at` }).as(sql`
-    select id, clock_timestamp() as at from (
+    select id, ${clockAfterLock()} as at from (
       select ${cards.id} from ${cards} where ${cards.id} = ${cardId} and ${visibleCardsCondition(principal)} for no key update
     ) as locked`);
   const [updated] = await db

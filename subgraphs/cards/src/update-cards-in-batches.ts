@@ -1,4 +1,4 @@
-import { cards, type Database } from '@ghostpay/db';
+import { cards, type Database, inBatches } from '@ghostpay/db';
 import type { SQL } from 'drizzle-orm';
 import { sql } from 'drizzle-orm';
 import type { PgUpdateSetSource } from 'drizzle-orm/pg-core';
@@ -14,23 +14,15 @@ import type { PgUpdateSetSource } from 'drizzle-orm/pg-core';
  * it is locked, on its latest version. A changed card must no longer be due, so each batch takes
  * the next ones, and a short batch ends the call. The same text whatever the batch holds (the ids
  * come from the subselect, not a list): a list of ids would be a new prepared statement per batch
- * size.
+ * size. The loop (and the check of `batchSize`) is db's `inBatches`, which `deleteInBatches` uses too.
  */
-export async function updateCardsInBatches(
-  db: Database,
-  set: PgUpdateSetSource<typeof cards>,
-  due: SQL,
-  batchSize: number,
-): Promise<number> {
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batch size must be a whole number ≥ 1, got ${batchSize}`);
-  let changed = 0;
-  for (;;) {
+export function updateCardsInBatches(db: Database, set: PgUpdateSetSource<typeof cards>, due: SQL, batchSize: number): Promise<number> {
+  return inBatches(batchSize, async (limit) => {
     const batch = await db
       .update(cards)
       .set(set)
-      .where(sql`${cards.id} in (select id from ${cards} where ${due} limit ${batchSize} for update skip locked)`)
+      .where(sql`${cards.id} in (select id from ${cards} where ${due} limit ${limit} for update skip locked)`)
       .returning({ id: cards.id });
-    changed += batch.length;
-    if (batch.length < batchSize) return changed;
-  }
+    return batch.length;
+  });
 }
