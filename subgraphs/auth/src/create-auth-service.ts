@@ -28,6 +28,7 @@ import { createKeyEncryption } from './key-encryption.ts';
 import { createKeyRingVerifier } from './key-ring-verifier.ts';
 import { createLoaders } from './loaders.ts';
 import { type AuthContext, createResolvers } from './resolvers.ts';
+import { createRevokedKeys, refusingRevokedKeys } from './revoked-keys.ts';
 import { createSigningKeyRing, type SigningKeyRing } from './signing-key-ring.ts';
 import { createTokenExchange } from './token-exchange.ts';
 import { createUserLookups } from './users.ts';
@@ -110,13 +111,18 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
       registers: [registry],
     }),
   });
-  const verifier =
+  const userLookups = createUserLookups(database.db);
+  // Auth owns api_keys: it refuses a revoked key's tokens on every field itself, whatever the router in front does.
+  const revokedKeys = createRevokedKeys(userLookups);
+  const verifier = refusingRevokedKeys(
     deps.verifier ??
-    createKeyRingVerifier(keyRing, {
-      issuer: config.JWT_ISSUER,
-      audience: config.JWT_AUDIENCE,
-      clockToleranceSeconds: config.JWT_CLOCK_SKEW_SECONDS,
-    });
+      createKeyRingVerifier(keyRing, {
+        issuer: config.JWT_ISSUER,
+        audience: config.JWT_AUDIENCE,
+        clockToleranceSeconds: config.JWT_CLOCK_SKEW_SECONDS,
+      }),
+    revokedKeys,
+  );
 
   // Scheduled rotation (SIGNING_KEY_ROTATION_INTERVAL_SECONDS > 0; at least an hour, see config.ts): every
   // replica checks once at start and then every minute, never two checks at once; the first one under the
@@ -133,12 +139,17 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
           },
         })
       : undefined;
-  const userLookups = createUserLookups(database.db);
   const service = createSubgraphService<AuthContext>({
     tls: deps.tls,
     name: 'auth',
     typeDefs: authTypeDefs,
-    resolvers: createResolvers({ db: database.db, exchange, keyRing, maxApiKeysPerUser: config.MAX_API_KEYS_PER_USER }),
+    resolvers: createResolvers({
+      db: database.db,
+      exchange,
+      keyRing,
+      maxApiKeysPerUser: config.MAX_API_KEYS_PER_USER,
+      onRevoked: (apiKeyId) => revokedKeys.forget(apiKeyId),
+    }),
     verifier,
     logger,
     registry,

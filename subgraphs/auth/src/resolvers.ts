@@ -30,6 +30,8 @@ export interface ResolverDeps {
   keyRing: SigningKeyRing;
   /** Unrevoked keys a user may hold when the caller cannot write others' keys (no `keys:write`). */
   maxApiKeysPerUser: number;
+  /** Told each key this process revokes (or finds revoked), so its tokens are refused here at once. */
+  onRevoked?: (apiKeyId: string) => void;
 }
 
 const maxPageSize = 100;
@@ -93,7 +95,7 @@ const dateTime = new GraphQLScalarType({
   },
 });
 
-export function createResolvers({ db, exchange, keyRing, maxApiKeysPerUser }: ResolverDeps): GraphQLResolverMap<AuthContext> {
+export function createResolvers({ db, exchange, keyRing, maxApiKeysPerUser, onRevoked }: ResolverDeps): GraphQLResolverMap<AuthContext> {
   /** A key the caller may see: their own, or any for admins. */
   const visibleKey = (principal: Principal, key: ApiKeyRow | undefined) =>
     key && (key.userId === principal.userId || isAdmin(principal)) ? key : undefined;
@@ -176,6 +178,7 @@ export function createResolvers({ db, exchange, keyRing, maxApiKeysPerUser }: Re
         const outcome = await revokeApiKey(db, id);
         if (!outcome) throw new NotFoundError('API key', id);
         const { apiKey: revoked, revokedNow } = outcome;
+        onRevoked?.(id);
         // The audit trail: who revoked it, with which of their keys; a repeat changes nothing and says so.
         const audit = { apiKeyId: id, ownerId: revoked.userId, by: principal.userId, byApiKeyId: principal.apiKeyId };
         if (revokedNow) context.logger.info(audit, 'API key revoked');
