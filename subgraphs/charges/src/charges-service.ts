@@ -114,7 +114,15 @@ export function createChargesService(deps: ChargesServiceDeps): ChargesService {
     onClose: () => bus.close(),
     jobs: config.SETTLEMENT_ENABLED ? [settlement, idempotencyPruner] : [],
   });
-  subscriptions = createSubscriptionServer({ schema: service.schema, lookups, verifier: deps.verifier, logger });
+  subscriptions = createSubscriptionServer({
+    schema: service.schema,
+    lookups,
+    verifier: deps.verifier,
+    logger,
+    keepAliveMs: config.SUBSCRIPTION_KEEPALIVE_MS,
+    connectionInitTimeoutMs: config.SUBSCRIPTION_INIT_TIMEOUT_MS,
+    maxSubscriptionsPerSocket: config.SUBSCRIPTION_MAX_PER_SOCKET,
+  });
 
   const closeHttp = service.close.bind(service);
   let closing: Promise<void> | undefined;

@@ -46,6 +46,12 @@ export const chargesConfigSchema = baseConfigSchema.extend({
    * counts towards opening the router's circuit breaker for every charges call.
    */
   IDEMPOTENCY_WAIT_MS: env.positiveInt(DEFAULT_IDEMPOTENCY_WAIT_MS),
+  /** WebSocket ping interval; a peer silent one interval after a ping is terminated. */
+  SUBSCRIPTION_KEEPALIVE_MS: env.positiveInt(12_000),
+  /** A WebSocket that sends no `connection_init` this long after opening is closed (4408). */
+  SUBSCRIPTION_INIT_TIMEOUT_MS: env.positiveInt(3_000),
+  /** Subscriptions one WebSocket may hold; above the router's ROUTER_SUBSCRIPTION_UPSTREAM_SOCKET_CAPACITY (500). */
+  SUBSCRIPTION_MAX_PER_SOCKET: env.positiveInt(1_000),
 });
 
 export type ChargesConfig = z.infer<typeof chargesConfigSchema>;

@@ -185,13 +185,33 @@ export interface SubscriptionServerOptions {
   path?: string;
   /** Largest accepted WebSocket message. @default 64 KiB */
   maxPayloadBytes?: number;
+  /**
+   * WebSocket ping interval; a peer whose pong has not come back one interval later is
+   * terminated (a dead peer or half-open TCP connection would otherwise hold its subscriptions
+   * and a connection slot for ever). @default 12000
+   */
+  keepAliveMs?: number;
+  /** A socket that has not sent `connection_init` this long after opening is closed (4408). @default 3000 */
+  connectionInitTimeoutMs?: number;
+  /**
+   * Subscriptions one socket may hold at once; a subscribe past it gets OPERATION_LIMIT_EXCEEDED
+   * and the socket's other subscriptions go on. The router multiplexes up to its
+   * ROUTER_SUBSCRIPTION_UPSTREAM_SOCKET_CAPACITY (500) on one socket: keep this above it.
+   * @default 1000
+   */
+  maxSubscriptionsPerSocket?: number;
 }
+
+/** Close code and reason of a socket whose `connection_init` token expired (graphql-ws Forbidden). */
+export const tokenExpiredClose = { code: 4403, reason: 'Token expired' } as const;
 
 /**
  * graphql-ws (`graphql-transport-ws`) on the same path as HTTP GraphQL. The caller is
  * authenticated once per connection from `connection_init` `{ authorization: "Bearer ..." }`
  * or the upgrade request's Authorization header; a missing or invalid token closes the
  * socket with 4403. Each subscription is then authorized by its resolver like HTTP requests.
+ * The socket lives no longer than that token: at its expiry it is closed with
+ * {@link tokenExpiredClose} (4403 "Token expired"), and a client reconnects with a fresh one.
  * Queries and mutations are refused (BAD_USER_INPUT): the token is not verified again on this
  * socket, so they would outlive its expiry; they belong on POST /graphql.
  */
@@ -199,6 +219,12 @@ export function createSubscriptionServer(options: SubscriptionServerOptions): Su
   const path = options.path ?? '/graphql';
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayloadBytes ?? 64 * 1024 });
   const principals = new WeakMap<object, Principal>();
+  const maxPerSocket = options.maxSubscriptionsPerSocket ?? 1_000;
+  const tooMany = () => [
+    new GraphQLError(`At most ${maxPerSocket} subscriptions per socket; open another socket or end one first`, {
+      extensions: { code: ErrorCode.OPERATION_LIMIT_EXCEEDED },
+    }),
+  ];
   /**
    * Same error shape as HTTP: closed list of codes, never internals. An error outside the closed
    * list (a database error of the subscribe resolver or of a later read) reaches the client as
@@ -215,19 +241,32 @@ export function createSubscriptionServer(options: SubscriptionServerOptions): Su
   const disposable = useServer<Record<string, unknown> | undefined>(
     {
       schema: options.schema,
+      connectionInitWaitTimeout: options.connectionInitTimeoutMs ?? 3_000,
       // graphql-ws skips its own parse and validation when this returns execution arguments.
-      onSubscribe: (_ctx, _id, payload) => prepareOperation(options.schema, payload),
+      // graphql-ws has registered this id in `ctx.subscriptions` already (and removes it when the
+      // subscription ends, however it ends), so the count includes this one.
+      onSubscribe: (ctx, _id, payload) =>
+        Object.keys(ctx.subscriptions).length > maxPerSocket ? tooMany() : prepareOperation(options.schema, payload),
       async onConnect(ctx) {
         const fromPayload = ctx.connectionParams?.authorization;
         const header = typeof fromPayload === 'string' ? fromPayload : ctx.extra.request.headers.authorization;
+        let principal: Principal | undefined;
         try {
-          const principal = await options.verifier.verifyAuthorization(header);
-          if (!principal) return false;
-          principals.set(ctx.extra.socket, principal);
-          return true;
+          principal = await options.verifier.verifyAuthorization(header);
         } catch {
           return false;
         }
+        if (!principal) return false;
+        // The socket is authorised until the token expires, not for ever. (The verifier accepts a
+        // token up to its clock tolerance past `exp`; a socket opened with one is refused here.)
+        const remainingMs = principal.expiresAt * 1000 - Date.now();
+        if (remainingMs <= 0) return false;
+        const socket = ctx.extra.socket;
+        principals.set(socket, principal);
+        const expiry = setTimeout(() => socket.close(tokenExpiredClose.code, tokenExpiredClose.reason), remainingMs);
+        expiry.unref();
+        socket.once('close', () => clearTimeout(expiry));
+        return true;
       },
       context(ctx): ChargesContext {
         const requestId = requestIdOf(ctx.extra.request);
@@ -248,6 +287,7 @@ export function createSubscriptionServer(options: SubscriptionServerOptions): Su
       onNext: (_ctx, _id, _payload, _args, result) => (result.errors ? { ...result, errors: result.errors.map(format) } : undefined),
     },
     wss,
+    options.keepAliveMs ?? 12_000,
   );
 
   return {
