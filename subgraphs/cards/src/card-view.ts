@@ -10,7 +10,7 @@ import { eq, type SQL, sql } from 'drizzle-orm';
  * to the table is not read until it is named here. Only reveal (`src/reveal-card.ts`) and the
  * re-encryption read the ciphertext.
  */
-const cardViewColumns = {
+export const cardViewColumns = {
   id: cards.id,
   ownerId: cards.ownerId,
   issuerId: cards.issuerId,

@@ -1,8 +1,8 @@
-import { cards, type Database, newId, type RevealOutcome, revealAudit } from '@ghostpay/db';
+import { cards, clockAfterLock, type Database, newId, type RevealOutcome, revealAudit } from '@ghostpay/db';
 import { BadUserInputError, ForbiddenError, NotFoundError, type Principal } from '@ghostpay/platform';
 import { and, eq, sql } from 'drizzle-orm';
 import { canRevealCard, canSeeCard, visibleCardsCondition } from './card-access.ts';
-import { cardColumnsJudgedBy, effectiveStatus } from './card-view.ts';
+import { cardViewColumns, effectiveStatus, type JudgedCardRow } from './card-view.ts';
 import { decryptPan, deriveCvc, type PanSecrets } from './pan-crypto.ts';
 import { isPossibleId } from './storable-text.ts';
 
@@ -19,8 +19,8 @@ export interface CardSecret {
  * before this (the `@rateLimit` directive), counting attempts.
  *
  * The decision and its audit row are one transaction: the card row is locked `for share` (a
- * cancel or a charge, `for no key update`, waits for the reveal, and the reveal for them), then
- * read and judged, then the audit row is written, then the PAN is decrypted and the CVC
+ * cancel or a charge, `for no key update`, waits for the reveal, and the reveal for them) and
+ * read by one statement, then judged, then the audit row is written, then the PAN is decrypted and the CVC
  * derived; the secret leaves this function only once that transaction has committed. So a
  * reveal is never decided on a card another transaction canceled or charged before the audit
  * row was written (before, the read and the audit insert were two statements, and a cancel
@@ -46,21 +46,24 @@ export async function revealCard(
   if (!isPossibleId(cardId)) throw new NotFoundError('Card', cardId);
   const decision = await db.transaction(async (transaction): Promise<{ secret: CardSecret } | { refusal: Error }> => {
     const tx = transaction as unknown as Database;
-    // Only a card the caller may see is locked; a lock wait (a charge or cancel in flight) ends
-    // with that writer's commit or rollback.
-    await tx
-      .select({ id: cards.id })
+    // One statement locks and reads the card. Only a card the caller may see is locked (the inner
+    // select); a lock wait (a charge or cancel in flight) ends with that writer's commit or
+    // rollback, and the row comes out as that writer left it (a locking read returns the latest
+    // version, and drops a row that no longer matches). The outer select reads the clock in its
+    // projection, so after the lock is granted (`clockAfterLock`), and judges expiry by it, not by
+    // the transaction's start, which was before any wait: the state the audit row stands for.
+    // Its columns come from the locked row, never from a second read of the table (which would see
+    // the statement's snapshot, taken before the wait). The only card read that takes the
+    // ciphertext and its key id (the view's columns leave them out).
+    const locked = tx
+      .select({ ...cardViewColumns, panCiphertext: cards.panCiphertext, panKeyId: cards.panKeyId })
       .from(cards)
       .where(and(eq(cards.id, cardId), visibleCardsCondition(principal)))
-      .for('share');
-    // Read after the lock, expiry by the database's clock at this point (`clock_timestamp()`, not
-    // the transaction's start, which was before any wait): the state the audit row stands for.
-    // The only card read that takes the ciphertext and its key id (the view's columns leave them out).
+      .for('share')
+      .as('locked');
     const [card] = await tx
-      .select({ ...cardColumnsJudgedBy(sql`clock_timestamp()`), panCiphertext: cards.panCiphertext, panKeyId: cards.panKeyId })
-      .from(cards)
-      .where(eq(cards.id, cardId))
-      .limit(1);
+      .select({ ...lockedColumns(locked), expired: sql<boolean>`${locked.expiresAt} <= ${clockAfterLock()}` })
+      .from(locked);
     if (!card || !canSeeCard(principal, card)) throw new NotFoundError('Card', cardId);
     const audit = (outcome: RevealOutcome) =>
       tx.insert(revealAudit).values({
@@ -98,3 +101,11 @@ export async function revealCard(
   if ('refusal' in decision) throw decision.refusal;
   return decision.secret;
 }
+
+/** Every column of the locked card, as the outer select reads it. */
+function lockedColumns<T extends Record<keyof RevealedCardRow, unknown>>(locked: T): Pick<T, keyof RevealedCardRow> {
+  const columns = [...Object.keys(cardViewColumns), 'panCiphertext', 'panKeyId'] as (keyof RevealedCardRow)[];
+  return Object.fromEntries(columns.map((key) => [key, locked[key]])) as Pick<T, keyof RevealedCardRow>;
+}
+
+type RevealedCardRow = Omit<JudgedCardRow, 'expired'> & { panCiphertext: string | null; panKeyId: string };

@@ -1,9 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { cards, revealAudit, revealCounters } from '@ghostpay/db';
-import { whileAnotherTransactionHolds } from '@ghostpay/test-support';
+import type { Principal } from '@ghostpay/platform';
+import { poolStatementsOf, whileAnotherTransactionHolds } from '@ghostpay/test-support';
 import { eq } from 'drizzle-orm';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCardsService, deriveCvc, isLuhnValid } from '../src/index.ts';
+import { createPanSecrets } from '../src/pan-crypto.ts';
+import { revealCard } from '../src/reveal-card.ts';
 import { type CardsHarness, type IssuedCard, issue, luhnValidDigitRuns, startCardsHarness } from './cards-harness.ts';
 
 type Actor = Awaited<ReturnType<CardsHarness['actor']>>;
@@ -283,5 +287,95 @@ describe('revealCard decides and audits in one transaction', () => {
     // With the secret back, the same card reveals and is audited once.
     expect((await reveal(h, user.token, own.id)).data?.revealCard.pan).toMatch(/^\d{16}$/);
     expect(await auditRows(own.id)).toEqual([expect.objectContaining({ outcome: 'REVEALED' })]);
+  });
+});
+
+/**
+ * `poolStatementsOf` (one checkout per transaction, and what went through the pool itself), and
+ * the statements sent on each client checked out meanwhile (a transaction's), which that helper
+ * only marks.
+ */
+async function statementsWithTransactionsOf(pool: pg.Pool, run: () => Promise<unknown>) {
+  const onClients: string[] = [];
+  const connect = pool.connect;
+  const checkout = async () => {
+    const client = await (connect as () => Promise<pg.PoolClient>).call(pool);
+    const { query, release } = client;
+    client.query = ((...args: unknown[]) => {
+      const first = args[0] as string | { text: string };
+      onClients.push(typeof first === 'string' ? first : first.text);
+      return (query as (...a: unknown[]) => unknown).apply(client, args);
+    }) as typeof client.query;
+    client.release = ((...args: unknown[]) => {
+      client.query = query;
+      client.release = release;
+      return (release as (...a: unknown[]) => unknown).apply(client, args);
+    }) as typeof client.release;
+    return client;
+  };
+  // pool.query checks out with a callback: that one is the pool's own, and passes through.
+  pool.connect = ((...args: unknown[]) =>
+    args.length > 0 ? (connect as (...a: unknown[]) => unknown).apply(pool, args) : checkout()) as typeof pool.connect;
+  try {
+    const { result, statements } = await poolStatementsOf(pool, run);
+    return { result, statements, onClients };
+  } finally {
+    pool.connect = connect;
+  }
+}
+
+describe('revealCard round trips', () => {
+  const principalOf = (actor: Actor): Principal => ({
+    userId: actor.id,
+    role: actor.role,
+    scopes: ['cards:read', 'cards:reveal'],
+    apiKeyId: 'key_test',
+    tokenId: 'tok_test',
+    expiresAt: Math.floor(Date.now() / 1000) + 600,
+  });
+  const revealDirect = (actor: Actor, cardId: string) =>
+    revealCard(h.database.db, createPanSecrets(h.secrets), principalOf(actor), cardId, 'req_round_trips');
+
+  it.each([
+    ['revealed', 'REVEALED'],
+    ['refused as not active', 'NOT_ACTIVE'],
+    ['refused as forbidden', 'FORBIDDEN'],
+  ] as const)('locks and reads the card in one statement, one transaction, then the audit row: %s', async (_name, outcome) => {
+    const user = await h.actor('user');
+    const own = await issue(h, merchant.token, { userId: user.id, amount: 10, currency: 'USD' });
+    if (outcome === 'NOT_ACTIVE')
+      await h.database.db.update(cards).set({ status: 'CANCELED', canceledAt: new Date() }).where(eq(cards.id, own.id));
+    const actor = outcome === 'FORBIDDEN' ? merchant : user;
+    const { result, statements, onClients } = await statementsWithTransactionsOf(h.database.pool!, () =>
+      revealDirect(actor, own.id).then(
+        (secret) => ({ secret }),
+        (error: unknown) => ({ error }),
+      ),
+    );
+    if (outcome === 'REVEALED') expect((result as { secret: { pan: string } }).secret.pan).toMatch(/^\d{16}$/);
+    else expect((result as { error: Error }).error).toBeInstanceOf(Error);
+    // One transaction and nothing outside it.
+    expect(statements).toEqual(['connect (transaction or checkout)']);
+    expect(onClients).toHaveLength(4);
+    expect(onClients[0]).toBe('begin');
+    // The one card statement: locks (for share) and reads the ciphertext and key id.
+    expect(onClients[1]).toMatch(/^select .*"pan_ciphertext".*"pan_key_id".* for share\) "locked"$/s);
+    expect(onClients[2]).toMatch(/^insert into "cards"\."reveal_audit"/);
+    expect(onClients[3]).toBe('commit');
+    expect(await auditRows(own.id)).toEqual([expect.objectContaining({ actorId: actor.id, outcome })]);
+  });
+
+  it('answers NOT_FOUND to a caller who may not see the card with one statement and no audit row', async () => {
+    const user = await h.actor('user');
+    const own = await issue(h, merchant.token, { userId: user.id, amount: 10, currency: 'USD' });
+    const { result, onClients } = await statementsWithTransactionsOf(h.database.pool!, () =>
+      revealDirect(stranger, own.id).then(
+        () => undefined,
+        (error: unknown) => error,
+      ),
+    );
+    expect((result as { extensions?: { code?: string } }).extensions?.code).toBe('NOT_FOUND');
+    expect(onClients).toEqual(['begin', expect.stringMatching(/ for share\) "locked"$/), 'rollback']);
+    expect(await auditRows(own.id)).toEqual([]);
   });
 });
