@@ -73,6 +73,7 @@ import {
   type SubscriptionGateway,
 } from './subscriptions/index.ts';
 import { watchSupergraphFile } from './supergraph-loader.ts';
+import { nullVariableError } from './variable-nulls.ts';
 
 /** Per-request context: the verified caller and what subgraph calls forward and record. */
 export interface RouterContext extends SubgraphCallContext {
@@ -326,6 +327,9 @@ export function createRouter(deps: RouterDeps): Router {
               new GhostPayError(ErrorCode.BAD_USER_INPUT, 'Subscriptions are served over WebSocket on /graphql, not over HTTP POST'),
             );
           }
+          // An explicit null where a non-null value is required (through a defaulted nullable variable).
+          const nullVariable = nullVariableError(rc.schema, rc.document, rc.operation, variables);
+          if (nullVariable) throw withHttpStatus(nullVariable);
         },
         async willSendResponse(rc) {
           const context = rc.contextValue;

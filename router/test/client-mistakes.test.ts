@@ -94,6 +94,64 @@ describe("a client's malformed request", () => {
     expect(await serverErrorResponses()).toBe(before);
   });
 
+  describe('an explicit null for a defaulted nullable variable where a non-null value is required', () => {
+    const cases: [string, { query: string; variables: Record<string, unknown> }][] = [
+      [
+        "@include's if, on a field another subgraph resolves (was HTTP 500)",
+        { query: 'query($s: Boolean = true) { card(id: "c1") { id owner @include(if: $s) { name } } }', variables: { s: null } },
+      ],
+      [
+        "@skip's if, on a root field (was HTTP 500)",
+        { query: 'query($s: Boolean = false) { me @skip(if: $s) { id } }', variables: { s: null } },
+      ],
+      [
+        '@include on a field of the same fetch (was 200 with INTERNAL_SERVER_ERROR)',
+        { query: 'query($s: Boolean = true) { card(id: "c1") { id last4 @include(if: $s) } }', variables: { s: null } },
+      ],
+      [
+        "a root field's non-null argument (was 200 with INTERNAL_SERVER_ERROR, after calling the subgraph)",
+        { query: 'query($id: ID = "c1") { card(id: $id) { id } }', variables: { id: null } },
+      ],
+      [
+        'the same through a fragment',
+        { query: 'query($id: ID = "c1") { ...F } fragment F on Query { card(id: $id) { id } }', variables: { id: null } },
+      ],
+      [
+        "a mutation input object's non-null field (the charges subgraph was called with it)",
+        {
+          query:
+            'mutation($c: ID = "c1") { createCharge(input: { cardId: $c, amount: 500, currency: "USD" }, idempotencyKey: "k1") { id } }',
+          variables: { c: null },
+        },
+      ],
+    ];
+    for (const [what, body] of cases) {
+      it(`${what}: 400 BAD_USER_INPUT before any subgraph call`, async () => {
+        const response = await expectRefused(() => post(router.graphqlUrl, body, { authorization: auth }), 400, ['BAD_USER_INPUT']);
+        const name = Object.keys(body.variables)[0];
+        expect(response.body.errors?.[0]?.message).toBe(`Variable "$${name}" is null where a non-null value is required`);
+      });
+    }
+
+    it('a null where null is allowed, or a default the request leaves to apply, still runs', async () => {
+      const cardsHits = subgraphs.hits.cards ?? 0;
+      const pageNull = await post(
+        router.graphqlUrl,
+        { query: 'query($n: Int = 5) { cards(first: $n) { edges { node { id } } } }', variables: { n: null } },
+        { authorization: auth },
+      );
+      expect(codes(pageNull)).not.toContain('BAD_USER_INPUT');
+      expect(subgraphs.hits.cards).toBe(cardsHits + 1);
+      const defaulted = await post(
+        router.graphqlUrl,
+        { query: 'query($id: ID = "c1", $s: Boolean = true) { card(id: $id) { id last4 @include(if: $s) } }', variables: {} },
+        { authorization: auth },
+      );
+      expect(defaulted.status).toBe(200);
+      expect(defaulted.body).toEqual({ data: { card: { id: 'c1', last4: '4242' } } });
+    });
+  });
+
   it('an APQ hash that is not the sha256 of the query sent with it: 400 BAD_USER_INPUT', async () => {
     const response = await expectRefused(
       () =>
