@@ -1,5 +1,6 @@
 import { baseConfigSchema, env, jwtVerifierEnv, z } from '@ghostpay/platform';
 import { defaultBatchLeaseMs } from './analytics-store.ts';
+import { defaultMaxDocuments } from './store/embedded-store.ts';
 import { defaultMongoTimeouts, type MongoTimeouts, mongoWriteBoundMs } from './store/mongo-store.ts';
 
 /**
@@ -28,6 +29,8 @@ export const analyticsConfigSchema = baseConfigSchema
     GHOSTPAY_DATA_DIR: z.string().min(1).default('.data'),
     /** Longest an embedded-store write may take (a stalled disk): it then fails having changed nothing. */
     ANALYTICS_EMBEDDED_WRITE_TIMEOUT_MS: env.positiveInt(10_000),
+    /** Documents an embedded-store collection holds at most (memory): past it new ones are refused. */
+    ANALYTICS_EMBEDDED_MAX_DOCUMENTS: env.positiveInt(defaultMaxDocuments),
     /** How long request logs are kept (TTL); usage and performance aggregates are kept. */
     ANALYTICS_LOG_RETENTION_DAYS: z.coerce.number().positive().max(3650).default(30),
     /** Largest batch accepted at ingest, in events. */

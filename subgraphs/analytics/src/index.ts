@@ -26,7 +26,9 @@ export { ingestPath, ingestTokenSecret, maxEventClockSkewMs, maxIdLength } from 
 export * from './latency-histogram.ts';
 export type * from './store/document-store.ts';
 export {
+  defaultMaxDocuments,
   type EmbeddedStore,
+  EmbeddedStoreFullError,
   EmbeddedStoreInUseError,
   type EmbeddedStoreOptions,
   EmbeddedWriteTimeoutError,
@@ -83,6 +85,7 @@ export async function openAnalyticsStore(
         | 'MONGODB_MAX_TIME_MS'
         | 'MONGODB_SOCKET_TIMEOUT_MS'
         | 'ANALYTICS_EMBEDDED_WRITE_TIMEOUT_MS'
+        | 'ANALYTICS_EMBEDDED_MAX_DOCUMENTS'
       >
     >,
 ): Promise<DocumentStore> {
@@ -92,6 +95,7 @@ export async function openAnalyticsStore(
   return openEmbeddedStore({
     dir: join(config.GHOSTPAY_DATA_DIR, 'analytics'),
     writeTimeoutMs: config.ANALYTICS_EMBEDDED_WRITE_TIMEOUT_MS,
+    maxDocuments: config.ANALYTICS_EMBEDDED_MAX_DOCUMENTS,
   });
 }
 

@@ -24,9 +24,12 @@ import type { RequestEvent } from '@ghostpay/platform';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type AnalyticsStore,
+  analyticsConfigSchema,
   createAnalyticsStore,
+  EmbeddedStoreFullError,
   EmbeddedStoreInUseError,
   EmbeddedWriteTimeoutError,
+  openAnalyticsStore,
   openEmbeddedStore,
 } from '../src/index.ts';
 import { apiKeys, randomEvents } from './events.ts';
@@ -560,6 +563,68 @@ describe('embedded store', () => {
     expect(existsSync(`${dir}.lock`)).toBe(false);
     const next = await openEmbeddedStore({ dir });
     await next.close();
+  });
+
+  it('refuses a write that would take a collection past maxDocuments, whole and changing nothing, until deletions make room', async () => {
+    const dir = freshDir();
+    const store = await openEmbeddedStore({ dir, maxDocuments: 3 });
+    const docs = store.db.collection('docs');
+    const insert = (...ids: string[]) =>
+      docs.bulkWrite(
+        ids.map((_id) => ({ insertOne: { document: { _id, n: 0 } } })),
+        { ordered: false },
+      );
+    await insert('a', 'b');
+    // Two more would make four: neither is written, in memory or in the file.
+    await expect(insert('c', 'd')).rejects.toThrow(EmbeddedStoreFullError);
+    await expect(insert('c', 'd')).rejects.toThrow(/holds its limit of 3 documents \(ANALYTICS_EMBEDDED_MAX_DOCUMENTS\)/);
+    expect((await docs.find({}).toArray()).map((doc) => doc._id).sort()).toEqual(['a', 'b']);
+    await insert('c');
+    // Full: updates of stored documents still apply, and a write that deletes as many as it adds.
+    await expect(insert('d')).rejects.toThrow(EmbeddedStoreFullError);
+    await docs.bulkWrite([{ updateOne: { filter: { _id: 'a' }, update: { $inc: { n: 1 } }, upsert: true } }], { ordered: false });
+    await docs.bulkWrite([{ deleteOne: { filter: { _id: 'b' } } }, { insertOne: { document: { _id: 'd', n: 0 } } }], { ordered: false });
+    await store.close();
+    const reopened = await openEmbeddedStore({ dir, maxDocuments: 3 });
+    const stored = await reopened.db.collection('docs').find({}).sort({ _id: 1 }).toArray();
+    expect(stored).toEqual([
+      { _id: 'a', n: 1 },
+      { _id: 'c', n: 0 },
+      { _id: 'd', n: 0 },
+    ]);
+    await reopened.close();
+  });
+
+  it('takes its limit from ANALYTICS_EMBEDDED_MAX_DOCUMENTS (default 1000000) through openAnalyticsStore', async () => {
+    const dir = freshDir();
+    expect(analyticsConfigSchema.parse({ GHOSTPAY_DATA_DIR: dir }).ANALYTICS_EMBEDDED_MAX_DOCUMENTS).toBe(1_000_000);
+    expect(analyticsConfigSchema.safeParse({ GHOSTPAY_DATA_DIR: dir, ANALYTICS_EMBEDDED_MAX_DOCUMENTS: '0' }).success).toBe(false);
+    const store = await openAnalyticsStore(analyticsConfigSchema.parse({ GHOSTPAY_DATA_DIR: dir, ANALYTICS_EMBEDDED_MAX_DOCUMENTS: '1' }));
+    const docs = store.db.collection('docs');
+    await docs.bulkWrite([{ insertOne: { document: { _id: 'a' } } }], { ordered: false });
+    await expect(docs.bulkWrite([{ insertOne: { document: { _id: 'b' } } }], { ordered: false })).rejects.toThrow(EmbeddedStoreFullError);
+    await store.close();
+  });
+
+  it('answers an ingest past maxDocuments with an error and stores none of it; the expired logs the sweep deletes make room', async () => {
+    let now = Date.now();
+    const store = await openEmbeddedStore({ dir: freshDir(), maxDocuments: 40, now: () => now });
+    const analytics = createAnalyticsStore({ db: store.db, logRetentionDays: 1 });
+    await analytics.ensureIndexes();
+    const first = randomEvents(30, now - hour, hour, 21);
+    expect(await analytics.ingest(first)).toEqual({ stored: 30, duplicates: 0 });
+    const second = randomEvents(20, now - hour, hour, 22);
+    await expect(analytics.ingest(second)).rejects.toThrow(EmbeddedStoreFullError);
+    await analytics.settle();
+    expect((await analytics.requestLog({}, 100)).entries).toHaveLength(30);
+    expect((await analytics.errorRate(new Date(now - 2 * hour), new Date(now + hour))).requests).toBe(30);
+    // A day later the first logs have expired: once swept, the emitter's retry is stored and counted.
+    now += 86_400_000;
+    await store.sweepExpired();
+    const retry = second.map((event) => ({ ...event, timestamp: new Date(now - 60_000).toISOString() }));
+    expect(await analytics.ingest(retry)).toEqual({ stored: 20, duplicates: 0 });
+    await analytics.settle();
+    await store.close();
   });
 
   it('fails loudly on a query operator outside the subset instead of matching everything', async () => {

@@ -36,8 +36,31 @@ export interface EmbeddedStoreOptions {
    * either. @default 10000
    */
   writeTimeoutMs?: number;
+  /**
+   * Documents a collection holds at most (all of them are in memory). A bulk write that would
+   * take a collection past it fails as a whole with `EmbeddedStoreFullError`, having changed
+   * nothing; updates and deletions that do not add documents still apply, and the TTL sweep frees
+   * room. A collection loaded with more (the limit lowered) keeps them. @default 1000000
+   */
+  maxDocuments?: number;
   /** The clock, for tests. @default Date.now */
   now?: () => number;
+}
+
+/**
+ * A bulk write that would take a collection past `maxDocuments`: nothing of it was applied.
+ * Request logs leave at the end of their retention; aggregates are kept.
+ */
+export class EmbeddedStoreFullError extends Error {
+  readonly maxDocuments: number;
+  constructor(file: string, maxDocuments: number) {
+    super(
+      `embedded store: ${file} holds its limit of ${maxDocuments} documents (ANALYTICS_EMBEDDED_MAX_DOCUMENTS); nothing of this write ` +
+        'was applied. Room is made as request logs expire (ANALYTICS_LOG_RETENTION_DAYS); raise the limit, shorten the retention, or set MONGODB_URL.',
+    );
+    this.name = 'EmbeddedStoreFullError';
+    this.maxDocuments = maxDocuments;
+  }
 }
 
 /** A write to the embedded store that did not finish within `writeTimeoutMs`: nothing of it was applied. */
@@ -333,9 +356,12 @@ class EmbeddedCollection implements StoreCollection {
   /** After a failed compaction, the line count at which it is tried again. */
   private compactRetryAtLines = 0;
   private writes: Promise<void> = Promise.resolve();
-  private readonly options: Required<Pick<EmbeddedStoreOptions, 'compactAfterLines' | 'now' | 'writeTimeoutMs'>>;
+  private readonly options: Required<Pick<EmbeddedStoreOptions, 'compactAfterLines' | 'now' | 'writeTimeoutMs' | 'maxDocuments'>>;
 
-  constructor(file: string, options: Required<Pick<EmbeddedStoreOptions, 'compactAfterLines' | 'now' | 'writeTimeoutMs'>>) {
+  constructor(
+    file: string,
+    options: Required<Pick<EmbeddedStoreOptions, 'compactAfterLines' | 'now' | 'writeTimeoutMs' | 'maxDocuments'>>,
+  ) {
     this.file = file;
     this.options = options;
     this.load();
@@ -576,6 +602,15 @@ class EmbeddedCollection implements StoreCollection {
           errors.push({ index, code, errmsg: (error as Error).message });
         }
       });
+      // Documents the batch adds, less those it deletes: past the limit, nothing is written.
+      let growth = 0;
+      for (const [key, doc] of staged) {
+        if (doc !== null && !this.docs.has(key)) growth++;
+        else if (doc === null && this.docs.has(key)) growth--;
+      }
+      if (growth > 0 && this.docs.size + growth > this.options.maxDocuments) {
+        throw new EmbeddedStoreFullError(this.file, this.options.maxDocuments);
+      }
       await this.append(
         [...staged].map(([key, doc]) => (doc === null ? encode({ d: deletedIds.get(key) }) : encode({ p: doc }))),
         commit,
@@ -736,6 +771,9 @@ export interface EmbeddedStore extends DocumentStore {
   sweepExpired(): Promise<number>;
 }
 
+/** `EmbeddedStoreOptions.maxDocuments` unless a caller sets another. */
+export const defaultMaxDocuments = 1_000_000;
+
 /**
  * The analytics store used when `MONGODB_URL` is unset: the `StoreDb` subset over in-memory
  * maps, persisted as one append-only JSON-lines file per collection under `dir` and compacted
@@ -746,7 +784,13 @@ export interface EmbeddedStore extends DocumentStore {
  * Limits: see README.
  */
 export async function openEmbeddedStore(options: EmbeddedStoreOptions): Promise<EmbeddedStore> {
-  const { ttlSweepIntervalMs = 60_000, compactAfterLines = 10_000, writeTimeoutMs = 10_000, now = Date.now } = options;
+  const {
+    ttlSweepIntervalMs = 60_000,
+    compactAfterLines = 10_000,
+    writeTimeoutMs = 10_000,
+    maxDocuments = defaultMaxDocuments,
+    now = Date.now,
+  } = options;
   const dir = resolve(options.dir);
   mkdirSync(dir, { recursive: true });
   const lock = acquireProcessLock(`${dir}.lock`, (holderPid) => new EmbeddedStoreInUseError(dir, holderPid));
@@ -755,7 +799,7 @@ export async function openEmbeddedStore(options: EmbeddedStoreOptions): Promise<
     if (!/^[a-z][a-z0-9_-]{0,63}$/i.test(name)) throw new Error(`embedded store: invalid collection name ${name}`);
     let c = collections.get(name);
     if (!c) {
-      c = new EmbeddedCollection(join(dir, `${name}.jsonl`), { compactAfterLines, now, writeTimeoutMs });
+      c = new EmbeddedCollection(join(dir, `${name}.jsonl`), { compactAfterLines, now, writeTimeoutMs, maxDocuments });
       collections.set(name, c);
     }
     return c;
