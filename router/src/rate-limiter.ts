@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { failFastRedisOptions, throttledWarning } from '@ghostpay/platform';
+import { failFastRedisOptions, type Principal, throttledWarning } from '@ghostpay/platform';
 import type { Redis, RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 
@@ -20,6 +20,20 @@ export interface RateLimitDecision {
 export interface RateLimiter {
   consume(identity: string, limit: number, cost?: number): Promise<RateLimitDecision>;
   close(): Promise<void>;
+}
+
+/**
+ * Whose budget a request takes from: a token's user (`user:<sub>`), whichever of their API keys
+ * minted it, else the client address's anonymous one (`ip:<address identity>`). Per user, not
+ * per key: a user may hold several keys (up to auth's MAX_API_KEYS_PER_USER made by themselves,
+ * any number made by an admin) and revoke and re-create them, and each key counted apart would
+ * be another full allowance. Each request is judged against the limit of the key it came with
+ * (the key's own `rate_limit_per_minute`, else the default) over the user's shared window, so an
+ * admin's per-key quota still holds for that key. Costs nothing: still one script call per
+ * decision, the user id is in the token.
+ */
+export function rateLimitIdentity(principal: Pick<Principal, 'userId'> | undefined, clientIdentity: () => string): string {
+  return principal ? `user:${principal.userId}` : `ip:${clientIdentity()}`;
 }
 
 /**

@@ -61,9 +61,9 @@ describe('per-API-key rate limiting (in memory)', () => {
     const metrics = await (await fetch(`${router.url}/metrics`)).text();
     expect(metrics).toMatch(/rate_limited_requests_total\{[^}]*scope="api_key"[^}]*\} 1/);
     expect(metrics).toMatch(/graphql_errors_total\{[^}]*code="RATE_LIMITED"[^}]*\} 1/);
-    // Another key is not affected.
+    // Another user's key is not affected.
     const other = await post(router.graphqlUrl, typename, {
-      authorization: await issuer.bearer({ userId: 'usr_rl', role: 'merchant', apiKeyId: 'key_other' }),
+      authorization: await issuer.bearer({ userId: 'usr_rl_other', role: 'merchant', apiKeyId: 'key_other' }),
     });
     expect(other.status).toBe(200);
   });

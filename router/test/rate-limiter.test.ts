@@ -1,7 +1,21 @@
 import { describe, expect, it } from 'vitest';
-import { createMemoryRateLimiter, rateLimitHeaders } from '../src/rate-limiter.ts';
+import { createMemoryRateLimiter, rateLimitHeaders, rateLimitIdentity } from '../src/rate-limiter.ts';
 
 describe('the sliding-window limiter', () => {
+  it("counts a user's requests under one identity whatever key they come with, each judged by the limit it names", async () => {
+    const address = () => '192.0.2.1';
+    const identity = rateLimitIdentity({ userId: 'usr_a' }, address);
+    expect(rateLimitIdentity({ userId: 'usr_a' }, address)).toBe(identity);
+    expect(rateLimitIdentity({ userId: 'usr_b' }, address)).not.toBe(identity);
+    expect(rateLimitIdentity(undefined, address)).toBe('ip:192.0.2.1');
+    const limiter = createMemoryRateLimiter({ windowMs: 60_000, now: () => 0 });
+    const allowed: boolean[] = [];
+    // Three requests with a default-limit key (6), then one with a key capped at 3, then the default key again.
+    for (const limit of [6, 6, 6, 3, 6]) allowed.push((await limiter.consume(identity, limit)).allowed);
+    expect(allowed).toEqual([true, true, true, false, true]);
+    await limiter.close();
+  });
+
   it('admits exactly the limit in any window, with no burst at a window boundary', async () => {
     let now = 1_000_000;
     const limiter = createMemoryRateLimiter({ windowMs: 60_000, now: () => now });
