@@ -133,7 +133,10 @@ export function createIngestHandler(options: IngestHandlerOptions) {
       // would outlive the retention; one older than the retention is gone at the next sweep.
       const timestamp = parsed.success ? Date.parse(parsed.data.timestamp) : Number.NaN;
       if (parsed.success && timestamp <= at + maxEventClockSkewMs && timestamp > at - maxEventAgeMs) {
-        events.push(redactRequestEvent(parsed.data));
+        // In the router's form (milliseconds, UTC): ISO 8601 allows any number of fractional
+        // digits, and a long run of them can pass for a PAN, which redaction drops, and a
+        // dropped timestamp is stored as 1970.
+        events.push(redactRequestEvent({ ...parsed.data, timestamp: new Date(timestamp).toISOString() }));
       } else {
         rejected++;
       }

@@ -151,6 +151,26 @@ describe.each(backends)('analytics service on $name', (backend) => {
     expect(nodes[0]).toEqual({ id: planted.eventId, operationName: null, userId: null, traceId: null });
   });
 
+  it('stores an event at its own time when the timestamp has more fractional digits than milliseconds', async () => {
+    // Valid ISO 8601, but its digit run "00.4111111111111111" holds a Luhn-valid 16 digits:
+    // redaction dropped the timestamp as text that looks like a PAN, and the event was stored
+    // (and counted) at 1970-01-01, where the next TTL sweep deleted its log at once.
+    const at = start + 10 * 60_000;
+    const [event] = randomEvents(1, start, hour, 17).map((e) => ({
+      ...e,
+      apiKeyId: 'key_precise',
+      timestamp: new Date(at).toISOString().replace('.000Z', '.4111111111111111Z'),
+    }));
+    expect(await (await ingest([event])).json()).toEqual({ stored: 1, duplicates: 0, rejected: 0 });
+    const usage = await graphql(
+      'query ($from: DateTime!, $to: DateTime!) { usage(apiKeyId: "key_precise", from: $from, to: $to, granularity: HOUR) { start requests } }',
+      { from: new Date(start).toISOString(), to: new Date(start + hour).toISOString() },
+    );
+    expect(usage.data?.usage).toEqual([{ start: new Date(start).toISOString(), requests: 1 }]);
+    const log = await graphql('query { requestLog(first: 1, filter: { apiKeyId: "key_precise" }) { edges { node { timestamp } } } }', {});
+    expect(log.data?.requestLog).toEqual({ edges: [{ node: { timestamp: new Date(at + 411).toISOString() } }] });
+  });
+
   it('reports totals above 2^31 exactly, as JSON numbers, instead of an internal error', async () => {
     // 93 days at 300 requests a second is 2.4 billion: past Int's 2,147,483,647. Written straight
     // to the per-minute documents, as months of ingest would leave them.
