@@ -10,6 +10,13 @@ import WebSocket from 'ws';
  */
 export const upstreamRefusalCodes: ReadonlySet<string> = new Set([ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN, ErrorCode.UNAUTHENTICATED]);
 
+/**
+ * How charges closes a socket when the token it was opened with expires (graphql-ws Forbidden,
+ * reason "Token expired"): expected once per token lifetime per socket, not a failure. Its
+ * subscriptions resubscribe on a new socket with a fresh token, as after any drop.
+ */
+export const upstreamTokenExpiredClose = { code: 4403, reason: 'Token expired' } as const;
+
 /** Receives the events of one shared upstream subscription. */
 export interface UpstreamListener {
   /**
@@ -132,7 +139,8 @@ interface SharedSubscription extends UpstreamSubscription {
  * One upstream subscription per distinct (field, arguments) — e.g. per charge id — however
  * many clients watch it, multiplexed over few sockets per subgraph (a new socket only every
  * `maxSubscriptionsPerSocket` subscriptions). Reconnection is ours, not graphql-ws's: a
- * dropped socket (killed replica, 4403 after a credential rotation, network) makes each of
+ * dropped socket (killed replica, 4403 after a credential rotation or when the socket's token
+ * expires — {@link upstreamTokenExpiredClose}, logged at info —, network) makes each of
  * its subscriptions resubscribe after an exponential backoff with jitter, and marks it
  * `missed` so the next event tells clients that events may have been missed.
  *
@@ -218,8 +226,14 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
               sub.live = false;
             }
             if (socket.subscriptions > 0) {
-              socket.failures++;
-              log.warn({ code: (event as { code?: number }).code, wasConnected }, 'upstream socket closed with active subscriptions');
+              const { code, reason } = event as { code?: number; reason?: unknown };
+              if (code === upstreamTokenExpiredClose.code && String(reason) === upstreamTokenExpiredClose.reason) {
+                // Not a failure: the backoff does not grow, and it is no warning.
+                log.info({ code, subscriptions: socket.subscriptions }, 'upstream token expired: reconnecting with a fresh one');
+              } else {
+                socket.failures++;
+                log.warn({ code, wasConnected }, 'upstream socket closed with active subscriptions');
+              }
             }
           },
         },
