@@ -240,8 +240,9 @@ export async function chargeEveryCard(
 
 /**
  * What must hold after any fault: every acknowledged charge exists and is the only successful
- * charge of its card, no card is USED without its charge (no half-written authorization),
- * and each idempotency key maps to one charge. Returns human-readable problems (empty = good).
+ * charge of its card, and no card is USED without its charge (no half-written authorization).
+ * Idempotency keys are not checked here: the ledger check's `idempotency_key_unique` rule does.
+ * Returns human-readable problems (empty = good).
  */
 export async function convergenceProblems(url: string, cardIds: string[], acknowledged: Map<string, string>): Promise<string[]> {
   const client = new pg.Client({ connectionString: url });
