@@ -242,6 +242,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE: '1000000',
     FAILED_EXCHANGE_LIMIT_PER_ADDRESS: '100000',
     FAILED_EXCHANGE_LIMIT_PER_KEY: '100000',
+    FAILED_EXCHANGE_LIMIT_PER_KEY_ALL_ADDRESSES: '100000',
     SETTLEMENT_DELAY_MS: '500',
     ...(options.redisUrl ? { REDIS_URL: options.redisUrl } : {}),
     ...options.env,
