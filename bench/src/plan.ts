@@ -29,6 +29,11 @@ export interface BenchPlan {
   /** A GhostPay stack (and so PostgreSQL and redis-server) is started. */
   stack: boolean;
   federation: boolean;
+  /**
+   * Every scenario of the full run is named: only such a run rewrites RESULTS.md's table (a
+   * partial run prints its table and leaves the full run's figures in place).
+   */
+  full: boolean;
 }
 
 /**
@@ -61,5 +66,6 @@ export function benchPlan(only: string | undefined = process.env.BENCH_ONLY): Be
     dbAlternates: db && (graphql || rest),
     stack: graphql || rest || reads,
     federation: named.has('federation'),
+    full: defaultBenchOnly.split(',').every((name) => named.has(name)),
   };
 }

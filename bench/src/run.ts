@@ -45,9 +45,10 @@ const connections = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 const fedConnections = Number(process.env.BENCH_FED_CONNECTIONS ?? 32);
 const plan = benchPlan();
-const gatewayKinds = (process.env.BENCH_GATEWAYS ?? 'apollo,apollo-compiled,hive,ghostpay-gateway-executor,ghostpay')
-  .split(',')
-  .map((s) => s.trim());
+const allGateways = 'apollo,apollo-compiled,hive,ghostpay-gateway-executor,ghostpay';
+const gatewayKinds = (process.env.BENCH_GATEWAYS ?? allGateways).split(',').map((s) => s.trim());
+/** Only a run of every scenario and gateway rewrites RESULTS.md; a partial one prints its table. */
+const fullRun = plan.full && allGateways.split(',').every((kind) => gatewayKinds.includes(kind));
 type Topology = 'processes' | 'single';
 /** BENCH_STACK=single runs every charge scenario on the one-process stack (like npm start) instead of a process per service. */
 const stackTopology: Topology = process.env.BENCH_STACK === 'single' ? 'single' : 'processes';
@@ -780,8 +781,12 @@ async function main() {
   );
   const table = renderTable(rows);
   console.log(table);
-  writeResults(resolve(src, '../RESULTS.md'), machine, table, notes);
-  log('wrote bench/RESULTS.md');
+  if (fullRun) {
+    writeResults(resolve(src, '../RESULTS.md'), machine, table, notes);
+    log('wrote bench/RESULTS.md');
+  } else {
+    log("a partial run (BENCH_ONLY or BENCH_GATEWAYS): bench/RESULTS.md, the full run's figures, is left as it was");
+  }
 }
 
 const finished = (async () => {

@@ -1,4 +1,4 @@
-import { chargesConfigSchema } from '@ghostpay/charges';
+import { chargesConfigSchema, DEFAULT_IDEMPOTENCY_WAIT_MS } from '@ghostpay/charges';
 import { parseConfig } from '@ghostpay/platform';
 import { describe, expect, it } from 'vitest';
 import { chargesIdempotencyWaitMs } from '../src/charges/charges-idempotency-wait.ts';
@@ -13,6 +13,7 @@ function serviceWaitMs(env: Record<string, string | undefined>): number {
 describe('the DB-limit process’s idempotency wait', () => {
   it('is the charges service’s default when IDEMPOTENCY_WAIT_MS is unset', () => {
     expect(chargesIdempotencyWaitMs({})).toBe(serviceWaitMs({}));
+    expect(chargesIdempotencyWaitMs({})).toBe(DEFAULT_IDEMPOTENCY_WAIT_MS);
   });
 
   it('follows IDEMPOTENCY_WAIT_MS as the service does, and refuses what the service refuses', () => {

@@ -13,6 +13,7 @@ describe('benchPlan (BENCH_ONLY)', () => {
       dbAlternates: true,
       stack: true,
       federation: true,
+      full: true,
     });
   });
 
@@ -26,6 +27,7 @@ describe('benchPlan (BENCH_ONLY)', () => {
       dbAlternates: false,
       stack: true,
       federation: false,
+      full: false,
     });
   });
 
@@ -42,6 +44,13 @@ describe('benchPlan (BENCH_ONLY)', () => {
     expect(benchPlan('db')).toMatchObject({ db: true, dbAlternates: false, stack: false, reads: false, federation: false });
     expect(benchPlan('federation')).toMatchObject({ db: false, stack: false, reads: false, federation: true });
     expect(benchPlan('db,rest')).toMatchObject({ db: true, rest: true, dbAlternates: true, reads: false, graphql: false });
+  });
+
+  it('is the full run (the only kind that rewrites RESULTS.md) when it names every scenario of it, in any order', () => {
+    expect(benchPlan('federation,rest,graphql,db').full).toBe(true);
+    expect(benchPlan('db,graphql,rest,reads,federation').full).toBe(true);
+    expect(benchPlan('db,graphql,rest').full).toBe(false);
+    expect(benchPlan('reads').full).toBe(false);
   });
 
   it('refuses a name it does not know, or none, instead of measuring nothing over RESULTS.md', () => {

@@ -10,10 +10,11 @@ export interface StartAnalyticsDeps {
 
 /**
  * Opens the analytics store, builds the service on it and starts it listening on `port`. The
- * service closes the store once it has started (`close()`); when building or starting fails (its
- * indexes, its port), the store is closed here before the error is rethrown: the embedded store
- * holds a lock on its directory (`EmbeddedStoreInUseError` for the next opener, in this process
- * or another, until the pid is gone), and a MongoDB store its connection pool.
+ * service owns the store from then on: `close()` closes it, and a failed `start()` (its indexes,
+ * its port) closes it before rethrowing. The catch here covers building the service failing
+ * (a bad TLS setting), which leaves the store with us; closing twice is harmless. The embedded
+ * store holds a lock on its directory (`EmbeddedStoreInUseError` for the next opener until the
+ * pid is gone), and a MongoDB store its connection pool.
  */
 export async function startAnalytics(deps: StartAnalyticsDeps, port: number, host: string): Promise<AnalyticsService> {
   const store = await openAnalyticsStore(deps.config);
