@@ -13,7 +13,18 @@ export {
 } from './housekeeping.ts';
 export { issueCard } from './issue-card.ts';
 export { brandOf, generatePan, isLuhnValid } from './pan.ts';
-export { decryptPan, deriveCvc, encryptPan, type PanKeyring, panFingerprint, panSecretNames, parsePanKeyring } from './pan-crypto.ts';
+export {
+  decryptPan,
+  deriveCvc,
+  encryptPan,
+  type PanCiphertextVersion,
+  type PanKeyring,
+  panCiphertextVersion,
+  panCiphertextWriteVersion,
+  panFingerprint,
+  panSecretNames,
+  parsePanKeyring,
+} from './pan-crypto.ts';
 export { type ReencryptOptions, type ReencryptResult, reencryptCards } from './reencrypt-cards.ts';
 export { createPostgresRateLimitStore, pruneRevealCounters } from './reveal-rate-limit-store.ts';
 export { type CardsService, type CardsServiceDeps, cardsTypeDefs, createCardsService } from './service.ts';

@@ -45,27 +45,73 @@ export function parsePanKeyring(value: string): PanKeyring {
 }
 
 /**
- * Encrypts a PAN with the active key: base64(iv | ciphertext | tag), a fresh random IV per
- * call, so one PAN encrypts to a different ciphertext each time. The card id is bound in as
+ * The layouts of `pan_ciphertext`, told apart by a prefix that version 1 lacks:
+ *
+ * - 1: base64(iv | ciphertext | tag), the card id as additional authenticated data. No prefix:
+ *   every row written before versions existed, and what this release still writes.
+ * - 2: `v2:` + the same layout, with `v2:` + the card id as additional authenticated data, so the
+ *   version cannot be changed or stripped without failing authentication (a version 2 ciphertext
+ *   without its prefix is read as version 1 and fails). The same algorithm: version 2 is the
+ *   versioned envelope a future algorithm (a version 3) needs, with no migration of stored rows.
+ *
+ * base64 has no `:`, so a prefix `v<digits>:` can never be the start of a version 1 row. A prefix
+ * of a version this code does not know is refused, never read as another.
+ */
+export type PanCiphertextVersion = 1 | 2;
+
+/**
+ * The version `encryptPan` writes (issuing, re-encrypting). Still 1: every replica must read
+ * version 2 before any replica writes it (a rolling deploy runs old and new replicas side by side,
+ * and an old one could not reveal a card a new one issued), so the release that writes 2 is the
+ * one after this one. See the README.
+ */
+export const panCiphertextWriteVersion: PanCiphertextVersion = 1;
+
+/** The version of a stored ciphertext; undefined for a `v…:` prefix this code does not know. */
+export function panCiphertextVersion(ciphertext: string): PanCiphertextVersion | undefined {
+  const prefix = /^v([^:]*):/.exec(ciphertext);
+  if (!prefix) return 1;
+  return prefix[1] === '2' ? 2 : undefined;
+}
+
+function authenticatedData(version: PanCiphertextVersion, cardId: string): Buffer {
+  return Buffer.from(version === 1 ? cardId : `v${version}:${cardId}`, 'utf8');
+}
+
+/**
+ * Encrypts a PAN with the active key: AES-256-GCM with a fresh random IV per call, so one PAN
+ * encrypts to a different ciphertext each time, in the layout of `version` (see
+ * `PanCiphertextVersion`; default `panCiphertextWriteVersion`). The card id is bound in as
  * additional authenticated data: a ciphertext copied onto another row does not decrypt.
  */
-export function encryptPan(keyring: PanKeyring, cardId: string, pan: string): { ciphertext: string; keyId: string } {
+export function encryptPan(
+  keyring: PanKeyring,
+  cardId: string,
+  pan: string,
+  version: PanCiphertextVersion = panCiphertextWriteVersion,
+): { ciphertext: string; keyId: string } {
   const key = keyring.keys.get(keyring.activeKeyId)!;
   const iv = randomBytes(ivBytes);
   const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: tagBytes });
-  cipher.setAAD(Buffer.from(cardId, 'utf8'));
+  cipher.setAAD(authenticatedData(version, cardId));
   const body = Buffer.concat([cipher.update(pan, 'utf8'), cipher.final()]);
-  return { ciphertext: Buffer.concat([iv, body, cipher.getAuthTag()]).toString('base64'), keyId: keyring.activeKeyId };
+  const encoded = Buffer.concat([iv, body, cipher.getAuthTag()]).toString('base64');
+  return { ciphertext: version === 1 ? encoded : `v${version}:${encoded}`, keyId: keyring.activeKeyId };
 }
 
-/** Decrypts with the key named by `keyId`; throws (without any card data) when it is unknown or the tag fails. */
+/**
+ * Decrypts a ciphertext of any known version with the key named by `keyId`; throws (without any
+ * card data) when the key is unknown, the version is unknown, or the tag fails.
+ */
 export function decryptPan(keyring: PanKeyring, cardId: string, keyId: string, ciphertext: string): string {
   const key = keyring.keys.get(keyId);
   if (!key) throw new Error(`PAN key ${keyId} is not in the keyring (card ${cardId})`);
-  const raw = Buffer.from(ciphertext, 'base64');
+  const version = panCiphertextVersion(ciphertext);
+  if (version === undefined) throw new Error(`PAN ciphertext of card ${cardId} has an unknown format`);
+  const raw = Buffer.from(version === 1 ? ciphertext : ciphertext.slice(ciphertext.indexOf(':') + 1), 'base64');
   if (raw.length < ivBytes + tagBytes + 1) throw new Error(`PAN ciphertext of card ${cardId} is malformed`);
   const decipher = createDecipheriv('aes-256-gcm', key, raw.subarray(0, ivBytes), { authTagLength: tagBytes });
-  decipher.setAAD(Buffer.from(cardId, 'utf8'));
+  decipher.setAAD(authenticatedData(version, cardId));
   decipher.setAuthTag(raw.subarray(raw.length - tagBytes));
   try {
     return Buffer.concat([decipher.update(raw.subarray(ivBytes, raw.length - tagBytes)), decipher.final()]).toString('utf8');

@@ -1,6 +1,6 @@
 import { cards, type Database } from '@ghostpay/db';
-import { and, asc, count, eq, gt, isNotNull, ne } from 'drizzle-orm';
-import { decryptPan, encryptPan, type PanKeyring } from './pan-crypto.ts';
+import { and, asc, count, eq, gt, isNotNull, ne, or, sql } from 'drizzle-orm';
+import { decryptPan, encryptPan, type PanCiphertextVersion, type PanKeyring, panCiphertextWriteVersion } from './pan-crypto.ts';
 
 /** How many ids of undecryptable rows a run reports at most (the count is always complete). */
 export const maxFailedCardIds = 100;
@@ -10,6 +10,11 @@ export interface ReencryptOptions {
   batchSize?: number;
   /** Stop after this many batches (bounded runs from a cron job). @default unlimited */
   maxBatches?: number;
+  /**
+   * The ciphertext format to move rows to: rows under the active key in another format are
+   * rewritten too (see `PanCiphertextVersion`). @default panCiphertextWriteVersion
+   */
+  version?: PanCiphertextVersion;
 }
 
 export interface ReencryptResult {
@@ -26,7 +31,7 @@ export interface ReencryptResult {
   failedCardIds: string[];
   batches: number;
   /**
-   * Rows with a PAN not under the active key when the run ended, counted without skipping locked rows:
+   * Rows with a PAN not under the active key (or not in `version`'s format) when the run ended, counted without skipping locked rows:
    * rows a concurrent charge or cancel held, rows of a run cut short by `maxBatches`, and the
    * skipped and failed ones. The old key may leave the keyring only when this is 0.
    */
@@ -36,7 +41,8 @@ export interface ReencryptResult {
 /**
  * Key rotation, step two: after a new key is put first in `pan-encryption-keys` (new cards
  * already use it; old rows still decrypt by their `pan_key_id`), this moves every row still
- * under another key to the active one.
+ * under another key to the active one (and every row in another ciphertext format than
+ * `options.version` to that one: the way stored rows reach a new format).
  *
  * Each batch is one transaction that locks its rows (`for update skip locked`, so two
  * runners share the work instead of colliding, and a row an in-flight charge holds does not
@@ -62,9 +68,13 @@ export async function reencryptCards(
   const failedCardIds: string[] = [];
   let batches = 0;
   let afterId = '';
-  // The rows to move: a PAN under another key than the active one. What every batch takes and
-  // what `remaining` counts, so the count says when the old key may go.
-  const toMove = and(ne(cards.panKeyId, keyring.activeKeyId), isNotNull(cards.panCiphertext));
+  // The rows to move: a PAN under another key than the active one, or in another format than
+  // `version` (version 1 has no prefix, base64 has no `:`; every later one starts `v<n>:`). What
+  // every batch takes and what `remaining` counts, so the count says when the old key may go.
+  const version = options.version ?? panCiphertextWriteVersion;
+  const inAnotherFormat =
+    version === 1 ? sql`strpos(${cards.panCiphertext}, ':') > 0` : sql`${cards.panCiphertext} not like ${`v${version}:%`}`;
+  const toMove = and(isNotNull(cards.panCiphertext), or(ne(cards.panKeyId, keyring.activeKeyId), inAnotherFormat));
   while (batches < maxBatches) {
     // Counted per batch and added only once its transaction commits: a batch rolled back by a
     // database error moved nothing.
@@ -93,7 +103,7 @@ export async function reencryptCards(
           counts.failedIds.push(row.id);
           continue;
         }
-        const next = encryptPan(keyring, row.id, pan);
+        const next = encryptPan(keyring, row.id, pan, version);
         await tx
           .update(cards)
           .set({ panCiphertext: next.ciphertext, panKeyId: next.keyId })

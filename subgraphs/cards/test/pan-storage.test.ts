@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, randomBytes } from 'node:crypto';
 import { cards } from '@ghostpay/db';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,6 +8,7 @@ import {
   generatePan,
   isLuhnValid,
   issueCard,
+  panCiphertextVersion,
   panFingerprint,
   parsePanKeyring,
   reencryptCards,
@@ -91,6 +92,68 @@ describe('PAN encryption', () => {
       expect(String(error)).not.toContain(key);
     }
     expect(parsePanKeyring(`new:${newKey()}, old:${key}`).activeKeyId).toBe('new');
+  });
+});
+
+describe('PAN ciphertext format versions', () => {
+  /** A ciphertext as every release before format versions wrote it: base64(iv | ciphertext | tag), the card id as AAD. */
+  const legacyCiphertext = (key: Buffer, cardId: string, pan: string) => {
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: 16 });
+    cipher.setAAD(Buffer.from(cardId, 'utf8'));
+    const body = Buffer.concat([cipher.update(pan, 'utf8'), cipher.final()]);
+    return Buffer.concat([iv, body, cipher.getAuthTag()]).toString('base64');
+  };
+
+  it('reads a stored ciphertext without a prefix as version 1, and still writes version 1', () => {
+    const keyring = keyringNow();
+    const pan = generatePan('400000');
+    const legacy = legacyCiphertext(keyring.keys.get(keyring.activeKeyId)!, 'card_v1', pan);
+    expect(panCiphertextVersion(legacy)).toBe(1);
+    expect(decryptPan(keyring, 'card_v1', keyring.activeKeyId, legacy)).toBe(pan);
+    // Every replica must read version 2 before any writes it (see the README): this release writes 1.
+    const written = encryptPan(keyring, 'card_v1', pan);
+    expect(panCiphertextVersion(written.ciphertext)).toBe(1);
+    expect(written.ciphertext).toMatch(/^[A-Za-z0-9+/]+=*$/);
+  });
+
+  it('writes and reads version 2 (a v2: prefix, the version bound into the authenticated data)', () => {
+    const keyring = keyringNow();
+    const pan = generatePan('400000');
+    const { ciphertext, keyId } = encryptPan(keyring, 'card_v2', pan, 2);
+    expect(ciphertext).toMatch(/^v2:[A-Za-z0-9+/]+=*$/);
+    expect(panCiphertextVersion(ciphertext)).toBe(2);
+    expect(decryptPan(keyring, 'card_v2', keyId, ciphertext)).toBe(pan);
+  });
+
+  it('refuses a tampered version 2 ciphertext: prefix stripped or changed, a flipped byte, another card, without echoing card data', () => {
+    const keyring = keyringNow();
+    const pan = generatePan('400000');
+    const { ciphertext, keyId } = encryptPan(keyring, 'card_t', pan, 2);
+    const body = ciphertext.slice('v2:'.length);
+    const raw = Buffer.from(body, 'base64');
+    raw[20] = raw[20]! ^ 1;
+    const attempts: [string, string, RegExp][] = [
+      // Read as version 1, with the card id alone as AAD: the tag fails, no downgrade.
+      ['prefix stripped', body, /failed authentication/],
+      ['unknown version', `v3:${body}`, /unknown format/],
+      ['not a version', `vx:${body}`, /unknown format/],
+      ['flipped byte', `v2:${raw.toString('base64')}`, /failed authentication/],
+    ];
+    for (const [name, tampered, error] of attempts) {
+      expect(() => decryptPan(keyring, 'card_t', keyId, tampered), name).toThrow(error);
+    }
+    expect(() => decryptPan(keyring, 'card_other', keyId, ciphertext)).toThrow(/failed authentication/);
+    // A version 1 ciphertext given a v2: prefix does not decrypt either (the AAD differs).
+    const legacy = legacyCiphertext(keyring.keys.get(keyring.activeKeyId)!, 'card_t', pan);
+    expect(() => decryptPan(keyring, 'card_t', keyId, `v2:${legacy}`)).toThrow(/failed authentication/);
+    for (const [, tampered] of attempts) {
+      try {
+        decryptPan(keyring, 'card_t', keyId, tampered);
+      } catch (error) {
+        expect(String(error)).not.toContain(pan);
+      }
+    }
   });
 });
 

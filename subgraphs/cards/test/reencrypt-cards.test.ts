@@ -372,3 +372,34 @@ describe('npm run cards:reencrypt', () => {
     }
   });
 });
+
+describe('reencryptCards and ciphertext format versions', () => {
+  const ciphertextOf = async (id: string) =>
+    (await h.database.db.select({ c: cards.panCiphertext }).from(cards).where(eq(cards.id, id)))[0]?.c;
+
+  it('moves rows under the active key to another format, which still reveals, and counts the rows not in it', async () => {
+    const keyring = parsePanKeyring(keyringValue);
+    // Everything else the suite left is moved first, so the counts below are this test's cards.
+    await reencryptCards(h.database, keyring);
+    const issued = [await issueOne(), await issueOne()];
+    for (const card of issued) expect(await ciphertextOf(card.id)).not.toMatch(/^v\d+:/);
+    // By default (the version this release writes, 1) nothing is due: the active key, the same format.
+    expect(await reencryptCards(h.database, keyring)).toMatchObject({ reencrypted: 0, remaining: 0 });
+    const toV2 = await reencryptCards(h.database, keyring, { version: 2, batchSize: 1 });
+    expect(toV2.reencrypted).toBeGreaterThanOrEqual(2);
+    expect(toV2).toMatchObject({ failed: 0, skipped: 0, remaining: 0 });
+    for (const card of issued) {
+      expect(await ciphertextOf(card.id)).toMatch(/^v2:/);
+      expect(await keyIdOf(card.id)).toBe(keyring.activeKeyId);
+      const revealed = await h.request<{ revealCard: { pan: string } }>(owner.token, revealQuery, { id: card.id });
+      expect(revealed.data?.revealCard.pan, card.id).toMatch(/^\d{16}$/);
+      expect(revealed.data?.revealCard.pan.endsWith(card.last4)).toBe(true);
+    }
+    // Version 2 rows are not in the format this release writes: counted, and moved back by a run for 1.
+    const [due] = await h.database.db.select({ n: sql<number>`count(*)::int` }).from(cards).where(sql`${cards.panCiphertext} like 'v2:%'`);
+    expect(due?.n).toBe(toV2.reencrypted);
+    const back = await reencryptCards(h.database, keyring);
+    expect(back).toMatchObject({ reencrypted: toV2.reencrypted, remaining: 0 });
+    for (const card of issued) expect(await ciphertextOf(card.id)).not.toMatch(/^v\d+:/);
+  });
+});
