@@ -812,6 +812,19 @@ export function createRouter(deps: RouterDeps): Router {
     } else if (manifest.size > 0 && req.method === 'POST' && body && typeof body === 'object' && !Array.isArray(body)) {
       const outcome = resolvePersistedQuery(body as Record<string, unknown>, manifest, false);
       if (outcome.ok) body = outcome.body;
+    } else if (manifest.size > 0 && req.method === 'GET' && !url.searchParams.has('query') && url.searchParams.has('extensions')) {
+      // Pre-registered over GET too: a hash-only GET for a manifest operation runs at once (Apollo
+      // then checks the hash against the manifest's text, which is its sha256).
+      let extensions: unknown;
+      try {
+        extensions = JSON.parse(url.searchParams.get('extensions') as string);
+      } catch {}
+      const outcome = resolvePersistedQuery({ extensions }, manifest, false);
+      if (outcome.ok && typeof outcome.body.query === 'string') {
+        const params = new URLSearchParams(url.searchParams);
+        params.set('query', outcome.body.query);
+        search = `?${params.toString()}`;
+      }
     }
 
     const headers = new HeaderMap();

@@ -2,7 +2,7 @@ import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-supp
 import { getIntrospectionQuery } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../src/persisted-queries.ts';
-import { codes, post, type StubSubgraphs, startRouter, startStubSubgraphs, writeManifest } from './router-harness.ts';
+import { codes, type GraphQLResponse, post, type StubSubgraphs, startRouter, startStubSubgraphs, writeManifest } from './router-harness.ts';
 
 const totalHits = (subgraphs: StubSubgraphs) => Object.values(subgraphs.hits).reduce((a, b) => a + b, 0);
 
@@ -249,5 +249,61 @@ describe('safelist mode', () => {
       { authorization: merchant },
     );
     expect(swapped.body).toEqual({ data: { card: { id: 'card_9', last4: '4242' } } });
+  });
+});
+
+describe('APQ mode with a manifest (its operations pre-registered)', () => {
+  let issuer: TestTokenIssuer;
+  let subgraphs: StubSubgraphs;
+  let router: Awaited<ReturnType<typeof startRouter>>;
+  let merchant: string;
+  const trusted = 'query CardById($id: ID!) { card(id: $id) { id last4 } }';
+
+  beforeAll(async () => {
+    issuer = await createTestTokenIssuer();
+    subgraphs = await startStubSubgraphs(issuer.verifier);
+    router = await startRouter({
+      verifier: issuer.verifier,
+      urls: subgraphs.urls,
+      env: { ROUTER_PQ_MANIFESTS: writeManifest([{ name: 'CardById', type: 'query', body: trusted }]) },
+    });
+    merchant = await issuer.bearer({ userId: 'usr_m', role: 'merchant', apiKeyId: 'key_apq_manifest' });
+  });
+  afterAll(async () => {
+    await router?.close();
+    await subgraphs?.close();
+  });
+
+  const get = async (hash: string, id: string) => {
+    const params = new URLSearchParams({
+      operationName: 'CardById',
+      variables: JSON.stringify({ id }),
+      extensions: JSON.stringify({ persistedQuery: { version: 1, sha256Hash: hash } }),
+    });
+    const response = await fetch(`${router.graphqlUrl}?${params}`, {
+      headers: { authorization: merchant, 'apollo-require-preflight': 'true' },
+    });
+    return { status: response.status, body: (await response.json()) as GraphQLResponse['body'] };
+  };
+
+  it('runs a hash-only GET for a manifest operation at once, before any request sent its text', async () => {
+    // It missed (PERSISTED_QUERY_NOT_FOUND) until a request carrying the text (a POST of the same
+    // hash, which the router completes from the manifest) had registered it in Apollo's APQ cache.
+    expect(await get(sha256Hex(trusted), 'card_2')).toEqual({ status: 200, body: { data: { card: { id: 'card_2', last4: '4242' } } } });
+  });
+
+  it('runs a hash-only POST for a manifest operation at once', async () => {
+    const extensions = { persistedQuery: { version: 1, sha256Hash: sha256Hex(trusted) } };
+    const posted = await post(
+      router.graphqlUrl,
+      { operationName: 'CardById', variables: { id: 'card_1' }, extensions },
+      { authorization: merchant },
+    );
+    expect(posted.body).toEqual({ data: { card: { id: 'card_1', last4: '4242' } } });
+  });
+
+  it('still misses over GET for a hash no manifest holds', async () => {
+    const response = await get(sha256Hex('{ me { id } }'), 'card_3');
+    expect(response.body.errors?.map((e) => e.extensions?.code)).toEqual(['PERSISTED_QUERY_NOT_FOUND']);
   });
 });
