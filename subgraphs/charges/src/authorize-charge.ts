@@ -1,4 +1,4 @@
-import { cards, chargeEvents, charges, type Database, type DeclineCode, newId, type Transaction } from '@ghostpay/db';
+import { cards, chargeEvents, charges, clockAfterLock, type Database, type DeclineCode, newId, type Transaction } from '@ghostpay/db';
 import { ForbiddenError, NotFoundError, type Principal } from '@ghostpay/platform';
 import { eq, sql } from 'drizzle-orm';
 import { notifyEvent } from './charge-events.ts';
@@ -151,7 +151,7 @@ async function writeCharge(
         select id from ${cards} where id = ${charge.cardId} ${issuedBy} for no key update
       ),
       held as materialized (
-        select id, clock_timestamp() as at from locked
+        select id, ${clockAfterLock()} as at from locked
       ),
       taken as (
         update ${cards} set status = 'USED', used_at = date_trunc('milliseconds', (select at from held))

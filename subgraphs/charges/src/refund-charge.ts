@@ -1,4 +1,4 @@
-import { charges, type Database, newId, refunds } from '@ghostpay/db';
+import { charges, clockAfterLock, type Database, newId, refunds } from '@ghostpay/db';
 import { BadUserInputError, NotFoundError, type Principal } from '@ghostpay/platform';
 import { and, eq, getTableColumns, inArray, sql } from 'drizzle-orm';
 import { recordChargeEvent } from './charge-events.ts';
@@ -55,7 +55,7 @@ export async function refundCharge(
         [K in keyof ChargeRow]: (typeof locked)[K];
       };
       const [read] = await tx
-        .select({ ...lockedColumns, lockedAt: sql<Date>`date_trunc('milliseconds', clock_timestamp())`.mapWith(charges.updatedAt) })
+        .select({ ...lockedColumns, lockedAt: clockAfterLock('milliseconds').mapWith(charges.updatedAt) })
         .from(locked);
       if (!read || (principal.role !== 'admin' && read.merchantId !== principal.userId)) {
         throw new NotFoundError('Charge', chargeId);

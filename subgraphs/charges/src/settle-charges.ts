@@ -1,4 +1,4 @@
-import { awaitingSettlement, charges, type Database, pgErrorCode } from '@ghostpay/db';
+import { awaitingSettlement, charges, clockAfterLock, type Database, pgErrorCode } from '@ghostpay/db';
 import { and, asc, getTableColumns, isNull, lte, sql } from 'drizzle-orm';
 import { recordChargeEvents } from './charge-events.ts';
 
@@ -85,7 +85,7 @@ export async function settleDueCharges(db: Database, options: SettleChargesOptio
       if (due.length === 0) return 0;
       claimed = due.map((row) => row.id);
       // One reading for the batch (a volatile CTE is computed once), at the precision the events hold.
-      const clock = tx.$with('clock', { at: sql<Date>`at`.as('at') }).as(sql`select date_trunc('milliseconds', clock_timestamp()) as at`);
+      const clock = tx.$with('clock', { at: sql<Date>`at`.as('at') }).as(sql`select ${clockAfterLock('milliseconds')} as at`);
       const settled = await tx
         .with(clock)
         .update(charges)
