@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { withoutCredentialsInUrls } from './url-credentials.ts';
 
 export { z };
 
@@ -65,31 +66,6 @@ export function isSecretConfigField(schema: z.ZodType, name: string): boolean {
   }
   if (kind && valueFreeKinds.has(kind)) return false;
   return secretName.test(name);
-}
-
-/**
- * `text` with the credentials of every URL in it censored: the user information
- * (`postgres://[redacted]@db/x`) and query parameters naming a credential (`?password=`,
- * `sslpassword=`, `token=`). A URL is taken to run to the next `scheme://`, and its user
- * information to the last `@` in it: a malformed URL (the ones config refuses: a password with
- * `/`, `#`, `?` or a space) is censored too, at the cost of sometimes censoring more than needed.
- */
-export function withoutCredentialsInUrls(text: string): string {
-  if (!text.includes('://')) return text;
-  const starts = [...text.matchAll(/[a-z][a-z\d+.-]*:\/\//gi)].map((m) => ({ at: m.index, scheme: m[0] }));
-  let out = text.slice(0, starts[0]?.at ?? text.length);
-  starts.forEach(({ at, scheme }, i) => {
-    const end = starts[i + 1]?.at ?? text.length;
-    let rest = text.slice(at + scheme.length, end);
-    const lastAt = rest.lastIndexOf('@');
-    if (lastAt !== -1) rest = `[redacted]${rest.slice(lastAt)}`;
-    rest = rest.replace(
-      /([?&;][^=&#\s]*(?:pass|secret|token|key|credential|authmechanismproperties)[^=&#\s]*=)[^&#\s,]*/gi,
-      '$1[redacted]',
-    );
-    out += scheme + rest;
-  });
-  return out;
 }
 
 /** How a variable's value is shown in a problem or a config dump: a secret not at all, anything else without URL credentials. */

@@ -21,3 +21,4 @@ export * from './subgraph-service.ts';
 export * from './telemetry.ts';
 export * from './tls.ts';
 export * from './trace-context.ts';
+export * from './url-credentials.ts';

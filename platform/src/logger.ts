@@ -1,6 +1,7 @@
 import { type DestinationStream, type Logger, pino, stdSerializers } from 'pino';
 import { digitRunHoldsPan, luhnValid, panDigitRun } from './request-event.ts';
 import { traceLogFields } from './telemetry.ts';
+import { withoutCredentialsInUrls } from './url-credentials.ts';
 
 export type { Logger };
 
@@ -35,18 +36,6 @@ export function isSensitiveKey(key: string): boolean {
  */
 function censored(value: unknown): unknown {
   return value === undefined || value === null || typeof value === 'boolean' ? value : redactedValue;
-}
-
-/**
- * The user information of a URL (`postgres://app:pw@db/x`, `https://user:pass@host/`), in a
- * logged string, a `URL` or error text. Greedy up to the last `@` before the path, so a
- * hand-written password holding an `@` goes whole.
- */
-const urlCredentials = /\b([a-z][a-z\d+.-]*:\/\/)[^\s/?#]+@/gi;
-
-/** `text` with the credentials of every URL in it censored; `text` itself when it has none. */
-function withoutUrlCredentials(text: string): string {
-  return text.includes('://') ? text.replace(urlCredentials, `$1${redactedValue}@`) : text;
 }
 
 /** Every digit run that may write a PAN (`panDigitRun`, as `looksSecret` reads it). */
@@ -90,7 +79,7 @@ const hexId = /^(?:[0-9a-f]{16}|[0-9a-f]{32})$/;
 
 /** A logged string: without URL credentials and without PANs. */
 function scrubbedString(text: string): string {
-  return withoutPans(withoutUrlCredentials(text));
+  return withoutPans(withoutCredentialsInUrls(text));
 }
 
 /**
@@ -197,7 +186,7 @@ function redactValue(value: unknown, visited: Visited, depth: number, serialized
   if (typeof toJSON === 'function') {
     if (value instanceof Date) return value;
     // URL#toJSON is its href, user and password included.
-    if (value instanceof URL) return withoutUrlCredentials(value.href);
+    if (value instanceof URL) return withoutCredentialsInUrls(value.href);
   }
   visited.set(value, inProgress);
   let result: unknown;
@@ -267,14 +256,13 @@ const boundValuePatterns: Array<[RegExp, string]> = [
   ],
   // PostgreSQL `where`: `unnamed portal parameter $1 = '…'`
   [/(parameter \$\d+ = )'(?:[^']|'')*'/g, "$1'[redacted]'"],
-  [urlCredentials, `$1${redactedValue}@`],
 ];
 
 /** `text` (an error message, detail or stack) without the bound values it quotes. */
 export function scrubErrorText(text: string): string {
   let scrubbed = text;
   for (const [pattern, replacement] of boundValuePatterns) scrubbed = scrubbed.replace(pattern, replacement);
-  return withoutPans(scrubbed);
+  return withoutPans(withoutCredentialsInUrls(scrubbed));
 }
 
 /**

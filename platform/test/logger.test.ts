@@ -444,6 +444,39 @@ describe('logger', () => {
     });
   });
 
+  it('censors URL credentials as config does: malformed user information and credential query parameters, in fields, arguments, URLs and error text', () => {
+    const { logger, lines, parsed } = capturingLogger();
+    const urls = {
+      slash: 'postgres://app:se/cr#et@db.internal/ledger?sslpassword=keypass',
+      query: 'http://charges:4003/graphql?token=tk1&x=1',
+      mongo: 'mongodb://mongo:27017/?authMechanismProperties=AWS_SESSION_TOKEN:awstok',
+      spaced: 'redis://:pass word@cache:6379',
+    };
+    logger.info({ ...urls }, 'connecting to %s', urls.slash);
+    logger.info({ callback: new URL('https://hooks.example.test/x?api_key=urlkey1') }, 'callback');
+    logger.error({ err: new Error(`cannot reach ${urls.query}`) }, 'failed');
+    const text = lines.join('');
+    for (const secret of ['se/cr', 'cr#et', 'keypass', 'tk1', 'awstok', 'pass word', 'urlkey1']) expect(text).not.toContain(secret);
+    const [first, second, third] = parsed();
+    expect(first).toMatchObject({
+      slash: 'postgres://[redacted]@db.internal/ledger?sslpassword=[redacted]',
+      query: 'http://charges:4003/graphql?token=[redacted]&x=1',
+      mongo: 'mongodb://mongo:27017/?authMechanismProperties=[redacted]',
+      spaced: 'redis://[redacted]@cache:6379',
+      msg: 'connecting to postgres://[redacted]@db.internal/ledger?sslpassword=[redacted]',
+    });
+    expect(second).toMatchObject({ callback: 'https://hooks.example.test/x?api_key=[redacted]' });
+    expect((third!.err as { message: string }).message).toBe('cannot reach http://charges:4003/graphql?token=[redacted]&x=1');
+  });
+
+  it('keeps the paths of file URLs in a stack whole: an `@` in one is a scoped package, not user information', () => {
+    const { logger, parsed } = capturingLogger();
+    const error = new Error('boom');
+    error.stack = 'Error: boom\n    at run (file:///app/node_modules/@apollo/server/dist/esm/run.js:10:5)';
+    logger.error({ err: error }, 'failed');
+    expect((parsed()[0]!.err as { stack: string }).stack).toContain('file:///app/node_modules/@apollo/server/dist/esm/run.js:10:5');
+  });
+
   it('censors a PAN written inside any logged text: fields at any depth, bindings, the message, its arguments, error text', () => {
     const { logger, lines, parsed } = capturingLogger();
     const pans = ['4111111111111111', '4111 1111 1111 1111', '5555-5555-5555-4444', '3782.822463.10005', '6011_0009_9013_9424'];
