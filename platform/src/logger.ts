@@ -459,8 +459,46 @@ function redactedFormatArgs<Args extends unknown[]>(args: Args): Args {
   const text = args[template];
   if (args.length <= template + 1 && redactedFormatArg(text) === text) return args;
   const safe = args.slice() as Args;
-  for (let i = template; i < safe.length; i++) safe[i] = redactedFormatArg(safe[i]);
+  let censoredNumbers: Set<number> | undefined;
+  for (let i = template; i < safe.length; i++) {
+    const value = safe[i];
+    safe[i] = redactedFormatArg(value);
+    if (i > template && safe[i] !== value && (typeof value === 'number' || typeof value === 'bigint')) {
+      (censoredNumbers ??= new Set()).add(i - template - 1);
+    }
+  }
+  if (censoredNumbers && typeof safe[template] === 'string') safe[template] = numberPlaceholdersAsText(safe[template], censoredNumbers);
   return safe;
+}
+
+/**
+ * `template` with each `%d`, `%i` or `%f` that takes one of the `censored` arguments (by index
+ * after the template) turned into `%s`: a censored number is the text `[redacted]`, which those
+ * would print as `NaN`. Walks the template as pino's formatter (quick-format-unescaped) does:
+ * `%%` takes no argument, any other `%` and character takes the next one (an unknown placeholder
+ * too, printed as written). Same length, and the censored argument is never null, so every other
+ * placeholder keeps its argument.
+ */
+function numberPlaceholdersAsText(template: string, censored: ReadonlySet<number>): string {
+  let out: string | undefined;
+  let argument = 0;
+  for (let i = 0; i + 1 < template.length; i++) {
+    if (template.charCodeAt(i) !== 37) continue;
+    const kind = template[i + 1];
+    if (kind === '%') {
+      i++;
+      continue;
+    }
+    if ((kind === 'd' || kind === 'i' || kind === 'f') && censored.has(argument)) {
+      out = `${(out ?? template).slice(0, i + 1)}s${(out ?? template).slice(i + 2)}`;
+    }
+    argument++;
+    // quick-format skips the placeholder's letter when it printed an argument, and looks at it
+    // again otherwise (an unknown letter, no argument left, or a null/undefined one): only `%`
+    // matters there, and a letter is never `%`, so skipping it always reads the same placeholders.
+    i++;
+  }
+  return out ?? template;
 }
 
 function redactedFormatArg(value: unknown): unknown {

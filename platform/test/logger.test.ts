@@ -563,6 +563,25 @@ describe('logger', () => {
     expect(bare!.msg).toBe('[redacted]');
   });
 
+  it('prints a PAN interpolated with %d, %i or %f as [redacted], not NaN, and keeps every other placeholder in place', () => {
+    const { logger, lines, parsed } = capturingLogger();
+    const pan = 4111111111111111;
+    logger.info('card %d declined', pan);
+    // pino's types check a template's placeholders and know neither %i, %f nor %x.
+    const info = logger.info.bind(logger) as (...args: unknown[]) => void;
+    info({ requestId: 'req-1' }, 'card %i of %d at 5%% then %f and %s', 5555555555554444n, 3, pan, 'text');
+    info('%x %d %d', 'odd', pan, 1050);
+    info('amount %d, %i', 1050, 2.5);
+    expect(lines.join('')).not.toMatch(/4111111111111111|5555555555554444|NaN/);
+    expect(parsed().map((line) => line.msg)).toEqual([
+      'card [redacted] declined',
+      'card [redacted] of 3 at 5% then [redacted] and text',
+      // quick-format (pino's) gives an unknown placeholder an argument too, and prints it as written.
+      '%x [redacted] 1050',
+      'amount 1050, 2',
+    ]);
+  });
+
   it('censors the values a message template interpolates, and URL credentials in the template', () => {
     const { logger, lines, parsed } = capturingLogger();
     const user = { email: 'jane@example.test', password: 'fmt-pw-s3cr3t', card: { pan: '4111111111111111' } };
