@@ -120,6 +120,21 @@ export function redactConfig<T extends Record<string, unknown>>(schema: z.ZodTyp
   return shown as Record<keyof T, unknown>;
 }
 
+/**
+ * Logs `config` at start-up as it may be shown (`redactConfig`), in one `info` line
+ * (`effective configuration`, the values under `config`), so an operator sees what a replica
+ * runs with, defaults included. One line in a service's composition root, after `createLogger`:
+ * `logEffectiveConfig(logger, cardsConfigSchema, config)`. The logger censors the line again
+ * (sensitive keys, URL credentials, PANs).
+ */
+export function logEffectiveConfig(
+  logger: { info(object: object, message: string): void },
+  schema: z.ZodType,
+  config: Record<string, unknown>,
+): void {
+  logger.info({ config: redactConfig(schema, config) }, 'effective configuration');
+}
+
 /** Strings inside a parsed value (a `name=url` map) without URL credentials. */
 function redactNested(value: unknown): unknown {
   if (typeof value === 'string') return withoutCredentialsInUrls(value);

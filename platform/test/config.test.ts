@@ -1,8 +1,18 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { capturingLogger } from '@ghostpay/test-support';
 import { describe, expect, it } from 'vitest';
-import { baseConfigSchema, env, jwtVerifierEnv, jwtVerifierOptionsFrom, parseConfig, redactConfig, z } from '../src/index.ts';
+import {
+  baseConfigSchema,
+  env,
+  jwtVerifierEnv,
+  jwtVerifierOptionsFrom,
+  logEffectiveConfig,
+  parseConfig,
+  redactConfig,
+  z,
+} from '../src/index.ts';
 
 const run = promisify(execFile);
 const fixture = fileURLToPath(new URL('./fixtures/config-check.ts', import.meta.url));
@@ -162,6 +172,50 @@ describe('config from env', () => {
       ROTATION_KEY_DAYS: 3,
       URLS: { a: 'http://[redacted]@x/' },
     });
+  });
+
+  it('logs the effective configuration at start-up in one info line, secrets and URL credentials censored', () => {
+    const { logger, lines, parsed } = capturingLogger('demo');
+    const schema = baseConfigSchema.extend({
+      DEMO_PORT: env.port(4100),
+      DATABASE_URL: env.optionalUrl(),
+      REDIS_URL: z.string().optional(),
+      INGEST_TOKEN: z.string().optional(),
+      HMAC: env.secret().optional(),
+      JWKS_TLS_KEY_FILE: env.filePath().optional(),
+      RETRY_LIMIT_PER_KEY: env.positiveInt(3),
+    });
+    const parsedConfig = parseConfig(schema, {
+      DATABASE_URL: 'postgres://app:db-s3cr3t@db.internal/ledger?sslpassword=ssl-s3cr3t',
+      REDIS_URL: 'redis://:re/dis-s3cr3t@cache:6379',
+      INGEST_TOKEN: 'ingest-s3cr3t',
+      HMAC: 'hmac-s3cr3t',
+      JWKS_TLS_KEY_FILE: '/etc/tls/client.key',
+      MAX_CONNECTIONS: '500',
+    });
+    if (!parsedConfig.ok) throw new Error(parsedConfig.problems.join('\n'));
+    logEffectiveConfig(logger, schema, parsedConfig.config);
+    expect(lines.join('')).not.toMatch(/s3cr3t/);
+    expect(parsed()).toEqual([
+      expect.objectContaining({
+        level: 30,
+        msg: 'effective configuration',
+        config: {
+          NODE_ENV: 'development',
+          LOG_LEVEL: 'info',
+          HOST: '127.0.0.1',
+          SHUTDOWN_TIMEOUT_MS: 10_000,
+          MAX_CONNECTIONS: 500,
+          DEMO_PORT: 4100,
+          DATABASE_URL: 'postgres://[redacted]@db.internal/ledger?sslpassword=[redacted]',
+          REDIS_URL: 'redis://[redacted]@cache:6379',
+          INGEST_TOKEN: '[redacted]',
+          HMAC: '[redacted]',
+          JWKS_TLS_KEY_FILE: '/etc/tls/client.key',
+          RETRY_LIMIT_PER_KEY: 3,
+        },
+      }),
+    ]);
   });
 
   it('stops the process with one readable line per problem and no stack trace', async () => {
