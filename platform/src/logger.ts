@@ -464,7 +464,8 @@ function redactedFormatArgs<Args extends unknown[]>(args: Args): Args {
     const value = safe[i];
     safe[i] = redactedFormatArg(value);
     if (i > template && safe[i] !== value && (typeof value === 'number' || typeof value === 'bigint')) {
-      (censoredNumbers ??= new Set()).add(i - template - 1);
+      censoredNumbers ??= new Set();
+      censoredNumbers.add(i - template - 1);
     }
   }
   if (censoredNumbers && typeof safe[template] === 'string') safe[template] = numberPlaceholdersAsText(safe[template], censoredNumbers);
