@@ -250,3 +250,6 @@ export const baseConfigSchema = z.object({
    */
   MAX_CONNECTIONS: env.positiveInt(defaultMaxConnections),
 });
+
+/** A config parsed by `baseConfigSchema` (a service's schema extends it). */
+export type BaseConfig = z.infer<typeof baseConfigSchema>;

@@ -4,7 +4,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import getRawBody from 'raw-body';
-import { defaultMaxConnections } from './config.ts';
+import { type BaseConfig, defaultMaxConnections } from './config.ts';
 import { throttledWarning } from './logger.ts';
 import { createHttpDurationHistogram } from './metrics.ts';
 import { reloadServerTlsOnChange, type ServerTlsConfig, serverTlsOptions } from './tls.ts';
@@ -71,6 +71,48 @@ export interface ServiceServerOptions {
    * (each costs memory and a file descriptor). @default 10000
    */
   maxConnections?: number;
+}
+
+/**
+ * Each setting of `baseConfigSchema` that configures a service's server, and the
+ * `createServiceServer` (and `createSubgraphService`) option it sets. A new shared server setting
+ * is one entry here (and its variable in `baseConfigSchema`, its option above): every service
+ * spreading `serviceServerOptionsFrom(config)` picks it up.
+ */
+export const baseServerSettings = {
+  SHUTDOWN_TIMEOUT_MS: 'shutdownTimeoutMs',
+  MAX_CONNECTIONS: 'maxConnections',
+} as const satisfies Partial<Record<keyof BaseConfig, keyof ServiceServerOptions>>;
+
+type BaseServerSetting = keyof typeof baseServerSettings;
+
+/** The part of a config built on `baseConfigSchema` that configures its server. */
+export type BaseServerConfig = Pick<BaseConfig, BaseServerSetting>;
+
+/** The server options `baseServerSettings` set. */
+export type BaseServerOptions = { [K in BaseServerSetting as (typeof baseServerSettings)[K]]?: BaseConfig[K] };
+
+/**
+ * The server options a service's config sets (`SHUTDOWN_TIMEOUT_MS` → `shutdownTimeoutMs`,
+ * `MAX_CONNECTIONS` → `maxConnections`), to spread into `createServiceServer` or
+ * `createSubgraphService`: `...serviceServerOptionsFrom(config)`. A setting the config leaves out
+ * (a service's deps may take them as optional) is left out, so the server's default applies.
+ */
+export function serviceServerOptionsFrom(config: Partial<BaseServerConfig>): BaseServerOptions {
+  const options: Record<string, unknown> = {};
+  for (const setting of Object.keys(baseServerSettings) as BaseServerSetting[]) {
+    if (config[setting] !== undefined) options[baseServerSettings[setting]] = config[setting];
+  }
+  return options as BaseServerOptions;
+}
+
+/** The `BaseServerOptions` of `options` (a service's own options passed on to its server). */
+export function baseServerOptionsOf(options: BaseServerOptions): BaseServerOptions {
+  const picked: Record<string, unknown> = {};
+  for (const option of Object.values(baseServerSettings)) {
+    if (options[option] !== undefined) picked[option] = options[option];
+  }
+  return picked as BaseServerOptions;
 }
 
 export interface ServiceServer {

@@ -13,6 +13,8 @@ import type { Registry } from 'prom-client';
 import { ForbiddenError, formatGraphQLError, GhostPayError, httpStatusFor, isErrorCode, UnauthenticatedError } from './errors.ts';
 import { createGraphQLHandler } from './graphql-http.ts';
 import {
+  type BaseServerOptions,
+  baseServerOptionsOf,
   createServiceServer,
   type ReadinessCheck,
   type RequestHandler,
@@ -33,7 +35,11 @@ export interface SubgraphContext extends BaseContext {
   logger: Logger;
 }
 
-export interface SubgraphServiceOptions<TContext extends SubgraphContext> {
+/**
+ * `shutdownTimeoutMs` and `maxConnections` (`BaseServerOptions`: spread
+ * `serviceServerOptionsFrom(config)`) are passed to the server; see `ServiceServerOptions`.
+ */
+export interface SubgraphServiceOptions<TContext extends SubgraphContext> extends BaseServerOptions {
   name: string;
   typeDefs: DocumentNode;
   resolvers: GraphQLResolverMap<TContext>;
@@ -52,9 +58,6 @@ export interface SubgraphServiceOptions<TContext extends SubgraphContext> {
    * (waiting for a run in progress) when it closes, before the server drains. @default none
    */
   jobs?: PeriodicJob[];
-  shutdownTimeoutMs?: number;
-  /** Open connections at most (`MAX_CONNECTIONS`); see `ServiceServerOptions.maxConnections`. @default 10000 */
-  maxConnections?: number;
   /** Largest accepted request body. @default 1 MiB */
   maxBodyBytes?: number;
   /** Introspection is on for subgraphs (the router needs `_service`), off for clients at the router. @default true */
@@ -144,8 +147,8 @@ export function createSubgraphService<TContext extends SubgraphContext>(
       return route ? route(req, res) : handler(req, res);
     },
     readiness: options.readiness,
-    shutdownTimeoutMs: options.shutdownTimeoutMs,
-    maxConnections: options.maxConnections,
+    // `shutdownTimeoutMs`, `maxConnections` and any other base server setting (`serviceServerOptionsFrom`).
+    ...baseServerOptionsOf(options),
     onUpgrade: options.onUpgrade,
     onClose: async () => {
       await apollo.stop();

@@ -13,10 +13,12 @@ import {
   createLogger,
   createMetricsRegistry,
   createServiceServer,
+  env,
   parseConfig,
   readBody,
   type ServiceServer,
   sendJson,
+  serviceServerOptionsFrom,
 } from '../src/index.ts';
 
 const slowServer = fileURLToPath(new URL('./fixtures/slow-server.ts', import.meta.url));
@@ -383,6 +385,40 @@ describe('service server', () => {
     expect(parseConfig(baseConfigSchema, {})).toMatchObject({ ok: true, config: { MAX_CONNECTIONS: 10_000 } });
     expect(parseConfig(baseConfigSchema, { MAX_CONNECTIONS: '500' })).toMatchObject({ ok: true, config: { MAX_CONNECTIONS: 500 } });
     expect(parseConfig(baseConfigSchema, { MAX_CONNECTIONS: '0' }).ok).toBe(false);
+  });
+
+  it('takes its base settings (SHUTDOWN_TIMEOUT_MS, MAX_CONNECTIONS) from a config built on the base schema in one spread', async () => {
+    const schema = baseConfigSchema.extend({ DEMO_PORT: env.port(4100) });
+    const parsed = parseConfig(schema, { SHUTDOWN_TIMEOUT_MS: '50', MAX_CONNECTIONS: '7' });
+    if (!parsed.ok) throw new Error(parsed.problems.join('\n'));
+    expect(serviceServerOptionsFrom(parsed.config)).toEqual({ shutdownTimeoutMs: 50, maxConnections: 7 });
+    // A service whose deps leave them out gets the server's defaults.
+    expect(serviceServerOptionsFrom({})).toEqual({});
+    let reached: () => void = () => {};
+    const handlerReached = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    service = createServiceServer({
+      service: 'demo',
+      logger: silent,
+      registry: createMetricsRegistry('demo'),
+      handler: () => reached(), // never answers: only the shutdown bound ends it
+      ...serviceServerOptionsFrom(parsed.config),
+    });
+    expect(service.server.maxConnections).toBe(7);
+    await service.listen(0);
+    const hanging = fetch(`${service.url}/hang`).catch((error: unknown) => error);
+    await handlerReached;
+    await service.close(); // returns once the 50 ms bound cut the request (10 s by default)
+    expect(await hanging).toBeInstanceOf(Error);
+    const defaults = createServiceServer({
+      service: 'demo',
+      logger: silent,
+      registry: createMetricsRegistry('demo'),
+      handler: () => {},
+      ...serviceServerOptionsFrom({}),
+    });
+    expect(defaults.server.maxConnections).toBe(10_000);
   });
 
   it('on SIGTERM finishes the in-flight request, refuses new connections and exits 0', async () => {

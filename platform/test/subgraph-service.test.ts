@@ -6,13 +6,16 @@ import { capturingLogger, createSeed, createTestTokenIssuer, freshDatabase, rawH
 import { parse } from 'graphql';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
+  baseConfigSchema,
   createLogger,
   createMetricsRegistry,
   createPeriodicJob,
   createSubgraphService,
   NotFoundError,
+  parseConfig,
   type SubgraphService,
   sendJson,
+  serviceServerOptionsFrom,
 } from '../src/index.ts';
 
 let service: SubgraphService<never> | undefined;
@@ -107,6 +110,24 @@ describe('subgraph service', () => {
     const logged = lines.map((line) => JSON.parse(line)).filter((line) => line.msg === 'unexpected error while executing an operation');
     expect(logged).toHaveLength(1);
     expect(logged[0]).toMatchObject({ requestId: 'req-42', path: ['broken'], err: { message: expect.stringContaining('10.0.0.7') } });
+  });
+});
+
+describe('subgraph service server settings', () => {
+  it('takes the base server settings from a config built on the base schema', async () => {
+    const parsed = parseConfig(baseConfigSchema, { MAX_CONNECTIONS: '9' });
+    if (!parsed.ok) throw new Error(parsed.problems.join('\n'));
+    // Built, not started: nothing to close.
+    const demo = createSubgraphService({
+      name: 'demo',
+      typeDefs: parse('type Query { ok: Boolean }'),
+      resolvers: { Query: { ok: () => true } },
+      verifier: (await createTestTokenIssuer()).verifier,
+      logger: createLogger({ service: 'demo', level: 'silent' }),
+      registry: createMetricsRegistry('demo'),
+      ...serviceServerOptionsFrom(parsed.config),
+    });
+    expect(demo.server.maxConnections).toBe(9);
   });
 });
 
