@@ -43,4 +43,24 @@ describe('capturingLogger', () => {
     // The real logger's redaction, not a copy: no PAN in what was captured.
     expect(captured.lines.join('')).not.toContain('4242424242424242');
   });
+
+  it('captures at the level asked for: debug lines at debug, only warnings and errors at warn', () => {
+    const atDebug = capturingLogger('capture-test', { level: 'debug' });
+    const atWarn = capturingLogger('capture-test', { level: 'warn' });
+    for (const { logger } of [atDebug, atWarn]) {
+      logger.debug({ step: 1 }, 'detail');
+      logger.info('progress');
+      logger.warn('odd');
+      logger.child({ requestId: 'r1' }).error('broken');
+    }
+    expect(atDebug.parsed<{ level: number; msg: string }>().map(({ level, msg }) => [level, msg])).toEqual([
+      [20, 'detail'],
+      [30, 'progress'],
+      [40, 'odd'],
+      [50, 'broken'],
+    ]);
+    expect(atDebug.parsed()[0]).toMatchObject({ service: 'capture-test', step: 1 });
+    expect(atWarn.parsed().map((line) => line.msg)).toEqual(['odd', 'broken']);
+    expect(atWarn.lines).toHaveLength(2);
+  });
 });

@@ -1,8 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { Writable } from 'node:stream';
 import type { Role } from '@ghostpay/platform';
 import { createLogger, createSecretsProvider, parseConfig, type SecretsProvider } from '@ghostpay/platform';
-import { freshDatabase, type TestDatabase } from '@ghostpay/test-support';
+import { capturingLogger, freshDatabase, type TestDatabase } from '@ghostpay/test-support';
 import { type AuthConfig, type AuthService, authConfigSchema, createAuthService, seedUser } from '../src/index.ts';
 
 export interface GraphQLResult<T = Record<string, unknown>> {
@@ -16,7 +15,7 @@ export interface AuthHarness {
   url: string;
   jwksUrl: string;
   config: AuthConfig;
-  /** Every log line of every replica, as JSON text, when started with `captureLogs` (level debug); else empty. */
+  /** Every log line of every replica, as JSON text (one entry each), when started with `captureLogs` (level debug); else empty. */
   logLines: string[];
   gql<T = Record<string, unknown>>(
     query: string,
@@ -46,17 +45,10 @@ export async function startAuth(
 ): Promise<AuthHarness> {
   const database = options.database ?? (await freshDatabase());
   const kek = options.kek ?? `k1:${randomKek()}`;
-  const logLines: string[] = [];
-  const destination = new Writable({
-    write(chunk, _encoding, callback) {
-      logLines.push(...String(chunk).split('\n').filter(Boolean));
-      callback();
-    },
-  });
-  const logger = () =>
-    options.captureLogs
-      ? createLogger({ service: 'auth', level: 'debug', destination })
-      : createLogger({ service: 'auth', level: 'silent' });
+  // One capturing logger shared by every replica: their lines land in one list.
+  const captured = options.captureLogs ? capturingLogger('auth', { level: 'debug' }) : undefined;
+  const logLines = captured?.lines ?? [];
+  const logger = () => captured?.logger ?? createLogger({ service: 'auth', level: 'silent' });
   const started: { service: AuthService; secrets: SecretsProvider }[] = [];
   const build = async (env: Record<string, string> = {}) => {
     const secrets = createSecretsProvider({ env: { GHOSTPAY_SECRET_SIGNING_KEK: env.KEK ?? kek } });

@@ -1,8 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { Writable } from 'node:stream';
 import { cards } from '@ghostpay/db';
-import { createLogger, createSecretsProvider, envNameForSecret, type Role, type SecretsProvider } from '@ghostpay/platform';
-import { createSeed, createTestTokenIssuer, freshDatabase, type SeededUser, type TestDatabase } from '@ghostpay/test-support';
+import { createSecretsProvider, envNameForSecret, type Role, type SecretsProvider } from '@ghostpay/platform';
+import {
+  capturingLogger,
+  createSeed,
+  createTestTokenIssuer,
+  freshDatabase,
+  type SeededUser,
+  type TestDatabase,
+} from '@ghostpay/test-support';
 import { type CardsConfig, cardsConfigSchema, createCardsService, decryptPan, isLuhnValid, parsePanKeyring } from '../src/index.ts';
 
 export interface GraphQLResult<T = Record<string, unknown>> {
@@ -43,14 +49,7 @@ export function secretsFrom(values: Record<string, string>): { provider: Secrets
  */
 export async function startCardsHarness(env: Record<string, string> = {}) {
   const database: TestDatabase = await freshDatabase({ poolSize: 20 });
-  const logLines: string[] = [];
-  const destination = new Writable({
-    write(chunk, _encoding, callback) {
-      logLines.push(...String(chunk).split('\n').filter(Boolean));
-      callback();
-    },
-  });
-  const logger = createLogger({ service: 'cards', level: 'debug', destination });
+  const { logger, lines: logLines } = capturingLogger('cards', { level: 'debug' });
   const secretValues = randomCardSecrets();
   const { provider: secrets, set: setSecret } = secretsFrom(secretValues);
   const config: CardsConfig = cardsConfigSchema.parse({ NODE_ENV: 'test', LOG_LEVEL: 'debug', ...env });

@@ -5,9 +5,7 @@
  * router's 'upstream subscription failed' warning (codes only) was all there was to go on. It is
  * logged now, and the client still gets only the closed-list code. Real PostgreSQL, real tokens.
  */
-import { Writable } from 'node:stream';
-import { createLogger } from '@ghostpay/platform';
-import { createSeed, createTestTokenIssuer, freshDatabase } from '@ghostpay/test-support';
+import { capturingLogger, createSeed, createTestTokenIssuer, freshDatabase } from '@ghostpay/test-support';
 import { sql } from 'drizzle-orm';
 import { createClient } from 'graphql-ws';
 import { expect, it } from 'vitest';
@@ -17,17 +15,11 @@ import { type ChargeJson, createChargeMutation } from './charges-harness.ts';
 
 it('logs the cause of an unexpected subscription error, and the subscriber gets only INTERNAL_SERVER_ERROR', async () => {
   const database = await freshDatabase();
-  const lines: Array<{ level: number; msg: string; err?: { message?: string } }> = [];
-  const destination = new Writable({
-    write(chunk, _encoding, callback) {
-      for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
-      callback();
-    },
-  });
+  const captured = capturingLogger('charges');
   const tokens = await createTestTokenIssuer();
   const service = createChargesService({
     database,
-    logger: createLogger({ service: 'charges', level: 'info', destination }),
+    logger: captured.logger,
     verifier: tokens.verifier,
     config: chargesConfigSchema.parse({ LOG_LEVEL: 'info', SETTLEMENT_ENABLED: 'false' }),
   });
@@ -77,7 +69,9 @@ it('logs the cause of an unexpected subscription error, and the subscriber gets 
     } finally {
       await authed.dispose();
     }
-    const logged = lines.filter((line) => line.msg === 'unexpected error in a subscription');
+    const logged = captured
+      .parsed<{ level: number; msg: string; err?: { message?: string } }>()
+      .filter((line) => line.msg === 'unexpected error in a subscription');
     expect(logged).toHaveLength(1);
     expect(logged[0]?.level).toBe(50);
     expect(logged[0]?.err?.message).toMatch(/charge_events/);
