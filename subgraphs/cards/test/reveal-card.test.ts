@@ -3,7 +3,6 @@ import { cards, revealAudit, revealCounters } from '@ghostpay/db';
 import type { Principal } from '@ghostpay/platform';
 import { poolStatementsOf, whileAnotherTransactionHolds } from '@ghostpay/test-support';
 import { eq } from 'drizzle-orm';
-import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCardsService, deriveCvc, isLuhnValid } from '../src/index.ts';
 import { createPanSecrets } from '../src/pan-crypto.ts';
@@ -290,40 +289,6 @@ describe('revealCard decides and audits in one transaction', () => {
   });
 });
 
-/**
- * `poolStatementsOf` (one checkout per transaction, and what went through the pool itself), and
- * the statements sent on each client checked out meanwhile (a transaction's), which that helper
- * only marks.
- */
-async function statementsWithTransactionsOf(pool: pg.Pool, run: () => Promise<unknown>) {
-  const onClients: string[] = [];
-  const connect = pool.connect;
-  const checkout = async () => {
-    const client = await (connect as () => Promise<pg.PoolClient>).call(pool);
-    const { query, release } = client;
-    client.query = ((...args: unknown[]) => {
-      const first = args[0] as string | { text: string };
-      onClients.push(typeof first === 'string' ? first : first.text);
-      return (query as (...a: unknown[]) => unknown).apply(client, args);
-    }) as typeof client.query;
-    client.release = ((...args: unknown[]) => {
-      client.query = query;
-      client.release = release;
-      return (release as (...a: unknown[]) => unknown).apply(client, args);
-    }) as typeof client.release;
-    return client;
-  };
-  // pool.query checks out with a callback: that one is the pool's own, and passes through.
-  pool.connect = ((...args: unknown[]) =>
-    args.length > 0 ? (connect as (...a: unknown[]) => unknown).apply(pool, args) : checkout()) as typeof pool.connect;
-  try {
-    const { result, statements } = await poolStatementsOf(pool, run);
-    return { result, statements, onClients };
-  } finally {
-    pool.connect = connect;
-  }
-}
-
 describe('revealCard round trips', () => {
   const principalOf = (actor: Actor): Principal => ({
     userId: actor.id,
@@ -346,12 +311,13 @@ describe('revealCard round trips', () => {
     if (outcome === 'NOT_ACTIVE')
       await h.database.db.update(cards).set({ status: 'CANCELED', canceledAt: new Date() }).where(eq(cards.id, own.id));
     const actor = outcome === 'FORBIDDEN' ? merchant : user;
-    const { result, statements, onClients } = await statementsWithTransactionsOf(h.database.pool!, () =>
+    const { result, statements, checkouts } = await poolStatementsOf(h.database.pool!, () =>
       revealDirect(actor, own.id).then(
         (secret) => ({ secret }),
         (error: unknown) => ({ error }),
       ),
     );
+    const onClients = checkouts.flat();
     if (outcome === 'REVEALED') expect((result as { secret: { pan: string } }).secret.pan).toMatch(/^\d{16}$/);
     else expect((result as { error: Error }).error).toBeInstanceOf(Error);
     // One transaction and nothing outside it.
@@ -368,12 +334,13 @@ describe('revealCard round trips', () => {
   it('answers NOT_FOUND to a caller who may not see the card with one statement and no audit row', async () => {
     const user = await h.actor('user');
     const own = await issue(h, merchant.token, { userId: user.id, amount: 10, currency: 'USD' });
-    const { result, onClients } = await statementsWithTransactionsOf(h.database.pool!, () =>
+    const { result, checkouts } = await poolStatementsOf(h.database.pool!, () =>
       revealDirect(stranger, own.id).then(
         () => undefined,
         (error: unknown) => error,
       ),
     );
+    const onClients = checkouts.flat();
     expect((result as { extensions?: { code?: string } }).extensions?.code).toBe('NOT_FOUND');
     expect(onClients).toEqual(['begin', expect.stringMatching(/ for share\) "locked"$/), 'rollback']);
     expect(await auditRows(own.id)).toEqual([]);
