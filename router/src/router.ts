@@ -55,6 +55,7 @@ import {
   type RateLimitDecision,
   type RateLimiter,
   rateLimitHeaders,
+  rateLimitIdentity,
 } from './rate-limiter.ts';
 import { callerSafeId, emitRequestEvent, type RequestEventHandler, type RouterRequestEvent, traceIdOf } from './request-events.ts';
 import {
@@ -538,13 +539,14 @@ export function createRouter(deps: RouterDeps): Router {
   const clientIdentity = (req: IncomingMessage) => addressIdentity(clientAddress(req));
 
   /**
-   * Takes `cost` requests from the caller's per-minute budget: its API key's (the key's own limit
-   * when auth stores one), else its address's anonymous one. Every request that runs an operation
-   * takes from it: POST/GET /graphql (each entry of a batch) and each subscribe attempt, whose
+   * Takes `cost` requests from the caller's per-minute budget: its user's, shared by all their API
+   * keys (`rateLimitIdentity`), each request judged by the limit of the key it came with (the
+   * key's own when auth stores one, else the default); else its address's anonymous one. Every
+   * request that runs an operation takes from it: POST/GET /graphql (each entry of a batch) and each subscribe attempt, whose
    * first payload is a gateway query like any other (WebSocket `subscribe`, SSE request).
    */
   const consumeRateLimit = async (principal: Principal | undefined, req: IncomingMessage, cost: number) => {
-    const identity = principal ? `key:${principal.apiKeyId}` : `ip:${clientIdentity(req)}`;
+    const identity = rateLimitIdentity(principal, () => clientIdentity(req));
     let limit = principal ? config.ROUTER_RATE_LIMIT_PER_MINUTE : config.ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE;
     if (principal && deps.apiKeyLookup)
       limit = (await deps.apiKeyLookup(principal.apiKeyId).catch(() => undefined))?.rateLimitPerMinute ?? limit;
