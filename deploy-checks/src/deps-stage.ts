@@ -50,6 +50,40 @@ function expandSource(pattern: string): string[] {
   return found;
 }
 
+/**
+ * Whether the build context (the repository root less `.dockerignore`'s patterns) holds `path`, a
+ * path relative to the root: a pattern excludes what it matches and everything under it. `**`,
+ * `*` and `?` are modelled; a `!` exception is not and fails here.
+ */
+export function inBuildContext(path: string): boolean {
+  const patterns = readRepoFile('.dockerignore')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'));
+  const parts = path.split('/');
+  const prefixes = parts.map((_, i) => parts.slice(0, i + 1).join('/'));
+  return patterns.every((pattern) => {
+    if (pattern.startsWith('!')) throw new Error(`.dockerignore: exception ${pattern} not modelled`);
+    const source = pattern
+      .replace(/^\/+|\/+$/g, '')
+      .split(/(\*\*\/|\*\*|\*|\?)/)
+      .map((piece) =>
+        piece === '**/'
+          ? '(?:.*/)?'
+          : piece === '**'
+            ? '.*'
+            : piece === '*'
+              ? '[^/]*'
+              : piece === '?'
+                ? '[^/]'
+                : piece.replace(/[.+^${}()|[\]\\]/g, '\\$&'),
+      )
+      .join('');
+    const regex = new RegExp(`^${source}$`);
+    return !prefixes.some((prefix) => regex.test(prefix));
+  });
+}
+
 /** The environment npm runs with here: this process's, less npm's own variables from an `npm test` run. */
 function npmEnvironment(stageEnv: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
@@ -60,7 +94,7 @@ function npmEnvironment(stageEnv: Record<string, string>): NodeJS.ProcessEnv {
 /**
  * Runs the first stage of `<folder>/Dockerfile` in a scratch directory standing for its WORKDIR,
  * up to (not including) its `RUN … npm ci …`, and hands it to `use`. Its COPY steps copy from the
- * repository (build context: the root), its ENV applies, and its RUN steps run with their bind
+ * repository (build context: the root, less `.dockerignore`), its ENV applies, and its RUN steps run with their bind
  * mounts' targets pointing at the repository files they mount. Only what the deps stages do is
  * modelled: a COPY of files (`--parents` allowed), RUN steps that are `node …` or `npm pkg …`, any
  * other step fails here, so a deps stage that outgrows this model fails its tests instead of being
@@ -91,6 +125,7 @@ export function withDepsStage<T>(folder: string, use: (stage: DepsStage) => T): 
         if (!destination.endsWith('/') || destination.startsWith('/'))
           throw new Error(`${folder}/Dockerfile: ${instruction}: only copies into a WORKDIR folder are modelled`);
         for (const file of paths.flatMap(expandSource)) {
+          if (!inBuildContext(file)) throw new Error(`${folder}/Dockerfile: ${instruction}: .dockerignore leaves ${file} out`);
           if (!statSync(repoPath(file)).isFile()) throw new Error(`${folder}/Dockerfile: ${instruction}: ${file} is not a file`);
           const target = join(scratch, destination, parents ? file : basename(file));
           mkdirSync(dirname(target), { recursive: true });
@@ -104,6 +139,7 @@ export function withDepsStage<T>(folder: string, use: (stage: DepsStage) => T): 
           if (options.type === 'cache') continue;
           if (options.type !== 'bind' || options.source === undefined || options.target === undefined || options.from !== undefined)
             throw new Error(`${folder}/Dockerfile: ${flag} not modelled`);
+          if (!inBuildContext(options.source)) throw new Error(`${folder}/Dockerfile: ${flag}: .dockerignore leaves it out`);
           command = command.replaceAll(options.target, repoPath(options.source));
         }
         if (!/^(node|npm pkg) /.test(command)) throw new Error(`${folder}/Dockerfile: RUN ${rest} not modelled`);

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { routerNodeOptions } from '@ghostpay/router';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { withDepsStage } from '../src/deps-stage.ts';
+import { inBuildContext, withDepsStage } from '../src/deps-stage.ts';
 import { readRepoFile, repoPath } from '../src/repo.ts';
 
 interface Step {
@@ -170,6 +170,16 @@ describe('Dockerfiles', () => {
   it('keeps node_modules, tests and VCS data out of the build context', () => {
     const ignore = readRepoFile('.dockerignore').split('\n');
     for (const entry of ['**/node_modules', '**/test', '.git', '**/.data']) expect(ignore).toContain(entry);
+  });
+
+  it("keeps in the build context what the deps stages copy and mount, and .dockerignore's model excludes what it lists", () => {
+    expect(inBuildContext('scripts/docker/drop-dev-dependencies.mjs')).toBe(true);
+    expect(inBuildContext('subgraphs/cards/package.json')).toBe(true);
+    // Not vacuous: the model excludes by the file's patterns, at any depth and for a folder's contents.
+    expect(inBuildContext('subgraphs/cards/test/cards-harness.ts')).toBe(false);
+    expect(inBuildContext('node_modules/pg/package.json')).toBe(false);
+    expect(inBuildContext('router/src/router.test.ts')).toBe(false);
+    expect(inBuildContext('charts/ghostpay/values.yaml')).toBe(false);
   });
 });
 
