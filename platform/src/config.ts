@@ -161,15 +161,38 @@ export function loadConfig<S extends z.ZodType>(
   process.exit(1);
 }
 
+/**
+ * A whole number written in plain decimal digits, `min` to `max` (@default 0 to
+ * `Number.MAX_SAFE_INTEGER`). Anything else is refused with a problem naming the variable: ''
+ * (`z.coerce.number()` read a blank `PORT=` as 0, a random port, and a blank grace as none),
+ * `1e3`, `0x10`, `1.5`, `-1`, ` 8`. Its value is shown in problems whatever the variable's name
+ * (a number is not a credential). Add `.default(n)` or `.optional()` after.
+ */
+function wholeNumber(options: { min?: number; max?: number; message?: string } = {}) {
+  const { min = 0, max = Number.MAX_SAFE_INTEGER } = options;
+  const bounds = max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `from ${min} to ${max}`;
+  const message = options.message ?? `must be a whole number ${bounds}, in digits`;
+  return declareKind(
+    z
+      .string()
+      .regex(/^\d+$/, message)
+      .transform(Number)
+      .refine((value) => Number.isSafeInteger(value) && value >= min && value <= max, message),
+    false,
+  );
+}
+
 /** Reusable field schemas for env vars. */
 export const env = {
-  port: (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback),
+  /** A whole number in digits (see `wholeNumber`): `env.wholeNumber({ min: 30, max: 86_400 }).default(900)`. */
+  wholeNumber,
+  port: (fallback: number) => wholeNumber({ max: 65535 }).default(fallback),
   host: (fallback = '127.0.0.1') => z.string().min(1).default(fallback),
   url: () => z.url(),
   optionalUrl: () => z.url().optional(),
-  positiveInt: (fallback: number) => z.coerce.number().int().positive().default(fallback),
+  positiveInt: (fallback: number) => wholeNumber({ min: 1 }).default(fallback),
   /** A whole number ≥ 0 written in digits, or unset (the consumer's own default applies); '' is refused, not read as 0. */
-  optionalCount: () => z.string().regex(/^\d+$/, 'must be a whole number ≥ 0').transform(Number).optional(),
+  optionalCount: () => wholeNumber().optional(),
   boolean: (fallback: boolean) =>
     z
       .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -202,7 +225,7 @@ export const jwtVerifierEnv = {
   JWT_AUDIENCE: z.string().min(1).default('ghostpay-api'),
   JWKS_URL: env.url().default('http://127.0.0.1:4001/.well-known/jwks.json'),
   /** Seconds past the JWKS max age (10 min) the last key set fetched still verifies while the JWKS cannot be fetched; 0 = none. */
-  JWKS_STALE_GRACE_SECONDS: z.coerce.number().int().min(0).max(86_400).default(3_600),
+  JWKS_STALE_GRACE_SECONDS: wholeNumber({ max: 86_400 }).default(3_600),
   /** PEM client certificate and key presented when fetching the JWKS (auth demanding client certificates); both or neither. */
   JWKS_TLS_CERT_FILE: env.filePath().optional(),
   JWKS_TLS_KEY_FILE: env.filePath().optional(),

@@ -15,6 +15,7 @@ import {
 } from '../src/index.ts';
 
 const run = promisify(execFile);
+const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const fixture = fileURLToPath(new URL('./fixtures/config-check.ts', import.meta.url));
 
 describe('config from env', () => {
@@ -45,6 +46,30 @@ describe('config from env', () => {
       expect(result.ok, bad).toBe(false);
       if (!result.ok) expect(result.problems[0]).toMatch(/^COUNT: must be a whole number ≥ 0/);
     }
+  });
+
+  it('refuses a blank port, count or timeout, and numbers not written in plain decimal digits, naming the variable and its value', () => {
+    const schema = baseConfigSchema.extend({ CARDS_PORT: env.port(4002), BATCH: env.positiveInt(100), LIMIT: env.optionalCount() });
+    for (const bad of ['', ' ', '1e3', '0x10', '0b1', '1.0', '+5', '-0', ' 80', '80 ', 'Infinity', '9'.repeat(20)]) {
+      for (const name of ['CARDS_PORT', 'BATCH', 'LIMIT', 'SHUTDOWN_TIMEOUT_MS', 'MAX_CONNECTIONS']) {
+        const result = parseConfig(schema, { [name]: bad });
+        expect(result, `${name}=${JSON.stringify(bad)}`).toEqual({
+          ok: false,
+          problems: [expect.stringMatching(new RegExp(`^${name}: must be a whole number .*\\(got ${escaped(JSON.stringify(bad))}\\)$`))],
+        });
+      }
+    }
+    expect(parseConfig(schema, { CARDS_PORT: '0', BATCH: '1', LIMIT: '0', SHUTDOWN_TIMEOUT_MS: '0250' })).toMatchObject({
+      ok: true,
+      config: { CARDS_PORT: 0, BATCH: 1, LIMIT: 0, SHUTDOWN_TIMEOUT_MS: 250 },
+    });
+    expect(parseConfig(schema, { CARDS_PORT: '65536', BATCH: '0' })).toEqual({
+      ok: false,
+      problems: [
+        'CARDS_PORT: must be a whole number from 0 to 65535, in digits (got "65536")',
+        'BATCH: must be a whole number ≥ 1, in digits (got "0")',
+      ],
+    });
   });
 
   it('reports every problem, one line each, without echoing secrets', () => {
@@ -266,5 +291,12 @@ describe('the JWT verifier env', () => {
     ]) {
       expect(parseConfig(schema, bad).ok, JSON.stringify(bad)).toBe(false);
     }
+  });
+
+  it('refuses a blank grace instead of reading it as 0 (the grace silently off)', () => {
+    expect(parseConfig(schema, { JWKS_STALE_GRACE_SECONDS: '' })).toEqual({
+      ok: false,
+      problems: ['JWKS_STALE_GRACE_SECONDS: must be a whole number from 0 to 86400, in digits (got "")'],
+    });
   });
 });

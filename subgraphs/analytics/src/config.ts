@@ -31,8 +31,17 @@ export const analyticsConfigSchema = baseConfigSchema
     ANALYTICS_EMBEDDED_WRITE_TIMEOUT_MS: env.positiveInt(10_000),
     /** Documents an embedded-store collection holds at most (memory): past it new ones are refused. */
     ANALYTICS_EMBEDDED_MAX_DOCUMENTS: env.positiveInt(defaultMaxDocuments),
-    /** How long request logs are kept (TTL); usage and performance aggregates are kept. */
-    ANALYTICS_LOG_RETENTION_DAYS: z.coerce.number().positive().max(3650).default(30),
+    /**
+     * How long request logs are kept (TTL), in days, a fraction allowed (`0.5`); usage and
+     * performance aggregates are kept. Plain decimal only: `z.coerce.number()` read a blank value
+     * as 0 (refused only by luck, by `positive`) and took `1e1` and `0x10`.
+     */
+    ANALYTICS_LOG_RETENTION_DAYS: z
+      .string()
+      .regex(/^\d+(?:\.\d+)?$/, 'must be a number of days in plain decimal (30, 0.5), more than 0 and at most 3650')
+      .transform(Number)
+      .refine((days) => days > 0 && days <= 3650, 'must be a number of days in plain decimal (30, 0.5), more than 0 and at most 3650')
+      .default(30),
     /** Largest batch accepted at ingest, in events. */
     ANALYTICS_INGEST_MAX_EVENTS: env.positiveInt(1000),
     /** Largest ingest body, in bytes. */
