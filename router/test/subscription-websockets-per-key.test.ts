@@ -76,7 +76,7 @@ describe('WebSockets per API key', () => {
     expect(await a.answer).toBe('ack');
     expect(await b.answer).toBe('ack');
     const refused = opened(first);
-    expect(await refused.answer).toEqual({ code: 1008, reason: 'Too many WebSockets for this API key (at most 2)' });
+    expect(await refused.answer).toEqual({ code: 1008, reason: 'Too many WebSockets for this user (at most 2)' });
     await refused.closed;
 
     // Another key is not affected.
@@ -86,7 +86,21 @@ describe('WebSockets per API key', () => {
     a.socket.close();
     await a.closed;
     await until(async () => (await opened(first).answer) === 'ack', 'a socket of the key to be accepted again');
-    expect(await opened(second).answer).toEqual({ code: 1008, reason: 'Too many WebSockets for this API key (at most 2)' });
+    expect(await opened(second).answer).toEqual({ code: 1008, reason: 'Too many WebSockets for this user (at most 2)' });
+  });
+
+  it("counts a user's WebSockets together, whichever of their API keys each token came from", async () => {
+    const wsUrl = `${router.url.replace(/^http/, 'ws')}/graphql`;
+    const ofKey = (apiKeyId: string) => issuer.bearer({ userId: 'usr_many_keys', role: 'user', apiKeyId });
+    const opened = (authorization: string) => {
+      const connection = connect(wsUrl, authorization);
+      open.push(connection);
+      return connection;
+    };
+    expect(await opened(await ofKey('key_one')).answer).toBe('ack');
+    expect(await opened(await ofKey('key_two')).answer).toBe('ack');
+    // A third key of the same user (or one made after revoking the others) opens no third socket.
+    expect(await opened(await ofKey('key_three')).answer).toEqual({ code: 1008, reason: 'Too many WebSockets for this user (at most 2)' });
   });
 
   it('is set by ROUTER_SUBSCRIPTION_MAX_WEBSOCKETS_PER_API_KEY (unset: the gateway default)', () => {

@@ -48,8 +48,11 @@ describe('graphql_errors_total over POST /graphql, SSE and WebSocket', () => {
   });
 
   let keys = 0;
-  /** A caller with an API key of its own (the limits are per key), `key_<prefix>_<n>`. */
-  const caller = (prefix = 'fresh') => issuer.bearer({ userId: 'usr_codes', role: 'user', apiKeyId: `key_${prefix}_${++keys}` });
+  /** A caller of its own (the limits are per user): user `usr_codes_<n>` with API key `key_<prefix>_<n>`. */
+  const caller = (prefix = 'fresh') => {
+    const n = ++keys;
+    return issuer.bearer({ userId: `usr_codes_${n}`, role: 'user', apiKeyId: `key_${prefix}_${n}` });
+  };
   const wsUrl = () => `${router.url.replace(/^http/, 'ws')}/graphql`;
 
   const scrape = async () => {
@@ -119,7 +122,8 @@ describe('graphql_errors_total over POST /graphql, SSE and WebSocket', () => {
 
   it('counts the last payload of an SSE stream the router ends itself (the token expired), as any later payload', async () => {
     // Over SSE the end is an error in a payload returned to the client (a WebSocket gets close 4401, no error).
-    const shortLived = `Bearer ${await issuer.mint({ userId: 'usr_codes', role: 'user', apiKeyId: `key_expiring_${++keys}`, expiresInSeconds: 2 })}`;
+    const n = ++keys;
+    const shortLived = `Bearer ${await issuer.mint({ userId: `usr_codes_${n}`, role: 'user', apiKeyId: `key_expiring_${n}`, expiresInSeconds: 2 })}`;
     let text = '';
     expect(
       await countedBy(async () => {
@@ -169,8 +173,8 @@ describe('graphql_errors_total over POST /graphql, SSE and WebSocket', () => {
     expect(csrf).toEqual({ BAD_USER_INPUT: 1 });
   });
 
-  it('counts the subscription limits the same way on both transports: per API key, per connection', async () => {
-    // Per API key (1 here): a second subscription of the key is refused, over either transport.
+  it('counts the subscription limits the same way on both transports: per user, per connection', async () => {
+    // Per user (1 here): a second subscription of the user is refused, over either transport.
     for (const transport of ['SSE', 'WebSocket'] as const) {
       const user = await caller();
       const holder = wsClient(wsUrl(), user);
@@ -186,7 +190,7 @@ describe('graphql_errors_total over POST /graphql, SSE and WebSocket', () => {
         await holder.dispose();
       }
     }
-    // Per WebSocket (1 here): a second subscribe on one connection (one key each, under its limit).
+    // Per WebSocket (1 here): a second subscribe on one connection (one user each, under its limit).
     const client = wsClient(wsUrl(), await caller());
     try {
       const held = watchCharge(client, 'ch_codes', watch);

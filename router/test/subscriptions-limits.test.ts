@@ -102,6 +102,31 @@ describe('subscription limits, expiry, keep-alive and Server-Sent Events', () =>
     }
   });
 
+  it("counts a user's subscriptions together, whichever of their API keys each token came from", async () => {
+    const r = await router({ maxPerApiKey: 2 });
+    const { chargeId, ownerId } = await ownedCharge(r.graphqlUrl);
+    // Three keys of one user: a key more is no more subscriptions. Another user keeps theirs.
+    const keys = await Promise.all(['a', 'b', 'c'].map((n) => issuer.bearer({ userId: ownerId, role: 'user', apiKeyId: `key_own_${n}` })));
+    const clients = keys.map((bearer) => wsClient(r.wsUrl, bearer));
+    const stranger = await ownedCharge(r.graphqlUrl);
+    const strangerClient = wsClient(r.wsUrl, await issuer.bearer({ userId: stranger.ownerId, role: 'user', apiKeyId: 'key_stranger' }));
+    try {
+      const a = watchCharge(clients[0]!, chargeId);
+      const b = watchCharge(clients[1]!, chargeId);
+      await until(() => a.events.length === 1 && b.events.length === 1, 'two subscriptions');
+      const c = watchCharge(clients[2]!, chargeId);
+      await until(() => c.errors.length > 0 || c.events.length > 0, 'the answer to the third');
+      expect(c.errors).toMatchObject([
+        [{ message: 'Too many subscriptions for this user (at most 2)', extensions: { code: 'RATE_LIMITED' } }],
+      ]);
+      const other = watchCharge(strangerClient, stranger.chargeId);
+      await until(() => other.events.length === 1 || other.errors.length > 0, "the other user's subscription");
+      expect(other.errors).toEqual([]);
+    } finally {
+      await Promise.all([...clients, strangerClient].map((c) => c.dispose()));
+    }
+  });
+
   it.skipIf(!redisUrl())('holds the per-API-key limit across routers sharing Redis', async () => {
     const redisClients = [new Redis(redisUrl(), rateLimitRedisOptions(1_000)), new Redis(redisUrl(), rateLimitRedisOptions(1_000))];
     await Promise.all(redisClients.map((redis) => once(redis, 'ready')));

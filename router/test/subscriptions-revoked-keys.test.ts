@@ -49,12 +49,12 @@ describe('open subscriptions of a revoked API key or an expired token', () => {
     const keyId = newId('key');
     await database.db.insert(apiKeys).values({ id: keyId, userId: user.id, prefix: keyId.slice(-10), secretHash: 'x' });
     const token = await issuer.mint({ userId: user.id, role: 'user', apiKeyId: keyId, expiresInSeconds });
-    return { keyId, bearer: `Bearer ${token}` };
+    return { keyId, userId: user.id, bearer: `Bearer ${token}` };
   };
   const revoke = (keyId: string) => database.db.update(apiKeys).set({ revokedAt: new Date() }).where(eq(apiKeys.id, keyId));
   const reservations = () => router.subscriptions?.stats().apiKeyReservations;
-  /** The key's leases in Redis (shared by every router), when the run has Redis. */
-  const leases = async (keyId: string) => (redis ? await redis.zcard(`ghostpay:subs:${keyId}`) : 0);
+  /** The user's leases in Redis (shared by every router; subscriptions count per user), when the run has Redis. */
+  const leases = async (userId: string) => (redis ? await redis.zcard(`ghostpay:subs:user:${userId}`) : 0);
   const wsUrl = () => `${router.url.replace(/^http/, 'ws')}/graphql`;
   const openSse = (bearer: string, chargeId: string, signal: AbortSignal) =>
     fetch(`${router.url}/graphql/stream`, {
@@ -101,7 +101,7 @@ describe('open subscriptions of a revoked API key or an expired token', () => {
       const other = watchCharge(keptClient, 'ch_quiet_ws', watch);
       await until(() => watched.payloads.length === 1 && other.payloads.length === 1, 'both first payloads');
       const before = reservations() ?? 0;
-      if (redis) expect(await leases(revoked.keyId)).toBe(1);
+      if (redis) expect(await leases(revoked.userId)).toBe(1);
 
       await revoke(revoked.keyId);
       // Quiet: no upstream event will ever come to re-run its query and refuse it.
@@ -109,14 +109,14 @@ describe('open subscriptions of a revoked API key or an expired token', () => {
       expect(revokedClient.closeEvents).toEqual([{ code: 4401, reason: revokedMessage }]);
       expect(watched.errors).toEqual([{ close: 4401, reason: revokedMessage }]);
       await until(() => reservations() === before - 1, 'its slot to be freed');
-      if (redis) await until(async () => (await leases(revoked.keyId)) === 0, 'its lease in Redis to be removed');
+      if (redis) await until(async () => (await leases(revoked.userId)) === 0, 'its lease in Redis to be removed');
 
       // Several checks later, the other key's subscription is still open and was sent nothing more.
       await new Promise((resolve) => setTimeout(resolve, lookupTtlMs + 3 * revocationCheckMs));
       expect(keptClient.closeEvents).toEqual([]);
       expect(other).toMatchObject({ errors: [], completed: false });
       expect(other.payloads).toHaveLength(1);
-      if (redis) expect(await leases(kept.keyId)).toBe(1);
+      if (redis) expect(await leases(kept.userId)).toBe(1);
     } finally {
       await Promise.all([revokedClient.dispose(), keptClient.dispose()]);
     }
@@ -130,7 +130,7 @@ describe('open subscriptions of a revoked API key or an expired token', () => {
     const stream = readEventStream(response);
     try {
       await until(() => stream.received.next.length === 1, 'the first payload');
-      if (redis) expect(await leases(revoked.keyId)).toBe(1);
+      if (redis) expect(await leases(revoked.userId)).toBe(1);
       const before = reservations() ?? 0;
 
       await revoke(revoked.keyId);
@@ -138,7 +138,7 @@ describe('open subscriptions of a revoked API key or an expired token', () => {
       expect(stream.received.next.slice(1)).toEqual([{ errors: [{ message: revokedMessage, extensions: { code: 'UNAUTHENTICATED' } }] }]);
       expect(stream.received.completed).toBe(true);
       await until(() => reservations() === before - 1, 'its slot to be freed');
-      if (redis) await until(async () => (await leases(revoked.keyId)) === 0, 'its lease in Redis to be removed');
+      if (redis) await until(async () => (await leases(revoked.userId)) === 0, 'its lease in Redis to be removed');
     } finally {
       controller.abort();
     }
@@ -167,7 +167,7 @@ describe('open subscriptions of a revoked API key or an expired token', () => {
   });
 
   it('ends subscriptions whose token expires: the WebSocket closes 4401 "Token expired", the SSE stream gets an UNAUTHENTICATED payload', async () => {
-    const { keyId, bearer } = await keyWithToken(2);
+    const { userId, bearer } = await keyWithToken(2);
     const client = wsClient(wsUrl(), bearer);
     const controller = new AbortController();
     try {
@@ -175,7 +175,7 @@ describe('open subscriptions of a revoked API key or an expired token', () => {
       const response = await openSse(bearer, 'ch_expiring', controller.signal);
       const stream = readEventStream(response);
       await until(() => watched.payloads.length === 1 && stream.received.next.length === 1, 'both first payloads');
-      if (redis) expect(await leases(keyId)).toBe(2);
+      if (redis) expect(await leases(userId)).toBe(2);
       const before = reservations() ?? 0;
 
       await until(() => client.closeEvents.length > 0 && stream.received.ended, 'both to end at the token’s expiry', endsWithinMs);
@@ -183,7 +183,7 @@ describe('open subscriptions of a revoked API key or an expired token', () => {
       expect(stream.received.next.slice(1)).toEqual([{ errors: [{ message: 'Token expired', extensions: { code: 'UNAUTHENTICATED' } }] }]);
       expect(stream.received.completed).toBe(true);
       await until(() => reservations() === before - 2, 'their slots to be freed');
-      if (redis) await until(async () => (await leases(keyId)) === 0, 'their leases in Redis to be removed');
+      if (redis) await until(async () => (await leases(userId)) === 0, 'their leases in Redis to be removed');
     } finally {
       controller.abort();
       await client.dispose();

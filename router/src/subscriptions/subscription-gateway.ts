@@ -38,20 +38,24 @@ export const SubscriptionCloseCode = {
   IdleTimeout: 4408,
   /** The router is shutting down; reconnect (to another replica). */
   GoingAway: 1001,
-  /** The token's API key already holds `maxWebSocketsPerApiKey` WebSockets on this router (fatal for graphql-ws clients). */
+  /** The token's user already holds `maxWebSocketsPerApiKey` WebSockets on this router (fatal for graphql-ws clients). */
   PolicyViolation: 1008,
 } as const;
 
 export interface SubscriptionLimits {
   /** Active subscriptions on one WebSocket. @default 20 */
   maxPerConnection?: number;
-  /** Active subscriptions per API key (the token's `key_id`), both transports: on this router process, or across replicas with shared `slots`. @default 200 */
+  /**
+   * Active subscriptions per user (the token's `sub`, whichever of their API keys minted it; the
+   * name is older than that), both transports: on this router process, or across replicas with
+   * shared `slots`. @default 200
+   */
   maxPerApiKey?: number;
   /**
-   * Authenticated WebSockets per API key on this router process; the next `connection_init` of
-   * that key is closed with 1008. A socket needs a subscription to outlive the idle timeout, so
-   * the default is twice the sockets the key's subscriptions could use: one each, and as many
-   * again opening or between subscriptions.
+   * Authenticated WebSockets per user (as `maxPerApiKey`) on this router process; the next
+   * `connection_init` of that user is closed with 1008. A socket needs a subscription to outlive
+   * the idle timeout, so the default is twice the sockets the user's subscriptions could use: one
+   * each, and as many again opening or between subscriptions.
    * @default 2 × maxPerApiKey
    */
   maxWebSocketsPerApiKey?: number;
@@ -59,7 +63,7 @@ export interface SubscriptionLimits {
    * WebSockets of one client address (`addressOf`) that have not authenticated yet: from the
    * upgrade until their `connection_init` is accepted (at most `connectionInitTimeoutMs`). Past it
    * the upgrade is answered 429 `RATE_LIMITED` with `Retry-After`, before any WebSocket exists.
-   * Authenticated sockets count per API key instead (`maxWebSocketsPerApiKey`).
+   * Authenticated sockets count per user instead (`maxWebSocketsPerApiKey`).
    * @default 100
    */
   maxUnauthenticatedWebSocketsPerAddress?: number;
@@ -311,9 +315,16 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
   void upstreamGauge;
 
   const slots = options.slots ?? createLocalSubscriptionSlots();
-  const reserveApiKey = async (apiKeyId: string): Promise<Reservation | GhostPayError> =>
-    (await slots.acquire(apiKeyId, limits.maxPerApiKey)) ??
-    new GhostPayError(ErrorCode.RATE_LIMITED, `Too many subscriptions for this API key (at most ${limits.maxPerApiKey})`);
+  /**
+   * Whose subscriptions and WebSockets a caller's count against: its user's (`user:<sub>`),
+   * whichever of their API keys minted the token, as the per-minute rate limit counts
+   * (`rateLimitIdentity`): per key, each key a user holds or re-creates would be another full
+   * allowance. Also the Redis key of the user's slots (`ghostpay:subs:user:<sub>`).
+   */
+  const limitedAs = (principal: Principal) => `user:${principal.userId}`;
+  const reserveSlot = async (principal: Principal): Promise<Reservation | GhostPayError> =>
+    (await slots.acquire(limitedAs(principal), limits.maxPerApiKey)) ??
+    new GhostPayError(ErrorCode.RATE_LIMITED, `Too many subscriptions for this user (at most ${limits.maxPerApiKey})`);
 
   /** Safelist (or a hash naming a manifest operation), then validation: errors as the caller may see them. */
   const planFor = (caller: Caller, request: SubscriptionRequest & { extensions?: unknown }, schema: GraphQLSchema) => {
@@ -374,7 +385,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     }
     if (!isPlan(plan)) return { errors: plan, operationSeconds: operationSeconds() };
     const operationName = plan.operationName;
-    const reservation = await reserveApiKey(caller.principal.apiKeyId);
+    const reservation = await reserveSlot(caller.principal);
     if (reservation instanceof GhostPayError) return { errors: [reservation], operationName, operationSeconds: operationSeconds() };
     let ended = false;
     const end = () => {
@@ -436,8 +447,8 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
   // ---- WebSocket (graphql-transport-ws) ----
   const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxPayloadBytes });
   const states = new WeakMap<WebSocket, ConnectionState>();
-  /** Authenticated WebSockets per API key on this process. */
-  const socketsPerApiKey = createKeyedPlaces();
+  /** Authenticated WebSockets per user (`limitedAs`) on this process. */
+  const socketsPerUser = createKeyedPlaces();
 
   /** WebSockets not (yet) authenticated, per client address identity, on this process. */
   const pendingPerAddress = createKeyedPlaces();
@@ -525,18 +536,15 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
         }
         // Gone while its token was checked: its close already ran, nothing may be armed or counted.
         if (ws.readyState !== ws.OPEN) return false;
-        const uncount = socketsPerApiKey.take(caller.principal.apiKeyId, limits.maxWebSocketsPerApiKey);
+        const uncount = socketsPerUser.take(limitedAs(caller.principal), limits.maxWebSocketsPerApiKey);
         if (!uncount) {
-          ws.close(
-            SubscriptionCloseCode.PolicyViolation,
-            `Too many WebSockets for this API key (at most ${limits.maxWebSocketsPerApiKey})`,
-          );
+          ws.close(SubscriptionCloseCode.PolicyViolation, `Too many WebSockets for this user (at most ${limits.maxWebSocketsPerApiKey})`);
           attempt.answered(caller.principal, { errorCodes: [ErrorCode.RATE_LIMITED], refused: true });
           return false;
         }
         state.uncount = uncount;
         state.caller = caller;
-        // Authenticated: it counts against its API key now, no longer against its address.
+        // Authenticated: it counts against its user now, no longer against its address.
         state.unpend?.();
         state.expiryTimer = setTimeout(() => ws.close(SubscriptionCloseCode.Unauthorized, 'Token expired'), untilExpiry(caller.principal));
         state.expiryTimer.unref();

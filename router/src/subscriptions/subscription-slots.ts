@@ -3,15 +3,16 @@ import { throttledWarning } from '@ghostpay/platform';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 
-/** One subscription's hold on a slot of its API key. */
+/** One subscription's hold on a slot of its user (the gateway's `limitedAs`). */
 export interface Reservation {
   /** Gives the slot back; later calls do nothing. */
   release(): void;
 }
 
 /**
- * The per-API-key subscription limit (`ROUTER_SUBSCRIPTION_MAX_PER_API_KEY`): which subscriptions
- * hold one of a key's slots, in this process or, with Redis, across every router replica.
+ * The per-user subscription limit (`ROUTER_SUBSCRIPTION_MAX_PER_API_KEY`, a name older than per
+ * user): which subscriptions hold one of a user's slots, in this process or, with Redis, across
+ * every router replica. The slots are keyed by whatever string the gateway passes (`user:<sub>`).
  */
 export interface SubscriptionSlots {
   /** One of `limit` slots of the key, or undefined when every one is held. */
