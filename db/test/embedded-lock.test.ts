@@ -4,24 +4,23 @@
  * corrupts the files. `createDatabase` locks the directory while a handle is open and refuses a
  * second opener with a message saying what to do.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { exitedPid, type LockHolder, spawnLockHolder } from '@ghostpay/test-support';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createDatabase, type DatabaseHandle, EmbeddedDatabaseInUseError } from '../src/index.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'ghostpay-embedded-lock-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-const client = fileURLToPath(new URL('../src/client.ts', import.meta.url));
 
 const open: DatabaseHandle[] = [];
-const children: ChildProcess[] = [];
+const holders: LockHolder[] = [];
 afterEach(async () => {
   for (const handle of open.splice(0)) await handle.close();
-  for (const child of children.splice(0)) child.kill('SIGKILL');
+  await Promise.all(holders.splice(0).map((holder) => holder.kill()));
 });
 const openAt = async (dataDir: string) => {
   const handle = await createDatabase({ dataDir });
@@ -31,20 +30,15 @@ const openAt = async (dataDir: string) => {
 let n = 0;
 const freshDir = () => join(root, `pglite-${++n}`);
 
-/** A second process that opens the embedded database at `dataDir`, writes a row, says "open" and holds it until killed. */
-async function otherProcessHolding(dataDir: string): Promise<ChildProcess> {
-  const script = `
-    const { createDatabase } = await import(${JSON.stringify(client)});
-    const handle = await createDatabase({ dataDir: ${JSON.stringify(dataDir)} });
-    await handle.pglite.query('create table if not exists t (v int)');
-    await handle.pglite.query('insert into t values (1)');
-    process.stdout.write('open\\n');
-    setInterval(() => {}, 1000);`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  const [chunk] = (await once(child.stdout!, 'data')) as [Buffer];
-  expect(chunk.toString()).toBe('open\n');
-  return child;
+/** A second process that opens the embedded database at `dataDir`, writes a row and holds it until killed. */
+async function otherProcessHolding(dataDir: string): Promise<LockHolder> {
+  const holder = await spawnLockHolder({
+    kind: 'embedded-database',
+    dataDir,
+    statements: ['create table if not exists t (v int)', 'insert into t values (1)'],
+  });
+  holders.push(holder);
+  return holder;
 }
 
 describe('one process per embedded data directory', () => {
@@ -76,8 +70,7 @@ describe('one process per embedded data directory', () => {
     expect((refused as Error).message).toContain(`(${holder.pid})`);
     expect((refused as Error).message).toContain(`delete ${dataDir}.lock`);
     // Killed without a chance to remove its lock (a crash): the lock is stale, and is taken over.
-    holder.kill('SIGKILL');
-    await once(holder, 'exit');
+    await holder.kill();
     expect(existsSync(`${dataDir}.lock`)).toBe(true);
     const mine = await openAt(dataDir);
     expect((await mine.pglite!.query('select v from t')).rows).toEqual([{ v: 1 }]);
@@ -85,9 +78,7 @@ describe('one process per embedded data directory', () => {
 
   it('takes over a lock naming a process that no longer runs', async () => {
     const dataDir = freshDir();
-    const gone = spawn(process.execPath, ['-e', '0']);
-    await once(gone, 'exit');
-    writeFileSync(`${dataDir}.lock`, `${gone.pid}\n`);
+    writeFileSync(`${dataDir}.lock`, `${await exitedPid()}\n`);
     const handle = await openAt(dataDir);
     await handle.ping();
   });

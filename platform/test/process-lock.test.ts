@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { exitedPid, type LockHolder, spawnLockHolder } from '@ghostpay/test-support';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { acquireProcessLock, type ProcessLock, ProcessLockHeldError } from '../src/index.ts';
 
@@ -17,9 +18,11 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 const lockModule = fileURLToPath(new URL('../src/process-lock.ts', import.meta.url));
 
 const held: ProcessLock[] = [];
+const holders: LockHolder[] = [];
 const children: ChildProcess[] = [];
-afterEach(() => {
+afterEach(async () => {
   for (const lock of held.splice(0)) lock.release();
+  await Promise.all(holders.splice(0).map((holder) => holder.kill()));
   for (const child of children.splice(0)) child.kill('SIGKILL');
 });
 let n = 0;
@@ -39,25 +42,11 @@ const refusal = (path: string) => {
 };
 const holderIn = (path: string) => readFileSync(path, 'utf8');
 
-/** Another process that takes the lock at `path`, says "held" and keeps it until killed. */
-async function otherProcessHolding(path: string): Promise<ChildProcess> {
-  const script = `
-    const { acquireProcessLock } = await import(${JSON.stringify(lockModule)});
-    acquireProcessLock(${JSON.stringify(path)});
-    process.stdout.write('held\\n');
-    setInterval(() => {}, 1000);`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  const [chunk] = (await once(child.stdout!, 'data')) as [Buffer];
-  expect(chunk.toString()).toBe('held\n');
-  return child;
-}
-
-/** The pid of a process that has exited. */
-async function exitedPid(): Promise<number> {
-  const gone = spawn(process.execPath, ['-e', '0']);
-  await once(gone, 'exit');
-  return gone.pid!;
+/** Another process that takes the lock at `path` and keeps it until killed. */
+async function otherProcessHolding(path: string): Promise<LockHolder> {
+  const holder = await spawnLockHolder({ kind: 'process-lock', path });
+  holders.push(holder);
+  return holder;
 }
 
 describe('acquireProcessLock', () => {
@@ -84,8 +73,7 @@ describe('acquireProcessLock', () => {
     expect(refused).toBeInstanceOf(ProcessLockHeldError);
     expect(refused).toMatchObject({ path, pid: holder.pid, message: `${path} is held by process ${holder.pid}` });
     // Killed without a chance to remove its lock (a crash): the lock is stale, and is taken over.
-    holder.kill('SIGKILL');
-    await once(holder, 'exit');
+    await holder.kill();
     expect(holderIn(path)).toBe(`${holder.pid}\n`);
     acquire(path);
     expect(holderIn(path)).toBe(`${process.pid}\n`);

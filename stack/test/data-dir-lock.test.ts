@@ -1,8 +1,7 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnLockHolder } from '@ghostpay/test-support';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DataDirInUseError, dataDirLockFile, lockDataDir, StackStartError } from '../src/index.ts';
 
@@ -24,10 +23,9 @@ describe('a data directory another stack holds', () => {
     const dataDir = join(root, 'other-process');
     const lockFile = join(dataDir, dataDirLockFile);
     mkdirSync(dataDir);
-    const holder = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    // Another stack's process: it holds the lock, its pid in the lock file.
+    const holder = await spawnLockHolder({ kind: 'process-lock', path: lockFile });
     try {
-      await once(holder, 'spawn');
-      writeFileSync(lockFile, `${holder.pid}\n`);
       const refused = refusal(dataDir);
       expect(refused).toBeInstanceOf(DataDirInUseError);
       // npm start prints a StackStartError's message alone: it must say everything.
@@ -39,8 +37,7 @@ describe('a data directory another stack holds', () => {
       expect(message).toContain('another GHOSTPAY_DATA_DIR');
       expect(message).toContain(`delete ${lockFile}`);
     } finally {
-      holder.kill('SIGKILL');
-      await once(holder, 'exit');
+      await holder.kill();
     }
   });
 

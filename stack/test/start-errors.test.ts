@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createLogger } from '@ghostpay/platform';
+import { spawnLockHolder } from '@ghostpay/test-support';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DataDirInUseError, dataDirLockFile, StackStartError, startStack } from '../src/index.ts';
 
@@ -21,11 +22,6 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 const env = { ...process.env, DATABASE_URL: undefined, SECRETS_DIR: undefined, REDIS_URL: undefined, MONGODB_URL: undefined };
 const start = (dataDir: string, extra: Record<string, string> = {}) =>
   startStack({ dataDir, env: { ...env, ...extra }, randomPorts: true, logger: createLogger({ service: 'stack-test', level: 'silent' }) });
-
-/** A process that is running (and is not this one) until it is killed. */
-function otherProcess() {
-  return spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
-}
 
 describe('one stack per data directory', () => {
   it('refuses a second start while the first runs, and starts again once it stopped or its process is gone', async () => {
@@ -53,13 +49,11 @@ describe('one stack per data directory', () => {
     expect(existsSync(join(dataDir, dataDirLockFile))).toBe(false);
 
     // A lock naming another live process refuses the start, with its pid.
-    const holder = otherProcess();
+    const holder = await spawnLockHolder({ kind: 'process-lock', path: join(dataDir, dataDirLockFile) });
     try {
-      writeFileSync(join(dataDir, dataDirLockFile), `${holder.pid}\n`);
       await expect(start(dataDir)).rejects.toThrow(`names process ${holder.pid},`);
     } finally {
-      holder.kill('SIGKILL');
-      await once(holder, 'exit');
+      await holder.kill();
     }
     // The same lock once that process is gone (a crash, SIGKILL) is stale: taken over.
     const again = await start(dataDir);

@@ -3,6 +3,7 @@ export * from './certificates.ts';
 export * from './ci.ts';
 export * from './free-port.ts';
 export * from './fresh-database.ts';
+export * from './lock-holder.ts';
 export * from './lock-waits.ts';
 export * from './loopback-server.ts';
 export * from './pool-statements.ts';

@@ -1,5 +1,4 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { execFileSync } from 'node:child_process';
 import {
   appendFileSync,
   closeSync,
@@ -21,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RequestEvent } from '@ghostpay/platform';
+import { type LockHolder, spawnLockHolder } from '@ghostpay/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type AnalyticsStore,
@@ -40,9 +40,10 @@ const freshDir = () => {
   dirs.push(dir);
   return dir;
 };
-const children: ChildProcess[] = [];
-afterEach(() => {
-  for (const child of children.splice(0)) child.kill('SIGKILL');
+const holders: LockHolder[] = [];
+afterEach(async () => {
+  // Gone before their directories are removed.
+  await Promise.all(holders.splice(0).map((holder) => holder.kill()));
   for (const dir of dirs.splice(0)) {
     rmSync(dir, { recursive: true, force: true });
     rmSync(`${dir}.lock`, { force: true });
@@ -641,19 +642,17 @@ describe('embedded store', () => {
 
 const storeModule = fileURLToPath(new URL('../src/store/embedded-store.ts', import.meta.url));
 
-/** Another process with an embedded store open on `dir`, one document written; it says "open" and holds the store until killed. */
-async function otherProcessHolding(dir: string): Promise<ChildProcess> {
-  const script = `
-    const { openEmbeddedStore } = await import(${JSON.stringify(storeModule)});
-    const store = await openEmbeddedStore({ dir: ${JSON.stringify(dir)} });
-    await store.db.collection('things').bulkWrite([{ insertOne: { document: { _id: 'theirs' } } }], { ordered: false });
-    process.stdout.write('open\\n');
-    setInterval(() => {}, 1000);`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  const [chunk] = (await once(child.stdout!, 'data')) as [Buffer];
-  expect(chunk.toString()).toBe('open\n');
-  return child;
+/** Another process with an embedded store open on `dir`, one document written; it holds the store until killed. */
+async function otherProcessHolding(dir: string): Promise<LockHolder> {
+  const holder = await spawnLockHolder({
+    kind: 'script',
+    script: `
+      const { openEmbeddedStore } = await import(${JSON.stringify(storeModule)});
+      const store = await openEmbeddedStore({ dir: ${JSON.stringify(dir)} });
+      await store.db.collection('things').bulkWrite([{ insertOne: { document: { _id: 'theirs' } } }], { ordered: false });`,
+  });
+  holders.push(holder);
+  return holder;
 }
 
 const refusal = (dir: string) =>
@@ -695,8 +694,7 @@ describe('one process per embedded store directory', () => {
     expect((refused as EmbeddedStoreInUseError).pid).toBe(holder.pid);
     expect((refused as Error).message).toContain(`${dir} is open in another process (${holder.pid})`);
     // Killed without a chance to remove its lock (a crash): the lock is stale, and is taken over.
-    holder.kill('SIGKILL');
-    await once(holder, 'exit');
+    await holder.kill();
     const store = await openEmbeddedStore({ dir });
     expect(await store.db.collection('things').find({}).toArray()).toEqual([{ _id: 'theirs' }]);
     await store.close();
