@@ -6,6 +6,12 @@ import type { SubscriptionGatewayOptions } from './subscription-gateway.ts';
 /** The secret holding the API key the router exchanges for its upstream subscription token. */
 export const subscriptionsApiKeySecret = 'router-subscriptions-api-key';
 
+/**
+ * The most upstream subscriptions the router puts on one socket: charges' default
+ * SUBSCRIPTION_MAX_PER_SOCKET (subgraphs/charges/src/config.ts), the most one charges socket holds.
+ */
+export const maxUpstreamSocketCapacity = 1_000;
+
 /** `charges=ws://127.0.0.1:4003/graphql,…` → { charges: '…' } */
 const wsUrlMap = nameUrlMap(['ws:', 'wss:']);
 
@@ -24,7 +30,21 @@ export const routerSubscriptionsConfigSchema = z.object({
   ROUTER_SUBSCRIPTION_MAX_UNAUTHENTICATED_WEBSOCKETS_PER_ADDRESS: env.positiveInt(100),
   ROUTER_SUBSCRIPTION_IDLE_TIMEOUT_MS: env.positiveInt(60_000),
   ROUTER_SUBSCRIPTION_KEEPALIVE_MS: env.positiveInt(15_000),
-  ROUTER_SUBSCRIPTION_UPSTREAM_SOCKET_CAPACITY: env.positiveInt(500),
+  /**
+   * Upstream subscriptions per upstream socket before another opens. At most what one charges
+   * socket accepts (charges' SUBSCRIPTION_MAX_PER_SOCKET, 1000 by default): past that, charges
+   * refuses each further subscribe (OPERATION_LIMIT_EXCEEDED) and the pool would retry it for ever.
+   */
+  ROUTER_SUBSCRIPTION_UPSTREAM_SOCKET_CAPACITY: env
+    .wholeNumber({
+      min: 1,
+      max: maxUpstreamSocketCapacity,
+      message:
+        `must be a whole number from 1 to ${maxUpstreamSocketCapacity}, in digits: the charges subgraph accepts at most ` +
+        `SUBSCRIPTION_MAX_PER_SOCKET (default ${maxUpstreamSocketCapacity}) subscriptions on one socket and refuses the rest, ` +
+        'which the router would retry for ever; keep it at or below charges’ SUBSCRIPTION_MAX_PER_SOCKET',
+    })
+    .default(500),
   ROUTER_SUBSCRIPTION_REVOCATION_CHECK_MS: env.positiveInt(10_000),
   /** SSE: bytes waiting in the router for a client that does not read; past it the stream is dropped. */
   ROUTER_SUBSCRIPTION_SSE_MAX_BUFFERED_BYTES: env.positiveInt(1024 * 1024),
