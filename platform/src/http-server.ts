@@ -17,6 +17,9 @@ export interface ReadinessCheck {
   check: () => Promise<unknown>;
 }
 
+/** How long `close()` lets in-flight work finish unless told otherwise (`SHUTDOWN_TIMEOUT_MS`, `shutdownTimeoutMs`). */
+export const defaultShutdownTimeoutMs = 10_000;
+
 export interface ServiceServerOptions {
   service: string;
   logger: Logger;
@@ -24,7 +27,7 @@ export interface ServiceServerOptions {
   handler: RequestHandler;
   registry: Registry;
   readiness?: ReadinessCheck[];
-  /** How long in-flight requests may take to finish after SIGTERM. @default 10000 */
+  /** How long in-flight requests may take to finish after SIGTERM. @default 10000 (`defaultShutdownTimeoutMs`) */
   shutdownTimeoutMs?: number;
   /** Called after the server stopped accepting and in-flight requests ended: close pools here. */
   onClose?: () => Promise<void>;
@@ -176,7 +179,7 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Pr
  * graceful shutdown. Build it, then `listen`; tests listen on port 0.
  */
 export function createServiceServer(options: ServiceServerOptions): ServiceServer {
-  const { logger, handler, registry, readiness = [], shutdownTimeoutMs = 10_000, readinessTimeoutMs = 2_000 } = options;
+  const { logger, handler, registry, readiness = [], shutdownTimeoutMs = defaultShutdownTimeoutMs, readinessTimeoutMs = 2_000 } = options;
   const routeLabel = routeLabelling(options.knownRoutes ?? [], options.routeLabel);
   const duration = createHttpDurationHistogram(registry);
   let draining = false;

@@ -16,13 +16,14 @@ import {
   type BaseServerOptions,
   baseServerOptionsOf,
   createServiceServer,
+  defaultShutdownTimeoutMs,
   type ReadinessCheck,
   type RequestHandler,
   type ServiceServer,
   type ServiceServerOptions,
 } from './http-server.ts';
 import type { JwtVerifier } from './jwt-verifier.ts';
-import type { PeriodicJob } from './periodic-job.ts';
+import { type PeriodicJob, stopPeriodicJobs } from './periodic-job.ts';
 import { requestIdOf } from './request-id.ts';
 import { hasScope, type Principal } from './scopes.ts';
 import type { ServerTlsConfig } from './tls.ts';
@@ -52,10 +53,16 @@ export interface SubgraphServiceOptions<TContext extends SubgraphContext> extend
   plugins?: ApolloServerPlugin<TContext>[];
   /** Transform the built schema (e.g. apply graphql-rate-limit's directive). */
   transformSchema?: (schema: GraphQLSchema) => GraphQLSchema;
+  /**
+   * Runs last when the service closes, also after a `start()` that failed or never came (Apollo
+   * then not stopped): close pools here.
+   */
   onClose?: () => Promise<void>;
   /**
-   * Background jobs that run while the service serves: started once it listens, stopped
-   * (waiting for a run in progress) when it closes, before the server drains. @default none
+   * Background jobs that run while the service serves: started once it listens, stopped as it
+   * closes (no run starts after). A run in progress is waited for while requests drain, before
+   * `onClose` (the pools), within `shutdownTimeoutMs` of the close: one still running then (a
+   * stuck query) is abandoned with a `warn` naming its job, and shutdown goes on. @default none
    */
   jobs?: PeriodicJob[];
   /** Largest accepted request body. @default 1 MiB */
@@ -151,25 +158,42 @@ export function createSubgraphService<TContext extends SubgraphContext>(
     ...baseServerOptionsOf(options),
     onUpgrade: options.onUpgrade,
     onClose: async () => {
-      await apollo.stop();
-      await options.onClose?.();
+      await jobsStopped;
+      try {
+        // Apollo refuses stop() unless its start succeeded: after a failed start, or none, there is
+        // nothing of it to stop, and the service's own resources must still be closed.
+        const started = apolloStart
+          ? await apolloStart.then(
+              () => true,
+              () => false,
+            )
+          : false;
+        if (started) await apollo.stop();
+      } finally {
+        await options.onClose?.();
+      }
     },
   });
   const jobs = options.jobs ?? [];
+  const shutdownTimeoutMs = options.shutdownTimeoutMs ?? defaultShutdownTimeoutMs;
   const closeServer = server.close;
   let closing: Promise<void> | undefined;
+  let apolloStart: Promise<void> | undefined;
+  let jobsStopped: Promise<unknown> = Promise.resolve();
   return Object.assign(server, {
     apollo,
     schema,
     async start(port: number, host?: string) {
-      await apollo.start();
+      apolloStart ??= apollo.start();
+      await apolloStart;
       await server.listen(port, host);
       for (const job of jobs) job.start();
       return server.url;
     },
     close() {
       closing ??= (async () => {
-        await Promise.all(jobs.map((job) => job.stop()));
+        // Stopped at once, waited for (bounded) while the server drains: the same deadline as the drain.
+        jobsStopped = stopPeriodicJobs(jobs, shutdownTimeoutMs, options.logger);
         await closeServer();
       })();
       return closing;
