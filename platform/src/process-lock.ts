@@ -1,7 +1,10 @@
 import { linkSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 
-/** Lock files this process holds: a second holder in the same process is refused too. */
-const held = new Set<string>();
+/**
+ * Lock files this process holds, each with the lock that holds it: a second holder in the same
+ * process is refused too, and a lock's `release()` acts only while the path is still its own.
+ */
+const held = new Map<string, ProcessLock>();
 
 /** The lock at `path` is held by a running process (`pid`, possibly this one). */
 export class ProcessLockHeldError extends Error {
@@ -16,7 +19,10 @@ export class ProcessLockHeldError extends Error {
 }
 
 export interface ProcessLock {
-  /** Removes the lock file (when it is still this lock's). Idempotent. */
+  /**
+   * Removes the lock file (when it is still this lock's). Idempotent for this lock: once released,
+   * a later call does nothing, even after the same path was locked again (by this process too).
+   */
   release(): void;
 }
 
@@ -55,13 +61,17 @@ export function acquireProcessLock(
   } finally {
     rmSync(staged, { force: true });
   }
-  held.add(path);
-  return {
+  const lock: ProcessLock = {
     release() {
-      if (!held.delete(path)) return;
+      // Keyed by the lock, not the path: a stale second release() after the path was locked again
+      // removed the new holder's lock file, and another process could then take it as well.
+      if (held.get(path) !== lock) return;
+      held.delete(path);
       if (lockHolder(path) === process.pid) rmSync(path, { force: true });
     },
   };
+  held.set(path, lock);
+  return lock;
 }
 
 const maxTakeovers = 5;
