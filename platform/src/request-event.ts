@@ -170,18 +170,36 @@ function finiteNumber(value: unknown, fallback: number): number {
 
 const operationTypes = new Set(['query', 'mutation', 'subscription']);
 
+// An ISO 8601 date-time with a zone, any number of fractional digits (`z.iso.datetime({ offset: true })`'s form).
+const isoTimestamp = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})$/i;
+
+/**
+ * The event's time in the router's form (`2026-01-31T12:00:00.000Z`, milliseconds, UTC), which
+ * holds no digit run a PAN check could take for a card number: ISO 8601 allows any number of
+ * fractional digits, and a long run of them passed for a PAN, so the timestamp was dropped and
+ * the event stored at 1970 (counted in 1970's minutes, its log swept at once). Not an ISO
+ * timestamp at all (a caller's mistake: the router always sets one, ingest validates it): the
+ * redaction's own time, the nearest to the event's there is, never 1970.
+ */
+function timestampOf(value: unknown): string {
+  if (typeof value === 'string' && value.length <= 64 && isoTimestamp.test(value)) {
+    const at = Date.parse(value);
+    if (Number.isFinite(at)) return new Date(at).toISOString();
+  }
+  return new Date().toISOString();
+}
+
 /**
  * Returns a copy holding only the known fields, each string that looks secret dropped (set to
- * null, or left out of a list). Unknown fields are never copied, so a caller that adds
+ * null, or left out of a list); the timestamp is normalised to milliseconds, UTC (`timestampOf`). Unknown fields are never copied, so a caller that adds
  * `variables` by mistake cannot leak them. Strings are bounded in length: an operation name is
  * cut (`boundOperationName`), an id longer than its limit is dropped (`requestEventLimits`).
  */
 export function redactRequestEvent(event: RequestEvent): RequestEvent {
   const input = event as unknown as Record<string, unknown>;
-  const timestamp = clean(input.timestamp, 40);
   const operationType = clean(input.operationType, 20);
   const result: RequestEvent = {
-    timestamp: timestamp ?? new Date(0).toISOString(),
+    timestamp: timestampOf(input.timestamp),
     requestId: idOf(input.requestId, requestEventLimits.requestId) ?? '[redacted]',
     traceId: w3cTraceIdOrNull(input.traceId),
     operationName: typeof input.operationName === 'string' ? clean(boundOperationName(input.operationName)) : null,
