@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   BodyTooLargeError,
+  ClientGoneError,
   ErrorCode,
   type Logger,
   type RequestEvent,
@@ -110,6 +111,13 @@ export function createIngestHandler(options: IngestHandlerOptions) {
     try {
       body = JSON.parse((await readBody(req, maxBytes)).toString('utf8'));
     } catch (error) {
+      if (error instanceof ClientGoneError) {
+        // The emitter left mid-body (its timeout, a restart): nobody to answer, and it retries the
+        // batch. As platform's server does: a debug line, no answer (not a 400 for "invalid JSON").
+        logger.debug('ingest connection closed before the batch was complete; batch dropped');
+        res.destroy();
+        return;
+      }
       if (error instanceof BodyTooLargeError) {
         // The rest of the body is not worth reading: the socket closes after the 413.
         res.setHeader('connection', 'close');
