@@ -14,6 +14,7 @@ import {
   requestIdHeader,
   requestIdOf,
   type ServiceServer,
+  serviceServerOptionsFrom,
   traceHeadersFor,
 } from '@ghostpay/platform';
 import type { BridgeConfig } from './config.ts';
@@ -463,8 +464,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
     handler,
     registry: deps.registry ?? createMetricsRegistry('openapi-bridge'),
     readiness: [{ name: 'router', check: () => routerClient.ping() }],
-    shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
-    maxConnections: config.MAX_CONNECTIONS,
+    ...serviceServerOptionsFrom(config),
     onClose: () => routerClient.close(),
     // Route templates, never raw paths: ids must not become metric labels.
     routeLabel: (req) => {

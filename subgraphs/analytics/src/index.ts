@@ -9,6 +9,7 @@ import {
   type SecretsProvider,
   type ServerTlsConfig,
   type SubgraphService,
+  serviceServerOptionsFrom,
 } from '@ghostpay/platform';
 import { parse } from 'graphql';
 import { createAnalyticsStore } from './analytics-store.ts';
@@ -144,8 +145,7 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): AnalyticsSer
   const service = createSubgraphService<AnalyticsContext>({
     tls: deps.tls,
     name: 'analytics',
-    shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
-    maxConnections: config.MAX_CONNECTIONS,
+    ...serviceServerOptionsFrom(config),
     typeDefs: analyticsTypeDefs,
     resolvers,
     verifier: deps.verifier,

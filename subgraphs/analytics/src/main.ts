@@ -2,12 +2,21 @@ import { startTelemetry } from '@ghostpay/platform/telemetry';
 
 // Tracing first, so the modules it instruments (http) load after it: the rest is imported below.
 const telemetry = startTelemetry({ serviceName: 'analytics' });
-const { createJwtVerifier, jwtVerifierOptionsFrom, createLogger, createSecretsProvider, exitOnSignals, loadConfig, loadServerTlsConfig } =
-  await import('@ghostpay/platform');
+const {
+  createJwtVerifier,
+  jwtVerifierOptionsFrom,
+  createLogger,
+  createSecretsProvider,
+  exitOnSignals,
+  loadConfig,
+  loadServerTlsConfig,
+  logEffectiveConfig,
+} = await import('@ghostpay/platform');
 const { analyticsConfigSchema, createAnalyticsService, EmbeddedStoreInUseError, openAnalyticsStore } = await import('./index.ts');
 
 const config = loadConfig('analytics', analyticsConfigSchema);
 const logger = createLogger({ service: 'analytics', level: config.LOG_LEVEL });
+logEffectiveConfig(logger, analyticsConfigSchema, config);
 const secrets = createSecretsProvider({ dir: config.SECRETS_DIR, logger });
 const verifier = createJwtVerifier({ ...jwtVerifierOptionsFrom(config), logger });
 const store = await openAnalyticsStore(config).catch(async (error: unknown) => {

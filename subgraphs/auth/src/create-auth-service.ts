@@ -11,6 +11,7 @@ import {
   type SecretsProvider,
   type ServerTlsConfig,
   type SubgraphService,
+  serviceServerOptionsFrom,
 } from '@ghostpay/platform';
 import { parse } from 'graphql';
 import { Redis } from 'ioredis';
@@ -153,8 +154,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
     verifier,
     logger,
     registry,
-    shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
-    maxConnections: config.MAX_CONNECTIONS,
+    ...serviceServerOptionsFrom(config),
     routes: { [jwksPath]: createJwksRoute(keyRing, config.JWKS_MAX_AGE_SECONDS) },
     readiness: [
       { name: 'database', check: () => database.ping() },

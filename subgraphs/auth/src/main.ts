@@ -3,12 +3,15 @@ import { startTelemetry } from '@ghostpay/platform/telemetry';
 // Tracing first, so the modules it instruments (http, pg) load after it: the rest is imported below.
 const telemetry = startTelemetry({ serviceName: 'auth' });
 const { createDatabase, embeddedDatabaseDir, migrate } = await import('@ghostpay/db');
-const { createLogger, createSecretsProvider, exitOnSignals, loadConfig, loadServerTlsConfig } = await import('@ghostpay/platform');
+const { createLogger, createSecretsProvider, exitOnSignals, loadConfig, loadServerTlsConfig, logEffectiveConfig } = await import(
+  '@ghostpay/platform'
+);
 const { authConfigSchema } = await import('./config.ts');
 const { createAuthService } = await import('./create-auth-service.ts');
 
 const config = loadConfig('auth', authConfigSchema);
 const logger = createLogger({ service: 'auth', level: config.LOG_LEVEL });
+logEffectiveConfig(logger, authConfigSchema, config);
 const secrets = createSecretsProvider({ dir: config.SECRETS_DIR, logger });
 const database = await createDatabase({
   url: config.DATABASE_URL,

@@ -8,6 +8,7 @@ import {
   type PeriodicJob,
   type ServerTlsConfig,
   type SubgraphService,
+  serviceServerOptionsFrom,
 } from '@ghostpay/platform';
 import { parse } from 'graphql';
 import type { Logger } from 'pino';
@@ -102,9 +103,8 @@ export function createChargesService(deps: ChargesServiceDeps): ChargesService {
     verifier: deps.verifier,
     logger,
     registry,
-    shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
-    // Subscription WebSockets hold their connection for their whole life: they count.
-    maxConnections: config.MAX_CONNECTIONS,
+    // MAX_CONNECTIONS: subscription WebSockets hold their connection for their whole life: they count.
+    ...serviceServerOptionsFrom(config),
     extendContext: (base) => ({ ...base, ...createLoaders(lookups, base) }),
     readiness: [{ name: 'database', check: () => database.ping() }],
     onUpgrade: (req, socket, head) => {
