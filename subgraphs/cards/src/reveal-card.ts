@@ -1,6 +1,6 @@
 import { cards, clockAfterLock, type Database, newId, type RevealOutcome, revealAudit } from '@ghostpay/db';
 import { BadUserInputError, ForbiddenError, NotFoundError, type Principal } from '@ghostpay/platform';
-import { and, eq, sql } from 'drizzle-orm';
+import { and, eq, type SQLWrapper, sql } from 'drizzle-orm';
 import { canRevealCard, canSeeCard, visibleCardsCondition } from './card-access.ts';
 import { cardViewColumns, effectiveStatus, type JudgedCardRow } from './card-view.ts';
 import { decryptPan, deriveCvc, type PanSecrets } from './pan-crypto.ts';
@@ -25,7 +25,8 @@ export interface CardSecret {
  * reveal is never decided on a card another transaction canceled or charged before the audit
  * row was written (before, the read and the audit insert were two statements, and a cancel
  * committing between them left an audit row, and a PAN handed out, after the card's
- * cancellation), no PAN goes out without a committed audit row, and a reveal that fails after
+ * cancellation), no PAN goes out without a committed audit row (stamped with the clock reading
+ * the decision was made by, after the lock, not the transaction's start), and a reveal that fails after
  * the insert (a key missing from the keyring, a corrupt ciphertext, no CVC key) leaves no audit
  * row of a disclosure that did not happen.
  *
@@ -61,10 +62,11 @@ export async function revealCard(
       .where(and(eq(cards.id, cardId), visibleCardsCondition(principal)))
       .for('share')
       .as('locked');
-    const [card] = await tx
-      .select({ ...lockedColumns(locked), expired: sql<boolean>`${locked.expiresAt} <= ${clockAfterLock()}` })
-      .from(locked);
+    const [card] = await tx.select({ ...lockedColumns(locked), decision: decidedAfterLock(locked.expiresAt) }).from(locked);
     if (!card || !canSeeCard(principal, card)) throw new NotFoundError('Card', cardId);
+    // Stamped with the reading the decision was made by, exactly (microseconds, sent back as the
+    // database wrote it): not the column's default, the transaction's start, which is before any
+    // wait; a card that expired while the reveal waited would be audited as refused before it expired.
     const audit = (outcome: RevealOutcome) =>
       tx.insert(revealAudit).values({
         id: newId('rev'),
@@ -73,12 +75,13 @@ export async function revealCard(
         actorRole: principal.role,
         requestId: requestId ?? null,
         outcome,
+        revealedAt: sql`${card.decision.at}::timestamptz`,
       });
     if (!canRevealCard(principal, card)) {
       await audit('FORBIDDEN');
       return { refusal: new ForbiddenError('Only the card owner or an admin may reveal a card') };
     }
-    const status = effectiveStatus(card);
+    const status = effectiveStatus({ status: card.status, expired: card.decision.expired });
     if (status !== 'ACTIVE') {
       await audit('NOT_ACTIVE');
       return { refusal: new BadUserInputError([{ field: 'id', message: `card is ${status}; only an ACTIVE card can be revealed` }]) };
@@ -100,6 +103,21 @@ export async function revealCard(
   // A refusal is thrown once its audit row has committed.
   if ('refusal' in decision) throw decision.refusal;
   return decision.secret;
+}
+
+/**
+ * The moment a reveal is decided and whether the card had expired by then: one reading of the
+ * clock (`clockAfterLock`), taken in the outer select's projection, so after the card's lock is
+ * granted, and used for both (two `clock_timestamp()` calls would be two readings). A correlated
+ * scalar subquery, run for the locked row; `offset 0` keeps the reading in its own subquery, so
+ * `at` is read once and referenced twice. `at` comes back as the database's text for it
+ * (json_build_object's ISO 8601, microseconds and offset) so the audit row stores that very value.
+ */
+function decidedAfterLock(expiresAt: SQLWrapper) {
+  return sql<{
+    at: string;
+    expired: boolean;
+  }>`(select json_build_object('at', at, 'expired', ${expiresAt} <= at) from (select ${clockAfterLock()} as at offset 0) as reading)`;
 }
 
 /** Every column of the locked card, as the outer select reads it. */

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { cardIdempotencyKeys, cards, charges, type Database, newId, revealAudit } from '@ghostpay/db';
+import { whileAnotherTransactionHolds } from '@ghostpay/test-support';
 import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decryptPan, eraseCardPans, expireCards, parsePanKeyring, reencryptCards } from '../src/index.ts';
@@ -185,9 +186,10 @@ describe('cancelCard racing cancelCard', () => {
     const answers = Promise.all([...Array(5)].map(() => cancel(owner.token, card.id)));
     await untilWaiting(5);
     await holder.end(true);
+    const answered = await answers;
     const row = await cardRow(card.id);
     expect(row.status).toBe('CANCELED');
-    for (const answer of await answers) {
+    for (const answer of answered) {
       expect(answer.errors).toBeUndefined();
       expect(answer.data?.cancelCard).toMatchObject({ status: 'CANCELED', canceledAt: row.canceledAt!.toISOString() });
     }
@@ -224,6 +226,35 @@ describe('revealCard queued with a charge and a cancel on one card', () => {
     ]);
     expect((await auditOutcomes(card.id)).sort()).toEqual(['NOT_ACTIVE', 'NOT_ACTIVE', 'REVEALED']);
     expect(await cardRow(card.id)).toMatchObject({ status: 'USED', canceledAt: null });
+  });
+});
+
+describe('the reveal audit trail after a wait', () => {
+  it('stamps a refusal with when it was decided: a card that expired while the reveal waited is refused at or after its expiry', async () => {
+    const user = await h.actor('user');
+    const expiresAt = new Date(Date.now() + 1_000);
+    const card = await h.seed.card({ ownerId: user.id, issuerId: merchant.id, expiresAt });
+    const pool = h.database.pool;
+    if (!pool) throw new Error('needs PostgreSQL');
+    // Another writer (a charge that rolls back, a re-encryption batch) holds the card past its expiry.
+    const { result } = await whileAnotherTransactionHolds(
+      pool,
+      ['select id from cards.cards where id = $1 for no key update'],
+      [card.id],
+      () => reveal(user.token, card.id),
+      () => expiresAt.getTime() - Date.now() + 300,
+    );
+    expect(result.errors?.[0]?.extensions?.fields).toEqual([
+      { field: 'id', message: 'card is EXPIRED; only an ACTIVE card can be revealed' },
+    ]);
+    const rows = await h.database.db
+      .select({ at: revealAudit.revealedAt, outcome: revealAudit.outcome })
+      .from(revealAudit)
+      .where(eq(revealAudit.cardId, card.id));
+    expect(rows.map((row) => row.outcome)).toEqual(['NOT_ACTIVE']);
+    // Not the reveal's start (before its wait, when the card was still valid): the audit row would
+    // say the card was refused as expired at a moment it had not expired yet.
+    expect(rows[0]!.at.getTime()).toBeGreaterThanOrEqual(expiresAt.getTime());
   });
 });
 
