@@ -23,7 +23,7 @@ const common = {
   JWKS_URL: 'http://127.0.0.1:9/.well-known/jwks.json',
   OTEL_SDK_DISABLED: 'true',
 };
-const services: { name: string; entry: string; env: Record<string, string>; urlVariable: string }[] = [
+const services: { name: string; entry: string; env: Record<string, string>; urlVariable: string; shown?: Record<string, unknown> }[] = [
   {
     name: 'charges',
     entry: 'subgraphs/charges/src/main.ts',
@@ -41,6 +41,14 @@ const services: { name: string; entry: string; env: Record<string, string>; urlV
     entry: 'subgraphs/analytics/src/main.ts',
     env: { ANALYTICS_PORT: '0', MONGODB_URL: `mongodb://ghostpay:${password}@127.0.0.1:9/?serverSelectionTimeoutMS=100` },
     urlVariable: 'MONGODB_URL',
+  },
+  {
+    name: 'router',
+    entry: 'router/src/main.ts',
+    env: { ROUTER_PORT: '0', REDIS_URL: `redis://default:${password}@127.0.0.1:9` },
+    urlVariable: 'REDIS_URL',
+    // Its subscriptions settings are their own schema, in the same line.
+    shown: { ROUTER_SUBSCRIPTION_UPSTREAM_SOCKET_CAPACITY: 500, ROUTER_SUBSCRIPTIONS: true },
   },
   {
     name: 'openapi-bridge',
@@ -99,6 +107,7 @@ describe('the effective configuration line at start-up', () => {
     expect(config.SHUTDOWN_TIMEOUT_MS).toBe(10_000);
     expect(config.MAX_CONNECTIONS).toBe(10_000);
     expect(config.NODE_ENV).toBe('production');
+    expect(config).toMatchObject(service.shown ?? {});
     // The URL is shown, its credential is not: not in the line, not anywhere in what was printed.
     expect(config[service.urlVariable]).toEqual(expect.stringContaining('127.0.0.1:9'));
     expect(config[service.urlVariable]).not.toContain(password);

@@ -16,6 +16,7 @@ const {
   exitOnSignals,
   loadConfig,
   loadServerTlsConfig,
+  logEffectiveConfig,
 } = await import('@ghostpay/platform');
 const { Redis } = await import('ioredis');
 const { createAnalyticsEmitter, tlsFetch } = await import('./analytics-emitter.ts');
@@ -33,6 +34,7 @@ const config = loadConfig('router', routerConfigSchema);
 const tls = loadServerTlsConfig('router');
 const logger = createLogger({ service: 'router', level: config.LOG_LEVEL });
 const subscriptionsConfig = loadConfig('router', routerSubscriptionsConfigSchema);
+logEffectiveConfig(logger, routerConfigSchema.extend(routerSubscriptionsConfigSchema.shape), { ...config, ...subscriptionsConfig });
 const secrets = createSecretsProvider({ dir: subscriptionsConfig.SECRETS_DIR, logger });
 const verifier = createJwtVerifier({ ...jwtVerifierOptionsFrom(config), logger });
 const registry = createMetricsRegistry('router');

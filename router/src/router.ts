@@ -23,6 +23,7 @@ import {
   type ServerTlsConfig,
   type ServiceServer,
   sendJson,
+  serviceServerOptionsFrom,
   traceHeadersFor,
 } from '@ghostpay/platform';
 import { buildASTSchema, type GraphQLError, type GraphQLFormattedError, type GraphQLSchema, Kind, parse, print } from 'graphql';
@@ -879,9 +880,8 @@ export function createRouter(deps: RouterDeps): Router {
       },
       ...(deps.readiness ?? []),
     ],
-    shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
-    // Subscriptions' WebSockets and SSE streams hold their connection for their whole life: they count.
-    maxConnections: config.MAX_CONNECTIONS,
+    // MAX_CONNECTIONS: subscriptions' WebSockets and SSE streams hold their connection for their whole life: they count.
+    ...serviceServerOptionsFrom(config),
     onUpgrade: (req, socket, head) => (subscriptions ? subscriptions.handleUpgrade(req, socket, head) : socket.destroy()),
     routeLabel: (req) => {
       const path = (req.url ?? '/').split('?')[0] ?? '/';
