@@ -410,6 +410,27 @@ describe('re-encryption racing reveal and the PAN erasure', () => {
     expect(await auditOutcomes(card.id)).toEqual(['REVEALED']);
   });
 
+  it('an issue and its reveal go through while a re-encryption batch holds the older rows; every card reveals after', async () => {
+    const user = await h.actor('user');
+    const older = await issue(h, merchant.token, { userId: user.id, amount: 10, currency: 'USD' });
+    const olderPan = await panOf(older.id);
+    const { keyring } = rotate('k-issue');
+    const batch = await holdOpen((tx) => reencryptCards({ db: tx }, keyring));
+    expect(batch.result.reencrypted).toBeGreaterThanOrEqual(1);
+    try {
+      // Not held up by the batch: a new card, under the new key, not among the rows it moves.
+      const fresh = await issue(h, merchant.token, { userId: user.id, amount: 10, currency: 'USD' });
+      expect((await cardRow(fresh.id)).panKeyId).toBe('k-issue');
+      expect((await reveal(user.token, fresh.id)).data?.revealCard.pan).toBe(await panOf(fresh.id));
+    } finally {
+      await batch.end(true);
+    }
+    expect((await cardRow(older.id)).panKeyId).toBe('k-issue');
+    expect((await reveal(user.token, older.id)).data?.revealCard.pan).toBe(olderPan);
+    const rerun = await reencryptCards(h.database, keyring);
+    expect(rerun).toMatchObject({ reencrypted: 0, failed: 0 });
+  });
+
   it('never brings an erased PAN back, whichever holds the row first', async () => {
     const user = await h.actor('user');
     const first = await issue(h, merchant.token, { userId: user.id, amount: 10, currency: 'USD' });
