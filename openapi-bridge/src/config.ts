@@ -27,7 +27,7 @@ export const bridgeConfigSchema = baseConfigSchema.extend({
    * is the entry that many from the right; 0 (the default) takes the socket peer. The bridge
    * sends the router that one address, never the client's own header.
    */
-  BRIDGE_TRUSTED_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
+  BRIDGE_TRUSTED_PROXY_HOPS: env.wholeNumber({ max: 10 }).default(0),
   /** PEM files; both set → the bridge listens with TLS and sends HSTS. */
   BRIDGE_TLS_CERT_FILE: z.string().min(1).optional(),
   BRIDGE_TLS_KEY_FILE: z.string().min(1).optional(),

@@ -46,14 +46,14 @@ export const routerConfigSchema = baseConfigSchema.extend({
   ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE: env.positiveInt(100),
   ROUTER_TRUST_PROXY: env.boolean(false),
   ROUTER_MAX_DEPTH: env.positiveInt(10),
-  ROUTER_MAX_ALIASES: z.coerce.number().int().min(0).default(15),
+  ROUTER_MAX_ALIASES: env.wholeNumber().default(15),
   ROUTER_MAX_ROOT_FIELDS: env.positiveInt(10),
   ROUTER_MAX_TOKENS: env.positiveInt(2000),
   ROUTER_MAX_COST: env.positiveInt(5000),
   /** Fields sharing one response path, refused before graphql-js's quadratic overlap check; see router/README.md. */
   ROUTER_MAX_REPEATED_FIELDS: env.positiveInt(20),
   ROUTER_MAX_DEFINITIONS: env.positiveInt(50),
-  ROUTER_MAX_BATCH_SIZE: z.coerce.number().int().min(0).default(0),
+  ROUTER_MAX_BATCH_SIZE: env.wholeNumber().default(0),
   ROUTER_MAX_BODY_BYTES: env.positiveInt(256 * 1024),
   ROUTER_PERSISTED_QUERIES: z.enum(['apq', 'safelist']).default('apq'),
   ROUTER_PQ_MANIFESTS: z

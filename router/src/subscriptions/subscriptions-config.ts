@@ -25,7 +25,7 @@ export const routerSubscriptionsConfigSchema = z.object({
   /** Subscriptions per user (all their API keys together; the name is older than that). */
   ROUTER_SUBSCRIPTION_MAX_PER_API_KEY: env.positiveInt(200),
   /** Authenticated WebSockets per user (as above) on one router process. @default 2 × ROUTER_SUBSCRIPTION_MAX_PER_API_KEY */
-  ROUTER_SUBSCRIPTION_MAX_WEBSOCKETS_PER_API_KEY: z.coerce.number().int().positive().optional(),
+  ROUTER_SUBSCRIPTION_MAX_WEBSOCKETS_PER_API_KEY: env.wholeNumber({ min: 1 }).optional(),
   /** WebSockets of one client address not authenticated yet (upgrade to accepted connection_init), per router process. */
   ROUTER_SUBSCRIPTION_MAX_UNAUTHENTICATED_WEBSOCKETS_PER_ADDRESS: env.positiveInt(100),
   ROUTER_SUBSCRIPTION_IDLE_TIMEOUT_MS: env.positiveInt(60_000),

@@ -36,16 +36,16 @@ export const authConfigSchema = baseConfigSchema
     /** Algorithm of newly generated signing keys; existing keys keep theirs. */
     JWT_ALGORITHM: z.enum(['RS256', 'ES256', 'EdDSA']).default('RS256'),
     /** Lifetime of an access token. Also bounds how long a retired key stays published. */
-    ACCESS_TOKEN_TTL_SECONDS: z.coerce.number().int().min(30).max(86_400).default(900),
+    ACCESS_TOKEN_TTL_SECONDS: env.wholeNumber({ min: 30, max: 86_400 }).default(900),
     /** Clock skew verifiers tolerate; a retired key stays published this much longer. */
-    JWT_CLOCK_SKEW_SECONDS: z.coerce.number().int().min(0).max(600).default(30),
+    JWT_CLOCK_SKEW_SECONDS: env.wholeNumber({ max: 600 }).default(30),
     /**
      * Scheduled rotation: rotate when the current key is this old. 0 = only on demand; else at
      * least `minRotationIntervalSeconds` and `rotationSpacingSeconds(JWKS_MAX_AGE_SECONDS)`.
      */
-    SIGNING_KEY_ROTATION_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(0),
+    SIGNING_KEY_ROTATION_INTERVAL_SECONDS: env.wholeNumber().default(0),
     /** `Cache-Control: max-age` of the JWKS response. */
-    JWKS_MAX_AGE_SECONDS: z.coerce.number().int().min(0).max(3600).default(60),
+    JWKS_MAX_AGE_SECONDS: env.wholeNumber({ max: 3600 }).default(60),
     /** Failed exchanges allowed per API key prefix from one client address within the window. */
     FAILED_EXCHANGE_LIMIT_PER_KEY: env.positiveInt(5),
     /**
@@ -67,7 +67,7 @@ export const authConfigSchema = baseConfigSchema
      * Reverse proxies in front of this service whose `x-forwarded-for` entries are trusted
      * (1 when only the router is in front). 0 = use the socket address.
      */
-    TRUSTED_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
+    TRUSTED_PROXY_HOPS: env.wholeNumber({ max: 10 }).default(0),
   })
   .superRefine((config, ctx) => {
     const interval = config.SIGNING_KEY_ROTATION_INTERVAL_SECONDS;

@@ -18,11 +18,11 @@ export const cardsConfigSchema = baseConfigSchema
     ...jwtVerifierEnv,
     SECRETS_DIR: z.string().min(1).optional(),
     /** Largest card amount in minor units. @default 100000000 (1,000,000.00 in a 2-decimal currency) */
-    CARD_MAX_AMOUNT: z.coerce.number().int().positive().max(graphqlIntMax).default(100_000_000),
+    CARD_MAX_AMOUNT: env.wholeNumber({ min: 1, max: graphqlIntMax }).default(100_000_000),
     /** Shortest lifetime a card may be issued with. @default 60 */
     CARD_MIN_EXPIRES_IN_SECONDS: env.positiveInt(60),
     /** Longest lifetime a card may be issued with. @default 63072000 (two years) */
-    CARD_MAX_EXPIRES_IN_SECONDS: z.coerce.number().int().positive().max(graphqlIntMax).default(63_072_000),
+    CARD_MAX_EXPIRES_IN_SECONDS: env.wholeNumber({ min: 1, max: graphqlIntMax }).default(63_072_000),
     /** Lifetime when `expiresInSeconds` is absent. @default 2592000 (30 days) */
     CARD_DEFAULT_EXPIRES_IN_SECONDS: env.positiveInt(2_592_000),
     /** The 6-digit BIN PANs are issued under; must be a test BIN. @default 400000 (Visa test range) */
@@ -40,7 +40,7 @@ export const cardsConfigSchema = baseConfigSchema
      * Days a card's encrypted PAN is kept after the card was used, canceled or expired; then the
      * housekeeping erases it (0: at its next pass). Only an ACTIVE card reveals. @default 30
      */
-    CARD_PAN_RETENTION_DAYS: z.coerce.number().int().min(0).max(3650).default(30),
+    CARD_PAN_RETENTION_DAYS: env.wholeNumber({ max: 3650 }).default(30),
   })
   .superRefine((config, ctx) => {
     if (config.CARD_MIN_EXPIRES_IN_SECONDS > config.CARD_MAX_EXPIRES_IN_SECONDS) {

@@ -24,14 +24,15 @@ export const chargesConfigSchema = baseConfigSchema.extend({
   GHOSTPAY_DATA_DIR: z.string().min(1).default('.data'),
   ...jwtVerifierEnv,
   /** How long a charge stays AUTHORIZED before the worker settles it. */
-  SETTLEMENT_DELAY_MS: z.coerce.number().int().min(0).default(5_000),
+  SETTLEMENT_DELAY_MS: env.wholeNumber().default(5_000),
   SETTLEMENT_INTERVAL_MS: env.positiveInt(1_000),
   /** Charges per settlement transaction, 1 to {@link maxSettlementBatchSize}. */
-  SETTLEMENT_BATCH_SIZE: z.coerce
-    .number()
-    .int()
-    .positive()
-    .max(maxSettlementBatchSize, `must be at most ${maxSettlementBatchSize} (charges locked by one settlement transaction)`)
+  SETTLEMENT_BATCH_SIZE: env
+    .wholeNumber({
+      min: 1,
+      max: maxSettlementBatchSize,
+      message: `must be a whole number from 1 to ${maxSettlementBatchSize} (charges locked by one settlement transaction)`,
+    })
     .default(100),
   SETTLEMENT_ENABLED: env.boolean(true),
   /** Idempotency keys are kept at least this long, then pruned. */

@@ -13,10 +13,10 @@ describe('charges config', () => {
       expect(result.ok, value).toBe(false);
       if (result.ok) continue;
       expect(result.problems).toEqual([
-        `SETTLEMENT_BATCH_SIZE: must be at most 1000 (charges locked by one settlement transaction) (got "${value}")`,
+        `SETTLEMENT_BATCH_SIZE: must be a whole number from 1 to 1000 (charges locked by one settlement transaction) (got "${value}")`,
       ]);
     }
-    for (const value of ['0', '-5', '2.5']) expect(parsed(value).ok, value).toBe(false);
+    for (const value of ['0', '-5', '2.5', '', '1e2']) expect(parsed(value).ok, value).toBe(false);
   });
 
   it('exports the default of IDEMPOTENCY_WAIT_MS as the constant the schema applies', () => {
