@@ -31,6 +31,12 @@ const services: { name: string; entry: string; env: Record<string, string>; urlV
     urlVariable: 'DATABASE_URL',
   },
   {
+    name: 'cards',
+    entry: 'subgraphs/cards/src/main.ts',
+    env: { CARDS_PORT: '0', DATABASE_URL: `postgres://ghostpay:${password}@127.0.0.1:9/ghostpay` },
+    urlVariable: 'DATABASE_URL',
+  },
+  {
     name: 'auth',
     entry: 'subgraphs/auth/src/main.ts',
     env: { AUTH_PORT: '0', DATABASE_URL: `postgres://ghostpay:${password}@127.0.0.1:9/ghostpay` },

@@ -3,8 +3,16 @@ import { startTelemetry } from '@ghostpay/platform/telemetry';
 // Tracing first, so the modules it instruments (http, pg) load after it: the rest is imported below.
 const telemetry = startTelemetry({ serviceName: 'cards' });
 const { createDatabase, embeddedDatabaseDir, migrate } = await import('@ghostpay/db');
-const { createJwtVerifier, jwtVerifierOptionsFrom, createLogger, createSecretsProvider, exitOnSignals, loadConfig, loadServerTlsConfig } =
-  await import('@ghostpay/platform');
+const {
+  createJwtVerifier,
+  jwtVerifierOptionsFrom,
+  createLogger,
+  createSecretsProvider,
+  exitOnSignals,
+  loadConfig,
+  loadServerTlsConfig,
+  logEffectiveConfig,
+} = await import('@ghostpay/platform');
 const { cardsConfigSchema } = await import('./config.ts');
 const { createPanSecrets } = await import('./pan-crypto.ts');
 const { createCardsService } = await import('./service.ts');
@@ -12,6 +20,7 @@ const { createCardsService } = await import('./service.ts');
 // Composition root: config → secrets → database → service → listen.
 const config = loadConfig('cards', cardsConfigSchema);
 const logger = createLogger({ service: 'cards', level: config.LOG_LEVEL });
+logEffectiveConfig(logger, cardsConfigSchema, config);
 const secrets = createSecretsProvider({ dir: config.SECRETS_DIR, logger });
 // Fail at start, not at the first issuance, when a card secret is missing or malformed:
 // one readable line, no stack trace, no key material.

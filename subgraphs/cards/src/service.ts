@@ -11,6 +11,7 @@ import {
   type SecretsProvider,
   type ServerTlsConfig,
   type SubgraphService,
+  serviceServerOptionsFrom,
   UnauthenticatedError,
 } from '@ghostpay/platform';
 import { type DocumentNode, type GraphQLSchema, Kind, parse } from 'graphql';
@@ -111,8 +112,7 @@ export function createCardsService(deps: CardsServiceDeps): CardsService {
     verifier: deps.verifier,
     logger,
     registry: deps.registry ?? createMetricsRegistry('cards'),
-    shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
-    maxConnections: config.MAX_CONNECTIONS,
+    ...serviceServerOptionsFrom(config),
     extendContext: (base) => ({ ...base, cardLoader: createCardLoader(cardsByIds) }),
     readiness: [{ name: 'database', check: () => database.ping() }],
     transformSchema: (schema: GraphQLSchema) => {
