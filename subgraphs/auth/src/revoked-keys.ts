@@ -31,24 +31,32 @@ export function createRevokedKeys(
       if (apiKeyId.includes('\u0000')) return false;
       let pending = inFlight.get(apiKeyId);
       if (!pending) {
-        pending = lookups
+        const read: Promise<boolean> = lookups
           .apiKeysByIds([apiKeyId], {})
           .then(
             ([row]) => {
               const revoked = row?.revokedAt != null;
+              // Forgotten while it ran (revoked here meanwhile): what it read may predate the
+              // revocation, so it answers its own callers but is not remembered.
+              if (inFlight.get(apiKeyId) !== read) return revoked;
               if (cache.size >= maxEntries) cache.clear();
               cache.set(apiKeyId, { revoked, expires: Date.now() + ttlMs });
               return revoked;
             },
             () => false,
           )
-          .finally(() => inFlight.delete(apiKeyId));
-        inFlight.set(apiKeyId, pending);
+          .finally(() => {
+            if (inFlight.get(apiKeyId) === read) inFlight.delete(apiKeyId);
+          });
+        pending = read;
+        inFlight.set(apiKeyId, read);
       }
       return pending;
     },
     forget(apiKeyId) {
       cache.delete(apiKeyId);
+      // A read started before the revocation must neither be shared with later requests nor remembered.
+      inFlight.delete(apiKeyId);
     },
   };
 }
