@@ -35,6 +35,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import type { ChargeLookups } from './charge-queries.ts';
+import { maxTimerMs } from './config.ts';
 import { type ChargesContext, createLoaders } from './resolvers.ts';
 
 /** `error` again, under a code from the closed list (message and locations kept). */
@@ -196,7 +197,9 @@ export interface SubscriptionServerOptions {
   /**
    * Subscriptions one socket may hold at once; a subscribe past it gets OPERATION_LIMIT_EXCEEDED
    * and the socket's other subscriptions go on. The router multiplexes up to its
-   * ROUTER_SUBSCRIPTION_UPSTREAM_SOCKET_CAPACITY (500) on one socket: keep this above it.
+   * ROUTER_SUBSCRIPTION_UPSTREAM_SOCKET_CAPACITY (500) on one socket: keep this above it. The
+   * router refuses a capacity above 1000 (bounded 1..1000), so lowering this below 500 needs the
+   * router's capacity lowered too.
    * @default 1000
    */
   maxSubscriptionsPerSocket?: number;
@@ -259,12 +262,21 @@ export function createSubscriptionServer(options: SubscriptionServerOptions): Su
         if (!principal) return false;
         // The socket is authorised until the token expires, not for ever. (The verifier accepts a
         // token up to its clock tolerance past `exp`; a socket opened with one is refused here.)
-        const remainingMs = principal.expiresAt * 1000 - Date.now();
-        if (remainingMs <= 0) return false;
+        // `!(… > 0)`: an expiry that is not a number (NaN) is refused too, never armed as a 1 ms timer.
+        const expiresAtMs = principal.expiresAt * 1000;
+        if (!(expiresAtMs - Date.now() > 0)) return false;
         const socket = ctx.extra.socket;
         principals.set(socket, principal);
-        const expiry = setTimeout(() => socket.close(tokenExpiredClose.code, tokenExpiredClose.reason), remainingMs);
-        expiry.unref();
+        // A timer longer than maxTimerMs (about 24.8 days) would fire at once (Node clamps it to
+        // 1 ms): a far expiry is waited for in steps, each re-reading the time left.
+        let expiry: NodeJS.Timeout;
+        const closeAtExpiry = () => {
+          const remainingMs = expiresAtMs - Date.now();
+          if (remainingMs <= 0) return socket.close(tokenExpiredClose.code, tokenExpiredClose.reason);
+          expiry = setTimeout(closeAtExpiry, Math.min(remainingMs, maxTimerMs));
+          expiry.unref();
+        };
+        closeAtExpiry();
         socket.once('close', () => clearTimeout(expiry));
         return true;
       },
