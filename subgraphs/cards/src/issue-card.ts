@@ -3,7 +3,9 @@ import { cardIdempotencyKeys, cards, type Database, newId, users } from '@ghostp
 import {
   BadUserInputError,
   currencyExponent,
+  ErrorCode,
   type FieldProblem,
+  GhostPayError,
   IdempotencyKeyReusedError,
   keyContainsCardNumber,
   type Logger,
@@ -46,6 +48,17 @@ const panAttempts = 8;
 
 /** Thrown inside the transaction to roll the new card back when another request owns the key. */
 class IdempotencyKeyTaken extends Error {}
+
+/** The key this request met was pruned before it could be re-read: retry with the same key. */
+class IdempotencyKeyPrunedError extends GhostPayError {
+  constructor() {
+    super(
+      ErrorCode.IDEMPOTENCY_KEY_IN_USE,
+      'The idempotency key expired while this request was in progress and nothing was issued; retry with the same key in 1 s',
+      { extensions: { retryAfter: 1 } },
+    );
+  }
+}
 
 /**
  * Checks every field and reports all problems at once, each naming its field. The owner
@@ -150,8 +163,10 @@ export async function issueCard(
     // The key row can vanish between the conflict and this read: housekeeping prunes keys
     // older than IDEMPOTENCY_RETENTION_HOURS whether or not their card exists. Only a retry
     // arriving just as its key passes the retention can meet that; it fails here, and the
-    // client's next retry finds no key and is a new request (as the README says).
-    if (!replay) throw new Error('idempotency key was pruned between a conflict and its re-read; retry the request');
+    // client's next retry finds no key and is a new request (as the README says). Told as a
+    // retryable IDEMPOTENCY_KEY_IN_USE (409, retryAfter 1 s), not an internal error: this attempt
+    // rolled back (no card), and retrying with the same key is exactly what to do.
+    if (!replay) throw new IdempotencyKeyPrunedError();
     return replay;
   }
 }

@@ -307,6 +307,46 @@ describe('issueCard retries racing on one key', () => {
   );
 });
 
+describe('issueCard whose key is pruned between its conflict and the re-read', () => {
+  it('answers IDEMPOTENCY_KEY_IN_USE with retryAfter (not INTERNAL_SERVER_ERROR), and the retry issues one card', async () => {
+    const user = await h.actor('user');
+    const key = `pruned-${randomBytes(4).toString('hex')}`;
+    const input = { userId: user.id, amount: 333, currency: 'USD' };
+    const earlier = await h.seed.card({ ownerId: user.id, issuerId: merchant.id, amount: 333 });
+    // The request holding the key: its key row, not committed yet (the retry's first read misses it).
+    const holder = await holdOpen((tx) =>
+      tx
+        .insert(cardIdempotencyKeys)
+        .values({ issuerId: merchant.id, key, fingerprint: issueRequestFingerprint(input), cardId: earlier.id }),
+    );
+    const answer = h.request<{ issueCard: IssuedCard }>(merchant.token, issueCardMutation, { input, key });
+    await untilWaiting(1);
+    // The prune, queued behind both (a table lock stands in for its timing): it deletes the key
+    // once the holder committed it and the retry's insert met it, before the retry re-reads it.
+    const pruned = h.database.db.transaction(async (tx) => {
+      await tx.execute(sql`lock table ${cardIdempotencyKeys} in access exclusive mode`);
+      await tx.delete(cardIdempotencyKeys).where(and(eq(cardIdempotencyKeys.issuerId, merchant.id), eq(cardIdempotencyKeys.key, key)));
+    });
+    await untilWaiting(2);
+    await holder.end(true);
+    await pruned;
+    const result = await answer;
+    expect(result.data?.issueCard ?? null).toBeNull();
+    expect(result.errors?.[0]?.extensions).toMatchObject({ code: 'IDEMPOTENCY_KEY_IN_USE', retryAfter: 1 });
+    expect(result.errors?.[0]?.message).toMatch(/retry with the same key/);
+    // Nothing half-written: the rolled-back attempt left no card, and the key is gone.
+    expect((await h.database.db.select({ id: cards.id }).from(cards).where(eq(cards.ownerId, user.id))).map((c) => c.id)).toEqual([
+      earlier.id,
+    ]);
+    // The retry the error asks for is a new request (the key was pruned): one new card, under the key.
+    const retried = await h.request<{ issueCard: IssuedCard }>(merchant.token, issueCardMutation, { input, key });
+    const card = retried.data?.issueCard;
+    expect(card, JSON.stringify(retried.errors)).toBeDefined();
+    const again = await h.request<{ issueCard: IssuedCard }>(merchant.token, issueCardMutation, { input, key });
+    expect(again.data?.issueCard.id).toBe(card!.id);
+  });
+});
+
 describe('revealCard racing the housekeeping and a re-encryption', () => {
   it('waits for a sweep batch holding the card and refuses it EXPIRED, audited', async () => {
     const user = await h.actor('user');
