@@ -589,11 +589,21 @@ export function createRouter(deps: RouterDeps): Router {
 
   /**
    * A request body as the GraphQL handlers take it: parsed when it says it is JSON, its text
-   * otherwise, undefined when empty. `false` when it is malformed JSON (the 400 is sent).
+   * otherwise, undefined when empty. `false` when it is malformed JSON (400) or declares a charset other than UTF-8 (415): the refusal is sent.
    */
   const parsedBody = (req: IncomingMessage, raw: Buffer, refuse: Refuse): { body: unknown } | false => {
     if (raw.length === 0) return { body: undefined };
-    if (!(req.headers['content-type'] ?? '').includes('json')) return { body: raw.toString('utf8') };
+    const contentType = req.headers['content-type'] ?? '';
+    // The body is read as UTF-8 (JSON is UTF-8, RFC 8259): one declared in another charset is
+    // refused, not run as the mojibake UTF-8 makes of it. Only a header naming a charset is parsed.
+    if (contentType.includes('charset')) {
+      const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType)?.[1];
+      if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+        refuse(415, ErrorCode.BAD_USER_INPUT, 'Content-Type charset must be utf-8', { accept: 'application/json; charset=utf-8' });
+        return false;
+      }
+    }
+    if (!contentType.includes('json')) return { body: raw.toString('utf8') };
     try {
       return { body: JSON.parse(raw.toString('utf8')) };
     } catch {
