@@ -554,7 +554,11 @@ describe('the bridge in front of a scripted router', () => {
     // The owner comes from auth: with auth down the card has no user_id, which the contract requires.
     partial(
       { card: { ...card, owner: null } },
-      { message: 'Subgraph "auth" is unavailable', path: ['card', 'owner'], extensions: { code: 'SUBGRAPH_UNAVAILABLE' } },
+      {
+        message: 'A service this request needs is temporarily unavailable; retry later',
+        path: ['card', 'owner'],
+        extensions: { code: 'SUBGRAPH_UNAVAILABLE' },
+      },
     );
     const nested = await api.call('GET', '/cards/card_1', { token });
     expect(nested.status).toBe(503);
@@ -588,6 +592,8 @@ describe('the bridge in front of a scripted router', () => {
   });
 
   it('answers 503 with a fixed message, never the router’s text naming its subgraphs', async () => {
+    // The router's detailed text, as it answers an admin's token (the bridge forwards the
+    // caller's): the bridge's own fixed message still stands in for it.
     for (const code of ['SUBGRAPH_UNAVAILABLE', 'SERVICE_UNAVAILABLE']) {
       answer = {
         status: 200,
