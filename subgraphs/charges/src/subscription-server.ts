@@ -266,6 +266,9 @@ export function createSubscriptionServer(options: SubscriptionServerOptions): Su
         const expiresAtMs = principal.expiresAt * 1000;
         if (!(expiresAtMs - Date.now() > 0)) return false;
         const socket = ctx.extra.socket;
+        // Closed while its token was being verified: its 'close' has been emitted already, so a
+        // timer armed now would never be cleared and would hold the socket until the expiry.
+        if (socket.readyState !== socket.OPEN) return false;
         principals.set(socket, principal);
         // A timer longer than maxTimerMs (about 24.8 days) would fire at once (Node clamps it to
         // 1 ms): a far expiry is waited for in steps, each re-reading the time left.
