@@ -70,6 +70,11 @@ export interface AnalyticsService extends SubgraphService<AnalyticsContext> {
   readonly store: ReturnType<typeof createAnalyticsStore>;
 }
 
+/** The embedded store's directory under a data directory (`GHOSTPAY_DATA_DIR`): `<dataDir>/analytics`. */
+export function embeddedAnalyticsDir(dataDir: string): string {
+  return join(dataDir, 'analytics');
+}
+
 /**
  * MongoDB when `MONGODB_URL` is set, else the embedded store under `<GHOSTPAY_DATA_DIR>/analytics`.
  * Every operation is bounded by the configured timeouts (their defaults when a caller leaves
@@ -94,7 +99,7 @@ export async function openAnalyticsStore(
     return connectMongoStore({ url: config.MONGODB_URL, database: config.MONGODB_DATABASE, timeouts: mongoTimeoutsFrom(config) });
   }
   return openEmbeddedStore({
-    dir: join(config.GHOSTPAY_DATA_DIR, 'analytics'),
+    dir: embeddedAnalyticsDir(config.GHOSTPAY_DATA_DIR),
     writeTimeoutMs: config.ANALYTICS_EMBEDDED_WRITE_TIMEOUT_MS,
     maxDocuments: config.ANALYTICS_EMBEDDED_MAX_DOCUMENTS,
   });
@@ -167,7 +172,6 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): AnalyticsSer
   });
   const startSubgraph = service.start;
   const closeSubgraph = service.close;
-  let startFailed = false;
   return Object.assign(service, {
     store,
     /**
@@ -175,8 +179,8 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): AnalyticsSer
      * has expired; the timer gets the rest), then starts GraphQL and listens. When any of it
      * fails (the store refuses, the port is taken), the service is closed before the error is
      * rethrown: the store with it (an embedded store's directory lock, a MongoDB pool), the
-     * recovery timer, Apollo. The caller has nothing to close, and the data directory can be
-     * opened again at once.
+     * recovery timer, Apollo if it started. The caller has nothing to close (`close()` then only
+     * waits for that), and the data directory can be opened again at once.
      */
     async start(port: number, host?: string) {
       try {
@@ -186,19 +190,13 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): AnalyticsSer
         recoveryTimer.unref();
         return await startSubgraph(port, host);
       } catch (error) {
-        // The server's close (TLS reload, Apollo, then `release`) refuses when Apollo never
-        // started: `release` then runs on its own. The start's error is the one reported.
-        startFailed = true;
-        await closeSubgraph().catch(() => undefined);
-        await release().catch((closeError: unknown) =>
-          logger.warn({ err: (closeError as Error).message }, 'analytics store did not close cleanly after the failed start'),
+        // The subgraph service's close is safe after a failed start (Apollo stopped only if it
+        // started) and ends with `release`. The start's error is the one reported.
+        await closeSubgraph().catch((closeError: unknown) =>
+          logger.warn({ err: (closeError as Error).message }, 'analytics service did not close cleanly after the failed start'),
         );
         throw error;
       }
-    },
-    /** Stops serving, then releases the store; after a failed start, only waits for that release. */
-    close(): Promise<void> {
-      return startFailed ? release() : closeSubgraph();
     },
   });
 }
