@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { analyticsConfigSchema, createAnalyticsService, openAnalyticsStore } from '@ghostpay/analytics';
+import { analyticsConfigSchema, createAnalyticsService, embeddedAnalyticsDir, openAnalyticsStore } from '@ghostpay/analytics';
 import { authConfigSchema, createAuthService } from '@ghostpay/auth';
 import { cardsConfigSchema, createCardsService } from '@ghostpay/cards';
 import { chargesConfigSchema, createChargesService } from '@ghostpay/charges';
@@ -332,7 +332,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       database,
       stores: {
         database: database.kind === 'pg' ? `PostgreSQL ${databaseName}` : `PGlite ${embeddedDatabaseDir(dataDir)}`,
-        analytics: analyticsConfig.MONGODB_URL ? `MongoDB ${withoutSecrets(analyticsConfig.MONGODB_URL)}` : 'embedded store',
+        analytics: analyticsConfig.MONGODB_URL
+          ? `MongoDB ${withoutSecrets(analyticsConfig.MONGODB_URL)}`
+          : `embedded store ${embeddedAnalyticsDir(dataDir)}`,
         rateLimits: routerConfig.REDIS_URL ? `Redis ${withoutSecrets(routerConfig.REDIS_URL)}` : 'in process',
       },
       close,

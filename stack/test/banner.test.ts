@@ -41,7 +41,7 @@ describe('the npm start banner', () => {
       const { stdout } = await run('bash', ['-euo', 'pipefail', '-c', command], { env: { PATH: process.env.PATH } });
       expect(JSON.parse(stdout)).toMatchObject({ access_token: expect.any(String), token_type: 'Bearer' });
       expect(banner).toMatch(new RegExp(`Database +PGlite ${join(dataDir, 'pglite')}`));
-      expect(banner).toMatch(/Analytics +embedded store/);
+      expect(banner).toMatch(new RegExp(`Analytics +embedded store ${join(dataDir, 'analytics')}\n`));
       expect(banner).toMatch(/Rate limits +in process/);
     });
   }, 120_000);
