@@ -290,7 +290,7 @@ describe('JWT verifier when the JWKS goes down after it was fetched', () => {
     return Object.assign(state, { server, jwksUrl: `${server.url}/.well-known/jwks.json` });
   }
 
-  function capturingLogger() {
+  function recordingFakeLogger() {
     const lines: { level: string; fields: unknown; message: string }[] = [];
     const at = (level: string) => (fields: unknown, message: string) => {
       lines.push({ level, fields, message });
@@ -303,7 +303,7 @@ describe('JWT verifier when the JWKS goes down after it was fetched', () => {
       vi.useFakeTimers({ toFake: ['Date'] });
       const key = await makeKey('RS256');
       const jwks = await flakyJwks([key.jwk]);
-      const { lines, logger } = capturingLogger();
+      const { lines, logger } = recordingFakeLogger();
       const verifier = createJwtVerifier({ jwksUrl: jwks.jwksUrl, issuer, audience, logger });
       try {
         expect((await verifier.verify(await sign(key))).userId).toBe('usr_test');
@@ -340,7 +340,7 @@ describe('JWT verifier when the JWKS goes down after it was fetched', () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     const key = await makeKey('ES256');
     const jwks = await flakyJwks([key.jwk]);
-    const { lines, logger } = capturingLogger();
+    const { lines, logger } = recordingFakeLogger();
     const verifier = createJwtVerifier({ jwksUrl: jwks.jwksUrl, issuer, audience, logger });
     try {
       await verifier.verify(await sign(key));
