@@ -1,41 +1,18 @@
-/**
- * Requests that are the client's mistakes (a document with several operations and no
- * operationName, an operationName the document lacks, an APQ hash that is not the query's, an
- * APQ version other than 1) get a 4xx with a code of the closed list, reach no subgraph and are
- * no server-side failure to the availability SLI (`router_graphql_server_error_responses_total`,
- * 5xx responses). They were answered as unexpected errors: 500 or 400 `INTERNAL_SERVER_ERROR`.
- */
-import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { codes, type GraphQLResponse, post, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
+import { describe, expect, it } from 'vitest';
+import { codes, type GraphQLResponse, post, withRouter } from './router-harness.ts';
 
 describe("a client's malformed request", () => {
-  let issuer: TestTokenIssuer;
-  let subgraphs: StubSubgraphs;
-  let router: Awaited<ReturnType<typeof startRouter>>;
-  let auth: string;
-
-  beforeAll(async () => {
-    issuer = await createTestTokenIssuer();
-    subgraphs = await startStubSubgraphs(issuer.verifier);
-    router = await startRouter({
-      verifier: issuer.verifier,
-      urls: subgraphs.urls,
-      env: { ROUTER_MAX_BATCH_SIZE: '3', ROUTER_RATE_LIMIT_PER_MINUTE: '1000', ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE: '1000' },
-    });
-    auth = await issuer.bearer({ userId: 'usr_1', role: 'merchant', apiKeyId: 'key_client_mistakes' });
-  });
-  afterAll(async () => {
-    await router?.close();
-    await subgraphs?.close();
+  const setup = withRouter({
+    env: { ROUTER_MAX_BATCH_SIZE: '3', ROUTER_RATE_LIMIT_PER_MINUTE: '1000', ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE: '1000' },
+    bearer: { userId: 'usr_1', role: 'merchant', apiKeyId: 'key_client_mistakes' },
   });
 
   const serverErrorResponses = async () => {
-    const text = await (await fetch(`${router.url}/metrics`)).text();
+    const text = await (await fetch(`${setup.router.url}/metrics`)).text();
     const line = text.split('\n').find((l) => l.startsWith('router_graphql_server_error_responses_total{'));
     return line ? Number(line.split(' ').at(-1)) : 0;
   };
-  const totalHits = () => Object.values(subgraphs.hits).reduce((a, b) => a + b, 0);
+  const totalHits = () => Object.values(setup.subgraphs.hits).reduce((a, b) => a + b, 0);
 
   /** Sends once; expects the status and codes, no subgraph call and no server-side failure counted. */
   const expectRefused = async (send: () => Promise<GraphQLResponse>, status: number, expectedCodes: string[]) => {
@@ -51,19 +28,23 @@ describe("a client's malformed request", () => {
   const twoOperations = 'query A { me { id } } query B { me { name } }';
 
   it('a document with several operations and no operationName: 400 BAD_USER_INPUT', async () => {
-    const response = await expectRefused(() => post(router.graphqlUrl, { query: twoOperations }, { authorization: auth }), 400, [
-      'BAD_USER_INPUT',
-    ]);
+    const response = await expectRefused(
+      () => post(setup.router.graphqlUrl, { query: twoOperations }, { authorization: setup.authorization }),
+      400,
+      ['BAD_USER_INPUT'],
+    );
     expect(response.body.errors?.[0]?.message).toBe('Must provide operation name if query contains multiple operations.');
     // Anonymous callers too (they reach the same pipeline).
-    await expectRefused(() => post(router.graphqlUrl, { query: 'query A { __typename } query B { __typename }' }), 400, ['BAD_USER_INPUT']);
+    await expectRefused(() => post(setup.router.graphqlUrl, { query: 'query A { __typename } query B { __typename }' }), 400, [
+      'BAD_USER_INPUT',
+    ]);
   });
 
   it('the same over GET', async () => {
     await expectRefused(
       async () => {
-        const response = await fetch(`${router.graphqlUrl}?query=${encodeURIComponent(twoOperations)}`, {
-          headers: { authorization: auth, 'apollo-require-preflight': 'true' },
+        const response = await fetch(`${setup.router.graphqlUrl}?query=${encodeURIComponent(twoOperations)}`, {
+          headers: { authorization: setup.authorization, 'apollo-require-preflight': 'true' },
         });
         return { status: response.status, headers: response.headers, body: (await response.json()) as GraphQLResponse['body'] };
       },
@@ -74,7 +55,7 @@ describe("a client's malformed request", () => {
 
   it('an operationName the document does not define: 400 BAD_USER_INPUT', async () => {
     await expectRefused(
-      () => post(router.graphqlUrl, { query: 'query A { me { id } }', operationName: 'B' }, { authorization: auth }),
+      () => post(setup.router.graphqlUrl, { query: 'query A { me { id } }', operationName: 'B' }, { authorization: setup.authorization }),
       400,
       ['BAD_USER_INPUT'],
     );
@@ -82,9 +63,9 @@ describe("a client's malformed request", () => {
 
   it('in a batch, the mistaken entry is refused and the others run', async () => {
     const before = await serverErrorResponses();
-    const response = await fetch(router.graphqlUrl, {
+    const response = await fetch(setup.router.graphqlUrl, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: auth },
+      headers: { 'content-type': 'application/json', authorization: setup.authorization },
       body: JSON.stringify([{ query: '{ me { id } }' }, { query: twoOperations }]),
     });
     const body = (await response.json()) as GraphQLResponse['body'][];
@@ -127,25 +108,27 @@ describe("a client's malformed request", () => {
     ];
     for (const [what, body] of cases) {
       it(`${what}: 400 BAD_USER_INPUT before any subgraph call`, async () => {
-        const response = await expectRefused(() => post(router.graphqlUrl, body, { authorization: auth }), 400, ['BAD_USER_INPUT']);
+        const response = await expectRefused(() => post(setup.router.graphqlUrl, body, { authorization: setup.authorization }), 400, [
+          'BAD_USER_INPUT',
+        ]);
         const name = Object.keys(body.variables)[0];
         expect(response.body.errors?.[0]?.message).toBe(`Variable "$${name}" is null where a non-null value is required`);
       });
     }
 
     it('a null where null is allowed, or a default the request leaves to apply, still runs', async () => {
-      const cardsHits = subgraphs.hits.cards ?? 0;
+      const cardsHits = setup.subgraphs.hits.cards ?? 0;
       const pageNull = await post(
-        router.graphqlUrl,
+        setup.router.graphqlUrl,
         { query: 'query($n: Int = 5) { cards(first: $n) { edges { node { id } } } }', variables: { n: null } },
-        { authorization: auth },
+        { authorization: setup.authorization },
       );
       expect(codes(pageNull)).not.toContain('BAD_USER_INPUT');
-      expect(subgraphs.hits.cards).toBe(cardsHits + 1);
+      expect(setup.subgraphs.hits.cards).toBe(cardsHits + 1);
       const defaulted = await post(
-        router.graphqlUrl,
+        setup.router.graphqlUrl,
         { query: 'query($id: ID = "c1", $s: Boolean = true) { card(id: $id) { id last4 @include(if: $s) } }', variables: {} },
-        { authorization: auth },
+        { authorization: setup.authorization },
       );
       expect(defaulted.status).toBe(200);
       expect(defaulted.body).toEqual({ data: { card: { id: 'c1', last4: '4242' } } });
@@ -155,7 +138,7 @@ describe("a client's malformed request", () => {
   it('an APQ hash that is not the sha256 of the query sent with it: 400 BAD_USER_INPUT', async () => {
     const response = await expectRefused(
       () =>
-        post(router.graphqlUrl, {
+        post(setup.router.graphqlUrl, {
           query: '{ __typename }',
           extensions: { persistedQuery: { version: 1, sha256Hash: 'a'.repeat(64) } },
         }),
@@ -167,7 +150,7 @@ describe("a client's malformed request", () => {
 
   it('an APQ version other than 1: 400 PERSISTED_QUERY_NOT_SUPPORTED', async () => {
     await expectRefused(
-      () => post(router.graphqlUrl, { extensions: { persistedQuery: { version: 2, sha256Hash: 'a'.repeat(64) } } }),
+      () => post(setup.router.graphqlUrl, { extensions: { persistedQuery: { version: 2, sha256Hash: 'a'.repeat(64) } } }),
       400,
       ['PERSISTED_QUERY_NOT_SUPPORTED'],
     );

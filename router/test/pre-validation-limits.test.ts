@@ -1,21 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
 import { getIntrospectionQuery, getOperationAST, parse, validate } from 'graphql';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { computeAuthMatrix } from '../src/auth-matrix.ts';
 import { defaultOperationLimits, enforceOperationLimits, measureOperation, operationLimitsError } from '../src/operation-limits.ts';
 import { definitionsError, preValidationCheck, preValidationRule } from '../src/overlap-limits.ts';
 import { apiSchemaFromSupergraph } from '../src/subscriptions/api-schema.ts';
-import {
-  composeRepoSupergraph,
-  countingOverlapRules,
-  post,
-  repoRoot,
-  type StubSubgraphs,
-  startRouter,
-  startStubSubgraphs,
-} from './router-harness.ts';
+import { composeRepoSupergraph, countingOverlapRules, post, repoRoot, withRouter } from './router-harness.ts';
 import { idleSubscriptions, wsClient } from './subscriptions-harness.ts';
 
 /**
@@ -290,36 +281,21 @@ describe('the pre-validation check, in the order Apollo Server runs it (after sp
 });
 
 describe('the router refuses them before validation, on POST and on the subscription transports', () => {
-  let issuer: TestTokenIssuer;
-  let subgraphs: StubSubgraphs;
-  let router: Awaited<ReturnType<typeof startRouter>>;
-  let merchant: string;
-  const hits = () => Object.values(subgraphs.hits).reduce((a, b) => a + b, 0);
+  const setup = withRouter({
+    supergraphSdl,
+    env: { ROUTER_RATE_LIMIT_PER_MINUTE: '1000', ROUTER_MAX_DEFINITIONS: '30' },
+    subscriptions: idleSubscriptions,
+    bearer: { userId: 'usr_m', role: 'merchant', apiKeyId: 'key_prevalidation' },
+  });
+  const hits = () => Object.values(setup.subgraphs.hits).reduce((a, b) => a + b, 0);
   /** Past the alias limit, with an unknown field that validation would report (GRAPHQL_VALIDATION_FAILED). */
   const aliased = `{ me { ${range(40)
     .map((i) => `a${i}: id`)
     .join(' ')} nope } }`;
 
-  beforeAll(async () => {
-    issuer = await createTestTokenIssuer();
-    subgraphs = await startStubSubgraphs(issuer.verifier);
-    router = await startRouter({
-      verifier: issuer.verifier,
-      urls: subgraphs.urls,
-      supergraphSdl,
-      env: { ROUTER_RATE_LIMIT_PER_MINUTE: '1000', ROUTER_MAX_DEFINITIONS: '30' },
-      subscriptions: idleSubscriptions(issuer),
-    });
-    merchant = await issuer.bearer({ userId: 'usr_m', role: 'merchant', apiKeyId: 'key_prevalidation' });
-  });
-  afterAll(async () => {
-    await router?.close();
-    await subgraphs?.close();
-  });
-
   it('POST: answers 400 OPERATION_LIMIT_EXCEEDED for the aliases, not the validation error', async () => {
     const before = hits();
-    const response = await post(router.graphqlUrl, { query: aliased }, { authorization: merchant });
+    const response = await post(setup.router.graphqlUrl, { query: aliased }, { authorization: setup.authorization });
     expect(response.status).toBe(400);
     expect(response.body).toEqual({
       errors: [
@@ -339,7 +315,7 @@ describe('the router refuses them before validation, on POST and on the subscrip
         .map((i) => `fragment F${i} on User { ${i + 1 < fragments ? `...F${i + 1}` : 'id'} }`)
         .join(' ')}`;
     const before = hits();
-    const refused = await post(router.graphqlUrl, { query: document(30) }, { authorization: merchant });
+    const refused = await post(setup.router.graphqlUrl, { query: document(30) }, { authorization: setup.authorization });
     expect(refused.status).toBe(400);
     expect(refused.body).toEqual({
       errors: [
@@ -350,16 +326,16 @@ describe('the router refuses them before validation, on POST and on the subscrip
       ],
     });
     expect(hits()).toBe(before);
-    const served = await post(router.graphqlUrl, { query: document(29) }, { authorization: merchant });
+    const served = await post(setup.router.graphqlUrl, { query: document(29) }, { authorization: setup.authorization });
     expect(served.body).toEqual({ data: { me: { id: 'usr_m' } } });
   });
 
   it('POST: answers the first unknown fragment alone, as graphql-js names it', async () => {
     const response = await post(
-      router.graphqlUrl,
+      setup.router.graphqlUrl,
       { query: expensive['997 spreads of fragments the document does not define']!.query },
       {
-        authorization: merchant,
+        authorization: setup.authorization,
       },
     );
     expect(response.status).toBe(400);
@@ -370,21 +346,25 @@ describe('the router refuses them before validation, on POST and on the subscrip
     const twoOperations = `query Wide { me { ${range(16)
       .map((i) => `a${i}: id`)
       .join(' ')} } } query Narrow { me { id } }`;
-    const refused = await post(router.graphqlUrl, { query: twoOperations, operationName: 'Narrow' }, { authorization: merchant });
+    const refused = await post(
+      setup.router.graphqlUrl,
+      { query: twoOperations, operationName: 'Narrow' },
+      { authorization: setup.authorization },
+    );
     expect(refused.status).toBe(400);
     expect(refused.body.errors?.[0]?.extensions).toEqual({ code: 'OPERATION_LIMIT_EXCEEDED', limit: 'aliases', max: 15, actual: 16 });
     // Within the limits, a document with several operations runs the one named.
     const fine = `query Wide { me { ${range(15)
       .map((i) => `a${i}: id`)
       .join(' ')} } } query Narrow { me { id } }`;
-    const served = await post(router.graphqlUrl, { query: fine, operationName: 'Narrow' }, { authorization: merchant });
+    const served = await post(setup.router.graphqlUrl, { query: fine, operationName: 'Narrow' }, { authorization: setup.authorization });
     expect(served.body).toEqual({ data: { me: { id: 'usr_m' } } });
   });
 
   it('WebSocket: refuses the subscribe with OPERATION_LIMIT_EXCEEDED before validating it', async () => {
     const client = wsClient(
-      `${router.url.replace(/^http/, 'ws')}/graphql`,
-      await issuer.bearer({ userId: 'usr_s', role: 'user', apiKeyId: 'key_pv_ws' }),
+      `${setup.router.url.replace(/^http/, 'ws')}/graphql`,
+      await setup.issuer.bearer({ userId: 'usr_s', role: 'user', apiKeyId: 'key_pv_ws' }),
     );
     try {
       const subscription = `subscription ($id: ID!) { chargeUpdated(id: $id) { ${range(20)
@@ -405,12 +385,12 @@ describe('the router refuses them before validation, on POST and on the subscrip
   });
 
   it('SSE: refuses the subscription with OPERATION_LIMIT_EXCEEDED before validating it', async () => {
-    const response = await fetch(`${router.url}/graphql/stream`, {
+    const response = await fetch(`${setup.router.url}/graphql/stream`, {
       method: 'POST',
       headers: {
         'content-type': 'application/json',
         accept: 'text/event-stream',
-        authorization: await issuer.bearer({ userId: 'usr_s', role: 'user', apiKeyId: 'key_pv_sse' }),
+        authorization: await setup.issuer.bearer({ userId: 'usr_s', role: 'user', apiKeyId: 'key_pv_sse' }),
       },
       body: JSON.stringify({ query: `subscription { chargeUpdated(id: "ch_1") { ...X ...Y } }` }),
     });

@@ -7,50 +7,32 @@ import { createLogger } from '@ghostpay/platform';
 import {
   createSeed,
   createTestTokenIssuer,
-  freshDatabase,
   type LoopbackServer,
   redisUrl,
   startLoopbackServer,
-  type TestDatabase,
   type TestTokenIssuer,
   testAudience,
   testIssuer,
 } from '@ghostpay/test-support';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApiKeyLookup } from '../src/api-keys.ts';
 import { createRedisRateLimiter, rateLimitRedisOptions } from '../src/rate-limiter.ts';
-import { codes, post, repoRoot, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
+import { codes, post, repoRoot, startRouter, startStubSubgraphs, withRouter } from './router-harness.ts';
 
 const typename = { query: '{ __typename }' };
 
 describe('per-API-key rate limiting (in memory)', () => {
-  let issuer: TestTokenIssuer;
-  let subgraphs: StubSubgraphs;
-  let router: Awaited<ReturnType<typeof startRouter>>;
-  let database: TestDatabase;
-
-  beforeAll(async () => {
-    issuer = await createTestTokenIssuer();
-    database = await freshDatabase({ poolSize: 2 });
-    subgraphs = await startStubSubgraphs(issuer.verifier);
-    router = await startRouter({ verifier: issuer.verifier, urls: subgraphs.urls, apiKeyLookup: createApiKeyLookup(database) });
-  });
-  afterAll(async () => {
-    await router?.close();
-    await subgraphs?.close();
-    await database?.close();
-  });
+  const setup = withRouter({ database: true });
 
   it('refuses the 101st request inside a minute with 429, Retry-After, RateLimit fields and RATE_LIMITED', async () => {
-    const auth = await issuer.bearer({ userId: 'usr_rl', role: 'merchant', apiKeyId: 'key_hundred' });
+    const auth = await setup.issuer.bearer({ userId: 'usr_rl', role: 'merchant', apiKeyId: 'key_hundred' });
     for (let i = 1; i <= 100; i++) {
-      const response = await post(router.graphqlUrl, typename, { authorization: auth });
+      const response = await post(setup.router.graphqlUrl, typename, { authorization: auth });
       expect(response.status, `request ${i}`).toBe(200);
       // t is 0 while there is room; once the window is full it counts down to the oldest request leaving it.
       expect(response.headers.get('ratelimit')).toMatch(i < 100 ? `"default";r=${100 - i};t=0` : /^"default";r=0;t=(5[5-9]|60)$/);
     }
-    const refused = await post(router.graphqlUrl, typename, { authorization: auth });
+    const refused = await post(setup.router.graphqlUrl, typename, { authorization: auth });
     expect(refused.status).toBe(429);
     expect(codes(refused)).toEqual(['RATE_LIMITED']);
     const retryAfter = Number(refused.headers.get('retry-after'));
@@ -58,32 +40,32 @@ describe('per-API-key rate limiting (in memory)', () => {
     expect(retryAfter).toBeLessThanOrEqual(60);
     expect(refused.headers.get('ratelimit-policy')).toBe('"default";q=100;w=60');
     expect(refused.headers.get('ratelimit')).toMatch(/^"default";r=0;t=(5[5-9]|60)$/);
-    const metrics = await (await fetch(`${router.url}/metrics`)).text();
+    const metrics = await (await fetch(`${setup.router.url}/metrics`)).text();
     expect(metrics).toMatch(/rate_limited_requests_total\{[^}]*scope="api_key"[^}]*\} 1/);
     expect(metrics).toMatch(/graphql_errors_total\{[^}]*code="RATE_LIMITED"[^}]*\} 1/);
     // Another user's key is not affected.
-    const other = await post(router.graphqlUrl, typename, {
-      authorization: await issuer.bearer({ userId: 'usr_rl_other', role: 'merchant', apiKeyId: 'key_other' }),
+    const other = await post(setup.router.graphqlUrl, typename, {
+      authorization: await setup.issuer.bearer({ userId: 'usr_rl_other', role: 'merchant', apiKeyId: 'key_other' }),
     });
     expect(other.status).toBe(200);
   });
 
   it("applies the key's own rateLimitPerMinute from auth.api_keys", async () => {
-    const user = await createSeed(database.db).user('merchant');
+    const user = await createSeed(setup.database.db).user('merchant');
     const keyId = newId('key');
-    await database.db
+    await setup.database.db
       .insert(apiKeys)
       .values({ id: keyId, userId: user.id, prefix: keyId.slice(-10), secretHash: 'x', rateLimitPerMinute: 3 });
-    const auth = await issuer.bearer({ userId: user.id, role: 'merchant', apiKeyId: keyId });
+    const auth = await setup.issuer.bearer({ userId: user.id, role: 'merchant', apiKeyId: keyId });
     const statuses = [];
-    for (let i = 0; i < 4; i++) statuses.push((await post(router.graphqlUrl, typename, { authorization: auth })).status);
+    for (let i = 0; i < 4; i++) statuses.push((await post(setup.router.graphqlUrl, typename, { authorization: auth })).status);
     expect(statuses).toEqual([200, 200, 200, 429]);
   });
 
   it('limits requests without a token per client address', async () => {
     const anonymous = await startRouter({
-      verifier: issuer.verifier,
-      urls: subgraphs.urls,
+      verifier: setup.issuer.verifier,
+      urls: setup.subgraphs.urls,
       env: { ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE: '2' },
     });
     try {
@@ -101,8 +83,8 @@ describe('per-API-key rate limiting (in memory)', () => {
   /** A router whose anonymous limit is 2, behind a trusted proxy, so a test can speak for addresses this machine does not have. */
   async function anonymousBehindProxy<T>(body: (from: (address: string) => Promise<number>) => Promise<T>) {
     const anonymous = await startRouter({
-      verifier: issuer.verifier,
-      urls: subgraphs.urls,
+      verifier: setup.issuer.verifier,
+      urls: setup.subgraphs.urls,
       env: { ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE: '2', ROUTER_TRUST_PROXY: 'true' },
     });
     try {

@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
 import { getIntrospectionQuery, parse, specifiedRules, validate } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultOperationLimits } from '../src/operation-limits.ts';
@@ -13,9 +12,9 @@ import {
   countingOverlapRules,
   post,
   repoRoot,
-  type StubSubgraphs,
+  type StartedRouter,
   startRouter,
-  startStubSubgraphs,
+  withRouter,
 } from './router-harness.ts';
 import { idleSubscriptions, wsClient } from './subscriptions-harness.ts';
 
@@ -122,39 +121,29 @@ describe('the pre-validation rule, in the order Apollo Server runs it (after spe
 });
 
 describe('the router refuses them before validation, on every path that validates a client document', () => {
-  let issuer: TestTokenIssuer;
-  let subgraphs: StubSubgraphs;
-  let router: Awaited<ReturnType<typeof startRouter>>;
-  let strict: Awaited<ReturnType<typeof startRouter>>;
-  let merchant: string;
-  const hits = () => Object.values(subgraphs.hits).reduce((a, b) => a + b, 0);
-  /** A valid document past the limit, plus an unknown field and a field conflict: validation would report both. */
-  const refusedBeforeValidation = `{ ${times(25, 'me { id }')} me { id: email } nope }`;
-
+  const setup = withRouter({
+    supergraphSdl,
+    // The definitions limit lifted: '150 fragments … spread together' holds 151 definitions, and is refused here for its repeats.
+    env: { ROUTER_RATE_LIMIT_PER_MINUTE: '1000', ROUTER_MAX_BATCH_SIZE: '5', ROUTER_MAX_DEFINITIONS: '1000' },
+    subscriptions: idleSubscriptions,
+    bearer: { userId: 'usr_m', role: 'merchant', apiKeyId: 'key_repeats' },
+  });
+  /** A second router on the same subgraphs whose repeated-fields limit is 2. */
+  let strict: StartedRouter;
   beforeAll(async () => {
-    issuer = await createTestTokenIssuer();
-    subgraphs = await startStubSubgraphs(issuer.verifier);
-    router = await startRouter({
-      verifier: issuer.verifier,
-      urls: subgraphs.urls,
-      supergraphSdl,
-      // The definitions limit lifted: '150 fragments … spread together' holds 151 definitions, and is refused here for its repeats.
-      env: { ROUTER_RATE_LIMIT_PER_MINUTE: '1000', ROUTER_MAX_BATCH_SIZE: '5', ROUTER_MAX_DEFINITIONS: '1000' },
-      subscriptions: idleSubscriptions(issuer),
-    });
     strict = await startRouter({
-      verifier: issuer.verifier,
-      urls: subgraphs.urls,
+      verifier: setup.issuer.verifier,
+      urls: setup.subgraphs.urls,
       supergraphSdl,
       env: { ROUTER_RATE_LIMIT_PER_MINUTE: '1000', ROUTER_MAX_REPEATED_FIELDS: '2' },
     });
-    merchant = await issuer.bearer({ userId: 'usr_m', role: 'merchant', apiKeyId: 'key_repeats' });
   });
   afterAll(async () => {
-    await router?.close();
     await strict?.close();
-    await subgraphs?.close();
   });
+  const hits = () => Object.values(setup.subgraphs.hits).reduce((a, b) => a + b, 0);
+  /** A valid document past the limit, plus an unknown field and a field conflict: validation would report both. */
+  const refusedBeforeValidation = `{ ${times(25, 'me { id }')} me { id: email } nope }`;
 
   const refusal = (actual: number, max = 20) => ({
     message: expect.stringMatching(new RegExp(`repeats one response key ${actual} times.*limit of ${max}$`)),
@@ -164,7 +153,7 @@ describe('the router refuses them before validation, on every path that validate
   for (const [what, { query, repeats }] of Object.entries(expensive)) {
     it(`POST: refuses ${what} with 400 OPERATION_LIMIT_EXCEEDED`, async () => {
       const before = hits();
-      const response = await post(router.graphqlUrl, { query }, { authorization: merchant });
+      const response = await post(setup.router.graphqlUrl, { query }, { authorization: setup.authorization });
       expect(response.status).toBe(400);
       expect(response.body).toEqual({ errors: [refusal(repeats)] });
       expect(hits()).toBe(before);
@@ -172,16 +161,16 @@ describe('the router refuses them before validation, on every path that validate
   }
 
   it('POST: refuses before validation runs (no validation error for the unknown field or the conflict), for anonymous callers too', async () => {
-    for (const headers of [{ authorization: merchant }, {}] as Record<string, string>[]) {
-      const response = await post(router.graphqlUrl, { query: refusedBeforeValidation }, headers);
+    for (const headers of [{ authorization: setup.authorization }, {}] as Record<string, string>[]) {
+      const response = await post(setup.router.graphqlUrl, { query: refusedBeforeValidation }, headers);
       expect(response.status).toBe(400);
       expect(response.body).toEqual({ errors: [refusal(26)] });
     }
   });
 
   it('GET: refuses the same way', async () => {
-    const response = await fetch(`${router.graphqlUrl}?query=${encodeURIComponent(expensive['495 copies of me { id }']!.query)}`, {
-      headers: { authorization: merchant, 'apollo-require-preflight': 'true' },
+    const response = await fetch(`${setup.router.graphqlUrl}?query=${encodeURIComponent(expensive['495 copies of me { id }']!.query)}`, {
+      headers: { authorization: setup.authorization, 'apollo-require-preflight': 'true' },
     });
     expect(response.status).toBe(400);
     expect(await response.json()).toEqual({ errors: [refusal(495)] });
@@ -189,9 +178,9 @@ describe('the router refuses them before validation, on every path that validate
 
   it('batches: refuses the entry past the limit, runs the others', async () => {
     const response = await post(
-      router.graphqlUrl,
+      setup.router.graphqlUrl,
       [{ query: '{ card(id: "1") { id } card(id: "1") { id } }' }, { query: refusedBeforeValidation }],
-      { authorization: merchant },
+      { authorization: setup.authorization },
     );
     expect(response.body).toEqual([{ data: { card: { id: '1' } } }, { errors: [refusal(26)] }]);
   });
@@ -199,32 +188,38 @@ describe('the router refuses them before validation, on every path that validate
   it('APQ: refuses a registration past the limit, which stays unregistered', async () => {
     const query = expensive['120 copies of me { apiKeys { id } }']!.query;
     const extensions = { persistedQuery: { version: 1, sha256Hash: sha256Hex(query) } };
-    const register = await post(router.graphqlUrl, { query, extensions }, { authorization: merchant });
+    const register = await post(setup.router.graphqlUrl, { query, extensions }, { authorization: setup.authorization });
     expect(register.status).toBe(400);
     expect(register.body).toEqual({ errors: [refusal(120)] });
-    expect(codes(await post(router.graphqlUrl, { extensions }, { authorization: merchant }))).toEqual(['PERSISTED_QUERY_NOT_FOUND']);
+    expect(codes(await post(setup.router.graphqlUrl, { extensions }, { authorization: setup.authorization }))).toEqual([
+      'PERSISTED_QUERY_NOT_FOUND',
+    ]);
   });
 
   it('still serves operations that repeat a field a few times', async () => {
-    const response = await post(router.graphqlUrl, { query: `{ card(id: "1") { ${times(20, 'id')} } }` }, { authorization: merchant });
+    const response = await post(
+      setup.router.graphqlUrl,
+      { query: `{ card(id: "1") { ${times(20, 'id')} } }` },
+      { authorization: setup.authorization },
+    );
     expect(response.body).toEqual({ data: { card: { id: '1' } } });
   });
 
   it('reads its limit from ROUTER_MAX_REPEATED_FIELDS', async () => {
-    const twice = await post(strict.graphqlUrl, { query: '{ card(id: "1") { id id } }' }, { authorization: merchant });
+    const twice = await post(strict.graphqlUrl, { query: '{ card(id: "1") { id id } }' }, { authorization: setup.authorization });
     expect(twice.body).toEqual({ data: { card: { id: '1' } } });
-    const thrice = await post(strict.graphqlUrl, { query: '{ card(id: "1") { id id id } }' }, { authorization: merchant });
+    const thrice = await post(strict.graphqlUrl, { query: '{ card(id: "1") { id id id } }' }, { authorization: setup.authorization });
     expect(thrice.status).toBe(400);
     expect(thrice.body).toEqual({ errors: [refusal(3, 2)] });
   });
 
   describe('subscriptions', () => {
-    const bearer = () => issuer.bearer({ userId: 'usr_sub', role: 'user', apiKeyId: 'key_repeats_sub' });
+    const bearer = () => setup.issuer.bearer({ userId: 'usr_sub', role: 'user', apiKeyId: 'key_repeats_sub' });
     /** Past the limit, with an unknown field: validation (GRAPHQL_VALIDATION_FAILED) would report that. */
     const subscription = `subscription ($id: ID!) { chargeUpdated(id: $id) { ${times(25, 'card { id }')} nope } }`;
 
     it('WebSocket: refuses the subscribe with OPERATION_LIMIT_EXCEEDED before validating it', async () => {
-      const client = wsClient(`${router.url.replace(/^http/, 'ws')}/graphql`, await bearer());
+      const client = wsClient(`${setup.router.url.replace(/^http/, 'ws')}/graphql`, await bearer());
       try {
         const error = await new Promise<unknown>((resolvePromise) => {
           client.subscribe(
@@ -241,7 +236,7 @@ describe('the router refuses them before validation, on every path that validate
     });
 
     it('SSE: refuses the subscription with OPERATION_LIMIT_EXCEEDED before validating it', async () => {
-      const response = await fetch(`${router.url}/graphql/stream`, {
+      const response = await fetch(`${setup.router.url}/graphql/stream`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: await bearer() },
         body: JSON.stringify({ query: subscription, variables: { id: 'ch_1' } }),

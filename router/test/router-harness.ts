@@ -11,6 +11,7 @@ import {
   type ServerTlsConfig,
   type SubgraphContext,
 } from '@ghostpay/platform';
+import { createTestTokenIssuer, freshDatabase, type TestDatabase, type TestTokenIssuer } from '@ghostpay/test-support';
 import {
   type ASTVisitor,
   OverlappingFieldsCanBeMergedRule,
@@ -20,10 +21,13 @@ import {
   type ValidationContext,
   type ValidationRule,
 } from 'graphql';
+import { afterAll, beforeAll } from 'vitest';
+import { createApiKeyLookup } from '../src/api-keys.ts';
 import { composeFromConfig } from '../src/compose-supergraph.ts';
 import { type RouterConfig, routerConfigSchema } from '../src/config.ts';
 import { sha256Hex } from '../src/persisted-queries.ts';
 import { createRouter, type RouterDeps } from '../src/router.ts';
+import type { RouterSubscriptionsSettings } from '../src/subscriptions/index.ts';
 
 export const repoRoot = resolve(import.meta.dirname, '../..');
 
@@ -213,6 +217,57 @@ export async function startRouter(
   });
   const url = await router.start(0);
   return Object.assign(router, { graphqlUrl: `${url}/graphql` });
+}
+
+export type StartedRouter = Awaited<ReturnType<typeof startRouter>>;
+
+export interface RouterFixtureOptions extends Omit<Parameters<typeof startRouter>[0], 'verifier' | 'urls' | 'subscriptions'> {
+  /** The router's subscriptions, built from the fixture's issuer (e.g. `idleSubscriptions`). @default none */
+  subscriptions?: (issuer: TestTokenIssuer) => RouterSubscriptionsSettings;
+  /** A fresh database (pool of 2) whose auth.api_keys the router's `apiKeyLookup` reads. @default none */
+  database?: boolean;
+  /** The claims of the bearer token minted once for `authorization`. @default none */
+  bearer?: Parameters<TestTokenIssuer['bearer']>[0];
+}
+
+/** What `withRouter` has started; its fields are set once the file's `beforeAll` has run. */
+export interface RouterFixture {
+  issuer: TestTokenIssuer;
+  subgraphs: StubSubgraphs;
+  router: StartedRouter;
+  /** Only with `database: true`. */
+  database: TestDatabase;
+  /** `Bearer …` for the `bearer` claims; only when they were given. */
+  authorization: string;
+}
+
+/**
+ * A token issuer, the stand-in subgraphs and a router in front of them, started in `beforeAll`
+ * and closed in `afterAll` of the enclosing describe (after the hooks registered later in it,
+ * vitest running `afterAll` hooks in reverse).
+ */
+export function withRouter(options: RouterFixtureOptions = {}): RouterFixture {
+  const { subscriptions, database, bearer, ...deps } = options;
+  const fixture = {} as RouterFixture;
+  beforeAll(async () => {
+    fixture.issuer = await createTestTokenIssuer();
+    if (database) fixture.database = await freshDatabase({ poolSize: 2 });
+    fixture.subgraphs = await startStubSubgraphs(fixture.issuer.verifier);
+    fixture.router = await startRouter({
+      verifier: fixture.issuer.verifier,
+      urls: fixture.subgraphs.urls,
+      ...(database ? { apiKeyLookup: createApiKeyLookup(fixture.database) } : {}),
+      ...(subscriptions ? { subscriptions: subscriptions(fixture.issuer) } : {}),
+      ...deps,
+    });
+    if (bearer) fixture.authorization = await fixture.issuer.bearer(bearer);
+  });
+  afterAll(async () => {
+    await fixture.router?.close();
+    await fixture.subgraphs?.close();
+    await fixture.database?.close();
+  });
+  return fixture;
 }
 
 export interface GraphQLResponse {

@@ -1,28 +1,20 @@
-import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
 import { getIntrospectionQuery } from 'graphql';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../src/persisted-queries.ts';
-import { codes, type GraphQLResponse, post, type StubSubgraphs, startRouter, startStubSubgraphs, writeManifest } from './router-harness.ts';
+import { codes, type GraphQLResponse, post, type StubSubgraphs, withRouter, writeManifest } from './router-harness.ts';
 
+/** The one operation of the manifests below. */
+const trusted = 'query CardById($id: ID!) { card(id: $id) { id last4 } }';
 const totalHits = (subgraphs: StubSubgraphs) => Object.values(subgraphs.hits).reduce((a, b) => a + b, 0);
 
 describe('safety limits, refused before any subgraph is called', () => {
-  let issuer: TestTokenIssuer;
-  let subgraphs: StubSubgraphs;
-  let router: Awaited<ReturnType<typeof startRouter>>;
-  let merchant: string;
-  let admin: string;
-
-  beforeAll(async () => {
-    issuer = await createTestTokenIssuer();
-    subgraphs = await startStubSubgraphs(issuer.verifier);
-    router = await startRouter({ verifier: issuer.verifier, urls: subgraphs.urls, env: { ROUTER_RATE_LIMIT_PER_MINUTE: '1000' } });
-    merchant = await issuer.bearer({ userId: 'usr_m', role: 'merchant', apiKeyId: 'key_limits' });
-    admin = await issuer.bearer({ userId: 'usr_a', role: 'admin', apiKeyId: 'key_admin' });
+  const setup = withRouter({
+    env: { ROUTER_RATE_LIMIT_PER_MINUTE: '1000' },
+    bearer: { userId: 'usr_m', role: 'merchant', apiKeyId: 'key_limits' },
   });
-  afterAll(async () => {
-    await router?.close();
-    await subgraphs?.close();
+  let admin: string;
+  beforeAll(async () => {
+    admin = await setup.issuer.bearer({ userId: 'usr_a', role: 'admin', apiKeyId: 'key_admin' });
   });
 
   const aliases = (n: number) => Array.from({ length: n }, (_, i) => `a${i}: id`).join(' ');
@@ -94,17 +86,17 @@ describe('safety limits, refused before any subgraph is called', () => {
 
   for (const [what, body, status, code, message] of refusals) {
     it(`refuses ${what} without calling a subgraph`, async () => {
-      const before = totalHits(subgraphs);
-      const response = await post(router.graphqlUrl, body(), { authorization: merchant });
+      const before = totalHits(setup.subgraphs);
+      const response = await post(setup.router.graphqlUrl, body(), { authorization: setup.authorization });
       expect(response.status).toBe(status);
       expect(codes(response)).toEqual([code]);
       expect(response.body.errors?.[0]?.message).toMatch(message);
-      expect(totalHits(subgraphs)).toBe(before);
+      expect(totalHits(setup.subgraphs)).toBe(before);
     });
   }
 
   it('lets admins introspect', async () => {
-    const response = await post(router.graphqlUrl, { query: '{ __schema { queryType { name } } }' }, { authorization: admin });
+    const response = await post(setup.router.graphqlUrl, { query: '{ __schema { queryType { name } } }' }, { authorization: admin });
     expect(response.body).toEqual({ data: { __schema: { queryType: { name: 'Query' } } } });
   });
 
@@ -120,7 +112,7 @@ describe('safety limits, refused before any subgraph is called', () => {
 
   it('answers admins the standard introspection query every client sends, and refuses it to others', async () => {
     const forAdmin = await post(
-      router.graphqlUrl,
+      setup.router.graphqlUrl,
       { query: standardIntrospection, operationName: 'IntrospectionQuery' },
       { authorization: admin },
     );
@@ -128,18 +120,18 @@ describe('safety limits, refused before any subgraph is called', () => {
     expect(forAdmin.status).toBe(200);
     const types = (forAdmin.body.data as { __schema: { types: { name: string }[] } }).__schema.types.map((t) => t.name);
     expect(types).toEqual(expect.arrayContaining(['Query', 'Mutation', 'Card', 'Charge']));
-    const before = totalHits(subgraphs);
-    const forMerchant = await post(router.graphqlUrl, { query: standardIntrospection }, { authorization: merchant });
+    const before = totalHits(setup.subgraphs);
+    const forMerchant = await post(setup.router.graphqlUrl, { query: standardIntrospection }, { authorization: setup.authorization });
     expect(forMerchant.status).toBe(403);
     expect(codes(forMerchant)).toEqual(['FORBIDDEN']);
-    expect(totalHits(subgraphs)).toBe(before);
+    expect(totalHits(setup.subgraphs)).toBe(before);
   });
 
   it('refuses, even to admins, introspection that fans out over the schema at every level', async () => {
     // types × fields × fields × …: graphql-js's MaxIntrospectionDepthRule (lists nested 3 deep), which
     // the operation limits rely on since they do not measure inside introspection.
     const query = '{ __schema { types { fields { type { fields { type { fields { type { fields { name } } } } } } } } } }';
-    const response = await post(router.graphqlUrl, { query }, { authorization: admin });
+    const response = await post(setup.router.graphqlUrl, { query }, { authorization: admin });
     expect(response.status).toBe(400);
     expect(response.body.data).toBeUndefined();
     expect(response.body.errors?.[0]?.message).toBe('Maximum introspection depth exceeded');
@@ -147,66 +139,49 @@ describe('safety limits, refused before any subgraph is called', () => {
 
   it('gives "did you mean" suggestions to admins only', async () => {
     const query = { query: '{ crd(id: "1") { id } }' };
-    const forMerchant = await post(router.graphqlUrl, query, { authorization: merchant });
+    const forMerchant = await post(setup.router.graphqlUrl, query, { authorization: setup.authorization });
     expect(forMerchant.body.errors?.[0]?.message).toBe('Cannot query field "crd" on type "Query".');
-    const forAdmin = await post(router.graphqlUrl, query, { authorization: admin });
+    const forAdmin = await post(setup.router.graphqlUrl, query, { authorization: admin });
     expect(forAdmin.body.errors?.[0]?.message).toMatch(/Did you mean "card"/);
   });
 
   it('prevents CSRF: a simple GET without a preflight header is refused', async () => {
-    const before = totalHits(subgraphs);
-    const response = await fetch(`${router.graphqlUrl}?query=${encodeURIComponent('{ card(id: "1") { id } }')}`, {
-      headers: { authorization: merchant },
+    const before = totalHits(setup.subgraphs);
+    const response = await fetch(`${setup.router.graphqlUrl}?query=${encodeURIComponent('{ card(id: "1") { id } }')}`, {
+      headers: { authorization: setup.authorization },
     });
     expect(response.status).toBe(400);
     expect(await response.text()).toMatch(/CSRF/);
-    expect(totalHits(subgraphs)).toBe(before);
+    expect(totalHits(setup.subgraphs)).toBe(before);
   });
 
   it('supports automatic persisted queries (hash first, then hash with query, then hash alone)', async () => {
     const query = '{ card(id: "apq") { id } }';
     const extensions = { persistedQuery: { version: 1, sha256Hash: sha256Hex(query) } };
-    const miss = await post(router.graphqlUrl, { extensions }, { authorization: merchant });
+    const miss = await post(setup.router.graphqlUrl, { extensions }, { authorization: setup.authorization });
     expect(codes(miss)).toEqual(['PERSISTED_QUERY_NOT_FOUND']);
-    const register = await post(router.graphqlUrl, { query, extensions }, { authorization: merchant });
+    const register = await post(setup.router.graphqlUrl, { query, extensions }, { authorization: setup.authorization });
     expect(register.body.data).toEqual({ card: { id: 'apq' } });
-    const hit = await post(router.graphqlUrl, { extensions }, { authorization: merchant });
+    const hit = await post(setup.router.graphqlUrl, { extensions }, { authorization: setup.authorization });
     expect(hit.body.data).toEqual({ card: { id: 'apq' } });
   });
 });
 
 describe('safelist mode', () => {
-  let issuer: TestTokenIssuer;
-  let subgraphs: StubSubgraphs;
-  let router: Awaited<ReturnType<typeof startRouter>>;
-  let merchant: string;
-  const trusted = 'query CardById($id: ID!) { card(id: $id) { id last4 } }';
-
-  beforeAll(async () => {
-    issuer = await createTestTokenIssuer();
-    subgraphs = await startStubSubgraphs(issuer.verifier);
-    const manifest = writeManifest([{ name: 'CardById', type: 'query', body: trusted }]);
-    router = await startRouter({
-      verifier: issuer.verifier,
-      urls: subgraphs.urls,
-      env: { ROUTER_PERSISTED_QUERIES: 'safelist', ROUTER_PQ_MANIFESTS: manifest },
-    });
-    merchant = await issuer.bearer({ userId: 'usr_m', role: 'merchant', apiKeyId: 'key_safelist' });
-  });
-  afterAll(async () => {
-    await router?.close();
-    await subgraphs?.close();
+  const setup = withRouter({
+    env: { ROUTER_PERSISTED_QUERIES: 'safelist', ROUTER_PQ_MANIFESTS: writeManifest([{ name: 'CardById', type: 'query', body: trusted }]) },
+    bearer: { userId: 'usr_m', role: 'merchant', apiKeyId: 'key_safelist' },
   });
 
   it('runs a manifest operation named by its id', async () => {
     const response = await post(
-      router.graphqlUrl,
+      setup.router.graphqlUrl,
       {
         operationName: 'CardById',
         variables: { id: 'card_7' },
         extensions: { persistedQuery: { version: 1, sha256Hash: sha256Hex(trusted) } },
       },
-      { authorization: merchant },
+      { authorization: setup.authorization },
     );
     expect(response.body).toEqual({ data: { card: { id: 'card_7', last4: '4242' } } });
   });
@@ -217,61 +192,45 @@ describe('safelist mode', () => {
       variables: JSON.stringify({ id: 'card_8' }),
       extensions: JSON.stringify({ persistedQuery: { version: 1, sha256Hash: sha256Hex(trusted) } }),
     });
-    const response = await fetch(`${router.graphqlUrl}?${params}`, {
-      headers: { authorization: merchant, 'apollo-require-preflight': 'true' },
+    const response = await fetch(`${setup.router.graphqlUrl}?${params}`, {
+      headers: { authorization: setup.authorization, 'apollo-require-preflight': 'true' },
     });
     expect(await response.json()).toEqual({ data: { card: { id: 'card_8', last4: '4242' } } });
   });
 
   it('refuses unknown ids and free-form operations before calling any subgraph', async () => {
-    const before = totalHits(subgraphs);
+    const before = totalHits(setup.subgraphs);
     const unknown = await post(
-      router.graphqlUrl,
+      setup.router.graphqlUrl,
       { extensions: { persistedQuery: { version: 1, sha256Hash: sha256Hex('{ me { id } }') } } },
-      { authorization: merchant },
+      { authorization: setup.authorization },
     );
     expect(unknown.status).toBe(400);
     expect(codes(unknown)).toEqual(['PERSISTED_QUERY_NOT_FOUND']);
-    const freeform = await post(router.graphqlUrl, { query: '{ card(id: "1") { id } }' }, { authorization: merchant });
+    const freeform = await post(setup.router.graphqlUrl, { query: '{ card(id: "1") { id } }' }, { authorization: setup.authorization });
     expect(freeform.status).toBe(400);
     expect(codes(freeform)).toEqual(['PERSISTED_QUERY_NOT_FOUND']);
-    expect(totalHits(subgraphs)).toBe(before);
+    expect(totalHits(setup.subgraphs)).toBe(before);
   });
 
   it("runs the manifest's text for a known id, never the text the client sent with it", async () => {
     const swapped = await post(
-      router.graphqlUrl,
+      setup.router.graphqlUrl,
       {
         query: '{ me { email } }',
         variables: { id: 'card_9' },
         extensions: { persistedQuery: { version: 1, sha256Hash: sha256Hex(trusted) } },
       },
-      { authorization: merchant },
+      { authorization: setup.authorization },
     );
     expect(swapped.body).toEqual({ data: { card: { id: 'card_9', last4: '4242' } } });
   });
 });
 
 describe('APQ mode with a manifest (its operations pre-registered)', () => {
-  let issuer: TestTokenIssuer;
-  let subgraphs: StubSubgraphs;
-  let router: Awaited<ReturnType<typeof startRouter>>;
-  let merchant: string;
-  const trusted = 'query CardById($id: ID!) { card(id: $id) { id last4 } }';
-
-  beforeAll(async () => {
-    issuer = await createTestTokenIssuer();
-    subgraphs = await startStubSubgraphs(issuer.verifier);
-    router = await startRouter({
-      verifier: issuer.verifier,
-      urls: subgraphs.urls,
-      env: { ROUTER_PQ_MANIFESTS: writeManifest([{ name: 'CardById', type: 'query', body: trusted }]) },
-    });
-    merchant = await issuer.bearer({ userId: 'usr_m', role: 'merchant', apiKeyId: 'key_apq_manifest' });
-  });
-  afterAll(async () => {
-    await router?.close();
-    await subgraphs?.close();
+  const setup = withRouter({
+    env: { ROUTER_PQ_MANIFESTS: writeManifest([{ name: 'CardById', type: 'query', body: trusted }]) },
+    bearer: { userId: 'usr_m', role: 'merchant', apiKeyId: 'key_apq_manifest' },
   });
 
   const get = async (hash: string, id: string) => {
@@ -280,8 +239,8 @@ describe('APQ mode with a manifest (its operations pre-registered)', () => {
       variables: JSON.stringify({ id }),
       extensions: JSON.stringify({ persistedQuery: { version: 1, sha256Hash: hash } }),
     });
-    const response = await fetch(`${router.graphqlUrl}?${params}`, {
-      headers: { authorization: merchant, 'apollo-require-preflight': 'true' },
+    const response = await fetch(`${setup.router.graphqlUrl}?${params}`, {
+      headers: { authorization: setup.authorization, 'apollo-require-preflight': 'true' },
     });
     return { status: response.status, body: (await response.json()) as GraphQLResponse['body'] };
   };
@@ -295,9 +254,9 @@ describe('APQ mode with a manifest (its operations pre-registered)', () => {
   it('runs a hash-only POST for a manifest operation at once', async () => {
     const extensions = { persistedQuery: { version: 1, sha256Hash: sha256Hex(trusted) } };
     const posted = await post(
-      router.graphqlUrl,
+      setup.router.graphqlUrl,
       { operationName: 'CardById', variables: { id: 'card_1' }, extensions },
-      { authorization: merchant },
+      { authorization: setup.authorization },
     );
     expect(posted.body).toEqual({ data: { card: { id: 'card_1', last4: '4242' } } });
   });

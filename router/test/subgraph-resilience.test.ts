@@ -1,6 +1,6 @@
 import { createTestTokenIssuer, type LoopbackServer, startLoopbackServer, type TestTokenIssuer } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { codes, post, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
+import { codes, post, type StubSubgraphs, startRouter, startStubSubgraphs, withRouter } from './router-harness.ts';
 
 const query = { query: '{ user(id: "usr_1") { id name } card(id: "card_1") { id last4 } }' };
 
@@ -13,34 +13,19 @@ async function metricValue(routerUrl: string, name: string, labels: Record<strin
 }
 
 describe('a subgraph going down and coming back', () => {
-  let issuer: TestTokenIssuer;
-  let subgraphs: StubSubgraphs;
-  let router: Awaited<ReturnType<typeof startRouter>>;
-  let auth: string;
-
-  beforeAll(async () => {
-    issuer = await createTestTokenIssuer();
-    subgraphs = await startStubSubgraphs(issuer.verifier);
-    router = await startRouter({
-      verifier: issuer.verifier,
-      urls: subgraphs.urls,
-      env: { ROUTER_BREAKER_FAILURES: '2', ROUTER_BREAKER_OPEN_MS: '500', ROUTER_RATE_LIMIT_PER_MINUTE: '1000' },
-    });
-    auth = await issuer.bearer({ userId: 'usr_1', role: 'merchant', apiKeyId: 'key_resilience' });
-  });
-  afterAll(async () => {
-    await router?.close();
-    await subgraphs?.close();
+  const setup = withRouter({
+    env: { ROUTER_BREAKER_FAILURES: '2', ROUTER_BREAKER_OPEN_MS: '500', ROUTER_RATE_LIMIT_PER_MINUTE: '1000' },
+    bearer: { userId: 'usr_1', role: 'merchant', apiKeyId: 'key_resilience' },
   });
 
   it("answers the other subgraphs' fields and nulls the stopped one's with SUBGRAPH_UNAVAILABLE, fast, then recovers", async () => {
-    const healthy = await post(router.graphqlUrl, query, { authorization: auth });
+    const healthy = await post(setup.router.graphqlUrl, query, { authorization: setup.authorization });
     expect(healthy.body).toEqual({ data: { user: { id: 'usr_1', name: 'User usr_1' }, card: { id: 'card_1', last4: '4242' } } });
 
-    await subgraphs.stop('auth');
+    await setup.subgraphs.stop('auth');
     const reasons: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const partial = await post(router.graphqlUrl, query, { authorization: auth });
+      const partial = await post(setup.router.graphqlUrl, query, { authorization: setup.authorization });
       expect(partial.status).toBe(200);
       expect(partial.body.data).toEqual({ user: null, card: { id: 'card_1', last4: '4242' } });
       expect(codes(partial)).toEqual(['SUBGRAPH_UNAVAILABLE']);
@@ -52,17 +37,17 @@ describe('a subgraph going down and coming back', () => {
     for (const reason of reasons) expect(['ECONNREFUSED', 'circuit open']).toContain(reason);
     expect(reasons.at(-1)).toBe('circuit open');
     // Two consecutive failures opened the breaker: the third call never touched the network.
-    expect(await metricValue(router.url, 'circuit_breaker_state', { subgraph: 'auth' })).toBe(2);
+    expect(await metricValue(setup.router.url, 'circuit_breaker_state', { subgraph: 'auth' })).toBe(2);
     expect(
-      await metricValue(router.url, 'subgraph_fetch_duration_seconds_count', { subgraph: 'auth', outcome: 'rejected' }),
+      await metricValue(setup.router.url, 'subgraph_fetch_duration_seconds_count', { subgraph: 'auth', outcome: 'rejected' }),
     ).toBeGreaterThanOrEqual(1);
 
-    await subgraphs.restart('auth');
+    await setup.subgraphs.restart('auth');
     await new Promise((resolve) => setTimeout(resolve, 600));
     // Half-open: one trial call goes through, succeeds, and closes the breaker.
-    const recovered = await post(router.graphqlUrl, query, { authorization: auth });
+    const recovered = await post(setup.router.graphqlUrl, query, { authorization: setup.authorization });
     expect(recovered.body).toEqual({ data: { user: { id: 'usr_1', name: 'User usr_1' }, card: { id: 'card_1', last4: '4242' } } });
-    expect(await metricValue(router.url, 'circuit_breaker_state', { subgraph: 'auth' })).toBe(0);
+    expect(await metricValue(setup.router.url, 'circuit_breaker_state', { subgraph: 'auth' })).toBe(0);
   });
 });
 

@@ -9,12 +9,11 @@
  * A socket frees its place when it authenticates or closes. Stand-in subgraphs; nothing upstream.
  */
 import { createSecretsProvider } from '@ghostpay/platform';
-import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { RouterRequestEvent } from '../src/request-events.ts';
 import { routerSubscriptionsConfigSchema, routerSubscriptionsSettings } from '../src/subscriptions/index.ts';
-import { type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
+import { withRouter } from './router-harness.ts';
 import { idleSubscriptions, until } from './subscriptions-harness.ts';
 
 interface Upgrade {
@@ -25,12 +24,23 @@ interface Upgrade {
 }
 
 describe('unauthenticated WebSockets per client address', () => {
-  let issuer: TestTokenIssuer;
-  let subgraphs: StubSubgraphs;
-  let router: Awaited<ReturnType<typeof startRouter>>;
   const events: RouterRequestEvent[] = [];
   const sockets: WebSocket[] = [];
+  const setup = withRouter({
+    env: { ROUTER_TRUST_PROXY: 'true' },
+    onRequestEvent: (event) => events.push(event),
+    subscriptions: (issuer) => ({
+      ...idleSubscriptions(issuer),
+      limits: { maxUnauthenticatedWebSocketsPerAddress: 2, connectionInitTimeoutMs: 3_000 },
+    }),
+  });
   let wsUrl: string;
+  beforeAll(() => {
+    wsUrl = `${setup.router.url.replace(/^http/, 'ws')}/graphql`;
+  });
+  afterAll(() => {
+    for (const socket of sockets) socket.terminate();
+  });
 
   /** A graphql-transport-ws upgrade from `forwardedFor` (the router trusts one proxy hop). */
   const upgrade = (forwardedFor: string): Upgrade => {
@@ -67,33 +77,12 @@ describe('unauthenticated WebSockets per client address', () => {
     });
 
   const metric = async (pattern: RegExp) => {
-    const text = await (await fetch(`${router.url}/metrics`)).text();
+    const text = await (await fetch(`${setup.router.url}/metrics`)).text();
     return Number(pattern.exec(text)?.[1] ?? 0);
   };
 
-  beforeAll(async () => {
-    issuer = await createTestTokenIssuer();
-    subgraphs = await startStubSubgraphs(issuer.verifier);
-    router = await startRouter({
-      verifier: issuer.verifier,
-      urls: subgraphs.urls,
-      env: { ROUTER_TRUST_PROXY: 'true' },
-      onRequestEvent: (event) => events.push(event),
-      subscriptions: {
-        ...idleSubscriptions(issuer),
-        limits: { maxUnauthenticatedWebSocketsPerAddress: 2, connectionInitTimeoutMs: 3_000 },
-      },
-    });
-    wsUrl = `${router.url.replace(/^http/, 'ws')}/graphql`;
-  });
-  afterAll(async () => {
-    for (const socket of sockets) socket.terminate();
-    await router?.close();
-    await subgraphs?.close();
-  });
-
   it('answers the upgrade past the limit 429 RATE_LIMITED, keys IPv6 by its /64, and frees a place on authentication or close', async () => {
-    const bearer = await issuer.bearer({ userId: 'usr_addr', role: 'user', apiKeyId: 'key_addr' });
+    const bearer = await setup.issuer.bearer({ userId: 'usr_addr', role: 'user', apiKeyId: 'key_addr' });
     const refusedBefore = await metric(/^graphql_errors_total\{code="RATE_LIMITED",service="router"\} (\d+)/m);
     const slisBefore = await metric(/^http_request_duration_seconds_count\{[^}]*route="\/graphql\/ws"[^}]*status_code="429"[^}]*\} (\d+)/m);
 

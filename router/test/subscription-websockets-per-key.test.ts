@@ -8,11 +8,10 @@
  * Stand-in subgraphs; nothing is opened upstream.
  */
 import { createSecretsProvider } from '@ghostpay/platform';
-import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { routerSubscriptionsConfigSchema, routerSubscriptionsSettings } from '../src/subscriptions/index.ts';
-import { type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
+import { withRouter } from './router-harness.ts';
 import { idleSubscriptions, until } from './subscriptions-harness.ts';
 
 interface Connection {
@@ -38,33 +37,21 @@ function connect(wsUrl: string, authorization: string): Connection {
 }
 
 describe('WebSockets per API key', () => {
-  let issuer: TestTokenIssuer;
-  let subgraphs: StubSubgraphs;
-  let router: Awaited<ReturnType<typeof startRouter>>;
-  const open: Connection[] = [];
-
-  beforeAll(async () => {
-    issuer = await createTestTokenIssuer();
-    subgraphs = await startStubSubgraphs(issuer.verifier);
-    router = await startRouter({
-      verifier: issuer.verifier,
-      urls: subgraphs.urls,
-      // No WebSocket limit given: twice the per-key subscription limit, 2.
-      subscriptions: { ...idleSubscriptions(issuer), limits: { maxPerApiKey: 1 } },
-    });
+  const setup = withRouter({
+    // No WebSocket limit given: twice the per-key subscription limit, 2.
+    subscriptions: (issuer) => ({ ...idleSubscriptions(issuer), limits: { maxPerApiKey: 1 } }),
   });
-  afterAll(async () => {
+  const open: Connection[] = [];
+  afterAll(() => {
     for (const connection of open) connection.socket.terminate();
-    await router?.close();
-    await subgraphs?.close();
   });
 
   it('closes the connection_init past the limit with 1008, counts each key apart, and frees a place when a socket closes', async () => {
-    const wsUrl = `${router.url.replace(/^http/, 'ws')}/graphql`;
+    const wsUrl = `${setup.router.url.replace(/^http/, 'ws')}/graphql`;
     // Two tokens of one key (the limit is the key's, not the token's), and another key.
-    const first = await issuer.bearer({ userId: 'usr_sockets', role: 'user', apiKeyId: 'key_sockets' });
-    const second = await issuer.bearer({ userId: 'usr_sockets', role: 'user', apiKeyId: 'key_sockets' });
-    const other = await issuer.bearer({ userId: 'usr_other', role: 'user', apiKeyId: 'key_other' });
+    const first = await setup.issuer.bearer({ userId: 'usr_sockets', role: 'user', apiKeyId: 'key_sockets' });
+    const second = await setup.issuer.bearer({ userId: 'usr_sockets', role: 'user', apiKeyId: 'key_sockets' });
+    const other = await setup.issuer.bearer({ userId: 'usr_other', role: 'user', apiKeyId: 'key_other' });
     const opened = (authorization: string) => {
       const connection = connect(wsUrl, authorization);
       open.push(connection);
@@ -90,8 +77,8 @@ describe('WebSockets per API key', () => {
   });
 
   it("counts a user's WebSockets together, whichever of their API keys each token came from", async () => {
-    const wsUrl = `${router.url.replace(/^http/, 'ws')}/graphql`;
-    const ofKey = (apiKeyId: string) => issuer.bearer({ userId: 'usr_many_keys', role: 'user', apiKeyId });
+    const wsUrl = `${setup.router.url.replace(/^http/, 'ws')}/graphql`;
+    const ofKey = (apiKeyId: string) => setup.issuer.bearer({ userId: 'usr_many_keys', role: 'user', apiKeyId });
     const opened = (authorization: string) => {
       const connection = connect(wsUrl, authorization);
       open.push(connection);

@@ -1,6 +1,5 @@
-import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { post, type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
+import { describe, expect, it } from 'vitest';
+import { post, withRouter } from './router-harness.ts';
 import { idleSubscriptions, wsClient } from './subscriptions-harness.ts';
 
 /**
@@ -10,35 +9,18 @@ import { idleSubscriptions, wsClient } from './subscriptions-harness.ts';
  * WebSocket, ran any number of queries (up to the cost limit each) past the rate limit.
  */
 describe('subscribe attempts count against the per-minute rate limit', () => {
-  let issuer: TestTokenIssuer;
-  let subgraphs: StubSubgraphs;
-  let router: Awaited<ReturnType<typeof startRouter>>;
+  const setup = withRouter({ env: { ROUTER_RATE_LIMIT_PER_MINUTE: '3' }, subscriptions: idleSubscriptions });
   const query = 'subscription Watch($id: ID!) { chargeUpdated(id: $id) { id status } }';
-  const chargesHits = () => subgraphs.hits.charges ?? 0;
-
-  beforeAll(async () => {
-    issuer = await createTestTokenIssuer();
-    subgraphs = await startStubSubgraphs(issuer.verifier);
-    router = await startRouter({
-      verifier: issuer.verifier,
-      urls: subgraphs.urls,
-      env: { ROUTER_RATE_LIMIT_PER_MINUTE: '3' },
-      subscriptions: idleSubscriptions(issuer),
-    });
-  });
-  afterAll(async () => {
-    await router?.close();
-    await subgraphs?.close();
-  });
+  const chargesHits = () => setup.subgraphs.hits.charges ?? 0;
 
   it('over SSE: past the limit, 429 RATE_LIMITED with Retry-After, and no query runs', async () => {
-    const user = await issuer.bearer({ userId: 'usr_sse', role: 'user', apiKeyId: 'key_sse' });
+    const user = await setup.issuer.bearer({ userId: 'usr_sse', role: 'user', apiKeyId: 'key_sse' });
     const before = chargesHits();
     const statuses: number[] = [];
     let refusal: Response | undefined;
     for (let i = 0; i < 6; i++) {
       const controller = new AbortController();
-      const response = await fetch(`${router.url}/graphql/stream`, {
+      const response = await fetch(`${setup.router.url}/graphql/stream`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: user },
         body: JSON.stringify({ query, variables: { id: `ch_${i}` } }),
@@ -60,8 +42,8 @@ describe('subscribe attempts count against the per-minute rate limit', () => {
   });
 
   it('over one WebSocket: subscribe/complete in a loop is refused past the limit with RATE_LIMITED', async () => {
-    const user = await issuer.bearer({ userId: 'usr_ws', role: 'user', apiKeyId: 'key_ws' });
-    const client = wsClient(`${router.url.replace(/^http/, 'ws')}/graphql`, user);
+    const user = await setup.issuer.bearer({ userId: 'usr_ws', role: 'user', apiKeyId: 'key_ws' });
+    const client = wsClient(`${setup.router.url.replace(/^http/, 'ws')}/graphql`, user);
     const before = chargesHits();
     const outcomes: string[] = [];
     try {
@@ -98,9 +80,9 @@ describe('subscribe attempts count against the per-minute rate limit', () => {
   });
 
   it('shares the key’s budget with POST /graphql', async () => {
-    const user = await issuer.bearer({ userId: 'usr_mix', role: 'user', apiKeyId: 'key_mix' });
-    for (let i = 0; i < 3; i++) await post(router.graphqlUrl, { query: '{ __typename }' }, { authorization: user });
-    const response = await fetch(`${router.url}/graphql/stream`, {
+    const user = await setup.issuer.bearer({ userId: 'usr_mix', role: 'user', apiKeyId: 'key_mix' });
+    for (let i = 0; i < 3; i++) await post(setup.router.graphqlUrl, { query: '{ __typename }' }, { authorization: user });
+    const response = await fetch(`${setup.router.url}/graphql/stream`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: user },
       body: JSON.stringify({ query, variables: { id: 'ch_mix' } }),

@@ -1,7 +1,6 @@
-import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { RouterRequestEvent } from '../src/request-events.ts';
-import { type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
+import { withRouter } from './router-harness.ts';
 import { idleSubscriptions, until, watchCharge, wsClient } from './subscriptions-harness.ts';
 
 /**
@@ -10,32 +9,17 @@ import { idleSubscriptions, until, watchCharge, wsClient } from './subscriptions
  * Stand-in subgraphs: each first payload comes from the stand-in charges' `Query.charge`.
  */
 describe('request events for subscriptions', () => {
-  let issuer: TestTokenIssuer;
-  let subgraphs: StubSubgraphs;
-  let router: Awaited<ReturnType<typeof startRouter>>;
   const events: RouterRequestEvent[] = [];
+  const setup = withRouter({
+    onRequestEvent: (event) => events.push(event),
+    subscriptions: idleSubscriptions,
+    bearer: { userId: 'usr_events', role: 'user', apiKeyId: 'key_events' },
+  });
   const watch = 'subscription Watch($id: ID!) { chargeUpdated(id: $id) { id status } }';
   const sseHeaders = { 'content-type': 'application/json', accept: 'text/event-stream' };
-  let user: string;
 
-  beforeAll(async () => {
-    issuer = await createTestTokenIssuer();
-    subgraphs = await startStubSubgraphs(issuer.verifier);
-    router = await startRouter({
-      verifier: issuer.verifier,
-      urls: subgraphs.urls,
-      onRequestEvent: (event) => events.push(event),
-      subscriptions: idleSubscriptions(issuer),
-    });
-    user = await issuer.bearer({ userId: 'usr_events', role: 'user', apiKeyId: 'key_events' });
-  });
-  afterAll(async () => {
-    await router?.close();
-    await subgraphs?.close();
-  });
-
-  const wsUrl = () => `${router.url.replace(/^http/, 'ws')}/graphql`;
-  const sseUrl = () => `${router.url}/graphql/stream`;
+  const wsUrl = () => `${setup.router.url.replace(/^http/, 'ws')}/graphql`;
+  const sseUrl = () => `${setup.router.url}/graphql/stream`;
   /** Events that arrived since `from`, once `count` of them have. */
   const eventsAfter = async (from: number, count: number) => {
     await until(
@@ -49,7 +33,7 @@ describe('request events for subscriptions', () => {
 
   it('reports a WebSocket subscribe that started, and one refused, as subscription requests of the caller', async () => {
     const from = events.length;
-    const client = wsClient(wsUrl(), user);
+    const client = wsClient(wsUrl(), setup.authorization);
     try {
       const accepted = watchCharge(client, 'ch_ev', watch);
       await until(() => accepted.events.length === 1, 'the first payload');
@@ -96,7 +80,7 @@ describe('request events for subscriptions', () => {
     const controller = new AbortController();
     const response = await fetch(sseUrl(), {
       method: 'POST',
-      headers: { ...sseHeaders, authorization: user, 'x-request-id': 'req-sse-events-1' },
+      headers: { ...sseHeaders, authorization: setup.authorization, 'x-request-id': 'req-sse-events-1' },
       body: JSON.stringify({ query: watch, variables: { id: 'ch_sse_ev' } }),
       signal: controller.signal,
     });
@@ -116,14 +100,14 @@ describe('request events for subscriptions', () => {
     } finally {
       controller.abort();
     }
-    await until(() => router.subscriptions?.stats().clientSubscriptions === 0, 'the stream to end');
+    await until(() => setup.router.subscriptions?.stats().clientSubscriptions === 0, 'the stream to end');
     await settled();
     expect(events.length - from).toBe(1);
   });
 
   it('counts an SSE stream whose first payload failed on our side as a failed response, once (the SLI), under its own route', async () => {
     const failed = async () => {
-      const text = await (await fetch(`${router.url}/metrics`)).text();
+      const text = await (await fetch(`${setup.router.url}/metrics`)).text();
       return Number(/^router_graphql_server_error_responses_total\{[^}]*\} (\d+)$/m.exec(text)?.[1] ?? 0);
     };
     const stream = async (id: string) => {
@@ -131,14 +115,14 @@ describe('request events for subscriptions', () => {
       const controller = new AbortController();
       const response = await fetch(sseUrl(), {
         method: 'POST',
-        headers: { ...sseHeaders, authorization: user },
+        headers: { ...sseHeaders, authorization: setup.authorization },
         body: JSON.stringify({ query: watch, variables: { id } }),
         signal: controller.signal,
       });
       expect(response.status).toBe(200);
       const [event] = await eventsAfter(from, 1);
       controller.abort();
-      await until(() => router.subscriptions?.stats().clientSubscriptions === 0, 'the stream to end');
+      await until(() => setup.router.subscriptions?.stats().clientSubscriptions === 0, 'the stream to end');
       return event;
     };
     const before = await failed();
@@ -157,7 +141,7 @@ describe('request events for subscriptions', () => {
     expect(await failed()).toBe(before + 1);
     // Counted as requests under their own route, which latency panels and alerts leave out (a
     // stream's duration is its lifetime), not under "/" with the 404s.
-    const metrics = await (await fetch(`${router.url}/metrics`)).text();
+    const metrics = await (await fetch(`${setup.router.url}/metrics`)).text();
     expect(metrics).toMatch(/^http_request_duration_seconds_count\{[^}]*route="\/graphql\/stream"[^}]*status_code="200"[^}]*\} [1-9]/m);
   });
 
@@ -171,7 +155,7 @@ describe('request events for subscriptions', () => {
 
     const wrongAccept = await fetch(sseUrl(), {
       method: 'POST',
-      headers: { ...sseHeaders, accept: 'application/json', authorization: user },
+      headers: { ...sseHeaders, accept: 'application/json', authorization: setup.authorization },
       body: JSON.stringify({ query: watch }),
     });
     expect(wrongAccept.status).toBe(406);
@@ -189,7 +173,7 @@ describe('request events for subscriptions', () => {
       headers: {
         ...sseHeaders,
         accept: 'application/json',
-        authorization: user,
+        authorization: setup.authorization,
         'x-request-id': '4111111111111111',
         traceparent: `00-${panLikeTrace}-00f067aa0ba902b7-01`,
       },

@@ -1,42 +1,17 @@
-/**
- * WebSocket subscribes in the availability SLI. An SSE request is an HTTP response, so it is
- * counted in http_request_duration_seconds (route="/graphql/stream") and, when its 200 stream's
- * first payload failed on our side, in router_graphql_server_error_responses_total. A WebSocket
- * subscribe was counted nowhere: a router failing every one of them left the SLI at 100%. Now each
- * attempt counts once, when its first answer goes out, as a request under route="/graphql/ws" with
- * the status an SSE request with that answer gets, whether or not request events are on (this
- * router has no onRequestEvent, as main.ts without ROUTER_ANALYTICS_URL). Real /metrics; stand-in
- * subgraphs (the first payload comes from the stand-in charges; `ch_db_down` fails on our side).
- */
-import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
+import { describe, expect, it } from 'vitest';
+import { withRouter } from './router-harness.ts';
 import { idleSubscriptions, until, watchCharge, wsClient } from './subscriptions-harness.ts';
 
 const watch = 'subscription Watch($id: ID!) { chargeUpdated(id: $id) { id status } }';
 
 describe('WebSocket subscribes in the availability SLI', () => {
-  let issuer: TestTokenIssuer;
-  let subgraphs: StubSubgraphs;
-  let router: Awaited<ReturnType<typeof startRouter>>;
-  let user: string;
+  const setup = withRouter({ subscriptions: idleSubscriptions, bearer: { userId: 'usr_sli', role: 'user', apiKeyId: 'key_sli' } });
 
-  beforeAll(async () => {
-    issuer = await createTestTokenIssuer();
-    subgraphs = await startStubSubgraphs(issuer.verifier);
-    router = await startRouter({ verifier: issuer.verifier, urls: subgraphs.urls, subscriptions: idleSubscriptions(issuer) });
-    user = await issuer.bearer({ userId: 'usr_sli', role: 'user', apiKeyId: 'key_sli' });
-  });
-  afterAll(async () => {
-    await router?.close();
-    await subgraphs?.close();
-  });
-
-  const wsUrl = () => `${router.url.replace(/^http/, 'ws')}/graphql`;
+  const wsUrl = () => `${setup.router.url.replace(/^http/, 'ws')}/graphql`;
 
   /** What the SLI reads off the router's /metrics: requests by route and status, and failed responses below 500. */
   const scrape = async () => {
-    const text = await (await fetch(`${router.url}/metrics`)).text();
+    const text = await (await fetch(`${setup.router.url}/metrics`)).text();
     const requests: Record<string, number> = {};
     for (const [, labels, value] of text.matchAll(/^http_request_duration_seconds_count\{([^}]*)\} (\d+)$/gm)) {
       const route = /route="([^"]*)"/.exec(labels!)?.[1];
@@ -53,7 +28,7 @@ describe('WebSocket subscribes in the availability SLI', () => {
 
   it('counts each subscribe once as a request of route /graphql/ws: started 200, refused by its code, ours 5xx', async () => {
     const before = await scrape();
-    const client = wsClient(wsUrl(), user);
+    const client = wsClient(wsUrl(), setup.authorization);
     try {
       const started = watchCharge(client, 'ch_sli_ok', watch);
       await until(() => started.payloads.length === 1, 'the first payload');
@@ -77,7 +52,7 @@ describe('WebSocket subscribes in the availability SLI', () => {
     } finally {
       await stranger.dispose();
     }
-    await until(() => router.subscriptions?.stats().clientSubscriptions === 0, 'the subscription to end');
+    await until(() => setup.router.subscriptions?.stats().clientSubscriptions === 0, 'the subscription to end');
 
     const after = await scrape();
     expect(added(before.requests, after.requests)).toEqual({ 'GET 200': 1, 'GET 503': 1, 'GET 400': 2, 'GET 401': 1 });
@@ -92,9 +67,9 @@ describe('WebSocket subscribes in the availability SLI', () => {
 
   it('counts a subscription that started with a first payload failed on our side as a failed 200, once', async () => {
     // cards down: the charge resolves from charges, its card's nullable usedAt is null with SUBGRAPH_UNAVAILABLE.
-    await subgraphs.stop('cards');
+    await setup.subgraphs.stop('cards');
     const before = await scrape();
-    const client = wsClient(wsUrl(), user);
+    const client = wsClient(wsUrl(), setup.authorization);
     try {
       const partial = watchCharge(client, 'ch_sli_partial', 'subscription { chargeUpdated(id: "ch_sli_partial") { id card { usedAt } } }');
       await until(() => partial.payloads.length === 1 || partial.errors.length > 0, 'the first payload');
@@ -104,7 +79,7 @@ describe('WebSocket subscribes in the availability SLI', () => {
       });
     } finally {
       await client.dispose();
-      await subgraphs.restart('cards');
+      await setup.subgraphs.restart('cards');
     }
     const after = await scrape();
     expect(added(before.requests, after.requests)).toEqual({ 'GET 200': 1 });
