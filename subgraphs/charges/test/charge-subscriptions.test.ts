@@ -6,7 +6,15 @@ import { type Client, createClient, type SubscribePayload } from 'graphql-ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { chargesConfigSchema, settleAllDue } from '../src/index.ts';
-import { type ChargeJson, createChargeMutation, type Harness, refundChargeMutation, startHarness, until } from './charges-harness.ts';
+import {
+  authorizedCharge,
+  type ChargeJson,
+  createChargeMutation,
+  type Harness,
+  refundChargeMutation,
+  startHarness,
+  until,
+} from './charges-harness.ts';
 
 interface Received {
   events: Array<{ id: string; status: string; refundedAmount: number; settledAt: string | null }>;
@@ -80,16 +88,7 @@ describe('chargeUpdated over graphql-ws (PostgreSQL LISTEN/NOTIFY)', () => {
   });
   afterAll(async () => h?.close());
 
-  async function authorized(key: string): Promise<ChargeJson> {
-    const card = await h.seed.card({ ownerId: holder.id, issuerId: merchant.id, amount: 1_000 });
-    const result = await h.gql<{ createCharge: ChargeJson }>(
-      createChargeMutation,
-      { input: { cardId: card.id, amount: 1_000, currency: 'USD' }, key },
-      bearer,
-    );
-    if (!result.data) throw new Error(JSON.stringify(result.errors));
-    return result.data.createCharge;
-  }
+  const authorized = (key: string) => authorizedCharge(h, { merchantId: merchant.id, holderId: holder.id, bearer }, key);
 
   it('delivers an event for each status change: AUTHORIZED → SETTLED → REFUNDED', async () => {
     const charge = await authorized('sub-1');

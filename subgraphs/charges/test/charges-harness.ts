@@ -108,6 +108,26 @@ export const refundChargeMutation = `mutation ($id: ID!, $amount: Int, $key: Str
   refundCharge(id: $id, amount: $amount, idempotencyKey: $key) { ${chargeFields} }
 }`;
 
+/**
+ * Seeds a 1,000-cent card of `holderId` issued by `merchantId` and charges all of it through
+ * createCharge as `bearer` (the merchant) under idempotency key `key`; throws with the errors if
+ * the mutation is refused.
+ */
+export async function authorizedCharge(
+  h: Harness,
+  parties: { merchantId: string; holderId: string; bearer: string },
+  key: string,
+): Promise<ChargeJson> {
+  const card = await h.seed.card({ ownerId: parties.holderId, issuerId: parties.merchantId, amount: 1_000 });
+  const result = await h.gql<{ createCharge: ChargeJson }>(
+    createChargeMutation,
+    { input: { cardId: card.id, amount: 1_000, currency: 'USD' }, key },
+    parties.bearer,
+  );
+  if (!result.data) throw new Error(JSON.stringify(result.errors));
+  return result.data.createCharge;
+}
+
 export interface ChargeJson {
   id: string;
   status: string;

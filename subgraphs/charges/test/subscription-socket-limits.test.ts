@@ -13,7 +13,7 @@ import type { SeededUser } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { settleAllDue } from '../src/index.ts';
-import { type ChargeJson, createChargeMutation, type Harness, startHarness, until } from './charges-harness.ts';
+import { authorizedCharge, type Harness, startHarness, until } from './charges-harness.ts';
 
 interface Message {
   id?: string;
@@ -69,16 +69,7 @@ describe('the charges WebSocket bounds each socket', () => {
   });
   afterAll(async () => h?.close());
 
-  async function authorized(key: string): Promise<ChargeJson> {
-    const card = await h.seed.card({ ownerId: holder.id, issuerId: merchant.id, amount: 1_000 });
-    const result = await h.gql<{ createCharge: ChargeJson }>(
-      createChargeMutation,
-      { input: { cardId: card.id, amount: 1_000, currency: 'USD' }, key },
-      bearer,
-    );
-    if (!result.data) throw new Error(JSON.stringify(result.errors));
-    return result.data.createCharge;
-  }
+  const authorized = (key: string) => authorizedCharge(h, { merchantId: merchant.id, holderId: holder.id, bearer }, key);
 
   it('closes a socket with 4403 "Token expired" when its token expires; a socket with a valid token goes on', async () => {
     const charge = await authorized('expiry');
