@@ -3,9 +3,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { Agent, type IncomingMessage, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { freshDatabase, rawHttpRequest } from '@ghostpay/test-support';
+import { capturingLogger, freshDatabase, rawHttpRequest } from '@ghostpay/test-support';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   BodyTooLargeError,
@@ -14,15 +13,21 @@ import {
   createMetricsRegistry,
   createServiceServer,
   env,
+  type Logger,
   parseConfig,
   readBody,
   type ServiceServer,
+  type ServiceServerOptions,
   sendJson,
   serviceServerOptionsFrom,
 } from '../src/index.ts';
 
 const slowServer = fileURLToPath(new URL('./fixtures/slow-server.ts', import.meta.url));
 const silent = createLogger({ service: 'test', level: 'silent' });
+/** A server of service "demo" with its own registry, silent unless given a logger. */
+function demoServer(options: Omit<ServiceServerOptions, 'service' | 'registry' | 'logger'> & { logger?: Logger }): ServiceServer {
+  return createServiceServer({ service: 'demo', logger: silent, registry: createMetricsRegistry('demo'), ...options });
+}
 let service: ServiceServer | undefined;
 afterEach(async () => {
   await service?.close();
@@ -31,10 +36,7 @@ afterEach(async () => {
 
 describe('service server', () => {
   it('answers health, metrics with the request histogram, and the handler', async () => {
-    service = createServiceServer({
-      service: 'demo',
-      logger: silent,
-      registry: createMetricsRegistry('demo'),
+    service = demoServer({
       handler: (_req, res) => sendJson(res, 200, { hello: 'world' }),
     });
     await service.listen(0);
@@ -53,10 +55,7 @@ describe('service server', () => {
   }
 
   it('labels the platform routes and the declared ones as themselves and every other path `unmatched`, whatever a client asks for', async () => {
-    service = createServiceServer({
-      service: 'demo',
-      logger: silent,
-      registry: createMetricsRegistry('demo'),
+    service = demoServer({
       knownRoutes: ['/widgets'],
       handler: (_req, res) => sendJson(res, 404, {}),
     });
@@ -68,10 +67,7 @@ describe('service server', () => {
   });
 
   it('labels /healthz, /readyz and /metrics as themselves even when the service maps routes itself', async () => {
-    service = createServiceServer({
-      service: 'demo',
-      logger: silent,
-      registry: createMetricsRegistry('demo'),
+    service = demoServer({
       routeLabel: (req) => (req.url === '/graphql' ? '/graphql' : '/'),
       handler: (_req, res) => sendJson(res, 404, {}),
     });
@@ -82,10 +78,7 @@ describe('service server', () => {
   });
 
   it('labels a request `unmatched` when the service’s own labelling throws, and keeps serving', async () => {
-    service = createServiceServer({
-      service: 'demo',
-      logger: silent,
-      registry: createMetricsRegistry('demo'),
+    service = demoServer({
       routeLabel: (req) => new URL(req.url ?? '/', 'http://demo.invalid').pathname,
       handler: (_req, res) => sendJson(res, 404, {}),
     });
@@ -100,10 +93,7 @@ describe('service server', () => {
   it('turns /readyz to 503 when the database is down, and back when it returns', async () => {
     const database = await freshDatabase();
     let down = false;
-    service = createServiceServer({
-      service: 'demo',
-      logger: silent,
-      registry: createMetricsRegistry('demo'),
+    service = demoServer({
       handler: (_req, res) => sendJson(res, 404, {}),
       readiness: [{ name: 'database', check: () => (down ? Promise.reject(new Error('closed')) : database.ping()) }],
       readinessTimeoutMs: 1_000,
@@ -139,17 +129,11 @@ describe('service server', () => {
 
   it('counts a request whose client went away before any answer as status 499, not 200', async () => {
     let answered = 0;
-    let reached: () => void = () => {};
-    const handlerReached = new Promise<void>((resolve) => {
-      reached = resolve;
-    });
-    service = createServiceServer({
-      service: 'demo',
-      logger: silent,
-      registry: createMetricsRegistry('demo'),
+    const handlerReached = Promise.withResolvers<void>();
+    service = demoServer({
       handler: async (req, res) => {
         if (req.url === '/slow') {
-          reached();
+          handlerReached.resolve();
           await once(res, 'close');
           return;
         }
@@ -161,7 +145,7 @@ describe('service server', () => {
     const socket = connect(Number(new URL(service.url).port), '127.0.0.1');
     await once(socket, 'connect');
     socket.write('GET /slow HTTP/1.1\r\nhost: x\r\n\r\n');
-    await handlerReached;
+    await handlerReached.promise;
     socket.destroy();
     await (await fetch(`${service.url}/fast`)).json();
     const metrics = async () => (await fetch(`${service!.url}/metrics`)).text();
@@ -178,24 +162,13 @@ describe('service server', () => {
 
   it('takes a client that leaves mid-body as gone, not as an error: a debug line, nothing sent, counted 499 and never 500', async () => {
     // The router's and every subgraph's handler (createGraphQLHandler) let readBody's ClientGoneError through to the server.
-    const lines: Record<string, unknown>[] = [];
-    const destination = new Writable({
-      write(chunk, _encoding, done) {
-        lines.push(JSON.parse(String(chunk)));
-        done();
-      },
-    });
-    let reading: () => void = () => {};
-    const handlerReading = new Promise<void>((resolve) => {
-      reading = resolve;
-    });
-    service = createServiceServer({
-      service: 'demo',
-      logger: createLogger({ service: 'demo', level: 'debug', destination }),
-      registry: createMetricsRegistry('demo'),
+    const log = capturingLogger('demo', { level: 'debug' });
+    const handlerReading = Promise.withResolvers<void>();
+    service = demoServer({
+      logger: log.logger,
       handler: async (req, res) => {
         const body = readBody(req, 1_000);
-        reading();
+        handlerReading.resolve();
         sendJson(res, 200, { length: (await body).length });
       },
     });
@@ -206,7 +179,7 @@ describe('service server', () => {
     socket.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
     socket.on('error', () => {});
     socket.write('POST /graphql HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 800\r\n\r\n{"query":');
-    await handlerReading;
+    await handlerReading.promise;
     socket.destroy();
     const metrics = async () => (await fetch(`${service!.url}/metrics`)).text();
     await vi.waitFor(async () =>
@@ -215,23 +188,20 @@ describe('service server', () => {
       ),
     );
     const gone = 'connection closed before the request body was complete; request dropped';
-    await vi.waitFor(() => expect(lines.some((line) => line.msg === gone)).toBe(true));
-    expect(lines.find((line) => line.msg === gone)).toMatchObject({
+    await vi.waitFor(() => expect(log.parsed().some((line) => line.msg === gone)).toBe(true));
+    expect(log.parsed().find((line) => line.msg === gone)).toMatchObject({
       level: 20,
       method: 'POST',
       route: 'unmatched',
     });
-    expect(lines.filter((line) => (line.level as number) >= 40)).toEqual([]);
+    expect(log.parsed().filter((line) => (line.level as number) >= 40)).toEqual([]);
     expect(await metrics()).not.toMatch(/status_code="5\d\d"/);
     expect(answer).toBe('');
   });
 
   it('answers 408 and closes the connection of a client dribbling its headers or its body (slow loris)', async () => {
     const outcomes: string[] = [];
-    service = createServiceServer({
-      service: 'demo',
-      logger: silent,
-      registry: createMetricsRegistry('demo'),
+    service = demoServer({
       headersTimeoutMs: 200,
       requestTimeoutMs: 400,
       handler: async (req, res) => {
@@ -275,10 +245,7 @@ describe('service server', () => {
   });
 
   it('holds at most maxConnections open: past it a new connection is closed unanswered while the open ones are still served', async () => {
-    service = createServiceServer({
-      service: 'demo',
-      logger: silent,
-      registry: createMetricsRegistry('demo'),
+    service = demoServer({
       maxConnections: 3,
       handler: (_req, res) => sendJson(res, 200, { ok: true }),
     });
@@ -348,10 +315,7 @@ describe('service server', () => {
 
   it('counts an upgraded connection (a WebSocket) against maxConnections for as long as it is open', async () => {
     const upgraded: Socket[] = [];
-    service = createServiceServer({
-      service: 'demo',
-      logger: silent,
-      registry: createMetricsRegistry('demo'),
+    service = demoServer({
       maxConnections: 1,
       handler: (_req, res) => sendJson(res, 200, { ok: true }),
       onUpgrade: (_req, socket) => {
@@ -380,7 +344,7 @@ describe('service server', () => {
   });
 
   it('caps connections at 10000 unless told otherwise, and reads MAX_CONNECTIONS for it', () => {
-    service = createServiceServer({ service: 'demo', logger: silent, registry: createMetricsRegistry('demo'), handler: () => {} });
+    service = demoServer({ handler: () => {} });
     expect(service.server.maxConnections).toBe(10_000);
     expect(parseConfig(baseConfigSchema, {})).toMatchObject({ ok: true, config: { MAX_CONNECTIONS: 10_000 } });
     expect(parseConfig(baseConfigSchema, { MAX_CONNECTIONS: '500' })).toMatchObject({ ok: true, config: { MAX_CONNECTIONS: 500 } });
@@ -394,27 +358,18 @@ describe('service server', () => {
     expect(serviceServerOptionsFrom(parsed.config)).toEqual({ shutdownTimeoutMs: 50, maxConnections: 7 });
     // A service whose deps leave them out gets the server's defaults.
     expect(serviceServerOptionsFrom({})).toEqual({});
-    let reached: () => void = () => {};
-    const handlerReached = new Promise<void>((resolve) => {
-      reached = resolve;
-    });
-    service = createServiceServer({
-      service: 'demo',
-      logger: silent,
-      registry: createMetricsRegistry('demo'),
-      handler: () => reached(), // never answers: only the shutdown bound ends it
+    const handlerReached = Promise.withResolvers<void>();
+    service = demoServer({
+      handler: () => handlerReached.resolve(), // never answers: only the shutdown bound ends it
       ...serviceServerOptionsFrom(parsed.config),
     });
     expect(service.server.maxConnections).toBe(7);
     await service.listen(0);
     const hanging = fetch(`${service.url}/hang`).catch((error: unknown) => error);
-    await handlerReached;
+    await handlerReached.promise;
     await service.close(); // returns once the 50 ms bound cut the request (10 s by default)
     expect(await hanging).toBeInstanceOf(Error);
-    const defaults = createServiceServer({
-      service: 'demo',
-      logger: silent,
-      registry: createMetricsRegistry('demo'),
+    const defaults = demoServer({
       handler: () => {},
       ...serviceServerOptionsFrom({}),
     });
@@ -448,10 +403,7 @@ describe('readBody', () => {
   /** A service whose handler reads the body (limit 1,000 bytes) and reports what readBody did. */
   async function bodyServer() {
     const outcomes: string[] = [];
-    service = createServiceServer({
-      service: 'demo',
-      logger: silent,
-      registry: createMetricsRegistry('demo'),
+    service = demoServer({
       handler: async (req, res) => {
         try {
           const body = await readBody(req, 1_000);

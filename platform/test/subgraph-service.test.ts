@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect } from 'node:net';
-import { Writable } from 'node:stream';
 import { capturingLogger, createSeed, createTestTokenIssuer, freshDatabase, rawHttpRequest } from '@ghostpay/test-support';
 import { parse } from 'graphql';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -84,7 +83,7 @@ describe('subgraph service', () => {
   });
 
   it('answers an unexpected error as INTERNAL_SERVER_ERROR without details, logs its cause, and passes known codes through', async () => {
-    const { logger, lines } = capturingLogger('demo');
+    const log = capturingLogger('demo');
     const url = await startDemo(
       'broken: String missing: String',
       {
@@ -95,7 +94,7 @@ describe('subgraph service', () => {
           throw new NotFoundError('Thing', 'th_1');
         },
       },
-      logger,
+      log.logger,
     );
     const response = await fetch(`${url}/graphql`, {
       method: 'POST',
@@ -107,7 +106,7 @@ describe('subgraph service', () => {
     expect(byPath.broken).toEqual({ message: 'Internal server error', path: ['broken'], extensions: { code: 'INTERNAL_SERVER_ERROR' } });
     expect(byPath.missing).toMatchObject({ message: 'Thing th_1 not found', extensions: { code: 'NOT_FOUND' } });
     expect(JSON.stringify(body)).not.toContain('10.0.0.7');
-    const logged = lines.map((line) => JSON.parse(line)).filter((line) => line.msg === 'unexpected error while executing an operation');
+    const logged = log.parsed().filter((line) => line.msg === 'unexpected error while executing an operation');
     expect(logged).toHaveLength(1);
     expect(logged[0]).toMatchObject({ requestId: 'req-42', path: ['broken'], err: { message: expect.stringContaining('10.0.0.7') } });
   });
@@ -218,14 +217,8 @@ describe('subgraph service request errors', () => {
   });
 
   it('drops a request whose client leaves mid-body with a debug line, not an error', async () => {
-    const lines: Record<string, unknown>[] = [];
-    const destination = new Writable({
-      write(chunk, _encoding, done) {
-        lines.push(JSON.parse(String(chunk)));
-        done();
-      },
-    });
-    const url = await startDemo('hello: String', { hello: () => 'hi' }, createLogger({ service: 'demo', level: 'debug', destination }));
+    const log = capturingLogger('demo', { level: 'debug' });
+    const url = await startDemo('hello: String', { hello: () => 'hi' }, log.logger);
     const socket = connect(Number(new URL(url).port), '127.0.0.1');
     await once(socket, 'connect');
     socket.on('error', () => {});
@@ -234,8 +227,8 @@ describe('subgraph service request errors', () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     socket.destroy();
     const gone = 'connection closed before the request body was complete; request dropped';
-    await vi.waitFor(() => expect(lines.find((line) => line.msg === gone)).toMatchObject({ level: 20, route: '/graphql' }));
-    expect(lines.filter((line) => (line.level as number) >= 40)).toEqual([]);
+    await vi.waitFor(() => expect(log.parsed().find((line) => line.msg === gone)).toMatchObject({ level: 20, route: '/graphql' }));
+    expect(log.parsed().filter((line) => (line.level as number) >= 40)).toEqual([]);
     expect(await (await fetch(`${url}/healthz`)).json()).toEqual({ status: 'ok' });
   });
 
