@@ -162,6 +162,25 @@ const persistedQueryRefusals = new Map<string, ErrorCode>([
   ['Unsupported persisted query version', ErrorCode.PERSISTED_QUERY_NOT_SUPPORTED],
 ]);
 
+/** What a non-admin caller is told when a subgraph could not be reached (`SUBGRAPH_UNAVAILABLE`). */
+const subgraphUnavailableMessage = 'A service this request needs is temporarily unavailable; retry later';
+
+/**
+ * An error as a non-admin caller sees it: without "did you mean" suggestions, without
+ * `extensions.serviceName` (our topology), and for `SUBGRAPH_UNAVAILABLE` a fixed message
+ * instead of the subgraph's name and the network reason (`ECONNREFUSED`, `circuit open`, a
+ * deadline). The code and path stay; other codes keep their message, which is the client's
+ * (`CARD_DECLINED`, `NOT_FOUND`, ...). Runs only on responses that carry errors.
+ */
+function forNonAdmin(error: GraphQLFormattedError): GraphQLFormattedError {
+  const extensions = error.extensions;
+  const unavailable = extensions?.code === ErrorCode.SUBGRAPH_UNAVAILABLE;
+  const message = unavailable ? subgraphUnavailableMessage : withoutSchemaSuggestions(error.message);
+  if (message === error.message && (extensions === undefined || !('serviceName' in extensions))) return error;
+  const { serviceName: _serviceName, ...kept } = extensions ?? {};
+  return { ...error, message, ...(extensions ? { extensions: kept } : {}) };
+}
+
 function withHttpStatus(error: GhostPayError): GhostPayError {
   const code = error.extensions.code as string;
   error.extensions.http = { status: httpStatusFor(code) };
@@ -339,11 +358,9 @@ export function createRouter(deps: RouterDeps): Router {
           if (body.kind !== 'single') return;
           const errors = body.singleResult.errors;
           if (errors && context.principal?.role !== 'admin') {
-            // "Did you mean" suggestions leak schema names: only admins get them.
-            body.singleResult.errors = errors.map((e) => {
-              const message = withoutSchemaSuggestions(e.message);
-              return message === e.message ? e : { ...e, message };
-            });
+            // Only admins see internals: "did you mean" suggestions (schema names), which subgraph
+            // answered an error (`serviceName`) and why one could not be reached (`forNonAdmin`).
+            body.singleResult.errors = errors.map(forNonAdmin);
           }
           context.report.errorCodes ??= [];
           // A subscription's first query and re-reads: counted as the subscription, with the errors

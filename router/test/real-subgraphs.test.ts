@@ -165,7 +165,7 @@ describe('the router over the real subgraphs', () => {
     await real.auth.close();
     const reasons: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const partial = await send(query, { authorization: bearer });
+      const partial = await send(query, { authorization: await issuer.bearer({ userId: merchant.id, role: 'admin' }) });
       expect(partial.body.data).toEqual({ user: null, card: { id: card.id, last4: card.last4 } });
       expect(codes(partial)).toEqual(['SUBGRAPH_UNAVAILABLE']);
       reasons.push(/is unavailable \((.*)\)$/.exec(partial.body.errors?.[0]?.message ?? '')?.[1] ?? '');

@@ -15,7 +15,7 @@ async function metricValue(routerUrl: string, name: string, labels: Record<strin
 describe('a subgraph going down and coming back', () => {
   const setup = withRouter({
     env: { ROUTER_BREAKER_FAILURES: '2', ROUTER_BREAKER_OPEN_MS: '500', ROUTER_RATE_LIMIT_PER_MINUTE: '1000' },
-    bearer: { userId: 'usr_1', role: 'merchant', apiKeyId: 'key_resilience' },
+    bearer: { userId: 'usr_1', role: 'admin', apiKeyId: 'key_resilience' },
   });
 
   it("answers the other subgraphs' fields and nulls the stopped one's with SUBGRAPH_UNAVAILABLE, fast, then recovers", async () => {
@@ -87,7 +87,7 @@ describe('a subgraph that does not answer', () => {
    * deadline that fired, so it proves the per-subgraph 300 ms one applied, not the 5 s default.
    */
   const expectAuthTimedOut = async () => {
-    const response = await post(router.graphqlUrl, query, { authorization: await issuer.bearer({ userId: 'usr_1', role: 'merchant' }) });
+    const response = await post(router.graphqlUrl, query, { authorization: await issuer.bearer({ userId: 'usr_1', role: 'admin' }) });
     expect(response.body.data).toEqual({ user: null, card: { id: 'card_1', last4: '4242' } });
     expect(response.body.errors?.[0]).toMatchObject({ extensions: { code: 'SUBGRAPH_UNAVAILABLE' } });
     expect(response.body.errors?.[0]?.message).toBe('Subgraph "auth" is unavailable (timed out after 300 ms)');
