@@ -2,8 +2,9 @@
  * Every service's number variables are read as platform's `env.wholeNumber` reads them: digits
  * only. A blank value (`CARDS_PORT=` in a compose file, an unset template value) is a start-up
  * problem, never 0 (a random port, a grace period silently off), and `1e3` or `0x10` is not a
- * number of seconds. Checked over every variable of every schema, so a new variable written
- * with `z.coerce.number()` fails here.
+ * number of seconds. A `_MS` variable holds at most 2^31 - 1 (`env.milliseconds`). Checked over
+ * every variable of every schema, so a new variable written with `z.coerce.number()`, or a
+ * millisecond one without the bound, fails here.
  */
 import { analyticsConfigSchema } from '@ghostpay/analytics';
 import { authConfigSchema } from '@ghostpay/auth';
@@ -45,6 +46,14 @@ describe('number variables', () => {
         expect(result.ok, `${name}=${JSON.stringify(value)}`).toBe(false);
         if (!result.ok) expect(result.problems.join('\n'), `${name}=${JSON.stringify(value)}`).toContain(`${name}:`);
       }
+    }
+  });
+
+  it.each(Object.entries(schemas))('%s: a millisecond variable stops at what a Node timer can wait (2^31 - 1)', (_service, schema) => {
+    const names = numberVariables(schema).filter((name) => name.endsWith('_MS'));
+    for (const name of names) {
+      // A longer setTimeout fires after 1 ms: a ping interval would end every socket, a timeout fire at once.
+      expect(parseConfig(schema, { [name]: '2147483648' }).ok, name).toBe(false);
     }
   });
 });

@@ -19,7 +19,7 @@ export const bridgeConfigSchema = baseConfigSchema.extend({
   /** The largest request body accepted; larger ones are answered 413. */
   BRIDGE_MAX_BODY_BYTES: env.positiveInt(16 * 1024),
   /** How long the bridge waits for the router's answer, and at most for a free connection to it (a call queued longer is never sent). */
-  ROUTER_TIMEOUT_MS: env.positiveInt(10_000),
+  ROUTER_TIMEOUT_MS: env.milliseconds(10_000),
   /** Keep-alive connections to the router. */
   ROUTER_CONNECTIONS: env.positiveInt(64),
   /**

@@ -182,6 +182,15 @@ function wholeNumber(options: { min?: number; max?: number; message?: string } =
   );
 }
 
+/**
+ * The longest delay a millisecond variable may hold: 2^31 - 1, the most a Node timer waits (a
+ * longer `setTimeout` or `setInterval` fires after 1 ms instead, with a TimeoutOverflowWarning)
+ * and the most PostgreSQL's `lock_timeout` and `statement_timeout` take. Above it a ping interval
+ * would terminate every WebSocket, a timeout fire at once, a periodic job run in a tight loop:
+ * refused at start instead (`env.milliseconds`).
+ */
+export const maxTimerMs = 2_147_483_647;
+
 /** Reusable field schemas for env vars. */
 export const env = {
   /** A whole number in digits (see `wholeNumber`): `env.wholeNumber({ min: 30, max: 86_400 }).default(900)`. */
@@ -191,6 +200,8 @@ export const env = {
   url: () => z.url(),
   optionalUrl: () => z.url().optional(),
   positiveInt: (fallback: number) => wholeNumber({ min: 1 }).default(fallback),
+  /** A delay or timeout in milliseconds, 1 to {@link maxTimerMs} (what a Node timer can wait). */
+  milliseconds: (fallback: number) => wholeNumber({ min: 1, max: maxTimerMs }).default(fallback),
   /** A whole number ≥ 0 written in digits, or unset (the consumer's own default applies); '' is refused, not read as 0. */
   optionalCount: () => wholeNumber().optional(),
   boolean: (fallback: boolean) =>
@@ -266,7 +277,7 @@ export const baseConfigSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
   LOG_LEVEL: env.logLevel(),
   HOST: env.host(),
-  SHUTDOWN_TIMEOUT_MS: env.positiveInt(10_000),
+  SHUTDOWN_TIMEOUT_MS: env.milliseconds(10_000),
   /**
    * Open connections the service's server holds at most (WebSockets and SSE streams included);
    * new ones past it are closed unread. Effective where the service passes it to its server.

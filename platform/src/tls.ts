@@ -13,7 +13,7 @@ export const serverTlsConfigSchema = z.object({
   /** PEM CA bundle client certificates must chain to; set → client certificates required. */
   TLS_CLIENT_CA_FILE: z.string().min(1).optional(),
   /** How often the files are checked for a renewed certificate (cert-manager, Vault). @default 10000 */
-  TLS_RELOAD_INTERVAL_MS: env.positiveInt(10_000),
+  TLS_RELOAD_INTERVAL_MS: env.milliseconds(10_000),
 });
 export type ServerTlsConfig = z.infer<typeof serverTlsConfigSchema>;
 

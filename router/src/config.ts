@@ -38,7 +38,7 @@ export const routerConfigSchema = baseConfigSchema.extend({
   ROUTER_SUBGRAPH_URLS: subgraphUrlMap,
   ...jwtVerifierEnv,
   REDIS_URL: env.optionalUrl(),
-  ROUTER_REDIS_TIMEOUT_MS: env.positiveInt(1000),
+  ROUTER_REDIS_TIMEOUT_MS: env.milliseconds(1000),
   DATABASE_URL: env.optionalUrl(),
   /** Prepared statements per PostgreSQL connection (0: none); see the README. */
   DATABASE_PREPARED_STATEMENTS: env.optionalCount(),
@@ -65,7 +65,7 @@ export const routerConfigSchema = baseConfigSchema.extend({
         .map((s) => s.trim())
         .filter(Boolean),
     ),
-  ROUTER_SUBGRAPH_TIMEOUT_MS: env.positiveInt(5000),
+  ROUTER_SUBGRAPH_TIMEOUT_MS: env.milliseconds(5000),
   /** Per-subgraph overrides of ROUTER_SUBGRAPH_TIMEOUT_MS: `charges=8000,analytics=1000`. */
   ROUTER_SUBGRAPH_TIMEOUTS_MS: z
     .string()
@@ -87,7 +87,7 @@ export const routerConfigSchema = baseConfigSchema.extend({
       return map;
     }),
   ROUTER_BREAKER_FAILURES: env.positiveInt(5),
-  ROUTER_BREAKER_OPEN_MS: env.positiveInt(5000),
+  ROUTER_BREAKER_OPEN_MS: env.milliseconds(5000),
   ROUTER_PLAYGROUND: env.boolean(true),
   /** Plan executor: `compiled` (router/src/executor, plans compiled once) or `gateway` (@apollo/gateway's own). */
   ROUTER_EXECUTOR: z.enum(['compiled', 'gateway']).default('compiled'),

@@ -28,8 +28,8 @@ export const routerSubscriptionsConfigSchema = z.object({
   ROUTER_SUBSCRIPTION_MAX_WEBSOCKETS_PER_API_KEY: env.wholeNumber({ min: 1 }).optional(),
   /** WebSockets of one client address not authenticated yet (upgrade to accepted connection_init), per router process. */
   ROUTER_SUBSCRIPTION_MAX_UNAUTHENTICATED_WEBSOCKETS_PER_ADDRESS: env.positiveInt(100),
-  ROUTER_SUBSCRIPTION_IDLE_TIMEOUT_MS: env.positiveInt(60_000),
-  ROUTER_SUBSCRIPTION_KEEPALIVE_MS: env.positiveInt(15_000),
+  ROUTER_SUBSCRIPTION_IDLE_TIMEOUT_MS: env.milliseconds(60_000),
+  ROUTER_SUBSCRIPTION_KEEPALIVE_MS: env.milliseconds(15_000),
   /**
    * Upstream subscriptions per upstream socket before another opens. At most what one charges
    * socket accepts (charges' SUBSCRIPTION_MAX_PER_SOCKET, 1000 by default): past that, charges
@@ -45,11 +45,11 @@ export const routerSubscriptionsConfigSchema = z.object({
         'which the router would retry for ever; keep it at or below charges’ SUBSCRIPTION_MAX_PER_SOCKET',
     })
     .default(500),
-  ROUTER_SUBSCRIPTION_REVOCATION_CHECK_MS: env.positiveInt(10_000),
+  ROUTER_SUBSCRIPTION_REVOCATION_CHECK_MS: env.milliseconds(10_000),
   /** SSE: bytes waiting in the router for a client that does not read; past it the stream is dropped. */
   ROUTER_SUBSCRIPTION_SSE_MAX_BUFFERED_BYTES: env.positiveInt(1024 * 1024),
   /** SSE: how long an ended subscription's response may take to reach its client before the connection is dropped. */
-  ROUTER_SUBSCRIPTION_SSE_END_TIMEOUT_MS: env.positiveInt(10_000),
+  ROUTER_SUBSCRIPTION_SSE_END_TIMEOUT_MS: env.milliseconds(10_000),
 });
 export type RouterSubscriptionsConfig = z.infer<typeof routerSubscriptionsConfigSchema>;
 

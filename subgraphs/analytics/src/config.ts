@@ -21,14 +21,14 @@ export const analyticsConfigSchema = baseConfigSchema
     /** Database name on MongoDB. */
     MONGODB_DATABASE: z.string().min(1).default('ghostpay_analytics'),
     /** Per-stage bounds of every MongoDB operation (`MongoTimeouts`). */
-    MONGODB_SERVER_SELECTION_TIMEOUT_MS: env.positiveInt(defaultMongoTimeouts.serverSelectionTimeoutMs),
-    MONGODB_CONNECT_TIMEOUT_MS: env.positiveInt(defaultMongoTimeouts.connectTimeoutMs),
-    MONGODB_WAIT_QUEUE_TIMEOUT_MS: env.positiveInt(defaultMongoTimeouts.waitQueueTimeoutMs),
-    MONGODB_MAX_TIME_MS: env.positiveInt(defaultMongoTimeouts.maxTimeMs),
-    MONGODB_SOCKET_TIMEOUT_MS: env.positiveInt(defaultMongoTimeouts.socketTimeoutMs),
+    MONGODB_SERVER_SELECTION_TIMEOUT_MS: env.milliseconds(defaultMongoTimeouts.serverSelectionTimeoutMs),
+    MONGODB_CONNECT_TIMEOUT_MS: env.milliseconds(defaultMongoTimeouts.connectTimeoutMs),
+    MONGODB_WAIT_QUEUE_TIMEOUT_MS: env.milliseconds(defaultMongoTimeouts.waitQueueTimeoutMs),
+    MONGODB_MAX_TIME_MS: env.milliseconds(defaultMongoTimeouts.maxTimeMs),
+    MONGODB_SOCKET_TIMEOUT_MS: env.milliseconds(defaultMongoTimeouts.socketTimeoutMs),
     GHOSTPAY_DATA_DIR: z.string().min(1).default('.data'),
     /** Longest an embedded-store write may take (a stalled disk): it then fails having changed nothing. */
-    ANALYTICS_EMBEDDED_WRITE_TIMEOUT_MS: env.positiveInt(10_000),
+    ANALYTICS_EMBEDDED_WRITE_TIMEOUT_MS: env.milliseconds(10_000),
     /** Documents an embedded-store collection holds at most (memory): past it new ones are refused. */
     ANALYTICS_EMBEDDED_MAX_DOCUMENTS: env.positiveInt(defaultMaxDocuments),
     /**

@@ -33,7 +33,7 @@ export const cardsConfigSchema = baseConfigSchema
     /** Run housekeeping (expire cards, prune reveal counters and old idempotency keys) while serving. @default true */
     CARDS_HOUSEKEEPING_ENABLED: env.boolean(true),
     /** Pause between housekeeping passes. @default 60000 */
-    CARDS_HOUSEKEEPING_INTERVAL_MS: env.positiveInt(60_000),
+    CARDS_HOUSEKEEPING_INTERVAL_MS: env.milliseconds(60_000),
     /** Issuance idempotency keys are kept at least this long, then pruned. @default 24 */
     IDEMPOTENCY_RETENTION_HOURS: env.positiveInt(24),
     /**

@@ -1,4 +1,4 @@
-import { baseConfigSchema, env, jwtVerifierEnv, z } from '@ghostpay/platform';
+import { baseConfigSchema, env, jwtVerifierEnv, maxTimerMs, z } from '@ghostpay/platform';
 
 /**
  * The most charges one settlement transaction may take. The batch's rows stay locked until it
@@ -7,18 +7,6 @@ import { baseConfigSchema, env, jwtVerifierEnv, z } from '@ghostpay/platform';
  * (1000000) would otherwise lock a million rows in one transaction.
  */
 export const maxSettlementBatchSize = 1_000;
-
-/**
- * The longest delay a millisecond variable may hold: 2^31 - 1, the most a Node timer waits (a
- * longer `setTimeout` or `setInterval` fires after 1 ms instead, with a TimeoutOverflowWarning)
- * and the most PostgreSQL's `lock_timeout` takes (IDEMPOTENCY_WAIT_MS is one). Above it a ping
- * interval would terminate every WebSocket, an init timeout close every one, a job run in a
- * tight loop and every charge fail: refused at start instead.
- */
-export const maxTimerMs = 2_147_483_647;
-
-/** A delay in milliseconds, 1 to {@link maxTimerMs}. */
-const milliseconds = (fallback: number) => env.wholeNumber({ min: 1, max: maxTimerMs }).default(fallback);
 
 /** `IDEMPOTENCY_WAIT_MS` when unset: the schema's default, for tools that must wait as the service does. */
 export const DEFAULT_IDEMPOTENCY_WAIT_MS = 2_000;
@@ -36,8 +24,8 @@ export const chargesConfigSchema = baseConfigSchema.extend({
   GHOSTPAY_DATA_DIR: z.string().min(1).default('.data'),
   ...jwtVerifierEnv,
   /** How long a charge stays AUTHORIZED before the worker settles it. */
-  SETTLEMENT_DELAY_MS: env.wholeNumber().default(5_000),
-  SETTLEMENT_INTERVAL_MS: milliseconds(1_000),
+  SETTLEMENT_DELAY_MS: env.wholeNumber({ max: maxTimerMs }).default(5_000),
+  SETTLEMENT_INTERVAL_MS: env.milliseconds(1_000),
   /** Charges per settlement transaction, 1 to {@link maxSettlementBatchSize}. */
   SETTLEMENT_BATCH_SIZE: env
     .wholeNumber({
@@ -49,7 +37,7 @@ export const chargesConfigSchema = baseConfigSchema.extend({
   SETTLEMENT_ENABLED: env.boolean(true),
   /** Idempotency keys are kept at least this long, then pruned. */
   IDEMPOTENCY_RETENTION_HOURS: env.positiveInt(24),
-  IDEMPOTENCY_PRUNE_INTERVAL_MS: milliseconds(600_000),
+  IDEMPOTENCY_PRUNE_INTERVAL_MS: env.milliseconds(600_000),
   /**
    * How long a duplicate request waits for the in-flight original before IDEMPOTENCY_KEY_IN_USE,
    * and any lock wait after the claim before SERVICE_UNAVAILABLE. A request may wait twice (for
@@ -58,11 +46,11 @@ export const chargesConfigSchema = baseConfigSchema.extend({
    * client never sees these codes, the request may still commit after, and each such timeout
    * counts towards opening the router's circuit breaker for every charges call.
    */
-  IDEMPOTENCY_WAIT_MS: milliseconds(DEFAULT_IDEMPOTENCY_WAIT_MS),
+  IDEMPOTENCY_WAIT_MS: env.milliseconds(DEFAULT_IDEMPOTENCY_WAIT_MS),
   /** WebSocket ping interval; a peer silent one interval after a ping is terminated. */
-  SUBSCRIPTION_KEEPALIVE_MS: milliseconds(12_000),
+  SUBSCRIPTION_KEEPALIVE_MS: env.milliseconds(12_000),
   /** A WebSocket that sends no `connection_init` this long after opening is closed (4408). */
-  SUBSCRIPTION_INIT_TIMEOUT_MS: milliseconds(3_000),
+  SUBSCRIPTION_INIT_TIMEOUT_MS: env.milliseconds(3_000),
   /**
    * Subscriptions one WebSocket may hold; at or above the router's
    * ROUTER_SUBSCRIPTION_UPSTREAM_SOCKET_CAPACITY (500), which the router bounds to 1..1000: a cap

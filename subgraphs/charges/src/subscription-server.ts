@@ -5,6 +5,7 @@ import {
   formatGraphQLError,
   isErrorCode,
   type JwtVerifier,
+  maxTimerMs,
   type Principal,
   requestIdOf,
   type SubgraphContext,
@@ -35,7 +36,6 @@ import { useServer } from 'graphql-ws/use/ws';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import type { ChargeLookups } from './charge-queries.ts';
-import { maxTimerMs } from './config.ts';
 import { type ChargesContext, createLoaders } from './resolvers.ts';
 
 /** `error` again, under a code from the closed list (message and locations kept). */
