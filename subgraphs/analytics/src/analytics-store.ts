@@ -360,6 +360,19 @@ async function writeConditionally(collection: StoreCollection, operations: Store
   }
 }
 
+/**
+ * Thrown by an ingest whose events were found stored by another batch that is not counted (its
+ * counting failed, e.g. a full embedded store, or it is still in flight): answered 503 so the
+ * emitter retries, never 200 with those events as duplicates. The retry answers 200 once that
+ * batch is counted (by this process's next ingest or a recovery).
+ */
+export class BatchNotCountedError extends Error {
+  constructor(pending: string[]) {
+    super(`analytics: events of this batch are stored but not counted yet (pending batch ${pending.join(', ')}); retry`);
+    this.name = 'BatchNotCountedError';
+  }
+}
+
 /** Thrown when the lease a step needs has run out: the batch is left to a recovery. */
 class LeaseExpiredError extends Error {
   constructor(batch: string) {
@@ -397,6 +410,22 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
   const owned = new Set<string>();
   /** Own batches whose logs are written but whose counting failed: counted again by the next ingest or sweep, within their lease. */
   const uncounted = new Map<string, { deadline: number; deltas: AggregateDeltas; targets: BatchTargets }>();
+  /** Own batches whose counts are applied, not yet marked applied (their finishing is queued). */
+  const countedHere = new Set<string>();
+
+  /**
+   * The batches, other than `except`, that stored these logs and are not counted: pending, not
+   * marked applied, and not counted by this instance. A log without a batch id predates it.
+   */
+  async function uncountedBatchesOf(ids: unknown[], except: string): Promise<string[]> {
+    const found = await logs.find({ _id: { $in: ids } }).toArray();
+    const of = [...new Set(found.map((doc) => doc.batch))].filter(
+      (b): b is string => typeof b === 'string' && b !== except && !countedHere.has(b),
+    );
+    if (of.length === 0) return [];
+    const pending = await batches.find({ _id: { $in: of } }).toArray();
+    return pending.filter((doc) => doc.applied !== true && !countedHere.has(String(doc._id))).map((doc) => String(doc._id));
+  }
 
   const checkLease = (batch: string, deadline: number) => {
     if (now() >= deadline) throw new LeaseExpiredError(batch);
@@ -462,6 +491,7 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
   let finishing: Promise<void> | undefined;
 
   function finishLater(item: (typeof finishQueue)[number]): void {
+    if (item.counted) countedHere.add(item.batch);
     finishQueue.push(item);
     finishing ??= (async () => {
       try {
@@ -487,7 +517,10 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
     } catch (error) {
       warn(`analytics: finishing ${items.length} counted batch(es) failed (${(error as Error).message}); a recovery finishes them`);
     } finally {
-      for (const item of items) owned.delete(item.batch);
+      for (const item of items) {
+        owned.delete(item.batch);
+        countedHere.delete(item.batch);
+      }
     }
   }
 
@@ -545,6 +578,7 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
       performance: (pending.performance as string[] | undefined) ?? [],
     };
     owned.add(batch);
+    let handedOver = false;
     try {
       if (pending.applied !== true) {
         // The logs this batch inserted (not the events it found stored by another batch).
@@ -555,7 +589,17 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
             : await logs.find({ batch, $or: runs.map(({ from, to }) => ({ timestamp: { $gte: from, $lt: to } })) }).toArray();
         const deltas = aggregateDeltas(found.map(countedEvent));
         if (deltas.usage.size + deltas.performance.size > 0) {
-          await applyDeltas(batch, deltas, deadline);
+          try {
+            await applyDeltas(batch, deltas, deadline);
+          } catch (error) {
+            // As for an ingest's failed counting: this claimant counts it again at its next ingest
+            // or pass within the claim (an emitter's retry waits on it), not a lease later.
+            if (!(error instanceof LeaseExpiredError)) {
+              uncounted.set(batch, { deadline, deltas, targets });
+              handedOver = true;
+            }
+            throw error;
+          }
           checkLease(batch, deadline);
           await markApplied([batch]);
         }
@@ -567,7 +611,7 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
       await deleteBatches([batch]);
       return true;
     } finally {
-      owned.delete(batch);
+      if (!handedOver) owned.delete(batch);
     }
   }
 
@@ -673,6 +717,10 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
       }));
       const everything = aggregateDeltas(docs);
       const targets: BatchTargets = { usage: [...everything.usage.keys()], performance: [...everything.performance.keys()] };
+      // A store with a document limit (the embedded one) refuses a batch that could take any
+      // collection it writes past it before anything is written: the batch is stored and counted
+      // whole or not at all (answered 503, retried by the emitter).
+      db.checkRoom?.({ batches: [batch], logs: docs.map((doc) => doc._id), usage: targets.usage, performance: targets.performance });
 
       owned.add(batch);
       let handedOver = false;
@@ -723,7 +771,17 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
       if (failure) throw failure;
       // Events found stored may belong to a batch left pending by a crash (the emitter's retry
       // after a restart): recover what is due now rather than at the next timer pass.
-      if (inserted.length < docs.length) await recoverQuietly();
+      if (inserted.length < docs.length) {
+        await recoverQuietly();
+        // Answered as duplicates only when the batches that stored them are counted: a 200 ends
+        // the emitter's retries, and events it acknowledges must not stay stored but uncounted.
+        const found = new Set(inserted);
+        const pending = await uncountedBatchesOf(
+          docs.filter((doc) => !found.has(doc)).map((doc) => doc._id),
+          batch,
+        );
+        if (pending.length > 0) throw new BatchNotCountedError(pending);
+      }
       return { stored: inserted.length, duplicates: events.length - inserted.length };
     },
 

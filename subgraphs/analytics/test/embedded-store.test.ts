@@ -25,6 +25,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   type AnalyticsStore,
   analyticsConfigSchema,
+  BatchNotCountedError,
   createAnalyticsStore,
   EmbeddedStoreFullError,
   EmbeddedStoreInUseError,
@@ -626,6 +627,105 @@ describe('embedded store', () => {
     expect(await analytics.ingest(retry)).toEqual({ stored: 20, duplicates: 0 });
     await analytics.settle();
     await store.close();
+  });
+
+  describe('a batch whose counting cannot succeed (usage at maxDocuments; aggregates never expire)', () => {
+    const cap = 30;
+    /** A store whose `usage` holds `cap` documents of another key, and the analytics on it. */
+    const fullUsage = async () => {
+      const clock = { now: Date.now() };
+      const store = await openEmbeddedStore({ dir: freshDir(), maxDocuments: cap, now: () => clock.now });
+      const fillers = Array.from({ length: cap }, (_, i) => `filler|${i}`);
+      await store.db.collection('usage').bulkWrite(
+        fillers.map((_id) => ({ insertOne: { document: { _id, apiKeyId: 'filler', minute: new Date(0), requests: 1 } } })),
+        { ordered: false },
+      );
+      // Room made as an operator would (raising the limit is a restart): old aggregates deleted.
+      const freeUsage = () =>
+        store.db.collection('usage').bulkWrite(
+          fillers.map((_id) => ({ deleteOne: { filter: { _id } } })),
+          { ordered: false },
+        );
+      return { clock, store, freeUsage };
+    };
+    const events = randomEvents(20, start, 5 * 60_000, 31);
+    const range = [new Date(start - hour), new Date(start + hour)] as const;
+    /** What the queries count, and the bookkeeping left. */
+    const counted = async (
+      analytics: AnalyticsStore,
+      db: { collection(name: string): { find(f: object): { toArray(): Promise<object[]> } } },
+    ) => {
+      const usage: Record<string, number> = {};
+      for (const key of apiKeys) {
+        if (key) usage[key] = (await analytics.usage(key, ...range, 'DAY')).reduce((sum, p) => sum + p.requests, 0);
+      }
+      return {
+        requests: (await analytics.errorRate(...range)).requests,
+        usage,
+        logs: (await analytics.requestLog({}, 100)).entries.length,
+        pendingBatches: (await db.collection('batches').find({}).toArray()).length,
+      };
+    };
+    const none = { requests: 0, usage: { key_alpha: 0, key_beta: 0, key_gamma: 0 }, logs: 0, pendingBatches: 0 };
+    const once = () => {
+      const usage: Record<string, number> = {};
+      for (const key of apiKeys) if (key) usage[key] = events.filter((e) => e.apiKeyId === key).length;
+      return { requests: events.length, usage, logs: events.length, pendingBatches: 0 };
+    };
+
+    it('refuses the whole batch before writing any of it, and the retry once there is room stores and counts it once', async () => {
+      const { store, freeUsage } = await fullUsage();
+      const analytics = createAnalyticsStore({ db: store.db, logRetentionDays: 30 });
+      await analytics.ensureIndexes();
+      // Refused (the ingest answers 503): no log, no count in any collection, no pending batch.
+      await expect(analytics.ingest(events)).rejects.toThrow(EmbeddedStoreFullError);
+      await analytics.settle();
+      expect(await counted(analytics, store.db)).toEqual(none);
+      // The emitter's retry while still full: refused the same way, never 200 with duplicates.
+      await expect(analytics.ingest(events)).rejects.toThrow(EmbeddedStoreFullError);
+      await analytics.settle();
+      expect(await counted(analytics, store.db)).toEqual(none);
+      await freeUsage();
+      expect(await analytics.ingest(events)).toEqual({ stored: events.length, duplicates: 0 });
+      await analytics.settle();
+      expect(await counted(analytics, store.db)).toEqual(once());
+      expect(await analytics.ingest(events)).toEqual({ stored: 0, duplicates: events.length });
+      await analytics.settle();
+      expect(await counted(analytics, store.db)).toEqual(once());
+      await store.close();
+    });
+
+    it('answers the retry of a batch stored but not counted with an error, not as duplicates, until it is counted once', async () => {
+      const { clock, store, freeUsage } = await fullUsage();
+      // Without the check (the db seen through the driver's subset only), as when a concurrent
+      // batch takes the room between the check and the counts: the logs are stored, usage is not.
+      const db = { collection: (name: string) => store.db.collection(name) };
+      const analytics = createAnalyticsStore({ db, logRetentionDays: 30, now: () => clock.now });
+      await analytics.ensureIndexes();
+      await expect(analytics.ingest(events)).rejects.toThrow(EmbeddedStoreFullError);
+      // The retry within the lease, and after it (a recovery then claims the batch, and fails).
+      await expect(analytics.ingest(events)).rejects.toThrow(BatchNotCountedError);
+      clock.now += 61_000;
+      await expect(analytics.ingest(events)).rejects.toThrow(BatchNotCountedError);
+      await analytics.settle();
+      expect((await counted(analytics, store.db)).usage).toEqual(none.usage);
+      await freeUsage();
+      // Room again: the retry's recovery counts the batch, and the retry is answered as duplicates.
+      expect(await analytics.ingest(events)).toEqual({ stored: 0, duplicates: events.length });
+      await analytics.settle();
+      expect(await counted(analytics, store.db)).toEqual(once());
+      await analytics.recoverPending();
+      expect(await analytics.ingest(events)).toEqual({ stored: 0, duplicates: events.length });
+      await analytics.settle();
+      expect(await counted(analytics, store.db)).toEqual(once());
+      for (const name of ['usage', 'performance']) {
+        const marked = (await store.db.collection(name).find({}).toArray()).filter(
+          (doc) => Object.keys((doc.appliedBatches as object | undefined) ?? {}).length > 0,
+        );
+        expect(marked).toEqual([]);
+      }
+      await store.close();
+    });
   });
 
   it('fails loudly on a query operator outside the subset instead of matching everything', async () => {

@@ -87,6 +87,13 @@ export interface StoreCollection {
 
 export interface StoreDb {
   collection(name: string): StoreCollection;
+  /**
+   * Only on a store with a document limit (the embedded store; not part of the driver's `Db`):
+   * throws, writing nothing, when storing documents with these `_id`s (per collection; those
+   * already stored do not count) would take any collection past its limit. A check, not a
+   * reservation: a write that races it can still fail on the limit.
+   */
+  checkRoom?(adds: Record<string, unknown[]>): void;
 }
 
 /** A store the service can use and later close (a MongoDB client or the embedded files). */

@@ -687,6 +687,14 @@ class EmbeddedCollection implements StoreCollection {
     if (staged) for (const [key, doc] of staged) if (doc && !this.docs.has(key)) yield doc;
   }
 
+  /** Throws `EmbeddedStoreFullError` when documents with these `_id`s (those not stored yet) would not fit. */
+  checkRoom(ids: unknown[]): void {
+    const added = new Set(ids.map(idKey).filter((key) => !this.docs.has(key))).size;
+    if (added > 0 && this.docs.size + added > this.options.maxDocuments) {
+      throw new EmbeddedStoreFullError(this.file, this.options.maxDocuments);
+    }
+  }
+
   private expired(doc: StoreDocument, now: number): boolean {
     for (const { field, expireAfterSeconds } of this.ttl) {
       const value = getPath(doc, field);
@@ -815,7 +823,12 @@ export async function openEmbeddedStore(options: EmbeddedStoreOptions): Promise<
   timer.unref();
   return {
     kind: 'embedded',
-    db: { collection },
+    db: {
+      collection,
+      checkRoom(adds) {
+        for (const [name, ids] of Object.entries(adds)) collection(name).checkRoom(ids);
+      },
+    },
     writeBoundMs: writeTimeoutMs,
     sweepExpired,
     async ping() {},
