@@ -90,6 +90,25 @@ export interface JwtVerifier {
 }
 
 /**
+ * `verifier` with one more check on every principal it returns, by both methods: `check` throws
+ * (an UnauthenticatedError, a GhostPayError) to refuse a token the signature and claims allow,
+ * such as one whose API key has been revoked (the router's and auth's `refusingRevokedKeys`).
+ */
+export function checkingPrincipals(verifier: JwtVerifier, check: (principal: Principal) => Promise<void>): JwtVerifier {
+  const checked = async (principal: Principal) => {
+    await check(principal);
+    return principal;
+  };
+  return {
+    verify: async (token) => checked(await verifier.verify(token)),
+    verifyAuthorization: async (header) => {
+      const principal = await verifier.verifyAuthorization(header);
+      return principal ? checked(principal) : undefined;
+    },
+  };
+}
+
+/**
  * The single JWT verifier the router and every subgraph use. `jku`, `x5u` and embedded
  * `jwk` headers are never followed: keys come only from the configured JWKS.
  */

@@ -1,5 +1,5 @@
 import { apiKeys, type DatabaseHandle } from '@ghostpay/db';
-import { ErrorCode, GhostPayError, type JwtVerifier, type Principal } from '@ghostpay/platform';
+import { checkingPrincipals, ErrorCode, GhostPayError, type JwtVerifier } from '@ghostpay/platform';
 import { eq } from 'drizzle-orm';
 
 /** What the router needs to know of a token's API key (`auth.api_keys`). */
@@ -69,16 +69,8 @@ export function revokedKeyRefusal(lookup: ApiKeyLookup): (apiKeyId: string) => P
  */
 export function refusingRevokedKeys(verifier: JwtVerifier, lookup: ApiKeyLookup): JwtVerifier {
   const refusal = revokedKeyRefusal(lookup);
-  const check = async (principal: Principal) => {
+  return checkingPrincipals(verifier, async (principal) => {
     const refused = await refusal(principal.apiKeyId);
     if (refused) throw refused;
-    return principal;
-  };
-  return {
-    verify: async (token) => check(await verifier.verify(token)),
-    verifyAuthorization: async (header) => {
-      const principal = await verifier.verifyAuthorization(header);
-      return principal ? check(principal) : undefined;
-    },
-  };
+  });
 }

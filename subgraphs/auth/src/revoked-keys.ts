@@ -1,4 +1,4 @@
-import { type JwtVerifier, type Principal, UnauthenticatedError } from '@ghostpay/platform';
+import { checkingPrincipals, type JwtVerifier, UnauthenticatedError } from '@ghostpay/platform';
 import type { UserLookups } from './users.ts';
 
 /** Whether an API key is revoked, as auth's verifier asks on every request that carries a token. */
@@ -67,16 +67,8 @@ export function createRevokedKeys(
  * whether or not the router in front checks revocations itself (it does only with a database).
  */
 export function refusingRevokedKeys(verifier: JwtVerifier, revokedKeys: RevokedKeys): JwtVerifier {
-  const check = async (principal: Principal) => {
+  return checkingPrincipals(verifier, async (principal) => {
     if (await revokedKeys.isRevoked(principal.apiKeyId))
       throw new UnauthenticatedError('The API key this token was issued for has been revoked');
-    return principal;
-  };
-  return {
-    verify: async (token) => check(await verifier.verify(token)),
-    verifyAuthorization: async (header) => {
-      const principal = await verifier.verifyAuthorization(header);
-      return principal ? check(principal) : undefined;
-    },
-  };
+  });
 }
