@@ -4,32 +4,16 @@
  * was decoded as UTF-8 whatever it said, so a Latin-1 body ran with replacement characters where
  * its non-ASCII bytes were, and a UTF-16 one failed as malformed JSON.
  */
-import { createTestTokenIssuer, type TestTokenIssuer } from '@ghostpay/test-support';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type StubSubgraphs, startRouter, startStubSubgraphs } from './router-harness.ts';
+import { describe, expect, it } from 'vitest';
+import { withRouter } from './router-harness.ts';
 
 describe('a request body declared in a charset other than UTF-8', () => {
-  let issuer: TestTokenIssuer;
-  let subgraphs: StubSubgraphs;
-  let router: Awaited<ReturnType<typeof startRouter>>;
-  let auth: string;
-
-  beforeAll(async () => {
-    issuer = await createTestTokenIssuer();
-    subgraphs = await startStubSubgraphs(issuer.verifier);
-    router = await startRouter({
-      verifier: issuer.verifier,
-      urls: subgraphs.urls,
-      env: { ROUTER_RATE_LIMIT_PER_MINUTE: '1000', ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE: '1000' },
-    });
-    auth = await issuer.bearer({ userId: 'usr_charset', role: 'merchant', apiKeyId: 'key_charset' });
-  });
-  afterAll(async () => {
-    await router?.close();
-    await subgraphs?.close();
+  const setup = withRouter({
+    env: { ROUTER_RATE_LIMIT_PER_MINUTE: '1000', ROUTER_ANONYMOUS_RATE_LIMIT_PER_MINUTE: '1000' },
+    bearer: { userId: 'usr_charset', role: 'merchant', apiKeyId: 'key_charset' },
   });
 
-  const totalHits = () => Object.values(subgraphs.hits).reduce((a, b) => a + b, 0);
+  const totalHits = () => Object.values(setup.subgraphs.hits).reduce((a, b) => a + b, 0);
   const query = JSON.stringify({ query: 'query Me { me { id } }' });
 
   it.each([
@@ -39,9 +23,9 @@ describe('a request body declared in a charset other than UTF-8', () => {
     ['application/json;charset="windows-1252"', Buffer.from(query, 'latin1')],
   ])('%s: 415 BAD_USER_INPUT, no subgraph called', async (contentType, body) => {
     const before = totalHits();
-    const response = await fetch(router.graphqlUrl, {
+    const response = await fetch(setup.router.graphqlUrl, {
       method: 'POST',
-      headers: { 'content-type': contentType, authorization: auth },
+      headers: { 'content-type': contentType, authorization: setup.authorization },
       body,
     });
     const answer = (await response.json()) as { errors?: { message: string; extensions?: { code?: string } }[] };
@@ -55,9 +39,9 @@ describe('a request body declared in a charset other than UTF-8', () => {
 
   it('sends the raw bytes (a Latin-1 body is refused, not run with replacement characters)', async () => {
     const before = totalHits();
-    const response = await fetch(router.graphqlUrl, {
+    const response = await fetch(setup.router.graphqlUrl, {
       method: 'POST',
-      headers: { 'content-type': 'application/json; charset=iso-8859-1', authorization: auth },
+      headers: { 'content-type': 'application/json; charset=iso-8859-1', authorization: setup.authorization },
       body: Buffer.from(JSON.stringify({ query: 'query Me { me { id } }', variables: { note: 'café' } }), 'latin1'),
     });
     expect(response.status).toBe(415);
@@ -67,9 +51,9 @@ describe('a request body declared in a charset other than UTF-8', () => {
   it.each(['application/json', 'application/json; charset=utf-8', 'application/json; charset="UTF-8"', 'application/json;charset=utf8'])(
     '%s runs',
     async (contentType) => {
-      const response = await fetch(router.graphqlUrl, {
+      const response = await fetch(setup.router.graphqlUrl, {
         method: 'POST',
-        headers: { 'content-type': contentType, authorization: auth },
+        headers: { 'content-type': contentType, authorization: setup.authorization },
         body: Buffer.from(query, 'utf8'),
       });
       expect(response.status).toBe(200);
