@@ -5,26 +5,32 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
+/** A job every second whose runs wait for `finishRun()`; `runs()` counts the runs started. */
+function heldSweep() {
+  let finish: () => void = () => {};
+  let started = 0;
+  const job = createPeriodicJob({
+    name: 'sweep',
+    intervalMs: 1_000,
+    logger: createLogger({ service: 'test', level: 'silent' }),
+    run: () => {
+      started++;
+      return new Promise<number>((resolve) => {
+        finish = () => resolve(1);
+      });
+    },
+  });
+  return { job, runs: () => started, finishRun: () => finish() };
+}
+
 describe('periodic job', () => {
   it('keeps one schedule when stopped and started again while a run is in progress', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
-    let finishRun: () => void = () => {};
-    let runs = 0;
-    const job = createPeriodicJob({
-      name: 'sweep',
-      intervalMs: 1_000,
-      logger: createLogger({ service: 'test', level: 'silent' }),
-      run: () => {
-        runs++;
-        return new Promise<number>((resolve) => {
-          finishRun = () => resolve(1);
-        });
-      },
-    });
+    const { job, runs, finishRun } = heldSweep();
     job.start();
     expect(vi.getTimerCount()).toBe(1);
     await vi.advanceTimersByTimeAsync(1_000);
-    expect(runs).toBe(1);
+    expect(runs()).toBe(1);
     expect(vi.getTimerCount()).toBe(0);
 
     const stopped = job.stop();
@@ -35,7 +41,7 @@ describe('periodic job', () => {
     // The new start's timer only: the stopped loop ended with its run.
     expect(vi.getTimerCount()).toBe(1);
     await vi.advanceTimersByTimeAsync(1_000);
-    expect(runs).toBe(2);
+    expect(runs()).toBe(2);
     finishRun();
     await vi.advanceTimersByTimeAsync(0);
     expect(vi.getTimerCount()).toBe(1);
@@ -45,26 +51,14 @@ describe('periodic job', () => {
 
   it('runs no more once stopped, whatever was in progress', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
-    let finishRun: () => void = () => {};
-    let runs = 0;
-    const job = createPeriodicJob({
-      name: 'sweep',
-      intervalMs: 1_000,
-      logger: createLogger({ service: 'test', level: 'silent' }),
-      run: () => {
-        runs++;
-        return new Promise<number>((resolve) => {
-          finishRun = () => resolve(1);
-        });
-      },
-    });
+    const { job, runs, finishRun } = heldSweep();
     job.start();
     await vi.advanceTimersByTimeAsync(1_000);
     const stopped = job.stop();
     finishRun();
     await stopped;
     await vi.advanceTimersByTimeAsync(10_000);
-    expect(runs).toBe(1);
+    expect(runs()).toBe(1);
     expect(vi.getTimerCount()).toBe(0);
   });
 });
