@@ -30,6 +30,7 @@ import {
   EmbeddedStoreFullError,
   EmbeddedStoreInUseError,
   EmbeddedWriteTimeoutError,
+  embeddedAnalyticsDir,
   openAnalyticsStore,
   openEmbeddedStore,
 } from '../src/index.ts';
@@ -634,7 +635,8 @@ describe('embedded store', () => {
     /** A store whose `usage` holds `cap` documents of another key, and the analytics on it. */
     const fullUsage = async () => {
       const clock = { now: Date.now() };
-      const store = await openEmbeddedStore({ dir: freshDir(), maxDocuments: cap, now: () => clock.now });
+      const dataDir = freshDir();
+      const store = await openEmbeddedStore({ dir: embeddedAnalyticsDir(dataDir), maxDocuments: cap, now: () => clock.now });
       const fillers = Array.from({ length: cap }, (_, i) => `filler|${i}`);
       await store.db.collection('usage').bulkWrite(
         fillers.map((_id) => ({ insertOne: { document: { _id, apiKeyId: 'filler', minute: new Date(0), requests: 1 } } })),
@@ -646,7 +648,14 @@ describe('embedded store', () => {
           fillers.map((_id) => ({ deleteOne: { filter: { _id } } })),
           { ordered: false },
         );
-      return { clock, store, freeUsage };
+      /** The process restarted with `ANALYTICS_EMBEDDED_MAX_DOCUMENTS` raised, as the README says to. */
+      const restartWithLimit = async (analytics: AnalyticsStore, limit: number) => {
+        await analytics.settle();
+        await store.close();
+        const config = analyticsConfigSchema.parse({ GHOSTPAY_DATA_DIR: dataDir, ANALYTICS_EMBEDDED_MAX_DOCUMENTS: String(limit) });
+        return openAnalyticsStore(config);
+      };
+      return { clock, store, freeUsage, restartWithLimit };
     };
     const events = randomEvents(20, start, 5 * 60_000, 31);
     const range = [new Date(start - hour), new Date(start + hour)] as const;
@@ -725,6 +734,64 @@ describe('embedded store', () => {
         expect(marked).toEqual([]);
       }
       await store.close();
+    });
+
+    it('counts, once, the batches it refused whole after a restart with a higher ANALYTICS_EMBEDDED_MAX_DOCUMENTS', async () => {
+      const { clock, store, restartWithLimit } = await fullUsage();
+      const analytics = createAnalyticsStore({ db: store.db, logRetentionDays: 30, now: () => clock.now });
+      await analytics.ensureIndexes();
+      const second = randomEvents(15, start, 5 * 60_000, 32);
+      await expect(analytics.ingest(events)).rejects.toThrow(EmbeddedStoreFullError);
+      await expect(analytics.ingest(second)).rejects.toThrow(EmbeddedStoreFullError);
+      const raised = await restartWithLimit(analytics, 10 * cap);
+      try {
+        const restarted = createAnalyticsStore({ db: raised.db, logRetentionDays: 30, now: () => clock.now });
+        await restarted.ensureIndexes();
+        // The emitter's retries of both batches, after the restart.
+        expect(await restarted.ingest(events)).toEqual({ stored: events.length, duplicates: 0 });
+        expect(await restarted.ingest(second)).toEqual({ stored: second.length, duplicates: 0 });
+        expect(await restarted.ingest(events)).toEqual({ stored: 0, duplicates: events.length });
+        await restarted.settle();
+        const both = [...events, ...second];
+        const usage: Record<string, number> = {};
+        for (const key of apiKeys) if (key) usage[key] = both.filter((e) => e.apiKeyId === key).length;
+        expect(await counted(restarted, raised.db)).toEqual({ requests: both.length, usage, logs: both.length, pendingBatches: 0 });
+        // The filler aggregates are still there: the raised limit made the room, nothing was deleted.
+        expect((await raised.db.collection('usage').find({ apiKeyId: 'filler' }).toArray()).length).toBe(cap);
+      } finally {
+        await raised.close();
+      }
+    });
+
+    it('counts, once, a batch stored but not counted before a restart with a higher ANALYTICS_EMBEDDED_MAX_DOCUMENTS', async () => {
+      const { clock, store, restartWithLimit } = await fullUsage();
+      // Logs stored, counts refused (a concurrent batch took the room between the check and the counts).
+      const db = { collection: (name: string) => store.db.collection(name) };
+      const analytics = createAnalyticsStore({ db, logRetentionDays: 30, now: () => clock.now });
+      await analytics.ensureIndexes();
+      await expect(analytics.ingest(events)).rejects.toThrow(EmbeddedStoreFullError);
+      // What the process knew (the batch to count again) is gone with it; the batch document stays.
+      const raised = await restartWithLimit(analytics, 10 * cap);
+      try {
+        const restarted = createAnalyticsStore({ db: raised.db, logRetentionDays: 30, now: () => clock.now });
+        await restarted.ensureIndexes();
+        expect(await restarted.recoverPending()).toEqual({ recovered: 0, completed: 0 });
+        // Within the dead ingest's lease the batch is not this process's to count: the retry is
+        // answered 503, not 200 with the events as duplicates.
+        await expect(restarted.ingest(events)).rejects.toThrow(BatchNotCountedError);
+        expect((await counted(restarted, raised.db)).usage).toEqual(none.usage);
+        // Past the lease, the retry's recovery claims and counts it (room now), and answers duplicates.
+        clock.now += 61_000;
+        expect(await restarted.ingest(events)).toEqual({ stored: 0, duplicates: events.length });
+        await restarted.settle();
+        expect(await counted(restarted, raised.db)).toEqual(once());
+        expect(await restarted.recoverPending()).toEqual({ recovered: 0, completed: 0 });
+        expect(await restarted.ingest(events)).toEqual({ stored: 0, duplicates: events.length });
+        await restarted.settle();
+        expect(await counted(restarted, raised.db)).toEqual(once());
+      } finally {
+        await raised.close();
+      }
     });
   });
 
