@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { addressIdentity, ErrorCode, GhostPayError, type JwtVerifier, type Principal, sendJson } from '@ghostpay/platform';
+import { addressIdentity, ErrorCode, GhostPayError, type JwtVerifier, maxTimerMs, type Principal, sendJson } from '@ghostpay/platform';
 import type { DocumentNode, ExecutionArgs, ExecutionResult, GraphQLError, GraphQLSchema } from 'graphql';
 import { createHandler as createSseHandler } from 'graphql-sse';
 import { useServer as useGraphQLWsServer } from 'graphql-ws/use/ws';
@@ -262,7 +262,26 @@ interface ConnectionState {
   active: number;
   alive: boolean;
   idleTimer?: NodeJS.Timeout;
-  expiryTimer?: NodeJS.Timeout;
+  /** Cancels the close at the token's expiry (`atExpiry`). */
+  disarmExpiry?: () => void;
+}
+
+/**
+ * Calls `onExpiry` once the principal's token has expired (asynchronously, even when it already
+ * has), and returns what cancels it. A Node timer waits at most maxTimerMs (about 24.8 days; a
+ * longer one fires after 1 ms): a farther expiry is waited for in steps, each re-reading the time
+ * left, as charges' subscription sockets do. An expiry that is not a number ends at once.
+ */
+function atExpiry(principal: Principal, onExpiry: () => void): () => void {
+  const expiresAtMs = principal.expiresAt * 1000;
+  let timer: NodeJS.Timeout;
+  const arm = () => {
+    timer = setTimeout(check, Math.min(Math.max(0, expiresAtMs - Date.now()) || 0, maxTimerMs));
+    timer.unref();
+  };
+  const check = () => (expiresAtMs - Date.now() > 0 ? arm() : onExpiry());
+  arm();
+  return () => clearTimeout(timer);
 }
 
 /**
@@ -441,9 +460,6 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     }
   };
 
-  /** ms until the token expires, clamped to what setTimeout accepts. */
-  const untilExpiry = (principal: Principal) => Math.min(2_147_483_647, Math.max(0, principal.expiresAt * 1000 - Date.now()));
-
   // ---- WebSocket (graphql-transport-ws) ----
   const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxPayloadBytes });
   const states = new WeakMap<WebSocket, ConnectionState>();
@@ -472,7 +488,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
     ws.once('close', (code: number) => {
       logger.debug({ code, active: state.active }, 'subscription client socket closed');
       clearTimeout(state.idleTimer);
-      clearTimeout(state.expiryTimer);
+      state.disarmExpiry?.();
       state.uncount?.();
       state.unpend?.();
     });
@@ -546,8 +562,7 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
         state.caller = caller;
         // Authenticated: it counts against its user now, no longer against its address.
         state.unpend?.();
-        state.expiryTimer = setTimeout(() => ws.close(SubscriptionCloseCode.Unauthorized, 'Token expired'), untilExpiry(caller.principal));
-        state.expiryTimer.unref();
+        state.disarmExpiry = atExpiry(caller.principal, () => ws.close(SubscriptionCloseCode.Unauthorized, 'Token expired'));
         return true;
       },
       async onSubscribe(ctx, _id, payload) {
@@ -634,10 +649,10 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
           },
         ];
       }
-      let expiry: NodeJS.Timeout | undefined;
+      let disarmExpiry: (() => void) | undefined;
       let checked: EventStream<SubscriptionPayload> | undefined;
       const result = await open(caller, params, 'sse', () => {
-        clearTimeout(expiry);
+        disarmExpiry?.();
         if (checked) sseApiKeys.delete(checked);
       });
       answer.operationName = result.operationName;
@@ -659,11 +674,9 @@ export function createSubscriptionGateway(options: SubscriptionGatewayOptions): 
       answer.errorCodes = result.firstErrorCodes;
       checked = stream;
       sseApiKeys.set(stream, caller.principal.apiKeyId);
-      expiry = setTimeout(
-        () => endSse(stream, { message: 'Token expired', extensions: { code: ErrorCode.UNAUTHENTICATED } }),
-        untilExpiry(caller.principal),
+      disarmExpiry = atExpiry(caller.principal, () =>
+        endSse(stream, { message: 'Token expired', extensions: { code: ErrorCode.UNAUTHENTICATED } }),
       );
-      expiry.unref();
       return stream as never;
     },
   });
