@@ -1,20 +1,12 @@
 import { createChargesService } from '@ghostpay/charges';
 import { createDatabase, migrate } from '@ghostpay/db';
 import { createLogger } from '@ghostpay/platform';
-import { createSeed, createTestTokenIssuer, type SeededUser } from '@ghostpay/test-support';
+import { createSeed, createTestTokenIssuer } from '@ghostpay/test-support';
 import { type Client, createClient, type SubscribePayload } from 'graphql-ws';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { chargesConfigSchema, settleAllDue } from '../src/index.ts';
-import {
-  authorizedCharge,
-  type ChargeJson,
-  createChargeMutation,
-  type Harness,
-  refundChargeMutation,
-  startHarness,
-  until,
-} from './charges-harness.ts';
+import { type ChargeJson, createChargeMutation, refundChargeMutation, startHarness, until, withChargesService } from './charges-harness.ts';
 
 interface Received {
   events: Array<{ id: string; status: string; refundedAmount: number; settledAt: string | null }>;
@@ -70,29 +62,17 @@ function wsClient(url: string, authorization: string | undefined, viaHeader = fa
 }
 
 describe('chargeUpdated over graphql-ws (PostgreSQL LISTEN/NOTIFY)', () => {
-  let h: Harness;
-  let merchant: SeededUser;
-  let holder: SeededUser;
-  let bearer: string;
+  const h = withChargesService();
   const clients: Client[] = [];
 
-  beforeAll(async () => {
-    h = await startHarness();
-    merchant = await h.seed.user('merchant');
-    holder = await h.seed.user('user');
-    bearer = await h.tokens.bearer({ userId: merchant.id, role: 'merchant' });
-  });
   afterEach(async () => {
     await Promise.all(clients.splice(0).map((client) => client.dispose()));
     await h.expectLedgerClean();
   });
-  afterAll(async () => h?.close());
-
-  const authorized = (key: string) => authorizedCharge(h, { merchantId: merchant.id, holderId: holder.id, bearer }, key);
 
   it('delivers an event for each status change: AUTHORIZED → SETTLED → REFUNDED', async () => {
-    const charge = await authorized('sub-1');
-    const client = wsClient(h.url, bearer);
+    const charge = await h.authorized('sub-1');
+    const client = wsClient(h.url, h.bearer);
     clients.push(client);
     const { received } = subscribe(client, charge.id);
     await until(() => received.events.length >= 1, 'the current status');
@@ -103,7 +83,7 @@ describe('chargeUpdated over graphql-ws (PostgreSQL LISTEN/NOTIFY)', () => {
     expect(received.events[1]).toMatchObject({ status: 'SETTLED' });
     expect(received.events[1]?.settledAt).toBeTruthy();
 
-    const refunded = await h.gql(refundChargeMutation, { id: charge.id, amount: null, key: 'sub-refund' }, bearer);
+    const refunded = await h.gql(refundChargeMutation, { id: charge.id, amount: null, key: 'sub-refund' }, h.bearer);
     expect(refunded.errors).toBeUndefined();
     await until(() => received.events.length >= 3, 'REFUNDED');
     expect(received.events.map((e) => e.status)).toEqual(['AUTHORIZED', 'SETTLED', 'REFUNDED']);
@@ -112,18 +92,18 @@ describe('chargeUpdated over graphql-ws (PostgreSQL LISTEN/NOTIFY)', () => {
   });
 
   it('authenticates from the upgrade request Authorization header too, and lets the card holder watch', async () => {
-    const charge = await authorized('sub-2');
-    const client = wsClient(h.url, await h.tokens.bearer({ userId: holder.id, role: 'user' }), true);
+    const charge = await h.authorized('sub-2');
+    const client = wsClient(h.url, await h.tokens.bearer({ userId: h.holder.id, role: 'user' }), true);
     clients.push(client);
     const { received } = subscribe(client, charge.id);
     await until(() => received.events.length >= 1, 'the current status');
-    await h.gql(refundChargeMutation, { id: charge.id, amount: 100, key: 'sub-2-refund' }, bearer);
+    await h.gql(refundChargeMutation, { id: charge.id, amount: 100, key: 'sub-2-refund' }, h.bearer);
     await until(() => received.events.length >= 2, 'PARTIALLY_REFUNDED');
     expect(received.events.map((e) => e.status)).toEqual(['AUTHORIZED', 'PARTIALLY_REFUNDED']);
   });
 
   it('answers NOT_FOUND to a subscriber who may not see the charge', async () => {
-    const charge = await authorized('sub-3');
+    const charge = await h.authorized('sub-3');
     const other = await h.seed.user('merchant');
     const client = wsClient(h.url, await h.tokens.bearer({ userId: other.id, role: 'merchant' }));
     clients.push(client);
@@ -134,8 +114,8 @@ describe('chargeUpdated over graphql-ws (PostgreSQL LISTEN/NOTIFY)', () => {
   });
 
   it('answers a document that does not validate, bad variables and a syntax error with their codes, and keeps the socket', async () => {
-    const charge = await authorized('sub-errors');
-    const client = wsClient(h.url, bearer);
+    const charge = await h.authorized('sub-errors');
+    const client = wsClient(h.url, h.bearer);
     clients.push(client);
     const { received } = subscribe(client, charge.id);
     await until(() => received.events.length >= 1, 'the current status');
@@ -167,7 +147,7 @@ describe('chargeUpdated over graphql-ws (PostgreSQL LISTEN/NOTIFY)', () => {
   });
 
   it('stops a subscription on client unsubscribe and releases its bus listener', async () => {
-    const charge = await authorized('sub-4');
+    const charge = await h.authorized('sub-4');
     // A raw graphql-transport-ws socket, so what the server sends for a completed id is seen
     // (graphql-ws's client drops it on its side).
     const socket = new WebSocket(`${h.url.replace(/^http/, 'ws')}/graphql`, 'graphql-transport-ws');
@@ -184,7 +164,7 @@ describe('chargeUpdated over graphql-ws (PostgreSQL LISTEN/NOTIFY)', () => {
         payload: { query: 'subscription ($id: ID!) { chargeUpdated(id: $id) { status } }', variables: { id: charge.id } },
       });
     try {
-      send({ type: 'connection_init', payload: { authorization: bearer } });
+      send({ type: 'connection_init', payload: { authorization: h.bearer } });
       await until(() => messages.some((m) => m.type === 'connection_ack'), 'the connection ack');
       watch('a');
       await until(() => statusesOf('a').length >= 1, 'the current status');

@@ -1,6 +1,14 @@
 import { createLogger } from '@ghostpay/platform';
-import { createSeed, createTestTokenIssuer, freshDatabase, type TestDatabase, type TestTokenIssuer } from '@ghostpay/test-support';
+import {
+  createSeed,
+  createTestTokenIssuer,
+  freshDatabase,
+  type SeededUser,
+  type TestDatabase,
+  type TestTokenIssuer,
+} from '@ghostpay/test-support';
 import { afterAll, beforeAll, expect } from 'vitest';
+import WebSocket from 'ws';
 import { type ChargesService, chargesConfigSchema, checkLedger, createChargesService } from '../src/index.ts';
 
 export const chargeFields =
@@ -99,6 +107,75 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
     },
   };
 }
+
+/** What {@link withChargesService} has started: a {@link Harness} plus its parties, set once the suite's `beforeAll` has run. */
+export interface ChargesServiceFixture extends Harness {
+  merchant: SeededUser;
+  holder: SeededUser;
+  /** `Bearer …` of `merchant`. */
+  bearer: string;
+  /** {@link authorizedCharge} of a card `holder` holds and `merchant` issued, charged as `merchant`. */
+  authorized(key: string): Promise<ChargeJson>;
+}
+
+/**
+ * A charges service ({@link startHarness} with `env`), a merchant, a card holder and the
+ * merchant's bearer token, started in `beforeAll` and closed in `afterAll` of the enclosing
+ * describe (after the hooks registered later in it: vitest runs `afterAll` hooks in reverse).
+ */
+export function withChargesService(env: Record<string, string> = {}): ChargesServiceFixture {
+  const fixture = {} as ChargesServiceFixture;
+  beforeAll(async () => {
+    Object.assign(fixture, await startHarness(env));
+    fixture.merchant = await fixture.seed.user('merchant');
+    fixture.holder = await fixture.seed.user('user');
+    fixture.bearer = await fixture.tokens.bearer({ userId: fixture.merchant.id, role: 'merchant' });
+    fixture.authorized = (key) =>
+      authorizedCharge(fixture, { merchantId: fixture.merchant.id, holderId: fixture.holder.id, bearer: fixture.bearer }, key);
+  });
+  afterAll(async () => fixture.close?.());
+  return fixture;
+}
+
+interface SocketMessage {
+  id?: string;
+  type: string;
+  payload?: unknown;
+}
+
+/** A raw graphql-transport-ws socket to the service at `url`, recording what it receives and how it closed. */
+export async function rawSocket(url: string, options: { autoPong?: boolean } = {}) {
+  const socket = new WebSocket(`${url.replace(/^http/, 'ws')}/graphql`, 'graphql-transport-ws', { autoPong: options.autoPong ?? true });
+  const messages: SocketMessage[] = [];
+  const state = { closed: undefined as { code: number; reason: string } | undefined, pings: 0 };
+  socket.on('message', (data) => messages.push(JSON.parse(String(data)) as SocketMessage));
+  socket.on('ping', () => state.pings++);
+  socket.on('close', (code, reason) => {
+    state.closed = { code, reason: String(reason) };
+  });
+  await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+  const send = (message: unknown) => socket.send(JSON.stringify(message));
+  return {
+    socket,
+    messages,
+    state,
+    send,
+    async init(authorization: string) {
+      send({ type: 'connection_init', payload: { authorization } });
+      await until(() => messages.some((m) => m.type === 'connection_ack') || state.closed !== undefined, 'the ack or the close');
+    },
+    watch(id: string, chargeId: string) {
+      send({ id, type: 'subscribe', payload: { query: watchQuery, variables: { id: chargeId } } });
+    },
+    statusesOf: (id: string) =>
+      messages
+        .filter((m) => m.id === id && m.type === 'next')
+        .map((m) => (m.payload as { data?: { chargeUpdated?: { status: string } } }).data?.chargeUpdated?.status),
+    of: (id: string) => messages.filter((m) => m.id === id),
+  };
+}
+
+export const watchQuery = 'subscription ($id: ID!) { chargeUpdated(id: $id) { status } }';
 
 export const createChargeMutation = `mutation ($input: CreateChargeInput!, $key: String!) {
   createCharge(input: $input, idempotencyKey: $key) { ${chargeFields} }

@@ -9,10 +9,9 @@
  * this socket; they are refused with BAD_USER_INPUT, and its subscriptions go on until then.
  * Real PostgreSQL, real RS256 tokens.
  */
-import type { SeededUser } from '@ghostpay/test-support';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { type ChargeJson, createChargeMutation, type Harness, refundChargeMutation, startHarness, until } from './charges-harness.ts';
+import { type ChargeJson, createChargeMutation, refundChargeMutation, until, withChargesService } from './charges-harness.ts';
 
 interface Message {
   id?: string;
@@ -24,31 +23,20 @@ interface Message {
 }
 
 describe('queries and mutations over the charges WebSocket', () => {
-  let h: Harness;
-  let merchant: SeededUser;
-  let holder: SeededUser;
-  let bearer: string;
-
-  beforeAll(async () => {
-    h = await startHarness();
-    merchant = await h.seed.user('merchant');
-    holder = await h.seed.user('user');
-    bearer = await h.tokens.bearer({ userId: merchant.id, role: 'merchant' });
-  });
-  afterAll(async () => h?.close());
+  const h = withChargesService();
 
   it('are refused with BAD_USER_INPUT, and the socket ends when its connection token expires', async () => {
-    const card = await h.seed.card({ ownerId: holder.id, issuerId: merchant.id, amount: 1_000 });
+    const card = await h.seed.card({ ownerId: h.holder.id, issuerId: h.merchant.id, amount: 1_000 });
     const created = await h.gql<{ createCharge: ChargeJson }>(
       createChargeMutation,
       { input: { cardId: card.id, amount: 1_000, currency: 'USD' }, key: 'ws-ops' },
-      bearer,
+      h.bearer,
     );
     const charge = created.data?.createCharge as ChargeJson;
     expect(charge.status).toBe('AUTHORIZED');
 
     // exp is whole seconds: this token expires two to three seconds from now.
-    const shortLived = `Bearer ${await h.tokens.mint({ userId: merchant.id, role: 'merchant', expiresInSeconds: 3 })}`;
+    const shortLived = `Bearer ${await h.tokens.mint({ userId: h.merchant.id, role: 'merchant', expiresInSeconds: 3 })}`;
     const socket = new WebSocket(`${h.url.replace(/^http/, 'ws')}/graphql`, 'graphql-transport-ws');
     const messages: Message[] = [];
     const closes: { code: number; reason: string }[] = [];
@@ -87,7 +75,7 @@ describe('queries and mutations over the charges WebSocket', () => {
       const now = await h.gql<{ charge: ChargeJson }>(
         'query ($id: ID!) { charge(id: $id) { status refundedAmount } }',
         { id: charge.id },
-        bearer,
+        h.bearer,
       );
       expect(now.data?.charge).toEqual({ status: 'AUTHORIZED', refundedAmount: 0 });
 

@@ -11,10 +11,9 @@
  *   BAD_USER_INPUT; the socket's other subscriptions go on.
  * Real PostgreSQL, real RS256 tokens.
  */
-import type { SeededUser } from '@ghostpay/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { type ChargeJson, createChargeMutation, type Harness, refundChargeMutation, startHarness, until } from './charges-harness.ts';
+import { type ChargeJson, createChargeMutation, refundChargeMutation, until, withChargesService } from './charges-harness.ts';
 
 interface Message {
   id?: string;
@@ -23,10 +22,7 @@ interface Message {
 }
 
 describe('the charges WebSocket, per event', () => {
-  let h: Harness;
-  let merchant: SeededUser;
-  let holder: SeededUser;
-  let bearer: string;
+  const h = withChargesService();
   let socket: WebSocket;
   const messages: Message[] = [];
   const closes: number[] = [];
@@ -34,28 +30,23 @@ describe('the charges WebSocket, per event', () => {
   const answersTo = (id: string) => messages.filter((m) => m.id === id);
 
   beforeAll(async () => {
-    h = await startHarness();
-    merchant = await h.seed.user('merchant');
-    holder = await h.seed.user('user');
-    bearer = await h.tokens.bearer({ userId: merchant.id, role: 'merchant' });
     socket = new WebSocket(`${h.url.replace(/^http/, 'ws')}/graphql`, 'graphql-transport-ws');
     socket.on('message', (data) => messages.push(JSON.parse(String(data)) as Message));
     socket.on('close', (code) => closes.push(code));
     await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
-    send({ type: 'connection_init', payload: { authorization: bearer } });
+    send({ type: 'connection_init', payload: { authorization: h.bearer } });
     await until(() => messages.some((m) => m.type === 'connection_ack'), 'the connection ack');
   });
-  afterAll(async () => {
+  afterAll(() => {
     socket?.terminate();
-    await h?.close();
   });
 
   const createCharge = async (key: string) => {
-    const card = await h.seed.card({ ownerId: holder.id, issuerId: merchant.id, amount: 1_000 });
+    const card = await h.seed.card({ ownerId: h.holder.id, issuerId: h.merchant.id, amount: 1_000 });
     const created = await h.gql<{ createCharge: ChargeJson }>(
       createChargeMutation,
       { input: { cardId: card.id, amount: 1_000, currency: 'USD' }, key },
-      bearer,
+      h.bearer,
     );
     const charge = created.data?.createCharge as ChargeJson;
     expect(charge.status).toBe('AUTHORIZED');
@@ -79,7 +70,7 @@ describe('the charges WebSocket, per event', () => {
       card: { id: card.id, charges: [{ id: charge.id, status: 'AUTHORIZED', refundedAmount: 0 }] },
     });
 
-    const refunded = await h.gql<{ refundCharge: ChargeJson }>(refundChargeMutation, { id: charge.id, key: 'per-event-refund' }, bearer);
+    const refunded = await h.gql<{ refundCharge: ChargeJson }>(refundChargeMutation, { id: charge.id, key: 'per-event-refund' }, h.bearer);
     expect(refunded.data?.refundCharge.status).toBe('REFUNDED');
     await until(() => answersTo('nested').length >= 2, 'the refund event');
     const second = answersTo('nested')[1]?.payload as { data: { chargeUpdated: unknown }; errors?: unknown };
@@ -126,7 +117,7 @@ describe('the charges WebSocket, per event', () => {
     expect(JSON.stringify(answersTo('default')[0]?.payload)).toContain('NOT_FOUND');
 
     // The other subscription is still served.
-    await h.gql(refundChargeMutation, { id: charge.id, key: 'null-default-refund' }, bearer);
+    await h.gql(refundChargeMutation, { id: charge.id, key: 'null-default-refund' }, h.bearer);
     await until(() => answersTo('watch').length >= 2, 'the refund event on the other subscription');
     expect(closes).toEqual([]);
   });

@@ -9,77 +9,22 @@
  *   subscribe only.
  * Short intervals and a one-second token keep it fast. Real PostgreSQL, real RS256 tokens.
  */
-import type { SeededUser } from '@ghostpay/test-support';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
+import { describe, expect, it } from 'vitest';
 import { settleAllDue } from '../src/index.ts';
-import { authorizedCharge, type Harness, startHarness, until } from './charges-harness.ts';
-
-interface Message {
-  id?: string;
-  type: string;
-  payload?: unknown;
-}
-
-const watchQuery = 'subscription ($id: ID!) { chargeUpdated(id: $id) { status } }';
-
-/** A raw graphql-transport-ws socket recording what it receives and how it closed. */
-async function rawSocket(url: string, options: { autoPong?: boolean } = {}) {
-  const socket = new WebSocket(`${url.replace(/^http/, 'ws')}/graphql`, 'graphql-transport-ws', { autoPong: options.autoPong ?? true });
-  const messages: Message[] = [];
-  const state = { closed: undefined as { code: number; reason: string } | undefined, pings: 0 };
-  socket.on('message', (data) => messages.push(JSON.parse(String(data)) as Message));
-  socket.on('ping', () => state.pings++);
-  socket.on('close', (code, reason) => {
-    state.closed = { code, reason: String(reason) };
-  });
-  await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
-  const send = (message: unknown) => socket.send(JSON.stringify(message));
-  return {
-    socket,
-    messages,
-    state,
-    send,
-    async init(authorization: string) {
-      send({ type: 'connection_init', payload: { authorization } });
-      await until(() => messages.some((m) => m.type === 'connection_ack') || state.closed !== undefined, 'the ack or the close');
-    },
-    watch(id: string, chargeId: string) {
-      send({ id, type: 'subscribe', payload: { query: watchQuery, variables: { id: chargeId } } });
-    },
-    statusesOf: (id: string) =>
-      messages
-        .filter((m) => m.id === id && m.type === 'next')
-        .map((m) => (m.payload as { data?: { chargeUpdated?: { status: string } } }).data?.chargeUpdated?.status),
-    of: (id: string) => messages.filter((m) => m.id === id),
-  };
-}
+import { rawSocket, until, withChargesService } from './charges-harness.ts';
 
 describe('the charges WebSocket bounds each socket', () => {
-  let h: Harness;
-  let merchant: SeededUser;
-  let holder: SeededUser;
-  let bearer: string;
-
-  beforeAll(async () => {
-    h = await startHarness({ SUBSCRIPTION_KEEPALIVE_MS: '100', SUBSCRIPTION_INIT_TIMEOUT_MS: '300', SUBSCRIPTION_MAX_PER_SOCKET: '2' });
-    merchant = await h.seed.user('merchant');
-    holder = await h.seed.user('user');
-    bearer = await h.tokens.bearer({ userId: merchant.id, role: 'merchant' });
-  });
-  afterAll(async () => h?.close());
-
-  const authorized = (key: string) => authorizedCharge(h, { merchantId: merchant.id, holderId: holder.id, bearer }, key);
+  const h = withChargesService({ SUBSCRIPTION_KEEPALIVE_MS: '100', SUBSCRIPTION_INIT_TIMEOUT_MS: '300', SUBSCRIPTION_MAX_PER_SOCKET: '2' });
 
   it('closes a socket with 4403 "Token expired" when its token expires; a socket with a valid token goes on', async () => {
-    const charge = await authorized('expiry');
+    const charge = await h.authorized('expiry');
     const lasting = await rawSocket(h.url);
     // exp is whole seconds: this token expires one to two seconds from now.
     const shortLived = await rawSocket(h.url);
     try {
-      await lasting.init(bearer);
+      await lasting.init(h.bearer);
       lasting.watch('a', charge.id);
-      await shortLived.init(`Bearer ${await h.tokens.mint({ userId: merchant.id, role: 'merchant', expiresInSeconds: 2 })}`);
+      await shortLived.init(`Bearer ${await h.tokens.mint({ userId: h.merchant.id, role: 'merchant', expiresInSeconds: 2 })}`);
       expect(shortLived.messages.map((m) => m.type)).toEqual(['connection_ack']);
       shortLived.watch('b', charge.id);
       await until(() => lasting.statusesOf('a').length === 1 && shortLived.statusesOf('b').length === 1, 'the current status on both');
@@ -101,7 +46,7 @@ describe('the charges WebSocket bounds each socket', () => {
   });
 
   it('refuses at connection_init a token already expired, even one the verifier still accepts (clock tolerance)', async () => {
-    const expired = await h.tokens.mint({ userId: merchant.id, role: 'merchant', expiresInSeconds: -5 });
+    const expired = await h.tokens.mint({ userId: h.merchant.id, role: 'merchant', expiresInSeconds: -5 });
     // POST /graphql takes it: within the verifier's 30 s tolerance.
     const overHttp = await h.gql('query { charges(first: 1) { nodes { id } } }', {}, `Bearer ${expired}`);
     expect(overHttp.errors).toBeUndefined();
@@ -120,8 +65,8 @@ describe('the charges WebSocket bounds each socket', () => {
     const dead = await rawSocket(h.url, { autoPong: false });
     const alive = await rawSocket(h.url);
     try {
-      await dead.init(bearer);
-      await alive.init(bearer);
+      await dead.init(h.bearer);
+      await alive.init(h.bearer);
       await until(() => dead.state.closed !== undefined, 'the silent peer to be terminated');
       // Terminated, not closed with a handshake it could not answer.
       expect(dead.state.closed?.code).toBe(1006);
@@ -145,10 +90,10 @@ describe('the charges WebSocket bounds each socket', () => {
   });
 
   it('answers a subscribe past the per-socket cap with OPERATION_LIMIT_EXCEEDED; the others go on and a freed slot is reusable', async () => {
-    const charge = await authorized('cap');
+    const charge = await h.authorized('cap');
     const client = await rawSocket(h.url);
     try {
-      await client.init(bearer);
+      await client.init(h.bearer);
       client.watch('1', charge.id);
       client.watch('2', charge.id);
       await until(() => client.statusesOf('1').length === 1 && client.statusesOf('2').length === 1, 'two subscriptions');
