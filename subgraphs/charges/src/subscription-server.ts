@@ -31,10 +31,9 @@ import {
   type SelectionSetNode,
   validate,
 } from 'graphql';
-import type { SubscribePayload } from 'graphql-ws';
-import { useServer } from 'graphql-ws/use/ws';
+import { CloseCode, handleProtocols, makeServer, type SubscribePayload } from 'graphql-ws';
 import type { Logger } from 'pino';
-import { WebSocketServer } from 'ws';
+import { type WebSocket, WebSocketServer } from 'ws';
 import type { ChargeLookups } from './charge-queries.ts';
 import { type ChargesContext, createLoaders } from './resolvers.ts';
 
@@ -241,69 +240,66 @@ export function createSubscriptionServer(options: SubscriptionServerOptions): Su
     return formatGraphQLError(error.toJSON(), error);
   };
 
-  const disposable = useServer<Record<string, unknown> | undefined>(
-    {
-      schema: options.schema,
-      connectionInitWaitTimeout: options.connectionInitTimeoutMs ?? 3_000,
-      // graphql-ws skips its own parse and validation when this returns execution arguments.
-      // graphql-ws has registered this id in `ctx.subscriptions` already (and removes it when the
-      // subscription ends, however it ends), so the count includes this one.
-      onSubscribe: (ctx, _id, payload) =>
-        Object.keys(ctx.subscriptions).length > maxPerSocket ? tooMany() : prepareOperation(options.schema, payload),
-      async onConnect(ctx) {
-        const fromPayload = ctx.connectionParams?.authorization;
-        const header = typeof fromPayload === 'string' ? fromPayload : ctx.extra.request.headers.authorization;
-        let principal: Principal | undefined;
-        try {
-          principal = await options.verifier.verifyAuthorization(header);
-        } catch {
-          return false;
-        }
-        if (!principal) return false;
-        // The socket is authorised until the token expires, not for ever. (The verifier accepts a
-        // token up to its clock tolerance past `exp`; a socket opened with one is refused here.)
-        // `!(… > 0)`: an expiry that is not a number (NaN) is refused too, never armed as a 1 ms timer.
-        const expiresAtMs = principal.expiresAt * 1000;
-        if (!(expiresAtMs - Date.now() > 0)) return false;
-        const socket = ctx.extra.socket;
-        // Closed while its token was being verified: its 'close' has been emitted already, so a
-        // timer armed now would never be cleared and would hold the socket until the expiry.
-        if (socket.readyState !== socket.OPEN) return false;
-        principals.set(socket, principal);
-        // A timer longer than maxTimerMs (about 24.8 days) would fire at once (Node clamps it to
-        // 1 ms): a far expiry is waited for in steps, each re-reading the time left.
-        let expiry: NodeJS.Timeout;
-        const closeAtExpiry = () => {
-          const remainingMs = expiresAtMs - Date.now();
-          if (remainingMs <= 0) return socket.close(tokenExpiredClose.code, tokenExpiredClose.reason);
-          expiry = setTimeout(closeAtExpiry, Math.min(remainingMs, maxTimerMs));
-          expiry.unref();
-        };
-        closeAtExpiry();
-        socket.once('close', () => clearTimeout(expiry));
-        return true;
-      },
-      context(ctx): ChargesContext {
-        const requestId = requestIdOf(ctx.extra.request);
-        const base: SubgraphContext = {
-          principal: principals.get(ctx.extra.socket),
-          requestId,
-          logger: options.logger.child({ requestId }),
-        };
-        return { ...base, ...createLoaders(options.lookups, base) };
-      },
-      // The subscribe resolver gets the context above; each event its own loaders, as a request does.
-      subscribe: (args) => {
-        const base = args.contextValue as ChargesContext;
-        return subscribePerEvent(args, (): ChargesContext => ({ ...base, ...createLoaders(options.lookups, base) }));
-      },
-      // Errors from `prepareOperation` carry their code; what else arrives here wraps an exception.
-      onError: (_ctx, _id, _payload, errors) => errors.map(format),
-      onNext: (_ctx, _id, _payload, _args, result) => (result.errors ? { ...result, errors: result.errors.map(format) } : undefined),
+  const server = makeServer<Record<string, unknown> | undefined, SocketExtra>({
+    schema: options.schema,
+    connectionInitWaitTimeout: options.connectionInitTimeoutMs ?? 3_000,
+    // graphql-ws skips its own parse and validation when this returns execution arguments.
+    // graphql-ws has registered this id in `ctx.subscriptions` already (and removes it when the
+    // subscription ends, however it ends), so the count includes this one.
+    onSubscribe: (ctx, _id, payload) =>
+      Object.keys(ctx.subscriptions).length > maxPerSocket ? tooMany() : prepareOperation(options.schema, payload),
+    async onConnect(ctx) {
+      const fromPayload = ctx.connectionParams?.authorization;
+      const header = typeof fromPayload === 'string' ? fromPayload : ctx.extra.request.headers.authorization;
+      let principal: Principal | undefined;
+      try {
+        principal = await options.verifier.verifyAuthorization(header);
+      } catch {
+        return false;
+      }
+      if (!principal) return false;
+      // The socket is authorised until the token expires, not for ever. (The verifier accepts a
+      // token up to its clock tolerance past `exp`; a socket opened with one is refused here.)
+      // `!(… > 0)`: an expiry that is not a number (NaN) is refused too, never armed as a 1 ms timer.
+      const expiresAtMs = principal.expiresAt * 1000;
+      if (!(expiresAtMs - Date.now() > 0)) return false;
+      const socket = ctx.extra.socket;
+      // Closed while its token was being verified: its 'close' has been emitted already, so a
+      // timer armed now would never be cleared and would hold the socket until the expiry.
+      if (socket.readyState !== socket.OPEN) return false;
+      principals.set(socket, principal);
+      // A timer longer than maxTimerMs (about 24.8 days) would fire at once (Node clamps it to
+      // 1 ms): a far expiry is waited for in steps, each re-reading the time left.
+      let expiry: NodeJS.Timeout;
+      const closeAtExpiry = () => {
+        const remainingMs = expiresAtMs - Date.now();
+        if (remainingMs <= 0) return socket.close(tokenExpiredClose.code, tokenExpiredClose.reason);
+        expiry = setTimeout(closeAtExpiry, Math.min(remainingMs, maxTimerMs));
+        expiry.unref();
+      };
+      closeAtExpiry();
+      socket.once('close', () => clearTimeout(expiry));
+      return true;
     },
-    wss,
-    options.keepAliveMs ?? 12_000,
-  );
+    context(ctx): ChargesContext {
+      const requestId = requestIdOf(ctx.extra.request);
+      const base: SubgraphContext = {
+        principal: principals.get(ctx.extra.socket),
+        requestId,
+        logger: options.logger.child({ requestId }),
+      };
+      return { ...base, ...createLoaders(options.lookups, base) };
+    },
+    // The subscribe resolver gets the context above; each event its own loaders, as a request does.
+    subscribe: (args) => {
+      const base = args.contextValue as ChargesContext;
+      return subscribePerEvent(args, (): ChargesContext => ({ ...base, ...createLoaders(options.lookups, base) }));
+    },
+    // Errors from `prepareOperation` carry their code; what else arrives here wraps an exception.
+    onError: (_ctx, _id, _payload, errors) => errors.map(format),
+    onNext: (_ctx, _id, _payload, _args, result) => (result.errors ? { ...result, errors: result.errors.map(format) } : undefined),
+  });
+  serveSockets(wss, server, options.logger, options.keepAliveMs ?? 12_000);
 
   return {
     onUpgrade(req, socket, head) {
@@ -315,9 +311,106 @@ export function createSubscriptionServer(options: SubscriptionServerOptions): Su
       wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
     },
     async close() {
-      await disposable.dispose();
+      for (const client of wss.clients) client.close(1001, 'Going away');
+      wss.removeAllListeners();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
       for (const client of wss.clients) client.terminate();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },
   };
+}
+
+interface SocketExtra {
+  socket: WebSocket;
+  request: IncomingMessage;
+}
+
+/**
+ * graphql-ws's `useServer` (graphql-ws/use/ws) for `server`, except in one respect: a `subscribe`
+ * reusing the id of a subscribe whose handling has not ended closes the socket with 4409
+ * "Subscriber for <id> already exists". graphql-ws forgets an id as soon as the client sends
+ * `complete` for it, even while that subscribe is still pending (its authorization or first read
+ * not done); the id sent again then ran a second operation beside the first under one id (the
+ * first event twice; a `complete` ended only one of them, the other held its listener until the
+ * socket closed). The promise of graphql-ws's message callback ends when the operation has
+ * (its documented contract), so it is what says an id is free again. graphql-ws's own clients
+ * never reuse an id. Plus: errors are logged through `logger` and never sent as a close reason.
+ */
+function serveSockets(
+  wss: WebSocketServer,
+  server: ReturnType<typeof makeServer<Record<string, unknown> | undefined, SocketExtra>>,
+  logger: Logger,
+  keepAliveMs: number,
+) {
+  wss.options.handleProtocols = handleProtocols;
+  const internalError = (socket: WebSocket) => socket.close(CloseCode.InternalServerError, 'Internal server error');
+  wss.on('error', (error) => {
+    logger.error({ err: error }, 'subscription WebSocket server error');
+    for (const client of wss.clients) internalError(client);
+  });
+  wss.on('connection', (socket: WebSocket, request: IncomingMessage) => {
+    socket.once('error', (error) => {
+      logger.warn({ err: error }, 'subscription socket error');
+      internalError(socket);
+    });
+    // A ping every keepAliveMs; a peer whose pong has not come back one interval later is terminated.
+    let pongWait: NodeJS.Timeout | undefined;
+    const pingInterval = setInterval(() => {
+      if (socket.readyState !== socket.OPEN) return;
+      pongWait = setTimeout(() => socket.terminate(), keepAliveMs);
+      socket.once('pong', () => clearTimeout(pongWait));
+      socket.ping();
+    }, keepAliveMs);
+    let handle: ((data: string) => Promise<void>) | undefined;
+    const closed = server.opened(
+      {
+        protocol: socket.protocol,
+        send: (data) =>
+          new Promise<void>((resolve, reject) => {
+            if (socket.readyState !== socket.OPEN) return resolve();
+            socket.send(data, (error) => (error ? reject(error) : resolve()));
+          }),
+        close: (code, reason) => socket.close(code, reason),
+        onMessage: (callback) => {
+          handle = callback;
+        },
+      },
+      { socket, request },
+    );
+    /** Ids of subscribes whose handling has not ended, each with the handling's promise. */
+    const running = new Map<string, Promise<void>>();
+    socket.on('message', (raw) => {
+      const data = String(raw);
+      const id = subscribeIdOf(data);
+      if (id !== undefined && running.has(id))
+        return socket.close(CloseCode.SubscriberAlreadyExists, `Subscriber for ${id} already exists`);
+      const handling = (handle?.(data) ?? Promise.resolve()).catch((error: unknown) => {
+        logger.error({ err: error }, 'unexpected error handling a subscription socket message');
+        internalError(socket);
+      });
+      if (id === undefined) return;
+      running.set(id, handling);
+      void handling.finally(() => {
+        if (running.get(id) === handling) running.delete(id);
+      });
+    });
+    socket.once('close', (code, reason) => {
+      clearTimeout(pongWait);
+      clearInterval(pingInterval);
+      void closed(code, String(reason));
+    });
+  });
+}
+
+/** The id of a `subscribe` message; undefined for anything else (graphql-ws judges those). */
+function subscribeIdOf(data: string): string | undefined {
+  let message: unknown;
+  try {
+    message = JSON.parse(data);
+  } catch {
+    return undefined;
+  }
+  if (typeof message !== 'object' || message === null) return undefined;
+  const { type, id } = message as { type?: unknown; id?: unknown };
+  return type === 'subscribe' && typeof id === 'string' ? id : undefined;
 }

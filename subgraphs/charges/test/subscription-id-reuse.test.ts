@@ -1,0 +1,91 @@
+/**
+ * graphql-transport-ws: a `subscribe` whose id the server still has a subscriber for closes the
+ * socket with 4409 "Subscriber for <id> already exists". Here the first subscribe of an id is held
+ * pending (its stream's first read waits for a table lock) when the id comes again: straight away,
+ * and after the client `complete`d it. graphql-ws forgets an id on the client's `complete` at once,
+ * before the pending subscribe has finished, so the reused id used to run two streams under one
+ * id: the first event twice, and a `complete` for the id stopped only one of them (the other
+ * held its listener until the socket closed). Real PostgreSQL, real RS256 tokens, a real socket.
+ */
+import { untilBlockedBy } from '@ghostpay/test-support';
+import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { rawSocket, until, withChargesService } from './charges-harness.ts';
+
+describe('a subscribe id reused while its first subscribe is pending', () => {
+  const h = withChargesService();
+
+  /** Runs `run` while another transaction holds charges.charge_events locked, then lets go. */
+  const whileEventsLocked = async (run: (holder: pg.PoolClient, pool: pg.Pool) => Promise<void>) => {
+    const pool = h.database.pool as pg.Pool;
+    const holder = await pool.connect();
+    try {
+      await holder.query('begin');
+      await holder.query('lock table charges.charge_events in access exclusive mode');
+      await run(holder, pool);
+    } finally {
+      await holder.query('rollback').catch(() => undefined);
+      holder.release();
+    }
+  };
+
+  it('closes the socket with 4409 and leaves no subscription behind', async () => {
+    const charge = await h.authorized('reuse-at-once');
+    const client = await rawSocket(h.url);
+    try {
+      await client.init(h.bearer);
+      await whileEventsLocked(async (holder, pool) => {
+        client.watch('x', charge.id);
+        await untilBlockedBy(pool, holder);
+        client.watch('x', charge.id);
+        await until(() => client.state.closed !== undefined, 'the close');
+      });
+      expect(client.state.closed).toEqual({ code: 4409, reason: 'Subscriber for x already exists' });
+      // The pending subscribe, let go, finds its socket closed and ends its stream.
+      await until(() => h.service.activeSubscriptions === 0, 'the pending stream to be released');
+      expect(client.of('x')).toEqual([]);
+    } finally {
+      client.socket.close();
+    }
+  });
+
+  it('after a complete of the pending id, closes the socket with 4409 instead of running two streams under it', async () => {
+    const charge = await h.authorized('reuse-after-complete');
+    const client = await rawSocket(h.url);
+    try {
+      await client.init(h.bearer);
+      await whileEventsLocked(async (holder, pool) => {
+        client.watch('y', charge.id);
+        await untilBlockedBy(pool, holder);
+        client.send({ id: 'y', type: 'complete' });
+        client.watch('y', charge.id);
+        await until(() => client.state.closed !== undefined, 'the close');
+      });
+      // Closed before either subscribe's first read could answer: nothing was sent for the id.
+      expect(client.state.closed).toEqual({ code: 4409, reason: 'Subscriber for y already exists' });
+      expect(client.of('y')).toEqual([]);
+      await until(() => h.service.activeSubscriptions === 0, 'every stream to be released');
+    } finally {
+      client.socket.close();
+    }
+  });
+
+  it('serves an id again once its earlier subscription has ended', async () => {
+    const charge = await h.authorized('reuse-after-end');
+    const client = await rawSocket(h.url);
+    try {
+      await client.init(h.bearer);
+      client.watch('z', charge.id);
+      await until(() => client.statusesOf('z').length === 1, 'the current status');
+      client.send({ id: 'z', type: 'complete' });
+      await until(() => h.service.activeSubscriptions === 0, 'the stream to be released');
+      client.watch('z', charge.id);
+      await until(() => client.statusesOf('z').length === 2, 'the current status again');
+      expect(client.statusesOf('z')).toEqual(['AUTHORIZED', 'AUTHORIZED']);
+      expect(h.service.activeSubscriptions).toBe(1);
+      expect(client.state.closed).toBeUndefined();
+    } finally {
+      client.socket.close();
+    }
+  });
+});
