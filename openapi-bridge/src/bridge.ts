@@ -79,7 +79,7 @@ const idempotencyKeyHeader = 'Idempotency-Key';
 /** A request body as read: parsed, why it is refused, or gone with the client that was sending it. */
 type BodyRead =
   | { ok: true; body: unknown; nonIntegerLiterals?: string[] | undefined }
-  | { ok: false; status: number; code: string; message: string; fields?: FieldProblem[] }
+  | { ok: false; status: number; code: string; message: string; fields?: FieldProblem[]; headers?: Record<string, string> }
   | { ok: false; clientGone: true };
 
 /** Headers of the router's answer that REST clients need (rate limiting). */
@@ -210,9 +210,18 @@ export function createBridge(deps: BridgeDeps): Bridge {
       return refusal('Content-Type must be application/json');
     }
     // JSON is UTF-8 (RFC 8259): a body declared in another charset, or whose bytes are not UTF-8,
-    // is refused rather than read with replacement characters standing in for what was sent.
+    // is refused rather than read with replacement characters standing in for what was sent. A
+    // charset is the media type the bridge does not support: 415, as the router answers it.
     const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType)?.[1];
-    if (charset !== undefined && !/^utf-?8$/i.test(charset)) return refusal('Content-Type charset must be utf-8');
+    if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+      return {
+        ok: false,
+        status: 415,
+        code: ErrorCode.BAD_USER_INPUT,
+        message: 'Content-Type charset must be utf-8',
+        headers: { accept: 'application/json; charset=utf-8' },
+      };
+    }
     let text: string;
     try {
       text = strictUtf8.decode(raw);
@@ -276,7 +285,10 @@ export function createBridge(deps: BridgeDeps): Bridge {
     if (!parsed.ok) {
       // The rest of a body past the limit is not worth reading: the socket closes after the 413.
       if (parsed.status === 413) res.setHeader('connection', 'close');
-      sendError(res, parsed.status, parsed.code, parsed.message, requestId, parsed.fields ? { fields: parsed.fields } : {});
+      sendError(res, parsed.status, parsed.code, parsed.message, requestId, {
+        ...(parsed.fields ? { fields: parsed.fields } : {}),
+        ...(parsed.headers ? { headers: parsed.headers } : {}),
+      });
       return;
     }
     const checked = validateRequest(route, {

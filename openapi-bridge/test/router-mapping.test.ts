@@ -358,7 +358,7 @@ describe('the bridge in front of a scripted router', () => {
     expect(captured.map((c) => c.body.variables)).toEqual([{ id: 'card_1' }, { id: 'card_1' }, { id: 'card_1' }]);
   });
 
-  it('refuses a body declared in another charset than UTF-8, or whose bytes are not UTF-8', async () => {
+  it('refuses a body declared in another charset than UTF-8 (415, as the router does), or whose bytes are not UTF-8 (400)', async () => {
     const body = JSON.stringify({ card_id: 'card_1', amount: 100, currency: 'USD' });
     for (const contentType of [
       'application/json; charset=utf-16',
@@ -366,8 +366,27 @@ describe('the bridge in front of a scripted router', () => {
       'application/json;charset=ISO-8859-1',
     ]) {
       const response = await api.call('POST', '/charges', { token, rawBody: body, headers: { 'content-type': contentType } });
-      expect(response.status, contentType).toBe(400);
-      expect(response.body.error, contentType).toMatchObject({ code: 'BAD_USER_INPUT', message: 'Content-Type charset must be utf-8' });
+      expect(response.status, contentType).toBe(415);
+      expect(response.body, contentType).toEqual({
+        error: { code: 'BAD_USER_INPUT', message: 'Content-Type charset must be utf-8', request_id: response.headers.get('x-request-id') },
+      });
+      expect(response.headers.get('accept'), contentType).toBe('application/json; charset=utf-8');
+      expect(response.headers.get('cache-control'), contentType).toBe('no-store');
+    }
+    // Every POST documents it (the checker refuses an undocumented status), those that take no body too.
+    for (const [path, rawBody] of [
+      ['/auth/token', '{"api_key":"k"}'],
+      ['/cards', '{"user_id":"u","amount":100,"currency":"USD"}'],
+      ['/cards/card_1/cancel', '{}'],
+      ['/cards/card_1/reveal', '{}'],
+      ['/charges/ch_1/refunds', '{}'],
+    ] as const) {
+      const response = await api.call('POST', path, {
+        token,
+        rawBody,
+        headers: { 'content-type': 'application/json; charset=iso-8859-1', 'idempotency-key': 'k-charset' },
+      });
+      expect(response.status, path).toBe(415);
     }
     // A description holding a Latin-1 é (0xE9), not the UTF-8 bytes of one.
     const latin1 = Buffer.concat([
