@@ -74,8 +74,25 @@ export interface DatabaseHandle {
    * came back: notifications may have been missed in between.
    */
   listen(channel: string, listener: NotificationListener, onReconnect?: () => void): Promise<() => Promise<void>>;
-  close(): Promise<void>;
+  /**
+   * Closes the database: its LISTEN connections, then the pool. pg's `pool.end()` closes idle
+   * connections at once but waits for every checked-out one to be released, which a statement
+   * still running (up to `statementTimeoutMs`, or `responseTimeoutMs` on a silent server) or a
+   * transaction whose holder never finishes would stretch past any shutdown deadline. So after
+   * `timeoutMs` (the time left of the caller's shutdown deadline; @default
+   * {@link defaultCloseTimeoutMs}) the connections still checked out are closed under their
+   * holders: their statements fail, PostgreSQL rolls their transactions back (nothing half
+   * written), and `close` resolves within about a second more. PGlite closes at once.
+   */
+  close(options?: { timeoutMs?: number }): Promise<void>;
 }
+
+/**
+ * How long `close()` waits for checked-out pg connections unless told otherwise: short enough
+ * that a service closing its database after its own drain (`SHUTDOWN_TIMEOUT_MS`) stays within
+ * the 5 s the chart's termination grace period allows past that drain.
+ */
+export const defaultCloseTimeoutMs = 2_000;
 
 const channelPattern = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -223,11 +240,36 @@ async function createPgDatabase(url: string, options: DatabaseOptions): Promise<
         await listenerHandle.stop();
       };
     },
-    async close() {
+    async close(closeOptions = {}) {
+      const timeoutMs = closeOptions.timeoutMs ?? defaultCloseTimeoutMs;
+      const deadline = Date.now() + timeoutMs;
       await Promise.all([...listeners].map((stop) => stop()));
-      await pool.end();
+      await endPoolBy(pool, deadline);
     },
   };
+}
+
+/**
+ * `pool.end()`, waiting for checked-out connections until `deadline` (a `Date.now()` time) only:
+ * then their sockets are destroyed (pg fails their statements, the holders' releases remove
+ * them, and the server rolls back their transactions), and the pool is given another second to
+ * see them released; a holder that never releases is not waited for past it.
+ */
+async function endPoolBy(pool: pg.Pool, deadline: number): Promise<void> {
+  const ended = pool.end();
+  let timer: NodeJS.Timeout | undefined;
+  const wait = (ms: number) => new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), Math.max(0, ms))));
+  try {
+    if ((await Promise.race([ended, wait(deadline - Date.now())])) !== 'late') return;
+    clearTimeout(timer);
+    // pg-pool keeps every connection, idle or checked out, in `_clients`; the idle ones are gone by now.
+    for (const client of (pool as unknown as { _clients?: pg.Client[] })._clients ?? []) {
+      (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+    }
+    await Promise.race([ended, wait(1_000)]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 const responseTimeout = Symbol('ghostpay.responseTimeoutMs');
