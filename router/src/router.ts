@@ -26,7 +26,16 @@ import {
   serviceServerOptionsFrom,
   traceHeadersFor,
 } from '@ghostpay/platform';
-import { buildASTSchema, type GraphQLError, type GraphQLFormattedError, type GraphQLSchema, Kind, parse, print } from 'graphql';
+import {
+  buildASTSchema,
+  type FormattedExecutionResult,
+  type GraphQLError,
+  type GraphQLFormattedError,
+  type GraphQLSchema,
+  Kind,
+  parse,
+  print,
+} from 'graphql';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -179,6 +188,32 @@ function forNonAdmin(error: GraphQLFormattedError): GraphQLFormattedError {
   if (message === error.message && (extensions === undefined || !('serviceName' in extensions))) return error;
   const { serviceName: _serviceName, ...kept } = extensions ?? {};
   return { ...error, message, ...(extensions ? { extensions: kept } : {}) };
+}
+
+/**
+ * A subgraph answered a leaf of the wrong type, or `null` for a non-null field: the gateway (and
+ * the compiled executor, which does as it does) nulls what it could not complete and, when no fetch
+ * failed, reports the problems only in `extensions.valueCompletion` (code `INVALID_GRAPHQL`,
+ * outside the closed list), with no `errors`: HTTP 200 and, for `card(id:)`, `data: null` that a
+ * client could read as "nothing there", and no failure in the availability SLI. They are server
+ * failures of ours: each becomes an error in `errors` (its message and path kept) with
+ * `INTERNAL_SERVER_ERROR`, so the client sees a field error where the spec puts one and the
+ * response counts as a server error (`router_graphql_server_error_responses_total`, the request
+ * event's codes, the REST bridge's 500). Logged, since no subgraph reported it. Costs one property
+ * read per response.
+ */
+function reportValueCompletion(result: FormattedExecutionResult, log: Logger): void {
+  const { valueCompletion, ...extensions } = result.extensions ?? {};
+  if (!Array.isArray(valueCompletion) || valueCompletion.length === 0) return;
+  const completion: GraphQLFormattedError[] = valueCompletion.map((problem: { message?: unknown; path?: unknown }) => ({
+    message: typeof problem.message === 'string' ? problem.message : 'A field could not be completed',
+    ...(Array.isArray(problem.path) ? { path: problem.path as (string | number)[] } : {}),
+    extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR },
+  }));
+  log.error({ errors: completion }, 'a subgraph answered values of the wrong type or null for a non-null field');
+  result.errors = [...(result.errors ?? []), ...completion];
+  if (Object.keys(extensions).length > 0) result.extensions = extensions;
+  else delete result.extensions;
 }
 
 function withHttpStatus(error: GhostPayError): GhostPayError {
@@ -356,6 +391,7 @@ export function createRouter(deps: RouterDeps): Router {
           const context = rc.contextValue;
           const body = rc.response.body;
           if (body.kind !== 'single') return;
+          if (body.singleResult.extensions?.valueCompletion) reportValueCompletion(body.singleResult, context.logger);
           const errors = body.singleResult.errors;
           if (errors && context.principal?.role !== 'admin') {
             // Only admins see internals: "did you mean" suggestions (schema names), which subgraph
