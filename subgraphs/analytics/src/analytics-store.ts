@@ -89,6 +89,13 @@ export interface AnalyticsStoreOptions {
   /** How long request logs are kept (TTL index on `timestamp`). */
   logRetentionDays: number;
   /**
+   * How long the `usage` and `performance` aggregates are kept, in days from the start of their
+   * minute: `expireAggregates` deletes older ones. At least a day longer than `logRetentionDays`
+   * (a minute's aggregates outlive its logs, which recovery counts from).
+   * @default `aggregateRetentionDaysFor(logRetentionDays)`: 93 days, or a day more than the logs' when that is longer
+   */
+  aggregateRetentionDays?: number;
+  /**
    * Told when the TTL index already exists with another retention (MongoDB needs `collMod` to
    * change it), and when bookkeeping after a batch's counts (or a recovery) fails: the batch is
    * then finished by a later recovery.
@@ -131,8 +138,29 @@ function storedOperationName(name: string): string | null {
 }
 const minuteMs = 60_000;
 
+/** Aggregate documents an expiry pass deletes per write, and writes per collection per pass. */
+const aggregateExpiryBatch = 1_000;
+const aggregateExpiryRounds = 100;
+
 /** The batch lease (`AnalyticsStoreOptions.batchLeaseMs`) unless a caller sets another. */
 export const defaultBatchLeaseMs = 60_000;
+
+/**
+ * How long aggregates are kept unless configured: 93 days, the longest range a query may ask for
+ * (`usage`, `topOperations`, `errorRate`, `latency`), so such a range ending now is answered whole.
+ */
+export const defaultAggregateRetentionDays = 93;
+
+/** How much longer than the request logs the aggregates must be kept, in days. */
+export const aggregateRetentionMarginDays = 1;
+
+/**
+ * The aggregates' retention: `configured` when given, else the default, or a day more than the
+ * logs' retention when that is longer (a log retention of 100 days keeps aggregates 101).
+ */
+export function aggregateRetentionDaysFor(logRetentionDays: number, configured?: number): number {
+  return configured ?? Math.max(defaultAggregateRetentionDays, logRetentionDays + aggregateRetentionMarginDays);
+}
 
 const minuteOf = (date: Date) => new Date(Math.floor(date.getTime() / minuteMs) * minuteMs);
 
@@ -231,12 +259,16 @@ const performanceDocumentId = (operationType: string, operationName: string, min
 /**
  * Sums events into one delta per aggregate document. The ingest that wrote a batch and a later
  * recovery (from the logs read back) both count through here, so both compute the same deltas.
+ * Events of a minute at or before `expiringBy` are left out: their aggregates may be deleted by
+ * `expireAggregates` before a write sent now is applied, and counting into them would re-create
+ * a partial document of an expired minute.
  */
-function aggregateDeltas(events: Iterable<CountedEvent>): AggregateDeltas {
+function aggregateDeltas(events: Iterable<CountedEvent>, expiringBy: number): AggregateDeltas {
   const usage = new Map<string, UsageDelta>();
   const performance = new Map<string, PerformanceDelta>();
   for (const event of events) {
     const minute = minuteOf(event.timestamp);
+    if (minute.getTime() <= expiringBy) continue;
     const errors = event.isError ? 1 : 0;
     if (event.apiKeyId) {
       const id = usageDocumentId(event.apiKeyId, minute);
@@ -388,10 +420,18 @@ class LeaseExpiredError extends Error {
  * - `usage`: one document per API key per minute: requests, errors, latency sum (`$inc`).
  * - `performance`: one document per operation per minute: requests, errors, latency sum and max,
  *   and counts in the fixed buckets of `latency-histogram.ts`.
+ * - both kept `aggregateRetentionDays`, deleted by `expireAggregates`.
  */
 export function createAnalyticsStore(options: AnalyticsStoreOptions) {
   const { db, logRetentionDays } = options;
   const leaseMs = options.batchLeaseMs ?? defaultBatchLeaseMs;
+  const aggregateRetentionDays = aggregateRetentionDaysFor(logRetentionDays, options.aggregateRetentionDays);
+  if (!(aggregateRetentionDays >= logRetentionDays + aggregateRetentionMarginDays)) {
+    throw new Error(
+      `analytics: aggregates kept ${aggregateRetentionDays} days, not at least ${aggregateRetentionMarginDays} day longer than the request logs (${logRetentionDays} days): recovery counts a batch from its logs`,
+    );
+  }
+  const aggregateRetentionMs = aggregateRetentionDays * 86_400_000;
   const writeBoundMs = options.writeBoundMs ?? 0;
   if (writeBoundMs >= leaseMs / 2) {
     throw new Error(
@@ -426,6 +466,14 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
     const pending = await batches.find({ _id: { $in: of } }).toArray();
     return pending.filter((doc) => doc.applied !== true && !countedHere.has(String(doc._id))).map((doc) => String(doc._id));
   }
+
+  /**
+   * The last minute a batch may not count into when its writes start at `since`: they are applied
+   * within the lease, and `expireAggregates` deletes a minute's documents only once the minute is
+   * older than the retention, so a minute after this one cannot be deleted (and then re-created
+   * with part of its counts) while they are under way.
+   */
+  const expiringBy = (since: number) => since + leaseMs - aggregateRetentionMs;
 
   const checkLease = (batch: string, deadline: number) => {
     if (now() >= deadline) throw new LeaseExpiredError(batch);
@@ -587,7 +635,7 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
           runs.length === 0
             ? []
             : await logs.find({ batch, $or: runs.map(({ from, to }) => ({ timestamp: { $gte: from, $lt: to } })) }).toArray();
-        const deltas = aggregateDeltas(found.map(countedEvent));
+        const deltas = aggregateDeltas(found.map(countedEvent), expiringBy(claimedAt));
         if (deltas.usage.size + deltas.performance.size > 0) {
           try {
             await applyDeltas(batch, deltas, deadline);
@@ -654,6 +702,36 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
     }
   }
 
+  let expiring: Promise<number> | undefined;
+
+  /**
+   * Deletes the `usage` and `performance` documents of minutes older than the retention, at most
+   * `aggregateExpiryBatch` × `aggregateExpiryRounds` per collection per pass (the next pass goes
+   * on). Each deletion is conditional on the minute still being that old, and counting never
+   * writes into a minute this close to its expiry (`expiringBy`), so a deletion and an ingest
+   * counting into the same document cannot interleave.
+   */
+  async function expirePass(): Promise<number> {
+    const cutoff = new Date(now() - aggregateRetentionMs);
+    let removed = 0;
+    for (const collection of [usage, performance]) {
+      for (let round = 0; round < aggregateExpiryRounds; round++) {
+        const old = await collection
+          .find({ minute: { $lt: cutoff } })
+          .limit(aggregateExpiryBatch)
+          .toArray();
+        if (old.length === 0) break;
+        const result = await collection.bulkWrite(
+          old.map((doc) => ({ deleteOne: { filter: { _id: doc._id, minute: { $lt: cutoff } } } })),
+          { ordered: false },
+        );
+        removed += result.deletedCount;
+        if (old.length < aggregateExpiryBatch) break;
+      }
+    }
+    return removed;
+  }
+
   const store = {
     /** Creates the indexes the queries below use. Idempotent. */
     async ensureIndexes(): Promise<void> {
@@ -667,6 +745,8 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
         logs.createIndex({ userId: 1, timestamp: -1 }, { name: 'logs_user_time' }),
         logs.createIndex({ operationName: 1, timestamp: -1 }, { name: 'logs_operation_time' }),
         usage.createIndex({ apiKeyId: 1, minute: 1 }, { name: 'usage_api_key_minute' }),
+        // What `expireAggregates` looks for (performance_minute serves it on performance).
+        usage.createIndex({ minute: 1 }, { name: 'usage_minute' }),
         performance.createIndex({ minute: 1 }, { name: 'performance_minute' }),
         performance.createIndex({ operationName: 1, minute: 1 }, { name: 'performance_operation_minute' }),
         batches.createIndex({ leaseUntil: 1 }, { name: 'batches_lease' }),
@@ -715,7 +795,7 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
         subgraphTimings: event.subgraphTimings,
         isError: isErrorEvent(event),
       }));
-      const everything = aggregateDeltas(docs);
+      const everything = aggregateDeltas(docs, expiringBy(since));
       const targets: BatchTargets = { usage: [...everything.usage.keys()], performance: [...everything.performance.keys()] };
       // A store with a document limit (the embedded one) refuses a batch that could take any
       // collection it writes past it before anything is written: the batch is stored and counted
@@ -748,7 +828,7 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
           upsertedIds = (error as { result?: { upsertedIds?: { [index: number]: unknown } } }).result?.upsertedIds ?? {};
         }
         inserted = Object.keys(upsertedIds).map((index) => docs[Number(index)]!);
-        const deltas = aggregateDeltas(inserted);
+        const deltas = aggregateDeltas(inserted, expiringBy(since));
         const counted = deltas.usage.size + deltas.performance.size > 0;
         if (counted) {
           try {
@@ -799,10 +879,22 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
       return recovering;
     },
 
-    /** Resolves once the bookkeeping under way (finishing counted batches, a recovery pass) is done. */
+    /**
+     * Deletes the aggregates of minutes older than `aggregateRetentionDays` (see `expirePass`);
+     * resolves with how many documents it deleted. One pass at a time per instance; safe to run
+     * from several processes at once. The service runs it at start-up and every 10 minutes.
+     */
+    expireAggregates(): Promise<number> {
+      expiring ??= expirePass().finally(() => {
+        expiring = undefined;
+      });
+      return expiring;
+    },
+
+    /** Resolves once the bookkeeping under way (finishing counted batches, a recovery pass, an expiry pass) is done. */
     async settle(): Promise<void> {
-      while (finishing || recovering) {
-        await Promise.allSettled([finishing, recovering]);
+      while (finishing || recovering || expiring) {
+        await Promise.allSettled([finishing, recovering, expiring]);
       }
     },
 

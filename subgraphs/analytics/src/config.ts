@@ -1,5 +1,5 @@
 import { baseConfigSchema, env, jwtVerifierEnv, z } from '@ghostpay/platform';
-import { defaultBatchLeaseMs } from './analytics-store.ts';
+import { aggregateRetentionMarginDays, defaultBatchLeaseMs } from './analytics-store.ts';
 import { defaultMaxDocuments } from './store/embedded-store.ts';
 import { defaultMongoTimeouts, type MongoTimeouts, mongoWriteBoundMs } from './store/mongo-store.ts';
 
@@ -8,6 +8,20 @@ import { defaultMongoTimeouts, type MongoTimeouts, mongoWriteBoundMs } from './s
  * second half of the lease): every store's write bound must be shorter.
  */
 export const leaseMarginMs = defaultBatchLeaseMs / 2;
+
+const validDays = (value: number | undefined): value is number => value !== undefined && value > 0 && value <= 3650;
+
+/**
+ * A number of days in plain decimal, a fraction allowed (`0.5`), more than 0 and at most 3650.
+ * `z.coerce.number()` read a blank value as 0 (refused only by luck, by `positive`) and took
+ * `1e1` and `0x10`.
+ */
+const days = () =>
+  z
+    .string()
+    .regex(/^\d+(?:\.\d+)?$/, 'must be a number of days in plain decimal (30, 0.5), more than 0 and at most 3650')
+    .transform(Number)
+    .refine(validDays, 'must be a number of days in plain decimal (30, 0.5), more than 0 and at most 3650');
 
 /** Environment of the analytics service; see README for the table. */
 export const analyticsConfigSchema = baseConfigSchema
@@ -31,17 +45,14 @@ export const analyticsConfigSchema = baseConfigSchema
     ANALYTICS_EMBEDDED_WRITE_TIMEOUT_MS: env.milliseconds(10_000),
     /** Documents an embedded-store collection holds at most (memory): past it new ones are refused. */
     ANALYTICS_EMBEDDED_MAX_DOCUMENTS: env.positiveInt(defaultMaxDocuments),
+    /** How long request logs are kept (TTL), in days (`days`). */
+    ANALYTICS_LOG_RETENTION_DAYS: days().default(30),
     /**
-     * How long request logs are kept (TTL), in days, a fraction allowed (`0.5`); usage and
-     * performance aggregates are kept. Plain decimal only: `z.coerce.number()` read a blank value
-     * as 0 (refused only by luck, by `positive`) and took `1e1` and `0x10`.
+     * How long usage and performance aggregates are kept, in days (plain decimal, as the logs'
+     * retention); at least a day longer than ANALYTICS_LOG_RETENTION_DAYS. Unset: 93 days, or a
+     * day more than the logs' retention when that is longer (`aggregateRetentionDaysFor`).
      */
-    ANALYTICS_LOG_RETENTION_DAYS: z
-      .string()
-      .regex(/^\d+(?:\.\d+)?$/, 'must be a number of days in plain decimal (30, 0.5), more than 0 and at most 3650')
-      .transform(Number)
-      .refine((days) => days > 0 && days <= 3650, 'must be a number of days in plain decimal (30, 0.5), more than 0 and at most 3650')
-      .default(30),
+    ANALYTICS_AGGREGATE_RETENTION_DAYS: days().optional(),
     /** Largest batch accepted at ingest, in events. */
     ANALYTICS_INGEST_MAX_EVENTS: env.positiveInt(1000),
     /** Largest ingest body, in bytes. */
@@ -50,6 +61,15 @@ export const analyticsConfigSchema = baseConfigSchema
     SECRETS_DIR: z.string().min(1).optional(),
   })
   .superRefine((config, ctx) => {
+    const [logDays, aggregateDays] = [config.ANALYTICS_LOG_RETENTION_DAYS, config.ANALYTICS_AGGREGATE_RETENTION_DAYS];
+    // Compared only when both are valid: a refused value reaches here too (as 0 for a blank one).
+    if (validDays(logDays) && validDays(aggregateDays) && aggregateDays < logDays + aggregateRetentionMarginDays) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['ANALYTICS_AGGREGATE_RETENTION_DAYS'],
+        message: `must be at least ${aggregateRetentionMarginDays} day longer than ANALYTICS_LOG_RETENTION_DAYS (${config.ANALYTICS_LOG_RETENTION_DAYS}): recovery counts a batch from its logs`,
+      });
+    }
     const timeouts = mongoTimeoutsFrom(config);
     if (timeouts.socketTimeoutMs <= timeouts.maxTimeMs) {
       ctx.addIssue({

@@ -59,11 +59,13 @@ export interface AnalyticsServiceDeps {
      * How long `close()` waits for requests in flight (platform's default, 10 s, when absent), and
      * the open connections the server holds at most (platform's default, 10000, when absent).
      */
-    Partial<Pick<AnalyticsConfig, 'SHUTDOWN_TIMEOUT_MS' | 'MAX_CONNECTIONS'>>;
+    Partial<Pick<AnalyticsConfig, 'SHUTDOWN_TIMEOUT_MS' | 'MAX_CONNECTIONS' | 'ANALYTICS_AGGREGATE_RETENTION_DAYS'>>;
   /** @default a new registry labelled service="analytics" */
   registry?: Registry;
   /** How often pending batches are recovered (`AnalyticsStore.recoverPending`). @default 30000 */
   recoveryIntervalMs?: number;
+  /** How often aggregates past their retention are deleted (`AnalyticsStore.expireAggregates`), also once at start. @default 600000 */
+  aggregateExpiryIntervalMs?: number;
 }
 
 export interface AnalyticsService extends SubgraphService<AnalyticsContext> {
@@ -116,6 +118,7 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): AnalyticsSer
     db: deps.store.db,
     writeBoundMs: deps.store.writeBoundMs,
     logRetentionDays: config.ANALYTICS_LOG_RETENTION_DAYS,
+    aggregateRetentionDays: config.ANALYTICS_AGGREGATE_RETENTION_DAYS,
     onWarning: (message) => logger.warn(message),
   });
   let recoveryTimer: NodeJS.Timeout | undefined;
@@ -125,6 +128,14 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): AnalyticsSer
         if (result.recovered + result.completed > 0) logger.info(result, 'analytics recovered pending batches');
       },
       (error: unknown) => logger.warn({ err: (error as Error).message }, 'analytics recovery of pending batches failed; tried again later'),
+    );
+  let expiryTimer: NodeJS.Timeout | undefined;
+  const expire = () =>
+    store.expireAggregates().then(
+      (removed) => {
+        if (removed > 0) logger.info({ removed }, 'analytics deleted aggregates past their retention');
+      },
+      (error: unknown) => logger.warn({ err: (error as Error).message }, 'analytics expiry of old aggregates failed; tried again later'),
     );
   let released: Promise<void> | undefined;
   /**
@@ -136,6 +147,7 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): AnalyticsSer
   const release = () =>
     (released ??= (async () => {
       clearInterval(recoveryTimer);
+      clearInterval(expiryTimer);
       let bound: NodeJS.Timeout | undefined;
       await Promise.race([
         store.settle(),
@@ -176,7 +188,8 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): AnalyticsSer
     store,
     /**
      * Creates the indexes (idempotent), recovers batches a crash left pending (those whose lease
-     * has expired; the timer gets the rest), then starts GraphQL and listens. When any of it
+     * has expired; the timer gets the rest), starts deleting aggregates past their retention (not
+     * waited for; then every 10 minutes), then starts GraphQL and listens. When any of it
      * fails (the store refuses, the port is taken), the service is closed before the error is
      * rethrown: the store with it (an embedded store's directory lock, a MongoDB pool), the
      * recovery timer, Apollo if it started. The caller has nothing to close (`close()` then only
@@ -188,6 +201,10 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): AnalyticsSer
         await recover();
         recoveryTimer = setInterval(() => void recover(), deps.recoveryIntervalMs ?? 30_000);
         recoveryTimer.unref();
+        // Off the start's path (a first pass after a long time can be long): close waits for it.
+        void expire();
+        expiryTimer = setInterval(() => void expire(), deps.aggregateExpiryIntervalMs ?? 600_000);
+        expiryTimer.unref();
         return await startSubgraph(port, host);
       } catch (error) {
         // The subgraph service's close is safe after a failed start (Apollo stopped only if it

@@ -630,7 +630,7 @@ describe('embedded store', () => {
     await store.close();
   });
 
-  describe('a batch whose counting cannot succeed (usage at maxDocuments; aggregates never expire)', () => {
+  describe('a batch whose counting cannot succeed (usage at maxDocuments)', () => {
     const cap = 30;
     /** A store whose `usage` holds `cap` documents of another key, and the analytics on it. */
     const fullUsage = async () => {

@@ -27,6 +27,36 @@ describe('ingest and retention settings from env', () => {
     }
   });
 
+  it('reads the aggregate retention in plain decimal days: unset is left to the store (93 days, or a day past the logs)', () => {
+    for (const [env, days] of [
+      [{}, undefined],
+      [{ ANALYTICS_AGGREGATE_RETENTION_DAYS: '400' }, 400],
+      [{ ANALYTICS_AGGREGATE_RETENTION_DAYS: '31' }, 31],
+      [{ ANALYTICS_LOG_RETENTION_DAYS: '0.5', ANALYTICS_AGGREGATE_RETENTION_DAYS: '1.5' }, 1.5],
+      [{ ANALYTICS_LOG_RETENTION_DAYS: '3650' }, undefined],
+    ] as const) {
+      const result = parseConfig(analyticsConfigSchema, env);
+      expect(result, JSON.stringify(env)).toMatchObject({ ok: true });
+      expect(result.ok && result.config.ANALYTICS_AGGREGATE_RETENTION_DAYS, JSON.stringify(env)).toBe(result.ok ? days : false);
+    }
+  });
+
+  it('refuses an aggregate retention not a day longer than the logs, or not in plain decimal days', () => {
+    for (const [env, problem] of [
+      [{ ANALYTICS_AGGREGATE_RETENTION_DAYS: '30' }, 'must be at least 1 day longer than ANALYTICS_LOG_RETENTION_DAYS (30)'],
+      [{ ANALYTICS_LOG_RETENTION_DAYS: '7', ANALYTICS_AGGREGATE_RETENTION_DAYS: '7.5' }, 'must be at least 1 day longer'],
+      [{ ANALYTICS_AGGREGATE_RETENTION_DAYS: '' }, 'must be a number of days in plain decimal'],
+      [{ ANALYTICS_AGGREGATE_RETENTION_DAYS: '1e3' }, 'must be a number of days in plain decimal'],
+      [{ ANALYTICS_AGGREGATE_RETENTION_DAYS: '3651' }, 'must be a number of days in plain decimal (30, 0.5), more than 0 and at most 3650'],
+    ] as const) {
+      const result = parseConfig(analyticsConfigSchema, env);
+      expect(result, JSON.stringify(env)).toEqual({
+        ok: false,
+        problems: [expect.stringContaining(`ANALYTICS_AGGREGATE_RETENTION_DAYS: ${problem}`)],
+      });
+    }
+  });
+
   it('refuses a blank ingest bound or port instead of reading it as 0', () => {
     for (const name of ['ANALYTICS_INGEST_MAX_EVENTS', 'ANALYTICS_INGEST_MAX_BYTES', 'ANALYTICS_PORT']) {
       const result = parseConfig(analyticsConfigSchema, { [name]: '' });

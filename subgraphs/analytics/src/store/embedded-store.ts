@@ -49,14 +49,14 @@ export interface EmbeddedStoreOptions {
 
 /**
  * A bulk write that would take a collection past `maxDocuments`: nothing of it was applied.
- * Request logs leave at the end of their retention; aggregates are kept.
+ * Request logs leave at the end of their retention, aggregates at the end of theirs.
  */
 export class EmbeddedStoreFullError extends Error {
   readonly maxDocuments: number;
   constructor(file: string, maxDocuments: number) {
     super(
       `embedded store: ${file} holds its limit of ${maxDocuments} documents (ANALYTICS_EMBEDDED_MAX_DOCUMENTS); nothing of this write ` +
-        'was applied. Room is made as request logs expire (ANALYTICS_LOG_RETENTION_DAYS); raise the limit, shorten the retention, or set MONGODB_URL.',
+        'was applied. Room is made as request logs and aggregates expire (ANALYTICS_LOG_RETENTION_DAYS, ANALYTICS_AGGREGATE_RETENTION_DAYS); raise the limit, shorten the retention, or set MONGODB_URL.',
     );
     this.name = 'EmbeddedStoreFullError';
     this.maxDocuments = maxDocuments;
