@@ -165,6 +165,26 @@ describe.each(backends)('aggregate retention on $name', (backend) => {
     expect(logged).toBe(early.length + late.length);
   });
 
+  it('starts without the usage_minute index when building it fails (a large collection), with a warning', async () => {
+    const store = await openBackend(backend);
+    const warnings: string[] = [];
+    const db: StoreDb = {
+      collection(name) {
+        const real = store.db.collection(name);
+        return {
+          find: (filter) => real.find(filter),
+          bulkWrite: (ops, options) => real.bulkWrite(ops, options),
+          createIndex: (keys, options) =>
+            options?.name === 'usage_minute' ? Promise.reject(new Error('operation exceeded time limit')) : real.createIndex(keys, options),
+        };
+      },
+    };
+    const analytics = createAnalyticsStore({ db, logRetentionDays: 30, onWarning: (message) => warnings.push(message) });
+    await analytics.ensureIndexes();
+    expect(warnings).toEqual([expect.stringMatching(/^usage_minute index not built \(operation exceeded time limit\)/)]);
+    expect(await analytics.expireAggregates()).toBe(0);
+  });
+
   it('keeps aggregates 93 days by default, a day longer than the logs when theirs is longer, and refuses less than that', async () => {
     expect(aggregateRetentionDaysFor(30)).toBe(93);
     expect(aggregateRetentionDaysFor(100)).toBe(101);
