@@ -941,7 +941,15 @@ describe('the error code to status table', () => {
     const missing = routesOf(loadSpec())
       .filter((route) => route.graphqlOperation)
       .flatMap((route) =>
-        ['400', '401', '429', '500', '503', ...(route.requiresAuth ? ['403', '404'] : []), ...(route.method === 'POST' ? ['413'] : [])]
+        [
+          '400',
+          '401',
+          '429',
+          '500',
+          '503',
+          ...(route.requiresAuth ? ['403', '404'] : []),
+          ...(route.method === 'POST' ? ['413', '415'] : []),
+        ]
           .filter((status) => !(status in route.responses))
           .map((status) => `${route.operationId} ${status}`),
       );
