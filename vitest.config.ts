@@ -14,6 +14,8 @@ const packages = [
   'stack',
   'deploy-checks',
   'bench',
+  // The as-built design document's links and paths (docs/ARCHITECTURE.md).
+  'docs',
 ];
 
 /**
