@@ -404,6 +404,8 @@ function serveSockets(
 
 /** The id of a `subscribe` message; undefined for anything else (graphql-ws judges those). */
 function subscribeIdOf(data: string): string | undefined {
+  // Every message is parsed, not only those whose text says "subscribe": JSON may spell the
+  // type with escapes (\u0073ubscribe), and graphql-ws reads what JSON.parse reads.
   let message: unknown;
   try {
     message = JSON.parse(data);

@@ -10,7 +10,7 @@
 import { untilBlockedBy } from '@ghostpay/test-support';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { rawSocket, until, withChargesService } from './charges-harness.ts';
+import { rawSocket, until, watchQuery, withChargesService } from './charges-harness.ts';
 
 describe('a subscribe id reused while its first subscribe is pending', () => {
   const h = withChargesService();
@@ -49,26 +49,34 @@ describe('a subscribe id reused while its first subscribe is pending', () => {
     }
   });
 
-  it('after a complete of the pending id, closes the socket with 4409 instead of running two streams under it', async () => {
-    const charge = await h.authorized('reuse-after-complete');
-    const client = await rawSocket(h.url);
-    try {
-      await client.init(h.bearer);
-      await whileEventsLocked(async (holder, pool) => {
-        client.watch('y', charge.id);
-        await untilBlockedBy(pool, holder);
-        client.send({ id: 'y', type: 'complete' });
-        client.watch('y', charge.id);
-        await until(() => client.state.closed !== undefined, 'the close');
-      });
-      // Closed before either subscribe's first read could answer: nothing was sent for the id.
-      expect(client.state.closed).toEqual({ code: 4409, reason: 'Subscriber for y already exists' });
-      expect(client.of('y')).toEqual([]);
-      await until(() => h.service.activeSubscriptions === 0, 'every stream to be released');
-    } finally {
-      client.socket.close();
-    }
-  });
+  // The second spelling escapes the type in JSON: what graphql-ws reads as a subscribe is one here too.
+  it.each([
+    ['subscribe', 'plain'],
+    ['\\u0073ubscribe', 'escaped'],
+  ])(
+    'after a complete of the pending id, closes the socket with 4409 instead of running two streams under it (type %s)',
+    async (type, key) => {
+      const charge = await h.authorized(`reuse-after-complete-${key}`);
+      const client = await rawSocket(h.url);
+      try {
+        await client.init(h.bearer);
+        await whileEventsLocked(async (holder, pool) => {
+          client.watch('y', charge.id);
+          await untilBlockedBy(pool, holder);
+          client.send({ id: 'y', type: 'complete' });
+          const payload = JSON.stringify({ query: watchQuery, variables: { id: charge.id } });
+          client.socket.send(`{"id":"y","type":"${type}","payload":${payload}}`);
+          await until(() => client.state.closed !== undefined, 'the close');
+        });
+        // Closed before either subscribe's first read could answer: nothing was sent for the id.
+        expect(client.state.closed).toEqual({ code: 4409, reason: 'Subscriber for y already exists' });
+        expect(client.of('y')).toEqual([]);
+        await until(() => h.service.activeSubscriptions === 0, 'every stream to be released');
+      } finally {
+        client.socket.close();
+      }
+    },
+  );
 
   it('serves an id again once its earlier subscription has ended', async () => {
     const charge = await h.authorized('reuse-after-end');
