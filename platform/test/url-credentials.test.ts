@@ -38,6 +38,44 @@ describe('withoutCredentialsInUrls', () => {
     expect(withoutCredentialsInUrls('12://u:p@h')).toBe('12://u:p@h');
   });
 
+  it('stops the user information at whitespace where no password can lie past it: the next line keeps its e-mail address', () => {
+    // A URL with user information, then a line naming an address: the line is kept.
+    expect(withoutCredentialsInUrls('connect postgres://u:p@db/x failed\nnotified ops@example.test')).toBe(
+      'connect postgres://[redacted]@db/x failed\nnotified ops@example.test',
+    );
+    expect(withoutCredentialsInUrls('connect postgres://u:p@db/x\nops@example.test')).toBe(
+      'connect postgres://[redacted]@db/x\nops@example.test',
+    );
+    expect(withoutCredentialsInUrls('redis://:pw@cache:6379 down; paging ops@example.test')).toBe(
+      'redis://[redacted]@cache:6379 down; paging ops@example.test',
+    );
+    // A URL without user information, with a path, then an address: nothing to censor.
+    for (const text of [
+      'POST http://127.0.0.1:4002/graphql failed\nuser alice@example.test',
+      'GET https://hooks.example.test/charges?x=1 for ops@example.test',
+      'from http://[::1]:4000/ by bob@example.test',
+      'see http://host#part\tmail bob@example.test',
+    ]) {
+      expect(withoutCredentialsInUrls(text)).toBe(text);
+    }
+  });
+
+  it('still censors a malformed password holding whitespace, an @ or a / before the whitespace', () => {
+    for (const [text, censored] of [
+      ['redis://:pass word@cache:6379', 'redis://[redacted]@cache:6379'],
+      ['redis://:pass\nword@cache:6379', 'redis://[redacted]@cache:6379'],
+      ['postgres://us er:pw@db/x', 'postgres://[redacted]@db/x'],
+      ['postgres://u:p@ss w@rd@db/x\nops@example.test', 'postgres://[redacted]@db/x\nops@example.test'],
+      ['postgres://u:p/x@ss word@db/x', 'postgres://[redacted]@db/x'],
+      ['redis://:pa/ss word@cache', 'redis://[redacted]@cache'],
+      ['redis://:pa?ss word@cache', 'redis://[redacted]@cache'],
+      // Without a path the authority may be a password's start: censored past the whitespace, as before.
+      ['http://host:8080 for ops@example.test', 'http://[redacted]@example.test'],
+    ]) {
+      expect(withoutCredentialsInUrls(text!), text).toBe(censored);
+    }
+  });
+
   // The regular expressions this replaced took quadratic time on a long run of scheme characters
   // and cubic time on a run of `;pass` (10 kB: 12 s, 1 MB: days), blocking the event loop of any
   // service logging such a string. Here each finishes well within the test's timeout.
@@ -46,6 +84,10 @@ describe('withoutCredentialsInUrls', () => {
     expect(withoutCredentialsInUrls(many)).toBe('a://[redacted]@d '.repeat(100_000));
     const letters = `x://u:p@h ${'a'.repeat(100_000)}`;
     expect(withoutCredentialsInUrls(letters)).toBe(`x://[redacted]@h ${'a'.repeat(100_000)}`);
+    const words = `x://u:p ${'w@h '.repeat(100_000)}`;
+    expect(withoutCredentialsInUrls(words)).toBe(`x://[redacted]@h `);
+    const spaces = `x://u${' '.repeat(100_000)}v@h`;
+    expect(withoutCredentialsInUrls(spaces)).toBe('x://[redacted]@h');
     const names = `x://h/${';pass'.repeat(2_000)} =`;
     expect(withoutCredentialsInUrls(names)).toBe(names);
     const { logger, parsed } = capturingLogger();
