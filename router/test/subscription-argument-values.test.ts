@@ -3,7 +3,8 @@ import { withRouter } from './router-harness.ts';
 import { idleSubscriptions, readEventStream, until, watchCharge, wsClient } from './subscriptions-harness.ts';
 
 const nullDefaulted = 'subscription Watch($id: ID = "ch_default") { chargeUpdated(id: $id) { id status } }';
-const refusal = { message: 'Argument "id" of non-null type "ID!" must not be null.', extensions: { code: 'BAD_USER_INPUT' } };
+// POST /graphql's message for the same mistake (graphql-js's 'Argument "id" of non-null type "ID!" must not be null.' before).
+const refusal = { message: 'Variable "$id" is null where a non-null value is required', extensions: { code: 'BAD_USER_INPUT' } };
 
 describe('a subscription argument the field refuses (explicit null for a defaulted variable)', () => {
   const setup = withRouter({ subscriptions: idleSubscriptions, bearer: { userId: 'usr_args', role: 'user', apiKeyId: 'key_args' } });

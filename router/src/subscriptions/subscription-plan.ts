@@ -16,6 +16,7 @@ import {
   type SelectionSetNode,
   validate,
 } from 'graphql';
+import { nullVariableError } from '../variable-nulls.ts';
 
 /** How one subscription field of the supergraph is served. */
 export interface SubscriptionRoute {
@@ -123,6 +124,10 @@ export function planSubscription(
     maxErrors: 10,
   });
   if (coerced.errors) return coerced.errors.map((e) => new GhostPayError(ErrorCode.BAD_USER_INPUT, e.message));
+  // An explicit null for a defaulted nullable variable where a non-null value is required, as POST
+  // /graphql refuses it (same check, same message), before a slot, the upstream or the first query.
+  const nullVariable = nullVariableError(schema, document, operation, (request.variables ?? {}) as Record<string, unknown>);
+  if (nullVariable) return [nullVariable];
   // Validation lets a nullable variable with a default stand where the argument is non-null, so
   // an explicit `null` for it passes both steps above and only fails here, with a GraphQLError.
   let args: Record<string, unknown>;
