@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   type AnalyticsStore,
   anonymousOperation,
+  BatchNotCountedError,
   createAnalyticsService,
   createAnalyticsStore,
   type DocumentStore,
@@ -315,6 +316,122 @@ describe.each(backends)('exactly-once counting on $name', (backend) => {
     expect(await figures(analytics)).toEqual(expectedFigures([...earlier, ...events]));
     await analytics.settle();
     await expectNoBookkeeping(opened.store.db);
+  });
+
+  // A batch whose counting failed (not for its lease) is kept by its instance (owned: its own
+  // recovery passes leave it alone) and counted again at the next ingest or pass, within its
+  // deadline; a kept batch whose deadline passes, or whose renewed counting runs out of lease, is
+  // forgotten by that instance (neither kept nor owned), so a recovery (this instance's too)
+  // claims it once its lease is over. Every emitter retry before it is counted is answered 503.
+  describe('a batch kept to be counted again', () => {
+    it('is kept through failed attempts and counted once by the first that succeeds; retries until then are 503', async () => {
+      const { opened, analyticsOn, earlier, events } = await setUp(backend);
+      const flaky = withFaults(opened.store.db, [
+        { collection: 'performance', nth: 1, reach: 0, crash: false },
+        { collection: 'performance', nth: 2, reach: 0, crash: false },
+        { collection: 'performance', nth: 3, reach: 0, crash: false },
+      ]);
+      const analytics = analyticsOn(flaky.db);
+      await expect(analytics.ingest(events)).rejects.toThrow(/injected fault/);
+      // The retry tries to count it twice (before and after its own batch) and fails twice.
+      await expect(analytics.ingest(events)).rejects.toThrow(BatchNotCountedError);
+      await analytics.settle();
+      expect(flaky.sent('performance')).toBe(3);
+      expect(await analytics.ingest(events)).toEqual({ stored: 0, duplicates: events.length });
+      await analytics.settle();
+      expect(await analytics.recoverPending()).toEqual({ recovered: 0, completed: 0 });
+      expect(await figures(analytics)).toEqual(expectedFigures([...earlier, ...events]));
+      await expectNoBookkeeping(opened.store.db);
+    });
+
+    it("is forgotten once its deadline passes, and this instance's recovery claims it after the lease, counting it once", async () => {
+      const { opened, clock, analyticsOn, earlier, events } = await setUp(backend);
+      const flaky = withFaults(opened.store.db, [{ collection: 'performance', nth: 1, reach: 0, crash: false }]);
+      const analytics = analyticsOn(flaky.db);
+      await expect(analytics.ingest(events)).rejects.toThrow(/injected fault/);
+      clock.now += lease / 2;
+      expect(await analytics.recoverPending()).toEqual({ recovered: 0, completed: 0 });
+      await expect(analytics.ingest(events)).rejects.toThrow(BatchNotCountedError);
+      await analytics.settle();
+      clock.now += lease / 2 + 1;
+      expect(await analytics.recoverPending()).toEqual({ recovered: 1, completed: 0 });
+      expect(await figures(analytics)).toEqual(expectedFigures([...earlier, ...events]));
+      expect(await analytics.ingest(events)).toEqual({ stored: 0, duplicates: events.length });
+      await analytics.settle();
+      await expectNoBookkeeping(opened.store.db);
+    });
+
+    it('is forgotten when a renewed attempt runs out of lease part-way, and counted once by a recovery after the lease', async () => {
+      const { opened, clock, analyticsOn, earlier, events } = await setUp(backend);
+      const flaky = withFaults(opened.store.db, [{ collection: 'performance', nth: 1, reach: 0, crash: false }]);
+      let usageWrites = 0;
+      // The renewed attempt's usage write is sent in time; the deadline passes as it goes out.
+      const late: StoreDb = {
+        collection(name) {
+          const collection = flaky.db.collection(name);
+          if (name !== 'usage') return collection;
+          return {
+            find: (filter) => collection.find(filter),
+            createIndex: (keys, options) => collection.createIndex(keys, options),
+            bulkWrite(ops, options) {
+              if (++usageWrites === 2) clock.now += lease / 2;
+              return collection.bulkWrite(ops, options);
+            },
+          };
+        },
+      };
+      const analytics = analyticsOn(late);
+      await expect(analytics.ingest(events)).rejects.toThrow(/injected fault/);
+      await expect(analytics.recoverPending()).rejects.toThrow(/lease expired/);
+      await analytics.settle();
+      // Not kept any more: the retry does not count it (nor claim it, within the lease).
+      await expect(analytics.ingest(events)).rejects.toThrow(BatchNotCountedError);
+      await analytics.settle();
+      clock.now += lease / 2 + 1;
+      expect(await analytics.recoverPending()).toEqual({ recovered: 1, completed: 0 });
+      expect(await figures(analytics)).toEqual(expectedFigures([...earlier, ...events]));
+      expect(await analytics.ingest(events)).toEqual({ stored: 0, duplicates: events.length });
+      await analytics.settle();
+      await expectNoBookkeeping(opened.store.db);
+    });
+
+    it("is kept by a recovery whose counting failed, within its claim, and counted once at that instance's next pass", async () => {
+      const { opened, clock, analyticsOn, earlier, events } = await setUp(backend);
+      const broken = withFaults(opened.store.db, crashesBeforeTheAnswer[3]!.faults);
+      await expect(analyticsOn(broken.db).ingest(events)).rejects.toThrow(/injected fault/);
+      const store = await opened.restart();
+      clock.now += lease + 1;
+      const flaky = withFaults(store.db, [{ collection: 'usage', nth: 1, reach: 0, crash: false }]);
+      const recovering = analyticsOn(flaky.db);
+      await expect(recovering.recoverPending()).rejects.toThrow(/injected fault/);
+      // Kept by the claimant: another instance's pass leaves the batch alone (its claim holds).
+      expect(await analyticsOn(store.db).recoverPending()).toEqual({ recovered: 0, completed: 0 });
+      await expect(analyticsOn(store.db).ingest(events)).rejects.toThrow(BatchNotCountedError);
+      expect(await recovering.recoverPending()).toEqual({ recovered: 0, completed: 1 });
+      expect(await figures(recovering)).toEqual(expectedFigures([...earlier, ...events]));
+      expect(await recovering.ingest(events)).toEqual({ stored: 0, duplicates: events.length });
+      await recovering.settle();
+      await expectNoBookkeeping(store.db);
+    });
+
+    it('is forgotten by a recovery whose claim ran out before it could count, and claimed again after that claim, once', async () => {
+      const { opened, clock, analyticsOn, earlier, events } = await setUp(backend);
+      const broken = withFaults(opened.store.db, crashesBeforeTheAnswer[3]!.faults);
+      await expect(analyticsOn(broken.db).ingest(events)).rejects.toThrow(/injected fault/);
+      const store = await opened.restart();
+      clock.now += lease + 1;
+      const flaky = withFaults(store.db, [{ collection: 'usage', nth: 1, reach: 0, crash: false }]);
+      const recovering = analyticsOn(flaky.db);
+      await expect(recovering.recoverPending()).rejects.toThrow(/injected fault/);
+      clock.now += lease / 2;
+      expect(await recovering.recoverPending()).toEqual({ recovered: 0, completed: 0 });
+      clock.now += lease / 2 + 1;
+      expect(await recovering.recoverPending()).toEqual({ recovered: 1, completed: 0 });
+      expect(await figures(recovering)).toEqual(expectedFigures([...earlier, ...events]));
+      expect(await recovering.ingest(events)).toEqual({ stored: 0, duplicates: events.length });
+      await recovering.settle();
+      await expectNoBookkeeping(store.db);
+    });
   });
 
   it('counts a crashed batch once when two recoveries claim it at the same time', async () => {
