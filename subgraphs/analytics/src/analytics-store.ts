@@ -224,6 +224,13 @@ interface PerformanceDelta {
   buckets: Map<number, number>;
 }
 
+/** What a batch needs to be counted (again): its deadline, its deltas, and the documents its markers may be on. */
+interface UncountedBatch {
+  deadline: number;
+  deltas: AggregateDeltas;
+  targets: BatchTargets;
+}
+
 /** A batch's contribution to the aggregates: one delta per `usage` and `performance` document (`_id` → delta). */
 interface AggregateDeltas {
   usage: Map<string, UsageDelta>;
@@ -448,8 +455,11 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
 
   /** Batches this instance is working on (writing, counting, finishing, recovering): never claimed by its own sweep. */
   const owned = new Set<string>();
-  /** Own batches whose logs are written but whose counting failed: counted again by the next ingest or sweep, within their lease. */
-  const uncounted = new Map<string, { deadline: number; deltas: AggregateDeltas; targets: BatchTargets }>();
+  /**
+   * Own batches whose logs are written but whose counting failed: counted again by the next ingest
+   * or sweep, within their deadline. Each is in `owned` too, for as long as it is here.
+   */
+  const uncounted = new Map<string, UncountedBatch>();
   /** Own batches whose counts are applied, not yet marked applied (their finishing is queued). */
   const countedHere = new Set<string>();
 
@@ -494,6 +504,32 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
     ]);
     const failed = results.find((r) => r.status === 'rejected');
     if (failed) throw failed.reason;
+  }
+
+  /**
+   * Counts a batch this instance owns (its ingest's, its recovery's claim, or one kept from an
+   * earlier attempt) or keeps it to count again: one rule for all three.
+   * - counted: resolves; the caller finishes the batch;
+   * - failed for another reason than the lease: the batch is kept (in `uncounted` with this
+   *   attempt's deadline and deltas, and still owned, so this instance's recovery never claims it
+   *   while it may count it) and counted again at the next ingest or pass; rejects;
+   * - the lease ran out (the deadline, part-way through included): the batch is forgotten (out of
+   *   `uncounted` and `owned`, whatever an earlier attempt left), so a recovery, this instance's
+   *   too, claims it once its lease is over; the markers keep what was applied from counting
+   *   twice; rejects.
+   */
+  async function countOrKeep(batch: string, entry: UncountedBatch): Promise<void> {
+    try {
+      await applyDeltas(batch, entry.deltas, entry.deadline);
+    } catch (error) {
+      if (error instanceof LeaseExpiredError) {
+        uncounted.delete(batch);
+        owned.delete(batch);
+      } else {
+        uncounted.set(batch, entry);
+      }
+      throw error;
+    }
   }
 
   /** Removes batches' markers from the aggregate documents they may have touched: one update per document. */
@@ -585,11 +621,9 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
         continue;
       }
       try {
-        await applyDeltas(batch, entry.deltas, entry.deadline);
+        await countOrKeep(batch, entry);
       } catch (error) {
         firstError ??= error;
-        if (error instanceof LeaseExpiredError) owned.delete(batch);
-        else uncounted.set(batch, entry);
         continue;
       }
       completed++;
@@ -626,7 +660,6 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
       performance: (pending.performance as string[] | undefined) ?? [],
     };
     owned.add(batch);
-    let handedOver = false;
     try {
       if (pending.applied !== true) {
         // The logs this batch inserted (not the events it found stored by another batch).
@@ -637,17 +670,9 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
             : await logs.find({ batch, $or: runs.map(({ from, to }) => ({ timestamp: { $gte: from, $lt: to } })) }).toArray();
         const deltas = aggregateDeltas(found.map(countedEvent), expiringBy(claimedAt));
         if (deltas.usage.size + deltas.performance.size > 0) {
-          try {
-            await applyDeltas(batch, deltas, deadline);
-          } catch (error) {
-            // As for an ingest's failed counting: this claimant counts it again at its next ingest
-            // or pass within the claim (an emitter's retry waits on it), not a lease later.
-            if (!(error instanceof LeaseExpiredError)) {
-              uncounted.set(batch, { deadline, deltas, targets });
-              handedOver = true;
-            }
-            throw error;
-          }
+          // As for an ingest's failed counting: kept, this claimant counts it again at its next
+          // ingest or pass within the claim (an emitter's retry waits on it), not a lease later.
+          await countOrKeep(batch, { deadline, deltas, targets });
           checkLease(batch, deadline);
           await markApplied([batch]);
         }
@@ -659,7 +684,8 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
       await deleteBatches([batch]);
       return true;
     } finally {
-      if (!handedOver) owned.delete(batch);
+      // Owned for as long as it is kept to be counted again (`countOrKeep`).
+      if (!uncounted.has(batch)) owned.delete(batch);
     }
   }
 
@@ -836,23 +862,14 @@ export function createAnalyticsStore(options: AnalyticsStoreOptions) {
         inserted = Object.keys(upsertedIds).map((index) => docs[Number(index)]!);
         const deltas = aggregateDeltas(inserted, expiringBy(since));
         const counted = deltas.usage.size + deltas.performance.size > 0;
-        if (counted) {
-          try {
-            await applyDeltas(batch, deltas, deadline);
-          } catch (error) {
-            if (!(error instanceof LeaseExpiredError)) {
-              // The logs are stored: the retry finds them and adds nothing, so this process
-              // counts them again at its next ingest or recovery pass, within the lease.
-              uncounted.set(batch, { deadline, deltas, targets });
-              handedOver = true;
-            }
-            throw error;
-          }
-        }
+        // The logs are stored: if counting fails, the retry finds them and adds nothing, so this
+        // process keeps the batch and counts it again at its next ingest or recovery pass.
+        if (counted) await countOrKeep(batch, { deadline, deltas, targets });
         finishLater({ batch, deadline, targets, counted });
         handedOver = true;
       } finally {
-        if (!handedOver) owned.delete(batch);
+        // Owned while its finishing is queued, or while it is kept to be counted again.
+        if (!handedOver && !uncounted.has(batch)) owned.delete(batch);
       }
       if (failure) throw failure;
       // Events found stored may belong to a batch left pending by a crash (the emitter's retry
