@@ -109,6 +109,47 @@ describe('the compiled executor', () => {
     ]);
   });
 
+  it('sends a query that the plan repeats at several paths once per execution, and answers as the gateway does', async () => {
+    // The planner makes one reviews fetch per path (a, b, and under c), each with its own
+    // operation name; with the same book they send the same query and the same representations.
+    const query = `{
+      a: book(id: "b1") { id rating reviews { id author { name } } }
+      b: book(id: "b1") { id rating reviews { id author { name } } }
+      c: featured { id rating }
+      d: book(id: "b2") { rating }
+      e: book(id: "b2") { rating }
+    }`;
+    const { result, fetches } = await fetchesDuring(() => pair.compiled(query));
+    const vanilla = await fetchesDuring(() => pair.vanilla(query));
+    expect(result).toEqual(vanilla.result);
+    const reviewFetches = (list: typeof fetches) =>
+      list
+        .filter((f) => f.subgraph === 'reviews')
+        .map((f) => JSON.parse(f.body).variables.representations)
+        .sort((x, y) => JSON.stringify(x).localeCompare(JSON.stringify(y)));
+    // Vanilla sends the same b1 query for a and for b; shared, it goes once. The people fetch
+    // under a.reviews and b.reviews is one too, and every path still gets its own answer.
+    // d and e share one b2 query, and its error is reported at both paths, as the gateway does.
+    expect(result.errors?.map((e) => e.path)).toEqual(
+      expect.arrayContaining([
+        ['d', 'rating'],
+        ['e', 'rating'],
+      ]),
+    );
+    expect(reviewFetches(vanilla.fetches)).toHaveLength(5);
+    expect(reviewFetches(fetches)).toEqual([
+      [{ __typename: 'Book', id: 'b1' }],
+      [
+        { __typename: 'Book', id: 'b2' },
+        { __typename: 'Book', id: 'b1' },
+        { __typename: 'Book', id: 'b3' },
+      ],
+      [{ __typename: 'Book', id: 'b2' }],
+    ]);
+    expect(fetches.filter((f) => f.subgraph === 'people')).toHaveLength(1);
+    expect(vanilla.fetches.filter((f) => f.subgraph === 'people')).toHaveLength(2);
+  });
+
   it('compiles an operation once and reuses it', async () => {
     const query = '{ book(id: "b1") { id summary } }';
     await pair.compiled(query);

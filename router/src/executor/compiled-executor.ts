@@ -206,6 +206,7 @@ export function createCompiledExecutor(options: CompiledExecutorOptions): Compil
         send: senderFor(request.context, request),
         errors,
         result,
+        shared: undefined,
       });
       let shaped: ReturnType<typeof shapeResponse>;
       try {

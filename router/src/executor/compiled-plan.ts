@@ -46,6 +46,12 @@ type CompiledNode =
       variableUsages: { name: string; prototypeName: boolean }[];
       requires?: RepresentationBuilder;
       flatRequires?: FlatRequires;
+      /**
+       * Set when another fetch of the same query plan sends the same query to the same subgraph
+       * (only the generated operation name differs): such fetches with the same variables share
+       * one request per execution (`sendShared`). Undefined for every other fetch.
+       */
+      shareKey?: string;
     }
   | { kind: 'sequence'; nodes: CompiledNode[] }
   | { kind: 'parallel'; nodes: CompiledNode[] }
@@ -242,8 +248,22 @@ class RepresentationIndex {
   }
 }
 
+/**
+ * The fetch's query without its generated operation name (`query TestQuery__products__6(…){…}`
+ * → `query(…){…}`): what decides, with the service and the variables, what the subgraph answers.
+ */
+function namelessQuery(fetch: Extract<PlanNode, { kind: 'Fetch' }>): string | undefined {
+  if (!fetch.operationName) return fetch.operation;
+  const head = `query ${fetch.operationName}`;
+  if (!fetch.operation.startsWith(head) || /[_0-9A-Za-z]/.test(fetch.operation.charAt(head.length))) return undefined;
+  return `query${fetch.operation.slice(head.length)}`;
+}
+
 export function compilePlan(plan: QueryPlanLike, supergraphSchema: GraphQLSchema): CompiledPlan {
   const subtype = createSubtypeTester(supergraphSchema);
+  /** Every fetch with its service and nameless query, to find the ones that send the same query. */
+  const fetches: { node: Extract<CompiledNode, { kind: 'fetch' }>; key: string | undefined }[] = [];
+  let readOnly = true;
   const compile = (node: PlanNode): CompiledNode => {
     switch (node.kind) {
       case 'Fetch': {
@@ -251,7 +271,7 @@ export function compilePlan(plan: QueryPlanLike, supergraphSchema: GraphQLSchema
           throw new UnsupportedPlanError('fetch with data rewrites (interface objects, contexts)');
         }
         const head = `{"query":${JSON.stringify(node.operation)}${node.operationName ? `,"operationName":${JSON.stringify(node.operationName)}` : ''},"variables":`;
-        return {
+        const compiled: Extract<CompiledNode, { kind: 'fetch' }> = {
           kind: 'fetch',
           serviceName: node.serviceName,
           query: node.operation,
@@ -260,7 +280,12 @@ export function compilePlan(plan: QueryPlanLike, supergraphSchema: GraphQLSchema
           variableUsages: (node.variableUsages ?? []).map((name) => ({ name, prototypeName: isPrototypeName(name) })),
           requires: node.requires ? compileRepresentation(node.requires, subtype) : undefined,
           flatRequires: node.requires ? compileFlatRequires(node.requires, subtype) : undefined,
+          shareKey: undefined,
         };
+        if (node.operationKind !== 'query') readOnly = false;
+        const nameless = namelessQuery(node);
+        fetches.push({ node: compiled, key: nameless === undefined ? undefined : `${node.serviceName}\u0000${nameless}` });
+        return compiled;
       }
       case 'Sequence':
         return { kind: 'sequence', nodes: node.nodes.map(compile) };
@@ -279,7 +304,15 @@ export function compilePlan(plan: QueryPlanLike, supergraphSchema: GraphQLSchema
         throw new UnsupportedPlanError(`${node.kind} nodes`);
     }
   };
-  return { root: plan.node ? compile(plan.node) : undefined };
+  const root = plan.node ? compile(plan.node) : undefined;
+  // Only in a plan that reads: in a mutation's plan the same query before and after a mutation
+  // field may rightly answer differently.
+  if (readOnly) {
+    const count = new Map<string, number>();
+    for (const { key } of fetches) if (key !== undefined) count.set(key, (count.get(key) ?? 0) + 1);
+    for (const { node, key } of fetches) if (key !== undefined && (count.get(key) ?? 0) > 1) node.shareKey = key;
+  }
+  return { root };
 }
 
 /**
@@ -425,6 +458,46 @@ export interface PlanRun {
   send: SubgraphSender;
   errors: GraphQLError[];
   result: Record<string, unknown>;
+  /** The requests of fetches with a `shareKey`, by key and variables (created on first use). */
+  shared?: Map<string, SharedRequest>;
+}
+
+/** One request answering every fetch of an execution that sends the same query with the same variables. */
+interface SharedRequest {
+  /** The answer, and its JSON text taken before anyone merged it (the others get their own copy). */
+  answer: Promise<{ response: SubgraphResponse; text: string }>;
+  /** The first fetch to read the answer takes the parsed object itself. */
+  taken: boolean;
+}
+
+/**
+ * Sends a fetch's request, or, for a fetch with a `shareKey`, shares one request among the
+ * fetches of this execution that send the same query to the same subgraph with the same
+ * variables (TestQuery asks the products subgraph for `name price weight` of the same product at
+ * three paths). Same caller, same query, same variables: the subgraph's answer is the one it
+ * would have given each. Each fetch merges its own copy of it (merging puts the answer's objects
+ * into the result tree, and later fetches write into them), and a failure fails each of them,
+ * as separate requests failing would.
+ */
+function sendFetch(run: PlanRun, fetch: Extract<CompiledNode, { kind: 'fetch' }>, request: SubgraphRequest): Promise<SubgraphResponse> {
+  const shareKey = fetch.shareKey;
+  if (shareKey === undefined) return run.send(request);
+  return sendShared(run, `${shareKey}\u0000${request.variablesJson ?? JSON.stringify(request.variables)}`, request);
+}
+
+async function sendShared(run: PlanRun, key: string, request: SubgraphRequest): Promise<SubgraphResponse> {
+  run.shared ??= new Map();
+  let shared = run.shared.get(key);
+  if (!shared) {
+    shared = { answer: run.send(request).then((response) => ({ response, text: JSON.stringify(response) })), taken: false };
+    run.shared.set(key, shared);
+  }
+  const { response, text } = await shared.answer;
+  if (!shared.taken) {
+    shared.taken = true;
+    return response;
+  }
+  return JSON.parse(text) as SubgraphResponse;
 }
 
 /** Runs the compiled plan; subgraph data lands in `run.result`, subgraph errors in `run.errors`. */
@@ -486,7 +559,7 @@ async function executeFetch(run: PlanRun, fetch: Extract<CompiledNode, { kind: '
   }
 
   if (!fetch.requires) {
-    const response = await run.send({
+    const response = await sendFetch(run, fetch, {
       serviceName: fetch.serviceName,
       prefix: fetch.prefix,
       query: fetch.query,
@@ -537,7 +610,7 @@ async function executeFetch(run: PlanRun, fetch: Extract<CompiledNode, { kind: '
   if (uniqueJson.length === 0) return;
   if (variables && hasOwn.call(variables, 'representations')) throw new Error('Variables cannot contain key "representations"');
   const others = variables ? JSON.stringify(variables).slice(1, -1) : '';
-  const response = await run.send({
+  const response = await sendFetch(run, fetch, {
     serviceName: fetch.serviceName,
     prefix: fetch.prefix,
     query: fetch.query,
