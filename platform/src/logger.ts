@@ -19,14 +19,45 @@ export const redactedValue = '[redacted]';
  * `apiKeyId`, `keyPrefix`, `tokenType`, `credentialId` and `secretName`, which operators need,
  * are not. A secret's name is logged under `secretName`/`secretNames`: `secret` and `secrets` are
  * censored like any credential. Pagination tokens (`pageToken`, `nextPageToken`) are opaque
- * cursors, not credentials, and are kept.
+ * cursors, not credentials, and are kept. A number under a key naming a quantity of credentials
+ * (`ROUTER_SUBSCRIPTION_MAX_PER_API_KEY`, `maxTokens`: `censorsUnder`) is a limit, and is kept.
  */
 const sensitiveKey =
   /^(?:pans?|cv[cv]2?|variables)$|(?:authorization|cookie|(?<!page[-_ ]?)token|secret(?:[-_ ]?(?:hash|key))?|passw(?:or)?d(?:[-_ ]?hash)?|api[-_ ]?key|private[-_ ]?key|signing[-_ ]?key|card[-_ ]?(?:number|pan)|jwt|credential)s?$/i;
 
-/** True when a value logged under `key` is censored (but see `censored`: not a flag). */
-export function isSensitiveKey(key: string): boolean {
-  return sensitiveKey.test(key);
+/**
+ * Words that make a credential-named key a quantity rather than a credential: a limit per key
+ * (`ROUTER_SUBSCRIPTION_MAX_PER_API_KEY`, `limitPerToken`), a most or least (`maxTokens`), a
+ * count. Whole words of the key, in any case (camelCase, snake_case, kebab-case, spaces).
+ */
+const quantityWord = /^(?:per|max|min|limit|limits|count|num)$/;
+
+/** Whether `key` (a sensitive one) names a quantity of credentials: one of its words is a `quantityWord`. */
+function namesQuantity(key: string): boolean {
+  for (const word of key.replace(/([a-z0-9])([A-Z])/g, '$1 $2').split(/[^A-Za-z0-9]+/)) {
+    if (quantityWord.test(word.toLowerCase())) return true;
+  }
+  return false;
+}
+
+/**
+ * Whether the value logged under `key` is censored: `key` is sensitive, unless the value is a
+ * number and the key names a quantity (`namesQuantity`): a limit per API key is shown (still
+ * censored if its digits are a PAN), while a string, an object or an array under such a key is
+ * not (a map per key may be keyed by the credentials), and a number under a credential's own name
+ * (`pin`, `cvc: 123`, `password: 123456`) never is.
+ */
+function censorsUnder(key: string, value: unknown): boolean {
+  if (!sensitiveKey.test(key)) return false;
+  return !((typeof value === 'number' || typeof value === 'bigint') && namesQuantity(key));
+}
+
+/**
+ * True when a value logged under `key` is censored (but see `censored`: not a flag): with a
+ * `value`, as the logger decides for it (a number under `MAX_PER_API_KEY` is shown).
+ */
+export function isSensitiveKey(key: string, value?: unknown): boolean {
+  return censorsUnder(key, value);
 }
 
 /**
@@ -223,7 +254,7 @@ function redactRecord(record: Record<string, unknown>, visited: Visited, depth: 
   for (const key in record) {
     if (key === serializedLater || !Object.hasOwn(record, key)) continue;
     const item = record[key];
-    const redacted = sensitiveKey.test(key)
+    const redacted = censorsUnder(key, item)
       ? censored(item)
       : typeof item === 'string' && traceIdKey.test(key) && hexId.test(item)
         ? item
@@ -417,7 +448,7 @@ function scrubbedError(error: ErrorLike, visited: Visited, depth: number): Error
   for (const key in error) {
     if (droppedErrorKeys.has(key) || key === 'cause' || key === 'errors') continue;
     const value = error[key];
-    copy[key] = sensitiveKey.test(key)
+    copy[key] = censorsUnder(key, value)
       ? censored(value)
       : key === 'detail'
         ? scrubbedDetail(value)

@@ -399,6 +399,43 @@ describe('logger', () => {
     });
   });
 
+  it('shows a number under a key naming a quantity of credentials (a limit per API key), nothing else under it, and never a number under a credential', () => {
+    const { logger, parsed } = capturingLogger();
+    logger.info(
+      {
+        config: { ROUTER_SUBSCRIPTION_MAX_PER_API_KEY: 100, ROUTER_SUBSCRIPTION_MAX_WEBSOCKETS_PER_API_KEY: 20, ROUTER_MAX_TOKENS: 5000 },
+        maxTokens: 12,
+        limitPerToken: 3,
+        'requests-per-api-key': 7,
+        countsPerApiKey: { gp_live_s3cr3t: 1 },
+        max_tokens: 's3cr3t-text',
+        perApiKey: ['s3cr3t-list'],
+        cardNumberMax: 4111111111111111,
+        maxPan: 4111111111111111,
+      },
+      'limits',
+    );
+    const line = parsed()[0];
+    expect(line).toMatchObject({
+      config: { ROUTER_SUBSCRIPTION_MAX_PER_API_KEY: 100, ROUTER_SUBSCRIPTION_MAX_WEBSOCKETS_PER_API_KEY: 20, ROUTER_MAX_TOKENS: 5000 },
+      maxTokens: 12,
+      limitPerToken: 3,
+      'requests-per-api-key': 7,
+      countsPerApiKey: '[redacted]',
+      max_tokens: '[redacted]',
+      perApiKey: '[redacted]',
+      // A PAN's digits are censored wherever they are.
+      maxPan: '[redacted]',
+    });
+    expect(JSON.stringify(line)).not.toContain('s3cr3t');
+    expect(JSON.stringify(line)).not.toContain('4111111111111111');
+    // Every credential name keeps its number censored: a PIN, a CVC, a numeric password or token.
+    for (const key of sensitiveKeys) {
+      logger.info({ [key]: 123456 }, 'number');
+      expect(parsed().at(-1)?.[key], key).toBe('[redacted]');
+    }
+  });
+
   it('redacts what a toJSON returns: a class instance holding a PAN', () => {
     class CardView {
       readonly pan: string;
