@@ -25,6 +25,6 @@ export {
   panSecretNames,
   parsePanKeyring,
 } from './pan-crypto.ts';
-export { type ReencryptOptions, type ReencryptResult, reencryptCards } from './reencrypt-cards.ts';
+export { CiphertextVersionRefusedError, type ReencryptOptions, type ReencryptResult, reencryptCards } from './reencrypt-cards.ts';
 export { createPostgresRateLimitStore, pruneRevealCounters } from './reveal-rate-limit-store.ts';
 export { type CardsService, type CardsServiceDeps, cardsTypeDefs, createCardsService } from './service.ts';

@@ -1,11 +1,16 @@
 /**
- * `npm run cards:reencrypt -- [--embedded | --data-dir DIR] [--batch-size N] [--max-batches N]`:
+ * `npm run cards:reencrypt -- [--embedded | --data-dir DIR] [--batch-size N] [--max-batches N] [--ciphertext-version N]`:
  * key rotation, step three (README, "Rotating the PAN encryption key"). Moves every card on
  * DATABASE_URL to the active key of `pan-encryption-keys`, read from SECRETS_DIR as the
  * services read it. Without DATABASE_URL it opens a PGlite directory only when told which one:
  * `--embedded` is the embedded stack's (`<GHOSTPAY_DATA_DIR>/pglite`), `--data-dir DIR` any
  * other (a standalone cards service's is `<GHOSTPAY_DATA_DIR>/pg`). Guessing could rewrite a
  * database the service does not use and report `remaining: 0` for it.
+ *
+ * `--ciphertext-version N` moves the rows to that format instead of the one this release writes
+ * (`panCiphertextWriteVersion`). A version newer than that one is refused (exit 2, nothing read)
+ * unless `CARDS_PREVIOUS_RELEASE_RETIRED=true` says that no replica of the previous release, which
+ * cannot read it, runs or will run again (README, "Ciphertext format versions").
  *
  * Prints the result as one JSON line — counts, the active key id and the ids of cards that
  * failed to decrypt; never key material or card data. Exit status: 0 when nothing is left
@@ -18,7 +23,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createDatabase, type DatabaseHandle, EmbeddedDatabaseInUseError, embeddedDatabaseDir } from '@ghostpay/db';
 import { createSecretsProvider, isFunctionAuthored, scrubErrorText, withoutInterpolatedData } from '@ghostpay/platform';
-import { panSecretNames, parsePanKeyring } from './pan-crypto.ts';
+import { type PanCiphertextVersion, panCiphertextWriteVersion, panSecretNames, parsePanKeyring } from './pan-crypto.ts';
 import { reencryptCards } from './reencrypt-cards.ts';
 
 function fail(message: string): never {
@@ -32,21 +37,39 @@ function positiveInt(name: string, value: string | undefined): number | undefine
   return Number(value);
 }
 
-const usage = '--batch-size N, --max-batches N, --embedded or --data-dir DIR';
+const usage = '--batch-size N, --max-batches N, --ciphertext-version N, --embedded or --data-dir DIR';
 
-let options: { batchSize?: number; maxBatches?: number };
+/** The variable that allows a ciphertext version the previous release cannot read. */
+const previousReleaseRetiredVariable = 'CARDS_PREVIOUS_RELEASE_RETIRED';
+
+let options: { batchSize?: number; maxBatches?: number; version?: PanCiphertextVersion; previousReleaseRetired?: boolean };
 let pgliteDir: string | undefined;
 try {
   const { values } = parseArgs({
     options: {
       'batch-size': { type: 'string' },
       'max-batches': { type: 'string' },
+      'ciphertext-version': { type: 'string' },
       embedded: { type: 'boolean' },
       'data-dir': { type: 'string' },
     },
     strict: true,
   });
   options = { batchSize: positiveInt('batch-size', values['batch-size']), maxBatches: positiveInt('max-batches', values['max-batches']) };
+  const version = values['ciphertext-version'];
+  if (version !== undefined) {
+    if (version !== '1' && version !== '2') fail(`--ciphertext-version must be 1 or 2, got "${version}"`);
+    options.version = Number(version) as PanCiphertextVersion;
+    const retired = process.env[previousReleaseRetiredVariable];
+    if (retired !== undefined && retired !== 'true' && retired !== 'false') fail(`${previousReleaseRetiredVariable} must be true or false`);
+    options.previousReleaseRetired = retired === 'true';
+    if (options.version > panCiphertextWriteVersion && !options.previousReleaseRetired) {
+      fail(
+        `--ciphertext-version ${version} is newer than this release writes (${panCiphertextWriteVersion}) and a replica of the previous ` +
+          `release cannot read it: set ${previousReleaseRetiredVariable}=true only once no replica of that release runs or will run again (rollback included)`,
+      );
+    }
+  }
   if (values.embedded && values['data-dir'] !== undefined) fail('--embedded and --data-dir name two databases: give one');
   if (values['data-dir'] === '') fail('--data-dir needs a directory');
   pgliteDir = values.embedded ? embeddedDatabaseDir(process.env.GHOSTPAY_DATA_DIR ?? '.data') : values['data-dir'];

@@ -15,6 +15,31 @@ export interface ReencryptOptions {
    * rewritten too (see `PanCiphertextVersion`). @default panCiphertextWriteVersion
    */
   version?: PanCiphertextVersion;
+  /**
+   * Says that no replica of the previous release runs or will run again, rollback included: the
+   * condition for writing a `version` newer than `panCiphertextWriteVersion`, which that release
+   * cannot read (the second step of the README's two-release switch, taken early). Without it
+   * such a `version` is refused (`CiphertextVersionRefusedError`) before anything is read.
+   * @default false
+   */
+  previousReleaseRetired?: boolean;
+}
+
+/**
+ * A run asked for a ciphertext version newer than this release writes without
+ * `previousReleaseRetired`: rows in it would not reveal on a replica of the previous release.
+ * Nothing was read or written.
+ */
+export class CiphertextVersionRefusedError extends Error {
+  readonly version: PanCiphertextVersion;
+  constructor(version: PanCiphertextVersion) {
+    super(
+      `PAN ciphertext version ${version} is newer than this release writes (${panCiphertextWriteVersion}): ` +
+        'a replica of the previous release cannot read it; write it only once no replica of that release runs or will run again (previousReleaseRetired)',
+    );
+    this.name = 'CiphertextVersionRefusedError';
+    this.version = version;
+  }
 }
 
 export interface ReencryptResult {
@@ -60,6 +85,10 @@ export async function reencryptCards(
   keyring: PanKeyring,
   options: ReencryptOptions = {},
 ): Promise<ReencryptResult> {
+  const version = options.version ?? panCiphertextWriteVersion;
+  // A version this code cannot read back (a caller outside the type system) would be written as an unknown prefix.
+  if (version !== 1 && version !== 2) throw new RangeError(`PAN ciphertext version must be 1 or 2, got ${String(version)}`);
+  if (version > panCiphertextWriteVersion && options.previousReleaseRetired !== true) throw new CiphertextVersionRefusedError(version);
   const batchSize = options.batchSize ?? 500;
   const maxBatches = options.maxBatches ?? Number.POSITIVE_INFINITY;
   let reencrypted = 0;
@@ -71,7 +100,6 @@ export async function reencryptCards(
   // The rows to move: a PAN under another key than the active one, or in another format than
   // `version` (version 1 has no prefix, base64 has no `:`; every later one starts `v<n>:`). What
   // every batch takes and what `remaining` counts, so the count says when the old key may go.
-  const version = options.version ?? panCiphertextWriteVersion;
   const inAnotherFormat =
     version === 1 ? sql`strpos(${cards.panCiphertext}, ':') > 0` : sql`${cards.panCiphertext} not like ${`v${version}:%`}`;
   const toMove = and(isNotNull(cards.panCiphertext), or(ne(cards.panKeyId, keyring.activeKeyId), inAnotherFormat));

@@ -9,7 +9,14 @@ import { cards, createDatabase, migrate } from '@ghostpay/db';
 import { createSeed } from '@ghostpay/test-support';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eraseCardPans, type PanKeyring, parsePanKeyring, reencryptCards } from '../src/index.ts';
+import {
+  CiphertextVersionRefusedError,
+  eraseCardPans,
+  type PanCiphertextVersion,
+  type PanKeyring,
+  parsePanKeyring,
+  reencryptCards,
+} from '../src/index.ts';
 import { type CardsHarness, issue, startCardsHarness } from './cards-harness.ts';
 
 const runFile = promisify(execFile);
@@ -371,11 +378,73 @@ describe('npm run cards:reencrypt', () => {
       rmSync(dataDir, { recursive: true, force: true });
     }
   });
+
+  it('writes --ciphertext-version 2 only when CARDS_PREVIOUS_RELEASE_RETIRED=true, and refuses it otherwise with exit 2', {
+    timeout: 180_000,
+  }, async () => {
+    writeKeyring();
+    expect((await runCli([])).code).toBe(0);
+    const issued = [await issueOne(), await issueOne()];
+    const ciphertexts = async () =>
+      Promise.all(
+        issued.map(async (card) => (await h.database.db.select({ c: cards.panCiphertext }).from(cards).where(eq(cards.id, card.id)))[0]?.c),
+      );
+    const before = await ciphertexts();
+    for (const env of [{}, { CARDS_PREVIOUS_RELEASE_RETIRED: 'false' }]) {
+      const refused = await runCli(['--ciphertext-version', '2'], env);
+      expect(refused).toMatchObject({ code: 2, stdout: '' });
+      expect(refused.stderr).toContain('CARDS_PREVIOUS_RELEASE_RETIRED=true');
+      expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+    }
+    for (const bad of [
+      ['--ciphertext-version', '3'],
+      ['--ciphertext-version', 'v2'],
+    ]) {
+      expect(await runCli(bad, { CARDS_PREVIOUS_RELEASE_RETIRED: 'true' }), bad.join(' ')).toMatchObject({ code: 2, stdout: '' });
+    }
+    expect(await runCli(['--ciphertext-version', '2'], { CARDS_PREVIOUS_RELEASE_RETIRED: 'yes' })).toMatchObject({ code: 2, stdout: '' });
+    expect(await ciphertexts()).toEqual(before);
+
+    const moved = await runCli(['--ciphertext-version', '2'], { CARDS_PREVIOUS_RELEASE_RETIRED: 'true' });
+    expect(moved.code).toBe(0);
+    expect(JSON.parse(moved.stdout)).toMatchObject({ failed: 0, remaining: 0 });
+    for (const ciphertext of await ciphertexts()) expect(ciphertext).toMatch(/^v2:/);
+    for (const card of issued) {
+      const revealed = await h.request<{ revealCard: { pan: string } }>(owner.token, revealQuery, { id: card.id });
+      expect(revealed.data?.revealCard.pan.endsWith(card.last4), card.id).toBe(true);
+    }
+    // Back to the version this release writes: allowed without the variable.
+    const back = await runCli(['--ciphertext-version', '1']);
+    expect(back.code).toBe(0);
+    for (const ciphertext of await ciphertexts()) expect(ciphertext).not.toMatch(/^v\d+:/);
+  });
 });
 
 describe('reencryptCards and ciphertext format versions', () => {
   const ciphertextOf = async (id: string) =>
     (await h.database.db.select({ c: cards.panCiphertext }).from(cards).where(eq(cards.id, id)))[0]?.c;
+
+  it('refuses a version newer than this release writes without previousReleaseRetired, before reading or writing a row', async () => {
+    const keyring = parsePanKeyring(keyringValue);
+    const issued = await issueOne();
+    // Issued under the key that is no longer active: a run that started would move it.
+    const rotated = rotate('k9');
+    const before = await ciphertextOf(issued.id);
+    for (const options of [{ version: 2 as const }, { version: 2 as const, previousReleaseRetired: false }]) {
+      await expect(reencryptCards(h.database, rotated, options)).rejects.toBeInstanceOf(CiphertextVersionRefusedError);
+    }
+    const [v2] = await h.database.db.select({ n: sql<number>`count(*)::int` }).from(cards).where(sql`${cards.panCiphertext} like 'v2:%'`);
+    expect(v2?.n).toBe(0);
+    expect(await ciphertextOf(issued.id)).toBe(before);
+    expect(await keyIdOf(issued.id)).toBe(keyring.activeKeyId);
+    // A version no release reads is refused whatever the caller says.
+    const unknown = { version: 3 as unknown as PanCiphertextVersion, previousReleaseRetired: true };
+    await expect(reencryptCards(h.database, rotated, unknown)).rejects.toBeInstanceOf(RangeError);
+    expect(await ciphertextOf(issued.id)).toBe(before);
+    // The version this release writes needs no flag.
+    expect(await reencryptCards(h.database, rotated, { version: 1 })).toMatchObject({ failed: 0, remaining: 0 });
+    expect(await keyIdOf(issued.id)).toBe('k9');
+  });
 
   it('moves rows under the active key to another format, which still reveals, and counts the rows not in it', async () => {
     const keyring = parsePanKeyring(keyringValue);
@@ -385,7 +454,7 @@ describe('reencryptCards and ciphertext format versions', () => {
     for (const card of issued) expect(await ciphertextOf(card.id)).not.toMatch(/^v\d+:/);
     // By default (the version this release writes, 1) nothing is due: the active key, the same format.
     expect(await reencryptCards(h.database, keyring)).toMatchObject({ reencrypted: 0, remaining: 0 });
-    const toV2 = await reencryptCards(h.database, keyring, { version: 2, batchSize: 1 });
+    const toV2 = await reencryptCards(h.database, keyring, { version: 2, batchSize: 1, previousReleaseRetired: true });
     expect(toV2.reencrypted).toBeGreaterThanOrEqual(2);
     expect(toV2).toMatchObject({ failed: 0, skipped: 0, remaining: 0 });
     for (const card of issued) {
