@@ -8,10 +8,11 @@ import { env, loadConfig, z } from './config.ts';
  */
 export const serverTlsConfigSchema = z.object({
   /** PEM certificate (chain) the service presents. Unset → plain HTTP. */
-  TLS_CERT_FILE: z.string().min(1).optional(),
-  TLS_KEY_FILE: z.string().min(1).optional(),
+  TLS_CERT_FILE: env.filePath().optional(),
+  /** PEM private key of that certificate: a path, shown in problems and config dumps (the key is the file's content). */
+  TLS_KEY_FILE: env.filePath().optional(),
   /** PEM CA bundle client certificates must chain to; set → client certificates required. */
-  TLS_CLIENT_CA_FILE: z.string().min(1).optional(),
+  TLS_CLIENT_CA_FILE: env.filePath().optional(),
   /** How often the files are checked for a renewed certificate (cert-manager, Vault). @default 10000 */
   TLS_RELOAD_INTERVAL_MS: env.milliseconds(10_000),
 });

@@ -11,6 +11,7 @@ import {
   logEffectiveConfig,
   parseConfig,
   redactConfig,
+  serverTlsConfigSchema,
   z,
 } from '../src/index.ts';
 
@@ -147,6 +148,14 @@ describe('config from env', () => {
       expect.stringMatching(/^TLS_KEY_FILE: .*\(got ""\)$/),
       expect.stringMatching(/^KEY_ID: .*\(got "k1"\)$/),
     ]);
+  });
+
+  it("shows the server TLS files' paths, TLS_KEY_FILE's too: a path, not the key", () => {
+    const files = { TLS_CERT_FILE: '/etc/tls/tls.crt', TLS_KEY_FILE: '/etc/tls/tls.key', TLS_CLIENT_CA_FILE: '/etc/tls/ca.crt' };
+    expect(redactConfig(serverTlsConfigSchema, files)).toEqual(files);
+    const result = parseConfig(serverTlsConfigSchema, { ...files, TLS_KEY_FILE: '' });
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.problems).toEqual([expect.stringMatching(/^TLS_KEY_FILE: .*\(got ""\)$/)]);
   });
 
   it('shows a URL with its credentials censored, a malformed one too, in the value and in a message quoting it', () => {
