@@ -204,24 +204,24 @@ export function createBridge(deps: BridgeDeps): Bridge {
       fields: [{ field, message: fieldMessage }],
     });
     const noBody = refusal('This operation takes no request body');
+    // A media type the bridge does not read is 415 with what it reads, as the router answers it.
+    const unsupported = (message: string): BodyRead => ({
+      ok: false,
+      status: 415,
+      code: ErrorCode.BAD_USER_INPUT,
+      message,
+      headers: { accept: 'application/json; charset=utf-8' },
+    });
     const contentType = String(req.headers['content-type'] ?? '');
     if (!/^application\/json\s*(;|$)/i.test(contentType)) {
       if (!takesBody) return noBody;
-      return refusal('Content-Type must be application/json');
+      return unsupported('Content-Type must be application/json');
     }
     // JSON is UTF-8 (RFC 8259): a body declared in another charset, or whose bytes are not UTF-8,
     // is refused rather than read with replacement characters standing in for what was sent. A
-    // charset is the media type the bridge does not support: 415, as the router answers it.
+    // charset other than UTF-8 is a media type the bridge does not support: 415.
     const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType)?.[1];
-    if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
-      return {
-        ok: false,
-        status: 415,
-        code: ErrorCode.BAD_USER_INPUT,
-        message: 'Content-Type charset must be utf-8',
-        headers: { accept: 'application/json; charset=utf-8' },
-      };
-    }
+    if (charset !== undefined && !/^utf-?8$/i.test(charset)) return unsupported('Content-Type charset must be utf-8');
     let text: string;
     try {
       text = strictUtf8.decode(raw);

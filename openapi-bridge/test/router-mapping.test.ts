@@ -358,6 +358,35 @@ describe('the bridge in front of a scripted router', () => {
     expect(captured.map((c) => c.body.variables)).toEqual([{ id: 'card_1' }, { id: 'card_1' }, { id: 'card_1' }]);
   });
 
+  it('refuses a body in a media type other than JSON with 415 and what it reads, as the router does', async () => {
+    const body = JSON.stringify({ card_id: 'card_1', amount: 100, currency: 'USD' });
+    for (const contentType of ['text/plain', 'application/x-www-form-urlencoded', 'application/jsonx']) {
+      const response = await api.call('POST', '/charges', {
+        token,
+        rawBody: body,
+        headers: { 'idempotency-key': 'k-media', 'content-type': contentType },
+      });
+      expect(response.status, contentType).toBe(415);
+      expect(response.body, contentType).toEqual({
+        error: {
+          code: 'BAD_USER_INPUT',
+          message: 'Content-Type must be application/json',
+          request_id: response.headers.get('x-request-id'),
+        },
+      });
+      expect(response.headers.get('accept'), contentType).toBe('application/json; charset=utf-8');
+    }
+    // No Content-Type at all (fetch sends none for bytes).
+    const bare = await fetch(`${bridgeUrl}/charges`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'idempotency-key': 'k-media' },
+      body: Buffer.from(body),
+    });
+    expect(bare.status).toBe(415);
+    expect(await bare.json()).toMatchObject({ error: { code: 'BAD_USER_INPUT', message: 'Content-Type must be application/json' } });
+    expect(captured).toHaveLength(0);
+  });
+
   it('refuses a body declared in another charset than UTF-8 (415, as the router does), or whose bytes are not UTF-8 (400)', async () => {
     const body = JSON.stringify({ card_id: 'card_1', amount: 100, currency: 'USD' });
     for (const contentType of [
