@@ -40,6 +40,24 @@ export interface HousekeepingOptions {
 }
 
 /**
+ * A housekeeping pass in which at least one step failed (`errors`, one per failed step, in step
+ * order). The other steps ran all the same: `result` holds their counts (0 for a failed step).
+ */
+export class HousekeepingPassError extends AggregateError {
+  readonly result: HousekeepingResult;
+  readonly failedSteps: (keyof HousekeepingResult)[];
+  constructor(result: HousekeepingResult, failures: { step: keyof HousekeepingResult; error: unknown }[]) {
+    super(
+      failures.map((failure) => failure.error),
+      `cards housekeeping: ${failures.map((failure) => failure.step).join(', ')} failed; the other steps ran`,
+    );
+    this.name = 'HousekeepingPassError';
+    this.result = result;
+    this.failedSteps = failures.map((failure) => failure.step);
+  }
+}
+
+/**
  * One pass of the cards service's housekeeping: sweep expired cards to EXPIRED, erase the PANs of
  * cards that left ACTIVE longer than the PAN retention ago (after the sweep, so a card expired long
  * ago but still stored ACTIVE is erased in the same pass), drop reveal counters of windows that
@@ -47,15 +65,32 @@ export interface HousekeepingOptions {
  * works in bounded batches (one short transaction each), is idempotent and safe from several
  * replicas at once. Every step judges time on the database's clock, never this server's: the
  * rows were stamped by it, and replicas' clocks need not agree with it.
+ *
+ * A step that fails (a statement timeout on a large backlog, a lost connection) does not stop the
+ * ones after it: each runs on its own, and the pass then throws `HousekeepingPassError` with every
+ * failure and the other steps' counts. Before, a sweep failing on every pass (a seq scan past the
+ * statement timeout) meant no PAN was ever erased: the retention is a compliance duty of its own.
+ * Batches committed before a failure stay; the next pass continues.
  */
 export async function runCardsHousekeeping(db: Database, options: HousekeepingOptions): Promise<HousekeepingResult> {
-  return {
-    expired: await expireCards(db),
-    pansErased: await eraseCardPans(db, options.panRetentionDays),
+  const steps: [keyof HousekeepingResult, () => Promise<number>][] = [
+    ['expired', () => expireCards(db)],
+    ['pansErased', () => eraseCardPans(db, options.panRetentionDays)],
     // A window that started more than one window ago has ended: nothing counts against it any more.
-    revealCountersPruned: await pruneRevealCounters(db, options.revealWindowMs),
-    idempotencyKeysPruned: await pruneCardIdempotencyKeys(db, options.idempotencyRetentionHours),
-  };
+    ['revealCountersPruned', () => pruneRevealCounters(db, options.revealWindowMs)],
+    ['idempotencyKeysPruned', () => pruneCardIdempotencyKeys(db, options.idempotencyRetentionHours)],
+  ];
+  const result: HousekeepingResult = { expired: 0, pansErased: 0, revealCountersPruned: 0, idempotencyKeysPruned: 0 };
+  const failures: { step: keyof HousekeepingResult; error: unknown }[] = [];
+  for (const [step, run] of steps) {
+    try {
+      result[step] = await run();
+    } catch (error) {
+      failures.push({ step, error });
+    }
+  }
+  if (failures.length > 0) throw new HousekeepingPassError(result, failures);
+  return result;
 }
 
 /** The periodic job that runs `runCardsHousekeeping` every `intervalMs` (never overlapping); its run returns the rows changed. */
@@ -65,10 +100,18 @@ export function createCardsHousekeeping(options: HousekeepingOptions & { db: Dat
     intervalMs: options.intervalMs,
     logger: options.logger,
     run: async () => {
-      const result = await runCardsHousekeeping(options.db, options);
-      const changed = result.expired + result.pansErased + result.revealCountersPruned + result.idempotencyKeysPruned;
-      if (changed > 0) options.logger.info(result, 'cards housekeeping');
-      return changed;
+      const logged = (result: HousekeepingResult) => {
+        const changed = result.expired + result.pansErased + result.revealCountersPruned + result.idempotencyKeysPruned;
+        if (changed > 0) options.logger.info(result, 'cards housekeeping');
+        return changed;
+      };
+      try {
+        return logged(await runCardsHousekeeping(options.db, options));
+      } catch (error) {
+        // What the other steps did is logged too; the failure itself is the job's to log.
+        if (error instanceof HousekeepingPassError) logged(error.result);
+        throw error;
+      }
     },
   });
 }

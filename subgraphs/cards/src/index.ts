@@ -7,6 +7,7 @@ export { expireCards } from './expire-cards.ts';
 export {
   createCardsHousekeeping,
   type HousekeepingOptions,
+  HousekeepingPassError,
   type HousekeepingResult,
   pruneCardIdempotencyKeys,
   runCardsHousekeeping,

@@ -1,8 +1,8 @@
 import { cardIdempotencyKeys, cards, revealCounters } from '@ghostpay/db';
-import { poolStatementsOf } from '@ghostpay/test-support';
+import { capturingLogger, poolStatementsOf } from '@ghostpay/test-support';
 import { eq, inArray, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eraseCardPans, expireCards, runCardsHousekeeping } from '../src/index.ts';
+import { createCardsHousekeeping, eraseCardPans, expireCards, HousekeepingPassError, runCardsHousekeeping } from '../src/index.ts';
 import { type CardsHarness, type IssuedCard, issueCardMutation, startCardsHarness } from './cards-harness.ts';
 
 describe('cards housekeeping', () => {
@@ -247,6 +247,54 @@ describe('PAN retention', () => {
         (error: { cause?: { constraint?: string } }) => error.cause?.constraint,
       );
     expect(refused).toBe('cards_active_has_pan');
+  });
+
+  it('erases due PANs and prunes in a pass whose expiry sweep fails, then reports the failure with the counts', async () => {
+    const ids = { ownerId: (await h.actor('user')).id, issuerId: (await h.actor('merchant')).id };
+    const due = [await endedCard('USED', 90, ids), await endedCard('CANCELED', 90, ids)];
+    const pastActive = (await h.seed.card({ ...ids, expiresAt: new Date(Date.now() - 1_000) })).id;
+    const windowMs = 60_000;
+    const endedWindow = new Date(Date.now() - 3 * windowMs);
+    await h.database.db.insert(revealCounters).values({ actorId: `${ids.ownerId}|ended`, windowStart: endedWindow, count: 2 });
+    const options = { revealWindowMs: windowMs, idempotencyRetentionHours: 24, panRetentionDays: 30 };
+    // The sweep fails on every pass, as one past the statement timeout on a large table would.
+    await h.database.db.execute(
+      sql.raw(`create function cards.refuse_expiry() returns trigger language plpgsql as $$ begin raise exception 'sweep refused'; end $$;
+        create trigger refuse_expiry before update on cards.cards for each row when (old.status = 'ACTIVE' and new.status = 'EXPIRED')
+        execute function cards.refuse_expiry()`),
+    );
+    try {
+      const failed = await runCardsHousekeeping(h.database.db, options).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      // The later steps ran: the retention is not hostage to the sweep.
+      expect((await rowOf(due[0]!))?.panCiphertext).toBeNull();
+      const counters = await h.database.db.select({ actorId: revealCounters.actorId }).from(revealCounters);
+      expect(counters.map((c) => c.actorId)).not.toContain(`${ids.ownerId}|ended`);
+      expect((await rowOf(pastActive))?.status).toBe('ACTIVE');
+      // And the pass still fails, naming the step, with the others' counts.
+      expect(failed).toBeInstanceOf(HousekeepingPassError);
+      const error = failed as HousekeepingPassError;
+      expect(error.failedSteps).toEqual(['expired']);
+      expect(error.errors).toHaveLength(1);
+      expect(error.result).toMatchObject({ expired: 0, pansErased: 2, revealCountersPruned: 1 });
+
+      // The job logs what the other steps did before its run fails.
+      const another = await endedCard('USED', 90, ids);
+      const captured = capturingLogger('cards');
+      const job = createCardsHousekeeping({ ...options, db: h.database.db, logger: captured.logger, intervalMs: 60_000 });
+      await expect(job.runOnce()).rejects.toBeInstanceOf(HousekeepingPassError);
+      expect((await rowOf(another))?.panCiphertext).toBeNull();
+      const logged = captured.parsed<{ msg: string; pansErased?: number }>().filter((line) => line.msg === 'cards housekeeping');
+      expect(logged).toMatchObject([{ pansErased: 1 }]);
+    } finally {
+      await h.database.db.execute(sql.raw('drop trigger refuse_expiry on cards.cards; drop function cards.refuse_expiry()'));
+    }
+    // Once the sweep works again, the next pass takes what it left.
+    const next = await runCardsHousekeeping(h.database.db, options);
+    expect(next.expired).toBeGreaterThanOrEqual(1);
+    expect(await rowOf(pastActive)).toMatchObject({ status: 'EXPIRED' });
   });
 });
 
