@@ -47,11 +47,11 @@ const statusByCode: Record<ErrorCode, number> = {
 
 /** The one table from error code to HTTP status, used by the router and the REST bridge. */
 export function httpStatusFor(code: string | undefined): number {
-  return (code && statusByCode[code as ErrorCode]) || 500;
+  return (code !== undefined && Object.hasOwn(statusByCode, code) && statusByCode[code as ErrorCode]) || 500;
 }
 
 export function isErrorCode(code: unknown): code is ErrorCode {
-  return typeof code === 'string' && code in statusByCode;
+  return typeof code === 'string' && Object.hasOwn(statusByCode, code);
 }
 
 /** Base class: stamps `extensions.code` from the closed list. */

@@ -15,7 +15,8 @@ export const redactedValue = '[redacted]';
  * them to the logger at all. `pan`, `cvc`/`cvv` and `variables` (GraphQL variable values) are
  * whole keys, so `span` is kept; the credential words are key endings, singular or plural, so
  * `accessToken`, `refreshTokens`, `client_secret`, `secretKey`, `signingKey`, `newPassword`,
- * `X-Api-Key`, `apiKeys`, `cookies`, `cardPan`, `idJwt` and `awsCredentials` are censored but
+ * `X-Api-Key`, `apiKeys`, `cookies`, `cardPan`, `idJwt`, `awsCredentials` and the cards service's
+ * key material (`encryptionKeys`, `fingerprintKey`, `cvcKey`, `panKey`, `kek`) are censored but
  * `apiKeyId`, `keyPrefix`, `tokenType`, `credentialId` and `secretName`, which operators need,
  * are not. A secret's name is logged under `secretName`/`secretNames`: `secret` and `secrets` are
  * censored like any credential. Pagination tokens (`pageToken`, `nextPageToken`) are opaque
@@ -23,7 +24,7 @@ export const redactedValue = '[redacted]';
  * (`ROUTER_SUBSCRIPTION_MAX_PER_API_KEY`, `maxTokens`: `censorsUnder`) is a limit, and is kept.
  */
 const sensitiveKey =
-  /^(?:pans?|cv[cv]2?|variables)$|(?:authorization|cookie|(?<!page[-_ ]?)token|secret(?:[-_ ]?(?:hash|key))?|passw(?:or)?d(?:[-_ ]?hash)?|api[-_ ]?key|private[-_ ]?key|signing[-_ ]?key|card[-_ ]?(?:number|pan)|jwt|credential)s?$/i;
+  /^(?:pans?|cv[cv]2?|variables)$|(?:authorization|cookie|(?<!page[-_ ]?)token|secret(?:[-_ ]?(?:hash|key))?|passw(?:or)?d(?:[-_ ]?hash)?|api[-_ ]?key|private[-_ ]?key|signing[-_ ]?key|(?:encryption|fingerprint|cvc|pan|master|data)[-_ ]?key|kek|card[-_ ]?(?:number|pan)|jwt|credential)s?$/i;
 
 /**
  * Words that make a credential-named key a quantity rather than a credential: a limit per key

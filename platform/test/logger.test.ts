@@ -83,6 +83,17 @@ describe('logger', () => {
     'credentials',
     'awsCredentials',
     'passwords',
+    // The cards service's key material.
+    'encryptionKeys',
+    'encryption_key',
+    'fingerprintKey',
+    'cvcKey',
+    'cvc-key',
+    'panKey',
+    'masterKey',
+    'dataKey',
+    'kek',
+    'KEKs',
   ];
   const nestings: Array<[string, (key: string, value: unknown) => unknown]> = [
     ['top level', (key, value) => ({ [key]: value })],
