@@ -218,9 +218,14 @@ async function createPgDatabase(url: string, options: DatabaseOptions): Promise<
   // between two statements) whose backend is terminated or whose server crashes emits 'error'
   // with no listener, which kills the process. The failure still reaches the caller through the
   // next query on that client, and the pool discards the broken client on release.
+  // Every connection the pool holds, idle or checked out, for `close` past its deadline.
+  // (Each is a pg.Client: the pool's type hides `end`, which `Client` has.)
+  const connections = new Set<pg.Client>();
   pool.on('connect', (client) => {
     client.on('error', () => {});
+    connections.add(client as unknown as pg.Client);
   });
+  pool.on('remove', (client) => connections.delete(client as unknown as pg.Client));
   const db = drizzlePg(pool, { schema }) as unknown as Database;
   const listeners = new Set<() => Promise<void>>();
   return {
@@ -244,28 +249,27 @@ async function createPgDatabase(url: string, options: DatabaseOptions): Promise<
       const timeoutMs = closeOptions.timeoutMs ?? defaultCloseTimeoutMs;
       const deadline = Date.now() + timeoutMs;
       await Promise.all([...listeners].map((stop) => stop()));
-      await endPoolBy(pool, deadline);
+      await endPoolBy(pool, connections, deadline);
     },
   };
 }
 
 /**
  * `pool.end()`, waiting for checked-out connections until `deadline` (a `Date.now()` time) only:
- * then their sockets are destroyed (pg fails their statements, the holders' releases remove
- * them, and the server rolls back their transactions), and the pool is given another second to
- * see them released; a holder that never releases is not waited for past it.
+ * then each is ended under its holder (pg's `Client.end()` destroys the socket of one running a
+ * statement, which fails it, and ends the session of one idle in a transaction; the server rolls
+ * back either's transaction, the holder's release removes it), and the pool is given another
+ * second to see them released; a holder that never releases is not waited for past it.
  */
-async function endPoolBy(pool: pg.Pool, deadline: number): Promise<void> {
+async function endPoolBy(pool: pg.Pool, connections: ReadonlySet<pg.Client>, deadline: number): Promise<void> {
   const ended = pool.end();
   let timer: NodeJS.Timeout | undefined;
   const wait = (ms: number) => new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), Math.max(0, ms))));
   try {
     if ((await Promise.race([ended, wait(deadline - Date.now())])) !== 'late') return;
     clearTimeout(timer);
-    // pg-pool keeps every connection, idle or checked out, in `_clients`; the idle ones are gone by now.
-    for (const client of (pool as unknown as { _clients?: pg.Client[] })._clients ?? []) {
-      (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
-    }
+    // The idle ones are gone by now: what is left is checked out.
+    for (const client of connections) client.end().catch(() => {});
     await Promise.race([ended, wait(1_000)]);
   } finally {
     clearTimeout(timer);
