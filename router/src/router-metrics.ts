@@ -37,7 +37,7 @@ export function createRouterMetrics(registry: Registry) {
     }),
     rateLimited: new Counter({
       name: 'rate_limited_requests_total',
-      help: 'Requests refused by the rate limiter, by identity kind (api_key or client_address)',
+      help: 'Requests refused by the rate limiter, by identity kind (user: a token, limited per user; client_address: no token)',
       labelNames: ['scope'] as const,
       registers: [registry],
     }),

@@ -605,7 +605,7 @@ export function createRouter(deps: RouterDeps): Router {
     if (principal && deps.apiKeyLookup)
       limit = (await deps.apiKeyLookup(principal.apiKeyId).catch(() => undefined))?.rateLimitPerMinute ?? limit;
     const decision = await limiter.consume(identity, limit, cost);
-    if (!decision.allowed) metrics.rateLimited.inc({ scope: principal ? 'api_key' : 'client_address' });
+    if (!decision.allowed) metrics.rateLimited.inc({ scope: principal ? 'user' : 'client_address' });
     return decision;
   };
 

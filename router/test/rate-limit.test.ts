@@ -41,7 +41,7 @@ describe('per-API-key rate limiting (in memory)', () => {
     expect(refused.headers.get('ratelimit-policy')).toBe('"default";q=100;w=60');
     expect(refused.headers.get('ratelimit')).toMatch(/^"default";r=0;t=(5[5-9]|60)$/);
     const metrics = await (await fetch(`${setup.router.url}/metrics`)).text();
-    expect(metrics).toMatch(/rate_limited_requests_total\{[^}]*scope="api_key"[^}]*\} 1/);
+    expect(metrics).toMatch(/rate_limited_requests_total\{[^}]*scope="user"[^}]*\} 1/);
     expect(metrics).toMatch(/graphql_errors_total\{[^}]*code="RATE_LIMITED"[^}]*\} 1/);
     // Another user's key is not affected.
     const other = await post(setup.router.graphqlUrl, typename, {
