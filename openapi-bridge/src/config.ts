@@ -29,8 +29,8 @@ export const bridgeConfigSchema = baseConfigSchema.extend({
    */
   BRIDGE_TRUSTED_PROXY_HOPS: env.wholeNumber({ max: 10 }).default(0),
   /** PEM files; both set → the bridge listens with TLS and sends HSTS. */
-  BRIDGE_TLS_CERT_FILE: z.string().min(1).optional(),
-  BRIDGE_TLS_KEY_FILE: z.string().min(1).optional(),
+  BRIDGE_TLS_CERT_FILE: env.filePath().optional(),
+  BRIDGE_TLS_KEY_FILE: env.filePath().optional(),
 });
 
 export type BridgeConfig = z.infer<typeof bridgeConfigSchema>;

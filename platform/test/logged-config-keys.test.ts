@@ -88,4 +88,18 @@ describe('the effective configuration line', () => {
       ]),
     );
   });
+
+  it('shows every file and directory path (a _FILE or _DIR variable): an operator needs to see which one a problem is about', async () => {
+    const paths: string[] = [];
+    for (const [schemaName, schema] of await everyConfigSchema()) {
+      for (const name of Object.keys(schema.shape)) {
+        if (!/_(?:FILE|DIR)$/.test(name)) continue;
+        paths.push(name);
+        expect(isSecretConfigField(schema, name), `${schemaName} ${name}`).toBe(false);
+      }
+    }
+    expect(paths).toEqual(
+      expect.arrayContaining(['SECRETS_DIR', 'TLS_KEY_FILE', 'ROUTER_SUBGRAPH_TLS_KEY_FILE', 'BRIDGE_TLS_KEY_FILE', 'JWKS_TLS_KEY_FILE']),
+    );
+  });
 });

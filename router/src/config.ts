@@ -92,9 +92,9 @@ export const routerConfigSchema = baseConfigSchema.extend({
   /** Plan executor: `compiled` (router/src/executor, plans compiled once) or `gateway` (@apollo/gateway's own). */
   ROUTER_EXECUTOR: z.enum(['compiled', 'gateway']).default('compiled'),
   /** mTLS to subgraphs (https:// URLs): the CA their certificates chain to, and the router's client certificate. */
-  ROUTER_SUBGRAPH_TLS_CA_FILE: z.string().min(1).optional(),
-  ROUTER_SUBGRAPH_TLS_CERT_FILE: z.string().min(1).optional(),
-  ROUTER_SUBGRAPH_TLS_KEY_FILE: z.string().min(1).optional(),
+  ROUTER_SUBGRAPH_TLS_CA_FILE: env.filePath().optional(),
+  ROUTER_SUBGRAPH_TLS_CERT_FILE: env.filePath().optional(),
+  ROUTER_SUBGRAPH_TLS_KEY_FILE: env.filePath().optional(),
   /** The analytics ingest endpoint (`http://analytics:4004/internal/events`); unset → no request events are sent. */
   ROUTER_ANALYTICS_URL: env.optionalUrl(),
 });

@@ -18,7 +18,7 @@ const wsUrlMap = nameUrlMap(['ws:', 'wss:']);
 /** Subscription settings of the router, from env (table in router/src/subscriptions/README.md). */
 export const routerSubscriptionsConfigSchema = z.object({
   /** Directory of secret files (watched); `router-subscriptions-api-key` is read from it. */
-  SECRETS_DIR: z.string().min(1).optional(),
+  SECRETS_DIR: env.filePath().optional(),
   ROUTER_SUBSCRIPTIONS: env.boolean(true),
   ROUTER_SUBSCRIPTION_UPSTREAMS: wsUrlMap,
   ROUTER_SUBSCRIPTION_MAX_PER_CONNECTION: env.positiveInt(20),

@@ -58,7 +58,7 @@ export const analyticsConfigSchema = baseConfigSchema
     /** Largest ingest body, in bytes. */
     ANALYTICS_INGEST_MAX_BYTES: env.positiveInt(4 * 1024 * 1024),
     ...jwtVerifierEnv,
-    SECRETS_DIR: z.string().min(1).optional(),
+    SECRETS_DIR: env.filePath().optional(),
   })
   .superRefine((config, ctx) => {
     const [logDays, aggregateDays] = [config.ANALYTICS_LOG_RETENTION_DAYS, config.ANALYTICS_AGGREGATE_RETENTION_DAYS];

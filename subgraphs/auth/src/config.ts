@@ -30,7 +30,7 @@ export const authConfigSchema = baseConfigSchema
     /** Prepared statements per PostgreSQL connection (0: none); see the README. */
     DATABASE_PREPARED_STATEMENTS: env.optionalCount(),
     GHOSTPAY_DATA_DIR: z.string().min(1).default('.data'),
-    SECRETS_DIR: z.string().min(1).optional(),
+    SECRETS_DIR: env.filePath().optional(),
     JWT_ISSUER: z.string().min(1).default('ghostpay-auth'),
     JWT_AUDIENCE: z.string().min(1).default('ghostpay-api'),
     /** Algorithm of newly generated signing keys; existing keys keep theirs. */

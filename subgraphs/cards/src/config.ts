@@ -16,7 +16,7 @@ export const cardsConfigSchema = baseConfigSchema
     DATABASE_PREPARED_STATEMENTS: env.optionalCount(),
     GHOSTPAY_DATA_DIR: z.string().min(1).default('.data'),
     ...jwtVerifierEnv,
-    SECRETS_DIR: z.string().min(1).optional(),
+    SECRETS_DIR: env.filePath().optional(),
     /** Largest card amount in minor units. @default 100000000 (1,000,000.00 in a 2-decimal currency) */
     CARD_MAX_AMOUNT: env.wholeNumber({ min: 1, max: graphqlIntMax }).default(100_000_000),
     /** Shortest lifetime a card may be issued with. @default 60 */
