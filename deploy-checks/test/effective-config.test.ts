@@ -54,7 +54,13 @@ const services: { name: string; entry: string; env: Record<string, string>; urlV
     env: { ROUTER_PORT: '0', REDIS_URL: `redis://default:${password}@127.0.0.1:9` },
     urlVariable: 'REDIS_URL',
     // Its subscriptions settings are their own schema, in the same line.
-    shown: { ROUTER_SUBSCRIPTION_UPSTREAM_SOCKET_CAPACITY: 500, ROUTER_SUBSCRIPTIONS: true },
+    shown: {
+      ROUTER_SUBSCRIPTION_UPSTREAM_SOCKET_CAPACITY: 500,
+      ROUTER_SUBSCRIPTIONS: true,
+      // Limits named after a credential are numbers, not [redacted] (platform's logger, fd1c81b).
+      ROUTER_SUBSCRIPTION_MAX_PER_API_KEY: 200,
+      ROUTER_MAX_TOKENS: 2000,
+    },
   },
   {
     name: 'openapi-bridge',
