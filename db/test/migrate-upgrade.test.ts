@@ -173,6 +173,27 @@ describe.skipIf(!adminUrl)('migrate, upgrading a database with data', () => {
     expect(warnings).toHaveLength(5);
   });
 
+  it('upgrading from 0004 with cards_expiry_due_idx built by hand as the README says: 0005 keeps it, the index a fresh migration builds', async () => {
+    const readme = readFileSync(join(migrationsFolder, '../README.md'), 'utf8');
+    const byHand = /create index concurrently if not exists cards_expiry_due_idx[^;]*;/.exec(readme)?.[0];
+    if (!byHand) throw new Error('db/README.md shows no concurrent build of cards_expiry_due_idx');
+    const indexesOf = async (run: (text: string) => Promise<pg.QueryResult>) =>
+      (
+        await run(`select indexdef, indisvalid from pg_indexes join pg_index on indexrelid = format('%I.%I', schemaname, indexname)::regclass
+          where schemaname = 'cards' and tablename = 'cards' and indexname = 'cards_expiry_due_idx'`)
+      ).rows;
+    const { handle, run } = await databaseAt('0004_pan_retention_reveal_outcome');
+    await run(chargeSql('used'));
+    // Outside any transaction, as on a live table (CONCURRENTLY refuses to run in one).
+    await run(byHand);
+    await migrate(handle);
+    const migrated = await databaseAt('0005_expiry_due_index');
+    const fresh = await indexesOf(migrated.run);
+    expect(fresh).toHaveLength(1);
+    expect(fresh[0]?.indisvalid).toBe(true);
+    expect(await indexesOf(run)).toEqual(fresh);
+  });
+
   it('retries an attempt PostgreSQL ended to break a deadlock with a service transaction', async () => {
     const { url, handle, run } = await databaseAt();
     await run(chargeSql('dl'));

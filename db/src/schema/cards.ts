@@ -72,6 +72,11 @@ export const cards = cardsSchema.table(
     index('cards_pan_retention_idx')
       .on(sql`coalesce(${t.usedAt}, ${t.canceledAt}, ${t.expiresAt})`)
       .where(sql`${t.panCiphertext} is not null and ${t.status} <> 'ACTIVE'`),
+    // Migration 0005: the ACTIVE cards by expiry, so the expiry sweep (`expireCards`:
+    // status = 'ACTIVE' and expires_at <= now()) reads only the cards due, not the whole table.
+    // An authorization (ACTIVE -> USED) writes no entry here: status and used_at are already
+    // indexed (cards_pan_retention_idx), so that update was never HOT.
+    index('cards_expiry_due_idx').on(t.expiresAt).where(sql`${t.status} = 'ACTIVE'`),
   ],
 );
 

@@ -15,7 +15,8 @@ export const defaultExpireBatchSize = 5_000;
  * `batchSize` cards per statement (its own short transaction), and a short batch ends the
  * call. A swept card is no longer due, so each batch takes the next ones. Rows another
  * transaction holds (a charge or cancel in flight, another replica's sweep) are skipped, not
- * waited for: the next pass takes what is still due.
+ * waited for: the next pass takes what is still due. The condition is what the partial index
+ * `cards_expiry_due_idx` (migration 0005) serves: a pass reads the cards due, not the table.
  */
 export async function expireCards(db: Database, batchSize = defaultExpireBatchSize): Promise<number> {
   return updateCardsInBatches(db, { status: 'EXPIRED' }, sql`status = 'ACTIVE' and expires_at <= now()`, batchSize);

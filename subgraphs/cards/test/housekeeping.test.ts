@@ -1,9 +1,29 @@
 import { cardIdempotencyKeys, cards, revealCounters } from '@ghostpay/db';
 import { capturingLogger, poolStatementsOf } from '@ghostpay/test-support';
 import { eq, inArray, sql } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createCardsHousekeeping, eraseCardPans, expireCards, HousekeepingPassError, runCardsHousekeeping } from '../src/index.ts';
 import { type CardsHarness, type IssuedCard, issueCardMutation, startCardsHarness } from './cards-harness.ts';
+
+/**
+ * Every statement `run` sends on the pool's connections, with its parameters (test-support's
+ * `poolStatementsOf` keeps only the texts); as charges' settlement test does.
+ */
+async function connectionStatementsOf(pool: pg.Pool, run: () => Promise<unknown>): Promise<Array<{ text: string; values: unknown[] }>> {
+  const Client = pool.options.Client as typeof pg.Client;
+  const spy = vi.spyOn(Client.prototype, 'query');
+  try {
+    await run();
+    return spy.mock.calls.map((call) => {
+      const [config, values] = call as unknown as [string | pg.QueryConfig, unknown];
+      if (typeof config === 'string') return { text: config, values: Array.isArray(values) ? values : [] };
+      return { text: config.text, values: Array.isArray(values) ? values : (config.values ?? []) };
+    });
+  } finally {
+    spy.mockRestore();
+  }
+}
 
 describe('cards housekeeping', () => {
   let h: CardsHarness;
@@ -116,6 +136,45 @@ describe('expireCards', () => {
     expect(statusOf(live.id)).toBe('ACTIVE');
     expect(statusOf(used.id)).toBe('USED');
     expect(await expireCards(h.database.db, 2)).toBe(0);
+  });
+
+  it("finds due cards through the partial index cards_expiry_due_idx, as run and as a prepared statement's generic plan", async () => {
+    const merchant = await h.actor('merchant');
+    const user = await h.actor('user');
+    await h.seed.card({ ownerId: user.id, issuerId: merchant.id, expiresAt: new Date(Date.now() - 1_000) });
+    const pool = h.database.pool as pg.Pool;
+    const statements = await connectionStatementsOf(pool, () => expireCards(h.database.db, 100));
+    const sweep = statements.find((statement) => /^update .* for update skip locked\) returning/.test(statement.text));
+    if (!sweep) throw new Error(`no expiry sweep among ${JSON.stringify(statements.map((s) => s.text))}`);
+    const client = await pool.connect();
+    try {
+      // Whatever the table's size here, a plan that could avoid reading every row does.
+      await client.query('set enable_seqscan = off');
+      /** The scan that chooses the due cards: the one over the sweep's condition, by index and by its expiry bound. */
+      const dueScanOf = (plan: unknown) => {
+        const text = JSON.stringify(plan);
+        expect(text).not.toContain('"Seq Scan"');
+        const scans = [...text.matchAll(/"Index Name":"([^"]+)"[^{}]*?"Index Cond":"([^"]*)"/g)].map((match) => ({
+          index: match[1],
+          condition: match[2],
+        }));
+        return scans.filter((scan) => scan.index !== 'cards_pkey');
+      };
+      const due = [{ index: 'cards_expiry_due_idx', condition: '(expires_at <= now())' }];
+      // EXPLAIN without ANALYZE plans the update and runs nothing.
+      const asRun = await client.query({ text: `explain (format json) ${sweep.text}`, values: sweep.values });
+      expect(dueScanOf(asRun.rows[0])).toEqual(due);
+      // After five runs a prepared statement may switch to a plan for any parameter values:
+      // the index must still be provable from the query's own text.
+      await client.query('set plan_cache_mode = force_generic_plan');
+      await client.query(`prepare expiry_due as ${sweep.text}`);
+      const literal = (value: unknown) => (typeof value === 'number' ? String(value) : `'${String(value)}'`);
+      const generic = await client.query(`explain (format json) execute expiry_due(${sweep.values.map(literal).join(', ')})`);
+      expect(dueScanOf(generic.rows[0])).toEqual(due);
+    } finally {
+      await client.query('deallocate expiry_due; reset enable_seqscan; reset plan_cache_mode').catch(() => undefined);
+      client.release();
+    }
   });
 });
 
