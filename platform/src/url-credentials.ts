@@ -97,67 +97,47 @@ function withoutCredentialParameters(rest: string): string {
   return copied === 0 ? rest : out + rest.slice(copied);
 }
 
-/** An authority without user information: a host (a name, an IPv4 or a bracketed IPv6 address) and an optional port. */
-const hostAndPort = /^(?:\[[0-9A-Fa-f:.]*\]|[^\s:[\]]*)(?::\d*)?$/;
+/**
+ * An authority without user information: a host (a name, an IPv4 or a bracketed IPv6 address) and
+ * an optional port of at least one digit. Neither may be empty: `redis://:#pass word@cache` and
+ * `redis://default:/pass word@cache` are a password's start, not a host.
+ */
+const hostAndPort = /^(?:\[[0-9A-Fa-f:.]+\]|[^\s:[\]@]+)(?::\d+)?$/;
 
 /**
  * Where the user information of `rest` (a URL after its `scheme://`, up to the next one) ends:
  * the index of its last `@`, or -1 when it has none. A URL holds no whitespace, but a malformed
  * one may (a password with a space: `redis://:pass word@cache`, which config refuses and then
- * quotes in its problem), so the user information runs over whitespace unless no password can
- * lie past it:
- * - before any `@`, once the authority has ended (a `/`, `?` or `#`) and was a host and port
- *   (`host:8080/x`, not `user:pa/ss`): what follows is the URL's path, or other text;
- * - after an `@`, into a word without one, or once a path, query or fragment followed it
- *   (`u:p@ss word@host` runs to its second `@`; `u:p@db/x ops@example.test` stops at `x`).
- * So a URL with a path followed by a line naming `ops@example.test` keeps that line, with or
- * without user information (`postgres://[redacted]@db/x`, `http://host:8080/x`). A password with a
- * space and a `/` before it in a `host:digits` shape (`u:12/3 4@h`) would still show: every
- * character of that is illegal in a URL. One pass over the words, and one anchored test of the
- * authority: linear in `rest`.
+ * quotes in its problem), so the user information runs over whitespace to the last `@`, unless
+ * the URL's first word holds no `@` and its authority ended there (a `/`, `?` or `#`) as a host
+ * and port (`host:8080/x`, not `user:pa/ss`, `:#pass`): what follows is the URL's path, or other
+ * text. Once an `@` has been seen it always runs to the last one: nothing tells a password's next
+ * words from text after the URL (`u:p@ss my word@db` and `u:p@db is down, ops@example.test` have
+ * one shape), and a password must never show. So `http://host:8080/x` followed by a line naming
+ * `ops@example.test` keeps that line, and `postgres://u:p@db/x` followed by it does not. A
+ * password with a space and a `/`, `?` or `#` after leading digits (`u:12/3 4@h`) would still
+ * show: every character of that is illegal in a URL. One pass over the first word, one anchored
+ * test of the authority and one `lastIndexOf`: linear in `rest`.
  */
 function userInfoEnd(rest: string): number {
-  let at = -1;
-  /** Before any `@`: whether the authority ended (`/`, `?`, `#`) as a host and port. */
-  let hostOnly = false;
-  let authorityEnded = false;
-  /** After an `@`: whether a path, query or fragment followed it. */
-  let pathAfterAt = false;
-  let i = 0;
-  while (i < rest.length) {
-    let wordAt = -1;
-    let end = i;
-    for (; end < rest.length; end++) {
-      const code = rest.charCodeAt(end);
-      if (isSpace(code)) break;
-      if (code === 64) {
-        wordAt = end;
-        pathAfterAt = false;
-      } else if (code === 47 || code === 63 || code === 35) {
-        if (at !== -1 || wordAt !== -1) {
-          pathAfterAt = true;
-        } else if (!authorityEnded) {
-          authorityEnded = true;
-          hostOnly = hostAndPort.test(rest.slice(0, end));
-        }
-      }
-    }
-    if (at !== -1 && wordAt === -1) break;
-    if (wordAt !== -1) at = wordAt;
-    if (at === -1 ? hostOnly : pathAfterAt) break;
-    i = end;
-    while (i < rest.length && isSpace(rest.charCodeAt(i))) i++;
+  const lastAt = rest.lastIndexOf('@');
+  if (lastAt === -1) return -1;
+  let authorityEnd = -1;
+  for (let i = 0; i < rest.length; i++) {
+    const code = rest.charCodeAt(i);
+    if (code === 64) return lastAt;
+    if (isSpace(code)) break;
+    if (authorityEnd === -1 && (code === 47 || code === 63 || code === 35)) authorityEnd = i;
   }
-  return at;
+  return authorityEnd !== -1 && hostAndPort.test(rest.slice(0, authorityEnd)) ? -1 : lastAt;
 }
 
 /**
  * `text` with the credentials of every URL in it censored: the user information
  * (`postgres://[redacted]@db/x`) and query parameters naming a credential (`?password=`,
  * `sslpassword=`, `token=`, `pwd=`, `authMechanismProperties=`). A URL is taken to run to the next
- * `scheme://`, and its user information to the last `@` in it that a password could reach
- * (`userInfoEnd`: not past whitespace after a host's path, nor into a later word without an
- * `@`): a malformed URL (the ones config refuses: a password with `/`, `#`, `?`, `@` or a space)
+ * `scheme://`, and its user information to the last `@` in it (`userInfoEnd`: not past
+ * whitespace after a host's path, `http://host:8080/x`): a malformed URL (the ones config refuses: a password with `/`, `#`, `?`, `@` or a space)
  * is censored too, at the cost of sometimes censoring more than needed
  * (`http://host:8080 for ops@example.test`, without a path, loses `host:8080 for ops`).
  * `file://` URLs have no user information (an `@` in one is a path's:
