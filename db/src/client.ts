@@ -81,8 +81,10 @@ export interface DatabaseHandle {
    * transaction whose holder never finishes would stretch past any shutdown deadline. So after
    * `timeoutMs` (the time left of the caller's shutdown deadline; @default
    * {@link defaultCloseTimeoutMs}) the connections still checked out are closed under their
-   * holders: their statements fail, PostgreSQL rolls their transactions back (nothing half
-   * written), and `close` resolves within about a second more. PGlite closes at once.
+   * holders: their statements fail, PostgreSQL rolls back a transaction left open (nothing half
+   * written), and `close` resolves within about a second more. A statement that commits on its
+   * own, or a `COMMIT`, already running on the server may still commit although its holder saw
+   * it fail (as after any lost connection): callers retry idempotently. PGlite closes at once.
    */
   close(options?: { timeoutMs?: number }): Promise<void>;
 }

@@ -105,3 +105,39 @@ it.skipIf(withoutPostgres)('lets a statement that ends within the deadline finis
     await check.close();
   }
 });
+
+it.skipIf(withoutPostgres)(
+  'a statement that commits on its own (or a COMMIT) still running at the deadline may commit though its holder sees a failure',
+  async () => {
+    // The socket is destroyed under the holder, but the server runs the statement on and commits
+    // it before it next writes to the client: the outcome the holder sees is not what was stored,
+    // so a caller must be able to retry idempotently (README, Pool).
+    const handle = await createDatabase({ url: database.url, poolSize: 2, statementTimeoutMs: 0 });
+    const id = newId('usr');
+    const email = `${id}@example.test`;
+    const write = outcomeOf(
+      handle.db.execute(
+        sql`with added as (insert into auth.users (id, name, email, role) values (${id}, 'late', ${email}, 'merchant') returning id) select pg_sleep(1) from added`,
+      ),
+    );
+    const check = new pg.Client({ connectionString: database.url });
+    await check.connect();
+    try {
+      // Closed once the statement is running on the server.
+      while (
+        (await check.query(`select 1 from pg_stat_activity where query like '%pg_sleep(1) from added%' and pid <> pg_backend_pid()`))
+          .rowCount === 0
+      );
+      await handle.close({ timeoutMs: 100 });
+      expect(await write).toBe('failed');
+      let stored = 0;
+      for (let round = 0; round < 100 && stored === 0; round++) {
+        stored = (await check.query('select 1 from auth.users where id = $1', [id])).rowCount ?? 0;
+        if (stored === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(stored).toBe(1);
+    } finally {
+      await check.end();
+    }
+  },
+);
