@@ -4,14 +4,22 @@ const alphabet = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ
 
 export type IdPrefix = 'usr' | 'key' | 'card' | 'ch' | 're' | 'rev' | 'req';
 
+/** The largest multiple of 62 that fits a byte: bytes at or above it are dropped, not folded. */
+const unbiasedBelow = 62 * 4;
+
 /**
  * Opaque prefixed ids (`card_4fQ...`): 22 base62 characters (~131 bits) of randomness,
- * so ids are unguessable and leak neither counts nor times.
+ * so ids are unguessable and leak neither counts nor times. Every character is equally likely:
+ * a random byte is used only below 248 (`byte % 62` over all 256 made 0–7 likelier), so about
+ * one byte in 32 is drawn again.
  */
 export function newId(prefix: IdPrefix): string {
-  const bytes = randomBytes(22);
   let out = '';
-  for (const byte of bytes) out += alphabet[byte % 62];
+  while (out.length < 22) {
+    for (const byte of randomBytes(24)) {
+      if (byte < unbiasedBelow && out.length < 22) out += alphabet[byte % 62];
+    }
+  }
   return `${prefix}_${out}`;
 }
 
