@@ -382,8 +382,7 @@ function serveSockets(
     socket.on('message', (raw) => {
       const data = String(raw);
       const id = subscribeIdOf(data);
-      if (id !== undefined && running.has(id))
-        return socket.close(CloseCode.SubscriberAlreadyExists, `Subscriber for ${id} already exists`);
+      if (id !== undefined && running.has(id)) return socket.close(CloseCode.SubscriberAlreadyExists, alreadyExists(id));
       const handling = (handle?.(data) ?? Promise.resolve()).catch((error: unknown) => {
         logger.error({ err: error }, 'unexpected error handling a subscription socket message');
         internalError(socket);
@@ -400,6 +399,16 @@ function serveSockets(
       void closed(code, String(reason));
     });
   });
+}
+
+/**
+ * The 4409 reason, "Subscriber for <id> already exists". The id is the client's and a close
+ * reason holds at most 123 bytes (ws throws on a longer one, which here, in the socket's message
+ * listener, was an uncaught exception): a longer one names no id.
+ */
+function alreadyExists(id: string): string {
+  const reason = `Subscriber for ${id} already exists`;
+  return Buffer.byteLength(reason) <= 123 ? reason : 'Subscriber for this id already exists';
 }
 
 /** The id of a `subscribe` message; undefined for anything else (graphql-ws judges those). */

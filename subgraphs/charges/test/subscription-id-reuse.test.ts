@@ -78,6 +78,30 @@ describe('a subscribe id reused while its first subscribe is pending', () => {
     },
   );
 
+  // The id is the client's: "Subscriber for <id> already exists" can pass the 123 bytes a close
+  // reason may hold, and ws throws on a longer one (here inside the socket's message listener, an
+  // uncaught exception in the service, and the socket left open with the duplicate unanswered).
+  it.each([
+    ['ascii', 'i'.repeat(200)],
+    ['multi-byte', '\u00e9'.repeat(60)],
+  ])('closes with 4409 and a reason that fits a close frame when the reused id is long (%s)', async (_kind, id) => {
+    const charge = await h.authorized(`reuse-long-id-${_kind}`);
+    const client = await rawSocket(h.url);
+    try {
+      await client.init(h.bearer);
+      client.watch(id, charge.id);
+      await until(() => client.statusesOf(id).length === 1, 'the current status');
+      client.watch(id, charge.id);
+      await until(() => client.state.closed !== undefined, 'the close');
+      expect(client.state.closed?.code).toBe(4409);
+      expect(Buffer.byteLength(client.state.closed?.reason ?? '')).toBeLessThanOrEqual(123);
+      expect(client.state.closed?.reason).toMatch(/^Subscriber for .* already exists$/);
+      await until(() => h.service.activeSubscriptions === 0, 'the stream to be released');
+    } finally {
+      client.socket.close();
+    }
+  });
+
   it('serves an id again once its earlier subscription has ended', async () => {
     const charge = await h.authorized('reuse-after-end');
     const client = await rawSocket(h.url);
