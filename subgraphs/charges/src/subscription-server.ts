@@ -245,9 +245,16 @@ export function createSubscriptionServer(options: SubscriptionServerOptions): Su
     connectionInitWaitTimeout: options.connectionInitTimeoutMs ?? 3_000,
     // graphql-ws skips its own parse and validation when this returns execution arguments.
     // graphql-ws has registered this id in `ctx.subscriptions` already (and removes it when the
-    // subscription ends, however it ends), so the count includes this one.
+    // subscription ends, however it ends), so that count includes this one. graphql-ws also
+    // forgets an id on the client's `complete` at once, while the subscribe may still be pending
+    // (its first read waiting on a slow database): those still being handled (`running`, which
+    // this one joins once this returns) count too, up to as many again, so one socket cannot pile
+    // them up, while a client that ends one and starts another at once is not refused for the few
+    // ticks the ended one takes to wind down.
     onSubscribe: (ctx, _id, payload) =>
-      Object.keys(ctx.subscriptions).length > maxPerSocket ? tooMany() : prepareOperation(options.schema, payload),
+      Object.keys(ctx.subscriptions).length > maxPerSocket || ctx.extra.running.size >= 2 * maxPerSocket
+        ? tooMany()
+        : prepareOperation(options.schema, payload),
     async onConnect(ctx) {
       const fromPayload = ctx.connectionParams?.authorization;
       const header = typeof fromPayload === 'string' ? fromPayload : ctx.extra.request.headers.authorization;
@@ -323,6 +330,8 @@ export function createSubscriptionServer(options: SubscriptionServerOptions): Su
 interface SocketExtra {
   socket: WebSocket;
   request: IncomingMessage;
+  /** Ids of the socket's subscribes whose handling has not ended, each with the handling's promise. */
+  running: Map<string, Promise<void>>;
 }
 
 /**
@@ -362,6 +371,7 @@ function serveSockets(
       socket.ping();
     }, keepAliveMs);
     let handle: ((data: string) => Promise<void>) | undefined;
+    const running: SocketExtra['running'] = new Map();
     const closed = server.opened(
       {
         protocol: socket.protocol,
@@ -375,10 +385,8 @@ function serveSockets(
           handle = callback;
         },
       },
-      { socket, request },
+      { socket, request, running },
     );
-    /** Ids of subscribes whose handling has not ended, each with the handling's promise. */
-    const running = new Map<string, Promise<void>>();
     socket.on('message', (raw) => {
       const data = String(raw);
       const id = subscribeIdOf(data);

@@ -9,6 +9,8 @@
  *   subscribe only.
  * Short intervals and a one-second token keep it fast. Real PostgreSQL, real RS256 tokens.
  */
+import { untilBlockedBy } from '@ghostpay/test-support';
+import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { settleAllDue } from '../src/index.ts';
 import { rawSocket, until, withChargesService } from './charges-harness.ts';
@@ -124,5 +126,44 @@ describe('the charges WebSocket bounds each socket', () => {
     } finally {
       client.socket.close();
     }
+  });
+
+  // graphql-ws forgets an id on `complete` at once, while its subscribe may still be pending; such
+  // subscribes (their first read waiting here on a table lock) counted for nothing, so one socket
+  // could pile up any number of them while the database was slow. They count, up to as many again.
+  it('counts subscribes completed while still pending: past twice the cap of them, a subscribe gets OPERATION_LIMIT_EXCEEDED', async () => {
+    const charge = await h.authorized('cap-pending');
+    const client = await rawSocket(h.url);
+    const pool = h.database.pool as pg.Pool;
+    const holder = await pool.connect();
+    try {
+      await client.init(h.bearer);
+      await holder.query('begin');
+      await holder.query('lock table charges.charge_events in access exclusive mode');
+      for (const id of ['p1', 'p2', 'p3', 'p4']) {
+        client.watch(id, charge.id);
+        client.send({ id, type: 'complete' });
+      }
+      await untilBlockedBy(pool, holder);
+      client.watch('p5', charge.id);
+      await until(() => client.of('p5').length > 0, 'the answer to the fifth');
+      expect(client.of('p5')).toEqual([
+        {
+          id: 'p5',
+          type: 'error',
+          payload: [
+            {
+              message: 'At most 2 subscriptions per socket; open another socket or end one first',
+              extensions: { code: 'OPERATION_LIMIT_EXCEEDED' },
+            },
+          ],
+        },
+      ]);
+    } finally {
+      await holder.query('rollback').catch(() => undefined);
+      holder.release();
+      client.socket.close();
+    }
+    await until(() => h.service.activeSubscriptions === 0, 'every stream to be released');
   });
 });
