@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { vi } from 'vitest';
 
 /** What `poolStatementsOf` saw while its function ran. */
 export interface PoolStatements<T> {
@@ -91,5 +92,29 @@ export async function poolStatementsOf<T>(pool: pg.Pool, run: () => Promise<T>):
     pool.connect = originalConnect;
     // A client still checked out (run did not release it): put back as it was.
     for (const unwatch of [...watched.values()]) unwatch();
+  }
+}
+
+/**
+ * Every statement `run` sends on any of `pool`'s connections, with its parameters, in order
+ * (`poolStatementsOf` keeps only texts): for tests that re-run a statement as sent, e.g. under
+ * `explain` to pin the index its plan uses. Watches the pool's client class, so it sees the
+ * statements of every checkout and of `pool.query` alike.
+ */
+export async function connectionStatementsOf(
+  pool: pg.Pool,
+  run: () => Promise<unknown>,
+): Promise<Array<{ text: string; values: unknown[] }>> {
+  const Client = pool.options.Client as typeof pg.Client;
+  const spy = vi.spyOn(Client.prototype, 'query');
+  try {
+    await run();
+    return spy.mock.calls.map((call) => {
+      const [config, values] = call as unknown as [string | pg.QueryConfig, unknown];
+      if (typeof config === 'string') return { text: config, values: Array.isArray(values) ? values : [] };
+      return { text: config.text, values: Array.isArray(values) ? values : (config.values ?? []) };
+    });
+  } finally {
+    spy.mockRestore();
   }
 }

@@ -1,29 +1,10 @@
 import { cardIdempotencyKeys, cards, revealCounters } from '@ghostpay/db';
-import { capturingLogger, poolStatementsOf } from '@ghostpay/test-support';
+import { capturingLogger, connectionStatementsOf, poolStatementsOf } from '@ghostpay/test-support';
 import { eq, inArray, sql } from 'drizzle-orm';
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCardsHousekeeping, eraseCardPans, expireCards, HousekeepingPassError, runCardsHousekeeping } from '../src/index.ts';
 import { type CardsHarness, type IssuedCard, issueCardMutation, startCardsHarness } from './cards-harness.ts';
-
-/**
- * Every statement `run` sends on the pool's connections, with its parameters (test-support's
- * `poolStatementsOf` keeps only the texts); as charges' settlement test does.
- */
-async function connectionStatementsOf(pool: pg.Pool, run: () => Promise<unknown>): Promise<Array<{ text: string; values: unknown[] }>> {
-  const Client = pool.options.Client as typeof pg.Client;
-  const spy = vi.spyOn(Client.prototype, 'query');
-  try {
-    await run();
-    return spy.mock.calls.map((call) => {
-      const [config, values] = call as unknown as [string | pg.QueryConfig, unknown];
-      if (typeof config === 'string') return { text: config, values: Array.isArray(values) ? values : [] };
-      return { text: config.text, values: Array.isArray(values) ? values : (config.values ?? []) };
-    });
-  } finally {
-    spy.mockRestore();
-  }
-}
 
 describe('cards housekeeping', () => {
   let h: CardsHarness;

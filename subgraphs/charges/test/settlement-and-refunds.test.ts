@@ -1,8 +1,8 @@
 import { awaitingSettlement, chargeEvents, chargeIdempotencyKeys, charges, createDatabase, refunds } from '@ghostpay/db';
-import { poolStatementsOf, type SeededUser } from '@ghostpay/test-support';
+import { connectionStatementsOf, poolStatementsOf, type SeededUser } from '@ghostpay/test-support';
 import { and, count, eq, inArray } from 'drizzle-orm';
 import type pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { settleAllDue, settleDueCharges } from '../src/index.ts';
 import {
   type ChargeJson,
@@ -39,25 +39,6 @@ async function authorized(amount = 1_000): Promise<ChargeJson> {
   );
   if (!result.data) throw new Error(JSON.stringify(result.errors));
   return result.data.createCharge;
-}
-
-/**
- * Every statement `run` sends on the pool's connections, transactions included (test-support's
- * `poolStatementsOf` sees only `pool.query`), with its parameters.
- */
-async function connectionStatementsOf(pool: pg.Pool, run: () => Promise<unknown>): Promise<Array<{ text: string; values: unknown[] }>> {
-  const Client = pool.options.Client as typeof pg.Client;
-  const spy = vi.spyOn(Client.prototype, 'query');
-  try {
-    await run();
-    return spy.mock.calls.map((call) => {
-      const [config, values] = call as unknown as [string | pg.QueryConfig, unknown];
-      if (typeof config === 'string') return { text: config, values: Array.isArray(values) ? values : [] };
-      return { text: config.text, values: Array.isArray(values) ? values : (config.values ?? []) };
-    });
-  } finally {
-    spy.mockRestore();
-  }
 }
 
 function refund(id: string, amount: number | null, key: string, as = bearer) {
