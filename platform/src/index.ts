@@ -2,6 +2,7 @@ export * from './client-address.ts';
 export * from './config.ts';
 export * from './date-time-scalar.ts';
 export * from './errors.ts';
+export * from './expiry-timer.ts';
 export * from './graphql-http.ts';
 export * from './http-request.ts';
 export * from './http-server.ts';

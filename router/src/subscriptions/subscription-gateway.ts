@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { addressIdentity, ErrorCode, GhostPayError, type JwtVerifier, maxTimerMs, type Principal, sendJson } from '@ghostpay/platform';
+import { addressIdentity, atExpiry, ErrorCode, GhostPayError, type JwtVerifier, type Principal, sendJson } from '@ghostpay/platform';
 import type { DocumentNode, ExecutionArgs, ExecutionResult, GraphQLError, GraphQLSchema } from 'graphql';
 import { createHandler as createSseHandler } from 'graphql-sse';
 import { useServer as useGraphQLWsServer } from 'graphql-ws/use/ws';
@@ -264,24 +264,6 @@ interface ConnectionState {
   idleTimer?: NodeJS.Timeout;
   /** Cancels the close at the token's expiry (`atExpiry`). */
   disarmExpiry?: () => void;
-}
-
-/**
- * Calls `onExpiry` once the principal's token has expired (asynchronously, even when it already
- * has), and returns what cancels it. A Node timer waits at most maxTimerMs (about 24.8 days; a
- * longer one fires after 1 ms): a farther expiry is waited for in steps, each re-reading the time
- * left, as charges' subscription sockets do. An expiry that is not a number ends at once.
- */
-function atExpiry(principal: Principal, onExpiry: () => void): () => void {
-  const expiresAtMs = principal.expiresAt * 1000;
-  let timer: NodeJS.Timeout;
-  const arm = () => {
-    timer = setTimeout(check, Math.min(Math.max(0, expiresAtMs - Date.now()) || 0, maxTimerMs));
-    timer.unref();
-  };
-  const check = () => (expiresAtMs - Date.now() > 0 ? arm() : onExpiry());
-  arm();
-  return () => clearTimeout(timer);
 }
 
 /**

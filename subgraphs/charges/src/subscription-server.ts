@@ -1,11 +1,11 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import {
+  atExpiry,
   ErrorCode,
   formatGraphQLError,
   isErrorCode,
   type JwtVerifier,
-  maxTimerMs,
   type Principal,
   requestIdOf,
   type SubgraphContext,
@@ -275,17 +275,11 @@ export function createSubscriptionServer(options: SubscriptionServerOptions): Su
       // timer armed now would never be cleared and would hold the socket until the expiry.
       if (socket.readyState !== socket.OPEN) return false;
       principals.set(socket, principal);
-      // A timer longer than maxTimerMs (about 24.8 days) would fire at once (Node clamps it to
-      // 1 ms): a far expiry is waited for in steps, each re-reading the time left.
-      let expiry: NodeJS.Timeout;
-      const closeAtExpiry = () => {
-        const remainingMs = expiresAtMs - Date.now();
-        if (remainingMs <= 0) return socket.close(tokenExpiredClose.code, tokenExpiredClose.reason);
-        expiry = setTimeout(closeAtExpiry, Math.min(remainingMs, maxTimerMs));
-        expiry.unref();
-      };
-      closeAtExpiry();
-      socket.once('close', () => clearTimeout(expiry));
+      // Far expiries are waited for in steps (atExpiry): a Node timer cannot wait past about 24.8 days.
+      socket.once(
+        'close',
+        atExpiry(principal, () => socket.close(tokenExpiredClose.code, tokenExpiredClose.reason)),
+      );
       return true;
     },
     context(ctx): ChargesContext {
