@@ -6,6 +6,7 @@ import {
   clientAddressOf,
   createMetricsRegistry,
   createServiceServer,
+  declaresNonUtf8Charset,
   ErrorCode,
   type FieldProblem,
   type Logger,
@@ -220,8 +221,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
     // JSON is UTF-8 (RFC 8259): a body declared in another charset, or whose bytes are not UTF-8,
     // is refused rather than read with replacement characters standing in for what was sent. A
     // charset other than UTF-8 is a media type the bridge does not support: 415.
-    const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType)?.[1];
-    if (charset !== undefined && !/^utf-?8$/i.test(charset)) return unsupported('Content-Type charset must be utf-8');
+    if (declaresNonUtf8Charset(contentType)) return unsupported('Content-Type charset must be utf-8');
     let text: string;
     try {
       text = strictUtf8.decode(raw);

@@ -368,6 +368,18 @@ export function exitOnSignals(logger: Logger, close: () => Promise<void>): () =>
 }
 
 /** Reads a request body up to `maxBytes`; rejects with `BodyTooLargeError` past it. */
+/**
+ * Whether a `Content-Type` declares a charset other than UTF-8 (`application/json;
+ * charset=iso-8859-1`): JSON is UTF-8 (RFC 8259), so the router and the bridge refuse such a
+ * body with 415 rather than read it with replacement characters. One `includes` when the header
+ * names no charset, as on almost every request.
+ */
+export function declaresNonUtf8Charset(contentType: string): boolean {
+  if (!contentType.includes('charset')) return false;
+  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType)?.[1];
+  return charset !== undefined && !/^utf-?8$/i.test(charset);
+}
+
 export class BodyTooLargeError extends Error {
   readonly limit: number;
   constructor(limit: number) {

@@ -10,6 +10,7 @@ import {
   createMetricsRegistry,
   createServiceServer,
   currentTraceId,
+  declaresNonUtf8Charset,
   ErrorCode,
   formatGraphQLError,
   GhostPayError,
@@ -649,12 +650,9 @@ export function createRouter(deps: RouterDeps): Router {
     const contentType = req.headers['content-type'] ?? '';
     // The body is read as UTF-8 (JSON is UTF-8, RFC 8259): one declared in another charset is
     // refused, not run as the mojibake UTF-8 makes of it. Only a header naming a charset is parsed.
-    if (contentType.includes('charset')) {
-      const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType)?.[1];
-      if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
-        refuse(415, ErrorCode.BAD_USER_INPUT, 'Content-Type charset must be utf-8', { accept: 'application/json; charset=utf-8' });
-        return false;
-      }
+    if (declaresNonUtf8Charset(contentType)) {
+      refuse(415, ErrorCode.BAD_USER_INPUT, 'Content-Type charset must be utf-8', { accept: 'application/json; charset=utf-8' });
+      return false;
     }
     if (!contentType.includes('json')) return { body: raw.toString('utf8') };
     try {
