@@ -395,7 +395,11 @@ describe.each(backends)('exactly-once counting on $name', (backend) => {
       await expectNoBookkeeping(opened.store.db);
     });
 
-    it("is kept by a recovery whose counting failed, within its claim, and counted once at that instance's next pass", async () => {
+    /**
+     * A batch crashed before its answer, the store restarted past its lease, and a recovery
+     * (`recovering`) claimed it and failed to count it: what the two tests below go on from.
+     */
+    const afterAFailedRecovery = async () => {
       const { opened, clock, analyticsOn, earlier, events } = await setUp(backend);
       const broken = withFaults(opened.store.db, crashesBeforeTheAnswer[3]!.faults);
       await expect(analyticsOn(broken.db).ingest(events)).rejects.toThrow(/injected fault/);
@@ -404,6 +408,11 @@ describe.each(backends)('exactly-once counting on $name', (backend) => {
       const flaky = withFaults(store.db, [{ collection: 'usage', nth: 1, reach: 0, crash: false }]);
       const recovering = analyticsOn(flaky.db);
       await expect(recovering.recoverPending()).rejects.toThrow(/injected fault/);
+      return { clock, analyticsOn, earlier, events, store, recovering };
+    };
+
+    it("is kept by a recovery whose counting failed, within its claim, and counted once at that instance's next pass", async () => {
+      const { analyticsOn, earlier, events, store, recovering } = await afterAFailedRecovery();
       // Kept by the claimant: another instance's pass leaves the batch alone (its claim holds).
       expect(await analyticsOn(store.db).recoverPending()).toEqual({ recovered: 0, completed: 0 });
       await expect(analyticsOn(store.db).ingest(events)).rejects.toThrow(BatchNotCountedError);
@@ -415,14 +424,7 @@ describe.each(backends)('exactly-once counting on $name', (backend) => {
     });
 
     it('is forgotten by a recovery whose claim ran out before it could count, and claimed again after that claim, once', async () => {
-      const { opened, clock, analyticsOn, earlier, events } = await setUp(backend);
-      const broken = withFaults(opened.store.db, crashesBeforeTheAnswer[3]!.faults);
-      await expect(analyticsOn(broken.db).ingest(events)).rejects.toThrow(/injected fault/);
-      const store = await opened.restart();
-      clock.now += lease + 1;
-      const flaky = withFaults(store.db, [{ collection: 'usage', nth: 1, reach: 0, crash: false }]);
-      const recovering = analyticsOn(flaky.db);
-      await expect(recovering.recoverPending()).rejects.toThrow(/injected fault/);
+      const { clock, earlier, events, store, recovering } = await afterAFailedRecovery();
       clock.now += lease / 2;
       expect(await recovering.recoverPending()).toEqual({ recovered: 0, completed: 0 });
       clock.now += lease / 2 + 1;
